@@ -1,0 +1,154 @@
+//! Device flags shared by every app: which tap, which address, capture and fault injection.
+
+use crate::phy::{Device, FaultConfig, FaultInjector, PcapDevice, TapDevice};
+use crate::wire::MacAddr;
+use crate::{Stack, StackConfig};
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// `A.B.C.D/PREFIX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "24"));
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("bad IPv4 address in {s:?}"))?;
+        let prefix_len: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("bad prefix length in {s:?}"))?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+            return Err(format!("{addr} cannot be a host address"));
+        }
+        Ok(Ipv4Cidr { addr, prefix_len })
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// TAP interface to attach to (created if missing)
+    #[arg(long, default_value = "tap0")]
+    pub tap: String,
+    /// The stack's address and prefix length
+    #[arg(long, default_value = "10.0.0.2/24")]
+    pub ip: Ipv4Cidr,
+    /// Default gateway for off-link destinations
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// The stack's MAC address [default: 02:00 followed by the IP address]
+    #[arg(long)]
+    pub mac: Option<MacAddr>,
+    /// Record every frame in and out to this pcap file
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Percent of frames to drop, each direction
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_chance: f64,
+    /// Percent of frames to corrupt (one bit flipped), each direction
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt_chance: f64,
+    /// Percent of frames to duplicate, each direction
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate_chance: f64,
+    /// Percent of frames to hold back behind the next one, each direction
+    #[arg(long, default_value_t = 0.0)]
+    pub reorder_chance: f64,
+    /// Seed for every random choice of the stack and the fault injector [default: from the clock]
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl DeviceArgs {
+    /// The stack configuration these flags describe.
+    pub fn config(&self) -> StackConfig {
+        let mut cfg = StackConfig::new(self.ip.addr, self.ip.prefix_len);
+        let o = self.ip.addr.octets();
+        cfg.mac = self
+            .mac
+            .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]]));
+        cfg.gateway = self.gateway;
+        cfg.seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        cfg
+    }
+
+    /// Opens the tap, wraps it with the fault injector and the capture, and starts a stack.
+    /// The capture sits between the stack and the faults: it shows what the stack really saw.
+    pub fn start(&self) -> io::Result<Stack> {
+        let cfg = self.config();
+        if let Some(gw) = cfg.gateway {
+            if !cfg.is_on_link(gw) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("gateway {gw} is not on {}/{}", cfg.ip, cfg.prefix_len),
+                ));
+            }
+        }
+        let faults = FaultConfig {
+            drop_pct: self.drop_chance,
+            corrupt_pct: self.corrupt_chance,
+            duplicate_pct: self.duplicate_chance,
+            reorder_pct: self.reorder_chance,
+            seed: cfg.seed,
+        };
+        faults
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tap = TapDevice::open(&self.tap)?;
+        let mut device: Box<dyn Device> = Box::new(tap);
+        if faults.is_active() {
+            device = Box::new(FaultInjector::new(device, faults));
+        }
+        if let Some(path) = &self.pcap {
+            device = Box::new(PcapDevice::create(device, path)?);
+        }
+        log::info!(
+            "stack {}/{} mac {} on {} (seed {})",
+            cfg.ip,
+            cfg.prefix_len,
+            cfg.mac,
+            self.tap,
+            cfg.seed
+        );
+        Stack::new(device, cfg)
+    }
+}
+
+/// Catches SIGINT and SIGTERM from now on; install it before announcing readiness.
+pub struct StopSignals(signal_hook::iterator::Signals);
+
+impl StopSignals {
+    pub fn install() -> io::Result<Self> {
+        signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .map(StopSignals)
+    }
+
+    /// Blocks until one of the signals arrives and returns it.
+    pub fn wait(mut self) -> i32 {
+        self.0
+            .forever()
+            .next()
+            .unwrap_or(signal_hook::consts::SIGTERM)
+    }
+}
+
+/// Logging through `env_logger`, `info` unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}

@@ -1,0 +1,160 @@
+//! Stack configuration: addresses and the limit of every bounded resource.
+
+use crate::wire::MacAddr;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Everything the core needs to know about itself. Every queue has a limit here, with a sane
+/// default close to Linux's.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Default gateway for destinations off the local subnet; `None` means on-link only.
+    pub gateway: Option<Ipv4Addr>,
+    /// IP MTU of the link (Ethernet payload size).
+    pub mtu: usize,
+    /// Seeds every random choice in the core (IP IDs, ephemeral ports), for reproducible runs.
+    pub seed: u64,
+    /// Initial TTL of datagrams we send (Linux: 64).
+    pub ttl: u8,
+    pub arp: ArpConfig,
+    pub reassembly: ReassemblyConfig,
+    pub icmp: IcmpConfig,
+    /// Receive buffer of a UDP socket, in bytes of payload (Linux rmem_default: 212992).
+    pub udp_rcvbuf: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ArpConfig {
+    /// Neighbour entries kept at most (Linux gc_thresh3: 1024).
+    pub cache_size: usize,
+    /// How long an entry is used before it must be confirmed again.
+    pub entry_ttl: Duration,
+    /// Age after which a used entry is refreshed with a unicast request while still in use.
+    pub refresh_after: Duration,
+    /// Minimum interval between requests for one address (RFC 1122 §2.3.2.1: 1 per second).
+    pub request_interval: Duration,
+    /// Requests sent before an address is declared unreachable.
+    pub max_requests: u32,
+    /// Datagrams queued per unresolved address.
+    pub pending_per_addr: usize,
+    /// Bytes queued in total for all unresolved addresses.
+    pub pending_bytes: usize,
+    /// Addresses being resolved at once.
+    pub max_resolving: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReassemblyConfig {
+    /// Time a datagram may take to complete (Linux ipfrag_time: 30 s).
+    pub timeout: Duration,
+    /// Memory for all incomplete datagrams (Linux ipfrag_high_thresh: 4 MiB).
+    pub max_bytes: usize,
+    /// Incomplete datagrams held at once.
+    pub max_datagrams: usize,
+    /// Fragments accepted for one datagram.
+    pub max_fragments: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct IcmpConfig {
+    /// ICMP errors per second, token bucket (Linux icmp_msgs_per_sec: 1000).
+    pub errors_per_sec: u32,
+    /// Burst of the token bucket (Linux icmp_msgs_burst: 50).
+    pub error_burst: u32,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        ArpConfig {
+            cache_size: 1024,
+            entry_ttl: Duration::from_secs(60),
+            refresh_after: Duration::from_secs(45),
+            request_interval: Duration::from_secs(1),
+            max_requests: 3,
+            pending_per_addr: 64,
+            pending_bytes: 1 << 20,
+            max_resolving: 256,
+        }
+    }
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            timeout: Duration::from_secs(30),
+            max_bytes: 4 << 20,
+            max_datagrams: 4096,
+            max_fragments: 256,
+        }
+    }
+}
+
+impl Default for IcmpConfig {
+    fn default() -> Self {
+        IcmpConfig {
+            errors_per_sec: 1000,
+            error_burst: 50,
+        }
+    }
+}
+
+impl StackConfig {
+    /// A configuration for `ip/prefix_len` with defaults for everything else.
+    pub fn new(ip: Ipv4Addr, prefix_len: u8) -> Self {
+        StackConfig {
+            mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]),
+            ip,
+            prefix_len: prefix_len.min(32),
+            gateway: None,
+            mtu: 1500,
+            seed: 0,
+            ttl: 64,
+            arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            icmp: IcmpConfig::default(),
+            udp_rcvbuf: 212_992,
+        }
+    }
+
+    pub fn netmask(&self) -> u32 {
+        if self.prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix_len))
+        }
+    }
+
+    /// True if `addr` is on our subnet (reachable without the gateway).
+    pub fn is_on_link(&self, addr: Ipv4Addr) -> bool {
+        (u32::from(addr) ^ u32::from(self.ip)) & self.netmask() == 0
+    }
+
+    /// The directed broadcast address of our subnet.
+    pub fn subnet_broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.ip) | !self.netmask())
+    }
+
+    /// Limited or directed broadcast (RFC 1122 §3.2.1.3).
+    pub fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
+        addr.is_broadcast() || (self.prefix_len < 31 && addr == self.subnet_broadcast())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_math() {
+        let c = StackConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24);
+        assert!(c.is_on_link(Ipv4Addr::new(10, 0, 0, 200)));
+        assert!(!c.is_on_link(Ipv4Addr::new(10, 0, 1, 1)));
+        assert_eq!(c.subnet_broadcast(), Ipv4Addr::new(10, 0, 0, 255));
+        assert!(c.is_broadcast(Ipv4Addr::BROADCAST));
+        let all = StackConfig::new(Ipv4Addr::new(10, 0, 0, 2), 0);
+        assert!(all.is_on_link(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+}

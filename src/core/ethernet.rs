@@ -1,0 +1,40 @@
+//! Ethernet II framing and the receive filter.
+
+use super::Interface;
+use crate::time::Instant;
+use crate::wire::MacAddr;
+use etherparse::{EtherType, Ethernet2Header, Ethernet2HeaderSlice};
+
+/// A frame buffer holding the Ethernet header, with room for `payload_len` more bytes.
+pub fn frame(dst: MacAddr, src: MacAddr, ether_type: EtherType, payload_len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(Ethernet2Header::LEN + payload_len);
+    let header = Ethernet2Header {
+        source: src.0,
+        destination: dst.0,
+        ether_type,
+    };
+    buf.extend_from_slice(&header.to_bytes());
+    buf
+}
+
+impl Interface {
+    /// Takes one received frame through the stack.
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.stats.eth_rx_frames += 1;
+        let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else {
+            self.stats.eth_rx_truncated += 1;
+            return;
+        };
+        let dst = MacAddr(eth.destination());
+        if dst != self.cfg.mac && !dst.is_broadcast() {
+            self.stats.eth_rx_not_for_us += 1;
+            return;
+        }
+        let payload = &frame[Ethernet2Header::LEN..];
+        match eth.ether_type() {
+            EtherType::ARP => self.arp_input(now, payload),
+            EtherType::IPV4 => self.ipv4_input(now, payload, dst.is_broadcast()),
+            _ => self.stats.eth_rx_unknown_ethertype += 1,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! IPv4 input validation and output with fragmentation (RFC 791, RFC 1122 §3.2).
+
+use super::{ethernet, Interface};
+use crate::stats::Counters;
+use crate::time::Instant;
+use crate::wire::{checksum_ok, MacAddr};
+use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
+use etherparse::{EtherType, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice};
+use std::io;
+use std::net::Ipv4Addr;
+
+/// Path MTU discovery mode of a sender, as Linux's `IP_MTU_DISCOVER`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pmtud {
+    /// Never set DF; fragment as needed (Linux `IP_PMTUDISC_DONT`, used for ICMP replies).
+    Dont,
+    /// Set DF when the datagram fits the MTU, fragment otherwise (Linux's default for sockets).
+    #[default]
+    Want,
+    /// Always set DF; a datagram over the MTU fails with `EMSGSIZE` (Linux `IP_PMTUDISC_DO`).
+    Do,
+}
+
+/// A datagram to send: everything but the IP header, which is built at transmission.
+pub struct Datagram {
+    pub dst: Ipv4Addr,
+    pub proto: IpNumber,
+    pub pmtud: Pmtud,
+    /// Transport header and data.
+    pub payload: Vec<u8>,
+}
+
+impl Datagram {
+    /// Memory charged while it waits for address resolution.
+    pub fn size(&self) -> usize {
+        self.payload.len() + Ipv4Header::MIN_LEN
+    }
+}
+
+/// A validated datagram addressed to us, ready for the transport layer.
+pub struct IpRx<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: IpNumber,
+    /// The IP header as received (of the first fragment, for a reassembled datagram).
+    pub header: &'a [u8],
+    pub payload: &'a [u8],
+    /// Sent to a broadcast address, at the link or IP layer: never answered with ICMP errors.
+    pub broadcast: bool,
+}
+
+/// Largest UDP/ICMP payload that fits one datagram with a 20-byte header.
+pub const MAX_DATAGRAM_PAYLOAD: usize = 65535 - Ipv4Header::MIN_LEN;
+
+/// Header checks of RFC 1122 §3.2.1; on success the header and its payload (trimmed to the total
+/// length, which drops Ethernet padding).
+pub fn validate<'a>(
+    packet: &'a [u8],
+    stats: &mut Counters,
+) -> Option<(Ipv4HeaderSlice<'a>, &'a [u8])> {
+    let header = match Ipv4HeaderSlice::from_slice(packet) {
+        Ok(h) => h,
+        Err(HeaderSliceError::Len(_)) => {
+            stats.ip_rx_truncated += 1;
+            return None;
+        }
+        Err(HeaderSliceError::Content(HeaderError::UnexpectedVersion { .. })) => {
+            stats.ip_rx_bad_version += 1;
+            return None;
+        }
+        Err(HeaderSliceError::Content(_)) => {
+            stats.ip_rx_bad_ihl += 1;
+            return None;
+        }
+    };
+    let hlen = header.slice().len();
+    let total = usize::from(header.total_len());
+    if total < hlen || total > packet.len() {
+        stats.ip_rx_bad_length += 1;
+        return None;
+    }
+    if !checksum_ok(header.slice()) {
+        stats.ip_rx_bad_checksum += 1;
+        return None;
+    }
+    Some((header, &packet[hlen..total]))
+}
+
+/// A source address no host may use (RFC 1122 §3.2.1.3).
+pub fn is_bad_source(addr: Ipv4Addr) -> bool {
+    addr.is_broadcast() || addr.is_multicast() || addr.is_unspecified()
+}
+
+impl Interface {
+    pub(super) fn ipv4_input(&mut self, now: Instant, packet: &[u8], link_broadcast: bool) {
+        self.stats.ip_rx_packets += 1;
+        let Some((header, payload)) = validate(packet, &mut self.stats) else {
+            return;
+        };
+        let src = header.source_addr();
+        let dst = header.destination_addr();
+        if is_bad_source(src) || self.cfg.is_broadcast(src) {
+            self.stats.ip_rx_bad_source += 1;
+            return;
+        }
+        let broadcast = self.cfg.is_broadcast(dst);
+        if dst != self.cfg.ip && !broadcast {
+            self.stats.ip_rx_not_for_us += 1;
+            return;
+        }
+        let broadcast = broadcast || link_broadcast;
+        if header.is_fragmenting_payload() {
+            let frag = super::reassembly::Fragment {
+                key: super::reassembly::FragKey {
+                    src,
+                    dst,
+                    proto: header.protocol().0,
+                    id: header.identification(),
+                },
+                header: header.slice(),
+                offset: usize::from(header.fragments_offset().byte_offset()),
+                more: header.more_fragments(),
+                payload,
+            };
+            if let Some(dg) = self.reasm.insert(now, frag, &mut self.stats) {
+                let rx = IpRx {
+                    src,
+                    dst,
+                    proto: header.protocol(),
+                    header: &dg.header,
+                    payload: &dg.payload,
+                    broadcast,
+                };
+                self.deliver(now, &rx);
+            }
+            return;
+        }
+        let rx = IpRx {
+            src,
+            dst,
+            proto: header.protocol(),
+            header: header.slice(),
+            payload,
+            broadcast,
+        };
+        self.deliver(now, &rx);
+    }
+
+    fn deliver(&mut self, now: Instant, rx: &IpRx<'_>) {
+        self.stats.ip_rx_delivered += 1;
+        match rx.proto {
+            IpNumber::ICMP => self.icmp_input(now, rx),
+            IpNumber::UDP => self.udp_input(now, rx),
+            _ => {
+                self.stats.ip_rx_unknown_protocol += 1;
+                self.icmp_send_unreachable(
+                    now,
+                    rx,
+                    etherparse::icmpv4::DestUnreachableHeader::Protocol,
+                );
+            }
+        }
+    }
+
+    /// The next hop for `dst` (RFC 1122 §3.3.1): itself on the subnet, else the gateway.
+    fn route(&self, dst: Ipv4Addr) -> io::Result<Ipv4Addr> {
+        if self.cfg.is_on_link(dst) || self.cfg.is_broadcast(dst) {
+            Ok(dst)
+        } else if let Some(gw) = self.cfg.gateway {
+            Ok(gw)
+        } else {
+            Err(io::Error::from_raw_os_error(libc::ENETUNREACH))
+        }
+    }
+
+    /// Routes, resolves and transmits a datagram (queued until ARP resolves its next hop).
+    pub(crate) fn send_datagram(&mut self, now: Instant, dg: Datagram) -> io::Result<()> {
+        if dg.payload.len() > MAX_DATAGRAM_PAYLOAD
+            || (dg.pmtud == Pmtud::Do && dg.size() > self.cfg.mtu)
+        {
+            self.stats.ip_tx_needs_frag_df += 1;
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        let next_hop = match self.route(dg.dst) {
+            Ok(hop) => hop,
+            Err(e) => {
+                self.stats.ip_tx_no_route += 1;
+                return Err(e);
+            }
+        };
+        if self.cfg.is_broadcast(next_hop) {
+            self.transmit_datagram(MacAddr::BROADCAST, &dg);
+            return Ok(());
+        }
+        match self.arp.lookup(now, next_hop) {
+            super::arp::Lookup::Found(mac) => self.transmit_datagram(mac, &dg),
+            super::arp::Lookup::FoundStale(mac) => {
+                self.send_arp_request(next_hop, mac);
+                self.transmit_datagram(mac, &dg);
+            }
+            super::arp::Lookup::Missing => {
+                if self.arp.enqueue(now, next_hop, dg, &mut self.stats) {
+                    self.send_arp_request(next_hop, MacAddr::BROADCAST);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the IP header(s) and queues the frame(s), fragmenting at the MTU (RFC 791 §3.2).
+    pub(super) fn transmit_datagram(&mut self, dst_mac: MacAddr, dg: &Datagram) {
+        let id = self.next_ip_id;
+        self.next_ip_id = self.next_ip_id.wrapping_add(1);
+        let mut header = Ipv4Header {
+            identification: id,
+            dont_fragment: dg.pmtud != Pmtud::Dont,
+            time_to_live: self.cfg.ttl,
+            protocol: dg.proto,
+            source: self.cfg.ip.octets(),
+            destination: dg.dst.octets(),
+            ..Default::default()
+        };
+        let max_chunk = (self.cfg.mtu - Ipv4Header::MIN_LEN) & !7;
+        let fragmented = dg.payload.len() > self.cfg.mtu - Ipv4Header::MIN_LEN;
+        if fragmented {
+            header.dont_fragment = false;
+            self.stats.ip_frag_datagrams += 1;
+        }
+        let mut offset = 0;
+        loop {
+            let chunk_len = (dg.payload.len() - offset).min(max_chunk);
+            let chunk = &dg.payload[offset..offset + chunk_len];
+            header.total_len = (Ipv4Header::MIN_LEN + chunk_len) as u16;
+            header.more_fragments = offset + chunk_len < dg.payload.len();
+            // `max_chunk` is a multiple of 8 and the payload is at most 65515 bytes, so the
+            // offset in 8-byte units always fits the 13-bit field.
+            header.fragment_offset = IpFragOffset::try_new((offset / 8) as u16).unwrap_or_default();
+            header.header_checksum = header.calc_header_checksum();
+            let mut frame = ethernet::frame(
+                dst_mac,
+                self.cfg.mac,
+                EtherType::IPV4,
+                Ipv4Header::MIN_LEN + chunk_len,
+            );
+            frame.extend_from_slice(&header.to_bytes());
+            frame.extend_from_slice(chunk);
+            self.queue_frame(frame);
+            self.stats.ip_tx_packets += 1;
+            if fragmented {
+                self.stats.ip_frag_created += 1;
+            }
+            offset += chunk_len;
+            if offset >= dg.payload.len() {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The sans-IO protocol core: frames and API calls in, frames and events out.
+//!
+//! Nothing here reads a clock, spawns a thread or touches a device. The driver (the runtime, a
+//! test, or pcap replay) passes `now` into every call, feeds received frames to
+//! [`Interface::receive`], calls [`Interface::poll`] by [`Interface::poll_at`], and drains
+//! [`Interface::pop_transmit`] and [`Interface::pop_event`].
+
+mod arp;
+mod ethernet;
+mod icmp;
+mod ipv4;
+mod reassembly;
+mod udp;
+
+pub use ipv4::Pmtud;
+pub use reassembly::{FragKey, Fragment, Reassembler};
+pub use udp::MAX_UDP_PAYLOAD;
+
+use crate::config::StackConfig;
+use crate::stats::Counters;
+use crate::time::{earliest, Instant};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+
+/// Names a socket inside one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
+/// Something a socket's waiters may want to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Data or an error is ready to be received.
+    Readable(SocketId),
+}
+
+/// One network interface with its protocol state.
+pub struct Interface {
+    cfg: StackConfig,
+    stats: Counters,
+    rng: ChaCha8Rng,
+    next_ip_id: u16,
+    next_socket_id: u64,
+    arp: arp::Arp,
+    reasm: Reassembler,
+    icmp_limiter: icmp::RateLimiter,
+    udp: udp::UdpTable,
+    tx: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+}
+
+impl Interface {
+    /// A new interface; it announces itself with a gratuitous ARP.
+    pub fn new(cfg: StackConfig, now: Instant) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut iface = Interface {
+            next_ip_id: rng.random(),
+            next_socket_id: 1,
+            arp: arp::Arp::new(cfg.arp.clone()),
+            reasm: Reassembler::new(cfg.reassembly.clone()),
+            icmp_limiter: icmp::RateLimiter::new(&cfg.icmp, now),
+            udp: udp::UdpTable::default(),
+            tx: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Counters::default(),
+            rng,
+            cfg,
+        };
+        iface.send_gratuitous_arp();
+        iface
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.stats
+    }
+
+    /// Counts a frame the device failed to send.
+    pub fn count_tx_error(&mut self) {
+        self.stats.dev_tx_errors += 1;
+    }
+
+    /// Bytes held by incomplete datagrams.
+    pub fn reassembly_mem(&self) -> usize {
+        self.reasm.mem()
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn poll(&mut self, now: Instant) {
+        let arp = self.arp.poll(now, &mut self.stats);
+        for ip in arp.requests {
+            self.send_arp_request(ip, crate::wire::MacAddr::BROADCAST);
+        }
+        for dg in arp.failed {
+            // Linux reports a failed resolution as a local "host unreachable" (RFC 1122
+            // §2.3.2.2): a connected UDP socket sees EHOSTUNREACH.
+            if dg.proto == etherparse::IpNumber::UDP && dg.payload.len() >= 4 {
+                let p = &dg.payload;
+                let local = u16::from_be_bytes([p[0], p[1]]);
+                let remote = std::net::SocketAddrV4::new(dg.dst, u16::from_be_bytes([p[2], p[3]]));
+                self.udp_error(local, remote, libc::EHOSTUNREACH);
+            }
+        }
+        for quote in self.reasm.poll(now, &mut self.stats) {
+            self.icmp_reassembly_timeout(now, &quote);
+        }
+    }
+
+    /// When [`Interface::poll`] next has work to do.
+    pub fn poll_at(&self) -> Option<Instant> {
+        earliest(self.arp.poll_at(), self.reasm.poll_at())
+    }
+
+    /// The next frame to put on the wire.
+    pub fn pop_transmit(&mut self) -> Option<Vec<u8>> {
+        self.tx.pop_front()
+    }
+
+    pub fn pop_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn queue_frame(&mut self, frame: Vec<u8>) {
+        self.stats.eth_tx_frames += 1;
+        self.tx.push_back(frame);
+    }
+
+    fn alloc_socket_id(&mut self) -> SocketId {
+        let id = SocketId(self.next_socket_id);
+        self.next_socket_id += 1;
+        id
+    }
+}

@@ -1,0 +1,20 @@
+//! tapstack: a user-space TCP/IP stack over a Linux TAP device.
+//!
+//! Layers, bottom up: [`phy`] (devices), [`wire`] (formats over `etherparse`), [`core`] (the
+//! sans-IO protocol state machine), [`runtime`] (the stack thread) and [`socket`] (the
+//! `std::net`-like API).
+
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod phy;
+pub mod runtime;
+pub mod socket;
+pub mod stats;
+pub mod time;
+pub mod wire;
+
+pub use config::StackConfig;
+pub use runtime::Stack;
+pub use socket::UdpSocket;
+pub use stats::Counters;

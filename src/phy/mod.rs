@@ -1,0 +1,72 @@
+//! Devices: where frames come from and go to. The runtime drives any [`Device`]; wrappers
+//! ([`PcapDevice`], [`FaultInjector`]) stack on top of the real ones ([`TapDevice`],
+//! [`MemoryDevice`]).
+
+mod fault;
+mod memory;
+mod pcap;
+mod tap;
+mod wake;
+
+pub use fault::{FaultConfig, FaultInjector};
+pub use memory::{memory_pair, MemoryDevice};
+pub use pcap::{read_pcap, PcapDevice};
+pub use tap::TapDevice;
+pub use wake::WakeFd;
+
+use crate::stats::Counters;
+use crate::time::Instant;
+use std::io;
+use std::os::fd::RawFd;
+
+/// A link that carries Ethernet frames. Methods never block.
+pub trait Device: Send {
+    /// Copies the next received frame into `buf`; `Ok(None)` when none is waiting.
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Sends one frame.
+    fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
+
+    /// The IP MTU of the link (largest Ethernet payload).
+    fn mtu(&self) -> usize;
+
+    /// A descriptor that polls readable when [`Device::recv`] may have a frame.
+    fn poll_fd(&self) -> Option<RawFd>;
+
+    /// When the device has work of its own (a held frame to release), if ever.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Does the device's own timed work.
+    fn poll(&mut self, _now: Instant) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Adds the device's counters (fault injection) to the stack's.
+    fn add_counters(&self, _counters: &mut Counters) {}
+}
+
+impl<D: Device + ?Sized> Device for Box<D> {
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        (**self).recv(now, buf)
+    }
+    fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
+        (**self).send(now, frame)
+    }
+    fn mtu(&self) -> usize {
+        (**self).mtu()
+    }
+    fn poll_fd(&self) -> Option<RawFd> {
+        (**self).poll_fd()
+    }
+    fn poll_at(&self) -> Option<Instant> {
+        (**self).poll_at()
+    }
+    fn poll(&mut self, now: Instant) -> io::Result<()> {
+        (**self).poll(now)
+    }
+    fn add_counters(&self, counters: &mut Counters) {
+        (**self).add_counters(counters)
+    }
+}

@@ -1,0 +1,123 @@
+use super::Device;
+use crate::stats::Counters;
+use crate::time::Instant;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::{DataLink, Endianness, TsResolution};
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Records every frame received and sent by the inner device into a pcap file (Ethernet link
+/// type, microsecond timestamps) that tcpdump and Wireshark read.
+pub struct PcapDevice<D> {
+    inner: D,
+    writer: Option<PcapWriter<BufWriter<File>>>,
+    /// Wall-clock time at `Instant::ZERO`, fixed at the first frame.
+    base: Option<Duration>,
+}
+
+impl<D: Device> PcapDevice<D> {
+    pub fn create(inner: D, path: &Path) -> io::Result<Self> {
+        let file = File::create(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+        })?;
+        let header = PcapHeader {
+            snaplen: 262_144,
+            datalink: DataLink::ETHERNET,
+            ts_resolution: TsResolution::MicroSecond,
+            endianness: Endianness::native(),
+            ..Default::default()
+        };
+        let writer =
+            PcapWriter::with_header(BufWriter::new(file), header).map_err(io::Error::other)?;
+        Ok(PcapDevice {
+            inner,
+            writer: Some(writer),
+            base: None,
+        })
+    }
+
+    fn record(&mut self, now: Instant, frame: &[u8]) {
+        let base = *self.base.get_or_insert_with(|| {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            wall.saturating_sub(Duration::from_micros(now.total_micros()))
+        });
+        let ts = base + Duration::from_micros(now.total_micros());
+        if let Some(w) = &mut self.writer {
+            let packet = PcapPacket::new(ts, frame.len() as u32, frame);
+            if let Err(e) = w.write_packet(&packet) {
+                log::error!("pcap capture stopped: {e}");
+                self.writer = None;
+            }
+        }
+    }
+}
+
+impl<D> Drop for PcapDevice<D> {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = io::Write::flush(&mut w.into_writer()) {
+                log::error!("pcap capture incomplete: {e}");
+            }
+        }
+    }
+}
+
+impl<D: Device> Device for PcapDevice<D> {
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let got = self.inner.recv(now, buf)?;
+        if let Some(n) = got {
+            self.record(now, &buf[..n]);
+        }
+        Ok(got)
+    }
+
+    fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
+        self.inner.send(now, frame)?;
+        self.record(now, frame);
+        Ok(())
+    }
+
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        self.inner.poll_fd()
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.inner.poll_at()
+    }
+
+    fn poll(&mut self, now: Instant) -> io::Result<()> {
+        self.inner.poll(now)
+    }
+
+    fn add_counters(&self, counters: &mut Counters) {
+        self.inner.add_counters(counters)
+    }
+}
+
+/// Reads an Ethernet pcap file into `(timestamp, frame)` pairs.
+pub fn read_pcap(path: &Path) -> io::Result<Vec<(Duration, Vec<u8>)>> {
+    let file = File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    let mut reader = PcapReader::new(file).map_err(io::Error::other)?;
+    if reader.header().datalink != DataLink::ETHERNET {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not an Ethernet capture", path.display()),
+        ));
+    }
+    let mut frames = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.map_err(io::Error::other)?;
+        frames.push((packet.timestamp, packet.data.into_owned()));
+    }
+    Ok(frames)
+}

@@ -1,0 +1,276 @@
+//! The stack thread: it owns the [`Interface`] and the device, and serves socket handles.
+//!
+//! One loop `poll`s the device and a wakeup eventfd together, with the core's next deadline as
+//! timeout. Socket handles send [`Command`]s over a channel and wake the loop; calls that must
+//! wait (a blocking receive) park a reply channel here until an event or their deadline.
+
+mod waiters;
+
+use crate::config::StackConfig;
+use crate::core::{Event, Interface, SocketId};
+use crate::phy::{Device, WakeFd};
+use crate::stats::Counters;
+use crate::time::{earliest, Instant};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use std::io;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use waiters::Waiters;
+
+/// Frames read from the device per loop iteration before timers and output get a turn.
+const RX_BATCH: usize = 64;
+
+type Job = Box<dyn FnOnce(&mut Interface, Instant) + Send>;
+
+/// What a receive waits for, with where to send the answer.
+pub(crate) struct RecvRequest {
+    pub id: SocketId,
+    /// `None` waits forever; a passed deadline answers `WouldBlock` (as a timed-out `recv` does).
+    pub deadline: Option<std::time::Instant>,
+    pub reply: Sender<io::Result<(Vec<u8>, SocketAddrV4)>>,
+}
+
+pub(crate) enum Command {
+    /// Runs on the stack thread with the interface and the current time.
+    Exec(Job),
+    UdpRecv(RecvRequest),
+    Close(SocketId),
+    /// The core's counters plus the device's.
+    Counters(Sender<Counters>),
+    Shutdown,
+}
+
+/// The socket side's connection to the stack thread.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    tx: Sender<Command>,
+    wake: Arc<WakeFd>,
+}
+
+pub(crate) fn stopped() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "tapstack: the stack has shut down",
+    )
+}
+
+impl Handle {
+    pub fn send(&self, cmd: Command) -> io::Result<()> {
+        self.tx.send(cmd).map_err(|_| stopped())?;
+        self.wake.wake();
+        Ok(())
+    }
+
+    /// Runs `f` on the stack thread and waits for its result.
+    pub fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Interface, Instant) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::Exec(Box::new(move |iface, now| {
+            let _ = tx.send(f(iface, now));
+        })))?;
+        rx.recv().map_err(|_| stopped())?
+    }
+}
+
+/// A running stack: its thread stops and is joined when this is dropped.
+pub struct Stack {
+    handle: Handle,
+    config: StackConfig,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Stack {
+    /// Starts a stack on `device`. The MTU comes from the device.
+    pub fn new<D: Device + 'static>(device: D, mut config: StackConfig) -> io::Result<Stack> {
+        config.mtu = device.mtu();
+        if config.mtu < 68 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("MTU {} is below the IPv4 minimum of 68", config.mtu),
+            ));
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake = Arc::new(WakeFd::new()?);
+        let epoch = std::time::Instant::now();
+        let iface = Interface::new(config.clone(), Instant::ZERO);
+        let thread_wake = wake.clone();
+        let thread = std::thread::Builder::new()
+            .name("tapstack".into())
+            .spawn(move || {
+                StackThread {
+                    iface,
+                    device,
+                    commands: rx,
+                    wake: thread_wake,
+                    epoch,
+                    waiters: Waiters::default(),
+                }
+                .run()
+            })?;
+        Ok(Stack {
+            handle: Handle { tx, wake },
+            config,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    /// A snapshot of every counter, the device's (fault injection) included.
+    pub fn counters(&self) -> io::Result<Counters> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.handle.send(Command::Counters(tx))?;
+        rx.recv().map_err(|_| stopped())
+    }
+
+    pub(crate) fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.handle.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("the stack thread panicked");
+            }
+        }
+    }
+}
+
+struct StackThread<D> {
+    iface: Interface,
+    device: D,
+    commands: Receiver<Command>,
+    wake: Arc<WakeFd>,
+    epoch: std::time::Instant,
+    waiters: Waiters,
+}
+
+impl<D: Device> StackThread<D> {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    fn run(mut self) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.wake.drain();
+            let now = self.now();
+            if !self.serve_commands(now) {
+                break;
+            }
+            let busy = self.receive_batch(now, &mut buf);
+            self.iface.poll(now);
+            if let Err(e) = self.device.poll(now) {
+                log::warn!("device: {e}");
+            }
+            self.dispatch_events();
+            self.waiters.expire(std::time::Instant::now());
+            self.transmit(now);
+            if !busy {
+                self.sleep();
+            }
+        }
+        self.transmit(self.now());
+        self.waiters.fail_all();
+    }
+
+    /// Handles queued commands; false on shutdown.
+    fn serve_commands(&mut self, now: Instant) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Exec(job)) => job(&mut self.iface, now),
+                Ok(Command::UdpRecv(req)) => self.waiters.recv(&mut self.iface, req),
+                Ok(Command::Close(id)) => {
+                    self.iface.udp_close(id);
+                    self.waiters.closed(id);
+                }
+                Ok(Command::Counters(reply)) => {
+                    let mut c = self.iface.counters().clone();
+                    self.device.add_counters(&mut c);
+                    let _ = reply.send(c);
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    /// Reads up to a batch of frames; true if the batch filled (more may be waiting).
+    fn receive_batch(&mut self, now: Instant, buf: &mut [u8]) -> bool {
+        for _ in 0..RX_BATCH {
+            match self.device.recv(now, buf) {
+                Ok(Some(n)) => self.iface.receive(now, &buf[..n]),
+                Ok(None) => return false,
+                Err(e) => {
+                    log::warn!("device receive: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn dispatch_events(&mut self) {
+        while let Some(event) = self.iface.pop_event() {
+            match event {
+                Event::Readable(id) => self.waiters.readable(&mut self.iface, id),
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant) {
+        while let Some(frame) = self.iface.pop_transmit() {
+            if let Err(e) = self.device.send(now, &frame) {
+                self.iface.count_tx_error();
+                log::debug!("device send: {e}");
+            }
+        }
+    }
+
+    /// Blocks until the device or a command needs us, or the next deadline.
+    fn sleep(&mut self) {
+        let now = self.now();
+        let deadline = earliest(self.iface.poll_at(), self.device.poll_at());
+        let mut timeout_ms: i32 = match deadline {
+            Some(t) if t <= now => 0,
+            Some(t) => (t - now).as_micros().div_ceil(1000).min(60_000) as i32,
+            None => 60_000,
+        };
+        if let Some(w) = self.waiters.next_deadline() {
+            let ms = w
+                .saturating_duration_since(std::time::Instant::now())
+                .as_micros()
+                .div_ceil(1000)
+                .min(60_000) as i32;
+            timeout_ms = timeout_ms.min(ms);
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: self.wake.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.device.poll_fd().unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a live array of two pollfd; a negative fd is ignored by poll.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::warn!("poll: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+use super::v4_addr;
+use crate::core::SocketId;
+use crate::runtime::{Command, Handle, RecvRequest, Stack};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Inner {
+    handle: Handle,
+    id: SocketId,
+    /// `SO_RCVTIMEO` in nanoseconds; 0 means none.
+    read_timeout_ns: AtomicU64,
+    nonblocking: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.handle.send(Command::Close(self.id));
+    }
+}
+
+/// A UDP socket on a [`Stack`], modelled on [`std::net::UdpSocket`]. Clones made with
+/// [`UdpSocket::try_clone`] share the socket, which closes when the last one is dropped.
+pub struct UdpSocket {
+    inner: Arc<Inner>,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (the stack's address or `0.0.0.0`; port 0 picks an ephemeral port).
+    pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
+        let addr = v4_addr(addr)?;
+        let handle = stack.handle();
+        let id = handle.call(move |iface, _| iface.udp_bind(addr))?;
+        Ok(UdpSocket {
+            inner: Arc::new(Inner {
+                handle,
+                id,
+                read_timeout_ns: AtomicU64::new(0),
+                nonblocking: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::core::Interface, SocketId, crate::time::Instant) -> io::Result<T>
+            + Send
+            + 'static,
+    ) -> io::Result<T> {
+        let id = self.inner.id;
+        self.inner.handle.call(move |iface, now| f(iface, id, now))
+    }
+
+    pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
+        let dst = v4_addr(addr)?;
+        let data = buf.to_vec();
+        self.call(move |iface, id, now| iface.udp_send(now, id, &data, Some(dst)))
+    }
+
+    /// Sends to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let data = buf.to_vec();
+        self.call(move |iface, id, now| iface.udp_send(now, id, &data, None))
+    }
+
+    /// Receives one datagram; the excess of one larger than `buf` is discarded.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let deadline = if self.inner.nonblocking.load(Ordering::Relaxed) {
+            Some(std::time::Instant::now())
+        } else {
+            self.read_timeout()?.map(|t| std::time::Instant::now() + t)
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.handle.send(Command::UdpRecv(RecvRequest {
+            id: self.inner.id,
+            deadline,
+            reply: tx,
+        }))?;
+        let (data, from) = rx.recv().map_err(|_| crate::runtime::stopped())??;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok((n, SocketAddr::V4(from)))
+    }
+
+    /// Receives from the connected peer.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).map(|(n, _)| n)
+    }
+
+    /// Sets the peer for `send`/`recv`; datagrams from others are then dropped.
+    pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        let remote = v4_addr(addr)?;
+        self.call(move |iface, id, _| iface.udp_connect(id, remote))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.call(|iface, id, _| iface.udp_local_addr(id).map(SocketAddr::V4))
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.call(|iface, id, _| iface.udp_peer_addr(id).map(SocketAddr::V4))
+    }
+
+    /// `None` blocks forever; a zero duration is an error, as in std.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let ns = match timeout {
+            Some(t) if t.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ))
+            }
+            Some(t) => t.as_nanos().clamp(1, u128::from(u64::MAX)) as u64,
+            None => 0,
+        };
+        self.inner.read_timeout_ns.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        let ns = self.inner.read_timeout_ns.load(Ordering::Relaxed);
+        Ok((ns != 0).then(|| Duration::from_nanos(ns)))
+    }
+
+    /// In non-blocking mode a receive with nothing queued fails with `WouldBlock`.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.call(move |iface, id, _| iface.udp_set_broadcast(id, on))
+    }
+
+    /// Sets DF on every datagram; sends over the MTU then fail with `EMSGSIZE`
+    /// (Linux `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`).
+    pub fn set_dont_fragment(&self, on: bool) -> io::Result<()> {
+        self.call(move |iface, id, _| iface.udp_set_dont_fragment(id, on))
+    }
+
+    /// Another handle to the same socket.
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: self.inner.clone(),
+        })
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("id", &self.inner.id)
+            .finish()
+    }
+}

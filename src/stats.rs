@@ -1,0 +1,123 @@
+//! Counters for every drop reason and protocol event, printed like `netstat -s`.
+
+use std::fmt;
+
+macro_rules! counters {
+    ($( $group:literal { $( $name:ident : $doc:literal ),* $(,)? } )*) => {
+        /// A snapshot of the stack's counters. Every drop has its own reason here.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($( #[doc = $doc] pub $name: u64, )*)*
+        }
+
+        impl Counters {
+            /// `(group, name, description, value)` for every counter, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, &'static str, u64)> + '_ {
+                [$($( ($group, stringify!($name), $doc, self.$name), )*)*].into_iter()
+            }
+        }
+    };
+}
+
+counters! {
+    "Link" {
+        eth_rx_frames: "frames received",
+        eth_tx_frames: "frames sent",
+        eth_rx_truncated: "frames too short for an Ethernet header (dropped)",
+        eth_rx_not_for_us: "frames for another MAC address (ignored)",
+        eth_rx_unknown_ethertype: "frames with an unhandled ethertype (ignored)",
+        dev_tx_errors: "frames the device failed to send",
+        dev_rx_errors: "device read errors",
+    }
+    "Faults" {
+        fault_dropped: "frames dropped by the fault injector",
+        fault_corrupted: "frames corrupted by the fault injector",
+        fault_duplicated: "frames duplicated by the fault injector",
+        fault_reordered: "frames reordered by the fault injector",
+    }
+    "Arp" {
+        arp_rx_packets: "ARP packets received",
+        arp_rx_malformed: "malformed ARP packets (dropped)",
+        arp_rx_not_for_us: "ARP requests for other addresses (ignored)",
+        arp_rx_conflicts: "ARP packets claiming our own address",
+        arp_tx_requests: "ARP requests sent",
+        arp_tx_replies: "ARP replies sent",
+        arp_cache_updates: "neighbour entries learned or refreshed",
+        arp_cache_evictions: "neighbour entries evicted because the cache was full",
+        arp_resolution_failures: "addresses that did not resolve after all retries",
+        arp_pending_dropped: "packets dropped while waiting for resolution",
+        arp_pending_overflow: "packets dropped because the pending queue was full",
+    }
+    "Ip" {
+        ip_rx_packets: "IPv4 packets received",
+        ip_rx_delivered: "IPv4 datagrams delivered to upper layers",
+        ip_rx_truncated: "packets shorter than their headers (dropped)",
+        ip_rx_bad_version: "packets with a version other than 4 (dropped)",
+        ip_rx_bad_ihl: "packets with a bad header length (dropped)",
+        ip_rx_bad_length: "packets with a bad total length (dropped)",
+        ip_rx_bad_checksum: "packets with a bad header checksum (dropped)",
+        ip_rx_bad_source: "packets from a broadcast, multicast or zero source (dropped)",
+        ip_rx_not_for_us: "packets for another destination (dropped, we do not forward)",
+        ip_rx_unknown_protocol: "datagrams for an unhandled protocol",
+        ip_tx_packets: "IPv4 packets sent",
+        ip_tx_no_route: "datagrams with no route (not sent)",
+        ip_tx_needs_frag_df: "datagrams over the MTU with DF set (not sent)",
+        ip_frag_created: "fragments created",
+        ip_frag_datagrams: "datagrams fragmented",
+    }
+    "Reassembly" {
+        reasm_fragments: "fragments received",
+        reasm_ok: "datagrams reassembled",
+        reasm_timeouts: "datagrams that timed out before completion",
+        reasm_overlaps: "datagrams dropped for overlapping fragments with conflicting data",
+        reasm_duplicates: "duplicate fragments (ignored)",
+        reasm_oversize: "datagrams dropped for exceeding 65535 bytes",
+        reasm_bad_fragments: "malformed fragments (dropped)",
+        reasm_evictions: "incomplete datagrams evicted to make room",
+        reasm_too_many_fragments: "datagrams dropped for having too many fragments",
+        reasm_discarded_fragments: "fragments of already-dropped datagrams (dropped)",
+    }
+    "Icmp" {
+        icmp_rx_messages: "ICMP messages received",
+        icmp_rx_bad_checksum: "ICMP messages with a bad checksum (dropped)",
+        icmp_rx_malformed: "malformed ICMP messages (dropped)",
+        icmp_rx_echo_requests: "echo requests received",
+        icmp_rx_echo_broadcast: "echo requests to a broadcast address (ignored, like Linux)",
+        icmp_rx_dest_unreachable: "destination unreachable messages received",
+        icmp_rx_errors_delivered: "ICMP errors handed to a socket",
+        icmp_rx_other: "other ICMP messages (ignored)",
+        icmp_tx_echo_replies: "echo replies sent",
+        icmp_tx_port_unreachable: "port unreachable messages sent",
+        icmp_tx_protocol_unreachable: "protocol unreachable messages sent",
+        icmp_tx_time_exceeded: "reassembly time exceeded messages sent",
+        icmp_tx_rate_limited: "ICMP errors suppressed by the rate limit",
+        icmp_tx_suppressed: "ICMP errors not sent by RFC 1122 rules (about ICMP errors, broadcasts, fragments)",
+    }
+    "Udp" {
+        udp_rx_datagrams: "UDP datagrams delivered to sockets",
+        udp_rx_malformed: "UDP datagrams with bad lengths (dropped)",
+        udp_rx_bad_checksum: "UDP datagrams with a bad checksum (dropped)",
+        udp_rx_no_port: "UDP datagrams to a closed port",
+        udp_rx_buffer_full: "UDP datagrams dropped because the socket's receive buffer was full",
+        udp_rx_filtered: "UDP datagrams from a peer other than the connected one (dropped)",
+        udp_tx_datagrams: "UDP datagrams sent",
+    }
+}
+
+impl fmt::Display for Counters {
+    /// Prints the non-zero counters grouped like `netstat -s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut group = "";
+        for (g, _, doc, value) in self.iter() {
+            if value == 0 {
+                continue;
+            }
+            if g != group {
+                writeln!(f, "{g}:")?;
+                group = g;
+            }
+            writeln!(f, "    {value} {doc}")?;
+        }
+        Ok(())
+    }
+}

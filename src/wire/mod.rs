@@ -1,0 +1,35 @@
+//! Wire formats: thin helpers over `etherparse`, which does the parsing, building and checksums.
+
+mod mac;
+
+pub use mac::MacAddr;
+
+use etherparse::checksum::Sum16BitWords;
+
+/// True when `data` (a header or message that includes its own checksum field) sums to zero,
+/// the internet checksum's validity test (RFC 1071).
+pub fn checksum_ok(data: &[u8]) -> bool {
+    Sum16BitWords::new().add_slice(data).ones_complement() == 0
+}
+
+/// The internet checksum of `data` as it goes on the wire (RFC 1071). `Sum16BitWords` sums
+/// native-endian words, so the native bytes of its result are the network-order checksum.
+pub fn checksum_bytes(data: &[u8]) -> [u8; 2] {
+    Sum16BitWords::new()
+        .add_slice(data)
+        .ones_complement()
+        .to_ne_bytes()
+}
+
+/// The UDP/TCP pseudo-header checksum test over a transport segment (header and payload).
+pub fn transport_checksum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> bool {
+    let len = segment.len() as u16;
+    Sum16BitWords::new()
+        .add_4bytes(src)
+        .add_4bytes(dst)
+        .add_2bytes([0, proto])
+        .add_2bytes(len.to_be_bytes())
+        .add_slice(segment)
+        .ones_complement()
+        == 0
+}
