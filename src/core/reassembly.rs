@@ -304,3 +304,231 @@ impl Reassembler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const HDR: [u8; 20] = [
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+
+    fn key(id: u16) -> FragKey {
+        FragKey {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            proto: 17,
+            id,
+        }
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn frag(
+        r: &mut Reassembler,
+        now: Instant,
+        id: u16,
+        payload: &[u8],
+        offset: usize,
+        more: bool,
+        stats: &mut Counters,
+    ) -> Option<Reassembled> {
+        r.insert(
+            now,
+            Fragment {
+                key: key(id),
+                header: &HDR,
+                offset,
+                more,
+                payload,
+            },
+            stats,
+        )
+    }
+
+    /// Splits `d` into fragments of `size` bytes: (offset, more, bytes).
+    fn split(d: &[u8], size: usize) -> Vec<(usize, bool, &[u8])> {
+        d.chunks(size)
+            .enumerate()
+            .map(|(i, c)| (i * size, (i + 1) * size < d.len(), c))
+            .collect()
+    }
+
+    #[test]
+    fn reassembles_in_any_order_with_duplicates() {
+        let d = data(5000);
+        let mut frags = split(&d, 1480);
+        frags.reverse();
+        frags.insert(2, frags[1]);
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        let mut out = None;
+        for (i, (off, more, bytes)) in frags.iter().enumerate() {
+            if let Some(dg) = frag(&mut r, Instant::ZERO, 7, bytes, *off, *more, &mut s) {
+                assert_eq!(i, 4, "completes on the last fragment");
+                out = Some(dg);
+            }
+        }
+        assert_eq!(out.expect("reassembled").payload, d);
+        assert_eq!(s.reasm_ok, 1);
+        assert_eq!(s.reasm_duplicates, 1);
+        assert_eq!(r.mem(), 0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn identical_overlaps_are_accepted() {
+        let d = data(3000);
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        assert!(frag(&mut r, Instant::ZERO, 1, &d[..1600], 0, true, &mut s).is_none());
+        // Overlaps the first fragment by 800 identical bytes.
+        let dg = frag(&mut r, Instant::ZERO, 1, &d[800..], 800, false, &mut s);
+        assert_eq!(dg.expect("complete").payload, d);
+    }
+
+    #[test]
+    fn conflicting_overlap_drops_the_datagram() {
+        let d = data(3000);
+        let mut evil = d[800..1600].to_vec();
+        evil[10] ^= 0xff;
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        frag(&mut r, Instant::ZERO, 1, &d[..1600], 0, true, &mut s);
+        frag(&mut r, Instant::ZERO, 1, &evil, 800, true, &mut s);
+        assert_eq!(s.reasm_overlaps, 1);
+        // The rest of the datagram no longer completes it; it is swallowed until the timeout.
+        assert!(frag(&mut r, Instant::ZERO, 1, &d[1600..], 1600, false, &mut s).is_none());
+        assert_eq!(s.reasm_discarded_fragments, 1);
+        r.poll(Instant::from_secs(31), &mut s);
+        assert!(r.is_empty());
+        assert_eq!(r.mem(), 0);
+        assert_eq!(s.reasm_timeouts, 0, "a poisoned datagram is not a timeout");
+    }
+
+    #[test]
+    fn conflicting_ends_drop_the_datagram() {
+        let d = data(4000);
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        frag(
+            &mut r,
+            Instant::ZERO,
+            1,
+            &d[2000..3000],
+            2000,
+            false,
+            &mut s,
+        );
+        frag(
+            &mut r,
+            Instant::ZERO,
+            1,
+            &d[2000..4000],
+            2000,
+            false,
+            &mut s,
+        );
+        assert_eq!(s.reasm_overlaps, 1);
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        frag(&mut r, Instant::ZERO, 2, &d[1000..3000], 1000, true, &mut s);
+        frag(&mut r, Instant::ZERO, 2, &d[0..1000], 0, false, &mut s);
+        assert_eq!(s.reasm_overlaps, 2, "a last fragment before received data");
+    }
+
+    #[test]
+    fn oversized_datagram_is_rejected() {
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        frag(&mut r, Instant::ZERO, 9, &data(1480), 0, true, &mut s);
+        // Offset 8189*8 = 65512 plus 100 bytes ends past 65535.
+        frag(&mut r, Instant::ZERO, 9, &data(100), 65512, false, &mut s);
+        assert_eq!(s.reasm_oversize, 1);
+        assert!(frag(&mut r, Instant::ZERO, 9, &data(1480), 1480, true, &mut s).is_none());
+    }
+
+    #[test]
+    fn malformed_fragments_are_dropped() {
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        frag(&mut r, Instant::ZERO, 1, &data(100), 0, true, &mut s); // not a multiple of 8
+        frag(&mut r, Instant::ZERO, 1, &[], 8, true, &mut s); // empty
+        assert_eq!(s.reasm_bad_fragments, 2);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn times_out_after_30_seconds_and_quotes_the_first_fragment() {
+        let d = data(3000);
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let mut s = Counters::default();
+        frag(&mut r, Instant::ZERO, 1, &d[..1480], 0, true, &mut s);
+        assert_eq!(r.poll_at(), Some(Instant::from_secs(30)));
+        assert!(r.poll(Instant::from_secs(29), &mut s).is_empty());
+        let quotes = r.poll(Instant::from_secs(30), &mut s);
+        assert_eq!(quotes.len(), 1);
+        assert_eq!(quotes[0].len(), 20 + 8);
+        assert_eq!(s.reasm_timeouts, 1);
+        assert_eq!(r.mem(), 0);
+    }
+
+    #[test]
+    fn too_many_fragments_poison_the_datagram() {
+        let cfg = ReassemblyConfig {
+            max_fragments: 4,
+            ..Default::default()
+        };
+        let mut r = Reassembler::new(cfg);
+        let mut s = Counters::default();
+        for i in 0..5 {
+            frag(&mut r, Instant::ZERO, 1, &data(8), i * 16, true, &mut s);
+        }
+        assert_eq!(s.reasm_too_many_fragments, 1);
+    }
+
+    #[test]
+    fn flood_of_incomplete_datagrams_cannot_starve_a_new_one() {
+        let cfg = ReassemblyConfig {
+            max_bytes: 256 << 10,
+            ..Default::default()
+        };
+        let limit = cfg.max_bytes;
+        let mut r = Reassembler::new(cfg);
+        let mut s = Counters::default();
+        let mut now = Instant::ZERO;
+        // 100k never-completed first fragments from an attacker.
+        for id in 0..100_000u32 {
+            now += Duration::from_micros(10);
+            let k = FragKey {
+                src: Ipv4Addr::new(10, 0, 0, 66),
+                id: id as u16,
+                proto: (id >> 16) as u8,
+                ..key(0)
+            };
+            r.insert(
+                now,
+                Fragment {
+                    key: k,
+                    header: &HDR,
+                    offset: 0,
+                    more: true,
+                    payload: &data(1480),
+                },
+                &mut s,
+            );
+            assert!(r.mem() <= limit);
+        }
+        assert!(s.reasm_evictions > 90_000);
+        // A legitimate datagram arriving now still completes.
+        let d = data(8000);
+        let mut done = None;
+        for (off, more, bytes) in split(&d, 1480) {
+            now += Duration::from_micros(10);
+            done = frag(&mut r, now, 4242, bytes, off, more, &mut s);
+        }
+        assert_eq!(done.expect("legitimate datagram reassembled").payload, d);
+    }
+}

@@ -1,0 +1,185 @@
+//! Shared test harness: a deterministic simulation of cores over the in-memory link under
+//! virtual time, frame builders, and helpers for tests that need a network namespace.
+#![allow(dead_code)]
+
+pub mod netns;
+
+use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use tapstack::core::Interface;
+use tapstack::phy::{memory_pair, Device, FaultConfig, FaultInjector};
+use tapstack::time::{earliest, Instant};
+use tapstack::wire::MacAddr;
+use tapstack::StackConfig;
+
+pub fn config(last_octet: u8, seed: u64) -> StackConfig {
+    let mut c = StackConfig::new(Ipv4Addr::new(10, 0, 0, last_octet), 24);
+    c.mac = MacAddr([0x02, 0, 0, 0, 0, last_octet]);
+    c.seed = seed;
+    c
+}
+
+pub struct Node {
+    pub iface: Interface,
+    pub dev: Box<dyn Device>,
+}
+
+/// Two interfaces joined by the in-memory link, the fault injector on `a`'s end (so it acts on
+/// frames both ways), driven entirely by virtual time.
+pub struct Sim {
+    pub now: Instant,
+    pub a: Node,
+    pub b: Node,
+}
+
+impl Sim {
+    pub fn new(a: StackConfig, b: StackConfig, faults: FaultConfig) -> Sim {
+        let (da, db) = memory_pair(a.mtu).expect("memory link");
+        let dev_a: Box<dyn Device> = if faults.is_active() {
+            Box::new(FaultInjector::new(da, faults))
+        } else {
+            Box::new(da)
+        };
+        Sim {
+            now: Instant::ZERO,
+            a: Node {
+                iface: Interface::new(a, Instant::ZERO),
+                dev: dev_a,
+            },
+            b: Node {
+                iface: Interface::new(b, Instant::ZERO),
+                dev: Box::new(db),
+            },
+        }
+    }
+
+    pub fn pair() -> Sim {
+        Sim::new(config(1, 1), config(2, 2), FaultConfig::default())
+    }
+
+    /// Moves frames and runs timers at the current instant until nothing moves.
+    pub fn settle(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let mut moved = 0;
+            for node in [&mut self.a, &mut self.b] {
+                node.iface.poll(self.now);
+                node.dev.poll(self.now).expect("device poll");
+                while let Some(n) = node.dev.recv(self.now, &mut buf).expect("recv") {
+                    node.iface.receive(self.now, &buf[..n]);
+                    moved += 1;
+                }
+                while let Some(frame) = node.iface.pop_transmit() {
+                    // A full link drops, as a NIC would.
+                    let _ = node.dev.send(self.now, &frame);
+                    moved += 1;
+                }
+            }
+            if moved == 0 {
+                return;
+            }
+        }
+    }
+
+    /// The next instant anything is scheduled, if any.
+    pub fn next_event(&self) -> Option<Instant> {
+        [
+            self.a.iface.poll_at(),
+            self.b.iface.poll_at(),
+            self.a.dev.poll_at(),
+            self.b.dev.poll_at(),
+        ]
+        .into_iter()
+        .fold(None, earliest)
+    }
+
+    /// Settles, then jumps from event to event until `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        self.settle();
+        while let Some(t) = self.next_event() {
+            if t > until {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.settle();
+        }
+        self.now = self.now.max(until);
+        self.settle();
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+}
+
+/// Ethernet frames carrying one IPv4 datagram, fragmented at `mtu` (payload includes the
+/// transport header). Built with etherparse, independently of the stack's own output path.
+#[allow(clippy::too_many_arguments)]
+pub fn ipv4_frames(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpNumber,
+    id: u16,
+    payload: &[u8],
+    mtu: usize,
+) -> Vec<Vec<u8>> {
+    let chunk = (mtu - 20) & !7;
+    let mut frames = Vec::new();
+    let mut off = 0;
+    loop {
+        let len = (payload.len() - off).min(chunk);
+        let mut ip = Ipv4Header::new(len as u16, 64, proto, src.octets(), dst.octets()).unwrap();
+        ip.identification = id;
+        ip.dont_fragment = false;
+        ip.more_fragments = off + len < payload.len();
+        ip.fragment_offset = IpFragOffset::try_new((off / 8) as u16).unwrap();
+        ip.header_checksum = ip.calc_header_checksum();
+        let eth = Ethernet2Header {
+            source: src_mac.0,
+            destination: dst_mac.0,
+            ether_type: EtherType::IPV4,
+        };
+        let mut f = eth.to_bytes().to_vec();
+        f.extend_from_slice(&ip.to_bytes());
+        f.extend_from_slice(&payload[off..off + len]);
+        frames.push(f);
+        off += len;
+        if off >= payload.len() {
+            return frames;
+        }
+    }
+}
+
+/// An ICMP echo request message (header and data) with a correct checksum.
+pub fn echo_request(id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let t = etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id, seq });
+    let h = etherparse::Icmpv4Header::with_checksum(t, data);
+    let mut m = h.to_bytes().to_vec();
+    m.extend_from_slice(data);
+    m
+}
+
+/// A UDP segment (header and data) with a correct checksum.
+pub fn udp_segment(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut ip = Ipv4Header::new(0, 64, IpNumber::UDP, src.octets(), dst.octets()).unwrap();
+    ip.set_payload_len(8 + data.len()).unwrap();
+    let h = etherparse::UdpHeader::with_ipv4_checksum(sport, dport, &ip, data).unwrap();
+    let mut m = h.to_bytes().to_vec();
+    m.extend_from_slice(data);
+    m
+}
+
+/// Deterministic test data.
+pub fn pattern(n: usize, salt: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ salt)
+        .collect()
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(data))
+}
