@@ -1,1 +1,214 @@
-//! Placeholder replaced below.
+//! Tests against the Linux kernel: each runs in a thread moved into a fresh network namespace
+//! (which vanishes with it) holding a tap whose kernel side is 10.0.0.1/24.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const KERNEL_IP: &str = "10.0.0.1";
+pub const STACK_IP: &str = "10.0.0.2";
+/// The echo-server's default MAC for 10.0.0.2.
+pub const STACK_MAC: [u8; 6] = [0x02, 0x00, 0x0a, 0x00, 0x00, 0x02];
+
+/// Why this machine cannot run namespace tests, if it cannot.
+fn missing_privileges() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("no /dev/net/tun".into());
+    }
+    for tool in ["ip", "ping", "tcpdump"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
+/// Runs a shell command, panicking with its output if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "`{cmd}` failed:\n{text}");
+    text
+}
+
+/// Runs `f` inside a new network namespace with `tap0` set up. Returns `None` (after saying
+/// why) when the machine lacks root or /dev/net/tun, except under `CI=true`, where that fails.
+pub fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    if let Some(why) = missing_privileges() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("namespace tests cannot run under CI: {why}");
+        }
+        eprintln!("SKIPPED: namespace test needs root, /dev/net/tun, ip, ping and tcpdump: {why}");
+        return None;
+    }
+    let thread = std::thread::spawn(move || {
+        // SAFETY: unshare affects only this thread's namespaces.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            panic!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        }
+        sh("ip link set lo up");
+        sh("ip tuntap add dev tap0 mode tap");
+        sh("echo 1 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh(&format!("ip addr add {KERNEL_IP}/24 dev tap0"));
+        sh("ip link set tap0 up");
+        f()
+    });
+    match thread.join() {
+        Ok(v) => Some(v),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The echo-server binary running in the current thread's namespace.
+pub struct EchoServer {
+    child: Child,
+    lines: crossbeam_channel::Receiver<String>,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+impl EchoServer {
+    /// Starts it with `args` and waits (10 s at most) for its `listening` line.
+    pub fn start(args: &[&str]) -> EchoServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start echo-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take();
+        let server = EchoServer {
+            child,
+            lines,
+            stderr,
+        };
+        let first = server
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("echo-server did not print a listening line within 10 s");
+        assert!(
+            first.contains("listening"),
+            "unexpected first line: {first}"
+        );
+        server
+    }
+
+    /// Stops it with SIGTERM and returns what it printed after `listening` (its counters).
+    pub fn stop(mut self) -> String {
+        // SAFETY: kill with a pid we own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut out = String::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("echo-server did not exit within 10 s of SIGTERM; printed:\n{out}");
+                }
+            }
+        }
+        let status = self.child.wait().expect("wait");
+        let mut err = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success(), "echo-server exited with {status}: {err}");
+        out
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the counter line containing `text` in the printed counters, 0 if absent.
+pub fn counter(printed: &str, text: &str) -> u64 {
+    printed
+        .lines()
+        .find(|l| l.contains(text))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A raw AF_PACKET socket on the kernel side of `tap0`: frames sent here reach the stack.
+pub struct RawLink {
+    fd: std::os::fd::OwnedFd,
+    addr: libc::sockaddr_ll,
+}
+
+impl RawLink {
+    pub fn open(ifname: &str) -> RawLink {
+        use std::os::fd::FromRawFd;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket creation; checked below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` is fresh and ours.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: `name` is a valid C string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(index != 0, "no interface {ifname}");
+        // SAFETY: sockaddr_ll is plain data; zero is a valid start.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = index as i32;
+        addr.sll_halen = 6;
+        RawLink { fd, addr }
+    }
+
+    /// Sends one frame; false if the kernel refused it (a full queue during a flood).
+    pub fn send(&self, frame: &[u8]) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the buffer and address are live for the call.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&self.addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        n == frame.len() as isize
+    }
+}

@@ -1,0 +1,208 @@
+//! The stack against the real Linux kernel over a tap, inside a namespace each test creates.
+
+mod common;
+
+use common::netns::*;
+use common::{ipv4_frames, pattern, sha256, udp_segment};
+use etherparse::IpNumber;
+use rand::{Rng, SeedableRng};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::time::Duration;
+use tapstack::wire::MacAddr;
+
+fn ping(args: &str) -> String {
+    sh(&format!("ping -n -W 2 {args} {STACK_IP}"))
+}
+
+#[test]
+fn kernel_pings_plain_and_fragmented_and_resolves_our_mac() {
+    in_netns(|| {
+        let server = EchoServer::start(&[]);
+        let out = ping("-c 3 -i 0.2");
+        assert!(out.contains("3 received"), "{out}");
+        let out = ping("-c 3 -i 0.2 -s 8000");
+        assert!(
+            out.contains("3 received") && out.contains("8008 bytes from"),
+            "{out}"
+        );
+        let out = ping("-c 2 -i 0.2 -s 60000");
+        assert!(
+            out.contains("2 received") && out.contains("60008 bytes from"),
+            "{out}"
+        );
+        let neigh = sh(&format!("ip neigh show {STACK_IP} dev tap0"));
+        assert!(
+            neigh.contains("02:00:0a:00:00:02"),
+            "kernel ARP entry: {neigh}"
+        );
+        let counters = server.stop();
+        assert_eq!(counter(&counters, "echo replies sent"), 8, "{counters}");
+        assert!(
+            counter(&counters, "datagrams reassembled") >= 5,
+            "{counters}"
+        );
+        assert!(counter(&counters, "ARP replies sent") >= 1, "{counters}");
+    });
+}
+
+/// Every size from 1 to 1600 (both sides of the one-frame limit, 1472), then every 257th size
+/// and each fragment-count boundary up to 65507. Each datagram is checked byte for byte.
+#[test]
+fn udp_echo_from_a_kernel_socket_for_sizes_1_to_65507() {
+    in_netns(|| {
+        let server = EchoServer::start(&[]);
+        let sock = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.connect((STACK_IP, 7)).unwrap();
+        let mut sizes: Vec<usize> = (1..=1600).chain((1601..=65507).step_by(257)).collect();
+        for k in 1..=44 {
+            let edge = 1472 + 1480 * k;
+            sizes.extend([edge, edge + 1].into_iter().filter(|&s| s <= 65507));
+        }
+        sizes.push(65507);
+        let (mut sent, mut got) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 65536];
+        let mut retries = 0;
+        for &size in &sizes {
+            let data = pattern(size, size as u8);
+            // UDP may lose a datagram; a client asks again, up to three times.
+            let n = (0..3)
+                .find_map(|attempt| {
+                    retries += attempt.min(1);
+                    sock.send(&data).expect("send");
+                    sock.recv(&mut buf).ok()
+                })
+                .unwrap_or_else(|| panic!("no echo for {size} bytes after 3 tries"));
+            assert_eq!(n, size);
+            sent.extend_from_slice(&data);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(sha256(&got), sha256(&sent));
+        eprintln!(
+            "{} datagrams, {} bytes echoed, {retries} retries",
+            sizes.len(),
+            sent.len()
+        );
+        assert!(retries <= 3, "{retries} datagrams needed a second try");
+        let counters = server.stop();
+        assert!(counter(&counters, "UDP datagrams sent") >= sizes.len() as u64);
+    });
+}
+
+#[test]
+fn closed_port_is_refused_to_a_connected_kernel_socket() {
+    in_netns(|| {
+        let server = EchoServer::start(&[]);
+        let sock = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.connect((STACK_IP, 9)).unwrap();
+        sock.send(b"anyone?").unwrap();
+        let err = sock.recv(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        let counters = server.stop();
+        assert_eq!(counter(&counters, "port unreachable messages sent"), 1);
+    });
+}
+
+#[test]
+fn pcap_capture_is_read_back_by_tcpdump() {
+    in_netns(|| {
+        let dir = std::env::temp_dir().join(format!("tapstack-pcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("capture.pcap");
+        let server = EchoServer::start(&["--pcap", path.to_str().unwrap()]);
+        ping("-c 2 -i 0.2 -s 3000");
+        let sock = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send_to(b"captured", (STACK_IP, 7)).unwrap();
+        sock.recv(&mut [0u8; 16]).unwrap();
+        server.stop();
+        let dump = sh(&format!("tcpdump -nr {} 2>&1", path.display()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            dump.contains("ARP, Request who-has 10.0.0.2 tell 10.0.0.2"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("ARP, Reply 10.0.0.2 is-at 02:00:0a:00:00:02"),
+            "{dump}"
+        );
+        assert_eq!(dump.matches("ICMP echo request").count(), 2, "{dump}");
+        assert_eq!(dump.matches("ICMP echo reply").count(), 2, "{dump}");
+        assert!(dump.contains("10.0.0.2.7 > 10.0.0.1."), "{dump}");
+        assert!(dump.contains("UDP, length 8"), "{dump}");
+    });
+}
+
+/// Garbage frames and a flood of never-completed fragments arrive while the kernel pings with
+/// fragmented requests: the stack answers throughout and evicts the stale fragments.
+#[test]
+fn survives_garbage_and_a_fragment_flood_while_answering() {
+    in_netns(|| {
+        // A queue as deep as the flood, so every frame reaches the stack: a loss can then only be
+        // the stack's.
+        sh("ip link set tap0 txqueuelen 70000");
+        let server = EchoServer::start(&["--seed", "1"]);
+        let stack_mac = MacAddr(STACK_MAC);
+        let attacker_mac = MacAddr([2, 0, 0, 0, 0, 0x77]);
+        let attacker = Ipv4Addr::new(10, 0, 0, 77);
+        let stack_ip: Ipv4Addr = STACK_IP.parse().unwrap();
+        let flood = std::thread::spawn(move || {
+            let link = RawLink::open("tap0");
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+            let template = udp_segment(attacker, stack_ip, 1, 7, &pattern(4000, 3));
+            let (mut garbage, mut fragments) = (0u32, 0u32);
+            for i in 0..60_000u32 {
+                let mut frames = ipv4_frames(
+                    attacker_mac,
+                    stack_mac,
+                    attacker,
+                    stack_ip,
+                    IpNumber::UDP,
+                    i as u16,
+                    &template,
+                    1500,
+                );
+                let mut f = frames.swap_remove(0);
+                if i % 3 == 0 {
+                    // Garbage: random bytes changed, or cut short.
+                    for _ in 0..4 {
+                        let at = rng.random_range(14..f.len());
+                        f[at] = rng.random();
+                    }
+                    if rng.random() {
+                        f.truncate(rng.random_range(14..f.len()));
+                    }
+                    garbage += link.send(&f) as u32;
+                } else {
+                    fragments += link.send(&f) as u32;
+                }
+            }
+            (garbage, fragments)
+        });
+        let out = ping("-c 10 -i 0.05 -s 8000");
+        let (garbage, fragments) = flood.join().unwrap();
+        let link = sh("ip -s link show tap0");
+        let tx = link
+            .lines()
+            .skip_while(|l| !l.contains("TX:"))
+            .nth(1)
+            .unwrap_or("");
+        assert_eq!(
+            tx.split_whitespace().nth(3),
+            Some("0"),
+            "kernel dropped frames: {link}"
+        );
+        assert!(out.contains(" 0% packet loss"), "{out}");
+        let out = ping("-c 3 -i 0.2 -s 8000");
+        assert!(out.contains("3 received"), "after the flood: {out}");
+        let counters = server.stop();
+        eprintln!("sent {garbage} garbage frames and {fragments} flood fragments\n{counters}");
+        assert!(garbage > 10_000 && fragments > 20_000);
+        assert!(
+            counter(&counters, "incomplete datagrams evicted") > 0,
+            "{counters}"
+        );
+        assert_eq!(counter(&counters, "echo replies sent"), 13);
+    });
+}
