@@ -1,0 +1,54 @@
+# Shared helpers for the scripts: a private network namespace with a tap, and the echo-server in
+# it. Source this file; it needs root, iproute2 and a built echo-server.
+
+NS="tapstack-$$"
+KERNEL_IP=10.0.0.1
+STACK_IP=10.0.0.2
+
+die() { echo "$(basename "$0"): $*" >&2; exit 1; }
+
+# Creates namespace $NS with tap0 (kernel side $KERNEL_IP/24); removed on exit.
+make_netns() {
+    [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and taps)"
+    [ -e /dev/net/tun ] || die "needs /dev/net/tun"
+    ip netns add "$NS" || die "cannot create network namespace $NS"
+    trap 'stop_server; ip netns del "$NS" 2>/dev/null' EXIT
+    trap 'exit 130' INT TERM
+    ip netns exec "$NS" ip link set lo up
+    ip netns exec "$NS" ip tuntap add dev tap0 mode tap
+    ip netns exec "$NS" sysctl -qw net.ipv6.conf.tap0.disable_ipv6=1
+    ip netns exec "$NS" ip addr add "$KERNEL_IP/24" dev tap0
+    ip netns exec "$NS" ip link set tap0 up
+}
+
+in_ns() { ip netns exec "$NS" "$@"; }
+
+SERVER_PID=
+SERVER_OUT=
+# Starts echo-server (binary $1, then its flags) in the namespace and waits for `listening`.
+start_server() {
+    local bin=$1
+    shift
+    SERVER_OUT=$(mktemp -u)
+    mkfifo "$SERVER_OUT"
+    ip netns exec "$NS" "$bin" "$@" >"$SERVER_OUT" &
+    SERVER_PID=$!
+    exec 3<"$SERVER_OUT"
+    local line
+    while IFS= read -r -t 10 line <&3; do
+        echo "$line"
+        case $line in *listening*) return 0 ;; esac
+    done
+    die "echo-server did not start"
+}
+
+# Stops the server with SIGTERM and prints what it said (its counters).
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    timeout 10 cat <&3
+    wait "$SERVER_PID" 2>/dev/null
+    exec 3<&-
+    rm -f "$SERVER_OUT"
+    SERVER_PID=
+}
