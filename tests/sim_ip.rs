@@ -149,6 +149,29 @@ fn arp_cache_entries_are_refreshed_while_in_use_and_expire_when_not() {
 }
 
 #[test]
+fn off_link_destinations_go_through_the_gateway_or_fail() {
+    let mut with_gw = config(1, 1);
+    with_gw.gateway = Some(B);
+    let mut sim = Sim::new(with_gw, config(2, 2), FaultConfig::default());
+    let s = bind(&mut sim.a, 5000);
+    let far = Some(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 7));
+    sim.a
+        .iface
+        .udp_send(sim.now, s, b"via the gateway", far)
+        .unwrap();
+    sim.settle();
+    // The gateway (b) was resolved and got the frame, which it does not forward.
+    assert_eq!(sim.b.iface.counters().arp_tx_replies, 1);
+    assert_eq!(sim.b.iface.counters().ip_rx_not_for_us, 1);
+
+    let mut sim = Sim::pair();
+    let s = bind(&mut sim.a, 5000);
+    let err = sim.a.iface.udp_send(sim.now, s, b"x", far).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH));
+    assert_eq!(sim.a.iface.counters().ip_tx_no_route, 1);
+}
+
+#[test]
 fn port_unreachable_reaches_the_connected_socket_only() {
     let mut sim = Sim::pair();
     let connected = bind(&mut sim.a, 5000);
@@ -351,6 +374,10 @@ fn incomplete_datagram_times_out_with_time_exceeded() {
     let seg = udp_segment(HOST, B, 1, 7, &pattern(4000, 1));
     let frames = ipv4_frames(HOST_MAC, B_MAC, HOST, B, IpNumber::UDP, 5, &seg, 1500);
     assert!(exchange(&mut sim, &frames[..2]).is_empty());
+    // A second datagram of which only a later fragment arrives: it times out silently, since
+    // there is no first fragment to quote (RFC 1122 §3.3.2).
+    let frames2 = ipv4_frames(HOST_MAC, B_MAC, HOST, B, IpNumber::UDP, 6, &seg, 1500);
+    assert!(exchange(&mut sim, &frames2[1..2]).is_empty());
     assert_eq!(
         sim.b.iface.poll_at(),
         Some(Instant::ZERO + Duration::from_secs(30))
@@ -361,7 +388,8 @@ fn incomplete_datagram_times_out_with_time_exceeded() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0][14 + 20], 11, "time exceeded");
     assert_eq!(out[0][14 + 21], 1, "fragment reassembly time exceeded");
-    assert_eq!(sim.b.iface.counters().reasm_timeouts, 1);
+    assert_eq!(sim.b.iface.counters().reasm_timeouts, 2);
+    assert_eq!(sim.b.iface.counters().icmp_tx_time_exceeded, 1);
     assert_eq!(sim.b.iface.reassembly_mem(), 0);
 }
 

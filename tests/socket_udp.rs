@@ -1,0 +1,205 @@
+//! The `UdpSocket` API through the runtime: two stacks, each with its own thread, joined by the
+//! in-memory link. Real threads and real time; every wait is bounded.
+
+mod common;
+
+use common::{config, pattern, sha256};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tapstack::phy::memory_pair;
+use tapstack::{Stack, UdpSocket};
+
+fn two_stacks() -> (Stack, Stack) {
+    let (a, b) = memory_pair(1500).unwrap();
+    (
+        Stack::new(a, config(1, 1)).unwrap(),
+        Stack::new(b, config(2, 2)).unwrap(),
+    )
+}
+
+fn timeout(s: &UdpSocket) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+}
+
+#[test]
+fn send_to_and_recv_from_across_stacks() {
+    let (a, b) = two_stacks();
+    let server = UdpSocket::bind(&b, "0.0.0.0:7").unwrap();
+    let client = UdpSocket::bind(&a, "10.0.0.1:0").unwrap();
+    timeout(&server);
+    timeout(&client);
+    let local = client.local_addr().unwrap();
+    assert_eq!(local.ip().to_string(), "10.0.0.1");
+    assert!((32768..=60999).contains(&local.port()), "ephemeral {local}");
+    let mut buf = vec![0u8; 70000];
+    for size in [0, 1, 1472, 1473, 30000, 65507] {
+        let data = pattern(size, 3);
+        assert_eq!(client.send_to(&data, "10.0.0.2:7").unwrap(), size);
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!((n, from), (size, local));
+        assert_eq!(sha256(&buf[..n]), sha256(&data));
+        server.send_to(&buf[..n], from).unwrap();
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(from, "10.0.0.2:7".parse::<SocketAddr>().unwrap());
+        assert_eq!(sha256(&buf[..n]), sha256(&data));
+    }
+    // A datagram larger than the buffer is truncated, like std.
+    client.send_to(&[7u8; 100], "10.0.0.2:7").unwrap();
+    let mut small = [0u8; 10];
+    assert_eq!(server.recv_from(&mut small).unwrap().0, 10);
+}
+
+#[test]
+fn connect_filters_peers_and_reports_refusal() {
+    let (a, b) = two_stacks();
+    let server = UdpSocket::bind(&b, "10.0.0.2:7").unwrap();
+    let other = UdpSocket::bind(&b, "10.0.0.2:8").unwrap();
+    let client = UdpSocket::bind(&a, "0.0.0.0:5000").unwrap();
+    timeout(&client);
+    let err = client.send(b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EDESTADDRREQ));
+    assert_eq!(
+        client.peer_addr().unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    client.connect("10.0.0.2:7").unwrap();
+    assert_eq!(client.peer_addr().unwrap().to_string(), "10.0.0.2:7");
+    assert_eq!(client.local_addr().unwrap().to_string(), "10.0.0.1:5000");
+    other.send_to(b"not my peer", "10.0.0.1:5000").unwrap();
+    server.send_to(b"peer", "10.0.0.1:5000").unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"peer", "the other sender was filtered");
+    client.connect("10.0.0.2:9").unwrap();
+    client.send(b"anyone?").unwrap();
+    assert_eq!(
+        client.recv(&mut buf).unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
+    let c = a.counters().unwrap();
+    assert_eq!(c.udp_rx_filtered, 1);
+    assert_eq!(c.icmp_rx_errors_delivered, 1);
+}
+
+#[test]
+fn bind_errors_match_std() {
+    let (a, _b) = two_stacks();
+    let _s = UdpSocket::bind(&a, "0.0.0.0:7").unwrap();
+    assert_eq!(
+        UdpSocket::bind(&a, "10.0.0.1:7").unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    assert_eq!(
+        UdpSocket::bind(&a, "10.9.9.9:0").unwrap_err().kind(),
+        ErrorKind::AddrNotAvailable
+    );
+    assert_eq!(
+        UdpSocket::bind(&a, "[::1]:0").unwrap_err().raw_os_error(),
+        Some(libc::EAFNOSUPPORT)
+    );
+    let s = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    assert_eq!(
+        s.send_to(&vec![0; 65508], "10.0.0.2:7")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EMSGSIZE)
+    );
+    s.set_dont_fragment(true).unwrap();
+    assert_eq!(
+        s.send_to(&[0; 1473], "10.0.0.2:7")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EMSGSIZE)
+    );
+    assert_eq!(
+        s.send_to(b"x", "10.0.0.255:7").unwrap_err().kind(),
+        ErrorKind::PermissionDenied,
+        "broadcast needs set_broadcast"
+    );
+    s.set_broadcast(true).unwrap();
+    s.send_to(b"x", "10.0.0.255:7").unwrap();
+    assert!(s.set_read_timeout(Some(Duration::ZERO)).is_err());
+    // The port is free again once the socket is dropped.
+    drop(_s);
+    UdpSocket::bind(&a, "0.0.0.0:7").unwrap();
+}
+
+#[test]
+fn read_timeout_and_nonblocking_return_would_block() {
+    let (a, _b) = two_stacks();
+    let s = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    let mut buf = [0u8; 16];
+    s.set_read_timeout(Some(Duration::from_millis(150)))
+        .unwrap();
+    assert_eq!(s.read_timeout().unwrap(), Some(Duration::from_millis(150)));
+    let start = Instant::now();
+    assert_eq!(s.recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    s.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    assert_eq!(s.recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn many_threads_share_sockets_and_clones() {
+    let (a, b) = two_stacks();
+    let server = UdpSocket::bind(&b, "0.0.0.0:7").unwrap();
+    timeout(&server);
+    let echo = server.try_clone().unwrap();
+    let echo_thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            if &buf[..n] == b"stop" {
+                break;
+            }
+            echo.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    let clients: Vec<_> = (0..8)
+        .map(|t| {
+            let sock = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+            std::thread::spawn(move || {
+                timeout(&sock);
+                let mut buf = [0u8; 2048];
+                for i in 0..50u32 {
+                    let msg = format!("thread {t} message {i}");
+                    sock.send_to(msg.as_bytes(), "10.0.0.2:7").unwrap();
+                    let n = sock.recv(&mut buf).unwrap();
+                    assert_eq!(&buf[..n], msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    UdpSocket::bind(&a, "0.0.0.0:0")
+        .unwrap()
+        .send_to(b"stop", "10.0.0.2:7")
+        .unwrap();
+    echo_thread.join().unwrap();
+    assert_eq!(b.counters().unwrap().udp_rx_datagrams, 401);
+}
+
+#[test]
+fn dropping_the_stack_stops_its_thread_and_fails_sockets() {
+    let (a, b) = two_stacks();
+    let s = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    let blocked = s.try_clone().unwrap();
+    // Whether the receive is parked on the stack thread when it stops, or reaches it after,
+    // the caller gets NotConnected rather than hanging.
+    let waiter = std::thread::spawn(move || blocked.recv(&mut [0u8; 8]).unwrap_err().kind());
+    drop(a);
+    assert_eq!(waiter.join().unwrap(), ErrorKind::NotConnected);
+    assert_eq!(
+        s.send_to(b"x", "10.0.0.2:7").unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    drop(b);
+}
