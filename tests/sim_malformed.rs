@@ -163,6 +163,16 @@ fn each_malformation_is_dropped_with_its_counter() {
             |c| c.ip_rx_bad_source,
         ),
         (
+            "our own address as source",
+            {
+                let mut f = udp_frame(b"x");
+                f[26..30].copy_from_slice(&US.octets());
+                fix_ip_checksum(&mut f);
+                f
+            },
+            |c| c.ip_rx_bad_source,
+        ),
+        (
             "another destination",
             {
                 let mut f = udp_frame(b"x");

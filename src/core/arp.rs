@@ -219,7 +219,7 @@ impl super::Interface {
         let sender_mac = MacAddr(arp.sender_mac);
         let target_ip = arp.target_ipv4_addr();
         if sender_mac.is_multicast()
-            || super::ipv4::is_bad_source(sender_ip) && !sender_ip.is_unspecified()
+            || (super::ipv4::is_bad_source(sender_ip) && !sender_ip.is_unspecified())
         {
             self.stats.arp_rx_malformed += 1;
             return;

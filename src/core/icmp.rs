@@ -8,7 +8,7 @@ use crate::time::Instant;
 use crate::wire::{checksum_bytes, checksum_ok};
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::{Icmpv4Header, Icmpv4Slice, Icmpv4Type, IpNumber, Ipv4HeaderSlice};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 /// Bytes of the offending datagram quoted in an error: as much as keeps the error within 576
 /// bytes (RFC 1812 §4.3.2.3, what Linux does).
@@ -200,7 +200,7 @@ impl Interface {
             || about_icmp_error
             || super::ipv4::is_bad_source(rx.src)
             || rx.dst.is_multicast()
-            || rx.src == Ipv4Addr::LOCALHOST
+            || rx.src.is_loopback()
         {
             self.stats.icmp_tx_suppressed += 1;
             return false;

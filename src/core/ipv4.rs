@@ -99,7 +99,8 @@ impl Interface {
         };
         let src = header.source_addr();
         let dst = header.destination_addr();
-        if is_bad_source(src) || self.cfg.is_broadcast(src) {
+        // A datagram claiming our own or a broadcast source is a martian (RFC 1122 §3.2.1.3).
+        if is_bad_source(src) || self.cfg.is_broadcast(src) || src == self.cfg.ip {
             self.stats.ip_rx_bad_source += 1;
             return;
         }

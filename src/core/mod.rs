@@ -95,14 +95,7 @@ impl Interface {
             self.send_arp_request(ip, crate::wire::MacAddr::BROADCAST);
         }
         for dg in arp.failed {
-            // Linux reports a failed resolution as a local "host unreachable" (RFC 1122
-            // §2.3.2.2): a connected UDP socket sees EHOSTUNREACH.
-            if dg.proto == etherparse::IpNumber::UDP && dg.payload.len() >= 4 {
-                let p = &dg.payload;
-                let local = u16::from_be_bytes([p[0], p[1]]);
-                let remote = std::net::SocketAddrV4::new(dg.dst, u16::from_be_bytes([p[2], p[3]]));
-                self.udp_error(local, remote, libc::EHOSTUNREACH);
-            }
+            self.udp_host_unreachable(&dg);
         }
         for quote in self.reasm.poll(now, &mut self.stats) {
             self.icmp_reassembly_timeout(now, &quote);

@@ -109,6 +109,17 @@ impl Interface {
         true
     }
 
+    /// A datagram whose next hop did not resolve: like Linux, which reports the failure as a
+    /// local "host unreachable" (RFC 1122 §2.3.2.2), its connected socket sees `EHOSTUNREACH`.
+    pub(super) fn udp_host_unreachable(&mut self, dg: &Datagram) {
+        if dg.proto == IpNumber::UDP && dg.payload.len() >= UdpHeader::LEN {
+            let p = &dg.payload;
+            let local = u16::from_be_bytes([p[0], p[1]]);
+            let remote = SocketAddrV4::new(dg.dst, u16::from_be_bytes([p[2], p[3]]));
+            self.udp_error(local, remote, libc::EHOSTUNREACH);
+        }
+    }
+
     /// Opens a UDP socket on `addr` (port 0 picks an ephemeral port).
     pub fn udp_bind(&mut self, addr: SocketAddrV4) -> io::Result<SocketId> {
         if !addr.ip().is_unspecified() && *addr.ip() != self.cfg.ip {
