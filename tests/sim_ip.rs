@@ -214,21 +214,7 @@ const B_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 
 fn learn_host(sim: &mut Sim) {
     // An ARP request from the host teaches b its address.
-    let arp = etherparse::ArpEthIpv4Packet {
-        operation: etherparse::ArpOperation::REQUEST,
-        sender_mac: HOST_MAC.0,
-        sender_ipv4: HOST.octets(),
-        target_mac: [0; 6],
-        target_ipv4: B.octets(),
-    };
-    let mut f = etherparse::Ethernet2Header {
-        source: HOST_MAC.0,
-        destination: MacAddr::BROADCAST.0,
-        ether_type: etherparse::EtherType::ARP,
-    }
-    .to_bytes()
-    .to_vec();
-    f.extend_from_slice(&arp.to_bytes());
+    let f = arp_request(HOST_MAC, HOST, B);
     sim.b.iface.pop_transmit(); // gratuitous ARP
     let replies = exchange(sim, &[f]);
     assert_eq!(replies.len(), 1, "ARP reply");

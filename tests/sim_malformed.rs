@@ -31,25 +31,6 @@ fn udp_frame(data: &[u8]) -> Vec<u8> {
     ipv4_frames(PEER_MAC, US_MAC, PEER, US, IpNumber::UDP, 1, &seg, 1500).remove(0)
 }
 
-fn arp_request_from_peer() -> Vec<u8> {
-    let arp = etherparse::ArpEthIpv4Packet {
-        operation: etherparse::ArpOperation::REQUEST,
-        sender_mac: PEER_MAC.0,
-        sender_ipv4: PEER.octets(),
-        target_mac: [0; 6],
-        target_ipv4: US.octets(),
-    };
-    let mut f = etherparse::Ethernet2Header {
-        source: PEER_MAC.0,
-        destination: MacAddr::BROADCAST.0,
-        ether_type: etherparse::EtherType::ARP,
-    }
-    .to_bytes()
-    .to_vec();
-    f.extend_from_slice(&arp.to_bytes());
-    f
-}
-
 fn ping_frame() -> Vec<u8> {
     let req = echo_request(1, 1, b"are you alive?");
     ipv4_frames(PEER_MAC, US_MAC, PEER, US, IpNumber::ICMP, 2, &req, 1500).remove(0)
@@ -378,7 +359,7 @@ fn thousands_of_garbage_frames_never_break_the_stack() {
         0,
         "timeouts reclaimed all fragment memory"
     );
-    iface.receive(later, &arp_request_from_peer());
+    iface.receive(later, &arp_request(PEER_MAC, PEER, US));
     iface.receive(later, &ping_frame());
     let replies: Vec<_> = std::iter::from_fn(|| iface.pop_transmit()).collect();
     assert!(

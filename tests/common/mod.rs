@@ -153,6 +153,26 @@ pub fn ipv4_frames(
     }
 }
 
+/// A broadcast ARP request from `sender` asking for `target`.
+pub fn arp_request(sender_mac: MacAddr, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let arp = etherparse::ArpEthIpv4Packet {
+        operation: etherparse::ArpOperation::REQUEST,
+        sender_mac: sender_mac.0,
+        sender_ipv4: sender.octets(),
+        target_mac: [0; 6],
+        target_ipv4: target.octets(),
+    };
+    let mut f = Ethernet2Header {
+        source: sender_mac.0,
+        destination: MacAddr::BROADCAST.0,
+        ether_type: EtherType::ARP,
+    }
+    .to_bytes()
+    .to_vec();
+    f.extend_from_slice(&arp.to_bytes());
+    f
+}
+
 /// An ICMP echo request message (header and data) with a correct checksum.
 pub fn echo_request(id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
     let t = etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id, seq });
