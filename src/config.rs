@@ -24,6 +24,7 @@ pub struct StackConfig {
     pub icmp: IcmpConfig,
     /// Receive buffer of a UDP socket, in bytes of payload (Linux rmem_default: 212992).
     pub udp_rcvbuf: usize,
+    pub tcp: crate::tcp::TcpConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +117,7 @@ impl StackConfig {
             reassembly: ReassemblyConfig::default(),
             icmp: IcmpConfig::default(),
             udp_rcvbuf: 212_992,
+            tcp: crate::tcp::TcpConfig::default(),
         }
     }
 

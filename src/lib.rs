@@ -11,6 +11,7 @@ pub mod phy;
 pub mod runtime;
 pub mod socket;
 pub mod stats;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 

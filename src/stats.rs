@@ -102,6 +102,31 @@ counters! {
         udp_rx_filtered: "UDP datagrams from a peer other than the connected one (dropped)",
         udp_tx_datagrams: "UDP datagrams sent",
     }
+    "Tcp" {
+        tcp_active_opens: "active connection openings",
+        tcp_passive_opens: "passive connection openings",
+        tcp_attempt_fails: "failed connection attempts",
+        tcp_estab_resets: "connection resets received or sent in established states",
+        tcp_curr_estab: "connections established now",
+        tcp_in_segs: "segments received",
+        tcp_out_segs: "segments sent",
+        tcp_retrans_segs: "segments retransmitted",
+        tcp_in_errs: "malformed segments (dropped)",
+        tcp_in_csum_errs: "segments with a bad checksum (dropped)",
+        tcp_out_rsts: "resets sent",
+        tcp_no_port: "segments to a closed port (answered with a reset)",
+        tcp_listen_drops: "SYNs dropped because a listen queue was full",
+        tcp_fast_retransmits: "fast retransmits",
+        tcp_timeouts: "retransmission timeouts",
+        tcp_paws_drops: "segments dropped by PAWS (old timestamp)",
+        tcp_challenge_acks: "challenge ACKs sent (RFC 5961)",
+        tcp_out_of_window: "segments outside the receive window (dropped, ACKed)",
+        tcp_ofo_queued: "segments queued out of order",
+        tcp_ofo_drops: "out-of-order segments dropped (queue full)",
+        tcp_rcv_pruned: "segments trimmed to the receive window",
+        tcp_zero_window_probes: "zero window probes sent",
+        tcp_aborted_timeout: "connections aborted after too many retransmissions",
+    }
 }
 
 impl fmt::Display for Counters {

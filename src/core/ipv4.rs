@@ -152,6 +152,7 @@ impl Interface {
         match rx.proto {
             IpNumber::ICMP => self.icmp_input(now, rx),
             IpNumber::UDP => self.udp_input(now, rx),
+            IpNumber::TCP => self.tcp_input(now, rx),
             _ => {
                 self.stats.ip_rx_unknown_protocol += 1;
                 self.icmp_send_unreachable(

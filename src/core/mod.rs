@@ -10,6 +10,7 @@ mod ethernet;
 mod icmp;
 mod ipv4;
 mod reassembly;
+mod tcp;
 mod udp;
 
 pub use ipv4::Pmtud;
@@ -30,8 +31,8 @@ pub struct SocketId(pub u64);
 /// Something a socket's waiters may want to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// Data or an error is ready to be received.
-    Readable(SocketId),
+    /// The socket's state changed (data, space, a connection, an error): waiters retry.
+    Ready(SocketId),
 }
 
 /// One network interface with its protocol state.
@@ -45,6 +46,7 @@ pub struct Interface {
     reasm: Reassembler,
     icmp_limiter: icmp::RateLimiter,
     udp: udp::UdpTable,
+    tcp: crate::tcp::Tcp,
     tx: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
 }
@@ -53,8 +55,12 @@ impl Interface {
     /// A new interface; it announces itself with a gratuitous ARP.
     pub fn new(cfg: StackConfig, now: Instant) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let next_ip_id = rng.random();
+        let tcp =
+            crate::tcp::Tcp::new(cfg.tcp.clone(), cfg.ip, cfg.mtu, rng.random(), rng.random());
         let mut iface = Interface {
-            next_ip_id: rng.random(),
+            tcp,
+            next_ip_id,
             next_socket_id: 1,
             arp: arp::Arp::new(cfg.arp.clone()),
             reasm: Reassembler::new(cfg.reassembly.clone()),
@@ -100,11 +106,16 @@ impl Interface {
         for quote in self.reasm.poll(now, &mut self.stats) {
             self.icmp_reassembly_timeout(now, &quote);
         }
+        self.tcp.poll(now, &mut self.stats);
+        self.flush_tcp(now);
     }
 
     /// When [`Interface::poll`] next has work to do.
     pub fn poll_at(&self) -> Option<Instant> {
-        earliest(self.arp.poll_at(), self.reasm.poll_at())
+        earliest(
+            earliest(self.arp.poll_at(), self.reasm.poll_at()),
+            self.tcp.poll_at(),
+        )
     }
 
     /// The next frame to put on the wire.

@@ -89,7 +89,7 @@ impl Interface {
         sock.rx.push_back((from, data));
         self.stats.udp_rx_datagrams += 1;
         if sock.rx.len() == 1 {
-            self.events.push_back(Event::Readable(id));
+            self.events.push_back(Event::Ready(id));
         }
     }
 
@@ -105,7 +105,7 @@ impl Interface {
             return false;
         }
         sock.error = Some(errno);
-        self.events.push_back(Event::Readable(id));
+        self.events.push_back(Event::Ready(id));
         true
     }
 

@@ -221,7 +221,7 @@ impl<D: Device> StackThread<D> {
     fn dispatch_events(&mut self) {
         while let Some(event) = self.iface.pop_event() {
             match event {
-                Event::Readable(id) => self.waiters.readable(&mut self.iface, id),
+                Event::Ready(id) => self.waiters.readable(&mut self.iface, id),
             }
         }
     }

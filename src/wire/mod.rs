@@ -33,3 +33,17 @@ pub fn transport_checksum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u
         .ones_complement()
         == 0
 }
+
+/// The UDP/TCP checksum of `segment` (whose checksum field is zero) under the IPv4
+/// pseudo-header, as it goes on the wire.
+pub fn transport_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> [u8; 2] {
+    let len = segment.len() as u16;
+    Sum16BitWords::new()
+        .add_4bytes(src)
+        .add_4bytes(dst)
+        .add_2bytes([0, proto])
+        .add_2bytes(len.to_be_bytes())
+        .add_slice(segment)
+        .ones_complement()
+        .to_ne_bytes()
+}

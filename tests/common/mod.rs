@@ -25,12 +25,17 @@ pub struct Node {
     pub dev: Box<dyn Device>,
 }
 
+/// Decides whether a frame goes on the link.
+pub type FrameFilter = Box<dyn FnMut(&[u8]) -> bool>;
+
 /// Two interfaces joined by the in-memory link, the fault injector on `a`'s end (so it acts on
 /// frames both ways), driven entirely by virtual time.
 pub struct Sim {
     pub now: Instant,
     pub a: Node,
     pub b: Node,
+    /// Decides whether a frame `a` sends reaches the link (false drops it).
+    pub a_out_filter: Option<FrameFilter>,
 }
 
 impl Sim {
@@ -51,6 +56,7 @@ impl Sim {
                 iface: Interface::new(b, Instant::ZERO),
                 dev: Box::new(db),
             },
+            a_out_filter: None,
         }
     }
 
@@ -63,7 +69,7 @@ impl Sim {
         let mut buf = vec![0u8; 65536];
         loop {
             let mut moved = 0;
-            for node in [&mut self.a, &mut self.b] {
+            for (i, node) in [&mut self.a, &mut self.b].into_iter().enumerate() {
                 node.iface.poll(self.now);
                 node.dev.poll(self.now).expect("device poll");
                 while let Some(n) = node.dev.recv(self.now, &mut buf).expect("recv") {
@@ -71,9 +77,16 @@ impl Sim {
                     moved += 1;
                 }
                 while let Some(frame) = node.iface.pop_transmit() {
+                    moved += 1;
+                    if i == 0 {
+                        if let Some(filter) = self.a_out_filter.as_mut() {
+                            if !filter(&frame) {
+                                continue;
+                            }
+                        }
+                    }
                     // A full link drops, as a NIC would.
                     let _ = node.dev.send(self.now, &frame);
-                    moved += 1;
                 }
             }
             if moved == 0 {

@@ -1,0 +1,140 @@
+//! The interface's side of TCP: checksums, handing segments to [`crate::tcp::Tcp`], and
+//! putting its output on the IP layer. The socket operations flush output as they go.
+
+use super::ipv4::{Datagram, IpRx, Pmtud};
+use super::{Interface, SocketId};
+use crate::tcp::tcb::State;
+use crate::time::Instant;
+use crate::wire::transport_checksum_ok;
+use etherparse::IpNumber;
+use std::io;
+use std::net::SocketAddrV4;
+
+impl Interface {
+    pub(super) fn tcp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
+        // TCP never talks to broadcast addresses (RFC 1122 §4.2.3.10).
+        if rx.broadcast {
+            self.stats.tcp_in_errs += 1;
+            return;
+        }
+        if !transport_checksum_ok(
+            rx.src.octets(),
+            rx.dst.octets(),
+            IpNumber::TCP.0,
+            rx.payload,
+        ) {
+            self.stats.tcp_in_csum_errs += 1;
+            return;
+        }
+        self.tcp.input(
+            now,
+            rx.src,
+            rx.payload,
+            &mut self.next_socket_id,
+            &mut self.stats,
+        );
+        self.flush_tcp(now);
+    }
+
+    /// Sends TCP's queued segments and passes on its events.
+    pub(super) fn flush_tcp(&mut self, now: Instant) {
+        let out = std::mem::take(&mut self.tcp.out);
+        for seg in out {
+            let dg = Datagram {
+                dst: seg.dst,
+                proto: IpNumber::TCP,
+                pmtud: Pmtud::Want,
+                payload: seg.bytes,
+            };
+            // A failure (no route) surfaces as retransmission timeouts, as in Linux.
+            let _ = self.send_datagram(now, dg);
+        }
+        self.events.extend(self.tcp.events.drain(..));
+    }
+
+    /// Opens a listening socket on `addr` (port 0 picks one).
+    pub fn tcp_listen(
+        &mut self,
+        addr: SocketAddrV4,
+        backlog: usize,
+    ) -> io::Result<(SocketId, SocketAddrV4)> {
+        let id = self.alloc_socket_id();
+        let local = self.tcp.listen(id, addr, backlog)?;
+        Ok((id, local))
+    }
+
+    /// The next established connection on a listener, if one is waiting.
+    pub fn tcp_accept(
+        &mut self,
+        listener: SocketId,
+    ) -> Option<io::Result<(SocketId, SocketAddrV4)>> {
+        self.tcp.accept(listener)
+    }
+
+    /// Starts connecting to `remote`; see [`Interface::tcp_connect_result`].
+    pub fn tcp_connect(&mut self, now: Instant, remote: SocketAddrV4) -> io::Result<SocketId> {
+        let id = self.alloc_socket_id();
+        self.tcp.connect(id, now, remote, &mut self.stats)?;
+        self.flush_tcp(now);
+        Ok(id)
+    }
+
+    /// `None` while the handshake is under way.
+    pub fn tcp_connect_result(&mut self, id: SocketId) -> Option<io::Result<()>> {
+        self.tcp.connect_result(id)
+    }
+
+    pub fn tcp_send(&mut self, now: Instant, id: SocketId, data: &[u8]) -> io::Result<usize> {
+        let r = self.tcp.send(id, now, data, &mut self.stats);
+        self.flush_tcp(now);
+        r
+    }
+
+    pub fn tcp_recv(&mut self, now: Instant, id: SocketId, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.tcp.recv(id, now, buf, &mut self.stats);
+        self.flush_tcp(now);
+        r
+    }
+
+    pub fn tcp_shutdown(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        read: bool,
+        write: bool,
+    ) -> io::Result<()> {
+        let r = self.tcp.shutdown(id, now, read, write, &mut self.stats);
+        self.flush_tcp(now);
+        r
+    }
+
+    /// Drops the handle: the connection closes gracefully on its own.
+    pub fn tcp_close(&mut self, now: Instant, id: SocketId) {
+        self.tcp.close(id, now, &mut self.stats);
+        self.flush_tcp(now);
+    }
+
+    pub fn tcp_set_nodelay(&mut self, now: Instant, id: SocketId, on: bool) -> io::Result<()> {
+        let r = self.tcp.set_nodelay(id, now, on, &mut self.stats);
+        self.flush_tcp(now);
+        r
+    }
+
+    pub fn tcp_nodelay(&self, id: SocketId) -> io::Result<bool> {
+        self.tcp.nodelay(id)
+    }
+
+    /// (local, peer) addresses.
+    pub fn tcp_addrs(&self, id: SocketId) -> io::Result<(SocketAddrV4, SocketAddrV4)> {
+        self.tcp.addrs(id)
+    }
+
+    pub fn tcp_state(&self, id: SocketId) -> Option<State> {
+        self.tcp.state(id)
+    }
+
+    /// Read access to the TCP layer, for tests and diagnostics.
+    pub fn tcp(&self) -> &crate::tcp::Tcp {
+        &self.tcp
+    }
+}

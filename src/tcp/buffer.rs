@@ -1,0 +1,771 @@
+//! The two byte buffers of a TCP connection, each a fixed-capacity ring allocated once.
+//!
+//! [`SendBuffer`] holds the bytes from SND.UNA on; [`RecvBuffer`] holds the in-order bytes the
+//! application has not read plus out-of-order data beyond RCV.NXT (RFC 9293 §3.3.1). Offsets are
+//! plain byte counts relative to those sequence numbers; sequence arithmetic is the caller's.
+
+/// Largest capacity a buffer takes: the largest window TCP can advertise (RFC 7323 §2.3).
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// Maps `pos` (below twice `cap`) into a ring of `cap` bytes; 0 for an empty ring.
+fn wrap(pos: usize, cap: usize) -> usize {
+    pos.checked_rem(cap).unwrap_or(0)
+}
+
+/// The `len` bytes from ring position `start` as up to two slices.
+fn ring_slices(buf: &[u8], start: usize, len: usize) -> (&[u8], &[u8]) {
+    let first = len.min(buf.len() - start);
+    (&buf[start..start + first], &buf[..len - first])
+}
+
+/// Copies `data` (at most the ring's size) into the ring from position `start`.
+fn ring_write(buf: &mut [u8], start: usize, data: &[u8]) {
+    let first = data.len().min(buf.len() - start);
+    buf[start..start + first].copy_from_slice(&data[..first]);
+    buf[..data.len() - first].copy_from_slice(&data[first..]);
+}
+
+/// Copies as much of the two slices, in order, as fits into `out`; returns how many bytes.
+fn copy_pair(out: &mut [u8], (a, b): (&[u8], &[u8])) -> usize {
+    let na = a.len().min(out.len());
+    let nb = b.len().min(out.len() - na);
+    out[..na].copy_from_slice(&a[..na]);
+    out[na..na + nb].copy_from_slice(&b[..nb]);
+    na + nb
+}
+
+fn alloc(capacity: usize) -> Box<[u8]> {
+    vec![0; capacity.min(MAX_CAPACITY)].into_boxed_slice()
+}
+
+/// Bytes written by the application and not yet acknowledged; offset 0 is SND.UNA.
+pub struct SendBuffer {
+    buf: Box<[u8]>,
+    /// Ring position of SND.UNA.
+    head: usize,
+    len: usize,
+}
+
+impl SendBuffer {
+    /// A buffer of `capacity` bytes, at most [`MAX_CAPACITY`].
+    pub fn new(capacity: usize) -> Self {
+        SendBuffer {
+            buf: alloc(capacity),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes held: written and not yet acknowledged.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Room left for [`SendBuffer::write`].
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends as much of `data` as fits; returns how many bytes were taken.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        let tail = wrap(self.head + self.len, self.capacity());
+        ring_write(&mut self.buf, tail, &data[..n]);
+        self.len += n;
+        n
+    }
+
+    /// Copies the bytes from `offset` into `out`; returns how many (0 past the end).
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
+        copy_pair(out, self.slices_at(offset, out.len()))
+    }
+
+    /// Up to `len` bytes from `offset`, without copying: two slices when the ring wraps.
+    pub fn slices_at(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        let n = len.min(self.len - offset);
+        ring_slices(&self.buf, wrap(self.head + offset, self.capacity()), n)
+    }
+
+    /// Drops `n` acknowledged bytes from the front (clamped to [`SendBuffer::len`]).
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.len -= n;
+        self.head = if self.len == 0 {
+            0
+        } else {
+            wrap(self.head + n, self.capacity())
+        };
+    }
+}
+
+/// Shows the counters, not the bytes.
+impl std::fmt::Debug for SendBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBuffer")
+            .field("capacity", &self.capacity())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// What [`RecvBuffer::insert`] did with a segment's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Insert {
+    /// How far RCV.NXT moved: bytes that became readable.
+    pub advanced: usize,
+    /// Bytes dropped because they lay beyond the receive window (RFC 9293 §3.10.7.4).
+    pub trimmed: usize,
+    /// The data was dropped entirely: it needed a new out-of-order range and the limit was hit.
+    /// `trimmed` still counts the part beyond the window.
+    pub rejected: bool,
+}
+
+/// An out-of-order range, relative to RCV.NXT; never starts at 0, never touches another.
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    start: usize,
+    end: usize,
+    /// Larger is more recently received into, for SACK ordering (RFC 2018 §4).
+    stamp: u64,
+}
+
+/// Received bytes: readable in-order data before RCV.NXT, out-of-order data after it.
+pub struct RecvBuffer {
+    buf: Box<[u8]>,
+    /// Ring position of the first readable byte; RCV.NXT is `readable` bytes further.
+    head: usize,
+    readable: usize,
+    /// Sorted by start, disjoint and not adjacent, at most `max_ranges`.
+    ranges: Vec<Range>,
+    max_ranges: usize,
+    next_stamp: u64,
+}
+
+impl RecvBuffer {
+    /// A buffer of `capacity` bytes (at most [`MAX_CAPACITY`]) keeping at most `max_ranges`
+    /// out-of-order ranges.
+    pub fn new(capacity: usize, max_ranges: usize) -> Self {
+        let buf = alloc(capacity);
+        let ranges = Vec::with_capacity(max_ranges.min(buf.len() / 2 + 1));
+        RecvBuffer {
+            buf,
+            head: 0,
+            readable: 0,
+            ranges,
+            max_ranges,
+            next_stamp: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// In-order bytes the application can read.
+    pub fn readable(&self) -> usize {
+        self.readable
+    }
+
+    /// Free space from RCV.NXT on, which the receive window may advertise (RFC 9293 §3.8.6);
+    /// out-of-order data lives inside it.
+    pub fn window(&self) -> usize {
+        self.capacity() - self.readable
+    }
+
+    /// Stores `data` received at `offset` bytes past RCV.NXT.
+    ///
+    /// Bytes beyond the window are trimmed; overlaps and duplicates are accepted, later bytes
+    /// overwriting earlier ones. Data reaching offset 0 becomes readable together with every
+    /// out-of-order range it joins.
+    pub fn insert(&mut self, offset: usize, data: &[u8]) -> Insert {
+        let window = self.window();
+        let kept = window.saturating_sub(offset).min(data.len());
+        let mut result = Insert {
+            trimmed: data.len() - kept,
+            ..Insert::default()
+        };
+        if kept == 0 {
+            return result;
+        }
+        let (start, end) = (offset, offset + kept);
+        // Ranges overlapping or adjacent to [start, end) merge with it.
+        let i = self.ranges.partition_point(|r| r.end < start);
+        let j = self.ranges.partition_point(|r| r.start <= end);
+        if i == j && start > 0 && self.ranges.len() >= self.max_ranges {
+            result.rejected = true;
+            return result;
+        }
+
+        let at = wrap(self.head + self.readable + start, self.capacity());
+        ring_write(&mut self.buf, at, &data[..kept]);
+
+        let mut merged = Range {
+            start,
+            end,
+            stamp: self.next_stamp,
+        };
+        self.next_stamp += 1;
+        if i < j {
+            merged.start = merged.start.min(self.ranges[i].start);
+            merged.end = merged.end.max(self.ranges[j - 1].end);
+        }
+        self.ranges.drain(i..j);
+        if merged.start > 0 {
+            self.ranges.insert(i, merged);
+            return result;
+        }
+
+        let n = merged.end;
+        self.readable += n;
+        for r in &mut self.ranges {
+            r.start -= n;
+            r.end -= n;
+        }
+        result.advanced = n;
+        result
+    }
+
+    /// Takes readable bytes into `out`; returns how many.
+    pub fn read(&mut self, out: &mut [u8]) -> usize {
+        let n = copy_pair(out, self.peek_slices());
+        self.consume(n);
+        n
+    }
+
+    /// The readable bytes, without consuming them: two slices when the ring wraps.
+    pub fn peek_slices(&self) -> (&[u8], &[u8]) {
+        ring_slices(&self.buf, self.head, self.readable)
+    }
+
+    /// Drops `n` readable bytes (clamped to [`RecvBuffer::readable`]), opening the window.
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.readable);
+        self.head = wrap(self.head + n, self.capacity());
+        self.readable -= n;
+    }
+
+    /// Out-of-order ranges as `(start, end)` offsets from RCV.NXT, the most recently received
+    /// into first, as SACK blocks are ordered (RFC 2018 §4). Lazy: each item scans the ranges.
+    pub fn ooo_ranges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut below = u64::MAX;
+        std::iter::from_fn(move || {
+            let r = self
+                .ranges
+                .iter()
+                .filter(|r| r.stamp < below)
+                .max_by_key(|r| r.stamp)?;
+            below = r.stamp;
+            Some((r.start, r.end))
+        })
+    }
+
+    /// Whether any out-of-order data waits for a hole to fill.
+    pub fn has_ooo(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+}
+
+/// Shows the counters and ranges, not the bytes.
+impl std::fmt::Debug for RecvBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBuffer")
+            .field("capacity", &self.capacity())
+            .field("readable", &self.readable)
+            .field("ooo", &self.ooo_ranges().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Deterministic xorshift64 so the randomized tests need no dependency.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// Uniform-ish in `0..n` (n > 0).
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn stream(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn joined((a, b): (&[u8], &[u8])) -> Vec<u8> {
+        [a, b].concat()
+    }
+
+    fn ranges(r: &RecvBuffer) -> Vec<(usize, usize)> {
+        r.ooo_ranges().collect()
+    }
+
+    fn read_all(r: &mut RecvBuffer) -> Vec<u8> {
+        let mut out = vec![0; r.readable()];
+        let n = r.read(&mut out);
+        out.truncate(n);
+        out
+    }
+
+    /// Ranges sorted, disjoint, not adjacent, past offset 0, inside the window, within the limit.
+    fn check_invariants(r: &RecvBuffer) {
+        let mut sorted = ranges(r);
+        sorted.sort();
+        assert!(sorted.len() <= r.max_ranges);
+        let mut prev_end = 0;
+        for &(s, e) in &sorted {
+            assert!(s > prev_end, "ranges {sorted:?}");
+            assert!(
+                s < e && e <= r.window(),
+                "ranges {sorted:?} window {}",
+                r.window()
+            );
+            prev_end = e;
+        }
+        assert_eq!(r.has_ooo(), !sorted.is_empty());
+        assert_eq!(r.readable() + r.window(), r.capacity());
+    }
+
+    #[test]
+    fn send_new_is_empty() {
+        let s = SendBuffer::new(8);
+        assert_eq!((s.capacity(), s.len(), s.free()), (8, 0, 8));
+        assert!(s.is_empty());
+        assert_eq!(s.slices_at(0, 8), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn send_write_up_to_free() {
+        let mut s = SendBuffer::new(8);
+        assert_eq!(s.write(b"hello"), 5);
+        assert_eq!(s.write(b"world"), 3);
+        assert_eq!(s.write(b"!"), 0);
+        assert_eq!((s.len(), s.free()), (8, 0));
+        let mut out = [0; 16];
+        assert_eq!(s.read_at(0, &mut out), 8);
+        assert_eq!(&out[..8], b"hellowor");
+    }
+
+    #[test]
+    fn send_read_at_offsets_and_short_out() {
+        let mut s = SendBuffer::new(16);
+        s.write(b"abcdefgh");
+        let mut out = [0; 3];
+        assert_eq!(s.read_at(2, &mut out), 3);
+        assert_eq!(&out, b"cde");
+        assert_eq!(s.read_at(6, &mut out), 2);
+        assert_eq!(&out[..2], b"gh");
+        assert_eq!(s.read_at(8, &mut out), 0);
+        assert_eq!(s.read_at(100, &mut out), 0);
+        assert_eq!(s.read_at(0, &mut []), 0);
+    }
+
+    #[test]
+    fn send_wraps_around() {
+        let mut s = SendBuffer::new(8);
+        s.write(b"012345");
+        s.consume(4);
+        assert_eq!(s.write(b"6789ab"), 6);
+        assert_eq!(s.len(), 8);
+        let (a, b) = s.slices_at(0, 8);
+        assert_eq!((a, b), (&b"4567"[..], &b"89ab"[..]));
+        assert_eq!(s.slices_at(3, 2), (&b"7"[..], &b"8"[..]));
+        assert_eq!(s.slices_at(1, 2), (&b"56"[..], &[][..]));
+        assert_eq!(s.slices_at(5, 10), (&b"9ab"[..], &[][..]));
+        assert_eq!(s.slices_at(6, 10), (&b"ab"[..], &[][..]));
+        let mut out = [0; 8];
+        assert_eq!(s.read_at(1, &mut out), 7);
+        assert_eq!(&out[..7], b"56789ab");
+        s.consume(7);
+        assert_eq!(s.slices_at(0, 8), (&b"b"[..], &[][..]));
+    }
+
+    #[test]
+    fn send_consume_clamps() {
+        let mut s = SendBuffer::new(4);
+        s.write(b"abc");
+        s.consume(10);
+        assert!(s.is_empty());
+        assert_eq!(s.free(), 4);
+        s.consume(usize::MAX);
+        assert_eq!(s.write(b"wxyz"), 4);
+        assert_eq!(joined(s.slices_at(0, 4)), b"wxyz");
+    }
+
+    #[test]
+    fn send_extreme_arguments() {
+        let mut s = SendBuffer::new(4);
+        s.write(b"abcd");
+        assert_eq!(s.slices_at(usize::MAX, usize::MAX), (&[][..], &[][..]));
+        assert_eq!(joined(s.slices_at(1, usize::MAX)), b"bcd");
+        assert_eq!(s.read_at(usize::MAX, &mut [0; 4]), 0);
+
+        let mut z = SendBuffer::new(0);
+        assert_eq!((z.capacity(), z.free()), (0, 0));
+        assert_eq!(z.write(b"x"), 0);
+        assert_eq!(z.read_at(0, &mut [0; 1]), 0);
+        assert_eq!(z.slices_at(0, 1), (&[][..], &[][..]));
+        z.consume(1);
+        assert!(z.is_empty());
+    }
+
+    #[test]
+    fn send_randomized_against_model() {
+        let mut rng = XorShift(0x5eed_0001);
+        let mut s = SendBuffer::new(97);
+        let mut model = VecDeque::new();
+        let mut next = 0u8;
+        for _ in 0..20_000 {
+            match rng.below(3) {
+                0 => {
+                    let data: Vec<u8> = (0..rng.below(60))
+                        .map(|_| {
+                            next = next.wrapping_add(1);
+                            next
+                        })
+                        .collect();
+                    let n = s.write(&data);
+                    assert_eq!(n, data.len().min(97 - model.len()));
+                    model.extend(&data[..n]);
+                    next = next.wrapping_sub((data.len() - n) as u8);
+                }
+                1 => {
+                    let n = rng.below(60);
+                    s.consume(n);
+                    model.drain(..n.min(model.len()));
+                }
+                _ => {
+                    let off = rng.below(100);
+                    let len = rng.below(100);
+                    let want: Vec<u8> = model.iter().skip(off).take(len).copied().collect();
+                    assert_eq!(joined(s.slices_at(off, len)), want);
+                    let mut out = vec![0; len];
+                    let n = s.read_at(off, &mut out);
+                    assert_eq!(&out[..n], &want[..]);
+                }
+            }
+            assert_eq!(s.len(), model.len());
+        }
+    }
+
+    #[test]
+    fn recv_in_order() {
+        let mut r = RecvBuffer::new(16, 4);
+        assert_eq!((r.capacity(), r.readable(), r.window()), (16, 0, 16));
+        let ins = r.insert(0, b"hello");
+        assert_eq!(
+            ins,
+            Insert {
+                advanced: 5,
+                trimmed: 0,
+                rejected: false
+            }
+        );
+        assert_eq!(r.insert(0, b" world").advanced, 6);
+        assert_eq!((r.readable(), r.window()), (11, 5));
+        assert!(!r.has_ooo());
+        assert_eq!(joined(r.peek_slices()), b"hello world");
+        let mut out = [0; 4];
+        assert_eq!(r.read(&mut out), 4);
+        assert_eq!(&out, b"hell");
+        assert_eq!(read_all(&mut r), b"o world");
+        assert_eq!((r.readable(), r.window()), (0, 16));
+        assert_eq!(r.read(&mut out), 0);
+    }
+
+    #[test]
+    fn recv_wraps_around() {
+        let mut r = RecvBuffer::new(8, 4);
+        r.insert(0, b"abcdef");
+        r.consume(5);
+        assert_eq!(r.window(), 7);
+        // Out-of-order bytes land across the end of the ring.
+        assert_eq!(r.insert(3, b"jkl").advanced, 0);
+        assert_eq!(ranges(&r), [(3, 6)]);
+        assert_eq!(r.insert(0, b"ghi").advanced, 6);
+        assert_eq!(r.peek_slices(), (&b"fgh"[..], &b"ijkl"[..]));
+        assert_eq!(read_all(&mut r), b"fghijkl");
+        assert_eq!(r.insert(0, b"01234567").advanced, 8);
+        assert_eq!(r.peek_slices(), (&b"0123"[..], &b"4567"[..]));
+        r.consume(2);
+        assert_eq!(read_all(&mut r), b"234567");
+    }
+
+    #[test]
+    fn recv_out_of_order_then_fill() {
+        let mut r = RecvBuffer::new(32, 4);
+        assert_eq!(r.insert(5, b"fghij").advanced, 0);
+        assert!(r.has_ooo());
+        assert_eq!(r.readable(), 0);
+        assert_eq!(r.window(), 32);
+        assert_eq!(ranges(&r), [(5, 10)]);
+        assert_eq!(r.insert(0, b"abcde").advanced, 10);
+        assert!(!r.has_ooo());
+        assert_eq!(read_all(&mut r), b"abcdefghij");
+    }
+
+    #[test]
+    fn recv_duplicates() {
+        let mut r = RecvBuffer::new(32, 4);
+        r.insert(4, b"efgh");
+        let ins = r.insert(4, b"efgh");
+        assert_eq!(ins, Insert::default());
+        r.insert(5, b"fg");
+        assert_eq!(ranges(&r), [(4, 8)]);
+        r.insert(0, b"abcd");
+        r.insert(0, b"ab");
+        assert_eq!(r.insert(0, b"").advanced, 0);
+        assert_eq!(read_all(&mut r), b"abcdefghab");
+    }
+
+    #[test]
+    fn recv_overlaps() {
+        let mut r = RecvBuffer::new(32, 4);
+        let s = stream(20);
+        r.insert(4, &s[4..8]);
+        r.insert(6, &s[6..12]);
+        assert_eq!(ranges(&r), [(4, 12)]);
+        r.insert(2, &s[2..5]);
+        assert_eq!(ranges(&r), [(2, 12)]);
+        r.insert(1, &s[1..14]);
+        assert_eq!(ranges(&r), [(1, 14)]);
+        assert_eq!(r.insert(0, &s[0..3]).advanced, 14);
+        assert_eq!(read_all(&mut r), &s[..14]);
+    }
+
+    #[test]
+    fn recv_adjacent_ranges_merge() {
+        let mut r = RecvBuffer::new(32, 4);
+        r.insert(2, b"cd");
+        r.insert(6, b"gh");
+        r.insert(4, b"ef");
+        assert_eq!(ranges(&r), [(2, 8)]);
+        r.insert(8, b"i");
+        assert_eq!(ranges(&r), [(2, 9)]);
+    }
+
+    #[test]
+    fn recv_hole_filled_joins_several_ranges() {
+        let mut r = RecvBuffer::new(64, 8);
+        let s = stream(40);
+        for (a, b) in [(30, 35), (5, 10), (20, 25), (12, 15)] {
+            assert_eq!(r.insert(a, &s[a..b]).advanced, 0);
+        }
+        r.insert(10, &s[10..12]);
+        r.insert(15, &s[15..20]);
+        let mut sorted = ranges(&r);
+        sorted.sort();
+        assert_eq!(sorted, [(5, 25), (30, 35)]);
+        assert_eq!(r.insert(0, &s[0..5]).advanced, 25);
+        // The remaining range is now relative to the new RCV.NXT.
+        assert_eq!(ranges(&r), [(5, 10)]);
+        assert_eq!(read_all(&mut r), &s[..25]);
+        assert_eq!(r.insert(0, &s[25..30]).advanced, 10);
+        assert_eq!(read_all(&mut r), &s[25..35]);
+        assert!(!r.has_ooo());
+    }
+
+    #[test]
+    fn recv_fill_spanning_several_ranges_at_once() {
+        let mut r = RecvBuffer::new(64, 8);
+        let s = stream(30);
+        r.insert(3, &s[3..5]);
+        r.insert(8, &s[8..9]);
+        r.insert(12, &s[12..20]);
+        r.insert(25, &s[25..27]);
+        assert_eq!(r.insert(0, &s[0..13]).advanced, 20);
+        assert_eq!(ranges(&r), [(5, 7)]);
+        assert_eq!(read_all(&mut r), &s[..20]);
+    }
+
+    #[test]
+    fn recv_trims_at_window_edge() {
+        let mut r = RecvBuffer::new(8, 4);
+        let ins = r.insert(0, b"0123456789");
+        assert_eq!((ins.advanced, ins.trimmed, ins.rejected), (8, 2, false));
+        assert_eq!(r.window(), 0);
+        assert_eq!(r.insert(0, b"x").trimmed, 1);
+        r.consume(3);
+        let ins = r.insert(1, b"abcd");
+        assert_eq!((ins.advanced, ins.trimmed), (0, 2));
+        assert_eq!(ranges(&r), [(1, 3)]);
+        let ins = r.insert(3, b"zz");
+        assert_eq!((ins.advanced, ins.trimmed), (0, 2));
+        assert_eq!(r.insert(usize::MAX, b"zz").trimmed, 2);
+        assert_eq!(r.insert(0, b"q").advanced, 3);
+        assert_eq!(read_all(&mut r), b"34567qab");
+    }
+
+    #[test]
+    fn recv_range_limit() {
+        let mut r = RecvBuffer::new(64, 2);
+        r.insert(10, b"k");
+        r.insert(20, b"u");
+        let ins = r.insert(30, b"e");
+        assert!(ins.rejected);
+        assert_eq!(ins.advanced, 0);
+        assert!(r.insert(5, b"f").rejected);
+        // Growing an existing range, or filling the hole at 0, needs no new range.
+        assert!(!r.insert(11, b"l").rejected);
+        assert!(!r.insert(15, b"abcde").rejected);
+        let mut sorted = ranges(&r);
+        sorted.sort();
+        assert_eq!(sorted, [(10, 12), (15, 21)]);
+        assert_eq!(r.insert(0, b"0123").advanced, 4);
+        // A rejected insert still reports what lay beyond the window.
+        let ins = r.insert(50, &[7; 20]);
+        assert!(ins.rejected);
+        assert_eq!(ins.trimmed, 10);
+
+        let mut none = RecvBuffer::new(16, 0);
+        assert!(none.insert(1, b"x").rejected);
+        assert_eq!(none.insert(0, b"ab").advanced, 2);
+        assert!(!none.has_ooo());
+    }
+
+    #[test]
+    fn recv_sack_recency_order() {
+        let mut r = RecvBuffer::new(128, 8);
+        r.insert(10, b"a");
+        r.insert(30, b"b");
+        r.insert(20, b"c");
+        assert_eq!(ranges(&r), [(20, 21), (30, 31), (10, 11)]);
+        // A duplicate still marks its range as the most recent (RFC 2018 §4).
+        r.insert(10, b"a");
+        assert_eq!(ranges(&r), [(10, 11), (20, 21), (30, 31)]);
+        r.insert(31, b"d");
+        assert_eq!(ranges(&r), [(30, 32), (10, 11), (20, 21)]);
+        // A merge takes the newest position and drops the ranges it absorbed.
+        r.insert(11, &[0; 9]);
+        assert_eq!(ranges(&r), [(10, 21), (30, 32)]);
+        assert_eq!(r.ooo_ranges().take(1).collect::<Vec<_>>(), [(10, 21)]);
+        assert_eq!(r.insert(0, &[0; 10]).advanced, 21);
+        assert_eq!(ranges(&r), [(9, 11)]);
+    }
+
+    #[test]
+    fn recv_zero_length_inserts() {
+        let mut r = RecvBuffer::new(8, 2);
+        assert_eq!(r.insert(0, b""), Insert::default());
+        assert_eq!(r.insert(3, b""), Insert::default());
+        assert_eq!(r.insert(100, b""), Insert::default());
+        assert!(!r.has_ooo());
+        r.insert(2, b"c");
+        r.insert(5, b"f");
+        assert_eq!(r.insert(4, b""), Insert::default());
+        assert_eq!(ranges(&r), [(5, 6), (2, 3)]);
+    }
+
+    #[test]
+    fn recv_consume_clamps_and_zero_capacity() {
+        let mut r = RecvBuffer::new(4, 2);
+        r.insert(0, b"ab");
+        r.consume(usize::MAX);
+        assert_eq!((r.readable(), r.window()), (0, 4));
+        assert_eq!(r.read(&mut []), 0);
+
+        let mut z = RecvBuffer::new(0, 2);
+        let ins = z.insert(0, b"abc");
+        assert_eq!((ins.advanced, ins.trimmed), (0, 3));
+        assert_eq!(z.window(), 0);
+        assert_eq!(z.read(&mut [0; 4]), 0);
+        assert_eq!(z.peek_slices(), (&[][..], &[][..]));
+        z.consume(1);
+        assert!(!z.has_ooo());
+    }
+
+    /// Random overlapping pieces of a known stream in random order, with random reads: the bytes
+    /// read equal the stream, and the ranges and counters match a per-byte model.
+    #[test]
+    fn recv_randomized_stream() {
+        for seed in 1..=20u64 {
+            let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let cap = 50 + rng.below(400);
+            let max_ranges = rng.below(9);
+            let s = stream(20_000);
+            let mut r = RecvBuffer::new(cap, max_ranges);
+            let mut have = vec![false; s.len()];
+            let mut nxt: usize = 0; // absolute RCV.NXT
+            let mut got = Vec::new();
+            let mut steps = 0;
+            while got.len() < s.len() {
+                steps += 1;
+                assert!(steps < 1_000_000, "seed {seed} stalled");
+                if rng.below(4) == 0 {
+                    let mut out = vec![0; rng.below(cap + 10)];
+                    let n = r.read(&mut out);
+                    got.extend_from_slice(&out[..n]);
+                } else {
+                    // A piece near the window, possibly starting before RCV.NXT or beyond the
+                    // window; the part before RCV.NXT is trimmed as a TCP receiver would.
+                    let lo = nxt.saturating_sub(20);
+                    let start = (lo + rng.below(cap + 40)).min(s.len());
+                    let end = (start + rng.below(cap / 3 + 2)).min(s.len());
+                    let from = start.max(nxt);
+                    let data = if from < end { &s[from..end] } else { &[][..] };
+                    let off = from - nxt;
+                    let window = r.window();
+                    let limit = nxt + window;
+                    let kept_end = end.clamp(from, limit.max(from));
+                    let needs_new = from > nxt
+                        && kept_end > from
+                        && !(from - 1..kept_end + 1).any(|i| i < have.len() && have[i]);
+                    let full = r.ranges.len() >= max_ranges;
+                    let ins = r.insert(off, data);
+                    assert_eq!(ins.trimmed, data.len() - (kept_end - from), "seed {seed}");
+                    assert_eq!(ins.rejected, needs_new && full, "seed {seed}");
+                    if !ins.rejected {
+                        have[from..kept_end].iter_mut().for_each(|h| *h = true);
+                    }
+                    let mut new_nxt = nxt;
+                    while new_nxt < have.len() && have[new_nxt] {
+                        new_nxt += 1;
+                    }
+                    assert_eq!(ins.advanced, new_nxt - nxt, "seed {seed}");
+                    nxt = new_nxt;
+                }
+                check_invariants(&r);
+                // The ranges are exactly the runs of received bytes past RCV.NXT.
+                let mut want = Vec::new();
+                let stop = (nxt + r.window()).min(have.len());
+                let mut i = nxt;
+                while i < stop {
+                    if have[i] {
+                        let a = i;
+                        while i < stop && have[i] {
+                            i += 1;
+                        }
+                        want.push((a - nxt, i - nxt));
+                    }
+                    i += 1;
+                }
+                let mut sorted = ranges(&r);
+                sorted.sort();
+                assert_eq!(sorted, want, "seed {seed}");
+                assert_eq!(got.len() + r.readable(), nxt);
+            }
+            assert_eq!(got, s, "seed {seed}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Congestion control: a small trait and two algorithms, NewReno and CUBIC (the default, as on
+//! Linux). Windows are in bytes; time comes from the injected [`Instant`], so every algorithm is
+//! deterministic.
+
+mod cubic;
+mod newreno;
+
+pub use cubic::Cubic;
+pub use newreno::NewReno;
+
+use crate::time::Instant;
+use std::time::Duration;
+
+/// Initial window in segments: 10 MSS, as Linux (RFC 6928 §2).
+pub const INITIAL_WINDOW_SEGMENTS: u32 = 10;
+/// Appropriate byte counting limit L in segments (RFC 3465 §2.2).
+const ABC_LIMIT_SEGMENTS: u32 = 2;
+
+/// A congestion controller of one connection.
+pub trait CongestionControl: Send + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    fn cwnd(&self) -> u32;
+    fn ssthresh(&self) -> u32;
+    fn set_mss(&mut self, mss: u32);
+    /// New data acknowledged outside loss recovery. `rtt` is the current smoothed RTT if known.
+    fn on_ack(&mut self, now: Instant, acked: u32, rtt: Option<Duration>);
+    /// Three duplicate ACKs (or SACK loss detection): enter fast recovery (RFC 5681 §3.2,
+    /// RFC 6582, RFC 9438 §4.6). `flight` is the data outstanding in bytes. Sets ssthresh and
+    /// cwnd = ssthresh. Call once per recovery episode, not again until `recover` is
+    /// acknowledged (RFC 6582 §3.2 step 2).
+    fn on_congestion_event(&mut self, now: Instant, flight: u32);
+    /// Retransmission timeout (RFC 5681 §3.1 eq. 4): ssthresh = max(flight/2, 2*MSS) (CUBIC uses
+    /// beta_cubic instead of 1/2, RFC 9438 §4.8), cwnd = 1 MSS (the loss window). A timeout with
+    /// no ACK since the previous one is the same segment timing out again, so ssthresh is held.
+    fn on_timeout(&mut self, now: Instant, flight: u32);
+}
+
+/// Which algorithm a connection uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    NewReno,
+    /// The default, as on Linux.
+    #[default]
+    Cubic,
+}
+
+/// A controller of the given kind for a connection starting at `now` with this MSS.
+pub fn new_controller(alg: Algorithm, mss: u32, now: Instant) -> Box<dyn CongestionControl> {
+    match alg {
+        Algorithm::NewReno => Box::new(NewReno::new(mss)),
+        Algorithm::Cubic => Box::new(Cubic::new(mss, now)),
+    }
+}
+
+/// The initial window for this MSS (RFC 6928 §2, without its 14600-byte cap, as Linux).
+fn initial_window(mss: u32) -> u32 {
+    mss.saturating_mul(INITIAL_WINDOW_SEGMENTS)
+}
+
+/// Slow start with appropriate byte counting (RFC 5681 §3.1, RFC 3465 §2.2, L = 2 MSS): grows
+/// `cwnd` by at most L per ACK and not past `ssthresh`; returns the new `cwnd` and the acked bytes
+/// left over for congestion avoidance once `ssthresh` is reached.
+fn slow_start(cwnd: u32, ssthresh: u32, mss: u32, acked: u32) -> (u32, u32) {
+    let increase = acked.min(mss.saturating_mul(ABC_LIMIT_SEGMENTS));
+    let room = ssthresh.saturating_sub(cwnd);
+    if increase < room {
+        (cwnd + increase, 0)
+    } else {
+        (ssthresh, acked - room)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_cubic() {
+        let cc = new_controller(Algorithm::default(), 1000, Instant::ZERO);
+        assert_eq!(cc.name(), "cubic");
+        assert_eq!(cc.cwnd(), 10_000);
+        assert_eq!(cc.ssthresh(), u32::MAX);
+        let cc = new_controller(Algorithm::NewReno, 1000, Instant::ZERO);
+        assert_eq!(cc.name(), "newreno");
+        assert_eq!(cc.cwnd(), 10_000);
+    }
+
+    #[test]
+    fn slow_start_abc_limit_and_ssthresh_cap() {
+        assert_eq!(slow_start(10_000, u32::MAX, 1000, 500), (10_500, 0));
+        assert_eq!(slow_start(10_000, u32::MAX, 1000, 5000), (12_000, 0));
+        assert_eq!(slow_start(10_000, 11_000, 1000, 1500), (11_000, 500));
+    }
+}

@@ -1,0 +1,612 @@
+//! Segment arrival (RFC 9293 §3.10.7), with RFC 5961's defences, RFC 7323's PAWS and RTTM,
+//! and NewReno loss recovery (RFC 5681 §3.2, RFC 6582).
+
+use super::output::{self, ts_now};
+use super::segment::{self, Options, SegmentIn};
+use super::seq::Seq;
+use super::tcb::{State, Tcb, Timestamps};
+use super::Tcp;
+use crate::core::SocketId;
+use crate::stats::Counters;
+use crate::time::Instant;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+/// RFC 7323 §5.5: TS.Recent older than this is invalid for PAWS.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// Applies the options of a SYN (RFC 9293 §3.7.1, RFC 7323 §2.2 and §3.2, RFC 2018 §2).
+fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
+    // Without the option the peer's MSS is 536 (RFC 9293 §3.7.1).
+    t.snd_mss = u32::from(o.mss.unwrap_or(536)).clamp(64, our_mss);
+    match o.wscale {
+        Some(s) => t.snd_wscale = s,
+        None => {
+            t.snd_wscale = 0;
+            t.rcv_wscale = 0;
+        }
+    }
+    t.sack_ok = t.sack_ok && o.sack_permitted;
+    t.ts = match (t.ts, o.timestamp) {
+        (Some(ts), Some((tsval, _))) => Some(Timestamps {
+            recent: tsval,
+            recent_age: now,
+            ..ts
+        }),
+        _ => None,
+    };
+    t.cc.set_mss(t.snd_mss);
+}
+
+impl Tcp {
+    /// A segment whose checksum the IP layer verified.
+    pub fn input(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        bytes: &[u8],
+        next_id: &mut u64,
+        stats: &mut Counters,
+    ) {
+        stats.tcp_in_segs += 1;
+        let Some(seg) = segment::parse(bytes) else {
+            stats.tcp_in_errs += 1;
+            return;
+        };
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        if let Some(&id) = self.by_tuple.get(&(seg.dst_port, remote)) {
+            self.segment_arrives(id, now, &seg, stats);
+        } else if let Some(&lid) = self.listen_ports.get(&seg.dst_port) {
+            self.listen_input(lid, now, remote, &seg, next_id, stats);
+        } else {
+            self.closed_input(remote, &seg, stats);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.1: no connection; answer with a reset unless it is one.
+    fn closed_input(&mut self, remote: SocketAddrV4, seg: &SegmentIn<'_>, stats: &mut Counters) {
+        if seg.flags.rst {
+            return;
+        }
+        stats.tcp_no_port += 1;
+        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
+        if seg.flags.ack {
+            output::reset(local, remote, seg.ack, None, &mut self.out, stats);
+        } else {
+            output::reset(
+                local,
+                remote,
+                Seq(0),
+                Some(seg.seq + seg.seg_len()),
+                &mut self.out,
+                stats,
+            );
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2: a SYN to a listener becomes a connection in SYN-RECEIVED.
+    fn listen_input(
+        &mut self,
+        lid: SocketId,
+        now: Instant,
+        remote: SocketAddrV4,
+        seg: &SegmentIn<'_>,
+        next_id: &mut u64,
+        stats: &mut Counters,
+    ) {
+        if seg.flags.rst {
+            return;
+        }
+        if seg.flags.ack {
+            let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
+            output::reset(local, remote, seg.ack, None, &mut self.out, stats);
+            return;
+        }
+        if !seg.flags.syn {
+            return;
+        }
+        let Some(l) = self.listeners.get_mut(&lid) else {
+            return;
+        };
+        if l.syn_queue >= self.cfg.syn_backlog || l.accept_queue.len() >= l.backlog {
+            stats.tcp_listen_drops += 1;
+            return;
+        }
+        l.syn_queue += 1;
+        let id = SocketId(*next_id);
+        *next_id += 1;
+        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
+        let iss = self.isn.isn(now, local, remote);
+        let ts_offset = self.isn.isn(now, remote, local).0;
+        let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
+        t.state = State::SynReceived;
+        t.irs = seg.seq;
+        t.rcv_nxt = seg.seq + 1;
+        t.rcv_adv = t.rcv_nxt;
+        apply_syn_options(&mut t, &seg.options, self.our_mss, now);
+        // The window of a SYN is not scaled (RFC 7323 §2.2).
+        t.snd_wnd = u32::from(seg.window);
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = iss;
+        t.listener = Some(lid);
+        self.by_tuple.insert((seg.dst_port, remote), id);
+        self.conns.insert(id, t);
+        stats.tcp_passive_opens += 1;
+        self.flush(id, now, stats);
+    }
+
+    fn segment_arrives(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        seg: &SegmentIn<'_>,
+        stats: &mut Counters,
+    ) {
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let verdict = if t.state == State::SynSent {
+            syn_sent(t, now, seg, self.our_mss, &mut self.out, stats)
+        } else {
+            synchronized(t, now, seg, &self.cfg, &mut self.out, stats)
+        };
+        let listener = t.listener;
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::Established => {
+                stats.tcp_curr_estab += 1;
+                if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
+                    l.syn_queue = l.syn_queue.saturating_sub(1);
+                    l.accept_queue.push_back(id);
+                }
+                if let Some(l) = listener {
+                    self.notify(l);
+                }
+            }
+            Verdict::Closed(err) => {
+                self.closed(id, err, stats);
+                return;
+            }
+            Verdict::Reset => {
+                self.abort(id, now, stats);
+                return;
+            }
+        }
+        self.flush(id, now, stats);
+        if self
+            .conns
+            .get(&id)
+            .is_some_and(|t| !t.orphan && t.listener.is_none())
+        {
+            self.notify(id);
+        }
+    }
+
+    /// The connection is over: reported to its handle if it has one, forgotten otherwise.
+    pub(super) fn closed(&mut self, id: SocketId, err: Option<i32>, stats: &mut Counters) {
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if matches!(t.state, State::Established | State::CloseWait) {
+            stats.tcp_curr_estab = stats.tcp_curr_estab.saturating_sub(1);
+            if err == Some(libc::ECONNRESET) {
+                stats.tcp_estab_resets += 1;
+            }
+        }
+        if matches!(t.state, State::SynSent | State::SynReceived) && err.is_some() {
+            stats.tcp_attempt_fails += 1;
+        }
+        if err.is_some() {
+            t.error = err;
+        }
+        t.state = State::Closed;
+        t.rto_at = None;
+        t.delack_at = None;
+        t.persist_at = None;
+        t.timewait_at = None;
+        t.finwait2_at = None;
+        let key = (t.local.port(), t.remote);
+        let keep = !t.orphan && t.listener.is_none();
+        self.by_tuple.remove(&key);
+        self.reschedule(id);
+        if keep {
+            self.notify(id);
+        } else {
+            // Closed connections count as established no more; `remove` must not count again.
+            if let Some(t) = self.conns.get_mut(&id) {
+                t.state = State::Closed;
+            }
+            self.remove(id, stats);
+        }
+    }
+}
+
+/// What the caller must do after a segment.
+enum Verdict {
+    Keep,
+    /// The handshake completed.
+    Established,
+    Closed(Option<i32>),
+    /// Send a RST and drop the connection.
+    Reset,
+}
+
+/// RFC 9293 §3.10.7.3.
+fn syn_sent(
+    t: &mut Tcb,
+    now: Instant,
+    seg: &SegmentIn<'_>,
+    our_mss: u32,
+    out: &mut Vec<output::Outgoing>,
+    stats: &mut Counters,
+) -> Verdict {
+    let mut ack_ok = false;
+    if seg.flags.ack {
+        if seg.ack.le(t.iss) || seg.ack.gt(t.snd_max) {
+            if !seg.flags.rst {
+                output::reset(t.local, t.remote, seg.ack, None, out, stats);
+            }
+            return Verdict::Keep;
+        }
+        ack_ok = true;
+    }
+    if seg.flags.rst {
+        return if ack_ok {
+            Verdict::Closed(Some(libc::ECONNREFUSED))
+        } else {
+            Verdict::Keep
+        };
+    }
+    if !seg.flags.syn {
+        return Verdict::Keep;
+    }
+    t.irs = seg.seq;
+    t.rcv_nxt = seg.seq + 1;
+    t.rcv_adv = t.rcv_nxt;
+    apply_syn_options(t, &seg.options, our_mss, now);
+    t.snd_wnd = u32::from(seg.window);
+    t.max_snd_wnd = t.snd_wnd;
+    t.snd_wl1 = seg.seq;
+    t.snd_wl2 = seg.ack;
+    if !ack_ok {
+        // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a SYN-ACK.
+        t.state = State::SynReceived;
+        t.snd_nxt = t.iss;
+        t.rto_at = None;
+        return Verdict::Keep;
+    }
+    t.snd_una = seg.ack;
+    // Karn: the SYN's RTT counts only if it was not retransmitted (RFC 6298 §3).
+    if t.retries == 0 {
+        if let Some((_, sent)) = t.rtt_probe.take() {
+            t.rtt.sample(now - sent);
+        }
+    }
+    t.rtt_probe = None;
+    t.retries = 0;
+    t.rtt.reset_backoff();
+    t.rto_at = None;
+    t.state = State::Established;
+    t.ack_now = true;
+    Verdict::Established
+}
+
+/// Data offset of `seq` relative to rcv_nxt, or how much of the segment lies before rcv_nxt.
+fn trim(t: &Tcb, seq: Seq) -> (usize, usize) {
+    if seq.lt(t.rcv_nxt) {
+        (0, t.rcv_nxt.since(seq) as usize)
+    } else {
+        (seq.since(t.rcv_nxt) as usize, 0)
+    }
+}
+
+/// A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), at most ten a second per connection.
+fn challenge_ack(t: &mut Tcb, now: Instant, stats: &mut Counters) {
+    if now - t.challenge_window >= Duration::from_secs(1) {
+        t.challenge_window = now;
+        t.challenge_count = 0;
+    }
+    if t.challenge_count < 10 {
+        t.challenge_count += 1;
+        t.ack_now = true;
+        stats.tcp_challenge_acks += 1;
+    }
+}
+
+/// RFC 9293 §3.10.7.4 for every state after SYN-SENT.
+fn synchronized(
+    t: &mut Tcb,
+    now: Instant,
+    seg: &SegmentIn<'_>,
+    cfg: &super::TcpConfig,
+    out: &mut Vec<output::Outgoing>,
+    stats: &mut Counters,
+) -> Verdict {
+    // PAWS (RFC 7323 §5.3): an old timestamp marks an old duplicate.
+    if let (Some(ts), Some((tsval, _))) = (t.ts, seg.options.timestamp) {
+        if !seg.flags.rst
+            && (tsval.wrapping_sub(ts.recent) as i32) < 0
+            && now - ts.recent_age < PAWS_IDLE
+        {
+            stats.tcp_paws_drops += 1;
+            t.ack_now = true;
+            return Verdict::Keep;
+        }
+    }
+
+    // First: is the segment acceptable?
+    let wnd = if t.rcv_adv.gt(t.rcv_nxt) {
+        t.rcv_adv.since(t.rcv_nxt)
+    } else {
+        0
+    };
+    let len = seg.seg_len();
+    let end = t.rcv_nxt + wnd;
+    let acceptable = match (len, wnd) {
+        (0, 0) => seg.seq == t.rcv_nxt,
+        (0, _) => seg.seq.in_range(t.rcv_nxt, end),
+        (_, 0) => false,
+        (_, _) => {
+            seg.seq.in_range(t.rcv_nxt, end) || (seg.seq + (len - 1)).in_range(t.rcv_nxt, end)
+        }
+    };
+    // With a zero window, valid ACKs and RSTs still count (RFC 9293 §3.10.7.4).
+    let zero_window_probe = !acceptable && wnd == 0 && seg.seq == t.rcv_nxt;
+    if !acceptable && !zero_window_probe {
+        if !seg.flags.rst {
+            t.ack_now = true;
+            if t.state == State::TimeWait && seg.flags.fin {
+                t.timewait_at = Some(now + 2 * cfg.msl);
+            }
+        }
+        stats.tcp_out_of_window += 1;
+        return Verdict::Keep;
+    }
+
+    // Second: RST (RFC 5961 §3.2: only an exact match resets; others get a challenge ACK).
+    if seg.flags.rst {
+        if seg.seq != t.rcv_nxt {
+            challenge_ack(t, now, stats);
+            return Verdict::Keep;
+        }
+        return match t.state {
+            State::SynReceived if t.listener.is_some() => Verdict::Closed(None),
+            State::SynReceived => Verdict::Closed(Some(libc::ECONNREFUSED)),
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                Verdict::Closed(Some(libc::ECONNRESET))
+            }
+            _ => Verdict::Closed(None),
+        };
+    }
+
+    // Fourth: SYN. A retransmitted SYN in SYN-RECEIVED gets the SYN-ACK again; any other SYN
+    // gets a challenge ACK (RFC 5961 §4.2).
+    if seg.flags.syn {
+        if t.state == State::SynReceived && seg.seq == t.irs {
+            t.snd_nxt = t.iss;
+        } else {
+            challenge_ack(t, now, stats);
+        }
+        return Verdict::Keep;
+    }
+
+    // Fifth: ACK.
+    if !seg.flags.ack {
+        return Verdict::Keep;
+    }
+    let mut verdict = Verdict::Keep;
+    if t.state == State::SynReceived {
+        if !(seg.ack.gt(t.snd_una) && seg.ack.le(t.snd_max)) {
+            output::reset(t.local, t.remote, seg.ack, None, out, stats);
+            return Verdict::Keep;
+        }
+        t.state = State::Established;
+        t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
+        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = seg.ack;
+        verdict = Verdict::Established;
+    }
+    if seg.ack.gt(t.snd_max) {
+        t.ack_now = true;
+        return verdict;
+    }
+    if seg.ack.lt(t.snd_una - t.max_snd_wnd.max(1)) {
+        challenge_ack(t, now, stats);
+        return verdict;
+    }
+    process_ack(t, now, seg, stats);
+
+    // State changes when our FIN is acknowledged.
+    if t.fin_acked() {
+        match t.state {
+            State::FinWait1 => {
+                t.state = State::FinWait2;
+                if t.orphan {
+                    t.finwait2_at = Some(now + cfg.fin_timeout);
+                }
+            }
+            State::Closing => enter_time_wait(t, now, cfg),
+            State::LastAck => return Verdict::Closed(None),
+            _ => {}
+        }
+    }
+
+    // Seventh: segment text.
+    if !seg.payload.is_empty() && t.state.can_receive() {
+        if t.orphan {
+            // Data for a socket nobody will read (RFC 2525 §2.17; Linux resets too).
+            return Verdict::Reset;
+        }
+        receive_data(t, now, seg, cfg, stats);
+    }
+
+    // Eighth: FIN, once every byte before it has arrived.
+    if seg.flags.fin && t.fin_seq.is_none() && t.state != State::TimeWait {
+        t.fin_seq = Some(seg.seq + seg.payload.len() as u32);
+    }
+    if let Some(f) = t.fin_seq {
+        if t.rcv_nxt == f {
+            t.rcv_nxt = f + 1;
+            t.ack_now = true;
+            match t.state {
+                State::Established => t.state = State::CloseWait,
+                State::FinWait1 if t.fin_acked() => enter_time_wait(t, now, cfg),
+                State::FinWait1 => t.state = State::Closing,
+                State::FinWait2 => enter_time_wait(t, now, cfg),
+                _ => {}
+            }
+        } else if t.state == State::TimeWait && seg.flags.fin {
+            // A retransmitted FIN: ACK it and restart the 2 MSL wait (RFC 9293 §3.10.7.4).
+            t.ack_now = true;
+            t.timewait_at = Some(now + 2 * cfg.msl);
+        }
+    }
+    verdict
+}
+
+fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
+    t.state = State::TimeWait;
+    t.timewait_at = Some(now + 2 * cfg.msl);
+    t.rto_at = None;
+    t.persist_at = None;
+    t.finwait2_at = None;
+}
+
+/// Acknowledgement of our data: RTT, congestion control, NewReno recovery, window update.
+fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Counters) {
+    let new_window = u32::from(seg.window) << t.snd_wscale;
+    if seg.ack.gt(t.snd_una) {
+        let acked = seg.ack.since(t.snd_una);
+        let syn = u32::from(t.snd_una == t.iss);
+        let fin = u32::from(t.our_fin.is_some_and(|f| seg.ack.gt(f)));
+        t.send_buf.consume((acked - syn - fin) as usize);
+        t.snd_una = seg.ack;
+        if t.snd_nxt.lt(t.snd_una) {
+            t.snd_nxt = t.snd_una;
+        }
+        // RTT: from the echoed timestamp (RFC 7323 §4.2), else the timed segment (Karn).
+        let mut rtt = None;
+        let stale = |tsecr: u32| {
+            t.rto_stamp
+                .is_some_and(|(stamp, _)| (tsecr.wrapping_sub(stamp) as i32) < 0)
+        };
+        if let (Some(ts), Some((_, tsecr))) = (t.ts, seg.options.timestamp) {
+            if tsecr != 0 && !stale(tsecr) {
+                let ms = ts_now(now, ts.offset).wrapping_sub(tsecr);
+                if ms < 60_000 {
+                    rtt = Some(Duration::from_millis(u64::from(ms.max(1))));
+                }
+            }
+        }
+        if let Some((end, sent)) = t.rtt_probe {
+            if seg.ack.ge(end) {
+                rtt = rtt.or(Some(now - sent));
+                t.rtt_probe = None;
+            }
+        }
+        if let Some(r) = rtt {
+            t.rtt.sample(r);
+        }
+        if t.rto_stamp.is_some_and(|(_, point)| t.snd_una.ge(point)) {
+            t.rto_stamp = None;
+        }
+        t.retries = 0;
+        t.rtt.reset_backoff();
+        match t.recover {
+            Some(recover) if seg.ack.lt(recover) => {
+                // Partial ACK (RFC 6582 §3.2 step 5): resend the next hole, deflate.
+                t.recovery_inflation = t.recovery_inflation.saturating_sub(acked) + t.snd_mss;
+                t.retransmit_head = true;
+            }
+            Some(_) => {
+                t.recover = None;
+                t.recovery_inflation = 0;
+                t.dupacks = 0;
+            }
+            None => {
+                t.dupacks = 0;
+                t.cc.on_ack(now, acked, rtt);
+            }
+        }
+        t.rto_at = if t.snd_una == t.snd_max {
+            None
+        } else {
+            Some(now + t.rtt.rto())
+        };
+    } else if seg.ack == t.snd_una
+        && seg.payload.is_empty()
+        && !seg.flags.fin
+        && new_window == t.snd_wnd
+        && t.snd_max.gt(t.snd_una)
+    {
+        // A duplicate ACK (RFC 5681 §2).
+        t.dupacks += 1;
+        if t.recover.is_some() {
+            t.recovery_inflation += t.snd_mss;
+        } else if t.dupacks == 3 {
+            // Fast retransmit and fast recovery (RFC 5681 §3.2, RFC 6582 §3.2).
+            let flight = t.snd_max.since(t.snd_una);
+            t.cc.on_congestion_event(now, flight);
+            t.recover = Some(t.snd_max);
+            t.recovery_inflation = 3 * t.snd_mss;
+            t.retransmit_head = true;
+            t.rtt_probe = None;
+            stats.tcp_fast_retransmits += 1;
+        }
+    }
+    // Window update (RFC 9293 §3.10.7.4, fifth step).
+    if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
+        t.snd_wnd = new_window;
+        t.max_snd_wnd = t.max_snd_wnd.max(new_window);
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = seg.ack;
+    }
+}
+
+/// Queues the segment's data and decides between an immediate and a delayed ACK.
+fn receive_data(
+    t: &mut Tcb,
+    now: Instant,
+    seg: &SegmentIn<'_>,
+    cfg: &super::TcpConfig,
+    stats: &mut Counters,
+) {
+    let (offset, skip) = trim(t, seg.seq);
+    if skip >= seg.payload.len() {
+        // All of it was received already: a retransmission; ACK at once (RFC 5681 §4.2).
+        t.ack_now = true;
+        return;
+    }
+    let data = &seg.payload[skip..];
+    let ins = t.recv_buf.insert(offset, data);
+    if ins.rejected {
+        stats.tcp_ofo_drops += 1;
+    }
+    if ins.trimmed > 0 {
+        stats.tcp_rcv_pruned += 1;
+    }
+    t.rcv_nxt += ins.advanced as u32;
+    // Update TS.Recent (RFC 7323 §4.3): the segment covers the last ACK we sent.
+    if let (Some(ts), Some((tsval, _))) = (t.ts.as_mut(), seg.options.timestamp) {
+        if seg.seq.le(t.last_ack_sent) {
+            ts.recent = tsval;
+            ts.recent_age = now;
+        }
+    }
+    if offset > 0 || t.recv_buf.has_ooo() {
+        // Out of order, or filling a hole: ACK now so the sender sees it (RFC 5681 §4.2).
+        stats.tcp_ofo_queued += u64::from(offset > 0);
+        t.ack_now = true;
+        return;
+    }
+    // Delayed ACK: every second full-sized segment, else within `delayed_ack`
+    // (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
+    t.unacked_segments += 1;
+    if t.unacked_segments >= 2 {
+        t.ack_now = true;
+    } else if t.delack_at.is_none() {
+        t.delack_at = Some(now + cfg.delayed_ack);
+    }
+}

@@ -1,0 +1,497 @@
+//! TCP (RFC 9293): the connection table, its demultiplexing, and the socket-level operations the
+//! API calls. Like the rest of the core it is sans-IO: segments in, [`output::Outgoing`] out.
+//!
+//! One concern per file: [`seq`] arithmetic, [`segment`] formats, [`tcb`] state, [`input`]
+//! segment arrival, [`output`] transmission, [`timers`], [`rtt`], [`congestion`], [`isn`],
+//! [`buffer`].
+
+pub mod buffer;
+pub mod congestion;
+mod input;
+pub mod isn;
+pub mod output;
+pub mod rtt;
+pub mod segment;
+pub mod seq;
+pub mod tcb;
+mod timers;
+
+use crate::core::{Event, SocketId};
+use crate::stats::Counters;
+use crate::time::Instant;
+use isn::IsnGenerator;
+use output::Outgoing;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use tcb::{State, Tcb};
+
+/// TCP settings, with Linux-like defaults.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    pub send_buffer: usize,
+    pub recv_buffer: usize,
+    /// Out-of-order ranges kept per connection; a segment needing more is dropped.
+    pub max_ooo_ranges: usize,
+    /// Maximum segment lifetime; TIME-WAIT lasts twice this (RFC 9293 §3.4.2).
+    pub msl: Duration,
+    /// SYN retransmissions before a connect fails (Linux `tcp_syn_retries`: 6).
+    pub syn_retries: u32,
+    /// Retransmissions of data before the connection is dropped (Linux `tcp_retries2`: 15).
+    pub max_retries: u32,
+    /// Delayed ACK timeout (RFC 1122 §4.2.3.2: at most 500 ms; Linux 40 ms).
+    pub delayed_ack: Duration,
+    /// How long an orphaned connection waits in FIN-WAIT-2 (Linux `tcp_fin_timeout`: 60 s).
+    pub fin_timeout: Duration,
+    /// Half-open connections per listener (the SYN queue).
+    pub syn_backlog: usize,
+    pub congestion: congestion::Algorithm,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            send_buffer: 1 << 20,
+            recv_buffer: 1 << 20,
+            max_ooo_ranges: 32,
+            msl: Duration::from_secs(30),
+            syn_retries: 6,
+            max_retries: 15,
+            delayed_ack: Duration::from_millis(40),
+            fin_timeout: Duration::from_secs(60),
+            syn_backlog: 256,
+            congestion: congestion::Algorithm::default(),
+        }
+    }
+}
+
+struct Listener {
+    local: SocketAddrV4,
+    backlog: usize,
+    /// Established connections waiting for `accept`.
+    accept_queue: VecDeque<SocketId>,
+    /// Connections in SYN-RECEIVED.
+    syn_queue: usize,
+}
+
+fn os_err(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+/// Linux's default ephemeral port range.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
+
+pub struct Tcp {
+    cfg: TcpConfig,
+    local_ip: Ipv4Addr,
+    our_mss: u32,
+    isn: IsnGenerator,
+    conns: HashMap<SocketId, Tcb>,
+    by_tuple: HashMap<(u16, SocketAddrV4), SocketId>,
+    listeners: HashMap<SocketId, Listener>,
+    listen_ports: HashMap<u16, SocketId>,
+    /// Connection timers by deadline: `poll` never scans connections that have nothing due.
+    timers: BTreeSet<(Instant, SocketId)>,
+    next_port: u16,
+    pub(crate) out: Vec<Outgoing>,
+    pub(crate) events: VecDeque<Event>,
+}
+
+impl Tcp {
+    pub fn new(
+        cfg: TcpConfig,
+        local_ip: Ipv4Addr,
+        mtu: usize,
+        secret: [u8; 16],
+        port_seed: u16,
+    ) -> Tcp {
+        Tcp {
+            cfg,
+            local_ip,
+            our_mss: Tcb::our_mss(mtu),
+            isn: IsnGenerator::new(secret),
+            conns: HashMap::new(),
+            by_tuple: HashMap::new(),
+            listeners: HashMap::new(),
+            listen_ports: HashMap::new(),
+            timers: BTreeSet::new(),
+            next_port: EPHEMERAL.start() + port_seed % (EPHEMERAL.end() - EPHEMERAL.start()),
+            out: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Refiles a connection under its earliest timer.
+    fn reschedule(&mut self, id: SocketId) {
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let next = t.next_timer();
+        if next == t.timer_key {
+            return;
+        }
+        if let Some(old) = t.timer_key.take() {
+            self.timers.remove(&(old, id));
+        }
+        if let Some(new) = next {
+            self.timers.insert((new, id));
+        }
+        t.timer_key = next;
+    }
+
+    fn notify(&mut self, id: SocketId) {
+        self.events.push_back(Event::Ready(id));
+    }
+
+    /// Runs output for a connection and refiles its timers.
+    fn flush(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
+        if let Some(t) = self.conns.get_mut(&id) {
+            let mut sink = output::Sink {
+                out: &mut self.out,
+                stats,
+                our_mss: self.our_mss,
+            };
+            output::output(t, now, &mut sink);
+        }
+        self.reschedule(id);
+    }
+
+    /// Removes a connection entirely.
+    fn remove(&mut self, id: SocketId, stats: &mut Counters) {
+        if let Some(t) = self.conns.remove(&id) {
+            if let Some(k) = t.timer_key {
+                self.timers.remove(&(k, id));
+            }
+            self.by_tuple.remove(&(t.local.port(), t.remote));
+            if matches!(t.state, State::Established | State::CloseWait) {
+                stats.tcp_curr_estab = stats.tcp_curr_estab.saturating_sub(1);
+            }
+            if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
+                if t.state == State::SynReceived {
+                    l.syn_queue = l.syn_queue.saturating_sub(1);
+                }
+                l.accept_queue.retain(|c| *c != id);
+            }
+        }
+    }
+
+    fn port_in_use(&self, port: u16) -> bool {
+        self.listen_ports.contains_key(&port) || self.by_tuple.keys().any(|(p, _)| *p == port)
+    }
+
+    fn ephemeral_port(&mut self, remote: SocketAddrV4) -> io::Result<u16> {
+        let span = u32::from(EPHEMERAL.end() - EPHEMERAL.start()) + 1;
+        for _ in 0..span {
+            let p = self.next_port;
+            self.next_port = if p >= *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                p + 1
+            };
+            if !self.listen_ports.contains_key(&p) && !self.by_tuple.contains_key(&(p, remote)) {
+                return Ok(p);
+            }
+        }
+        Err(os_err(libc::EADDRNOTAVAIL))
+    }
+
+    /// `listen(2)` on `local` with room for `backlog` unaccepted connections.
+    pub fn listen(
+        &mut self,
+        id: SocketId,
+        local: SocketAddrV4,
+        backlog: usize,
+    ) -> io::Result<SocketAddrV4> {
+        if !local.ip().is_unspecified() && *local.ip() != self.local_ip {
+            return Err(os_err(libc::EADDRNOTAVAIL));
+        }
+        let port = if local.port() == 0 {
+            self.ephemeral_port(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?
+        } else if self.port_in_use(local.port()) {
+            return Err(os_err(libc::EADDRINUSE));
+        } else {
+            local.port()
+        };
+        let local = SocketAddrV4::new(*local.ip(), port);
+        self.listen_ports.insert(port, id);
+        self.listeners.insert(
+            id,
+            Listener {
+                local,
+                backlog: backlog.max(1),
+                accept_queue: VecDeque::new(),
+                syn_queue: 0,
+            },
+        );
+        Ok(local)
+    }
+
+    /// The next established connection, its address, or `None` if none is waiting.
+    pub fn accept(&mut self, listener: SocketId) -> Option<io::Result<(SocketId, SocketAddrV4)>> {
+        let Some(l) = self.listeners.get_mut(&listener) else {
+            return Some(Err(os_err(libc::EINVAL)));
+        };
+        let id = l.accept_queue.pop_front()?;
+        let t = self.conns.get_mut(&id)?;
+        t.listener = None;
+        Some(Ok((id, t.remote)))
+    }
+
+    /// Starts an active open (RFC 9293 §3.10.1).
+    pub fn connect(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        remote: SocketAddrV4,
+        stats: &mut Counters,
+    ) -> io::Result<SocketAddrV4> {
+        if remote.port() == 0
+            || remote.ip().is_unspecified()
+            || remote.ip().is_broadcast()
+            || remote.ip().is_multicast()
+        {
+            return Err(os_err(libc::EINVAL));
+        }
+        let port = self.ephemeral_port(remote)?;
+        let local = SocketAddrV4::new(self.local_ip, port);
+        let iss = self.isn.isn(now, local, remote);
+        let ts_offset = self.isn.isn(now, remote, local).0;
+        let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
+        t.state = State::SynSent;
+        self.by_tuple.insert((port, remote), id);
+        self.conns.insert(id, t);
+        stats.tcp_active_opens += 1;
+        self.flush(id, now, stats);
+        Ok(local)
+    }
+
+    /// `None` while the handshake runs; then `Ok` or the error that ended it.
+    pub fn connect_result(&mut self, id: SocketId) -> Option<io::Result<()>> {
+        let Some(t) = self.conns.get_mut(&id) else {
+            return Some(Err(os_err(libc::ECONNREFUSED)));
+        };
+        if let Some(e) = t.error {
+            return Some(Err(os_err(e)));
+        }
+        match t.state {
+            State::SynSent | State::SynReceived => None,
+            _ => Some(Ok(())),
+        }
+    }
+
+    /// Queues data; `WouldBlock` when the send buffer is full.
+    pub fn send(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        data: &[u8],
+        stats: &mut Counters,
+    ) -> io::Result<usize> {
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        if let Some(e) = t.error {
+            return Err(os_err(e));
+        }
+        match t.state {
+            State::SynSent | State::SynReceived => return Err(io::ErrorKind::WouldBlock.into()),
+            s if !s.can_send() || t.fin_queued => return Err(os_err(libc::EPIPE)),
+            _ => {}
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = t.send_buf.write(data);
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.flush(id, now, stats);
+        Ok(n)
+    }
+
+    /// Takes received data; `Ok(0)` at end of stream, `WouldBlock` when nothing is there yet.
+    pub fn recv(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        buf: &mut [u8],
+        stats: &mut Counters,
+    ) -> io::Result<usize> {
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        if t.recv_buf.readable() == 0 {
+            if let Some(e) = t.error.take() {
+                return Err(os_err(e));
+            }
+            if t.read_closed
+                || t.fin_seq.is_some_and(|f| t.rcv_nxt.gt(f))
+                || t.state == State::Closed
+            {
+                return Ok(0);
+            }
+            if matches!(t.state, State::SynSent | State::SynReceived) || buf.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let before = t.rcv_adv.since(t.rcv_nxt);
+        let n = t.recv_buf.read(buf);
+        // Reading opened the window: tell the peer if it had (almost) closed (RFC 9293 §3.8.6.2.2).
+        let free = t.rcv_wnd();
+        if before < t.snd_mss && free >= t.snd_mss.min(t.recv_buf.capacity() as u32 / 2) {
+            t.ack_now = true;
+            self.flush(id, now, stats);
+        }
+        Ok(n)
+    }
+
+    /// `shutdown(2)`: `write` sends FIN after the buffered data; `read` makes reads return 0.
+    pub fn shutdown(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        read: bool,
+        write: bool,
+        stats: &mut Counters,
+    ) -> io::Result<()> {
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        if matches!(t.state, State::SynSent | State::Closed) {
+            return Err(os_err(libc::ENOTCONN));
+        }
+        if read {
+            t.read_closed = true;
+        }
+        if write && !t.fin_queued {
+            t.fin_queued = true;
+            t.state = match t.state {
+                State::Established | State::SynReceived => State::FinWait1,
+                State::CloseWait => State::LastAck,
+                s => s,
+            };
+        }
+        self.flush(id, now, stats);
+        Ok(())
+    }
+
+    /// The handle is gone. Buffered data still goes out before the FIN; unread data or an
+    /// unaccepted connection makes it a reset instead (RFC 2525 §2.17, as Linux does).
+    pub fn close(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
+        if let Some(l) = self.listeners.remove(&id) {
+            self.listen_ports.remove(&l.local.port());
+            for c in l.accept_queue {
+                self.abort(c, now, stats);
+            }
+            let pending: Vec<SocketId> = self
+                .conns
+                .iter()
+                .filter(|(_, t)| t.listener == Some(id))
+                .map(|(c, _)| *c)
+                .collect();
+            for c in pending {
+                self.abort(c, now, stats);
+            }
+            return;
+        }
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        t.orphan = true;
+        t.read_closed = true;
+        match t.state {
+            State::SynSent | State::Closed => self.remove(id, stats),
+            _ if t.recv_buf.readable() > 0 => self.abort(id, now, stats),
+            State::Established | State::SynReceived | State::CloseWait => {
+                let _ = self.shutdown(id, now, false, true, stats);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends a RST and forgets the connection.
+    fn abort(&mut self, id: SocketId, _now: Instant, stats: &mut Counters) {
+        if let Some(t) = self.conns.get(&id) {
+            if t.state != State::TimeWait {
+                output::reset(
+                    t.local,
+                    t.remote,
+                    t.snd_nxt,
+                    Some(t.rcv_nxt),
+                    &mut self.out,
+                    stats,
+                );
+                stats.tcp_estab_resets += u64::from(t.state.synchronized());
+            }
+        }
+        self.remove(id, stats);
+    }
+
+    pub fn set_nodelay(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        on: bool,
+        stats: &mut Counters,
+    ) -> io::Result<()> {
+        self.conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .nodelay = on;
+        self.flush(id, now, stats);
+        Ok(())
+    }
+
+    pub fn nodelay(&self, id: SocketId) -> io::Result<bool> {
+        Ok(self
+            .conns
+            .get(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .nodelay)
+    }
+
+    pub fn addrs(&self, id: SocketId) -> io::Result<(SocketAddrV4, SocketAddrV4)> {
+        if let Some(l) = self.listeners.get(&id) {
+            return Ok((l.local, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+        }
+        let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
+        Ok((t.local, t.remote))
+    }
+
+    /// A connection's state, for tests and diagnostics.
+    pub fn state(&self, id: SocketId) -> Option<State> {
+        self.conns.get(&id).map(|t| t.state)
+    }
+
+    /// Read access to a connection, for tests and diagnostics.
+    pub fn tcb(&self, id: SocketId) -> Option<&Tcb> {
+        self.conns.get(&id)
+    }
+
+    /// Whether the socket has something for a waiter: data, end of stream, an error,
+    /// an accepted connection, or send space.
+    pub fn ready(&self, id: SocketId) -> (bool, bool) {
+        if let Some(l) = self.listeners.get(&id) {
+            return (!l.accept_queue.is_empty(), false);
+        }
+        match self.conns.get(&id) {
+            None => (true, true),
+            Some(t) => {
+                let done = t.error.is_some() || t.fin_seq.is_some() || t.state == State::Closed;
+                (
+                    t.recv_buf.readable() > 0 || done,
+                    t.send_buf.free() > 0 || done,
+                )
+            }
+        }
+    }
+}

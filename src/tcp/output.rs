@@ -1,0 +1,313 @@
+//! Segment output: what to send now, segmentation at the MSS, Nagle, sender and receiver
+//! silly-window avoidance, options (RFC 9293 §3.8.6, RFC 896, RFC 7323, RFC 2018).
+
+use super::segment::{self, Flags, Options, SegmentOut};
+use super::seq::Seq;
+use super::tcb::{State, Tcb};
+use crate::stats::Counters;
+use crate::time::Instant;
+use crate::wire::transport_checksum;
+use std::net::Ipv4Addr;
+
+/// A segment ready for the IP layer.
+pub struct Outgoing {
+    pub dst: Ipv4Addr,
+    pub bytes: Vec<u8>,
+}
+
+/// Where segments go, and what building them needs.
+pub struct Sink<'a> {
+    pub out: &'a mut Vec<Outgoing>,
+    pub stats: &'a mut Counters,
+    /// The MSS we announce (from our MTU).
+    pub our_mss: u32,
+}
+
+/// RFC 7323 §4.1: our timestamp clock ticks in milliseconds.
+pub fn ts_now(now: Instant, offset: u32) -> u32 {
+    ((now.total_micros() / 1000) as u32).wrapping_add(offset)
+}
+
+/// Builds one segment from the connection's state. `data` is `(offset in send buffer, len)`.
+pub fn emit(
+    t: &mut Tcb,
+    now: Instant,
+    seq: Seq,
+    flags: Flags,
+    data: (usize, usize),
+    sink: &mut Sink<'_>,
+) {
+    let mut options = Options::default();
+    if let Some(ts) = &t.ts {
+        options.timestamp = Some((ts_now(now, ts.offset), ts.recent));
+    }
+    let window;
+    if flags.syn {
+        options.mss = Some(sink.our_mss.min(65535) as u16);
+        options.sack_permitted = t.sack_ok;
+        // A SYN-ACK carries Window Scale only if the SYN did (RFC 7323 §2.2); `rcv_wscale` is
+        // zeroed when it did not.
+        if t.state == State::SynSent || t.rcv_wscale > 0 || t.snd_wscale > 0 {
+            options.wscale = Some(t.rcv_wscale);
+        }
+        // The window of a SYN is never scaled (RFC 7323 §2.2).
+        window = t.rcv_wnd().min(65535) as u16;
+        t.rcv_adv = t.rcv_nxt + u32::from(window);
+    } else {
+        window = advertise_window(t);
+        if t.sack_ok && t.recv_buf.has_ooo() {
+            let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
+            for (slot, (a, b)) in options
+                .sack
+                .iter_mut()
+                .zip(t.recv_buf.ooo_ranges())
+                .take(max_blocks)
+            {
+                *slot = Some((t.rcv_nxt + a as u32, t.rcv_nxt + b as u32));
+            }
+        }
+    }
+    let ack = (flags.ack).then_some(t.rcv_nxt);
+    let header = SegmentOut {
+        src_port: t.local.port(),
+        dst_port: t.remote.port(),
+        seq,
+        ack,
+        flags,
+        window,
+        options,
+    };
+    let mut bytes = Vec::with_capacity(60 + data.1);
+    segment::write_header(&header, &mut bytes);
+    let (a, b) = t.send_buf.slices_at(data.0, data.1);
+    bytes.extend_from_slice(a);
+    bytes.extend_from_slice(b);
+    let sum = transport_checksum(t.local.ip().octets(), t.remote.ip().octets(), 6, &bytes);
+    bytes[16..18].copy_from_slice(&sum);
+    if flags.ack {
+        t.last_ack_sent = t.rcv_nxt;
+        t.ack_now = false;
+        t.delack_at = None;
+        t.unacked_segments = 0;
+    }
+    sink.stats.tcp_out_segs += 1;
+    sink.out.push(Outgoing {
+        dst: *t.remote.ip(),
+        bytes,
+    });
+}
+
+/// The window field for a non-SYN segment. The right edge only moves right, and only by at
+/// least min(buffer/2, MSS) at a time (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
+fn advertise_window(t: &mut Tcb) -> u16 {
+    let free = t.rcv_wnd();
+    let right = t.rcv_nxt + free;
+    if right.gt(t.rcv_adv) {
+        let grow = right.since(t.rcv_adv);
+        let threshold = (t.recv_buf.capacity() as u32 / 2).min(t.snd_mss);
+        if grow >= threshold {
+            // Round down to what the scaled field can express.
+            let wnd = (free >> t.rcv_wscale) << t.rcv_wscale;
+            t.rcv_adv = t.rcv_adv.max(t.rcv_nxt + wnd);
+        }
+    }
+    let adv = if t.rcv_adv.gt(t.rcv_nxt) {
+        t.rcv_adv.since(t.rcv_nxt)
+    } else {
+        0
+    };
+    (adv >> t.rcv_wscale).min(65535) as u16
+}
+
+/// Bytes of TCP options on a data segment, to shrink the payload so the segment fits the MSS.
+fn data_options_len(t: &Tcb) -> u32 {
+    if t.ts.is_some() {
+        12
+    } else {
+        0
+    }
+}
+
+/// Sends what the windows, Nagle and SWS avoidance allow, then a pure ACK if one is owed.
+pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
+    let ack = Flags {
+        ack: true,
+        ..Flags::default()
+    };
+    match t.state {
+        State::SynSent if t.snd_nxt == t.iss => {
+            let syn = Flags {
+                syn: true,
+                ..Flags::default()
+            };
+            send_syn(t, now, syn, sink);
+            return;
+        }
+        State::SynReceived if t.snd_nxt == t.iss => {
+            let syn_ack = Flags { syn: true, ..ack };
+            send_syn(t, now, syn_ack, sink);
+            return;
+        }
+        State::Closed | State::Listen | State::SynSent | State::SynReceived => return,
+        _ => {}
+    }
+    let mss = t.snd_mss.saturating_sub(data_options_len(t)).max(1);
+    let mut sent = false;
+    if t.retransmit_head && t.snd_max.gt(t.snd_una) {
+        retransmit_head(t, now, mss, sink);
+        sent = true;
+    }
+    t.retransmit_head = false;
+    loop {
+        let flight = t.flight();
+        let wnd = t
+            .snd_wnd
+            .min(t.cc.cwnd().saturating_add(t.recovery_inflation));
+        let off = t.send_offset(t.snd_nxt);
+        let unsent = t.send_buf.len().saturating_sub(off);
+        let usable = wnd.saturating_sub(flight) as usize;
+        let len = unsent.min(usable).min(mss as usize);
+        let retransmission = t.snd_nxt.lt(t.snd_max);
+        let fin_allowed = matches!(
+            t.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+        let fin = t.fin_queued
+            && fin_allowed
+            && len == unsent
+            && t.our_fin.is_none_or(|f| f == t.snd_nxt + len as u32);
+        if len == 0 && !fin {
+            break;
+        }
+        if len > 0 && len < mss as usize && !retransmission && !fin && !t.sws_override {
+            // RFC 9293 §3.8.6.2.1 and Nagle (RFC 896): a short segment goes only if it holds
+            // all the data and nothing is unacknowledged (or Nagle is off), or it fills half the
+            // largest window the peer offered.
+            let nagle_ok = t.nodelay || flight == 0;
+            let sws_ok = len == unsent || len as u32 >= t.max_snd_wnd / 2;
+            if !(nagle_ok && sws_ok) {
+                break;
+            }
+        }
+        let seq = t.snd_nxt;
+        let flags = Flags {
+            fin,
+            psh: len > 0 && len == unsent,
+            ..ack
+        };
+        emit(t, now, seq, flags, (off, len), sink);
+        sent = true;
+        if retransmission {
+            sink.stats.tcp_retrans_segs += 1;
+        }
+        t.snd_nxt = t.snd_nxt + len as u32 + u32::from(fin);
+        if fin {
+            t.our_fin = Some(seq + len as u32);
+        }
+        if t.snd_nxt.gt(t.snd_max) {
+            if t.rtt_probe.is_none() && !retransmission {
+                t.rtt_probe = Some((t.snd_nxt, now));
+            }
+            t.snd_max = t.snd_nxt;
+        }
+        if t.rto_at.is_none() {
+            t.rto_at = Some(now + t.rtt.rto());
+        }
+        if fin {
+            break;
+        }
+    }
+    t.sws_override = false;
+    // Data waits with nothing in flight, behind a zero window or a window too small to use:
+    // the persist timer probes the first and overrides SWS avoidance for the second
+    // (RFC 9293 §3.8.6.1, §3.8.6.2.1). It stops once data flies again.
+    let unsent = t.send_buf.len().saturating_sub(t.send_offset(t.snd_nxt));
+    let waiting = unsent > 0 || (t.fin_queued && t.our_fin.is_none());
+    if waiting && t.flight() == 0 && !sent {
+        if t.persist_at.is_none() {
+            t.persist_at = Some(now + t.rtt.rto());
+        }
+    } else if t.flight() > 0 || !waiting {
+        t.persist_at = None;
+        t.persist_backoff = 0;
+    }
+    if !sent && t.ack_now {
+        let seq = t.snd_nxt;
+        emit(t, now, seq, ack, (0, 0), sink);
+    }
+}
+
+/// Resends the first unacknowledged segment, leaving snd_nxt alone (RFC 5681 §3.2 step 2,
+/// RFC 6582 §3.2 step 5).
+fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
+    let seq = t.snd_una;
+    let off = t.send_offset(seq);
+    let outstanding = t.snd_max.since(seq) as usize;
+    let buffered = t.send_buf.len().saturating_sub(off);
+    let len = buffered.min(outstanding).min(mss as usize);
+    let fin = t.our_fin == Some(seq + len as u32);
+    let flags = Flags {
+        ack: true,
+        fin,
+        ..Flags::default()
+    };
+    emit(t, now, seq, flags, (off, len), sink);
+    sink.stats.tcp_retrans_segs += 1;
+    t.rtt_probe = None;
+    if t.rto_at.is_none() {
+        t.rto_at = Some(now + t.rtt.rto());
+    }
+}
+
+fn send_syn(t: &mut Tcb, now: Instant, flags: Flags, sink: &mut Sink<'_>) {
+    let iss = t.iss;
+    if t.retries == 0 {
+        t.rtt_probe = Some((iss + 1, now));
+    }
+    emit(t, now, iss, flags, (0, 0), sink);
+    t.snd_nxt = iss + 1;
+    if t.snd_max.le(iss) {
+        t.snd_max = t.snd_nxt;
+    }
+    if t.rto_at.is_none() {
+        t.rto_at = Some(now + t.rtt.rto());
+    }
+}
+
+/// A bare segment not tied to a connection: a RST for a closed port (RFC 9293 §3.10.7.1).
+pub fn reset(
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+    seq: Seq,
+    ack: Option<Seq>,
+    out: &mut Vec<Outgoing>,
+    stats: &mut Counters,
+) {
+    let header = SegmentOut {
+        src_port: local.port(),
+        dst_port: remote.port(),
+        seq,
+        ack,
+        flags: Flags {
+            rst: true,
+            ack: ack.is_some(),
+            ..Flags::default()
+        },
+        window: 0,
+        options: Options::default(),
+    };
+    let mut bytes = Vec::with_capacity(20);
+    segment::write_header(&header, &mut bytes);
+    let sum = transport_checksum(local.ip().octets(), remote.ip().octets(), 6, &bytes);
+    bytes[16..18].copy_from_slice(&sum);
+    stats.tcp_out_segs += 1;
+    stats.tcp_out_rsts += 1;
+    out.push(Outgoing {
+        dst: *remote.ip(),
+        bytes,
+    });
+}

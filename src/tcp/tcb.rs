@@ -1,0 +1,277 @@
+//! The transmission control block: one connection's state (RFC 9293 §3.3.1).
+
+use super::buffer::{RecvBuffer, SendBuffer};
+use super::congestion::{new_controller, CongestionControl};
+use super::rtt::RttEstimator;
+use super::seq::Seq;
+use super::TcpConfig;
+use crate::time::Instant;
+use std::net::SocketAddrV4;
+
+/// RFC 9293 §3.3.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+    Closed,
+}
+
+impl State {
+    /// The connection has exchanged SYNs (RFC 9293 §3.5).
+    pub fn synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Listen | State::SynSent | State::SynReceived | State::Closed
+        )
+    }
+
+    /// We may still send data.
+    pub fn can_send(self) -> bool {
+        matches!(self, State::Established | State::CloseWait)
+    }
+
+    /// Data from the peer is still accepted (RFC 9293 §3.10.7.4, seventh step).
+    pub fn can_receive(self) -> bool {
+        matches!(self, State::Established | State::FinWait1 | State::FinWait2)
+    }
+}
+
+/// RFC 7323 timestamp state.
+#[derive(Clone, Copy, Debug)]
+pub struct Timestamps {
+    /// TS.Recent: the peer's TSval to echo.
+    pub recent: u32,
+    /// When TS.Recent was set, for the 24-day PAWS rule (RFC 7323 §5.5).
+    pub recent_age: Instant,
+    /// Added to our clock so that TSval does not reveal uptime (like Linux's per-flow offset).
+    pub offset: u32,
+}
+
+pub struct Tcb {
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+
+    // Send sequence variables (RFC 9293 §3.3.1).
+    pub iss: Seq,
+    pub snd_una: Seq,
+    pub snd_nxt: Seq,
+    /// Highest sequence number sent (snd_nxt is rewound on timeout; this is not).
+    pub snd_max: Seq,
+    /// Send window in bytes (already scaled).
+    pub snd_wnd: u32,
+    /// Largest window the peer offered, for sender SWS avoidance (RFC 9293 §3.8.6.2.1).
+    pub max_snd_wnd: u32,
+    pub snd_wl1: Seq,
+    pub snd_wl2: Seq,
+    /// Effective send MSS: the peer's MSS option (536 if absent), capped by our MTU.
+    pub snd_mss: u32,
+
+    // Receive sequence variables.
+    pub irs: Seq,
+    pub rcv_nxt: Seq,
+    /// Right edge of the window we advertised; it never moves left (RFC 9293 §3.8.6.2.2).
+    pub rcv_adv: Seq,
+    /// The ACK we last sent, for RFC 7323's TS.Recent update rule.
+    pub last_ack_sent: Seq,
+
+    // Options.
+    /// Shift the peer applies to windows it advertises (its Window Scale option).
+    pub snd_wscale: u8,
+    /// Shift we apply to the windows we advertise.
+    pub rcv_wscale: u8,
+    pub ts: Option<Timestamps>,
+    pub sack_ok: bool,
+
+    pub send_buf: SendBuffer,
+    pub recv_buf: RecvBuffer,
+    /// The application is done writing: a FIN follows the buffered data.
+    pub fin_queued: bool,
+    /// Sequence number of our FIN once it has been sent.
+    pub our_fin: Option<Seq>,
+    /// The peer's FIN position, once seen (it may arrive before earlier data).
+    pub fin_seq: Option<Seq>,
+    /// The application will not read any more (shutdown(Read) or closed).
+    pub read_closed: bool,
+    /// The socket handle is gone; the connection finishes on its own.
+    pub orphan: bool,
+
+    // Retransmission (RFC 6298) and congestion control (RFC 5681).
+    pub rtt: RttEstimator,
+    pub rto_at: Option<Instant>,
+    /// The segment being timed for an RTT sample (Karn's algorithm), as (end seq, sent at).
+    pub rtt_probe: Option<(Seq, Instant)>,
+    /// After a timeout: our TSval at the retransmission and snd_max then. Until snd_una passes
+    /// that point, echoed timestamps older than the retransmission are not RTT samples (Karn's
+    /// rule applied to RFC 7323 RTTM: they time the lost original, not the path).
+    pub rto_stamp: Option<(u32, Seq)>,
+    /// Consecutive retransmission timeouts of the same data.
+    pub retries: u32,
+    pub cc: Box<dyn CongestionControl>,
+    pub dupacks: u32,
+    /// NewReno recovery point (RFC 6582): in fast recovery until snd_una passes it.
+    pub recover: Option<Seq>,
+    /// Window inflation during fast recovery (RFC 5681 §3.2 steps 4 and 5).
+    pub recovery_inflation: u32,
+
+    // Acknowledgement and other timers.
+    pub ack_now: bool,
+    pub delack_at: Option<Instant>,
+    /// Full-sized segments received since our last ACK (RFC 1122 §4.2.3.2: ACK every second).
+    pub unacked_segments: u32,
+    pub persist_at: Option<Instant>,
+    pub persist_backoff: u32,
+    pub timewait_at: Option<Instant>,
+    /// The deadline this connection is filed under in the timer index.
+    pub timer_key: Option<Instant>,
+    /// An orphan in FIN-WAIT-2 gives up after this (Linux `tcp_fin_timeout`).
+    pub finwait2_at: Option<Instant>,
+
+    /// The SWS override timer fired: send what the window allows even if it is small
+    /// (RFC 9293 §3.8.6.2.1).
+    pub sws_override: bool,
+    /// Resend the segment at snd_una now (fast retransmit, partial ACK), without rewinding.
+    pub retransmit_head: bool,
+    /// RFC 5961 §7 challenge ACK budget: the second it counts in, and how many were sent.
+    pub challenge_window: Instant,
+    pub challenge_count: u32,
+    pub nodelay: bool,
+    /// Error to report to the application (ECONNRESET, ECONNREFUSED, ETIMEDOUT).
+    pub error: Option<i32>,
+    /// Listener this connection is queued on until accepted.
+    pub listener: Option<crate::core::SocketId>,
+}
+
+impl Tcb {
+    pub fn new(
+        cfg: &TcpConfig,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        our_mss: u32,
+        ts_offset: u32,
+    ) -> Tcb {
+        // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
+        let mut rcv_wscale = 0u8;
+        while (cfg.recv_buffer >> rcv_wscale) > 65535 && rcv_wscale < 14 {
+            rcv_wscale += 1;
+        }
+        Tcb {
+            state: State::Closed,
+            local,
+            remote,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: Seq(0),
+            snd_wl2: Seq(0),
+            snd_mss: 536.min(our_mss),
+            irs: Seq(0),
+            rcv_nxt: Seq(0),
+            rcv_adv: Seq(0),
+            last_ack_sent: Seq(0),
+            snd_wscale: 0,
+            rcv_wscale,
+            ts: Some(Timestamps {
+                recent: 0,
+                recent_age: now,
+                offset: ts_offset,
+            }),
+            sack_ok: true,
+            send_buf: SendBuffer::new(cfg.send_buffer),
+            recv_buf: RecvBuffer::new(cfg.recv_buffer, cfg.max_ooo_ranges),
+            fin_queued: false,
+            our_fin: None,
+            fin_seq: None,
+            read_closed: false,
+            orphan: false,
+            rtt: RttEstimator::new(),
+            rto_at: None,
+            rtt_probe: None,
+            rto_stamp: None,
+            retries: 0,
+            cc: new_controller(cfg.congestion, our_mss, now),
+            dupacks: 0,
+            recover: None,
+            recovery_inflation: 0,
+            ack_now: false,
+            delack_at: None,
+            unacked_segments: 0,
+            persist_at: None,
+            persist_backoff: 0,
+            timewait_at: None,
+            timer_key: None,
+            finwait2_at: None,
+            retransmit_head: false,
+            sws_override: false,
+            challenge_window: now,
+            challenge_count: 0,
+            nodelay: false,
+            error: None,
+            listener: None,
+        }
+    }
+
+    /// Our MSS option value: what fits our MTU.
+    pub fn our_mss(mtu: usize) -> u32 {
+        (mtu.saturating_sub(40)).clamp(88, 65495) as u32
+    }
+
+    /// The receive window we can offer now: free buffer space (RFC 9293 §3.8.6.2.2).
+    pub fn rcv_wnd(&self) -> u32 {
+        self.recv_buf.window().min(u32::MAX as usize >> 2) as u32
+    }
+
+    /// Data in flight: sent and not acknowledged (SYN and FIN count).
+    pub fn flight(&self) -> u32 {
+        self.snd_nxt.since(self.snd_una)
+    }
+
+    /// The SYN occupies one sequence number before the first data byte.
+    fn syn_pending_ack(&self) -> bool {
+        self.snd_una == self.iss
+    }
+
+    /// Offset in the send buffer of sequence number `seq`.
+    pub fn send_offset(&self, seq: Seq) -> usize {
+        seq.since(self.snd_una) as usize - usize::from(self.syn_pending_ack())
+    }
+
+    /// Whether our FIN has been acknowledged.
+    pub fn fin_acked(&self) -> bool {
+        self.our_fin.is_some_and(|f| self.snd_una.gt(f))
+    }
+
+    /// Whether everything we sent, FIN included, is acknowledged.
+    pub fn all_acked(&self) -> bool {
+        self.snd_una == self.snd_max
+    }
+}
+
+impl Tcb {
+    /// The earliest of this connection's timers.
+    pub fn next_timer(&self) -> Option<Instant> {
+        [
+            self.rto_at,
+            self.delack_at,
+            self.persist_at,
+            self.timewait_at,
+            self.finwait2_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}

@@ -1,0 +1,351 @@
+//! TCP between two cores over the in-memory link under virtual time.
+
+mod common;
+
+use common::*;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use tapstack::core::SocketId;
+use tapstack::phy::FaultConfig;
+use tapstack::tcp::tcb::State;
+use tapstack::time::Instant;
+
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// `a` connects to a listener on `b` port 80; returns (client on a, accepted conn on b).
+fn connect(sim: &mut Sim) -> (SocketId, SocketId) {
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap();
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 80))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+    let (s, peer) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
+    assert_eq!(peer, sim.a.iface.tcp_addrs(c).unwrap().0);
+    (c, s)
+}
+
+/// Moves `data` from `from` (a or b) to the other side through the sim; returns what arrived.
+fn transfer(
+    sim: &mut Sim,
+    client: SocketId,
+    server: SocketId,
+    data: &[u8],
+    limit: Duration,
+) -> Vec<u8> {
+    transfer_from(sim, client, server, data, 0, limit)
+}
+
+/// Like [`transfer`], for a transfer whose first `sent` bytes a has already queued.
+fn transfer_from(
+    sim: &mut Sim,
+    client: SocketId,
+    server: SocketId,
+    data: &[u8],
+    mut sent: usize,
+    limit: Duration,
+) -> Vec<u8> {
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 256 * 1024];
+    let deadline = sim.now + limit;
+    while got.len() < data.len() {
+        if sim.now >= deadline {
+            for (name, iface, id) in [("a", &sim.a.iface, client), ("b", &sim.b.iface, server)] {
+                let t = iface.tcp().tcb(id).unwrap();
+                eprintln!(
+                    "{name}: {:?} una {} nxt {} max {} wnd {} cwnd {} flight {} unsent? buf {} rto_at {:?} persist {:?} retries {} rcv_nxt {} rcv_adv {} rwnd {} readable {} ooo {}",
+                    t.state, t.snd_una, t.snd_nxt, t.snd_max, t.snd_wnd, t.cc.cwnd(), t.flight(), t.send_buf.len(),
+                    t.rto_at, t.persist_at, t.retries, t.rcv_nxt, t.rcv_adv, t.rcv_wnd(), t.recv_buf.readable(), t.recv_buf.has_ooo()
+                );
+            }
+            panic!(
+                "transfer stalled at {} of {} bytes at {}",
+                got.len(),
+                data.len(),
+                sim.now
+            );
+        }
+        let now = sim.now;
+        while sent < data.len() {
+            match sim.a.iface.tcp_send(now, client, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        sim.advance(Duration::from_millis(1));
+        loop {
+            let now = sim.now;
+            match sim.b.iface.tcp_recv(now, server, &mut buf) {
+                Ok(0) => panic!("unexpected end of stream"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn handshake_negotiates_mss_window_scale_sack_and_timestamps() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::Established));
+    assert_eq!(sim.b.iface.tcp_state(s), Some(State::Established));
+    for (iface, id) in [(&sim.a.iface, c), (&sim.b.iface, s)] {
+        let t = iface.tcp().tcb(id).unwrap();
+        assert_eq!(t.snd_mss, 1460);
+        assert_eq!(t.rcv_wscale, 5, "a 1 MiB buffer needs a shift of 5");
+        assert_eq!(t.snd_wscale, 5);
+        assert!(t.sack_ok && t.ts.is_some());
+        assert!(t.rtt.srtt().is_some(), "the handshake gave an RTT sample");
+    }
+    let c = sim.a.iface.counters();
+    assert_eq!(c.tcp_active_opens, 1);
+    assert_eq!(sim.b.iface.counters().tcp_passive_opens, 1);
+    assert_eq!(c.tcp_curr_estab, 1);
+}
+
+#[test]
+fn four_mib_cross_intact_on_a_clean_link() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let data = pattern(4 << 20, 1);
+    let got = transfer(&mut sim, c, s, &data, Duration::from_secs(60));
+    assert_eq!(sha256(&got), sha256(&data));
+    let ca = sim.a.iface.counters();
+    assert_eq!(ca.tcp_retrans_segs, 0, "{ca}");
+    assert_eq!(ca.tcp_timeouts, 0);
+}
+
+#[test]
+fn transfers_survive_loss_reordering_duplication_and_corruption() {
+    for (seed, loss) in [(1u64, 0.0), (2, 1.0), (3, 5.0), (4, 10.0), (5, 20.0)] {
+        let faults = FaultConfig {
+            drop_pct: loss,
+            duplicate_pct: 5.0,
+            reorder_pct: 10.0,
+            corrupt_pct: 2.0,
+            seed,
+        };
+        let mut sim = Sim::new(config(1, seed), config(2, seed + 100), faults);
+        let (c, s) = connect(&mut sim);
+        let data = pattern(2 << 20, seed as u8);
+        let got = transfer(&mut sim, c, s, &data, Duration::from_secs(3600));
+        assert_eq!(sha256(&got), sha256(&data), "seed {seed}, loss {loss}%");
+        let ca = sim.a.iface.counters();
+        eprintln!(
+            "loss {loss}%: {:?} virtual, {} retransmitted, {} fast retransmits, {} timeouts",
+            sim.now - Instant::ZERO,
+            ca.tcp_retrans_segs,
+            ca.tcp_fast_retransmits,
+            ca.tcp_timeouts
+        );
+    }
+}
+
+#[test]
+fn graceful_close_from_the_client_ends_in_time_wait() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, b"last words").unwrap();
+    sim.a.iface.tcp_shutdown(now, c, false, true).unwrap();
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::FinWait2));
+    assert_eq!(sim.b.iface.tcp_state(s), Some(State::CloseWait));
+    let mut buf = [0u8; 64];
+    let now = sim.now;
+    assert_eq!(sim.b.iface.tcp_recv(now, s, &mut buf).unwrap(), 10);
+    assert_eq!(
+        sim.b.iface.tcp_recv(now, s, &mut buf).unwrap(),
+        0,
+        "end of stream"
+    );
+    // Half-close: b can still send.
+    sim.b.iface.tcp_send(now, s, b"reply").unwrap();
+    sim.b.iface.tcp_close(now, s);
+    sim.advance(Duration::from_millis(100));
+    let now = sim.now;
+    assert_eq!(sim.a.iface.tcp_recv(now, c, &mut buf).unwrap(), 5);
+    assert_eq!(sim.a.iface.tcp_recv(now, c, &mut buf).unwrap(), 0);
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::TimeWait));
+    assert_eq!(
+        sim.b.iface.tcp_state(s),
+        None,
+        "b's side is gone after LAST-ACK"
+    );
+    sim.advance(Duration::from_secs(59));
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::TimeWait));
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::Closed), "2 MSL later");
+}
+
+#[test]
+fn connecting_to_a_closed_port_is_refused() {
+    let mut sim = Sim::pair();
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 81))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    let err = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(sim.b.iface.counters().tcp_out_rsts, 1);
+    assert_eq!(sim.a.iface.counters().tcp_attempt_fails, 1);
+}
+
+#[test]
+fn closing_with_unread_data_resets_the_peer() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, b"unread").unwrap();
+    sim.advance(Duration::from_millis(50));
+    let now = sim.now;
+    sim.b.iface.tcp_close(now, s);
+    sim.advance(Duration::from_millis(50));
+    let err = sim.a.iface.tcp_recv(sim.now, c, &mut [0u8; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn zero_window_is_probed_with_backoff_and_never_times_out() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let data = pattern(3 << 20, 7);
+    let mut sent = 0;
+    // b does not read for ten virtual minutes.
+    for _ in 0..600 {
+        let now = sim.now;
+        while let Ok(n) = sim.a.iface.tcp_send(now, c, &data[sent..]) {
+            sent += n;
+        }
+        sim.advance(Duration::from_secs(1));
+    }
+    let ca = sim.a.iface.counters().clone();
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::Established));
+    assert!(ca.tcp_zero_window_probes >= 10, "{ca}");
+    assert!(
+        ca.tcp_zero_window_probes < 60,
+        "probes back off: {}",
+        ca.tcp_zero_window_probes
+    );
+    assert_eq!(ca.tcp_aborted_timeout, 0);
+    // Reading resumes the transfer; every byte arrives once, in order.
+    let got = transfer_from(&mut sim, c, s, &data, sent, Duration::from_secs(600));
+    assert_eq!(sha256(&got), sha256(&data));
+}
+
+#[test]
+fn retransmission_timeouts_back_off_and_give_up_with_timed_out() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    sim.a_out_filter = Some(Box::new(|_| false));
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, b"into the void").unwrap();
+    let start = sim.now;
+    let mut last = 0;
+    let mut gaps = Vec::new();
+    let mut prev = start;
+    while sim.a.iface.tcp_connect_result(c).is_some_and(|r| r.is_ok())
+        && sim.a.iface.tcp_state(c) != Some(State::Closed)
+    {
+        let t = sim.next_event().expect("a timer is pending");
+        sim.run_until(t);
+        let timeouts = sim.a.iface.counters().tcp_timeouts;
+        if timeouts != last {
+            gaps.push(sim.now - prev);
+            prev = sim.now;
+            last = timeouts;
+        }
+        assert!(sim.now - start < Duration::from_secs(3600), "never gave up");
+    }
+    let err = sim.a.iface.tcp_recv(sim.now, c, &mut [0u8; 4]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert_eq!(last, 15, "retries");
+    for w in gaps.windows(2).take(8) {
+        assert!(
+            w[1] >= w[0] * 2 - Duration::from_millis(2),
+            "doubling: {gaps:?}"
+        );
+    }
+    assert!(
+        gaps.iter().all(|g| *g <= Duration::from_secs(120)),
+        "capped: {gaps:?}"
+    );
+}
+
+#[test]
+fn one_lost_segment_is_fast_retransmitted() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let mut data_frames = 0;
+    sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        // Drop the fifth data-carrying segment once.
+        if f.len() > 14 + 20 + 32 + 100 {
+            data_frames += 1;
+            return data_frames != 5;
+        }
+        true
+    }));
+    let data = pattern(200_000, 3);
+    let got = transfer(&mut sim, c, s, &data, Duration::from_secs(60));
+    assert_eq!(sha256(&got), sha256(&data));
+    let ca = sim.a.iface.counters();
+    assert_eq!(ca.tcp_fast_retransmits, 1, "{ca}");
+    assert_eq!(ca.tcp_timeouts, 0, "{ca}");
+}
+
+#[test]
+fn nagle_coalesces_small_writes_unless_nodelay() {
+    for nodelay in [false, true] {
+        let mut sim = Sim::pair();
+        let (c, _s) = connect(&mut sim);
+        let now = sim.now;
+        sim.a.iface.tcp_set_nodelay(now, c, nodelay).unwrap();
+        let before = sim.a.iface.counters().tcp_out_segs;
+        for i in 0..10u8 {
+            sim.a.iface.tcp_send(now, c, &[i]).unwrap();
+        }
+        let sent = sim.a.iface.counters().tcp_out_segs - before;
+        if nodelay {
+            assert_eq!(sent, 10, "every write goes at once");
+        } else {
+            assert_eq!(sent, 1, "the rest waits for the first ACK");
+        }
+        sim.advance(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn delayed_ack_waits_40ms_for_a_lone_segment_and_acks_every_second() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    let acks = |sim: &Sim| sim.b.iface.counters().tcp_out_segs;
+    let now = sim.now;
+    let before = acks(&sim);
+    sim.a.iface.tcp_send(now, c, b"one").unwrap();
+    sim.settle();
+    assert_eq!(acks(&sim), before, "no immediate ACK");
+    sim.advance(Duration::from_millis(39));
+    assert_eq!(acks(&sim), before);
+    sim.advance(Duration::from_millis(2));
+    assert_eq!(acks(&sim), before + 1, "delayed ACK after 40 ms");
+    let now = sim.now;
+    sim.a.iface.tcp_set_nodelay(now, c, true).unwrap();
+    sim.a.iface.tcp_send(now, c, &[1; 3000]).unwrap();
+    sim.settle();
+    assert_eq!(acks(&sim), before + 2, "two full segments, one ACK at once");
+}
