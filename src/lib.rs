@@ -17,5 +17,5 @@ pub mod wire;
 
 pub use config::StackConfig;
 pub use runtime::Stack;
-pub use socket::UdpSocket;
+pub use socket::{TcpListener, TcpStream, UdpSocket};
 pub use stats::Counters;

@@ -127,6 +127,15 @@ impl Interface {
         self.events.pop_front()
     }
 
+    /// Closes whichever socket `id` names (the handle was dropped).
+    pub fn close_socket(&mut self, now: Instant, id: SocketId) {
+        if self.udp_owns(id) {
+            self.udp_close(id);
+        } else {
+            self.tcp_close(now, id);
+        }
+    }
+
     fn queue_frame(&mut self, frame: Vec<u8>) {
         self.stats.eth_tx_frames += 1;
         self.tx.push_back(frame);

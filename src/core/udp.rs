@@ -268,6 +268,10 @@ impl Interface {
         Ok(())
     }
 
+    pub(super) fn udp_owns(&self, id: SocketId) -> bool {
+        self.udp.sockets.contains_key(&id)
+    }
+
     pub fn udp_close(&mut self, id: SocketId) {
         if let Some(sock) = self.udp.sockets.remove(&id) {
             self.udp.ports.remove(&sock.local.port());

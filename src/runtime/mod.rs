@@ -13,28 +13,21 @@ use crate::stats::Counters;
 use crate::time::{earliest, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::io;
-use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use waiters::Waiters;
+pub(crate) use waiters::{Wait, Wake};
 
 /// Frames read from the device per loop iteration before timers and output get a turn.
 const RX_BATCH: usize = 64;
 
 type Job = Box<dyn FnOnce(&mut Interface, Instant) + Send>;
 
-/// What a receive waits for, with where to send the answer.
-pub(crate) struct RecvRequest {
-    pub id: SocketId,
-    /// `None` waits forever; a passed deadline answers `WouldBlock` (as a timed-out `recv` does).
-    pub deadline: Option<std::time::Instant>,
-    pub reply: Sender<io::Result<(Vec<u8>, SocketAddrV4)>>,
-}
-
 pub(crate) enum Command {
     /// Runs on the stack thread with the interface and the current time.
     Exec(Job),
-    UdpRecv(RecvRequest),
+    /// A call that may have to wait for its socket.
+    Wait(Wait),
     Close(SocketId),
     /// The core's counters plus the device's.
     Counters(Sender<Counters>),
@@ -71,6 +64,38 @@ impl Handle {
         self.send(Command::Exec(Box::new(move |iface, now| {
             let _ = tx.send(f(iface, now));
         })))?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Runs `f` on the stack thread whenever socket `id` may be ready, until it returns an
+    /// answer; at `deadline` the answer is `on_timeout()`. Blocks the caller meanwhile.
+    pub fn wait<T: Send + 'static>(
+        &self,
+        id: SocketId,
+        deadline: Option<std::time::Instant>,
+        mut f: impl FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static,
+        on_timeout: fn() -> io::Error,
+    ) -> io::Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let attempt = Box::new(move |iface: &mut Interface, now: Instant, wake: Wake| {
+            let answer = match wake {
+                Wake::Retry => f(iface, now),
+                Wake::TimedOut => Some(Err(on_timeout())),
+                Wake::Closed => Some(Err(io::Error::from_raw_os_error(libc::EBADF))),
+            };
+            match answer {
+                Some(a) => {
+                    let _ = tx.send(a);
+                    true
+                }
+                None => false,
+            }
+        });
+        self.send(Command::Wait(Wait {
+            id,
+            deadline,
+            attempt,
+        }))?;
         rx.recv().map_err(|_| stopped())?
     }
 }
@@ -171,8 +196,10 @@ impl<D: Device> StackThread<D> {
             if let Err(e) = self.device.poll(now) {
                 log::warn!("device: {e}");
             }
-            self.dispatch_events();
-            self.waiters.expire(std::time::Instant::now());
+            self.dispatch_events(now);
+            self.waiters
+                .expire(&mut self.iface, now, std::time::Instant::now());
+            self.dispatch_events(now);
             self.transmit(now);
             if !busy {
                 self.sleep();
@@ -187,10 +214,10 @@ impl<D: Device> StackThread<D> {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
-                Ok(Command::UdpRecv(req)) => self.waiters.recv(&mut self.iface, req),
+                Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
                 Ok(Command::Close(id)) => {
-                    self.iface.udp_close(id);
-                    self.waiters.closed(id);
+                    self.iface.close_socket(now, id);
+                    self.waiters.closed(&mut self.iface, now, id);
                 }
                 Ok(Command::Counters(reply)) => {
                     let mut c = self.iface.counters().clone();
@@ -218,10 +245,10 @@ impl<D: Device> StackThread<D> {
         true
     }
 
-    fn dispatch_events(&mut self) {
+    fn dispatch_events(&mut self, now: Instant) {
         while let Some(event) = self.iface.pop_event() {
             match event {
-                Event::Ready(id) => self.waiters.readable(&mut self.iface, id),
+                Event::Ready(id) => self.waiters.ready(&mut self.iface, now, id),
             }
         }
     }

@@ -1,78 +1,89 @@
-//! Receive calls parked on the stack thread until data, an error, or their deadline.
+//! Calls parked on the stack thread until their socket is ready, their deadline passes, or the
+//! socket closes under them.
 
-use super::RecvRequest;
 use crate::core::{Interface, SocketId};
+use crate::time::Instant as CoreInstant;
 use std::collections::HashMap;
-use std::io;
 use std::time::Instant;
+
+/// Why a parked call is being tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The socket may be ready: try again.
+    Retry,
+    /// The deadline passed: answer with the timeout error.
+    TimedOut,
+    /// The socket was closed by another handle.
+    Closed,
+}
+
+/// Tries to complete the call; returns true once it has sent its answer.
+pub(crate) type Attempt = Box<dyn FnMut(&mut Interface, CoreInstant, Wake) -> bool + Send>;
+
+pub(crate) struct Wait {
+    pub id: SocketId,
+    /// `None` waits until ready.
+    pub deadline: Option<Instant>,
+    pub attempt: Attempt,
+}
 
 #[derive(Default)]
 pub(super) struct Waiters {
-    recv: HashMap<SocketId, Vec<RecvRequest>>,
+    parked: HashMap<SocketId, Vec<Wait>>,
 }
 
 impl Waiters {
-    /// Answers at once if possible, else parks the request.
-    pub fn recv(&mut self, iface: &mut Interface, req: RecvRequest) {
-        if let Some(result) = iface.udp_recv(req.id) {
-            let _ = req.reply.send(result);
-        } else if req.deadline.is_some_and(|d| d <= Instant::now()) {
-            let _ = req.reply.send(Err(io::ErrorKind::WouldBlock.into()));
-        } else {
-            self.recv.entry(req.id).or_default().push(req);
+    /// Answers at once if possible, else parks the call.
+    pub fn add(&mut self, iface: &mut Interface, now: CoreInstant, mut w: Wait) {
+        if (w.attempt)(iface, now, Wake::Retry) {
+            return;
         }
+        if w.deadline.is_some_and(|d| d <= Instant::now()) {
+            (w.attempt)(iface, now, Wake::TimedOut);
+            return;
+        }
+        self.parked.entry(w.id).or_default().push(w);
     }
 
-    /// Serves the socket's waiters, oldest first, while it has data.
-    pub fn readable(&mut self, iface: &mut Interface, id: SocketId) {
-        let Some(queue) = self.recv.get_mut(&id) else {
+    /// Retries the socket's parked calls, oldest first.
+    pub fn ready(&mut self, iface: &mut Interface, now: CoreInstant, id: SocketId) {
+        let Some(mut list) = self.parked.remove(&id) else {
             return;
         };
-        while !queue.is_empty() {
-            let Some(result) = iface.udp_recv(id) else {
-                break;
-            };
-            let req = queue.remove(0);
-            let _ = req.reply.send(result);
-        }
-        if queue.is_empty() {
-            self.recv.remove(&id);
+        list.retain_mut(|w| !(w.attempt)(iface, now, Wake::Retry));
+        if !list.is_empty() {
+            self.parked.insert(id, list);
         }
     }
 
-    /// Times out requests whose deadline passed with `WouldBlock`, as `SO_RCVTIMEO` does.
-    pub fn expire(&mut self, now: Instant) {
-        self.recv.retain(|_, queue| {
-            queue.retain(|req| {
-                let due = req.deadline.is_some_and(|d| d <= now);
-                if due {
-                    let _ = req.reply.send(Err(io::ErrorKind::WouldBlock.into()));
-                }
-                !due
+    /// Answers the calls whose deadline passed.
+    pub fn expire(&mut self, iface: &mut Interface, now: CoreInstant, wall: Instant) {
+        self.parked.retain(|_, list| {
+            list.retain_mut(|w| {
+                let due = w.deadline.is_some_and(|d| d <= wall);
+                !(due && (w.attempt)(iface, now, Wake::TimedOut))
             });
-            !queue.is_empty()
+            !list.is_empty()
         });
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.recv
+        self.parked
             .values()
             .flatten()
-            .filter_map(|r| r.deadline)
+            .filter_map(|w| w.deadline)
             .min()
     }
 
     /// The socket was closed under its waiters (by another handle of a `try_clone`).
-    pub fn closed(&mut self, id: SocketId) {
-        for req in self.recv.remove(&id).into_iter().flatten() {
-            let _ = req
-                .reply
-                .send(Err(io::Error::from_raw_os_error(libc::EBADF)));
+    pub fn closed(&mut self, iface: &mut Interface, now: CoreInstant, id: SocketId) {
+        for mut w in self.parked.remove(&id).into_iter().flatten() {
+            (w.attempt)(iface, now, Wake::Closed);
         }
     }
 
     /// Shutdown: dropping the reply channels tells every waiter the stack stopped.
     pub fn fail_all(&mut self) {
-        self.recv.clear();
+        self.parked.clear();
     }
 }

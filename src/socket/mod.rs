@@ -1,11 +1,28 @@
 //! The `std::net`-like socket API. Every call is a message to the stack thread.
 
+mod tcp;
 mod udp;
 
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// When a blocking call gives up: at once in non-blocking mode, after the timeout if set.
+pub(crate) fn deadline(nonblocking: bool, timeout: Option<Duration>) -> Option<Instant> {
+    if nonblocking {
+        Some(Instant::now())
+    } else {
+        timeout.map(|t| Instant::now() + t)
+    }
+}
+
+/// What a timed-out read or write returns on Unix (`EAGAIN`), as in std.
+pub(crate) fn would_block() -> io::Error {
+    io::ErrorKind::WouldBlock.into()
+}
 
 /// The first IPv4 address `addr` resolves to (the stack speaks IPv4 only).
 pub(crate) fn v4_addr<A: ToSocketAddrs>(addr: A) -> io::Result<SocketAddrV4> {

@@ -1,6 +1,6 @@
 use super::v4_addr;
 use crate::core::SocketId;
-use crate::runtime::{Command, Handle, RecvRequest, Stack};
+use crate::runtime::{Command, Handle, Stack};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,18 +67,17 @@ impl UdpSocket {
 
     /// Receives one datagram; the excess of one larger than `buf` is discarded.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let deadline = if self.inner.nonblocking.load(Ordering::Relaxed) {
-            Some(std::time::Instant::now())
-        } else {
-            self.read_timeout()?.map(|t| std::time::Instant::now() + t)
-        };
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.inner.handle.send(Command::UdpRecv(RecvRequest {
-            id: self.inner.id,
+        let deadline = super::deadline(
+            self.inner.nonblocking.load(Ordering::Relaxed),
+            self.read_timeout()?,
+        );
+        let id = self.inner.id;
+        let (data, from) = self.inner.handle.wait(
+            id,
             deadline,
-            reply: tx,
-        }))?;
-        let (data, from) = rx.recv().map_err(|_| crate::runtime::stopped())??;
+            move |iface, _| iface.udp_recv(id),
+            super::would_block,
+        )?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
         Ok((n, SocketAddr::V4(from)))

@@ -1,0 +1,174 @@
+//! `TcpListener`/`TcpStream` through the runtime: two stacks joined by the in-memory link.
+
+mod common;
+
+use common::{config, pattern, sha256};
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+use tapstack::phy::memory_pair;
+use tapstack::{Stack, TcpListener, TcpStream};
+
+fn two_stacks() -> (Stack, Stack) {
+    let (a, b) = memory_pair(1500).unwrap();
+    (
+        Stack::new(a, config(1, 1)).unwrap(),
+        Stack::new(b, config(2, 2)).unwrap(),
+    )
+}
+
+fn limit(s: &TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+}
+
+#[test]
+fn eight_mib_each_way_at_once() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5001").unwrap();
+    assert_eq!(listener.local_addr().unwrap().to_string(), "0.0.0.0:5001");
+    let up = pattern(8 << 20, 1);
+    let down = pattern(8 << 20, 2);
+    let down2 = down.clone();
+    let server = std::thread::spawn(move || {
+        let (s, peer) = listener.accept().unwrap();
+        limit(&s);
+        assert_eq!(peer.ip().to_string(), "10.0.0.1");
+        let writer = s.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            (&writer).write_all(&down2).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        w.join().unwrap();
+        got
+    });
+    let c = TcpStream::connect(&a, "10.0.0.2:5001").unwrap();
+    limit(&c);
+    assert_eq!(c.peer_addr().unwrap().to_string(), "10.0.0.2:5001");
+    let writer = c.try_clone().unwrap();
+    let up2 = up.clone();
+    let w = std::thread::spawn(move || {
+        (&writer).write_all(&up2).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    w.join().unwrap();
+    assert_eq!(sha256(&got), sha256(&down));
+    assert_eq!(sha256(&server.join().unwrap()), sha256(&up));
+}
+
+#[test]
+fn errors_match_std() {
+    let (a, b) = two_stacks();
+    let err = TcpStream::connect(&a, "10.0.0.2:9").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    let _l = TcpListener::bind(&b, "0.0.0.0:80").unwrap();
+    assert_eq!(
+        TcpListener::bind(&b, "10.0.0.2:80").unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    assert_eq!(
+        TcpListener::bind(&b, "10.0.0.9:80").unwrap_err().kind(),
+        ErrorKind::AddrNotAvailable
+    );
+    let start = Instant::now();
+    let err =
+        TcpStream::connect_timeout(&a, "10.0.0.99:80", Duration::from_millis(300)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn read_timeout_nonblocking_half_close_and_graceful_drop() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:7").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:7").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    limit(&s);
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        (&c).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    c.set_nonblocking(true).unwrap();
+    assert_eq!(
+        (&c).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    c.set_nonblocking(false).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+    // Half-close: the server sees end of stream and can still answer.
+    (&c).write_all(b"question").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut q = String::new();
+    (&s).read_to_string(&mut q).unwrap();
+    assert_eq!(q, "question");
+    (&s).write_all(b"answer").unwrap();
+    // Dropping the server's stream does not block and still delivers what it buffered.
+    let big = pattern(3 << 20, 9);
+    (&s).write_all(&big[..1 << 20]).unwrap();
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    assert_eq!(&got[..6], b"answer");
+    assert_eq!(sha256(&got[6..]), sha256(&big[..1 << 20]));
+    assert!(matches!((&c).write(b"x"), Err(e) if e.kind() == ErrorKind::BrokenPipe));
+}
+
+#[test]
+fn fifty_concurrent_echo_connections() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:7").unwrap();
+    let server = std::thread::spawn(move || {
+        let mut workers = Vec::new();
+        for _ in 0..50 {
+            let (s, _) = listener.accept().unwrap();
+            workers.push(std::thread::spawn(move || {
+                limit(&s);
+                let mut buf = vec![0u8; 16384];
+                loop {
+                    match (&s).read(&mut buf).unwrap() {
+                        0 => break,
+                        n => (&s).write_all(&buf[..n]).unwrap(),
+                    }
+                }
+            }));
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+    let a = std::sync::Arc::new(a);
+    let clients: Vec<_> = (0..50u8)
+        .map(|i| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let c = TcpStream::connect(&a, "10.0.0.2:7").unwrap();
+                limit(&c);
+                c.set_nodelay(true).unwrap();
+                let data = pattern(100_000, i);
+                let writer = c.try_clone().unwrap();
+                let d2 = data.clone();
+                let w = std::thread::spawn(move || {
+                    (&writer).write_all(&d2).unwrap();
+                    writer.shutdown(Shutdown::Write).unwrap();
+                });
+                let mut got = Vec::new();
+                (&c).read_to_end(&mut got).unwrap();
+                w.join().unwrap();
+                assert_eq!(sha256(&got), sha256(&data), "connection {i}");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    server.join().unwrap();
+}
