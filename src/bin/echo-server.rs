@@ -10,7 +10,10 @@ use tapstack::cli::{self, DeviceArgs};
 use tapstack::{Stack, TcpListener, TcpStream, UdpSocket};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "tapstack echo, discard and chargen servers over a Linux tap")]
+#[command(
+    version,
+    about = "tapstack echo, discard and chargen servers over a Linux tap"
+)]
 struct Args {
     #[command(flatten)]
     device: DeviceArgs,
@@ -97,7 +100,11 @@ fn run(args: Args) -> std::io::Result<()> {
     let ip = stack.config().ip;
     let udp = UdpSocket::bind(&stack, (ip, args.port))?;
     let services = [
-        (args.port, "echo", tcp_echo as fn(TcpStream) -> std::io::Result<()>),
+        (
+            args.port,
+            "echo",
+            tcp_echo as fn(TcpStream) -> std::io::Result<()>,
+        ),
         (9, "discard", tcp_discard),
         (19, "chargen", tcp_chargen),
     ];
