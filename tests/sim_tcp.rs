@@ -349,3 +349,29 @@ fn delayed_ack_waits_40ms_for_a_lone_segment_and_acks_every_second() {
     sim.settle();
     assert_eq!(acks(&sim), before + 2, "two full segments, one ACK at once");
 }
+
+#[test]
+fn sack_recovery_resends_only_the_holes() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let mut data_frames = 0;
+    sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        if f.len() > 14 + 20 + 32 + 100 {
+            data_frames += 1;
+            return ![20, 24, 28].contains(&data_frames);
+        }
+        true
+    }));
+    let data = pattern(400_000, 4);
+    let got = transfer(&mut sim, c, s, &data, Duration::from_secs(60));
+    assert_eq!(sha256(&got), sha256(&data));
+    let ca = sim.a.iface.counters();
+    assert_eq!(ca.tcp_retrans_segs, 3, "exactly the three holes: {ca}");
+    assert_eq!(ca.tcp_fast_retransmits, 1, "one recovery episode");
+    assert_eq!(ca.tcp_timeouts, 0);
+    let b = sim.b.iface.counters();
+    assert!(
+        b.tcp_ofo_queued >= 3,
+        "the receiver queued out of order and SACKed: {b}"
+    );
+}

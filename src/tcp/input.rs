@@ -477,6 +477,10 @@ fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
 /// Acknowledgement of our data: RTT, congestion control, NewReno recovery, window update.
 fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Counters) {
     let new_window = u32::from(seg.window) << t.snd_wscale;
+    if t.sack_ok {
+        let una = t.snd_una.max(seg.ack);
+        t.scoreboard.update(una, t.snd_max, &seg.options.sack);
+    }
     if seg.ack.gt(t.snd_una) {
         let acked = seg.ack.since(t.snd_una);
         let syn = u32::from(t.snd_una == t.iss);
@@ -514,11 +518,17 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         }
         t.retries = 0;
         t.rtt.reset_backoff();
+        t.scoreboard.advance(t.snd_una);
         match t.recover {
             Some(recover) if seg.ack.lt(recover) => {
-                // Partial ACK (RFC 6582 §3.2 step 5): resend the next hole, deflate.
-                t.recovery_inflation = t.recovery_inflation.saturating_sub(acked) + t.snd_mss;
-                t.retransmit_head = true;
+                // Partial ACK (RFC 6582 §3.2 step 5): the new first segment is lost too;
+                // resend it unless it was SACKed or already resent. Without SACK, deflate.
+                if !t.sack_ok {
+                    t.recovery_inflation = t.recovery_inflation.saturating_sub(acked) + t.snd_mss;
+                }
+                if t.scoreboard.sacked_end(t.snd_una).is_none() && t.high_rxt.le(t.snd_una) {
+                    t.retransmit_head = true;
+                }
             }
             Some(_) => {
                 t.recover = None;
@@ -543,18 +553,22 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     {
         // A duplicate ACK (RFC 5681 §2).
         t.dupacks += 1;
-        if t.recover.is_some() {
+        if t.recover.is_some() && !t.sack_ok {
             t.recovery_inflation += t.snd_mss;
-        } else if t.dupacks == 3 {
-            // Fast retransmit and fast recovery (RFC 5681 §3.2, RFC 6582 §3.2).
-            let flight = t.snd_max.since(t.snd_una);
-            t.cc.on_congestion_event(now, flight);
-            t.recover = Some(t.snd_max);
-            t.recovery_inflation = 3 * t.snd_mss;
-            t.retransmit_head = true;
-            t.rtt_probe = None;
-            stats.tcp_fast_retransmits += 1;
         }
+    }
+    // Fast retransmit and recovery: three duplicate ACKs (RFC 5681 §3.2, RFC 6582), or the
+    // scoreboard showing the first segment lost (RFC 6675 §5).
+    let sack_loss = t.sack_ok && t.scoreboard.lost_limit(t.snd_una, t.snd_mss).gt(t.snd_una);
+    if t.recover.is_none() && t.snd_max.gt(t.snd_una) && (t.dupacks >= 3 || sack_loss) {
+        let flight = t.snd_max.since(t.snd_una);
+        t.cc.on_congestion_event(now, flight);
+        t.recover = Some(t.snd_max);
+        t.high_rxt = t.snd_una;
+        t.recovery_inflation = if t.sack_ok { 0 } else { 3 * t.snd_mss };
+        t.retransmit_head = true;
+        t.rtt_probe = None;
+        stats.tcp_fast_retransmits += 1;
     }
     // Window update (RFC 9293 §3.10.7.4, fifth step).
     if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {

@@ -11,6 +11,7 @@ mod input;
 pub mod isn;
 pub mod output;
 pub mod rtt;
+pub mod sack;
 pub mod segment;
 pub mod seq;
 pub mod tcb;

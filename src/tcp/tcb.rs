@@ -117,7 +117,11 @@ pub struct Tcb {
     pub retries: u32,
     pub cc: Box<dyn CongestionControl>,
     pub dupacks: u32,
-    /// NewReno recovery point (RFC 6582): in fast recovery until snd_una passes it.
+    /// What the receiver SACKed above snd_una (RFC 6675).
+    pub scoreboard: super::sack::Scoreboard,
+    /// RFC 6675 HighRxt: the highest sequence retransmitted in this recovery.
+    pub high_rxt: Seq,
+    /// Recovery point (RFC 6582, RFC 6675): in fast recovery until snd_una passes it.
     pub recover: Option<Seq>,
     /// Window inflation during fast recovery (RFC 5681 §3.2 steps 4 and 5).
     pub recovery_inflation: u32,
@@ -204,6 +208,8 @@ impl Tcb {
             retries: 0,
             cc: new_controller(cfg.congestion, our_mss, now),
             dupacks: 0,
+            scoreboard: Default::default(),
+            high_rxt: iss,
             recover: None,
             recovery_inflation: 0,
             ack_now: false,

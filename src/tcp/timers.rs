@@ -64,6 +64,7 @@ impl Tcp {
                 let flight = t.snd_max.since(t.snd_una);
                 t.cc.on_timeout(now, flight);
                 t.recover = None;
+                t.high_rxt = t.snd_una;
                 t.recovery_inflation = 0;
                 t.dupacks = 0;
                 t.snd_nxt = t.snd_una;
