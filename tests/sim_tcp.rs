@@ -375,3 +375,55 @@ fn sack_recovery_resends_only_the_holes() {
         "the receiver queued out of order and SACKed: {b}"
     );
 }
+
+#[test]
+fn a_legitimate_client_connects_through_a_syn_flood() {
+    let mut cfg_b = config(2, 2);
+    cfg_b.tcp.syn_backlog = 64;
+    let mut sim = Sim::new(config(1, 1), cfg_b, FaultConfig::default());
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap();
+    // 5000 spoofed SYNs from addresses that never answer.
+    let now = sim.now;
+    for i in 0..5000u32 {
+        let src = Ipv4Addr::new(10, 0, 0, 100 + (i % 100) as u8);
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x66], [2, 0, 0, 0, 0, 2])
+            .ipv4(src.octets(), B.octets(), 64)
+            .tcp(1024 + (i / 100) as u16, 80, i.wrapping_mul(7919), 64240)
+            .syn()
+            .write(&mut f, &[])
+            .unwrap();
+        sim.b.iface.receive(now, &f);
+    }
+    let cb = sim.b.iface.counters().clone();
+    assert_eq!(cb.tcp_passive_opens, 64, "the SYN queue holds 64");
+    assert_eq!(cb.tcp_syncookies_sent, 5000 - 64, "{cb}");
+    // The real client gets a cookie too, and its ACK opens the connection.
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 80))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+    let (s, _) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
+    assert_eq!(sim.b.iface.counters().tcp_syncookies_recv, 1);
+    let data = pattern(300_000, 5);
+    let got = transfer(&mut sim, c, s, &data, Duration::from_secs(60));
+    assert_eq!(sha256(&got), sha256(&data));
+    // A forged ACK is refused.
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x66], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 77], B.octets(), 64)
+        .tcp(5555, 80, 1000, 64240)
+        .ack(12345)
+        .write(&mut f, &[])
+        .unwrap();
+    let now = sim.now;
+    sim.b.iface.receive(now, &f);
+    assert_eq!(sim.b.iface.counters().tcp_syncookies_failed, 1);
+}

@@ -97,8 +97,11 @@ impl Tcp {
         if seg.flags.rst {
             return;
         }
+        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         if seg.flags.ack {
-            let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
+            if !seg.flags.syn && self.cookie_ack(lid, now, local, remote, seg, next_id, stats) {
+                return;
+            }
             output::reset(local, remote, seg.ack, None, &mut self.out, stats);
             return;
         }
@@ -108,8 +111,21 @@ impl Tcp {
         let Some(l) = self.listeners.get_mut(&lid) else {
             return;
         };
-        if l.syn_queue >= self.cfg.syn_backlog || l.accept_queue.len() >= l.backlog {
+        if l.accept_queue.len() >= l.backlog {
             stats.tcp_listen_drops += 1;
+            return;
+        }
+        if l.syn_queue >= self.cfg.syn_backlog {
+            // SYN flood defence: answer without keeping state (RFC 4987 §3.6).
+            let mss = u32::from(seg.options.mss.unwrap_or(536)).min(self.our_mss);
+            let cookie = self.cookies.make(now, local, remote, seg.seq, mss);
+            let mut sink = output::Sink {
+                out: &mut self.out,
+                stats,
+                our_mss: self.our_mss,
+            };
+            output::cookie_syn_ack(local, remote, cookie, seg.seq + 1, &mut sink);
+            stats.tcp_syncookies_sent += 1;
             return;
         }
         l.syn_queue += 1;
@@ -134,6 +150,64 @@ impl Tcp {
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;
         self.flush(id, now, stats);
+    }
+
+    /// An ACK for a listener with no connection: a valid SYN cookie opens one.
+    fn cookie_ack(
+        &mut self,
+        lid: SocketId,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &SegmentIn<'_>,
+        next_id: &mut u64,
+        stats: &mut Counters,
+    ) -> bool {
+        let client_isn = seg.seq - 1;
+        let cookie = seg.ack - 1;
+        let Some(mss) = self.cookies.check(now, local, remote, client_isn, cookie) else {
+            stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
+            return false;
+        };
+        let Some(l) = self.listeners.get_mut(&lid) else {
+            return false;
+        };
+        if l.accept_queue.len() >= l.backlog {
+            stats.tcp_listen_drops += 1;
+            return true;
+        }
+        let id = SocketId(*next_id);
+        *next_id += 1;
+        let mut t = Tcb::new(&self.cfg, now, local, remote, cookie, self.our_mss, 0);
+        t.state = State::Established;
+        t.irs = client_isn;
+        t.rcv_nxt = seg.seq;
+        t.rcv_adv = seg.seq + 65535;
+        t.snd_una = seg.ack;
+        t.snd_nxt = seg.ack;
+        t.snd_max = seg.ack;
+        t.snd_mss = mss.min(self.our_mss);
+        t.cc.set_mss(t.snd_mss);
+        t.snd_wscale = 0;
+        t.rcv_wscale = 0;
+        t.sack_ok = false;
+        t.ts = None;
+        t.snd_wnd = u32::from(seg.window);
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = seg.ack;
+        self.by_tuple.insert((local.port(), remote), id);
+        self.conns.insert(id, t);
+        l.accept_queue.push_back(id);
+        stats.tcp_syncookies_recv += 1;
+        stats.tcp_passive_opens += 1;
+        stats.tcp_curr_estab += 1;
+        self.notify(lid);
+        // The ACK may carry data or a FIN already.
+        if !seg.payload.is_empty() || seg.flags.fin {
+            self.segment_arrives(id, now, seg, stats);
+        }
+        true
     }
 
     fn segment_arrives(

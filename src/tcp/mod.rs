@@ -7,6 +7,7 @@
 
 pub mod buffer;
 pub mod congestion;
+mod cookie;
 mod input;
 pub mod isn;
 pub mod output;
@@ -88,6 +89,7 @@ pub struct Tcp {
     local_ip: Ipv4Addr,
     our_mss: u32,
     isn: IsnGenerator,
+    cookies: cookie::Cookies,
     conns: HashMap<SocketId, Tcb>,
     by_tuple: HashMap<(u16, SocketAddrV4), SocketId>,
     listeners: HashMap<SocketId, Listener>,
@@ -112,6 +114,7 @@ impl Tcp {
             local_ip,
             our_mss: Tcb::our_mss(mtu),
             isn: IsnGenerator::new(secret),
+            cookies: cookie::Cookies::new(secret.map(|b| b.rotate_left(3) ^ 0x5a)),
             conns: HashMap::new(),
             by_tuple: HashMap::new(),
             listeners: HashMap::new(),

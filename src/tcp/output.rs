@@ -300,12 +300,49 @@ pub fn reset(
         window: 0,
         options: Options::default(),
     };
-    let mut bytes = Vec::with_capacity(20);
-    segment::write_header(&header, &mut bytes);
+    stats.tcp_out_rsts += 1;
+    bare(local, remote, &header, out, stats);
+}
+
+/// A SYN-ACK carrying a SYN cookie: no state, and only the MSS option.
+pub fn cookie_syn_ack(
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+    cookie: Seq,
+    ack: Seq,
+    sink: &mut Sink<'_>,
+) {
+    let header = SegmentOut {
+        src_port: local.port(),
+        dst_port: remote.port(),
+        seq: cookie,
+        ack: Some(ack),
+        flags: Flags {
+            syn: true,
+            ack: true,
+            ..Flags::default()
+        },
+        window: 65535,
+        options: Options {
+            mss: Some(sink.our_mss.min(65535) as u16),
+            ..Options::default()
+        },
+    };
+    bare(local, remote, &header, sink.out, sink.stats);
+}
+
+fn bare(
+    local: std::net::SocketAddrV4,
+    remote: std::net::SocketAddrV4,
+    header: &SegmentOut,
+    out: &mut Vec<Outgoing>,
+    stats: &mut Counters,
+) {
+    let mut bytes = Vec::with_capacity(24);
+    segment::write_header(header, &mut bytes);
     let sum = transport_checksum(local.ip().octets(), remote.ip().octets(), 6, &bytes);
     bytes[16..18].copy_from_slice(&sum);
     stats.tcp_out_segs += 1;
-    stats.tcp_out_rsts += 1;
     out.push(Outgoing {
         dst: *remote.ip(),
         bytes,
