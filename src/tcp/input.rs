@@ -99,7 +99,7 @@ impl Tcp {
         }
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         if seg.flags.ack {
-            if !seg.flags.syn && self.cookie_ack(lid, now, local, remote, seg, next_id, stats) {
+            if !seg.flags.syn && self.cookie_ack(lid, now, remote, seg, next_id, stats) {
                 return;
             }
             output::reset(local, remote, seg.ack, None, &mut self.out, stats);
@@ -157,12 +157,12 @@ impl Tcp {
         &mut self,
         lid: SocketId,
         now: Instant,
-        local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &SegmentIn<'_>,
         next_id: &mut u64,
         stats: &mut Counters,
     ) -> bool {
+        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         let client_isn = seg.seq - 1;
         let cookie = seg.ack - 1;
         let Some(mss) = self.cookies.check(now, local, remote, client_isn, cookie) else {
