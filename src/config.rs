@@ -25,6 +25,9 @@ pub struct StackConfig {
     /// Receive buffer of a UDP socket, in bytes of payload (Linux rmem_default: 212992).
     pub udp_rcvbuf: usize,
     pub tcp: crate::tcp::TcpConfig,
+    /// How long dropping a `Stack` waits for open connections to deliver their data and FIN
+    /// before resetting them.
+    pub linger: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +121,7 @@ impl StackConfig {
             icmp: IcmpConfig::default(),
             udp_rcvbuf: 212_992,
             tcp: crate::tcp::TcpConfig::default(),
+            linger: Duration::from_secs(1),
         }
     }
 

@@ -107,7 +107,7 @@ counters! {
         tcp_passive_opens: "passive connection openings",
         tcp_attempt_fails: "failed connection attempts",
         tcp_estab_resets: "connection resets received or sent in established states",
-        tcp_curr_estab: "connections established now",
+        tcp_curr_estab: "connections established now (ESTABLISHED or CLOSE-WAIT)",
         tcp_in_segs: "segments received",
         tcp_out_segs: "segments sent",
         tcp_retrans_segs: "segments retransmitted",
@@ -128,6 +128,8 @@ counters! {
         tcp_ofo_drops: "out-of-order segments dropped (queue full)",
         tcp_rcv_pruned: "segments trimmed to the receive window",
         tcp_zero_window_probes: "zero window probes sent",
+        tcp_keepalive_probes: "keep-alive probes sent",
+        tcp_keepalive_drops: "connections dropped after unanswered keep-alives",
         tcp_aborted_timeout: "connections aborted after too many retransmissions",
     }
 }

@@ -277,9 +277,13 @@ fn each_malformation_is_dropped_with_its_counter() {
     ];
     for (name, frame, counter) in cases {
         let mut iface = stack();
-        let before = counter(iface.counters());
+        let before = counter(&iface.counters());
         iface.receive(Instant::ZERO, &frame);
-        assert_eq!(counter(iface.counters()), before + 1, "{name}: not counted");
+        assert_eq!(
+            counter(&iface.counters()),
+            before + 1,
+            "{name}: not counted"
+        );
         assert_eq!(iface.counters().udp_rx_datagrams, 0, "{name}: delivered");
         assert!(iface.pop_transmit().is_none(), "{name}: answered");
     }

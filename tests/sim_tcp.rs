@@ -427,3 +427,211 @@ fn a_legitimate_client_connects_through_a_syn_flood() {
     sim.b.iface.receive(now, &f);
     assert_eq!(sim.b.iface.counters().tcp_syncookies_failed, 1);
 }
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+#[test]
+fn simultaneous_open_and_simultaneous_close() {
+    let mut sim = Sim::pair();
+    let now = sim.now;
+    let x = sim
+        .a
+        .iface
+        .tcp_connect_from(now, Some(5000), SocketAddrV4::new(B, 6000))
+        .unwrap();
+    let y = sim
+        .b
+        .iface
+        .tcp_connect_from(now, Some(6000), SocketAddrV4::new(A, 5000))
+        .unwrap();
+    sim.advance(Duration::from_millis(50));
+    assert_eq!(sim.a.iface.tcp_state(x), Some(State::Established));
+    assert_eq!(sim.b.iface.tcp_state(y), Some(State::Established));
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, x, b"from a").unwrap();
+    sim.b.iface.tcp_send(now, y, b"from b").unwrap();
+    sim.advance(Duration::from_millis(50));
+    let mut buf = [0u8; 16];
+    let now = sim.now;
+    assert_eq!(sim.b.iface.tcp_recv(now, y, &mut buf).unwrap(), 6);
+    assert_eq!(sim.a.iface.tcp_recv(now, x, &mut buf).unwrap(), 6);
+    // Both FINs cross: FIN-WAIT-1 -> CLOSING -> TIME-WAIT on both sides.
+    sim.a.iface.tcp_shutdown(now, x, false, true).unwrap();
+    sim.b.iface.tcp_shutdown(now, y, false, true).unwrap();
+    assert_eq!(sim.a.iface.tcp_state(x), Some(State::FinWait1));
+    sim.advance(Duration::from_millis(50));
+    assert_eq!(sim.a.iface.tcp_state(x), Some(State::TimeWait));
+    assert_eq!(sim.b.iface.tcp_state(y), Some(State::TimeWait));
+}
+
+/// A segment from a's connection to b, crafted by hand.
+fn segment_to_b(
+    sim: &Sim,
+    client: SocketId,
+    seq: u32,
+    build: impl FnOnce(etherparse::TcpHeader) -> etherparse::TcpHeader,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (local, remote) = sim.a.iface.tcp_addrs(client).unwrap();
+    let t = sim.a.iface.tcp().tcb(client).unwrap();
+    let mut tcp = etherparse::TcpHeader::new(local.port(), remote.port(), seq, 1000);
+    tcp.ack = true;
+    tcp.acknowledgment_number = t.rcv_nxt.0;
+    let tcp = build(tcp);
+    let ip = etherparse::Ipv4Header::new(
+        (tcp.header_len() + payload.len()) as u16,
+        64,
+        etherparse::IpNumber::TCP,
+        A.octets(),
+        B.octets(),
+    )
+    .unwrap();
+    let mut tcp = tcp;
+    tcp.checksum = tcp.calc_checksum_ipv4(&ip, payload).unwrap();
+    let mut f = Vec::new();
+    etherparse::Ethernet2Header {
+        source: [2, 0, 0, 0, 0, 1],
+        destination: [2, 0, 0, 0, 0, 2],
+        ether_type: etherparse::EtherType::IPV4,
+    }
+    .write(&mut f)
+    .unwrap();
+    ip.write(&mut f).unwrap();
+    tcp.write(&mut f).unwrap();
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn resets_must_match_exactly_else_they_get_a_challenge_ack() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let rcv_nxt = sim.b.iface.tcp().tcb(s).unwrap().rcv_nxt.0;
+    // In the window but not exact (RFC 5961 §3.2): a challenge ACK, the connection lives.
+    let f = segment_to_b(
+        &sim,
+        c,
+        rcv_nxt + 1000,
+        |mut h| {
+            h.rst = true;
+            h.ack = false;
+            h
+        },
+        &[],
+    );
+    let now = sim.now;
+    sim.b.iface.receive(now, &f);
+    assert_eq!(sim.b.iface.counters().tcp_challenge_acks, 1);
+    assert_eq!(sim.b.iface.tcp_state(s), Some(State::Established));
+    // A SYN on an established connection also gets a challenge ACK (RFC 5961 §4).
+    let f = segment_to_b(
+        &sim,
+        c,
+        rcv_nxt,
+        |mut h| {
+            h.syn = true;
+            h.ack = false;
+            h
+        },
+        &[],
+    );
+    sim.b.iface.receive(now, &f);
+    assert_eq!(sim.b.iface.counters().tcp_challenge_acks, 2);
+    assert_eq!(sim.b.iface.tcp_state(s), Some(State::Established));
+    // The exact sequence number resets it.
+    let f = segment_to_b(
+        &sim,
+        c,
+        rcv_nxt,
+        |mut h| {
+            h.rst = true;
+            h.ack = false;
+            h
+        },
+        &[],
+    );
+    sim.b.iface.receive(now, &f);
+    let err = sim.b.iface.tcp_recv(now, s, &mut [0u8; 4]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn paws_drops_segments_with_old_timestamps() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, b"fresh").unwrap();
+    sim.advance(Duration::from_millis(100));
+    let tb = sim.b.iface.tcp().tcb(s).unwrap();
+    let (rcv_nxt, recent) = (tb.rcv_nxt.0, tb.ts.unwrap().recent);
+    let old = segment_to_b(
+        &sim,
+        c,
+        rcv_nxt,
+        |mut h| {
+            h.set_options(&[etherparse::TcpOptionElement::Timestamp(
+                recent.wrapping_sub(1000),
+                0,
+            )])
+            .unwrap();
+            h
+        },
+        b"stale duplicate",
+    );
+    let now = sim.now;
+    sim.b.iface.receive(now, &old);
+    assert_eq!(sim.b.iface.counters().tcp_paws_drops, 1);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        sim.b.iface.tcp_recv(now, s, &mut buf).unwrap(),
+        5,
+        "only the fresh data"
+    );
+    assert!(sim.b.iface.tcp_recv(now, s, &mut buf).is_err());
+}
+
+#[test]
+fn transfers_across_the_sequence_number_wrap() {
+    let mut a = config(1, 1);
+    let mut b = config(2, 2);
+    a.tcp.fixed_iss = Some(u32::MAX - 300_000);
+    b.tcp.fixed_iss = Some(u32::MAX - 10);
+    let mut sim = Sim::new(
+        a,
+        b,
+        FaultConfig {
+            drop_pct: 3.0,
+            reorder_pct: 5.0,
+            seed: 9,
+            ..Default::default()
+        },
+    );
+    let (c, s) = connect(&mut sim);
+    let data = pattern(1 << 20, 6);
+    let got = transfer(&mut sim, c, s, &data, Duration::from_secs(600));
+    assert_eq!(sha256(&got), sha256(&data));
+    let t = sim.a.iface.tcp().tcb(c).unwrap();
+    assert!(t.snd_una.0 < t.iss.0, "snd_una wrapped past 2^32");
+}
+
+#[test]
+fn keepalive_probes_idle_connections_and_drops_dead_peers() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    let now = sim.now;
+    sim.a
+        .iface
+        .tcp_set_keepalive(now, c, Some(Duration::from_secs(10)))
+        .unwrap();
+    // A live peer answers every probe: still established an hour later.
+    sim.advance(Duration::from_secs(3600));
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::Established));
+    assert!(sim.a.iface.counters().tcp_keepalive_probes >= 300);
+    // The peer goes silent: nine unanswered probes 75 s apart end the connection.
+    let probes = sim.a.iface.counters().tcp_keepalive_probes;
+    sim.a_out_filter = Some(Box::new(|_| false));
+    sim.advance(Duration::from_secs(10 + 9 * 75 + 5));
+    assert_eq!(sim.a.iface.counters().tcp_keepalive_probes - probes, 9);
+    let err = sim.a.iface.tcp_recv(sim.now, c, &mut [0u8; 4]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+}

@@ -172,3 +172,21 @@ fn fifty_concurrent_echo_connections() {
     }
     server.join().unwrap();
 }
+
+#[test]
+fn dropping_the_stack_delivers_buffered_data_and_a_fin() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:7").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:7").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    limit(&s);
+    let data = pattern(512 * 1024, 3);
+    (&c).write_all(&data).unwrap();
+    // The application exits at once: stream and stack dropped, nothing flushed by hand.
+    drop(c);
+    drop(a);
+    let mut got = Vec::new();
+    (&s).read_to_end(&mut got)
+        .expect("a clean end of stream, not a reset");
+    assert_eq!(sha256(&got), sha256(&data));
+}

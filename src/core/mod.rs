@@ -80,8 +80,12 @@ impl Interface {
         &self.cfg
     }
 
-    pub fn counters(&self) -> &Counters {
-        &self.stats
+    /// A snapshot of the counters; gauges are computed as it is taken.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            tcp_curr_estab: self.tcp.established(),
+            ..self.stats.clone()
+        }
     }
 
     /// Counts a frame the device failed to send.

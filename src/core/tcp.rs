@@ -73,10 +73,31 @@ impl Interface {
 
     /// Starts connecting to `remote`; see [`Interface::tcp_connect_result`].
     pub fn tcp_connect(&mut self, now: Instant, remote: SocketAddrV4) -> io::Result<SocketId> {
+        self.tcp_connect_from(now, None, remote)
+    }
+
+    /// Connects from a chosen local port (as after `bind`), or an ephemeral one.
+    pub fn tcp_connect_from(
+        &mut self,
+        now: Instant,
+        local_port: Option<u16>,
+        remote: SocketAddrV4,
+    ) -> io::Result<SocketId> {
         let id = self.alloc_socket_id();
-        self.tcp.connect(id, now, remote, &mut self.stats)?;
+        self.tcp
+            .connect(id, now, local_port, remote, &mut self.stats)?;
         self.flush_tcp(now);
         Ok(id)
+    }
+
+    /// Keep-alive after `idle` of silence, or off.
+    pub fn tcp_set_keepalive(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        idle: Option<std::time::Duration>,
+    ) -> io::Result<()> {
+        self.tcp.set_keepalive(id, now, idle)
     }
 
     /// `None` while the handshake is under way.
@@ -131,6 +152,23 @@ impl Interface {
 
     pub fn tcp_state(&self, id: SocketId) -> Option<State> {
         self.tcp.state(id)
+    }
+
+    /// Closes every listener and sends a FIN on every open connection (stack shutdown).
+    pub fn tcp_shutdown_all(&mut self, now: Instant) {
+        self.tcp.shutdown_all(now, &mut self.stats);
+        self.flush_tcp(now);
+    }
+
+    /// No connection has data or a FIN still on its way.
+    pub fn tcp_quiescent(&self) -> bool {
+        self.tcp.quiescent()
+    }
+
+    /// Resets every connection still open (end of stack shutdown).
+    pub fn tcp_abort_all(&mut self, now: Instant) {
+        self.tcp.abort_all(now, &mut self.stats);
+        self.flush_tcp(now);
     }
 
     /// Read access to the TCP layer, for tests and diagnostics.

@@ -122,6 +122,7 @@ impl Stack {
         let epoch = std::time::Instant::now();
         let iface = Interface::new(config.clone(), Instant::ZERO);
         let thread_wake = wake.clone();
+        let thread_linger = config.linger;
         let thread = std::thread::Builder::new()
             .name("tapstack".into())
             .spawn(move || {
@@ -132,6 +133,7 @@ impl Stack {
                     wake: thread_wake,
                     epoch,
                     waiters: Waiters::default(),
+                    linger: thread_linger,
                 }
                 .run()
             })?;
@@ -176,6 +178,7 @@ struct StackThread<D> {
     wake: Arc<WakeFd>,
     epoch: std::time::Instant,
     waiters: Waiters,
+    linger: std::time::Duration,
 }
 
 impl<D: Device> StackThread<D> {
@@ -202,11 +205,45 @@ impl<D: Device> StackThread<D> {
             self.dispatch_events(now);
             self.transmit(now);
             if !busy {
-                self.sleep();
+                self.sleep(None);
             }
         }
-        self.transmit(self.now());
+        self.drain();
+    }
+
+    /// Shutdown: parked calls fail with `NotConnected`; open connections get a FIN and up to
+    /// `linger` to finish; what remains is reset.
+    fn drain(&mut self) {
         self.waiters.fail_all();
+        let deadline = std::time::Instant::now() + self.linger;
+        let mut buf = vec![0u8; 65536];
+        let now = self.now();
+        self.iface.tcp_shutdown_all(now);
+        loop {
+            self.wake.drain();
+            let now = self.now();
+            while let Ok(cmd) = self.commands.try_recv() {
+                match cmd {
+                    Command::Exec(job) => job(&mut self.iface, now),
+                    Command::Close(id) => self.iface.close_socket(now, id),
+                    // Dropping the call's reply channel answers it with `NotConnected`.
+                    Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}
+                }
+            }
+            let busy = self.receive_batch(now, &mut buf);
+            self.iface.poll(now);
+            while self.iface.pop_event().is_some() {}
+            self.transmit(now);
+            if self.iface.tcp_quiescent() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            if !busy {
+                self.sleep(Some(deadline));
+            }
+        }
+        let now = self.now();
+        self.iface.tcp_abort_all(now);
+        self.transmit(now);
     }
 
     /// Handles queued commands; false on shutdown.
@@ -220,7 +257,7 @@ impl<D: Device> StackThread<D> {
                     self.waiters.closed(&mut self.iface, now, id);
                 }
                 Ok(Command::Counters(reply)) => {
-                    let mut c = self.iface.counters().clone();
+                    let mut c = self.iface.counters();
                     self.device.add_counters(&mut c);
                     let _ = reply.send(c);
                 }
@@ -262,8 +299,8 @@ impl<D: Device> StackThread<D> {
         }
     }
 
-    /// Blocks until the device or a command needs us, or the next deadline.
-    fn sleep(&mut self) {
+    /// Blocks until the device or a command needs us, the next deadline, or `cap`.
+    fn sleep(&mut self, cap: Option<std::time::Instant>) {
         let now = self.now();
         let deadline = earliest(self.iface.poll_at(), self.device.poll_at());
         let mut timeout_ms: i32 = match deadline {
@@ -271,7 +308,7 @@ impl<D: Device> StackThread<D> {
             Some(t) => (t - now).as_micros().div_ceil(1000).min(60_000) as i32,
             None => 60_000,
         };
-        if let Some(w) = self.waiters.next_deadline() {
+        if let Some(w) = earliest(self.waiters.next_deadline(), cap) {
             let ms = w
                 .saturating_duration_since(std::time::Instant::now())
                 .as_micros()

@@ -212,6 +212,15 @@ impl TcpStream {
             .call(move |iface, now| iface.tcp_set_nodelay(now, id, nodelay))
     }
 
+    /// Keep-alive probes after `idle` without traffic (RFC 1122 §4.2.3.6); `None` turns them
+    /// off (the default). Unanswered probes end the connection with `TimedOut`.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let id = self.id();
+        self.inner
+            .handle
+            .call(move |iface, now| iface.tcp_set_keepalive(now, id, idle))
+    }
+
     pub fn nodelay(&self) -> io::Result<bool> {
         let id = self.id();
         self.inner

@@ -132,7 +132,7 @@ impl Tcp {
         let id = SocketId(*next_id);
         *next_id += 1;
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
-        let iss = self.isn.isn(now, local, remote);
+        let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
         let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
         t.state = State::SynReceived;
@@ -201,7 +201,6 @@ impl Tcp {
         l.accept_queue.push_back(id);
         stats.tcp_syncookies_recv += 1;
         stats.tcp_passive_opens += 1;
-        stats.tcp_curr_estab += 1;
         self.notify(lid);
         // The ACK may carry data or a FIN already.
         if !seg.payload.is_empty() || seg.flags.fin {
@@ -225,11 +224,14 @@ impl Tcp {
         } else {
             synchronized(t, now, seg, &self.cfg, &mut self.out, stats)
         };
+        if let Some(idle) = t.keepalive {
+            t.keepalive_at = Some(now + idle);
+            t.keepalive_probes = 0;
+        }
         let listener = t.listener;
         match verdict {
             Verdict::Keep => {}
             Verdict::Established => {
-                stats.tcp_curr_estab += 1;
                 if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
                     l.syn_queue = l.syn_queue.saturating_sub(1);
                     l.accept_queue.push_back(id);
@@ -262,11 +264,9 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
-        if matches!(t.state, State::Established | State::CloseWait) {
-            stats.tcp_curr_estab = stats.tcp_curr_estab.saturating_sub(1);
-            if err == Some(libc::ECONNRESET) {
-                stats.tcp_estab_resets += 1;
-            }
+        if matches!(t.state, State::Established | State::CloseWait) && err == Some(libc::ECONNRESET)
+        {
+            stats.tcp_estab_resets += 1;
         }
         if matches!(t.state, State::SynSent | State::SynReceived) && err.is_some() {
             stats.tcp_attempt_fails += 1;
@@ -280,6 +280,7 @@ impl Tcp {
         t.persist_at = None;
         t.timewait_at = None;
         t.finwait2_at = None;
+        t.keepalive_at = None;
         let key = (t.local.port(), t.remote);
         let keep = !t.orphan && t.listener.is_none();
         self.by_tuple.remove(&key);
@@ -287,11 +288,7 @@ impl Tcp {
         if keep {
             self.notify(id);
         } else {
-            // Closed connections count as established no more; `remove` must not count again.
-            if let Some(t) = self.conns.get_mut(&id) {
-                t.state = State::Closed;
-            }
-            self.remove(id, stats);
+            self.remove(id);
         }
     }
 }
@@ -409,6 +406,25 @@ fn synchronized(
         }
     }
 
+    // Simultaneous open (RFC 9293 figure 8, line 6): the peer's SYN-ACK repeats its SYN's
+    // sequence number; it acknowledges ours and completes the handshake (as Linux accepts it).
+    if t.state == State::SynReceived
+        && seg.flags.syn
+        && seg.flags.ack
+        && !seg.flags.rst
+        && seg.seq + 1 == t.rcv_nxt
+        && seg.ack == t.snd_max
+    {
+        t.state = State::Established;
+        t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
+        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = seg.ack;
+        process_ack(t, now, seg, stats);
+        t.ack_now = true;
+        return Verdict::Established;
+    }
+
     // First: is the segment acceptable?
     let wnd = if t.rcv_adv.gt(t.rcv_nxt) {
         t.rcv_adv.since(t.rcv_nxt)
@@ -436,6 +452,15 @@ fn synchronized(
         }
         stats.tcp_out_of_window += 1;
         return Verdict::Keep;
+    }
+
+    // TS.Recent (RFC 7323 §4.3): any acceptable segment with a newer TSval at or before the
+    // last ACK we sent (pure ACKs and FINs included).
+    if let (Some(ts), Some((tsval, _))) = (t.ts.as_mut(), seg.options.timestamp) {
+        if seg.seq.le(t.last_ack_sent) && (tsval.wrapping_sub(ts.recent) as i32) >= 0 {
+            ts.recent = tsval;
+            ts.recent_age = now;
+        }
     }
 
     // Second: RST (RFC 5961 §3.2: only an exact match resets; others get a challenge ACK).
@@ -676,13 +701,6 @@ fn receive_data(
         stats.tcp_rcv_pruned += 1;
     }
     t.rcv_nxt += ins.advanced as u32;
-    // Update TS.Recent (RFC 7323 §4.3): the segment covers the last ACK we sent.
-    if let (Some(ts), Some((tsval, _))) = (t.ts.as_mut(), seg.options.timestamp) {
-        if seg.seq.le(t.last_ack_sent) {
-            ts.recent = tsval;
-            ts.recent_age = now;
-        }
-    }
     if offset > 0 || t.recv_buf.has_ooo() {
         // Out of order, or filling a hole: ACK now so the sender sees it (RFC 5681 §4.2).
         stats.tcp_ofo_queued += u64::from(offset > 0);

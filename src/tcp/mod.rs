@@ -46,8 +46,17 @@ pub struct TcpConfig {
     pub delayed_ack: Duration,
     /// How long an orphaned connection waits in FIN-WAIT-2 (Linux `tcp_fin_timeout`: 60 s).
     pub fin_timeout: Duration,
-    /// Half-open connections per listener (the SYN queue).
+    /// Half-open connections per listener (the SYN queue); beyond it, SYN cookies.
     pub syn_backlog: usize,
+    /// Keep-alive (off unless a socket enables it): idle time before the first probe, the
+    /// interval between probes and how many go unanswered before the connection is dropped
+    /// (RFC 1122 §4.2.3.6; Linux's 7200 s, 75 s, 9).
+    pub keepalive_idle: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_probes: u32,
+    /// A fixed initial sequence number instead of RFC 6528's, for tests and reproductions
+    /// (e.g. a transfer across the 2^32 wrap). Never set it in production.
+    pub fixed_iss: Option<u32>,
     pub congestion: congestion::Algorithm,
 }
 
@@ -63,6 +72,10 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             fin_timeout: Duration::from_secs(60),
             syn_backlog: 256,
+            keepalive_idle: Duration::from_secs(7200),
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
+            fixed_iss: None,
             congestion: congestion::Algorithm::default(),
         }
     }
@@ -166,15 +179,12 @@ impl Tcp {
     }
 
     /// Removes a connection entirely.
-    fn remove(&mut self, id: SocketId, stats: &mut Counters) {
+    fn remove(&mut self, id: SocketId) {
         if let Some(t) = self.conns.remove(&id) {
             if let Some(k) = t.timer_key {
                 self.timers.remove(&(k, id));
             }
             self.by_tuple.remove(&(t.local.port(), t.remote));
-            if matches!(t.state, State::Established | State::CloseWait) {
-                stats.tcp_curr_estab = stats.tcp_curr_estab.saturating_sub(1);
-            }
             if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
                 if t.state == State::SynReceived {
                     l.syn_queue = l.syn_queue.saturating_sub(1);
@@ -246,11 +256,21 @@ impl Tcp {
         Some(Ok((id, t.remote)))
     }
 
-    /// Starts an active open (RFC 9293 §3.10.1).
+    /// The ISN for a new connection (RFC 6528, unless fixed for a test).
+    fn iss(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> seq::Seq {
+        match self.cfg.fixed_iss {
+            Some(n) => seq::Seq(n),
+            None => self.isn.isn(now, local, remote),
+        }
+    }
+
+    /// Starts an active open (RFC 9293 §3.10.1) from an ephemeral port, or from
+    /// `local_port` if given (as after `bind`).
     pub fn connect(
         &mut self,
         id: SocketId,
         now: Instant,
+        local_port: Option<u16>,
         remote: SocketAddrV4,
         stats: &mut Counters,
     ) -> io::Result<SocketAddrV4> {
@@ -261,9 +281,15 @@ impl Tcp {
         {
             return Err(os_err(libc::EINVAL));
         }
-        let port = self.ephemeral_port(remote)?;
+        let port = match local_port {
+            Some(p) if self.by_tuple.contains_key(&(p, remote)) => {
+                return Err(os_err(libc::EADDRINUSE))
+            }
+            Some(p) => p,
+            None => self.ephemeral_port(remote)?,
+        };
         let local = SocketAddrV4::new(self.local_ip, port);
-        let iss = self.isn.isn(now, local, remote);
+        let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
         let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
         t.state = State::SynSent;
@@ -413,7 +439,7 @@ impl Tcp {
         t.orphan = true;
         t.read_closed = true;
         match t.state {
-            State::SynSent | State::Closed => self.remove(id, stats),
+            State::SynSent | State::Closed => self.remove(id),
             _ if t.recv_buf.readable() > 0 => self.abort(id, now, stats),
             State::Established | State::SynReceived | State::CloseWait => {
                 let _ = self.shutdown(id, now, false, true, stats);
@@ -425,7 +451,7 @@ impl Tcp {
     /// Sends a RST and forgets the connection.
     fn abort(&mut self, id: SocketId, _now: Instant, stats: &mut Counters) {
         if let Some(t) = self.conns.get(&id) {
-            if t.state != State::TimeWait {
+            if t.state.synchronized() && t.state != State::TimeWait {
                 output::reset(
                     t.local,
                     t.remote,
@@ -437,7 +463,25 @@ impl Tcp {
                 stats.tcp_estab_resets += u64::from(t.state.synchronized());
             }
         }
-        self.remove(id, stats);
+        self.remove(id);
+    }
+
+    /// Keep-alive probes after `idle` without traffic, or none (RFC 1122 §4.2.3.6).
+    pub fn set_keepalive(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        idle: Option<Duration>,
+    ) -> io::Result<()> {
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        t.keepalive = idle;
+        t.keepalive_probes = 0;
+        t.keepalive_at = idle.map(|i| now + i);
+        self.reschedule(id);
+        Ok(())
     }
 
     pub fn set_nodelay(
@@ -469,6 +513,71 @@ impl Tcp {
         }
         let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
         Ok((t.local, t.remote))
+    }
+
+    /// Stack shutdown, first step: every listener closes and every open connection sends its
+    /// FIN after its buffered data, as when a process exits.
+    pub fn shutdown_all(&mut self, now: Instant, stats: &mut Counters) {
+        let listeners: Vec<SocketId> = self.listeners.keys().copied().collect();
+        for l in listeners {
+            self.close(l, now, stats);
+        }
+        let open: Vec<SocketId> = self
+            .conns
+            .iter()
+            .filter(|(_, t)| {
+                matches!(t.state, State::Established | State::CloseWait) && !t.fin_queued
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in open {
+            let _ = self.shutdown(id, now, false, true, stats);
+        }
+    }
+
+    /// Whether the connection still has data or a FIN to deliver.
+    fn undelivered(t: &Tcb) -> bool {
+        matches!(
+            t.state,
+            State::SynSent
+                | State::SynReceived
+                | State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        )
+    }
+
+    /// No connection still has data or a FIN on its way.
+    pub fn quiescent(&self) -> bool {
+        !self.conns.values().any(Self::undelivered)
+    }
+
+    /// Stack shutdown, last step: connections that did not deliver everything in time are
+    /// reset, so no peer waits on a connection that no longer exists; the rest (FIN-WAIT-2,
+    /// TIME-WAIT) delivered all and are forgotten quietly.
+    pub fn abort_all(&mut self, now: Instant, stats: &mut Counters) {
+        let ids: Vec<(SocketId, bool)> = self
+            .conns
+            .iter()
+            .map(|(id, t)| (*id, Self::undelivered(t)))
+            .collect();
+        for (id, undelivered) in ids {
+            if undelivered {
+                self.abort(id, now, stats);
+            } else {
+                self.remove(id);
+            }
+        }
+    }
+
+    /// Connections in ESTABLISHED or CLOSE-WAIT (RFC 1213 tcpCurrEstab).
+    pub fn established(&self) -> u64 {
+        self.conns
+            .values()
+            .filter(|t| matches!(t.state, State::Established | State::CloseWait))
+            .count() as u64
     }
 
     /// A connection's state, for tests and diagnostics.

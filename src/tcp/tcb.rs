@@ -7,6 +7,7 @@ use super::seq::Seq;
 use super::TcpConfig;
 use crate::time::Instant;
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 /// RFC 9293 §3.3.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +149,11 @@ pub struct Tcb {
     pub challenge_window: Instant,
     pub challenge_count: u32,
     pub nodelay: bool,
+    /// Keep-alive idle time, if enabled.
+    pub keepalive: Option<Duration>,
+    pub keepalive_at: Option<Instant>,
+    /// Probes sent since the peer was last heard from.
+    pub keepalive_probes: u32,
     /// Error to report to the application (ECONNRESET, ECONNREFUSED, ETIMEDOUT).
     pub error: Option<i32>,
     /// Listener this connection is queued on until accepted.
@@ -225,6 +231,9 @@ impl Tcb {
             challenge_window: now,
             challenge_count: 0,
             nodelay: false,
+            keepalive: None,
+            keepalive_at: None,
+            keepalive_probes: 0,
             error: None,
             listener: None,
         }
@@ -275,6 +284,7 @@ impl Tcb {
             self.persist_at,
             self.timewait_at,
             self.finwait2_at,
+            self.keepalive_at,
         ]
         .into_iter()
         .flatten()

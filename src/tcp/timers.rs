@@ -35,6 +35,17 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
+        if t.state == State::Closed {
+            // Nothing runs on a closed connection; a timer left behind must not spin.
+            t.rto_at = None;
+            t.delack_at = None;
+            t.persist_at = None;
+            t.keepalive_at = None;
+            t.timewait_at = None;
+            t.finwait2_at = None;
+            self.reschedule(id);
+            return;
+        }
         if due(t.timewait_at, now) || due(t.finwait2_at, now) {
             self.closed(id, None, stats);
             return;
@@ -73,6 +84,30 @@ impl Tcp {
                 }
             }
             t.rto_at = Some(now + t.rtt.rto());
+        }
+        if due(t.keepalive_at, now) {
+            if t.keepalive_probes >= self.cfg.keepalive_probes {
+                stats.tcp_keepalive_drops += 1;
+                self.closed(id, Some(libc::ETIMEDOUT), stats);
+                return;
+            }
+            t.keepalive_at = Some(now + self.cfg.keepalive_interval);
+            if t.state.synchronized() && t.snd_max == t.snd_una {
+                // A probe is an old sequence number with no data: the peer answers with an ACK.
+                t.keepalive_probes += 1;
+                let seq = t.snd_una - 1;
+                let ack = super::segment::Flags {
+                    ack: true,
+                    ..Default::default()
+                };
+                let mut sink = output::Sink {
+                    out: &mut self.out,
+                    stats,
+                    our_mss: self.our_mss,
+                };
+                output::emit(t, now, seq, ack, (0, 0), &mut sink);
+                stats.tcp_keepalive_probes += 1;
+            }
         }
         if due(t.delack_at, now) {
             t.delack_at = None;

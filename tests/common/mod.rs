@@ -17,6 +17,8 @@ pub fn config(last_octet: u8, seed: u64) -> StackConfig {
     let mut c = StackConfig::new(Ipv4Addr::new(10, 0, 0, last_octet), 24);
     c.mac = MacAddr([0x02, 0, 0, 0, 0, last_octet]);
     c.seed = seed;
+    // Stacks in tests are dropped while their peers may already be gone.
+    c.linger = Duration::from_millis(200);
     c
 }
 
