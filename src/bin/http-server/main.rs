@@ -1,0 +1,128 @@
+//! http-server: an HTTP/1.1 static file server over a tapstack stack. GET and HEAD,
+//! keep-alive, directory index or listing; a thread per connection. Prints a `listening`
+//! line when ready and its counters when stopped by SIGINT/SIGTERM.
+
+mod conn;
+mod files;
+mod request;
+mod response;
+mod stats;
+
+use clap::Parser;
+use conn::Server;
+use std::io::{self, ErrorKind};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use tapstack::cli::{self, DeviceArgs};
+use tapstack::TcpListener;
+
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 512;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "tapstack static HTTP/1.1 file server over a Linux tap"
+)]
+struct Args {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// TCP port to serve on
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Directory to serve
+    dir: PathBuf,
+}
+
+/// Decrements the live connection count when a connection's thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections, one thread each, until the stack stops.
+fn accept_loop(listener: TcpListener, server: Arc<Server>) {
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotConnected => return,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
+        server.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if live.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            live.fetch_sub(1, Ordering::SeqCst);
+            server.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{peer}: over {MAX_CONNECTIONS} connections, closed");
+            continue;
+        }
+        let slot = Slot(live.clone());
+        let server = server.clone();
+        thread::spawn(move || {
+            let _slot = slot;
+            if let Err(e) = conn::serve(&server, &stream) {
+                log::debug!("{peer}: {e}");
+            }
+        });
+    }
+}
+
+fn run(args: Args) -> io::Result<()> {
+    let root = args
+        .dir
+        .canonicalize()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", args.dir.display())))?;
+    if !root.is_dir() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a directory", root.display()),
+        ));
+    }
+    let signals = cli::StopSignals::install()?;
+    let stack = args.device.start()?;
+    let ip = stack.config().ip;
+    let listener = TcpListener::bind(&stack, (ip, args.port))?;
+    let server = Arc::new(Server {
+        root,
+        stats: Default::default(),
+    });
+    let acceptor = {
+        let server = server.clone();
+        thread::spawn(move || accept_loop(listener, server))
+    };
+    println!(
+        "http-server: listening on http://{ip}:{}/ serving {} via {}, mtu {}",
+        args.port,
+        server.root.display(),
+        args.device.tap,
+        stack.config().mtu
+    );
+    let signal = signals.wait();
+    log::info!("signal {signal}: stopping");
+    let counters = stack.counters()?;
+    drop(stack);
+    let _ = acceptor.join();
+    print!("{}", server.stats);
+    println!("{counters}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("http-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

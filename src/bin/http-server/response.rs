@@ -1,0 +1,140 @@
+//! Writing responses: status line and headers, small bodies, and files streamed in chunks.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tapstack::TcpStream;
+
+/// Bytes read from a file and handed to the stack per write.
+const FILE_CHUNK: usize = 256 * 1024;
+
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// One response head.
+pub struct Head<'a> {
+    pub code: u16,
+    pub content_type: &'a str,
+    pub length: u64,
+    pub close: bool,
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+impl Head<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        let mut h = format!(
+            "HTTP/1.1 {} {}\r\nServer: tapstack-http\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+            self.code,
+            reason(self.code),
+            http_date(SystemTime::now()),
+            self.content_type,
+            self.length,
+            if self.close { "close" } else { "keep-alive" },
+        );
+        for (name, value) in self.extra {
+            h.push_str(&format!("{name}: {value}\r\n"));
+        }
+        h.push_str("\r\n");
+        h.into_bytes()
+    }
+}
+
+/// Sends a head and an in-memory body (left out for HEAD); returns the body bytes sent.
+pub fn send_body(mut s: &TcpStream, head: &Head, body: &[u8], head_only: bool) -> io::Result<u64> {
+    let mut out = head.bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    s.write_all(&out)?;
+    Ok(if head_only { 0 } else { body.len() as u64 })
+}
+
+/// Sends a head and then the file, one chunk at a time. A file that shrank meanwhile aborts
+/// the connection: its promised length cannot be kept.
+pub fn send_file(
+    mut s: &TcpStream,
+    head: &Head,
+    mut file: File,
+    head_only: bool,
+) -> io::Result<u64> {
+    s.write_all(&head.bytes())?;
+    if head_only {
+        return Ok(0);
+    }
+    let mut buf = vec![0u8; FILE_CHUNK.min(head.length as usize).max(1)];
+    let mut left = head.length;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        s.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(head.length)
+}
+
+/// An IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let (y, m, d) = civil_from_days(days as i64);
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_dates() {
+        let t = |s| http_date(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(t(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(t(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(t(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+}
