@@ -34,12 +34,18 @@ start_server() {
     ip netns exec "$NS" "$bin" "$@" >"$SERVER_OUT" &
     SERVER_PID=$!
     exec 3<"$SERVER_OUT"
+    wait_listening 3 || die "echo-server did not start"
+}
+
+# Echoes lines read from file descriptor $1 until one says `listening` (success), or it ends or
+# stays silent for 10 s (failure).
+wait_listening() {
     local line
-    while IFS= read -r -t 10 line <&3; do
+    while IFS= read -r -t 10 -u "$1" line; do
         echo "$line"
         case $line in *listening*) return 0 ;; esac
     done
-    die "echo-server did not start"
+    return 1
 }
 
 # Stops the server with SIGTERM and prints what it said (its counters).

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Benchmark: bulk throughput both ways (client -> discard, chargen -> client), 1-byte
+# request/response latency and connections per second, measured by one client (tapbench, kernel
+# sockets) against tapstack's echo-server over a tap and against the kernel's own TCP
+# (tapbench serve) between two namespaces over a veth pair. Each test runs on the kernel and then
+# on tapstack, back to back, so both see the same machine load. Prints a table with the ratios
+# and whether bulk throughput meets 0.35x the kernel; exits 0 either way (it is a measurement).
+#
+#   sudo scripts/bench.sh [--secs N] [--quick]     # N seconds per test (default 5; --quick: 1)
+#
+# Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+SECS=5
+while [ $# -gt 0 ]; do
+    case $1 in
+    --secs)
+        [ $# -ge 2 ] || die "--secs needs a value"
+        SECS=$2
+        shift 2
+        ;;
+    --quick)
+        SECS=1
+        shift
+        ;;
+    -h | --help)
+        sed -n '2,11s/^# \{0,1\}//p' "$0"
+        exit 0
+        ;;
+    *) die "unknown option $1 (use --secs N or --quick)" ;;
+    esac
+done
+[[ $SECS =~ ^[1-9][0-9]{0,3}$ ]] && [ "$SECS" -le 3600 ] || die "--secs must be a whole number of seconds, 1 to 3600"
+for tool in ip ping; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 iputils-ping)"
+done
+TARGET=0.35
+TESTS=(send recv rr crr)
+
+cargo build --release --bins
+BIN=$PWD/target/release
+
+# The kernel baseline: $KSRV (tapbench serve, $KSRV_IP) -- veth, MTU 1500 -- $KCLI ($KCLI_IP).
+KSRV="tapbench-srv-$$"
+KCLI="tapbench-cli-$$"
+KSRV_IP=10.9.0.1
+KCLI_IP=10.9.0.2
+KSERVER_PID=
+KSERVER_OUT=
+WORK=$(mktemp -d)
+
+stop_kernel_server() {
+    [ -n "$KSERVER_PID" ] || return 0
+    kill -TERM "$KSERVER_PID" 2>/dev/null
+    wait "$KSERVER_PID" 2>/dev/null || true
+    exec 4<&-
+    KSERVER_PID=
+}
+
+cleanup() {
+    set +e # remove everything even if a step fails
+    stop_kernel_server
+    stop_server
+    ip netns del "$KSRV" 2>/dev/null
+    ip netns del "$KCLI" 2>/dev/null
+    ip netns del "$NS" 2>/dev/null
+    rm -rf "$WORK"
+}
+
+# Client-side sysctls, per namespace: crr opens thousands of connections a second and the
+# client closes first, so it needs more ephemeral ports and TIME-WAIT reuse (timestamps).
+client_sysctls() {
+    ip netns exec "$1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+}
+
+make_netns # tapstack: namespace $NS with tap0 = $KERNEL_IP/24
+trap cleanup EXIT
+client_sysctls "$NS"
+
+ip netns add "$KSRV" || die "cannot create network namespace $KSRV"
+ip netns add "$KCLI" || die "cannot create network namespace $KCLI"
+ip -n "$KSRV" link add veth0 mtu 1500 type veth peer name veth0 mtu 1500 netns "$KCLI"
+veth_end() {
+    ip -n "$1" link set lo up
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.veth0.disable_ipv6=1
+    ip -n "$1" addr add "$2/24" dev veth0
+    ip -n "$1" link set veth0 up
+}
+veth_end "$KSRV" "$KSRV_IP"
+veth_end "$KCLI" "$KCLI_IP"
+client_sysctls "$KCLI"
+
+KSERVER_OUT=$WORK/kserver.out
+mkfifo "$KSERVER_OUT"
+ip netns exec "$KSRV" "$BIN/tapbench" serve --addr "$KSRV_IP" >"$KSERVER_OUT" &
+KSERVER_PID=$!
+exec 4<"$KSERVER_OUT"
+wait_listening 4 || die "tapbench serve did not start"
+start_server "$BIN/echo-server"
+
+# The veth link is up once the server namespace answers a ping from the client one (bounded).
+deadline=$((SECONDS + 10))
+until ip netns exec "$KCLI" ping -c1 -W1 -q "$KSRV_IP" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "veth pair not reachable"
+done
+
+declare -A K T
+# run NAMESPACE HOST TEST ARRAY: one test, its key=value results into ARRAY (or a failure note).
+run() {
+    local -n into=$4
+    local out kv
+    if out=$(timeout $((SECS + 60)) ip netns exec "$1" "$BIN/tapbench" client --host "$2" \
+        --secs "$SECS" "$3" 2>"$WORK/err"); then
+        echo "  $4 $3: $out"
+        for kv in $out; do into[${kv%%=*}]=${kv#*=}; done
+    else
+        echo "  $4 $3: FAILED: $(tr '\n' ' ' <"$WORK/err")"
+    fi
+}
+
+echo "== $(uname -sr), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), $SECS s per test"
+for t in "${TESTS[@]}"; do
+    run "$KCLI" "$KSRV_IP" "$t" K
+    run "$NS" "$STACK_IP" "$t" T
+done
+echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== tapstack echo-server counters"
+stop_server >"$WORK/counters" 2>&1 || true
+sed 's/^/  /' "$WORK/counters"
+stop_kernel_server
+
+# row LABEL KEY: kernel, tapstack and tapstack/kernel for one result key.
+row() {
+    local k=${K[$2]:-fail} t=${T[$2]:-fail} ratio=-
+    if [ "$k" != fail ] && [ "$t" != fail ]; then
+        ratio=$(awk -v k="$k" -v t="$t" 'BEGIN { if (k > 0) printf "%.3f", t / k; else print "-" }')
+    fi
+    printf '%-34s %12s %12s %8s\n' "$1" "$k" "$t" "$ratio"
+}
+
+echo
+printf '%-34s %12s %12s %8s\n' test kernel tapstack ratio
+row "send MB/s (client -> discard)" send_mbps
+row "recv MB/s (chargen -> client)" recv_mbps
+row "rr p50 latency us (lower better)" rr_p50_us
+row "rr p99 latency us (lower better)" rr_p99_us
+row "rr transactions/s" rr_tps
+row "crr connections/s" crr_cps
+echo
+verdict=met
+for key in send_mbps recv_mbps; do
+    k=${K[$key]:-} t=${T[$key]:-}
+    if [ -z "$k" ] || [ -z "$t" ] ||
+        ! awk -v k="$k" -v t="$t" -v x="$TARGET" 'BEGIN { exit !(k > 0 && t >= x * k) }'; then
+        verdict="NOT met"
+    fi
+done
+echo "bulk target (tapstack >= ${TARGET}x kernel over veth, MTU 1500, both directions): $verdict"

@@ -1,0 +1,373 @@
+//! Benchmark tool over kernel sockets (`std::net` only), so one client measures both tapstack
+//! and the kernel's own TCP. `client` runs one bounded test against echo (7), discard (9) or
+//! chargen (19) and prints one `key=value` line; `serve` runs those services on kernel sockets.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Connect, read and write timeout of every socket: no test can hang.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle timeout of server connections, so abandoned ones end.
+const SERVER_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "TCP benchmark client and kernel-side servers for tapstack"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one test against a host serving echo (7), discard (9) and chargen (19)
+    Client {
+        /// Address of the server
+        #[arg(long)]
+        host: IpAddr,
+        /// Duration of the test in seconds
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Bytes per write (send), per read (recv) or per message (rr, crr)
+        /// [default: 131072 for send and recv, 1 for rr and crr]
+        #[arg(long)]
+        size: Option<usize>,
+        test: Test,
+    },
+    /// Serve echo (7), discard (9) and chargen (19) over kernel TCP until killed
+    Serve {
+        /// Address to bind
+        #[arg(long, default_value = "0.0.0.0")]
+        addr: IpAddr,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Test {
+    /// Stream to discard (9): client → server MB/s
+    Send,
+    /// Read from chargen (19): server → client MB/s, checking the RFC 864 pattern
+    Recv,
+    /// Request/response on echo (7) with TCP_NODELAY: latency and transactions/s
+    Rr,
+    /// Connect, one echo, close, repeatedly: connections/s
+    Crr,
+}
+
+/// An error with what was being done, for the one-line report.
+fn ctx(what: &'static str) -> impl FnOnce(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(ctx("connect"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
+}
+
+/// RFC 864 chargen: 95 lines of 72 printable characters, each starting one further along, the
+/// same bytes echo-server sends (its stream is this block repeated).
+fn chargen_block() -> Vec<u8> {
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    let mut block = Vec::with_capacity(95 * 74);
+    for start in 0..printable.len() {
+        for i in 0..72 {
+            block.push(printable[(start + i) % printable.len()]);
+        }
+        block.extend_from_slice(b"\r\n");
+    }
+    block
+}
+
+fn mbps(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / 1e6
+}
+
+/// Writes for `secs`, then half-closes and waits for the server's EOF, so the time covers every
+/// byte the server read, not bytes left in the send buffer.
+fn send(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
+    let mut s = connect(addr)?;
+    let buf = vec![b'x'; size];
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < secs {
+        s.write_all(&buf).map_err(ctx("write"))?;
+        bytes += size as u64;
+    }
+    s.shutdown(Shutdown::Write).map_err(ctx("shutdown"))?;
+    let mut rest = [0u8; 64];
+    if s.read(&mut rest)
+        .map_err(ctx("waiting for the server's EOF"))?
+        != 0
+    {
+        return Err(io::Error::other("discard server sent data"));
+    }
+    let elapsed = start.elapsed();
+    Ok(format!(
+        "send_mbps={:.1} bytes={bytes} secs={:.2}",
+        mbps(bytes, elapsed),
+        elapsed.as_secs_f64()
+    ))
+}
+
+/// Reads chargen for `secs`, checking every byte against the RFC 864 stream.
+fn recv(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
+    let mut s = connect(addr)?;
+    let block = chargen_block();
+    let mut buf = vec![0u8; size];
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < secs {
+        let n = s.read(&mut buf).map_err(ctx("read"))?;
+        if n == 0 {
+            return Err(io::Error::new(ErrorKind::UnexpectedEof, "chargen closed"));
+        }
+        let mut done = 0;
+        while done < n {
+            let at = ((bytes + done as u64) % block.len() as u64) as usize;
+            let len = (n - done).min(block.len() - at);
+            if buf[done..done + len] != block[at..at + len] {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("chargen stream differs near byte {}", bytes + done as u64),
+                ));
+            }
+            done += len;
+        }
+        bytes += n as u64;
+    }
+    let elapsed = start.elapsed();
+    Ok(format!(
+        "recv_mbps={:.1} bytes={bytes} secs={:.2}",
+        mbps(bytes, elapsed),
+        elapsed.as_secs_f64()
+    ))
+}
+
+/// One request of `req.len()` bytes and its echo.
+fn transact(s: &mut TcpStream, req: &[u8], resp: &mut [u8]) -> io::Result<()> {
+    s.write_all(req).map_err(ctx("write"))?;
+    s.read_exact(resp).map_err(ctx("read echo"))?;
+    if resp != req {
+        return Err(io::Error::new(ErrorKind::InvalidData, "echo differs"));
+    }
+    Ok(())
+}
+
+/// Latency histogram in bounded memory: 100 ns buckets below 1 ms, 10 µs buckets up to 1 s,
+/// then one bucket for anything slower (reported as the slowest sample seen).
+struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max: Duration,
+}
+
+impl Histogram {
+    const FINE: u64 = 10_000; // 100 ns each, up to 1 ms
+    const COARSE: u64 = 99_900; // 10 µs each, up to 1 s
+
+    fn new() -> Self {
+        let len = (Self::FINE + Self::COARSE + 1) as usize;
+        Histogram {
+            counts: vec![0; len],
+            total: 0,
+            max: Duration::ZERO,
+        }
+    }
+
+    fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = if ns < 1_000_000 {
+            ns / 100
+        } else {
+            (Self::FINE + (ns - 1_000_000) / 10_000).min(Self::FINE + Self::COARSE)
+        };
+        self.counts[i as usize] += 1;
+        self.total += 1;
+        self.max = self.max.max(d);
+    }
+
+    /// Upper edge of the bucket holding the `p`-th percentile (nearest rank), in µs.
+    fn percentile_us(&self, p: f64) -> f64 {
+        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let i = i as u64;
+                return match i {
+                    _ if i < Self::FINE => (i + 1) as f64 * 0.1,
+                    _ if i < Self::FINE + Self::COARSE => {
+                        1000.0 + (i - Self::FINE + 1) as f64 * 10.0
+                    }
+                    _ => self.max.as_secs_f64() * 1e6,
+                };
+            }
+        }
+        self.max.as_secs_f64() * 1e6
+    }
+}
+
+fn rr(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
+    let mut s = connect(addr)?;
+    s.set_nodelay(true)?;
+    let req = vec![b'r'; size];
+    let mut resp = vec![0u8; size];
+    let mut hist = Histogram::new();
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        let t = Instant::now();
+        transact(&mut s, &req, &mut resp)?;
+        hist.record(t.elapsed());
+    }
+    let elapsed = start.elapsed();
+    Ok(format!(
+        "rr_p50_us={:.1} rr_p99_us={:.1} rr_tps={:.0} count={} max_us={:.0}",
+        hist.percentile_us(50.0),
+        hist.percentile_us(99.0),
+        hist.total as f64 / elapsed.as_secs_f64(),
+        hist.total,
+        hist.max.as_secs_f64() * 1e6
+    ))
+}
+
+/// Each connection: connect, one echo, half-close, wait for the server's EOF, close.
+fn crr(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
+    let req = vec![b'c'; size];
+    let mut resp = vec![0u8; size];
+    let mut count = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        let mut s = connect(addr)?;
+        s.set_nodelay(true)?;
+        transact(&mut s, &req, &mut resp)?;
+        s.shutdown(Shutdown::Write).map_err(ctx("shutdown"))?;
+        if s.read(&mut resp)
+            .map_err(ctx("waiting for the server's EOF"))?
+            != 0
+        {
+            return Err(io::Error::other("echo server sent extra data"));
+        }
+        count += 1;
+    }
+    let elapsed = start.elapsed();
+    Ok(format!(
+        "crr_cps={:.0} count={count} secs={:.2}",
+        count as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    ))
+}
+
+fn client(host: IpAddr, secs: f64, size: Option<usize>, test: Test) -> io::Result<String> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
+        return Err(io::Error::other("--secs must be in (0, 3600]"));
+    }
+    let secs = Duration::from_secs_f64(secs);
+    let (port, default_size) = match test {
+        Test::Send => (9, 128 * 1024),
+        Test::Recv => (19, 128 * 1024),
+        Test::Rr | Test::Crr => (7, 1),
+    };
+    let size = size.unwrap_or(default_size);
+    if size == 0 || size > 64 << 20 {
+        return Err(io::Error::other("--size must be in 1..=64 MiB"));
+    }
+    let addr = SocketAddr::new(host, port);
+    match test {
+        Test::Send => send(addr, secs, size),
+        Test::Recv => recv(addr, secs, size),
+        Test::Rr => rr(addr, secs, size),
+        Test::Crr => crr(addr, secs, size),
+    }
+}
+
+/// A kernel-side service on one accepted connection.
+type Handler = fn(TcpStream) -> io::Result<()>;
+
+fn echo(mut s: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf)? {
+            0 => return Ok(()),
+            n => s.write_all(&buf[..n])?,
+        }
+    }
+}
+
+fn discard(mut s: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    while s.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+fn chargen(mut s: TcpStream) -> io::Result<()> {
+    let block = chargen_block();
+    loop {
+        s.write_all(&block)?;
+    }
+}
+
+/// Accepts on `listener` forever, a thread per connection, like echo-server.
+fn accept_loop(listener: TcpListener, name: &'static str, handler: Handler) {
+    for conn in listener.incoming() {
+        let s = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tapbench serve: {name} accept: {e}");
+                continue;
+            }
+        };
+        thread::spawn(move || {
+            let setup = s
+                .set_read_timeout(Some(SERVER_IDLE))
+                .and_then(|()| s.set_write_timeout(Some(SERVER_IDLE)));
+            // Peers closing mid-stream (chargen, timeouts) are the normal end of a test.
+            let _ = setup.and_then(|()| handler(s));
+        });
+    }
+}
+
+fn serve(addr: IpAddr) -> io::Result<()> {
+    let services: [(u16, &'static str, Handler); 3] = [
+        (7, "echo", echo),
+        (9, "discard", discard),
+        (19, "chargen", chargen),
+    ];
+    let mut workers = Vec::new();
+    for (port, name, handler) in services {
+        let listener = TcpListener::bind((addr, port)).map_err(ctx("bind"))?;
+        workers.push(thread::spawn(move || accept_loop(listener, name, handler)));
+    }
+    println!("tapbench serve: listening on {addr}: echo 7, discard 9, chargen 19 (kernel tcp)");
+    io::stdout().flush()?;
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let result = match Args::parse().cmd {
+        Cmd::Client {
+            host,
+            secs,
+            size,
+            test,
+        } => client(host, secs, size, test).map(|line| println!("{line}")),
+        Cmd::Serve { addr } => serve(addr),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tapbench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
