@@ -88,7 +88,12 @@ impl DeviceArgs {
     /// Opens the tap, wraps it with the fault injector and the capture, and starts a stack.
     /// The capture sits between the stack and the faults: it shows what the stack really saw.
     pub fn start(&self) -> io::Result<Stack> {
-        let cfg = self.config();
+        self.start_with(self.config())
+    }
+
+    /// Like [`DeviceArgs::start`], with a configuration the app adjusted from
+    /// [`DeviceArgs::config`].
+    pub fn start_with(&self, cfg: StackConfig) -> io::Result<Stack> {
         if let Some(gw) = cfg.gateway {
             if !cfg.is_on_link(gw) {
                 return Err(io::Error::new(

@@ -75,7 +75,10 @@ pub fn context(e: io::Error, what: impl Display) -> io::Error {
 }
 
 fn run(args: &Args, target: Target) -> io::Result<()> {
-    let stack = args.device.start()?;
+    // At exit, give the peer up to 10 s to take what is still in flight.
+    let mut cfg = args.device.config();
+    cfg.linger = std::time::Duration::from_secs(10);
+    let stack = args.device.start_with(cfg)?;
     if args.udp {
         udp::run(&stack, target, args.quit_after)
     } else {
@@ -83,7 +86,7 @@ fn run(args: &Args, target: Target) -> io::Result<()> {
             Target::Connect(host, port) => tcp::connect(&stack, host, *port, args.wait)?,
             Target::Listen(port) => tcp::accept_one(&stack, *port)?,
         };
-        tcp::relay(&stack, stream)
+        tcp::relay(stream)
     }
 }
 

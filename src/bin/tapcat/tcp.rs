@@ -4,13 +4,8 @@ use crate::context;
 use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tapstack::{Stack, TcpListener, TcpStream};
-
-/// Longest wait at exit for the peer to acknowledge what we sent.
-const LINGER_MAX: Duration = Duration::from_secs(10);
-/// TCP silence taken to mean nothing more is in flight.
-const LINGER_QUIET: Duration = Duration::from_millis(300);
 
 pub fn connect(
     stack: &Stack,
@@ -38,15 +33,14 @@ pub fn accept_one(stack: &Stack, port: u16) -> io::Result<TcpStream> {
 }
 
 /// Copies both ways until stdin is at EOF (then half-closes) and the peer has closed.
-pub fn relay(stack: &Stack, stream: TcpStream) -> io::Result<()> {
+/// What is still unacknowledged at exit goes out while the stack lingers on drop.
+pub fn relay(stream: TcpStream) -> io::Result<()> {
     let up = stream.try_clone()?;
     let sender = thread::spawn(move || stdin_to_socket(&up));
     socket_to_stdout(&stream)?;
     sender
         .join()
-        .map_err(|_| io::Error::other("the stdin thread panicked"))??;
-    linger(stack, &stream);
-    Ok(())
+        .map_err(|_| io::Error::other("the stdin thread panicked"))?
 }
 
 fn stdin_to_socket(mut s: &TcpStream) -> io::Result<()> {
@@ -79,35 +73,4 @@ fn socket_to_stdout(mut s: &TcpStream) -> io::Result<()> {
             .and_then(|()| stdout.flush())
             .map_err(|e| context(e, "write stdout"))?;
     }
-}
-
-/// Keeps the stack running until the peer has acknowledged everything: a stopped stack
-/// drops unsent data. The socket API offers no `SO_LINGER`, so this watches for the
-/// connection to close (our FIN acknowledged in LAST-ACK) or for TCP to fall silent.
-fn linger(stack: &Stack, s: &TcpStream) {
-    let deadline = Instant::now() + LINGER_MAX;
-    let mut last = traffic(stack);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        if let Err(e) = s.shutdown(Shutdown::Read) {
-            if e.raw_os_error() == Some(libc::ENOTCONN) {
-                return;
-            }
-        }
-        thread::sleep(Duration::from_millis(10));
-        let now = traffic(stack);
-        if now != last {
-            last = now;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= LINGER_QUIET {
-            return;
-        }
-    }
-    log::warn!("the peer did not acknowledge everything within {LINGER_MAX:?}");
-}
-
-/// TCP segments in and out so far.
-fn traffic(stack: &Stack) -> Option<(u64, u64)> {
-    let c = stack.counters().ok()?;
-    Some((c.tcp_in_segs, c.tcp_out_segs))
 }
