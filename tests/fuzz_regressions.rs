@@ -1,0 +1,48 @@
+//! Every input in `fuzz/regressions/` (crashers the fuzzers found, and seeds) replayed through
+//! the fuzz harness: each must run to the end without a panic or a hang.
+
+#[path = "../fuzz/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::path::Path;
+
+fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).expect("read input"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn frame_regressions() {
+    let all = inputs("frames");
+    assert!(!all.is_empty(), "fuzz/regressions/frames is empty");
+    for (name, data) in all {
+        eprintln!("frames/{name}");
+        harness::frames(&data);
+    }
+}
+
+#[test]
+fn segment_regressions() {
+    let all = inputs("segments");
+    assert!(!all.is_empty(), "fuzz/regressions/segments is empty");
+    for (name, data) in all {
+        eprintln!("segments/{name}");
+        harness::segments(&data);
+    }
+}
