@@ -11,7 +11,7 @@ done
 cargo build --release --quiet --bin echo-server
 WORK=$(mktemp -d)
 make_netns
-trap 'stop_server; ip netns del "$NS" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'set +e; stop_server; ip netns del "$NS" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -12,7 +12,8 @@ make_netns() {
     [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and taps)"
     [ -e /dev/net/tun ] || die "needs /dev/net/tun"
     ip netns add "$NS" || die "cannot create network namespace $NS"
-    trap 'stop_server; ip netns del "$NS" 2>/dev/null' EXIT
+    trap 'set +e; stop_server; ip netns del "$NS" 2>/dev/null' EXIT
+    trap 'echo "$(basename "$0"): line $LINENO failed: $BASH_COMMAND" >&2' ERR
     trap 'exit 130' INT TERM
     ip netns exec "$NS" ip link set lo up
     ip netns exec "$NS" ip tuntap add dev tap0 mode tap

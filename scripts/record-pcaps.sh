@@ -35,11 +35,52 @@ except ConnectionRefusedError:
 PY
 }
 
+tcp_client() { # port bytes: send BYTES to PORT, read the echo (if any), close from the client
+    in_ns python3 - "$@" <<'PY'
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("10.0.0.2", port), timeout=5)
+data = bytes((i * 13 + 5) % 256 for i in range(n))
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+assert port != 7 or got == data, (len(got), n)
+s.close()
+PY
+}
+
+tcp_refused() {
+    in_ns python3 - <<'PY'
+import socket
+try:
+    socket.create_connection(("10.0.0.2", 1234), timeout=5)
+    raise SystemExit("connected?")
+except ConnectionRefusedError:
+    pass
+PY
+}
+
+tcp_reset_by_client() { # read some chargen, then close with unread data: the kernel resets
+    in_ns python3 - <<'PY'
+import socket
+s = socket.create_connection(("10.0.0.2", 19), timeout=5)
+got = 0
+while got < 20000:
+    got += len(s.recv(4096))
+s.close()
+PY
+}
+
 record() { # name, then the commands of the scenario
     local name=$1
     shift
     make_netns
-    start_server "$BIN" --seed 1 --pcap "pcaps/$name.pcap" >/dev/null
+    start_server "$BIN" --seed 1 ${SERVER_FLAGS:-} --pcap "pcaps/$name.pcap" >/dev/null
     "$@"
     stop_server >/dev/null
     ip netns del "$NS"
@@ -51,3 +92,8 @@ record arp-ping in_ns ping -n -c 3 -i 0.2 -W 2 "$STACK_IP"
 record ping-fragmented sh -c "ip netns exec $NS ping -n -c 2 -i 0.2 -s 8000 $STACK_IP && ip netns exec $NS ping -n -c 1 -s 60000 $STACK_IP"
 record udp-echo udp_client 1 100 1472 1473 8000 65507
 record udp-port-unreachable refused
+record tcp-echo tcp_client 7 20
+record tcp-bulk-echo tcp_client 7 262144
+record tcp-rst-closed-port tcp_refused
+record tcp-reset-by-peer tcp_reset_by_client
+SERVER_FLAGS="--drop-chance 5 --reorder-chance 5" record tcp-retransmission tcp_client 7 131072

@@ -635,3 +635,58 @@ fn keepalive_probes_idle_connections_and_drops_dead_peers() {
     let err = sim.a.iface.tcp_recv(sim.now, c, &mut [0u8; 4]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
 }
+
+#[test]
+fn both_directions_at_once_under_loss() {
+    let faults = FaultConfig {
+        drop_pct: 3.0,
+        reorder_pct: 5.0,
+        seed: 21,
+        ..Default::default()
+    };
+    let mut sim = Sim::new(config(1, 21), config(2, 22), faults);
+    let (c, s) = connect(&mut sim);
+    let up = pattern(1 << 20, 1);
+    let down = pattern(1 << 20, 2);
+    let (mut up_sent, mut down_sent) = (0, 0);
+    let (mut got_up, mut got_down) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = sim.now + Duration::from_secs(600);
+    while got_up.len() < up.len() || got_down.len() < down.len() {
+        assert!(
+            sim.now < deadline,
+            "stalled: {} up, {} down",
+            got_up.len(),
+            got_down.len()
+        );
+        let now = sim.now;
+        while let Ok(n) = sim.a.iface.tcp_send(now, c, &up[up_sent..]) {
+            up_sent += n;
+            if up_sent == up.len() {
+                break;
+            }
+        }
+        while let Ok(n) = sim.b.iface.tcp_send(now, s, &down[down_sent..]) {
+            down_sent += n;
+            if down_sent == down.len() {
+                break;
+            }
+        }
+        sim.advance(Duration::from_millis(1));
+        let now = sim.now;
+        while let Ok(n) = sim.b.iface.tcp_recv(now, s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got_up.extend_from_slice(&buf[..n]);
+        }
+        while let Ok(n) = sim.a.iface.tcp_recv(now, c, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got_down.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(sha256(&got_up), sha256(&up));
+    assert_eq!(sha256(&got_down), sha256(&down));
+}

@@ -119,13 +119,21 @@ fn advertise_window(t: &mut Tcb) -> u16 {
     (adv >> t.rcv_wscale).min(65535) as u16
 }
 
-/// Bytes of TCP options on a data segment, to shrink the payload so the segment fits the MSS.
+/// Bytes of TCP options a data segment will carry (timestamps, and SACK blocks while we hold
+/// out-of-order data), by which its payload shrinks so the segment still fits the MSS.
 fn data_options_len(t: &Tcb) -> u32 {
-    if t.ts.is_some() {
-        12
+    let ts = t.ts.is_some();
+    let blocks = if t.sack_ok && t.recv_buf.has_ooo() {
+        t.recv_buf.ooo_ranges().take(if ts { 3 } else { 4 }).count()
     } else {
         0
-    }
+    };
+    let options = Options {
+        timestamp: ts.then_some((0, 0)),
+        sack: std::array::from_fn(|i| (i < blocks).then_some((Seq(0), Seq(0)))),
+        ..Options::default()
+    };
+    segment::options_len(&options) as u32
 }
 
 /// Sends what the windows, Nagle and SWS avoidance allow, then a pure ACK if one is owed.

@@ -80,6 +80,7 @@ impl Sim {
                 }
                 while let Some(frame) = node.iface.pop_transmit() {
                     moved += 1;
+                    check_frame(&frame, node.iface.config().mtu);
                     if i == 0 {
                         if let Some(filter) = self.a_out_filter.as_mut() {
                             if !filter(&frame) {
@@ -125,6 +126,19 @@ impl Sim {
 
     pub fn advance(&mut self, d: Duration) {
         self.run_until(self.now + d);
+    }
+}
+
+/// What no stack may send: a frame over the MTU, or TCP that needed IP fragmentation.
+fn check_frame(frame: &[u8], mtu: usize) {
+    assert!(
+        frame.len() <= 14 + mtu,
+        "a {}-byte frame on a {mtu}-byte MTU",
+        frame.len()
+    );
+    if frame.len() >= 34 && frame[12..14] == [8, 0] && frame[23] == 6 {
+        let frag = u16::from_be_bytes([frame[20], frame[21]]);
+        assert_eq!(frag & 0x3fff, 0, "a fragmented TCP segment");
     }
 }
 
