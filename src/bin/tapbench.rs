@@ -308,7 +308,8 @@ fn discard(mut s: TcpStream) -> io::Result<()> {
 }
 
 fn chargen(mut s: TcpStream) -> io::Result<()> {
-    let block = chargen_block();
+    // Whole cycles, about 64 KiB per write, as echo-server writes them.
+    let block = chargen_block().repeat(65536 / (95 * 74));
     loop {
         s.write_all(&block)?;
     }

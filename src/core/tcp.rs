@@ -117,6 +117,13 @@ impl Interface {
         r
     }
 
+    /// Up to `max` received bytes as a vector sized to the data.
+    pub fn tcp_recv_vec(&mut self, now: Instant, id: SocketId, max: usize) -> io::Result<Vec<u8>> {
+        let r = self.tcp.recv_vec(id, now, max, &mut self.stats);
+        self.flush_tcp(now);
+        r
+    }
+
     pub fn tcp_shutdown(
         &mut self,
         now: Instant,

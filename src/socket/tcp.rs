@@ -262,14 +262,13 @@ impl Read for &TcpStream {
             return Ok(0);
         }
         let id = self.id();
-        let mut chunk = vec![0u8; buf.len().min(IO_CHUNK)];
+        let max = buf.len().min(IO_CHUNK);
         let data = self.inner.handle.wait(
             id,
             self.inner.deadline(&self.inner.read_timeout_ns),
-            move |iface, now| match iface.tcp_recv(now, id, &mut chunk) {
-                Ok(n) => Some(Ok(chunk[..n].to_vec())),
+            move |iface, now| match iface.tcp_recv_vec(now, id, max) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(e) => Some(Err(e)),
+                r => Some(r),
             },
             would_block,
         )?;

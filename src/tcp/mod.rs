@@ -345,7 +345,8 @@ impl Tcp {
         Ok(n)
     }
 
-    /// Takes received data; `Ok(0)` at end of stream, `WouldBlock` when nothing is there yet.
+    /// Takes received data into `buf`; `Ok(0)` at end of stream, `WouldBlock` when nothing is
+    /// there yet.
     pub fn recv(
         &mut self,
         id: SocketId,
@@ -353,10 +354,50 @@ impl Tcp {
         buf: &mut [u8],
         stats: &mut Counters,
     ) -> io::Result<usize> {
+        let max = buf.len();
+        self.take(id, now, max, stats, |rb, n| rb.read(&mut buf[..n]))
+    }
+
+    /// Takes up to `max` received bytes as a vector sized to the data (no zero-filling, one
+    /// copy); empty at end of stream, `WouldBlock` when nothing is there yet.
+    pub fn recv_vec(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        max: usize,
+        stats: &mut Counters,
+    ) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.take(id, now, max, stats, |rb, n| {
+            let (a, b) = rb.peek_slices();
+            let first = n.min(a.len());
+            out.reserve_exact(n);
+            out.extend_from_slice(&a[..first]);
+            out.extend_from_slice(&b[..n - first]);
+            rb.consume(n);
+            n
+        })?;
+        Ok(out)
+    }
+
+    /// The common part of a read: end of stream and errors when nothing is readable; else
+    /// `copy` moves up to `max` bytes out, and a window update goes out if reading reopened a
+    /// (nearly) closed window (RFC 9293 §3.8.6.2.2).
+    fn take(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        max: usize,
+        stats: &mut Counters,
+        copy: impl FnOnce(&mut buffer::RecvBuffer, usize) -> usize,
+    ) -> io::Result<usize> {
         let t = self
             .conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        if max == 0 {
+            return Ok(0);
+        }
         if t.recv_buf.readable() == 0 {
             if let Some(e) = t.error.take() {
                 return Err(os_err(e));
@@ -367,14 +408,11 @@ impl Tcp {
             {
                 return Ok(0);
             }
-            if matches!(t.state, State::SynSent | State::SynReceived) || buf.is_empty() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let before = t.rcv_adv.since(t.rcv_nxt);
-        let n = t.recv_buf.read(buf);
-        // Reading opened the window: tell the peer if it had (almost) closed (RFC 9293 §3.8.6.2.2).
+        let n = max.min(t.recv_buf.readable());
+        let n = copy(&mut t.recv_buf, n);
         let free = t.rcv_wnd();
         if before < t.snd_mss && free >= t.snd_mss.min(t.recv_buf.capacity() as u32 / 2) {
             t.ack_now = true;
