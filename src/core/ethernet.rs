@@ -20,6 +20,7 @@ pub fn frame(dst: MacAddr, src: MacAddr, ether_type: EtherType, payload_len: usi
 impl Interface {
     /// Takes one received frame through the stack.
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.now = self.now.max(now);
         self.stats.eth_rx_frames += 1;
         let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else {
             self.stats.eth_rx_truncated += 1;

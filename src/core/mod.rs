@@ -49,6 +49,8 @@ pub struct Interface {
     tcp: crate::tcp::Tcp,
     tx: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
+    /// The latest time the driver passed in, for output deferred to `pop_transmit`.
+    now: Instant,
 }
 
 impl Interface {
@@ -68,6 +70,7 @@ impl Interface {
             udp: udp::UdpTable::default(),
             tx: VecDeque::new(),
             events: VecDeque::new(),
+            now,
             stats: Counters::default(),
             rng,
             cfg,
@@ -100,6 +103,8 @@ impl Interface {
 
     /// Runs the timers due at `now`.
     pub fn poll(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.flush_deferred_tcp();
         let arp = self.arp.poll(now, &mut self.stats);
         for ip in arp.requests {
             self.send_arp_request(ip, crate::wire::MacAddr::BROADCAST);
@@ -124,6 +129,9 @@ impl Interface {
 
     /// The next frame to put on the wire.
     pub fn pop_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.tx.is_empty() {
+            self.flush_deferred_tcp();
+        }
         self.tx.pop_front()
     }
 

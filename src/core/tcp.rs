@@ -36,6 +36,13 @@ impl Interface {
         self.flush_tcp(now);
     }
 
+    /// Runs the output that segments received in this batch made due.
+    pub(super) fn flush_deferred_tcp(&mut self) {
+        let now = self.now;
+        self.tcp.flush_deferred(now, &mut self.stats);
+        self.flush_tcp(now);
+    }
+
     /// Sends TCP's queued segments and passes on its events.
     pub(super) fn flush_tcp(&mut self, now: Instant) {
         let out = std::mem::take(&mut self.tcp.out);

@@ -249,7 +249,7 @@ impl Tcp {
                 return;
             }
         }
-        self.flush(id, now, stats);
+        self.defer_output(id);
         if self
             .conns
             .get(&id)

@@ -109,6 +109,10 @@ pub struct Tcp {
     listen_ports: HashMap<u16, SocketId>,
     /// Connection timers by deadline: `poll` never scans connections that have nothing due.
     timers: BTreeSet<(Instant, SocketId)>,
+    /// Connections that received segments since the last output: their ACKs and data go out
+    /// together once the batch of received frames is processed (like the kernel's GRO: one ACK
+    /// for everything a batch delivered).
+    dirty: Vec<SocketId>,
     next_port: u16,
     pub(crate) out: Vec<Outgoing>,
     pub(crate) events: VecDeque<Event>,
@@ -133,6 +137,7 @@ impl Tcp {
             listeners: HashMap::new(),
             listen_ports: HashMap::new(),
             timers: BTreeSet::new(),
+            dirty: Vec::new(),
             next_port: EPHEMERAL.start() + port_seed % (EPHEMERAL.end() - EPHEMERAL.start()),
             out: Vec::new(),
             events: VecDeque::new(),
@@ -163,6 +168,27 @@ impl Tcp {
 
     fn notify(&mut self, id: SocketId) {
         self.events.push_back(Event::Ready(id));
+    }
+
+    /// Schedules output for a connection that received a segment.
+    fn defer_output(&mut self, id: SocketId) {
+        if let Some(t) = self.conns.get_mut(&id) {
+            if !t.output_pending {
+                t.output_pending = true;
+                self.dirty.push(id);
+            }
+        }
+        self.reschedule(id);
+    }
+
+    /// Runs the deferred output of every connection that received segments.
+    pub fn flush_deferred(&mut self, now: Instant, stats: &mut Counters) {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(t) = self.conns.get_mut(&id) {
+                t.output_pending = false;
+                self.flush(id, now, stats);
+            }
+        }
     }
 
     /// Runs output for a connection and refiles its timers.

@@ -160,7 +160,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         _ => {}
     }
     let mss = t.snd_mss.saturating_sub(data_options_len(t)).max(1);
+    let ack_owed = t.ack_now;
     let mut sent = false;
+    let mut sent_new = false;
     if t.retransmit_head && t.snd_max.gt(t.snd_una) {
         retransmit_head(t, now, mss, sink);
         sent = true;
@@ -216,6 +218,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         if fin {
             t.our_fin = Some(seq + len as u32);
         }
+        sent_new |= !retransmission;
         if t.snd_nxt.gt(t.snd_max) {
             if t.rtt_probe.is_none() && !retransmission {
                 t.rtt_probe = Some((t.snd_nxt, now));
@@ -243,8 +246,17 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         t.persist_at = None;
         t.persist_backoff = 0;
     }
+    // Retransmitted data can fall wholly below what the peer holds, and the peer then drops it
+    // with its acknowledgement; an owed ACK also goes out on its own (as Linux's dupack).
+    if ack_owed && sent && !sent_new {
+        t.ack_now = true;
+        sent = false;
+    }
     if !sent && t.ack_now {
-        let seq = t.snd_nxt;
+        // A pure ACK carries the next new sequence number, not a rewound snd_nxt: the peer has
+        // everything below snd_max, and an ACK with an older sequence number fails its
+        // acceptability test (RFC 9293 §3.10.7.4), losing the acknowledgement with it.
+        let seq = t.snd_max;
         emit(t, now, seq, ack, (0, 0), sink);
     }
 }

@@ -135,6 +135,8 @@ pub struct Tcb {
     pub persist_at: Option<Instant>,
     pub persist_backoff: u32,
     pub timewait_at: Option<Instant>,
+    /// Output is owed once the current batch of received frames is processed.
+    pub output_pending: bool,
     /// The deadline this connection is filed under in the timer index.
     pub timer_key: Option<Instant>,
     /// An orphan in FIN-WAIT-2 gives up after this (Linux `tcp_fin_timeout`).
@@ -224,6 +226,7 @@ impl Tcb {
             persist_at: None,
             persist_backoff: 0,
             timewait_at: None,
+            output_pending: false,
             timer_key: None,
             finwait2_at: None,
             retransmit_head: false,
