@@ -19,6 +19,19 @@ pub(crate) fn deadline(nonblocking: bool, timeout: Option<Duration>) -> Option<I
     }
 }
 
+/// A timeout in nanoseconds for an atomic slot (0 is none); a zero duration is an error, as
+/// in std.
+pub(crate) fn timeout_ns(timeout: Option<Duration>) -> io::Result<u64> {
+    match timeout {
+        Some(t) if t.is_zero() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        )),
+        Some(t) => Ok(t.as_nanos().clamp(1, u128::from(u64::MAX)) as u64),
+        None => Ok(0),
+    }
+}
+
 /// What a timed-out read or write returns on Unix (`EAGAIN`), as in std.
 pub(crate) fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()

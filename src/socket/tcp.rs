@@ -37,17 +37,7 @@ impl Inner {
     }
 
     fn set_timeout(slot: &AtomicU64, t: Option<Duration>) -> io::Result<()> {
-        let ns = match t {
-            Some(t) if t.is_zero() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot set a 0 duration timeout",
-                ))
-            }
-            Some(t) => t.as_nanos().clamp(1, u128::from(u64::MAX)) as u64,
-            None => 0,
-        };
-        slot.store(ns, Ordering::Relaxed);
+        slot.store(super::timeout_ns(t)?, Ordering::Relaxed);
         Ok(())
     }
 

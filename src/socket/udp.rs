@@ -104,16 +104,7 @@ impl UdpSocket {
 
     /// `None` blocks forever; a zero duration is an error, as in std.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let ns = match timeout {
-            Some(t) if t.is_zero() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot set a 0 duration timeout",
-                ))
-            }
-            Some(t) => t.as_nanos().clamp(1, u128::from(u64::MAX)) as u64,
-            None => 0,
-        };
+        let ns = super::timeout_ns(timeout)?;
         self.inner.read_timeout_ns.store(ns, Ordering::Relaxed);
         Ok(())
     }

@@ -261,6 +261,17 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     }
 }
 
+/// A zero-window or keep-alive probe: an old sequence number (snd_una - 1) and no data, which
+/// the peer must answer with an ACK stating its window (what Linux sends).
+pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
+    let seq = t.snd_una - 1;
+    let ack = Flags {
+        ack: true,
+        ..Flags::default()
+    };
+    emit(t, now, seq, ack, (0, 0), sink);
+}
+
 /// Resends the first unacknowledged segment, leaving snd_nxt alone (RFC 5681 §3.2 step 2,
 /// RFC 6582 §3.2 step 5).
 fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {

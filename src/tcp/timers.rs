@@ -95,17 +95,15 @@ impl Tcp {
             if t.state.synchronized() && t.snd_max == t.snd_una {
                 // A probe is an old sequence number with no data: the peer answers with an ACK.
                 t.keepalive_probes += 1;
-                let seq = t.snd_una - 1;
-                let ack = super::segment::Flags {
-                    ack: true,
-                    ..Default::default()
-                };
-                let mut sink = output::Sink {
-                    out: &mut self.out,
-                    stats,
-                    our_mss: self.our_mss,
-                };
-                output::emit(t, now, seq, ack, (0, 0), &mut sink);
+                output::probe(
+                    t,
+                    now,
+                    &mut output::Sink {
+                        out: &mut self.out,
+                        stats,
+                        our_mss: self.our_mss,
+                    },
+                );
                 stats.tcp_keepalive_probes += 1;
             }
         }
@@ -117,19 +115,17 @@ impl Tcp {
             t.persist_at = None;
             t.sws_override = true;
         } else if due(t.persist_at, now) {
-            // A probe at snd_una - 1 carries no data and makes the peer state its window
-            // (what Linux sends); it never counts towards the retry limit.
-            let seq = t.snd_una - 1;
-            let ack = super::segment::Flags {
-                ack: true,
-                ..Default::default()
-            };
-            let mut sink = output::Sink {
-                out: &mut self.out,
-                stats,
-                our_mss: self.our_mss,
-            };
-            output::emit(t, now, seq, ack, (0, 0), &mut sink);
+            // The probe makes the peer state its window; it never counts towards the retry
+            // limit.
+            output::probe(
+                t,
+                now,
+                &mut output::Sink {
+                    out: &mut self.out,
+                    stats,
+                    our_mss: self.our_mss,
+                },
+            );
             stats.tcp_zero_window_probes += 1;
             t.persist_backoff = (t.persist_backoff + 1).min(16);
             let interval = t.rtt.rto().saturating_mul(1 << t.persist_backoff.min(6));

@@ -21,8 +21,9 @@ pub fn checksum_bytes(data: &[u8]) -> [u8; 2] {
         .to_ne_bytes()
 }
 
-/// The UDP/TCP pseudo-header checksum test over a transport segment (header and payload).
-pub fn transport_checksum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> bool {
+/// The ones' complement of the sum of the IPv4 pseudo-header and `segment` (RFC 768, RFC 9293
+/// §3.1): zero for a segment with a valid checksum, the checksum for one whose field is zero.
+fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> u16 {
     let len = segment.len() as u16;
     Sum16BitWords::new()
         .add_4bytes(src)
@@ -31,19 +32,15 @@ pub fn transport_checksum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u
         .add_2bytes(len.to_be_bytes())
         .add_slice(segment)
         .ones_complement()
-        == 0
+}
+
+/// The UDP/TCP pseudo-header checksum test over a transport segment (header and payload).
+pub fn transport_checksum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> bool {
+    pseudo_header_sum(src, dst, proto, segment) == 0
 }
 
 /// The UDP/TCP checksum of `segment` (whose checksum field is zero) under the IPv4
 /// pseudo-header, as it goes on the wire.
 pub fn transport_checksum(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> [u8; 2] {
-    let len = segment.len() as u16;
-    Sum16BitWords::new()
-        .add_4bytes(src)
-        .add_4bytes(dst)
-        .add_2bytes([0, proto])
-        .add_2bytes(len.to_be_bytes())
-        .add_slice(segment)
-        .ones_complement()
-        .to_ne_bytes()
+    pseudo_header_sum(src, dst, proto, segment).to_ne_bytes()
 }
