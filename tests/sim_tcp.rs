@@ -139,7 +139,7 @@ fn transfers_survive_loss_reordering_duplication_and_corruption() {
         };
         let mut sim = Sim::new(config(1, seed), config(2, seed + 100), faults);
         let (c, s) = connect(&mut sim);
-        let data = pattern(2 << 20, seed as u8);
+        let data = pattern(4 << 20, seed as u8);
         let got = transfer(&mut sim, c, s, &data, Duration::from_secs(3600));
         assert_eq!(sha256(&got), sha256(&data), "seed {seed}, loss {loss}%");
         let ca = sim.a.iface.counters();
