@@ -64,8 +64,10 @@ fn kernel_client_echoes_64_mib_through_the_stack() {
         assert_eq!(got.len(), 64 << 20);
         assert_eq!(sha256(&got), want);
         let counters = server.stop();
+        // With the tap's offloads the kernel delivers up to 64 KB per segment (about 1100 for
+        // 64 MiB); without them about 46 000 segments of 1448 bytes.
         assert!(
-            counter(&counters, "segments received") > 40_000,
+            counter(&counters, "segments received") > 1_000,
             "{counters}"
         );
     });

@@ -20,6 +20,8 @@ pub(crate) use waiters::{Wait, Wake};
 
 /// Frames read from the device per loop iteration before timers and output get a turn.
 const RX_BATCH: usize = 64;
+/// Receive buffer: a 64 KB offloaded segment plus its Ethernet header.
+const RX_BUF: usize = 65536 + 1024;
 
 type Job = Box<dyn FnOnce(&mut Interface, Instant) + Send>;
 
@@ -187,7 +189,7 @@ impl<D: Device> StackThread<D> {
     }
 
     fn run(mut self) {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; RX_BUF];
         loop {
             self.wake.drain();
             let now = self.now();
@@ -216,7 +218,7 @@ impl<D: Device> StackThread<D> {
     fn drain(&mut self) {
         self.waiters.fail_all();
         let deadline = std::time::Instant::now() + self.linger;
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; RX_BUF];
         let now = self.now();
         self.iface.tcp_shutdown_all(now);
         loop {

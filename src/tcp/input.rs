@@ -709,8 +709,8 @@ fn receive_data(
     }
     // Delayed ACK: every second full-sized segment, else within `delayed_ack`
     // (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
-    t.unacked_segments += 1;
-    if t.unacked_segments >= 2 {
+    t.unacked_bytes = t.unacked_bytes.saturating_add(data.len() as u32);
+    if t.unacked_bytes >= 2 * t.snd_mss {
         t.ack_now = true;
     } else if t.delack_at.is_none() {
         t.delack_at = Some(now + cfg.delayed_ack);

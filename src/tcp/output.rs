@@ -88,7 +88,7 @@ pub fn emit(
         t.last_ack_sent = t.rcv_nxt;
         t.ack_now = false;
         t.delack_at = None;
-        t.unacked_segments = 0;
+        t.unacked_bytes = 0;
     }
     sink.stats.tcp_out_segs += 1;
     sink.out.push(Outgoing {

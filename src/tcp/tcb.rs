@@ -130,8 +130,10 @@ pub struct Tcb {
     // Acknowledgement and other timers.
     pub ack_now: bool,
     pub delack_at: Option<Instant>,
-    /// Full-sized segments received since our last ACK (RFC 1122 §4.2.3.2: ACK every second).
-    pub unacked_segments: u32,
+    /// Bytes received since our last ACK. RFC 1122 §4.2.3.2 asks for an ACK at least every
+    /// second full-sized segment; counting bytes keeps that true for the 64 KB segments a tap
+    /// with offloads delivers.
+    pub unacked_bytes: u32,
     pub persist_at: Option<Instant>,
     pub persist_backoff: u32,
     pub timewait_at: Option<Instant>,
@@ -222,7 +224,7 @@ impl Tcb {
             recovery_inflation: 0,
             ack_now: false,
             delack_at: None,
-            unacked_segments: 0,
+            unacked_bytes: 0,
             persist_at: None,
             persist_backoff: 0,
             timewait_at: None,
