@@ -26,19 +26,27 @@ impl Proc {
         }
     }
 
-    /// Waits for the exit, killing the process and failing after `timeout`.
+    /// Waits for the exit (a pidfd becomes readable when it happens), killing the process and
+    /// failing after `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("{} did not exit within {timeout:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: pidfd_open on the pid of a child we own and have not reaped.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as libc::pid_t, 0) };
+        assert!(raw >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        // SAFETY: a fresh descriptor we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let mut fds = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one live pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) } <= 0 {
+            let _ = self.child.kill();
+            panic!("{} did not exit within {timeout:?}", self.name);
         }
+        self.child.wait().expect("wait")
     }
 
     pub fn signal(&self, sig: i32) {
