@@ -690,3 +690,41 @@ fn both_directions_at_once_under_loss() {
     assert_eq!(sha256(&got_up), sha256(&up));
     assert_eq!(sha256(&got_down), sha256(&down));
 }
+
+#[test]
+fn established_gauge_returns_to_zero_after_graceful_closes() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    assert_eq!(sim.a.iface.counters().tcp_curr_estab, 1);
+    assert_eq!(sim.b.iface.counters().tcp_curr_estab, 1);
+    let now = sim.now;
+    sim.a.iface.tcp_close(now, c);
+    sim.advance(Duration::from_millis(50));
+    assert_eq!(sim.a.iface.counters().tcp_curr_estab, 0, "FIN-WAIT-2");
+    assert_eq!(
+        sim.b.iface.counters().tcp_curr_estab,
+        1,
+        "CLOSE-WAIT counts"
+    );
+    let now = sim.now;
+    sim.b.iface.tcp_close(now, s);
+    sim.advance(Duration::from_millis(50));
+    assert_eq!(sim.b.iface.counters().tcp_curr_estab, 0, "after LAST-ACK");
+}
+
+#[test]
+fn ts_recent_follows_the_peers_pure_acks() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    let before = sim.a.iface.tcp().tcb(c).unwrap().ts.unwrap().recent;
+    // a sends; b only acknowledges (pure ACKs), a second later on b's clock.
+    sim.advance(Duration::from_secs(1));
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, &[7; 3000]).unwrap();
+    sim.advance(Duration::from_millis(100));
+    let after = sim.a.iface.tcp().tcb(c).unwrap().ts.unwrap().recent;
+    assert!(
+        after.wrapping_sub(before) >= 1000,
+        "TS.Recent {before} -> {after}: updated from a pure ACK (RFC 7323 §4.3)"
+    );
+}
