@@ -153,6 +153,20 @@ impl StopSignals {
     }
 }
 
+/// One full cycle of the RFC 864 character generator stream: 95 lines of 72 printable
+/// characters and CRLF, each line starting one character further along. The stream repeats it.
+pub fn chargen_cycle() -> Vec<u8> {
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    let mut block = Vec::with_capacity(printable.len() * 74);
+    for start in 0..printable.len() {
+        for i in 0..72 {
+            block.push(printable[(start + i) % printable.len()]);
+        }
+        block.extend_from_slice(b"\r\n");
+    }
+    block
+}
+
 /// Logging through `env_logger`, `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

@@ -47,19 +47,6 @@ struct Replay {
     sent: Vec<Vec<u8>>,
 }
 
-/// RFC 864 lines, as echo-server's chargen writes them.
-fn chargen_block() -> Vec<u8> {
-    let printable: Vec<u8> = (b' '..=b'~').collect();
-    let mut block = Vec::new();
-    for start in 0..printable.len() {
-        for i in 0..72 {
-            block.push(printable[(start + i) % printable.len()]);
-        }
-        block.extend_from_slice(b"\r\n");
-    }
-    block
-}
-
 impl Replay {
     fn new(cfg: StackConfig) -> Replay {
         let mut iface = Interface::new(cfg, Instant::ZERO);
@@ -109,7 +96,7 @@ impl Replay {
             }
         }
         let mut buf = vec![0u8; 65536];
-        let block = chargen_block();
+        let block = tapstack::cli::chargen_cycle();
         for (port, c, open) in self.conns.iter_mut() {
             while *open {
                 match self.iface.tcp_recv(now, *c, &mut buf) {

@@ -60,18 +60,11 @@ fn tcp_discard(s: TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-/// RFC 864: lines of 72 printable characters, each starting one further along the 95.
+/// RFC 864 character generator.
 fn tcp_chargen(s: TcpStream) -> std::io::Result<()> {
-    let printable: Vec<u8> = (b' '..=b'~').collect();
-    let mut block = Vec::with_capacity(95 * 74);
-    for start in 0..printable.len() {
-        for i in 0..72 {
-            block.push(printable[(start + i) % printable.len()]);
-        }
-        block.extend_from_slice(b"\r\n");
-    }
     // Whole cycles, about 64 KiB per write: fewer calls, the same stream.
-    let block = block.repeat(65536 / block.len());
+    let cycle = cli::chargen_cycle();
+    let block = cycle.repeat(65536 / cycle.len());
     loop {
         (&s).write_all(&block)?;
     }

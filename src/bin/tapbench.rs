@@ -72,20 +72,6 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-/// RFC 864 chargen: 95 lines of 72 printable characters, each starting one further along, the
-/// same bytes echo-server sends (its stream is this block repeated).
-fn chargen_block() -> Vec<u8> {
-    let printable: Vec<u8> = (b' '..=b'~').collect();
-    let mut block = Vec::with_capacity(95 * 74);
-    for start in 0..printable.len() {
-        for i in 0..72 {
-            block.push(printable[(start + i) % printable.len()]);
-        }
-        block.extend_from_slice(b"\r\n");
-    }
-    block
-}
-
 fn mbps(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64() / 1e6
 }
@@ -120,7 +106,7 @@ fn send(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
 /// Reads chargen for `secs`, checking every byte against the RFC 864 stream.
 fn recv(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
     let mut s = connect(addr)?;
-    let block = chargen_block();
+    let block = tapstack::cli::chargen_cycle();
     let mut buf = vec![0u8; size];
     let start = Instant::now();
     let mut bytes = 0u64;
@@ -309,7 +295,8 @@ fn discard(mut s: TcpStream) -> io::Result<()> {
 
 fn chargen(mut s: TcpStream) -> io::Result<()> {
     // Whole cycles, about 64 KiB per write, as echo-server writes them.
-    let block = chargen_block().repeat(65536 / (95 * 74));
+    let cycle = tapstack::cli::chargen_cycle();
+    let block = cycle.repeat(65536 / cycle.len());
     loop {
         s.write_all(&block)?;
     }
