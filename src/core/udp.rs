@@ -237,14 +237,6 @@ impl Interface {
         Some(Ok((data, from)))
     }
 
-    /// True if a receive would not block.
-    pub fn udp_readable(&self, id: SocketId) -> bool {
-        self.udp
-            .sockets
-            .get(&id)
-            .is_none_or(|s| s.error.is_some() || !s.rx.is_empty())
-    }
-
     pub fn udp_local_addr(&mut self, id: SocketId) -> io::Result<SocketAddrV4> {
         Ok(self.udp.get(id)?.local)
     }

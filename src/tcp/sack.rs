@@ -20,10 +20,6 @@ impl Scoreboard {
         self.ranges.is_empty()
     }
 
-    pub fn clear(&mut self) {
-        self.ranges.clear();
-    }
-
     /// Records the blocks of an ACK; blocks outside (una, max] are ignored as invalid
     /// (RFC 2018 §4, RFC 6675 §4). Returns true if anything new was SACKed.
     pub fn update(&mut self, una: Seq, max: Seq, blocks: &[Option<(Seq, Seq)>]) -> bool {

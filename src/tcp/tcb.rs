@@ -273,11 +273,6 @@ impl Tcb {
     pub fn fin_acked(&self) -> bool {
         self.our_fin.is_some_and(|f| self.snd_una.gt(f))
     }
-
-    /// Whether everything we sent, FIN included, is acknowledged.
-    pub fn all_acked(&self) -> bool {
-        self.snd_una == self.snd_max
-    }
 }
 
 impl Tcb {
