@@ -121,6 +121,8 @@ counters! {
         tcp_syncookies_failed: "ACKs with an invalid SYN cookie (answered with a reset)",
         tcp_fast_retransmits: "fast retransmits",
         tcp_timeouts: "retransmission timeouts",
+        tcp_rack_losses: "losses detected by RACK",
+        tcp_loss_probes: "tail loss probes sent",
         tcp_paws_drops: "segments dropped by PAWS (old timestamp)",
         tcp_challenge_acks: "challenge ACKs sent (RFC 5961)",
         tcp_out_of_window: "segments outside the receive window (dropped, ACKed)",

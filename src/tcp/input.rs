@@ -576,10 +576,18 @@ fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
 /// Acknowledgement of our data: RTT, congestion control, NewReno recovery, window update.
 fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Counters) {
     let new_window = u32::from(seg.window) << t.snd_wscale;
+    let mut sacked = [None; 4];
     if t.sack_ok {
         let una = t.snd_una.max(seg.ack);
-        t.scoreboard.update(una, t.snd_max, &seg.options.sack);
+        // Only valid blocks (RFC 2018 §4) count, for the scoreboard and for RACK.
+        for (slot, &(l, r)) in sacked.iter_mut().zip(seg.options.sack.iter().flatten()) {
+            if l.gt(una) && r.gt(l) && r.le(t.snd_max) {
+                *slot = Some((l, r));
+            }
+        }
+        t.scoreboard.update(una, t.snd_max, &sacked);
     }
+    let newly_acked = seg.ack.gt(t.snd_una);
     if seg.ack.gt(t.snd_una) {
         let acked = seg.ack.since(t.snd_una);
         let syn = u32::from(t.snd_una == t.iss);
@@ -615,9 +623,15 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         if t.rto_stamp.is_some_and(|(_, point)| t.snd_una.ge(point)) {
             t.rto_stamp = None;
         }
+        if t.rto_recover.is_some_and(|point| t.snd_una.ge(point)) {
+            t.rto_recover = None;
+        }
         t.retries = 0;
         t.rtt.reset_backoff();
         t.scoreboard.advance(t.snd_una);
+        t.rack.advance(t.snd_una);
+        // A new ACK restarts the probe timeout (RFC 8985 §7.2).
+        t.rack.pto_at = None;
         match t.recover {
             Some(recover) if seg.ack.lt(recover) => {
                 // Partial ACK (RFC 6582 §3.2 step 5): the new first segment is lost too;
@@ -656,19 +670,14 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
             t.recovery_inflation += t.snd_mss;
         }
     }
-    // Fast retransmit and recovery: three duplicate ACKs (RFC 5681 §3.2, RFC 6582), or the
-    // scoreboard showing the first segment lost (RFC 6675 §5).
-    let sack_loss = t.sack_ok && t.scoreboard.lost_limit(t.snd_una, t.snd_mss).gt(t.snd_una);
-    if t.recover.is_none() && t.snd_max.gt(t.snd_una) && (t.dupacks >= 3 || sack_loss) {
-        let flight = t.snd_max.since(t.snd_una);
-        t.cc.on_congestion_event(now, flight);
-        t.recover = Some(t.snd_max);
-        t.high_rxt = t.snd_una;
-        t.recovery_inflation = if t.sack_ok { 0 } else { 3 * t.snd_mss };
-        t.retransmit_head = true;
-        t.rtt_probe = None;
-        stats.tcp_fast_retransmits += 1;
+    // Loss detection: RACK on what this ACK delivered (RFC 8985 §6.2), then fast retransmit
+    // on three duplicate ACKs or SACKed data deemed lost (RFC 5681 §3.2, RFC 6675 §5).
+    if t.sack_ok {
+        let ack = newly_acked.then_some(seg.ack);
+        t.rack.on_ack(now, ack, &sacked);
+        super::recovery::detect_loss(t, now, stats);
     }
+    super::recovery::maybe_enter(t, now, stats);
     // Window update (RFC 9293 §3.10.7.4, fifth step).
     if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
         t.snd_wnd = new_window;
@@ -710,7 +719,8 @@ fn receive_data(
     // Delayed ACK: every second full-sized segment, else within `delayed_ack`
     // (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
     t.unacked_bytes = t.unacked_bytes.saturating_add(data.len() as u32);
-    if t.unacked_bytes >= 2 * t.snd_mss {
+    t.rcv_mss = t.rcv_mss.max((seg.payload.len() as u32).min(t.snd_mss));
+    if t.unacked_bytes >= 2 * t.rcv_mss {
         t.ack_now = true;
     } else if t.delack_at.is_none() {
         t.delack_at = Some(now + cfg.delayed_ack);

@@ -2,7 +2,7 @@
 //! API calls. Like the rest of the core it is sans-IO: segments in, [`output::Outgoing`] out.
 //!
 //! One concern per file: [`seq`] arithmetic, [`segment`] formats, [`tcb`] state, [`input`]
-//! segment arrival, [`output`] transmission, [`timers`], [`rtt`], [`congestion`], [`isn`],
+//! segment arrival, [`output`] transmission, [`recovery`] SACK loss recovery, [`rack`] RACK-TLP, [`timers`], [`rtt`], [`congestion`], [`isn`],
 //! [`buffer`].
 
 pub mod buffer;
@@ -11,6 +11,8 @@ mod cookie;
 mod input;
 pub mod isn;
 pub mod output;
+mod rack;
+mod recovery;
 pub mod rtt;
 pub mod sack;
 pub mod segment;

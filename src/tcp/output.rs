@@ -1,6 +1,7 @@
 //! Segment output: what to send now, segmentation at the MSS, Nagle, sender and receiver
 //! silly-window avoidance, options (RFC 9293 §3.8.6, RFC 896, RFC 7323, RFC 2018).
 
+use super::recovery;
 use super::segment::{self, Flags, Options, SegmentOut};
 use super::seq::Seq;
 use super::tcb::{State, Tcb};
@@ -169,14 +170,37 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     }
     t.retransmit_head = false;
     loop {
+        let cwnd = t.cc.cwnd().saturating_add(t.recovery_inflation);
+        let mut cwnd_room = cwnd.saturating_sub(recovery::in_flight(t));
+        if t.probe_new_data {
+            // A tail loss probe with new data goes whatever the window (RFC 8985 §7.3).
+            cwnd_room = cwnd_room.max(mss);
+        }
+        if recovery::sack_recovery(t) && cwnd_room >= mss {
+            // RFC 6675 §5 (C): holes deemed lost go before new data.
+            if let Some((seq, len)) = recovery::next_hole(t, mss) {
+                retransmit(t, now, seq, len, sink);
+                sent = true;
+                continue;
+            }
+        }
+        let hole = recovery::skip_sacked(t);
         let flight = t.flight();
-        let wnd = t
-            .snd_wnd
-            .min(t.cc.cwnd().saturating_add(t.recovery_inflation));
         let off = t.send_offset(t.snd_nxt);
         let unsent = t.send_buf.len().saturating_sub(off);
-        let usable = wnd.saturating_sub(flight) as usize;
-        let len = unsent.min(usable).min(mss as usize);
+        let mut len = unsent
+            .min(t.snd_wnd.saturating_sub(flight) as usize)
+            .min(mss as usize)
+            .min(hole.map_or(usize::MAX, |h| h as usize));
+        if (cwnd_room as usize) < len {
+            // The congestion window does not split segments (Linux counts it in packets):
+            // what does not fit waits for an ACK, unless nothing is in flight.
+            len = if recovery::in_flight(t) == 0 {
+                cwnd_room as usize
+            } else {
+                0
+            };
+        }
         let retransmission = t.snd_nxt.lt(t.snd_max);
         let fin_allowed = matches!(
             t.state,
@@ -211,10 +235,14 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         };
         emit(t, now, seq, flags, (off, len), sink);
         sent = true;
+        t.probe_new_data = false;
+        t.snd_nxt = t.snd_nxt + len as u32 + u32::from(fin);
         if retransmission {
             sink.stats.tcp_retrans_segs += 1;
+            t.rack.on_retransmit(seq, t.snd_nxt, now);
+        } else {
+            t.rack.on_send(t.snd_nxt, now);
         }
-        t.snd_nxt = t.snd_nxt + len as u32 + u32::from(fin);
         if fin {
             t.our_fin = Some(seq + len as u32);
         }
@@ -233,6 +261,8 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         }
     }
     t.sws_override = false;
+    t.probe_new_data = false;
+    recovery::arm_probe(t, now);
     // Data waits with nothing in flight, behind a zero window or a window too small to use:
     // the persist timer probes the first and overrides SWS avoidance for the second
     // (RFC 9293 §3.8.6.1, §3.8.6.2.1). It stops once data flies again.
@@ -272,14 +302,22 @@ pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     emit(t, now, seq, ack, (0, 0), sink);
 }
 
-/// Resends the first unacknowledged segment, leaving snd_nxt alone (RFC 5681 §3.2 step 2,
-/// RFC 6582 §3.2 step 5).
+/// Resends the first unacknowledged segment (RFC 5681 §3.2 step 2, RFC 6582 §3.2 step 5).
 fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
     let seq = t.snd_una;
+    let outstanding = t.snd_max.since(seq);
+    let hole = t
+        .scoreboard
+        .next_hole(seq, t.snd_max)
+        .map_or(outstanding, |(_, end)| end.since(seq));
+    retransmit(t, now, seq, hole.min(mss), sink);
+}
+
+/// Resends `len` bytes from `seq` (with our FIN if it follows them), leaving snd_nxt alone;
+/// HighRxt (RFC 6675) records how far this recovery has resent.
+fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>) {
     let off = t.send_offset(seq);
-    let outstanding = t.snd_max.since(seq) as usize;
-    let buffered = t.send_buf.len().saturating_sub(off);
-    let len = buffered.min(outstanding).min(mss as usize);
+    let len = (len as usize).min(t.send_buf.len().saturating_sub(off));
     let fin = t.our_fin == Some(seq + len as u32);
     let flags = Flags {
         ack: true,
@@ -288,10 +326,36 @@ fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
     };
     emit(t, now, seq, flags, (off, len), sink);
     sink.stats.tcp_retrans_segs += 1;
+    let end = seq + len as u32 + u32::from(fin);
+    t.high_rxt = t.high_rxt.max(end);
+    t.rack.on_retransmit(seq, end, now);
     t.rtt_probe = None;
     if t.rto_at.is_none() {
         t.rto_at = Some(now + t.rtt.rto());
     }
+}
+
+/// The probe timeout fired (RFC 8985 §7.3): send one new segment if the peer's window allows,
+/// else resend the last one, so that the ACK it draws reveals any loss at the tail.
+pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
+    let unsent = t.send_buf.len() > t.send_offset(t.snd_nxt);
+    if unsent && t.snd_wnd > t.flight() {
+        t.probe_new_data = true;
+        output(t, now, sink);
+    } else {
+        let mss = t.snd_mss.saturating_sub(data_options_len(t)).max(1);
+        let end = t.our_fin.unwrap_or(t.snd_max);
+        let start = if end.since(t.snd_una) > mss {
+            end - mss
+        } else {
+            t.snd_una
+        };
+        retransmit(t, now, start, end.since(start), sink);
+    }
+    t.rack.tlp_end = Some(t.snd_max);
+    t.rack.pto_at = None;
+    t.rto_at = Some(now + t.rtt.rto());
+    sink.stats.tcp_loss_probes += 1;
 }
 
 fn send_syn(t: &mut Tcb, now: Instant, flags: Flags, sink: &mut Sink<'_>) {

@@ -97,7 +97,7 @@ impl Scoreboard {
     }
 
     /// Unsacked bytes in `[from, to)`.
-    fn unsacked(&self, from: Seq, to: Seq) -> u32 {
+    pub fn unsacked(&self, from: Seq, to: Seq) -> u32 {
         if !from.lt(to) {
             return 0;
         }

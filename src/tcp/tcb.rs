@@ -114,6 +114,9 @@ pub struct Tcb {
     /// that point, echoed timestamps older than the retransmission are not RTT samples (Karn's
     /// rule applied to RFC 7323 RTTM: they time the lost original, not the path).
     pub rto_stamp: Option<(u32, Seq)>,
+    /// After a timeout: snd_max then. Until snd_una passes it the connection recovers from
+    /// the timeout (Linux's Loss state), and no tail loss probe is sent.
+    pub rto_recover: Option<Seq>,
     /// Consecutive retransmission timeouts of the same data.
     pub retries: u32,
     pub cc: Box<dyn CongestionControl>,
@@ -126,6 +129,11 @@ pub struct Tcb {
     pub recover: Option<Seq>,
     /// Window inflation during fast recovery (RFC 5681 §3.2 steps 4 and 5).
     pub recovery_inflation: u32,
+    /// Time-based loss detection and tail loss probes (RFC 8985).
+    pub rack: super::rack::Rack,
+    /// The probe timeout fired with new data to send: one segment goes regardless of cwnd
+    /// (RFC 8985 §7.3).
+    pub probe_new_data: bool,
 
     // Acknowledgement and other timers.
     pub ack_now: bool,
@@ -134,6 +142,10 @@ pub struct Tcb {
     /// second full-sized segment; counting bytes keeps that true for the 64 KB segments a tap
     /// with offloads delivers.
     pub unacked_bytes: u32,
+    /// The peer's full-sized segment as we see it: the largest payload received, at most one
+    /// MSS (Linux's `rcv_mss`). Options make it smaller than the MSS, so "two full-sized
+    /// segments" is counted against this, not the MSS.
+    pub rcv_mss: u32,
     pub persist_at: Option<Instant>,
     pub persist_backoff: u32,
     pub timewait_at: Option<Instant>,
@@ -215,6 +227,7 @@ impl Tcb {
             rto_at: None,
             rtt_probe: None,
             rto_stamp: None,
+            rto_recover: None,
             retries: 0,
             cc: new_controller(cfg.congestion, our_mss, now),
             dupacks: 0,
@@ -222,9 +235,12 @@ impl Tcb {
             high_rxt: iss,
             recover: None,
             recovery_inflation: 0,
+            rack: Default::default(),
+            probe_new_data: false,
             ack_now: false,
             delack_at: None,
             unacked_bytes: 0,
+            rcv_mss: 536,
             persist_at: None,
             persist_backoff: 0,
             timewait_at: None,
@@ -285,6 +301,8 @@ impl Tcb {
             self.timewait_at,
             self.finwait2_at,
             self.keepalive_at,
+            self.rack.reo_at,
+            self.rack.pto_at,
         ]
         .into_iter()
         .flatten()

@@ -50,6 +50,18 @@ impl Tcp {
             self.closed(id, None, stats);
             return;
         }
+        if due(t.rack.pto_at, now) {
+            // A probe due with the RTO goes in its place and restarts it (RFC 8985 §7.3).
+            output::tail_probe(
+                t,
+                now,
+                &mut output::Sink {
+                    out: &mut self.out,
+                    stats,
+                    our_mss: self.our_mss,
+                },
+            );
+        }
         if due(t.rto_at, now) {
             t.rto_at = None;
             t.retries += 1;
@@ -79,6 +91,8 @@ impl Tcp {
                 t.recovery_inflation = 0;
                 t.dupacks = 0;
                 t.snd_nxt = t.snd_una;
+                t.rack.on_timeout();
+                t.rto_recover = Some(t.snd_max);
                 if let Some(ts) = t.ts {
                     t.rto_stamp = Some((output::ts_now(now, ts.offset), t.snd_max));
                 }
@@ -106,6 +120,9 @@ impl Tcp {
                 );
                 stats.tcp_keepalive_probes += 1;
             }
+        }
+        if due(t.rack.reo_at, now) {
+            super::recovery::detect_loss(t, now, stats);
         }
         if due(t.delack_at, now) {
             t.delack_at = None;

@@ -1,0 +1,302 @@
+//! RACK-TLP (RFC 8985): time-based loss detection and tail loss probes, as Linux does by
+//! default.
+//!
+//! RACK deems a segment lost once a segment sent after it was delivered and a reordering
+//! window has passed. Instead of a record per segment, this keeps two time-ordered logs:
+//! original transmissions as (end seq, time), whose times grow with the sequence number so
+//! that the lost ones are always a prefix, summarised by one point ([`Rack::lost`]); and the
+//! retransmissions of the current episode, whose losses are queued to be resent again.
+//! Same-instant transmissions share one log entry, so a burst costs one.
+
+use super::sack::Scoreboard;
+use super::seq::Seq;
+use crate::time::Instant;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Log entries kept; beyond this the newest entry absorbs later sends (its time then errs late,
+/// which only delays loss detection).
+const MAX_SENT: usize = 4096;
+/// Retransmissions tracked; beyond this a lost retransmission waits for the RTO.
+const MAX_RXT: usize = 1024;
+/// RFC 8985 §7.2 WCDelAckT: the longest a receiver may delay an ACK.
+const WC_DEL_ACK: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Copy, Debug)]
+struct Rxt {
+    start: Seq,
+    end: Seq,
+    at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Rack {
+    /// Original transmissions: (end seq, time sent), in sequence and time order.
+    sent: VecDeque<(Seq, Instant)>,
+    /// Retransmissions of this episode, in time order.
+    rxt: VecDeque<Rxt>,
+    /// Retransmissions deemed lost again, to resend.
+    relost: VecDeque<(Seq, Seq)>,
+    /// RACK.xmit_ts and RACK.end_seq: the most recently sent data known delivered.
+    delivered: Option<(Instant, Seq)>,
+    /// RACK.rtt: the RTT of that data.
+    rtt: Duration,
+    min_rtt: Option<Duration>,
+    /// Unacknowledged, unSACKed data below this point is lost.
+    lost: Option<Seq>,
+    /// The reordering timer (RFC 8985 §6.2 step 5): when the next segment may be deemed lost.
+    pub reo_at: Option<Instant>,
+    /// The probe timeout (RFC 8985 §7.2).
+    pub pto_at: Option<Instant>,
+    /// TLP.end_seq: a probe is out until the cumulative ACK passes this (RFC 8985 §7.3).
+    pub tlp_end: Option<Seq>,
+}
+
+impl Rack {
+    /// New data `[.., end)` went out at `now`.
+    pub fn on_send(&mut self, end: Seq, now: Instant) {
+        let full = self.sent.len() >= MAX_SENT;
+        match self.sent.back_mut() {
+            Some(last) if last.1 == now || full => *last = (end, now),
+            _ => self.sent.push_back((end, now)),
+        }
+    }
+
+    /// `[start, end)` was sent again at `now`.
+    pub fn on_retransmit(&mut self, start: Seq, end: Seq, now: Instant) {
+        if self.rxt.len() < MAX_RXT {
+            self.rxt.push_back(Rxt {
+                start,
+                end,
+                at: now,
+            });
+        }
+    }
+
+    /// The cumulative ACK reached `una`.
+    pub fn advance(&mut self, una: Seq) {
+        while self.sent.front().is_some_and(|&(end, _)| end.le(una)) {
+            self.sent.pop_front();
+        }
+        while self.relost.front().is_some_and(|&(_, end)| end.le(una)) {
+            self.relost.pop_front();
+        }
+        if self.tlp_end.is_some_and(|e| una.ge(e)) {
+            self.tlp_end = None;
+        }
+    }
+
+    /// A timeout resends everything; the episode's history no longer applies (RFC 8985 §6.3).
+    pub fn on_timeout(&mut self) {
+        self.rxt.clear();
+        self.relost.clear();
+        self.lost = None;
+        self.reo_at = None;
+        self.pto_at = None;
+        self.tlp_end = None;
+    }
+
+    /// When original data `seq` was sent, if it is still logged.
+    fn sent_at(&self, seq: Seq) -> Option<Instant> {
+        let i = self.sent.partition_point(|&(end, _)| end.le(seq));
+        self.sent.get(i).map(|&(_, at)| at)
+    }
+
+    /// When the copy of `seq` that was delivered was sent, if that is known: the original if
+    /// `seq` was not resent in this episode, else the retransmission, unless it was resent less
+    /// than the minimum RTT ago, when the ACK must be for the original (RFC 8985 §6.2 step 2,
+    /// as Linux's `tcp_rack_advance` decides it).
+    fn delivered_at(&self, seq: Seq, now: Instant) -> Option<Instant> {
+        match self.rxt.iter().rev().find(|r| seq.in_range(r.start, r.end)) {
+            Some(r) => (now - r.at >= self.min_rtt.unwrap_or_default()).then_some(r.at),
+            None => self.sent_at(seq),
+        }
+    }
+
+    /// RFC 8985 §6.2 steps 1–3 for an ACK that newly delivered up to `ack` and the SACKed
+    /// blocks `sacked`: remembers the most recently sent delivered data and its RTT.
+    pub fn on_ack(&mut self, now: Instant, ack: Option<Seq>, sacked: &[Option<(Seq, Seq)>]) {
+        let highest = sacked.iter().flatten().map(|&(_, end)| end).chain(ack);
+        for end in highest {
+            let seq = end - 1;
+            let Some(at) = self.delivered_at(seq, now) else {
+                continue;
+            };
+            let newer = self
+                .delivered
+                .is_none_or(|(t, e)| at > t || (at == t && seq.gt(e)));
+            if newer {
+                let rtt = now - at;
+                self.delivered = Some((at, seq + 1));
+                self.rtt = rtt;
+                self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            }
+        }
+    }
+
+    /// RFC 8985 §6.2 step 4: a quarter of the minimum RTT, at most SRTT.
+    fn reo_wnd(&self, srtt: Option<Duration>) -> Duration {
+        let w = self.min_rtt.unwrap_or_default() / 4;
+        srtt.map_or(w, |s| w.min(s))
+    }
+
+    /// RFC 8985 §6.2 step 5: marks what is lost by now and arms the reordering timer for the
+    /// rest. Returns true if anything was newly deemed lost.
+    pub fn detect_loss(
+        &mut self,
+        now: Instant,
+        una: Seq,
+        srtt: Option<Duration>,
+        sb: &Scoreboard,
+    ) -> bool {
+        self.reo_at = None;
+        let Some((xmit_ts, end_seq)) = self.delivered else {
+            return false;
+        };
+        let wait = self.rtt + self.reo_wnd(srtt);
+        let mut found = false;
+        let start = self.lost_point(una);
+        let first = self.sent.partition_point(|&(end, _)| end.le(start));
+        for &(end, at) in self.sent.iter().skip(first) {
+            if at > xmit_ts {
+                break;
+            }
+            let end = if at == xmit_ts { end.min(end_seq) } else { end };
+            let from = self.lost_point(una);
+            if !end.gt(from) {
+                continue;
+            }
+            // Data that was all delivered cannot be lost, and needs no timer.
+            if sb.next_hole(from, end).is_some() {
+                if at + wait > now {
+                    self.reo_at = Some(at + wait);
+                    break;
+                }
+                found = true;
+            }
+            self.lost = Some(end);
+        }
+        while let Some(&r) = self.rxt.front() {
+            if r.end.le(una) || sb.next_hole(r.start.max(una), r.end).is_none() {
+                self.rxt.pop_front();
+                continue;
+            }
+            // Sent after the delivered data? Ties go by sequence (RFC 8985 §6.2 step 5).
+            if r.at > xmit_ts || (r.at == xmit_ts && !r.end.lt(end_seq)) {
+                break;
+            }
+            if r.at + wait > now {
+                self.reo_at = Some(self.reo_at.map_or(r.at + wait, |t| t.min(r.at + wait)));
+                break;
+            }
+            self.rxt.pop_front();
+            self.relost.push_back((r.start.max(una), r.end));
+            found = true;
+        }
+        found
+    }
+
+    /// Unacknowledged data below this is lost unless SACKed.
+    pub fn lost_point(&self, una: Seq) -> Seq {
+        self.lost.map_or(una, |l| l.max(una))
+    }
+
+    /// Bytes deemed lost after being resent, no longer in flight.
+    pub fn relost_bytes(&self, sb: &Scoreboard) -> u32 {
+        self.relost.iter().map(|&(s, e)| sb.unsacked(s, e)).sum()
+    }
+
+    /// The next lost retransmission to resend, at most `mss` long; taken off the queue.
+    pub fn next_relost(&mut self, una: Seq, sb: &Scoreboard, mss: u32) -> Option<(Seq, u32)> {
+        while let Some(front) = self.relost.front_mut() {
+            match sb.next_hole(front.0.max(una), front.1) {
+                Some((start, end)) => {
+                    let len = end.since(start).min(mss);
+                    front.0 = start + len;
+                    if !front.0.lt(front.1) {
+                        self.relost.pop_front();
+                    }
+                    return Some((start, len));
+                }
+                None => {
+                    self.relost.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// RFC 8985 §7.2: the probe timeout for `flight` bytes outstanding, at most `rto`.
+    pub fn pto(&self, srtt: Option<Duration>, flight: u32, mss: u32, rto: Duration) -> Duration {
+        let pto = match srtt {
+            Some(srtt) if flight <= mss => 2 * srtt + WC_DEL_ACK,
+            Some(srtt) => 2 * srtt,
+            None => Duration::from_secs(1),
+        };
+        pto.max(Duration::from_millis(1)).min(rto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    #[test]
+    fn a_segment_is_lost_once_a_later_one_is_delivered_and_the_window_passes() {
+        let mut r = Rack::default();
+        let mut sb = Scoreboard::default();
+        // Three segments at 0, 1 and 2 ms; the third is SACKed at 12 ms (RTT 10 ms).
+        r.on_send(Seq(1000), ms(0));
+        r.on_send(Seq(2000), ms(1));
+        r.on_send(Seq(3000), ms(2));
+        let sack = [Some((Seq(2000), Seq(3000)))];
+        sb.update(Seq(0), Seq(3000), &sack);
+        r.on_ack(ms(12), None, &sack);
+        // Reordering window: min RTT 10 ms / 4. Segment 1 is due at 0 + 10 + 2.5 ms.
+        assert!(!r.detect_loss(ms(12), Seq(0), Some(Duration::from_millis(10)), &sb));
+        assert_eq!(r.reo_at, Some(Instant::from_micros(12_500)));
+        assert!(r.detect_loss(ms(14), Seq(0), Some(Duration::from_millis(10)), &sb));
+        // Both earlier segments are lost; the point passes over the SACKed third.
+        assert_eq!(r.lost_point(Seq(0)), Seq(3000));
+        assert_eq!(
+            sb.next_hole(Seq(0), r.lost_point(Seq(0))),
+            Some((Seq(0), Seq(2000)))
+        );
+        assert_eq!(r.reo_at, None);
+    }
+
+    #[test]
+    fn a_lost_retransmission_is_queued_again() {
+        let mut r = Rack::default();
+        let mut sb = Scoreboard::default();
+        r.on_send(Seq(1000), ms(0));
+        r.on_send(Seq(5000), ms(1));
+        r.on_retransmit(Seq(0), Seq(1000), ms(20));
+        r.on_send(Seq(6000), ms(21));
+        sb.update(Seq(0), Seq(6000), &[Some((Seq(1000), Seq(6000)))]);
+        // The data sent after the retransmission arrives; the retransmission does not.
+        r.on_ack(ms(31), None, &[Some((Seq(1000), Seq(6000)))]);
+        assert!(r.detect_loss(ms(40), Seq(0), Some(Duration::from_millis(10)), &sb));
+        assert_eq!(r.relost_bytes(&sb), 1000);
+        assert_eq!(r.next_relost(Seq(0), &sb, 536), Some((Seq(0), 536)));
+        assert_eq!(r.next_relost(Seq(0), &sb, 536), Some((Seq(536), 464)));
+        assert_eq!(r.next_relost(Seq(0), &sb, 536), None);
+    }
+
+    #[test]
+    fn probe_timeout_waits_for_a_delayed_ack_when_one_segment_is_out() {
+        let r = Rack::default();
+        let srtt = Some(Duration::from_millis(10));
+        let rto = Duration::from_millis(200);
+        assert_eq!(r.pto(srtt, 3000, 1000, rto), Duration::from_millis(20));
+        assert_eq!(
+            r.pto(srtt, 1000, 1000, Duration::from_secs(1)),
+            Duration::from_millis(220)
+        );
+        assert_eq!(r.pto(srtt, 1000, 1000, rto), rto, "capped by the RTO");
+    }
+}
