@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Records the captures in pcaps/ : real exchanges between the Linux kernel and echo-server
 # (seed 1, so the replay test can expect byte-exact answers). Needs root; run from the repo.
+# Usage: scripts/record-pcaps.sh [NAME...]  (default: every capture)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-cargo build --release --bin echo-server
+cargo build --release --bin echo-server --bin tapcat
 BIN=$PWD/target/release/echo-server
+TAPCAT=$PWD/target/release/tapcat
 
 udp_client() { # sizes... : echo each size once from a kernel UDP socket
     in_ns python3 - "$@" <<'PY'
@@ -76,9 +78,44 @@ s.close()
 PY
 }
 
+record_client() { # name: tapcat sends a line to a kernel server and half-closes first; the
+    # kernel reads to the end, answers and closes, so the stack ends in TIME-WAIT
+    local name=$1 fifo
+    wanted "$name" || return 0
+    make_netns
+    fifo=$(mktemp -u)
+    mkfifo "$fifo"
+    in_ns python3 - >"$fifo" <<'PY' &
+import socket, sys
+l = socket.create_server(("10.0.0.1", 5000))
+print("listening", flush=True)
+l.settimeout(10)
+s, _ = l.accept()
+got = b""
+while chunk := s.recv(4096):
+    got += chunk
+s.sendall(b"got " + str(len(got)).encode() + b" bytes\n")
+s.close()
+PY
+    exec 4<"$fifo"
+    wait_listening 4 >/dev/null || die "kernel server did not start"
+    printf 'hello from tapcat\n' | in_ns timeout 20 "$TAPCAT" --seed 1 --pcap "pcaps/$name.pcap" \
+        "$KERNEL_IP" 5000
+    wait
+    exec 4<&-
+    rm -f "$fifo"
+    ip netns del "$NS"
+    trap - EXIT
+    echo "recorded pcaps/$name.pcap: $(tcpdump -nr "pcaps/$name.pcap" 2>/dev/null | wc -l) frames"
+}
+
+WANTED=" $* "
+wanted() { [ "$WANTED" = "  " ] || [[ $WANTED == *" $1 "* ]]; }
+
 record() { # name, then the commands of the scenario
     local name=$1
     shift
+    wanted "$name" || return 0
     make_netns
     start_server "$BIN" --seed 1 ${SERVER_FLAGS:-} --pcap "pcaps/$name.pcap" >/dev/null
     "$@"
@@ -97,3 +134,4 @@ record tcp-bulk-echo tcp_client 7 262144
 record tcp-rst-closed-port tcp_refused
 record tcp-reset-by-peer tcp_reset_by_client
 SERVER_FLAGS="--drop-chance 5 --reorder-chance 5" record tcp-retransmission tcp_client 7 131072
+record_client tcp-client-closes-first

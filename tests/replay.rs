@@ -1,6 +1,7 @@
 //! Pcap replay: the inbound frames of each capture in `pcaps/` (recorded between the Linux
-//! kernel and `echo-server --seed 1`) are fed to a fresh core under the recorded timestamps,
-//! with echo-server's services emulated in-line.
+//! kernel and `echo-server --seed 1`, or `tapcat --seed 1` as a client) are fed to a fresh core
+//! under the recorded timestamps, with the app emulated in-line: echo-server's services, or
+//! tapcat's connect, send, half-close and read to the end.
 //!
 //! ARP, ICMP and UDP captures must match byte for byte. TCP captures are compared field by
 //! field: in the real server the echo application runs on another thread, so how its writes
@@ -44,7 +45,17 @@ struct Replay {
     echo: tapstack::core::SocketId,
     listeners: Vec<(u16, tapstack::core::SocketId)>,
     conns: Vec<(u16, tapstack::core::SocketId, bool)>,
+    client: Option<Client>,
     sent: Vec<Vec<u8>>,
+}
+
+/// tapcat as a client: writes `data`, half-closes, reads to the end, closes.
+struct Client {
+    id: tapstack::core::SocketId,
+    data: Vec<u8>,
+    written: usize,
+    shut: bool,
+    open: bool,
 }
 
 impl Replay {
@@ -66,7 +77,39 @@ impl Replay {
             echo,
             listeners,
             conns: Vec::new(),
+            client: None,
             sent: Vec::new(),
+        }
+    }
+
+    fn serve_client(&mut self, now: Instant) {
+        let Some(c) = self.client.as_mut() else {
+            return;
+        };
+        if !c.open || !matches!(self.iface.tcp_connect_result(c.id), Some(Ok(()))) {
+            return;
+        }
+        while c.written < c.data.len() {
+            match self.iface.tcp_send(now, c.id, &c.data[c.written..]) {
+                Ok(n) => c.written += n,
+                Err(_) => break,
+            }
+        }
+        if c.written == c.data.len() && !c.shut {
+            self.iface.tcp_shutdown(now, c.id, false, true).unwrap();
+            c.shut = true;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.iface.tcp_recv(now, c.id, &mut buf) {
+                Ok(0) => {
+                    self.iface.tcp_close(now, c.id);
+                    c.open = false;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
     }
 
@@ -85,6 +128,7 @@ impl Replay {
             }
         }
         self.serve_tcp(now);
+        self.serve_client(now);
         self.collect();
     }
 
@@ -154,12 +198,13 @@ struct Shifts {
     seen: usize,
 }
 
-fn syn_ack(frame: &[u8]) -> Option<(u16, u32, u32)> {
+/// The peer's port, our ISN and TSval, if `frame` is a SYN or SYN-ACK.
+fn syn(frame: &[u8]) -> Option<(u16, u32, u32)> {
     let p = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
     let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
         return None;
     };
-    if !(t.syn() && t.ack()) {
+    if !t.syn() {
         return None;
     }
     let tsval = t.options_iterator().find_map(|o| match o {
@@ -175,13 +220,13 @@ fn syn_ack(frame: &[u8]) -> Option<(u16, u32, u32)> {
 
 impl Shifts {
     fn recorded(&mut self, frame: &[u8]) {
-        if let Some((port, isn, ts)) = syn_ack(frame) {
+        if let Some((port, isn, ts)) = syn(frame) {
             self.recorded.insert(port, (isn, ts));
         }
     }
 
     fn replayed(&mut self, frame: &[u8]) {
-        if let Some((port, isn, ts)) = syn_ack(frame) {
+        if let Some((port, isn, ts)) = syn(frame) {
             self.replayed.insert(port, (isn, ts));
         }
     }
@@ -245,7 +290,24 @@ fn replay(path: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
     let mut replay = Replay::new(cfg.clone());
     let mut expected = Vec::new();
     let mut shifts = Shifts::default();
+    let mut client = client_of(&frames, &cfg);
     for (ts, frame) in &frames {
+        if let Some((start, local, remote, data)) = client.take_if(|c| c.0 <= *ts) {
+            // tapcat connects when the stack first asks for the server (ARP) or sends its SYN.
+            replay.step(at(start));
+            let id = replay
+                .iface
+                .tcp_connect_from(at(start), Some(local.port()), remote)
+                .unwrap();
+            replay.client = Some(Client {
+                id,
+                data,
+                written: 0,
+                shut: false,
+                open: true,
+            });
+            replay.step(at(start));
+        }
         if frame.len() >= 12 && frame[6..12] == cfg.mac.0 {
             shifts.recorded(frame);
             expected.push(frame.clone());
@@ -263,6 +325,48 @@ fn replay(path: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
     replay.step(at(frames.last().unwrap().0));
     let inbound = frames.len() - expected.len();
     (expected, replay.sent, inbound)
+}
+
+/// If the stack opened a connection in the capture: when tapcat started it (the stack's first
+/// ARP request for the server, or else its SYN), from and to where, and what it sent.
+fn client_of(
+    frames: &[(Duration, Vec<u8>)],
+    cfg: &StackConfig,
+) -> Option<(Duration, SocketAddrV4, SocketAddrV4, Vec<u8>)> {
+    let ours = |f: &[u8]| f.len() >= 12 && f[6..12] == cfg.mac.0;
+    let (syn_at, local, remote) = frames.iter().find_map(|(ts, f)| {
+        let p = etherparse::SlicedPacket::from_ethernet(f).ok()?;
+        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) =
+            (p.net, p.transport)
+        else {
+            return None;
+        };
+        (ours(f) && t.syn() && !t.ack()).then(|| {
+            let h = ip.header();
+            (
+                *ts,
+                SocketAddrV4::new(h.source_addr(), t.source_port()),
+                SocketAddrV4::new(h.destination_addr(), t.destination_port()),
+            )
+        })
+    })?;
+    let arp_at = frames.iter().find_map(|(ts, f)| {
+        let p = etherparse::SlicedPacket::from_ethernet(f).ok()?;
+        let Some(etherparse::NetSlice::Arp(arp)) = p.net else {
+            return None;
+        };
+        (ours(f)
+            && arp.operation() == etherparse::ArpOperation::REQUEST
+            && arp.target_protocol_addr() == remote.ip().octets())
+        .then_some(*ts)
+    });
+    let outbound: Vec<Vec<u8>> = frames
+        .iter()
+        .filter(|(_, f)| ours(f))
+        .map(|(_, f)| f.clone())
+        .collect();
+    let data = conversations(&outbound).remove(&remote.port())?.stream;
+    Some((arp_at.unwrap_or(syn_at).min(syn_at), local, remote, data))
 }
 
 #[test]
@@ -306,11 +410,14 @@ struct Conversation {
     fin: Option<u32>,
     /// A RST was sent, and its relative acknowledgement.
     rst: Option<u32>,
+    /// The highest acknowledgement sent, relative to the peer's ISN (its FIN included).
+    acked: u32,
 }
 
 /// Groups the stack's TCP segments by the peer's port.
 fn conversations(frames: &[Vec<u8>]) -> std::collections::BTreeMap<u16, Conversation> {
-    let mut out: std::collections::BTreeMap<u16, (Conversation, u32, u32)> = Default::default();
+    let mut out: std::collections::BTreeMap<u16, (Conversation, u32, Option<u32>)> =
+        Default::default();
     for f in frames {
         let Ok(p) = etherparse::SlicedPacket::from_ethernet(f) else {
             continue;
@@ -323,7 +430,8 @@ fn conversations(frames: &[Vec<u8>]) -> std::collections::BTreeMap<u16, Conversa
         let (conv, isn, irs) = entry;
         if t.syn() {
             *isn = t.sequence_number();
-            *irs = t.acknowledgment_number().wrapping_sub(1);
+            // A SYN-ACK acknowledges the peer's SYN; our own SYN acknowledges nothing.
+            *irs = t.ack().then(|| t.acknowledgment_number().wrapping_sub(1));
             let opts: Vec<String> = t
                 .options_iterator()
                 .filter_map(Result::ok)
@@ -339,9 +447,14 @@ fn conversations(frames: &[Vec<u8>]) -> std::collections::BTreeMap<u16, Conversa
             ));
             continue;
         }
+        // As a client, our first ACK acknowledges the peer's SYN.
+        let irs = *irs.get_or_insert(t.acknowledgment_number().wrapping_sub(1));
         if t.rst() {
-            conv.rst = Some(t.acknowledgment_number().wrapping_sub(*irs));
+            conv.rst = Some(t.acknowledgment_number().wrapping_sub(irs));
             continue;
+        }
+        if t.ack() {
+            conv.acked = conv.acked.max(t.acknowledgment_number().wrapping_sub(irs));
         }
         let rel = t.sequence_number().wrapping_sub(*isn).wrapping_sub(1) as usize;
         let payload = t.payload();
@@ -397,6 +510,7 @@ fn tcp_captures_replay_field_by_field() {
                     "{name}: stream to port {port} differs"
                 );
                 assert_eq!(g.fin, w.fin, "{name}: FIN to port {port}");
+                assert_eq!(g.acked, w.acked, "{name}: acknowledged from port {port}");
             }
         }
         eprintln!(
