@@ -299,6 +299,34 @@ fn zero_udp_checksum_is_accepted() {
     assert_eq!(iface.counters().udp_rx_datagrams, 1);
 }
 
+/// A bad transport checksum is skipped only when the device vouches for the frame (the tap's
+/// CHECKSUM_PARTIAL data from kernel memory); a reassembled datagram is always checked.
+#[test]
+fn only_device_verified_frames_skip_the_transport_checksum() {
+    let mut iface = stack();
+    let mut f = udp_frame(b"checksum offloaded");
+    f[40] ^= 0x5a;
+    iface.receive(Instant::ZERO, &f);
+    assert_eq!(iface.counters().udp_rx_bad_checksum, 1);
+    assert_eq!(iface.counters().udp_rx_datagrams, 0);
+    iface.receive_checksum_verified(Instant::ZERO, &f);
+    assert_eq!(iface.counters().udp_rx_datagrams, 1);
+    // The flag covers that one frame: the same frame through `receive` is checked again.
+    iface.receive(Instant::ZERO, &f);
+    assert_eq!(iface.counters().udp_rx_bad_checksum, 2);
+    // Fragments of a datagram with a bad checksum, the last one "verified": still dropped.
+    let mut seg = udp_segment(PEER, US, 1234, 7, &[7u8; 3000]);
+    seg[6] ^= 0x5a;
+    let frames = ipv4_frames(PEER_MAC, US_MAC, PEER, US, IpNumber::UDP, 9, &seg, 1500);
+    let (last, first) = frames.split_last().unwrap();
+    for f in first {
+        iface.receive(Instant::ZERO, f);
+    }
+    iface.receive_checksum_verified(Instant::ZERO, last);
+    assert_eq!(iface.counters().udp_rx_bad_checksum, 3);
+    assert_eq!(iface.counters().udp_rx_datagrams, 1);
+}
+
 /// Random frames, and valid frames with random bytes changed or cut short: no panic, every
 /// frame accounted for, and the stack still answers a ping afterwards.
 #[test]

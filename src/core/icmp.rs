@@ -182,6 +182,7 @@ impl Interface {
             header: h.slice(),
             payload: &quote[h.slice().len()..],
             broadcast: self.cfg.is_broadcast(h.destination_addr()),
+            csum_verified: false,
         };
         let t = Icmpv4Type::TimeExceeded(TimeExceededCode::FragmentReassemblyTimeExceeded);
         if self.icmp_send_error(now, &rx, t) {

@@ -47,6 +47,8 @@ pub struct IpRx<'a> {
     pub payload: &'a [u8],
     /// Sent to a broadcast address, at the link or IP layer: never answered with ICMP errors.
     pub broadcast: bool,
+    /// The device vouched for the transport checksum (never for a reassembled datagram).
+    pub csum_verified: bool,
 }
 
 /// Largest UDP/ICMP payload that fits one datagram with a 20-byte header.
@@ -131,6 +133,7 @@ impl Interface {
                     header: &dg.header,
                     payload: &dg.payload,
                     broadcast,
+                    csum_verified: false,
                 };
                 self.deliver(now, &rx);
             }
@@ -143,6 +146,7 @@ impl Interface {
             header: header.slice(),
             payload,
             broadcast,
+            csum_verified: self.rx_csum_verified,
         };
         self.deliver(now, &rx);
     }

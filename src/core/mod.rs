@@ -51,6 +51,8 @@ pub struct Interface {
     events: VecDeque<Event>,
     /// The latest time the driver passed in, for output deferred to `pop_transmit`.
     now: Instant,
+    /// The frame being received came with a checksum its device vouches for.
+    rx_csum_verified: bool,
 }
 
 impl Interface {
@@ -71,6 +73,7 @@ impl Interface {
             tx: VecDeque::new(),
             events: VecDeque::new(),
             now,
+            rx_csum_verified: false,
             stats: Counters::default(),
             rng,
             cfg,

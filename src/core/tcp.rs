@@ -17,12 +17,14 @@ impl Interface {
             self.stats.tcp_in_errs += 1;
             return;
         }
-        if !transport_checksum_ok(
-            rx.src.octets(),
-            rx.dst.octets(),
-            IpNumber::TCP.0,
-            rx.payload,
-        ) {
+        if !rx.csum_verified
+            && !transport_checksum_ok(
+                rx.src.octets(),
+                rx.dst.octets(),
+                IpNumber::TCP.0,
+                rx.payload,
+            )
+        {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }

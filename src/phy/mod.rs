@@ -45,6 +45,12 @@ pub trait Device: Send {
 
     /// Adds the device's counters (fault injection) to the stack's.
     fn add_counters(&self, _counters: &mut Counters) {}
+
+    /// Whether the device itself vouches for the TCP/UDP checksum of the frame `recv` last
+    /// returned (Linux's CHECKSUM_UNNECESSARY): the core then skips verifying it.
+    fn rx_checksum_verified(&self) -> bool {
+        false
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {

@@ -82,6 +82,10 @@ impl<D: Device> Device for PcapDevice<D> {
         Ok(())
     }
 
+    fn rx_checksum_verified(&self) -> bool {
+        self.inner.rx_checksum_verified()
+    }
+
     fn mtu(&self) -> usize {
         self.inner.mtu()
     }

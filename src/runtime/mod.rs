@@ -273,6 +273,9 @@ impl<D: Device> StackThread<D> {
     fn receive_batch(&mut self, now: Instant, buf: &mut [u8]) -> bool {
         for _ in 0..RX_BATCH {
             match self.device.recv(now, buf) {
+                Ok(Some(n)) if self.device.rx_checksum_verified() => {
+                    self.iface.receive_checksum_verified(now, &buf[..n])
+                }
                 Ok(Some(n)) => self.iface.receive(now, &buf[..n]),
                 Ok(None) => return false,
                 Err(e) => {
