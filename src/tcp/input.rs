@@ -275,12 +275,7 @@ impl Tcp {
             t.error = err;
         }
         t.state = State::Closed;
-        t.rto_at = None;
-        t.delack_at = None;
-        t.persist_at = None;
-        t.timewait_at = None;
-        t.finwait2_at = None;
-        t.keepalive_at = None;
+        t.clear_timers();
         let key = (t.local.port(), t.remote);
         let keep = !t.orphan && t.listener.is_none();
         self.by_tuple.remove(&key);
@@ -571,6 +566,8 @@ fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
     t.rto_at = None;
     t.persist_at = None;
     t.finwait2_at = None;
+    t.rack.reo_at = None;
+    t.rack.pto_at = None;
 }
 
 /// Acknowledgement of our data: RTT, congestion control, NewReno recovery, window update.

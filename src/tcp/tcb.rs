@@ -292,6 +292,18 @@ impl Tcb {
 }
 
 impl Tcb {
+    /// Stops every timer of the connection (the same list as [`Tcb::next_timer`]).
+    pub fn clear_timers(&mut self) {
+        self.rto_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.timewait_at = None;
+        self.finwait2_at = None;
+        self.keepalive_at = None;
+        self.rack.reo_at = None;
+        self.rack.pto_at = None;
+    }
+
     /// The earliest of this connection's timers.
     pub fn next_timer(&self) -> Option<Instant> {
         [

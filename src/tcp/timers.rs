@@ -37,12 +37,7 @@ impl Tcp {
         };
         if t.state == State::Closed {
             // Nothing runs on a closed connection; a timer left behind must not spin.
-            t.rto_at = None;
-            t.delack_at = None;
-            t.persist_at = None;
-            t.keepalive_at = None;
-            t.timewait_at = None;
-            t.finwait2_at = None;
+            t.clear_timers();
             self.reschedule(id);
             return;
         }
