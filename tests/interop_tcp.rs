@@ -115,7 +115,14 @@ fn stack_client_moves_64_mib_each_way_with_a_kernel_server() {
 #[test]
 fn kernel_client_echoes_64_mib_through_a_lossy_stack() {
     in_netns(|| {
-        let server = EchoServer::start(&["--drop-chance", "5", "--reorder-chance", "5"]);
+        let server = EchoServer::start(&[
+            "--drop-chance",
+            "5",
+            "--reorder-chance",
+            "5",
+            "--seed",
+            "11",
+        ]);
         let s = KernelStream::connect((STACK_IP, 7)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let data = pattern(64 << 20, 9);
