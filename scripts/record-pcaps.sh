@@ -104,9 +104,13 @@ PY
     wait
     exec 4<&-
     rm -f "$fifo"
+    recorded "$name"
+}
+
+recorded() { # name: removes the namespace and reports the capture
     ip netns del "$NS"
     trap - EXIT
-    echo "recorded pcaps/$name.pcap: $(tcpdump -nr "pcaps/$name.pcap" 2>/dev/null | wc -l) frames"
+    echo "recorded pcaps/$1.pcap: $(tcpdump -nr "pcaps/$1.pcap" 2>/dev/null | wc -l) frames"
 }
 
 WANTED=" $* "
@@ -120,9 +124,7 @@ record() { # name, then the commands of the scenario
     start_server "$BIN" --seed 1 ${SERVER_FLAGS:-} --pcap "pcaps/$name.pcap" >/dev/null
     "$@"
     stop_server >/dev/null
-    ip netns del "$NS"
-    trap - EXIT
-    echo "recorded pcaps/$name.pcap: $(tcpdump -nr "pcaps/$name.pcap" 2>/dev/null | wc -l) frames"
+    recorded "$name"
 }
 
 record arp-ping in_ns ping -n -c 3 -i 0.2 -W 2 "$STACK_IP"

@@ -598,7 +598,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         let mut rtt = None;
         let stale = |tsecr: u32| {
             t.rto_stamp
-                .is_some_and(|(stamp, _)| (tsecr.wrapping_sub(stamp) as i32) < 0)
+                .is_some_and(|stamp| (tsecr.wrapping_sub(stamp) as i32) < 0)
         };
         if let (Some(ts), Some((_, tsecr))) = (t.ts, seg.options.timestamp) {
             if tsecr != 0 && !stale(tsecr) {
@@ -617,11 +617,9 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         if let Some(r) = rtt {
             t.rtt.sample(r);
         }
-        if t.rto_stamp.is_some_and(|(_, point)| t.snd_una.ge(point)) {
-            t.rto_stamp = None;
-        }
         if t.rto_recover.is_some_and(|point| t.snd_una.ge(point)) {
             t.rto_recover = None;
+            t.rto_stamp = None;
         }
         t.retries = 0;
         t.rtt.reset_backoff();

@@ -137,6 +137,11 @@ fn data_options_len(t: &Tcb) -> u32 {
     segment::options_len(&options) as u32
 }
 
+/// The payload of a full-sized segment: the MSS less the options data segments carry now.
+fn data_mss(t: &Tcb) -> u32 {
+    t.snd_mss.saturating_sub(data_options_len(t)).max(1)
+}
+
 /// Sends what the windows, Nagle and SWS avoidance allow, then a pure ACK if one is owed.
 pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let ack = Flags {
@@ -160,7 +165,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         State::Closed | State::Listen | State::SynSent | State::SynReceived => return,
         _ => {}
     }
-    let mss = t.snd_mss.saturating_sub(data_options_len(t)).max(1);
+    let mss = data_mss(t);
     let ack_owed = t.ack_now;
     let mut sent = false;
     let mut sent_new = false;
@@ -171,7 +176,8 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     t.retransmit_head = false;
     loop {
         let cwnd = t.cc.cwnd().saturating_add(t.recovery_inflation);
-        let mut cwnd_room = cwnd.saturating_sub(recovery::in_flight(t));
+        let in_flight = recovery::in_flight(t);
+        let mut cwnd_room = cwnd.saturating_sub(in_flight);
         if t.probe_new_data {
             // A tail loss probe with new data goes whatever the window (RFC 8985 §7.3).
             cwnd_room = cwnd_room.max(mss);
@@ -195,7 +201,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         if (cwnd_room as usize) < len {
             // The congestion window does not split segments (Linux counts it in packets):
             // what does not fit waits for an ACK, unless nothing is in flight.
-            len = if recovery::in_flight(t) == 0 {
+            len = if in_flight == 0 {
                 cwnd_room as usize
             } else {
                 0
@@ -343,7 +349,7 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         t.probe_new_data = true;
         output(t, now, sink);
     } else {
-        let mss = t.snd_mss.saturating_sub(data_options_len(t)).max(1);
+        let mss = data_mss(t);
         let end = t.our_fin.unwrap_or(t.snd_max);
         let start = if end.since(t.snd_una) > mss {
             end - mss

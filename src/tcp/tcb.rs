@@ -110,13 +110,13 @@ pub struct Tcb {
     pub rto_at: Option<Instant>,
     /// The segment being timed for an RTT sample (Karn's algorithm), as (end seq, sent at).
     pub rtt_probe: Option<(Seq, Instant)>,
-    /// After a timeout: our TSval at the retransmission and snd_max then. Until snd_una passes
-    /// that point, echoed timestamps older than the retransmission are not RTT samples (Karn's
-    /// rule applied to RFC 7323 RTTM: they time the lost original, not the path).
-    pub rto_stamp: Option<(u32, Seq)>,
     /// After a timeout: snd_max then. Until snd_una passes it the connection recovers from
     /// the timeout (Linux's Loss state), and no tail loss probe is sent.
     pub rto_recover: Option<Seq>,
+    /// Our TSval at that timeout's retransmission, while `rto_recover` lasts: echoed
+    /// timestamps older than it are not RTT samples (Karn's rule applied to RFC 7323 RTTM:
+    /// they time the lost original, not the path).
+    pub rto_stamp: Option<u32>,
     /// Consecutive retransmission timeouts of the same data.
     pub retries: u32,
     pub cc: Box<dyn CongestionControl>,

@@ -45,17 +45,14 @@ impl Tcp {
             self.closed(id, None, stats);
             return;
         }
+        let mut sink = output::Sink {
+            out: &mut self.out,
+            stats,
+            our_mss: self.our_mss,
+        };
         if due(t.rack.pto_at, now) {
             // A probe due with the RTO goes in its place and restarts it (RFC 8985 §7.3).
-            output::tail_probe(
-                t,
-                now,
-                &mut output::Sink {
-                    out: &mut self.out,
-                    stats,
-                    our_mss: self.our_mss,
-                },
-            );
+            output::tail_probe(t, now, &mut sink);
         }
         if due(t.rto_at, now) {
             t.rto_at = None;
@@ -67,11 +64,11 @@ impl Tcp {
                 self.cfg.max_retries
             };
             if t.retries > limit {
-                stats.tcp_aborted_timeout += 1;
+                sink.stats.tcp_aborted_timeout += 1;
                 self.closed(id, Some(libc::ETIMEDOUT), stats);
                 return;
             }
-            stats.tcp_timeouts += 1;
+            sink.stats.tcp_timeouts += 1;
             // RFC 6298 §5.5–5.7: back off, resend from the oldest unacknowledged byte; RFC 5681
             // §3.1: collapse the window; Karn: no RTT sample from retransmitted data.
             t.rtt.backoff();
@@ -89,14 +86,14 @@ impl Tcp {
                 t.rack.on_timeout();
                 t.rto_recover = Some(t.snd_max);
                 if let Some(ts) = t.ts {
-                    t.rto_stamp = Some((output::ts_now(now, ts.offset), t.snd_max));
+                    t.rto_stamp = Some(output::ts_now(now, ts.offset));
                 }
             }
             t.rto_at = Some(now + t.rtt.rto());
         }
         if due(t.keepalive_at, now) {
             if t.keepalive_probes >= self.cfg.keepalive_probes {
-                stats.tcp_keepalive_drops += 1;
+                sink.stats.tcp_keepalive_drops += 1;
                 self.closed(id, Some(libc::ETIMEDOUT), stats);
                 return;
             }
@@ -104,20 +101,12 @@ impl Tcp {
             if t.state.synchronized() && t.snd_max == t.snd_una {
                 // A probe is an old sequence number with no data: the peer answers with an ACK.
                 t.keepalive_probes += 1;
-                output::probe(
-                    t,
-                    now,
-                    &mut output::Sink {
-                        out: &mut self.out,
-                        stats,
-                        our_mss: self.our_mss,
-                    },
-                );
-                stats.tcp_keepalive_probes += 1;
+                output::probe(t, now, &mut sink);
+                sink.stats.tcp_keepalive_probes += 1;
             }
         }
         if due(t.rack.reo_at, now) {
-            super::recovery::detect_loss(t, now, stats);
+            super::recovery::detect_loss(t, now, sink.stats);
         }
         if due(t.delack_at, now) {
             t.delack_at = None;
@@ -129,16 +118,8 @@ impl Tcp {
         } else if due(t.persist_at, now) {
             // The probe makes the peer state its window; it never counts towards the retry
             // limit.
-            output::probe(
-                t,
-                now,
-                &mut output::Sink {
-                    out: &mut self.out,
-                    stats,
-                    our_mss: self.our_mss,
-                },
-            );
-            stats.tcp_zero_window_probes += 1;
+            output::probe(t, now, &mut sink);
+            sink.stats.tcp_zero_window_probes += 1;
             t.persist_backoff = (t.persist_backoff + 1).min(16);
             let interval = t.rtt.rto().saturating_mul(1 << t.persist_backoff.min(6));
             t.persist_at = Some(now + interval.min(MAX_PROBE_INTERVAL));
