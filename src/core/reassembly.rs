@@ -4,8 +4,11 @@
 //! - overlapping fragments must carry identical bytes; a conflict poisons the datagram, which then
 //!   swallows its remaining fragments until it times out (like RFC 5722 does for IPv6);
 //! - a datagram beyond 65535 bytes is rejected the same way;
-//! - memory is capped globally: when a fragment does not fit, the oldest incomplete datagrams are
-//!   evicted, so a flood of never-completed fragments cannot starve a legitimate datagram.
+//! - memory and the datagram count are capped globally: when a fragment does not fit, the oldest
+//!   incomplete datagram of the source holding the most is evicted. A flood of never-completed
+//!   fragments from one source then evicts only its own datagrams, however many of them arrive
+//!   between two fragments of another host's datagram (oldest-first alone would evict that
+//!   datagram once the flood outran it by the memory limit, which is a matter of CPU timing).
 
 use crate::config::ReassemblyConfig;
 use crate::stats::Counters;
@@ -64,8 +67,12 @@ pub struct Fragment<'a> {
 pub struct Reassembler {
     cfg: ReassemblyConfig,
     entries: HashMap<FragKey, Entry>,
-    /// Entries by creation time: the front is both the next to time out and the first to evict.
+    /// Entries by creation time: the front is the next to time out.
     by_age: BTreeSet<(Instant, FragKey)>,
+    /// Each source's entries by creation time, oldest first.
+    by_source: HashMap<Ipv4Addr, BTreeSet<(Instant, FragKey)>>,
+    /// Sources by how many entries they hold: the last one is evicted from first.
+    load: BTreeSet<(usize, Ipv4Addr)>,
     mem: usize,
 }
 
@@ -75,6 +82,8 @@ impl Reassembler {
             cfg,
             entries: HashMap::new(),
             by_age: BTreeSet::new(),
+            by_source: HashMap::new(),
+            load: BTreeSet::new(),
             mem: 0,
         }
     }
@@ -124,8 +133,47 @@ impl Reassembler {
     fn remove(&mut self, key: &FragKey) -> Option<Entry> {
         let e = self.entries.remove(key)?;
         self.by_age.remove(&(e.created, *key));
+        if let Some(held) = self.by_source.get_mut(&key.src) {
+            self.load.remove(&(held.len(), key.src));
+            held.remove(&(e.created, *key));
+            if held.is_empty() {
+                self.by_source.remove(&key.src);
+            } else {
+                self.load.insert((held.len(), key.src));
+            }
+        }
         self.mem -= e.mem;
         Some(e)
+    }
+
+    /// Files a new entry under its age and its source.
+    fn track(&mut self, created: Instant, key: FragKey) {
+        self.by_age.insert((created, key));
+        let held = self.by_source.entry(key.src).or_default();
+        self.load.remove(&(held.len(), key.src));
+        held.insert((created, key));
+        self.load.insert((held.len(), key.src));
+    }
+
+    /// The datagram to evict: the oldest of the source holding the most, never `keep`.
+    fn victim(&self, keep: &FragKey) -> Option<FragKey> {
+        self.load.iter().rev().find_map(|(_, src)| {
+            self.by_source
+                .get(src)?
+                .iter()
+                .map(|(_, k)| *k)
+                .find(|k| k != keep)
+        })
+    }
+
+    /// Evicts one datagram other than `keep`; false if there is none.
+    fn evict(&mut self, keep: &FragKey, stats: &mut Counters) -> bool {
+        let Some(k) = self.victim(keep) else {
+            return false;
+        };
+        self.remove(&k);
+        stats.reasm_evictions += 1;
+        true
     }
 
     fn poison(&mut self, key: &FragKey) {
@@ -138,16 +186,11 @@ impl Reassembler {
         }
     }
 
-    /// Evicts the oldest datagrams (never `keep`) until `need` more bytes fit.
+    /// Evicts datagrams (never `keep`) until `need` more bytes fit.
     fn make_room(&mut self, need: usize, keep: &FragKey, stats: &mut Counters) -> bool {
         while self.mem + need > self.cfg.max_bytes {
-            let victim = self.by_age.iter().map(|(_, k)| *k).find(|k| k != keep);
-            match victim {
-                Some(k) => {
-                    self.remove(&k);
-                    stats.reasm_evictions += 1;
-                }
-                None => return false,
+            if !self.evict(keep, stats) {
+                return false;
             }
         }
         true
@@ -176,10 +219,7 @@ impl Reassembler {
 
         if !self.entries.contains_key(&key) {
             if self.entries.len() >= self.cfg.max_datagrams {
-                if let Some(&(_, oldest)) = self.by_age.first() {
-                    self.remove(&oldest);
-                    stats.reasm_evictions += 1;
-                }
+                self.evict(&key, stats);
             }
             if !self.make_room(ENTRY_OVERHEAD, &key, stats) {
                 return None;
@@ -197,7 +237,7 @@ impl Reassembler {
                     mem: ENTRY_OVERHEAD,
                 },
             );
-            self.by_age.insert((now, key));
+            self.track(now, key);
             self.mem += ENTRY_OVERHEAD;
         }
 
@@ -529,6 +569,44 @@ mod tests {
             now += Duration::from_micros(10);
             done = frag(&mut r, now, 4242, bytes, off, more, &mut s);
         }
+        assert_eq!(done.expect("legitimate datagram reassembled").payload, d);
+    }
+
+    /// The CPU-timing case of the kernel interop flood test: a flood far larger than the memory
+    /// limit arrives between two fragments of another host's datagram, which still completes.
+    /// Oldest-first eviction alone would have evicted it.
+    #[test]
+    fn a_flood_between_two_fragments_evicts_only_its_own_source() {
+        let cfg = ReassemblyConfig {
+            max_bytes: 256 << 10,
+            max_datagrams: 64,
+            ..Default::default()
+        };
+        let mut r = Reassembler::new(cfg);
+        let mut s = Counters::default();
+        let d = data(8000);
+        let pieces = split(&d, 1480);
+        let mut done = None;
+        for (i, (off, more, bytes)) in pieces.into_iter().enumerate() {
+            let now = Instant::ZERO + Duration::from_millis(i as u64);
+            done = frag(&mut r, now, 4242, bytes, off, more, &mut s);
+            for id in 0..2_000u16 {
+                let k = FragKey {
+                    src: Ipv4Addr::new(10, 0, 0, 66),
+                    id: id.wrapping_add(i as u16 * 2_000),
+                    ..key(0)
+                };
+                let flood = Fragment {
+                    key: k,
+                    header: &HDR,
+                    offset: 0,
+                    more: true,
+                    payload: &d[..1480],
+                };
+                r.insert(now, flood, &mut s);
+            }
+        }
+        assert!(s.reasm_evictions > 10_000, "{}", s.reasm_evictions);
         assert_eq!(done.expect("legitimate datagram reassembled").payload, d);
     }
 }
