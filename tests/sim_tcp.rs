@@ -405,24 +405,156 @@ fn nagle_coalesces_small_writes_unless_nodelay() {
 }
 
 #[test]
-fn delayed_ack_waits_40ms_for_a_lone_segment_and_acks_every_second() {
+fn delayed_ack_quick_acks_first_then_waits_40ms_for_a_lone_segment_and_acks_every_second() {
     let mut sim = Sim::pair();
     let (c, _s) = connect(&mut sim);
     let acks = |sim: &Sim| sim.b.iface.counters().tcp_out_segs;
     let now = sim.now;
+    sim.a.iface.tcp_set_nodelay(now, c, true).unwrap();
+    // Quick-ACK mode at the start of the connection (Linux `tcp_incr_quickack`): the first 16
+    // data segments are ACKed at once.
+    for i in 0..16u8 {
+        let before = acks(&sim);
+        let now = sim.now;
+        sim.a.iface.tcp_send(now, c, &[i]).unwrap();
+        sim.settle();
+        assert_eq!(acks(&sim), before + 1, "quick ACK for segment {i}");
+        sim.advance(Duration::from_millis(1));
+    }
+    let now = sim.now;
     let before = acks(&sim);
     sim.a.iface.tcp_send(now, c, b"one").unwrap();
     sim.settle();
-    assert_eq!(acks(&sim), before, "no immediate ACK");
+    assert_eq!(
+        acks(&sim),
+        before,
+        "no immediate ACK once quick ACKs are spent"
+    );
     sim.advance(Duration::from_millis(39));
     assert_eq!(acks(&sim), before);
     sim.advance(Duration::from_millis(2));
     assert_eq!(acks(&sim), before + 1, "delayed ACK after 40 ms");
     let now = sim.now;
-    sim.a.iface.tcp_set_nodelay(now, c, true).unwrap();
     sim.a.iface.tcp_send(now, c, &[1; 3000]).unwrap();
     sim.settle();
     assert_eq!(acks(&sim), before + 2, "two full segments, one ACK at once");
+    // After an idle gap longer than the RTO, quick ACKs again.
+    sim.advance(Duration::from_secs(2));
+    let before = acks(&sim);
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, b"after a pause").unwrap();
+    sim.settle();
+    assert_eq!(acks(&sim), before + 1, "quick ACK after idle");
+}
+
+/// Reads whatever `id` has on `node` into `into`; returns how much arrived.
+fn drain(node: &mut Node, now: Instant, id: SocketId, into: &mut Vec<u8>) -> usize {
+    let mut buf = [0u8; 65536];
+    let mut n = 0;
+    while let Ok(k) = node.iface.tcp_recv(now, id, &mut buf) {
+        if k == 0 {
+            break;
+        }
+        into.extend_from_slice(&buf[..k]);
+        n += k;
+    }
+    n
+}
+
+/// One HTTP-like exchange: `client` sends a request, `server` answers with a head and a body
+/// written separately (the pattern of the request/response issue: a short head, full segments,
+/// a short tail). Returns the virtual time it took.
+fn exchange(
+    sim: &mut Sim,
+    client: SocketId,
+    server: SocketId,
+    request: &[u8],
+    head: &[u8],
+    body: &[u8],
+) -> Duration {
+    let start = sim.now;
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, client, request).unwrap();
+    let mut got = Vec::new();
+    while got.len() < request.len() {
+        sim.advance(Duration::from_micros(100));
+        let now = sim.now;
+        drain(&mut sim.b, now, server, &mut got);
+        assert!(sim.now - start < Duration::from_secs(1), "request stuck");
+    }
+    let now = sim.now;
+    sim.b.iface.tcp_send(now, server, head).unwrap();
+    sim.b.iface.tcp_send(now, server, body).unwrap();
+    let mut got = Vec::new();
+    while got.len() < head.len() + body.len() {
+        sim.advance(Duration::from_micros(100));
+        let now = sim.now;
+        drain(&mut sim.a, now, client, &mut got);
+        assert!(sim.now - start < Duration::from_secs(1), "response stuck");
+    }
+    sim.now - start
+}
+
+/// Nagle with Minshall's modification: the short tail of a response leaves as soon as the
+/// short head before it is acknowledged, not when everything is; no exchange waits on the
+/// 40 ms delayed-ACK timer. Without Minshall's rule each response waited 40 ms.
+#[test]
+fn a_response_tail_does_not_wait_for_a_delayed_ack() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    // The client ACKs segment by segment, as the kernel's `ab` did in the issue's capture.
+    sim.rx_batch = Some(1);
+    let head = pattern(166, 1);
+    let body = pattern(10 * 1024, 2);
+    for i in 0..40 {
+        let took = exchange(&mut sim, c, s, b"GET / HTTP/1.1\r\n\r\n", &head, &body);
+        assert!(
+            took < Duration::from_millis(5),
+            "exchange {i} took {took:?}: a timer was in the loop"
+        );
+    }
+}
+
+/// Small writes still coalesce behind an unacknowledged short segment (Nagle), and a short
+/// segment behind only full-sized ones goes at once (Minshall).
+#[test]
+fn nagle_holds_a_short_segment_only_behind_an_unacknowledged_short_one() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    let now = sim.now;
+    let before = sim.a.iface.counters().tcp_out_segs;
+    // Full segments and a short tail, nothing short in flight before: all go.
+    sim.a
+        .iface
+        .tcp_send(now, c, &pattern(3 * 1448 + 100, 3))
+        .unwrap();
+    assert_eq!(sim.a.iface.counters().tcp_out_segs - before, 4);
+    // A short write behind the unacknowledged short tail waits, and so do more.
+    sim.a.iface.tcp_send(now, c, b"x").unwrap();
+    sim.a.iface.tcp_send(now, c, b"y").unwrap();
+    assert_eq!(sim.a.iface.counters().tcp_out_segs - before, 4);
+    // The ACK of the tail releases them together in one segment.
+    sim.advance(Duration::from_millis(100));
+    let data_segs = sim.a.iface.counters().tcp_out_segs - before;
+    assert_eq!(data_segs, 5, "x and y coalesced into one segment");
+}
+
+/// Interactive mode: once the server answers requests, its ACK of a request rides on the
+/// response instead of leaving as a pure ACK.
+#[test]
+fn in_interactive_mode_the_ack_rides_on_the_response() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    for _ in 0..3 {
+        exchange(&mut sim, c, s, b"ping", b"", b"pong");
+    }
+    let before = sim.b.iface.counters().tcp_out_segs;
+    for _ in 0..10 {
+        let took = exchange(&mut sim, c, s, b"ping", b"", b"pong");
+        assert!(took < Duration::from_millis(5), "{took:?}");
+    }
+    let segs = sim.b.iface.counters().tcp_out_segs - before;
+    assert_eq!(segs, 10, "one segment per response, no separate ACKs");
 }
 
 #[test]

@@ -267,13 +267,11 @@ impl Read for &TcpStream {
     }
 }
 
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
+impl TcpStream {
+    /// Queues `data` as one write: bytes that go together (a response head and its body) leave
+    /// in full-sized segments, with no short segment between them.
+    fn send(&self, data: Vec<u8>) -> io::Result<usize> {
         let id = self.id();
-        let data = buf[..buf.len().min(IO_CHUNK)].to_vec();
         self.inner.handle.wait(
             id,
             self.inner.deadline(&self.inner.write_timeout_ns),
@@ -284,6 +282,30 @@ impl Write for &TcpStream {
             },
             would_block,
         )
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.send(buf[..buf.len().min(IO_CHUNK)].to_vec())
+    }
+
+    /// Gathers the buffers (up to 256 KiB) into one write, so that a head and a body written
+    /// together leave as full-sized segments: the batching `TCP_CORK` gives a kernel socket.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut data = Vec::with_capacity(total.min(IO_CHUNK));
+        for b in bufs {
+            let room = IO_CHUNK - data.len();
+            data.extend_from_slice(&b[..b.len().min(room)]);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.send(data)
     }
 
     /// Data is handed to the stack on `write`; there is nothing to flush.
@@ -301,6 +323,10 @@ impl Read for TcpStream {
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -123,6 +123,7 @@ impl Tcp {
                 out: &mut self.out,
                 stats,
                 our_mss: self.our_mss,
+                ato: self.cfg.delayed_ack,
             };
             output::cookie_syn_ack(local, remote, cookie, seg.seq + 1, &mut sink);
             stats.tcp_syncookies_sent += 1;
@@ -712,10 +713,12 @@ fn receive_data(
         return;
     }
     // Delayed ACK: every second full-sized segment, else within `delayed_ack`
-    // (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
+    // (RFC 1122 §4.2.3.2, RFC 5681 §4.2); at once in quick-ACK mode.
     t.unacked_bytes = t.unacked_bytes.saturating_add(data.len() as u32);
     t.rcv_mss = t.rcv_mss.max((seg.payload.len() as u32).min(t.snd_mss));
-    if t.unacked_bytes >= 2 * t.rcv_mss {
+    let window = t.rcv_wnd();
+    t.delack.on_data(now, t.rtt.rto(), window, t.rcv_mss);
+    if t.unacked_bytes >= 2 * t.rcv_mss || t.delack.quick_ack() {
         t.ack_now = true;
     } else if t.delack_at.is_none() {
         t.delack_at = Some(now + cfg.delayed_ack);

@@ -200,6 +200,7 @@ impl Tcp {
                 out: &mut self.out,
                 stats,
                 our_mss: self.our_mss,
+                ato: self.cfg.delayed_ack,
             };
             output::output(t, now, &mut sink);
         }

@@ -22,6 +22,9 @@ pub struct Sink<'a> {
     pub stats: &'a mut Counters,
     /// The MSS we announce (from our MTU).
     pub our_mss: u32,
+    /// The delayed-ACK timeout: data sent this soon after data arrived is a reply, and puts
+    /// the connection in interactive mode (Linux's ATO and `tcp_event_data_sent`).
+    pub ato: std::time::Duration,
 }
 
 /// RFC 7323 §4.1: our timestamp clock ticks in milliseconds.
@@ -86,6 +89,9 @@ pub fn emit(
     let sum = transport_checksum(t.local.ip().octets(), t.remote.ip().octets(), 6, &bytes);
     bytes[16..18].copy_from_slice(&sum);
     if flags.ack {
+        if t.unacked_bytes > 0 {
+            t.delack.quick = t.delack.quick.saturating_sub(1);
+        }
         t.last_ack_sent = t.rcv_nxt;
         t.ack_now = false;
         t.delack_at = None;
@@ -224,10 +230,11 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             break;
         }
         if len > 0 && len < mss as usize && !retransmission && !fin && !t.sws_override {
-            // RFC 9293 §3.8.6.2.1 and Nagle (RFC 896): a short segment goes only if it holds
-            // all the data and nothing is unacknowledged (or Nagle is off), or it fills half the
-            // largest window the peer offered.
-            let nagle_ok = t.nodelay || flight == 0;
+            // RFC 9293 §3.8.6.2.1 and Nagle (RFC 896) with Minshall's modification (Linux
+            // `tcp_nagle_check`): a short segment goes only if it holds all the data and no
+            // earlier short segment is unacknowledged (or Nagle is off), or it fills half the
+            // largest window the peer offered. Full segments before it never hold it back.
+            let nagle_ok = t.nodelay || !minshall_holds(t);
             let sws_ok = len == unsent || len as u32 >= t.max_snd_wnd / 2;
             if !(nagle_ok && sws_ok) {
                 break;
@@ -253,6 +260,16 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             t.our_fin = Some(seq + len as u32);
         }
         sent_new |= !retransmission;
+        if !retransmission && len > 0 {
+            if len < mss as usize {
+                t.snd_sml = t.snd_nxt;
+            }
+            // Data sent soon after data arrived answers it: from now on the ACK of a request
+            // waits to ride on the response (Linux's ping-pong mode).
+            if t.delack.last_data.is_some_and(|at| now - at < sink.ato) {
+                t.delack.pingpong = true;
+            }
+        }
         if t.snd_nxt.gt(t.snd_max) {
             if t.rtt_probe.is_none() && !retransmission {
                 t.rtt_probe = Some((t.snd_nxt, now));
@@ -295,6 +312,12 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         let seq = t.snd_max;
         emit(t, now, seq, ack, (0, 0), sink);
     }
+}
+
+/// Minshall's rule (draft-minshall-nagle, Linux `tcp_minshall_check`): the last short segment
+/// sent is still unacknowledged.
+fn minshall_holds(t: &Tcb) -> bool {
+    t.snd_sml.gt(t.snd_una) && t.snd_sml.le(t.snd_nxt)
 }
 
 /// A zero-window or keep-alive probe: an old sequence number (snd_una - 1) and no data, which

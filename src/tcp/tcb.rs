@@ -56,6 +56,41 @@ pub struct Timestamps {
     pub offset: u32,
 }
 
+/// Most quick ACKs granted at once (Linux `TCP_MAX_QUICKACKS`).
+const MAX_QUICK_ACKS: u32 = 16;
+
+/// How the receiver paces its ACKs beyond the delayed-ACK timer, as Linux does
+/// (`tcp_incr_quickack`, ping-pong mode): RFC 1122 §4.2.3.2 and RFC 5681 §4.2 allow delaying an
+/// ACK, not require it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DelayedAck {
+    /// Data segments still to be ACKed at once: granted at the first data and after an idle
+    /// gap longer than the RTO, so that a sender in slow start never waits on our timer.
+    pub quick: u32,
+    /// Interactive mode: we reply to what arrives, so an ACK waits to ride on the reply. Left
+    /// when the delayed-ACK timer fires without a reply.
+    pub pingpong: bool,
+    /// When data last arrived (Linux `lrcvtime`).
+    pub last_data: Option<Instant>,
+}
+
+impl DelayedAck {
+    /// Data arrived at `now`: after silence (none yet, or none for an RTO) grant quick ACKs,
+    /// as many as half the window holds segments, at least 2 and at most 16.
+    pub fn on_data(&mut self, now: Instant, rto: Duration, window: u32, rcv_mss: u32) {
+        if self.last_data.is_none_or(|at| now - at > rto) {
+            let grant = (window / (2 * rcv_mss.max(1))).clamp(2, MAX_QUICK_ACKS);
+            self.quick = self.quick.max(grant);
+        }
+        self.last_data = Some(now);
+    }
+
+    /// Whether the data just received is ACKed at once.
+    pub fn quick_ack(&self) -> bool {
+        self.quick > 0 && !self.pingpong
+    }
+}
+
 pub struct Tcb {
     pub state: State,
     pub local: SocketAddrV4,
@@ -138,6 +173,8 @@ pub struct Tcb {
     // Acknowledgement and other timers.
     pub ack_now: bool,
     pub delack_at: Option<Instant>,
+    /// Quick-ACK and interactive modes of the delayed-ACK engine.
+    pub delack: DelayedAck,
     /// Bytes received since our last ACK. RFC 1122 §4.2.3.2 asks for an ACK at least every
     /// second full-sized segment; counting bytes keeps that true for the 64 KB segments a tap
     /// with offloads delivers.
@@ -148,6 +185,9 @@ pub struct Tcb {
     pub rcv_mss: u32,
     pub persist_at: Option<Instant>,
     pub persist_backoff: u32,
+    /// End of the last short (sub-MSS) segment of new data sent, for Nagle with Minshall's
+    /// modification (Linux `snd_sml`).
+    pub snd_sml: Seq,
     pub timewait_at: Option<Instant>,
     /// Output is owed once the current batch of received frames is processed.
     pub output_pending: bool,
@@ -239,10 +279,12 @@ impl Tcb {
             probe_new_data: false,
             ack_now: false,
             delack_at: None,
+            delack: DelayedAck::default(),
             unacked_bytes: 0,
             rcv_mss: 536,
             persist_at: None,
             persist_backoff: 0,
+            snd_sml: iss,
             timewait_at: None,
             output_pending: false,
             timer_key: None,

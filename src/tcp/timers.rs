@@ -49,6 +49,7 @@ impl Tcp {
             out: &mut self.out,
             stats,
             our_mss: self.our_mss,
+            ato: self.cfg.delayed_ack,
         };
         if due(t.rack.pto_at, now) {
             // A probe due with the RTO goes in its place and restarts it (RFC 8985 §7.3).
@@ -111,6 +112,8 @@ impl Tcp {
         if due(t.delack_at, now) {
             t.delack_at = None;
             t.ack_now = true;
+            // No reply carried the ACK in time: not interactive after all.
+            t.delack.pingpong = false;
         }
         if due(t.persist_at, now) && t.snd_wnd > 0 {
             t.persist_at = None;

@@ -38,6 +38,9 @@ pub struct Sim {
     pub b: Node,
     /// Decides whether a frame `a` sends reaches the link (false drops it).
     pub a_out_filter: Option<FrameFilter>,
+    /// Frames each side takes per receive batch (`None`: all that wait). `Some(1)` makes a
+    /// receiver decide on an ACK after every segment, as a kernel peer without GRO does.
+    pub rx_batch: Option<usize>,
 }
 
 impl Sim {
@@ -59,6 +62,7 @@ impl Sim {
                 dev: Box::new(db),
             },
             a_out_filter: None,
+            rx_batch: None,
         }
     }
 
@@ -74,7 +78,10 @@ impl Sim {
             for (i, node) in [&mut self.a, &mut self.b].into_iter().enumerate() {
                 node.iface.poll(self.now);
                 node.dev.poll(self.now).expect("device poll");
-                while let Some(n) = node.dev.recv(self.now, &mut buf).expect("recv") {
+                for _ in 0..self.rx_batch.unwrap_or(usize::MAX) {
+                    let Some(n) = node.dev.recv(self.now, &mut buf).expect("recv") else {
+                        break;
+                    };
                     node.iface.receive(self.now, &buf[..n]);
                     moved += 1;
                 }
