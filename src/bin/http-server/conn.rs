@@ -27,6 +27,9 @@ pub struct Server {
 
 /// Serves `s` until the client or a response closes it.
 pub fn serve(server: &Server, s: &TcpStream) -> io::Result<()> {
+    // Each response leaves whole in one write, so Nagle has nothing to coalesce and could only
+    // hold a short tail back (nginx sets TCP_NODELAY on keep-alive connections too).
+    s.set_nodelay(true)?;
     s.set_read_timeout(Some(IDLE_TIMEOUT))?;
     s.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut reader = HeadReader::default();

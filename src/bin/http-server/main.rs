@@ -1,9 +1,11 @@
 //! http-server: an HTTP/1.1 static file server over a tapstack stack. GET and HEAD,
-//! keep-alive, directory index or listing; a thread per connection. Prints a `listening`
+//! keep-alive, directory index or listing; connections served by a pool of reused threads.
+//! Prints a `listening`
 //! line when ready and its counters when stopped by SIGINT/SIGTERM.
 
 mod conn;
 mod files;
+mod pool;
 mod request;
 mod response;
 mod stats;
@@ -13,7 +15,7 @@ use conn::Server;
 use std::io::{self, ErrorKind};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use tapstack::cli::{self, DeviceArgs};
@@ -37,18 +39,9 @@ struct Args {
     dir: PathBuf,
 }
 
-/// Decrements the live connection count when a connection's thread ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Accepts connections, one thread each, until the stack stops.
+/// Accepts connections and hands them to the worker pool until the stack stops.
 fn accept_loop(listener: TcpListener, server: Arc<Server>) {
-    let live = Arc::new(AtomicUsize::new(0));
+    let pool = pool::Pool::new(MAX_CONNECTIONS);
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -59,20 +52,16 @@ fn accept_loop(listener: TcpListener, server: Arc<Server>) {
             }
         };
         server.stats.connections.fetch_add(1, Ordering::Relaxed);
-        if live.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            live.fetch_sub(1, Ordering::SeqCst);
-            server.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            log::warn!("{peer}: over {MAX_CONNECTIONS} connections, closed");
-            continue;
-        }
-        let slot = Slot(live.clone());
-        let server = server.clone();
-        thread::spawn(move || {
-            let _slot = slot;
-            if let Err(e) = conn::serve(&server, &stream) {
+        let conn_server = server.clone();
+        let served = pool.run(move || {
+            if let Err(e) = conn::serve(&conn_server, &stream) {
                 log::debug!("{peer}: {e}");
             }
         });
+        if served.is_err() {
+            server.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{peer}: over {MAX_CONNECTIONS} connections, closed");
+        }
     }
 }
 

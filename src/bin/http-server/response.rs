@@ -62,23 +62,34 @@ pub fn send_body(mut s: &TcpStream, head: &Head, body: &[u8], head_only: bool) -
     Ok(if head_only { 0 } else { body.len() as u64 })
 }
 
-/// Sends a head and then the file, one chunk at a time. A file that shrank meanwhile aborts
-/// the connection: its promised length cannot be kept.
+/// Sends a head and then the file, one chunk at a time, the head in the same write as the
+/// first chunk (no short segment of its own). A file that shrank meanwhile aborts the
+/// connection: its promised length cannot be kept.
 pub fn send_file(
     mut s: &TcpStream,
     head: &Head,
     mut file: File,
     head_only: bool,
 ) -> io::Result<u64> {
-    s.write_all(&head.bytes())?;
+    let mut buf = head.bytes();
     if head_only {
+        s.write_all(&buf)?;
         return Ok(0);
     }
-    let mut buf = vec![0u8; FILE_CHUNK.min(head.length as usize).max(1)];
+    let mut filled = buf.len();
+    let chunk = usize::try_from(head.length).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK));
+    buf.resize(filled + chunk, 0);
     let mut left = head.length;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match file.read(&mut buf[..want]) {
+    loop {
+        if filled == buf.len() || left == 0 {
+            s.write_all(&buf[..filled])?;
+            filled = 0;
+            if left == 0 {
+                return Ok(head.length);
+            }
+        }
+        let want = (buf.len() - filled).min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut buf[filled..filled + want]) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -89,10 +100,9 @@ pub fn send_file(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        s.write_all(&buf[..n])?;
+        filled += n;
         left -= n as u64;
     }
-    Ok(head.length)
 }
 
 /// An IMF-fixdate (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
