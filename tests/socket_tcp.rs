@@ -190,3 +190,28 @@ fn dropping_the_stack_delivers_buffered_data_and_a_fin() {
         .expect("a clean end of stream, not a reset");
     assert_eq!(sha256(&got), sha256(&data));
 }
+
+/// The default backlog queues a burst of connects far beyond std's 128 until they are
+/// accepted; a small backlog drops the SYN that does not fit (counted), and the connect waits.
+#[test]
+fn backlog_queues_a_burst_and_a_full_queue_drops_syns() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5010").unwrap();
+    let clients: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect_timeout(&a, "10.0.0.2:5010", Duration::from_secs(10)).unwrap())
+        .collect();
+    for _ in 0..clients.len() {
+        listener.accept().unwrap();
+    }
+    assert_eq!(b.counters().unwrap().tcp_listen_drops, 0);
+
+    let small = TcpListener::bind_with_backlog(&b, "0.0.0.0:5011", 2).unwrap();
+    let queued: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect_timeout(&a, "10.0.0.2:5011", Duration::from_secs(10)).unwrap())
+        .collect();
+    let err =
+        TcpStream::connect_timeout(&a, "10.0.0.2:5011", Duration::from_millis(300)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(b.counters().unwrap().tcp_listen_drops >= 1);
+    drop((queued, small));
+}

@@ -3,7 +3,7 @@
 mod tcp;
 mod udp;
 
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;
 
 use std::io;

@@ -12,6 +12,10 @@ use std::time::Duration;
 /// Largest chunk one read or write moves through the stack thread.
 const IO_CHUNK: usize = 256 * 1024;
 
+/// Connections a listener queues for `accept` by default: Linux's `net.core.somaxconn`, which
+/// caps (and so, for servers asking for more, sets) every listen backlog.
+pub const DEFAULT_BACKLOG: usize = 4096;
+
 struct Inner {
     handle: Handle,
     id: SocketId,
@@ -64,11 +68,22 @@ pub struct TcpListener {
 
 impl TcpListener {
     /// Listens on `addr` (the stack's address or `0.0.0.0`; port 0 picks one) with a backlog of
-    /// 128, like std.
+    /// [`DEFAULT_BACKLOG`] connections, so that a burst of connects is queued, not dropped.
     pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpListener> {
+        Self::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
+    }
+
+    /// Listens with room for `backlog` established connections not yet accepted (`listen(2)`'s
+    /// argument; 0 counts as 1). SYNs beyond it are dropped and counted, as in Linux, and the
+    /// client retries.
+    pub fn bind_with_backlog<A: ToSocketAddrs>(
+        stack: &Stack,
+        addr: A,
+        backlog: usize,
+    ) -> io::Result<TcpListener> {
         let addr = v4_addr(addr)?;
         let handle = stack.handle();
-        let (id, local) = handle.call(move |iface, _| iface.tcp_listen(addr, 128))?;
+        let (id, local) = handle.call(move |iface, _| iface.tcp_listen(addr, backlog))?;
         Ok(TcpListener {
             inner: Inner::new(handle, id),
             local: SocketAddr::V4(local),
