@@ -190,6 +190,44 @@ fn graceful_close_from_the_client_ends_in_time_wait() {
     assert_eq!(sim.a.iface.tcp_state(c), Some(State::Closed), "2 MSL later");
 }
 
+/// The server closed first and holds TIME-WAIT; the client reuses its port at once (as a
+/// kernel client picking ports does). The new SYN, with a newer timestamp, ends TIME-WAIT and
+/// opens a connection without a retransmission (RFC 6191, Linux `tcp_timewait_state_process`).
+#[test]
+fn a_new_syn_reopens_a_connection_in_time_wait() {
+    let mut sim = Sim::pair();
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap();
+    for round in 0..2 {
+        let now = sim.now;
+        let c = sim
+            .a
+            .iface
+            .tcp_connect_from(now, Some(40000), SocketAddrV4::new(B, 80))
+            .unwrap();
+        sim.advance(Duration::from_millis(5));
+        assert!(
+            matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))),
+            "round {round}: connected at once"
+        );
+        let (s, _) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
+        let now = sim.now;
+        sim.b.iface.tcp_close(now, s);
+        sim.advance(Duration::from_millis(5));
+        let now = sim.now;
+        sim.a.iface.tcp_close(now, c);
+        sim.advance(Duration::from_millis(5));
+        assert_eq!(sim.b.iface.tcp_state(s), Some(State::TimeWait));
+        assert_eq!(sim.a.iface.tcp_state(c), None);
+    }
+    let cb = sim.b.iface.counters();
+    assert_eq!(cb.tcp_tw_reopened, 1, "{cb}");
+    assert_eq!(sim.a.iface.counters().tcp_retrans_segs, 0);
+}
+
 #[test]
 fn connecting_to_a_closed_port_is_refused() {
     let mut sim = Sim::pair();

@@ -54,12 +54,37 @@ impl Tcp {
             return;
         };
         let remote = SocketAddrV4::new(src, seg.src_port);
-        if let Some(&id) = self.by_tuple.get(&(seg.dst_port, remote)) {
+        let mut conn = self.by_tuple.get(&(seg.dst_port, remote)).copied();
+        if let Some(id) = conn.filter(|id| self.syn_ends_time_wait(*id, &seg)) {
+            // RFC 6191 (RFC 1122 §4.2.2.13 without timestamps): a new incarnation's SYN ends
+            // TIME-WAIT and opens a connection, as Linux's `tcp_timewait_state_process`. A
+            // client that reuses the port of a connection we closed first is not held off.
+            self.remove(id);
+            stats.tcp_tw_reopened += 1;
+            conn = None;
+        }
+        if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
         } else if let Some(&lid) = self.listen_ports.get(&seg.dst_port) {
             self.listen_input(lid, now, remote, &seg, next_id, stats);
         } else {
             self.closed_input(remote, &seg, stats);
+        }
+    }
+
+    /// Whether `seg` is a SYN of a new incarnation of connection `id` in TIME-WAIT: its
+    /// timestamp is newer than TS.Recent, or, without timestamps, its sequence number lies
+    /// beyond what the old incarnation used (RFC 6191 §2).
+    fn syn_ends_time_wait(&self, id: SocketId, seg: &SegmentIn<'_>) -> bool {
+        let Some(t) = self.conns.get(&id) else {
+            return false;
+        };
+        if t.state != State::TimeWait || !seg.flags.syn || seg.flags.ack || seg.flags.rst {
+            return false;
+        }
+        match (t.ts, seg.options.timestamp) {
+            (Some(ts), Some((tsval, _))) => (tsval.wrapping_sub(ts.recent) as i32) > 0,
+            _ => seg.seq.gt(t.rcv_nxt),
         }
     }
 
