@@ -4,6 +4,7 @@
 //! timeout. Socket handles send [`Command`]s over a channel and wake the loop; calls that must
 //! wait (a blocking receive) park a reply channel here until an event or their deadline.
 
+mod reply;
 mod waiters;
 
 use crate::config::StackConfig;
@@ -12,6 +13,7 @@ use crate::phy::{Device, WakeFd};
 use crate::stats::Counters;
 use crate::time::{earliest, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use reply::{reply, ReplyTx};
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,7 +34,7 @@ pub(crate) enum Command {
     Wait(Wait),
     Close(SocketId),
     /// The core's counters plus the device's.
-    Counters(Sender<Counters>),
+    Counters(ReplyTx<Counters>),
     Shutdown,
 }
 
@@ -62,11 +64,11 @@ impl Handle {
         &self,
         f: impl FnOnce(&mut Interface, Instant) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (mut tx, rx) = reply();
         self.send(Command::Exec(Box::new(move |iface, now| {
-            let _ = tx.send(f(iface, now));
+            tx.send(f(iface, now));
         })))?;
-        rx.recv().map_err(|_| stopped())?
+        rx.recv().ok_or_else(stopped)?
     }
 
     /// Runs `f` on the stack thread whenever socket `id` may be ready, until it returns an
@@ -78,7 +80,7 @@ impl Handle {
         mut f: impl FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static,
         on_timeout: fn() -> io::Error,
     ) -> io::Result<T> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (mut tx, rx) = reply();
         let attempt = Box::new(move |iface: &mut Interface, now: Instant, wake: Wake| {
             let answer = match wake {
                 Wake::Retry => f(iface, now),
@@ -87,7 +89,7 @@ impl Handle {
             };
             match answer {
                 Some(a) => {
-                    let _ = tx.send(a);
+                    tx.send(a);
                     true
                 }
                 None => false,
@@ -98,7 +100,7 @@ impl Handle {
             deadline,
             attempt,
         }))?;
-        rx.recv().map_err(|_| stopped())?
+        rx.recv().ok_or_else(stopped)?
     }
 }
 
@@ -152,9 +154,9 @@ impl Stack {
 
     /// A snapshot of every counter, the device's (fault injection) included.
     pub fn counters(&self) -> io::Result<Counters> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = reply();
         self.handle.send(Command::Counters(tx))?;
-        rx.recv().map_err(|_| stopped())
+        rx.recv().ok_or_else(stopped)
     }
 
     pub(crate) fn handle(&self) -> Handle {
@@ -258,10 +260,10 @@ impl<D: Device> StackThread<D> {
                     self.iface.close_socket(now, id);
                     self.waiters.closed(&mut self.iface, now, id);
                 }
-                Ok(Command::Counters(reply)) => {
+                Ok(Command::Counters(mut reply)) => {
                     let mut c = self.iface.counters();
                     self.device.add_counters(&mut c);
-                    let _ = reply.send(c);
+                    reply.send(c);
                 }
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
