@@ -1,4 +1,8 @@
-//! The two byte buffers of a TCP connection, each a fixed-capacity ring allocated once.
+//! The two byte buffers of a TCP connection: rings that grow with use up to a fixed limit.
+//!
+//! A buffer allocates nothing until it holds data, then at least doubles when it must grow, so
+//! an idle connection costs no buffer memory and a busy one reaches its limit in a few steps
+//! (Linux's buffer autotuning has the same effect).
 //!
 //! [`SendBuffer`] holds the bytes from SND.UNA on; [`RecvBuffer`] holds the in-order bytes the
 //! application has not read plus out-of-order data beyond RCV.NXT (RFC 9293 §3.3.1). Offsets are
@@ -34,29 +38,51 @@ fn copy_pair(out: &mut [u8], (a, b): (&[u8], &[u8])) -> usize {
     na + nb
 }
 
-fn alloc(capacity: usize) -> Box<[u8]> {
-    vec![0; capacity.min(MAX_CAPACITY)].into_boxed_slice()
+/// The smallest ring a buffer allocates once it holds data.
+const MIN_RING: usize = 4096;
+
+/// Grows `buf`, a ring whose data starts at `*head`, to hold at least `need` bytes (at most
+/// `limit`): the data moves to the front of a ring at least twice as large, so growing costs
+/// O(1) per byte.
+fn grow(buf: &mut Vec<u8>, head: &mut usize, need: usize, limit: usize) {
+    if need <= buf.len() {
+        return;
+    }
+    let size = need.max(buf.len() * 2).max(MIN_RING).min(limit);
+    buf.rotate_left(*head);
+    buf.resize(size, 0);
+    *head = 0;
 }
 
 /// Bytes written by the application and not yet acknowledged; offset 0 is SND.UNA.
 pub struct SendBuffer {
-    buf: Box<[u8]>,
+    /// The ring, as large as use has made it so far.
+    buf: Vec<u8>,
+    /// The most the buffer holds.
+    limit: usize,
     /// Ring position of SND.UNA.
     head: usize,
     len: usize,
 }
 
 impl SendBuffer {
-    /// A buffer of `capacity` bytes, at most [`MAX_CAPACITY`].
+    /// A buffer of up to `capacity` bytes (at most [`MAX_CAPACITY`]); nothing is allocated yet.
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            buf: alloc(capacity),
+            buf: Vec::new(),
+            limit: capacity.min(MAX_CAPACITY),
             head: 0,
             len: 0,
         }
     }
 
+    /// The most the buffer holds.
     pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes of memory the ring takes now.
+    pub fn allocated(&self) -> usize {
         self.buf.len()
     }
 
@@ -77,7 +103,8 @@ impl SendBuffer {
     /// Appends as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        let tail = wrap(self.head + self.len, self.capacity());
+        grow(&mut self.buf, &mut self.head, self.len + n, self.limit);
+        let tail = wrap(self.head + self.len, self.buf.len());
         ring_write(&mut self.buf, tail, &data[..n]);
         self.len += n;
         n
@@ -94,7 +121,7 @@ impl SendBuffer {
             return (&[], &[]);
         }
         let n = len.min(self.len - offset);
-        ring_slices(&self.buf, wrap(self.head + offset, self.capacity()), n)
+        ring_slices(&self.buf, wrap(self.head + offset, self.buf.len()), n)
     }
 
     /// Drops `n` acknowledged bytes from the front (clamped to [`SendBuffer::len`]).
@@ -104,7 +131,7 @@ impl SendBuffer {
         self.head = if self.len == 0 {
             0
         } else {
-            wrap(self.head + n, self.capacity())
+            wrap(self.head + n, self.buf.len())
         };
     }
 }
@@ -142,7 +169,10 @@ struct Range {
 
 /// Received bytes: readable in-order data before RCV.NXT, out-of-order data after it.
 pub struct RecvBuffer {
-    buf: Box<[u8]>,
+    /// The ring, as large as use has made it so far.
+    buf: Vec<u8>,
+    /// The most the buffer holds.
+    limit: usize,
     /// Ring position of the first readable byte; RCV.NXT is `readable` bytes further.
     head: usize,
     readable: usize,
@@ -156,19 +186,24 @@ impl RecvBuffer {
     /// A buffer of `capacity` bytes (at most [`MAX_CAPACITY`]) keeping at most `max_ranges`
     /// out-of-order ranges.
     pub fn new(capacity: usize, max_ranges: usize) -> Self {
-        let buf = alloc(capacity);
-        let ranges = Vec::with_capacity(max_ranges.min(buf.len() / 2 + 1));
         RecvBuffer {
-            buf,
+            buf: Vec::new(),
+            limit: capacity.min(MAX_CAPACITY),
             head: 0,
             readable: 0,
-            ranges,
+            ranges: Vec::new(),
             max_ranges,
             next_stamp: 0,
         }
     }
 
+    /// The most the buffer holds.
     pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes of memory the ring takes now.
+    pub fn allocated(&self) -> usize {
         self.buf.len()
     }
 
@@ -207,7 +242,13 @@ impl RecvBuffer {
             return result;
         }
 
-        let at = wrap(self.head + self.readable + start, self.capacity());
+        grow(
+            &mut self.buf,
+            &mut self.head,
+            self.readable + end,
+            self.limit,
+        );
+        let at = wrap(self.head + self.readable + start, self.buf.len());
         ring_write(&mut self.buf, at, &data[..kept]);
 
         let mut merged = Range {
@@ -251,7 +292,7 @@ impl RecvBuffer {
     /// Drops `n` readable bytes (clamped to [`RecvBuffer::readable`]), opening the window.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.readable);
-        self.head = wrap(self.head + n, self.capacity());
+        self.head = wrap(self.head + n, self.buf.len());
         self.readable -= n;
     }
 
@@ -432,32 +473,42 @@ mod tests {
 
     #[test]
     fn send_randomized_against_model() {
-        let mut rng = XorShift(0x5eed_0001);
-        let mut s = SendBuffer::new(97);
+        send_random_run(0x5eed_0001, 97, 1);
+    }
+
+    /// The buffer grows from nothing to its limit while its data wraps around the ring.
+    #[test]
+    fn send_randomized_while_growing() {
+        send_random_run(0x5eed_0002, 50_000, 400);
+    }
+
+    fn send_random_run(seed: u64, cap: usize, scale: usize) {
+        let mut rng = XorShift(seed);
+        let mut s = SendBuffer::new(cap);
         let mut model = VecDeque::new();
         let mut next = 0u8;
         for _ in 0..20_000 {
             match rng.below(3) {
                 0 => {
-                    let data: Vec<u8> = (0..rng.below(60))
+                    let data: Vec<u8> = (0..rng.below(60 * scale))
                         .map(|_| {
                             next = next.wrapping_add(1);
                             next
                         })
                         .collect();
                     let n = s.write(&data);
-                    assert_eq!(n, data.len().min(97 - model.len()));
+                    assert_eq!(n, data.len().min(cap - model.len()));
                     model.extend(&data[..n]);
                     next = next.wrapping_sub((data.len() - n) as u8);
                 }
                 1 => {
-                    let n = rng.below(60);
+                    let n = rng.below(60 * scale);
                     s.consume(n);
                     model.drain(..n.min(model.len()));
                 }
                 _ => {
-                    let off = rng.below(100);
-                    let len = rng.below(100);
+                    let off = rng.below(100 * scale);
+                    let len = rng.below(100 * scale);
                     let want: Vec<u8> = model.iter().skip(off).take(len).copied().collect();
                     assert_eq!(joined(s.slices_at(off, len)), want);
                     let mut out = vec![0; len];
@@ -699,11 +750,26 @@ mod tests {
     /// read equal the stream, and the ranges and counters match a per-byte model.
     #[test]
     fn recv_randomized_stream() {
-        for seed in 1..=20u64 {
+        recv_random_runs(1..=20, 50, 400, 20_000);
+    }
+
+    /// The same while the ring grows from nothing towards limits above its first size.
+    #[test]
+    fn recv_randomized_stream_while_growing() {
+        recv_random_runs(1..=3, 4_500, 8_000, 60_000);
+    }
+
+    fn recv_random_runs(
+        seeds: std::ops::RangeInclusive<u64>,
+        min_cap: usize,
+        spread: usize,
+        stream_len: usize,
+    ) {
+        for seed in seeds {
             let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let cap = 50 + rng.below(400);
+            let cap = min_cap + rng.below(spread);
             let max_ranges = rng.below(9);
-            let s = stream(20_000);
+            let s = stream(stream_len);
             let mut r = RecvBuffer::new(cap, max_ranges);
             let mut have = vec![false; s.len()];
             let mut nxt: usize = 0; // absolute RCV.NXT
