@@ -110,6 +110,7 @@ counters! {
         tcp_curr_estab: "connections established now (ESTABLISHED or CLOSE-WAIT)",
         tcp_in_segs: "segments received",
         tcp_out_segs: "segments sent",
+        tcp_out_tso: "super-segments sent for the device to split (TSO/GSO)",
         tcp_retrans_segs: "segments retransmitted",
         tcp_in_errs: "malformed segments (dropped)",
         tcp_in_csum_errs: "segments with a bad checksum (dropped)",

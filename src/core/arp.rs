@@ -6,6 +6,7 @@
 //! `request_interval` and declared unreachable after `max_requests`, dropping their queue.
 
 use super::ipv4::Datagram;
+use super::TxFrame;
 use crate::config::ArpConfig;
 use crate::stats::Counters;
 use crate::time::Instant;
@@ -279,6 +280,6 @@ impl super::Interface {
         let mut frame =
             super::ethernet::frame(dst, self.cfg.mac, etherparse::EtherType::ARP, bytes.len());
         frame.extend_from_slice(&bytes);
-        self.queue_frame(frame);
+        self.queue_frame(TxFrame::whole(frame));
     }
 }

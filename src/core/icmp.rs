@@ -123,6 +123,7 @@ impl Interface {
             proto: IpNumber::ICMP,
             pmtud: Pmtud::Dont,
             payload,
+            tso_mss: None,
         };
         if self.send_datagram(now, dg).is_ok() {
             self.stats.icmp_tx_echo_replies += 1;
@@ -224,6 +225,7 @@ impl Interface {
             proto: IpNumber::ICMP,
             pmtud: Pmtud::Dont,
             payload: quote,
+            tso_mss: None,
         };
         self.send_datagram(now, dg).is_ok()
     }

@@ -1,6 +1,6 @@
 //! IPv4 input validation and output with fragmentation (RFC 791, RFC 1122 §3.2).
 
-use super::{ethernet, Interface};
+use super::{ethernet, Interface, TxFrame};
 use crate::stats::Counters;
 use crate::time::Instant;
 use crate::wire::{checksum_ok, MacAddr};
@@ -28,6 +28,9 @@ pub struct Datagram {
     pub pmtud: Pmtud,
     /// Transport header and data.
     pub payload: Vec<u8>,
+    /// A TCP super-segment: sent whole, never fragmented, for the device to split into pieces
+    /// of this many payload bytes.
+    pub tso_mss: Option<u16>,
 }
 
 impl Datagram {
@@ -215,6 +218,9 @@ impl Interface {
 
     /// Builds the IP header(s) and queues the frame(s), fragmenting at the MTU (RFC 791 §3.2).
     pub(super) fn transmit_datagram(&mut self, dst_mac: MacAddr, dg: &Datagram) {
+        if let Some(mss) = dg.tso_mss {
+            return self.transmit_super_segment(dst_mac, dg, mss);
+        }
         let id = self.next_ip_id;
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
         let mut header = Ipv4Header {
@@ -250,7 +256,7 @@ impl Interface {
             );
             frame.extend_from_slice(&header.to_bytes());
             frame.extend_from_slice(chunk);
-            self.queue_frame(frame);
+            self.queue_frame(TxFrame::whole(frame));
             self.stats.ip_tx_packets += 1;
             if fragmented {
                 self.stats.ip_frag_created += 1;
@@ -260,5 +266,41 @@ impl Interface {
                 break;
             }
         }
+    }
+
+    /// Queues a TCP super-segment as one frame with DF set. Its pieces take consecutive IP
+    /// identifications, as the device's segmentation gives them, and count as the frames and
+    /// packets they become.
+    fn transmit_super_segment(&mut self, dst_mac: MacAddr, dg: &Datagram, mss: u16) {
+        let tcp_header =
+            etherparse::TcpHeaderSlice::from_slice(&dg.payload).map_or(0, |h| h.slice().len());
+        let data = dg.payload.len().saturating_sub(tcp_header);
+        let pieces = data.div_ceil(usize::from(mss).max(1)).max(1);
+        let mut header = Ipv4Header {
+            identification: self.next_ip_id,
+            dont_fragment: true,
+            time_to_live: self.cfg.ttl,
+            protocol: dg.proto,
+            source: self.cfg.ip.octets(),
+            destination: dg.dst.octets(),
+            total_len: (Ipv4Header::MIN_LEN + dg.payload.len()) as u16,
+            ..Default::default()
+        };
+        self.next_ip_id = self.next_ip_id.wrapping_add(pieces as u16);
+        header.header_checksum = header.calc_header_checksum();
+        let mut frame = ethernet::frame(
+            dst_mac,
+            self.cfg.mac,
+            EtherType::IPV4,
+            Ipv4Header::MIN_LEN + dg.payload.len(),
+        );
+        frame.extend_from_slice(&header.to_bytes());
+        frame.extend_from_slice(&dg.payload);
+        self.stats.ip_tx_packets += pieces as u64;
+        self.stats.eth_tx_frames += pieces as u64 - 1;
+        self.queue_frame(TxFrame {
+            bytes: frame,
+            tso_mss: Some(mss),
+        });
     }
 }

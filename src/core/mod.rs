@@ -35,6 +35,25 @@ pub enum Event {
     Ready(SocketId),
 }
 
+/// A frame to send, with its transmit offload.
+pub struct TxFrame {
+    /// The Ethernet frame.
+    pub bytes: Vec<u8>,
+    /// A TCP super-segment (over the MTU) for the device to split into pieces of this many
+    /// payload bytes, its TCP checksum left partial: see [`crate::wire::gso`]. `None` for a
+    /// frame that goes on the wire as it is.
+    pub tso_mss: Option<u16>,
+}
+
+impl TxFrame {
+    fn whole(bytes: Vec<u8>) -> TxFrame {
+        TxFrame {
+            bytes,
+            tso_mss: None,
+        }
+    }
+}
+
 /// One network interface with its protocol state.
 pub struct Interface {
     cfg: StackConfig,
@@ -47,7 +66,7 @@ pub struct Interface {
     icmp_limiter: icmp::RateLimiter,
     udp: udp::UdpTable,
     tcp: crate::tcp::Tcp,
-    tx: VecDeque<Vec<u8>>,
+    tx: VecDeque<TxFrame>,
     events: VecDeque<Event>,
     /// The latest time the driver passed in, for output deferred to `pop_transmit`.
     now: Instant,
@@ -130,8 +149,26 @@ impl Interface {
         )
     }
 
-    /// The next frame to put on the wire.
+    /// The next frame to put on the wire. Super-segments (when TCP's `tso` is on) are split
+    /// here in software, so every frame fits the MTU.
     pub fn pop_transmit(&mut self) -> Option<Vec<u8>> {
+        let frame = self.pop_transmit_frame()?;
+        let Some(mss) = frame.tso_mss else {
+            return Some(frame.bytes);
+        };
+        let Some(pieces) = crate::wire::gso::segment(&frame.bytes, usize::from(mss)) else {
+            return Some(frame.bytes);
+        };
+        let mut pieces = pieces.into_iter();
+        let first = pieces.next();
+        for piece in pieces.rev() {
+            self.tx.push_front(TxFrame::whole(piece));
+        }
+        first
+    }
+
+    /// The next frame to send, super-segments whole, for a device that splits them.
+    pub fn pop_transmit_frame(&mut self) -> Option<TxFrame> {
         if self.tx.is_empty() {
             self.flush_deferred_tcp();
         }
@@ -151,7 +188,7 @@ impl Interface {
         }
     }
 
-    fn queue_frame(&mut self, frame: Vec<u8>) {
+    fn queue_frame(&mut self, frame: TxFrame) {
         self.stats.eth_tx_frames += 1;
         self.tx.push_back(frame);
     }

@@ -54,6 +54,7 @@ impl Interface {
                 proto: IpNumber::TCP,
                 pmtud: Pmtud::Want,
                 payload: seg.bytes,
+                tso_mss: seg.tso_mss,
             };
             // A failure (no route) surfaces as retransmission timeouts, as in Linux.
             let _ = self.send_datagram(now, dg);

@@ -218,6 +218,7 @@ impl Interface {
                 proto: IpNumber::UDP,
                 pmtud,
                 payload,
+                tso_mss: None,
             },
         )?;
         self.stats.udp_tx_datagrams += 1;

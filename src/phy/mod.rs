@@ -19,6 +19,13 @@ use crate::time::Instant;
 use std::io;
 use std::os::fd::RawFd;
 
+/// What a device does for the stack beyond carrying frames (smoltcp's `DeviceCapabilities`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCapabilities {
+    /// Splits TCP super-segments itself (TSO): [`Device::send_tso`] hands them over whole.
+    pub tso: bool,
+}
+
 /// A link that carries Ethernet frames. Methods never block.
 pub trait Device: Send {
     /// Copies the next received frame into `buf`; `Ok(None)` when none is waiting.
@@ -26,6 +33,18 @@ pub trait Device: Send {
 
     /// Sends one frame.
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
+
+    /// Sends a TCP super-segment whose pieces carry `mss` payload bytes and whose checksum is
+    /// partial (see [`crate::wire::gso`]). A device without TSO splits it in software and
+    /// sends the pieces, so loss, reordering and captures below it see wire frames.
+    fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+        send_in_pieces(self, now, frame, mss)
+    }
+
+    /// What the device offloads.
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities::default()
+    }
 
     /// The IP MTU of the link (largest Ethernet payload).
     fn mtu(&self) -> usize;
@@ -53,12 +72,30 @@ pub trait Device: Send {
     }
 }
 
+/// Splits a TCP super-segment in software (GSO) and sends the pieces with [`Device::send`].
+pub fn send_in_pieces<D: Device + ?Sized>(
+    dev: &mut D,
+    now: Instant,
+    frame: &[u8],
+    mss: u16,
+) -> io::Result<()> {
+    let pieces = crate::wire::gso::segment(frame, usize::from(mss))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a TCP super-segment"))?;
+    pieces.iter().try_for_each(|piece| dev.send(now, piece))
+}
+
 impl<D: Device + ?Sized> Device for Box<D> {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
     }
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
         (**self).send(now, frame)
+    }
+    fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+        (**self).send_tso(now, frame, mss)
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        (**self).capabilities()
     }
     fn mtu(&self) -> usize {
         (**self).mtu()

@@ -82,6 +82,17 @@ impl<D: Device> Device for PcapDevice<D> {
         Ok(())
     }
 
+    /// Records the super-segment whole, as tcpdump on a tap with TSO shows it.
+    fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+        self.inner.send_tso(now, frame, mss)?;
+        self.record(now, frame);
+        Ok(())
+    }
+
+    fn capabilities(&self) -> super::DeviceCapabilities {
+        self.inner.capabilities()
+    }
+
     fn rx_checksum_verified(&self) -> bool {
         self.inner.rx_checksum_verified()
     }

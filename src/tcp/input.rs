@@ -149,6 +149,7 @@ impl Tcp {
                 stats,
                 our_mss: self.our_mss,
                 ato: self.cfg.delayed_ack,
+                tso: self.cfg.tso,
             };
             output::cookie_syn_ack(local, remote, cookie, seg.seq + 1, &mut sink);
             stats.tcp_syncookies_sent += 1;

@@ -60,6 +60,10 @@ pub struct TcpConfig {
     /// (e.g. a transfer across the 2^32 wrap). Never set it in production.
     pub fixed_iss: Option<u32>,
     pub congestion: congestion::Algorithm,
+    /// Send TCP super-segments of up to 64 KB, whole MSS pieces that the device splits (TSO,
+    /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
+    /// the runtime turns it on, since every device takes super-segments.
+    pub tso: bool,
 }
 
 impl Default for TcpConfig {
@@ -79,6 +83,7 @@ impl Default for TcpConfig {
             keepalive_probes: 9,
             fixed_iss: None,
             congestion: congestion::Algorithm::default(),
+            tso: false,
         }
     }
 }
@@ -201,6 +206,7 @@ impl Tcp {
                 stats,
                 our_mss: self.our_mss,
                 ato: self.cfg.delayed_ack,
+                tso: self.cfg.tso,
             };
             output::output(t, now, &mut sink);
         }

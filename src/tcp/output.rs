@@ -7,6 +7,7 @@ use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use crate::stats::Counters;
 use crate::time::Instant;
+use crate::wire::gso::{pseudo_header_partial, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD};
 use crate::wire::transport_checksum;
 use std::net::Ipv4Addr;
 
@@ -14,6 +15,9 @@ use std::net::Ipv4Addr;
 pub struct Outgoing {
     pub dst: Ipv4Addr,
     pub bytes: Vec<u8>,
+    /// A super-segment to be split into pieces of this many payload bytes; its checksum field
+    /// holds only the pseudo-header sum, for the device to complete.
+    pub tso_mss: Option<u16>,
 }
 
 /// Where segments go, and what building them needs.
@@ -25,6 +29,8 @@ pub struct Sink<'a> {
     /// The delayed-ACK timeout: data sent this soon after data arrived is a reply, and puts
     /// the connection in interactive mode (Linux's ATO and `tcp_event_data_sent`).
     pub ato: std::time::Duration,
+    /// Data may leave as super-segments of up to 64 KB (see [`super::TcpConfig::tso`]).
+    pub tso: bool,
 }
 
 /// RFC 7323 §4.1: our timestamp clock ticks in milliseconds.
@@ -86,8 +92,15 @@ pub fn emit(
     let (a, b) = t.send_buf.slices_at(data.0, data.1);
     bytes.extend_from_slice(a);
     bytes.extend_from_slice(b);
-    let sum = transport_checksum(t.local.ip().octets(), t.remote.ip().octets(), 6, &bytes);
-    bytes[16..18].copy_from_slice(&sum);
+    let (src, dst) = (t.local.ip().octets(), t.remote.ip().octets());
+    let piece = data_mss(t) as usize;
+    let tso_mss = (data.1 > piece).then_some(piece as u16);
+    let sum = match tso_mss {
+        // The device computes the checksum of each piece from this partial sum.
+        Some(_) => pseudo_header_partial(src, dst, bytes.len()),
+        None => transport_checksum(src, dst, 6, &bytes),
+    };
+    bytes[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     if flags.ack {
         if t.unacked_bytes > 0 {
             t.delack.quick = t.delack.quick.saturating_sub(1);
@@ -97,10 +110,12 @@ pub fn emit(
         t.delack_at = None;
         t.unacked_bytes = 0;
     }
-    sink.stats.tcp_out_segs += 1;
+    sink.stats.tcp_out_segs += data.1.div_ceil(piece).max(1) as u64;
+    sink.stats.tcp_out_tso += u64::from(tso_mss.is_some());
     sink.out.push(Outgoing {
         dst: *t.remote.ip(),
         bytes,
+        tso_mss,
     });
 }
 
@@ -200,20 +215,37 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         let flight = t.flight();
         let off = t.send_offset(t.snd_nxt);
         let unsent = t.send_buf.len().saturating_sub(off);
+        let retransmission = t.snd_nxt.lt(t.snd_max);
+        // New data may leave as one super-segment of whole MSS pieces; a retransmission is
+        // one MSS, so that only what was lost goes again.
+        let limit = if sink.tso && !retransmission {
+            TSO_MAX_PAYLOAD
+        } else {
+            mss as usize
+        };
         let mut len = unsent
             .min(t.snd_wnd.saturating_sub(flight) as usize)
-            .min(mss as usize)
+            .min(limit)
             .min(hole.map_or(usize::MAX, |h| h as usize));
+        let mss_len = mss as usize;
         if (cwnd_room as usize) < len {
             // The congestion window does not split segments (Linux counts it in packets):
-            // what does not fit waits for an ACK, unless nothing is in flight.
-            len = if in_flight == 0 {
+            // whole segments that fit go, the rest waits for an ACK, unless nothing is in
+            // flight.
+            len = if cwnd_room as usize >= mss_len {
+                cwnd_room as usize / mss_len * mss_len
+            } else if in_flight == 0 {
                 cwnd_room as usize
             } else {
                 0
             };
         }
-        let retransmission = t.snd_nxt.lt(t.snd_max);
+        if len > mss_len && (len < unsent || (!t.nodelay && minshall_holds(t))) {
+            // A super-segment ends on a piece boundary unless it ends the data, and then a
+            // short last piece is one Nagle holds like any other (Linux
+            // `tcp_mss_split_point`).
+            len -= len % mss_len;
+        }
         let fin_allowed = matches!(
             t.state,
             State::Established
@@ -261,7 +293,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         }
         sent_new |= !retransmission;
         if !retransmission && len > 0 {
-            if len < mss as usize {
+            if len % mss as usize != 0 {
                 t.snd_sml = t.snd_nxt;
             }
             // Data sent soon after data arrived answers it: from now on the ACK of a request
@@ -465,10 +497,11 @@ fn bare(
     let mut bytes = Vec::with_capacity(24);
     segment::write_header(header, &mut bytes);
     let sum = transport_checksum(local.ip().octets(), remote.ip().octets(), 6, &bytes);
-    bytes[16..18].copy_from_slice(&sum);
+    bytes[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     stats.tcp_out_segs += 1;
     out.push(Outgoing {
         dst: *remote.ip(),
         bytes,
+        tso_mss: None,
     });
 }

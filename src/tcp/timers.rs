@@ -50,6 +50,7 @@ impl Tcp {
             stats,
             our_mss: self.our_mss,
             ato: self.cfg.delayed_ack,
+            tso: self.cfg.tso,
         };
         if due(t.rack.pto_at, now) {
             // A probe due with the RTO goes in its place and restarts it (RFC 8985 §7.3).

@@ -1,5 +1,6 @@
 //! Wire formats: thin helpers over `etherparse`, which does the parsing, building and checksums.
 
+pub mod gso;
 mod mac;
 
 pub use mac::MacAddr;

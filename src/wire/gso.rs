@@ -1,0 +1,80 @@
+//! TCP segmentation offload (TSO, and GSO: the same split done in software). The core may hand
+//! a device one TCP "super-segment" of up to 64 KB with the MSS its pieces carry; a device that
+//! cannot split it in hardware or in its kernel splits it here into wire-sized frames.
+
+use super::transport_checksum;
+use etherparse::{Ethernet2Header, IpNumber, Ipv4Header, TcpHeader};
+
+/// Offset of the checksum field in the TCP header (RFC 9293 §3.1).
+pub const TCP_CHECKSUM_OFFSET: usize = 16;
+
+/// Largest TCP payload of a super-segment: what an IPv4 total length of 65535 leaves after the
+/// IP header and the largest TCP header.
+pub const TSO_MAX_PAYLOAD: usize = 65535 - Ipv4Header::MIN_LEN - TcpHeader::MAX_LEN;
+
+/// The folded, uncomplemented pseudo-header sum (RFC 9293 §3.1) for a TCP segment of
+/// `tcp_len` bytes: what the checksum field of an offloaded segment holds, for the device to
+/// complete over the bytes (virtio's `NEEDS_CSUM`, Linux's `CHECKSUM_PARTIAL`).
+pub fn pseudo_header_partial(src: [u8; 4], dst: [u8; 4], tcp_len: usize) -> [u8; 2] {
+    let sum = etherparse::checksum::Sum16BitWords::new()
+        .add_4bytes(src)
+        .add_4bytes(dst)
+        .add_2bytes([0, IpNumber::TCP.0])
+        .add_2bytes((tcp_len as u16).to_be_bytes())
+        .ones_complement();
+    (!sum).to_ne_bytes()
+}
+
+/// Where the headers of an Ethernet/IPv4/TCP frame end: (IP header, TCP header) byte offsets,
+/// and the end of the TCP payload. `None` for anything else or a truncated frame.
+pub fn tcp_offsets(frame: &[u8]) -> Option<(usize, usize, usize)> {
+    let ip_at = Ethernet2Header::LEN;
+    let (ip, rest) = Ipv4Header::from_slice(frame.get(ip_at..)?).ok()?;
+    if ip.protocol != IpNumber::TCP {
+        return None;
+    }
+    let tcp_at = ip_at + ip.header_len();
+    let (tcp, _) = TcpHeader::from_slice(rest).ok()?;
+    let end = ip_at + usize::from(ip.total_len);
+    let payload_at = tcp_at + tcp.header_len();
+    (payload_at <= end && end <= frame.len()).then_some((tcp_at, payload_at, end))
+}
+
+/// Splits a super-segment into frames carrying at most `mss` payload bytes each: every piece
+/// gets its own IP total length, identification (consecutive, as Linux's GSO gives them) and
+/// header checksum, its sequence number, FIN and PSH on the last piece only, and a complete
+/// TCP checksum. `None` if `frame` is not an IPv4 TCP frame or `mss` is zero.
+pub fn segment(frame: &[u8], mss: usize) -> Option<Vec<Vec<u8>>> {
+    if mss == 0 {
+        return None;
+    }
+    let (tcp_at, payload_at, end) = tcp_offsets(frame)?;
+    let (ip, _) = Ipv4Header::from_slice(&frame[Ethernet2Header::LEN..]).ok()?;
+    let (tcp, _) = TcpHeader::from_slice(&frame[tcp_at..]).ok()?;
+    let payload = &frame[payload_at..end];
+    let count = payload.len().div_ceil(mss).max(1);
+    let mut pieces = Vec::with_capacity(count);
+    for i in 0..count {
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        let last = i + 1 == count;
+        let mut ip = ip.clone();
+        ip.total_len = (ip.header_len() + tcp.header_len() + chunk.len()) as u16;
+        ip.identification = ip.identification.wrapping_add(i as u16);
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut t = tcp.clone();
+        t.sequence_number = t.sequence_number.wrapping_add((i * mss) as u32);
+        t.fin &= last;
+        t.psh &= last;
+        t.checksum = 0;
+        let mut out = Vec::with_capacity(payload_at + chunk.len());
+        out.extend_from_slice(&frame[..Ethernet2Header::LEN]);
+        out.extend_from_slice(&ip.to_bytes());
+        let at = out.len();
+        out.extend_from_slice(&t.to_bytes());
+        out.extend_from_slice(chunk);
+        let sum = transport_checksum(ip.source, ip.destination, IpNumber::TCP.0, &out[at..]);
+        out[at + TCP_CHECKSUM_OFFSET..at + TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
+        pieces.push(out);
+    }
+    Some(pieces)
+}

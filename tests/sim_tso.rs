@@ -1,0 +1,152 @@
+//! TCP super-segments (TSO): the core sends whole MSS pieces in one frame when told the device
+//! splits them; software segmentation at the device boundary yields wire frames.
+
+mod common;
+
+use common::*;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use tapstack::core::SocketId;
+use tapstack::phy::FaultConfig;
+use tapstack::wire::gso;
+use tapstack::wire::transport_checksum_ok;
+
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// Payload of a full-sized segment on the sim's 1500-byte link with timestamps.
+const MSS: usize = 1448;
+
+/// A sim whose client `a` sends super-segments.
+fn tso_pair() -> Sim {
+    let mut a = config(1, 1);
+    a.tcp.tso = true;
+    Sim::new(a, config(2, 2), FaultConfig::default())
+}
+
+fn connect(sim: &mut Sim) -> (SocketId, SocketId) {
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap();
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 80))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    let (s, _) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
+    (c, s)
+}
+
+/// Moves `data` from a to b through the sim (a's super-segments split in software by
+/// `pop_transmit`); returns what b read.
+fn transfer(sim: &mut Sim, c: SocketId, s: SocketId, data: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut sent = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = sim.now + Duration::from_secs(60);
+    while got.len() < data.len() {
+        assert!(sim.now < deadline, "stalled at {} bytes", got.len());
+        let now = sim.now;
+        if let Ok(n) = sim.a.iface.tcp_send(now, c, &data[sent..]) {
+            sent += n;
+        }
+        sim.advance(Duration::from_millis(1));
+        let now = sim.now;
+        while let Ok(n) = sim.b.iface.tcp_recv(now, s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    got
+}
+
+/// The TCP payload length and sequence number of a TCP frame.
+fn tcp_piece(frame: &[u8]) -> Option<(u32, usize)> {
+    let (tcp_at, payload_at, end) = gso::tcp_offsets(frame)?;
+    let seq = u32::from_be_bytes(frame[tcp_at + 4..tcp_at + 8].try_into().ok()?);
+    Some((seq, end - payload_at))
+}
+
+#[test]
+fn a_large_write_leaves_as_one_super_segment_and_splits_into_valid_wire_frames() {
+    let mut sim = tso_pair();
+    let (c, s) = connect(&mut sim);
+    // Open the congestion window first: 1 MiB through the sim.
+    let warm = pattern(1 << 20, 1);
+    assert_eq!(sha256(&transfer(&mut sim, c, s, &warm)), sha256(&warm));
+    sim.advance(Duration::from_millis(100));
+
+    let data = pattern(60_000, 2);
+    let now = sim.now;
+    assert_eq!(sim.a.iface.tcp_send(now, c, &data).unwrap(), data.len());
+    let frame = sim.a.iface.pop_transmit_frame().expect("a frame");
+    assert_eq!(frame.tso_mss, Some(MSS as u16), "one super-segment");
+    assert!(sim.a.iface.pop_transmit_frame().is_none(), "nothing else");
+    let (_, len) = tcp_piece(&frame.bytes).unwrap();
+    assert_eq!(len, data.len(), "the whole write in one frame");
+
+    // Software segmentation: wire-sized pieces with valid checksums, in sequence.
+    let pieces = gso::segment(&frame.bytes, MSS).unwrap();
+    assert_eq!(pieces.len(), data.len().div_ceil(MSS));
+    let (first_seq, _) = tcp_piece(&pieces[0]).unwrap();
+    for (i, p) in pieces.iter().enumerate() {
+        assert!(p.len() <= 14 + 1500, "piece {i} fits the MTU");
+        let (tcp_at, _, end) = gso::tcp_offsets(p).unwrap();
+        let ip = &p[14..34];
+        assert!(tapstack::wire::checksum_ok(ip), "piece {i} IP checksum");
+        let (src, dst) = (
+            ip[12..16].try_into().unwrap(),
+            ip[16..20].try_into().unwrap(),
+        );
+        assert!(
+            transport_checksum_ok(src, dst, 6, &p[tcp_at..end]),
+            "piece {i} TCP checksum"
+        );
+        let (seq, len) = tcp_piece(p).unwrap();
+        assert_eq!(seq, first_seq.wrapping_add((i * MSS) as u32));
+        assert_eq!(len, MSS.min(data.len() - i * MSS));
+        sim.a.dev.send(sim.now, p).unwrap();
+    }
+    let counters = sim.a.iface.counters();
+    sim.advance(Duration::from_millis(10));
+    let mut got = vec![0u8; 70_000];
+    let now = sim.now;
+    let n = sim.b.iface.tcp_recv(now, s, &mut got).unwrap();
+    assert_eq!(sha256(&got[..n]), sha256(&data));
+    assert!(counters.tcp_out_segs >= pieces.len() as u64);
+}
+
+#[test]
+fn a_loss_inside_a_super_segment_resends_only_the_lost_piece() {
+    let mut sim = tso_pair();
+    let (c, s) = connect(&mut sim);
+    let lost = std::rc::Rc::new(std::cell::Cell::new(None));
+    let resent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let (lost2, resent2) = (lost.clone(), resent.clone());
+    let mut data_frames = 0;
+    sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        let Some((seq, len)) = tcp_piece(f).filter(|&(_, len)| len > 0) else {
+            return true;
+        };
+        data_frames += 1;
+        if data_frames == 5 {
+            lost2.set(Some(seq));
+            return false;
+        }
+        if lost2.get() == Some(seq) {
+            resent2.borrow_mut().push(len);
+        }
+        true
+    }));
+    let data = pattern(2 << 20, 3);
+    assert_eq!(sha256(&transfer(&mut sim, c, s, &data)), sha256(&data));
+    let ca = sim.a.iface.counters();
+    assert!(lost.get().is_some());
+    assert_eq!(*resent.borrow(), vec![MSS], "one MSS resent: {ca}");
+    assert_eq!(ca.tcp_retrans_segs, 1, "{ca}");
+    assert_eq!(ca.tcp_timeouts, 0, "{ca}");
+}
