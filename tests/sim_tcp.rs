@@ -62,8 +62,8 @@ fn transfer_from(
                 let t = iface.tcp().tcb(id).unwrap();
                 eprintln!(
                     "{name}: {:?} una {} nxt {} max {} wnd {} cwnd {} flight {} unsent? buf {} rto_at {:?} persist {:?} retries {} rcv_nxt {} rcv_adv {} rwnd {} readable {} ooo {}",
-                    t.state, t.snd_una, t.snd_nxt, t.snd_max, t.snd_wnd, t.cc.cwnd(), t.flight(), t.send_buf.len(),
-                    t.rto_at, t.persist_at, t.retries, t.rcv_nxt, t.rcv_adv, t.rcv_wnd(), t.recv_buf.readable(), t.recv_buf.has_ooo()
+                    t.state, t.snd_una, t.snd_nxt, t.snd_max, t.snd_wnd, t.cc.cwnd(), t.flight(), t.io().send.len(),
+                    t.rto_at, t.persist_at, t.retries, t.rcv_nxt, t.rcv_adv, t.rcv_wnd(), t.io().recv.readable(), t.io().recv.has_ooo()
                 );
             }
             panic!(

@@ -3,12 +3,14 @@
 
 use super::ipv4::{Datagram, IpRx, Pmtud};
 use super::{Interface, SocketId};
+use crate::tcp::shared::SocketIo;
 use crate::tcp::tcb::State;
 use crate::time::Instant;
 use crate::wire::transport_checksum_ok;
 use etherparse::IpNumber;
 use std::io;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 impl Interface {
     pub(super) fn tcp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
@@ -127,11 +129,16 @@ impl Interface {
         r
     }
 
-    /// Up to `max` received bytes as a vector sized to the data.
-    pub fn tcp_recv_vec(&mut self, now: Instant, id: SocketId, max: usize) -> io::Result<Vec<u8>> {
-        let r = self.tcp.recv_vec(id, now, max, &mut self.stats);
+    /// The state a connection shares with its socket handle, which reads and writes through
+    /// it without calling in here.
+    pub fn tcp_shared(&self, id: SocketId) -> Option<Arc<SocketIo>> {
+        self.tcp.io(id)
+    }
+
+    /// The handle queued data or reopened the window: output is owed.
+    pub fn tcp_poke(&mut self, now: Instant, id: SocketId) {
+        self.tcp.poke(id, now, &mut self.stats);
         self.flush_tcp(now);
-        r
     }
 
     pub fn tcp_shutdown(

@@ -33,6 +33,8 @@ pub(crate) enum Command {
     /// A call that may have to wait for its socket.
     Wait(Wait),
     Close(SocketId),
+    /// A TCP handle queued data or reopened its window: the connection owes output.
+    Poke(SocketId),
     /// The core's counters plus the device's.
     Counters(ReplyTx<Counters>),
     Shutdown,
@@ -45,18 +47,23 @@ pub(crate) struct Handle {
     wake: Arc<WakeFd>,
 }
 
-pub(crate) fn stopped() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "tapstack: the stack has shut down",
-    )
-}
+pub(crate) use crate::tcp::shared::stopped;
 
 impl Handle {
     pub fn send(&self, cmd: Command) -> io::Result<()> {
         self.tx.send(cmd).map_err(|_| stopped())?;
         self.wake.wake();
         Ok(())
+    }
+
+    /// Asks the stack thread to run output for connection `id`.
+    pub fn poke(&self, id: SocketId) -> io::Result<()> {
+        self.send(Command::Poke(id))
+    }
+
+    /// Runs `f` on the stack thread without waiting for it.
+    pub fn post(&self, f: impl FnOnce(&mut Interface, Instant) + Send + 'static) -> io::Result<()> {
+        self.send(Command::Exec(Box::new(f)))
     }
 
     /// Runs `f` on the stack thread and waits for its result.
@@ -233,6 +240,7 @@ impl<D: Device> StackThread<D> {
                 match cmd {
                     Command::Exec(job) => job(&mut self.iface, now),
                     Command::Close(id) => self.iface.close_socket(now, id),
+                    Command::Poke(id) => self.iface.tcp_poke(now, id),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}
                 }
@@ -259,6 +267,7 @@ impl<D: Device> StackThread<D> {
             match self.commands.try_recv() {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
+                Ok(Command::Poke(id)) => self.iface.tcp_poke(now, id),
                 Ok(Command::Close(id)) => {
                     self.iface.close_socket(now, id);
                     self.waiters.closed(&mut self.iface, now, id);

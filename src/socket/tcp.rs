@@ -1,16 +1,19 @@
 //! `TcpListener` and `TcpStream`, modelled on `std::net`.
+//!
+//! A stream reads and writes the connection's buffers directly, under their lock (see
+//! [`crate::tcp::shared`]): no call to the stack thread while data or room is there. It pokes
+//! the stack thread only when output is owed, once until the thread has served it, and sleeps
+//! on the connection's condition variable when it must wait.
 
 use super::{deadline, v4_addr, would_block};
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
+use crate::tcp::shared::{IoState, SocketIo};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Largest chunk one read or write moves through the stack thread.
-const IO_CHUNK: usize = 256 * 1024;
 
 /// Connections a listener queues for `accept` by default: Linux's `net.core.somaxconn`, which
 /// caps (and so, for servers asking for more, sets) every listen backlog.
@@ -94,14 +97,18 @@ impl TcpListener {
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let id = self.inner.id;
         let deadline = deadline(self.inner.nonblocking.load(Ordering::Relaxed), None);
-        let (conn, peer) = self.inner.handle.wait(
+        let (conn, peer, shared) = self.inner.handle.wait(
             id,
             deadline,
-            move |iface, _| iface.tcp_accept(id),
+            move |iface, _| {
+                let accepted = iface.tcp_accept(id)?;
+                Some(accepted.and_then(|(c, p)| Ok((c, p, shared(iface, c)?))))
+            },
             would_block,
         )?;
         let stream = TcpStream {
             inner: Inner::new(self.inner.handle.clone(), conn),
+            shared,
         };
         Ok((stream, SocketAddr::V4(peer)))
     }
@@ -132,6 +139,15 @@ impl TcpListener {
 /// is dropped, after its buffered data is sent, without blocking the dropping thread.
 pub struct TcpStream {
     inner: Arc<Inner>,
+    /// The connection's buffers and status, shared with the stack thread.
+    shared: Arc<SocketIo>,
+}
+
+/// The shared state of connection `id`, fetched on the stack thread.
+fn shared(iface: &crate::core::Interface, id: SocketId) -> io::Result<Arc<SocketIo>> {
+    iface
+        .tcp_shared(id)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTCONN))
 }
 
 impl TcpStream {
@@ -163,10 +179,14 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let remote = v4_addr(addr)?;
         let handle = stack.handle();
-        let id = handle.call(move |iface, now| iface.tcp_connect(now, remote))?;
+        let (id, shared) = handle.call(move |iface, now| {
+            let id = iface.tcp_connect(now, remote)?;
+            Ok((id, shared(iface, id)?))
+        })?;
         // From here the handle owns the connection: dropping it on failure closes it.
         let stream = TcpStream {
             inner: Inner::new(handle, id),
+            shared,
         };
         stream.inner.handle.wait(
             id,
@@ -209,12 +229,13 @@ impl TcpStream {
             .call(move |iface, now| iface.tcp_shutdown(now, id, read, write))
     }
 
-    /// `true` turns Nagle's algorithm off (RFC 896).
+    /// `true` turns Nagle's algorithm off (RFC 896). It takes effect on the stack thread
+    /// before any later write is sent, without waiting for it.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, now| iface.tcp_set_nodelay(now, id, nodelay))
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.tcp_set_nodelay(now, id, nodelay);
+        })
     }
 
     /// Keep-alive probes after `idle` without traffic (RFC 1122 §4.2.3.6); `None` turns them
@@ -257,46 +278,73 @@ impl TcpStream {
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         Ok(TcpStream {
             inner: self.inner.clone(),
+            shared: self.shared.clone(),
         })
+    }
+
+    /// Runs `op` on the shared state until it is not `WouldBlock`, sleeping until the stack
+    /// thread changes something between tries, until `deadline` (`WouldBlock` then).
+    fn blocking<T>(
+        &self,
+        deadline: Option<std::time::Instant>,
+        mut op: impl FnMut(&mut IoState) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut state = self.shared.lock();
+        loop {
+            match op(&mut state) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(std::time::Instant::now()) {
+                    left if left.is_zero() => return Err(would_block()),
+                    left => Some(left),
+                },
+            };
+            state = self.shared.wait(state, timeout);
+        }
+    }
+
+    /// Queues bytes from `bufs`, in order, as one write, and pokes the stack thread if it is
+    /// not already owed a poke.
+    fn send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let deadline = self.inner.deadline(&self.inner.write_timeout_ns);
+        let (n, poke) = self.blocking(deadline, |state| {
+            let mut n = 0;
+            for b in bufs.iter().filter(|b| !b.is_empty()) {
+                match state.write(b) {
+                    Ok(k) => {
+                        n += k;
+                        if k < b.len() {
+                            break;
+                        }
+                    }
+                    Err(_) if n > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((n, n > 0 && state.take_poke()))
+        })?;
+        if poke {
+            self.inner.handle.poke(self.id())?;
+        }
+        Ok(n)
     }
 }
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
+        let deadline = self.inner.deadline(&self.inner.read_timeout_ns);
+        let (n, poke) = self.blocking(deadline, |state| {
+            let n = state.read(buf)?;
+            Ok((n, state.window_update_due() && state.take_poke()))
+        })?;
+        if poke {
+            // The data is read; a stack that stopped meanwhile owes no window update.
+            let _ = self.inner.handle.poke(self.id());
         }
-        let id = self.id();
-        let max = buf.len().min(IO_CHUNK);
-        let data = self.inner.handle.wait(
-            id,
-            self.inner.deadline(&self.inner.read_timeout_ns),
-            move |iface, now| match iface.tcp_recv_vec(now, id, max) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                r => Some(r),
-            },
-            would_block,
-        )?;
-        buf[..data.len()].copy_from_slice(&data);
-        Ok(data.len())
-    }
-}
-
-impl TcpStream {
-    /// Queues `data` as one write: bytes that go together (a response head and its body) leave
-    /// in full-sized segments, with no short segment between them.
-    fn send(&self, data: Vec<u8>) -> io::Result<usize> {
-        let id = self.id();
-        self.inner.handle.wait(
-            id,
-            self.inner.deadline(&self.inner.write_timeout_ns),
-            move |iface, now| match iface.tcp_send(now, id, &data) {
-                Ok(n) => Some(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(e) => Some(Err(e)),
-            },
-            would_block,
-        )
+        Ok(n)
     }
 }
 
@@ -305,22 +353,17 @@ impl Write for &TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.send(buf[..buf.len().min(IO_CHUNK)].to_vec())
+        self.send(&[io::IoSlice::new(buf)])
     }
 
-    /// Gathers the buffers (up to 256 KiB) into one write, so that a head and a body written
-    /// together leave as full-sized segments: the batching `TCP_CORK` gives a kernel socket.
+    /// Queues the buffers as one write (as far as they fit), so that a head and a body
+    /// written together leave as full-sized segments: the batching `TCP_CORK` gives a kernel
+    /// socket.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let mut data = Vec::with_capacity(total.min(IO_CHUNK));
-        for b in bufs {
-            let room = IO_CHUNK - data.len();
-            data.extend_from_slice(&b[..b.len().min(room)]);
-        }
-        if data.is_empty() {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        self.send(data)
+        self.send(bufs)
     }
 
     /// Data is handed to the stack on `write`; there is nothing to flush.

@@ -299,7 +299,7 @@ impl Tcp {
             stats.tcp_attempt_fails += 1;
         }
         if err.is_some() {
-            t.error = err;
+            t.io().error = err;
         }
         t.state = State::Closed;
         t.clear_timers();
@@ -616,7 +616,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         let acked = seg.ack.since(t.snd_una);
         let syn = u32::from(t.snd_una == t.iss);
         let fin = u32::from(t.our_fin.is_some_and(|f| seg.ack.gt(f)));
-        t.send_buf.consume((acked - syn - fin) as usize);
+        t.io().send.consume((acked - syn - fin) as usize);
         t.snd_una = seg.ack;
         if t.snd_nxt.lt(t.snd_una) {
             t.snd_nxt = t.snd_una;
@@ -724,7 +724,7 @@ fn receive_data(
         return;
     }
     let data = &seg.payload[skip..];
-    let ins = t.recv_buf.insert(offset, data);
+    let ins = t.io().recv.insert(offset, data);
     if ins.rejected {
         stats.tcp_ofo_drops += 1;
     }
@@ -732,7 +732,7 @@ fn receive_data(
         stats.tcp_rcv_pruned += 1;
     }
     t.rcv_nxt += ins.advanced as u32;
-    if offset > 0 || t.recv_buf.has_ooo() {
+    if offset > 0 || t.io().recv.has_ooo() {
         // Out of order, or filling a hole: ACK now so the sender sees it (RFC 5681 §4.2).
         stats.tcp_ofo_queued += u64::from(offset > 0);
         t.ack_now = true;

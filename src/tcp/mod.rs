@@ -17,6 +17,7 @@ pub mod rtt;
 pub mod sack;
 pub mod segment;
 pub mod seq;
+pub mod shared;
 pub mod tcb;
 mod timers;
 
@@ -28,6 +29,7 @@ use output::Outgoing;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 use tcb::{State, Tcb};
 
@@ -99,6 +101,33 @@ struct Listener {
 
 fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
+}
+
+/// Tells the socket handle what it needs to read and write on its own: the connection's
+/// status, and how much window a read must reopen before the core owes a window update. Wakes
+/// the handle's waiters if `wake` or the status changed.
+fn publish(t: &Tcb, wake: bool) {
+    let status = shared::Status {
+        connecting: matches!(t.state, State::SynSent | State::SynReceived),
+        can_write: t.state.can_send() && !t.fin_queued,
+        eof: t.read_closed
+            || t.fin_seq.is_some_and(|f| t.rcv_nxt.gt(f))
+            || t.state == State::Closed,
+        stopped: false,
+    };
+    let advertised = if t.rcv_adv.gt(t.rcv_nxt) {
+        t.rcv_adv.since(t.rcv_nxt)
+    } else {
+        0
+    };
+    let mut shared = t.io();
+    shared.window_update_at =
+        (advertised < t.snd_mss).then(|| t.snd_mss.min(shared.recv.capacity() as u32 / 2) as usize);
+    let changed = shared.status != status;
+    shared.status = status;
+    if wake || changed {
+        t.io.wake(&shared);
+    }
 }
 
 /// Linux's default ephemeral port range.
@@ -173,7 +202,12 @@ impl Tcp {
         t.timer_key = next;
     }
 
+    /// Something changed that the socket's waiters may want: tell the runtime's waiters and
+    /// wake the handle's.
     fn notify(&mut self, id: SocketId) {
+        if let Some(t) = self.conns.get(&id) {
+            publish(t, true);
+        }
         self.events.push_back(Event::Ready(id));
     }
 
@@ -209,6 +243,7 @@ impl Tcp {
                 tso: self.cfg.tso,
             };
             output::output(t, now, &mut sink);
+            publish(t, false);
         }
         self.reschedule(id);
     }
@@ -340,7 +375,7 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return Some(Err(os_err(libc::ECONNREFUSED)));
         };
-        if let Some(e) = t.error {
+        if let Some(e) = t.io().error {
             return Some(Err(os_err(e)));
         }
         match t.state {
@@ -349,7 +384,7 @@ impl Tcp {
         }
     }
 
-    /// Queues data; `WouldBlock` when the send buffer is full.
+    /// Queues data (as a socket handle does, see [`shared::IoState::write`]) and runs output.
     pub fn send(
         &mut self,
         id: SocketId,
@@ -361,27 +396,16 @@ impl Tcp {
             .conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        if let Some(e) = t.error {
-            return Err(os_err(e));
+        let n = t.io().write(data)?;
+        if n > 0 {
+            self.flush(id, now, stats);
         }
-        match t.state {
-            State::SynSent | State::SynReceived => return Err(io::ErrorKind::WouldBlock.into()),
-            s if !s.can_send() || t.fin_queued => return Err(os_err(libc::EPIPE)),
-            _ => {}
-        }
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let n = t.send_buf.write(data);
-        if n == 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.flush(id, now, stats);
         Ok(n)
     }
 
-    /// Takes received data into `buf`; `Ok(0)` at end of stream, `WouldBlock` when nothing is
-    /// there yet.
+    /// Takes received data into `buf` (as a socket handle does, see [`shared::IoState::read`]);
+    /// `Ok(0)` at end of stream, `WouldBlock` when nothing is there yet. A window update goes
+    /// out if reading reopened a (nearly) closed window.
     pub fn recv(
         &mut self,
         id: SocketId,
@@ -389,71 +413,47 @@ impl Tcp {
         buf: &mut [u8],
         stats: &mut Counters,
     ) -> io::Result<usize> {
-        let max = buf.len();
-        self.take(id, now, max, stats, |rb, n| rb.read(&mut buf[..n]))
-    }
-
-    /// Takes up to `max` received bytes as a vector sized to the data (no zero-filling, one
-    /// copy); empty at end of stream, `WouldBlock` when nothing is there yet.
-    pub fn recv_vec(
-        &mut self,
-        id: SocketId,
-        now: Instant,
-        max: usize,
-        stats: &mut Counters,
-    ) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.take(id, now, max, stats, |rb, n| {
-            let (a, b) = rb.peek_slices();
-            let first = n.min(a.len());
-            out.reserve_exact(n);
-            out.extend_from_slice(&a[..first]);
-            out.extend_from_slice(&b[..n - first]);
-            rb.consume(n);
-            n
-        })?;
-        Ok(out)
-    }
-
-    /// The common part of a read: end of stream and errors when nothing is readable; else
-    /// `copy` moves up to `max` bytes out, and a window update goes out if reading reopened a
-    /// (nearly) closed window (RFC 9293 §3.8.6.2.2).
-    fn take(
-        &mut self,
-        id: SocketId,
-        now: Instant,
-        max: usize,
-        stats: &mut Counters,
-        copy: impl FnOnce(&mut buffer::RecvBuffer, usize) -> usize,
-    ) -> io::Result<usize> {
         let t = self
             .conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        if max == 0 {
-            return Ok(0);
-        }
-        if t.recv_buf.readable() == 0 {
-            if let Some(e) = t.error.take() {
-                return Err(os_err(e));
-            }
-            if t.read_closed
-                || t.fin_seq.is_some_and(|f| t.rcv_nxt.gt(f))
-                || t.state == State::Closed
-            {
-                return Ok(0);
-            }
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let before = t.rcv_adv.since(t.rcv_nxt);
-        let n = max.min(t.recv_buf.readable());
-        let n = copy(&mut t.recv_buf, n);
-        let free = t.rcv_wnd();
-        if before < t.snd_mss && free >= t.snd_mss.min(t.recv_buf.capacity() as u32 / 2) {
-            t.ack_now = true;
-            self.flush(id, now, stats);
+        let (n, update) = {
+            let mut io = t.io();
+            let n = io.read(buf)?;
+            (n, io.window_update_due())
+        };
+        if update {
+            self.poke(id, now, stats);
         }
         Ok(n)
+    }
+
+    /// The connection's shared state, for its socket handle.
+    pub fn io(&self, id: SocketId) -> Option<Arc<shared::SocketIo>> {
+        self.conns.get(&id).map(|t| t.io.clone())
+    }
+
+    /// The socket handle queued data or read enough to reopen the window: output, with a
+    /// window update if the advertised window was nearly closed and reading reopened at
+    /// least min(MSS, buffer/2) (RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3).
+    pub fn poke(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let capacity = {
+            let mut io = t.io();
+            io.poke = false;
+            io.recv.capacity() as u32
+        };
+        let advertised = if t.rcv_adv.gt(t.rcv_nxt) {
+            t.rcv_adv.since(t.rcv_nxt)
+        } else {
+            0
+        };
+        if advertised < t.snd_mss && t.rcv_wnd() >= t.snd_mss.min(capacity / 2) {
+            t.ack_now = true;
+        }
+        self.flush(id, now, stats);
     }
 
     /// `shutdown(2)`: `write` sends FIN after the buffered data; `read` makes reads return 0.
@@ -513,7 +513,7 @@ impl Tcp {
         t.read_closed = true;
         match t.state {
             State::SynSent | State::Closed => self.remove(id),
-            _ if t.recv_buf.readable() > 0 => self.abort(id, now, stats),
+            _ if t.io().recv.readable() > 0 => self.abort(id, now, stats),
             State::Established | State::SynReceived | State::CloseWait => {
                 let _ = self.shutdown(id, now, false, true, stats);
             }
@@ -636,6 +636,11 @@ impl Tcp {
             .iter()
             .map(|(id, t)| (*id, Self::undelivered(t)))
             .collect();
+        for t in self.conns.values() {
+            let mut shared = t.io();
+            shared.status.stopped = true;
+            t.io.wake(&shared);
+        }
         for (id, undelivered) in ids {
             if undelivered {
                 self.abort(id, now, stats);
@@ -661,23 +666,5 @@ impl Tcp {
     /// Read access to a connection, for tests and diagnostics.
     pub fn tcb(&self, id: SocketId) -> Option<&Tcb> {
         self.conns.get(&id)
-    }
-
-    /// Whether the socket has something for a waiter: data, end of stream, an error,
-    /// an accepted connection, or send space.
-    pub fn ready(&self, id: SocketId) -> (bool, bool) {
-        if let Some(l) = self.listeners.get(&id) {
-            return (!l.accept_queue.is_empty(), false);
-        }
-        match self.conns.get(&id) {
-            None => (true, true),
-            Some(t) => {
-                let done = t.error.is_some() || t.fin_seq.is_some() || t.state == State::Closed;
-                (
-                    t.recv_buf.readable() > 0 || done,
-                    t.send_buf.free() > 0 || done,
-                )
-            }
-        }
     }
 }

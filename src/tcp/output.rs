@@ -65,12 +65,13 @@ pub fn emit(
         t.rcv_adv = t.rcv_nxt + u32::from(window);
     } else {
         window = advertise_window(t);
-        if t.sack_ok && t.recv_buf.has_ooo() {
+        let io = t.io();
+        if t.sack_ok && io.recv.has_ooo() {
             let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
             for (slot, (a, b)) in options
                 .sack
                 .iter_mut()
-                .zip(t.recv_buf.ooo_ranges())
+                .zip(io.recv.ooo_ranges())
                 .take(max_blocks)
             {
                 *slot = Some((t.rcv_nxt + a as u32, t.rcv_nxt + b as u32));
@@ -89,9 +90,12 @@ pub fn emit(
     };
     let mut bytes = Vec::with_capacity(60 + data.1);
     segment::write_header(&header, &mut bytes);
-    let (a, b) = t.send_buf.slices_at(data.0, data.1);
-    bytes.extend_from_slice(a);
-    bytes.extend_from_slice(b);
+    {
+        let io = t.io();
+        let (a, b) = io.send.slices_at(data.0, data.1);
+        bytes.extend_from_slice(a);
+        bytes.extend_from_slice(b);
+    }
     let (src, dst) = (t.local.ip().octets(), t.remote.ip().octets());
     let piece = data_mss(t) as usize;
     let tso_mss = (data.1 > piece).then_some(piece as u16);
@@ -126,7 +130,7 @@ fn advertise_window(t: &mut Tcb) -> u16 {
     let right = t.rcv_nxt + free;
     if right.gt(t.rcv_adv) {
         let grow = right.since(t.rcv_adv);
-        let threshold = (t.recv_buf.capacity() as u32 / 2).min(t.snd_mss);
+        let threshold = (t.io().recv.capacity() as u32 / 2).min(t.snd_mss);
         if grow >= threshold {
             // Round down to what the scaled field can express.
             let wnd = (free >> t.rcv_wscale) << t.rcv_wscale;
@@ -145,8 +149,9 @@ fn advertise_window(t: &mut Tcb) -> u16 {
 /// out-of-order data), by which its payload shrinks so the segment still fits the MSS.
 fn data_options_len(t: &Tcb) -> u32 {
     let ts = t.ts.is_some();
-    let blocks = if t.sack_ok && t.recv_buf.has_ooo() {
-        t.recv_buf.ooo_ranges().take(if ts { 3 } else { 4 }).count()
+    let io = t.io();
+    let blocks = if t.sack_ok && io.recv.has_ooo() {
+        io.recv.ooo_ranges().take(if ts { 3 } else { 4 }).count()
     } else {
         0
     };
@@ -214,7 +219,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         let hole = recovery::skip_sacked(t);
         let flight = t.flight();
         let off = t.send_offset(t.snd_nxt);
-        let unsent = t.send_buf.len().saturating_sub(off);
+        let unsent = t.io().send.len().saturating_sub(off);
         let retransmission = t.snd_nxt.lt(t.snd_max);
         // New data may leave as one super-segment of whole MSS pieces; a retransmission is
         // one MSS, so that only what was lost goes again.
@@ -321,7 +326,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     // Data waits with nothing in flight, behind a zero window or a window too small to use:
     // the persist timer probes the first and overrides SWS avoidance for the second
     // (RFC 9293 §3.8.6.1, §3.8.6.2.1). It stops once data flies again.
-    let unsent = t.send_buf.len().saturating_sub(t.send_offset(t.snd_nxt));
+    let unsent = t.io().send.len().saturating_sub(t.send_offset(t.snd_nxt));
     let waiting = unsent > 0 || (t.fin_queued && t.our_fin.is_none());
     if waiting && t.flight() == 0 && !sent {
         if t.persist_at.is_none() {
@@ -378,7 +383,7 @@ fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
 /// HighRxt (RFC 6675) records how far this recovery has resent.
 fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>) {
     let off = t.send_offset(seq);
-    let len = (len as usize).min(t.send_buf.len().saturating_sub(off));
+    let len = (len as usize).min(t.io().send.len().saturating_sub(off));
     let fin = t.our_fin == Some(seq + len as u32);
     let flags = Flags {
         ack: true,
@@ -399,7 +404,7 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
 /// The probe timeout fired (RFC 8985 §7.3): send one new segment if the peer's window allows,
 /// else resend the last one, so that the ACK it draws reveals any loss at the tail.
 pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
-    let unsent = t.send_buf.len() > t.send_offset(t.snd_nxt);
+    let unsent = t.io().send.len() > t.send_offset(t.snd_nxt);
     if unsent && t.snd_wnd > t.flight() {
         t.probe_new_data = true;
         output(t, now, sink);

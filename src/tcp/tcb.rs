@@ -4,9 +4,11 @@ use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::{new_controller, CongestionControl};
 use super::rtt::RttEstimator;
 use super::seq::Seq;
+use super::shared::{IoState, SocketIo};
 use super::TcpConfig;
 use crate::time::Instant;
 use std::net::SocketAddrV4;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 /// RFC 9293 §3.3.2.
@@ -127,8 +129,8 @@ pub struct Tcb {
     pub ts: Option<Timestamps>,
     pub sack_ok: bool,
 
-    pub send_buf: SendBuffer,
-    pub recv_buf: RecvBuffer,
+    /// The send and receive buffers and what the socket handle sees, shared with it.
+    pub io: Arc<SocketIo>,
     /// The application is done writing: a FIN follows the buffered data.
     pub fin_queued: bool,
     /// Sequence number of our FIN once it has been sent.
@@ -210,8 +212,6 @@ pub struct Tcb {
     pub keepalive_at: Option<Instant>,
     /// Probes sent since the peer was last heard from.
     pub keepalive_probes: u32,
-    /// Error to report to the application (ECONNRESET, ECONNREFUSED, ETIMEDOUT).
-    pub error: Option<i32>,
     /// Listener this connection is queued on until accepted.
     pub listener: Option<crate::core::SocketId>,
 }
@@ -256,8 +256,10 @@ impl Tcb {
                 offset: ts_offset,
             }),
             sack_ok: true,
-            send_buf: SendBuffer::new(cfg.send_buffer),
-            recv_buf: RecvBuffer::new(cfg.recv_buffer, cfg.max_ooo_ranges),
+            io: Arc::new(SocketIo::new(
+                SendBuffer::new(cfg.send_buffer),
+                RecvBuffer::new(cfg.recv_buffer, cfg.max_ooo_ranges),
+            )),
             fin_queued: false,
             our_fin: None,
             fin_seq: None,
@@ -297,9 +299,13 @@ impl Tcb {
             keepalive: None,
             keepalive_at: None,
             keepalive_probes: 0,
-            error: None,
             listener: None,
         }
+    }
+
+    /// The buffers and handle-visible state, locked; never hold it across another `io()`.
+    pub fn io(&self) -> MutexGuard<'_, IoState> {
+        self.io.lock()
     }
 
     /// Our MSS option value: what fits our MTU.
@@ -309,7 +315,7 @@ impl Tcb {
 
     /// The receive window we can offer now: free buffer space (RFC 9293 §3.8.6.2.2).
     pub fn rcv_wnd(&self) -> u32 {
-        self.recv_buf.window().min(u32::MAX as usize >> 2) as u32
+        self.io().recv.window().min(u32::MAX as usize >> 2) as u32
     }
 
     /// Data in flight: sent and not acknowledged (SYN and FIN count).

@@ -1,0 +1,184 @@
+//! What a connection shares with its socket handle: the two byte buffers and the little the
+//! handle must know to read and write without a round trip to the stack thread.
+//!
+//! The core stays the only one to make protocol decisions. The handle copies bytes into the
+//! send buffer and out of the receive buffer under a short lock, and raises `poke` when the
+//! core owes output (new data, or a window worth advertising); the core publishes the
+//! connection's [`Status`] and wakes the handle's waiters when something changed. The lock is
+//! never held across I/O or a wait.
+
+use super::buffer::{RecvBuffer, SendBuffer};
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The connection as its handle sees it, published by the core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The handshake is still under way: writes wait.
+    pub connecting: bool,
+    /// Data may still be written (ESTABLISHED or CLOSE-WAIT, no FIN queued); else `EPIPE`.
+    pub can_write: bool,
+    /// No more data will arrive: the peer's FIN was reached, reading was shut down, or the
+    /// connection is closed. Reads return 0 once the buffer is empty.
+    pub eof: bool,
+    /// The stack has stopped: calls fail with `NotConnected`.
+    pub stopped: bool,
+}
+
+/// The state behind the lock.
+pub struct IoState {
+    pub send: SendBuffer,
+    pub recv: RecvBuffer,
+    pub status: Status,
+    /// The error to report (ECONNRESET, ECONNREFUSED, ETIMEDOUT, ...): reads take it once the
+    /// data before it is read; writes report it.
+    pub error: Option<i32>,
+    /// When reading frees this many bytes of window, the core owes the peer a window update
+    /// (RFC 1122 §4.2.3.3): set by the core while its advertised window is nearly closed.
+    pub window_update_at: Option<usize>,
+    /// The handle asked the core for output and the core has not run it yet.
+    pub poke: bool,
+    /// Handle threads waiting for the state to change.
+    waiting: u32,
+}
+
+/// What calls on a socket of a stack that has shut down fail with.
+pub fn stopped() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "tapstack: the stack has shut down",
+    )
+}
+
+fn os_err(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
+}
+
+impl IoState {
+    /// Queues as much of `data` as fits. `WouldBlock` while connecting or when the buffer is
+    /// full; the connection's error, or `EPIPE` once writing is over.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.status.stopped {
+            return Err(stopped());
+        }
+        if let Some(e) = self.error {
+            return Err(os_err(e));
+        }
+        if self.status.connecting {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if !self.status.can_write {
+            return Err(os_err(libc::EPIPE));
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        match self.send.write(data) {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    /// Takes received bytes into `out`: `Ok(0)` at end of stream; the connection's error (once)
+    /// when the data before it is read; `WouldBlock` when nothing is there yet.
+    pub fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.status.stopped {
+            return Err(stopped());
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.recv.readable() == 0 {
+            if let Some(e) = self.error.take() {
+                return Err(os_err(e));
+            }
+            if self.status.eof {
+                return Ok(0);
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(self.recv.read(out))
+    }
+
+    /// After a read: whether it reopened enough window that the core owes a window update
+    /// (then the core must be poked). True once per update.
+    pub fn window_update_due(&mut self) -> bool {
+        match self.window_update_at {
+            Some(at) if self.recv.window() >= at => {
+                self.window_update_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the handle must poke the core now: it has not yet, since its last poke was
+    /// served. Marks the poke as sent.
+    pub fn take_poke(&mut self) -> bool {
+        !std::mem::replace(&mut self.poke, true)
+    }
+}
+
+/// A connection's shared state: the lock and the waiters' condition variable.
+pub struct SocketIo {
+    state: Mutex<IoState>,
+    changed: Condvar,
+}
+
+impl SocketIo {
+    pub fn new(send: SendBuffer, recv: RecvBuffer) -> SocketIo {
+        SocketIo {
+            state: Mutex::new(IoState {
+                send,
+                recv,
+                status: Status {
+                    connecting: true,
+                    ..Status::default()
+                },
+                error: None,
+                window_update_at: None,
+                poke: false,
+                waiting: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Locks the state. A panic elsewhere cannot leave the buffers half-written (every update
+    /// is a plain copy), so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, IoState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the handle's waiters, if any: a futex wake only when someone sleeps.
+    pub fn wake(&self, state: &IoState) {
+        if state.waiting > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Sleeps until the core changes something, at most `timeout` (`None`: no limit). The
+    /// caller checks the state again either way: a wake-up is a hint.
+    pub fn wait<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, IoState>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, IoState> {
+        state.waiting += 1;
+        let mut state = match timeout {
+            None => self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                self.changed
+                    .wait_timeout(state, t)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        state.waiting -= 1;
+        state
+    }
+}
