@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: bulk throughput both ways (client -> discard, chargen -> client), 1-byte
-# request/response latency and connections per second, measured by one client (tapbench, kernel
+# request/response latency, connections per second, 1000 connections opened back to back (time,
+# SYNs retransmitted) and 10 000 connections held at once, each echoing 1 KiB (time, the server's
+# memory and threads), measured by one client (tapbench, kernel
 # sockets) against tapstack's echo-server over a tap and against the kernel's own TCP
 # (tapbench serve) between two namespaces over a veth pair. Each test runs on the kernel and then
 # on tapstack, back to back, so both see the same machine load. Prints a table with the ratios
@@ -37,7 +39,7 @@ for tool in ip ping; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 iputils-ping)"
 done
 TARGET=0.35
-TESTS=(send recv rr crr)
+TESTS=(send recv rr crr connect hold)
 
 cargo build --release --bins
 BIN=$PWD/target/release
@@ -107,12 +109,13 @@ until ip netns exec "$KCLI" ping -c1 -W1 -q "$KSRV_IP" >/dev/null 2>&1; do
 done
 
 declare -A K T
-# run NAMESPACE HOST TEST ARRAY: one test, its key=value results into ARRAY (or a failure note).
+# run NAMESPACE HOST TEST ARRAY SERVER_PID: one test, its key=value results into ARRAY (or a
+# failure note).
 run() {
     local -n into=$4
     local out kv
-    if out=$(timeout $((SECS + 60)) ip netns exec "$1" "$BIN/tapbench" client --host "$2" \
-        --secs "$SECS" "$3" 2>"$WORK/err"); then
+    if out=$(timeout $((SECS + 180)) ip netns exec "$1" "$BIN/tapbench" client --host "$2" \
+        --secs "$SECS" --server-pid "$5" "$3" 2>"$WORK/err"); then
         echo "  $4 $3: $out"
         for kv in $out; do into[${kv%%=*}]=${kv#*=}; done
     else
@@ -122,8 +125,8 @@ run() {
 
 echo "== $(uname -sr), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), $SECS s per test"
 for t in "${TESTS[@]}"; do
-    run "$KCLI" "$KSRV_IP" "$t" K
-    run "$NS" "$STACK_IP" "$t" T
+    run "$KCLI" "$KSRV_IP" "$t" K "$KSERVER_PID"
+    run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
 done
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -149,7 +152,15 @@ row "rr p50 latency us (lower better)" rr_p50_us
 row "rr p99 latency us (lower better)" rr_p99_us
 row "rr transactions/s" rr_tps
 row "crr connections/s" crr_cps
+row "1000 connects, ms (lower better)" connect_ms
+row "1000 connects, SYNs retransmitted" connect_syn_retrans
+row "10k held: connect s (lower better)" hold_connect_s
+row "10k held: echo s (lower better)" hold_echo_s
+row "10k held: server RSS KiB" hold_rss_kb
+row "10k held: server threads" hold_threads
+row "10k held: server KiB/connection" hold_kb_per_conn
 echo
+echo "(the kernel's server RSS leaves out the kernel's own socket memory)"
 verdict=met
 for key in send_mbps recv_mbps; do
     k=${K[$key]:-} t=${T[$key]:-}

@@ -34,10 +34,16 @@ enum Cmd {
         /// Duration of the test in seconds
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
-        /// Bytes per write (send), per read (recv) or per message (rr, crr)
-        /// [default: 131072 for send and recv, 1 for rr and crr]
+        /// Bytes per write (send), per read (recv) or per message (rr, crr, hold)
+        /// [default: 131072 for send and recv, 1 for rr and crr, 1024 for hold]
         #[arg(long)]
         size: Option<usize>,
+        /// Connections opened by `connect` and held by `hold` [default: 1000, 10000]
+        #[arg(long)]
+        conns: Option<usize>,
+        /// The server's process id: `hold` reports its resident memory and threads
+        #[arg(long)]
+        server_pid: Option<u32>,
         test: Test,
     },
     /// Serve echo (7), discard (9) and chargen (19) over kernel TCP until killed
@@ -58,6 +64,10 @@ enum Test {
     Rr,
     /// Connect, one echo, close, repeatedly: connections/s
     Crr,
+    /// Open connections to echo (7) back to back and keep them: time, SYNs retransmitted
+    Connect,
+    /// Hold many connections to echo (7) at once, each echoing one message: time, memory
+    Hold,
 }
 
 /// An error with what was being done, for the one-line report.
@@ -251,7 +261,168 @@ fn crr(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
     ))
 }
 
-fn client(host: IpAddr, secs: f64, size: Option<usize>, test: Test) -> io::Result<String> {
+/// The kernel's count of retransmitted SYNs in this network namespace (`TCPSynRetrans`).
+fn syn_retransmits() -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat")?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "TCPSynRetrans")
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| io::Error::other("no TCPSynRetrans in /proc/net/netstat"))
+}
+
+/// Lets this process hold `n` descriptors.
+fn allow_descriptors(n: usize) -> io::Result<()> {
+    let want = n as libc::rlim_t;
+    // SAFETY: getrlimit/setrlimit with a live rlimit struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if lim.rlim_cur < want {
+            return Err(io::Error::other(format!(
+                "only {} descriptors allowed",
+                lim.rlim_cur
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens `n` connections one after another and keeps them open until all are up.
+fn connect_burst(addr: SocketAddr, n: usize) -> io::Result<String> {
+    allow_descriptors(n + 64)?;
+    let retrans = syn_retransmits()?;
+    let start = Instant::now();
+    let conns = (0..n)
+        .map(|_| connect(addr))
+        .collect::<io::Result<Vec<_>>>()?;
+    let elapsed = start.elapsed();
+    let retrans = syn_retransmits()? - retrans;
+    drop(conns);
+    Ok(format!(
+        "connect_ms={:.1} connect_syn_retrans={retrans} conns={n}",
+        elapsed.as_secs_f64() * 1e3
+    ))
+}
+
+/// `VmRSS` (KiB) and `Threads` of process `pid`.
+fn memory_of(pid: u32) -> io::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("Threads:")))
+}
+
+/// The message connection `i` sends: its number, then a pattern.
+fn hold_message(i: usize, size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|k| (i.wrapping_mul(131).wrapping_add(k * 7) % 251) as u8)
+        .collect()
+}
+
+/// Opens `n` connections and holds them all; then each sends one message and every echo is
+/// awaited at once (poll) and checked. Reports the time to connect and to echo, and the
+/// server's memory before and with all connections open.
+fn hold(addr: SocketAddr, n: usize, size: usize, server: Option<u32>) -> io::Result<String> {
+    allow_descriptors(n + 64)?;
+    let before = server.map(memory_of).transpose()?;
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(connect(addr)?);
+    }
+    let connected = start.elapsed();
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.write_all(&hold_message(i, size)).map_err(ctx("write"))?;
+    }
+    for s in &conns {
+        s.set_nonblocking(true)?;
+    }
+    let mut got = vec![0usize; n];
+    let mut waiting: Vec<usize> = (0..n).collect();
+    let mut buf = vec![0u8; size.max(1)];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting.is_empty() {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                format!("{} of {n} echoes missing after 60 s", waiting.len()),
+            ));
+        }
+        let mut fds: Vec<libc::pollfd> = waiting
+            .iter()
+            .map(|&i| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&conns[i]),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of pollfd of the given length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+        let mut still = Vec::with_capacity(waiting.len());
+        for (&i, fd) in waiting.iter().zip(&fds) {
+            if fd.revents != 0 {
+                match conns[i].read(&mut buf[..size - got[i]]) {
+                    Ok(0) => return Err(io::Error::other("echo server closed a connection")),
+                    Ok(k) => {
+                        let want = hold_message(i, size);
+                        if buf[..k] != want[got[i]..got[i] + k] {
+                            return Err(io::Error::new(ErrorKind::InvalidData, "echo differs"));
+                        }
+                        got[i] += k;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(ctx("read echo")(e)),
+                }
+            }
+            if got[i] < size {
+                still.push(i);
+            }
+        }
+        waiting = still;
+    }
+    let total = start.elapsed();
+    let mut out = format!(
+        "hold_conns={n} hold_connect_s={:.2} hold_echo_s={:.2}",
+        connected.as_secs_f64(),
+        (total - connected).as_secs_f64()
+    );
+    if let (Some(pid), Some((idle, _))) = (server, before) {
+        let (peak, threads) = memory_of(pid)?;
+        out += &format!(
+            " hold_rss_idle_kb={idle} hold_rss_kb={peak} hold_threads={threads} hold_kb_per_conn={:.1}",
+            peak.saturating_sub(idle) as f64 / n as f64
+        );
+    }
+    drop(conns);
+    Ok(out)
+}
+
+fn client(
+    host: IpAddr,
+    secs: f64,
+    size: Option<usize>,
+    conns: Option<usize>,
+    server: Option<u32>,
+    test: Test,
+) -> io::Result<String> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
         return Err(io::Error::other("--secs must be in (0, 3600]"));
     }
@@ -259,7 +430,8 @@ fn client(host: IpAddr, secs: f64, size: Option<usize>, test: Test) -> io::Resul
     let (port, default_size) = match test {
         Test::Send => (9, 128 * 1024),
         Test::Recv => (19, 128 * 1024),
-        Test::Rr | Test::Crr => (7, 1),
+        Test::Rr | Test::Crr | Test::Connect => (7, 1),
+        Test::Hold => (7, 1024),
     };
     let size = size.unwrap_or(default_size);
     if size == 0 || size > 64 << 20 {
@@ -271,6 +443,8 @@ fn client(host: IpAddr, secs: f64, size: Option<usize>, test: Test) -> io::Resul
         Test::Recv => recv(addr, secs, size),
         Test::Rr => rr(addr, secs, size),
         Test::Crr => crr(addr, secs, size),
+        Test::Connect => connect_burst(addr, conns.unwrap_or(1000)),
+        Test::Hold => hold(addr, conns.unwrap_or(10_000), size, server),
     }
 }
 
@@ -323,6 +497,8 @@ fn accept_loop(listener: TcpListener, name: &'static str, handler: Handler) {
 }
 
 fn serve(addr: IpAddr) -> io::Result<()> {
+    // Room for the `hold` test's 10 000 connections.
+    allow_descriptors(20_000)?;
     let services: [(u16, &'static str, Handler); 3] = [
         (7, "echo", echo),
         (9, "discard", discard),
@@ -331,6 +507,12 @@ fn serve(addr: IpAddr) -> io::Result<()> {
     let mut workers = Vec::new();
     for (port, name, handler) in services {
         let listener = TcpListener::bind((addr, port)).map_err(ctx("bind"))?;
+        // std listens with a backlog of 128; a server under a burst of connects asks for the
+        // most (Linux caps it at somaxconn, 4096), as tapstack's listeners have by default.
+        // SAFETY: listen on a descriptor the listener owns; calling it again sets the backlog.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) } != 0 {
+            return Err(ctx("listen")(io::Error::last_os_error()));
+        }
         workers.push(thread::spawn(move || accept_loop(listener, name, handler)));
     }
     println!("tapbench serve: listening on {addr}: echo 7, discard 9, chargen 19 (kernel tcp)");
@@ -347,8 +529,10 @@ fn main() -> ExitCode {
             host,
             secs,
             size,
+            conns,
+            server_pid,
             test,
-        } => client(host, secs, size, test).map(|line| println!("{line}")),
+        } => client(host, secs, size, conns, server_pid, test).map(|line| println!("{line}")),
         Cmd::Serve { addr } => serve(addr),
     };
     match result {
