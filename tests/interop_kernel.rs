@@ -134,75 +134,96 @@ fn pcap_capture_is_read_back_by_tcpdump() {
     });
 }
 
+/// Frames the kernel dropped on its way to the stack (the tap's TX dropped counter).
+fn tap_tx_dropped() -> u64 {
+    let link = sh("ip -s link show tap0");
+    link.lines()
+        .skip_while(|l| !l.contains("TX:"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no TX dropped counter in: {link}"))
+}
+
 /// Garbage frames and a flood of never-completed fragments arrive while the kernel pings with
 /// fragmented requests: the stack answers throughout and evicts the stale fragments.
+///
+/// A loss must be the stack's to count, so the tap's queue is as deep as the flood and a run in
+/// which the kernel itself dropped frames on the way to the stack (it happened once in 2-core
+/// CI under load, in the kernel's transmit path) says nothing about the stack: it is run again,
+/// at most three times in all.
 #[test]
 fn survives_garbage_and_a_fragment_flood_while_answering() {
     in_netns(|| {
-        // A queue as deep as the flood, so every frame reaches the stack: a loss can then only be
-        // the stack's.
         sh("ip link set tap0 txqueuelen 70000");
-        let server = EchoServer::start(&["--seed", "1"]);
-        let stack_mac = MacAddr(STACK_MAC);
-        let attacker_mac = MacAddr([2, 0, 0, 0, 0, 0x77]);
-        let attacker = Ipv4Addr::new(10, 0, 0, 77);
-        let stack_ip: Ipv4Addr = STACK_IP.parse().unwrap();
-        let flood = std::thread::spawn(move || {
-            let link = RawLink::open("tap0");
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
-            let template = udp_segment(attacker, stack_ip, 1, 7, &pattern(4000, 3));
-            let (mut garbage, mut fragments) = (0u32, 0u32);
-            for i in 0..60_000u32 {
-                let mut frames = ipv4_frames(
-                    attacker_mac,
-                    stack_mac,
-                    attacker,
-                    stack_ip,
-                    IpNumber::UDP,
-                    i as u16,
-                    &template,
-                    1500,
-                );
-                let mut f = frames.swap_remove(0);
-                if i % 3 == 0 {
-                    // Garbage: random bytes changed, or cut short.
-                    for _ in 0..4 {
-                        let at = rng.random_range(14..f.len());
-                        f[at] = rng.random();
-                    }
-                    if rng.random() {
-                        f.truncate(rng.random_range(14..f.len()));
-                    }
-                    garbage += link.send(&f) as u32;
-                } else {
-                    fragments += link.send(&f) as u32;
-                }
+        for attempt in 1..=3 {
+            let dropped = tap_tx_dropped();
+            let (out, server, garbage, fragments) = flood_while_pinging();
+            let kernel_drops = tap_tx_dropped() - dropped;
+            if kernel_drops > 0 {
+                drop(server);
+                eprintln!("attempt {attempt}: the kernel dropped {kernel_drops} frames; again");
+                continue;
             }
-            (garbage, fragments)
-        });
-        let out = ping("-c 10 -i 0.05 -s 8000");
-        let (garbage, fragments) = flood.join().unwrap();
-        let link = sh("ip -s link show tap0");
-        let tx = link
-            .lines()
-            .skip_while(|l| !l.contains("TX:"))
-            .nth(1)
-            .unwrap_or("");
-        assert_eq!(
-            tx.split_whitespace().nth(3),
-            Some("0"),
-            "kernel dropped frames: {link}"
-        );
-        assert!(out.contains(" 0% packet loss"), "{out}");
-        let out = ping("-c 3 -i 0.2 -s 8000");
-        assert!(out.contains("3 received"), "after the flood: {out}");
-        let counters = server.stop();
-        eprintln!("sent {garbage} garbage frames and {fragments} flood fragments\n{counters}");
-        assert!(garbage > 10_000 && fragments > 20_000);
-        assert!(
-            counter(&counters, "incomplete datagrams evicted") > 0,
-            "{counters}"
-        );
-        assert_eq!(counter(&counters, "echo replies sent"), 13);
+            assert!(out.contains(" 0% packet loss"), "{out}");
+            let out = ping("-c 3 -i 0.2 -s 8000");
+            assert!(out.contains("3 received"), "after the flood: {out}");
+            let counters = server.stop();
+            eprintln!("sent {garbage} garbage frames and {fragments} flood fragments\n{counters}");
+            assert!(garbage > 10_000 && fragments > 20_000);
+            assert!(
+                counter(&counters, "incomplete datagrams evicted") > 0,
+                "{counters}"
+            );
+            assert_eq!(counter(&counters, "echo replies sent"), 13);
+            return;
+        }
+        panic!("the kernel dropped frames in each of three runs");
     });
+}
+
+/// Starts the echo-server, floods it with garbage and fragments from a raw socket while the
+/// kernel pings with 8000 bytes; returns ping's output, the server, and what was sent.
+fn flood_while_pinging() -> (String, EchoServer, u32, u32) {
+    let server = EchoServer::start(&["--seed", "1"]);
+    let stack_mac = MacAddr(STACK_MAC);
+    let attacker_mac = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    let attacker = Ipv4Addr::new(10, 0, 0, 77);
+    let stack_ip: Ipv4Addr = STACK_IP.parse().unwrap();
+    let flood = std::thread::spawn(move || {
+        let link = RawLink::open("tap0");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+        let template = udp_segment(attacker, stack_ip, 1, 7, &pattern(4000, 3));
+        let (mut garbage, mut fragments) = (0u32, 0u32);
+        for i in 0..60_000u32 {
+            let mut frames = ipv4_frames(
+                attacker_mac,
+                stack_mac,
+                attacker,
+                stack_ip,
+                IpNumber::UDP,
+                i as u16,
+                &template,
+                1500,
+            );
+            let mut f = frames.swap_remove(0);
+            if i % 3 == 0 {
+                // Garbage: random bytes changed, or cut short.
+                for _ in 0..4 {
+                    let at = rng.random_range(14..f.len());
+                    f[at] = rng.random();
+                }
+                if rng.random() {
+                    f.truncate(rng.random_range(14..f.len()));
+                }
+                garbage += link.send(&f) as u32;
+            } else {
+                fragments += link.send(&f) as u32;
+            }
+        }
+        (garbage, fragments)
+    });
+    let out = ping("-c 10 -i 0.05 -s 8000");
+    let (garbage, fragments) = flood.join().unwrap();
+    (out, server, garbage, fragments)
 }

@@ -60,10 +60,15 @@ fn transfer_from(
         if sim.now >= deadline {
             for (name, iface, id) in [("a", &sim.a.iface, client), ("b", &sim.b.iface, server)] {
                 let t = iface.tcp().tcb(id).unwrap();
+                let rwnd = t.rcv_wnd();
+                let (unsent, readable, ooo) = {
+                    let io = t.io();
+                    (io.send.len(), io.recv.readable(), io.recv.has_ooo())
+                };
                 eprintln!(
-                    "{name}: {:?} una {} nxt {} max {} wnd {} cwnd {} flight {} unsent? buf {} rto_at {:?} persist {:?} retries {} rcv_nxt {} rcv_adv {} rwnd {} readable {} ooo {}",
-                    t.state, t.snd_una, t.snd_nxt, t.snd_max, t.snd_wnd, t.cc.cwnd(), t.flight(), t.io().send.len(),
-                    t.rto_at, t.persist_at, t.retries, t.rcv_nxt, t.rcv_adv, t.rcv_wnd(), t.io().recv.readable(), t.io().recv.has_ooo()
+                    "{name}: {:?} una {} nxt {} max {} wnd {} cwnd {} flight {} buf {unsent} rto_at {:?} persist {:?} retries {} rcv_nxt {} rcv_adv {} rwnd {rwnd} readable {readable} ooo {ooo}",
+                    t.state, t.snd_una, t.snd_nxt, t.snd_max, t.snd_wnd, t.cc.cwnd(), t.flight(),
+                    t.rto_at, t.persist_at, t.retries, t.rcv_nxt, t.rcv_adv
                 );
             }
             panic!(
@@ -657,6 +662,13 @@ fn a_legitimate_client_connects_through_a_syn_flood() {
     assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
     let (s, _) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
     assert_eq!(sim.b.iface.counters().tcp_syncookies_recv, 1);
+    // The server speaks first on a connection a cookie opened.
+    let now = sim.now;
+    assert_eq!(sim.b.iface.tcp_send(now, s, b"banner\n").unwrap(), 7);
+    sim.advance(Duration::from_millis(10));
+    let mut banner = [0u8; 16];
+    let now = sim.now;
+    assert_eq!(sim.a.iface.tcp_recv(now, c, &mut banner).unwrap(), 7);
     let data = pattern(300_000, 5);
     let got = transfer(&mut sim, c, s, &data, Duration::from_secs(60));
     assert_eq!(sha256(&got), sha256(&data));

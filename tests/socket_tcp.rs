@@ -215,3 +215,37 @@ fn backlog_queues_a_burst_and_a_full_queue_drops_syns() {
     assert!(b.counters().unwrap().tcp_listen_drops >= 1);
     drop((queued, small));
 }
+
+/// Dropping the stack wakes a read blocked without a timeout, and every later call on its
+/// streams fails with `NotConnected`; none hangs.
+#[test]
+fn dropping_the_stack_wakes_blocked_readers_with_not_connected() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5020").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5020").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    let reader = s.try_clone().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let t = std::thread::spawn(move || {
+        let r = (&reader).read(&mut [0u8; 16]);
+        tx.send(r.map_err(|e| e.kind())).unwrap();
+    });
+    // The reader is asleep: nothing has arrived.
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    drop(listener);
+    drop(b);
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the blocked reader woke");
+    assert_eq!(r, Err(ErrorKind::NotConnected));
+    t.join().unwrap();
+    assert_eq!(
+        (&s).write(b"x").unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    assert_eq!(
+        (&s).read(&mut [0u8; 4]).unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    drop(c);
+}

@@ -103,6 +103,24 @@ fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
+impl Tcp {
+    /// Tells every connection's handle that the stack has stopped, and wakes it.
+    fn stop_handles(&self) {
+        for t in self.conns.values() {
+            let mut shared = t.io();
+            shared.status.stopped = true;
+            t.io.wake(&shared);
+        }
+    }
+}
+
+/// A stack thread that ends, even by a panic, leaves no handle asleep.
+impl Drop for Tcp {
+    fn drop(&mut self) {
+        self.stop_handles();
+    }
+}
+
 /// Tells the socket handle what it needs to read and write on its own: the connection's
 /// status, and how much window a read must reopen before the core owes a window update. Wakes
 /// the handle's waiters if `wake` or the status changed.
@@ -123,6 +141,11 @@ fn publish(t: &Tcb, wake: bool) {
     let mut shared = t.io();
     shared.window_update_at =
         (advertised < t.snd_mss).then(|| t.snd_mss.min(shared.recv.capacity() as u32 / 2) as usize);
+    // Once stopped, always stopped.
+    let status = shared::Status {
+        stopped: shared.status.stopped,
+        ..status
+    };
     let changed = shared.status != status;
     shared.status = status;
     if wake || changed {
@@ -323,6 +346,9 @@ impl Tcp {
         let id = l.accept_queue.pop_front()?;
         let t = self.conns.get_mut(&id)?;
         t.listener = None;
+        // A connection opened by a SYN cookie became ESTABLISHED without output of its own:
+        // its handle must see that before its first write.
+        publish(t, false);
         Some(Ok((id, t.remote)))
     }
 
@@ -483,6 +509,9 @@ impl Tcp {
                 s => s,
             };
         }
+        // Writes from another thread fail with EPIPE from here on, before output decides
+        // where the FIN goes.
+        publish(t, false);
         self.flush(id, now, stats);
         Ok(())
     }
@@ -591,6 +620,8 @@ impl Tcp {
     /// Stack shutdown, first step: every listener closes and every open connection sends its
     /// FIN after its buffered data, as when a process exits.
     pub fn shutdown_all(&mut self, now: Instant, stats: &mut Counters) {
+        // Handles fail with `NotConnected` from now on, as the stack's other calls do.
+        self.stop_handles();
         let listeners: Vec<SocketId> = self.listeners.keys().copied().collect();
         for l in listeners {
             self.close(l, now, stats);
@@ -636,11 +667,7 @@ impl Tcp {
             .iter()
             .map(|(id, t)| (*id, Self::undelivered(t)))
             .collect();
-        for t in self.conns.values() {
-            let mut shared = t.io();
-            shared.status.stopped = true;
-            t.io.wake(&shared);
-        }
+        self.stop_handles();
         for (id, undelivered) in ids {
             if undelivered {
                 self.abort(id, now, stats);
