@@ -109,7 +109,7 @@ impl Tcp {
         for t in self.conns.values() {
             let mut shared = t.io();
             shared.status.stopped = true;
-            t.io.wake(&shared);
+            t.io.wake(shared);
         }
     }
 }
@@ -149,7 +149,7 @@ fn publish(t: &Tcb, wake: bool) {
     let changed = shared.status != status;
     shared.status = status;
     if wake || changed {
-        t.io.wake(&shared);
+        t.io.wake(shared);
     }
 }
 

@@ -151,9 +151,12 @@ impl SocketIo {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes the handle's waiters, if any: a futex wake only when someone sleeps.
-    pub fn wake(&self, state: &IoState) {
-        if state.waiting > 0 {
+    /// Wakes the handle's waiters, if any (a futex wake only when someone sleeps). The lock
+    /// is released first, so that a waiter does not wake only to block on it.
+    pub fn wake(&self, state: MutexGuard<'_, IoState>) {
+        let waiting = state.waiting > 0;
+        drop(state);
+        if waiting {
             self.changed.notify_all();
         }
     }
