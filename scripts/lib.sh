@@ -17,6 +17,9 @@ make_netns() {
     trap 'exit 130' INT TERM
     ip netns exec "$NS" ip link set lo up
     ip netns exec "$NS" ip tuntap add dev tap0 mode tap
+    # The tap's queue is the stack's receive ring: 10 000 frames, as a server NIC's ring is
+    # sized (ethtool -G), so a burst from thousands of kernel sockets is queued, not dropped.
+    ip netns exec "$NS" ip link set tap0 txqueuelen 10000
     ip netns exec "$NS" sysctl -qw net.ipv6.conf.tap0.disable_ipv6=1
     ip netns exec "$NS" ip addr add "$KERNEL_IP/24" dev tap0
     ip netns exec "$NS" ip link set tap0 up

@@ -249,3 +249,64 @@ fn dropping_the_stack_wakes_blocked_readers_with_not_connected() {
     );
     drop(c);
 }
+
+/// An event loop on one thread: non-blocking streams registered with a `Poller` are reported
+/// when data arrives, when the peer closes, and once at registration; a quiet stream is not.
+#[test]
+fn poller_reports_streams_that_changed() {
+    use tapstack::socket::Poller;
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5030").unwrap();
+    let clients: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&a, "10.0.0.2:5030").unwrap())
+        .collect();
+    let poller = Poller::new();
+    let servers: Vec<TcpStream> = (0..3)
+        .map(|token| {
+            let (s, _) = listener.accept().unwrap();
+            s.set_nonblocking(true).unwrap();
+            poller.register(&s, token);
+            s
+        })
+        .collect();
+    let mut ready = Vec::new();
+    // Each is reported once at registration, all in one wait.
+    poller.wait(&mut ready, Some(Duration::from_secs(10)));
+    ready.sort();
+    assert_eq!(ready, [0, 1, 2]);
+    assert_eq!(
+        (&servers[1]).read(&mut [0u8; 8]).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    // Data on stream 1 reports it; the quiet stream 0 is never reported again.
+    (&clients[1]).write_all(b"ping").unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 4 {
+        assert!(Instant::now() < deadline, "no data reported");
+        poller.wait(&mut ready, Some(Duration::from_secs(10)));
+        assert!(
+            !ready.contains(&0),
+            "the quiet stream was reported: {ready:?}"
+        );
+        let mut buf = [0u8; 8];
+        while let Ok(n) = (&servers[1]).read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(got, b"ping");
+    // The peer's FIN reports stream 2, which then reads end of stream.
+    clients[2].shutdown(Shutdown::Write).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "FIN not reported");
+        poller.wait(&mut ready, Some(Duration::from_secs(10)));
+        assert!(
+            !ready.contains(&0),
+            "the quiet stream was reported: {ready:?}"
+        );
+        if ready.contains(&2) && (&servers[2]).read(&mut [0u8; 8]).ok() == Some(0) {
+            break;
+        }
+    }
+}

@@ -1,12 +1,17 @@
 //! Echo server over a tap: echo (RFC 862) on `--port` over UDP and TCP, discard (RFC 863) on 9
-//! and chargen (RFC 864) on 19 over TCP. Prints a `listening` line when ready and its counters
+//! and chargen (RFC 864) on 19 over TCP, every TCP connection served by one event-loop
+//! thread over non-blocking streams and a `Poller`. Prints a `listening` line when ready and its counters
 //! when stopped by SIGINT/SIGTERM.
 
 use clap::Parser;
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use tapstack::cli::{self, DeviceArgs};
+use tapstack::socket::Poller;
 use tapstack::{Stack, TcpListener, TcpStream, UdpSocket};
 
 #[derive(Parser, Debug)]
@@ -44,47 +49,143 @@ fn udp_echo(socket: UdpSocket) {
     }
 }
 
-fn tcp_echo(s: TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match (&s).read(&mut buf)? {
-            0 => return Ok(()),
-            n => (&s).write_all(&buf[..n])?,
+/// A TCP service, served by the event loop.
+#[derive(Clone, Copy, Debug)]
+enum Service {
+    /// RFC 862: everything read is written back; the peer's FIN ends it.
+    Echo,
+    /// RFC 863: everything read is dropped.
+    Discard,
+    /// RFC 864: the character pattern until the peer goes away.
+    Chargen,
+}
+
+/// One connection of the event loop.
+struct Conn {
+    stream: TcpStream,
+    service: Service,
+    /// Echo: bytes read and not yet written back.
+    pending: Vec<u8>,
+    /// Chargen: where in the pattern block the next write starts.
+    offset: usize,
+}
+
+impl Conn {
+    /// Moves what can move without blocking. False once the connection is over.
+    fn serve(&mut self, buf: &mut [u8], block: &[u8]) -> bool {
+        let r = match self.service {
+            Service::Echo => self.echo(buf),
+            Service::Discard => self.discard(buf),
+            Service::Chargen => self.chargen(block),
+        };
+        match r {
+            Ok(open) => open,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => true,
+            Err(e) => {
+                if !stopped(&e) {
+                    log::debug!("{:?}: {e}", self.service);
+                }
+                false
+            }
+        }
+    }
+
+    /// Writes back what is pending before reading more, so at most one buffer waits.
+    fn echo(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = (&self.stream).write(&self.pending)?;
+                self.pending.drain(..n);
+                continue;
+            }
+            match (&self.stream).read(buf)? {
+                0 => return Ok(false),
+                n => self.pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    fn discard(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        loop {
+            if (&self.stream).read(buf)? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn chargen(&mut self, block: &[u8]) -> std::io::Result<bool> {
+        loop {
+            let n = (&self.stream).write(&block[self.offset..])?;
+            self.offset = (self.offset + n) % block.len();
         }
     }
 }
 
-fn tcp_discard(s: TcpStream) -> std::io::Result<()> {
+/// Serves every TCP connection from one thread: streams are non-blocking and the `Poller`
+/// says which changed, so 10 000 connections cost 10 000 small states, not threads. Ends
+/// when every acceptor has stopped and every connection is over.
+fn event_loop(poller: Poller, accepted: crossbeam_channel::Receiver<(usize, Conn)>) {
+    let mut conns: HashMap<usize, Conn> = HashMap::new();
+    let mut ready = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    while (&s).read(&mut buf)? > 0 {}
-    Ok(())
-}
-
-/// RFC 864 character generator.
-fn tcp_chargen(s: TcpStream) -> std::io::Result<()> {
-    // Whole cycles, about 64 KiB per write: fewer calls, the same stream.
+    // Whole cycles, about 64 KiB per write: the same stream in fewer calls.
     let cycle = cli::chargen_cycle();
     let block = cycle.repeat(65536 / cycle.len());
     loop {
-        (&s).write_all(&block)?;
+        poller.wait(&mut ready, Some(std::time::Duration::from_millis(200)));
+        loop {
+            match accepted.try_recv() {
+                Ok((token, conn)) => {
+                    conns.insert(token, conn);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) if conns.is_empty() => return,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            }
+        }
+        for token in &ready {
+            if let Some(conn) = conns.get_mut(token) {
+                if !conn.serve(&mut buf, &block) {
+                    conns.remove(token);
+                }
+            }
+        }
     }
 }
 
-/// Accepts connections on `listener`, one thread each, until the stack stops.
-fn serve(listener: TcpListener, name: &'static str, handler: fn(TcpStream) -> std::io::Result<()>) {
+/// Accepts connections on `listener` and hands them to the event loop, until the stack stops.
+fn serve(
+    listener: TcpListener,
+    service: Service,
+    poller: Poller,
+    loop_tx: crossbeam_channel::Sender<(usize, Conn)>,
+    tokens: Arc<AtomicUsize>,
+) {
     loop {
         match listener.accept() {
-            Ok((s, peer)) => {
-                thread::spawn(move || {
-                    if let Err(e) = handler(s) {
-                        if !stopped(&e) {
-                            log::debug!("{name} {peer}: {e}");
-                        }
-                    }
-                });
+            Ok((stream, _)) => {
+                if let Err(e) = stream.set_nonblocking(true) {
+                    log::warn!("{service:?}: {e}");
+                    continue;
+                }
+                let token = tokens.fetch_add(1, Ordering::Relaxed);
+                // Registered after the loop has it: the first event finds the connection.
+                let watched = stream.try_clone();
+                let conn = Conn {
+                    stream,
+                    service,
+                    pending: Vec::new(),
+                    offset: 0,
+                };
+                if loop_tx.send((token, conn)).is_err() {
+                    return;
+                }
+                if let Ok(s) = watched {
+                    poller.register(&s, token);
+                }
             }
             Err(e) if stopped(&e) => return,
-            Err(e) => log::warn!("{name} accept: {e}"),
+            Err(e) => log::warn!("{service:?} accept: {e}"),
         }
     }
 }
@@ -95,19 +196,23 @@ fn run(args: Args) -> std::io::Result<()> {
     let ip = stack.config().ip;
     let udp = UdpSocket::bind(&stack, (ip, args.port))?;
     let services = [
-        (
-            args.port,
-            "echo",
-            tcp_echo as fn(TcpStream) -> std::io::Result<()>,
-        ),
-        (9, "discard", tcp_discard),
-        (19, "chargen", tcp_chargen),
+        (args.port, Service::Echo),
+        (9, Service::Discard),
+        (19, Service::Chargen),
     ];
+    let poller = Poller::new();
+    let (loop_tx, loop_rx) = crossbeam_channel::unbounded();
+    let tokens = Arc::new(AtomicUsize::new(0));
     let mut workers = vec![thread::spawn(move || udp_echo(udp))];
-    for (port, name, handler) in services {
+    for (port, service) in services {
         let listener = TcpListener::bind(&stack, (ip, port))?;
-        workers.push(thread::spawn(move || serve(listener, name, handler)));
+        let (poller, loop_tx, tokens) = (poller.clone(), loop_tx.clone(), tokens.clone());
+        workers.push(thread::spawn(move || {
+            serve(listener, service, poller, loop_tx, tokens)
+        }));
     }
+    drop(loop_tx);
+    workers.push(thread::spawn(move || event_loop(poller, loop_rx)));
     println!(
         "echo-server: listening on {ip}: echo {} (udp, tcp), discard 9, chargen 19 (tcp) via {}, mtu {}",
         args.port,

@@ -1,8 +1,10 @@
 //! The `std::net`-like socket API. Every call is a message to the stack thread.
 
+mod poll;
 mod tcp;
 mod udp;
 
+pub use poll::Poller;
 pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;
 

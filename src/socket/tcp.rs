@@ -282,6 +282,11 @@ impl TcpStream {
         })
     }
 
+    /// Sets the readiness callback of the connection (see [`super::Poller`]).
+    pub(crate) fn watch(&self, watcher: Option<crate::tcp::shared::Watcher>) {
+        self.shared.watch(watcher);
+    }
+
     /// Runs `op` on the shared state until it is not `WouldBlock`, sleeping until the stack
     /// thread changes something between tries, until `deadline` (`WouldBlock` then).
     fn blocking<T>(

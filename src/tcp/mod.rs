@@ -539,6 +539,8 @@ impl Tcp {
             return;
         };
         t.orphan = true;
+        // No event loop learns about a connection whose handle is gone.
+        t.io().forget_watcher();
         t.read_closed = true;
         match t.state {
             State::SynSent | State::Closed => self.remove(id),

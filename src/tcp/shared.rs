@@ -9,7 +9,7 @@
 
 use super::buffer::{RecvBuffer, SendBuffer};
 use std::io;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// The connection as its handle sees it, published by the core.
@@ -41,7 +41,13 @@ pub struct IoState {
     pub poke: bool,
     /// Handle threads waiting for the state to change.
     waiting: u32,
+    /// Called (outside the lock) whenever the core wakes the handle: how an event loop
+    /// learns that the connection may be ready without a thread waiting on it.
+    watcher: Option<Watcher>,
 }
+
+/// A readiness callback; it must be cheap and must not lock the connection's state.
+pub type Watcher = Arc<dyn Fn() + Send + Sync>;
 
 /// What calls on a socket of a stack that has shut down fail with.
 pub fn stopped() -> io::Error {
@@ -101,6 +107,11 @@ impl IoState {
         Ok(self.recv.read(out))
     }
 
+    /// Drops the readiness callback (the handle is gone).
+    pub fn forget_watcher(&mut self) {
+        self.watcher = None;
+    }
+
     /// After a read: whether it reopened enough window that the core owes a window update
     /// (then the core must be poked). True once per update.
     pub fn window_update_due(&mut self) -> bool {
@@ -140,6 +151,7 @@ impl SocketIo {
                 window_update_at: None,
                 poke: false,
                 waiting: 0,
+                watcher: None,
             }),
             changed: Condvar::new(),
         }
@@ -155,10 +167,22 @@ impl SocketIo {
     /// is released first, so that a waiter does not wake only to block on it.
     pub fn wake(&self, state: MutexGuard<'_, IoState>) {
         let waiting = state.waiting > 0;
+        let watcher = state.watcher.clone();
         drop(state);
         if waiting {
             self.changed.notify_all();
         }
+        if let Some(w) = watcher {
+            w();
+        }
+    }
+
+    /// Sets (or clears) the readiness callback. A new one is called once at once, since the
+    /// connection may already be ready.
+    pub fn watch(&self, watcher: Option<Watcher>) {
+        let mut state = self.lock();
+        state.watcher = watcher;
+        self.wake(state);
     }
 
     /// Sleeps until the core changes something, at most `timeout` (`None`: no limit). The

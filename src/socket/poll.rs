@@ -1,0 +1,106 @@
+//! Readiness for many non-blocking streams at once, for event loops: register each
+//! [`TcpStream`] with a [`Poller`] under a token, then [`Poller::wait`] for the tokens whose
+//! connection changed (data or room arrived, the peer closed, an error, the stack stopped).
+//!
+//! Events are hints, as with epoll in edge-triggered mode: after one, read and write until
+//! `WouldBlock`; a stream is reported once per wait however many times it changed meanwhile.
+//! A newly registered stream is reported once, since it may be ready already.
+//!
+//! ```no_run
+//! # fn main() -> std::io::Result<()> {
+//! use tapstack::{phy::TapDevice, socket::Poller, Stack, StackConfig, TcpListener};
+//! let stack = Stack::new(TapDevice::open("tap0")?, StackConfig::new([10, 0, 0, 2].into(), 24))?;
+//! let listener = TcpListener::bind(&stack, "0.0.0.0:7")?;
+//! let poller = Poller::new();
+//! let (conn, _) = listener.accept()?;
+//! conn.set_nonblocking(true)?;
+//! poller.register(&conn, 1);
+//! let mut ready = Vec::new();
+//! poller.wait(&mut ready, None);
+//! # Ok(()) }
+//! ```
+
+use super::TcpStream;
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Ready {
+    tokens: Vec<usize>,
+    queued: HashSet<usize>,
+}
+
+#[derive(Default)]
+struct Shared {
+    ready: Mutex<Ready>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn push(&self, token: usize) {
+        let mut r = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.queued.insert(token) {
+            r.tokens.push(token);
+            drop(r);
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// Waits on many streams at once. Clones share the same set of ready tokens.
+#[derive(Clone, Default)]
+pub struct Poller {
+    shared: Arc<Shared>,
+}
+
+impl Poller {
+    pub fn new() -> Poller {
+        Poller::default()
+    }
+
+    /// Reports `stream` under `token` from now on (replacing any poller it had); it is
+    /// reported once at once. Dropping the stream ends it.
+    pub fn register(&self, stream: &TcpStream, token: usize) {
+        let shared = Arc::downgrade(&self.shared);
+        stream.watch(Some(Arc::new(move || {
+            if let Some(s) = shared.upgrade() {
+                s.push(token);
+            }
+        })));
+    }
+
+    /// Stops reporting `stream`.
+    pub fn deregister(&self, stream: &TcpStream) {
+        stream.watch(None);
+    }
+
+    /// Moves the tokens of streams that changed into `events` (cleared first), waiting up to
+    /// `timeout` (`None`: until one does) if none has.
+    pub fn wait(&self, events: &mut Vec<usize>, timeout: Option<Duration>) {
+        events.clear();
+        let mut r = self
+            .shared
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if r.tokens.is_empty() {
+            r = match timeout {
+                None => self
+                    .shared
+                    .changed
+                    .wait_while(r, |r| r.tokens.is_empty())
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(t) => {
+                    self.shared
+                        .changed
+                        .wait_timeout_while(r, t, |r| r.tokens.is_empty())
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        std::mem::swap(events, &mut r.tokens);
+        r.queued.clear();
+    }
+}
