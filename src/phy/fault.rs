@@ -147,7 +147,14 @@ impl<D: Device> Device for FaultInjector<D> {
                 return Ok(Some(n));
             }
             match self.inner.recv(now, buf)? {
-                Some(n) => self.rx.push(&self.cfg, now, &buf[..n]),
+                Some(n) => {
+                    // Frames are checked by the core here (they may be corrupted), so a
+                    // checksum the kernel left partial is completed first.
+                    if let Some((start, offset)) = self.inner.rx_partial_checksum() {
+                        crate::wire::complete_partial_checksum(&mut buf[..n], start, offset);
+                    }
+                    self.rx.push(&self.cfg, now, &buf[..n])
+                }
                 None => {
                     self.rx.release_due(now);
                     if self.rx.out.is_empty() {

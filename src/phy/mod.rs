@@ -70,6 +70,14 @@ pub trait Device: Send {
     fn rx_checksum_verified(&self) -> bool {
         false
     }
+
+    /// Where the transport checksum of the frame `recv` last returned was left partial, as
+    /// (start, offset) (see [`crate::wire::complete_partial_checksum`]): the kernel vouches
+    /// for the data but never computed the sum. A layer that shows or alters frames (a
+    /// capture, fault injection) completes it; the core does not need it.
+    fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Splits a TCP super-segment in software (GSO) and sends the pieces with [`Device::send`].
@@ -115,6 +123,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     fn rx_checksum_verified(&self) -> bool {
         (**self).rx_checksum_verified()
     }
+    fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
+        (**self).rx_partial_checksum()
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +158,82 @@ mod tests {
     fn a_boxed_device_forwards_checksum_verification() {
         let boxed: Box<dyn Device> = Box::new(Verified);
         assert!(boxed.rx_checksum_verified());
+    }
+
+    /// A device that hands over one TCP frame whose checksum the kernel left partial.
+    struct Partial(Option<Vec<u8>>);
+
+    const TCP_AT: usize = 14 + 20;
+
+    fn partial_frame() -> Vec<u8> {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 9, 1, 1000)
+            .write(&mut frame, &[7u8; 3000])
+            .unwrap();
+        let partial = crate::wire::gso::pseudo_header_partial(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            frame.len() - TCP_AT,
+        );
+        frame[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&partial);
+        frame
+    }
+
+    impl Device for Partial {
+        fn recv(&mut self, _: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+            Ok(self.0.take().map(|f| {
+                buf[..f.len()].copy_from_slice(&f);
+                f.len()
+            }))
+        }
+        fn send(&mut self, _: Instant, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn poll_fd(&self) -> Option<RawFd> {
+            None
+        }
+        fn rx_checksum_verified(&self) -> bool {
+            true
+        }
+        fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
+            Some((TCP_AT, 16))
+        }
+    }
+
+    fn checksum_ok(frame: &[u8]) -> bool {
+        crate::wire::transport_checksum_ok([10, 0, 0, 1], [10, 0, 0, 2], 6, &frame[TCP_AT..])
+    }
+
+    /// The core trusts a partial checksum from the tap and never completes it; the fault
+    /// injector (whose frames the core checks) and a capture (which shows wire frames) do.
+    #[test]
+    fn partial_checksums_are_completed_only_where_frames_are_checked_or_shown() {
+        let mut buf = vec![0u8; 4096];
+        let mut plain = Partial(Some(partial_frame()));
+        let n = plain.recv(Instant::ZERO, &mut buf).unwrap().unwrap();
+        assert!(!checksum_ok(&buf[..n]), "left partial for the core");
+
+        let faults = FaultConfig {
+            seed: 1,
+            ..FaultConfig::default()
+        };
+        let mut injector = FaultInjector::new(Partial(Some(partial_frame())), faults);
+        let n = injector.recv(Instant::ZERO, &mut buf).unwrap().unwrap();
+        assert!(checksum_ok(&buf[..n]), "completed before faults");
+
+        let path =
+            std::env::temp_dir().join(format!("tapstack-partial-{}.pcap", std::process::id()));
+        let mut pcap = PcapDevice::create(Partial(Some(partial_frame())), &path).unwrap();
+        let n = pcap.recv(Instant::ZERO, &mut buf).unwrap().unwrap();
+        assert!(!checksum_ok(&buf[..n]), "the core still gets it as it came");
+        drop(pcap);
+        let frames = read_pcap(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(checksum_ok(&frames[0].1), "the capture shows it completed");
     }
 }

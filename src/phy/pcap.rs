@@ -71,9 +71,21 @@ impl<D: Device> Device for PcapDevice<D> {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let got = self.inner.recv(now, buf)?;
         if let Some(n) = got {
-            self.record(now, &buf[..n]);
+            match self.inner.rx_partial_checksum() {
+                // The capture shows the checksum the frame would carry on a wire.
+                Some((start, offset)) => {
+                    let mut copy = buf[..n].to_vec();
+                    crate::wire::complete_partial_checksum(&mut copy, start, offset);
+                    self.record(now, &copy);
+                }
+                None => self.record(now, &buf[..n]),
+            }
         }
         Ok(got)
+    }
+
+    fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
+        self.inner.rx_partial_checksum()
     }
 
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {

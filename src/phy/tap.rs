@@ -8,7 +8,7 @@
 
 use super::Device;
 use crate::time::Instant;
-use crate::wire::{checksum_bytes, gso};
+use crate::wire::gso;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -62,6 +62,8 @@ pub struct TapDevice {
     vnet: bool,
     /// The last frame received came with a checksum the kernel computed or verified.
     rx_csum_ok: bool,
+    /// The last frame received had its checksum left partial, at (start, offset).
+    rx_partial: Option<(usize, usize)>,
 }
 
 fn os_check(rc: libc::c_int, what: &str) -> io::Result<()> {
@@ -147,6 +149,7 @@ impl TapDevice {
             mtu,
             vnet,
             rx_csum_ok: false,
+            rx_partial: None,
         })
     }
 
@@ -158,19 +161,6 @@ impl TapDevice {
     pub fn offloads(&self) -> bool {
         self.vnet
     }
-}
-
-/// Completes a checksum the kernel left partial (virtio `NEEDS_CSUM`): the field holds the
-/// pseudo-header sum; the checksum covers everything from `start` to the end of the frame.
-/// False if the offsets do not fit the frame.
-fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool {
-    let at = start + offset;
-    if at + 2 > frame.len() || start >= frame.len() {
-        return false;
-    }
-    let sum = checksum_bytes(&frame[start..]);
-    frame[at..at + 2].copy_from_slice(&sum);
-    true
 }
 
 impl Device for TapDevice {
@@ -197,24 +187,32 @@ impl Device for TapDevice {
         }
         let hlen = if self.vnet { VNET_HDR_LEN } else { 0 };
         let len = (n as usize).saturating_sub(hlen);
-        // Data from kernel memory with its checksum left partial (which we complete, so that
-        // captures stay valid) or already verified needs no second check, as in Linux.
+        // Data from kernel memory with its checksum left partial or already verified needs no
+        // check, as in Linux (CHECKSUM_PARTIAL, CHECKSUM_UNNECESSARY). A partial checksum is
+        // left as it is, as tcpdump on the tap shows it; a capture or fault injector above
+        // completes it (`rx_partial_checksum`).
         self.rx_csum_ok = self.vnet && hdr[0] & (NEEDS_CSUM | DATA_VALID) != 0;
+        self.rx_partial = None;
         if self.vnet && hdr[0] & NEEDS_CSUM != 0 {
-            let start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
-            let offset = usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
-            if !complete_checksum(&mut buf[..len], start, offset) {
+            let start = usize::from(u16::from_ne_bytes([hdr[6], hdr[7]]));
+            let offset = usize::from(u16::from_ne_bytes([hdr[8], hdr[9]]));
+            if start + offset + 2 > len {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "bad checksum offsets from the tap",
                 ));
             }
+            self.rx_partial = Some((start, offset));
         }
         Ok(Some(len))
     }
 
     fn rx_checksum_verified(&self) -> bool {
         self.rx_csum_ok
+    }
+
+    fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
+        self.rx_partial
     }
 
     fn send(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
@@ -325,8 +323,6 @@ impl IfCtl {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// A TCP segment as the kernel hands it over with `NEEDS_CSUM`: the checksum field holds
     /// the pseudo-header sum; completing it yields a valid checksum.
     #[test]
@@ -348,7 +344,9 @@ mod tests {
             .ones_complement();
         // Linux stores the folded, uncomplemented pseudo-header sum.
         frame[start + offset..start + offset + 2].copy_from_slice(&(!pseudo).to_ne_bytes());
-        assert!(complete_checksum(&mut frame, start, offset));
+        assert!(crate::wire::complete_partial_checksum(
+            &mut frame, start, offset
+        ));
         assert!(crate::wire::transport_checksum_ok(
             [10, 0, 0, 1],
             [10, 0, 0, 2],
@@ -356,7 +354,7 @@ mod tests {
             &frame[start..]
         ));
         assert!(
-            !complete_checksum(&mut frame, 10_000, 16),
+            !crate::wire::complete_partial_checksum(&mut frame, 10_000, 16),
             "offsets past the frame"
         );
     }

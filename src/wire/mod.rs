@@ -35,6 +35,19 @@ fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> u
         .ones_complement()
 }
 
+/// Completes a checksum left partial (virtio `NEEDS_CSUM`, Linux `CHECKSUM_PARTIAL`): the
+/// field at `start + offset` holds the pseudo-header sum, and the checksum covers everything
+/// from `start` to the end of `frame`. False if the offsets do not fit the frame.
+pub fn complete_partial_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let at = start + offset;
+    if at + 2 > frame.len() || start >= frame.len() {
+        return false;
+    }
+    let sum = checksum_bytes(&frame[start..]);
+    frame[at..at + 2].copy_from_slice(&sum);
+    true
+}
+
 /// The UDP/TCP pseudo-header checksum test over a transport segment (header and payload).
 pub fn transport_checksum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -> bool {
     pseudo_header_sum(src, dst, proto, segment) == 0
