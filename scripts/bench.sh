@@ -71,28 +71,11 @@ cleanup() {
     rm -rf "$WORK"
 }
 
-# Client-side sysctls, per namespace: crr opens thousands of connections a second and the
-# client closes first, so it needs more ephemeral ports and TIME-WAIT reuse (timestamps).
-client_sysctls() {
-    ip netns exec "$1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
-}
-
 make_netns # tapstack: namespace $NS with tap0 = $KERNEL_IP/24
 trap cleanup EXIT
 client_sysctls "$NS"
 
-ip netns add "$KSRV" || die "cannot create network namespace $KSRV"
-ip netns add "$KCLI" || die "cannot create network namespace $KCLI"
-ip -n "$KSRV" link add veth0 mtu 1500 type veth peer name veth0 mtu 1500 netns "$KCLI"
-veth_end() {
-    ip -n "$1" link set lo up
-    ip netns exec "$1" sysctl -qw net.ipv6.conf.veth0.disable_ipv6=1
-    ip -n "$1" addr add "$2/24" dev veth0
-    ip -n "$1" link set veth0 up
-}
-veth_end "$KSRV" "$KSRV_IP"
-veth_end "$KCLI" "$KCLI_IP"
-client_sysctls "$KCLI"
+make_veth_pair "$KSRV" "$KCLI" "$KSRV_IP" "$KCLI_IP"
 
 KSERVER_OUT=$WORK/kserver.out
 mkfifo "$KSERVER_OUT"

@@ -62,3 +62,26 @@ stop_server() {
     rm -f "$SERVER_OUT"
     SERVER_PID=
 }
+
+# Client-side sysctls, per namespace: benchmarks open thousands of connections a second and the
+# client often closes first, so it needs more ephemeral ports and TIME-WAIT reuse (timestamps).
+client_sysctls() {
+    ip netns exec "$1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+}
+
+# The kernel baseline: namespaces SRV and CLI (removed by the caller) joined by a veth pair,
+# MTU 1500, SRV_IP and CLI_IP on a /24; the client side gets client_sysctls.
+make_veth_pair() {
+    local srv=$1 cli=$2 srv_ip=$3 cli_ip=$4 end
+    ip netns add "$srv" || die "cannot create network namespace $srv"
+    ip netns add "$cli" || die "cannot create network namespace $cli"
+    ip -n "$srv" link add veth0 mtu 1500 type veth peer name veth0 mtu 1500 netns "$cli"
+    for end in "$srv $srv_ip" "$cli $cli_ip"; do
+        set -- $end
+        ip -n "$1" link set lo up
+        ip netns exec "$1" sysctl -qw net.ipv6.conf.veth0.disable_ipv6=1
+        ip -n "$1" addr add "$2/24" dev veth0
+        ip -n "$1" link set veth0 up
+    done
+    client_sysctls "$cli"
+}

@@ -13,26 +13,6 @@ use tapstack::time::Instant;
 
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-/// `a` connects to a listener on `b` port 80; returns (client on a, accepted conn on b).
-fn connect(sim: &mut Sim) -> (SocketId, SocketId) {
-    let (l, _) = sim
-        .b
-        .iface
-        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
-        .unwrap();
-    let now = sim.now;
-    let c = sim
-        .a
-        .iface
-        .tcp_connect(now, SocketAddrV4::new(B, 80))
-        .unwrap();
-    sim.advance(Duration::from_millis(10));
-    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
-    let (s, peer) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
-    assert_eq!(peer, sim.a.iface.tcp_addrs(c).unwrap().0);
-    (c, s)
-}
-
 /// Moves `data` from `from` (a or b) to the other side through the sim; returns what arrived.
 fn transfer(
     sim: &mut Sim,

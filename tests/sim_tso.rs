@@ -4,14 +4,12 @@
 mod common;
 
 use common::*;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use tapstack::core::SocketId;
 use tapstack::phy::FaultConfig;
 use tapstack::wire::gso;
 use tapstack::wire::transport_checksum_ok;
 
-const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// Payload of a full-sized segment on the sim's 1500-byte link with timestamps.
 const MSS: usize = 1448;
 
@@ -20,23 +18,6 @@ fn tso_pair() -> Sim {
     let mut a = config(1, 1);
     a.tcp.tso = true;
     Sim::new(a, config(2, 2), FaultConfig::default())
-}
-
-fn connect(sim: &mut Sim) -> (SocketId, SocketId) {
-    let (l, _) = sim
-        .b
-        .iface
-        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
-        .unwrap();
-    let now = sim.now;
-    let c = sim
-        .a
-        .iface
-        .tcp_connect(now, SocketAddrV4::new(B, 80))
-        .unwrap();
-    sim.advance(Duration::from_millis(10));
-    let (s, _) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
-    (c, s)
 }
 
 /// Moves `data` from a to b through the sim (a's super-segments split in software by

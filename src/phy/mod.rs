@@ -132,58 +132,16 @@ impl<D: Device + ?Sized> Device for Box<D> {
 mod tests {
     use super::*;
 
-    /// A device that vouches for every checksum.
-    struct Verified;
-
-    impl Device for Verified {
-        fn recv(&mut self, _: Instant, _: &mut [u8]) -> io::Result<Option<usize>> {
-            Ok(None)
-        }
-        fn send(&mut self, _: Instant, _: &[u8]) -> io::Result<()> {
-            Ok(())
-        }
-        fn mtu(&self) -> usize {
-            1500
-        }
-        fn poll_fd(&self) -> Option<RawFd> {
-            None
-        }
-        fn rx_checksum_verified(&self) -> bool {
-            true
-        }
+    /// A device that hands over one frame, vouching for its checksum and saying where it
+    /// was left partial, as the tap does.
+    struct Fake {
+        frame: Option<Vec<u8>>,
+        partial: Option<(usize, usize)>,
     }
 
-    /// The apps box their device: every method, the checksum fast path included, goes through.
-    #[test]
-    fn a_boxed_device_forwards_checksum_verification() {
-        let boxed: Box<dyn Device> = Box::new(Verified);
-        assert!(boxed.rx_checksum_verified());
-    }
-
-    /// A device that hands over one TCP frame whose checksum the kernel left partial.
-    struct Partial(Option<Vec<u8>>);
-
-    const TCP_AT: usize = 14 + 20;
-
-    fn partial_frame() -> Vec<u8> {
-        let mut frame = Vec::new();
-        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .tcp(40000, 9, 1, 1000)
-            .write(&mut frame, &[7u8; 3000])
-            .unwrap();
-        let partial = crate::wire::gso::pseudo_header_partial(
-            [10, 0, 0, 1],
-            [10, 0, 0, 2],
-            frame.len() - TCP_AT,
-        );
-        frame[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&partial);
-        frame
-    }
-
-    impl Device for Partial {
+    impl Device for Fake {
         fn recv(&mut self, _: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
-            Ok(self.0.take().map(|f| {
+            Ok(self.frame.take().map(|f| {
                 buf[..f.len()].copy_from_slice(&f);
                 f.len()
             }))
@@ -201,7 +159,37 @@ mod tests {
             true
         }
         fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
-            Some((TCP_AT, 16))
+            self.partial
+        }
+    }
+
+    /// The apps box their device: every method, the checksum fast path included, goes through.
+    #[test]
+    fn a_boxed_device_forwards_checksum_verification() {
+        let boxed: Box<dyn Device> = Box::new(partial_device());
+        assert!(boxed.rx_checksum_verified());
+        assert_eq!(boxed.rx_partial_checksum(), Some((TCP_AT, 16)));
+    }
+
+    const TCP_AT: usize = 14 + 20;
+
+    /// A TCP frame whose checksum the kernel left partial, from a device that says so.
+    fn partial_device() -> Fake {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 9, 1, 1000)
+            .write(&mut frame, &[7u8; 3000])
+            .unwrap();
+        let partial = crate::wire::gso::pseudo_header_partial(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            frame.len() - TCP_AT,
+        );
+        frame[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&partial);
+        Fake {
+            frame: Some(frame),
+            partial: Some((TCP_AT, 16)),
         }
     }
 
@@ -214,7 +202,7 @@ mod tests {
     #[test]
     fn partial_checksums_are_completed_only_where_frames_are_checked_or_shown() {
         let mut buf = vec![0u8; 4096];
-        let mut plain = Partial(Some(partial_frame()));
+        let mut plain = partial_device();
         let n = plain.recv(Instant::ZERO, &mut buf).unwrap().unwrap();
         assert!(!checksum_ok(&buf[..n]), "left partial for the core");
 
@@ -222,13 +210,13 @@ mod tests {
             seed: 1,
             ..FaultConfig::default()
         };
-        let mut injector = FaultInjector::new(Partial(Some(partial_frame())), faults);
+        let mut injector = FaultInjector::new(partial_device(), faults);
         let n = injector.recv(Instant::ZERO, &mut buf).unwrap().unwrap();
         assert!(checksum_ok(&buf[..n]), "completed before faults");
 
         let path =
             std::env::temp_dir().join(format!("tapstack-partial-{}.pcap", std::process::id()));
-        let mut pcap = PcapDevice::create(Partial(Some(partial_frame())), &path).unwrap();
+        let mut pcap = PcapDevice::create(partial_device(), &path).unwrap();
         let n = pcap.recv(Instant::ZERO, &mut buf).unwrap().unwrap();
         assert!(!checksum_ok(&buf[..n]), "the core still gets it as it came");
         drop(pcap);

@@ -136,6 +136,28 @@ impl Sim {
     }
 }
 
+/// `a` connects to a listener on `b` (10.0.0.2) port 80; returns (client on a, accepted conn
+/// on b).
+pub fn connect(sim: &mut Sim) -> (tapstack::core::SocketId, tapstack::core::SocketId) {
+    use std::net::SocketAddrV4;
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap();
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+    let (s, peer) = sim.b.iface.tcp_accept(l).expect("accepted").unwrap();
+    assert_eq!(peer, sim.a.iface.tcp_addrs(c).unwrap().0);
+    (c, s)
+}
+
 /// What no stack may send: a frame over the MTU, or TCP that needed IP fragmentation.
 fn check_frame(frame: &[u8], mtu: usize) {
     assert!(
