@@ -185,6 +185,15 @@ impl Drop for Stack {
     }
 }
 
+/// What the last poll found readable.
+#[derive(Clone, Copy)]
+struct Ready {
+    /// The wakeup eventfd: commands may be queued.
+    wake: bool,
+    /// The device: frames may be waiting.
+    device: bool,
+}
+
 struct StackThread<D> {
     iface: Interface,
     device: D,
@@ -202,13 +211,19 @@ impl<D: Device> StackThread<D> {
 
     fn run(mut self) {
         let mut buf = vec![0u8; RX_BUF];
+        let mut ready = Ready {
+            wake: true,
+            device: true,
+        };
         loop {
-            self.wake.drain();
+            if ready.wake {
+                self.wake.drain();
+            }
             let now = self.now();
             if !self.serve_commands(now) {
                 break;
             }
-            let busy = self.receive_batch(now, &mut buf);
+            let busy = ready.device && self.receive_batch(now, &mut buf);
             self.iface.poll(now);
             if let Err(e) = self.device.poll(now) {
                 log::warn!("device: {e}");
@@ -218,9 +233,16 @@ impl<D: Device> StackThread<D> {
                 .expire(&mut self.iface, now, std::time::Instant::now());
             self.dispatch_events(now);
             self.transmit(now);
-            if !busy {
-                self.sleep(None);
-            }
+            ready = if busy {
+                // More frames may wait; commands are served on the next turn anyway, and the
+                // eventfd is drained after the next poll that finds it readable.
+                Ready {
+                    wake: false,
+                    device: true,
+                }
+            } else {
+                self.sleep(None)
+            };
         }
         self.drain();
     }
@@ -322,8 +344,9 @@ impl<D: Device> StackThread<D> {
         }
     }
 
-    /// Blocks until the device or a command needs us, the next deadline, or `cap`.
-    fn sleep(&mut self, cap: Option<std::time::Instant>) {
+    /// Blocks until the device or a command needs us, the next deadline, or `cap`; says which
+    /// of the two to look at, so that neither costs a system call when it has nothing.
+    fn sleep(&mut self, cap: Option<std::time::Instant>) -> Ready {
         let now = self.now();
         let deadline = earliest(self.iface.poll_at(), self.device.poll_at());
         let mut timeout_ms: i32 = match deadline {
@@ -358,6 +381,14 @@ impl<D: Device> StackThread<D> {
             if e.kind() != io::ErrorKind::Interrupted {
                 log::warn!("poll: {e}");
             }
+        }
+        // A device without a descriptor, or with timed work of its own (held frames), is
+        // read whenever it may have something; a timeout or an error looks at everything.
+        let now = self.now();
+        let device_due = fds[1].fd < 0 || self.device.poll_at().is_some_and(|t| t <= now);
+        Ready {
+            wake: n <= 0 || fds[0].revents != 0,
+            device: n <= 0 || fds[1].revents != 0 || device_due,
         }
     }
 }
