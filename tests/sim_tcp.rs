@@ -213,6 +213,30 @@ fn a_new_syn_reopens_a_connection_in_time_wait() {
     assert_eq!(sim.a.iface.counters().tcp_retrans_segs, 0);
 }
 
+/// The initial window counts the peer's MSS, not ours (RFC 5681 §3.1, RFC 6928): against a
+/// peer announcing 1000 bytes, the first flight is 10 segments of at most 1000 bytes, not
+/// 14 600 bytes' worth.
+#[test]
+fn the_initial_window_counts_the_peers_mss() {
+    let mut b = config(2, 2);
+    b.mtu = 1040; // MSS option 1000
+    let mut sim = Sim::new(config(1, 1), b, FaultConfig::default());
+    let (c, _s) = connect(&mut sim);
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, &pattern(100_000, 9)).unwrap();
+    let mut segments = 0;
+    let mut bytes = 0;
+    while let Some(frame) = sim.a.iface.pop_transmit() {
+        if let Some((_, len)) = data_segment(&frame) {
+            segments += 1;
+            bytes += len;
+            assert!(len <= 1000, "a segment of {len} bytes");
+        }
+    }
+    assert_eq!(segments, 10, "{bytes} bytes in the first flight");
+    assert!(bytes <= 10_000, "{bytes} bytes in the first flight");
+}
+
 #[test]
 fn connecting_to_a_closed_port_is_refused() {
     let mut sim = Sim::pair();

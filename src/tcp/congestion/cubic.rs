@@ -140,6 +140,7 @@ impl CongestionControl for Cubic {
     /// K is in segments, so a new MSS starts a new epoch.
     fn set_mss(&mut self, mss: u32) {
         self.mss = mss.max(1);
+        self.cwnd = f64::from(initial_window(self.mss));
         self.epoch_start = None;
     }
 

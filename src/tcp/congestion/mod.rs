@@ -21,6 +21,9 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn name(&self) -> &'static str;
     fn cwnd(&self) -> u32;
     fn ssthresh(&self) -> u32;
+    /// The handshake fixed the effective send MSS (the peer's MSS option, capped by ours),
+    /// before any data: segment-counting state follows it, and so does the initial window,
+    /// which is defined in SMSS (RFC 5681 §3.1, RFC 6928 §2).
     fn set_mss(&mut self, mss: u32);
     /// New data acknowledged outside loss recovery. `rtt` is the current smoothed RTT if known.
     fn on_ack(&mut self, now: Instant, acked: u32, rtt: Option<Duration>);

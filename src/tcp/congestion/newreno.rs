@@ -62,6 +62,7 @@ impl CongestionControl for NewReno {
 
     fn set_mss(&mut self, mss: u32) {
         self.mss = mss.max(1);
+        self.cwnd = initial_window(self.mss);
     }
 
     fn on_ack(&mut self, _now: Instant, acked: u32, _rtt: Option<Duration>) {
