@@ -448,11 +448,7 @@ fn synchronized(
     }
 
     // First: is the segment acceptable?
-    let wnd = if t.rcv_adv.gt(t.rcv_nxt) {
-        t.rcv_adv.since(t.rcv_nxt)
-    } else {
-        0
-    };
+    let wnd = t.advertised_room();
     let len = seg.seg_len();
     let end = t.rcv_nxt + wnd;
     let acceptable = match (len, wnd) {

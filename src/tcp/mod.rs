@@ -125,26 +125,17 @@ impl Drop for Tcp {
 /// status, and how much window a read must reopen before the core owes a window update. Wakes
 /// the handle's waiters if `wake` or the status changed.
 fn publish(t: &Tcb, wake: bool) {
+    let update_at = (t.advertised_room() < t.snd_mss).then(|| t.window_update_threshold() as usize);
+    let mut shared = t.io();
+    shared.window_update_at = update_at;
     let status = shared::Status {
         connecting: matches!(t.state, State::SynSent | State::SynReceived),
         can_write: t.state.can_send() && !t.fin_queued,
         eof: t.read_closed
             || t.fin_seq.is_some_and(|f| t.rcv_nxt.gt(f))
             || t.state == State::Closed,
-        stopped: false,
-    };
-    let advertised = if t.rcv_adv.gt(t.rcv_nxt) {
-        t.rcv_adv.since(t.rcv_nxt)
-    } else {
-        0
-    };
-    let mut shared = t.io();
-    shared.window_update_at =
-        (advertised < t.snd_mss).then(|| t.snd_mss.min(shared.recv.capacity() as u32 / 2) as usize);
-    // Once stopped, always stopped.
-    let status = shared::Status {
+        // Once stopped, always stopped.
         stopped: shared.status.stopped,
-        ..status
     };
     let changed = shared.status != status;
     shared.status = status;
@@ -466,17 +457,8 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
-        let capacity = {
-            let mut io = t.io();
-            io.poke = false;
-            io.recv.capacity() as u32
-        };
-        let advertised = if t.rcv_adv.gt(t.rcv_nxt) {
-            t.rcv_adv.since(t.rcv_nxt)
-        } else {
-            0
-        };
-        if advertised < t.snd_mss && t.rcv_wnd() >= t.snd_mss.min(capacity / 2) {
+        t.io().poke = false;
+        if t.advertised_room() < t.snd_mss && t.rcv_wnd() >= t.window_update_threshold() {
             t.ack_now = true;
         }
         self.flush(id, now, stats);

@@ -130,19 +130,13 @@ fn advertise_window(t: &mut Tcb) -> u16 {
     let right = t.rcv_nxt + free;
     if right.gt(t.rcv_adv) {
         let grow = right.since(t.rcv_adv);
-        let threshold = (t.io().recv.capacity() as u32 / 2).min(t.snd_mss);
-        if grow >= threshold {
+        if grow >= t.window_update_threshold() {
             // Round down to what the scaled field can express.
             let wnd = (free >> t.rcv_wscale) << t.rcv_wscale;
             t.rcv_adv = t.rcv_adv.max(t.rcv_nxt + wnd);
         }
     }
-    let adv = if t.rcv_adv.gt(t.rcv_nxt) {
-        t.rcv_adv.since(t.rcv_nxt)
-    } else {
-        0
-    };
-    (adv >> t.rcv_wscale).min(65535) as u16
+    (t.advertised_room() >> t.rcv_wscale).min(65535) as u16
 }
 
 /// Bytes of TCP options a data segment will carry (timestamps, and SACK blocks while we hold

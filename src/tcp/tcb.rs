@@ -318,6 +318,21 @@ impl Tcb {
         self.io().recv.window().min(u32::MAX as usize >> 2) as u32
     }
 
+    /// What is left of the window we last advertised: RCV.ADV - RCV.NXT, or 0.
+    pub fn advertised_room(&self) -> u32 {
+        if self.rcv_adv.gt(self.rcv_nxt) {
+            self.rcv_adv.since(self.rcv_nxt)
+        } else {
+            0
+        }
+    }
+
+    /// How far the window's right edge must move before it is worth advertising:
+    /// min(buffer/2, MSS) (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
+    pub fn window_update_threshold(&self) -> u32 {
+        (self.io().recv.capacity() as u32 / 2).min(self.snd_mss)
+    }
+
     /// Data in flight: sent and not acknowledged (SYN and FIN count).
     pub fn flight(&self) -> u32 {
         self.snd_nxt.since(self.snd_una)
