@@ -65,6 +65,9 @@ pub struct DeviceArgs {
     /// Seed for every random choice of the stack and the fault injector [default: from the clock]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Microseconds the stack thread spins for an application's answer before it sleeps (0: off)
+    #[arg(long, default_value_t = 50)]
+    pub busy_poll_us: u64,
 }
 
 impl DeviceArgs {
@@ -76,6 +79,7 @@ impl DeviceArgs {
             .mac
             .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]]));
         cfg.gateway = self.gateway;
+        cfg.busy_poll = std::time::Duration::from_micros(self.busy_poll_us);
         cfg.seed = self.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

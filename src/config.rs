@@ -28,6 +28,11 @@ pub struct StackConfig {
     /// How long dropping a `Stack` waits for open connections to deliver their data and FIN
     /// before resetting them.
     pub linger: Duration,
+    /// After the stack thread hands readiness to application threads, how long it spins for
+    /// their answer (a write, a close) before it sleeps: the reply then leaves without the
+    /// sleep and wakeup of the stack thread (like Linux's `net.core.busy_poll`, on the stack's
+    /// side). Used only with more than one CPU; zero turns it off.
+    pub busy_poll: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +127,7 @@ impl StackConfig {
             udp_rcvbuf: 212_992,
             tcp: crate::tcp::TcpConfig::default(),
             linger: Duration::from_secs(1),
+            busy_poll: Duration::from_micros(50),
         }
     }
 

@@ -137,6 +137,10 @@ impl Stack {
         let iface = Interface::new(config.clone(), Instant::ZERO);
         let thread_wake = wake.clone();
         let thread_linger = config.linger;
+        let busy_poll = match std::thread::available_parallelism() {
+            Ok(n) if n.get() > 1 => config.busy_poll,
+            _ => std::time::Duration::ZERO,
+        };
         let thread = std::thread::Builder::new()
             .name("tapstack".into())
             .spawn(move || {
@@ -148,6 +152,7 @@ impl Stack {
                     epoch,
                     waiters: Waiters::default(),
                     linger: thread_linger,
+                    busy_poll,
                 }
                 .run()
             })?;
@@ -202,6 +207,7 @@ struct StackThread<D> {
     epoch: std::time::Instant,
     waiters: Waiters,
     linger: std::time::Duration,
+    busy_poll: std::time::Duration,
 }
 
 impl<D: Device> StackThread<D> {
@@ -228,10 +234,10 @@ impl<D: Device> StackThread<D> {
             if let Err(e) = self.device.poll(now) {
                 log::warn!("device: {e}");
             }
-            self.dispatch_events(now);
+            let mut notified = self.dispatch_events(now);
             self.waiters
                 .expire(&mut self.iface, now, std::time::Instant::now());
-            self.dispatch_events(now);
+            notified |= self.dispatch_events(now);
             self.transmit(now);
             ready = if busy {
                 // More frames may wait; commands are served on the next turn anyway, and the
@@ -240,6 +246,8 @@ impl<D: Device> StackThread<D> {
                     wake: false,
                     device: true,
                 }
+            } else if let Some(r) = notified.then(|| self.busy_wait()).flatten() {
+                r
             } else {
                 self.sleep(None)
             };
@@ -323,11 +331,52 @@ impl<D: Device> StackThread<D> {
         true
     }
 
-    fn dispatch_events(&mut self, now: Instant) {
+    /// Hands readiness to the parked calls; true if there was any.
+    fn dispatch_events(&mut self, now: Instant) -> bool {
+        let mut any = false;
         while let Some(event) = self.iface.pop_event() {
+            any = true;
             match event {
                 Event::Ready(id) => self.waiters.ready(&mut self.iface, now, id),
             }
+        }
+        any
+    }
+
+    /// Spins up to `busy_poll` for a command from the application threads just woken, or a
+    /// frame; what came, if anything. A request answered at once (an echo, an HTTP response)
+    /// then costs no sleep and wakeup of this thread, and a frame arriving meanwhile is not
+    /// kept waiting behind the spin.
+    fn busy_wait(&self) -> Option<Ready> {
+        if self.busy_poll.is_zero() {
+            return None;
+        }
+        let until = std::time::Instant::now() + self.busy_poll;
+        loop {
+            if !self.commands.is_empty() {
+                return Some(Ready {
+                    wake: false,
+                    device: false,
+                });
+            }
+            if let Some(fd) = self.device.poll_fd() {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd; a zero timeout never blocks.
+                if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+                    return Some(Ready {
+                        wake: false,
+                        device: true,
+                    });
+                }
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::hint::spin_loop();
         }
     }
 
