@@ -310,3 +310,67 @@ fn poller_reports_streams_that_changed() {
         }
     }
 }
+
+/// A non-blocking listener in a `Poller`: reported once at registration, then when a
+/// connection is ready to accept; `accept` takes it (no connection: `WouldBlock`); a stopping
+/// stack reports it and makes `accept` fail with `NotConnected`.
+#[test]
+fn poller_reports_a_listener_with_connections_to_accept() {
+    use tapstack::socket::Poller;
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5031").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let poller = Poller::new();
+    poller.register(&listener, 7);
+    let mut ready = Vec::new();
+    poller.wait(&mut ready, Some(Duration::from_secs(10)));
+    assert_eq!(ready, [7], "registration reports the listener once");
+    assert_eq!(
+        listener.accept().err().map(|e| e.kind()),
+        Some(ErrorKind::WouldBlock)
+    );
+    let clients: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&a, "10.0.0.2:5031").unwrap())
+        .collect();
+    let mut accepted = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.len() < clients.len() {
+        assert!(Instant::now() < deadline, "connections not reported");
+        poller.wait(&mut ready, Some(Duration::from_secs(10)));
+        if ready.contains(&7) {
+            while let Ok((s, peer)) = listener.accept() {
+                accepted.push((s, peer));
+            }
+        }
+    }
+    let mut local: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    let mut peers: Vec<_> = accepted.iter().map(|(_, p)| *p).collect();
+    local.sort();
+    peers.sort();
+    assert_eq!(local, peers);
+    // An accepted stream works at once.
+    (&clients[0]).write_all(b"hi").unwrap();
+    let s = accepted
+        .iter()
+        .find(|(_, p)| *p == clients[0].local_addr().unwrap())
+        .map(|(s, _)| s)
+        .unwrap();
+    limit(s);
+    let mut got = [0u8; 2];
+    let mut reader: &TcpStream = s;
+    reader.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hi");
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "the stop was not reported");
+        poller.wait(&mut ready, Some(Duration::from_secs(10)));
+        if ready.contains(&7) {
+            break;
+        }
+    }
+    assert_eq!(
+        listener.accept().err().map(|e| e.kind()),
+        Some(ErrorKind::NotConnected)
+    );
+}

@@ -1,14 +1,12 @@
 //! Echo server over a tap: echo (RFC 862) on `--port` over UDP and TCP, discard (RFC 863) on 9
-//! and chargen (RFC 864) on 19 over TCP, every TCP connection served by one event-loop
-//! thread over non-blocking streams and a `Poller`. Prints a `listening` line when ready and its counters
-//! when stopped by SIGINT/SIGTERM.
+//! and chargen (RFC 864) on 19 over TCP, every TCP listener and connection served by one
+//! event-loop thread over non-blocking sockets and a `Poller`. Prints a `listening` line when
+//! ready and its counters when stopped by SIGINT/SIGTERM.
 
 use clap::Parser;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread;
 use tapstack::cli::{self, DeviceArgs};
 use tapstack::socket::Poller;
@@ -121,30 +119,35 @@ impl Conn {
     }
 }
 
-/// Serves every TCP connection from one thread: streams are non-blocking and the `Poller`
-/// says which changed, so 10 000 connections cost 10 000 small states, not threads. Ends
-/// when every acceptor has stopped and every connection is over.
-fn event_loop(poller: Poller, accepted: crossbeam_channel::Receiver<(usize, Conn)>) {
+/// Serves every TCP listener and connection from one thread: sockets are non-blocking and the
+/// `Poller` says which changed, so 10 000 connections cost 10 000 small states, not threads.
+/// Ends when the stack stops (every listener fails) and every connection is over.
+fn event_loop(poller: Poller, listeners: Vec<(TcpListener, Service)>) {
+    let mut listeners: HashMap<usize, (TcpListener, Service)> =
+        listeners.into_iter().enumerate().collect();
+    for (token, (l, _)) in &listeners {
+        poller.register(l, *token);
+    }
+    let mut next_token = listeners.len();
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut ready = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     // Whole cycles, about 64 KiB per write: the same stream in fewer calls.
     let cycle = cli::chargen_cycle();
     let block = cycle.repeat(65536 / cycle.len());
-    loop {
+    while !listeners.is_empty() || !conns.is_empty() {
         poller.wait(&mut ready, Some(std::time::Duration::from_millis(200)));
-        loop {
-            match accepted.try_recv() {
-                Ok((token, conn)) => {
-                    conns.insert(token, conn);
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) if conns.is_empty() => return,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
-            }
-        }
         for token in &ready {
-            if let Some(conn) = conns.get_mut(token) {
+            if let Some((listener, service)) = listeners.get(token) {
+                let service = *service;
+                match accept_all(listener, service, &mut next_token, &poller, &mut conns) {
+                    Err(e) if stopped(&e) => {
+                        listeners.remove(token);
+                    }
+                    Err(e) => log::warn!("{service:?} accept: {e}"),
+                    Ok(()) => {}
+                }
+            } else if let Some(conn) = conns.get_mut(token) {
                 if !conn.serve(&mut buf, &block) {
                     conns.remove(token);
                 }
@@ -153,40 +156,34 @@ fn event_loop(poller: Poller, accepted: crossbeam_channel::Receiver<(usize, Conn
     }
 }
 
-/// Accepts connections on `listener` and hands them to the event loop, until the stack stops.
-fn serve(
-    listener: TcpListener,
+/// Accepts every connection waiting on `listener` into `conns`, until `WouldBlock`.
+fn accept_all(
+    listener: &TcpListener,
     service: Service,
-    poller: Poller,
-    loop_tx: crossbeam_channel::Sender<(usize, Conn)>,
-    tokens: Arc<AtomicUsize>,
-) {
+    next_token: &mut usize,
+    poller: &Poller,
+    conns: &mut HashMap<usize, Conn>,
+) -> std::io::Result<()> {
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = stream.set_nonblocking(true) {
-                    log::warn!("{service:?}: {e}");
-                    continue;
-                }
-                let token = tokens.fetch_add(1, Ordering::Relaxed);
-                // Registered after the loop has it: the first event finds the connection.
-                let watched = stream.try_clone();
-                let conn = Conn {
-                    stream,
-                    service,
-                    pending: Vec::new(),
-                    offset: 0,
-                };
-                if loop_tx.send((token, conn)).is_err() {
-                    return;
-                }
-                if let Ok(s) = watched {
-                    poller.register(&s, token);
-                }
-            }
-            Err(e) if stopped(&e) => return,
-            Err(e) => log::warn!("{service:?} accept: {e}"),
-        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        stream.set_nonblocking(true)?;
+        let token = *next_token;
+        *next_token += 1;
+        // Registering reports the stream once: the next wait serves what already arrived.
+        poller.register(&stream, token);
+        conns.insert(
+            token,
+            Conn {
+                stream,
+                service,
+                pending: Vec::new(),
+                offset: 0,
+            },
+        );
     }
 }
 
@@ -200,19 +197,16 @@ fn run(args: Args) -> std::io::Result<()> {
         (9, Service::Discard),
         (19, Service::Chargen),
     ];
-    let poller = Poller::new();
-    let (loop_tx, loop_rx) = crossbeam_channel::unbounded();
-    let tokens = Arc::new(AtomicUsize::new(0));
-    let mut workers = vec![thread::spawn(move || udp_echo(udp))];
+    let mut listeners = Vec::new();
     for (port, service) in services {
         let listener = TcpListener::bind(&stack, (ip, port))?;
-        let (poller, loop_tx, tokens) = (poller.clone(), loop_tx.clone(), tokens.clone());
-        workers.push(thread::spawn(move || {
-            serve(listener, service, poller, loop_tx, tokens)
-        }));
+        listener.set_nonblocking(true)?;
+        listeners.push((listener, service));
     }
-    drop(loop_tx);
-    workers.push(thread::spawn(move || event_loop(poller, loop_rx)));
+    let workers = [
+        thread::spawn(move || udp_echo(udp)),
+        thread::spawn(move || event_loop(Poller::new(), listeners)),
+    ];
     println!(
         "echo-server: listening on {ip}: echo {} (udp, tcp), discard 9, chargen 19 (tcp) via {}, mtu {}",
         args.port,

@@ -135,6 +135,11 @@ impl Interface {
         self.tcp.io(id)
     }
 
+    /// The accept queue listener `id` shares with its handle.
+    pub fn tcp_listen_shared(&self, id: SocketId) -> Option<Arc<crate::tcp::shared::ListenIo>> {
+        self.tcp.listen_io(id)
+    }
+
     /// The handle queued data or reopened the window: output is owed.
     pub fn tcp_poke(&mut self, now: Instant, id: SocketId) {
         self.tcp.poke(id, now, &mut self.stats);

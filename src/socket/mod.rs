@@ -4,7 +4,7 @@ mod poll;
 mod tcp;
 mod udp;
 
-pub use poll::Poller;
+pub use poll::{Poller, Source};
 pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;
 

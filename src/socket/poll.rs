@@ -1,6 +1,7 @@
-//! Readiness for many non-blocking streams at once, for event loops: register each
-//! [`TcpStream`] with a [`Poller`] under a token, then [`Poller::wait`] for the tokens whose
-//! connection changed (data or room arrived, the peer closed, an error, the stack stopped).
+//! Readiness for many non-blocking sockets at once, for event loops: register each
+//! [`TcpStream`] or [`TcpListener`] with a [`Poller`] under a token, then [`Poller::wait`] for
+//! the tokens whose socket changed (data or room arrived, the peer closed, an error, a
+//! connection to accept, the stack stopped).
 //!
 //! Events are hints, as with epoll in edge-triggered mode: after one, read and write until
 //! `WouldBlock`; a stream is reported once per wait however many times it changed meanwhile.
@@ -11,16 +12,19 @@
 //! use tapstack::{phy::TapDevice, socket::Poller, Stack, StackConfig, TcpListener};
 //! let stack = Stack::new(TapDevice::open("tap0")?, StackConfig::new([10, 0, 0, 2].into(), 24))?;
 //! let listener = TcpListener::bind(&stack, "0.0.0.0:7")?;
+//! listener.set_nonblocking(true)?;
 //! let poller = Poller::new();
-//! let (conn, _) = listener.accept()?;
-//! conn.set_nonblocking(true)?;
-//! poller.register(&conn, 1);
+//! poller.register(&listener, 0);
 //! let mut ready = Vec::new();
 //! poller.wait(&mut ready, None);
+//! let (conn, _) = listener.accept()?; // or WouldBlock: events are hints
+//! conn.set_nonblocking(true)?;
+//! poller.register(&conn, 1);
 //! # Ok(()) }
 //! ```
 
-use super::TcpStream;
+use super::{TcpListener, TcpStream};
+use crate::tcp::shared::Watcher;
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -48,7 +52,32 @@ impl Shared {
     }
 }
 
-/// Waits on many streams at once. Clones share the same set of ready tokens.
+/// A socket a [`Poller`] can watch: [`TcpStream`] and [`TcpListener`].
+pub trait Source: sealed::Sealed {
+    /// Sets (or clears) the socket's readiness callback.
+    #[doc(hidden)]
+    fn set_watcher(&self, watcher: Option<Watcher>);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::TcpStream {}
+    impl Sealed for super::TcpListener {}
+}
+
+impl Source for TcpStream {
+    fn set_watcher(&self, watcher: Option<Watcher>) {
+        self.watch(watcher);
+    }
+}
+
+impl Source for TcpListener {
+    fn set_watcher(&self, watcher: Option<Watcher>) {
+        self.watch(watcher);
+    }
+}
+
+/// Waits on many sockets at once. Clones share the same set of ready tokens.
 #[derive(Clone, Default)]
 pub struct Poller {
     shared: Arc<Shared>,
@@ -59,20 +88,20 @@ impl Poller {
         Poller::default()
     }
 
-    /// Reports `stream` under `token` from now on (replacing any poller it had); it is
-    /// reported once at once. Dropping the stream ends it.
-    pub fn register(&self, stream: &TcpStream, token: usize) {
+    /// Reports `socket` under `token` from now on (replacing any poller it had); it is
+    /// reported once at once. Dropping the socket ends it.
+    pub fn register(&self, socket: &impl Source, token: usize) {
         let shared = Arc::downgrade(&self.shared);
-        stream.watch(Some(Arc::new(move || {
+        socket.set_watcher(Some(Arc::new(move || {
             if let Some(s) = shared.upgrade() {
                 s.push(token);
             }
         })));
     }
 
-    /// Stops reporting `stream`.
-    pub fn deregister(&self, stream: &TcpStream) {
-        stream.watch(None);
+    /// Stops reporting `socket`.
+    pub fn deregister(&self, socket: &impl Source) {
+        socket.set_watcher(None);
     }
 
     /// Moves the tokens of streams that changed into `events` (cleared first), waiting up to

@@ -8,7 +8,7 @@
 use super::{deadline, v4_addr, would_block};
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
-use crate::tcp::shared::{IoState, SocketIo};
+use crate::tcp::shared::{IoState, ListenIo, Shared, SocketIo, Wakeable};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,6 +67,33 @@ impl Drop for Inner {
 pub struct TcpListener {
     inner: Arc<Inner>,
     local: SocketAddr,
+    /// The queue of established connections, filled by the stack thread: `accept` takes from
+    /// it without a call to the stack thread.
+    shared: Arc<ListenIo>,
+}
+
+/// Runs `op` on a shared state until it is not `WouldBlock`, sleeping until the stack thread
+/// changes something between tries, until `deadline` (`WouldBlock` then).
+fn blocking<S: Wakeable, T>(
+    shared: &Shared<S>,
+    deadline: Option<std::time::Instant>,
+    mut op: impl FnMut(&mut S) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut state = shared.lock();
+    loop {
+        match op(&mut state) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.saturating_duration_since(std::time::Instant::now()) {
+                left if left.is_zero() => return Err(would_block()),
+                left => Some(left),
+            },
+        };
+        state = shared.wait(state, timeout);
+    }
 }
 
 impl TcpListener {
@@ -86,31 +113,35 @@ impl TcpListener {
     ) -> io::Result<TcpListener> {
         let addr = v4_addr(addr)?;
         let handle = stack.handle();
-        let (id, local) = handle.call(move |iface, _| iface.tcp_listen(addr, backlog))?;
+        let (id, local, shared) = handle.call(move |iface, _| {
+            let (id, local) = iface.tcp_listen(addr, backlog)?;
+            let shared = iface
+                .tcp_listen_shared(id)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            Ok((id, local, shared))
+        })?;
         Ok(TcpListener {
             inner: Inner::new(handle, id),
             local: SocketAddr::V4(local),
+            shared,
         })
     }
 
-    /// Waits for a connection (or fails with `WouldBlock` in non-blocking mode).
+    /// Waits for a connection (or fails with `WouldBlock` in non-blocking mode). Takes it from
+    /// the listener's queue directly: no call to the stack thread.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let id = self.inner.id;
         let deadline = deadline(self.inner.nonblocking.load(Ordering::Relaxed), None);
-        let (conn, peer, shared) = self.inner.handle.wait(
-            id,
-            deadline,
-            move |iface, _| {
-                let accepted = iface.tcp_accept(id)?;
-                Some(accepted.and_then(|(c, p)| Ok((c, p, shared(iface, c)?))))
-            },
-            would_block,
-        )?;
+        let accepted = blocking(&self.shared, deadline, |q| {
+            if q.stopped {
+                return Err(crate::runtime::stopped());
+            }
+            q.queue.pop_front().ok_or_else(would_block)
+        })?;
         let stream = TcpStream {
-            inner: Inner::new(self.inner.handle.clone(), conn),
-            shared,
+            inner: Inner::new(self.inner.handle.clone(), accepted.id),
+            shared: accepted.io,
         };
-        Ok((stream, SocketAddr::V4(peer)))
+        Ok((stream, SocketAddr::V4(accepted.peer)))
     }
 
     /// An endless iterator of accepted connections, as `std::net::TcpListener::incoming`.
@@ -131,7 +162,13 @@ impl TcpListener {
         Ok(TcpListener {
             inner: self.inner.clone(),
             local: self.local,
+            shared: self.shared.clone(),
         })
+    }
+
+    /// Sets the readiness callback of the listener (see [`super::Poller`]).
+    pub(crate) fn watch(&self, watcher: Option<crate::tcp::shared::Watcher>) {
+        self.shared.watch(watcher);
     }
 }
 
@@ -287,28 +324,14 @@ impl TcpStream {
         self.shared.watch(watcher);
     }
 
-    /// Runs `op` on the shared state until it is not `WouldBlock`, sleeping until the stack
-    /// thread changes something between tries, until `deadline` (`WouldBlock` then).
+    /// Runs `op` on the connection's shared state until it is not `WouldBlock` (see
+    /// [`blocking`]).
     fn blocking<T>(
         &self,
         deadline: Option<std::time::Instant>,
-        mut op: impl FnMut(&mut IoState) -> io::Result<T>,
+        op: impl FnMut(&mut IoState) -> io::Result<T>,
     ) -> io::Result<T> {
-        let mut state = self.shared.lock();
-        loop {
-            match op(&mut state) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return done,
-            }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => match d.saturating_duration_since(std::time::Instant::now()) {
-                    left if left.is_zero() => return Err(would_block()),
-                    left => Some(left),
-                },
-            };
-            state = self.shared.wait(state, timeout);
-        }
+        blocking(&self.shared, deadline, op)
     }
 
     /// Queues bytes from `bufs`, in order, as one write, and pokes the stack thread if it is

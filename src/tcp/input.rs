@@ -133,13 +133,13 @@ impl Tcp {
         if !seg.flags.syn {
             return;
         }
-        let Some(l) = self.listeners.get_mut(&lid) else {
-            return;
-        };
-        if l.accept_queue.len() >= l.backlog {
+        if self.accept_queue_full(lid) {
             stats.tcp_listen_drops += 1;
             return;
         }
+        let Some(l) = self.listeners.get_mut(&lid) else {
+            return;
+        };
         if l.syn_queue >= self.cfg.syn_backlog {
             // SYN flood defence: answer without keeping state (RFC 4987 §3.6).
             let mss = u32::from(seg.options.mss.unwrap_or(536)).min(self.our_mss);
@@ -196,10 +196,10 @@ impl Tcp {
             stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
             return false;
         };
-        let Some(l) = self.listeners.get_mut(&lid) else {
+        if !self.listeners.contains_key(&lid) {
             return false;
-        };
-        if l.accept_queue.len() >= l.backlog {
+        }
+        if self.accept_queue_full(lid) {
             stats.tcp_listen_drops += 1;
             return true;
         }
@@ -225,10 +225,9 @@ impl Tcp {
         t.snd_wl2 = seg.ack;
         self.by_tuple.insert((local.port(), remote), id);
         self.conns.insert(id, t);
-        l.accept_queue.push_back(id);
+        self.enqueue_accept(lid, id);
         stats.tcp_syncookies_recv += 1;
         stats.tcp_passive_opens += 1;
-        self.notify(lid);
         // The ACK may carry data or a FIN already.
         if !seg.payload.is_empty() || seg.flags.fin {
             self.segment_arrives(id, now, seg, stats);
@@ -259,12 +258,11 @@ impl Tcp {
         match verdict {
             Verdict::Keep => {}
             Verdict::Established => {
-                if let Some(l) = listener.and_then(|l| self.listeners.get_mut(&l)) {
-                    l.syn_queue = l.syn_queue.saturating_sub(1);
-                    l.accept_queue.push_back(id);
-                }
-                if let Some(l) = listener {
-                    self.notify(l);
+                if let Some(lid) = listener {
+                    if let Some(l) = self.listeners.get_mut(&lid) {
+                        l.syn_queue = l.syn_queue.saturating_sub(1);
+                    }
+                    self.enqueue_accept(lid, id);
                 }
             }
             Verdict::Closed(err) => {

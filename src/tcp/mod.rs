@@ -26,6 +26,7 @@ use crate::stats::Counters;
 use crate::time::Instant;
 use isn::IsnGenerator;
 use output::Outgoing;
+use shared::Wakeable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -93,8 +94,9 @@ impl Default for TcpConfig {
 struct Listener {
     local: SocketAddrV4,
     backlog: usize,
-    /// Established connections waiting for `accept`.
-    accept_queue: VecDeque<SocketId>,
+    /// Established connections waiting for `accept`, shared with the listener's handle so
+    /// that accepting needs no round trip to the stack thread.
+    io: Arc<shared::ListenIo>,
     /// Connections in SYN-RECEIVED.
     syn_queue: usize,
 }
@@ -110,6 +112,11 @@ impl Tcp {
             let mut shared = t.io();
             shared.status.stopped = true;
             t.io.wake(shared);
+        }
+        for l in self.listeners.values() {
+            let mut shared = l.io.lock();
+            shared.stopped = true;
+            l.io.wake(shared);
         }
     }
 }
@@ -269,11 +276,9 @@ impl Tcp {
                 self.timers.remove(&(k, id));
             }
             self.by_tuple.remove(&(t.local.port(), t.remote));
+            // Only a connection still in SYN-RECEIVED belongs to its listener.
             if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
-                if t.state == State::SynReceived {
-                    l.syn_queue = l.syn_queue.saturating_sub(1);
-                }
-                l.accept_queue.retain(|c| *c != id);
+                l.syn_queue = l.syn_queue.saturating_sub(1);
             }
         }
     }
@@ -322,25 +327,53 @@ impl Tcp {
             Listener {
                 local,
                 backlog: backlog.max(1),
-                accept_queue: VecDeque::new(),
+                io: Arc::default(),
                 syn_queue: 0,
             },
         );
         Ok(local)
     }
 
-    /// The next established connection, its address, or `None` if none is waiting.
+    /// The next established connection, its address, or `None` if none is waiting. (Socket
+    /// handles take them from the listener's shared queue without the core.)
     pub fn accept(&mut self, listener: SocketId) -> Option<io::Result<(SocketId, SocketAddrV4)>> {
-        let Some(l) = self.listeners.get_mut(&listener) else {
+        let Some(l) = self.listeners.get(&listener) else {
             return Some(Err(os_err(libc::EINVAL)));
         };
-        let id = l.accept_queue.pop_front()?;
-        let t = self.conns.get_mut(&id)?;
+        let a = l.io.lock().queue.pop_front()?;
+        Some(Ok((a.id, a.peer)))
+    }
+
+    /// The queue a listener shares with its handle.
+    pub fn listen_io(&self, listener: SocketId) -> Option<Arc<shared::ListenIo>> {
+        self.listeners.get(&listener).map(|l| l.io.clone())
+    }
+
+    /// Whether listener `lid` has room for another established connection.
+    fn accept_queue_full(&self, lid: SocketId) -> bool {
+        self.listeners
+            .get(&lid)
+            .is_some_and(|l| l.io.lock().queue.len() >= l.backlog)
+    }
+
+    /// Hands established connection `id` to listener `lid`'s accept queue: from now on it
+    /// belongs to the handle that accepts it, or dies with the listener.
+    fn enqueue_accept(&mut self, lid: SocketId, id: SocketId) {
+        let (Some(l), Some(t)) = (self.listeners.get(&lid), self.conns.get_mut(&id)) else {
+            return;
+        };
         t.listener = None;
         // A connection opened by a SYN cookie became ESTABLISHED without output of its own:
         // its handle must see that before its first write.
         publish(t, false);
-        Some(Ok((id, t.remote)))
+        let mut q = l.io.lock();
+        q.queue.push_back(shared::Accepted {
+            id,
+            peer: t.remote,
+            io: t.io.clone(),
+        });
+        l.io.wake(q);
+        self.events.push_back(Event::Ready(lid));
     }
 
     /// The ISN for a new connection (RFC 6528, unless fixed for a test).
@@ -503,7 +536,11 @@ impl Tcp {
     pub fn close(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
         if let Some(l) = self.listeners.remove(&id) {
             self.listen_ports.remove(&l.local.port());
-            for c in l.accept_queue {
+            let queued: Vec<SocketId> = l.io.lock().queue.drain(..).map(|a| a.id).collect();
+            for c in queued {
+                if let Some(t) = self.conns.get_mut(&c) {
+                    t.orphan = true;
+                }
                 self.abort(c, now, stats);
             }
             let pending: Vec<SocketId> = self

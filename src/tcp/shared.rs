@@ -1,5 +1,6 @@
 //! What a connection shares with its socket handle: the two byte buffers and the little the
-//! handle must know to read and write without a round trip to the stack thread.
+//! handle must know to read and write without a round trip to the stack thread; and what a
+//! listener shares with its handle: the queue of connections ready to be accepted.
 //!
 //! The core stays the only one to make protocol decisions. The handle copies bytes into the
 //! send buffer and out of the receive buffer under a short lock, and raises `poke` when the
@@ -8,7 +9,10 @@
 //! never held across I/O or a wait.
 
 use super::buffer::{RecvBuffer, SendBuffer};
+use crate::core::SocketId;
+use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -39,11 +43,34 @@ pub struct IoState {
     pub window_update_at: Option<usize>,
     /// The handle asked the core for output and the core has not run it yet.
     pub poke: bool,
+    wakers: Wakers,
+}
+
+/// Who to wake when the core changes a shared state.
+#[derive(Default)]
+pub struct Wakers {
     /// Handle threads waiting for the state to change.
     waiting: u32,
     /// Called (outside the lock) whenever the core wakes the handle: how an event loop
-    /// learns that the connection may be ready without a thread waiting on it.
+    /// learns that the socket may be ready without a thread waiting on it.
     watcher: Option<Watcher>,
+}
+
+/// A state shared between the core and a socket handle.
+pub trait Wakeable {
+    /// The state's waiters.
+    fn wakers(&mut self) -> &mut Wakers;
+
+    /// Drops the readiness callback (the handle is gone).
+    fn forget_watcher(&mut self) {
+        self.wakers().watcher = None;
+    }
+}
+
+impl Wakeable for IoState {
+    fn wakers(&mut self) -> &mut Wakers {
+        &mut self.wakers
+    }
 }
 
 /// A readiness callback; it must be cheap and must not lock the connection's state.
@@ -107,11 +134,6 @@ impl IoState {
         Ok(self.recv.read(out))
     }
 
-    /// Drops the readiness callback (the handle is gone).
-    pub fn forget_watcher(&mut self) {
-        self.watcher = None;
-    }
-
     /// After a read: whether it reopened enough window that the core owes a window update
     /// (then the core must be poked). True once per update.
     pub fn window_update_due(&mut self) -> bool {
@@ -131,43 +153,52 @@ impl IoState {
     }
 }
 
-/// A connection's shared state: the lock and the waiters' condition variable.
-pub struct SocketIo {
-    state: Mutex<IoState>,
+/// A state shared with a handle: the lock and the waiters' condition variable.
+pub struct Shared<S> {
+    state: Mutex<S>,
     changed: Condvar,
 }
 
+/// A connection's shared state.
+pub type SocketIo = Shared<IoState>;
+
 impl SocketIo {
     pub fn new(send: SendBuffer, recv: RecvBuffer) -> SocketIo {
-        SocketIo {
-            state: Mutex::new(IoState {
-                send,
-                recv,
-                status: Status {
-                    connecting: true,
-                    ..Status::default()
-                },
-                error: None,
-                window_update_at: None,
-                poke: false,
-                waiting: 0,
-                watcher: None,
-            }),
+        Shared::with(IoState {
+            send,
+            recv,
+            status: Status {
+                connecting: true,
+                ..Status::default()
+            },
+            error: None,
+            window_update_at: None,
+            poke: false,
+            wakers: Wakers::default(),
+        })
+    }
+}
+
+impl<S: Wakeable> Shared<S> {
+    fn with(state: S) -> Shared<S> {
+        Shared {
+            state: Mutex::new(state),
             changed: Condvar::new(),
         }
     }
 
-    /// Locks the state. A panic elsewhere cannot leave the buffers half-written (every update
-    /// is a plain copy), so a poisoned lock is taken over.
-    pub fn lock(&self) -> MutexGuard<'_, IoState> {
+    /// Locks the state. A panic elsewhere cannot leave it half-written (every update is a
+    /// plain copy or a queue operation), so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, S> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Wakes the handle's waiters, if any (a futex wake only when someone sleeps). The lock
     /// is released first, so that a waiter does not wake only to block on it.
-    pub fn wake(&self, state: MutexGuard<'_, IoState>) {
-        let waiting = state.waiting > 0;
-        let watcher = state.watcher.clone();
+    pub fn wake(&self, mut state: MutexGuard<'_, S>) {
+        let w = state.wakers();
+        let waiting = w.waiting > 0;
+        let watcher = w.watcher.clone();
         drop(state);
         if waiting {
             self.changed.notify_all();
@@ -178,10 +209,10 @@ impl SocketIo {
     }
 
     /// Sets (or clears) the readiness callback. A new one is called once at once, since the
-    /// connection may already be ready.
+    /// socket may already be ready.
     pub fn watch(&self, watcher: Option<Watcher>) {
         let mut state = self.lock();
-        state.watcher = watcher;
+        state.wakers().watcher = watcher;
         self.wake(state);
     }
 
@@ -189,10 +220,10 @@ impl SocketIo {
     /// caller checks the state again either way: a wake-up is a hint.
     pub fn wait<'a>(
         &'a self,
-        mut state: MutexGuard<'a, IoState>,
+        mut state: MutexGuard<'a, S>,
         timeout: Option<Duration>,
-    ) -> MutexGuard<'a, IoState> {
-        state.waiting += 1;
+    ) -> MutexGuard<'a, S> {
+        state.wakers().waiting += 1;
         let mut state = match timeout {
             None => self
                 .changed
@@ -205,7 +236,39 @@ impl SocketIo {
                     .0
             }
         };
-        state.waiting -= 1;
+        state.wakers().waiting -= 1;
         state
+    }
+}
+
+/// A connection the core established for a listener, ready for `accept`.
+pub struct Accepted {
+    pub id: SocketId,
+    pub peer: SocketAddrV4,
+    pub io: Arc<SocketIo>,
+}
+
+/// What a listener shares with its handle.
+#[derive(Default)]
+pub struct ListenState {
+    /// Established connections not yet accepted, oldest first; the listen backlog bounds it.
+    pub queue: VecDeque<Accepted>,
+    /// The stack has stopped: `accept` fails with `NotConnected`.
+    pub stopped: bool,
+    wakers: Wakers,
+}
+
+impl Wakeable for ListenState {
+    fn wakers(&mut self) -> &mut Wakers {
+        &mut self.wakers
+    }
+}
+
+/// A listener's shared state.
+pub type ListenIo = Shared<ListenState>;
+
+impl Default for ListenIo {
+    fn default() -> ListenIo {
+        Shared::with(ListenState::default())
     }
 }
