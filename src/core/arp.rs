@@ -237,7 +237,7 @@ impl super::Interface {
         if !sender_ip.is_unspecified() && (for_us || self.arp.knows(sender_ip)) {
             let released = self.arp.learn(now, sender_ip, sender_mac, &mut self.stats);
             for dg in released {
-                self.transmit_datagram(sender_mac, &dg);
+                self.transmit_datagram(sender_mac, dg);
             }
         }
         if !for_us {

@@ -123,6 +123,7 @@ impl Interface {
             proto: IpNumber::ICMP,
             pmtud: Pmtud::Dont,
             payload,
+            headroom: 0,
             tso_mss: None,
         };
         if self.send_datagram(now, dg).is_ok() {
@@ -225,6 +226,7 @@ impl Interface {
             proto: IpNumber::ICMP,
             pmtud: Pmtud::Dont,
             payload: quote,
+            headroom: 0,
             tso_mss: None,
         };
         self.send_datagram(now, dg).is_ok()

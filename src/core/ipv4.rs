@@ -3,9 +3,9 @@
 use super::{ethernet, Interface, TxFrame};
 use crate::stats::Counters;
 use crate::time::Instant;
-use crate::wire::{checksum_ok, MacAddr};
+use crate::wire::{checksum_ok, MacAddr, FRAME_HEADROOM};
 use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
-use etherparse::{EtherType, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice};
+use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice};
 use std::io;
 use std::net::Ipv4Addr;
 
@@ -26,8 +26,11 @@ pub struct Datagram {
     pub dst: Ipv4Addr,
     pub proto: IpNumber,
     pub pmtud: Pmtud,
-    /// Transport header and data.
+    /// `headroom` bytes of room, then the transport header and data.
     pub payload: Vec<u8>,
+    /// Unused bytes at the front of `payload`: 0, or [`FRAME_HEADROOM`], room for the frame's
+    /// Ethernet and IP headers, written in place when the datagram leaves unfragmented.
+    pub headroom: usize,
     /// A TCP super-segment: sent whole, never fragmented, for the device to split into pieces
     /// of this many payload bytes.
     pub tso_mss: Option<u16>,
@@ -36,7 +39,12 @@ pub struct Datagram {
 impl Datagram {
     /// Memory charged while it waits for address resolution.
     pub fn size(&self) -> usize {
-        self.payload.len() + Ipv4Header::MIN_LEN
+        self.transport().len() + Ipv4Header::MIN_LEN
+    }
+
+    /// The transport header and data.
+    pub fn transport(&self) -> &[u8] {
+        &self.payload[self.headroom.min(self.payload.len())..]
     }
 }
 
@@ -184,7 +192,7 @@ impl Interface {
 
     /// Routes, resolves and transmits a datagram (queued until ARP resolves its next hop).
     pub(crate) fn send_datagram(&mut self, now: Instant, dg: Datagram) -> io::Result<()> {
-        if dg.payload.len() > MAX_DATAGRAM_PAYLOAD
+        if dg.transport().len() > MAX_DATAGRAM_PAYLOAD
             || (dg.pmtud == Pmtud::Do && dg.size() > self.cfg.mtu)
         {
             self.stats.ip_tx_needs_frag_df += 1;
@@ -198,14 +206,14 @@ impl Interface {
             }
         };
         if self.cfg.is_broadcast(next_hop) {
-            self.transmit_datagram(MacAddr::BROADCAST, &dg);
+            self.transmit_datagram(MacAddr::BROADCAST, dg);
             return Ok(());
         }
         match self.arp.lookup(now, next_hop) {
-            super::arp::Lookup::Found(mac) => self.transmit_datagram(mac, &dg),
+            super::arp::Lookup::Found(mac) => self.transmit_datagram(mac, dg),
             super::arp::Lookup::FoundStale(mac) => {
                 self.send_arp_request(next_hop, mac);
-                self.transmit_datagram(mac, &dg);
+                self.transmit_datagram(mac, dg);
             }
             super::arp::Lookup::Missing => {
                 if self.arp.enqueue(now, next_hop, dg, &mut self.stats) {
@@ -217,10 +225,11 @@ impl Interface {
     }
 
     /// Builds the IP header(s) and queues the frame(s), fragmenting at the MTU (RFC 791 §3.2).
-    pub(super) fn transmit_datagram(&mut self, dst_mac: MacAddr, dg: &Datagram) {
+    pub(super) fn transmit_datagram(&mut self, dst_mac: MacAddr, dg: Datagram) {
         if let Some(mss) = dg.tso_mss {
             return self.transmit_super_segment(dst_mac, dg, mss);
         }
+        let payload = dg.transport();
         let id = self.next_ip_id;
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
         let mut header = Ipv4Header {
@@ -233,17 +242,25 @@ impl Interface {
             ..Default::default()
         };
         let max_chunk = (self.cfg.mtu - Ipv4Header::MIN_LEN) & !7;
-        let fragmented = dg.payload.len() > self.cfg.mtu - Ipv4Header::MIN_LEN;
+        let fragmented = payload.len() > self.cfg.mtu - Ipv4Header::MIN_LEN;
+        if !fragmented && dg.headroom == FRAME_HEADROOM {
+            header.total_len = (Ipv4Header::MIN_LEN + payload.len()) as u16;
+            header.header_checksum = header.calc_header_checksum();
+            let frame = self.frame_in_place(dst_mac, &header, dg.payload);
+            self.queue_frame(TxFrame::whole(frame));
+            self.stats.ip_tx_packets += 1;
+            return;
+        }
         if fragmented {
             header.dont_fragment = false;
             self.stats.ip_frag_datagrams += 1;
         }
         let mut offset = 0;
         loop {
-            let chunk_len = (dg.payload.len() - offset).min(max_chunk);
-            let chunk = &dg.payload[offset..offset + chunk_len];
+            let chunk_len = (payload.len() - offset).min(max_chunk);
+            let chunk = &payload[offset..offset + chunk_len];
             header.total_len = (Ipv4Header::MIN_LEN + chunk_len) as u16;
-            header.more_fragments = offset + chunk_len < dg.payload.len();
+            header.more_fragments = offset + chunk_len < payload.len();
             // `max_chunk` is a multiple of 8 and the payload is at most 65515 bytes, so the
             // offset in 8-byte units always fits the 13-bit field.
             header.fragment_offset = IpFragOffset::try_new((offset / 8) as u16).unwrap_or_default();
@@ -262,19 +279,32 @@ impl Interface {
                 self.stats.ip_frag_created += 1;
             }
             offset += chunk_len;
-            if offset >= dg.payload.len() {
+            if offset >= payload.len() {
                 break;
             }
         }
     }
 
+    /// Writes the Ethernet and IP headers into the headroom of `buf` (see [`FRAME_HEADROOM`]).
+    fn frame_in_place(&self, dst_mac: MacAddr, ip: &Ipv4Header, mut buf: Vec<u8>) -> Vec<u8> {
+        let eth = Ethernet2Header {
+            source: self.cfg.mac.0,
+            destination: dst_mac.0,
+            ether_type: EtherType::IPV4,
+        };
+        buf[..Ethernet2Header::LEN].copy_from_slice(&eth.to_bytes());
+        buf[Ethernet2Header::LEN..FRAME_HEADROOM].copy_from_slice(&ip.to_bytes());
+        buf
+    }
+
     /// Queues a TCP super-segment as one frame with DF set. Its pieces take consecutive IP
     /// identifications, as the device's segmentation gives them, and count as the frames and
     /// packets they become.
-    fn transmit_super_segment(&mut self, dst_mac: MacAddr, dg: &Datagram, mss: u16) {
+    fn transmit_super_segment(&mut self, dst_mac: MacAddr, dg: Datagram, mss: u16) {
+        let payload = dg.transport();
         let tcp_header =
-            etherparse::TcpHeaderSlice::from_slice(&dg.payload).map_or(0, |h| h.slice().len());
-        let data = dg.payload.len().saturating_sub(tcp_header);
+            etherparse::TcpHeaderSlice::from_slice(payload).map_or(0, |h| h.slice().len());
+        let data = payload.len().saturating_sub(tcp_header);
         let pieces = data.div_ceil(usize::from(mss).max(1)).max(1);
         let mut header = Ipv4Header {
             identification: self.next_ip_id,
@@ -283,19 +313,24 @@ impl Interface {
             protocol: dg.proto,
             source: self.cfg.ip.octets(),
             destination: dg.dst.octets(),
-            total_len: (Ipv4Header::MIN_LEN + dg.payload.len()) as u16,
+            total_len: (Ipv4Header::MIN_LEN + payload.len()) as u16,
             ..Default::default()
         };
         self.next_ip_id = self.next_ip_id.wrapping_add(pieces as u16);
         header.header_checksum = header.calc_header_checksum();
-        let mut frame = ethernet::frame(
-            dst_mac,
-            self.cfg.mac,
-            EtherType::IPV4,
-            Ipv4Header::MIN_LEN + dg.payload.len(),
-        );
-        frame.extend_from_slice(&header.to_bytes());
-        frame.extend_from_slice(&dg.payload);
+        let frame = if dg.headroom == FRAME_HEADROOM {
+            self.frame_in_place(dst_mac, &header, dg.payload)
+        } else {
+            let mut frame = ethernet::frame(
+                dst_mac,
+                self.cfg.mac,
+                EtherType::IPV4,
+                Ipv4Header::MIN_LEN + payload.len(),
+            );
+            frame.extend_from_slice(&header.to_bytes());
+            frame.extend_from_slice(payload);
+            frame
+        };
         self.stats.ip_tx_packets += pieces as u64;
         self.stats.eth_tx_frames += pieces as u64 - 1;
         self.queue_frame(TxFrame {

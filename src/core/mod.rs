@@ -175,6 +175,11 @@ impl Interface {
         self.tx.pop_front()
     }
 
+    /// Returns the buffer of a frame the device has sent, for the stack to build another in.
+    pub fn recycle(&mut self, frame: Vec<u8>) {
+        self.tcp.out.recycle(frame);
+    }
+
     pub fn pop_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -6,7 +6,7 @@ use super::{Interface, SocketId};
 use crate::tcp::shared::SocketIo;
 use crate::tcp::tcb::State;
 use crate::time::Instant;
-use crate::wire::transport_checksum_ok;
+use crate::wire::{transport_checksum_ok, FRAME_HEADROOM};
 use etherparse::IpNumber;
 use std::io;
 use std::net::SocketAddrV4;
@@ -49,18 +49,21 @@ impl Interface {
 
     /// Sends TCP's queued segments and passes on its events.
     pub(super) fn flush_tcp(&mut self, now: Instant) {
-        let out = std::mem::take(&mut self.tcp.out);
-        for seg in out {
+        let mut out = std::mem::take(&mut self.tcp.out.segs);
+        for seg in out.drain(..) {
             let dg = Datagram {
                 dst: seg.dst,
                 proto: IpNumber::TCP,
                 pmtud: Pmtud::Want,
                 payload: seg.bytes,
+                headroom: FRAME_HEADROOM,
                 tso_mss: seg.tso_mss,
             };
             // A failure (no route) surfaces as retransmission timeouts, as in Linux.
             let _ = self.send_datagram(now, dg);
         }
+        // The emptied vector keeps its capacity for the next batch.
+        self.tcp.out.segs = out;
         self.events.extend(self.tcp.events.drain(..));
     }
 

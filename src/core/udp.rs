@@ -113,8 +113,8 @@ impl Interface {
     /// A datagram whose next hop did not resolve: like Linux, which reports the failure as a
     /// local "host unreachable" (RFC 1122 §2.3.2.2), its connected socket sees `EHOSTUNREACH`.
     pub(super) fn udp_host_unreachable(&mut self, dg: &Datagram) {
-        if dg.proto == IpNumber::UDP && dg.payload.len() >= UdpHeader::LEN {
-            let p = &dg.payload;
+        if dg.proto == IpNumber::UDP && dg.transport().len() >= UdpHeader::LEN {
+            let p = dg.transport();
             let local = u16::from_be_bytes([p[0], p[1]]);
             let remote = SocketAddrV4::new(dg.dst, u16::from_be_bytes([p[2], p[3]]));
             self.udp_error(local, remote, libc::EHOSTUNREACH);
@@ -218,6 +218,7 @@ impl Interface {
                 proto: IpNumber::UDP,
                 pmtud,
                 payload,
+                headroom: 0,
                 tso_mss: None,
             },
         )?;

@@ -390,6 +390,7 @@ impl<D: Device> StackThread<D> {
                 self.iface.count_tx_error();
                 log::debug!("device send: {e}");
             }
+            self.iface.recycle(frame.bytes);
         }
     }
 

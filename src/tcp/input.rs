@@ -329,7 +329,7 @@ fn syn_sent(
     now: Instant,
     seg: &SegmentIn<'_>,
     our_mss: u32,
-    out: &mut Vec<output::Outgoing>,
+    out: &mut output::Outbox,
     stats: &mut Counters,
 ) -> Verdict {
     let mut ack_ok = false;
@@ -411,7 +411,7 @@ fn synchronized(
     now: Instant,
     seg: &SegmentIn<'_>,
     cfg: &super::TcpConfig,
-    out: &mut Vec<output::Outgoing>,
+    out: &mut output::Outbox,
     stats: &mut Counters,
 ) -> Verdict {
     // PAWS (RFC 7323 §5.3): an old timestamp marks an old duplicate.

@@ -25,7 +25,6 @@ use crate::core::{Event, SocketId};
 use crate::stats::Counters;
 use crate::time::Instant;
 use isn::IsnGenerator;
-use output::Outgoing;
 use shared::Wakeable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
@@ -171,7 +170,7 @@ pub struct Tcp {
     /// for everything a batch delivered).
     dirty: Vec<SocketId>,
     next_port: u16,
-    pub(crate) out: Vec<Outgoing>,
+    pub(crate) out: output::Outbox,
     pub(crate) events: VecDeque<Event>,
 }
 
@@ -196,7 +195,7 @@ impl Tcp {
             timers: BTreeSet::new(),
             dirty: Vec::new(),
             next_port: EPHEMERAL.start() + port_seed % (EPHEMERAL.end() - EPHEMERAL.start()),
-            out: Vec::new(),
+            out: output::Outbox::default(),
             events: VecDeque::new(),
         }
     }

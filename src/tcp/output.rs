@@ -8,21 +8,56 @@ use super::tcb::{State, Tcb};
 use crate::stats::Counters;
 use crate::time::Instant;
 use crate::wire::gso::{pseudo_header_partial, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD};
-use crate::wire::transport_checksum;
+use crate::wire::{transport_checksum, FRAME_HEADROOM};
 use std::net::Ipv4Addr;
 
 /// A segment ready for the IP layer.
 pub struct Outgoing {
     pub dst: Ipv4Addr,
+    /// [`FRAME_HEADROOM`] bytes of room for the lower layers' headers, then the segment.
     pub bytes: Vec<u8>,
     /// A super-segment to be split into pieces of this many payload bytes; its checksum field
     /// holds only the pseudo-header sum, for the device to complete.
     pub tso_mss: Option<u16>,
 }
 
+/// Spare frame buffers kept for reuse: enough for a burst of output (each buffer is one
+/// frame, up to a 64 KB super-segment).
+const SPARE_BUFFERS: usize = 32;
+
+/// Segments built and not yet taken by the IP layer, and the buffers of sent frames kept to
+/// build the next ones in: output allocates nothing in a steady state.
+#[derive(Default)]
+pub struct Outbox {
+    pub segs: Vec<Outgoing>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, seg: Outgoing) {
+        self.segs.push(seg);
+    }
+
+    /// An empty segment buffer with its headroom, room for `len` bytes of segment.
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b.reserve(FRAME_HEADROOM + len);
+        b.resize(FRAME_HEADROOM, 0);
+        b
+    }
+
+    /// Keeps the buffer of a frame that has been sent, for a later segment.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buf);
+        }
+    }
+}
+
 /// Where segments go, and what building them needs.
 pub struct Sink<'a> {
-    pub out: &'a mut Vec<Outgoing>,
+    pub out: &'a mut Outbox,
     pub stats: &'a mut Counters,
     /// The MSS we announce (from our MTU).
     pub our_mss: u32,
@@ -88,7 +123,7 @@ pub fn emit(
         window,
         options,
     };
-    let mut bytes = Vec::with_capacity(60 + data.1);
+    let mut bytes = sink.out.buffer(60 + data.1);
     segment::write_header(&header, &mut bytes);
     {
         let io = t.io();
@@ -99,12 +134,13 @@ pub fn emit(
     let (src, dst) = (t.local.ip().octets(), t.remote.ip().octets());
     let piece = data_mss(t) as usize;
     let tso_mss = (data.1 > piece).then_some(piece as u16);
+    let seg = &mut bytes[FRAME_HEADROOM..];
     let sum = match tso_mss {
         // The device computes the checksum of each piece from this partial sum.
-        Some(_) => pseudo_header_partial(src, dst, bytes.len()),
-        None => transport_checksum(src, dst, 6, &bytes),
+        Some(_) => pseudo_header_partial(src, dst, seg.len()),
+        None => transport_checksum(src, dst, 6, seg),
     };
-    bytes[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
+    seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     if flags.ack {
         if t.unacked_bytes > 0 {
             t.delack.quick = t.delack.quick.saturating_sub(1);
@@ -439,7 +475,7 @@ pub fn reset(
     remote: std::net::SocketAddrV4,
     seq: Seq,
     ack: Option<Seq>,
-    out: &mut Vec<Outgoing>,
+    out: &mut Outbox,
     stats: &mut Counters,
 ) {
     let header = SegmentOut {
@@ -490,17 +526,42 @@ fn bare(
     local: std::net::SocketAddrV4,
     remote: std::net::SocketAddrV4,
     header: &SegmentOut,
-    out: &mut Vec<Outgoing>,
+    out: &mut Outbox,
     stats: &mut Counters,
 ) {
-    let mut bytes = Vec::with_capacity(24);
+    let mut bytes = out.buffer(24);
     segment::write_header(header, &mut bytes);
-    let sum = transport_checksum(local.ip().octets(), remote.ip().octets(), 6, &bytes);
-    bytes[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
+    let seg = &mut bytes[FRAME_HEADROOM..];
+    let sum = transport_checksum(local.ip().octets(), remote.ip().octets(), 6, seg);
+    seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     stats.tcp_out_segs += 1;
     out.push(Outgoing {
         dst: *remote.ip(),
         bytes,
         tso_mss: None,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sent frame's buffer is the next segment's: no allocation per segment once the pool
+    /// has buffers, and the headroom is always there, zeroed.
+    #[test]
+    fn the_outbox_reuses_sent_buffers() {
+        let mut out = Outbox::default();
+        let mut first = out.buffer(1460);
+        first.extend_from_slice(&[0xaa; 1460]);
+        first[0] = 0xff;
+        let ptr = first.as_ptr();
+        out.recycle(first);
+        let again = out.buffer(100);
+        assert_eq!(again.as_ptr(), ptr, "the recycled buffer is reused");
+        assert_eq!(again, vec![0u8; FRAME_HEADROOM]);
+        for _ in 0..SPARE_BUFFERS + 8 {
+            out.recycle(Vec::with_capacity(64));
+        }
+        assert_eq!(out.spare.len(), SPARE_BUFFERS, "the pool is bounded");
+    }
 }

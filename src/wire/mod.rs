@@ -5,6 +5,11 @@ mod mac;
 
 pub use mac::MacAddr;
 
+/// Bytes a transport layer leaves free at the front of a datagram it builds (an Ethernet II
+/// header and an IPv4 header without options), so that the lower layers write their headers in
+/// place and the buffer becomes the frame without a copy.
+pub const FRAME_HEADROOM: usize = 14 + 20;
+
 use etherparse::checksum::Sum16BitWords;
 
 /// True when `data` (a header or message that includes its own checksum field) sums to zero,
