@@ -604,6 +604,50 @@ fn in_interactive_mode_the_ack_rides_on_the_response() {
     assert_eq!(segs, 10, "one segment per response, no separate ACKs");
 }
 
+/// The ACK of a peer's FIN waits, as Linux's does, to ride on the FIN of the application's
+/// close that usually follows at once: one segment instead of two. Without a close it leaves
+/// when the delayed-ACK timer fires.
+#[test]
+fn the_ack_of_a_fin_rides_on_our_fin() {
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    exchange(&mut sim, c, s, b"ping", b"", b"pong");
+    let before = sim.b.iface.counters().tcp_out_segs;
+    let now = sim.now;
+    sim.a.iface.tcp_shutdown(now, c, false, true).unwrap();
+    let start = sim.now;
+    while sim.b.iface.tcp_state(s) != Some(State::CloseWait) {
+        sim.advance(Duration::from_micros(100));
+        assert!(sim.now - start < Duration::from_secs(1), "FIN not received");
+    }
+    assert_eq!(sim.b.iface.counters().tcp_out_segs, before, "no ACK yet");
+    let now = sim.now;
+    sim.b.iface.tcp_close(now, s);
+    sim.advance(Duration::from_millis(1));
+    assert_eq!(
+        sim.b.iface.counters().tcp_out_segs - before,
+        1,
+        "one FIN+ACK for the peer's FIN"
+    );
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::TimeWait));
+
+    // A server that does not close: the ACK leaves after the delayed-ACK timeout.
+    let mut sim = Sim::pair();
+    let (c, s) = connect(&mut sim);
+    exchange(&mut sim, c, s, b"ping", b"", b"pong");
+    let before = sim.b.iface.counters().tcp_out_segs;
+    let now = sim.now;
+    sim.a.iface.tcp_shutdown(now, c, false, true).unwrap();
+    let start = sim.now;
+    while sim.a.iface.tcp_state(c) != Some(State::FinWait2) {
+        sim.advance(Duration::from_millis(1));
+        assert!(sim.now - start < Duration::from_secs(1), "FIN never ACKed");
+    }
+    let waited = sim.now - start;
+    assert!(waited <= Duration::from_millis(45), "{waited:?}");
+    assert_eq!(sim.b.iface.counters().tcp_out_segs - before, 1);
+}
+
 #[test]
 fn sack_recovery_resends_only_the_holes() {
     let mut sim = Sim::pair();

@@ -564,9 +564,18 @@ fn synchronized(
     if let Some(f) = t.fin_seq {
         if t.rcv_nxt == f {
             t.rcv_nxt = f + 1;
-            t.ack_now = true;
             match t.state {
-                State::Established => t.state = State::CloseWait,
+                State::Established => {
+                    // The application's close usually follows at once: as Linux does
+                    // (`tcp_fin`), the ACK waits in interactive mode to ride on our FIN,
+                    // at most the delayed-ACK timeout (RFC 1122 §4.2.3.2).
+                    t.state = State::CloseWait;
+                    t.delack.pingpong = true;
+                    t.delack_at.get_or_insert(now + cfg.delayed_ack);
+                }
+                _ => t.ack_now = true,
+            }
+            match t.state {
                 State::FinWait1 if t.fin_acked() => enter_time_wait(t, now, cfg),
                 State::FinWait1 => t.state = State::Closing,
                 State::FinWait2 => enter_time_wait(t, now, cfg),
