@@ -28,10 +28,11 @@ pub struct StackConfig {
     /// How long dropping a `Stack` waits for open connections to deliver their data and FIN
     /// before resetting them.
     pub linger: Duration,
-    /// After the stack thread hands readiness to application threads, how long it spins for
-    /// their answer (a write, a close) before it sleeps: the reply then leaves without the
-    /// sleep and wakeup of the stack thread (like Linux's `net.core.busy_poll`, on the stack's
-    /// side). Used only with more than one CPU; zero turns it off.
+    /// After the stack thread hands readiness to application threads or sends frames, how long
+    /// it spins for an answer (a write, a close, the peer's next segment) before it sleeps:
+    /// the answer is then served without the sleep and wakeup of the stack thread (Linux's
+    /// `net.core.busy_poll`, done by the stack thread). Used only with more than one CPU; zero
+    /// turns it off.
     pub busy_poll: Duration,
 }
 

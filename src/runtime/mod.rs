@@ -234,11 +234,12 @@ impl<D: Device> StackThread<D> {
             if let Err(e) = self.device.poll(now) {
                 log::warn!("device: {e}");
             }
-            let mut notified = self.dispatch_events(now);
+            // Readiness handed to applications or frames sent: an answer may follow at once.
+            let mut active = self.dispatch_events(now);
             self.waiters
                 .expire(&mut self.iface, now, std::time::Instant::now());
-            notified |= self.dispatch_events(now);
-            self.transmit(now);
+            active |= self.dispatch_events(now);
+            active |= self.transmit(now);
             ready = if busy {
                 // More frames may wait; commands are served on the next turn anyway, and the
                 // eventfd is drained after the next poll that finds it readable.
@@ -246,7 +247,7 @@ impl<D: Device> StackThread<D> {
                     wake: false,
                     device: true,
                 }
-            } else if let Some(r) = notified.then(|| self.busy_wait()).flatten() {
+            } else if let Some(r) = active.then(|| self.busy_wait()).flatten() {
                 r
             } else {
                 self.sleep(None)
@@ -344,9 +345,9 @@ impl<D: Device> StackThread<D> {
     }
 
     /// Spins up to `busy_poll` for a command from the application threads just woken, or a
-    /// frame; what came, if anything. A request answered at once (an echo, an HTTP response)
-    /// then costs no sleep and wakeup of this thread, and a frame arriving meanwhile is not
-    /// kept waiting behind the spin.
+    /// frame from the peer just sent to; what came, if anything. A request answered at once
+    /// (an echo, an HTTP response, the next request) then costs no sleep and wakeup of this
+    /// thread, and a frame arriving meanwhile is not kept waiting behind the spin.
     fn busy_wait(&self) -> Option<Ready> {
         if self.busy_poll.is_zero() {
             return None;
@@ -380,8 +381,11 @@ impl<D: Device> StackThread<D> {
         }
     }
 
-    fn transmit(&mut self, now: Instant) {
+    /// Sends every queued frame; true if there was any.
+    fn transmit(&mut self, now: Instant) -> bool {
+        let mut any = false;
         while let Some(frame) = self.iface.pop_transmit_frame() {
+            any = true;
             let sent = match frame.tso_mss {
                 Some(mss) => self.device.send_tso(now, &frame.bytes, mss),
                 None => self.device.send(now, &frame.bytes),
@@ -392,6 +396,7 @@ impl<D: Device> StackThread<D> {
             }
             self.iface.recycle(frame.bytes);
         }
+        any
     }
 
     /// Blocks until the device or a command needs us, the next deadline, or `cap`; says which
