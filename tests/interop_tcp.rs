@@ -190,7 +190,11 @@ fn stack_client_survives_loss_and_reordering() {
             writer.shutdown(Shutdown::Write).unwrap();
         });
         let mut got = Vec::new();
-        (&c).read_to_end(&mut got).unwrap();
+        if let Err(e) = (&c).read_to_end(&mut got) {
+            // A stall: what the stack saw tells where it is.
+            let counters = stack.counters().map(|c| c.to_string());
+            panic!("read failed after {} bytes: {e}\n{counters:?}", got.len());
+        }
         w.join().unwrap();
         kernel.join().unwrap();
         assert_eq!(sha256(&got), want);

@@ -354,25 +354,23 @@ impl<D: Device> StackThread<D> {
         }
         let until = std::time::Instant::now() + self.busy_poll;
         loop {
-            if !self.commands.is_empty() {
-                return Some(Ready {
-                    wake: false,
-                    device: false,
-                });
-            }
-            if let Some(fd) = self.device.poll_fd() {
+            // Both are looked at each time, so that a stream of commands (a writer's pokes)
+            // never keeps waiting frames unread.
+            let command = !self.commands.is_empty();
+            let frame = self.device.poll_fd().is_some_and(|fd| {
                 let mut pfd = libc::pollfd {
                     fd,
                     events: libc::POLLIN,
                     revents: 0,
                 };
                 // SAFETY: one live pollfd; a zero timeout never blocks.
-                if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
-                    return Some(Ready {
-                        wake: false,
-                        device: true,
-                    });
-                }
+                unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+            });
+            if command || frame {
+                return Some(Ready {
+                    wake: false,
+                    device: frame,
+                });
             }
             if std::time::Instant::now() >= until {
                 return None;
