@@ -49,7 +49,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --bins
+cargo build --release --features cli --bins
 BIN=$PWD/target/release
 
 KSRV="benchhttp-srv-$$"

@@ -55,7 +55,7 @@ if [ -n "$ONLY" ]; then
     TESTS=("${WANT[@]}")
 fi
 
-cargo build --release --bins
+cargo build --release --features cli --bins
 BIN=$PWD/target/release
 
 # The kernel baseline: $KSRV (tapbench serve, $KSRV_IP) -- veth, MTU 1500 -- $KCLI ($KCLI_IP).

@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 for tool in ip tcpdump ab; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 tcpdump apache2-utils)"
 done
-cargo build --release --bins --example rr_client
+cargo build --release --features cli --bins --example rr_client
 BIN=$PWD/target/release
 make_netns
 SITE=$(mktemp -d)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 for tool in ip ping tcpdump nc; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 iputils-ping tcpdump netcat-openbsd)"
 done
-cargo build --release --quiet --bin echo-server
+cargo build --release --features cli --quiet --bin echo-server
 WORK=$(mktemp -d)
 make_netns
 trap 'set +e; stop_server; ip netns del "$NS" 2>/dev/null; rm -rf "$WORK"' EXIT

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-cargo build --release --bin echo-server --bin tapcat
+cargo build --release --features cli --bin echo-server --bin tapcat
 BIN=$PWD/target/release/echo-server
 TAPCAT=$PWD/target/release/tapcat
 

@@ -5,5 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
-cargo test --all-targets "$@"
+cargo clippy --all-targets --features cli -- -D warnings
+cargo clippy --lib -- -D warnings # the library alone, as its users build it
+# A library user compiles only what the stack needs: the apps' crates stay behind `cli`.
+if cargo tree -e normal --prefix none | grep -Eq '^(clap|signal-hook|env_logger) '; then
+    echo "test.sh: the library without features depends on an app-only crate:" >&2
+    cargo tree -e normal --prefix none | grep -E '^(clap|signal-hook|env_logger) ' >&2
+    exit 1
+fi
+cargo test --all-targets --features cli "$@"

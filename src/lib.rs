@@ -4,6 +4,7 @@
 //! sans-IO protocol state machine), [`runtime`] (the stack thread) and [`socket`] (the
 //! `std::net`-like API).
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod core;

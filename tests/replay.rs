@@ -140,7 +140,7 @@ impl Replay {
             }
         }
         let mut buf = vec![0u8; 65536];
-        let block = tapstack::cli::chargen_cycle();
+        let block = common::chargen_cycle();
         for (port, c, open) in self.conns.iter_mut() {
             while *open {
                 match self.iface.tcp_recv(now, *c, &mut buf) {

@@ -261,3 +261,16 @@ pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(data))
 }
+
+/// One cycle of the RFC 864 character generator stream, written out from the RFC (95 lines of
+/// 72 printable characters and CRLF, each starting one character further along): what
+/// echo-server's chargen must send.
+pub fn chargen_cycle() -> Vec<u8> {
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    let mut cycle = Vec::new();
+    for start in 0..printable.len() {
+        cycle.extend((0..72).map(|i| printable[(start + i) % printable.len()]));
+        cycle.extend_from_slice(b"\r\n");
+    }
+    cycle
+}

@@ -85,7 +85,11 @@ pub struct EchoServer {
 impl EchoServer {
     /// Starts it with `args` and waits (10 s at most) for its `listening` line.
     pub fn start(args: &[&str]) -> EchoServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echo-server"))
+        // Built only with the apps' feature: `cargo test --features cli` (scripts/test.sh).
+        let Some(bin) = option_env!("CARGO_BIN_EXE_echo-server") else {
+            panic!("echo-server is not built: run the tests with --features cli");
+        };
+        let mut child = Command::new(bin)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
