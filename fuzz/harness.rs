@@ -14,17 +14,23 @@ const US_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
-fn stack() -> (Interface, SocketId) {
+/// The interface under test and its sockets: a TCP listener on 80 and UDP echo on 7.
+struct Sockets {
+    listener: SocketId,
+    udp: Option<SocketId>,
+}
+
+fn stack() -> (Interface, Sockets) {
     let mut cfg = StackConfig::new(US, 24);
     cfg.mac = MacAddr(US_MAC);
     cfg.seed = 1;
     let mut iface = Interface::new(cfg, Instant::ZERO);
     let any = Ipv4Addr::UNSPECIFIED;
-    let _ = iface.udp_bind(SocketAddrV4::new(any, 7));
+    let udp = iface.udp_bind(SocketAddrV4::new(any, 7)).ok();
     let (listener, _) = iface
         .tcp_listen(SocketAddrV4::new(any, 80), 8)
         .expect("listen");
-    (iface, listener)
+    (iface, Sockets { listener, udp })
 }
 
 /// Splits `data` into length-prefixed pieces (one length byte, pieces up to 255 bytes; a
@@ -47,8 +53,8 @@ fn pieces(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Keeps the application side busy: accept, read everything, answer a little.
-fn drive(iface: &mut Interface, listener: SocketId, conns: &mut Vec<SocketId>, now: Instant) {
-    while let Some(Ok((c, _))) = iface.tcp_accept(listener) {
+fn drive(iface: &mut Interface, sockets: &Sockets, conns: &mut Vec<SocketId>, now: Instant) {
+    while let Some(Ok((c, _))) = iface.tcp_accept(sockets.listener) {
         conns.push(c);
     }
     let mut buf = [0u8; 4096];
@@ -56,7 +62,9 @@ fn drive(iface: &mut Interface, listener: SocketId, conns: &mut Vec<SocketId>, n
         while matches!(iface.tcp_recv(now, c, &mut buf), Ok(n) if n > 0) {}
         let _ = iface.tcp_send(now, c, b"reply");
     }
-    while iface.udp_recv(SocketId(1)).is_some() {}
+    if let Some(udp) = sockets.udp {
+        while iface.udp_recv(udp).is_some() {}
+    }
     while iface.pop_transmit().is_some() {}
     while iface.pop_event().is_some() {}
 }
@@ -86,7 +94,7 @@ fn settle(iface: &mut Interface, start: Instant) {
 /// correct IPv4 header checksum, bit 3 a correct UDP/TCP/ICMP checksum, bits 4-7 the time step.
 /// Lengths and every other field stay the fuzzer's.
 pub fn frames(data: &[u8]) {
-    let (mut iface, listener) = stack();
+    let (mut iface, sockets) = stack();
     let mut conns = Vec::new();
     let mut now = Instant::ZERO;
     for piece in pieces(data) {
@@ -111,7 +119,7 @@ pub fn frames(data: &[u8]) {
         now += Duration::from_millis(u64::from(ctl >> 4) * 16);
         iface.receive(now, &frame);
         iface.poll(now);
-        drive(&mut iface, listener, &mut conns, now);
+        drive(&mut iface, &sockets, &mut conns, now);
     }
     settle(&mut iface, now);
 }
@@ -188,7 +196,7 @@ fn frame_for(tcp: &[u8]) -> Vec<u8> {
 /// and acknowledgement numbers are the fuzzer's offsets from the expected ones, and whose
 /// checksum is correct, so it reaches the state machine.
 pub fn segments(data: &[u8]) {
-    let (mut iface, listener) = stack();
+    let (mut iface, sockets) = stack();
     let mut conns = Vec::new();
     let mut now = Instant::ZERO;
     // Teach the stack the peer's address, then open a connection.
@@ -248,7 +256,7 @@ pub fn segments(data: &[u8]) {
     ack.ack = true;
     ack.acknowledgment_number = their_seq;
     send(&mut iface, now, ack, &[]);
-    drive(&mut iface, listener, &mut conns, now);
+    drive(&mut iface, &sockets, &mut conns, now);
 
     for piece in pieces(data) {
         if piece.len() < 8 {
@@ -290,7 +298,7 @@ pub fn segments(data: &[u8]) {
         }
         now += Duration::from_millis(u64::from(piece[5]));
         iface.poll(now);
-        drive(&mut iface, listener, &mut conns, now);
+        drive(&mut iface, &sockets, &mut conns, now);
         their_seq = conns
             .first()
             .and_then(|c| iface.tcp().tcb(*c))

@@ -13,4 +13,9 @@ if cargo tree -e normal --prefix none | grep -Eq '^(clap|signal-hook|env_logger)
     cargo tree -e normal --prefix none | grep -E '^(clap|signal-hook|env_logger) ' >&2
     exit 1
 fi
+# The layers depend downwards only: tcp/ and config know nothing of the core above them.
+if grep -rnE '^[^/]*crate::(core|runtime|socket)' src/tcp src/config.rs src/id.rs; then
+    echo "test.sh: a module cycle: tcp/ or config reaches up into the core (lines above)" >&2
+    exit 1
+fi
 cargo test --all-targets --features cli "$@"

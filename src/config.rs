@@ -24,7 +24,7 @@ pub struct StackConfig {
     pub icmp: IcmpConfig,
     /// Receive buffer of a UDP socket, in bytes of payload (Linux rmem_default: 212992).
     pub udp_rcvbuf: usize,
-    pub tcp: crate::tcp::TcpConfig,
+    pub tcp: TcpConfig,
     /// How long dropping a `Stack` waits for open connections to deliver their data and FIN
     /// before resetting them.
     pub linger: Duration,
@@ -126,7 +126,7 @@ impl StackConfig {
             reassembly: ReassemblyConfig::default(),
             icmp: IcmpConfig::default(),
             udp_rcvbuf: 212_992,
-            tcp: crate::tcp::TcpConfig::default(),
+            tcp: TcpConfig::default(),
             linger: Duration::from_secs(1),
             busy_poll: Duration::from_micros(50),
         }
@@ -154,6 +154,73 @@ impl StackConfig {
     pub fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
         addr.is_broadcast() || (self.prefix_len < 31 && addr == self.subnet_broadcast())
     }
+}
+
+/// TCP settings, with Linux-like defaults.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    pub send_buffer: usize,
+    pub recv_buffer: usize,
+    /// Out-of-order ranges kept per connection; a segment needing more is dropped.
+    pub max_ooo_ranges: usize,
+    /// Maximum segment lifetime; TIME-WAIT lasts twice this (RFC 9293 §3.4.2).
+    pub msl: Duration,
+    /// SYN retransmissions before a connect fails (Linux `tcp_syn_retries`: 6).
+    pub syn_retries: u32,
+    /// Retransmissions of data before the connection is dropped (Linux `tcp_retries2`: 15).
+    pub max_retries: u32,
+    /// Delayed ACK timeout (RFC 1122 §4.2.3.2: at most 500 ms; Linux 40 ms).
+    pub delayed_ack: Duration,
+    /// How long an orphaned connection waits in FIN-WAIT-2 (Linux `tcp_fin_timeout`: 60 s).
+    pub fin_timeout: Duration,
+    /// Half-open connections per listener (the SYN queue); beyond it, SYN cookies.
+    pub syn_backlog: usize,
+    /// Keep-alive (off unless a socket enables it): idle time before the first probe, the
+    /// interval between probes and how many go unanswered before the connection is dropped
+    /// (RFC 1122 §4.2.3.6; Linux's 7200 s, 75 s, 9).
+    pub keepalive_idle: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_probes: u32,
+    /// A fixed initial sequence number instead of RFC 6528's, for tests and reproductions
+    /// (e.g. a transfer across the 2^32 wrap). Never set it in production.
+    pub fixed_iss: Option<u32>,
+    pub congestion: CongestionAlgorithm,
+    /// Send TCP super-segments of up to 64 KB, whole MSS pieces that the device splits (TSO,
+    /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
+    /// the runtime turns it on, since every device takes super-segments.
+    pub tso: bool,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            send_buffer: 1 << 20,
+            recv_buffer: 1 << 20,
+            max_ooo_ranges: 32,
+            msl: Duration::from_secs(30),
+            syn_retries: 6,
+            max_retries: 15,
+            delayed_ack: Duration::from_millis(40),
+            fin_timeout: Duration::from_secs(60),
+            syn_backlog: 256,
+            keepalive_idle: Duration::from_secs(7200),
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
+            fixed_iss: None,
+            congestion: CongestionAlgorithm::default(),
+            tso: false,
+        }
+    }
+}
+
+/// Which congestion control algorithm a connection uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CongestionAlgorithm {
+    /// RFC 5681 with RFC 6582.
+    NewReno,
+    /// RFC 9438; the default, as on Linux.
+    #[default]
+    Cubic,
 }
 
 #[cfg(test)]

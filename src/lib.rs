@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod id;
 pub mod phy;
 pub mod runtime;
 pub mod socket;

@@ -24,16 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 
-/// Names a socket inside one interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SocketId(pub u64);
-
-/// Something a socket's waiters may want to know.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// The socket's state changed (data, space, a connection, an error): waiters retry.
-    Ready(SocketId),
-}
+pub use crate::id::{Event, SocketId};
 
 /// A frame to send, with its transmit offload.
 pub struct TxFrame {
@@ -60,7 +51,6 @@ pub struct Interface {
     stats: Counters,
     rng: ChaCha8Rng,
     next_ip_id: u16,
-    next_socket_id: u64,
     arp: arp::Arp,
     reasm: Reassembler,
     icmp_limiter: icmp::RateLimiter,
@@ -84,7 +74,6 @@ impl Interface {
         let mut iface = Interface {
             tcp,
             next_ip_id,
-            next_socket_id: 1,
             arp: arp::Arp::new(cfg.arp.clone()),
             reasm: Reassembler::new(cfg.reassembly.clone()),
             icmp_limiter: icmp::RateLimiter::new(&cfg.icmp, now),
@@ -186,21 +175,15 @@ impl Interface {
 
     /// Closes whichever socket `id` names (the handle was dropped).
     pub fn close_socket(&mut self, now: Instant, id: SocketId) {
-        if self.udp_owns(id) {
-            self.udp_close(id);
-        } else {
+        if id.is_tcp() {
             self.tcp_close(now, id);
+        } else {
+            self.udp_close(id);
         }
     }
 
     fn queue_frame(&mut self, frame: TxFrame) {
         self.stats.eth_tx_frames += 1;
         self.tx.push_back(frame);
-    }
-
-    fn alloc_socket_id(&mut self) -> SocketId {
-        let id = SocketId(self.next_socket_id);
-        self.next_socket_id += 1;
-        id
     }
 }

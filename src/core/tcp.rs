@@ -30,13 +30,7 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
-        self.tcp.input(
-            now,
-            rx.src,
-            rx.payload,
-            &mut self.next_socket_id,
-            &mut self.stats,
-        );
+        self.tcp.input(now, rx.src, rx.payload, &mut self.stats);
         self.flush_tcp(now);
     }
 
@@ -73,9 +67,7 @@ impl Interface {
         addr: SocketAddrV4,
         backlog: usize,
     ) -> io::Result<(SocketId, SocketAddrV4)> {
-        let id = self.alloc_socket_id();
-        let local = self.tcp.listen(id, addr, backlog)?;
-        Ok((id, local))
+        self.tcp.listen(addr, backlog)
     }
 
     /// The next established connection on a listener, if one is waiting.
@@ -98,9 +90,7 @@ impl Interface {
         local_port: Option<u16>,
         remote: SocketAddrV4,
     ) -> io::Result<SocketId> {
-        let id = self.alloc_socket_id();
-        self.tcp
-            .connect(id, now, local_port, remote, &mut self.stats)?;
+        let id = self.tcp.connect(now, local_port, remote, &mut self.stats)?;
         self.flush_tcp(now);
         Ok(id)
     }

@@ -3,6 +3,7 @@
 
 use super::ipv4::{Datagram, IpRx, Pmtud, MAX_DATAGRAM_PAYLOAD};
 use super::{Event, Interface, SocketId};
+use crate::id::IdSource;
 use crate::time::Instant;
 use crate::wire::transport_checksum_ok;
 use etherparse::icmpv4::DestUnreachableHeader;
@@ -32,10 +33,20 @@ struct UdpSocket {
     broadcast: bool,
 }
 
-#[derive(Default)]
 pub struct UdpTable {
     sockets: HashMap<SocketId, UdpSocket>,
     ports: HashMap<u16, SocketId>,
+    ids: IdSource,
+}
+
+impl Default for UdpTable {
+    fn default() -> UdpTable {
+        UdpTable {
+            sockets: HashMap::new(),
+            ports: HashMap::new(),
+            ids: IdSource::udp(),
+        }
+    }
 }
 
 impl UdpTable {
@@ -133,7 +144,7 @@ impl Interface {
         } else {
             addr.port()
         };
-        let id = self.alloc_socket_id();
+        let id = self.udp.ids.next_id();
         self.udp.ports.insert(port, id);
         self.udp.sockets.insert(
             id,
@@ -261,10 +272,6 @@ impl Interface {
     pub fn udp_set_broadcast(&mut self, id: SocketId, on: bool) -> io::Result<()> {
         self.udp.get(id)?.broadcast = on;
         Ok(())
-    }
-
-    pub(super) fn udp_owns(&self, id: SocketId) -> bool {
-        self.udp.sockets.contains_key(&id)
     }
 
     pub fn udp_close(&mut self, id: SocketId) {

@@ -6,7 +6,7 @@ use super::segment::{self, Options, SegmentIn};
 use super::seq::Seq;
 use super::tcb::{State, Tcb, Timestamps};
 use super::Tcp;
-use crate::core::SocketId;
+use crate::id::SocketId;
 use crate::stats::Counters;
 use crate::time::Instant;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -40,14 +40,7 @@ fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
 
 impl Tcp {
     /// A segment whose checksum the IP layer verified.
-    pub fn input(
-        &mut self,
-        now: Instant,
-        src: Ipv4Addr,
-        bytes: &[u8],
-        next_id: &mut u64,
-        stats: &mut Counters,
-    ) {
+    pub fn input(&mut self, now: Instant, src: Ipv4Addr, bytes: &[u8], stats: &mut Counters) {
         stats.tcp_in_segs += 1;
         let Some(seg) = segment::parse(bytes) else {
             stats.tcp_in_errs += 1;
@@ -66,7 +59,7 @@ impl Tcp {
         if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
         } else if let Some(&lid) = self.listen_ports.get(&seg.dst_port) {
-            self.listen_input(lid, now, remote, &seg, next_id, stats);
+            self.listen_input(lid, now, remote, &seg, stats);
         } else {
             self.closed_input(remote, &seg, stats);
         }
@@ -116,7 +109,6 @@ impl Tcp {
         now: Instant,
         remote: SocketAddrV4,
         seg: &SegmentIn<'_>,
-        next_id: &mut u64,
         stats: &mut Counters,
     ) {
         if seg.flags.rst {
@@ -124,7 +116,7 @@ impl Tcp {
         }
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         if seg.flags.ack {
-            if !seg.flags.syn && self.cookie_ack(lid, now, remote, seg, next_id, stats) {
+            if !seg.flags.syn && self.cookie_ack(lid, now, remote, seg, stats) {
                 return;
             }
             output::reset(local, remote, seg.ack, None, &mut self.out, stats);
@@ -156,8 +148,7 @@ impl Tcp {
             return;
         }
         l.syn_queue += 1;
-        let id = SocketId(*next_id);
-        *next_id += 1;
+        let id = self.ids.next_id();
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
@@ -186,7 +177,6 @@ impl Tcp {
         now: Instant,
         remote: SocketAddrV4,
         seg: &SegmentIn<'_>,
-        next_id: &mut u64,
         stats: &mut Counters,
     ) -> bool {
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
@@ -203,8 +193,7 @@ impl Tcp {
             stats.tcp_listen_drops += 1;
             return true;
         }
-        let id = SocketId(*next_id);
-        *next_id += 1;
+        let id = self.ids.next_id();
         let mut t = Tcb::new(&self.cfg, now, local, remote, cookie, self.our_mss, 0);
         t.state = State::Established;
         t.irs = client_isn;

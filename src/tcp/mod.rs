@@ -21,7 +21,7 @@ pub mod shared;
 pub mod tcb;
 mod timers;
 
-use crate::core::{Event, SocketId};
+use crate::id::{Event, IdSource, SocketId};
 use crate::stats::Counters;
 use crate::time::Instant;
 use isn::IsnGenerator;
@@ -33,62 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tcb::{State, Tcb};
 
-/// TCP settings, with Linux-like defaults.
-#[derive(Clone, Debug)]
-pub struct TcpConfig {
-    pub send_buffer: usize,
-    pub recv_buffer: usize,
-    /// Out-of-order ranges kept per connection; a segment needing more is dropped.
-    pub max_ooo_ranges: usize,
-    /// Maximum segment lifetime; TIME-WAIT lasts twice this (RFC 9293 §3.4.2).
-    pub msl: Duration,
-    /// SYN retransmissions before a connect fails (Linux `tcp_syn_retries`: 6).
-    pub syn_retries: u32,
-    /// Retransmissions of data before the connection is dropped (Linux `tcp_retries2`: 15).
-    pub max_retries: u32,
-    /// Delayed ACK timeout (RFC 1122 §4.2.3.2: at most 500 ms; Linux 40 ms).
-    pub delayed_ack: Duration,
-    /// How long an orphaned connection waits in FIN-WAIT-2 (Linux `tcp_fin_timeout`: 60 s).
-    pub fin_timeout: Duration,
-    /// Half-open connections per listener (the SYN queue); beyond it, SYN cookies.
-    pub syn_backlog: usize,
-    /// Keep-alive (off unless a socket enables it): idle time before the first probe, the
-    /// interval between probes and how many go unanswered before the connection is dropped
-    /// (RFC 1122 §4.2.3.6; Linux's 7200 s, 75 s, 9).
-    pub keepalive_idle: Duration,
-    pub keepalive_interval: Duration,
-    pub keepalive_probes: u32,
-    /// A fixed initial sequence number instead of RFC 6528's, for tests and reproductions
-    /// (e.g. a transfer across the 2^32 wrap). Never set it in production.
-    pub fixed_iss: Option<u32>,
-    pub congestion: congestion::Algorithm,
-    /// Send TCP super-segments of up to 64 KB, whole MSS pieces that the device splits (TSO,
-    /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
-    /// the runtime turns it on, since every device takes super-segments.
-    pub tso: bool,
-}
-
-impl Default for TcpConfig {
-    fn default() -> Self {
-        TcpConfig {
-            send_buffer: 1 << 20,
-            recv_buffer: 1 << 20,
-            max_ooo_ranges: 32,
-            msl: Duration::from_secs(30),
-            syn_retries: 6,
-            max_retries: 15,
-            delayed_ack: Duration::from_millis(40),
-            fin_timeout: Duration::from_secs(60),
-            syn_backlog: 256,
-            keepalive_idle: Duration::from_secs(7200),
-            keepalive_interval: Duration::from_secs(75),
-            keepalive_probes: 9,
-            fixed_iss: None,
-            congestion: congestion::Algorithm::default(),
-            tso: false,
-        }
-    }
-}
+pub use crate::config::TcpConfig;
 
 struct Listener {
     local: SocketAddrV4,
@@ -157,6 +102,8 @@ pub struct Tcp {
     cfg: TcpConfig,
     local_ip: Ipv4Addr,
     our_mss: u32,
+    /// The ids of TCP sockets (listeners and connections).
+    ids: IdSource,
     isn: IsnGenerator,
     cookies: cookie::Cookies,
     conns: HashMap<SocketId, Tcb>,
@@ -186,6 +133,7 @@ impl Tcp {
             cfg,
             local_ip,
             our_mss: Tcb::our_mss(mtu),
+            ids: IdSource::tcp(),
             isn: IsnGenerator::new(secret),
             cookies: cookie::Cookies::new(secret.map(|b| b.rotate_left(3) ^ 0x5a)),
             conns: HashMap::new(),
@@ -302,13 +250,13 @@ impl Tcp {
         Err(os_err(libc::EADDRNOTAVAIL))
     }
 
-    /// `listen(2)` on `local` with room for `backlog` unaccepted connections.
+    /// `listen(2)` on `local` with room for `backlog` unaccepted connections: the listener's
+    /// id and address.
     pub fn listen(
         &mut self,
-        id: SocketId,
         local: SocketAddrV4,
         backlog: usize,
-    ) -> io::Result<SocketAddrV4> {
+    ) -> io::Result<(SocketId, SocketAddrV4)> {
         if !local.ip().is_unspecified() && *local.ip() != self.local_ip {
             return Err(os_err(libc::EADDRNOTAVAIL));
         }
@@ -320,6 +268,7 @@ impl Tcp {
             local.port()
         };
         let local = SocketAddrV4::new(*local.ip(), port);
+        let id = self.ids.next_id();
         self.listen_ports.insert(port, id);
         self.listeners.insert(
             id,
@@ -330,7 +279,7 @@ impl Tcp {
                 syn_queue: 0,
             },
         );
-        Ok(local)
+        Ok((id, local))
     }
 
     /// The next established connection, its address, or `None` if none is waiting. (Socket
@@ -384,15 +333,14 @@ impl Tcp {
     }
 
     /// Starts an active open (RFC 9293 §3.10.1) from an ephemeral port, or from
-    /// `local_port` if given (as after `bind`).
+    /// `local_port` if given (as after `bind`): the connection's id.
     pub fn connect(
         &mut self,
-        id: SocketId,
         now: Instant,
         local_port: Option<u16>,
         remote: SocketAddrV4,
         stats: &mut Counters,
-    ) -> io::Result<SocketAddrV4> {
+    ) -> io::Result<SocketId> {
         if remote.port() == 0
             || remote.ip().is_unspecified()
             || remote.ip().is_broadcast()
@@ -412,11 +360,12 @@ impl Tcp {
         let ts_offset = self.isn.isn(now, remote, local).0;
         let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
         t.state = State::SynSent;
+        let id = self.ids.next_id();
         self.by_tuple.insert((port, remote), id);
         self.conns.insert(id, t);
         stats.tcp_active_opens += 1;
         self.flush(id, now, stats);
-        Ok(local)
+        Ok(id)
     }
 
     /// `None` while the handshake runs; then `Ok` or the error that ended it.

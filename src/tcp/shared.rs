@@ -9,7 +9,7 @@
 //! never held across I/O or a wait.
 
 use super::buffer::{RecvBuffer, SendBuffer};
-use crate::core::SocketId;
+use crate::id::SocketId;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddrV4;

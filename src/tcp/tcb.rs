@@ -213,7 +213,7 @@ pub struct Tcb {
     /// Probes sent since the peer was last heard from.
     pub keepalive_probes: u32,
     /// Listener this connection is queued on until accepted.
-    pub listener: Option<crate::core::SocketId>,
+    pub listener: Option<crate::id::SocketId>,
 }
 
 impl Tcb {

@@ -4,7 +4,7 @@
 use super::output;
 use super::tcb::State;
 use super::Tcp;
-use crate::core::SocketId;
+use crate::id::SocketId;
 use crate::stats::Counters;
 use crate::time::Instant;
 use std::time::Duration;

@@ -38,14 +38,7 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn on_timeout(&mut self, now: Instant, flight: u32);
 }
 
-/// Which algorithm a connection uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    NewReno,
-    /// The default, as on Linux.
-    #[default]
-    Cubic,
-}
+pub use crate::config::CongestionAlgorithm as Algorithm;
 
 /// A controller of the given kind for a connection starting at `now` with this MSS.
 pub fn new_controller(alg: Algorithm, mss: u32, now: Instant) -> Box<dyn CongestionControl> {
