@@ -302,7 +302,7 @@ pub fn segments(data: &[u8]) {
         their_seq = conns
             .first()
             .and_then(|c| iface.tcp().tcb(*c))
-            .map_or(their_seq, |t| t.snd_nxt.0);
+            .map_or(their_seq, |t| t.snd.nxt.0);
     }
     settle(&mut iface, now);
 }

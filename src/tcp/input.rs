@@ -18,16 +18,16 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 /// Applies the options of a SYN (RFC 9293 §3.7.1, RFC 7323 §2.2 and §3.2, RFC 2018 §2).
 fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
     // Without the option the peer's MSS is 536 (RFC 9293 §3.7.1).
-    t.snd_mss = u32::from(o.mss.unwrap_or(536)).clamp(64, our_mss);
+    t.snd.mss = u32::from(o.mss.unwrap_or(536)).clamp(64, our_mss);
     match o.wscale {
-        Some(s) => t.snd_wscale = s,
+        Some(s) => t.snd.wscale = s,
         None => {
-            t.snd_wscale = 0;
-            t.rcv_wscale = 0;
+            t.snd.wscale = 0;
+            t.rcv.wscale = 0;
         }
     }
-    t.sack_ok = t.sack_ok && o.sack_permitted;
-    t.ts = match (t.ts, o.timestamp) {
+    t.opts.sack_ok = t.opts.sack_ok && o.sack_permitted;
+    t.opts.ts = match (t.opts.ts, o.timestamp) {
         (Some(ts), Some((tsval, _))) => Some(Timestamps {
             recent: tsval,
             recent_age: now,
@@ -35,7 +35,7 @@ fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
         }),
         _ => None,
     };
-    t.cc.set_mss(t.snd_mss);
+    t.cc.set_mss(t.snd.mss);
 }
 
 impl Tcp {
@@ -75,9 +75,9 @@ impl Tcp {
         if t.state != State::TimeWait || !seg.flags.syn || seg.flags.ack || seg.flags.rst {
             return false;
         }
-        match (t.ts, seg.options.timestamp) {
+        match (t.opts.ts, seg.options.timestamp) {
             (Some(ts), Some((tsval, _))) => (tsval.wrapping_sub(ts.recent) as i32) > 0,
-            _ => seg.seq.gt(t.rcv_nxt),
+            _ => seg.seq.gt(t.rcv.nxt),
         }
     }
 
@@ -154,16 +154,16 @@ impl Tcp {
         let ts_offset = self.isn.isn(now, remote, local).0;
         let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
         t.state = State::SynReceived;
-        t.irs = seg.seq;
-        t.rcv_nxt = seg.seq + 1;
-        t.rcv_adv = t.rcv_nxt;
+        t.rcv.irs = seg.seq;
+        t.rcv.nxt = seg.seq + 1;
+        t.rcv.adv = t.rcv.nxt;
         apply_syn_options(&mut t, &seg.options, self.our_mss, now);
         // The window of a SYN is not scaled (RFC 7323 §2.2).
-        t.snd_wnd = u32::from(seg.window);
-        t.max_snd_wnd = t.snd_wnd;
-        t.snd_wl1 = seg.seq;
-        t.snd_wl2 = iss;
-        t.listener = Some(lid);
+        t.snd.wnd = u32::from(seg.window);
+        t.snd.max_wnd = t.snd.wnd;
+        t.snd.wl1 = seg.seq;
+        t.snd.wl2 = iss;
+        t.user.listener = Some(lid);
         self.by_tuple.insert((seg.dst_port, remote), id);
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;
@@ -196,22 +196,22 @@ impl Tcp {
         let id = self.ids.next_id();
         let mut t = Tcb::new(&self.cfg, now, local, remote, cookie, self.our_mss, 0);
         t.state = State::Established;
-        t.irs = client_isn;
-        t.rcv_nxt = seg.seq;
-        t.rcv_adv = seg.seq + 65535;
-        t.snd_una = seg.ack;
-        t.snd_nxt = seg.ack;
-        t.snd_max = seg.ack;
-        t.snd_mss = mss.min(self.our_mss);
-        t.cc.set_mss(t.snd_mss);
-        t.snd_wscale = 0;
-        t.rcv_wscale = 0;
-        t.sack_ok = false;
-        t.ts = None;
-        t.snd_wnd = u32::from(seg.window);
-        t.max_snd_wnd = t.snd_wnd;
-        t.snd_wl1 = seg.seq;
-        t.snd_wl2 = seg.ack;
+        t.rcv.irs = client_isn;
+        t.rcv.nxt = seg.seq;
+        t.rcv.adv = seg.seq + 65535;
+        t.snd.una = seg.ack;
+        t.snd.nxt = seg.ack;
+        t.snd.max = seg.ack;
+        t.snd.mss = mss.min(self.our_mss);
+        t.cc.set_mss(t.snd.mss);
+        t.snd.wscale = 0;
+        t.rcv.wscale = 0;
+        t.opts.sack_ok = false;
+        t.opts.ts = None;
+        t.snd.wnd = u32::from(seg.window);
+        t.snd.max_wnd = t.snd.wnd;
+        t.snd.wl1 = seg.seq;
+        t.snd.wl2 = seg.ack;
         self.by_tuple.insert((local.port(), remote), id);
         self.conns.insert(id, t);
         self.enqueue_accept(lid, id);
@@ -239,11 +239,11 @@ impl Tcp {
         } else {
             synchronized(t, now, seg, &self.cfg, &mut self.out, stats)
         };
-        if let Some(idle) = t.keepalive {
-            t.keepalive_at = Some(now + idle);
-            t.keepalive_probes = 0;
+        if let Some(idle) = t.user.keepalive {
+            t.timers.keepalive = Some(now + idle);
+            t.timers.keepalive_probes = 0;
         }
-        let listener = t.listener;
+        let listener = t.user.listener;
         match verdict {
             Verdict::Keep => {}
             Verdict::Established => {
@@ -267,7 +267,7 @@ impl Tcp {
         if self
             .conns
             .get(&id)
-            .is_some_and(|t| !t.orphan && t.listener.is_none())
+            .is_some_and(|t| !t.user.orphan && t.user.listener.is_none())
         {
             self.notify(id);
         }
@@ -291,7 +291,7 @@ impl Tcp {
         t.state = State::Closed;
         t.clear_timers();
         let key = (t.local.port(), t.remote);
-        let keep = !t.orphan && t.listener.is_none();
+        let keep = !t.user.orphan && t.user.listener.is_none();
         self.by_tuple.remove(&key);
         self.reschedule(id);
         if keep {
@@ -323,7 +323,7 @@ fn syn_sent(
 ) -> Verdict {
     let mut ack_ok = false;
     if seg.flags.ack {
-        if seg.ack.le(t.iss) || seg.ack.gt(t.snd_max) {
+        if seg.ack.le(t.snd.iss) || seg.ack.gt(t.snd.max) {
             if !seg.flags.rst {
                 output::reset(t.local, t.remote, seg.ack, None, out, stats);
             }
@@ -341,55 +341,55 @@ fn syn_sent(
     if !seg.flags.syn {
         return Verdict::Keep;
     }
-    t.irs = seg.seq;
-    t.rcv_nxt = seg.seq + 1;
-    t.rcv_adv = t.rcv_nxt;
+    t.rcv.irs = seg.seq;
+    t.rcv.nxt = seg.seq + 1;
+    t.rcv.adv = t.rcv.nxt;
     apply_syn_options(t, &seg.options, our_mss, now);
-    t.snd_wnd = u32::from(seg.window);
-    t.max_snd_wnd = t.snd_wnd;
-    t.snd_wl1 = seg.seq;
-    t.snd_wl2 = seg.ack;
+    t.snd.wnd = u32::from(seg.window);
+    t.snd.max_wnd = t.snd.wnd;
+    t.snd.wl1 = seg.seq;
+    t.snd.wl2 = seg.ack;
     if !ack_ok {
         // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a SYN-ACK.
         t.state = State::SynReceived;
-        t.snd_nxt = t.iss;
-        t.rto_at = None;
+        t.snd.nxt = t.snd.iss;
+        t.timers.rto = None;
         return Verdict::Keep;
     }
-    t.snd_una = seg.ack;
+    t.snd.una = seg.ack;
     // Karn: the SYN's RTT counts only if it was not retransmitted (RFC 6298 §3).
-    if t.retries == 0 {
-        if let Some((_, sent)) = t.rtt_probe.take() {
-            t.rtt.sample(now - sent);
+    if t.rtx.retries == 0 {
+        if let Some((_, sent)) = t.rtx.rtt_probe.take() {
+            t.rtx.rtt.sample(now - sent);
         }
     }
-    t.rtt_probe = None;
-    t.retries = 0;
-    t.rtt.reset_backoff();
-    t.rto_at = None;
+    t.rtx.rtt_probe = None;
+    t.rtx.retries = 0;
+    t.rtx.rtt.reset_backoff();
+    t.timers.rto = None;
     t.state = State::Established;
-    t.ack_now = true;
+    t.ack.now = true;
     Verdict::Established
 }
 
 /// Data offset of `seq` relative to rcv_nxt, or how much of the segment lies before rcv_nxt.
 fn trim(t: &Tcb, seq: Seq) -> (usize, usize) {
-    if seq.lt(t.rcv_nxt) {
-        (0, t.rcv_nxt.since(seq) as usize)
+    if seq.lt(t.rcv.nxt) {
+        (0, t.rcv.nxt.since(seq) as usize)
     } else {
-        (seq.since(t.rcv_nxt) as usize, 0)
+        (seq.since(t.rcv.nxt) as usize, 0)
     }
 }
 
 /// A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), at most ten a second per connection.
 fn challenge_ack(t: &mut Tcb, now: Instant, stats: &mut Counters) {
-    if now - t.challenge_window >= Duration::from_secs(1) {
-        t.challenge_window = now;
-        t.challenge_count = 0;
+    if now - t.ack.challenge_window >= Duration::from_secs(1) {
+        t.ack.challenge_window = now;
+        t.ack.challenge_count = 0;
     }
-    if t.challenge_count < 10 {
-        t.challenge_count += 1;
-        t.ack_now = true;
+    if t.ack.challenge_count < 10 {
+        t.ack.challenge_count += 1;
+        t.ack.now = true;
         stats.tcp_challenge_acks += 1;
     }
 }
@@ -404,13 +404,13 @@ fn synchronized(
     stats: &mut Counters,
 ) -> Verdict {
     // PAWS (RFC 7323 §5.3): an old timestamp marks an old duplicate.
-    if let (Some(ts), Some((tsval, _))) = (t.ts, seg.options.timestamp) {
+    if let (Some(ts), Some((tsval, _))) = (t.opts.ts, seg.options.timestamp) {
         if !seg.flags.rst
             && (tsval.wrapping_sub(ts.recent) as i32) < 0
             && now - ts.recent_age < PAWS_IDLE
         {
             stats.tcp_paws_drops += 1;
-            t.ack_now = true;
+            t.ack.now = true;
             return Verdict::Keep;
         }
     }
@@ -421,38 +421,38 @@ fn synchronized(
         && seg.flags.syn
         && seg.flags.ack
         && !seg.flags.rst
-        && seg.seq + 1 == t.rcv_nxt
-        && seg.ack == t.snd_max
+        && seg.seq + 1 == t.rcv.nxt
+        && seg.ack == t.snd.max
     {
         t.state = State::Established;
-        t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
-        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
-        t.snd_wl1 = seg.seq;
-        t.snd_wl2 = seg.ack;
+        t.snd.wnd = u32::from(seg.window) << t.snd.wscale;
+        t.snd.max_wnd = t.snd.max_wnd.max(t.snd.wnd);
+        t.snd.wl1 = seg.seq;
+        t.snd.wl2 = seg.ack;
         process_ack(t, now, seg, stats);
-        t.ack_now = true;
+        t.ack.now = true;
         return Verdict::Established;
     }
 
     // First: is the segment acceptable?
     let wnd = t.advertised_room();
     let len = seg.seg_len();
-    let end = t.rcv_nxt + wnd;
+    let end = t.rcv.nxt + wnd;
     let acceptable = match (len, wnd) {
-        (0, 0) => seg.seq == t.rcv_nxt,
-        (0, _) => seg.seq.in_range(t.rcv_nxt, end),
+        (0, 0) => seg.seq == t.rcv.nxt,
+        (0, _) => seg.seq.in_range(t.rcv.nxt, end),
         (_, 0) => false,
         (_, _) => {
-            seg.seq.in_range(t.rcv_nxt, end) || (seg.seq + (len - 1)).in_range(t.rcv_nxt, end)
+            seg.seq.in_range(t.rcv.nxt, end) || (seg.seq + (len - 1)).in_range(t.rcv.nxt, end)
         }
     };
     // With a zero window, valid ACKs and RSTs still count (RFC 9293 §3.10.7.4).
-    let zero_window_probe = !acceptable && wnd == 0 && seg.seq == t.rcv_nxt;
+    let zero_window_probe = !acceptable && wnd == 0 && seg.seq == t.rcv.nxt;
     if !acceptable && !zero_window_probe {
         if !seg.flags.rst {
-            t.ack_now = true;
+            t.ack.now = true;
             if t.state == State::TimeWait && seg.flags.fin {
-                t.timewait_at = Some(now + 2 * cfg.msl);
+                t.timers.timewait = Some(now + 2 * cfg.msl);
             }
         }
         stats.tcp_out_of_window += 1;
@@ -461,8 +461,8 @@ fn synchronized(
 
     // TS.Recent (RFC 7323 §4.3): any acceptable segment with a newer TSval at or before the
     // last ACK we sent (pure ACKs and FINs included).
-    if let (Some(ts), Some((tsval, _))) = (t.ts.as_mut(), seg.options.timestamp) {
-        if seg.seq.le(t.last_ack_sent) && (tsval.wrapping_sub(ts.recent) as i32) >= 0 {
+    if let (Some(ts), Some((tsval, _))) = (t.opts.ts.as_mut(), seg.options.timestamp) {
+        if seg.seq.le(t.rcv.last_ack_sent) && (tsval.wrapping_sub(ts.recent) as i32) >= 0 {
             ts.recent = tsval;
             ts.recent_age = now;
         }
@@ -470,12 +470,12 @@ fn synchronized(
 
     // Second: RST (RFC 5961 §3.2: only an exact match resets; others get a challenge ACK).
     if seg.flags.rst {
-        if seg.seq != t.rcv_nxt {
+        if seg.seq != t.rcv.nxt {
             challenge_ack(t, now, stats);
             return Verdict::Keep;
         }
         return match t.state {
-            State::SynReceived if t.listener.is_some() => Verdict::Closed(None),
+            State::SynReceived if t.user.listener.is_some() => Verdict::Closed(None),
             State::SynReceived => Verdict::Closed(Some(libc::ECONNREFUSED)),
             State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
                 Verdict::Closed(Some(libc::ECONNRESET))
@@ -487,8 +487,8 @@ fn synchronized(
     // Fourth: SYN. A retransmitted SYN in SYN-RECEIVED gets the SYN-ACK again; any other SYN
     // gets a challenge ACK (RFC 5961 §4.2).
     if seg.flags.syn {
-        if t.state == State::SynReceived && seg.seq == t.irs {
-            t.snd_nxt = t.iss;
+        if t.state == State::SynReceived && seg.seq == t.rcv.irs {
+            t.snd.nxt = t.snd.iss;
         } else {
             challenge_ack(t, now, stats);
         }
@@ -501,22 +501,22 @@ fn synchronized(
     }
     let mut verdict = Verdict::Keep;
     if t.state == State::SynReceived {
-        if !(seg.ack.gt(t.snd_una) && seg.ack.le(t.snd_max)) {
+        if !(seg.ack.gt(t.snd.una) && seg.ack.le(t.snd.max)) {
             output::reset(t.local, t.remote, seg.ack, None, out, stats);
             return Verdict::Keep;
         }
         t.state = State::Established;
-        t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
-        t.max_snd_wnd = t.max_snd_wnd.max(t.snd_wnd);
-        t.snd_wl1 = seg.seq;
-        t.snd_wl2 = seg.ack;
+        t.snd.wnd = u32::from(seg.window) << t.snd.wscale;
+        t.snd.max_wnd = t.snd.max_wnd.max(t.snd.wnd);
+        t.snd.wl1 = seg.seq;
+        t.snd.wl2 = seg.ack;
         verdict = Verdict::Established;
     }
-    if seg.ack.gt(t.snd_max) {
-        t.ack_now = true;
+    if seg.ack.gt(t.snd.max) {
+        t.ack.now = true;
         return verdict;
     }
-    if seg.ack.lt(t.snd_una - t.max_snd_wnd.max(1)) {
+    if seg.ack.lt(t.snd.una - t.snd.max_wnd.max(1)) {
         challenge_ack(t, now, stats);
         return verdict;
     }
@@ -527,8 +527,8 @@ fn synchronized(
         match t.state {
             State::FinWait1 => {
                 t.state = State::FinWait2;
-                if t.orphan {
-                    t.finwait2_at = Some(now + cfg.fin_timeout);
+                if t.user.orphan {
+                    t.timers.finwait2 = Some(now + cfg.fin_timeout);
                 }
             }
             State::Closing => enter_time_wait(t, now, cfg),
@@ -539,7 +539,7 @@ fn synchronized(
 
     // Seventh: segment text.
     if !seg.payload.is_empty() && t.state.can_receive() {
-        if t.orphan {
+        if t.user.orphan {
             // Data for a socket nobody will read (RFC 2525 §2.17; Linux resets too).
             return Verdict::Reset;
         }
@@ -547,22 +547,22 @@ fn synchronized(
     }
 
     // Eighth: FIN, once every byte before it has arrived.
-    if seg.flags.fin && t.fin_seq.is_none() && t.state != State::TimeWait {
-        t.fin_seq = Some(seg.seq + seg.payload.len() as u32);
+    if seg.flags.fin && t.fin.peer.is_none() && t.state != State::TimeWait {
+        t.fin.peer = Some(seg.seq + seg.payload.len() as u32);
     }
-    if let Some(f) = t.fin_seq {
-        if t.rcv_nxt == f {
-            t.rcv_nxt = f + 1;
+    if let Some(f) = t.fin.peer {
+        if t.rcv.nxt == f {
+            t.rcv.nxt = f + 1;
             match t.state {
                 State::Established => {
                     // The application's close usually follows at once: as Linux does
                     // (`tcp_fin`), the ACK waits in interactive mode to ride on our FIN,
                     // at most the delayed-ACK timeout (RFC 1122 §4.2.3.2).
                     t.state = State::CloseWait;
-                    t.delack.pingpong = true;
-                    t.delack_at.get_or_insert(now + cfg.delayed_ack);
+                    t.ack.delack.pingpong = true;
+                    t.timers.delack.get_or_insert(now + cfg.delayed_ack);
                 }
-                _ => t.ack_now = true,
+                _ => t.ack.now = true,
             }
             match t.state {
                 State::FinWait1 if t.fin_acked() => enter_time_wait(t, now, cfg),
@@ -572,8 +572,8 @@ fn synchronized(
             }
         } else if t.state == State::TimeWait && seg.flags.fin {
             // A retransmitted FIN: ACK it and restart the 2 MSL wait (RFC 9293 §3.10.7.4).
-            t.ack_now = true;
-            t.timewait_at = Some(now + 2 * cfg.msl);
+            t.ack.now = true;
+            t.timers.timewait = Some(now + 2 * cfg.msl);
         }
     }
     verdict
@@ -581,45 +581,46 @@ fn synchronized(
 
 fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
     t.state = State::TimeWait;
-    t.timewait_at = Some(now + 2 * cfg.msl);
-    t.rto_at = None;
-    t.persist_at = None;
-    t.finwait2_at = None;
-    t.rack.reo_at = None;
-    t.rack.pto_at = None;
+    t.timers.timewait = Some(now + 2 * cfg.msl);
+    t.timers.rto = None;
+    t.timers.persist = None;
+    t.timers.finwait2 = None;
+    t.recovery.rack.reo_at = None;
+    t.recovery.rack.pto_at = None;
 }
 
 /// Acknowledgement of our data: RTT, congestion control, NewReno recovery, window update.
 fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Counters) {
-    let new_window = u32::from(seg.window) << t.snd_wscale;
+    let new_window = u32::from(seg.window) << t.snd.wscale;
     let mut sacked = [None; 4];
-    if t.sack_ok {
-        let una = t.snd_una.max(seg.ack);
+    if t.opts.sack_ok {
+        let una = t.snd.una.max(seg.ack);
         // Only valid blocks (RFC 2018 §4) count, for the scoreboard and for RACK.
         for (slot, &(l, r)) in sacked.iter_mut().zip(seg.options.sack.iter().flatten()) {
-            if l.gt(una) && r.gt(l) && r.le(t.snd_max) {
+            if l.gt(una) && r.gt(l) && r.le(t.snd.max) {
                 *slot = Some((l, r));
             }
         }
-        t.scoreboard.update(una, t.snd_max, &sacked);
+        t.recovery.scoreboard.update(una, t.snd.max, &sacked);
     }
-    let newly_acked = seg.ack.gt(t.snd_una);
-    if seg.ack.gt(t.snd_una) {
-        let acked = seg.ack.since(t.snd_una);
-        let syn = u32::from(t.snd_una == t.iss);
-        let fin = u32::from(t.our_fin.is_some_and(|f| seg.ack.gt(f)));
+    let newly_acked = seg.ack.gt(t.snd.una);
+    if seg.ack.gt(t.snd.una) {
+        let acked = seg.ack.since(t.snd.una);
+        let syn = u32::from(t.snd.una == t.snd.iss);
+        let fin = u32::from(t.fin.ours.is_some_and(|f| seg.ack.gt(f)));
         t.io().send.consume((acked - syn - fin) as usize);
-        t.snd_una = seg.ack;
-        if t.snd_nxt.lt(t.snd_una) {
-            t.snd_nxt = t.snd_una;
+        t.snd.una = seg.ack;
+        if t.snd.nxt.lt(t.snd.una) {
+            t.snd.nxt = t.snd.una;
         }
         // RTT: from the echoed timestamp (RFC 7323 §4.2), else the timed segment (Karn).
         let mut rtt = None;
         let stale = |tsecr: u32| {
-            t.rto_stamp
+            t.rtx
+                .rto_stamp
                 .is_some_and(|stamp| (tsecr.wrapping_sub(stamp) as i32) < 0)
         };
-        if let (Some(ts), Some((_, tsecr))) = (t.ts, seg.options.timestamp) {
+        if let (Some(ts), Some((_, tsecr))) = (t.opts.ts, seg.options.timestamp) {
             if tsecr != 0 && !stale(tsecr) {
                 let ms = ts_now(now, ts.offset).wrapping_sub(tsecr);
                 if ms < 60_000 {
@@ -627,77 +628,79 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
                 }
             }
         }
-        if let Some((end, sent)) = t.rtt_probe {
+        if let Some((end, sent)) = t.rtx.rtt_probe {
             if seg.ack.ge(end) {
                 rtt = rtt.or(Some(now - sent));
-                t.rtt_probe = None;
+                t.rtx.rtt_probe = None;
             }
         }
         if let Some(r) = rtt {
-            t.rtt.sample(r);
+            t.rtx.rtt.sample(r);
         }
-        if t.rto_recover.is_some_and(|point| t.snd_una.ge(point)) {
-            t.rto_recover = None;
-            t.rto_stamp = None;
+        if t.rtx.rto_recover.is_some_and(|point| t.snd.una.ge(point)) {
+            t.rtx.rto_recover = None;
+            t.rtx.rto_stamp = None;
         }
-        t.retries = 0;
-        t.rtt.reset_backoff();
-        t.scoreboard.advance(t.snd_una);
-        t.rack.advance(t.snd_una);
+        t.rtx.retries = 0;
+        t.rtx.rtt.reset_backoff();
+        t.recovery.scoreboard.advance(t.snd.una);
+        t.recovery.rack.advance(t.snd.una);
         // A new ACK restarts the probe timeout (RFC 8985 §7.2).
-        t.rack.pto_at = None;
-        match t.recover {
+        t.recovery.rack.pto_at = None;
+        match t.recovery.recover {
             Some(recover) if seg.ack.lt(recover) => {
                 // Partial ACK (RFC 6582 §3.2 step 5): the new first segment is lost too;
                 // resend it unless it was SACKed or already resent. Without SACK, deflate.
-                if !t.sack_ok {
-                    t.recovery_inflation = t.recovery_inflation.saturating_sub(acked) + t.snd_mss;
+                if !t.opts.sack_ok {
+                    t.recovery.inflation = t.recovery.inflation.saturating_sub(acked) + t.snd.mss;
                 }
-                if t.scoreboard.sacked_end(t.snd_una).is_none() && t.high_rxt.le(t.snd_una) {
-                    t.retransmit_head = true;
+                if t.recovery.scoreboard.sacked_end(t.snd.una).is_none()
+                    && t.recovery.high_rxt.le(t.snd.una)
+                {
+                    t.output.retransmit_head = true;
                 }
             }
             Some(_) => {
-                t.recover = None;
-                t.recovery_inflation = 0;
-                t.dupacks = 0;
+                t.recovery.recover = None;
+                t.recovery.inflation = 0;
+                t.recovery.dupacks = 0;
             }
             None => {
-                t.dupacks = 0;
+                t.recovery.dupacks = 0;
                 t.cc.on_ack(now, acked, rtt);
             }
         }
-        t.rto_at = if t.snd_una == t.snd_max {
+        t.timers.rto = if t.snd.una == t.snd.max {
             None
         } else {
-            Some(now + t.rtt.rto())
+            Some(now + t.rtx.rtt.rto())
         };
-    } else if seg.ack == t.snd_una
+    } else if seg.ack == t.snd.una
         && seg.payload.is_empty()
         && !seg.flags.fin
-        && new_window == t.snd_wnd
-        && t.snd_max.gt(t.snd_una)
+        && new_window == t.snd.wnd
+        && t.snd.max.gt(t.snd.una)
     {
         // A duplicate ACK (RFC 5681 §2).
-        t.dupacks += 1;
-        if t.recover.is_some() && !t.sack_ok {
-            t.recovery_inflation += t.snd_mss;
+        t.recovery.dupacks += 1;
+        if t.recovery.recover.is_some() && !t.opts.sack_ok {
+            t.recovery.inflation += t.snd.mss;
         }
     }
     // Loss detection: RACK on what this ACK delivered (RFC 8985 §6.2), then fast retransmit
     // on three duplicate ACKs or SACKed data deemed lost (RFC 5681 §3.2, RFC 6675 §5).
-    if t.sack_ok {
+    if t.opts.sack_ok {
         let ack = newly_acked.then_some(seg.ack);
-        t.rack.on_ack(now, ack, &sacked);
+        t.recovery.rack.on_ack(now, ack, &sacked);
         super::recovery::detect_loss(t, now, stats);
     }
     super::recovery::maybe_enter(t, now, stats);
     // Window update (RFC 9293 §3.10.7.4, fifth step).
-    if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
-        t.snd_wnd = new_window;
-        t.max_snd_wnd = t.max_snd_wnd.max(new_window);
-        t.snd_wl1 = seg.seq;
-        t.snd_wl2 = seg.ack;
+    if t.snd.wl1.lt(seg.seq) || (t.snd.wl1 == seg.seq && t.snd.wl2.le(seg.ack)) {
+        t.snd.wnd = new_window;
+        t.snd.max_wnd = t.snd.max_wnd.max(new_window);
+        t.snd.wl1 = seg.seq;
+        t.snd.wl2 = seg.ack;
     }
 }
 
@@ -712,7 +715,7 @@ fn receive_data(
     let (offset, skip) = trim(t, seg.seq);
     if skip >= seg.payload.len() {
         // All of it was received already: a retransmission; ACK at once (RFC 5681 §4.2).
-        t.ack_now = true;
+        t.ack.now = true;
         return;
     }
     let data = &seg.payload[skip..];
@@ -723,22 +726,24 @@ fn receive_data(
     if ins.trimmed > 0 {
         stats.tcp_rcv_pruned += 1;
     }
-    t.rcv_nxt += ins.advanced as u32;
+    t.rcv.nxt += ins.advanced as u32;
     if offset > 0 || t.io().recv.has_ooo() {
         // Out of order, or filling a hole: ACK now so the sender sees it (RFC 5681 §4.2).
         stats.tcp_ofo_queued += u64::from(offset > 0);
-        t.ack_now = true;
+        t.ack.now = true;
         return;
     }
     // Delayed ACK: every second full-sized segment, else within `delayed_ack`
     // (RFC 1122 §4.2.3.2, RFC 5681 §4.2); at once in quick-ACK mode.
-    t.unacked_bytes = t.unacked_bytes.saturating_add(data.len() as u32);
-    t.rcv_mss = t.rcv_mss.max((seg.payload.len() as u32).min(t.snd_mss));
+    t.ack.unacked_bytes = t.ack.unacked_bytes.saturating_add(data.len() as u32);
+    t.rcv.mss = t.rcv.mss.max((seg.payload.len() as u32).min(t.snd.mss));
     let window = t.rcv_wnd();
-    t.delack.on_data(now, t.rtt.rto(), window, t.rcv_mss);
-    if t.unacked_bytes >= 2 * t.rcv_mss || t.delack.quick_ack() {
-        t.ack_now = true;
-    } else if t.delack_at.is_none() {
-        t.delack_at = Some(now + cfg.delayed_ack);
+    t.ack
+        .delack
+        .on_data(now, t.rtx.rtt.rto(), window, t.rcv.mss);
+    if t.ack.unacked_bytes >= 2 * t.rcv.mss || t.ack.delack.quick_ack() {
+        t.ack.now = true;
+    } else if t.timers.delack.is_none() {
+        t.timers.delack = Some(now + cfg.delayed_ack);
     }
 }

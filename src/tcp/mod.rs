@@ -76,14 +76,14 @@ impl Drop for Tcp {
 /// status, and how much window a read must reopen before the core owes a window update. Wakes
 /// the handle's waiters if `wake` or the status changed.
 fn publish(t: &Tcb, wake: bool) {
-    let update_at = (t.advertised_room() < t.snd_mss).then(|| t.window_update_threshold() as usize);
+    let update_at = (t.advertised_room() < t.snd.mss).then(|| t.window_update_threshold() as usize);
     let mut shared = t.io();
     shared.window_update_at = update_at;
     let status = shared::Status {
         connecting: matches!(t.state, State::SynSent | State::SynReceived),
-        can_write: t.state.can_send() && !t.fin_queued,
-        eof: t.read_closed
-            || t.fin_seq.is_some_and(|f| t.rcv_nxt.gt(f))
+        can_write: t.state.can_send() && !t.fin.queued,
+        eof: t.user.read_closed
+            || t.fin.peer.is_some_and(|f| t.rcv.nxt.gt(f))
             || t.state == State::Closed,
         // Once stopped, always stopped.
         stopped: shared.status.stopped,
@@ -158,16 +158,16 @@ impl Tcp {
             return;
         };
         let next = t.next_timer();
-        if next == t.timer_key {
+        if next == t.timers.key {
             return;
         }
-        if let Some(old) = t.timer_key.take() {
+        if let Some(old) = t.timers.key.take() {
             self.timers.remove(&(old, id));
         }
         if let Some(new) = next {
             self.timers.insert((new, id));
         }
-        t.timer_key = next;
+        t.timers.key = next;
     }
 
     /// Something changed that the socket's waiters may want: tell the runtime's waiters and
@@ -182,8 +182,8 @@ impl Tcp {
     /// Schedules output for a connection that received a segment.
     fn defer_output(&mut self, id: SocketId) {
         if let Some(t) = self.conns.get_mut(&id) {
-            if !t.output_pending {
-                t.output_pending = true;
+            if !t.output.pending {
+                t.output.pending = true;
                 self.dirty.push(id);
             }
         }
@@ -194,7 +194,7 @@ impl Tcp {
     pub fn flush_deferred(&mut self, now: Instant, stats: &mut Counters) {
         for id in std::mem::take(&mut self.dirty) {
             if let Some(t) = self.conns.get_mut(&id) {
-                t.output_pending = false;
+                t.output.pending = false;
                 self.flush(id, now, stats);
             }
         }
@@ -219,12 +219,12 @@ impl Tcp {
     /// Removes a connection entirely.
     fn remove(&mut self, id: SocketId) {
         if let Some(t) = self.conns.remove(&id) {
-            if let Some(k) = t.timer_key {
+            if let Some(k) = t.timers.key {
                 self.timers.remove(&(k, id));
             }
             self.by_tuple.remove(&(t.local.port(), t.remote));
             // Only a connection still in SYN-RECEIVED belongs to its listener.
-            if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
+            if let Some(l) = t.user.listener.and_then(|l| self.listeners.get_mut(&l)) {
                 l.syn_queue = l.syn_queue.saturating_sub(1);
             }
         }
@@ -310,7 +310,7 @@ impl Tcp {
         let (Some(l), Some(t)) = (self.listeners.get(&lid), self.conns.get_mut(&id)) else {
             return;
         };
-        t.listener = None;
+        t.user.listener = None;
         // A connection opened by a SYN cookie became ESTABLISHED without output of its own:
         // its handle must see that before its first write.
         publish(t, false);
@@ -439,8 +439,8 @@ impl Tcp {
             return;
         };
         t.io().poke = false;
-        if t.advertised_room() < t.snd_mss && t.rcv_wnd() >= t.window_update_threshold() {
-            t.ack_now = true;
+        if t.advertised_room() < t.snd.mss && t.rcv_wnd() >= t.window_update_threshold() {
+            t.ack.now = true;
         }
         self.flush(id, now, stats);
     }
@@ -462,10 +462,10 @@ impl Tcp {
             return Err(os_err(libc::ENOTCONN));
         }
         if read {
-            t.read_closed = true;
+            t.user.read_closed = true;
         }
-        if write && !t.fin_queued {
-            t.fin_queued = true;
+        if write && !t.fin.queued {
+            t.fin.queued = true;
             t.state = match t.state {
                 State::Established | State::SynReceived => State::FinWait1,
                 State::CloseWait => State::LastAck,
@@ -487,14 +487,14 @@ impl Tcp {
             let queued: Vec<SocketId> = l.io.lock().queue.drain(..).map(|a| a.id).collect();
             for c in queued {
                 if let Some(t) = self.conns.get_mut(&c) {
-                    t.orphan = true;
+                    t.user.orphan = true;
                 }
                 self.abort(c, now, stats);
             }
             let pending: Vec<SocketId> = self
                 .conns
                 .iter()
-                .filter(|(_, t)| t.listener == Some(id))
+                .filter(|(_, t)| t.user.listener == Some(id))
                 .map(|(c, _)| *c)
                 .collect();
             for c in pending {
@@ -505,10 +505,10 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
-        t.orphan = true;
+        t.user.orphan = true;
         // No event loop learns about a connection whose handle is gone.
         t.io().forget_watcher();
-        t.read_closed = true;
+        t.user.read_closed = true;
         match t.state {
             State::SynSent | State::Closed => self.remove(id),
             _ if t.io().recv.readable() > 0 => self.abort(id, now, stats),
@@ -526,8 +526,8 @@ impl Tcp {
                 output::reset(
                     t.local,
                     t.remote,
-                    t.snd_nxt,
-                    Some(t.rcv_nxt),
+                    t.snd.nxt,
+                    Some(t.rcv.nxt),
                     &mut self.out,
                     stats,
                 );
@@ -548,9 +548,9 @@ impl Tcp {
             .conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        t.keepalive = idle;
-        t.keepalive_probes = 0;
-        t.keepalive_at = idle.map(|i| now + i);
+        t.user.keepalive = idle;
+        t.timers.keepalive_probes = 0;
+        t.timers.keepalive = idle.map(|i| now + i);
         self.reschedule(id);
         Ok(())
     }
@@ -565,6 +565,7 @@ impl Tcp {
         self.conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .user
             .nodelay = on;
         self.flush(id, now, stats);
         Ok(())
@@ -575,6 +576,7 @@ impl Tcp {
             .conns
             .get(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .user
             .nodelay)
     }
 
@@ -599,7 +601,7 @@ impl Tcp {
             .conns
             .iter()
             .filter(|(_, t)| {
-                matches!(t.state, State::Established | State::CloseWait) && !t.fin_queued
+                matches!(t.state, State::Established | State::CloseWait) && !t.fin.queued
             })
             .map(|(id, _)| *id)
             .collect();

@@ -83,25 +83,25 @@ pub fn emit(
     sink: &mut Sink<'_>,
 ) {
     let mut options = Options::default();
-    if let Some(ts) = &t.ts {
+    if let Some(ts) = &t.opts.ts {
         options.timestamp = Some((ts_now(now, ts.offset), ts.recent));
     }
     let window;
     if flags.syn {
         options.mss = Some(sink.our_mss.min(65535) as u16);
-        options.sack_permitted = t.sack_ok;
+        options.sack_permitted = t.opts.sack_ok;
         // A SYN-ACK carries Window Scale only if the SYN did (RFC 7323 §2.2); `rcv_wscale` is
         // zeroed when it did not.
-        if t.state == State::SynSent || t.rcv_wscale > 0 || t.snd_wscale > 0 {
-            options.wscale = Some(t.rcv_wscale);
+        if t.state == State::SynSent || t.rcv.wscale > 0 || t.snd.wscale > 0 {
+            options.wscale = Some(t.rcv.wscale);
         }
         // The window of a SYN is never scaled (RFC 7323 §2.2).
         window = t.rcv_wnd().min(65535) as u16;
-        t.rcv_adv = t.rcv_nxt + u32::from(window);
+        t.rcv.adv = t.rcv.nxt + u32::from(window);
     } else {
         window = advertise_window(t);
         let io = t.io();
-        if t.sack_ok && io.recv.has_ooo() {
+        if t.opts.sack_ok && io.recv.has_ooo() {
             let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
             for (slot, (a, b)) in options
                 .sack
@@ -109,11 +109,11 @@ pub fn emit(
                 .zip(io.recv.ooo_ranges())
                 .take(max_blocks)
             {
-                *slot = Some((t.rcv_nxt + a as u32, t.rcv_nxt + b as u32));
+                *slot = Some((t.rcv.nxt + a as u32, t.rcv.nxt + b as u32));
             }
         }
     }
-    let ack = (flags.ack).then_some(t.rcv_nxt);
+    let ack = (flags.ack).then_some(t.rcv.nxt);
     let header = SegmentOut {
         src_port: t.local.port(),
         dst_port: t.remote.port(),
@@ -142,13 +142,13 @@ pub fn emit(
     };
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     if flags.ack {
-        if t.unacked_bytes > 0 {
-            t.delack.quick = t.delack.quick.saturating_sub(1);
+        if t.ack.unacked_bytes > 0 {
+            t.ack.delack.quick = t.ack.delack.quick.saturating_sub(1);
         }
-        t.last_ack_sent = t.rcv_nxt;
-        t.ack_now = false;
-        t.delack_at = None;
-        t.unacked_bytes = 0;
+        t.rcv.last_ack_sent = t.rcv.nxt;
+        t.ack.now = false;
+        t.timers.delack = None;
+        t.ack.unacked_bytes = 0;
     }
     sink.stats.tcp_out_segs += data.1.div_ceil(piece).max(1) as u64;
     sink.stats.tcp_out_tso += u64::from(tso_mss.is_some());
@@ -163,24 +163,24 @@ pub fn emit(
 /// least min(buffer/2, MSS) at a time (receiver SWS avoidance, RFC 9293 §3.8.6.2.2).
 fn advertise_window(t: &mut Tcb) -> u16 {
     let free = t.rcv_wnd();
-    let right = t.rcv_nxt + free;
-    if right.gt(t.rcv_adv) {
-        let grow = right.since(t.rcv_adv);
+    let right = t.rcv.nxt + free;
+    if right.gt(t.rcv.adv) {
+        let grow = right.since(t.rcv.adv);
         if grow >= t.window_update_threshold() {
             // Round down to what the scaled field can express.
-            let wnd = (free >> t.rcv_wscale) << t.rcv_wscale;
-            t.rcv_adv = t.rcv_adv.max(t.rcv_nxt + wnd);
+            let wnd = (free >> t.rcv.wscale) << t.rcv.wscale;
+            t.rcv.adv = t.rcv.adv.max(t.rcv.nxt + wnd);
         }
     }
-    (t.advertised_room() >> t.rcv_wscale).min(65535) as u16
+    (t.advertised_room() >> t.rcv.wscale).min(65535) as u16
 }
 
 /// Bytes of TCP options a data segment will carry (timestamps, and SACK blocks while we hold
 /// out-of-order data), by which its payload shrinks so the segment still fits the MSS.
 fn data_options_len(t: &Tcb) -> u32 {
-    let ts = t.ts.is_some();
+    let ts = t.opts.ts.is_some();
     let io = t.io();
-    let blocks = if t.sack_ok && io.recv.has_ooo() {
+    let blocks = if t.opts.sack_ok && io.recv.has_ooo() {
         io.recv.ooo_ranges().take(if ts { 3 } else { 4 }).count()
     } else {
         0
@@ -195,7 +195,7 @@ fn data_options_len(t: &Tcb) -> u32 {
 
 /// The payload of a full-sized segment: the MSS less the options data segments carry now.
 fn data_mss(t: &Tcb) -> u32 {
-    t.snd_mss.saturating_sub(data_options_len(t)).max(1)
+    t.snd.mss.saturating_sub(data_options_len(t)).max(1)
 }
 
 /// Sends what the windows, Nagle and SWS avoidance allow, then a pure ACK if one is owed.
@@ -205,7 +205,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         ..Flags::default()
     };
     match t.state {
-        State::SynSent if t.snd_nxt == t.iss => {
+        State::SynSent if t.snd.nxt == t.snd.iss => {
             let syn = Flags {
                 syn: true,
                 ..Flags::default()
@@ -213,7 +213,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             send_syn(t, now, syn, sink);
             return;
         }
-        State::SynReceived if t.snd_nxt == t.iss => {
+        State::SynReceived if t.snd.nxt == t.snd.iss => {
             let syn_ack = Flags { syn: true, ..ack };
             send_syn(t, now, syn_ack, sink);
             return;
@@ -222,19 +222,19 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         _ => {}
     }
     let mss = data_mss(t);
-    let ack_owed = t.ack_now;
+    let ack_owed = t.ack.now;
     let mut sent = false;
     let mut sent_new = false;
-    if t.retransmit_head && t.snd_max.gt(t.snd_una) {
+    if t.output.retransmit_head && t.snd.max.gt(t.snd.una) {
         retransmit_head(t, now, mss, sink);
         sent = true;
     }
-    t.retransmit_head = false;
+    t.output.retransmit_head = false;
     loop {
-        let cwnd = t.cc.cwnd().saturating_add(t.recovery_inflation);
+        let cwnd = t.cc.cwnd().saturating_add(t.recovery.inflation);
         let in_flight = recovery::in_flight(t);
         let mut cwnd_room = cwnd.saturating_sub(in_flight);
-        if t.probe_new_data {
+        if t.output.probe_new_data {
             // A tail loss probe with new data goes whatever the window (RFC 8985 §7.3).
             cwnd_room = cwnd_room.max(mss);
         }
@@ -248,9 +248,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         }
         let hole = recovery::skip_sacked(t);
         let flight = t.flight();
-        let off = t.send_offset(t.snd_nxt);
+        let off = t.send_offset(t.snd.nxt);
         let unsent = t.io().send.len().saturating_sub(off);
-        let retransmission = t.snd_nxt.lt(t.snd_max);
+        let retransmission = t.snd.nxt.lt(t.snd.max);
         // New data may leave as one super-segment of whole MSS pieces; a retransmission is
         // one MSS, so that only what was lost goes again.
         let limit = if sink.tso && !retransmission {
@@ -259,7 +259,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             mss as usize
         };
         let mut len = unsent
-            .min(t.snd_wnd.saturating_sub(flight) as usize)
+            .min(t.snd.wnd.saturating_sub(flight) as usize)
             .min(limit)
             .min(hole.map_or(usize::MAX, |h| h as usize));
         let mss_len = mss as usize;
@@ -275,7 +275,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
                 0
             };
         }
-        if len > mss_len && (len < unsent || (!t.nodelay && minshall_holds(t))) {
+        if len > mss_len && (len < unsent || (!t.user.nodelay && minshall_holds(t))) {
             // A super-segment ends on a piece boundary unless it ends the data, and then a
             // short last piece is one Nagle holds like any other (Linux
             // `tcp_mss_split_point`).
@@ -289,25 +289,25 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
                 | State::Closing
                 | State::LastAck
         );
-        let fin = t.fin_queued
+        let fin = t.fin.queued
             && fin_allowed
             && len == unsent
-            && t.our_fin.is_none_or(|f| f == t.snd_nxt + len as u32);
+            && t.fin.ours.is_none_or(|f| f == t.snd.nxt + len as u32);
         if len == 0 && !fin {
             break;
         }
-        if len > 0 && len < mss as usize && !retransmission && !fin && !t.sws_override {
+        if len > 0 && len < mss as usize && !retransmission && !fin && !t.output.sws_override {
             // RFC 9293 §3.8.6.2.1 and Nagle (RFC 896) with Minshall's modification (Linux
             // `tcp_nagle_check`): a short segment goes only if it holds all the data and no
             // earlier short segment is unacknowledged (or Nagle is off), or it fills half the
             // largest window the peer offered. Full segments before it never hold it back.
-            let nagle_ok = t.nodelay || !minshall_holds(t);
-            let sws_ok = len == unsent || len as u32 >= t.max_snd_wnd / 2;
+            let nagle_ok = t.user.nodelay || !minshall_holds(t);
+            let sws_ok = len == unsent || len as u32 >= t.snd.max_wnd / 2;
             if !(nagle_ok && sws_ok) {
                 break;
             }
         }
-        let seq = t.snd_nxt;
+        let seq = t.snd.nxt;
         let flags = Flags {
             fin,
             psh: len > 0 && len == unsent,
@@ -315,68 +315,68 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         };
         emit(t, now, seq, flags, (off, len), sink);
         sent = true;
-        t.probe_new_data = false;
-        t.snd_nxt = t.snd_nxt + len as u32 + u32::from(fin);
+        t.output.probe_new_data = false;
+        t.snd.nxt = t.snd.nxt + len as u32 + u32::from(fin);
         if retransmission {
             sink.stats.tcp_retrans_segs += 1;
-            t.rack.on_retransmit(seq, t.snd_nxt, now);
+            t.recovery.rack.on_retransmit(seq, t.snd.nxt, now);
         } else {
-            t.rack.on_send(t.snd_nxt, now);
+            t.recovery.rack.on_send(t.snd.nxt, now);
         }
         if fin {
-            t.our_fin = Some(seq + len as u32);
+            t.fin.ours = Some(seq + len as u32);
         }
         sent_new |= !retransmission;
         if !retransmission && len > 0 {
             if len % mss as usize != 0 {
-                t.snd_sml = t.snd_nxt;
+                t.snd.sml = t.snd.nxt;
             }
             // Data sent soon after data arrived answers it: from now on the ACK of a request
             // waits to ride on the response (Linux's ping-pong mode).
-            if t.delack.last_data.is_some_and(|at| now - at < sink.ato) {
-                t.delack.pingpong = true;
+            if t.ack.delack.last_data.is_some_and(|at| now - at < sink.ato) {
+                t.ack.delack.pingpong = true;
             }
         }
-        if t.snd_nxt.gt(t.snd_max) {
-            if t.rtt_probe.is_none() && !retransmission {
-                t.rtt_probe = Some((t.snd_nxt, now));
+        if t.snd.nxt.gt(t.snd.max) {
+            if t.rtx.rtt_probe.is_none() && !retransmission {
+                t.rtx.rtt_probe = Some((t.snd.nxt, now));
             }
-            t.snd_max = t.snd_nxt;
+            t.snd.max = t.snd.nxt;
         }
-        if t.rto_at.is_none() {
-            t.rto_at = Some(now + t.rtt.rto());
+        if t.timers.rto.is_none() {
+            t.timers.rto = Some(now + t.rtx.rtt.rto());
         }
         if fin {
             break;
         }
     }
-    t.sws_override = false;
-    t.probe_new_data = false;
+    t.output.sws_override = false;
+    t.output.probe_new_data = false;
     recovery::arm_probe(t, now);
     // Data waits with nothing in flight, behind a zero window or a window too small to use:
     // the persist timer probes the first and overrides SWS avoidance for the second
     // (RFC 9293 §3.8.6.1, §3.8.6.2.1). It stops once data flies again.
-    let unsent = t.io().send.len().saturating_sub(t.send_offset(t.snd_nxt));
-    let waiting = unsent > 0 || (t.fin_queued && t.our_fin.is_none());
+    let unsent = t.io().send.len().saturating_sub(t.send_offset(t.snd.nxt));
+    let waiting = unsent > 0 || (t.fin.queued && t.fin.ours.is_none());
     if waiting && t.flight() == 0 && !sent {
-        if t.persist_at.is_none() {
-            t.persist_at = Some(now + t.rtt.rto());
+        if t.timers.persist.is_none() {
+            t.timers.persist = Some(now + t.rtx.rtt.rto());
         }
     } else if t.flight() > 0 || !waiting {
-        t.persist_at = None;
-        t.persist_backoff = 0;
+        t.timers.persist = None;
+        t.timers.persist_backoff = 0;
     }
     // Retransmitted data can fall wholly below what the peer holds, and the peer then drops it
     // with its acknowledgement; an owed ACK also goes out on its own (as Linux's dupack).
     if ack_owed && sent && !sent_new {
-        t.ack_now = true;
+        t.ack.now = true;
         sent = false;
     }
-    if !sent && t.ack_now {
+    if !sent && t.ack.now {
         // A pure ACK carries the next new sequence number, not a rewound snd_nxt: the peer has
         // everything below snd_max, and an ACK with an older sequence number fails its
         // acceptability test (RFC 9293 §3.10.7.4), losing the acknowledgement with it.
-        let seq = t.snd_max;
+        let seq = t.snd.max;
         emit(t, now, seq, ack, (0, 0), sink);
     }
 }
@@ -384,13 +384,13 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
 /// Minshall's rule (draft-minshall-nagle, Linux `tcp_minshall_check`): the last short segment
 /// sent is still unacknowledged.
 fn minshall_holds(t: &Tcb) -> bool {
-    t.snd_sml.gt(t.snd_una) && t.snd_sml.le(t.snd_nxt)
+    t.snd.sml.gt(t.snd.una) && t.snd.sml.le(t.snd.nxt)
 }
 
 /// A zero-window or keep-alive probe: an old sequence number (snd_una - 1) and no data, which
 /// the peer must answer with an ACK stating its window (what Linux sends).
 pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
-    let seq = t.snd_una - 1;
+    let seq = t.snd.una - 1;
     let ack = Flags {
         ack: true,
         ..Flags::default()
@@ -400,11 +400,12 @@ pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
 
 /// Resends the first unacknowledged segment (RFC 5681 §3.2 step 2, RFC 6582 §3.2 step 5).
 fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
-    let seq = t.snd_una;
-    let outstanding = t.snd_max.since(seq);
+    let seq = t.snd.una;
+    let outstanding = t.snd.max.since(seq);
     let hole = t
+        .recovery
         .scoreboard
-        .next_hole(seq, t.snd_max)
+        .next_hole(seq, t.snd.max)
         .map_or(outstanding, |(_, end)| end.since(seq));
     retransmit(t, now, seq, hole.min(mss), sink);
 }
@@ -414,7 +415,7 @@ fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
 fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>) {
     let off = t.send_offset(seq);
     let len = (len as usize).min(t.io().send.len().saturating_sub(off));
-    let fin = t.our_fin == Some(seq + len as u32);
+    let fin = t.fin.ours == Some(seq + len as u32);
     let flags = Flags {
         ack: true,
         fin,
@@ -423,49 +424,49 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
     emit(t, now, seq, flags, (off, len), sink);
     sink.stats.tcp_retrans_segs += 1;
     let end = seq + len as u32 + u32::from(fin);
-    t.high_rxt = t.high_rxt.max(end);
-    t.rack.on_retransmit(seq, end, now);
-    t.rtt_probe = None;
-    if t.rto_at.is_none() {
-        t.rto_at = Some(now + t.rtt.rto());
+    t.recovery.high_rxt = t.recovery.high_rxt.max(end);
+    t.recovery.rack.on_retransmit(seq, end, now);
+    t.rtx.rtt_probe = None;
+    if t.timers.rto.is_none() {
+        t.timers.rto = Some(now + t.rtx.rtt.rto());
     }
 }
 
 /// The probe timeout fired (RFC 8985 §7.3): send one new segment if the peer's window allows,
 /// else resend the last one, so that the ACK it draws reveals any loss at the tail.
 pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
-    let unsent = t.io().send.len() > t.send_offset(t.snd_nxt);
-    if unsent && t.snd_wnd > t.flight() {
-        t.probe_new_data = true;
+    let unsent = t.io().send.len() > t.send_offset(t.snd.nxt);
+    if unsent && t.snd.wnd > t.flight() {
+        t.output.probe_new_data = true;
         output(t, now, sink);
     } else {
         let mss = data_mss(t);
-        let end = t.our_fin.unwrap_or(t.snd_max);
-        let start = if end.since(t.snd_una) > mss {
+        let end = t.fin.ours.unwrap_or(t.snd.max);
+        let start = if end.since(t.snd.una) > mss {
             end - mss
         } else {
-            t.snd_una
+            t.snd.una
         };
         retransmit(t, now, start, end.since(start), sink);
     }
-    t.rack.tlp_end = Some(t.snd_max);
-    t.rack.pto_at = None;
-    t.rto_at = Some(now + t.rtt.rto());
+    t.recovery.rack.tlp_end = Some(t.snd.max);
+    t.recovery.rack.pto_at = None;
+    t.timers.rto = Some(now + t.rtx.rtt.rto());
     sink.stats.tcp_loss_probes += 1;
 }
 
 fn send_syn(t: &mut Tcb, now: Instant, flags: Flags, sink: &mut Sink<'_>) {
-    let iss = t.iss;
-    if t.retries == 0 {
-        t.rtt_probe = Some((iss + 1, now));
+    let iss = t.snd.iss;
+    if t.rtx.retries == 0 {
+        t.rtx.rtt_probe = Some((iss + 1, now));
     }
     emit(t, now, iss, flags, (0, 0), sink);
-    t.snd_nxt = iss + 1;
-    if t.snd_max.le(iss) {
-        t.snd_max = t.snd_nxt;
+    t.snd.nxt = iss + 1;
+    if t.snd.max.le(iss) {
+        t.snd.max = t.snd.nxt;
     }
-    if t.rto_at.is_none() {
-        t.rto_at = Some(now + t.rtt.rto());
+    if t.timers.rto.is_none() {
+        t.timers.rto = Some(now + t.rtx.rtt.rto());
     }
 }
 

@@ -2,14 +2,47 @@
 //! resend next. The scoreboard itself is in [`super::sack`]; entering and leaving recovery is
 //! decided on ACK arrival ([`super::input`]).
 
+use super::rack::Rack;
+use super::sack::Scoreboard;
 use super::seq::Seq;
 use super::tcb::Tcb;
 use crate::stats::Counters;
 use crate::time::Instant;
 
+/// A connection's loss-recovery state: duplicate ACKs, the SACK scoreboard, the recovery
+/// point, and RACK-TLP's state and timers.
+#[derive(Debug)]
+pub struct Recovery {
+    pub dupacks: u32,
+    /// What the receiver SACKed above snd.una (RFC 6675).
+    pub scoreboard: Scoreboard,
+    /// RFC 6675 HighRxt: the highest sequence retransmitted in this recovery.
+    pub high_rxt: Seq,
+    /// Recovery point (RFC 6582, RFC 6675): in fast recovery until snd.una passes it.
+    pub recover: Option<Seq>,
+    /// Window inflation during fast recovery (RFC 5681 §3.2 steps 4 and 5).
+    pub inflation: u32,
+    /// Time-based loss detection and tail loss probes (RFC 8985).
+    pub rack: Rack,
+}
+
+impl Recovery {
+    /// No loss seen yet, for a connection whose first sequence number is `iss`.
+    pub fn new(iss: Seq) -> Recovery {
+        Recovery {
+            dupacks: 0,
+            scoreboard: Scoreboard::default(),
+            high_rxt: iss,
+            recover: None,
+            inflation: 0,
+            rack: Rack::default(),
+        }
+    }
+}
+
 /// Whether the sender is in SACK-based recovery (RFC 6675 §5), as opposed to NewReno's.
 pub fn sack_recovery(t: &Tcb) -> bool {
-    t.sack_ok && t.recover.is_some()
+    t.opts.sack_ok && t.recovery.recover.is_some()
 }
 
 /// Bytes in the network, which the congestion window bounds.
@@ -22,12 +55,13 @@ pub fn sack_recovery(t: &Tcb) -> bool {
 /// - Otherwise everything sent and not acknowledged.
 pub fn in_flight(t: &Tcb) -> u32 {
     if sack_recovery(t) {
-        let pipe = t
-            .scoreboard
-            .pipe(t.snd_una, t.snd_max, lost_point(t), t.high_rxt);
-        pipe.saturating_sub(t.rack.relost_bytes(&t.scoreboard))
-    } else if t.sack_ok && t.snd_nxt.lt(t.snd_max) {
-        t.scoreboard.unsacked(t.snd_una, t.snd_nxt)
+        let pipe =
+            t.recovery
+                .scoreboard
+                .pipe(t.snd.una, t.snd.max, lost_point(t), t.recovery.high_rxt);
+        pipe.saturating_sub(t.recovery.rack.relost_bytes(&t.recovery.scoreboard))
+    } else if t.opts.sack_ok && t.snd.nxt.lt(t.snd.max) {
+        t.recovery.scoreboard.unsacked(t.snd.una, t.snd.nxt)
     } else {
         t.flight()
     }
@@ -36,20 +70,25 @@ pub fn in_flight(t: &Tcb) -> u32 {
 /// Unacknowledged, unSACKed data below this is lost: by RFC 6675's IsLost (DupThresh SACKed
 /// segments above it) or by RACK's clock (RFC 8985), whichever says more.
 pub fn lost_point(t: &Tcb) -> Seq {
-    let dupthresh = t.scoreboard.lost_limit(t.snd_una, t.snd_mss);
-    dupthresh.max(t.rack.lost_point(t.snd_una))
+    let dupthresh = t.recovery.scoreboard.lost_limit(t.snd.una, t.snd.mss);
+    dupthresh.max(t.recovery.rack.lost_point(t.snd.una))
 }
 
 /// What to resend next, at most `mss` long, as (seq, len): first retransmissions that RACK
 /// deemed lost again, then (RFC 6675 NextSeg rule 1) the first lost hole not yet resent in
 /// this recovery.
 pub fn next_hole(t: &mut Tcb, mss: u32) -> Option<(Seq, u32)> {
-    if let Some(relost) = t.rack.next_relost(t.snd_una, &t.scoreboard, mss) {
+    if let Some(relost) = t
+        .recovery
+        .rack
+        .next_relost(t.snd.una, &t.recovery.scoreboard, mss)
+    {
         return Some(relost);
     }
     let (start, end) = t
+        .recovery
         .scoreboard
-        .next_hole(t.high_rxt.max(t.snd_una), lost_point(t))?;
+        .next_hole(t.recovery.high_rxt.max(t.snd.una), lost_point(t))?;
     Some((start, end.since(start).min(mss)))
 }
 
@@ -57,33 +96,38 @@ pub fn next_hole(t: &mut Tcb, mss: u32) -> Option<(Seq, u32)> {
 /// SACK, when data is deemed lost (RFC 6675 §5, RFC 8985 §6.2): the congestion window is cut
 /// once per episode and the first hole is resent.
 pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
-    if t.recover.is_some() || !t.snd_max.gt(t.snd_una) {
+    if t.recovery.recover.is_some() || !t.snd.max.gt(t.snd.una) {
         return;
     }
-    let sack_loss = t.sack_ok && t.scoreboard.next_hole(t.snd_una, lost_point(t)).is_some();
-    if t.dupacks < 3 && !sack_loss {
+    let sack_loss = t.opts.sack_ok
+        && t.recovery
+            .scoreboard
+            .next_hole(t.snd.una, lost_point(t))
+            .is_some();
+    if t.recovery.dupacks < 3 && !sack_loss {
         return;
     }
-    let flight = t.snd_max.since(t.snd_una);
+    let flight = t.snd.max.since(t.snd.una);
     t.cc.on_congestion_event(now, flight);
-    t.recover = Some(t.snd_max);
-    t.high_rxt = t.snd_una;
-    t.recovery_inflation = if t.sack_ok { 0 } else { 3 * t.snd_mss };
-    t.retransmit_head = true;
-    t.rtt_probe = None;
-    t.rack.pto_at = None;
+    t.recovery.recover = Some(t.snd.max);
+    t.recovery.high_rxt = t.snd.una;
+    t.recovery.inflation = if t.opts.sack_ok { 0 } else { 3 * t.snd.mss };
+    t.output.retransmit_head = true;
+    t.rtx.rtt_probe = None;
+    t.recovery.rack.pto_at = None;
     stats.tcp_fast_retransmits += 1;
 }
 
 /// RACK's loss detection (RFC 8985 §6.2 step 5), after an ACK or when its reordering timer
 /// fires.
 pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
-    if !t.sack_ok {
+    if !t.opts.sack_ok {
         return;
     }
     let before = lost_point(t);
-    if t.rack
-        .detect_loss(now, t.snd_una, t.rtt.srtt(), &t.scoreboard)
+    if t.recovery
+        .rack
+        .detect_loss(now, t.snd.una, t.rtx.rtt.srtt(), &t.recovery.scoreboard)
     {
         let after = lost_point(t);
         stats.tcp_rack_losses += u64::from(after.gt(before));
@@ -93,34 +137,37 @@ pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
 
 /// Arms the probe timeout while data is outstanding outside recovery (RFC 8985 §7.2).
 pub fn arm_probe(t: &mut Tcb, now: Instant) {
-    let eligible = t.sack_ok
+    let eligible = t.opts.sack_ok
         && t.state.synchronized()
-        && t.recover.is_none()
-        && t.rto_recover.is_none()
-        && t.snd_nxt == t.snd_max
-        && t.snd_max.gt(t.snd_una)
-        && t.rack.tlp_end.is_none();
+        && t.recovery.recover.is_none()
+        && t.rtx.rto_recover.is_none()
+        && t.snd.nxt == t.snd.max
+        && t.snd.max.gt(t.snd.una)
+        && t.recovery.rack.tlp_end.is_none();
     if !eligible {
-        t.rack.pto_at = None;
+        t.recovery.rack.pto_at = None;
         return;
     }
-    if t.rack.pto_at.is_none() {
-        let rto = t.rto_at.map_or(t.rtt.rto(), |at| at - now);
-        let pto = t.rack.pto(t.rtt.srtt(), t.flight(), t.snd_mss, rto);
-        t.rack.pto_at = Some(now + pto);
+    if t.recovery.rack.pto_at.is_none() {
+        let rto = t.timers.rto.map_or(t.rtx.rtt.rto(), |at| at - now);
+        let pto = t
+            .recovery
+            .rack
+            .pto(t.rtx.rtt.srtt(), t.flight(), t.snd.mss, rto);
+        t.recovery.rack.pto_at = Some(now + pto);
     }
 }
 
 /// Resending from a rewound snd_nxt after a timeout: skips what the receiver SACKed and
 /// returns how many bytes may go before the next SACKed range (RFC 6675 §5.1).
 pub fn skip_sacked(t: &mut Tcb) -> Option<u32> {
-    if !t.sack_ok || !t.snd_nxt.lt(t.snd_max) {
+    if !t.opts.sack_ok || !t.snd.nxt.lt(t.snd.max) {
         return None;
     }
-    if let Some(end) = t.scoreboard.sacked_end(t.snd_nxt) {
-        let limit = t.our_fin.unwrap_or(t.snd_max).min(t.snd_max);
-        t.snd_nxt = end.min(limit).max(t.snd_nxt);
+    if let Some(end) = t.recovery.scoreboard.sacked_end(t.snd.nxt) {
+        let limit = t.fin.ours.unwrap_or(t.snd.max).min(t.snd.max);
+        t.snd.nxt = end.min(limit).max(t.snd.nxt);
     }
-    let (start, end) = t.scoreboard.next_hole(t.snd_nxt, t.snd_max)?;
-    (start == t.snd_nxt).then(|| end.since(start))
+    let (start, end) = t.recovery.scoreboard.next_hole(t.snd.nxt, t.snd.max)?;
+    (start == t.snd.nxt).then(|| end.since(start))
 }

@@ -12,6 +12,73 @@ use std::time::Duration;
 /// Zero-window probes back off up to this interval and never give up.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The kinds of connection timer (RACK's reordering and probe timers live with its state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Retransmission timeout (RFC 6298).
+    Rto,
+    /// Delayed ACK (RFC 1122 §4.2.3.2).
+    DelayedAck,
+    /// Zero-window probe (RFC 9293 §3.8.6.1).
+    Persist,
+    /// 2 MSL in TIME-WAIT (RFC 9293 §3.4.2).
+    TimeWait,
+    /// An orphan's FIN-WAIT-2 timeout (Linux `tcp_fin_timeout`).
+    FinWait2,
+    /// Keep-alive probe (RFC 1122 §4.2.3.6).
+    Keepalive,
+}
+
+/// One connection's timers: a deadline per [`Timer`] kind, and the counts the backed-off
+/// ones keep.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timers {
+    pub rto: Option<Instant>,
+    pub delack: Option<Instant>,
+    pub persist: Option<Instant>,
+    pub timewait: Option<Instant>,
+    pub finwait2: Option<Instant>,
+    pub keepalive: Option<Instant>,
+    /// Zero-window probes sent in a row (their interval doubles).
+    pub persist_backoff: u32,
+    /// Keep-alive probes sent since the peer was last heard from.
+    pub keepalive_probes: u32,
+    /// The deadline the connection is filed under in the stack's timer index.
+    pub key: Option<Instant>,
+}
+
+impl Timers {
+    /// Every deadline with its kind.
+    pub fn all(&self) -> [(Option<Instant>, Timer); 6] {
+        [
+            (self.rto, Timer::Rto),
+            (self.delack, Timer::DelayedAck),
+            (self.persist, Timer::Persist),
+            (self.timewait, Timer::TimeWait),
+            (self.finwait2, Timer::FinWait2),
+            (self.keepalive, Timer::Keepalive),
+        ]
+    }
+
+    /// The earliest deadline and its kind.
+    pub fn next(&self) -> Option<(Instant, Timer)> {
+        self.all()
+            .into_iter()
+            .filter_map(|(at, kind)| at.map(|at| (at, kind)))
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// Stops every timer.
+    pub fn clear(&mut self) {
+        self.rto = None;
+        self.delack = None;
+        self.persist = None;
+        self.timewait = None;
+        self.finwait2 = None;
+        self.keepalive = None;
+    }
+}
+
 fn due(t: Option<Instant>, now: Instant) -> bool {
     t.is_some_and(|t| t <= now)
 }
@@ -25,7 +92,7 @@ impl Tcp {
             }
             self.timers.pop_first();
             if let Some(t) = self.conns.get_mut(&id) {
-                t.timer_key = None;
+                t.timers.key = None;
             }
             self.on_timer(id, now, stats);
         }
@@ -41,7 +108,7 @@ impl Tcp {
             self.reschedule(id);
             return;
         }
-        if due(t.timewait_at, now) || due(t.finwait2_at, now) {
+        if due(t.timers.timewait, now) || due(t.timers.finwait2, now) {
             self.closed(id, None, stats);
             return;
         }
@@ -52,20 +119,20 @@ impl Tcp {
             ato: self.cfg.delayed_ack,
             tso: self.cfg.tso,
         };
-        if due(t.rack.pto_at, now) {
+        if due(t.recovery.rack.pto_at, now) {
             // A probe due with the RTO goes in its place and restarts it (RFC 8985 §7.3).
             output::tail_probe(t, now, &mut sink);
         }
-        if due(t.rto_at, now) {
-            t.rto_at = None;
-            t.retries += 1;
+        if due(t.timers.rto, now) {
+            t.timers.rto = None;
+            t.rtx.retries += 1;
             let handshake = matches!(t.state, State::SynSent | State::SynReceived);
             let limit = if handshake {
                 self.cfg.syn_retries
             } else {
                 self.cfg.max_retries
             };
-            if t.retries > limit {
+            if t.rtx.retries > limit {
                 sink.stats.tcp_aborted_timeout += 1;
                 self.closed(id, Some(libc::ETIMEDOUT), stats);
                 return;
@@ -73,60 +140,64 @@ impl Tcp {
             sink.stats.tcp_timeouts += 1;
             // RFC 6298 §5.5–5.7: back off, resend from the oldest unacknowledged byte; RFC 5681
             // §3.1: collapse the window; Karn: no RTT sample from retransmitted data.
-            t.rtt.backoff();
-            t.rtt_probe = None;
+            t.rtx.rtt.backoff();
+            t.rtx.rtt_probe = None;
             if handshake {
-                t.snd_nxt = t.iss;
+                t.snd.nxt = t.snd.iss;
             } else {
-                let flight = t.snd_max.since(t.snd_una);
+                let flight = t.snd.max.since(t.snd.una);
                 t.cc.on_timeout(now, flight);
-                t.recover = None;
-                t.high_rxt = t.snd_una;
-                t.recovery_inflation = 0;
-                t.dupacks = 0;
-                t.snd_nxt = t.snd_una;
-                t.rack.on_timeout();
-                t.rto_recover = Some(t.snd_max);
-                if let Some(ts) = t.ts {
-                    t.rto_stamp = Some(output::ts_now(now, ts.offset));
+                t.recovery.recover = None;
+                t.recovery.high_rxt = t.snd.una;
+                t.recovery.inflation = 0;
+                t.recovery.dupacks = 0;
+                t.snd.nxt = t.snd.una;
+                t.recovery.rack.on_timeout();
+                t.rtx.rto_recover = Some(t.snd.max);
+                if let Some(ts) = t.opts.ts {
+                    t.rtx.rto_stamp = Some(output::ts_now(now, ts.offset));
                 }
             }
-            t.rto_at = Some(now + t.rtt.rto());
+            t.timers.rto = Some(now + t.rtx.rtt.rto());
         }
-        if due(t.keepalive_at, now) {
-            if t.keepalive_probes >= self.cfg.keepalive_probes {
+        if due(t.timers.keepalive, now) {
+            if t.timers.keepalive_probes >= self.cfg.keepalive_probes {
                 sink.stats.tcp_keepalive_drops += 1;
                 self.closed(id, Some(libc::ETIMEDOUT), stats);
                 return;
             }
-            t.keepalive_at = Some(now + self.cfg.keepalive_interval);
-            if t.state.synchronized() && t.snd_max == t.snd_una {
+            t.timers.keepalive = Some(now + self.cfg.keepalive_interval);
+            if t.state.synchronized() && t.snd.max == t.snd.una {
                 // A probe is an old sequence number with no data: the peer answers with an ACK.
-                t.keepalive_probes += 1;
+                t.timers.keepalive_probes += 1;
                 output::probe(t, now, &mut sink);
                 sink.stats.tcp_keepalive_probes += 1;
             }
         }
-        if due(t.rack.reo_at, now) {
+        if due(t.recovery.rack.reo_at, now) {
             super::recovery::detect_loss(t, now, sink.stats);
         }
-        if due(t.delack_at, now) {
-            t.delack_at = None;
-            t.ack_now = true;
+        if due(t.timers.delack, now) {
+            t.timers.delack = None;
+            t.ack.now = true;
             // No reply carried the ACK in time: not interactive after all.
-            t.delack.pingpong = false;
+            t.ack.delack.pingpong = false;
         }
-        if due(t.persist_at, now) && t.snd_wnd > 0 {
-            t.persist_at = None;
-            t.sws_override = true;
-        } else if due(t.persist_at, now) {
+        if due(t.timers.persist, now) && t.snd.wnd > 0 {
+            t.timers.persist = None;
+            t.output.sws_override = true;
+        } else if due(t.timers.persist, now) {
             // The probe makes the peer state its window; it never counts towards the retry
             // limit.
             output::probe(t, now, &mut sink);
             sink.stats.tcp_zero_window_probes += 1;
-            t.persist_backoff = (t.persist_backoff + 1).min(16);
-            let interval = t.rtt.rto().saturating_mul(1 << t.persist_backoff.min(6));
-            t.persist_at = Some(now + interval.min(MAX_PROBE_INTERVAL));
+            t.timers.persist_backoff = (t.timers.persist_backoff + 1).min(16);
+            let interval = t
+                .rtx
+                .rtt
+                .rto()
+                .saturating_mul(1 << t.timers.persist_backoff.min(6));
+            t.timers.persist = Some(now + interval.min(MAX_PROBE_INTERVAL));
         }
         self.flush(id, now, stats);
     }
