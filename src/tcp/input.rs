@@ -15,6 +15,17 @@ use std::time::Duration;
 /// RFC 7323 §5.5: TS.Recent older than this is invalid for PAWS.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// Takes the peer's SYN into a new connection: its ISN (IRS, RCV.NXT), its options, and its
+/// window, which a SYN never scales (RFC 7323 §2.2), as set by a segment acknowledging `wl2`.
+/// The one place a connection learns its peer's half, for passive and active opens alike.
+fn take_syn(t: &mut Tcb, seg: &SegmentIn<'_>, our_mss: u32, now: Instant, wl2: Seq) {
+    t.rcv.irs = seg.seq;
+    t.rcv.nxt = seg.seq + 1;
+    t.rcv.adv = t.rcv.nxt;
+    apply_syn_options(t, &seg.options, our_mss, now);
+    t.snd.set_window(u32::from(seg.window), seg.seq, wl2);
+}
+
 /// Applies the options of a SYN (RFC 9293 §3.7.1, RFC 7323 §2.2 and §3.2, RFC 2018 §2).
 fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
     // Without the option the peer's MSS is 536 (RFC 9293 §3.7.1).
@@ -153,16 +164,8 @@ impl Tcp {
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
         let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
-        t.state = State::SynReceived;
-        t.rcv.irs = seg.seq;
-        t.rcv.nxt = seg.seq + 1;
-        t.rcv.adv = t.rcv.nxt;
-        apply_syn_options(&mut t, &seg.options, self.our_mss, now);
-        // The window of a SYN is not scaled (RFC 7323 §2.2).
-        t.snd.wnd = u32::from(seg.window);
-        t.snd.max_wnd = t.snd.wnd;
-        t.snd.wl1 = seg.seq;
-        t.snd.wl2 = iss;
+        t.set_state(State::SynReceived);
+        take_syn(&mut t, seg, self.our_mss, now, iss);
         t.user.listener = Some(lid);
         self.by_tuple.insert((seg.dst_port, remote), id);
         self.conns.insert(id, t);
@@ -195,7 +198,7 @@ impl Tcp {
         }
         let id = self.ids.next_id();
         let mut t = Tcb::new(&self.cfg, now, local, remote, cookie, self.our_mss, 0);
-        t.state = State::Established;
+        t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;
         t.rcv.adv = seg.seq + 65535;
@@ -208,10 +211,7 @@ impl Tcp {
         t.rcv.wscale = 0;
         t.opts.sack_ok = false;
         t.opts.ts = None;
-        t.snd.wnd = u32::from(seg.window);
-        t.snd.max_wnd = t.snd.wnd;
-        t.snd.wl1 = seg.seq;
-        t.snd.wl2 = seg.ack;
+        t.snd.set_window(u32::from(seg.window), seg.seq, seg.ack);
         self.by_tuple.insert((local.port(), remote), id);
         self.conns.insert(id, t);
         self.enqueue_accept(lid, id);
@@ -288,7 +288,7 @@ impl Tcp {
         if err.is_some() {
             t.io().error = err;
         }
-        t.state = State::Closed;
+        t.set_state(State::Closed);
         t.clear_timers();
         let key = (t.local.port(), t.remote);
         let keep = !t.user.orphan && t.user.listener.is_none();
@@ -341,17 +341,10 @@ fn syn_sent(
     if !seg.flags.syn {
         return Verdict::Keep;
     }
-    t.rcv.irs = seg.seq;
-    t.rcv.nxt = seg.seq + 1;
-    t.rcv.adv = t.rcv.nxt;
-    apply_syn_options(t, &seg.options, our_mss, now);
-    t.snd.wnd = u32::from(seg.window);
-    t.snd.max_wnd = t.snd.wnd;
-    t.snd.wl1 = seg.seq;
-    t.snd.wl2 = seg.ack;
+    take_syn(t, seg, our_mss, now, seg.ack);
     if !ack_ok {
         // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a SYN-ACK.
-        t.state = State::SynReceived;
+        t.set_state(State::SynReceived);
         t.snd.nxt = t.snd.iss;
         t.timers.rto = None;
         return Verdict::Keep;
@@ -367,7 +360,7 @@ fn syn_sent(
     t.rtx.retries = 0;
     t.rtx.rtt.reset_backoff();
     t.timers.rto = None;
-    t.state = State::Established;
+    t.set_state(State::Established);
     t.ack.now = true;
     Verdict::Established
 }
@@ -424,11 +417,9 @@ fn synchronized(
         && seg.seq + 1 == t.rcv.nxt
         && seg.ack == t.snd.max
     {
-        t.state = State::Established;
-        t.snd.wnd = u32::from(seg.window) << t.snd.wscale;
-        t.snd.max_wnd = t.snd.max_wnd.max(t.snd.wnd);
-        t.snd.wl1 = seg.seq;
-        t.snd.wl2 = seg.ack;
+        t.set_state(State::Established);
+        t.snd
+            .set_window(u32::from(seg.window) << t.snd.wscale, seg.seq, seg.ack);
         process_ack(t, now, seg, stats);
         t.ack.now = true;
         return Verdict::Established;
@@ -505,11 +496,9 @@ fn synchronized(
             output::reset(t.local, t.remote, seg.ack, None, out, stats);
             return Verdict::Keep;
         }
-        t.state = State::Established;
-        t.snd.wnd = u32::from(seg.window) << t.snd.wscale;
-        t.snd.max_wnd = t.snd.max_wnd.max(t.snd.wnd);
-        t.snd.wl1 = seg.seq;
-        t.snd.wl2 = seg.ack;
+        t.set_state(State::Established);
+        t.snd
+            .set_window(u32::from(seg.window) << t.snd.wscale, seg.seq, seg.ack);
         verdict = Verdict::Established;
     }
     if seg.ack.gt(t.snd.max) {
@@ -526,7 +515,7 @@ fn synchronized(
     if t.fin_acked() {
         match t.state {
             State::FinWait1 => {
-                t.state = State::FinWait2;
+                t.set_state(State::FinWait2);
                 if t.user.orphan {
                     t.timers.finwait2 = Some(now + cfg.fin_timeout);
                 }
@@ -558,7 +547,7 @@ fn synchronized(
                     // The application's close usually follows at once: as Linux does
                     // (`tcp_fin`), the ACK waits in interactive mode to ride on our FIN,
                     // at most the delayed-ACK timeout (RFC 1122 §4.2.3.2).
-                    t.state = State::CloseWait;
+                    t.set_state(State::CloseWait);
                     t.ack.delack.pingpong = true;
                     t.timers.delack.get_or_insert(now + cfg.delayed_ack);
                 }
@@ -566,7 +555,7 @@ fn synchronized(
             }
             match t.state {
                 State::FinWait1 if t.fin_acked() => enter_time_wait(t, now, cfg),
-                State::FinWait1 => t.state = State::Closing,
+                State::FinWait1 => t.set_state(State::Closing),
                 State::FinWait2 => enter_time_wait(t, now, cfg),
                 _ => {}
             }
@@ -580,7 +569,7 @@ fn synchronized(
 }
 
 fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
-    t.state = State::TimeWait;
+    t.set_state(State::TimeWait);
     t.timers.timewait = Some(now + 2 * cfg.msl);
     t.timers.rto = None;
     t.timers.persist = None;
@@ -696,12 +685,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     }
     super::recovery::maybe_enter(t, now, stats);
     // Window update (RFC 9293 §3.10.7.4, fifth step).
-    if t.snd.wl1.lt(seg.seq) || (t.snd.wl1 == seg.seq && t.snd.wl2.le(seg.ack)) {
-        t.snd.wnd = new_window;
-        t.snd.max_wnd = t.snd.max_wnd.max(new_window);
-        t.snd.wl1 = seg.seq;
-        t.snd.wl2 = seg.ack;
-    }
+    t.snd.update_window(new_window, seg.seq, seg.ack);
 }
 
 /// Queues the segment's data and decides between an immediate and a delayed ACK.

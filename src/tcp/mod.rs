@@ -359,7 +359,7 @@ impl Tcp {
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
         let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
-        t.state = State::SynSent;
+        t.set_state(State::SynSent);
         let id = self.ids.next_id();
         self.by_tuple.insert((port, remote), id);
         self.conns.insert(id, t);
@@ -466,11 +466,12 @@ impl Tcp {
         }
         if write && !t.fin.queued {
             t.fin.queued = true;
-            t.state = match t.state {
+            let next = match t.state {
                 State::Established | State::SynReceived => State::FinWait1,
                 State::CloseWait => State::LastAck,
                 s => s,
             };
+            t.set_state(next);
         }
         // Writes from another thread fail with EPIPE from here on, before output decides
         // where the FIN goes.

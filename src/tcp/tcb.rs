@@ -118,6 +118,26 @@ pub struct SendSeq {
     pub sml: Seq,
 }
 
+impl SendSeq {
+    /// Takes a segment's window (already scaled) and remembers the segment that set it:
+    /// SND.WND, SND.WL1 and SND.WL2 (RFC 9293 §3.10.7.4, fifth step).
+    pub fn set_window(&mut self, wnd: u32, seq: Seq, ack: Seq) {
+        self.wnd = wnd;
+        self.max_wnd = self.max_wnd.max(wnd);
+        self.wl1 = seq;
+        self.wl2 = ack;
+    }
+
+    /// The window update of an acceptable ACK: only from a segment no older than the one that
+    /// last set the window, so that a reordered old segment cannot shrink it (RFC 9293
+    /// §3.10.7.4, fifth step).
+    pub fn update_window(&mut self, wnd: u32, seq: Seq, ack: Seq) {
+        if self.wl1.lt(seq) || (self.wl1 == seq && self.wl2.le(ack)) {
+            self.set_window(wnd, seq, ack);
+        }
+    }
+}
+
 /// Receive sequence space (RFC 9293 §3.3.1): RCV.NXT, the advertised window's edge, IRS.
 #[derive(Clone, Copy, Debug)]
 pub struct RecvSeq {
@@ -311,6 +331,19 @@ impl Tcb {
             },
             timers: Timers::default(),
             output: OutputFlags::default(),
+        }
+    }
+
+    /// Moves to `next` (RFC 9293 §3.3.2), logging the transition at trace level.
+    pub fn set_state(&mut self, next: State) {
+        if self.state != next {
+            log::trace!(
+                "{} -> {}: {:?} -> {next:?}",
+                self.local,
+                self.remote,
+                self.state
+            );
+            self.state = next;
         }
     }
 
