@@ -731,3 +731,151 @@ fn receive_data(
         t.timers.delack = Some(now + cfg.delayed_ack);
     }
 }
+
+/// One segment in, the segments out, per state (RFC 9293 §3.10.7).
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::super::tcb::State;
+    use std::time::Duration;
+
+    #[test]
+    fn listen_answers_a_syn_with_a_syn_ack() {
+        let mut fx = Fixture::listen();
+        let out = fx.send(seg(PEER_ISS).syn().mss(1200));
+        assert_eq!(out.len(), 1, "{out:?}");
+        let s = &out[0];
+        assert!(s.flags.syn && s.flags.ack && !s.flags.rst);
+        assert_eq!(s.ack, Some(PEER_ISS + 1));
+        assert_eq!(s.options.mss, Some(1460), "our MSS, from the MTU");
+        assert!(s.window > 0);
+        fx.id = fx.tcp.conns.keys().next().copied();
+        assert_eq!(fx.tcb().state, State::SynReceived);
+        assert_eq!(fx.tcb().snd.mss, 1200, "the peer's MSS bounds ours");
+    }
+
+    #[test]
+    fn listen_resets_an_ack_and_ignores_a_reset() {
+        let mut fx = Fixture::listen();
+        let out = fx.send(seg(PEER_ISS).ack(super::Seq(77)));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].flags.rst && !out[0].flags.ack);
+        assert_eq!(
+            out[0].seq,
+            super::Seq(77),
+            "RFC 9293 §3.10.7.2: <SEQ=SEG.ACK><CTL=RST>"
+        );
+        assert!(fx.send(seg(PEER_ISS).rst()).is_empty());
+        assert!(fx.tcp.conns.is_empty());
+    }
+
+    #[test]
+    fn syn_received_resets_an_unacceptable_ack() {
+        let mut fx = Fixture::syn_received();
+        let bad = fx.iss + 500;
+        let out = fx.send(seg(PEER_ISS + 1).ack(bad));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].flags.rst);
+        assert_eq!(out[0].seq, bad);
+        assert_eq!(fx.tcb().state, State::SynReceived);
+    }
+
+    #[test]
+    fn syn_received_forgets_the_connection_on_a_reset() {
+        let mut fx = Fixture::syn_received();
+        let out = fx.send(seg(PEER_ISS + 1).rst());
+        assert!(out.is_empty(), "{out:?}");
+        assert!(
+            fx.tcp.conns.is_empty(),
+            "back to LISTEN (RFC 9293 §3.10.7.4)"
+        );
+        assert!(fx.tcp.listeners.contains_key(&fx.listener.unwrap()));
+    }
+
+    #[test]
+    fn established_acks_the_first_data_at_once_and_delivers_it() {
+        let mut fx = Fixture::established();
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(b"hello"));
+        assert_eq!(out.len(), 1, "a quick ACK: {out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 6));
+        assert!(out[0].payload.is_empty());
+        assert_eq!(fx.read(), b"hello");
+    }
+
+    #[test]
+    fn established_acks_a_duplicate_and_drops_it() {
+        let mut fx = Fixture::established();
+        fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(b"hello"));
+        assert_eq!(fx.read(), b"hello");
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(b"hello"));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 6));
+        assert!(fx.read().is_empty(), "nothing delivered twice");
+    }
+
+    #[test]
+    fn established_challenges_a_reset_that_is_not_exactly_at_rcv_nxt() {
+        let mut fx = Fixture::established();
+        let out = fx.send(seg(PEER_ISS + 100).rst());
+        assert_eq!(out.len(), 1, "a challenge ACK (RFC 5961 §3.2): {out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 1));
+        assert_eq!(fx.tcb().state, State::Established);
+        assert!(fx.send(seg(PEER_ISS + 1).rst()).is_empty());
+        assert_eq!(fx.tcb().state, State::Closed, "a reset exactly at RCV.NXT");
+        assert_eq!(fx.tcb().io().error, Some(libc::ECONNRESET));
+    }
+
+    #[test]
+    fn established_fin_leads_to_close_wait_with_its_ack_delayed() {
+        let mut fx = Fixture::established();
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).fin());
+        assert!(out.is_empty(), "the ACK waits for our FIN: {out:?}");
+        assert_eq!(fx.tcb().state, State::CloseWait);
+        let out = fx.advance(Duration::from_millis(40));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 2));
+        assert!(!out[0].flags.fin);
+    }
+
+    #[test]
+    fn syn_sent_completes_on_a_syn_ack() {
+        let mut fx = Fixture::syn_sent();
+        let out = fx.send(seg(PEER_ISS).syn().ack(fx.iss + 1).mss(1000));
+        assert_eq!(out.len(), 1, "the handshake's ACK: {out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 1));
+        assert_eq!(fx.tcb().state, State::Established);
+        assert_eq!(fx.tcb().snd.mss, 1000);
+    }
+
+    #[test]
+    fn syn_sent_resets_a_bad_ack_and_is_refused_by_a_good_reset() {
+        let mut fx = Fixture::syn_sent();
+        let out = fx.send(seg(PEER_ISS).syn().ack(fx.iss + 9));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].flags.rst);
+        assert_eq!(fx.tcb().state, State::SynSent);
+        assert!(fx.send(seg(PEER_ISS).rst().ack(fx.iss + 1)).is_empty());
+        assert_eq!(fx.tcb().io().error, Some(libc::ECONNREFUSED));
+    }
+
+    #[test]
+    fn time_wait_acks_a_retransmitted_fin() {
+        let mut fx = Fixture::established();
+        let id = fx.id.unwrap();
+        fx.tcp
+            .shutdown(id, fx.now, false, true, &mut fx.stats)
+            .unwrap();
+        let out = fx.output();
+        assert!(out.iter().any(|s| s.flags.fin), "our FIN: {out:?}");
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 2).fin());
+        assert_eq!(fx.tcb().state, State::TimeWait);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 2).fin());
+        assert_eq!(
+            out.len(),
+            1,
+            "the retransmitted FIN is ACKed again: {out:?}"
+        );
+        assert_eq!(out[0].ack, Some(PEER_ISS + 2));
+    }
+}

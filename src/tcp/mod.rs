@@ -8,6 +8,8 @@
 pub mod buffer;
 pub mod congestion;
 mod cookie;
+#[cfg(test)]
+mod fixture;
 mod input;
 pub mod isn;
 pub mod output;

@@ -545,7 +545,121 @@ fn bare(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::*;
     use super::*;
+    use std::time::Duration;
+
+    fn data_bytes(out: &[Out]) -> usize {
+        out.iter().map(|s| s.payload.len()).sum()
+    }
+
+    #[test]
+    fn a_write_leaves_in_mss_segments_within_the_initial_window() {
+        let mut fx = Fixture::established();
+        let out = fx.write(&[7u8; 5000]);
+        let sizes: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
+        assert_eq!(sizes, [1460, 1460, 1460, 620], "{out:?}");
+        assert_eq!(out[0].seq, fx.iss + 1);
+        assert!(out.iter().all(|s| s.ack == Some(PEER_ISS + 1)));
+    }
+
+    #[test]
+    fn output_stops_at_the_peer_window_without_silly_segments() {
+        let mut fx = Fixture::established();
+        assert!(fx
+            .send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(3000))
+            .is_empty());
+        let out = fx.write(&[7u8; 5000]);
+        // Two full segments fit; the 80 bytes left of the window would be a silly segment
+        // (RFC 9293 §3.8.6.2.1).
+        assert_eq!(data_bytes(&out), 2920, "{out:?}");
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 2921).window(64000));
+        assert_eq!(data_bytes(&out), 2080, "the window opened: {out:?}");
+    }
+
+    #[test]
+    fn a_window_below_one_segment_waits_for_the_sws_override_timer() {
+        let mut fx = Fixture::established();
+        assert!(fx
+            .send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(1000))
+            .is_empty());
+        assert!(
+            fx.write(&[7u8; 5000]).is_empty(),
+            "1000 bytes would be a silly segment"
+        );
+        let mut sent = 0;
+        for _ in 0..30 {
+            sent += data_bytes(&fx.advance(Duration::from_millis(100)));
+            if sent > 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            sent, 1000,
+            "the override timer sends what the window allows"
+        );
+    }
+
+    #[test]
+    fn nagle_holds_a_short_segment_behind_an_unacknowledged_short_one() {
+        let mut fx = Fixture::established();
+        assert_eq!(data_bytes(&fx.write(b"first")), 5);
+        assert!(fx.write(b"second").is_empty(), "held (RFC 896, Minshall)");
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 6));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].payload, b"second");
+        fx.tcp.conns.get_mut(&fx.id.unwrap()).unwrap().user.nodelay = true;
+        assert_eq!(
+            data_bytes(&fx.write(b"third")),
+            5,
+            "TCP_NODELAY sends at once"
+        );
+    }
+
+    #[test]
+    fn a_zero_window_is_probed_until_it_opens() {
+        let mut fx = Fixture::established();
+        assert!(fx
+            .send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(0))
+            .is_empty());
+        assert!(
+            fx.write(b"waiting").is_empty(),
+            "nothing fits a zero window"
+        );
+        let mut probes = 0;
+        for _ in 0..50 {
+            let out = fx.advance(Duration::from_millis(100));
+            probes += out.iter().filter(|s| s.payload.len() <= 1).count();
+            if probes > 0 {
+                break;
+            }
+        }
+        assert!(probes > 0, "a zero-window probe (RFC 9293 §3.8.6.1)");
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(1000));
+        let sent: Vec<u8> = out.iter().flat_map(|s| s.payload.clone()).collect();
+        assert!(b"waiting".ends_with(&sent) && !sent.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_lost_segment_is_resent_alone_at_the_timeout() {
+        let mut fx = Fixture::established();
+        let out = fx.write(&[1u8; 3000]);
+        assert_eq!(out.len(), 3);
+        let mut resent = Vec::new();
+        for _ in 0..30 {
+            resent = fx.advance(Duration::from_millis(100));
+            if !resent.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(
+            resent.len(),
+            1,
+            "one segment at the RTO (RFC 6298 §5.4): {resent:?}"
+        );
+        assert_eq!(resent[0].seq, fx.iss + 1);
+        assert_eq!(resent[0].payload.len(), 1460);
+    }
 
     /// A sent frame's buffer is the next segment's: no allocation per segment once the pool
     /// has buffers, and the headroom is always there, zeroed.

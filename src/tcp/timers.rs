@@ -202,3 +202,55 @@ impl Tcp {
         self.flush(id, now, stats);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::super::tcb::State;
+    use std::time::Duration;
+
+    /// Runs timers in 1 ms steps until something is sent; how long that took, and what.
+    fn next_send(fx: &mut Fixture, limit: Duration) -> (Duration, Vec<Out>) {
+        let start = fx.now;
+        while fx.now - start < limit {
+            let out = fx.advance(Duration::from_millis(1));
+            if !out.is_empty() {
+                return (fx.now - start, out);
+            }
+        }
+        panic!("nothing sent within {limit:?}");
+    }
+
+    #[test]
+    fn time_wait_lasts_two_msl() {
+        let mut fx = Fixture::established();
+        let id = fx.id.unwrap();
+        fx.tcp
+            .shutdown(id, fx.now, false, true, &mut fx.stats)
+            .unwrap();
+        fx.output();
+        fx.send(seg(PEER_ISS + 1).ack(fx.iss + 2).fin());
+        assert_eq!(fx.tcb().state, State::TimeWait);
+        let two_msl = 2 * fx.tcp.cfg.msl;
+        fx.advance(two_msl - Duration::from_millis(1));
+        assert_eq!(fx.tcb().state, State::TimeWait);
+        fx.advance(Duration::from_millis(2));
+        assert_eq!(fx.tcp.state(id).unwrap_or(State::Closed), State::Closed);
+    }
+
+    #[test]
+    fn the_retransmission_timer_doubles_at_each_timeout() {
+        let mut fx = Fixture::established();
+        fx.write(b"lost");
+        let (first, out) = next_send(&mut fx, Duration::from_secs(5));
+        assert_eq!(out[0].payload, b"lost");
+        let (second, _) = next_send(&mut fx, Duration::from_secs(10));
+        let (third, _) = next_send(&mut fx, Duration::from_secs(20));
+        // The handshake measured an RTT of ~0, so the first RTO is the 200 ms floor (Linux's
+        // `TCP_RTO_MIN`); each timeout doubles it (RFC 6298 §5.5).
+        assert_eq!(first, Duration::from_millis(200));
+        assert_eq!(second, 2 * first);
+        assert_eq!(third, 2 * second);
+        assert_eq!(fx.stats.tcp_timeouts, 3, "{:?}", fx.stats);
+    }
+}

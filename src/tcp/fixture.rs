@@ -1,0 +1,251 @@
+//! Test fixtures for the TCP unit tests: one [`Tcp`] talking to a scripted peer, a segment in
+//! and the segments out, as smoltcp's `socket/tcp.rs` tests do. A fixture starts in the state
+//! a test needs ([`Fixture::listen`], [`Fixture::syn_received`], [`Fixture::established`],
+//! [`Fixture::syn_sent`]); [`Fixture::send`] feeds one segment from the peer and returns what
+//! the stack answers.
+
+use super::segment::{self, Flags, Options, SegmentOut};
+use super::seq::Seq;
+use super::tcb::{State, Tcb};
+use super::{Tcp, TcpConfig};
+use crate::id::SocketId;
+use crate::stats::Counters;
+use crate::time::Instant;
+use crate::wire::FRAME_HEADROOM;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const LOCAL_PORT: u16 = 80;
+pub const PEER_PORT: u16 = 40000;
+/// The peer's initial sequence number.
+pub const PEER_ISS: Seq = Seq(1_000_000);
+/// The window the peer advertises (unscaled: the fixtures' peer offers no window scaling).
+pub const PEER_WINDOW: u16 = 64000;
+
+/// A segment from the peer; build it with [`seg`] and the methods below.
+#[derive(Clone, Debug)]
+pub struct In {
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+    pub flags: Flags,
+    pub window: u16,
+    pub options: Options,
+    pub payload: Vec<u8>,
+}
+
+/// A segment from the peer with sequence number `seq` and nothing else set.
+pub fn seg(seq: Seq) -> In {
+    In {
+        seq,
+        ack: None,
+        flags: Flags::default(),
+        window: PEER_WINDOW,
+        options: Options::default(),
+        payload: Vec::new(),
+    }
+}
+
+impl In {
+    pub fn syn(mut self) -> In {
+        self.flags.syn = true;
+        self
+    }
+    pub fn ack(mut self, ack: Seq) -> In {
+        self.flags.ack = true;
+        self.ack = Some(ack);
+        self
+    }
+    pub fn fin(mut self) -> In {
+        self.flags.fin = true;
+        self
+    }
+    pub fn rst(mut self) -> In {
+        self.flags.rst = true;
+        self
+    }
+    pub fn data(mut self, data: &[u8]) -> In {
+        self.payload = data.to_vec();
+        self
+    }
+    pub fn window(mut self, window: u16) -> In {
+        self.window = window;
+        self
+    }
+    pub fn mss(mut self, mss: u16) -> In {
+        self.options.mss = Some(mss);
+        self
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let header = SegmentOut {
+            src_port: PEER_PORT,
+            dst_port: LOCAL_PORT,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
+            options: self.options,
+        };
+        let mut b = Vec::new();
+        segment::write_header(&header, &mut b);
+        b.extend_from_slice(&self.payload);
+        b
+    }
+}
+
+/// A segment the stack sent, as the peer reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Out {
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+    pub flags: Flags,
+    pub window: u16,
+    pub options: Options,
+    pub payload: Vec<u8>,
+}
+
+/// One connection (or listener) of a [`Tcp`] and its scripted peer.
+pub struct Fixture {
+    pub tcp: Tcp,
+    pub stats: Counters,
+    pub now: Instant,
+    pub listener: Option<SocketId>,
+    /// The connection, once there is one.
+    pub id: Option<SocketId>,
+    /// Our initial sequence number, once known.
+    pub iss: Seq,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        // Segments leave one by one, as the fixtures' peer reads them.
+        let cfg = TcpConfig {
+            tso: false,
+            ..TcpConfig::default()
+        };
+        Fixture {
+            tcp: Tcp::new(cfg, LOCAL_IP, 1500, [7; 16], 0),
+            stats: Counters::default(),
+            now: Instant::ZERO + Duration::from_secs(1),
+            listener: None,
+            id: None,
+            iss: Seq(0),
+        }
+    }
+
+    /// A listener on [`LOCAL_PORT`].
+    pub fn listen() -> Fixture {
+        let mut fx = Fixture::new();
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, LOCAL_PORT);
+        let (l, _) = fx.tcp.listen(any, 16).expect("listen");
+        fx.listener = Some(l);
+        fx
+    }
+
+    /// A connection in SYN-RECEIVED: the peer's SYN (MSS 1460, no other option) answered.
+    pub fn syn_received() -> Fixture {
+        let mut fx = Fixture::listen();
+        let out = fx.send(seg(PEER_ISS).syn().mss(1460));
+        assert_eq!(out.len(), 1, "one SYN-ACK: {out:?}");
+        fx.iss = out[0].seq;
+        fx.id = fx.tcp.conns.keys().next().copied();
+        fx
+    }
+
+    /// An ESTABLISHED connection, accepted, nothing sent yet either way.
+    pub fn established() -> Fixture {
+        let mut fx = Fixture::syn_received();
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1));
+        assert!(
+            out.is_empty(),
+            "the handshake's ACK is not answered: {out:?}"
+        );
+        let l = fx.listener.expect("listener");
+        let accepted = fx.tcp.accept(l).expect("queued").expect("accepted");
+        assert_eq!(Some(accepted.0), fx.id);
+        assert_eq!(fx.tcb().state, State::Established);
+        fx
+    }
+
+    /// An active open in SYN-SENT, its SYN taken off the wire.
+    pub fn syn_sent() -> Fixture {
+        let mut fx = Fixture::new();
+        let remote = SocketAddrV4::new(PEER_IP, PEER_PORT);
+        let id = fx
+            .tcp
+            .connect(fx.now, Some(LOCAL_PORT), remote, &mut fx.stats)
+            .expect("connect");
+        fx.id = Some(id);
+        let out = fx.output();
+        assert_eq!(out.len(), 1, "one SYN: {out:?}");
+        assert!(out[0].flags.syn && !out[0].flags.ack);
+        fx.iss = out[0].seq;
+        fx
+    }
+
+    /// The connection's control block.
+    pub fn tcb(&self) -> &Tcb {
+        self.tcp.tcb(self.id.expect("a connection")).expect("tcb")
+    }
+
+    /// Feeds one segment from the peer and returns every segment the stack sends after it
+    /// (its deferred output included).
+    pub fn send(&mut self, seg: In) -> Vec<Out> {
+        self.tcp
+            .input(self.now, PEER_IP, &seg.bytes(), &mut self.stats);
+        self.output()
+    }
+
+    /// Writes `data` as the application does and returns what goes out.
+    pub fn write(&mut self, data: &[u8]) -> Vec<Out> {
+        let id = self.id.expect("a connection");
+        let n = self
+            .tcp
+            .send(id, self.now, data, &mut self.stats)
+            .expect("send");
+        assert_eq!(n, data.len(), "the send buffer took everything");
+        self.output()
+    }
+
+    /// Reads what the application can read now.
+    pub fn read(&mut self) -> Vec<u8> {
+        let id = self.id.expect("a connection");
+        let mut buf = vec![0u8; 1 << 20];
+        match self.tcp.recv(id, self.now, &mut buf, &mut self.stats) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Lets `d` pass and runs the timers due; returns what they sent.
+    pub fn advance(&mut self, d: Duration) -> Vec<Out> {
+        self.now += d;
+        self.tcp.poll(self.now, &mut self.stats);
+        self.output()
+    }
+
+    /// The segments sent since the last look, parsed as the peer sees them.
+    pub fn output(&mut self) -> Vec<Out> {
+        self.tcp.flush_deferred(self.now, &mut self.stats);
+        self.tcp
+            .out
+            .segs
+            .drain(..)
+            .map(|o| {
+                let s = segment::parse(&o.bytes[FRAME_HEADROOM..]).expect("a valid segment");
+                assert_eq!(o.dst, PEER_IP);
+                assert_eq!((s.src_port, s.dst_port), (LOCAL_PORT, PEER_PORT));
+                Out {
+                    seq: s.seq,
+                    ack: s.flags.ack.then_some(s.ack),
+                    flags: s.flags,
+                    window: s.window,
+                    options: s.options,
+                    payload: s.payload.to_vec(),
+                }
+            })
+            .collect()
+    }
+}
