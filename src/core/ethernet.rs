@@ -17,17 +17,29 @@ pub fn frame(dst: MacAddr, src: MacAddr, ether_type: EtherType, payload_len: usi
     buf
 }
 
+/// The checksums of a received frame its device has verified already (smoltcp's
+/// `ChecksumCapabilities`, per frame): the stack skips those checks. The IPv4 header checksum
+/// is always checked (the kernel hands it over unverified).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxChecksums {
+    /// The TCP or UDP checksum (virtio's `DATA_VALID`, or a partial checksum from the host).
+    pub transport: bool,
+}
+
 impl Interface {
     /// Takes one received frame through the stack, whose device vouches for its TCP or UDP
     /// checksum (see [`crate::phy::Device::rx_checksum_verified`]): only that check is skipped.
     pub fn receive_checksum_verified(&mut self, now: Instant, frame: &[u8]) {
-        self.rx_csum_verified = true;
-        self.receive(now, frame);
-        self.rx_csum_verified = false;
+        self.receive_with(now, frame, RxChecksums { transport: true });
     }
 
-    /// Takes one received frame through the stack.
+    /// Takes one received frame through the stack, every checksum checked.
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.receive_with(now, frame, RxChecksums::default());
+    }
+
+    /// Takes one received frame through the stack, skipping the checks its device did.
+    pub fn receive_with(&mut self, now: Instant, frame: &[u8], verified: RxChecksums) {
         self.now = self.now.max(now);
         self.stats.eth_rx_frames += 1;
         let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else {
@@ -42,7 +54,7 @@ impl Interface {
         let payload = &frame[Ethernet2Header::LEN..];
         match eth.ether_type() {
             EtherType::ARP => self.arp_input(now, payload),
-            EtherType::IPV4 => self.ipv4_input(now, payload, dst.is_broadcast()),
+            EtherType::IPV4 => self.ipv4_input(now, payload, dst.is_broadcast(), verified),
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }
     }

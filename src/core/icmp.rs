@@ -13,6 +13,11 @@ use std::net::SocketAddrV4;
 /// Bytes of the offending datagram quoted in an error: as much as keeps the error within 576
 /// bytes (RFC 1812 §4.3.2.3, what Linux does).
 const MAX_QUOTE: usize = 576 - 20 - 8;
+/// Where an ICMP message keeps its type, and its checksum (RFC 792).
+const ICMP_TYPE: usize = 0;
+const ICMP_CHECKSUM: std::ops::Range<usize> = 2..4;
+/// RFC 792's type of an echo reply.
+const TYPE_ECHO_REPLY: u8 = 0;
 
 /// Global token bucket for the ICMP errors we send (Linux `icmp_msgs_per_sec`/`_burst`).
 pub struct RateLimiter {
@@ -113,11 +118,10 @@ impl Interface {
     /// and checksum change.
     fn icmp_echo_reply(&mut self, now: Instant, rx: &IpRx<'_>) {
         let mut payload = rx.payload.to_vec();
-        payload[0] = 0;
-        payload[2] = 0;
-        payload[3] = 0;
+        payload[ICMP_TYPE] = TYPE_ECHO_REPLY;
+        payload[ICMP_CHECKSUM].fill(0);
         let sum = checksum_bytes(&payload);
-        payload[2..4].copy_from_slice(&sum);
+        payload[ICMP_CHECKSUM].copy_from_slice(&sum);
         let dg = Datagram {
             dst: rx.src,
             proto: IpNumber::ICMP,
@@ -146,12 +150,12 @@ impl Interface {
             return;
         };
         if inner.protocol() == IpNumber::UDP {
-            let local_port = u16::from_be_bytes([data[0], data[1]]);
-            let remote = SocketAddrV4::new(
-                inner.destination_addr(),
-                u16::from_be_bytes([data[2], data[3]]),
-            );
-            if fatal && self.udp_error(local_port, remote, errno) {
+            // The quote holds at least the first 8 bytes of the datagram: the UDP header.
+            let Ok((udp, _)) = etherparse::UdpHeader::from_slice(data) else {
+                return;
+            };
+            let remote = SocketAddrV4::new(inner.destination_addr(), udp.destination_port);
+            if fatal && self.udp_error(udp.source_port, remote, errno) {
                 self.stats.icmp_rx_errors_delivered += 1;
             }
         }
@@ -195,7 +199,7 @@ impl Interface {
     /// Sends an error about `rx` unless RFC 1122 §3.2.2 forbids it or the rate limit is hit.
     fn icmp_send_error(&mut self, now: Instant, rx: &IpRx<'_>, t: Icmpv4Type) -> bool {
         let non_first_fragment =
-            rx.header.len() >= 8 && (rx.header[6] & 0x1f != 0 || rx.header[7] != 0);
+            Ipv4HeaderSlice::from_slice(rx.header).is_ok_and(|h| h.fragments_offset().value() != 0);
         let about_icmp_error =
             rx.proto == IpNumber::ICMP && rx.payload.first().is_none_or(|&ty| !is_query(ty));
         if rx.broadcast
@@ -220,7 +224,7 @@ impl Interface {
         quote.extend_from_slice(&rx.header[..rx.header.len().min(quote_len)]);
         quote.extend_from_slice(&rx.payload[..body_len]);
         let sum = checksum_bytes(&quote);
-        quote[2..4].copy_from_slice(&sum);
+        quote[ICMP_CHECKSUM].copy_from_slice(&sum);
         let dg = Datagram {
             dst: rx.src,
             proto: IpNumber::ICMP,

@@ -105,7 +105,13 @@ pub fn is_bad_source(addr: Ipv4Addr) -> bool {
 }
 
 impl Interface {
-    pub(super) fn ipv4_input(&mut self, now: Instant, packet: &[u8], link_broadcast: bool) {
+    pub(super) fn ipv4_input(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        link_broadcast: bool,
+        verified: super::ethernet::RxChecksums,
+    ) {
         self.stats.ip_rx_packets += 1;
         let Some((header, payload)) = validate(packet, &mut self.stats) else {
             return;
@@ -157,7 +163,7 @@ impl Interface {
             header: header.slice(),
             payload,
             broadcast,
-            csum_verified: self.rx_csum_verified,
+            csum_verified: verified.transport,
         };
         self.deliver(now, &rx);
     }

@@ -13,6 +13,7 @@ mod reassembly;
 mod tcp;
 mod udp;
 
+pub use ethernet::RxChecksums;
 pub use ipv4::Pmtud;
 pub use reassembly::{FragKey, Fragment, Reassembler};
 pub use udp::MAX_UDP_PAYLOAD;
@@ -60,8 +61,6 @@ pub struct Interface {
     events: VecDeque<Event>,
     /// The latest time the driver passed in, for output deferred to `pop_transmit`.
     now: Instant,
-    /// The frame being received came with a checksum its device vouches for.
-    rx_csum_verified: bool,
 }
 
 impl Interface {
@@ -81,7 +80,6 @@ impl Interface {
             tx: VecDeque::new(),
             events: VecDeque::new(),
             now,
-            rx_csum_verified: false,
             stats: Counters::default(),
             rng,
             cfg,

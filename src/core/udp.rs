@@ -124,11 +124,12 @@ impl Interface {
     /// A datagram whose next hop did not resolve: like Linux, which reports the failure as a
     /// local "host unreachable" (RFC 1122 §2.3.2.2), its connected socket sees `EHOSTUNREACH`.
     pub(super) fn udp_host_unreachable(&mut self, dg: &Datagram) {
-        if dg.proto == IpNumber::UDP && dg.transport().len() >= UdpHeader::LEN {
-            let p = dg.transport();
-            let local = u16::from_be_bytes([p[0], p[1]]);
-            let remote = SocketAddrV4::new(dg.dst, u16::from_be_bytes([p[2], p[3]]));
-            self.udp_error(local, remote, libc::EHOSTUNREACH);
+        if dg.proto != IpNumber::UDP {
+            return;
+        }
+        if let Ok((h, _)) = UdpHeader::from_slice(dg.transport()) {
+            let remote = SocketAddrV4::new(dg.dst, h.destination_port);
+            self.udp_error(h.source_port, remote, libc::EHOSTUNREACH);
         }
     }
 

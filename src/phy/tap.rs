@@ -53,6 +53,18 @@ impl VnetHdr {
         }
         b
     }
+
+    fn from_bytes(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u16_at(2),
+            gso_size: u16_at(4),
+            csum_start: u16_at(6),
+            csum_offset: u16_at(8),
+        }
+    }
 }
 
 pub struct TapDevice {
@@ -191,11 +203,12 @@ impl Device for TapDevice {
         // check, as in Linux (CHECKSUM_PARTIAL, CHECKSUM_UNNECESSARY). A partial checksum is
         // left as it is, as tcpdump on the tap shows it; a capture or fault injector above
         // completes it (`rx_partial_checksum`).
-        self.rx_csum_ok = self.vnet && hdr[0] & (NEEDS_CSUM | DATA_VALID) != 0;
+        let vnet = VnetHdr::from_bytes(&hdr);
+        self.rx_csum_ok = self.vnet && vnet.flags & (NEEDS_CSUM | DATA_VALID) != 0;
         self.rx_partial = None;
-        if self.vnet && hdr[0] & NEEDS_CSUM != 0 {
-            let start = usize::from(u16::from_ne_bytes([hdr[6], hdr[7]]));
-            let offset = usize::from(u16::from_ne_bytes([hdr[8], hdr[9]]));
+        if self.vnet && vnet.flags & NEEDS_CSUM != 0 {
+            let start = usize::from(vnet.csum_start);
+            let offset = usize::from(vnet.csum_offset);
             if start + offset + 2 > len {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

@@ -8,7 +8,7 @@ mod reply;
 mod waiters;
 
 use crate::config::StackConfig;
-use crate::core::{Event, Interface, SocketId};
+use crate::core::{Event, Interface, RxChecksums, SocketId};
 use crate::phy::{Device, WakeFd};
 use crate::stats::Counters;
 use crate::time::{earliest, Instant};
@@ -318,10 +318,12 @@ impl<D: Device> StackThread<D> {
     fn receive_batch(&mut self, now: Instant, buf: &mut [u8]) -> bool {
         for _ in 0..RX_BATCH {
             match self.device.recv(now, buf) {
-                Ok(Some(n)) if self.device.rx_checksum_verified() => {
-                    self.iface.receive_checksum_verified(now, &buf[..n])
+                Ok(Some(n)) => {
+                    let verified = RxChecksums {
+                        transport: self.device.rx_checksum_verified(),
+                    };
+                    self.iface.receive_with(now, &buf[..n], verified);
                 }
-                Ok(Some(n)) => self.iface.receive(now, &buf[..n]),
                 Ok(None) => return false,
                 Err(e) => {
                     log::warn!("device receive: {e}");

@@ -9,6 +9,7 @@ use crate::stats::Counters;
 use crate::time::Instant;
 use crate::wire::gso::{pseudo_header_partial, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD};
 use crate::wire::{transport_checksum, FRAME_HEADROOM};
+use etherparse::IpNumber;
 use std::net::Ipv4Addr;
 
 /// A segment ready for the IP layer.
@@ -138,7 +139,7 @@ pub fn emit(
     let sum = match tso_mss {
         // The device computes the checksum of each piece from this partial sum.
         Some(_) => pseudo_header_partial(src, dst, seg.len()),
-        None => transport_checksum(src, dst, 6, seg),
+        None => transport_checksum(src, dst, IpNumber::TCP.0, seg),
     };
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     if flags.ack {
@@ -200,22 +201,14 @@ fn data_mss(t: &Tcb) -> u32 {
 
 /// Sends what the windows, Nagle and SWS avoidance allow, then a pure ACK if one is owed.
 pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
-    let ack = Flags {
-        ack: true,
-        ..Flags::default()
-    };
+    let ack = Flags::ACK;
     match t.state {
         State::SynSent if t.snd.nxt == t.snd.iss => {
-            let syn = Flags {
-                syn: true,
-                ..Flags::default()
-            };
-            send_syn(t, now, syn, sink);
+            send_syn(t, now, Flags::SYN, sink);
             return;
         }
         State::SynReceived if t.snd.nxt == t.snd.iss => {
-            let syn_ack = Flags { syn: true, ..ack };
-            send_syn(t, now, syn_ack, sink);
+            send_syn(t, now, Flags::SYN_ACK, sink);
             return;
         }
         State::Closed | State::Listen | State::SynSent | State::SynReceived => return,
@@ -391,11 +384,7 @@ fn minshall_holds(t: &Tcb) -> bool {
 /// the peer must answer with an ACK stating its window (what Linux sends).
 pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let seq = t.snd.una - 1;
-    let ack = Flags {
-        ack: true,
-        ..Flags::default()
-    };
-    emit(t, now, seq, ack, (0, 0), sink);
+    emit(t, now, seq, Flags::ACK, (0, 0), sink);
 }
 
 /// Resends the first unacknowledged segment (RFC 5681 §3.2 step 2, RFC 6582 §3.2 step 5).
@@ -416,11 +405,7 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
     let off = t.send_offset(seq);
     let len = (len as usize).min(t.io().send.len().saturating_sub(off));
     let fin = t.fin.ours == Some(seq + len as u32);
-    let flags = Flags {
-        ack: true,
-        fin,
-        ..Flags::default()
-    };
+    let flags = Flags { fin, ..Flags::ACK };
     emit(t, now, seq, flags, (off, len), sink);
     sink.stats.tcp_retrans_segs += 1;
     let end = seq + len as u32 + u32::from(fin);
@@ -484,11 +469,7 @@ pub fn reset(
         dst_port: remote.port(),
         seq,
         ack,
-        flags: Flags {
-            rst: true,
-            ack: ack.is_some(),
-            ..Flags::default()
-        },
+        flags: Flags::rst(ack.is_some()),
         window: 0,
         options: Options::default(),
     };
@@ -509,11 +490,7 @@ pub fn cookie_syn_ack(
         dst_port: remote.port(),
         seq: cookie,
         ack: Some(ack),
-        flags: Flags {
-            syn: true,
-            ack: true,
-            ..Flags::default()
-        },
+        flags: Flags::SYN_ACK,
         window: 65535,
         options: Options {
             mss: Some(sink.our_mss.min(65535) as u16),
@@ -533,7 +510,12 @@ fn bare(
     let mut bytes = out.buffer(24);
     segment::write_header(header, &mut bytes);
     let seg = &mut bytes[FRAME_HEADROOM..];
-    let sum = transport_checksum(local.ip().octets(), remote.ip().octets(), 6, seg);
+    let sum = transport_checksum(
+        local.ip().octets(),
+        remote.ip().octets(),
+        IpNumber::TCP.0,
+        seg,
+    );
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     stats.tcp_out_segs += 1;
     out.push(Outgoing {

@@ -13,6 +13,40 @@ pub struct Flags {
     pub psh: bool,
 }
 
+impl Flags {
+    const NONE: Flags = Flags {
+        syn: false,
+        ack: false,
+        fin: false,
+        rst: false,
+        psh: false,
+    };
+    /// ACK alone: every segment after the first SYN (RFC 9293 §3.10.7).
+    pub const ACK: Flags = Flags {
+        ack: true,
+        ..Flags::NONE
+    };
+    /// The first segment of an active open.
+    pub const SYN: Flags = Flags {
+        syn: true,
+        ..Flags::NONE
+    };
+    /// The answer to a SYN.
+    pub const SYN_ACK: Flags = Flags {
+        syn: true,
+        ack: true,
+        ..Flags::NONE
+    };
+    /// A reset: with ACK when it answers a segment without one (RFC 9293 §3.10.7.1).
+    pub const fn rst(ack: bool) -> Flags {
+        Flags {
+            rst: true,
+            ack,
+            ..Flags::NONE
+        }
+    }
+}
+
 /// Options we understand (RFC 9293 §3.2, RFC 7323, RFC 2018).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
