@@ -301,7 +301,7 @@ pub fn segments(data: &[u8]) {
         drive(&mut iface, &sockets, &mut conns, now);
         their_seq = conns
             .first()
-            .and_then(|c| iface.tcp().tcb(*c))
+            .and_then(|c| iface.tcp_info(*c))
             .map_or(their_seq, |t| t.snd.nxt.0);
     }
     settle(&mut iface, now);

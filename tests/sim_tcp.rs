@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use tapstack::core::SocketId;
 use tapstack::phy::FaultConfig;
-use tapstack::tcp::tcb::State;
+use tapstack::tcp::State;
 use tapstack::time::Instant;
 
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -39,17 +39,7 @@ fn transfer_from(
     while got.len() < data.len() {
         if sim.now >= deadline {
             for (name, iface, id) in [("a", &sim.a.iface, client), ("b", &sim.b.iface, server)] {
-                let t = iface.tcp().tcb(id).unwrap();
-                let rwnd = t.rcv_wnd();
-                let (unsent, readable, ooo) = {
-                    let io = t.io();
-                    (io.send.len(), io.recv.readable(), io.recv.has_ooo())
-                };
-                eprintln!(
-                    "{name}: {:?} una {} nxt {} max {} wnd {} cwnd {} flight {} buf {unsent} rto_at {:?} persist {:?} retries {} rcv_nxt {} rcv_adv {} rwnd {rwnd} readable {readable} ooo {ooo}",
-                    t.state, t.snd.una, t.snd.nxt, t.snd.max, t.snd.wnd, t.cc.cwnd(), t.flight(),
-                    t.timers.rto, t.timers.persist, t.rtx.retries, t.rcv.nxt, t.rcv.adv
-                );
+                eprintln!("{name}: {:?}", iface.tcp_info(id));
             }
             panic!(
                 "transfer stalled at {} of {} bytes at {}",
@@ -87,15 +77,12 @@ fn handshake_negotiates_mss_window_scale_sack_and_timestamps() {
     assert_eq!(sim.a.iface.tcp_state(c), Some(State::Established));
     assert_eq!(sim.b.iface.tcp_state(s), Some(State::Established));
     for (iface, id) in [(&sim.a.iface, c), (&sim.b.iface, s)] {
-        let t = iface.tcp().tcb(id).unwrap();
+        let t = iface.tcp_info(id).unwrap();
         assert_eq!(t.snd.mss, 1460);
         assert_eq!(t.rcv.wscale, 5, "a 1 MiB buffer needs a shift of 5");
         assert_eq!(t.snd.wscale, 5);
-        assert!(t.opts.sack_ok && t.opts.ts.is_some());
-        assert!(
-            t.rtx.rtt.srtt().is_some(),
-            "the handshake gave an RTT sample"
-        );
+        assert!(t.sack && t.ts_recent.is_some());
+        assert!(t.srtt.is_some(), "the handshake gave an RTT sample");
     }
     let c = sim.a.iface.counters();
     assert_eq!(c.tcp_active_opens, 1);
@@ -781,7 +768,7 @@ fn segment_to_b(
     payload: &[u8],
 ) -> Vec<u8> {
     let (local, remote) = sim.a.iface.tcp_addrs(client).unwrap();
-    let t = sim.a.iface.tcp().tcb(client).unwrap();
+    let t = sim.a.iface.tcp_info(client).unwrap();
     let mut tcp = etherparse::TcpHeader::new(local.port(), remote.port(), seq, 1000);
     tcp.ack = true;
     tcp.acknowledgment_number = t.rcv.nxt.0;
@@ -814,7 +801,7 @@ fn segment_to_b(
 fn resets_must_match_exactly_else_they_get_a_challenge_ack() {
     let mut sim = Sim::pair();
     let (c, s) = connect(&mut sim);
-    let rcv_nxt = sim.b.iface.tcp().tcb(s).unwrap().rcv.nxt.0;
+    let rcv_nxt = sim.b.iface.tcp_info(s).unwrap().rcv.nxt.0;
     // In the window but not exact (RFC 5961 §3.2): a challenge ACK, the connection lives.
     let f = segment_to_b(
         &sim,
@@ -870,8 +857,8 @@ fn paws_drops_segments_with_old_timestamps() {
     let now = sim.now;
     sim.a.iface.tcp_send(now, c, b"fresh").unwrap();
     sim.advance(Duration::from_millis(100));
-    let tb = sim.b.iface.tcp().tcb(s).unwrap();
-    let (rcv_nxt, recent) = (tb.rcv.nxt.0, tb.opts.ts.unwrap().recent);
+    let tb = sim.b.iface.tcp_info(s).unwrap();
+    let (rcv_nxt, recent) = (tb.rcv.nxt.0, tb.ts_recent.unwrap());
     let old = segment_to_b(
         &sim,
         c,
@@ -918,7 +905,7 @@ fn transfers_across_the_sequence_number_wrap() {
     let data = pattern(1 << 20, 6);
     let got = transfer(&mut sim, c, s, &data, Duration::from_secs(600));
     assert_eq!(sha256(&got), sha256(&data));
-    let t = sim.a.iface.tcp().tcb(c).unwrap();
+    let t = sim.a.iface.tcp_info(c).unwrap();
     assert!(t.snd.una.0 < t.snd.iss.0, "snd_una wrapped past 2^32");
 }
 
@@ -1024,13 +1011,13 @@ fn established_gauge_returns_to_zero_after_graceful_closes() {
 fn ts_recent_follows_the_peers_pure_acks() {
     let mut sim = Sim::pair();
     let (c, _s) = connect(&mut sim);
-    let before = sim.a.iface.tcp().tcb(c).unwrap().opts.ts.unwrap().recent;
+    let before = sim.a.iface.tcp_info(c).unwrap().ts_recent.unwrap();
     // a sends; b only acknowledges (pure ACKs), a second later on b's clock.
     sim.advance(Duration::from_secs(1));
     let now = sim.now;
     sim.a.iface.tcp_send(now, c, &[7; 3000]).unwrap();
     sim.advance(Duration::from_millis(100));
-    let after = sim.a.iface.tcp().tcb(c).unwrap().opts.ts.unwrap().recent;
+    let after = sim.a.iface.tcp_info(c).unwrap().ts_recent.unwrap();
     assert!(
         after.wrapping_sub(before) >= 1000,
         "TS.Recent {before} -> {after}: updated from a pure ACK (RFC 7323 §4.3)"

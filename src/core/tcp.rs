@@ -193,8 +193,8 @@ impl Interface {
         self.flush_tcp(now);
     }
 
-    /// Read access to the TCP layer, for tests and diagnostics.
-    pub fn tcp(&self) -> &crate::tcp::Tcp {
-        &self.tcp
+    /// A snapshot of connection `id`, for diagnostics and tests.
+    pub fn tcp_info(&self, id: SocketId) -> Option<crate::tcp::TcpInfo> {
+        self.tcp.info(id)
     }
 }

@@ -21,7 +21,7 @@ pub mod segment;
 pub mod seq;
 pub mod shared;
 pub mod tcb;
-mod timers;
+pub mod timers;
 
 use crate::id::{Event, IdSource, SocketId};
 use crate::stats::Counters;
@@ -33,7 +33,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
-use tcb::{State, Tcb};
+pub use tcb::State;
+use tcb::Tcb;
 
 pub use crate::config::TcpConfig;
 
@@ -664,8 +665,62 @@ impl Tcp {
         self.conns.get(&id).map(|t| t.state)
     }
 
-    /// Read access to a connection, for tests and diagnostics.
-    pub fn tcb(&self, id: SocketId) -> Option<&Tcb> {
+    /// The control block of a connection, for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn tcb(&self, id: SocketId) -> Option<&Tcb> {
         self.conns.get(&id)
     }
+
+    /// A snapshot of a connection, for diagnostics and tests.
+    pub fn info(&self, id: SocketId) -> Option<TcpInfo> {
+        let t = self.conns.get(&id)?;
+        let io = t.io();
+        Some(TcpInfo {
+            state: t.state,
+            snd: t.snd,
+            rcv: t.rcv,
+            sack: t.opts.sack_ok,
+            ts_recent: t.opts.ts.map(|ts| ts.recent),
+            srtt: t.rtx.rtt.srtt(),
+            rto: t.rtx.rtt.rto(),
+            retries: t.rtx.retries,
+            cwnd: t.cc.cwnd(),
+            flight: t.flight(),
+            unsent: io.send.len(),
+            readable: io.recv.readable(),
+            out_of_order: io.recv.has_ooo(),
+            timers: t.timers,
+        })
+    }
+}
+
+/// A snapshot of one connection (Linux's `TCP_INFO`, with the sequence variables `ss -i`
+/// shows): for diagnostics and tests, which read the connection through this instead of its
+/// control block.
+#[derive(Clone, Debug)]
+pub struct TcpInfo {
+    pub state: State,
+    /// The send sequence space: SND.UNA, SND.NXT, SND.WND, ISS, the send MSS, ...
+    pub snd: tcb::SendSeq,
+    /// The receive sequence space: RCV.NXT, the advertised edge, IRS, the receive MSS, ...
+    pub rcv: tcb::RecvSeq,
+    /// SACK was negotiated (RFC 2018).
+    pub sack: bool,
+    /// TS.Recent, if timestamps were negotiated (RFC 7323).
+    pub ts_recent: Option<u32>,
+    /// Smoothed RTT, once measured, and the retransmission timeout (RFC 6298).
+    pub srtt: Option<Duration>,
+    pub rto: Duration,
+    /// Consecutive timeouts of the same data.
+    pub retries: u32,
+    /// Congestion window and bytes in flight.
+    pub cwnd: u32,
+    pub flight: u32,
+    /// Bytes written and not yet sent or acknowledged; bytes received and not yet read.
+    pub unsent: usize,
+    pub readable: usize,
+    /// Data beyond a hole waits in the receive buffer.
+    pub out_of_order: bool,
+    /// The connection's timers.
+    pub timers: timers::Timers,
 }
