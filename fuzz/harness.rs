@@ -28,7 +28,9 @@ fn stack() -> (Interface, Sockets) {
     let any = Ipv4Addr::UNSPECIFIED;
     let udp = iface.udp_bind(SocketAddrV4::new(any, 7)).ok();
     let (listener, _) = iface
-        .tcp_listen(SocketAddrV4::new(any, 80), 8)
+        .with_tcp(Instant::ZERO, |tcp, _| {
+            tcp.listen(SocketAddrV4::new(any, 80), 8)
+        })
         .expect("listen");
     (iface, Sockets { listener, udp })
 }
@@ -54,13 +56,15 @@ fn pieces(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Keeps the application side busy: accept, read everything, answer a little.
 fn drive(iface: &mut Interface, sockets: &Sockets, conns: &mut Vec<SocketId>, now: Instant) {
-    while let Some(Ok((c, _))) = iface.tcp_accept(sockets.listener) {
+    while let Some(Ok((c, _))) = iface.with_tcp(now, |tcp, _| tcp.accept(sockets.listener)) {
         conns.push(c);
     }
     let mut buf = [0u8; 4096];
     for &c in conns.iter() {
-        while matches!(iface.tcp_recv(now, c, &mut buf), Ok(n) if n > 0) {}
-        let _ = iface.tcp_send(now, c, b"reply");
+        iface.with_tcp(now, |tcp, stats| {
+            while matches!(tcp.recv(c, now, &mut buf, stats), Ok(n) if n > 0) {}
+            let _ = tcp.send(c, now, b"reply", stats);
+        });
     }
     if let Some(udp) = sockets.udp {
         while iface.udp_recv(udp).is_some() {}
@@ -301,7 +305,7 @@ pub fn segments(data: &[u8]) {
         drive(&mut iface, &sockets, &mut conns, now);
         their_seq = conns
             .first()
-            .and_then(|c| iface.tcp_info(*c))
+            .and_then(|c| iface.tcp().info(*c))
             .map_or(their_seq, |t| t.snd.nxt.0);
     }
     settle(&mut iface, now);

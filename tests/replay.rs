@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::TcpCalls;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

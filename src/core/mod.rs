@@ -57,6 +57,8 @@ pub struct Interface {
     icmp_limiter: icmp::RateLimiter,
     udp: udp::UdpTable,
     tcp: crate::tcp::Tcp,
+    /// TCP's segments on their way to the IP layer (kept for its capacity).
+    tcp_out: Vec<crate::tcp::output::Outgoing>,
     tx: VecDeque<TxFrame>,
     events: VecDeque<Event>,
     /// The latest time the driver passed in, for output deferred to `pop_transmit`.
@@ -72,6 +74,7 @@ impl Interface {
             crate::tcp::Tcp::new(cfg.tcp.clone(), cfg.ip, cfg.mtu, rng.random(), rng.random());
         let mut iface = Interface {
             tcp,
+            tcp_out: Vec::new(),
             next_ip_id,
             arp: arp::Arp::new(cfg.arp.clone()),
             reasm: Reassembler::new(cfg.reassembly.clone()),
@@ -154,7 +157,9 @@ impl Interface {
         first
     }
 
-    /// The next frame to send, super-segments whole, for a device that splits them.
+    /// The next frame to send, super-segments whole, for a device that splits them. When none
+    /// is queued, the output deferred by the last batch of received segments is run first
+    /// (their ACKs go out together, one per batch), as [`Interface::poll`] also does.
     pub fn pop_transmit_frame(&mut self) -> Option<TxFrame> {
         if self.tx.is_empty() {
             self.flush_deferred_tcp();
@@ -164,7 +169,7 @@ impl Interface {
 
     /// Returns the buffer of a frame the device has sent, for the stack to build another in.
     pub fn recycle(&mut self, frame: Vec<u8>) {
-        self.tcp.out.recycle(frame);
+        self.tcp.recycle(frame);
     }
 
     pub fn pop_event(&mut self) -> Option<Event> {
@@ -174,7 +179,7 @@ impl Interface {
     /// Closes whichever socket `id` names (the handle was dropped).
     pub fn close_socket(&mut self, now: Instant, id: SocketId) {
         if id.is_tcp() {
-            self.tcp_close(now, id);
+            self.with_tcp(now, |tcp, stats| tcp.close(id, now, stats));
         } else {
             self.udp_close(id);
         }

@@ -263,7 +263,8 @@ impl<D: Device> StackThread<D> {
         let deadline = std::time::Instant::now() + self.linger;
         let mut buf = vec![0u8; RX_BUF];
         let now = self.now();
-        self.iface.tcp_shutdown_all(now);
+        self.iface
+            .with_tcp(now, |tcp, stats| tcp.shutdown_all(now, stats));
         loop {
             self.wake.drain();
             let now = self.now();
@@ -271,7 +272,7 @@ impl<D: Device> StackThread<D> {
                 match cmd {
                     Command::Exec(job) => job(&mut self.iface, now),
                     Command::Close(id) => self.iface.close_socket(now, id),
-                    Command::Poke(id) => self.iface.tcp_poke(now, id),
+                    Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}
                 }
@@ -280,7 +281,7 @@ impl<D: Device> StackThread<D> {
             self.iface.poll(now);
             while self.iface.pop_event().is_some() {}
             self.transmit(now);
-            if self.iface.tcp_quiescent() || std::time::Instant::now() >= deadline {
+            if self.iface.tcp().quiescent() || std::time::Instant::now() >= deadline {
                 break;
             }
             if !busy {
@@ -288,7 +289,8 @@ impl<D: Device> StackThread<D> {
             }
         }
         let now = self.now();
-        self.iface.tcp_abort_all(now);
+        self.iface
+            .with_tcp(now, |tcp, stats| tcp.abort_all(now, stats));
         self.transmit(now);
     }
 
@@ -298,7 +300,7 @@ impl<D: Device> StackThread<D> {
             match self.commands.try_recv() {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
-                Ok(Command::Poke(id)) => self.iface.tcp_poke(now, id),
+                Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                 Ok(Command::Close(id)) => {
                     self.iface.close_socket(now, id);
                     self.waiters.closed(&mut self.iface, now, id);

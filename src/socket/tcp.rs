@@ -113,12 +113,14 @@ impl TcpListener {
     ) -> io::Result<TcpListener> {
         let addr = v4_addr(addr)?;
         let handle = stack.handle();
-        let (id, local, shared) = handle.call(move |iface, _| {
-            let (id, local) = iface.tcp_listen(addr, backlog)?;
-            let shared = iface
-                .tcp_listen_shared(id)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            Ok((id, local, shared))
+        let (id, local, shared) = handle.call(move |iface, now| {
+            iface.with_tcp(now, |tcp, _| {
+                let (id, local) = tcp.listen(addr, backlog)?;
+                let shared = tcp
+                    .listen_io(id)
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+                Ok((id, local, shared))
+            })
         })?;
         Ok(TcpListener {
             inner: Inner::new(handle, id),
@@ -183,7 +185,8 @@ pub struct TcpStream {
 /// The shared state of connection `id`, fetched on the stack thread.
 fn shared(iface: &crate::core::Interface, id: SocketId) -> io::Result<Arc<SocketIo>> {
     iface
-        .tcp_shared(id)
+        .tcp()
+        .io(id)
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTCONN))
 }
 
@@ -217,7 +220,7 @@ impl TcpStream {
         let remote = v4_addr(addr)?;
         let handle = stack.handle();
         let (id, shared) = handle.call(move |iface, now| {
-            let id = iface.tcp_connect(now, remote)?;
+            let id = iface.with_tcp(now, |tcp, stats| tcp.connect(now, None, remote, stats))?;
             Ok((id, shared(iface, id)?))
         })?;
         // From here the handle owns the connection: dropping it on failure closes it.
@@ -228,7 +231,7 @@ impl TcpStream {
         stream.inner.handle.wait(
             id,
             deadline,
-            move |iface, _| iface.tcp_connect_result(id),
+            move |iface, now| iface.with_tcp(now, |tcp, _| tcp.connect_result(id)),
             || io::ErrorKind::TimedOut.into(),
         )?;
         Ok(stream)
@@ -242,14 +245,14 @@ impl TcpStream {
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, _| iface.tcp_addrs(id).map(|(_, p)| SocketAddr::V4(p)))
+            .call(move |iface, _| iface.tcp().addrs(id).map(|(_, p)| SocketAddr::V4(p)))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, _| iface.tcp_addrs(id).map(|(l, _)| SocketAddr::V4(l)))
+            .call(move |iface, _| iface.tcp().addrs(id).map(|(l, _)| SocketAddr::V4(l)))
     }
 
     /// Half- or full-closes: `Write` sends a FIN after the buffered data; `Read` makes reads
@@ -261,9 +264,9 @@ impl TcpStream {
             Shutdown::Write => (false, true),
             Shutdown::Both => (true, true),
         };
-        self.inner
-            .handle
-            .call(move |iface, now| iface.tcp_shutdown(now, id, read, write))
+        self.inner.handle.call(move |iface, now| {
+            iface.with_tcp(now, |tcp, stats| tcp.shutdown(id, now, read, write, stats))
+        })
     }
 
     /// `true` turns Nagle's algorithm off (RFC 896). It takes effect on the stack thread
@@ -271,7 +274,7 @@ impl TcpStream {
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         let id = self.id();
         self.inner.handle.post(move |iface, now| {
-            let _ = iface.tcp_set_nodelay(now, id, nodelay);
+            let _ = iface.with_tcp(now, |tcp, stats| tcp.set_nodelay(id, now, nodelay, stats));
         })
     }
 
@@ -281,14 +284,14 @@ impl TcpStream {
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, now| iface.tcp_set_keepalive(now, id, idle))
+            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_keepalive(id, now, idle)))
     }
 
     pub fn nodelay(&self) -> io::Result<bool> {
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, _| iface.tcp_nodelay(id))
+            .call(move |iface, _| iface.tcp().nodelay(id))
     }
 
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {

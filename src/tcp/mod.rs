@@ -120,8 +120,8 @@ pub struct Tcp {
     /// for everything a batch delivered).
     dirty: Vec<SocketId>,
     next_port: u16,
-    pub(crate) out: output::Outbox,
-    pub(crate) events: VecDeque<Event>,
+    out: output::Outbox,
+    events: VecDeque<Event>,
 }
 
 impl Tcp {
@@ -669,6 +669,23 @@ impl Tcp {
     #[cfg(test)]
     pub(crate) fn tcb(&self, id: SocketId) -> Option<&Tcb> {
         self.conns.get(&id)
+    }
+
+    /// Moves the segments built since the last call into `into` (emptied first), for the IP
+    /// layer.
+    pub fn take_segments(&mut self, into: &mut Vec<output::Outgoing>) {
+        into.clear();
+        std::mem::swap(into, &mut self.out.segs);
+    }
+
+    /// The readiness events raised since the last call.
+    pub fn take_events(&mut self) -> std::collections::vec_deque::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Keeps the buffer of a frame the device has sent, to build a later segment in.
+    pub fn recycle(&mut self, frame: Vec<u8>) {
+        self.out.recycle(frame);
     }
 
     /// A snapshot of a connection, for diagnostics and tests.

@@ -7,7 +7,7 @@ pub mod netns;
 use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use tapstack::core::Interface;
+use tapstack::core::{Interface, SocketId};
 use tapstack::phy::{memory_pair, Device, FaultConfig, FaultInjector};
 use tapstack::time::{earliest, Instant};
 use tapstack::wire::MacAddr;
@@ -273,4 +273,128 @@ pub fn chargen_cycle() -> Vec<u8> {
         cycle.extend_from_slice(b"\r\n");
     }
     cycle
+}
+
+/// Socket calls on an interface, as the tests make them: each goes through
+/// [`Interface::with_tcp`], which sends its output.
+pub trait TcpCalls {
+    fn tcp_listen(
+        &mut self,
+        addr: std::net::SocketAddrV4,
+        backlog: usize,
+    ) -> std::io::Result<(SocketId, std::net::SocketAddrV4)>;
+    fn tcp_accept(
+        &mut self,
+        listener: SocketId,
+    ) -> Option<std::io::Result<(SocketId, std::net::SocketAddrV4)>>;
+    fn tcp_connect(
+        &mut self,
+        now: Instant,
+        remote: std::net::SocketAddrV4,
+    ) -> std::io::Result<SocketId>;
+    fn tcp_connect_from(
+        &mut self,
+        now: Instant,
+        local_port: Option<u16>,
+        remote: std::net::SocketAddrV4,
+    ) -> std::io::Result<SocketId>;
+    fn tcp_connect_result(&mut self, id: SocketId) -> Option<std::io::Result<()>>;
+    fn tcp_send(&mut self, now: Instant, id: SocketId, data: &[u8]) -> std::io::Result<usize>;
+    fn tcp_recv(&mut self, now: Instant, id: SocketId, buf: &mut [u8]) -> std::io::Result<usize>;
+    fn tcp_shutdown(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        read: bool,
+        write: bool,
+    ) -> std::io::Result<()>;
+    fn tcp_close(&mut self, now: Instant, id: SocketId);
+    fn tcp_set_nodelay(&mut self, now: Instant, id: SocketId, on: bool) -> std::io::Result<()>;
+    fn tcp_set_keepalive(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        idle: Option<Duration>,
+    ) -> std::io::Result<()>;
+    fn tcp_state(&self, id: SocketId) -> Option<tapstack::tcp::State>;
+    fn tcp_addrs(
+        &self,
+        id: SocketId,
+    ) -> std::io::Result<(std::net::SocketAddrV4, std::net::SocketAddrV4)>;
+    fn tcp_info(&self, id: SocketId) -> Option<tapstack::tcp::TcpInfo>;
+}
+
+impl TcpCalls for Interface {
+    fn tcp_listen(
+        &mut self,
+        addr: std::net::SocketAddrV4,
+        backlog: usize,
+    ) -> std::io::Result<(SocketId, std::net::SocketAddrV4)> {
+        self.with_tcp(Instant::ZERO, |tcp, _| tcp.listen(addr, backlog))
+    }
+    fn tcp_accept(
+        &mut self,
+        listener: SocketId,
+    ) -> Option<std::io::Result<(SocketId, std::net::SocketAddrV4)>> {
+        self.with_tcp(Instant::ZERO, |tcp, _| tcp.accept(listener))
+    }
+    fn tcp_connect(
+        &mut self,
+        now: Instant,
+        remote: std::net::SocketAddrV4,
+    ) -> std::io::Result<SocketId> {
+        self.tcp_connect_from(now, None, remote)
+    }
+    fn tcp_connect_from(
+        &mut self,
+        now: Instant,
+        local_port: Option<u16>,
+        remote: std::net::SocketAddrV4,
+    ) -> std::io::Result<SocketId> {
+        self.with_tcp(now, |tcp, st| tcp.connect(now, local_port, remote, st))
+    }
+    fn tcp_connect_result(&mut self, id: SocketId) -> Option<std::io::Result<()>> {
+        self.with_tcp(Instant::ZERO, |tcp, _| tcp.connect_result(id))
+    }
+    fn tcp_send(&mut self, now: Instant, id: SocketId, data: &[u8]) -> std::io::Result<usize> {
+        self.with_tcp(now, |tcp, st| tcp.send(id, now, data, st))
+    }
+    fn tcp_recv(&mut self, now: Instant, id: SocketId, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.with_tcp(now, |tcp, st| tcp.recv(id, now, buf, st))
+    }
+    fn tcp_shutdown(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        read: bool,
+        write: bool,
+    ) -> std::io::Result<()> {
+        self.with_tcp(now, |tcp, st| tcp.shutdown(id, now, read, write, st))
+    }
+    fn tcp_close(&mut self, now: Instant, id: SocketId) {
+        self.with_tcp(now, |tcp, st| tcp.close(id, now, st))
+    }
+    fn tcp_set_nodelay(&mut self, now: Instant, id: SocketId, on: bool) -> std::io::Result<()> {
+        self.with_tcp(now, |tcp, st| tcp.set_nodelay(id, now, on, st))
+    }
+    fn tcp_set_keepalive(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        idle: Option<Duration>,
+    ) -> std::io::Result<()> {
+        self.with_tcp(now, |tcp, _| tcp.set_keepalive(id, now, idle))
+    }
+    fn tcp_state(&self, id: SocketId) -> Option<tapstack::tcp::State> {
+        self.tcp().state(id)
+    }
+    fn tcp_addrs(
+        &self,
+        id: SocketId,
+    ) -> std::io::Result<(std::net::SocketAddrV4, std::net::SocketAddrV4)> {
+        self.tcp().addrs(id)
+    }
+    fn tcp_info(&self, id: SocketId) -> Option<tapstack::tcp::TcpInfo> {
+        self.tcp().info(id)
+    }
 }
