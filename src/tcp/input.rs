@@ -641,7 +641,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
                 // Partial ACK (RFC 6582 §3.2 step 5): the new first segment is lost too;
                 // resend it unless it was SACKed or already resent. Without SACK, deflate.
                 if !t.opts.sack_ok {
-                    t.recovery.inflation = t.recovery.inflation.saturating_sub(acked) + t.snd.mss;
+                    t.recovery.on_partial_ack(acked, t.snd.mss);
                 }
                 if t.recovery.scoreboard.sacked_end(t.snd.una).is_none()
                     && t.recovery.high_rxt.le(t.snd.una)
@@ -649,13 +649,9 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
                     t.output.retransmit_head = true;
                 }
             }
-            Some(_) => {
-                t.recovery.recover = None;
-                t.recovery.inflation = 0;
-                t.recovery.dupacks = 0;
-            }
+            Some(_) => t.recovery.exit(),
             None => {
-                t.recovery.dupacks = 0;
+                t.recovery.on_new_ack();
                 t.cc.on_ack(now, acked, rtt);
             }
         }
@@ -671,10 +667,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         && t.snd.max.gt(t.snd.una)
     {
         // A duplicate ACK (RFC 5681 §2).
-        t.recovery.dupacks += 1;
-        if t.recovery.recover.is_some() && !t.opts.sack_ok {
-            t.recovery.inflation += t.snd.mss;
-        }
+        t.recovery.on_dupack(t.opts.sack_ok, t.snd.mss);
     }
     // Loss detection: RACK on what this ACK delivered (RFC 8985 §6.2), then fast retransmit
     // on three duplicate ACKs or SACKed data deemed lost (RFC 5681 §3.2, RFC 6675 §5).

@@ -409,8 +409,7 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
     emit(t, now, seq, flags, (off, len), sink);
     sink.stats.tcp_retrans_segs += 1;
     let end = seq + len as u32 + u32::from(fin);
-    t.recovery.high_rxt = t.recovery.high_rxt.max(end);
-    t.recovery.rack.on_retransmit(seq, end, now);
+    t.recovery.on_retransmit(seq, end, now);
     t.rtx.rtt_probe = None;
     if t.timers.rto.is_none() {
         t.timers.rto = Some(now + t.rtx.rtt.rto());

@@ -38,6 +38,47 @@ impl Recovery {
             rack: Rack::default(),
         }
     }
+
+    /// An ACK that advanced snd.una outside recovery.
+    pub fn on_new_ack(&mut self) {
+        self.dupacks = 0;
+    }
+
+    /// A partial ACK without SACK (RFC 6582 §3.2 step 5): deflate by what it acknowledged,
+    /// then inflate by one segment for the resent one.
+    pub fn on_partial_ack(&mut self, acked: u32, mss: u32) {
+        self.inflation = self.inflation.saturating_sub(acked) + mss;
+    }
+
+    /// An ACK reached the recovery point: recovery is over (RFC 6582 §3.2 step 6).
+    pub fn exit(&mut self) {
+        self.recover = None;
+        self.inflation = 0;
+        self.dupacks = 0;
+    }
+
+    /// A duplicate ACK (RFC 5681 §2); in NewReno recovery each inflates the window by one
+    /// segment (RFC 5681 §3.2 step 4).
+    pub fn on_dupack(&mut self, sack: bool, mss: u32) {
+        self.dupacks += 1;
+        if self.recover.is_some() && !sack {
+            self.inflation += mss;
+        }
+    }
+
+    /// A retransmission timeout ends any recovery: everything from `snd_una` is resent as
+    /// after a loss of the whole flight (RFC 6298 §5, RFC 6675 §5.1).
+    pub fn on_timeout(&mut self, snd_una: Seq) {
+        self.exit();
+        self.high_rxt = snd_una;
+        self.rack.on_timeout();
+    }
+
+    /// Data up to `end` was resent: HighRxt (RFC 6675) records how far.
+    pub fn on_retransmit(&mut self, seq: Seq, end: Seq, now: Instant) {
+        self.high_rxt = self.high_rxt.max(end);
+        self.rack.on_retransmit(seq, end, now);
+    }
 }
 
 /// Whether the sender is in SACK-based recovery (RFC 6675 §5), as opposed to NewReno's.

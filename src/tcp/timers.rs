@@ -147,12 +147,8 @@ impl Tcp {
             } else {
                 let flight = t.snd.max.since(t.snd.una);
                 t.cc.on_timeout(now, flight);
-                t.recovery.recover = None;
-                t.recovery.high_rxt = t.snd.una;
-                t.recovery.inflation = 0;
-                t.recovery.dupacks = 0;
+                t.recovery.on_timeout(t.snd.una);
                 t.snd.nxt = t.snd.una;
-                t.recovery.rack.on_timeout();
                 t.rtx.rto_recover = Some(t.snd.max);
                 if let Some(ts) = t.opts.ts {
                     t.rtx.rto_stamp = Some(output::ts_now(now, ts.offset));
