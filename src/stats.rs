@@ -135,6 +135,11 @@ counters! {
         tcp_keepalive_probes: "keep-alive probes sent",
         tcp_keepalive_drops: "connections dropped after unanswered keep-alives",
         tcp_aborted_timeout: "connections aborted after too many retransmissions",
+        tcp_icmp_ignored: "ICMP errors for no connection (ignored)",
+        tcp_icmp_out_of_window: "ICMP errors quoting a sequence number not in flight (ignored, RFC 5927)",
+        tcp_pmtu_reductions: "path MTU reductions from ICMP fragmentation needed (RFC 1191)",
+        tcp_icmp_soft_errors: "ICMP errors kept as soft errors of established connections",
+        tcp_icmp_aborts: "connection attempts failed by an ICMP error",
     }
 }
 

@@ -374,3 +374,33 @@ fn poller_reports_a_listener_with_connections_to_accept() {
         Some(ErrorKind::NotConnected)
     );
 }
+
+/// `take_error` (`SO_ERROR`): a reset by the peer is reported once, then cleared.
+#[test]
+fn take_error_reports_a_reset_once() {
+    use tapstack::socket::Poller;
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5032").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5032").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    assert!(c.take_error().unwrap().is_none());
+    (&c).write_all(b"unread").unwrap();
+    limit(&s);
+    let mut one = [0u8; 1];
+    (&s).read_exact(&mut one).unwrap();
+    // Closing with unread data resets (RFC 2525 §2.17).
+    drop(s);
+    let poller = Poller::new();
+    poller.register(&c, 0);
+    let mut ready = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        assert!(Instant::now() < deadline, "no reset");
+        poller.wait(&mut ready, Some(Duration::from_secs(10)));
+        if let Some(e) = c.take_error().unwrap() {
+            break e;
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+    assert!(c.take_error().unwrap().is_none(), "reported once");
+}

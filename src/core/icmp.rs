@@ -4,6 +4,7 @@
 use super::ipv4::{Datagram, IpRx, Pmtud};
 use super::Interface;
 use crate::config::IcmpConfig;
+use crate::tcp::icmp::IcmpError;
 use crate::time::Instant;
 use crate::wire::{checksum_bytes, checksum_ok};
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
@@ -108,7 +109,7 @@ impl Interface {
                 if matches!(t, Icmpv4Type::DestinationUnreachable(_)) {
                     self.stats.icmp_rx_dest_unreachable += 1;
                 }
-                self.icmp_error_input(&t, msg.payload());
+                self.icmp_error_input(now, &t, msg.payload());
             }
             _ => self.stats.icmp_rx_other += 1,
         }
@@ -136,7 +137,7 @@ impl Interface {
     }
 
     /// Hands a received error to the socket whose datagram caused it (RFC 1122 §3.2.2.1).
-    fn icmp_error_input(&mut self, t: &Icmpv4Type, quote: &[u8]) {
+    fn icmp_error_input(&mut self, now: Instant, t: &Icmpv4Type, quote: &[u8]) {
         let Ok(inner) = Ipv4HeaderSlice::from_slice(quote) else {
             self.stats.icmp_rx_malformed += 1;
             return;
@@ -149,7 +150,22 @@ impl Interface {
         let Some((errno, fatal)) = error_to_errno(t) else {
             return;
         };
-        if inner.protocol() == IpNumber::UDP {
+        if inner.protocol() == IpNumber::TCP {
+            let Some((local_port, remote_port, seq)) = crate::tcp::segment::quoted(data) else {
+                return;
+            };
+            let remote = SocketAddrV4::new(inner.destination_addr(), remote_port);
+            let err = match t {
+                Icmpv4Type::DestinationUnreachable(
+                    DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+                ) => IcmpError::FragmentationNeeded { mtu: *next_hop_mtu },
+                _ => IcmpError::Unreachable { errno },
+            };
+            self.with_tcp(now, |tcp, stats| {
+                tcp.icmp_error(now, local_port, remote, seq, err, stats)
+            });
+            self.stats.icmp_rx_errors_delivered += 1;
+        } else if inner.protocol() == IpNumber::UDP {
             // The quote holds at least the first 8 bytes of the datagram: the UDP header.
             let Ok((udp, _)) = etherparse::UdpHeader::from_slice(data) else {
                 return;

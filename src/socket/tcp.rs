@@ -287,6 +287,15 @@ impl TcpStream {
             .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_keepalive(id, now, idle)))
     }
 
+    /// The pending error, cleared by the call (`SO_ERROR`): the connection's error if it
+    /// failed, else the last soft error an ICMP message reported about it (an unreachable
+    /// host, say, while the connection goes on retrying; RFC 5461), as Linux reports them.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut state = self.shared.lock();
+        let errno = state.error.take().or_else(|| state.soft_error.take());
+        Ok(errno.map(io::Error::from_raw_os_error))
+    }
+
     pub fn nodelay(&self) -> io::Result<bool> {
         let id = self.id();
         self.inner

@@ -10,6 +10,7 @@ pub mod congestion;
 mod cookie;
 #[cfg(test)]
 mod fixture;
+pub mod icmp;
 mod input;
 pub mod isn;
 pub mod output;

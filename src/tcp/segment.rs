@@ -59,6 +59,21 @@ pub struct Options {
     pub sack: [Option<(Seq, Seq)>; 4],
 }
 
+/// Where the ports and the sequence number sit in a TCP header (RFC 9293 §3.1): the first 8
+/// bytes, all an ICMP error must quote (RFC 792).
+const SRC_PORT: std::ops::Range<usize> = 0..2;
+const DST_PORT: std::ops::Range<usize> = 2..4;
+const SEQ: std::ops::Range<usize> = 4..8;
+
+/// The source port, destination port and sequence number of a segment quoted by an ICMP
+/// error, which may hold only its first 8 bytes.
+pub fn quoted(header: &[u8]) -> Option<(u16, u16, Seq)> {
+    let be16 =
+        |r: std::ops::Range<usize>| Some(u16::from_be_bytes(header.get(r)?.try_into().ok()?));
+    let seq = u32::from_be_bytes(header.get(SEQ)?.try_into().ok()?);
+    Some((be16(SRC_PORT)?, be16(DST_PORT)?, Seq(seq)))
+}
+
 /// A parsed incoming segment; `payload` borrows the datagram.
 pub struct SegmentIn<'a> {
     pub src_port: u16,

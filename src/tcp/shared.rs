@@ -38,6 +38,9 @@ pub struct IoState {
     /// The error to report (ECONNRESET, ECONNREFUSED, ETIMEDOUT, ...): reads take it once the
     /// data before it is read; writes report it.
     pub error: Option<i32>,
+    /// The last soft error (an ICMP error about an established connection, RFC 5461):
+    /// reported by `take_error`, or in place of `ETIMEDOUT` if the connection times out.
+    pub soft_error: Option<i32>,
     /// When reading frees this many bytes of window, the core owes the peer a window update
     /// (RFC 1122 §4.2.3.3): set by the core while its advertised window is nearly closed.
     pub window_update_at: Option<usize>,
@@ -172,6 +175,7 @@ impl SocketIo {
                 ..Status::default()
             },
             error: None,
+            soft_error: None,
             window_update_at: None,
             poke: false,
             wakers: Wakers::default(),

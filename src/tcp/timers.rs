@@ -134,7 +134,9 @@ impl Tcp {
             };
             if t.rtx.retries > limit {
                 sink.stats.tcp_aborted_timeout += 1;
-                self.closed(id, Some(libc::ETIMEDOUT), stats);
+                // What the network said, if anything, explains the timeout better (Linux).
+                let err = t.io().soft_error.take().unwrap_or(libc::ETIMEDOUT);
+                self.closed(id, Some(err), stats);
                 return;
             }
             sink.stats.tcp_timeouts += 1;

@@ -1,0 +1,85 @@
+//! ICMP errors about a connection's segments: path MTU discovery (RFC 1191 with the checks of
+//! RFC 5927) and soft errors (RFC 1122 §4.2.3.9, RFC 5461), as Linux's `tcp_v4_err` handles
+//! them.
+
+use super::seq::Seq;
+use super::tcb::State;
+use super::Tcp;
+use crate::stats::Counters;
+use crate::time::Instant;
+use std::net::SocketAddrV4;
+
+/// The smallest path MTU believed (Linux's `ip_rt_min_pmtu`): a "fragmentation needed" below
+/// it is taken as this, so a forged error cannot shrink segments to almost nothing.
+pub const MIN_PMTU: u16 = 552;
+/// IPv4 and TCP headers without options: the MSS is the path MTU less these.
+const HEADERS: u32 = 40;
+
+/// What an ICMP error says about a connection's segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Destination unreachable, fragmentation needed and DF set (RFC 1191): the next hop's MTU.
+    FragmentationNeeded { mtu: u16 },
+    /// Any other error, as the errno it would report (`EHOSTUNREACH`, `ECONNREFUSED`, ...).
+    Unreachable { errno: i32 },
+}
+
+impl Tcp {
+    /// An ICMP error quoting a segment from `local_port` to `remote` with sequence number
+    /// `seq`.
+    pub fn icmp_error(
+        &mut self,
+        now: Instant,
+        local_port: u16,
+        remote: SocketAddrV4,
+        seq: Seq,
+        err: IcmpError,
+        stats: &mut Counters,
+    ) {
+        let Some(&id) = self.by_tuple.get(&(local_port, remote)) else {
+            stats.tcp_icmp_ignored += 1;
+            return;
+        };
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        // RFC 5927 §4.1: believe only an error about data in flight, which an off-path
+        // attacker would have to guess.
+        if !(seq.ge(t.snd.una) && seq.lt(t.snd.nxt.max(t.snd.una + 1))) {
+            stats.tcp_icmp_out_of_window += 1;
+            return;
+        }
+        match err {
+            IcmpError::FragmentationNeeded { mtu } => {
+                let mss = u32::from(mtu.max(MIN_PMTU)) - HEADERS;
+                // Only a smaller path MTU is news (RFC 1191 §3; RFC 5927 §7.2: never grow).
+                if mss >= t.snd.mss || !t.state.synchronized() {
+                    return;
+                }
+                t.snd.mss = mss;
+                stats.tcp_pmtu_reductions += 1;
+                // Resend what is in flight at the new size, without a congestion response: the
+                // segments were not lost to congestion (Linux's `tcp_simple_retransmit`).
+                if t.snd.max.gt(t.snd.una) {
+                    t.recovery.on_timeout(t.snd.una);
+                    t.rtx.rto_recover = Some(t.snd.max);
+                    t.rtx.rtt_probe = None;
+                    t.snd.nxt = t.snd.una;
+                }
+                self.flush(id, now, stats);
+            }
+            IcmpError::Unreachable { errno } => {
+                if t.state == State::SynSent {
+                    // The connect fails at once (Linux; RFC 1122 allows either).
+                    stats.tcp_icmp_aborts += 1;
+                    self.closed(id, Some(errno), stats);
+                } else {
+                    // A soft error: the connection goes on, and the error is reported by
+                    // `take_error`, or instead of ETIMEDOUT if it times out (RFC 5461 §4).
+                    t.io().soft_error = Some(errno);
+                    stats.tcp_icmp_soft_errors += 1;
+                }
+            }
+        }
+    }
+}
