@@ -95,7 +95,7 @@ fn closed_port_is_refused_to_a_connected_kernel_socket() {
         let server = EchoServer::start(&[]);
         let sock = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        sock.connect((STACK_IP, 9)).unwrap();
+        sock.connect((STACK_IP, 9999)).unwrap(); // no service there
         sock.send(b"anyone?").unwrap();
         let err = sock.recv(&mut [0u8; 16]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);

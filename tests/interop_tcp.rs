@@ -269,3 +269,50 @@ fn refused_and_reset_surface_as_the_right_errors() {
         assert_eq!(err.kind(), ErrorKind::ConnectionReset);
     });
 }
+
+/// The inetd services beside echo, from kernel sockets: daytime (RFC 867) on TCP sends the
+/// date line and closes; on UDP daytime and chargen (RFC 864) answer each datagram, discard
+/// (RFC 863) answers none, echo returns it.
+#[test]
+fn daytime_discard_and_chargen_on_tcp_and_udp() {
+    in_netns(|| {
+        let server = EchoServer::start(&[]);
+        let is_daytime = |line: &str| {
+            // "Wed Dec  2 16:28:36 2026\r\n"
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            line.ends_with("\r\n") && fields.len() == 5 && fields[3].len() == 8
+        };
+        let mut s = KernelStream::connect((STACK_IP, 13)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        s.read_to_string(&mut line).unwrap();
+        assert!(is_daytime(&line), "{line:?}");
+
+        let udp = std::net::UdpSocket::bind("10.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        // UDP may lose a datagram: ask again, up to three times.
+        let mut ask = |port: u16| {
+            (0..3).find_map(|_| {
+                udp.send_to(b"?", (STACK_IP, port)).unwrap();
+                udp.recv_from(&mut buf).ok().map(|(n, _)| buf[..n].to_vec())
+            })
+        };
+        let day = ask(13).expect("a daytime answer");
+        assert!(is_daytime(&String::from_utf8_lossy(&day)), "{day:?}");
+        let chargen = ask(19).expect("a chargen answer");
+        assert_eq!(chargen.len(), 74);
+        assert!(chargen.ends_with(b"\r\n"));
+        assert!(chargen[..72].iter().all(|c| (b' '..=b'~').contains(c)));
+        assert_eq!(ask(7).expect("an echo"), b"?");
+        udp.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        udp.send_to(b"gone", (STACK_IP, 9)).unwrap();
+        assert!(udp.recv_from(&mut buf).is_err(), "discard answers nothing");
+        let counters = server.stop();
+        assert!(
+            counter(&counters, "UDP datagrams delivered to sockets") >= 4,
+            "{counters}"
+        );
+    });
+}

@@ -404,3 +404,25 @@ fn take_error_reports_a_reset_once() {
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
     assert!(c.take_error().unwrap().is_none(), "reported once");
 }
+
+/// `peek` shows what `read` then takes, waits for data like `read`, and sees the end of stream.
+#[test]
+fn peek_leaves_the_data_for_read() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5033").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5033").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    limit(&s);
+    (&c).write_all(b"look").unwrap();
+    let mut buf = [0u8; 16];
+    let n = s.peek(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &b"look"[..n]);
+    let mut got = [0u8; 4];
+    (&s).read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"look", "peek took nothing");
+    s.set_nonblocking(true).unwrap();
+    assert_eq!(s.peek(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    s.set_nonblocking(false).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(s.peek(&mut buf).unwrap(), 0, "end of stream");
+}

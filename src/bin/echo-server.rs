@@ -1,6 +1,7 @@
-//! Echo server over a tap: echo (RFC 862) on `--port` over UDP and TCP, discard (RFC 863) on 9
-//! and chargen (RFC 864) on 19 over TCP, every TCP listener and connection served by one
-//! event-loop thread over non-blocking sockets and a `Poller`. Prints a `listening` line when
+//! The small services of inetd over a tap, each on TCP and UDP: echo (RFC 862) on `--port`,
+//! discard (RFC 863) on 9, daytime (RFC 867) on 13 and chargen (RFC 864) on 19; every TCP
+//! listener and connection served by one event-loop thread over non-blocking sockets and a
+//! `Poller`. Prints a `listening` line when
 //! ready and its counters when stopped by SIGINT/SIGTERM.
 
 use clap::Parser;
@@ -30,21 +31,75 @@ fn stopped(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::NotConnected
 }
 
-fn udp_echo(socket: UdpSocket) {
+/// Serves one UDP service until the stack stops: each datagram is answered at once (echo:
+/// itself, RFC 862; daytime: the date line, RFC 867; chargen: one line of the pattern, RFC 864)
+/// or dropped (discard, RFC 863).
+fn udp_serve(socket: UdpSocket, service: Service) {
     let mut buf = vec![0u8; 65536];
+    let cycle = cli::chargen_cycle();
+    let mut line = 0;
     loop {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) if stopped(&e) => return,
             Err(e) => {
-                log::debug!("udp echo: {e}");
+                log::debug!("udp {service:?}: {e}");
                 continue;
             }
         };
-        if let Err(e) = socket.send_to(&buf[..n], from) {
-            log::warn!("udp echo to {from}: {e}");
+        let daytime;
+        let answer: &[u8] = match service {
+            Service::Echo => &buf[..n],
+            Service::Discard => continue,
+            Service::Daytime => {
+                daytime = daytime_line(std::time::SystemTime::now());
+                daytime.as_bytes()
+            }
+            Service::Chargen => {
+                line = (line + 1) % (cycle.len() / CHARGEN_LINE);
+                &cycle[line * CHARGEN_LINE..(line + 1) * CHARGEN_LINE]
+            }
+        };
+        if let Err(e) = socket.send_to(answer, from) {
+            log::warn!("udp {service:?} to {from}: {e}");
         }
     }
+}
+
+/// One line of the chargen pattern: 72 characters and CRLF.
+const CHARGEN_LINE: usize = 74;
+
+/// The daytime line (RFC 867 leaves the syntax open): UTC in the `ctime` form inetd uses,
+/// "Wed Dec  2 16:28:36 2026", and CRLF.
+fn daytime_line(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}\r\n",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        year
+    )
 }
 
 /// A TCP service, served by the event loop.
@@ -56,6 +111,8 @@ enum Service {
     Discard,
     /// RFC 864: the character pattern until the peer goes away.
     Chargen,
+    /// RFC 867: the date line, then the server closes.
+    Daytime,
 }
 
 /// One connection of the event loop.
@@ -75,6 +132,7 @@ impl Conn {
             Service::Echo => self.echo(buf),
             Service::Discard => self.discard(buf),
             Service::Chargen => self.chargen(block),
+            Service::Daytime => self.daytime(),
         };
         match r {
             Ok(open) => open,
@@ -109,6 +167,14 @@ impl Conn {
                 return Ok(false);
             }
         }
+    }
+
+    /// The line is written once, when the connection is first served; the stream is then
+    /// dropped, which sends it and the FIN.
+    fn daytime(&mut self) -> std::io::Result<bool> {
+        let line = daytime_line(std::time::SystemTime::now());
+        (&self.stream).write_all(line.as_bytes())?;
+        Ok(false)
     }
 
     fn chargen(&mut self, block: &[u8]) -> std::io::Result<bool> {
@@ -191,24 +257,24 @@ fn run(args: Args) -> std::io::Result<()> {
     let signals = cli::StopSignals::install()?;
     let stack: Stack = args.device.start()?;
     let ip = stack.config().ip;
-    let udp = UdpSocket::bind(&stack, (ip, args.port))?;
     let services = [
         (args.port, Service::Echo),
         (9, Service::Discard),
+        (13, Service::Daytime),
         (19, Service::Chargen),
     ];
     let mut listeners = Vec::new();
+    let mut workers = Vec::new();
     for (port, service) in services {
         let listener = TcpListener::bind(&stack, (ip, port))?;
         listener.set_nonblocking(true)?;
         listeners.push((listener, service));
+        let udp = UdpSocket::bind(&stack, (ip, port))?;
+        workers.push(thread::spawn(move || udp_serve(udp, service)));
     }
-    let workers = [
-        thread::spawn(move || udp_echo(udp)),
-        thread::spawn(move || event_loop(Poller::new(), listeners)),
-    ];
+    workers.push(thread::spawn(move || event_loop(Poller::new(), listeners)));
     println!(
-        "echo-server: listening on {ip}: echo {} (udp, tcp), discard 9, chargen 19 (tcp) via {}, mtu {}",
+        "echo-server: listening on {ip}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}",
         args.port,
         args.device.tap,
         stack.config().mtu
@@ -232,5 +298,19 @@ fn main() -> ExitCode {
             eprintln!("echo-server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daytime_line;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn the_daytime_line_is_ctime_in_utc() {
+        let at = |s| daytime_line(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "Thu Jan  1 00:00:00 1970\r\n");
+        assert_eq!(at(1_796_228_916), "Wed Dec  2 16:28:36 2026\r\n");
+        assert_eq!(at(951_782_400), "Tue Feb 29 00:00:00 2000\r\n");
     }
 }

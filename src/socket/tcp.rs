@@ -287,6 +287,14 @@ impl TcpStream {
             .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_keepalive(id, now, idle)))
     }
 
+    /// Copies received data into `buf` without taking it (`MSG_PEEK`, as
+    /// `std::net::TcpStream::peek`): waits like `read`, honouring the read timeout and
+    /// non-blocking mode; `Ok(0)` at end of stream.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let deadline = self.inner.deadline(&self.inner.read_timeout_ns);
+        self.blocking(deadline, |state| state.peek(buf))
+    }
+
     /// The pending error, cleared by the call (`SO_ERROR`): the connection's error if it
     /// failed, else the last soft error an ICMP message reported about it (an unreachable
     /// host, say, while the connection goes on retrying; RFC 5461), as Linux reports them.

@@ -284,6 +284,11 @@ impl RecvBuffer {
         n
     }
 
+    /// Copies readable bytes into `out` without consuming them (`MSG_PEEK`).
+    pub fn peek(&self, out: &mut [u8]) -> usize {
+        copy_pair(out, self.peek_slices())
+    }
+
     /// The readable bytes, without consuming them: two slices when the ring wraps.
     pub fn peek_slices(&self) -> (&[u8], &[u8]) {
         ring_slices(&self.buf, self.head, self.readable)

@@ -116,6 +116,27 @@ impl IoState {
         }
     }
 
+    /// Copies received bytes into `out` and leaves them to be read (`MSG_PEEK`): `Ok(0)` at end
+    /// of stream; the connection's error, left for `read`; `WouldBlock` when nothing is there.
+    pub fn peek(&self, out: &mut [u8]) -> io::Result<usize> {
+        if self.status.stopped {
+            return Err(stopped());
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.recv.readable() == 0 {
+            if let Some(e) = self.error {
+                return Err(os_err(e));
+            }
+            if self.status.eof {
+                return Ok(0);
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(self.recv.peek(out))
+    }
+
     /// Takes received bytes into `out`: `Ok(0)` at end of stream; the connection's error (once)
     /// when the data before it is read; `WouldBlock` when nothing is there yet.
     pub fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
