@@ -361,15 +361,19 @@ impl<D: Device> StackThread<D> {
             // Both are looked at each time, so that a stream of commands (a writer's pokes)
             // never keeps waiting frames unread.
             let command = !self.commands.is_empty();
-            let frame = self.device.poll_fd().is_some_and(|fd| {
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one live pollfd; a zero timeout never blocks.
-                unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
-            });
+            // As `sleep` decides: a device without a descriptor, or with frames it holds until
+            // a time of its own (the fault injector's reordering), is read when it may have one.
+            let due = self.device.poll_at().is_some_and(|t| t <= self.now());
+            let frame = due
+                || self.device.poll_fd().is_none_or(|fd| {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one live pollfd; a zero timeout never blocks.
+                    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+                });
             if command || frame {
                 return Some(Ready {
                     wake: false,

@@ -27,6 +27,7 @@ pub const PEER_WINDOW: u16 = 64000;
 /// A segment from the peer; build it with [`seg`] and the methods below.
 #[derive(Clone, Debug)]
 pub struct In {
+    pub src_port: u16,
     pub seq: Seq,
     pub ack: Option<Seq>,
     pub flags: Flags,
@@ -38,6 +39,7 @@ pub struct In {
 /// A segment from the peer with sequence number `seq` and nothing else set.
 pub fn seg(seq: Seq) -> In {
     In {
+        src_port: PEER_PORT,
         seq,
         ack: None,
         flags: Flags::default(),
@@ -73,6 +75,11 @@ impl In {
         self.window = window;
         self
     }
+    /// From another port of the peer: another connection.
+    pub fn src_port(mut self, port: u16) -> In {
+        self.src_port = port;
+        self
+    }
     pub fn mss(mut self, mss: u16) -> In {
         self.options.mss = Some(mss);
         self
@@ -80,7 +87,7 @@ impl In {
 
     fn bytes(&self) -> Vec<u8> {
         let header = SegmentOut {
-            src_port: PEER_PORT,
+            src_port: self.src_port,
             dst_port: LOCAL_PORT,
             seq: self.seq,
             ack: self.ack,
@@ -137,9 +144,14 @@ impl Fixture {
 
     /// A listener on [`LOCAL_PORT`].
     pub fn listen() -> Fixture {
+        Fixture::listen_with_backlog(16)
+    }
+
+    /// A listener on [`LOCAL_PORT`] queuing at most `backlog` connections for `accept`.
+    pub fn listen_with_backlog(backlog: usize) -> Fixture {
         let mut fx = Fixture::new();
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, LOCAL_PORT);
-        let (l, _) = fx.tcp.listen(any, 16).expect("listen");
+        let (l, _) = fx.tcp.listen(any, backlog).expect("listen");
         fx.listener = Some(l);
         fx
     }
@@ -236,7 +248,7 @@ impl Fixture {
             .map(|o| {
                 let s = segment::parse(&o.bytes[FRAME_HEADROOM..]).expect("a valid segment");
                 assert_eq!(o.dst, PEER_IP);
-                assert_eq!((s.src_port, s.dst_port), (LOCAL_PORT, PEER_PORT));
+                assert_eq!(s.src_port, LOCAL_PORT);
                 Out {
                     seq: s.seq,
                     ack: s.flags.ack.then_some(s.ack),

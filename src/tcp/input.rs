@@ -231,6 +231,18 @@ impl Tcp {
         seg: &SegmentIn<'_>,
         stats: &mut Counters,
     ) {
+        // The handshake's last ACK finds the accept queue full: drop it and stay in
+        // SYN-RECEIVED, so the SYN-ACK is resent and the client's ACK tried again once there
+        // is room (Linux's listen overflow). The backlog bounds the queue.
+        let completing = self
+            .conns
+            .get(&id)
+            .filter(|t| t.state == State::SynReceived && seg.flags.ack && !seg.flags.rst)
+            .and_then(|t| t.user.listener);
+        if completing.is_some_and(|lid| self.accept_queue_full(lid)) {
+            stats.tcp_listen_drops += 1;
+            return;
+        }
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
@@ -696,6 +708,7 @@ fn receive_data(
         return;
     }
     let data = &seg.payload[skip..];
+    let had_ooo = t.io().recv.has_ooo();
     let ins = t.io().recv.insert(offset, data);
     if ins.rejected {
         stats.tcp_ofo_drops += 1;
@@ -704,8 +717,9 @@ fn receive_data(
         stats.tcp_rcv_pruned += 1;
     }
     t.rcv.nxt += ins.advanced as u32;
-    if offset > 0 || t.io().recv.has_ooo() {
-        // Out of order, or filling a hole: ACK now so the sender sees it (RFC 5681 §4.2).
+    if offset > 0 || had_ooo {
+        // Out of order, or filling a hole (the last one included): ACK now so the sender
+        // sees it (RFC 5681 §4.2; Linux ACKs at once when its out-of-order queue empties).
         stats.tcp_ofo_queued += u64::from(offset > 0);
         t.ack.now = true;
         return;
@@ -828,6 +842,56 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].ack, Some(PEER_ISS + 2));
         assert!(!out[0].flags.fin);
+    }
+
+    #[test]
+    fn the_handshake_ack_waits_while_the_accept_queue_is_full() {
+        let mut fx = Fixture::listen_with_backlog(1);
+        let mut isss = Vec::new();
+        for port in [40001, 40002] {
+            let out = fx.send(seg(PEER_ISS).syn().src_port(port));
+            assert_eq!(out.len(), 1, "{out:?}");
+            isss.push(out[0].seq);
+        }
+        let acks: Vec<_> = [40001, 40002]
+            .into_iter()
+            .zip(&isss)
+            .map(|(port, iss)| fx.send(seg(PEER_ISS + 1).ack(*iss + 1).src_port(port)))
+            .collect();
+        assert!(acks.iter().all(|o| o.is_empty()));
+        assert_eq!(
+            fx.stats.tcp_listen_drops, 1,
+            "the second ACK found the queue full"
+        );
+        let l = fx.listener.unwrap();
+        assert!(fx.tcp.accept(l).is_some());
+        assert!(
+            fx.tcp.accept(l).is_none(),
+            "one connection queued, the backlog"
+        );
+        let states: Vec<State> = fx.tcp.conns.values().map(|t| t.state).collect();
+        assert!(states.contains(&State::SynReceived), "{states:?}");
+    }
+
+    #[test]
+    fn filling_the_last_hole_is_acked_at_once_even_with_a_fin() {
+        let mut fx = Fixture::established();
+        let id = fx.id.unwrap();
+        fx.tcp.conns.get_mut(&id).unwrap().ack.delack.pingpong = true;
+        let ooo = fx.send(seg(PEER_ISS + 6).ack(fx.iss + 1).data(b"world").fin());
+        assert_eq!(
+            ooo.len(),
+            1,
+            "out of order: a duplicate ACK at once: {ooo:?}"
+        );
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(b"hello"));
+        assert_eq!(
+            out.len(),
+            1,
+            "the hole filled: ACK at once (RFC 5681 §4.2): {out:?}"
+        );
+        assert_eq!(out[0].ack, Some(PEER_ISS + 12), "data and FIN");
+        assert_eq!(fx.tcb().state, State::CloseWait);
     }
 
     #[test]
