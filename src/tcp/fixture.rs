@@ -210,6 +210,16 @@ impl Fixture {
         self.output()
     }
 
+    /// Feeds segments from the peer as one receive batch (as the stack thread reads up to 64
+    /// frames before output runs) and returns every segment sent in answer.
+    pub fn send_batch(&mut self, segs: &[In]) -> Vec<Out> {
+        for seg in segs {
+            self.tcp
+                .input(self.now, PEER_IP, &seg.bytes(), &mut self.stats);
+        }
+        self.output()
+    }
+
     /// Writes `data` as the application does and returns what goes out.
     pub fn write(&mut self, data: &[u8]) -> Vec<Out> {
         let id = self.id.expect("a connection");

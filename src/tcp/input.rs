@@ -275,7 +275,18 @@ impl Tcp {
                 return;
             }
         }
-        self.defer_output(id);
+        // Out-of-order data (or a filled hole) is ACKed segment by segment, not once per
+        // batch: each duplicate ACK and SACK tells the sender of another arrival, and losing
+        // one ACK must not hide a whole flight (Linux's GRO never merges across a gap).
+        let ack_each = self
+            .conns
+            .get_mut(&id)
+            .is_some_and(|t| std::mem::take(&mut t.ack.out_of_order));
+        if ack_each {
+            self.flush(id, now, stats);
+        } else {
+            self.defer_output(id);
+        }
         if self
             .conns
             .get(&id)
@@ -722,6 +733,7 @@ fn receive_data(
         // sees it (RFC 5681 §4.2; Linux ACKs at once when its out-of-order queue empties).
         stats.tcp_ofo_queued += u64::from(offset > 0);
         t.ack.now = true;
+        t.ack.out_of_order = true;
         return;
     }
     // Delayed ACK: every second full-sized segment, else within `delayed_ack`
@@ -892,6 +904,22 @@ mod tests {
         );
         assert_eq!(out[0].ack, Some(PEER_ISS + 12), "data and FIN");
         assert_eq!(fx.tcb().state, State::CloseWait);
+    }
+
+    #[test]
+    fn in_a_batch_each_out_of_order_segment_gets_its_own_ack() {
+        let mut fx = Fixture::established();
+        let a = fx.iss + 1;
+        let out = fx.send_batch(&[
+            seg(PEER_ISS + 1).ack(a).data(b"one"),
+            seg(PEER_ISS + 7).ack(a).data(b"three"),
+            seg(PEER_ISS + 15).ack(a).data(b"five"),
+        ]);
+        // In-order data is ACKed once for the batch; each segment beyond a hole is ACKed
+        // (with its SACK block) as it arrives, so a lost ACK hides one arrival, not the flight.
+        let acks: Vec<_> = out.iter().map(|s| s.ack.unwrap()).collect();
+        assert_eq!(acks, [PEER_ISS + 4, PEER_ISS + 4], "{out:?}");
+        assert!(out.iter().all(|s| s.payload.is_empty()));
     }
 
     #[test]

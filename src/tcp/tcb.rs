@@ -211,6 +211,9 @@ pub struct Retransmission {
 pub struct Acks {
     /// An ACK goes out with the next output.
     pub now: bool,
+    /// The segment just received was out of order or filled a hole: its ACK goes out at
+    /// once, not at the end of the receive batch (RFC 5681 §4.2).
+    pub out_of_order: bool,
     /// Bytes received since our last ACK. RFC 1122 §4.2.3.2 asks for an ACK at least every
     /// second full-sized segment; counting bytes keeps that true for the 64 KB segments a tap
     /// with offloads delivers.
@@ -324,6 +327,7 @@ impl Tcb {
             recovery: Recovery::new(iss),
             ack: Acks {
                 now: false,
+                out_of_order: false,
                 unacked_bytes: 0,
                 delack: DelayedAck::default(),
                 challenge_window: now,
