@@ -199,3 +199,59 @@ fn an_unreachable_error_is_soft_for_an_established_connection_and_fatal_for_a_co
         Some(Err(Some(libc::EHOSTUNREACH)))
     );
 }
+
+/// `IP_TTL` per socket: a connection's segments and a UDP socket's datagrams carry the TTL
+/// set on them; others keep the stack's 64.
+#[test]
+fn each_socket_sends_with_its_own_ttl() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    let ttls: Pending = Rc::default();
+    let keep = ttls.clone();
+    sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        if let Ok(ip) = etherparse::Ipv4HeaderSlice::from_slice(&f[ETH..]) {
+            keep.borrow_mut().push(vec![ip.protocol().0, ip.ttl()]);
+        }
+        true
+    }));
+    let now = sim.now;
+    sim.a
+        .iface
+        .with_tcp(now, |tcp, _| tcp.set_ttl(c, Some(7)))
+        .unwrap();
+    assert!(sim
+        .a
+        .iface
+        .with_tcp(now, |tcp, _| tcp.set_ttl(c, Some(0)))
+        .is_err());
+    sim.a.iface.tcp_send(now, c, b"low").unwrap();
+    let u = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000))
+        .unwrap();
+    sim.a.iface.udp_set_ttl(u, Some(9)).unwrap();
+    assert_eq!(sim.a.iface.udp_ttl(u).unwrap(), 9);
+    let dst = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7);
+    sim.a.iface.udp_send(now, u, b"hi", Some(dst)).unwrap();
+    let v = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5001))
+        .unwrap();
+    sim.a.iface.udp_send(now, v, b"default", Some(dst)).unwrap();
+    sim.advance(Duration::from_millis(10));
+    let seen = ttls.borrow();
+    let tcp: Vec<u8> = seen
+        .iter()
+        .filter(|p| p[0] == etherparse::IpNumber::TCP.0)
+        .map(|p| p[1])
+        .collect();
+    let udp: Vec<u8> = seen
+        .iter()
+        .filter(|p| p[0] == etherparse::IpNumber::UDP.0)
+        .map(|p| p[1])
+        .collect();
+    assert_eq!(tcp, [7], "the data segment");
+    assert_eq!(udp, [9, 64], "the socket with IP_TTL, then one without");
+}

@@ -426,3 +426,17 @@ fn peek_leaves_the_data_for_read() {
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(s.peek(&mut buf).unwrap(), 0, "end of stream");
 }
+
+/// `set_ttl` and `ttl` on a stream, as in `std::net`.
+#[test]
+fn stream_ttl_is_per_connection_and_checked() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5034").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5034").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    assert_eq!(c.ttl().unwrap(), 64);
+    assert_eq!(c.set_ttl(0).unwrap_err().kind(), ErrorKind::InvalidInput);
+    c.set_ttl(200).unwrap();
+    assert_eq!(c.ttl().unwrap(), 200);
+    assert_eq!(s.ttl().unwrap(), 64, "the other end keeps its own");
+}

@@ -203,3 +203,16 @@ fn dropping_the_stack_stops_its_thread_and_fails_sockets() {
     );
     drop(b);
 }
+
+/// `set_ttl` and `ttl` as in `std::net`: 1 to 255, the stack's 64 until set.
+#[test]
+fn ttl_is_per_socket_and_checked() {
+    let (a, _b) = two_stacks();
+    let s = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    assert_eq!(s.ttl().unwrap(), 64);
+    for bad in [0, 256] {
+        assert_eq!(s.set_ttl(bad).unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+    s.set_ttl(5).unwrap();
+    assert_eq!(s.ttl().unwrap(), 5);
+}

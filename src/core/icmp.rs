@@ -130,6 +130,7 @@ impl Interface {
             payload,
             headroom: 0,
             tso_mss: None,
+            ttl: None,
         };
         if self.send_datagram(now, dg).is_ok() {
             self.stats.icmp_tx_echo_replies += 1;
@@ -248,6 +249,7 @@ impl Interface {
             payload: quote,
             headroom: 0,
             tso_mss: None,
+            ttl: None,
         };
         self.send_datagram(now, dg).is_ok()
     }

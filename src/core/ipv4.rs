@@ -34,6 +34,8 @@ pub struct Datagram {
     /// A TCP super-segment: sent whole, never fragmented, for the device to split into pieces
     /// of this many payload bytes.
     pub tso_mss: Option<u16>,
+    /// The socket's TTL (`IP_TTL`), or `None` for the stack's default.
+    pub ttl: Option<u8>,
 }
 
 impl Datagram {
@@ -241,7 +243,7 @@ impl Interface {
         let mut header = Ipv4Header {
             identification: id,
             dont_fragment: dg.pmtud != Pmtud::Dont,
-            time_to_live: self.cfg.ttl,
+            time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             protocol: dg.proto,
             source: self.cfg.ip.octets(),
             destination: dg.dst.octets(),
@@ -315,7 +317,7 @@ impl Interface {
         let mut header = Ipv4Header {
             identification: self.next_ip_id,
             dont_fragment: true,
-            time_to_live: self.cfg.ttl,
+            time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             protocol: dg.proto,
             source: self.cfg.ip.octets(),
             destination: dg.dst.octets(),

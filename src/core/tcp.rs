@@ -51,6 +51,7 @@ impl Interface {
                 payload: seg.bytes,
                 headroom: FRAME_HEADROOM,
                 tso_mss: seg.tso_mss,
+                ttl: seg.ttl,
             };
             // A failure (no route) surfaces as retransmission timeouts, as in Linux.
             let _ = self.send_datagram(now, dg);

@@ -31,6 +31,8 @@ struct UdpSocket {
     error: Option<i32>,
     pmtud: Pmtud,
     broadcast: bool,
+    /// `IP_TTL`, if set.
+    ttl: Option<u8>,
 }
 
 pub struct UdpTable {
@@ -157,6 +159,7 @@ impl Interface {
                 error: None,
                 pmtud: Pmtud::Want,
                 broadcast: false,
+                ttl: None,
             },
         );
         Ok(id)
@@ -208,6 +211,7 @@ impl Interface {
             return Err(os_err(libc::EMSGSIZE));
         }
         let (src_port, pmtud, broadcast) = (sock.local.port(), sock.pmtud, sock.broadcast);
+        let sock_ttl = sock.ttl;
         if self.cfg.is_broadcast(*dst.ip()) && !broadcast {
             return Err(os_err(libc::EACCES));
         }
@@ -232,6 +236,7 @@ impl Interface {
                 payload,
                 headroom: 0,
                 tso_mss: None,
+                ttl: sock_ttl,
             },
         )?;
         self.stats.udp_tx_datagrams += 1;
@@ -267,6 +272,21 @@ impl Interface {
     pub fn udp_set_dont_fragment(&mut self, id: SocketId, on: bool) -> io::Result<()> {
         self.udp.get(id)?.pmtud = if on { Pmtud::Do } else { Pmtud::Want };
         Ok(())
+    }
+
+    /// `IP_TTL`: the TTL of the socket's datagrams (1 to 255), or `None` for the default.
+    pub fn udp_set_ttl(&mut self, id: SocketId, ttl: Option<u8>) -> io::Result<()> {
+        if ttl == Some(0) {
+            return Err(os_err(libc::EINVAL));
+        }
+        self.udp.get(id)?.ttl = ttl;
+        Ok(())
+    }
+
+    /// The TTL of the socket's datagrams.
+    pub fn udp_ttl(&mut self, id: SocketId) -> io::Result<u8> {
+        let ttl = self.udp.get(id)?.ttl;
+        Ok(ttl.unwrap_or(self.cfg.ttl))
     }
 
     /// `SO_BROADCAST`: allows sending to broadcast addresses.

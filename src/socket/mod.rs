@@ -35,6 +35,17 @@ pub(crate) fn timeout_ns(timeout: Option<Duration>) -> io::Result<u64> {
 }
 
 /// What a timed-out read or write returns on Unix (`EAGAIN`), as in std.
+/// An `IP_TTL` value as `std::net` takes it: 1 to 255, else `InvalidInput`.
+pub(crate) fn ttl_value(ttl: u32) -> io::Result<u8> {
+    match u8::try_from(ttl) {
+        Ok(t) if t > 0 => Ok(t),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TTL must be between 1 and 255",
+        )),
+    }
+}
+
 pub(crate) fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()
 }

@@ -304,6 +304,24 @@ impl TcpStream {
         Ok(errno.map(io::Error::from_raw_os_error))
     }
 
+    /// `IP_TTL`: the TTL of the connection's segments (1 to 255).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = super::ttl_value(ttl)?;
+        let id = self.id();
+        self.inner
+            .handle
+            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_ttl(id, Some(ttl))))
+    }
+
+    /// The TTL of the connection's segments.
+    pub fn ttl(&self) -> io::Result<u32> {
+        let id = self.id();
+        self.inner.handle.call(move |iface, _| {
+            let default = iface.config().ttl;
+            Ok(u32::from(iface.tcp().ttl(id)?.unwrap_or(default)))
+        })
+    }
+
     pub fn nodelay(&self) -> io::Result<bool> {
         let id = self.id();
         self.inner

@@ -120,6 +120,17 @@ impl UdpSocket {
         Ok(())
     }
 
+    /// `IP_TTL`: the TTL of the datagrams this socket sends (1 to 255).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = super::ttl_value(ttl)?;
+        self.call(move |iface, id, _| iface.udp_set_ttl(id, Some(ttl)))
+    }
+
+    /// The TTL of the datagrams this socket sends.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.call(move |iface, id, _| iface.udp_ttl(id).map(u32::from))
+    }
+
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.call(move |iface, id, _| iface.udp_set_broadcast(id, on))
     }

@@ -576,6 +576,25 @@ impl Tcp {
         Ok(())
     }
 
+    /// `IP_TTL` of the connection's segments (1 to 255), or `None` for the stack's default.
+    pub fn set_ttl(&mut self, id: SocketId, ttl: Option<u8>) -> io::Result<()> {
+        if ttl == Some(0) {
+            return Err(os_err(libc::EINVAL));
+        }
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        t.user.ttl = ttl;
+        Ok(())
+    }
+
+    /// The TTL set on the connection, if any.
+    pub fn ttl(&self, id: SocketId) -> io::Result<Option<u8>> {
+        let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
+        Ok(t.user.ttl)
+    }
+
     pub fn nodelay(&self, id: SocketId) -> io::Result<bool> {
         Ok(self
             .conns

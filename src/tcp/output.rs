@@ -20,6 +20,8 @@ pub struct Outgoing {
     /// A super-segment to be split into pieces of this many payload bytes; its checksum field
     /// holds only the pseudo-header sum, for the device to complete.
     pub tso_mss: Option<u16>,
+    /// The connection's `IP_TTL`, if set.
+    pub ttl: Option<u8>,
 }
 
 /// Spare frame buffers kept for reuse: enough for a burst of output (each buffer is one
@@ -157,6 +159,7 @@ pub fn emit(
         dst: *t.remote.ip(),
         bytes,
         tso_mss,
+        ttl: t.user.ttl,
     });
 }
 
@@ -521,6 +524,7 @@ fn bare(
         dst: *remote.ip(),
         bytes,
         tso_mss: None,
+        ttl: None,
     });
 }
 

@@ -186,6 +186,8 @@ pub struct User {
     pub keepalive: Option<Duration>,
     /// Listener this connection belongs to while in SYN-RECEIVED.
     pub listener: Option<crate::id::SocketId>,
+    /// `IP_TTL` of the connection's segments, if set.
+    pub ttl: Option<u8>,
 }
 
 /// Retransmission timing (RFC 6298).
