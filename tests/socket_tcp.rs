@@ -440,3 +440,49 @@ fn stream_ttl_is_per_connection_and_checked() {
     assert_eq!(c.ttl().unwrap(), 200);
     assert_eq!(s.ttl().unwrap(), 64, "the other end keeps its own");
 }
+
+/// `SO_LINGER`: zero resets the connection on drop; a positive linger makes the drop wait
+/// (at most that long) for the peer to acknowledge everything written.
+#[test]
+fn linger_zero_resets_and_a_positive_linger_waits_for_the_peer() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5035").unwrap();
+
+    let c = TcpStream::connect(&a, "10.0.0.2:5035").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    limit(&s);
+    assert_eq!(c.linger().unwrap(), None);
+    c.set_linger(Some(Duration::ZERO)).unwrap();
+    (&c).write_all(b"doomed").unwrap();
+    drop(c);
+    let mut buf = [0u8; 64];
+    let err = loop {
+        match (&s).read(&mut buf) {
+            Ok(0) => panic!("a FIN, not a reset"),
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+
+    // The peer reads nothing: its window fills and the last bytes stay unacknowledged.
+    let c = TcpStream::connect(&a, "10.0.0.2:5035").unwrap();
+    let (_s, _) = listener.accept().unwrap();
+    c.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "the send buffer never filled");
+        match (&c).write(&chunk) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    c.set_linger(Some(Duration::from_millis(300))).unwrap();
+    let start = Instant::now();
+    drop(c);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}

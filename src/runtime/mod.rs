@@ -33,6 +33,8 @@ pub(crate) enum Command {
     /// A call that may have to wait for its socket.
     Wait(Wait),
     Close(SocketId),
+    /// The handle is gone with a zero linger: reset the connection.
+    Reset(SocketId),
     /// A TCP handle queued data or reopened its window: the connection owes output.
     Poke(SocketId),
     /// The core's counters plus the device's.
@@ -272,6 +274,7 @@ impl<D: Device> StackThread<D> {
                 match cmd {
                     Command::Exec(job) => job(&mut self.iface, now),
                     Command::Close(id) => self.iface.close_socket(now, id),
+                    Command::Reset(id) => self.reset(now, id),
                     Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}
@@ -294,6 +297,12 @@ impl<D: Device> StackThread<D> {
         self.transmit(now);
     }
 
+    /// Resets connection `id` and forgets it (a close with a zero linger).
+    fn reset(&mut self, now: Instant, id: SocketId) {
+        self.iface
+            .with_tcp(now, |tcp, stats| tcp.reset(id, now, stats));
+    }
+
     /// Handles queued commands; false on shutdown.
     fn serve_commands(&mut self, now: Instant) -> bool {
         loop {
@@ -301,6 +310,10 @@ impl<D: Device> StackThread<D> {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
                 Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
+                Ok(Command::Reset(id)) => {
+                    self.reset(now, id);
+                    self.waiters.closed(&mut self.iface, now, id);
+                }
                 Ok(Command::Close(id)) => {
                     self.iface.close_socket(now, id);
                     self.waiters.closed(&mut self.iface, now, id);

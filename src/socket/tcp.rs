@@ -25,16 +25,29 @@ struct Inner {
     read_timeout_ns: AtomicU64,
     write_timeout_ns: AtomicU64,
     nonblocking: AtomicBool,
+    /// `SO_LINGER` in nanoseconds; [`NO_LINGER`] when off.
+    linger_ns: AtomicU64,
+    /// A stream's shared state, which a lingering close waits on.
+    shared: Option<Arc<SocketIo>>,
 }
+
+/// `linger_ns` when `SO_LINGER` is off (the default): closing returns at once.
+const NO_LINGER: u64 = u64::MAX;
 
 impl Inner {
     fn new(handle: Handle, id: SocketId) -> Arc<Inner> {
+        Inner::with_shared(handle, id, None)
+    }
+
+    fn with_shared(handle: Handle, id: SocketId, shared: Option<Arc<SocketIo>>) -> Arc<Inner> {
         Arc::new(Inner {
             handle,
             id,
             read_timeout_ns: AtomicU64::new(0),
             write_timeout_ns: AtomicU64::new(0),
             nonblocking: AtomicBool::new(false),
+            linger_ns: AtomicU64::new(NO_LINGER),
+            shared,
         })
     }
 
@@ -57,9 +70,29 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// Closing does not block (buffered data is sent and the FIN follows on the stack
+    /// thread) unless `SO_LINGER` says otherwise: a zero linger resets the connection and
+    /// drops what is buffered; a positive one waits, at most that long, until everything
+    /// written is acknowledged (as Linux's `close` does).
     fn drop(&mut self) {
-        // Closing never blocks: buffered data is sent and the FIN follows on the stack thread.
+        let linger = self.linger_ns.load(Ordering::Relaxed);
+        if linger == 0 {
+            let _ = self.handle.send(Command::Reset(self.id));
+            return;
+        }
         let _ = self.handle.send(Command::Close(self.id));
+        let Some(shared) = self.shared.as_ref().filter(|_| linger != NO_LINGER) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + Duration::from_nanos(linger);
+        let _ = blocking(shared, Some(deadline), |state| {
+            let done = state.send.is_empty() || state.status.stopped || state.error.is_some();
+            if done {
+                Ok(())
+            } else {
+                Err(would_block())
+            }
+        });
     }
 }
 
@@ -140,7 +173,11 @@ impl TcpListener {
             q.queue.pop_front().ok_or_else(would_block)
         })?;
         let stream = TcpStream {
-            inner: Inner::new(self.inner.handle.clone(), accepted.id),
+            inner: Inner::with_shared(
+                self.inner.handle.clone(),
+                accepted.id,
+                Some(accepted.io.clone()),
+            ),
             shared: accepted.io,
         };
         Ok((stream, SocketAddr::V4(accepted.peer)))
@@ -225,7 +262,7 @@ impl TcpStream {
         })?;
         // From here the handle owns the connection: dropping it on failure closes it.
         let stream = TcpStream {
-            inner: Inner::new(handle, id),
+            inner: Inner::with_shared(handle, id, Some(shared.clone())),
             shared,
         };
         stream.inner.handle.wait(
@@ -302,6 +339,27 @@ impl TcpStream {
         let mut state = self.shared.lock();
         let errno = state.error.take().or_else(|| state.soft_error.take());
         Ok(errno.map(io::Error::from_raw_os_error))
+    }
+
+    /// `SO_LINGER`, applied when the last handle is dropped: `None` (the default) closes in
+    /// the background; `Some(Duration::ZERO)` resets the connection and drops unsent data;
+    /// `Some(t)` makes the drop wait up to `t` until the peer has acknowledged every byte.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        let ns = match linger {
+            None => NO_LINGER,
+            Some(t) => u64::try_from(t.as_nanos())
+                .ok()
+                .filter(|&ns| ns != NO_LINGER)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "linger too long"))?,
+        };
+        self.inner.linger_ns.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The `SO_LINGER` setting.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        let ns = self.inner.linger_ns.load(Ordering::Relaxed);
+        Ok((ns != NO_LINGER).then(|| Duration::from_nanos(ns)))
     }
 
     /// `IP_TTL`: the TTL of the connection's segments (1 to 255).

@@ -542,6 +542,16 @@ impl Tcp {
         self.remove(id);
     }
 
+    /// Resets the connection and forgets it: the handle closed with a zero linger
+    /// (`SO_LINGER`), so unsent data is dropped and the peer gets a RST (RFC 9293 §3.10.4
+    /// ABORT).
+    pub fn reset(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
+        if let Some(t) = self.conns.get_mut(&id) {
+            t.io().forget_watcher();
+            self.abort(id, now, stats);
+        }
+    }
+
     /// Keep-alive probes after `idle` without traffic, or none (RFC 1122 §4.2.3.6).
     pub fn set_keepalive(
         &mut self,
