@@ -122,7 +122,7 @@ impl DeviceArgs {
             device = Box::new(FaultInjector::new(device, faults));
         }
         if let Some(path) = &self.pcap {
-            device = Box::new(PcapDevice::create(device, path)?);
+            device = Box::new(PcapDevice::create_wall_clock(device, path)?);
         }
         log::info!(
             "stack {}/{} mac {} on {} (seed {})",

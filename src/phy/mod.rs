@@ -224,4 +224,34 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(checksum_ok(&frames[0].1), "the capture shows it completed");
     }
+
+    /// A wall-clock capture stamps each frame when it is written, in nanoseconds: two frames
+    /// sent in one loop iteration (the same `now`) get different, increasing times.
+    #[test]
+    fn a_wall_clock_capture_stamps_each_frame() {
+        let path =
+            std::env::temp_dir().join(format!("tapstack-stamps-{}.pcap", std::process::id()));
+        let mut pcap = PcapDevice::create_wall_clock(partial_device(), &path).unwrap();
+        let frame = [0u8; 60];
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        pcap.send(Instant::ZERO, &frame).unwrap();
+        pcap.send(Instant::ZERO, &frame).unwrap();
+        drop(pcap);
+        let bytes = std::fs::read(&path).unwrap();
+        let frames = read_pcap(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            u32::from_ne_bytes(bytes[..4].try_into().unwrap()),
+            0xa1b2_3c4d,
+            "the nanosecond pcap format"
+        );
+        assert_eq!(frames.len(), 2);
+        assert!(
+            frames[0].0 >= start,
+            "the wall clock, not the injected time"
+        );
+        assert!(frames[1].0 > frames[0].0, "{:?}", frames);
+    }
 }

@@ -10,23 +10,46 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Records every frame received and sent by the inner device into a pcap file (Ethernet link
-/// type, microsecond timestamps) that tcpdump and Wireshark read.
+/// type, nanosecond timestamps) that tcpdump and Wireshark read.
 pub struct PcapDevice<D> {
     inner: D,
     writer: Option<PcapWriter<BufWriter<File>>>,
     /// Wall-clock time at `Instant::ZERO`, fixed at the first frame.
     base: Option<Duration>,
+    stamps: Stamps,
+}
+
+/// Where a capture's timestamps come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stamps {
+    /// The time the stack passes in (virtual in simulations: reproducible captures).
+    Injected,
+    /// The wall clock when the frame is actually read or written (a real device): frames of
+    /// one loop iteration get distinct times, and a request and its answer show their true
+    /// gap, as tcpdump on the device would.
+    WallClock,
 }
 
 impl<D: Device> PcapDevice<D> {
+    /// A capture stamped with the time the stack passes in (see
+    /// [`PcapDevice::create_wall_clock`] for a real device).
     pub fn create(inner: D, path: &Path) -> io::Result<Self> {
+        Self::open(inner, path, Stamps::Injected)
+    }
+
+    /// A capture stamped with the wall clock at each read and write, in nanoseconds.
+    pub fn create_wall_clock(inner: D, path: &Path) -> io::Result<Self> {
+        Self::open(inner, path, Stamps::WallClock)
+    }
+
+    fn open(inner: D, path: &Path, stamps: Stamps) -> io::Result<Self> {
         let file = File::create(path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
         })?;
         let header = PcapHeader {
             snaplen: 262_144,
             datalink: DataLink::ETHERNET,
-            ts_resolution: TsResolution::MicroSecond,
+            ts_resolution: TsResolution::NanoSecond,
             endianness: Endianness::native(),
             ..Default::default()
         };
@@ -36,17 +59,26 @@ impl<D: Device> PcapDevice<D> {
             inner,
             writer: Some(writer),
             base: None,
+            stamps,
         })
     }
 
     fn record(&mut self, now: Instant, frame: &[u8]) {
-        let base = *self.base.get_or_insert_with(|| {
-            let wall = SystemTime::now()
+        let wall = || {
+            SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            wall.saturating_sub(Duration::from_micros(now.total_micros()))
-        });
-        let ts = base + Duration::from_micros(now.total_micros());
+                .unwrap_or_default()
+        };
+        let ts = match self.stamps {
+            Stamps::WallClock => wall(),
+            Stamps::Injected => {
+                let since_zero = Duration::from_micros(now.total_micros());
+                *self
+                    .base
+                    .get_or_insert_with(|| wall().saturating_sub(since_zero))
+                    + since_zero
+            }
+        };
         if let Some(w) = &mut self.writer {
             let packet = PcapPacket::new(ts, frame.len() as u32, frame);
             if let Err(e) = w.write_packet(&packet) {
