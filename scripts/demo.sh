@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs echo-server in a private network namespace and shows it working with the kernel's own
-# tools: ping (plain and fragmented), UDP echo with nc, and tcpdump of both the tap and the
-# stack's --pcap capture. Needs root. Everything it creates is removed when it exits.
+# tools: a TCP echo session with nc (handshake, data and FINs as tcpdump on the tap sees them),
+# ping (plain and fragmented), UDP echo, the stack's own --pcap capture and its counters.
+# Run it as root (or with sudo); it installs iproute2, iputils-ping, tcpdump and
+# netcat-openbsd when they are missing. Everything it creates is removed when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-for tool in ip ping tcpdump nc; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 iputils-ping tcpdump netcat-openbsd)"
-done
+ensure_tools ip:iproute2 ping:iputils-ping tcpdump:tcpdump nc:netcat-openbsd
 cargo build --release --features cli --quiet --bin echo-server
 WORK=$(mktemp -d)
 make_netns
@@ -22,6 +22,9 @@ DUMP=$!
 exec 4<"$WORK/dump.err"
 grep -q -m1 "listening on" <&4 || die "tcpdump did not start"
 start_server "$PWD/target/release/echo-server" --pcap "$WORK/stack.pcap"
+
+step "TCP echo: printf 'hello over TCP\\n' | nc -N $STACK_IP 7"
+printf 'hello over TCP\n' | in_ns nc -N -w 2 "$STACK_IP" 7
 
 step "ping $STACK_IP"
 in_ns ping -n -c 3 -i 0.2 -W 2 "$STACK_IP"
@@ -38,5 +41,8 @@ exec 4<&-
 
 step "tcpdump -r of the stack's own --pcap capture (first 14 lines)"
 tcpdump -n -r "$WORK/stack.pcap" 2>/dev/null | head -14
-step "tcpdump on tap0, kernel side: $(tcpdump -n -r "$WORK/tap.pcap" 2>/dev/null | wc -l) frames; the UDP exchange:"
+step "tcpdump on tap0, kernel side: $(tcpdump -n -r "$WORK/tap.pcap" 2>/dev/null | wc -l) frames"
+echo "the TCP session: handshake, data both ways, FINs"
+tcpdump -n -r "$WORK/tap.pcap" tcp 2>/dev/null
+echo "the UDP exchange:"
 tcpdump -n -r "$WORK/tap.pcap" udp 2>/dev/null

@@ -7,6 +7,22 @@ STACK_IP=10.0.0.2
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
+# ensure_tools TOOL:PACKAGE...: installs, with apt-get, the packages of the tools that are
+# missing (a fresh Debian or Ubuntu machine); needs root. Fails with the list otherwise.
+ensure_tools() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        die "missing: ${missing[*]} (install them, or run this as root on Debian or Ubuntu)"
+    fi
+    echo "$(basename "$0"): installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # Creates namespace $NS with tap0 (kernel side $KERNEL_IP/24); removed on exit.
 make_netns() {
     [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and taps)"

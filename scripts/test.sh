@@ -2,8 +2,15 @@
 # The whole test suite: formatting, lints, unit tests, simulations, pcap replay, and the interop
 # tests against the Linux kernel (these need root, /dev/net/tun, ip, ping and tcpdump; each runs
 # in a network namespace it creates). Under CI=true a missing privilege fails instead of skipping.
+# Run it as root (or with sudo); it installs the tools the interop tests use when they are
+# missing (apt-get), as .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+if [ "$(id -u)" -eq 0 ]; then
+    ensure_tools ip:iproute2 ping:iputils-ping tcpdump:tcpdump nc:netcat-openbsd \
+        python3:python3 curl:curl
+fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --features cli -- -D warnings
 cargo clippy --lib -- -D warnings # the library alone, as its users build it
