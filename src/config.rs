@@ -223,6 +223,28 @@ pub enum CongestionAlgorithm {
     Cubic,
 }
 
+/// Keep-alive of one connection (RFC 1122 §4.2.3.6; Linux's `TCP_KEEPIDLE`, `TCP_KEEPINTVL`
+/// and `TCP_KEEPCNT`): after `idle` without a segment from the peer, a probe every `interval`;
+/// `probes` unanswered ones end the connection with `TimedOut`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub probes: u32,
+}
+
+impl Keepalive {
+    /// Probes after `idle`, then Linux's defaults: every 75 s, 9 of them.
+    pub fn new(idle: Duration) -> Keepalive {
+        let d = TcpConfig::default();
+        Keepalive {
+            idle,
+            interval: d.keepalive_interval,
+            probes: d.keepalive_probes,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ pub mod tcp;
 pub mod time;
 pub mod wire;
 
-pub use config::StackConfig;
+pub use config::{Keepalive, StackConfig};
 pub use runtime::Stack;
 pub use socket::{TcpListener, TcpStream, UdpSocket};
 pub use stats::Counters;

@@ -380,6 +380,15 @@ impl TcpStream {
         })
     }
 
+    /// Keep-alive with all three of its settings (Linux's `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
+    /// `TCP_KEEPCNT`), or off with `None`. Zero times or zero probes are `InvalidInput`.
+    pub fn set_keepalive_with(&self, params: Option<crate::Keepalive>) -> io::Result<()> {
+        let id = self.id();
+        self.inner.handle.call(move |iface, now| {
+            iface.with_tcp(now, |tcp, _| tcp.set_keepalive_with(id, now, params))
+        })
+    }
+
     pub fn nodelay(&self) -> io::Result<bool> {
         let id = self.id();
         self.inner

@@ -251,8 +251,8 @@ impl Tcp {
         } else {
             synchronized(t, now, seg, &self.cfg, &mut self.out, stats)
         };
-        if let Some(idle) = t.user.keepalive {
-            t.timers.keepalive = Some(now + idle);
+        if let Some(ka) = t.user.keepalive {
+            t.timers.keepalive = Some(now + ka.idle);
             t.timers.keepalive_probes = 0;
         }
         let listener = t.user.listener;

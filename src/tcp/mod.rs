@@ -552,20 +552,39 @@ impl Tcp {
         }
     }
 
-    /// Keep-alive probes after `idle` without traffic, or none (RFC 1122 §4.2.3.6).
+    /// Keep-alive probes after `idle` without traffic (then every `keepalive_interval`, at
+    /// most `keepalive_probes` of them, from the configuration), or none (RFC 1122 §4.2.3.6).
     pub fn set_keepalive(
         &mut self,
         id: SocketId,
         now: Instant,
         idle: Option<Duration>,
     ) -> io::Result<()> {
+        let params = idle.map(|idle| crate::config::Keepalive {
+            idle,
+            interval: self.cfg.keepalive_interval,
+            probes: self.cfg.keepalive_probes,
+        });
+        self.set_keepalive_with(id, now, params)
+    }
+
+    /// Keep-alive with its three times, or none (RFC 1122 §4.2.3.6).
+    pub fn set_keepalive_with(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        params: Option<crate::config::Keepalive>,
+    ) -> io::Result<()> {
+        if params.is_some_and(|p| p.idle.is_zero() || p.interval.is_zero() || p.probes == 0) {
+            return Err(os_err(libc::EINVAL));
+        }
         let t = self
             .conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        t.user.keepalive = idle;
+        t.user.keepalive = params;
         t.timers.keepalive_probes = 0;
-        t.timers.keepalive = idle.map(|i| now + i);
+        t.timers.keepalive = params.map(|p| now + p.idle);
         self.reschedule(id);
         Ok(())
     }

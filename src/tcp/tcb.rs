@@ -182,8 +182,8 @@ pub struct User {
     pub orphan: bool,
     /// Nagle's algorithm is off (`TCP_NODELAY`).
     pub nodelay: bool,
-    /// Keep-alive idle time, if enabled (RFC 1122 §4.2.3.6).
-    pub keepalive: Option<Duration>,
+    /// Keep-alive, if enabled (RFC 1122 §4.2.3.6).
+    pub keepalive: Option<crate::config::Keepalive>,
     /// Listener this connection belongs to while in SYN-RECEIVED.
     pub listener: Option<crate::id::SocketId>,
     /// `IP_TTL` of the connection's segments, if set.

@@ -158,13 +158,13 @@ impl Tcp {
             }
             t.timers.rto = Some(now + t.rtx.rtt.rto());
         }
-        if due(t.timers.keepalive, now) {
-            if t.timers.keepalive_probes >= self.cfg.keepalive_probes {
+        if let Some(ka) = t.user.keepalive.filter(|_| due(t.timers.keepalive, now)) {
+            if t.timers.keepalive_probes >= ka.probes {
                 sink.stats.tcp_keepalive_drops += 1;
                 self.closed(id, Some(libc::ETIMEDOUT), stats);
                 return;
             }
-            t.timers.keepalive = Some(now + self.cfg.keepalive_interval);
+            t.timers.keepalive = Some(now + ka.interval);
             if t.state.synchronized() && t.snd.max == t.snd.una {
                 // A probe is an old sequence number with no data: the peer answers with an ACK.
                 t.timers.keepalive_probes += 1;
@@ -250,5 +250,34 @@ mod tests {
         assert_eq!(second, 2 * first);
         assert_eq!(third, 2 * second);
         assert_eq!(fx.stats.tcp_timeouts, 3, "{:?}", fx.stats);
+    }
+
+    #[test]
+    fn keepalive_probes_at_its_interval_and_gives_up_after_its_count() {
+        let mut fx = Fixture::established();
+        let id = fx.id.unwrap();
+        let ka = crate::config::Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            probes: 3,
+        };
+        let now = fx.now;
+        fx.tcp.set_keepalive_with(id, now, Some(ka)).unwrap();
+        let (idle, out) = next_send(&mut fx, Duration::from_secs(20));
+        assert_eq!(idle, Duration::from_secs(10));
+        assert_eq!(
+            out[0].seq, fx.iss,
+            "an old sequence number, no data (RFC 1122 §4.2.3.6)"
+        );
+        assert!(out[0].payload.is_empty());
+        for _ in 0..2 {
+            let (gap, _) = next_send(&mut fx, Duration::from_secs(5));
+            assert_eq!(gap, Duration::from_secs(1));
+        }
+        fx.advance(Duration::from_secs(1));
+        assert_eq!(fx.tcb().state, State::Closed, "three probes unanswered");
+        assert_eq!(fx.tcb().io().error, Some(libc::ETIMEDOUT));
+        let bad = crate::config::Keepalive { probes: 0, ..ka };
+        assert!(fx.tcp.set_keepalive_with(id, now, Some(bad)).is_err());
     }
 }
