@@ -62,7 +62,7 @@ pub struct DeviceArgs {
     /// Percent of frames to hold back behind the next one, each direction
     #[arg(long, default_value_t = 0.0)]
     pub reorder_chance: f64,
-    /// Seed for every random choice of the stack and the fault injector [default: from the clock]
+    /// Seed for every random choice of the stack and the fault injector [default: random, from the operating system]
     #[arg(long)]
     pub seed: Option<u64>,
     /// Microseconds the stack thread spins for an application's answer before it sleeps (0: off)
@@ -80,12 +80,9 @@ impl DeviceArgs {
             .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]]));
         cfg.gateway = self.gateway;
         cfg.busy_poll = std::time::Duration::from_micros(self.busy_poll_us);
-        cfg.seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-        });
+        if let Some(seed) = self.seed {
+            cfg.seed = seed;
+        }
         cfg
     }
 

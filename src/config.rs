@@ -15,7 +15,10 @@ pub struct StackConfig {
     pub gateway: Option<Ipv4Addr>,
     /// IP MTU of the link (Ethernet payload size).
     pub mtu: usize,
-    /// Seeds every random choice in the core (IP IDs, ephemeral ports), for reproducible runs.
+    /// Seeds every random choice in the core: IP IDs, ephemeral ports, and the secret keys of
+    /// the ISN function and SYN cookies. [`StackConfig::new`] draws it from the operating
+    /// system, so that no one outside can compute our ISNs (RFC 9293 §3.4.1, MUST-9); set it
+    /// for reproducible runs (simulations, pcap replay).
     pub seed: u64,
     /// Initial TTL of datagrams we send (Linux: 64).
     pub ttl: u8,
@@ -120,7 +123,7 @@ impl StackConfig {
             prefix_len: prefix_len.min(32),
             gateway: None,
             mtu: 1500,
-            seed: 0,
+            seed: random_seed(),
             ttl: 64,
             arp: ArpConfig::default(),
             reassembly: ReassemblyConfig::default(),
@@ -233,6 +236,14 @@ pub struct Keepalive {
     pub probes: u32,
 }
 
+/// Linux's defaults, which RFC 1122 §4.2.3.6 asks for: the first probe after two hours of
+/// silence, then one every 75 s, 9 of them.
+impl Default for Keepalive {
+    fn default() -> Keepalive {
+        Keepalive::new(TcpConfig::default().keepalive_idle)
+    }
+}
+
 impl Keepalive {
     /// Probes after `idle`, then Linux's defaults: every 75 s, 9 of them.
     pub fn new(idle: Duration) -> Keepalive {
@@ -245,8 +256,37 @@ impl Keepalive {
     }
 }
 
+/// 64 random bits from the operating system (`getrandom(2)`), for a default seed no one can
+/// guess; the time and process id if the call fails.
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // SAFETY: fills the 8 bytes of a live array; the result is checked.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n == seed.len() as isize {
+        return u64::from_ne_bytes(seed);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now ^ (u64::from(std::process::id()) << 32)
+}
+
 #[cfg(test)]
 mod tests {
+    /// Keep-alive, once enabled with its defaults, waits two hours (RFC 1122 §4.2.3.6).
+    #[test]
+    fn keepalive_defaults_to_two_hours_when_enabled() {
+        assert_eq!(Keepalive::default().idle, Duration::from_secs(7200));
+    }
+
+    /// The default seed comes from the operating system: two stacks never share their ISN and
+    /// SYN-cookie keys unless told to (MUST-9).
+    #[test]
+    fn each_default_configuration_draws_its_own_seed() {
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        assert_ne!(StackConfig::new(ip, 24).seed, StackConfig::new(ip, 24).seed);
+    }
+
     use super::*;
 
     #[test]

@@ -70,7 +70,9 @@ impl Tcp {
             }
             IcmpError::Unreachable { errno } => {
                 if t.state == State::SynSent {
-                    // The connect fails at once (Linux; RFC 1122 allows either).
+                    // The connect fails at once: RFC 5461's non-standard but widely implemented
+                    // reaction (Linux's), which RFC 1122 §4.2.3.9 does not foresee; a later
+                    // attempt need not wait out the SYN retries.
                     stats.tcp_icmp_aborts += 1;
                     self.closed(id, Some(errno), stats);
                 } else {
