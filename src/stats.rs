@@ -56,7 +56,7 @@ counters! {
         ip_rx_bad_ihl: "packets with a bad header length (dropped)",
         ip_rx_bad_length: "packets with a bad total length (dropped)",
         ip_rx_bad_checksum: "packets with a bad header checksum (dropped)",
-        ip_rx_bad_source: "packets from a broadcast, multicast or zero source (dropped)",
+        ip_rx_bad_source: "packets from a broadcast, multicast, 0/8, loopback or our own source (dropped)",
         ip_rx_not_for_us: "packets for another destination (dropped, we do not forward)",
         ip_rx_unknown_protocol: "datagrams for an unhandled protocol",
         ip_tx_packets: "IPv4 packets sent",

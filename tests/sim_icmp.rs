@@ -255,3 +255,28 @@ fn each_socket_sends_with_its_own_ttl() {
     assert_eq!(tcp, [7], "the data segment");
     assert_eq!(udp, [9, 64], "the socket with IP_TTL, then one without");
 }
+
+/// TCP talks to one host (RFC 9293 MUST-46): connecting to a broadcast or multicast address,
+/// the subnet's directed broadcast included, fails with ENETUNREACH (as Linux) and sends nothing.
+#[test]
+fn no_connection_to_a_broadcast_or_multicast_address() {
+    let mut sim = Sim::pair();
+    sim.advance(Duration::from_millis(10));
+    let sent = Rc::new(RefCell::new(0));
+    let count = sent.clone();
+    sim.a_out_filter = Some(Box::new(move |_: &[u8]| {
+        *count.borrow_mut() += 1;
+        true
+    }));
+    for ip in [[10, 0, 0, 255], [255, 255, 255, 255], [224, 0, 0, 1]] {
+        let now = sim.now;
+        let err = sim
+            .a
+            .iface
+            .tcp_connect(now, SocketAddrV4::new(Ipv4Addr::from(ip), 80))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{ip:?}");
+    }
+    sim.advance(Duration::from_millis(10));
+    assert_eq!(*sent.borrow(), 0, "nothing sent");
+}

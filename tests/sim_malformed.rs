@@ -144,6 +144,26 @@ fn each_malformation_is_dropped_with_its_counter() {
             |c| c.ip_rx_bad_source,
         ),
         (
+            "a loopback source (RFC 1122 §3.2.1.3)",
+            {
+                let mut f = udp_frame(b"x");
+                f[26..30].copy_from_slice(&[127, 0, 0, 1]);
+                fix_ip_checksum(&mut f);
+                f
+            },
+            |c| c.ip_rx_bad_source,
+        ),
+        (
+            "a 0/8 source (this network)",
+            {
+                let mut f = udp_frame(b"x");
+                f[26..30].copy_from_slice(&[0, 1, 2, 3]);
+                fix_ip_checksum(&mut f);
+                f
+            },
+            |c| c.ip_rx_bad_source,
+        ),
+        (
             "our own address as source",
             {
                 let mut f = udp_frame(b"x");

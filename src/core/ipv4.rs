@@ -101,9 +101,10 @@ pub fn validate<'a>(
     Some((header, &packet[hlen..total]))
 }
 
-/// A source address no host may use (RFC 1122 §3.2.1.3).
+/// A source address no host may use on a network (RFC 1122 §3.2.1.3): broadcast, multicast,
+/// "this network" (0/8) and loopback (127/8), which Linux drops as martians too.
 pub fn is_bad_source(addr: Ipv4Addr) -> bool {
-    addr.is_broadcast() || addr.is_multicast() || addr.is_unspecified()
+    addr.is_broadcast() || addr.is_multicast() || addr.octets()[0] == 0 || addr.is_loopback()
 }
 
 impl Interface {

@@ -70,8 +70,11 @@ impl Interface {
     pub fn new(cfg: StackConfig, now: Instant) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let next_ip_id = rng.random();
-        let tcp =
+        let mut tcp =
             crate::tcp::Tcp::new(cfg.tcp.clone(), cfg.ip, cfg.mtu, rng.random(), rng.random());
+        if cfg.prefix_len < 31 {
+            tcp.set_subnet_broadcast(cfg.subnet_broadcast());
+        }
         let mut iface = Interface {
             tcp,
             tcp_out: Vec::new(),

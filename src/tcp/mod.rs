@@ -108,6 +108,8 @@ pub struct Tcp {
     our_mss: u32,
     /// The ids of TCP sockets (listeners and connections).
     ids: IdSource,
+    /// The directed broadcast address of our subnet, which no connection may target.
+    subnet_broadcast: Option<Ipv4Addr>,
     isn: IsnGenerator,
     cookies: cookie::Cookies,
     conns: HashMap<SocketId, Tcb>,
@@ -138,6 +140,7 @@ impl Tcp {
             local_ip,
             our_mss: Tcb::our_mss(mtu),
             ids: IdSource::tcp(),
+            subnet_broadcast: None,
             isn: IsnGenerator::new(secret),
             cookies: cookie::Cookies::new(secret.map(|b| b.rotate_left(3) ^ 0x5a)),
             conns: HashMap::new(),
@@ -154,6 +157,11 @@ impl Tcp {
 
     pub fn poll_at(&self) -> Option<Instant> {
         self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Tells TCP the directed broadcast address of its subnet, which connects refuse.
+    pub fn set_subnet_broadcast(&mut self, addr: Ipv4Addr) {
+        self.subnet_broadcast = Some(addr);
     }
 
     /// Refiles a connection under its earliest timer.
@@ -345,12 +353,16 @@ impl Tcp {
         remote: SocketAddrV4,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
-        if remote.port() == 0
-            || remote.ip().is_unspecified()
-            || remote.ip().is_broadcast()
-            || remote.ip().is_multicast()
-        {
+        if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(os_err(libc::EINVAL));
+        }
+        // TCP talks to one host: never to a broadcast or multicast address (RFC 9293
+        // MUST-46), the subnet's broadcast included; Linux says ENETUNREACH.
+        if remote.ip().is_broadcast()
+            || remote.ip().is_multicast()
+            || self.subnet_broadcast == Some(*remote.ip())
+        {
+            return Err(os_err(libc::ENETUNREACH));
         }
         let port = match local_port {
             Some(p) if self.by_tuple.contains_key(&(p, remote)) => {
