@@ -74,6 +74,57 @@ pub fn quoted(header: &[u8]) -> Option<(u16, u16, Seq)> {
     Some((be16(SRC_PORT)?, be16(DST_PORT)?, Seq(seq)))
 }
 
+/// TCP option kinds we read (RFC 9293 §3.2, RFC 7323, RFC 2018).
+mod kind {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WSCALE: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK: u8 = 5;
+    pub const TIMESTAMP: u8 = 8;
+}
+
+/// Reads the options we understand and steps over every other one by its length (RFC 9293
+/// §3.1: a TCP MUST ignore options it does not implement, MUST-6, and cope with an illegal
+/// length, MUST-7): a malformed length ends the parse with what was read so far.
+fn parse_options(mut raw: &[u8]) -> Options {
+    let mut o = Options::default();
+    let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    while let Some(&k) = raw.first() {
+        match k {
+            kind::END => break,
+            kind::NOP => {
+                raw = &raw[1..];
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&len) = raw.get(1) else { break };
+        let len = usize::from(len);
+        if len < 2 || len > raw.len() {
+            break;
+        }
+        let body = &raw[2..len];
+        match (k, body.len()) {
+            (kind::MSS, 2) => o.mss = Some(be16(body)),
+            (kind::WSCALE, 1) => o.wscale = Some(body[0].min(14)),
+            (kind::SACK_PERMITTED, 0) => o.sack_permitted = true,
+            (kind::TIMESTAMP, 8) => o.timestamp = Some((be32(body), be32(&body[4..]))),
+            (kind::SACK, n) if n > 0 && n % 8 == 0 => {
+                for (slot, b) in o.sack.iter_mut().zip(body.chunks_exact(8)) {
+                    *slot = Some((Seq(be32(b)), Seq(be32(&b[4..]))));
+                }
+            }
+            // Unknown, or a known kind with the wrong length: skipped.
+            _ => {}
+        }
+        raw = &raw[len..];
+    }
+    o
+}
+
 /// A parsed incoming segment; `payload` borrows the datagram.
 pub struct SegmentIn<'a> {
     pub src_port: u16,
@@ -97,25 +148,7 @@ impl SegmentIn<'_> {
 /// processing (RFC 9293 §3.2 says to be robust to them) rather than dropping the segment.
 pub fn parse(bytes: &[u8]) -> Option<SegmentIn<'_>> {
     let tcp = TcpSlice::from_slice(bytes).ok()?;
-    let mut options = Options::default();
-    for opt in tcp.options_iterator() {
-        match opt {
-            Ok(TcpOptionElement::MaximumSegmentSize(m)) => options.mss = Some(m),
-            Ok(TcpOptionElement::WindowScale(s)) => options.wscale = Some(s.min(14)),
-            Ok(TcpOptionElement::SelectiveAcknowledgementPermitted) => {
-                options.sack_permitted = true
-            }
-            Ok(TcpOptionElement::Timestamp(v, e)) => options.timestamp = Some((v, e)),
-            Ok(TcpOptionElement::SelectiveAcknowledgement(first, rest)) => {
-                options.sack[0] = Some((Seq(first.0), Seq(first.1)));
-                for (slot, block) in options.sack[1..].iter_mut().zip(rest) {
-                    *slot = block.map(|(l, r)| (Seq(l), Seq(r)));
-                }
-            }
-            Ok(TcpOptionElement::Noop) => {}
-            Err(_) => break,
-        }
-    }
+    let options = parse_options(tcp.options());
     Some(SegmentIn {
         src_port: tcp.source_port(),
         dst_port: tcp.destination_port(),
@@ -210,4 +243,52 @@ pub fn options_len(options: &Options) -> usize {
         len += 2 + 8 * blocks;
     }
     len.div_ceil(4) * 4
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    /// RFC 9293 MUST-6: an option we do not know is stepped over by its length, and the ones
+    /// after it still count (etherparse's iterator stopped at the first unknown kind).
+    #[test]
+    fn unknown_options_are_skipped_and_later_ones_read() {
+        let raw = [
+            253,
+            4,
+            0xaa,
+            0xbb,
+            kind::MSS,
+            4,
+            0x04,
+            0xb0,
+            kind::NOP,
+            kind::WSCALE,
+            3,
+            7,
+        ];
+        let o = parse_options(&raw);
+        assert_eq!(o.mss, Some(1200));
+        assert_eq!(o.wscale, Some(7));
+    }
+
+    /// RFC 9293 MUST-7: an illegal length (0, 1, or past the end) ends the options without a
+    /// panic; a known kind with the wrong length is ignored.
+    #[test]
+    fn illegal_option_lengths_end_the_parse_safely() {
+        assert_eq!(
+            parse_options(&[kind::MSS, 4, 0x05, 0xb4, 99, 0]).mss,
+            Some(1460)
+        );
+        assert_eq!(parse_options(&[99, 1, kind::MSS, 4, 1, 1]).mss, None);
+        assert_eq!(parse_options(&[kind::MSS, 9, 1, 1]), Options::default());
+        assert_eq!(
+            parse_options(&[kind::MSS, 3, 1, kind::SACK_PERMITTED, 2]).mss,
+            None
+        );
+        assert!(parse_options(&[kind::MSS, 3, 1, kind::SACK_PERMITTED, 2]).sack_permitted);
+        for len in 0..=255u8 {
+            let _ = parse_options(&[kind::TIMESTAMP, len, 1, 2, 3]);
+        }
+    }
 }
