@@ -216,3 +216,36 @@ fn ttl_is_per_socket_and_checked() {
     s.set_ttl(5).unwrap();
     assert_eq!(s.ttl().unwrap(), 5);
 }
+
+/// A non-blocking UDP socket in a `Poller`: reported once at registration, then when a
+/// datagram arrives; `recv_from` takes it.
+#[test]
+fn poller_reports_a_udp_socket_with_a_datagram() {
+    use tapstack::socket::Poller;
+    let (a, b) = two_stacks();
+    let rx = UdpSocket::bind(&b, "0.0.0.0:7070").unwrap();
+    rx.set_nonblocking(true).unwrap();
+    let poller = Poller::new();
+    poller.register(&rx, 3);
+    let mut ready = Vec::new();
+    poller.wait(&mut ready, Some(Duration::from_secs(10)));
+    assert_eq!(ready, [3], "registration reports the socket once");
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        rx.recv_from(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    let tx = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    tx.send_to(b"ping", "10.0.0.2:7070").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        assert!(Instant::now() < deadline, "the datagram was not reported");
+        poller.wait(&mut ready, Some(Duration::from_secs(10)));
+        if ready.contains(&3) {
+            if let Ok((n, _)) = rx.recv_from(&mut buf) {
+                break buf[..n].to_vec();
+            }
+        }
+    };
+    assert_eq!(got, b"ping");
+}

@@ -35,6 +35,8 @@ pub(crate) enum Command {
     Close(SocketId),
     /// The handle is gone with a zero linger: reset the connection.
     Reset(SocketId),
+    /// Sets or clears the readiness callback of a socket whose state lives here (UDP).
+    Watch(SocketId, Option<crate::tcp::shared::Watcher>),
     /// A TCP handle queued data or reopened its window: the connection owes output.
     Poke(SocketId),
     /// The core's counters plus the device's.
@@ -275,6 +277,7 @@ impl<D: Device> StackThread<D> {
                     Command::Exec(job) => job(&mut self.iface, now),
                     Command::Close(id) => self.iface.close_socket(now, id),
                     Command::Reset(id) => self.reset(now, id),
+                    Command::Watch(..) => {}
                     Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}
@@ -310,6 +313,7 @@ impl<D: Device> StackThread<D> {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
                 Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
+                Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {
                     self.reset(now, id);
                     self.waiters.closed(&mut self.iface, now, id);

@@ -2,6 +2,7 @@
 //! socket closes under them.
 
 use crate::core::{Interface, SocketId};
+use crate::tcp::shared::Watcher;
 use crate::time::Instant as CoreInstant;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -30,6 +31,9 @@ pub(crate) struct Wait {
 #[derive(Default)]
 pub(super) struct Waiters {
     parked: HashMap<SocketId, Vec<Wait>>,
+    /// Readiness callbacks of sockets whose state lives on the stack thread (UDP), called
+    /// whenever the socket reports `Ready`: how a `Poller` watches them.
+    watchers: HashMap<SocketId, Watcher>,
 }
 
 impl Waiters {
@@ -45,8 +49,25 @@ impl Waiters {
         self.parked.entry(w.id).or_default().push(w);
     }
 
-    /// Retries the socket's parked calls, oldest first.
+    /// Sets (or clears) the socket's readiness callback; a new one is called at once, since the
+    /// socket may be ready already.
+    pub fn watch(&mut self, id: SocketId, watcher: Option<Watcher>) {
+        match watcher {
+            Some(w) => {
+                w();
+                self.watchers.insert(id, w);
+            }
+            None => {
+                self.watchers.remove(&id);
+            }
+        }
+    }
+
+    /// Retries the socket's parked calls, oldest first, and calls its watcher.
     pub fn ready(&mut self, iface: &mut Interface, now: CoreInstant, id: SocketId) {
+        if let Some(w) = self.watchers.get(&id) {
+            w();
+        }
         let Some(mut list) = self.parked.remove(&id) else {
             return;
         };
@@ -77,13 +98,18 @@ impl Waiters {
 
     /// The socket was closed under its waiters (by another handle of a `try_clone`).
     pub fn closed(&mut self, iface: &mut Interface, now: CoreInstant, id: SocketId) {
+        self.watchers.remove(&id);
         for mut w in self.parked.remove(&id).into_iter().flatten() {
             (w.attempt)(iface, now, Wake::Closed);
         }
     }
 
-    /// Shutdown: dropping the reply channels tells every waiter the stack stopped.
+    /// Shutdown: dropping the reply channels tells every waiter the stack stopped, and every
+    /// watcher is called a last time (its socket's calls now fail with `NotConnected`).
     pub fn fail_all(&mut self) {
         self.parked.clear();
+        for (_, w) in self.watchers.drain() {
+            w();
+        }
     }
 }

@@ -23,7 +23,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::{TcpListener, TcpStream};
+use super::{TcpListener, TcpStream, UdpSocket};
 use crate::tcp::shared::Watcher;
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -52,7 +52,7 @@ impl Shared {
     }
 }
 
-/// A socket a [`Poller`] can watch: [`TcpStream`] and [`TcpListener`].
+/// A socket a [`Poller`] can watch: [`TcpStream`], [`TcpListener`] and [`UdpSocket`].
 pub trait Source: sealed::Sealed {
     /// Sets (or clears) the socket's readiness callback.
     #[doc(hidden)]
@@ -63,6 +63,13 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::TcpStream {}
     impl Sealed for super::TcpListener {}
+    impl Sealed for super::UdpSocket {}
+}
+
+impl Source for UdpSocket {
+    fn set_watcher(&self, watcher: Option<Watcher>) {
+        self.watch(watcher);
+    }
 }
 
 impl Source for TcpStream {

@@ -141,6 +141,15 @@ impl UdpSocket {
         self.call(move |iface, id, _| iface.udp_set_dont_fragment(id, on))
     }
 
+    /// Sets the readiness callback of the socket (see [`super::Poller`]), called by the stack
+    /// thread whenever a datagram or an error arrives.
+    pub(crate) fn watch(&self, watcher: Option<crate::tcp::shared::Watcher>) {
+        let _ = self
+            .inner
+            .handle
+            .send(Command::Watch(self.inner.id, watcher));
+    }
+
     /// Another handle to the same socket.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
