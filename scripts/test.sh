@@ -26,3 +26,5 @@ if grep -rnE '^[^/]*crate::(core|runtime|socket)' src/tcp src/config.rs src/id.r
     exit 1
 fi
 cargo test --all-targets --features cli "$@"
+# The rustdoc examples that need no tap (two stacks over the in-memory link).
+cargo test --doc --features cli
