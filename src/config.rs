@@ -168,7 +168,9 @@ pub struct TcpConfig {
     pub max_ooo_ranges: usize,
     /// Maximum segment lifetime; TIME-WAIT lasts twice this (RFC 9293 §3.4.2).
     pub msl: Duration,
-    /// SYN retransmissions before a connect fails (Linux `tcp_syn_retries`: 6).
+    /// SYN retransmissions before a connect fails: 7, so that a SYN is retransmitted for at
+    /// least 3 minutes (RFC 9293 MUST-23: the last at 127 s, failing at 255 s); Linux's
+    /// `tcp_syn_retries` of 6 gives up at 127 s.
     pub syn_retries: u32,
     /// Retransmissions of data before the connection is dropped (Linux `tcp_retries2`: 15).
     pub max_retries: u32,
@@ -201,7 +203,7 @@ impl Default for TcpConfig {
             recv_buffer: 1 << 20,
             max_ooo_ranges: 32,
             msl: Duration::from_secs(30),
-            syn_retries: 6,
+            syn_retries: 7,
             max_retries: 15,
             delayed_ack: Duration::from_millis(40),
             fin_timeout: Duration::from_secs(60),

@@ -280,3 +280,26 @@ fn no_connection_to_a_broadcast_or_multicast_address() {
     sim.advance(Duration::from_millis(10));
     assert_eq!(*sent.borrow(), 0, "nothing sent");
 }
+
+/// RFC 9293 MUST-23: a SYN is retransmitted for at least 3 minutes before a connect fails.
+#[test]
+fn a_connect_keeps_trying_for_three_minutes() {
+    let mut sim = Sim::pair();
+    sim.advance(Duration::from_millis(10));
+    sim.a_out_filter = Some(Box::new(|f: &[u8]| !is_ipv4(f)));
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80))
+        .unwrap();
+    sim.advance(Duration::from_secs(180));
+    assert_eq!(
+        sim.a.iface.tcp_connect_result(c).map(|r| r.is_ok()),
+        None,
+        "still trying"
+    );
+    sim.advance(Duration::from_secs(120));
+    let err = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+}

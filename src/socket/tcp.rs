@@ -229,7 +229,7 @@ fn shared(iface: &crate::core::Interface, id: SocketId) -> io::Result<Arc<Socket
 
 impl TcpStream {
     /// Connects to `addr`, waiting for the handshake as long as it takes (the SYN retries give
-    /// up after about two minutes, like Linux).
+    /// up after about four minutes: at least three, as RFC 9293 asks).
     pub fn connect<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         Self::open(stack, addr, None)
     }
