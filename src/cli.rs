@@ -168,6 +168,54 @@ pub fn chargen_cycle() -> Vec<u8> {
     block
 }
 
+/// A wall-clock time in UTC, split for the apps' date lines (HTTP's `Date`, daytime).
+pub struct Utc {
+    pub year: i64,
+    /// 1 to 12.
+    pub month: u32,
+    pub day: u32,
+    pub hour: u64,
+    pub minute: u64,
+    pub second: u64,
+    /// "Thu" for 1970-01-01.
+    pub weekday: &'static str,
+    /// "Jan" to "Dec".
+    pub month_name: &'static str,
+}
+
+impl Utc {
+    /// `t` in UTC (the epoch for times before it).
+    pub fn at(t: std::time::SystemTime) -> Utc {
+        const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        Utc {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem / 60 % 60,
+            second: rem % 60,
+            weekday: WEEKDAYS[(days % 7) as usize],
+            month_name: MONTHS[(month - 1) as usize],
+        }
+    }
+}
+
 /// Logging through `env_logger`, `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
