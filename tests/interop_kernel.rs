@@ -165,7 +165,12 @@ fn survives_garbage_and_a_fragment_flood_while_answering() {
                 eprintln!("attempt {attempt}: the kernel dropped {kernel_drops} frames; again");
                 continue;
             }
-            assert!(out.contains(" 0% packet loss"), "{out}");
+            // Whether ping saw every reply depends on spare CPU: with the rest of the suite on
+            // both cores the stack works through the flood late (round trips climb to 300 ms,
+            // at 7514e81 as now) and ping, which waits only twice the largest round trip after
+            // its last request, can give up on a reply the stack sent. The stack's own count
+            // of replies, asserted below, says whether every request was answered.
+            eprintln!("ping during the flood:\n{out}");
             let out = ping("-c 3 -i 0.2 -s 8000");
             assert!(out.contains("3 received"), "after the flood: {out}");
             let counters = server.stop();
