@@ -47,6 +47,8 @@ pub mod socket;
 pub mod stats;
 pub mod tcp;
 pub mod time;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod wire;
 
 pub use config::{Keepalive, StackConfig};

@@ -8,8 +8,8 @@ use common::{pattern, sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener as KernelListener, TcpStream as KernelStream};
 use std::time::Duration;
-use tapstack::phy::{Device, FaultConfig, FaultInjector, TapDevice};
-use tapstack::{Stack, StackConfig, TcpStream};
+use tapstack::phy::FaultConfig;
+use tapstack::TcpStream;
 
 /// Writes `data` on a kernel socket and half-closes it, while reading the echo to the end.
 fn kernel_echo(s: KernelStream, data: Vec<u8>) -> Vec<u8> {
@@ -22,22 +22,6 @@ fn kernel_echo(s: KernelStream, data: Vec<u8>) -> Vec<u8> {
     (&s).read_to_end(&mut got).expect("read");
     w.join().expect("writer");
     got
-}
-
-/// A second tap, tap1 (kernel 10.0.1.1/24), for a stack inside the test process.
-fn library_stack(faults: Option<FaultConfig>) -> Stack {
-    sh("ip tuntap add dev tap1 mode tap");
-    sh("echo 1 > /proc/sys/net/ipv6/conf/tap1/disable_ipv6");
-    sh("ip addr add 10.0.1.1/24 dev tap1");
-    sh("ip link set tap1 up");
-    let mut cfg = StackConfig::new([10, 0, 1, 2].into(), 24);
-    cfg.seed = 7;
-    let tap = TapDevice::open("tap1").expect("tap1");
-    let device: Box<dyn Device> = match faults {
-        Some(f) => Box::new(FaultInjector::new(tap, f)),
-        None => Box::new(tap),
-    };
-    Stack::new(device, cfg).expect("stack")
 }
 
 #[test]

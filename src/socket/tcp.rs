@@ -8,7 +8,7 @@
 use super::{deadline, v4_addr, would_block};
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
-use crate::tcp::shared::{IoState, ListenIo, Shared, SocketIo, Wakeable};
+use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -254,17 +254,8 @@ impl TcpStream {
         addr: A,
         deadline: Option<std::time::Instant>,
     ) -> io::Result<TcpStream> {
-        let remote = v4_addr(addr)?;
-        let handle = stack.handle();
-        let (id, shared) = handle.call(move |iface, now| {
-            let id = iface.with_tcp(now, |tcp, stats| tcp.connect(now, None, remote, stats))?;
-            Ok((id, shared(iface, id)?))
-        })?;
-        // From here the handle owns the connection: dropping it on failure closes it.
-        let stream = TcpStream {
-            inner: Inner::with_shared(handle, id, Some(shared.clone())),
-            shared,
-        };
+        let stream = Self::connect_nonblocking(stack, addr)?;
+        let id = stream.id();
         stream.inner.handle.wait(
             id,
             deadline,
@@ -272,6 +263,52 @@ impl TcpStream {
             || io::ErrorKind::TimedOut.into(),
         )?;
         Ok(stream)
+    }
+
+    /// Sends the SYN and returns without waiting for the handshake, as a non-blocking
+    /// `connect(2)` returning `EINPROGRESS` does: a [`super::Poller`] reports the stream when
+    /// the handshake ends, and [`TcpStream::connect_status`] tells how. Dropping the stream
+    /// meanwhile abandons the connection.
+    pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
+        let remote = v4_addr(addr)?;
+        let handle = stack.handle();
+        let (id, shared) = handle.call(move |iface, now| {
+            let id = iface.with_tcp(now, |tcp, stats| tcp.connect(now, None, remote, stats))?;
+            Ok((id, shared(iface, id)?))
+        })?;
+        // From here the handle owns the connection: dropping it on failure closes it.
+        Ok(TcpStream {
+            inner: Inner::with_shared(handle, id, Some(shared.clone())),
+            shared,
+        })
+    }
+
+    /// How a [`TcpStream::connect_nonblocking`] went so far: `WouldBlock` while the handshake
+    /// runs, `Ok` once established, else the error (`ECONNREFUSED`, `ETIMEDOUT`, ...), taken
+    /// as `SO_ERROR` would be. No call to the stack thread.
+    pub fn connect_status(&self) -> io::Result<()> {
+        let mut state = self.shared.lock();
+        if state.status.stopped {
+            return Err(stopped());
+        }
+        if let Some(e) = state.error.take() {
+            return Err(io::Error::from_raw_os_error(e));
+        }
+        if state.status.connecting {
+            return Err(would_block());
+        }
+        Ok(())
+    }
+
+    /// Whether a read would not block (data, end of stream, an error): readiness without
+    /// moving a byte, for event loops that lend a buffer only while data flows.
+    pub fn read_ready(&self) -> bool {
+        self.shared.lock().read_ready()
+    }
+
+    /// Whether a write would not block (room in the send buffer, or an error).
+    pub fn write_ready(&self) -> bool {
+        self.shared.lock().write_ready()
     }
 
     fn id(&self) -> SocketId {

@@ -83,6 +83,19 @@ impl UdpSocket {
         Ok((n, SocketAddr::V4(from)))
     }
 
+    /// One receive without waiting, whatever the socket's mode: `WouldBlock` when nothing is
+    /// queued.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (data, from) = self.call(|iface, id, _| {
+            iface
+                .udp_recv(id)
+                .unwrap_or_else(|| Err(super::would_block()))
+        })?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok((n, SocketAddr::V4(from)))
+    }
+
     /// Receives from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_from(buf).map(|(n, _)| n)

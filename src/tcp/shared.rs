@@ -158,6 +158,19 @@ impl IoState {
         Ok(self.recv.read(out))
     }
 
+    /// Whether a read would not block: data, end of stream, an error or a stopped stack.
+    pub fn read_ready(&self) -> bool {
+        self.recv.readable() > 0 || self.status.eof || self.error.is_some() || self.status.stopped
+    }
+
+    /// Whether a write would not block: room in the send buffer, or a write that would fail
+    /// at once (writing shut down, an error, a stopped stack).
+    pub fn write_ready(&self) -> bool {
+        self.status.stopped
+            || self.error.is_some()
+            || (!self.status.connecting && (!self.status.can_write || self.send.free() > 0))
+    }
+
     /// After a read: whether it reopened enough window that the core owes a window update
     /// (then the core must be poked). True once per update.
     pub fn window_update_due(&mut self) -> bool {

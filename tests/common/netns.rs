@@ -75,6 +75,24 @@ pub fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Op
     }
 }
 
+/// A second tap, tap1 (kernel 10.0.1.1/24), for a stack inside the test process at
+/// 10.0.1.2, its frames through a fault injector if `faults` is given.
+pub fn library_stack(faults: Option<tapstack::phy::FaultConfig>) -> tapstack::Stack {
+    use tapstack::phy::{Device, FaultInjector, TapDevice};
+    sh("ip tuntap add dev tap1 mode tap");
+    sh("echo 1 > /proc/sys/net/ipv6/conf/tap1/disable_ipv6");
+    sh("ip addr add 10.0.1.1/24 dev tap1");
+    sh("ip link set tap1 up");
+    let mut cfg = tapstack::StackConfig::new([10, 0, 1, 2].into(), 24);
+    cfg.seed = 7;
+    let tap = TapDevice::open("tap1").expect("tap1");
+    let device: Box<dyn Device> = match faults {
+        Some(f) => Box::new(FaultInjector::new(tap, f)),
+        None => Box::new(tap),
+    };
+    tapstack::Stack::new(device, cfg).expect("stack")
+}
+
 /// The echo-server binary running in the current thread's namespace.
 pub struct EchoServer {
     child: Child,

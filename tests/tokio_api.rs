@@ -1,0 +1,188 @@
+//! The async API (`tapstack::tokio`) through the runtime: two stacks joined by the in-memory
+//! link, on tokio's multi-thread and current-thread runtimes.
+
+mod common;
+
+use common::{config, pattern, sha256};
+use std::io::ErrorKind;
+use std::time::Duration;
+use tapstack::phy::memory_pair;
+use tapstack::tokio::{TcpListener, TcpStream, UdpSocket};
+use tapstack::Stack;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// Every wait in these tests is bounded by this.
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn two_stacks() -> (Stack, Stack) {
+    let (a, b) = memory_pair(1500).unwrap();
+    (
+        Stack::new(a, config(1, 1)).unwrap(),
+        Stack::new(b, config(2, 2)).unwrap(),
+    )
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// An echo server: one task per connection, until the listener's stack stops.
+async fn echo_server(listener: TcpListener) {
+    while let Ok((mut conn, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let (mut r, mut w) = conn.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+/// Sends `data` on `conn`, half-closes, and reads the echo to the end, in one task.
+async fn echo_round(conn: TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let (mut r, mut w) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    got
+}
+
+#[test]
+fn a_thousand_concurrent_connections_echo_on_the_multi_thread_runtime() {
+    let (a, b) = two_stacks();
+    multi_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        tokio::spawn(echo_server(listener));
+        let a = std::sync::Arc::new(a);
+        let mut tasks = Vec::new();
+        for i in 0..1000u32 {
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+                let data = pattern(4096 + i as usize, i as u8);
+                let want = sha256(&data);
+                (sha256(&echo_round(conn, data).await), want)
+            }));
+        }
+        for t in tasks {
+            let (got, want) = timeout(LIMIT, t).await.unwrap().unwrap();
+            assert_eq!(got, want);
+        }
+    });
+}
+
+#[test]
+fn eight_mib_each_way_through_split_halves_on_the_current_thread_runtime() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        tokio::spawn(echo_server(listener));
+        let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        assert_eq!(conn.peer_addr().unwrap().to_string(), "10.0.0.2:7");
+        let data = pattern(8 << 20, 3);
+        let want = sha256(&data);
+        let got = timeout(LIMIT, echo_round(conn, data)).await.unwrap();
+        assert_eq!(got.len(), 8 << 20);
+        assert_eq!(sha256(&got), want);
+    });
+}
+
+#[test]
+fn cancelled_reads_and_accepts_leave_the_sockets_whole() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        // Nobody connects: the accept times out, and is dropped while pending.
+        let pending = timeout(Duration::from_millis(20), listener.accept()).await;
+        assert!(pending.is_err(), "accepted a connection nobody made");
+        let mut client = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        let (mut server, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        // Nothing was sent: the read times out, and is dropped while pending.
+        let mut buf = [0u8; 16];
+        let pending = timeout(Duration::from_millis(20), server.read(&mut buf)).await;
+        assert!(pending.is_err(), "read data nobody sent");
+        client.write_all(b"after the timeout").await.unwrap();
+        let mut peeked = [0u8; 5];
+        let n = timeout(LIMIT, server.peek(&mut peeked))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&peeked[..n], &b"after"[..n]);
+        let mut got = [0u8; 17];
+        timeout(LIMIT, server.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, b"after the timeout");
+    });
+}
+
+#[test]
+fn connect_reports_a_refusal_and_a_timeout_abandons_it() {
+    let (a, _b) = two_stacks();
+    multi_thread().block_on(async {
+        // The peer answers the SYN with a RST: nobody listens on 9.
+        let refused = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:9"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+        // Nobody has 10.0.0.9: the connect waits for ARP and SYN retries until cancelled.
+        let cancelled = timeout(
+            Duration::from_millis(50),
+            TcpStream::connect(&a, "10.0.0.9:7"),
+        )
+        .await;
+        assert!(
+            cancelled.is_err(),
+            "connected to a host that does not exist"
+        );
+    });
+    let info = a.counters().unwrap();
+    assert_eq!(
+        info.tcp_attempt_fails, 1,
+        "the refusal, and only it: {info}"
+    );
+}
+
+#[test]
+fn udp_datagrams_are_awaited_and_a_cancelled_receive_loses_nothing() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let server = UdpSocket::bind(&b, "0.0.0.0:7").await.unwrap();
+        let client = UdpSocket::bind(&a, "0.0.0.0:0").await.unwrap();
+        let mut buf = [0u8; 64];
+        let pending = timeout(Duration::from_millis(20), server.recv_from(&mut buf)).await;
+        assert!(pending.is_err(), "received a datagram nobody sent");
+        client.connect("10.0.0.2:7").await.unwrap();
+        client.send(b"ping").await.unwrap();
+        let (n, from) = timeout(LIMIT, server.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from.ip().to_string(), "10.0.0.1");
+        assert_eq!(from.port(), client.local_addr().unwrap().port());
+        server.send_to(b"pong", from).await.unwrap();
+        let n = timeout(LIMIT, client.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"pong");
+    });
+}
