@@ -5,7 +5,8 @@
 # memory and threads), measured by one client (tapbench, kernel
 # sockets) against tapstack's echo-server over a tap and against the kernel's own TCP
 # (tapbench serve) between two namespaces over a veth pair. Each test runs on the kernel and then
-# on tapstack, back to back, so both see the same machine load. Prints a table with the ratios
+# on tapstack, back to back, so both see the same machine load; then every test runs once more
+# against `echo-server --async` (tokio tasks, the async API). Prints a table with the ratios
 # and whether they meet the data-path targets; exits 0 either way (it is a measurement).
 #
 #   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T]
@@ -126,25 +127,42 @@ for t in "${TESTS[@]}"; do
     run "$KCLI" "$KSRV_IP" "$t" K "$KSERVER_PID"
     run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
 done
-echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== tapstack echo-server counters"
 stop_server >"$WORK/counters" 2>&1 || true
 sed 's/^/  /' "$WORK/counters"
+
+declare -A A
+# shellcheck disable=SC2086 # extra echo-server flags, split on spaces
+start_server "$BIN/echo-server" --async ${ECHO_SERVER_ARGS:-}
+for t in "${TESTS[@]}"; do
+    run "$NS" "$STACK_IP" "$t" A "$SERVER_PID"
+done
+echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== tapstack echo-server --async counters"
+stop_server >"$WORK/counters" 2>&1 || true
+sed 's/^/  /' "$WORK/counters"
 stop_kernel_server
 
-# row LABEL KEY: kernel, tapstack and tapstack/kernel for one result key.
+# ratio K T: T/K to three places, or - when either failed.
+ratio() {
+    if [ "$1" != fail ] && [ "$2" != fail ]; then
+        awk -v k="$1" -v t="$2" 'BEGIN { if (k > 0) printf "%.3f", t / k; else print "-" }'
+    else
+        echo -
+    fi
+}
+
+# row LABEL KEY: kernel, tapstack, tapstack/kernel, tapstack --async and its ratio for one
+# result key.
 row() {
     [ -n "${K[$2]:-}${T[$2]:-}" ] || return 0 # the test did not run (--only)
-    local k=${K[$2]:-fail} t=${T[$2]:-fail} ratio=-
-    if [ "$k" != fail ] && [ "$t" != fail ]; then
-        ratio=$(awk -v k="$k" -v t="$t" 'BEGIN { if (k > 0) printf "%.3f", t / k; else print "-" }')
-    fi
-    printf '%-34s %12s %12s %8s\n' "$1" "$k" "$t" "$ratio"
+    local k=${K[$2]:-fail} t=${T[$2]:-fail} a=${A[$2]:-fail}
+    printf '%-34s %12s %12s %8s %12s %8s\n' "$1" "$k" "$t" "$(ratio "$k" "$t")" "$a" "$(ratio "$k" "$a")"
 }
 
 echo
-printf '%-34s %12s %12s %8s\n' test kernel tapstack ratio
+printf '%-34s %12s %12s %8s %12s %8s\n' test kernel tapstack ratio async ratio
 row "send MB/s (client -> discard)" send_mbps
 row "recv MB/s (chargen -> client)" recv_mbps
 row "rr p50 latency us (lower better)" rr_p50_us
@@ -159,7 +177,8 @@ row "10k held: server RSS KiB" hold_rss_kb
 row "10k held: server threads" hold_threads
 row "10k held: server KiB/connection" hold_kb_per_conn
 echo
-echo "(the kernel's server RSS leaves out the kernel's own socket memory)"
+echo "(tapstack: echo-server's Poller event loop; async: echo-server --async, tokio tasks;"
+echo " the kernel's server RSS leaves out the kernel's own socket memory; targets: tapstack)"
 # verdict LABEL KEY OP X: whether tapstack/kernel for KEY is OP (>= or <=) X, when both ran.
 verdict() {
     local k=${K[$2]:-} t=${T[$2]:-} v="NOT met"
