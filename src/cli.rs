@@ -1,6 +1,8 @@
 //! Device flags shared by every app: which tap, which address, capture and fault injection.
 
-use crate::phy::{Device, FaultConfig, FaultInjector, PcapDevice, TapDevice};
+use crate::phy::{
+    CaptureInfo, Device, FaultConfig, FaultInjector, PcapDevice, TapDevice, TunDevice,
+};
 use crate::wire::MacAddr;
 use crate::{Stack, StackConfig};
 use std::io;
@@ -38,6 +40,10 @@ pub struct DeviceArgs {
     /// TAP interface to attach to (created if missing)
     #[arg(long, default_value = "tap0")]
     pub tap: String,
+    /// TUN interface to attach to instead of a tap: bare IP packets, no ARP (created if
+    /// missing)
+    #[arg(long, conflicts_with = "tap")]
+    pub tun: Option<String>,
     /// The stack's address and prefix length
     #[arg(long, default_value = "10.0.0.2/24")]
     pub ip: Ipv4Cidr,
@@ -47,7 +53,8 @@ pub struct DeviceArgs {
     /// The stack's MAC address [default: 02:00 followed by the IP address]
     #[arg(long)]
     pub mac: Option<MacAddr>,
-    /// Record every frame in and out to this pcap file
+    /// Record every frame in and out to this capture file: pcapng if it ends in .pcapng, else
+    /// pcap
     #[arg(long)]
     pub pcap: Option<PathBuf>,
     /// Percent of frames to drop, each direction
@@ -71,6 +78,11 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
+    /// The interface the stack attaches to: the tun if one is named, else the tap.
+    pub fn device_name(&self) -> &str {
+        self.tun.as_deref().unwrap_or(&self.tap)
+    }
+
     /// The stack configuration these flags describe.
     pub fn config(&self) -> StackConfig {
         let mut cfg = StackConfig::new(self.ip.addr, self.ip.prefix_len);
@@ -113,22 +125,33 @@ impl DeviceArgs {
         faults
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let tap = TapDevice::open(&self.tap)?;
-        let mut device: Box<dyn Device> = Box::new(tap);
+        let mut device: Box<dyn Device> = match &self.tun {
+            Some(tun) => Box::new(TunDevice::open(tun)?),
+            None => Box::new(TapDevice::open(&self.tap)?),
+        };
         if faults.is_active() {
             device = Box::new(FaultInjector::new(device, faults));
         }
-        if let Some(path) = &self.pcap {
-            device = Box::new(PcapDevice::create_wall_clock(device, path)?);
-        }
-        log::info!(
+        let about = format!(
             "stack {}/{} mac {} on {} (seed {})",
             cfg.ip,
             cfg.prefix_len,
             cfg.mac,
-            self.tap,
+            self.device_name(),
             cfg.seed
         );
+        if let Some(path) = &self.pcap {
+            device = if path.extension().is_some_and(|e| e == "pcapng") {
+                let info = CaptureInfo {
+                    if_name: self.device_name().to_string(),
+                    comment: about.clone(),
+                };
+                Box::new(PcapDevice::create_pcapng(device, path, &info)?)
+            } else {
+                Box::new(PcapDevice::create_wall_clock(device, path)?)
+            };
+        }
+        log::info!("{about}");
         Stack::new(device, cfg)
     }
 }

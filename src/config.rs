@@ -15,6 +15,9 @@ pub struct StackConfig {
     pub gateway: Option<Ipv4Addr>,
     /// IP MTU of the link (Ethernet payload size).
     pub mtu: usize,
+    /// Ethernet with ARP (a TAP) or bare IP (a TUN). [`crate::Stack::new`] takes it from the
+    /// device's capabilities.
+    pub medium: crate::wire::Medium,
     /// Seeds every random choice in the core: IP IDs, ephemeral ports, and the secret keys of
     /// the ISN function and SYN cookies. [`StackConfig::new`] draws it from the operating
     /// system, so that no one outside can compute our ISNs (RFC 9293 §3.4.1, MUST-9); set it
@@ -123,6 +126,7 @@ impl StackConfig {
             prefix_len: prefix_len.min(32),
             gateway: None,
             mtu: 1500,
+            medium: crate::wire::Medium::Ethernet,
             seed: random_seed(),
             ttl: 64,
             arp: ArpConfig::default(),

@@ -459,3 +459,35 @@ fn corrupted_frames_are_dropped_never_delivered() {
         + c.ip_rx_bad_ihl;
     assert!(caught > 50, "corruption was caught and counted: {c}");
 }
+
+/// Over a bare-IP link (a TUN) the core speaks no ARP: no announcement, no request before
+/// answering a peer it has never heard from, and packets are taken whatever the made-up link
+/// header's addresses, ARP frames ignored.
+#[test]
+fn a_bare_ip_link_answers_without_arp() {
+    let mut cfg = config(2, 2);
+    cfg.medium = tapstack::wire::Medium::Ip;
+    let mut iface = tapstack::core::Interface::new(cfg, Instant::ZERO);
+    assert!(iface.pop_transmit().is_none(), "no gratuitous ARP");
+    let peer = Ipv4Addr::new(192, 168, 7, 1);
+    iface.receive(Instant::ZERO, &arp_request(MacAddr([2; 6]), peer, B));
+    assert!(iface.pop_transmit().is_none(), "ARP answered on an IP link");
+    let zero = MacAddr([0; 6]);
+    let ping = echo_request(9, 1, b"over a tun");
+    for frame in ipv4_frames(zero, zero, peer, B, IpNumber::ICMP, 1, &ping, 1500) {
+        iface.receive(Instant::ZERO, &frame);
+    }
+    let reply = iface
+        .pop_transmit()
+        .expect("an echo reply, with no ARP request first");
+    let (ip, rest) = etherparse::Ipv4Header::from_slice(&reply[14..]).unwrap();
+    assert_eq!(ip.protocol, IpNumber::ICMP);
+    assert_eq!(
+        Ipv4Addr::from(ip.destination),
+        peer,
+        "off-link, yet sent on the link"
+    );
+    assert_eq!(rest[0], 0, "echo reply");
+    assert_eq!(&rest[8..], b"over a tun");
+    assert!(iface.pop_transmit().is_none());
+}

@@ -2,7 +2,7 @@
 
 use super::Interface;
 use crate::time::Instant;
-use crate::wire::MacAddr;
+use crate::wire::{MacAddr, Medium};
 use etherparse::{EtherType, Ethernet2Header, Ethernet2HeaderSlice};
 
 /// A frame buffer holding the Ethernet header, with room for `payload_len` more bytes.
@@ -47,14 +47,17 @@ impl Interface {
             return;
         };
         let dst = MacAddr(eth.destination());
-        if dst != self.cfg.mac && !dst.is_broadcast() {
+        let ip_link = self.cfg.medium == Medium::Ip;
+        if !ip_link && dst != self.cfg.mac && !dst.is_broadcast() {
             self.stats.eth_rx_not_for_us += 1;
             return;
         }
         let payload = &frame[Ethernet2Header::LEN..];
         match eth.ether_type() {
-            EtherType::ARP => self.arp_input(now, payload),
-            EtherType::IPV4 => self.ipv4_input(now, payload, dst.is_broadcast(), verified),
+            EtherType::ARP if !ip_link => self.arp_input(now, payload),
+            EtherType::IPV4 => {
+                self.ipv4_input(now, payload, !ip_link && dst.is_broadcast(), verified)
+            }
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }
     }

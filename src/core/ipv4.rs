@@ -3,7 +3,7 @@
 use super::{ethernet, Interface, TxFrame};
 use crate::stats::Counters;
 use crate::time::Instant;
-use crate::wire::{checksum_ok, MacAddr, FRAME_HEADROOM};
+use crate::wire::{checksum_ok, MacAddr, Medium, FRAME_HEADROOM};
 use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
 use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice};
 use std::io;
@@ -188,9 +188,10 @@ impl Interface {
         }
     }
 
-    /// The next hop for `dst` (RFC 1122 §3.3.1): itself on the subnet, else the gateway.
+    /// The next hop for `dst` (RFC 1122 §3.3.1): itself on the subnet, else the gateway. On a
+    /// bare-IP link (a TUN) every destination is reached through the peer at its other end.
     fn route(&self, dst: Ipv4Addr) -> io::Result<Ipv4Addr> {
-        if self.cfg.is_on_link(dst) || self.cfg.is_broadcast(dst) {
+        if self.cfg.medium == Medium::Ip || self.cfg.is_on_link(dst) || self.cfg.is_broadcast(dst) {
             Ok(dst)
         } else if let Some(gw) = self.cfg.gateway {
             Ok(gw)
@@ -214,7 +215,8 @@ impl Interface {
                 return Err(e);
             }
         };
-        if self.cfg.is_broadcast(next_hop) {
+        if self.cfg.medium == Medium::Ip || self.cfg.is_broadcast(next_hop) {
+            // No neighbour to resolve: the device leaves the Ethernet header out.
             self.transmit_datagram(MacAddr::BROADCAST, dg);
             return Ok(());
         }

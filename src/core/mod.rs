@@ -21,6 +21,7 @@ pub use udp::MAX_UDP_PAYLOAD;
 use crate::config::StackConfig;
 use crate::stats::Counters;
 use crate::time::{earliest, Instant};
+use crate::wire::Medium;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -66,7 +67,7 @@ pub struct Interface {
 }
 
 impl Interface {
-    /// A new interface; it announces itself with a gratuitous ARP.
+    /// A new interface; on Ethernet it announces itself with a gratuitous ARP.
     pub fn new(cfg: StackConfig, now: Instant) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let next_ip_id = rng.random();
@@ -90,7 +91,9 @@ impl Interface {
             rng,
             cfg,
         };
-        iface.send_gratuitous_arp();
+        if iface.cfg.medium == Medium::Ethernet {
+            iface.send_gratuitous_arp();
+        }
         iface
     }
 

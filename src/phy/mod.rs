@@ -1,6 +1,6 @@
 //! Devices: where frames come from and go to. The runtime drives any [`Device`]; wrappers
 //! ([`PcapDevice`], [`FaultInjector`]) stack on top of the real ones ([`TapDevice`],
-//! [`MemoryDevice`]).
+//! [`TunDevice`], [`MemoryDevice`]).
 
 mod fault;
 mod memory;
@@ -8,10 +8,11 @@ mod pcap;
 mod tap;
 mod wake;
 
+pub use crate::wire::Medium;
 pub use fault::{FaultConfig, FaultInjector};
 pub use memory::{memory_pair, MemoryDevice};
-pub use pcap::{read_pcap, PcapDevice};
-pub use tap::TapDevice;
+pub use pcap::{read_pcap, CaptureInfo, PcapDevice};
+pub use tap::{TapDevice, TunDevice};
 pub use wake::WakeFd;
 
 use crate::stats::Counters;
@@ -24,6 +25,9 @@ use std::os::fd::RawFd;
 pub struct DeviceCapabilities {
     /// Splits TCP super-segments itself (TSO): [`Device::send_tso`] hands them over whole.
     pub tso: bool,
+    /// What the link carries: Ethernet frames, or bare IP packets that the device frames and
+    /// unframes at its boundary (see [`Medium`]).
+    pub medium: Medium,
 }
 
 /// A link that carries Ethernet frames. Methods never block.

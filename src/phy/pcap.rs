@@ -1,66 +1,126 @@
 use super::Device;
 use crate::stats::Counters;
 use crate::time::Instant;
+use crate::wire::{Medium, ETHERNET_HEADER_LEN};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness, TsResolution};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Records every frame received and sent by the inner device into a pcap file (Ethernet link
-/// type, nanosecond timestamps) that tcpdump and Wireshark read.
+/// Bytes kept of each frame, as tcpdump's default snap length.
+const SNAPLEN: u32 = 262_144;
+
+/// pcapng's `if_tsresol` for nanoseconds (10^-9 s).
+const NANOSECONDS: u8 = 9;
+
+/// Records every frame received and sent by the inner device into a capture file that tcpdump
+/// and Wireshark read, with nanosecond timestamps: classic pcap or pcapng, with the Ethernet
+/// link type, or `LINKTYPE_RAW` (bare IP packets) over a TUN.
 pub struct PcapDevice<D> {
     inner: D,
-    writer: Option<PcapWriter<BufWriter<File>>>,
+    writer: Option<Writer>,
+    /// Bytes of each frame left out of the capture: the made-up Ethernet header over a TUN.
+    skip: usize,
     /// Wall-clock time at `Instant::ZERO`, fixed at the first frame.
     base: Option<Duration>,
     stamps: Stamps,
 }
 
-/// Where a capture's timestamps come from.
+enum Writer {
+    Pcap(PcapWriter<BufWriter<File>>),
+    PcapNg(PcapNgWriter<BufWriter<File>>),
+}
+
+/// Where a frame's timestamp comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stamps {
-    /// The time the stack passes in (virtual in simulations: reproducible captures).
+    /// The time the driver passed in, anchored to the wall clock at the first frame: a
+    /// simulation's virtual time shows as real intervals.
     Injected,
-    /// The wall clock when the frame is actually read or written (a real device): frames of
-    /// one loop iteration get distinct times, and a request and its answer show their true
-    /// gap, as tcpdump on the device would.
+    /// The wall clock when the frame is actually read from or written to the device.
     WallClock,
 }
 
+/// What a pcapng capture says about itself: the interface's name and a comment (the apps put
+/// the stack's address and seed there).
+#[derive(Clone, Debug, Default)]
+pub struct CaptureInfo {
+    /// The interface the frames crossed (`if_name`).
+    pub if_name: String,
+    /// A comment on the capture (`shb_comment`).
+    pub comment: String,
+}
+
 impl<D: Device> PcapDevice<D> {
-    /// A capture stamped with the time the stack passes in (see
-    /// [`PcapDevice::create_wall_clock`] for a real device).
+    /// A classic pcap capture stamped with the time the driver passes in (virtual time in
+    /// simulations).
     pub fn create(inner: D, path: &Path) -> io::Result<Self> {
-        Self::open(inner, path, Stamps::Injected)
+        let writer = pcap_writer(&inner, path)?;
+        Ok(Self::with_writer(inner, writer, Stamps::Injected))
     }
 
-    /// A capture stamped with the wall clock at each read and write, in nanoseconds.
+    /// A classic pcap capture stamped with the wall clock as each frame crosses the device.
     pub fn create_wall_clock(inner: D, path: &Path) -> io::Result<Self> {
-        Self::open(inner, path, Stamps::WallClock)
+        let writer = pcap_writer(&inner, path)?;
+        Ok(Self::with_writer(inner, writer, Stamps::WallClock))
     }
 
-    fn open(inner: D, path: &Path, stamps: Stamps) -> io::Result<Self> {
-        let file = File::create(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
-        })?;
-        let header = PcapHeader {
-            snaplen: 262_144,
-            datalink: DataLink::ETHERNET,
-            ts_resolution: TsResolution::NanoSecond,
+    /// A pcapng capture stamped with the wall clock, naming the interface and carrying a
+    /// comment.
+    pub fn create_pcapng(inner: D, path: &Path, info: &CaptureInfo) -> io::Result<Self> {
+        let section = SectionHeaderBlock {
             endianness: Endianness::native(),
+            options: vec![
+                SectionHeaderOption::UserApplication(Cow::Owned(format!(
+                    "tapstack {}",
+                    env!("CARGO_PKG_VERSION")
+                ))),
+                SectionHeaderOption::Comment(Cow::Owned(info.comment.clone())),
+            ],
             ..Default::default()
         };
-        let writer =
-            PcapWriter::with_header(BufWriter::new(file), header).map_err(io::Error::other)?;
-        Ok(PcapDevice {
+        let mut writer =
+            PcapNgWriter::with_section_header(create(path)?, section).map_err(io::Error::other)?;
+        let interface = InterfaceDescriptionBlock {
+            linktype: link_type(&inner),
+            snaplen: SNAPLEN,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Owned(info.if_name.clone())),
+                InterfaceDescriptionOption::IfTsResol(NANOSECONDS),
+            ],
+        };
+        writer
+            .write_pcapng_block(interface)
+            .map_err(io::Error::other)?;
+        Ok(Self::with_writer(
+            inner,
+            Writer::PcapNg(writer),
+            Stamps::WallClock,
+        ))
+    }
+
+    fn with_writer(inner: D, writer: Writer, stamps: Stamps) -> Self {
+        let skip = match inner.capabilities().medium {
+            Medium::Ethernet => 0,
+            Medium::Ip => ETHERNET_HEADER_LEN,
+        };
+        PcapDevice {
             inner,
             writer: Some(writer),
+            skip,
             base: None,
             stamps,
-        })
+        }
     }
 
     fn record(&mut self, now: Instant, frame: &[u8]) {
@@ -79,22 +139,65 @@ impl<D: Device> PcapDevice<D> {
                     + since_zero
             }
         };
-        if let Some(w) = &mut self.writer {
-            let packet = PcapPacket::new(ts, frame.len() as u32, frame);
-            if let Err(e) = w.write_packet(&packet) {
-                log::error!("pcap capture stopped: {e}");
-                self.writer = None;
-            }
+        let data = frame.get(self.skip..).unwrap_or_default();
+        let written = match &mut self.writer {
+            None => return,
+            Some(Writer::Pcap(w)) => w
+                .write_packet(&PcapPacket::new(ts, data.len() as u32, data))
+                .map(drop),
+            Some(Writer::PcapNg(w)) => w
+                .write_pcapng_block(EnhancedPacketBlock {
+                    interface_id: 0,
+                    timestamp: ts,
+                    original_len: data.len() as u32,
+                    data: Cow::Borrowed(data),
+                    options: Vec::new(),
+                })
+                .map(drop),
+        };
+        if let Err(e) = written {
+            log::error!("capture stopped: {e}");
+            self.writer = None;
         }
     }
 }
 
+fn create(path: &Path) -> io::Result<BufWriter<File>> {
+    File::create(path)
+        .map(BufWriter::new)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))
+}
+
+/// The capture's link type: Ethernet, or `LINKTYPE_RAW` over a bare-IP link.
+fn link_type(device: &impl Device) -> DataLink {
+    match device.capabilities().medium {
+        Medium::Ethernet => DataLink::ETHERNET,
+        Medium::Ip => DataLink::RAW,
+    }
+}
+
+fn pcap_writer(inner: &impl Device, path: &Path) -> io::Result<Writer> {
+    let header = PcapHeader {
+        snaplen: SNAPLEN,
+        datalink: link_type(inner),
+        ts_resolution: TsResolution::NanoSecond,
+        endianness: Endianness::native(),
+        ..Default::default()
+    };
+    PcapWriter::with_header(create(path)?, header)
+        .map(Writer::Pcap)
+        .map_err(io::Error::other)
+}
+
 impl<D> Drop for PcapDevice<D> {
     fn drop(&mut self) {
-        if let Some(w) = self.writer.take() {
-            if let Err(e) = io::Write::flush(&mut w.into_writer()) {
-                log::error!("pcap capture incomplete: {e}");
-            }
+        let mut file = match self.writer.take() {
+            None => return,
+            Some(Writer::Pcap(w)) => w.into_writer(),
+            Some(Writer::PcapNg(w)) => w.into_inner(),
+        };
+        if let Err(e) = io::Write::flush(&mut file) {
+            log::error!("capture incomplete: {e}");
         }
     }
 }

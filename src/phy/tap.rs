@@ -1,14 +1,22 @@
-//! A Linux TAP interface opened through `/dev/net/tun`.
+//! Linux TAP (Ethernet) and TUN (bare IP) interfaces opened through `/dev/net/tun`.
 //!
 //! With `IFF_VNET_HDR` and `TUN_F_CSUM | TUN_F_TSO4` offloads the kernel hands us TCP segments
-//! of up to 64 KB (as its own GRO would) whose checksum it left partial; we complete it here, so
-//! the core sees ordinary, valid packets, fewer and larger. Frames we write carry an empty
-//! virtio header: they are complete as they are. If the kernel refuses the offloads, the device
-//! falls back to plain frames.
+//! of up to 64 KB (as its own GRO would) whose checksum it left partial, and takes ours whole
+//! to split itself; both kinds of interface have them. If the kernel refuses the offloads, the
+//! device falls back to plain frames.
+//!
+//! A TUN carries IP packets with no link header. The core speaks Ethernet, so a [`TunDevice`]
+//! reads each packet 14 bytes into the buffer and writes a made-up Ethernet header in front
+//! of it, and writes only what follows the header of each frame it sends: no copy either way
+//! (see [`Medium::Ip`]).
+//!
+//! The `tun-tap` and `tun-rs` crates were weighed for the set-up: `tun-tap` has no virtio
+//! header, and so no offloads; `tun-rs` has them, but through its own buffers and GSO split,
+//! where these few ioctls let the core's frames go to the kernel whole with one `writev`.
 
-use super::Device;
+use super::{Device, DeviceCapabilities};
 use crate::time::Instant;
-use crate::wire::gso;
+use crate::wire::{gso, Medium, ETHERNET_HEADER_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -67,7 +75,16 @@ impl VnetHdr {
     }
 }
 
-pub struct TapDevice {
+/// A TAP interface: Ethernet frames, with ARP.
+pub struct TapDevice(TunTap);
+
+/// A TUN interface: bare IPv4 packets, no ARP (see [`Medium::Ip`]).
+pub struct TunDevice(TunTap);
+
+/// What a TAP and a TUN share: the descriptor, the offloads and the last frame's checksum
+/// state.
+struct TunTap {
+    medium: Medium,
     fd: OwnedFd,
     name: String,
     mtu: usize,
@@ -88,25 +105,59 @@ fn os_check(rc: libc::c_int, what: &str) -> io::Result<()> {
 
 impl TapDevice {
     /// Attaches to tap `name` (creating a non-persistent one if it does not exist), without
-    /// packet info, non-blocking, with receive offloads when the kernel allows them, and brings
-    /// the link up.
+    /// packet info, non-blocking, with offloads when the kernel allows them, and brings the
+    /// link up.
     pub fn open(name: &str) -> io::Result<Self> {
+        TunTap::open(name, Medium::Ethernet).map(TapDevice)
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Whether the kernel hands us offloaded (large, checksum-partial) segments.
+    pub fn offloads(&self) -> bool {
+        self.0.vnet
+    }
+}
+
+impl TunDevice {
+    /// Attaches to tun `name` (creating a non-persistent one if it does not exist), as
+    /// [`TapDevice::open`] does.
+    pub fn open(name: &str) -> io::Result<Self> {
+        TunTap::open(name, Medium::Ip).map(TunDevice)
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Whether the kernel hands us offloaded (large, checksum-partial) segments.
+    pub fn offloads(&self) -> bool {
+        self.0.vnet
+    }
+}
+
+impl TunTap {
+    fn open(name: &str, medium: Medium) -> io::Result<Self> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad interface name {name:?}"),
             ));
         }
-        match Self::open_with(name, true) {
+        match Self::open_with(name, medium, true) {
             Ok(t) => Ok(t),
             Err(e) => {
-                log::debug!("tap {name} without offloads: {e}");
-                Self::open_with(name, false)
+                log::debug!("{name} without offloads: {e}");
+                Self::open_with(name, medium, false)
             }
         }
     }
 
-    fn open_with(name: &str, vnet: bool) -> io::Result<Self> {
+    fn open_with(name: &str, medium: Medium, vnet: bool) -> io::Result<Self> {
         let path = CString::new("/dev/net/tun").map_err(io::Error::other)?;
         // SAFETY: open with a valid C string; the result is checked.
         let raw = unsafe {
@@ -123,7 +174,11 @@ impl TapDevice {
         for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
         }
-        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+        let mode = match medium {
+            Medium::Ethernet => libc::IFF_TAP,
+            Medium::Ip => libc::IFF_TUN,
+        };
+        let mut flags = mode | libc::IFF_NO_PI;
         if vnet {
             flags |= libc::IFF_VNET_HDR;
         }
@@ -131,7 +186,7 @@ impl TapDevice {
         // SAFETY: TUNSETIFF reads and writes the ifreq we pass.
         os_check(
             unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) },
-            &format!("attach tap {name}"),
+            &format!("attach {name}"),
         )?;
         if vnet {
             let len = VNET_HDR_LEN as libc::c_int;
@@ -155,7 +210,8 @@ impl TapDevice {
         let mut ctl = IfCtl::new(&name)?;
         ctl.set_up()?;
         let mtu = ctl.mtu()?;
-        Ok(TapDevice {
+        Ok(TunTap {
+            medium,
             fd,
             name,
             mtu,
@@ -165,18 +221,22 @@ impl TapDevice {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Bytes of each frame the kernel does not see: the Ethernet header on a TUN.
+    fn link_header(&self) -> usize {
+        match self.medium {
+            Medium::Ethernet => 0,
+            Medium::Ip => ETHERNET_HEADER_LEN,
+        }
     }
 
-    /// Whether the kernel hands us offloaded (large, checksum-partial) segments.
-    pub fn offloads(&self) -> bool {
-        self.vnet
-    }
-}
-
-impl Device for TapDevice {
-    fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let skip = self.link_header();
+        if buf.len() <= skip {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "receive buffer too small",
+            ));
+        }
         let mut hdr = [0u8; VNET_HDR_LEN];
         let mut iov = [
             libc::iovec {
@@ -184,8 +244,8 @@ impl Device for TapDevice {
                 iov_len: if self.vnet { VNET_HDR_LEN } else { 0 },
             },
             libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
+                iov_base: buf[skip..].as_mut_ptr().cast(),
+                iov_len: buf.len() - skip,
             },
         ];
         // SAFETY: both iovecs point into live buffers of the stated lengths.
@@ -198,7 +258,10 @@ impl Device for TapDevice {
             };
         }
         let hlen = if self.vnet { VNET_HDR_LEN } else { 0 };
-        let len = (n as usize).saturating_sub(hlen);
+        let len = (n as usize).saturating_sub(hlen) + skip;
+        if skip > 0 {
+            frame_ip_packet(buf, len);
+        }
         // Data from kernel memory with its checksum left partial or already verified needs no
         // check, as in Linux (CHECKSUM_PARTIAL, CHECKSUM_UNNECESSARY). A partial checksum is
         // left as it is, as tcpdump on the tap shows it; a capture or fault injector above
@@ -207,7 +270,7 @@ impl Device for TapDevice {
         self.rx_csum_ok = self.vnet && vnet.flags & (NEEDS_CSUM | DATA_VALID) != 0;
         self.rx_partial = None;
         if self.vnet && vnet.flags & NEEDS_CSUM != 0 {
-            let start = usize::from(vnet.csum_start);
+            let start = usize::from(vnet.csum_start) + skip;
             let offset = usize::from(vnet.csum_offset);
             if start + offset + 2 > len {
                 return Err(io::Error::new(
@@ -220,51 +283,38 @@ impl Device for TapDevice {
         Ok(Some(len))
     }
 
-    fn rx_checksum_verified(&self) -> bool {
-        self.rx_csum_ok
-    }
-
-    fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
-        self.rx_partial
-    }
-
-    fn send(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
-        self.write_frame(&[0u8; VNET_HDR_LEN], frame)
-    }
-
-    /// With offloads the kernel takes the super-segment whole (one write for up to 64 KB) and
-    /// splits it, completing each piece's checksum.
-    fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+    /// Sends a super-segment whole with offloads, for the kernel to split (completing each
+    /// piece's checksum); `Ok(false)` without them.
+    fn send_tso(&mut self, frame: &[u8], mss: u16) -> io::Result<bool> {
         let Some((tcp_at, payload_at, _)) = gso::tcp_offsets(frame).filter(|_| self.vnet) else {
-            return super::send_in_pieces(self, now, frame, mss);
+            return Ok(false);
         };
+        let skip = self.link_header();
         let hdr = VnetHdr {
             flags: NEEDS_CSUM,
             gso_type: GSO_TCPV4,
-            hdr_len: payload_at as u16,
+            hdr_len: (payload_at - skip) as u16,
             gso_size: mss,
-            csum_start: tcp_at as u16,
+            csum_start: (tcp_at - skip) as u16,
             csum_offset: gso::TCP_CHECKSUM_OFFSET as u16,
         };
-        self.write_frame(&hdr.to_bytes(), frame)
+        self.write_frame(&hdr.to_bytes(), frame)?;
+        Ok(true)
     }
 
-    fn capabilities(&self) -> super::DeviceCapabilities {
-        super::DeviceCapabilities { tso: self.vnet }
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities {
+            tso: self.vnet,
+            medium: self.medium,
+        }
     }
 
-    fn mtu(&self) -> usize {
-        self.mtu
-    }
-
-    fn poll_fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
-    }
-}
-
-impl TapDevice {
-    /// Writes one frame behind its virtio header (left out without offloads).
+    /// Writes one frame (on a TUN, what follows its Ethernet header) behind its virtio header
+    /// (left out without offloads).
     fn write_frame(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+        let frame = frame.get(self.link_header()..).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than its header")
+        })?;
         let iov = [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut libc::c_void,
@@ -283,6 +333,72 @@ impl TapDevice {
         Ok(())
     }
 }
+
+/// Writes the Ethernet header the core expects in front of the IP packet at
+/// `buf[ETHERNET_HEADER_LEN..len]` read from a TUN: no addresses (the core does not filter
+/// on a bare-IP link), and the EtherType of the packet's IP version.
+fn frame_ip_packet(buf: &mut [u8], len: usize) {
+    let version = buf.get(ETHERNET_HEADER_LEN).map_or(0, |b| b >> 4);
+    let ether_type = match version {
+        4 => etherparse::EtherType::IPV4,
+        6 => etherparse::EtherType::IPV6,
+        _ => etherparse::EtherType(0),
+    };
+    let header = etherparse::Ethernet2Header {
+        source: [0; 6],
+        destination: [0; 6],
+        ether_type,
+    };
+    buf[..ETHERNET_HEADER_LEN.min(len)]
+        .copy_from_slice(&header.to_bytes()[..ETHERNET_HEADER_LEN.min(len)]);
+}
+
+/// The [`Device`] of a TAP or a TUN, the same code for both.
+macro_rules! tun_tap_device {
+    ($ty:ty) => {
+        impl Device for $ty {
+            fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+                self.0.recv(buf)
+            }
+
+            fn rx_checksum_verified(&self) -> bool {
+                self.0.rx_csum_ok
+            }
+
+            fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
+                self.0.rx_partial
+            }
+
+            fn send(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {
+                self.0.write_frame(&[0u8; VNET_HDR_LEN], frame)
+            }
+
+            /// With offloads the kernel takes the super-segment whole (one write for up to
+            /// 64 KB) and splits it; without, it is split here.
+            fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+                if self.0.send_tso(frame, mss)? {
+                    return Ok(());
+                }
+                super::send_in_pieces(self, now, frame, mss)
+            }
+
+            fn capabilities(&self) -> DeviceCapabilities {
+                self.0.capabilities()
+            }
+
+            fn mtu(&self) -> usize {
+                self.0.mtu
+            }
+
+            fn poll_fd(&self) -> Option<RawFd> {
+                Some(self.0.fd.as_raw_fd())
+            }
+        }
+    };
+}
+
+tun_tap_device!(TapDevice);
+tun_tap_device!(TunDevice);
 
 /// Interface ioctls (`SIOCGIFMTU`, `SIOCGIFFLAGS`/`SIOCSIFFLAGS`) on a throwaway socket.
 struct IfCtl {

@@ -126,6 +126,7 @@ impl Stack {
     /// Starts a stack on `device`. The MTU comes from the device.
     pub fn new<D: Device + 'static>(device: D, mut config: StackConfig) -> io::Result<Stack> {
         config.mtu = device.mtu();
+        config.medium = device.capabilities().medium;
         // TCP sends super-segments: the device splits them, in its kernel (TSO) or in software
         // at its boundary (`Device::send_tso`), which costs less than segmenting in the core.
         config.tcp.tso = true;

@@ -5,6 +5,25 @@ mod mac;
 
 pub use mac::MacAddr;
 
+/// What a device's frames carry at the bottom (smoltcp's `Medium`).
+///
+/// The core always builds and parses Ethernet II frames. A device whose link carries bare IP
+/// packets (a TUN) maps them at its boundary without a copy: it writes a made-up Ethernet
+/// header into the 14 bytes in front of each packet it receives and leaves the header out of
+/// what it sends; the core then neither filters by MAC address nor speaks ARP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Medium {
+    /// Ethernet II frames with ARP (a TAP).
+    #[default]
+    Ethernet,
+    /// IPv4 packets with no link header and no neighbours to resolve (a TUN): every
+    /// destination is the one peer at the other end of the link.
+    Ip,
+}
+
+/// Bytes of the Ethernet II header the core puts in front of every IP packet.
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
 /// Bytes a transport layer leaves free at the front of a datagram it builds (an Ethernet II
 /// header and an IPv4 header without options), so that the lower layers write their headers in
 /// place and the buffer becomes the frame without a copy.

@@ -160,7 +160,7 @@ fn run(args: Args) -> std::io::Result<()> {
     println!(
         "echo-server: listening on {ip}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}{}",
         args.port,
-        args.device.tap,
+        args.device.device_name(),
         stack.config().mtu,
         if args.use_async { ", async" } else { "" }
     );

@@ -92,7 +92,7 @@ fn run(args: Args) -> io::Result<()> {
         "http-server: listening on http://{ip}:{}/ serving {} via {}, mtu {}",
         args.port,
         server.root.display(),
-        args.device.tap,
+        args.device.device_name(),
         stack.config().mtu
     );
     let signal = signals.wait();

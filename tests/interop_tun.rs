@@ -1,0 +1,120 @@
+//! TUN mode against the Linux kernel, in a namespace each test creates: echo-server `--tun`
+//! answers ping (fragmented too), UDP and TCP echo over bare IP, and its capture is raw IP.
+
+mod common;
+
+use common::netns::*;
+use common::{pattern, sha256};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::time::Duration;
+
+const TUN_KERNEL_IP: &str = "10.0.2.1";
+const TUN_STACK_IP: &str = "10.0.2.2";
+
+/// Creates tun0 (kernel side 10.0.2.1/24) in the current namespace.
+fn make_tun() {
+    sh("ip tuntap add dev tun0 mode tun");
+    sh("echo 1 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
+    sh(&format!("ip addr add {TUN_KERNEL_IP}/24 dev tun0"));
+    sh("ip link set tun0 up");
+}
+
+#[test]
+fn ping_udp_and_64_mib_of_tcp_echo_over_a_tun_with_a_raw_ip_capture() {
+    in_netns(|| {
+        make_tun();
+        let dir = tempdir();
+        let capture = format!("{dir}/tun.pcap");
+        let server = EchoServer::start(&[
+            "--tun",
+            "tun0",
+            "--ip",
+            &format!("{TUN_STACK_IP}/24"),
+            "--pcap",
+            &capture,
+        ]);
+        let ping = sh(&format!("ping -c 3 -i 0.2 -W 5 {TUN_STACK_IP}"));
+        assert!(ping.contains("3 received"), "{ping}");
+        let big = sh(&format!("ping -c 1 -s 8000 -W 5 {TUN_STACK_IP}"));
+        assert!(big.contains("1 received"), "{big}");
+
+        let udp = UdpSocket::bind((TUN_KERNEL_IP, 0)).unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let datagram = pattern(3000, 4);
+        udp.send_to(&datagram, (TUN_STACK_IP, 7)).unwrap();
+        let mut buf = [0u8; 4000];
+        let (n, from) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(from.to_string(), format!("{TUN_STACK_IP}:7"));
+        assert_eq!(&buf[..n], &datagram[..]);
+
+        let tcp = TcpStream::connect((TUN_STACK_IP, 7)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let data = pattern(64 << 20, 9);
+        let want = sha256(&data);
+        let writer = tcp.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            (&writer).write_all(&data).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        (&tcp).read_to_end(&mut got).unwrap();
+        w.join().unwrap();
+        assert_eq!(got.len(), 64 << 20);
+        assert_eq!(sha256(&got), want);
+
+        let counters = server.stop();
+        assert_eq!(counter(&counters, "ARP"), 0, "{counters}");
+        assert!(
+            counter(&counters, "super-segments sent") > 100,
+            "{counters}"
+        );
+        let read = sh(&format!("tcpdump -nn -r {capture} icmp 2>&1"));
+        assert!(read.contains("link-type RAW"), "{read}");
+        assert!(
+            read.contains(&format!(
+                "{TUN_STACK_IP} > {TUN_KERNEL_IP}: ICMP echo reply"
+            )),
+            "{read}"
+        );
+        sh(&format!("rm -r {dir}"));
+    });
+}
+
+#[test]
+fn a_pcapng_capture_names_the_interface_and_the_stack() {
+    in_netns(|| {
+        make_tun();
+        let dir = tempdir();
+        let capture = format!("{dir}/tun.pcapng");
+        let server = EchoServer::start(&[
+            "--tun",
+            "tun0",
+            "--ip",
+            &format!("{TUN_STACK_IP}/24"),
+            "--seed",
+            "42",
+            "--pcap",
+            &capture,
+        ]);
+        let ping = sh(&format!("ping -c 2 -i 0.2 -W 5 {TUN_STACK_IP}"));
+        assert!(ping.contains("2 received"), "{ping}");
+        server.stop();
+        let read = sh(&format!("tcpdump -nn -r {capture} 2>&1"));
+        assert!(read.contains("link-type RAW"), "{read}");
+        assert_eq!(read.matches("ICMP echo reply").count(), 2, "{read}");
+        let bytes = std::fs::read(&capture).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("tun0"), "no interface name");
+        assert!(
+            text.contains("stack 10.0.2.2/24") && text.contains("seed 42"),
+            "no comment"
+        );
+        sh(&format!("rm -r {dir}"));
+    });
+}
+
+/// A fresh directory for a capture.
+fn tempdir() -> String {
+    sh("mktemp -d").trim().to_string()
+}
