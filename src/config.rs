@@ -163,10 +163,24 @@ impl StackConfig {
     }
 }
 
+/// A TCP socket's buffer sizes in bytes (`SO_SNDBUF`, `SO_RCVBUF`, not doubled as Linux
+/// doubles them): the most a connection holds of data written and not yet acknowledged, and of
+/// data received and not yet read. The receive size also sets the window scale a connection
+/// asks for in its SYN (RFC 7323 §2.3): the smallest that lets the whole buffer be advertised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffers {
+    /// The send buffer.
+    pub send: usize,
+    /// The receive buffer.
+    pub recv: usize,
+}
+
 /// TCP settings, with Linux-like defaults.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
+    /// Every socket's send buffer unless set otherwise ([`Buffers`]).
     pub send_buffer: usize,
+    /// Every socket's receive buffer unless set otherwise ([`Buffers`]).
     pub recv_buffer: usize,
     /// Out-of-order ranges kept per connection; a segment needing more is dropped.
     pub max_ooo_ranges: usize,
@@ -198,6 +212,16 @@ pub struct TcpConfig {
     /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
     /// the runtime turns it on, since every device takes super-segments.
     pub tso: bool,
+}
+
+impl TcpConfig {
+    /// The buffer sizes a socket gets unless it sets its own.
+    pub fn buffers(&self) -> Buffers {
+        Buffers {
+            send: self.send_buffer,
+            recv: self.recv_buffer,
+        }
+    }
 }
 
 impl Default for TcpConfig {

@@ -1023,3 +1023,72 @@ fn ts_recent_follows_the_peers_pure_acks() {
         "TS.Recent {before} -> {after}: updated from a pure ACK (RFC 7323 §4.3)"
     );
 }
+
+/// A receive buffer bounds what the peer may send (the advertised window); growing it on an
+/// open connection opens the window without a read, and shrinking it never drops what it
+/// holds or has promised (RFC 9293 §3.8.6).
+#[test]
+fn the_receive_buffer_bounds_the_window_and_can_grow() {
+    let mut sim = Sim::pair();
+    let now = sim.now;
+    let small = tapstack::config::Buffers {
+        send: 1 << 20,
+        recv: 16 * 1024,
+    };
+    let lid = sim
+        .b
+        .iface
+        .with_tcp(now, |tcp, _| {
+            tcp.listen_with(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8, small)
+        })
+        .unwrap()
+        .0;
+    let ca = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 80))
+        .unwrap();
+    sim.settle();
+    let cb = sim.b.iface.tcp_accept(lid).unwrap().unwrap().0;
+    let data = pattern(100_000, 3);
+    let now = sim.now;
+    let queued = sim.a.iface.tcp_send(now, ca, &data).unwrap();
+    assert_eq!(queued, 100_000);
+    sim.advance(Duration::from_secs(2));
+    let held = |sim: &Sim| sim.b.iface.tcp().info(cb).unwrap().readable;
+    assert_eq!(held(&sim), 16 * 1024, "the window held the sender back");
+    let now = sim.now;
+    sim.b
+        .iface
+        .with_tcp(now, |tcp, st| {
+            tcp.set_buffers(cb, now, None, Some(48 * 1024), st)
+        })
+        .unwrap();
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(
+        held(&sim),
+        48 * 1024,
+        "the grown buffer was filled without a read"
+    );
+    let now = sim.now;
+    sim.b
+        .iface
+        .with_tcp(now, |tcp, st| {
+            tcp.set_buffers(cb, now, None, Some(1024), st)
+        })
+        .unwrap();
+    let buffers = sim.b.iface.tcp().buffers(cb).unwrap();
+    assert_eq!(buffers.recv, 48 * 1024, "never below what it holds");
+    let mut got = vec![0u8; 100_000];
+    let mut n = 0;
+    for _ in 0..100 {
+        let now = sim.now;
+        n += sim.b.iface.tcp_recv(now, cb, &mut got[n..]).unwrap_or(0);
+        sim.advance(Duration::from_millis(200));
+        if n == data.len() {
+            break;
+        }
+    }
+    assert_eq!(n, data.len());
+    assert_eq!(sha256(&got), sha256(&data));
+}

@@ -486,3 +486,38 @@ fn linger_zero_resets_and_a_positive_linger_waits_for_the_peer() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+#[test]
+fn buffer_sizes_choose_the_window_scale_and_bound_writes() {
+    use tapstack::socket::TcpSocket;
+    let (a, b) = two_stacks();
+    let server = TcpSocket::new(&b);
+    server.set_recv_buffer_size(16 * 1024).unwrap();
+    server.bind("0.0.0.0:5010").unwrap();
+    let listener = server.listen(8).unwrap();
+    assert_eq!(listener.recv_buffer_size().unwrap(), 16 * 1024);
+    let client = TcpSocket::new(&a);
+    assert_eq!(
+        client.set_send_buffer_size(0).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    client.set_recv_buffer_size(4 << 20).unwrap();
+    client.set_send_buffer_size(8192).unwrap();
+    client.bind("0.0.0.0:40001").unwrap();
+    let c = client.connect("10.0.0.2:5010").unwrap();
+    let (s, peer) = listener.accept().unwrap();
+    assert_eq!(peer.port(), 40001, "connected from the bound port");
+    assert_eq!(c.recv_buffer_size().unwrap(), 4 << 20);
+    assert_eq!(c.send_buffer_size().unwrap(), 8192);
+    assert_eq!(s.recv_buffer_size().unwrap(), 16 * 1024, "inherited");
+    // 4 MiB needs a shift of 7 to be advertised whole (RFC 7323 §2.3); 16 KiB needs none.
+    let (ci, si) = (c.info().unwrap(), s.info().unwrap());
+    assert_eq!((ci.rcv.wscale, si.snd.wscale), (7, 7));
+    assert_eq!((si.rcv.wscale, ci.snd.wscale), (0, 0));
+    // A write takes only what the 8 KiB send buffer holds.
+    c.set_nonblocking(true).unwrap();
+    assert_eq!((&c).write(&pattern(100_000, 1)).unwrap(), 8192);
+    // Growing the send buffer makes room at once.
+    c.set_send_buffer_size(1 << 20).unwrap();
+    assert!((&c).write(&pattern(100_000, 2)).unwrap() > 0);
+}

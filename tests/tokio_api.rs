@@ -186,3 +186,24 @@ fn udp_datagrams_are_awaited_and_a_cancelled_receive_loses_nothing() {
         assert_eq!(&buf[..n], b"pong");
     });
 }
+
+#[test]
+fn a_tcp_socket_sets_buffer_sizes_before_connecting() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let server = tapstack::tokio::TcpSocket::new(&b);
+        server.bind("0.0.0.0:7").unwrap();
+        let listener = server.listen(16).unwrap();
+        let client = tapstack::tokio::TcpSocket::new(&a);
+        client.set_recv_buffer_size(256 * 1024).unwrap();
+        assert_eq!(client.recv_buffer_size().unwrap(), 256 * 1024);
+        let conn = timeout(LIMIT, client.connect("10.0.0.2:7"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        // 256 KiB is advertised whole with a shift of 3 (2^18 >> 2 is one over 65535).
+        assert_eq!(conn.socket().info().unwrap().rcv.wscale, 3);
+        assert_eq!(accepted.socket().info().unwrap().snd.wscale, 3);
+    });
+}

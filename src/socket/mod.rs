@@ -1,9 +1,11 @@
 //! The `std::net`-like socket API. Every call is a message to the stack thread.
 
+mod builder;
 mod poll;
 mod tcp;
 mod udp;
 
+pub use builder::TcpSocket;
 pub use poll::{Poller, Source};
 pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;

@@ -6,11 +6,12 @@
 //! on the connection's condition variable when it must wait.
 
 use super::{deadline, v4_addr, would_block};
+use crate::config::Buffers;
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
 use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,10 +146,20 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<TcpListener> {
         let addr = v4_addr(addr)?;
+        Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers())
+    }
+
+    /// Listens on `addr`, giving connections `buffers`.
+    pub(crate) fn listen_with(
+        stack: &Stack,
+        addr: SocketAddrV4,
+        backlog: usize,
+        buffers: Buffers,
+    ) -> io::Result<TcpListener> {
         let handle = stack.handle();
         let (id, local, shared) = handle.call(move |iface, now| {
             iface.with_tcp(now, |tcp, _| {
-                let (id, local) = tcp.listen(addr, backlog)?;
+                let (id, local) = tcp.listen_with(addr, backlog, buffers)?;
                 let shared = tcp
                     .listen_io(id)
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -205,6 +216,27 @@ impl TcpListener {
         })
     }
 
+    /// `SO_SNDBUF` of the connections accepted from now on (see [`TcpStream::set_send_buffer_size`]).
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        set_buffers(&self.inner, Some(size), None)
+    }
+
+    /// `SO_RCVBUF` of the connections accepted from now on: their window scale is chosen for
+    /// it.
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        set_buffers(&self.inner, None, Some(size))
+    }
+
+    /// The send buffer size its connections get.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        buffers(&self.inner).map(|b| b.send)
+    }
+
+    /// The receive buffer size its connections get.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        buffers(&self.inner).map(|b| b.recv)
+    }
+
     /// Sets the readiness callback of the listener (see [`super::Poller`]).
     pub(crate) fn watch(&self, watcher: Option<crate::tcp::shared::Watcher>) {
         self.shared.watch(watcher);
@@ -217,6 +249,28 @@ pub struct TcpStream {
     inner: Arc<Inner>,
     /// The connection's buffers and status, shared with the stack thread.
     shared: Arc<SocketIo>,
+}
+
+/// Sets the buffer sizes of the listener or connection `inner` names.
+fn set_buffers(inner: &Inner, send: Option<usize>, recv: Option<usize>) -> io::Result<()> {
+    if send == Some(0) || recv == Some(0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a buffer size must not be zero",
+        ));
+    }
+    let id = inner.id;
+    inner.handle.call(move |iface, now| {
+        iface.with_tcp(now, |tcp, stats| {
+            tcp.set_buffers(id, now, send, recv, stats)
+        })
+    })
+}
+
+/// The buffer sizes of the listener or connection `inner` names.
+fn buffers(inner: &Inner) -> io::Result<Buffers> {
+    let id = inner.id;
+    inner.handle.call(move |iface, _| iface.tcp().buffers(id))
 }
 
 /// The shared state of connection `id`, fetched on the stack thread.
@@ -254,7 +308,13 @@ impl TcpStream {
         addr: A,
         deadline: Option<std::time::Instant>,
     ) -> io::Result<TcpStream> {
-        let stream = Self::connect_nonblocking(stack, addr)?;
+        Self::connect_nonblocking(stack, addr)?.connected(deadline)
+    }
+
+    /// Waits until the handshake of a stream from [`TcpStream::start_connect`] ends, at most
+    /// until `deadline` (`TimedOut`).
+    pub(crate) fn connected(self, deadline: Option<std::time::Instant>) -> io::Result<TcpStream> {
+        let stream = self;
         let id = stream.id();
         stream.inner.handle.wait(
             id,
@@ -271,9 +331,21 @@ impl TcpStream {
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         let remote = v4_addr(addr)?;
+        Self::start_connect(stack, None, remote, stack.config().tcp.buffers())
+    }
+
+    /// Sends the SYN from `local_port` (else an ephemeral port) with `buffers`.
+    pub(crate) fn start_connect(
+        stack: &Stack,
+        local_port: Option<u16>,
+        remote: SocketAddrV4,
+        buffers: Buffers,
+    ) -> io::Result<TcpStream> {
         let handle = stack.handle();
         let (id, shared) = handle.call(move |iface, now| {
-            let id = iface.with_tcp(now, |tcp, stats| tcp.connect(now, None, remote, stats))?;
+            let id = iface.with_tcp(now, |tcp, stats| {
+                tcp.connect_with(now, local_port, remote, buffers, stats)
+            })?;
             Ok((id, shared(iface, id)?))
         })?;
         // From here the handle owns the connection: dropping it on failure closes it.
@@ -423,6 +495,43 @@ impl TcpStream {
         let id = self.id();
         self.inner.handle.call(move |iface, now| {
             iface.with_tcp(now, |tcp, _| tcp.set_keepalive_with(id, now, params))
+        })
+    }
+
+    /// `SO_SNDBUF`: the most written data the connection holds until the peer acknowledges
+    /// it (not doubled, as Linux doubles it). A smaller size than it holds takes effect as
+    /// acknowledgements drain it.
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        set_buffers(&self.inner, Some(size), None)
+    }
+
+    /// `SO_RCVBUF`: the most received data the connection holds until it is read. On a
+    /// connection it cannot grow past what the window scale chosen at the handshake can
+    /// advertise, nor shrink below what it holds or has advertised; set it before connecting
+    /// ([`super::TcpSocket`]) or on the listener to choose the window scale.
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        set_buffers(&self.inner, None, Some(size))
+    }
+
+    /// The send buffer size.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        buffers(&self.inner).map(|b| b.send)
+    }
+
+    /// The receive buffer size.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        buffers(&self.inner).map(|b| b.recv)
+    }
+
+    /// A snapshot of the connection's state, as Linux's `TCP_INFO`: the sequence spaces with
+    /// their window scales and MSS, RTT, congestion window, bytes in flight and buffered.
+    pub fn info(&self) -> io::Result<crate::tcp::TcpInfo> {
+        let id = self.id();
+        self.inner.handle.call(move |iface, _| {
+            iface
+                .tcp()
+                .info(id)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTCONN))
         })
     }
 

@@ -93,7 +93,13 @@ impl SendBuffer {
 
     /// Room left for [`SendBuffer::write`].
     pub fn free(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity().saturating_sub(self.len)
+    }
+
+    /// Sets the most the buffer holds (at most [`MAX_CAPACITY`]). Below what it holds, it
+    /// takes no writes until acknowledgements drain it under the new size.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.limit = capacity.min(MAX_CAPACITY);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,7 +221,18 @@ impl RecvBuffer {
     /// Free space from RCV.NXT on, which the receive window may advertise (RFC 9293 §3.8.6);
     /// out-of-order data lives inside it.
     pub fn window(&self) -> usize {
-        self.capacity() - self.readable
+        self.capacity().saturating_sub(self.readable)
+    }
+
+    /// Sets the most the buffer holds (at most [`MAX_CAPACITY`]); the caller keeps it at
+    /// least `readable() + ooo_end()`, so that no data held is lost.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.limit = capacity.min(MAX_CAPACITY);
+    }
+
+    /// How far past RCV.NXT out-of-order data reaches (0 without any).
+    pub fn ooo_end(&self) -> usize {
+        self.ranges.last().map_or(0, |r| r.end)
     }
 
     /// Stores `data` received at `offset` bytes past RCV.NXT.

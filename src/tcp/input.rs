@@ -4,7 +4,7 @@
 use super::output::{self, ts_now};
 use super::segment::{self, Options, SegmentIn};
 use super::seq::Seq;
-use super::tcb::{State, Tcb, Timestamps};
+use super::tcb::{Opening, State, Tcb, Timestamps};
 use super::Tcp;
 use crate::id::SocketId;
 use crate::stats::Counters;
@@ -159,11 +159,18 @@ impl Tcp {
             return;
         }
         l.syn_queue += 1;
+        let buffers = l.buffers;
         let id = self.ids.next_id();
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
-        let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
+        let open = Opening {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        };
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
         t.set_state(State::SynReceived);
         take_syn(&mut t, seg, self.our_mss, now, iss);
         t.user.listener = Some(lid);
@@ -189,15 +196,21 @@ impl Tcp {
             stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
             return false;
         };
-        if !self.listeners.contains_key(&lid) {
+        let Some(buffers) = self.listeners.get(&lid).map(|l| l.buffers) else {
             return false;
-        }
+        };
         if self.accept_queue_full(lid) {
             stats.tcp_listen_drops += 1;
             return true;
         }
         let id = self.ids.next_id();
-        let mut t = Tcb::new(&self.cfg, now, local, remote, cookie, self.our_mss, 0);
+        let open = Opening {
+            local,
+            remote,
+            iss: cookie,
+            ts_offset: 0,
+        };
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
         t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;

@@ -24,6 +24,7 @@ pub mod shared;
 pub mod tcb;
 pub mod timers;
 
+use crate::config::Buffers;
 use crate::id::{Event, IdSource, SocketId};
 use crate::stats::Counters;
 use crate::time::Instant;
@@ -42,6 +43,8 @@ pub use crate::config::TcpConfig;
 struct Listener {
     local: SocketAddrV4,
     backlog: usize,
+    /// The buffer sizes its connections get.
+    buffers: Buffers,
     /// Established connections waiting for `accept`, shared with the listener's handle so
     /// that accepting needs no round trip to the stack thread.
     io: Arc<shared::ListenIo>,
@@ -269,6 +272,16 @@ impl Tcp {
         local: SocketAddrV4,
         backlog: usize,
     ) -> io::Result<(SocketId, SocketAddrV4)> {
+        self.listen_with(local, backlog, self.cfg.buffers())
+    }
+
+    /// [`Tcp::listen`] whose connections get `buffers`.
+    pub fn listen_with(
+        &mut self,
+        local: SocketAddrV4,
+        backlog: usize,
+        buffers: Buffers,
+    ) -> io::Result<(SocketId, SocketAddrV4)> {
         if !local.ip().is_unspecified() && *local.ip() != self.local_ip {
             return Err(os_err(libc::EADDRNOTAVAIL));
         }
@@ -287,6 +300,7 @@ impl Tcp {
             Listener {
                 local,
                 backlog: backlog.max(1),
+                buffers,
                 io: Arc::default(),
                 syn_queue: 0,
             },
@@ -353,6 +367,20 @@ impl Tcp {
         remote: SocketAddrV4,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
+        let buffers = self.cfg.buffers();
+        self.connect_with(now, local_port, remote, buffers, stats)
+    }
+
+    /// [`Tcp::connect`] with its own buffer sizes (set before `connect(2)`, as its window
+    /// scale is chosen for the SYN).
+    pub fn connect_with(
+        &mut self,
+        now: Instant,
+        local_port: Option<u16>,
+        remote: SocketAddrV4,
+        buffers: Buffers,
+        stats: &mut Counters,
+    ) -> io::Result<SocketId> {
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(os_err(libc::EINVAL));
         }
@@ -374,7 +402,13 @@ impl Tcp {
         let local = SocketAddrV4::new(self.local_ip, port);
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
-        let mut t = Tcb::new(&self.cfg, now, local, remote, iss, self.our_mss, ts_offset);
+        let open = tcb::Opening {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        };
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
         self.by_tuple.insert((port, remote), id);
@@ -615,6 +649,64 @@ impl Tcp {
             .nodelay = on;
         self.flush(id, now, stats);
         Ok(())
+    }
+
+    /// Changes the buffer sizes of a connection or a listener (whose later connections get
+    /// them). A connection's send buffer takes any size; a smaller one than it holds takes
+    /// writes again once acknowledgements drain it. Its receive buffer never shrinks below
+    /// what it holds or has promised in an advertised window (RFC 9293 §3.8.6: the window
+    /// is not shrunk), nor grows past what the window scale chosen at the handshake can
+    /// advertise (65535 << scale).
+    pub fn set_buffers(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        send: Option<usize>,
+        recv: Option<usize>,
+        stats: &mut Counters,
+    ) -> io::Result<()> {
+        if send == Some(0) || recv == Some(0) {
+            return Err(os_err(libc::EINVAL));
+        }
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.buffers.send = send.unwrap_or(l.buffers.send);
+            l.buffers.recv = recv.unwrap_or(l.buffers.recv);
+            return Ok(());
+        }
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        let promised = t.advertised_room() as usize;
+        let scale = t.rcv.wscale;
+        let mut io = t.io();
+        if let Some(n) = send {
+            io.send.set_capacity(n);
+        }
+        if let Some(n) = recv {
+            let held = io.recv.readable() + io.recv.ooo_end();
+            let floor = held.max(io.recv.readable() + promised);
+            let ceiling = (usize::from(u16::MAX) << scale).max(floor);
+            io.recv.set_capacity(n.clamp(floor, ceiling));
+        }
+        drop(io);
+        // Wake writers that now have room; the flush advertises a larger window.
+        publish(t, true);
+        self.flush(id, now, stats);
+        Ok(())
+    }
+
+    /// The buffer sizes of a connection or a listener.
+    pub fn buffers(&self, id: SocketId) -> io::Result<Buffers> {
+        if let Some(l) = self.listeners.get(&id) {
+            return Ok(l.buffers);
+        }
+        let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
+        let io = t.io();
+        Ok(Buffers {
+            send: io.send.capacity(),
+            recv: io.recv.capacity(),
+        })
     }
 
     /// `IP_TTL` of the connection's segments (1 to 255), or `None` for the stack's default.

@@ -109,7 +109,7 @@ fn parse_options(mut raw: &[u8]) -> Options {
         let body = &raw[2..len];
         match (k, body.len()) {
             (kind::MSS, 2) => o.mss = Some(be16(body)),
-            (kind::WSCALE, 1) => o.wscale = Some(body[0].min(14)),
+            (kind::WSCALE, 1) => o.wscale = Some(body[0].min(super::tcb::MAX_WSCALE)),
             (kind::SACK_PERMITTED, 0) => o.sack_permitted = true,
             (kind::TIMESTAMP, 8) => o.timestamp = Some((be32(body), be32(&body[4..]))),
             (kind::SACK, n) if n > 0 && n % 8 == 0 => {

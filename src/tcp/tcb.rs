@@ -8,6 +8,7 @@ use super::seq::Seq;
 use super::shared::{IoState, SocketIo};
 use super::timers::Timers;
 use super::TcpConfig;
+use crate::config::Buffers;
 use crate::time::Instant;
 use std::net::SocketAddrV4;
 use std::sync::{Arc, MutexGuard};
@@ -264,19 +265,35 @@ pub struct Tcb {
     pub output: OutputFlags,
 }
 
+/// Where a new connection starts: its two ends, its initial send sequence number (RFC 9293
+/// §3.4.1) and the offset of its timestamps (RFC 7323 §5.4).
+pub struct Opening {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub iss: Seq,
+    pub ts_offset: u32,
+}
+
+/// The largest window shift (RFC 7323 §2.3).
+pub const MAX_WSCALE: u8 = 14;
+
 impl Tcb {
     pub fn new(
         cfg: &TcpConfig,
+        buffers: Buffers,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        iss: Seq,
+        open: Opening,
         our_mss: u32,
-        ts_offset: u32,
     ) -> Tcb {
+        let Opening {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        } = open;
         // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
         let mut rcv_wscale = 0u8;
-        while (cfg.recv_buffer >> rcv_wscale) > 65535 && rcv_wscale < 14 {
+        while (buffers.recv >> rcv_wscale) > 65535 && rcv_wscale < MAX_WSCALE {
             rcv_wscale += 1;
         }
         Tcb {
@@ -313,8 +330,8 @@ impl Tcb {
                 sack_ok: true,
             },
             io: Arc::new(SocketIo::new(
-                SendBuffer::new(cfg.send_buffer),
-                RecvBuffer::new(cfg.recv_buffer, cfg.max_ooo_ranges),
+                SendBuffer::new(buffers.send),
+                RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges),
             )),
             fin: Fin::default(),
             user: User::default(),

@@ -69,6 +69,52 @@ impl std::fmt::Debug for TcpListener {
     }
 }
 
+/// A TCP socket configured before it connects or listens (buffer sizes, local address), as
+/// `tokio::net::TcpSocket`; see [`socket::TcpSocket`].
+pub struct TcpSocket<'a>(socket::TcpSocket<'a>);
+
+impl<'a> TcpSocket<'a> {
+    /// A socket on `stack` with the stack's default buffer sizes.
+    pub fn new(stack: &'a Stack) -> TcpSocket<'a> {
+        TcpSocket(socket::TcpSocket::new(stack))
+    }
+
+    /// `SO_SNDBUF`.
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        self.0.set_send_buffer_size(size)
+    }
+
+    /// `SO_RCVBUF`; the SYN's window scale is chosen for it.
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        self.0.set_recv_buffer_size(size)
+    }
+
+    /// The send buffer size.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        self.0.send_buffer_size()
+    }
+
+    /// The receive buffer size.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        self.0.recv_buffer_size()
+    }
+
+    /// The local address to connect from or listen on.
+    pub fn bind<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        self.0.bind(addr)
+    }
+
+    /// Connects, waiting for the handshake without holding a thread.
+    pub async fn connect<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
+        TcpStream::handshake(self.0.connect_nonblocking(addr)?).await
+    }
+
+    /// Listens with room for `backlog` connections not yet accepted.
+    pub fn listen(self, backlog: usize) -> io::Result<TcpListener> {
+        TcpListener::from_std(self.0.listen(backlog)?)
+    }
+}
+
 /// A TCP connection implementing [`AsyncRead`] and [`AsyncWrite`]. Dropping it closes the
 /// connection gracefully in the background (or as its `SO_LINGER` says).
 pub struct TcpStream {
@@ -81,7 +127,12 @@ impl TcpStream {
     /// resolved by `ToSocketAddrs`, which may block: pass an address to avoid that. Dropping
     /// the future abandons the connection; wrap it in `tokio::time::timeout` to bound it.
     pub async fn connect<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
-        let stream = TcpStream::from_std(socket::TcpStream::connect_nonblocking(stack, addr)?)?;
+        TcpStream::handshake(socket::TcpStream::connect_nonblocking(stack, addr)?).await
+    }
+
+    /// Waits for the handshake of a stream whose SYN is sent.
+    async fn handshake(stream: socket::TcpStream) -> io::Result<TcpStream> {
+        let stream = TcpStream::from_std(stream)?;
         poll_fn(|cx| {
             stream
                 .wakers

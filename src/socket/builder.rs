@@ -1,0 +1,124 @@
+//! `TcpSocket`: a TCP socket configured before it connects or listens, as `socket2::Socket`
+//! and `tokio::net::TcpSocket` are, for the options that must be set before the SYN.
+
+use super::{v4_addr, TcpListener, TcpStream};
+use crate::config::Buffers;
+use crate::runtime::Stack;
+use std::cell::Cell;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// A TCP socket not yet connected or listening: its buffer sizes (which choose the window
+/// scale of its SYN, RFC 7323 §2.3) and local address are set first.
+///
+/// ```no_run
+/// # fn f(stack: &tapstack::Stack) -> std::io::Result<()> {
+/// let socket = tapstack::socket::TcpSocket::new(stack);
+/// socket.set_recv_buffer_size(4 << 20)?; // a window scale of 7
+/// let stream = socket.connect("10.0.0.1:5001")?;
+/// # Ok(()) }
+/// ```
+pub struct TcpSocket<'a> {
+    stack: &'a Stack,
+    buffers: Cell<Buffers>,
+    local: Cell<Option<SocketAddrV4>>,
+}
+
+impl<'a> TcpSocket<'a> {
+    /// A socket on `stack` with the stack's default buffer sizes.
+    pub fn new(stack: &'a Stack) -> TcpSocket<'a> {
+        TcpSocket {
+            stack,
+            buffers: Cell::new(stack.config().tcp.buffers()),
+            local: Cell::new(None),
+        }
+    }
+
+    /// `SO_SNDBUF` (see [`TcpStream::set_send_buffer_size`]).
+    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
+        let mut b = self.buffers.get();
+        b.send = nonzero(size)?;
+        self.buffers.set(b);
+        Ok(())
+    }
+
+    /// `SO_RCVBUF`; the SYN asks for the smallest window scale that advertises all of it.
+    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
+        let mut b = self.buffers.get();
+        b.recv = nonzero(size)?;
+        self.buffers.set(b);
+        Ok(())
+    }
+
+    /// The send buffer size.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        Ok(self.buffers.get().send)
+    }
+
+    /// The receive buffer size.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        Ok(self.buffers.get().recv)
+    }
+
+    /// The local address to connect from or listen on: the stack's address or `0.0.0.0`, and
+    /// a port (0: an ephemeral one).
+    pub fn bind<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        let addr = v4_addr(addr)?;
+        if !addr.ip().is_unspecified() && *addr.ip() != self.stack.config().ip {
+            return Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
+        }
+        self.local.set(Some(addr));
+        Ok(())
+    }
+
+    /// Connects, waiting for the handshake (see [`TcpStream::connect`]).
+    pub fn connect<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
+        self.connect_nonblocking(addr)?.connected(None)
+    }
+
+    /// Connects, failing with `TimedOut` after `timeout`.
+    pub fn connect_timeout<A: ToSocketAddrs>(
+        self,
+        addr: A,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        self.connect_nonblocking(addr)?
+            .connected(Some(Instant::now() + timeout))
+    }
+
+    /// Sends the SYN without waiting (see [`TcpStream::connect_nonblocking`]).
+    pub fn connect_nonblocking<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
+        let remote = v4_addr(addr)?;
+        let port = self.local.get().map(|l| l.port()).filter(|p| *p != 0);
+        TcpStream::start_connect(self.stack, port, remote, self.buffers.get())
+    }
+
+    /// Listens on the bound address (else `0.0.0.0` and an ephemeral port) with room for
+    /// `backlog` connections not yet accepted; they get this socket's buffer sizes.
+    pub fn listen(self, backlog: usize) -> io::Result<TcpListener> {
+        let local = self
+            .local
+            .get()
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        TcpListener::listen_with(self.stack, local, backlog, self.buffers.get())
+    }
+
+    /// The bound address, if `bind` was called.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.local
+            .get()
+            .map(SocketAddr::V4)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+}
+
+fn nonzero(size: usize) -> io::Result<usize> {
+    if size == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a buffer size must not be zero",
+        ));
+    }
+    Ok(size)
+}
