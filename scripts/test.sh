@@ -14,6 +14,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --features cli -- -D warnings
 cargo clippy --lib -- -D warnings # the library alone, as its users build it
+# Every public item documented (#![warn(missing_docs)]) and every doc link resolving.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features tokio --quiet
 # A library user compiles only what the stack needs: the apps' crates stay behind `cli`.
 if cargo tree -e normal --prefix none | grep -Eq '^(clap|signal-hook|env_logger) '; then
     echo "test.sh: the library without features depends on an app-only crate:" >&2

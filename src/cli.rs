@@ -12,7 +12,9 @@ use std::path::PathBuf;
 /// `A.B.C.D/PREFIX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Cidr {
+    /// The host address.
     pub addr: Ipv4Addr,
+    /// The prefix length, 0 to 32 (24 when omitted).
     pub prefix_len: u8,
 }
 
@@ -35,6 +37,7 @@ impl std::str::FromStr for Ipv4Cidr {
     }
 }
 
+/// Command-line flags for the device, the stack's address, capture and fault injection.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArgs {
     /// TAP interface to attach to (created if missing)
@@ -160,6 +163,7 @@ impl DeviceArgs {
 pub struct StopSignals(signal_hook::iterator::Signals);
 
 impl StopSignals {
+    /// Starts catching SIGINT and SIGTERM.
     pub fn install() -> io::Result<Self> {
         signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
@@ -193,12 +197,17 @@ pub fn chargen_cycle() -> Vec<u8> {
 
 /// A wall-clock time in UTC, split for the apps' date lines (HTTP's `Date`, daytime).
 pub struct Utc {
+    /// The year.
     pub year: i64,
     /// 1 to 12.
     pub month: u32,
+    /// 1 to 31.
     pub day: u32,
+    /// 0 to 23.
     pub hour: u64,
+    /// 0 to 59.
     pub minute: u64,
+    /// 0 to 59.
     pub second: u64,
     /// "Thu" for 1970-01-01.
     pub weekday: &'static str,

@@ -8,8 +8,11 @@ use std::time::Duration;
 /// default close to Linux's.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
+    /// The interface's Ethernet address (unused on a TUN, which has no link layer).
     pub mac: MacAddr,
+    /// The stack's IPv4 address.
     pub ip: Ipv4Addr,
+    /// Length of the subnet prefix (0 to 32): `ip/prefix_len` is the on-link subnet.
     pub prefix_len: u8,
     /// Default gateway for destinations off the local subnet; `None` means on-link only.
     pub gateway: Option<Ipv4Addr>,
@@ -25,11 +28,15 @@ pub struct StackConfig {
     pub seed: u64,
     /// Initial TTL of datagrams we send (Linux: 64).
     pub ttl: u8,
+    /// Limits of the ARP cache and of address resolution (RFC 826).
     pub arp: ArpConfig,
+    /// Limits of IPv4 fragment reassembly (RFC 791 §3.2).
     pub reassembly: ReassemblyConfig,
+    /// Rate limit of the ICMP errors we send.
     pub icmp: IcmpConfig,
     /// Receive buffer of a UDP socket, in bytes of payload (Linux rmem_default: 212992).
     pub udp_rcvbuf: usize,
+    /// TCP settings.
     pub tcp: TcpConfig,
     /// How long dropping a `Stack` waits for open connections to deliver their data and FIN
     /// before resetting them.
@@ -42,6 +49,7 @@ pub struct StackConfig {
     pub busy_poll: Duration,
 }
 
+/// ARP (RFC 826) neighbour cache and resolution limits, with Linux-like defaults.
 #[derive(Clone, Debug)]
 pub struct ArpConfig {
     /// Neighbour entries kept at most (Linux gc_thresh3: 1024).
@@ -62,6 +70,7 @@ pub struct ArpConfig {
     pub max_resolving: usize,
 }
 
+/// Limits of IPv4 fragment reassembly (RFC 791 §3.2), with Linux's defaults.
 #[derive(Clone, Debug)]
 pub struct ReassemblyConfig {
     /// Time a datagram may take to complete (Linux ipfrag_time: 30 s).
@@ -74,6 +83,7 @@ pub struct ReassemblyConfig {
     pub max_fragments: usize,
 }
 
+/// Rate limit of the ICMP errors the stack sends (a token bucket), with Linux's defaults.
 #[derive(Clone, Debug)]
 pub struct IcmpConfig {
     /// ICMP errors per second, token bucket (Linux icmp_msgs_per_sec: 1000).
@@ -139,6 +149,7 @@ impl StackConfig {
         }
     }
 
+    /// The subnet mask `prefix_len` gives, as a host-order `u32`.
     pub fn netmask(&self) -> u32 {
         if self.prefix_len == 0 {
             0
@@ -202,11 +213,14 @@ pub struct TcpConfig {
     /// interval between probes and how many go unanswered before the connection is dropped
     /// (RFC 1122 §4.2.3.6; Linux's 7200 s, 75 s, 9).
     pub keepalive_idle: Duration,
+    /// Keep-alive: interval between unanswered probes (Linux 75 s).
     pub keepalive_interval: Duration,
+    /// Keep-alive: unanswered probes before the connection is dropped (Linux 9).
     pub keepalive_probes: u32,
     /// A fixed initial sequence number instead of RFC 6528's, for tests and reproductions
     /// (e.g. a transfer across the 2^32 wrap). Never set it in production.
     pub fixed_iss: Option<u32>,
+    /// Congestion control algorithm of every connection (default CUBIC).
     pub congestion: CongestionAlgorithm,
     /// Send TCP super-segments of up to 64 KB, whole MSS pieces that the device splits (TSO,
     /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
@@ -261,8 +275,11 @@ pub enum CongestionAlgorithm {
 /// `probes` unanswered ones end the connection with `TimedOut`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
+    /// Time without a segment from the peer before the first probe (`TCP_KEEPIDLE`).
     pub idle: Duration,
+    /// Time between probes (`TCP_KEEPINTVL`).
     pub interval: Duration,
+    /// Unanswered probes that end the connection (`TCP_KEEPCNT`).
     pub probes: u32,
 }
 

@@ -31,10 +31,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Programs over a real tap are in `examples/`: `echo_server` (blocking TCP echo),
-//! `udp_echo`, `http_get` (a TCP client) and `rr_client` (request/response latency); the apps
-//! in `src/bin/` (feature `cli`) are larger ones, `echo-server` an event loop over
-//! [`socket::Poller`].
+//! The async API for tokio is `tapstack::tokio` (feature `tokio`), with its own example
+//! over the in-memory link. Programs over a real tap are in `examples/`: `echo_server` (blocking
+//! TCP echo), `tokio_echo` (the same on tokio, over a tap or a tun), `tokio_client` (many
+//! connections at once), `udp_echo`, `http_get` (a TCP client) and `rr_client`
+//! (request/response latency); the apps in `src/bin/` (feature `cli`) are larger ones,
+//! `echo-server` an event loop over [`socket::Poller`] or, with `--async`, tokio tasks.
+//!
+//! Devices: [`phy::TapDevice`] carries Ethernet frames (with ARP), [`phy::TunDevice`] bare IP
+//! packets (no ARP; see [`wire::Medium`]); both with the kernel's offloads.
+
+#![warn(missing_docs)]
 
 #[cfg(feature = "cli")]
 pub mod cli;

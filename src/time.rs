@@ -12,20 +12,25 @@ use std::time::Duration;
 pub struct Instant(u64);
 
 impl Instant {
+    /// The epoch.
     pub const ZERO: Instant = Instant(0);
 
+    /// The instant `us` microseconds after the epoch.
     pub const fn from_micros(us: u64) -> Self {
         Instant(us)
     }
 
+    /// The instant `ms` milliseconds after the epoch.
     pub const fn from_millis(ms: u64) -> Self {
         Instant(ms * 1000)
     }
 
+    /// The instant `s` seconds after the epoch.
     pub const fn from_secs(s: u64) -> Self {
         Instant(s * 1_000_000)
     }
 
+    /// Microseconds since the epoch.
     pub const fn total_micros(self) -> u64 {
         self.0
     }

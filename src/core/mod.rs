@@ -97,6 +97,7 @@ impl Interface {
         iface
     }
 
+    /// The configuration the interface runs with.
     pub fn config(&self) -> &StackConfig {
         &self.cfg
     }
@@ -178,6 +179,7 @@ impl Interface {
         self.tcp.recycle(frame);
     }
 
+    /// The next event for the driver (a socket became ready), if any.
     pub fn pop_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -19,9 +19,13 @@ use std::net::Ipv4Addr;
 /// RFC 791: fragments of one datagram share source, destination, protocol and identification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragKey {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination address.
     pub dst: Ipv4Addr,
+    /// Protocol number of the payload.
     pub proto: u8,
+    /// Identification field.
     pub id: u16,
 }
 
@@ -57,13 +61,19 @@ pub struct Reassembled {
 
 /// One fragment as the IP layer parsed it.
 pub struct Fragment<'a> {
+    /// The datagram the fragment belongs to.
     pub key: FragKey,
+    /// The fragment's IP header with options; the one at offset 0 becomes the datagram's.
     pub header: &'a [u8],
+    /// Where the payload goes in the datagram, in bytes (the fragment offset times 8).
     pub offset: usize,
+    /// The More Fragments flag: this is not the last fragment.
     pub more: bool,
+    /// The fragment's data.
     pub payload: &'a [u8],
 }
 
+/// Reassembles fragmented IPv4 datagrams within the limits of a [`ReassemblyConfig`].
 pub struct Reassembler {
     cfg: ReassemblyConfig,
     entries: HashMap<FragKey, Entry>,
@@ -77,6 +87,7 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// An empty reassembler with these limits.
     pub fn new(cfg: ReassemblyConfig) -> Self {
         Reassembler {
             cfg,
@@ -93,14 +104,17 @@ impl Reassembler {
         self.mem
     }
 
+    /// Incomplete datagrams held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no datagram is being reassembled.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// When the oldest incomplete datagram times out: when [`Reassembler::poll`] next has work.
     pub fn poll_at(&self) -> Option<Instant> {
         self.by_age.first().map(|(t, _)| *t + self.cfg.timeout)
     }

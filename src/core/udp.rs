@@ -257,10 +257,12 @@ impl Interface {
         Some(Ok((data, from)))
     }
 
+    /// The address the socket is bound to.
     pub fn udp_local_addr(&mut self, id: SocketId) -> io::Result<SocketAddrV4> {
         Ok(self.udp.get(id)?.local)
     }
 
+    /// The connected peer; `ENOTCONN` if the socket is not connected.
     pub fn udp_peer_addr(&mut self, id: SocketId) -> io::Result<SocketAddrV4> {
         self.udp
             .get(id)?
@@ -295,6 +297,7 @@ impl Interface {
         Ok(())
     }
 
+    /// Removes the socket and frees its port.
     pub fn udp_close(&mut self, id: SocketId) {
         if let Some(sock) = self.udp.sockets.remove(&id) {
             self.udp.ports.remove(&sock.local.port());

@@ -11,14 +11,20 @@ use std::time::Duration;
 /// Fault chances in percent (0–100), applied independently to frames in each direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FaultConfig {
+    /// Percent of frames dropped.
     pub drop_pct: f64,
+    /// Percent of frames corrupted: one random bit flipped.
     pub corrupt_pct: f64,
+    /// Percent of frames sent twice.
     pub duplicate_pct: f64,
+    /// Percent of frames held back behind the next one (for at most 5 ms).
     pub reorder_pct: f64,
+    /// Seed of the RNGs (each direction derives its own), so that a run can be replayed.
     pub seed: u64,
 }
 
 impl FaultConfig {
+    /// Whether any fault has a chance above zero.
     pub fn is_active(&self) -> bool {
         self.drop_pct > 0.0
             || self.corrupt_pct > 0.0
@@ -121,6 +127,7 @@ pub struct FaultInjector<D> {
 }
 
 impl<D: Device> FaultInjector<D> {
+    /// Wraps `inner`, applying the faults of `cfg` to frames in both directions.
     pub fn new(inner: D, cfg: FaultConfig) -> Self {
         FaultInjector {
             inner,

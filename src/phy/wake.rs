@@ -9,6 +9,7 @@ pub struct WakeFd {
 }
 
 impl WakeFd {
+    /// A new eventfd, not readable until [`WakeFd::wake`].
     pub fn new() -> io::Result<Self> {
         // SAFETY: eventfd has no memory arguments; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -44,6 +45,7 @@ impl WakeFd {
         self.armed.store(false, Ordering::Release);
     }
 
+    /// The descriptor to poll for readability.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

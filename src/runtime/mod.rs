@@ -1,7 +1,7 @@
 //! The stack thread: it owns the [`Interface`] and the device, and serves socket handles.
 //!
 //! One loop `poll`s the device and a wakeup eventfd together, with the core's next deadline as
-//! timeout. Socket handles send [`Command`]s over a channel and wake the loop; calls that must
+//! timeout. Socket handles send commands over a channel and wake the loop; calls that must
 //! wait (a blocking receive) park a reply channel here until an event or their deadline.
 
 mod reply;
@@ -168,6 +168,8 @@ impl Stack {
         })
     }
 
+    /// The configuration the stack runs with: the one given, with the device's MTU and medium
+    /// and TSO on.
     pub fn config(&self) -> &StackConfig {
         &self.config
     }

@@ -91,6 +91,7 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// A new poller, with no socket registered.
     pub fn new() -> Poller {
         Poller::default()
     }

@@ -199,15 +199,19 @@ impl TcpListener {
         std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
     }
 
+    /// As `std::net::TcpListener::local_addr`: the address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
     }
 
+    /// As `std::net::TcpListener::set_nonblocking`: in non-blocking mode `accept` fails with
+    /// `WouldBlock` when no connection is queued.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
 
+    /// As `std::net::TcpListener::try_clone`: another handle to the same listener.
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(TcpListener {
             inner: self.inner.clone(),
@@ -387,6 +391,7 @@ impl TcpStream {
         self.inner.id
     }
 
+    /// As `std::net::TcpStream::peer_addr`: the remote end of the connection.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         let id = self.id();
         self.inner
@@ -394,6 +399,7 @@ impl TcpStream {
             .call(move |iface, _| iface.tcp().addrs(id).map(|(_, p)| SocketAddr::V4(p)))
     }
 
+    /// As `std::net::TcpStream::local_addr`: our end of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let id = self.id();
         self.inner
@@ -535,6 +541,7 @@ impl TcpStream {
         })
     }
 
+    /// As `std::net::TcpStream::nodelay`: whether Nagle's algorithm is off (`TCP_NODELAY`).
     pub fn nodelay(&self) -> io::Result<bool> {
         let id = self.id();
         self.inner
@@ -542,27 +549,36 @@ impl TcpStream {
             .call(move |iface, _| iface.tcp().nodelay(id))
     }
 
+    /// As `std::net::TcpStream::set_read_timeout`: `None` blocks forever; a zero duration is
+    /// an error.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         Inner::set_timeout(&self.inner.read_timeout_ns, t)
     }
 
+    /// As `std::net::TcpStream::set_write_timeout`: `None` blocks forever; a zero duration is
+    /// an error.
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         Inner::set_timeout(&self.inner.write_timeout_ns, t)
     }
 
+    /// As `std::net::TcpStream::read_timeout`: `None` when reads block forever.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(Inner::timeout(&self.inner.read_timeout_ns))
     }
 
+    /// As `std::net::TcpStream::write_timeout`: `None` when writes block forever.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(Inner::timeout(&self.inner.write_timeout_ns))
     }
 
+    /// As `std::net::TcpStream::set_nonblocking`: reads and writes that would block fail with
+    /// `WouldBlock`.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.inner.nonblocking.store(nonblocking, Ordering::Relaxed);
         Ok(())
     }
 
+    /// As `std::net::TcpStream::try_clone`: another handle to the same connection.
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         Ok(TcpStream {
             inner: self.inner.clone(),

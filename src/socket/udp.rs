@@ -53,6 +53,7 @@ impl UdpSocket {
         self.inner.handle.call(move |iface, now| f(iface, id, now))
     }
 
+    /// As `std::net::UdpSocket::send_to`: sends one datagram to `addr`; returns the bytes sent.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let dst = v4_addr(addr)?;
         let data = buf.to_vec();
@@ -107,10 +108,12 @@ impl UdpSocket {
         self.call(move |iface, id, _| iface.udp_connect(id, remote))
     }
 
+    /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.call(|iface, id, _| iface.udp_local_addr(id).map(SocketAddr::V4))
     }
 
+    /// As `std::net::UdpSocket::peer_addr`: the connected peer, or `NotConnected`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.call(|iface, id, _| iface.udp_peer_addr(id).map(SocketAddr::V4))
     }
@@ -122,6 +125,7 @@ impl UdpSocket {
         Ok(())
     }
 
+    /// As `std::net::UdpSocket::read_timeout`: `None` when receives block forever.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         let ns = self.inner.read_timeout_ns.load(Ordering::Relaxed);
         Ok((ns != 0).then(|| Duration::from_nanos(ns)))
@@ -144,6 +148,8 @@ impl UdpSocket {
         self.call(move |iface, id, _| iface.udp_ttl(id).map(u32::from))
     }
 
+    /// As `std::net::UdpSocket::set_broadcast` (`SO_BROADCAST`): allows sending to broadcast
+    /// addresses; without it such a send fails with `EACCES`.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.call(move |iface, id, _| iface.udp_set_broadcast(id, on))
     }

@@ -102,6 +102,7 @@ impl SendBuffer {
         self.limit = capacity.min(MAX_CAPACITY);
     }
 
+    /// Whether the buffer holds nothing: all that was written is acknowledged.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

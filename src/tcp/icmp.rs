@@ -19,9 +19,15 @@ const HEADERS: u32 = 40;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpError {
     /// Destination unreachable, fragmentation needed and DF set (RFC 1191): the next hop's MTU.
-    FragmentationNeeded { mtu: u16 },
+    FragmentationNeeded {
+        /// The next-hop MTU the message reports (RFC 1191 §4).
+        mtu: u16,
+    },
     /// Any other error, as the errno it would report (`EHOSTUNREACH`, `ECONNREFUSED`, ...).
-    Unreachable { errno: i32 },
+    Unreachable {
+        /// The errno the error maps to.
+        errno: i32,
+    },
 }
 
 impl Tcp {

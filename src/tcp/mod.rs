@@ -1,9 +1,9 @@
 //! TCP (RFC 9293): the connection table, its demultiplexing, and the socket-level operations the
 //! API calls. Like the rest of the core it is sans-IO: segments in, [`output::Outgoing`] out.
 //!
-//! One concern per file: [`seq`] arithmetic, [`segment`] formats, [`tcb`] state, [`input`]
-//! segment arrival, [`output`] transmission, [`recovery`] SACK loss recovery, [`rack`] RACK-TLP, [`timers`], [`rtt`], [`congestion`], [`isn`],
-//! [`buffer`].
+//! One concern per file: [`seq`] arithmetic, [`segment`] formats, [`tcb`] state, `input.rs`
+//! segment arrival, [`output`] transmission, `recovery.rs` SACK loss recovery, `rack.rs`
+//! RACK-TLP, [`timers`], [`rtt`], [`congestion`], [`isn`], [`buffer`].
 
 pub mod buffer;
 pub mod congestion;
@@ -105,6 +105,8 @@ fn publish(t: &Tcb, wake: bool) {
 /// Linux's default ephemeral port range.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 
+/// The TCP layer of one interface: its listeners and connections, their timers, and the
+/// segments they owe the IP layer.
 pub struct Tcp {
     cfg: TcpConfig,
     local_ip: Ipv4Addr,
@@ -131,6 +133,8 @@ pub struct Tcp {
 }
 
 impl Tcp {
+    /// TCP for `local_ip` on a link of `mtu` bytes: `secret` keys the ISN function and SYN
+    /// cookies, `port_seed` picks where the search for ephemeral ports starts.
     pub fn new(
         cfg: TcpConfig,
         local_ip: Ipv4Addr,
@@ -158,6 +162,7 @@ impl Tcp {
         }
     }
 
+    /// When [`Tcp::poll`] next has a timer to run.
     pub fn poll_at(&self) -> Option<Instant> {
         self.timers.first().map(|(t, _)| *t)
     }
@@ -635,6 +640,7 @@ impl Tcp {
         Ok(())
     }
 
+    /// `TCP_NODELAY`: `on` turns Nagle's algorithm off; then sends what that allows.
     pub fn set_nodelay(
         &mut self,
         id: SocketId,
@@ -728,6 +734,7 @@ impl Tcp {
         Ok(t.user.ttl)
     }
 
+    /// Whether Nagle's algorithm is off on the connection (`TCP_NODELAY`).
     pub fn nodelay(&self, id: SocketId) -> io::Result<bool> {
         Ok(self
             .conns
@@ -737,6 +744,7 @@ impl Tcp {
             .nodelay)
     }
 
+    /// The local and remote addresses of a connection; a listener's remote is `0.0.0.0:0`.
     pub fn addrs(&self, id: SocketId) -> io::Result<(SocketAddrV4, SocketAddrV4)> {
         if let Some(l) = self.listeners.get(&id) {
             return Ok((l.local, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
@@ -869,6 +877,7 @@ impl Tcp {
 /// control block.
 #[derive(Clone, Debug)]
 pub struct TcpInfo {
+    /// The connection's state (RFC 9293 §3.3.2).
     pub state: State,
     /// The send sequence space: SND.UNA, SND.NXT, SND.WND, ISS, the send MSS, ...
     pub snd: tcb::SendSeq,
@@ -880,14 +889,17 @@ pub struct TcpInfo {
     pub ts_recent: Option<u32>,
     /// Smoothed RTT, once measured, and the retransmission timeout (RFC 6298).
     pub srtt: Option<Duration>,
+    /// The current retransmission timeout (RFC 6298).
     pub rto: Duration,
     /// Consecutive timeouts of the same data.
     pub retries: u32,
     /// Congestion window and bytes in flight.
     pub cwnd: u32,
+    /// Bytes in flight: sent and not yet acknowledged (SND.NXT - SND.UNA).
     pub flight: u32,
-    /// Bytes written and not yet sent or acknowledged; bytes received and not yet read.
+    /// Bytes written and not yet acknowledged (sent or not).
     pub unsent: usize,
+    /// Bytes received in order and not yet read.
     pub readable: usize,
     /// Data beyond a hole waits in the receive buffer.
     pub out_of_order: bool,

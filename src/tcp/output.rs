@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 
 /// A segment ready for the IP layer.
 pub struct Outgoing {
+    /// Destination IPv4 address.
     pub dst: Ipv4Addr,
     /// [`FRAME_HEADROOM`] bytes of room for the lower layers' headers, then the segment.
     pub bytes: Vec<u8>,
@@ -32,11 +33,13 @@ const SPARE_BUFFERS: usize = 32;
 /// build the next ones in: output allocates nothing in a steady state.
 #[derive(Default)]
 pub struct Outbox {
+    /// Segments built, in order, for the IP layer to take.
     pub segs: Vec<Outgoing>,
     spare: Vec<Vec<u8>>,
 }
 
 impl Outbox {
+    /// Queues a segment for the IP layer.
     pub fn push(&mut self, seg: Outgoing) {
         self.segs.push(seg);
     }
@@ -60,7 +63,9 @@ impl Outbox {
 
 /// Where segments go, and what building them needs.
 pub struct Sink<'a> {
+    /// Where built segments are queued.
     pub out: &'a mut Outbox,
+    /// The stack's counters, which output updates.
     pub stats: &'a mut Counters,
     /// The MSS we announce (from our MTU).
     pub our_mss: u32,

@@ -16,6 +16,7 @@ pub struct Scoreboard {
 }
 
 impl Scoreboard {
+    /// Whether no range is SACKed.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

@@ -6,10 +6,15 @@ use etherparse::{TcpOptionElement, TcpSlice};
 /// Control bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flags {
+    /// SYN: synchronize sequence numbers.
     pub syn: bool,
+    /// ACK: the acknowledgment number is significant.
     pub ack: bool,
+    /// FIN: no more data from the sender.
     pub fin: bool,
+    /// RST: reset the connection.
     pub rst: bool,
+    /// PSH: push function.
     pub psh: bool,
 }
 
@@ -50,8 +55,11 @@ impl Flags {
 /// Options we understand (RFC 9293 §3.2, RFC 7323, RFC 2018).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
+    /// Maximum Segment Size (RFC 9293 §3.7.1).
     pub mss: Option<u16>,
+    /// Window Scale shift (RFC 7323 §2.3); a received one is capped at 14.
     pub wscale: Option<u8>,
+    /// SACK-permitted (RFC 2018 §2).
     pub sack_permitted: bool,
     /// (TSval, TSecr)
     pub timestamp: Option<(u32, u32)>,
@@ -127,13 +135,21 @@ fn parse_options(mut raw: &[u8]) -> Options {
 
 /// A parsed incoming segment; `payload` borrows the datagram.
 pub struct SegmentIn<'a> {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// SEG.SEQ: the sequence number of the segment's first octet.
     pub seq: Seq,
+    /// SEG.ACK: the acknowledgment number, significant only with the ACK flag.
     pub ack: Seq,
+    /// Control bits.
     pub flags: Flags,
+    /// SEG.WND as received: not yet shifted by the peer's window scale.
     pub window: u16,
+    /// The options we understand.
     pub options: Options,
+    /// The segment's data.
     pub payload: &'a [u8],
 }
 
@@ -169,12 +185,19 @@ pub fn parse(bytes: &[u8]) -> Option<SegmentIn<'_>> {
 
 /// What to put in an outgoing segment's header.
 pub struct SegmentOut {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// SEG.SEQ: the sequence number of the segment's first octet.
     pub seq: Seq,
+    /// SEG.ACK; `Some` also sets the ACK bit, whatever `flags.ack` says.
     pub ack: Option<Seq>,
+    /// Control bits; the ACK bit follows `ack` instead.
     pub flags: Flags,
+    /// The 16-bit window field, already scaled down (a SYN's never is, RFC 7323 §2.2).
     pub window: u16,
+    /// Options to write; the header is padded to 32 bits.
     pub options: Options,
 }
 

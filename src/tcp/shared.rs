@@ -32,8 +32,11 @@ pub struct Status {
 
 /// The state behind the lock.
 pub struct IoState {
+    /// The send buffer: data written and not yet acknowledged.
     pub send: SendBuffer,
+    /// The receive buffer: data received and not yet read, out-of-order ranges included.
     pub recv: RecvBuffer,
+    /// The connection's status, as the core last published it.
     pub status: Status,
     /// The error to report (ECONNRESET, ECONNREFUSED, ETIMEDOUT, ...): reads take it once the
     /// data before it is read; writes report it.
@@ -200,6 +203,7 @@ pub struct Shared<S> {
 pub type SocketIo = Shared<IoState>;
 
 impl SocketIo {
+    /// A new connection's shared state around its two buffers: connecting, no error.
     pub fn new(send: SendBuffer, recv: RecvBuffer) -> SocketIo {
         Shared::with(IoState {
             send,
@@ -281,8 +285,11 @@ impl<S: Wakeable> Shared<S> {
 
 /// A connection the core established for a listener, ready for `accept`.
 pub struct Accepted {
+    /// The connection's socket id.
     pub id: SocketId,
+    /// The peer's address and port.
     pub peer: SocketAddrV4,
+    /// The state the connection shares with its handle.
     pub io: Arc<SocketIo>,
 }
 

@@ -17,16 +17,27 @@ use std::time::Duration;
 /// RFC 9293 §3.3.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
+    /// LISTEN: waiting for a connection request from any remote TCP and port.
     Listen,
+    /// SYN-SENT: waiting for a matching connection request after having sent one.
     SynSent,
+    /// SYN-RECEIVED: waiting for the ACK of our SYN, having both received and sent a SYN.
     SynReceived,
+    /// ESTABLISHED: an open connection; data received can be delivered to the user.
     Established,
+    /// FIN-WAIT-1: waiting for the peer's FIN, or for the ACK of the FIN we sent.
     FinWait1,
+    /// FIN-WAIT-2: our FIN is acknowledged; waiting for the peer's FIN.
     FinWait2,
+    /// CLOSE-WAIT: the peer has sent its FIN; waiting for the local user to close.
     CloseWait,
+    /// CLOSING: both sides sent a FIN; waiting for the ACK of ours.
     Closing,
+    /// LAST-ACK: the peer closed first and we sent our FIN; waiting for its ACK.
     LastAck,
+    /// TIME-WAIT: waiting 2 MSL to be sure the peer received the ACK of its FIN.
     TimeWait,
+    /// CLOSED: no connection state at all (a new control block starts here).
     Closed,
 }
 
@@ -99,8 +110,11 @@ impl DelayedAck {
 /// Send sequence space (RFC 9293 §3.3.1): SND.UNA, SND.NXT, SND.WND, SND.WL1, SND.WL2, ISS.
 #[derive(Clone, Copy, Debug)]
 pub struct SendSeq {
+    /// ISS: our initial send sequence number.
     pub iss: Seq,
+    /// SND.UNA: the oldest unacknowledged sequence number.
     pub una: Seq,
+    /// SND.NXT: the next sequence number to send.
     pub nxt: Seq,
     /// Highest sequence number sent (`nxt` is rewound on timeout; this is not).
     pub max: Seq,
@@ -108,7 +122,9 @@ pub struct SendSeq {
     pub wnd: u32,
     /// Largest window the peer offered, for sender SWS avoidance (RFC 9293 §3.8.6.2.1).
     pub max_wnd: u32,
+    /// SND.WL1: the sequence number of the segment that last updated the window.
     pub wl1: Seq,
+    /// SND.WL2: the acknowledgment number of the segment that last updated the window.
     pub wl2: Seq,
     /// Effective send MSS: the peer's MSS option (536 if absent), capped by our MTU.
     pub mss: u32,
@@ -142,7 +158,9 @@ impl SendSeq {
 /// Receive sequence space (RFC 9293 §3.3.1): RCV.NXT, the advertised window's edge, IRS.
 #[derive(Clone, Copy, Debug)]
 pub struct RecvSeq {
+    /// IRS: the peer's initial sequence number.
     pub irs: Seq,
+    /// RCV.NXT: the next sequence number expected from the peer.
     pub nxt: Seq,
     /// Right edge of the window we advertised; it never moves left (RFC 9293 §3.8.6.2.2).
     pub adv: Seq,
@@ -159,7 +177,10 @@ pub struct RecvSeq {
 /// Options agreed in the handshake (RFC 7323, RFC 2018).
 #[derive(Clone, Copy, Debug)]
 pub struct Negotiated {
+    /// Timestamp state (RFC 7323); `None` once the handshake shows the peer does not use them.
     pub ts: Option<Timestamps>,
+    /// Whether SACK is used: we offer it, and it stays on if the peer's SYN permits it
+    /// (RFC 2018 §2).
     pub sack_ok: bool,
 }
 
@@ -194,6 +215,7 @@ pub struct User {
 /// Retransmission timing (RFC 6298).
 #[derive(Clone, Debug)]
 pub struct Retransmission {
+    /// The RTT estimator: SRTT, RTTVAR and the RTO (RFC 6298 §2).
     pub rtt: RttEstimator,
     /// The segment being timed for an RTT sample (Karn's algorithm), as (end seq, sent at).
     pub rtt_probe: Option<(Seq, Instant)>,
@@ -225,6 +247,7 @@ pub struct Acks {
     pub delack: DelayedAck,
     /// The challenge ACK budget: the second it counts in, and how many were sent.
     pub challenge_window: Instant,
+    /// Challenge ACKs sent in that second (at most ten, RFC 5961 §7).
     pub challenge_count: u32,
 }
 
@@ -245,32 +268,48 @@ pub struct OutputFlags {
 
 /// One connection's state, grouped by RFC concept.
 pub struct Tcb {
+    /// The connection's state (RFC 9293 §3.3.2).
     pub state: State,
+    /// Our end of the connection: local address and port.
     pub local: SocketAddrV4,
+    /// The peer's end of the connection: remote address and port.
     pub remote: SocketAddrV4,
+    /// The send sequence space: SND.UNA, SND.NXT, SND.WND, ...
     pub snd: SendSeq,
+    /// The receive sequence space: RCV.NXT, the advertised window's edge, ...
     pub rcv: RecvSeq,
+    /// The options agreed in the handshake: timestamps and SACK.
     pub opts: Negotiated,
     /// The send and receive buffers and what the socket handle sees, shared with it.
     pub io: Arc<SocketIo>,
+    /// Where our FIN and the peer's stand.
     pub fin: Fin,
+    /// What the user asked of the connection: shutdown, Nagle, keep-alive, TTL.
     pub user: User,
+    /// Retransmission timing: RTT estimation, Karn's timed segment, timeouts (RFC 6298).
     pub rtx: Retransmission,
     /// Congestion control (RFC 5681, RFC 9438).
     pub cc: Box<dyn CongestionControl>,
     /// Loss recovery: SACK, NewReno, RACK-TLP.
     pub recovery: Recovery,
+    /// The ACKs we owe: at once or delayed, and the challenge ACK budget.
     pub ack: Acks,
+    /// The connection's timers: retransmission, delayed ACK, persist, ...
     pub timers: Timers,
+    /// Output owed beyond what the windows allow by themselves.
     pub output: OutputFlags,
 }
 
 /// Where a new connection starts: its two ends, its initial send sequence number (RFC 9293
 /// §3.4.1) and the offset of its timestamps (RFC 7323 §5.4).
 pub struct Opening {
+    /// Our end: local address and port.
     pub local: SocketAddrV4,
+    /// The peer's end: remote address and port.
     pub remote: SocketAddrV4,
+    /// ISS: our initial send sequence number (RFC 9293 §3.4.1).
     pub iss: Seq,
+    /// The offset added to our timestamp clock (RFC 7323 §5.4).
     pub ts_offset: u32,
 }
 
@@ -278,6 +317,8 @@ pub struct Opening {
 pub const MAX_WSCALE: u8 = 14;
 
 impl Tcb {
+    /// A control block in CLOSED for the connection `open` describes, with buffers sized by
+    /// `buffers` and the smallest receive window scale that advertises the whole receive buffer.
     pub fn new(
         cfg: &TcpConfig,
         buffers: Buffers,

@@ -33,11 +33,17 @@ pub enum Timer {
 /// ones keep.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timers {
+    /// Retransmission timeout deadline (RFC 6298).
     pub rto: Option<Instant>,
+    /// Delayed ACK deadline (RFC 1122 §4.2.3.2).
     pub delack: Option<Instant>,
+    /// Zero-window probe deadline (RFC 9293 §3.8.6.1).
     pub persist: Option<Instant>,
+    /// End of TIME-WAIT: 2 MSL (RFC 9293 §3.4.2).
     pub timewait: Option<Instant>,
+    /// End of an orphan's FIN-WAIT-2 (Linux `tcp_fin_timeout`).
     pub finwait2: Option<Instant>,
+    /// Next keep-alive probe (RFC 1122 §4.2.3.6).
     pub keepalive: Option<Instant>,
     /// Zero-window probes sent in a row (their interval doubles).
     pub persist_backoff: u32,

@@ -16,23 +16,40 @@
 //! call to the stack thread; binding, connecting, shutting down, socket options and every UDP
 //! operation are one short call to the stack thread, as in the blocking API.
 //!
-//! ```no_run
-//! # async fn serve(stack: tapstack::Stack) -> std::io::Result<()> {
-//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
-//! let listener = tapstack::tokio::TcpListener::bind(&stack, "0.0.0.0:7").await?;
-//! loop {
-//!     let (mut conn, _peer) = listener.accept().await?;
-//!     tokio::spawn(async move {
-//!         let mut buf = vec![0u8; 16 * 1024];
-//!         while let Ok(n @ 1..) = conn.read(&mut buf).await {
-//!             if conn.write_all(&buf[..n]).await.is_err() {
-//!                 break;
-//!             }
-//!         }
-//!     });
-//! }
-//! # }
+//! Two stacks joined by the in-memory link, no tap needed: an echo server task and a client.
+//!
 //! ```
+//! use tapstack::phy::memory_pair;
+//! use tapstack::tokio::{TcpListener, TcpStream};
+//! use tapstack::{wire::MacAddr, Stack, StackConfig};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let (a, b) = memory_pair(1500)?;
+//! let mut client_cfg = StackConfig::new([10, 0, 0, 1].into(), 24);
+//! client_cfg.mac = MacAddr([2, 0, 0, 0, 0, 1]);
+//! let client = Stack::new(a, client_cfg)?;
+//! let server = Stack::new(b, StackConfig::new([10, 0, 0, 2].into(), 24))?;
+//! let listener = TcpListener::bind(&server, "0.0.0.0:7").await?;
+//! tokio::spawn(async move {
+//!     while let Ok((mut conn, _peer)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             let (mut r, mut w) = conn.split();
+//!             let _ = tokio::io::copy(&mut r, &mut w).await;
+//!         });
+//!     }
+//! });
+//! let mut conn = TcpStream::connect(&client, "10.0.0.2:7").await?;
+//! conn.write_all(b"hello").await?;
+//! let mut reply = [0u8; 5];
+//! let limit = std::time::Duration::from_secs(10);
+//! tokio::time::timeout(limit, conn.read_exact(&mut reply)).await??;
+//! assert_eq!(&reply, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! Over a tap, `examples/tokio_echo.rs` is a server and `examples/tokio_client.rs` a client
+//! with many connections at once; `echo-server --async` serves inetd's small services this way.
 
 mod ready;
 mod tcp;

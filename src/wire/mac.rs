@@ -6,9 +6,12 @@ use std::str::FromStr;
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// The broadcast address, ff:ff:ff:ff:ff:ff.
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+    /// The all-zero address, 00:00:00:00:00:00.
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
+    /// Whether this is the broadcast address.
     pub fn is_broadcast(&self) -> bool {
         *self == Self::BROADCAST
     }

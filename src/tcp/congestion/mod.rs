@@ -18,8 +18,11 @@ const ABC_LIMIT_SEGMENTS: u32 = 2;
 
 /// A congestion controller of one connection.
 pub trait CongestionControl: Send + std::fmt::Debug {
+    /// The algorithm's name: "cubic" or "newreno".
     fn name(&self) -> &'static str;
+    /// The congestion window, cwnd, in bytes (RFC 5681 §2).
     fn cwnd(&self) -> u32;
+    /// The slow start threshold, ssthresh, in bytes (RFC 5681 §3.1).
     fn ssthresh(&self) -> u32;
     /// The handshake fixed the effective send MSS (the peer's MSS option, capped by ours),
     /// before any data: segment-counting state follows it, and so does the initial window,
