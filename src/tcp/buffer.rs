@@ -231,6 +231,12 @@ impl RecvBuffer {
         self.limit = capacity.min(MAX_CAPACITY);
     }
 
+    /// Whether `[start, end)` past RCV.NXT is all held already, in one out-of-order range: a
+    /// duplicate (RFC 2883 §4.1).
+    pub fn holds(&self, start: usize, end: usize) -> bool {
+        self.ranges.iter().any(|r| r.start <= start && end <= r.end)
+    }
+
     /// How far past RCV.NXT out-of-order data reaches (0 without any).
     pub fn ooo_end(&self) -> usize {
         self.ranges.last().map_or(0, |r| r.end)

@@ -23,6 +23,8 @@ pub const PEER_PORT: u16 = 40000;
 pub const PEER_ISS: Seq = Seq(1_000_000);
 /// The window the peer advertises (unscaled: the fixtures' peer offers no window scaling).
 pub const PEER_WINDOW: u16 = 64000;
+/// The peer's timestamp clock (RFC 7323), where it uses timestamps.
+pub const PEER_TSVAL: u32 = 5000;
 
 /// A segment from the peer; build it with [`seg`] and the methods below.
 #[derive(Clone, Debug)]
@@ -82,6 +84,23 @@ impl In {
     }
     pub fn mss(mut self, mss: u16) -> In {
         self.options.mss = Some(mss);
+        self
+    }
+    /// SACK-permitted, in a SYN (RFC 2018 §2).
+    pub fn sack_permitted(mut self) -> In {
+        self.options.sack_permitted = true;
+        self
+    }
+    /// SACK blocks, the first of them a D-SACK if it lies below the ACK (RFC 2883).
+    pub fn sack(mut self, blocks: &[(Seq, Seq)]) -> In {
+        for (slot, &b) in self.options.sack.iter_mut().zip(blocks) {
+            *slot = Some(b);
+        }
+        self
+    }
+    /// The timestamps option: our TSval and the echo of the stack's (RFC 7323 §3).
+    pub fn timestamp(mut self, tsval: u32, tsecr: u32) -> In {
+        self.options.timestamp = Some((tsval, tsecr));
         self
     }
 
@@ -168,8 +187,34 @@ impl Fixture {
 
     /// An ESTABLISHED connection, accepted, nothing sent yet either way.
     pub fn established() -> Fixture {
-        let mut fx = Fixture::syn_received();
-        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1));
+        Fixture::established_after(seg(PEER_ISS).syn().mss(1460))
+    }
+
+    /// An ESTABLISHED connection that negotiated SACK and timestamps (the peer's clock at
+    /// [`PEER_TSVAL`]).
+    pub fn established_sack_ts() -> Fixture {
+        let syn = seg(PEER_ISS)
+            .syn()
+            .mss(1460)
+            .sack_permitted()
+            .timestamp(PEER_TSVAL, 0);
+        Fixture::established_after(syn)
+    }
+
+    /// ESTABLISHED after the peer's `syn` and the ACK of our SYN-ACK (echoing its timestamp if
+    /// both use them).
+    fn established_after(syn: In) -> Fixture {
+        let mut fx = Fixture::listen();
+        let ts = syn.options.timestamp.is_some();
+        let out = fx.send(syn);
+        assert_eq!(out.len(), 1, "one SYN-ACK: {out:?}");
+        fx.iss = out[0].seq;
+        fx.id = fx.tcp.conns.keys().next().copied();
+        let mut ack = seg(PEER_ISS + 1).ack(fx.iss + 1);
+        if let (true, Some((tsval, _))) = (ts, out[0].options.timestamp) {
+            ack = ack.timestamp(PEER_TSVAL, tsval);
+        }
+        let out = fx.send(ack);
         assert!(
             out.is_empty(),
             "the handshake's ACK is not answered: {out:?}"

@@ -478,6 +478,11 @@ fn synchronized(
     if !acceptable && !zero_window_probe {
         if !seg.flags.rst {
             t.ack.now = true;
+            let data_end = seg.seq + seg.payload.len() as u32;
+            if !seg.payload.is_empty() && data_end.le(t.rcv.nxt) {
+                // Data received already: the ACK reports it as a D-SACK (RFC 2883 §4.1).
+                t.ack.dsack = Some((seg.seq, data_end));
+            }
             if t.state == State::TimeWait && seg.flags.fin {
                 t.timers.timewait = Some(now + 2 * cfg.msl);
             }
@@ -618,17 +623,39 @@ fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
 fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Counters) {
     let new_window = u32::from(seg.window) << t.snd.wscale;
     let mut sacked = [None; 4];
+    let mut dsack = None;
+    let mut new_sack = false;
     if t.opts.sack_ok {
         let una = t.snd.una.max(seg.ack);
-        // Only valid blocks (RFC 2018 §4) count, for the scoreboard and for RACK.
+        dsack = dsack_block(&seg.options.sack, seg.ack);
+        // Only valid blocks (RFC 2018 §4) count, for the scoreboard and for RACK; a D-SACK
+        // below the cumulative ACK is not one.
         for (slot, &(l, r)) in sacked.iter_mut().zip(seg.options.sack.iter().flatten()) {
             if l.gt(una) && r.gt(l) && r.le(t.snd.max) {
                 *slot = Some((l, r));
             }
         }
-        t.recovery.scoreboard.update(una, t.snd.max, &sacked);
+        new_sack = t.recovery.scoreboard.update(una, t.snd.max, &sacked);
     }
     let newly_acked = seg.ack.gt(t.snd.una);
+    if let Some((l, r)) = dsack {
+        stats.tcp_dsack_recv += 1;
+        // A duplicate arrived: reordering or a spurious retransmission fooled the loss
+        // detection (RFC 8985 §6.2.4).
+        t.recovery.rack.on_dsack(t.snd.una, t.snd.nxt);
+        log::trace!("{}: D-SACK {l}..{r}", t.remote);
+    }
+    // Did a probe that resent data repair a loss (RFC 8985 §7.4)? Then the window shrinks
+    // as for any loss, in one step (Linux enters CWR).
+    if t.recovery
+        .rack
+        .on_probe_ack(seg.ack, newly_acked, new_sack, dsack)
+        == Some(true)
+    {
+        let cwnd = t.cc.cwnd();
+        t.cc.on_congestion_event(now, cwnd);
+        stats.tcp_tlp_recoveries += 1;
+    }
     if seg.ack.gt(t.snd.una) {
         let acked = seg.ack.since(t.snd.una);
         let syn = u32::from(t.snd.una == t.snd.iss);
@@ -685,10 +712,15 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
                     t.output.retransmit_head = true;
                 }
             }
-            Some(_) => t.recovery.exit(),
+            Some(_) => {
+                t.recovery.exit();
+                t.recovery.rack.on_recovery_end();
+            }
             None => {
                 t.recovery.on_new_ack();
-                t.cc.on_ack(now, acked, rtt);
+                // Congestion window validation: a window the sender does not fill stays.
+                let grow = t.output.cwnd_use.may_grow(t.cc.cwnd(), t.cc.ssthresh());
+                t.cc.on_ack(now, if grow { acked } else { 0 }, rtt);
             }
         }
         t.timers.rto = if t.snd.una == t.snd.max {
@@ -705,6 +737,9 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         // A duplicate ACK (RFC 5681 §2).
         t.recovery.on_dupack(t.opts.sack_ok, t.snd.mss);
     }
+    // Spurious retransmissions undo their reduction (RFC 3708, RFC 3522, RFC 4015).
+    let tsecr = seg.options.timestamp.map(|(_, ecr)| ecr);
+    super::recovery::check_undo(t, seg.ack, tsecr.filter(|_| newly_acked), dsack, stats);
     // Loss detection: RACK on what this ACK delivered (RFC 8985 §6.2), then fast retransmit
     // on three duplicate ACKs or SACKed data deemed lost (RFC 5681 §3.2, RFC 6675 §5).
     if t.opts.sack_ok {
@@ -717,6 +752,14 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     t.snd.update_window(new_window, seg.seq, seg.ack);
 }
 
+/// The D-SACK among an ACK's SACK blocks: the first one, if it lies below the cumulative ACK
+/// or inside the second block (RFC 2883 §4).
+fn dsack_block(blocks: &[Option<(Seq, Seq)>; 4], ack: Seq) -> Option<(Seq, Seq)> {
+    let (l, r) = blocks[0]?;
+    let inside_second = blocks[1].is_some_and(|(l2, r2)| l.ge(l2) && r.le(r2));
+    (r.gt(l) && (r.le(ack) || inside_second)).then_some((l, r))
+}
+
 /// Queues the segment's data and decides between an immediate and a delayed ACK.
 fn receive_data(
     t: &mut Tcb,
@@ -726,10 +769,20 @@ fn receive_data(
     stats: &mut Counters,
 ) {
     let (offset, skip) = trim(t, seg.seq);
+    let end = seg.seq + seg.payload.len() as u32;
+    if skip > 0 {
+        // Data below RCV.NXT was received already: a retransmission; the ACK reports the
+        // duplicate part as a D-SACK (RFC 2883 §4.1).
+        t.ack.dsack = Some((seg.seq, end.min(t.rcv.nxt)));
+    }
     if skip >= seg.payload.len() {
-        // All of it was received already: a retransmission; ACK at once (RFC 5681 §4.2).
+        // All of it was received already: ACK at once (RFC 5681 §4.2).
         t.ack.now = true;
         return;
+    }
+    if offset > 0 && t.io().recv.holds(offset, offset + seg.payload.len()) {
+        // All of it waits out of order already.
+        t.ack.dsack = Some((seg.seq, end));
     }
     let data = &seg.payload[skip..];
     let had_ooo = t.io().recv.has_ooo();
@@ -768,6 +821,7 @@ fn receive_data(
 #[cfg(test)]
 mod tests {
     use super::super::fixture::*;
+    use super::super::seq::Seq;
     use super::super::tcb::State;
     use std::time::Duration;
 
@@ -975,5 +1029,171 @@ mod tests {
             "the retransmitted FIN is ACKed again: {out:?}"
         );
         assert_eq!(out[0].ack, Some(PEER_ISS + 2));
+    }
+
+    /// The stack's TSval on a segment it sent.
+    fn tsval(s: &Out) -> u32 {
+        s.options.timestamp.expect("timestamps").0
+    }
+
+    #[test]
+    fn a_duplicate_segment_is_reported_by_a_dsack() {
+        let mut fx = Fixture::established_sack_ts();
+        let ack = fx.iss + 1;
+        let data = seg(PEER_ISS + 1)
+            .ack(ack)
+            .data(&[7; 100])
+            .timestamp(PEER_TSVAL, 0);
+        fx.send(data.clone());
+        fx.advance(Duration::from_millis(50));
+        // Received already: the ACK says so in its first SACK block (RFC 2883 §4.1).
+        let out = fx.send(data);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 101));
+        assert_eq!(out[0].options.sack[0], Some((PEER_ISS + 1, PEER_ISS + 101)));
+        assert_eq!(out[0].options.sack[1], None);
+        // Out of order, then again: the duplicate first, then the range it lies in.
+        let ooo = seg(PEER_ISS + 201)
+            .ack(ack)
+            .data(&[8; 100])
+            .timestamp(PEER_TSVAL, 0);
+        let out = fx.send(ooo.clone());
+        assert_eq!(
+            out[0].options.sack[0],
+            Some((PEER_ISS + 201, PEER_ISS + 301))
+        );
+        let out = fx.send(ooo);
+        assert_eq!(
+            out[0].options.sack[0],
+            Some((PEER_ISS + 201, PEER_ISS + 301))
+        );
+        assert_eq!(
+            out[0].options.sack[1],
+            Some((PEER_ISS + 201, PEER_ISS + 301))
+        );
+        assert_eq!(fx.stats.tcp_dsack_sent, 2);
+        // Reported once: the next ACK carries the out-of-order range alone.
+        let out = fx.send(seg(PEER_ISS + 101).ack(ack).data(&[9; 50]));
+        assert_eq!(
+            out[0].options.sack[0],
+            Some((PEER_ISS + 201, PEER_ISS + 301))
+        );
+        assert_eq!(out[0].options.sack[1], None);
+    }
+
+    #[test]
+    fn a_dsack_for_the_only_retransmission_undoes_fast_recovery() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 10 * 1448]);
+        assert_eq!(out.len(), 10, "the initial window: {out:?}");
+        let (una, end) = (fx.iss + 1, fx.iss + 1 + 10 * 1448);
+        let before = fx.tcb().cc.cwnd();
+        // Everything but the first segment is SACKed: it is deemed lost and resent.
+        let sack = seg(PEER_ISS + 1)
+            .ack(una)
+            .sack(&[(una + 1448, end)])
+            .timestamp(PEER_TSVAL, tsval(&out[9]));
+        let out = fx.send(sack);
+        assert!(
+            out.iter().any(|s| s.seq == una && s.payload.len() == 1448),
+            "{out:?}"
+        );
+        assert!(fx.tcb().cc.cwnd() < before, "the window was cut");
+        // The original arrived after all: the ACK of everything reports the resent copy as a
+        // duplicate (RFC 3708), and the cut is undone (RFC 4015).
+        let ack_all = seg(PEER_ISS + 1)
+            .ack(end)
+            .sack(&[(una, una + 1448)])
+            .timestamp(PEER_TSVAL, tsval(&out[0]));
+        fx.send(ack_all);
+        assert_eq!(fx.stats.tcp_dsack_recv, 1);
+        assert_eq!(fx.stats.tcp_undos, 1);
+        assert_eq!(fx.tcb().cc.cwnd(), before, "the window from before the cut");
+        assert!(fx.tcb().recovery.recover.is_none());
+    }
+
+    #[test]
+    fn an_ack_echoing_the_original_timestamp_undoes_a_timeout() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 2 * 1448]);
+        assert_eq!(out.len(), 2);
+        let original = tsval(&out[0]);
+        let before = fx.tcb().cc.cwnd();
+        // The ACKs are late: a probe, then the retransmission timeout, resend.
+        fx.advance(Duration::from_millis(5));
+        let out = fx.advance(Duration::from_millis(400));
+        assert!(
+            out.iter().any(|s| s.seq == fx.iss + 1),
+            "the RTO resent: {out:?}"
+        );
+        assert_eq!(fx.stats.tcp_timeouts, 1);
+        assert!(fx.tcb().cc.cwnd() < before);
+        // The ACK of the originals echoes their timestamp, older than the retransmission's:
+        // the timeout was spurious (Eifel detection, RFC 3522).
+        let ack = seg(PEER_ISS + 1)
+            .ack(fx.iss + 1 + 2 * 1448)
+            .timestamp(PEER_TSVAL + 1, original);
+        fx.send(ack);
+        assert_eq!(fx.stats.tcp_undos, 1);
+        assert_eq!(fx.tcb().cc.cwnd(), before);
+        assert_eq!(fx.tcb().snd.nxt, fx.tcb().snd.max);
+    }
+
+    /// A tail loss probe that resent the last segment: its ACKs tell whether the original was
+    /// lost (RFC 8985 §7.4).
+    fn probe_the_tail(fx: &mut Fixture) -> (Seq, u32) {
+        let out = fx.write(&[1; 3 * 1448]);
+        assert_eq!(out.len(), 3);
+        let ack = seg(PEER_ISS + 1)
+            .ack(fx.iss + 1 + 2 * 1448)
+            .timestamp(PEER_TSVAL, tsval(&out[1]));
+        fx.send(ack);
+        let out = fx.advance(Duration::from_millis(250));
+        assert_eq!(fx.stats.tcp_loss_probes, 1, "{out:?}");
+        assert_eq!(out.len(), 1, "the last segment again: {out:?}");
+        assert_eq!(out[0].seq, fx.iss + 1 + 2 * 1448);
+        (out[0].seq, tsval(&out[0]))
+    }
+
+    #[test]
+    fn a_probe_that_repaired_a_loss_reduces_the_window() {
+        let mut fx = Fixture::established_sack_ts();
+        let (probe, ts) = probe_the_tail(&mut fx);
+        let before = fx.tcb().cc.cwnd();
+        // Only the probe's copy arrived: the ACK stops at it, and the next one passes it.
+        let end = probe + 1448;
+        fx.send(seg(PEER_ISS + 1).ack(end).timestamp(PEER_TSVAL, ts));
+        assert_eq!(fx.stats.tcp_tlp_recoveries, 0, "cannot tell yet");
+        let out = fx.write(&[2; 1448]);
+        fx.send(
+            seg(PEER_ISS + 1)
+                .ack(end + 1448)
+                .timestamp(PEER_TSVAL, tsval(&out[0])),
+        );
+        assert_eq!(fx.stats.tcp_tlp_recoveries, 1);
+        assert!(fx.tcb().cc.cwnd() < before, "a loss, repaired by the probe");
+    }
+
+    #[test]
+    fn a_probe_reported_as_a_duplicate_leaves_the_window() {
+        let mut fx = Fixture::established_sack_ts();
+        let (probe, ts) = probe_the_tail(&mut fx);
+        let before = fx.tcb().cc.cwnd();
+        let end = probe + 1448;
+        // Both copies arrived: the ACK reports the probe as a D-SACK.
+        fx.send(
+            seg(PEER_ISS + 1)
+                .ack(end)
+                .sack(&[(probe, end)])
+                .timestamp(PEER_TSVAL, ts),
+        );
+        let out = fx.write(&[2; 1448]);
+        fx.send(
+            seg(PEER_ISS + 1)
+                .ack(end + 1448)
+                .timestamp(PEER_TSVAL, tsval(&out[0])),
+        );
+        assert_eq!(fx.stats.tcp_tlp_recoveries, 0);
+        assert!(fx.tcb().cc.cwnd() >= before);
     }
 }

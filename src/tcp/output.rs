@@ -108,17 +108,28 @@ pub fn emit(
         t.rcv.adv = t.rcv.nxt + u32::from(window);
     } else {
         window = advertise_window(t);
+        // A duplicate goes first, as a D-SACK block (RFC 2883 §4), then the out-of-order
+        // ranges, most recent first (RFC 2018 §4). A super-segment does not carry it: each
+        // of its pieces would repeat it, and the peer count one duplicate several times.
+        let single = data.1 <= t.snd.mss as usize;
+        let dsack = if single { t.ack.dsack.take() } else { None }.filter(|_| t.opts.sack_ok);
         let io = t.io();
-        if t.opts.sack_ok && io.recv.has_ooo() {
+        if t.opts.sack_ok && (io.recv.has_ooo() || dsack.is_some()) {
             let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
-            for (slot, (a, b)) in options
+            let rcv_nxt = t.rcv.nxt;
+            let ranges = io
+                .recv
+                .ooo_ranges()
+                .map(|(a, b)| (rcv_nxt + a as u32, rcv_nxt + b as u32));
+            for (slot, block) in options
                 .sack
                 .iter_mut()
-                .zip(io.recv.ooo_ranges())
+                .zip(dsack.into_iter().chain(ranges))
                 .take(max_blocks)
             {
-                *slot = Some((t.rcv.nxt + a as u32, t.rcv.nxt + b as u32));
+                *slot = Some(block);
             }
+            sink.stats.tcp_dsack_sent += u64::from(dsack.is_some());
         }
     }
     let ack = (flags.ack).then_some(t.rcv.nxt);
@@ -189,8 +200,10 @@ fn advertise_window(t: &mut Tcb) -> u16 {
 fn data_options_len(t: &Tcb) -> u32 {
     let ts = t.opts.ts.is_some();
     let io = t.io();
-    let blocks = if t.opts.sack_ok && io.recv.has_ooo() {
-        io.recv.ooo_ranges().take(if ts { 3 } else { 4 }).count()
+    let blocks = if t.opts.sack_ok {
+        let max = if ts { 3 } else { 4 };
+        let dsack = usize::from(t.ack.dsack.is_some());
+        (io.recv.ooo_ranges().take(max).count() + dsack).min(max)
     } else {
         0
     };
@@ -320,7 +333,8 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         t.snd.nxt = t.snd.nxt + len as u32 + u32::from(fin);
         if retransmission {
             sink.stats.tcp_retrans_segs += 1;
-            t.recovery.rack.on_retransmit(seq, t.snd.nxt, now);
+            let tsval = t.opts.ts.map(|ts| ts_now(now, ts.offset));
+            t.recovery.on_retransmit(seq, t.snd.nxt, now, tsval);
         } else {
             t.recovery.rack.on_send(t.snd.nxt, now);
         }
@@ -350,6 +364,14 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         if fin {
             break;
         }
+    }
+    if t.state.synchronized() {
+        let flight = recovery::in_flight(t);
+        let cwnd = t.cc.cwnd().saturating_add(t.recovery.inflation);
+        let blocked = flight.saturating_add(mss) > cwnd;
+        t.output
+            .cwnd_use
+            .after_output(flight, blocked, t.snd.una, t.snd.nxt);
     }
     t.output.sws_override = false;
     t.output.probe_new_data = false;
@@ -417,7 +439,8 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
     emit(t, now, seq, flags, (off, len), sink);
     sink.stats.tcp_retrans_segs += 1;
     let end = seq + len as u32 + u32::from(fin);
-    t.recovery.on_retransmit(seq, end, now);
+    let tsval = t.opts.ts.map(|ts| ts_now(now, ts.offset));
+    t.recovery.on_retransmit(seq, end, now, tsval);
     t.rtx.rtt_probe = None;
     if t.timers.rto.is_none() {
         t.timers.rto = Some(now + t.rtx.rtt.rto());
@@ -440,6 +463,7 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             t.snd.una
         };
         retransmit(t, now, start, end.since(start), sink);
+        t.recovery.rack.tlp_rxt = Some((start, end));
     }
     t.recovery.rack.tlp_end = Some(t.snd.max);
     t.recovery.rack.pto_at = None;

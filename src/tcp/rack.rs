@@ -21,6 +21,12 @@ const MAX_SENT: usize = 4096;
 const MAX_RXT: usize = 1024;
 /// RFC 8985 §7.2 WCDelAckT: the longest a receiver may delay an ACK.
 const WC_DEL_ACK: Duration = Duration::from_millis(200);
+/// Loss recoveries a widened reordering window outlives without a new D-SACK before it goes
+/// back to a quarter of the minimum RTT (RFC 8985 §6.2.4, RACK.reo_wnd_persist).
+const REO_WND_PERSIST: u32 = 16;
+/// The most the reordering window widens: RACK.reo_wnd_mult is capped so that the window
+/// stays within SRTT anyway (RFC 8985 §6.2.4).
+const MAX_REO_WND_MULT: u32 = 4 * 16;
 
 #[derive(Clone, Copy, Debug)]
 struct Rxt {
@@ -50,6 +56,16 @@ pub struct Rack {
     pub pto_at: Option<Instant>,
     /// TLP.end_seq: a probe is out until the cumulative ACK passes this (RFC 8985 §7.3).
     pub tlp_end: Option<Seq>,
+    /// The data a probe resent (TLP.is_retrans, RFC 8985 §7.3), `None` for a probe of new
+    /// data: whether the probe repaired a loss is then told by its ACKs (§7.4).
+    pub tlp_rxt: Option<(Seq, Seq)>,
+    /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT, widened by
+    /// each round trip that brought a D-SACK (RFC 8985 §6.2.4). 0 means 1.
+    reo_wnd_mult: u32,
+    /// RACK.dsack_round: the window widens at most once until the ACK passes this.
+    dsack_round: Option<Seq>,
+    /// RACK.reo_wnd_persist: recoveries left before a widened window narrows again.
+    reo_wnd_persist: u32,
 }
 
 impl Rack {
@@ -81,9 +97,72 @@ impl Rack {
         while self.relost.front().is_some_and(|&(_, end)| end.le(una)) {
             self.relost.pop_front();
         }
-        if self.tlp_end.is_some_and(|e| una.ge(e)) {
+        // A probe that resent data ends with the ACK that tells whether it repaired a loss
+        // (RFC 8985 §7.4, [`Rack::on_probe_ack`]); a probe of new data with its ACK.
+        if self.tlp_rxt.is_none() && self.tlp_end.is_some_and(|e| una.ge(e)) {
             self.tlp_end = None;
         }
+    }
+
+    /// RFC 8985 §7.4.2, for an ACK while a probe that resent data is out: `Some(true)` if the
+    /// probe repaired a loss (the ACK passed the probe without a D-SACK for it: only the
+    /// probe's copy arrived), `Some(false)` if both copies arrived (a D-SACK for the probe, or
+    /// a plain duplicate ACK), `None` while it cannot tell yet. The episode ends either way.
+    pub fn on_probe_ack(
+        &mut self,
+        ack: Seq,
+        advanced: bool,
+        new_sack: bool,
+        dsack: Option<(Seq, Seq)>,
+    ) -> Option<bool> {
+        let (end, (start, rxt_end)) = (self.tlp_end?, self.tlp_rxt?);
+        let verdict = if dsack.is_some_and(|(l, r)| l.lt(rxt_end) && r.gt(start)) {
+            Some(false)
+        } else if ack.gt(end) {
+            // Beyond the probe: the ACK of the original would have stopped at it (Linux
+            // `tcp_process_tlp_ack`).
+            Some(true)
+        } else if !advanced && !new_sack {
+            Some(false)
+        } else {
+            None
+        };
+        if verdict.is_some() {
+            self.tlp_end = None;
+            self.tlp_rxt = None;
+        }
+        verdict
+    }
+
+    /// A D-SACK arrived with the cumulative ACK at `una` and `nxt` sent: reordering fooled
+    /// the loss detection, so the reordering window widens by a quarter of the minimum RTT,
+    /// once per round trip (RFC 8985 §6.2.4).
+    pub fn on_dsack(&mut self, una: Seq, nxt: Seq) {
+        if self.dsack_round.is_none_or(|round| una.ge(round)) {
+            self.dsack_round = Some(nxt);
+            self.reo_wnd_mult = (self.reo_wnd_mult.max(1) + 1).min(MAX_REO_WND_MULT);
+            self.reo_wnd_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// A loss recovery ended: after [`REO_WND_PERSIST`] of them without a D-SACK, the
+    /// reordering window narrows to its start (RFC 8985 §6.2.4).
+    pub fn on_recovery_end(&mut self) {
+        if self.reo_wnd_persist > 0 {
+            self.reo_wnd_persist -= 1;
+            if self.reo_wnd_persist == 0 {
+                self.reo_wnd_mult = 1;
+            }
+        }
+    }
+
+    /// A window reduction was undone: nothing is deemed lost any more (the retransmissions
+    /// were spurious); the loss detection starts over from the ACKs to come.
+    pub fn on_undo(&mut self) {
+        self.rxt.clear();
+        self.relost.clear();
+        self.lost = None;
+        self.reo_at = None;
     }
 
     /// A timeout resends everything; the episode's history no longer applies (RFC 8985 §6.3).
@@ -94,6 +173,7 @@ impl Rack {
         self.reo_at = None;
         self.pto_at = None;
         self.tlp_end = None;
+        self.tlp_rxt = None;
     }
 
     /// When original data `seq` was sent, if it is still logged.
@@ -134,9 +214,9 @@ impl Rack {
         }
     }
 
-    /// RFC 8985 §6.2 step 4: a quarter of the minimum RTT, at most SRTT.
+    /// RFC 8985 §6.2 step 4: RACK.reo_wnd_mult quarters of the minimum RTT, at most SRTT.
     fn reo_wnd(&self, srtt: Option<Duration>) -> Duration {
-        let w = self.min_rtt.unwrap_or_default() / 4;
+        let w = self.min_rtt.unwrap_or_default() / 4 * self.reo_wnd_mult.max(1);
         srtt.map_or(w, |s| w.min(s))
     }
 
@@ -298,5 +378,33 @@ mod tests {
             Duration::from_millis(220)
         );
         assert_eq!(r.pto(srtt, 1000, 1000, rto), rto, "capped by the RTO");
+    }
+
+    #[test]
+    fn dsacks_widen_the_reordering_window_until_sixteen_recoveries_pass() {
+        let mut r = Rack {
+            min_rtt: Some(Duration::from_millis(40)),
+            ..Rack::default()
+        };
+        let srtt = Some(Duration::from_millis(100));
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(10), "min RTT / 4");
+        r.on_dsack(Seq(0), Seq(5000));
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(20));
+        // Once per round trip: another D-SACK before the ACK passes 5000 changes nothing.
+        r.on_dsack(Seq(1000), Seq(6000));
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(20));
+        r.on_dsack(Seq(5000), Seq(9000));
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(30));
+        // Never past SRTT.
+        for i in 0..10 {
+            r.on_dsack(Seq(10_000 * (i + 1)), Seq(10_000 * (i + 2)));
+        }
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(100));
+        for _ in 0..15 {
+            r.on_recovery_end();
+        }
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(100), "still widened");
+        r.on_recovery_end();
+        assert_eq!(r.reo_wnd(srtt), Duration::from_millis(10), "back after 16");
     }
 }

@@ -2,6 +2,7 @@
 //! resend next. The scoreboard itself is in [`super::sack`]; entering and leaving recovery is
 //! decided on ACK arrival ([`super::input`]).
 
+use super::congestion::CongestionControl;
 use super::rack::Rack;
 use super::sack::Scoreboard;
 use super::seq::Seq;
@@ -24,6 +25,30 @@ pub struct Recovery {
     pub inflation: u32,
     /// Time-based loss detection and tail loss probes (RFC 8985).
     pub rack: Rack,
+    /// What undoing the last window reduction needs, should it prove spurious.
+    pub undo: Undo,
+}
+
+/// A window reduction (fast recovery or a timeout) and the evidence that it was spurious: a
+/// D-SACK for every segment it resent (RFC 3708) or an ACK for the original that echoes a
+/// timestamp older than the first retransmission (Eifel detection, RFC 3522); the response
+/// is to restore the window from before (RFC 4015; Linux's `undo_marker`, `undo_retrans`,
+/// `retrans_stamp` and `tcp_try_undo_*`).
+#[derive(Debug, Default)]
+pub struct Undo {
+    /// [SND.UNA, SND.MAX) when the episode began, extended by a timeout within it: the data
+    /// its retransmissions resent.
+    pub episode: Option<(Seq, Seq)>,
+    /// The congestion controller before the reduction.
+    prior: Option<Box<dyn CongestionControl>>,
+    /// Segments the episode resent that no D-SACK has shown to be duplicates yet.
+    pub retrans: u32,
+    /// A D-SACK for the episode's data arrived.
+    pub dsacked: bool,
+    /// Our timestamp (TSval) on the episode's first retransmission.
+    pub stamp: Option<u32>,
+    /// The first ACK past the episode's start was checked for Eifel detection.
+    pub eifel_checked: bool,
 }
 
 impl Recovery {
@@ -36,6 +61,7 @@ impl Recovery {
             recover: None,
             inflation: 0,
             rack: Rack::default(),
+            undo: Undo::default(),
         }
     }
 
@@ -74,10 +100,15 @@ impl Recovery {
         self.rack.on_timeout();
     }
 
-    /// Data up to `end` was resent: HighRxt (RFC 6675) records how far.
-    pub fn on_retransmit(&mut self, seq: Seq, end: Seq, now: Instant) {
+    /// Data up to `end` was resent at `now` with our timestamp `tsval`: HighRxt (RFC 6675)
+    /// records how far; an episode counts it.
+    pub fn on_retransmit(&mut self, seq: Seq, end: Seq, now: Instant, tsval: Option<u32>) {
         self.high_rxt = self.high_rxt.max(end);
         self.rack.on_retransmit(seq, end, now);
+        if self.undo.episode.is_some() {
+            self.undo.retrans += 1;
+            self.undo.stamp = self.undo.stamp.or(tsval);
+        }
     }
 }
 
@@ -148,8 +179,12 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     if t.recovery.dupacks < 3 && !sack_loss {
         return;
     }
-    let flight = t.snd.max.since(t.snd.una);
-    t.cc.on_congestion_event(now, flight);
+    begin_episode(t);
+    // ssthresh from cwnd, as Linux and RFC 9438 §4.6 allow with congestion window
+    // validation (cwnd grows only while in use): where the path's round trip holds less than
+    // cwnd, FlightSize would shrink the window far below what the path carried.
+    let cwnd = t.cc.cwnd();
+    t.cc.on_congestion_event(now, cwnd);
     t.recovery.recover = Some(t.snd.max);
     t.recovery.high_rxt = t.snd.una;
     t.recovery.inflation = if t.opts.sack_ok { 0 } else { 3 * t.snd.mss };
@@ -211,4 +246,71 @@ pub fn skip_sacked(t: &mut Tcb) -> Option<u32> {
     }
     let (start, end) = t.recovery.scoreboard.next_hole(t.snd.nxt, t.snd.max)?;
     (start == t.snd.nxt).then(|| end.since(start))
+}
+
+/// A window reduction begins (fast recovery, or a timeout): keeps the controller as it was,
+/// to restore if the reduction proves spurious. A timeout within an episode extends it and
+/// keeps the controller from before the first reduction.
+pub fn begin_episode(t: &mut Tcb) {
+    let undo = &mut t.recovery.undo;
+    match undo.episode {
+        Some((start, end)) if t.snd.una.lt(end) => {
+            undo.episode = Some((start, end.max(t.snd.max)));
+        }
+        _ => {
+            *undo = Undo {
+                episode: Some((t.snd.una, t.snd.max)),
+                prior: Some(t.cc.snapshot()),
+                ..Undo::default()
+            };
+        }
+    }
+}
+
+/// An ACK's evidence about the last reduction: a D-SACK for data the episode resent
+/// (RFC 3708), or the first ACK past the episode's start echoing a timestamp older than the
+/// first retransmission (RFC 3522). Undoes the reduction once every retransmission proved a
+/// duplicate, or Eifel says the original arrived; true if it did.
+pub fn check_undo(
+    t: &mut Tcb,
+    ack: Seq,
+    tsecr: Option<u32>,
+    dsack: Option<(Seq, Seq)>,
+    stats: &mut Counters,
+) -> bool {
+    let Some((start, end)) = t.recovery.undo.episode else {
+        return false;
+    };
+    let mss = t.snd.mss.max(1);
+    let undo = &mut t.recovery.undo;
+    if let Some((l, r)) = dsack.filter(|&(l, r)| l.ge(start) && r.le(end)) {
+        undo.retrans = undo.retrans.saturating_sub(r.since(l).div_ceil(mss).max(1));
+        undo.dsacked = true;
+    }
+    let mut eifel = false;
+    if !undo.eifel_checked && ack.gt(start) {
+        undo.eifel_checked = true;
+        eifel = matches!((tsecr, undo.stamp), (Some(echo), Some(stamp))
+            if echo != 0 && (echo.wrapping_sub(stamp) as i32) < 0);
+    }
+    let all_duplicates = undo.dsacked && undo.retrans == 0;
+    if undo.stamp.is_none() || !(eifel || all_duplicates) {
+        return false;
+    }
+    // RFC 4015 §2: back to the window from before, and on with new data.
+    if let Some(prior) = undo.prior.take() {
+        if prior.cwnd() > t.cc.cwnd() {
+            t.cc = prior;
+        }
+    }
+    *undo = Undo::default();
+    t.recovery.exit();
+    t.recovery.rack.on_undo();
+    t.rtx.rto_recover = None;
+    t.rtx.rto_stamp = None;
+    if t.snd.nxt.lt(t.snd.max) {
+        t.snd.nxt = t.snd.max;
+    }
+    stats.tcp_undos += 1;
+    true
 }

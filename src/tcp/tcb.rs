@@ -245,6 +245,9 @@ pub struct Acks {
     pub unacked_bytes: u32,
     /// Quick-ACK and interactive modes of the delayed-ACK engine.
     pub delack: DelayedAck,
+    /// A duplicate segment arrived: the next ACK reports it as a D-SACK, its first SACK
+    /// block (RFC 2883 §4).
+    pub dsack: Option<(Seq, Seq)>,
     /// The challenge ACK budget: the second it counts in, and how many were sent.
     pub challenge_window: Instant,
     /// Challenge ACKs sent in that second (at most ten, RFC 5961 §7).
@@ -264,6 +267,43 @@ pub struct OutputFlags {
     /// The probe timeout fired with new data to send: one segment goes regardless of cwnd
     /// (RFC 8985 §7.3).
     pub probe_new_data: bool,
+    /// How much of cwnd is in use, for congestion window validation (RFC 7661; Linux's
+    /// `tcp_cwnd_validate`): cwnd grows only while it limits the sender.
+    pub cwnd_use: CwndUse,
+}
+
+/// The use of the congestion window over the current round trip.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CwndUse {
+    /// The most data in flight since the round began.
+    pub max_flight: u32,
+    /// cwnd held output back in this round.
+    pub limited: bool,
+    /// The round ends when SND.UNA reaches this.
+    pub round_end: Seq,
+}
+
+impl CwndUse {
+    /// After output, with `flight` bytes in the network and `blocked` if cwnd left no room
+    /// for another segment: remembers the strongest sign of use this round (Linux).
+    pub fn after_output(&mut self, flight: u32, blocked: bool, una: Seq, nxt: Seq) {
+        if una.ge(self.round_end) || blocked || (!self.limited && flight > self.max_flight) {
+            self.limited = blocked;
+            self.max_flight = flight;
+            self.round_end = nxt;
+        }
+    }
+
+    /// Whether an ACK may grow a window of `cwnd` below or above `ssthresh`: in slow start
+    /// while cwnd is under twice what was in flight, in congestion avoidance only if cwnd
+    /// limited the sender (RFC 7661 §4.3, RFC 9438 §4.6; Linux's `tcp_is_cwnd_limited`).
+    pub fn may_grow(&self, cwnd: u32, ssthresh: u32) -> bool {
+        if cwnd < ssthresh {
+            cwnd < self.max_flight.saturating_mul(2)
+        } else {
+            self.limited
+        }
+    }
 }
 
 /// One connection's state, grouped by RFC concept.
@@ -390,6 +430,7 @@ impl Tcb {
                 out_of_order: false,
                 unacked_bytes: 0,
                 delack: DelayedAck::default(),
+                dsack: None,
                 challenge_window: now,
                 challenge_count: 0,
             },

@@ -153,8 +153,9 @@ impl Tcp {
             if handshake {
                 t.snd.nxt = t.snd.iss;
             } else {
-                let flight = t.snd.max.since(t.snd.una);
-                t.cc.on_timeout(now, flight);
+                super::recovery::begin_episode(t);
+                let cwnd = t.cc.cwnd();
+                t.cc.on_timeout(now, cwnd);
                 t.recovery.on_timeout(t.snd.una);
                 t.snd.nxt = t.snd.una;
                 t.rtx.rto_recover = Some(t.snd.max);

@@ -179,6 +179,10 @@ impl CongestionControl for Cubic {
         self.epoch_start = None;
         self.cwnd = self.mss_f();
     }
+
+    fn snapshot(&self) -> Box<dyn CongestionControl> {
+        Box::new(self.clone())
+    }
 }
 
 #[cfg(test)]

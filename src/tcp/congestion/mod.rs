@@ -31,14 +31,19 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     /// New data acknowledged outside loss recovery. `rtt` is the current smoothed RTT if known.
     fn on_ack(&mut self, now: Instant, acked: u32, rtt: Option<Duration>);
     /// Three duplicate ACKs (or SACK loss detection): enter fast recovery (RFC 5681 §3.2,
-    /// RFC 6582, RFC 9438 §4.6). `flight` is the data outstanding in bytes. Sets ssthresh and
-    /// cwnd = ssthresh. Call once per recovery episode, not again until `recover` is
-    /// acknowledged (RFC 6582 §3.2 step 2).
+    /// RFC 6582, RFC 9438 §4.6). `flight` is the window the reduction applies to: the stack
+    /// passes cwnd, as Linux does and RFC 9438 §4.6 allows with congestion window validation
+    /// (RFC 5681's FlightSize otherwise). Sets ssthresh and cwnd = ssthresh. Call once per
+    /// recovery episode, not again until `recover` is acknowledged (RFC 6582 §3.2 step 2).
     fn on_congestion_event(&mut self, now: Instant, flight: u32);
     /// Retransmission timeout (RFC 5681 §3.1 eq. 4): ssthresh = max(flight/2, 2*MSS) (CUBIC uses
-    /// beta_cubic instead of 1/2, RFC 9438 §4.8), cwnd = 1 MSS (the loss window). A timeout with
-    /// no ACK since the previous one is the same segment timing out again, so ssthresh is held.
+    /// beta_cubic instead of 1/2, RFC 9438 §4.8), cwnd = 1 MSS (the loss window), `flight` as
+    /// for [`CongestionControl::on_congestion_event`]. A timeout with no ACK since the
+    /// previous one is the same segment timing out again, so ssthresh is held.
     fn on_timeout(&mut self, now: Instant, flight: u32);
+    /// A copy of the controller, taken before a reduction, to go back to if the reduction
+    /// proves spurious (RFC 3708, RFC 4015; Linux's `undo_cwnd`).
+    fn snapshot(&self) -> Box<dyn CongestionControl>;
 }
 
 pub use crate::config::CongestionAlgorithm as Algorithm;

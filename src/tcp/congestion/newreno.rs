@@ -91,6 +91,10 @@ impl CongestionControl for NewReno {
         self.cwnd = self.mss;
         self.bytes_acked = 0;
     }
+
+    fn snapshot(&self) -> Box<dyn CongestionControl> {
+        Box::new(self.clone())
+    }
 }
 
 #[cfg(test)]
