@@ -67,6 +67,7 @@ counters! {
     }
     "Reassembly" {
         reasm_fragments: "fragments received",
+        reasm_bytes: "bytes held by incomplete datagrams now",
         reasm_ok: "datagrams reassembled",
         reasm_timeouts: "datagrams that timed out before completion",
         reasm_overlaps: "datagrams dropped for overlapping fragments with conflicting data",
@@ -108,6 +109,7 @@ counters! {
         tcp_attempt_fails: "failed connection attempts",
         tcp_estab_resets: "connection resets received or sent in established states",
         tcp_curr_estab: "connections established now (ESTABLISHED or CLOSE-WAIT)",
+        tcp_table: "connections in the table now, in any state (TIME-WAIT included)",
         tcp_in_segs: "segments received",
         tcp_out_segs: "segments sent",
         tcp_out_tso: "super-segments sent for the device to split (TSO/GSO)",

@@ -521,3 +521,19 @@ fn buffer_sizes_choose_the_window_scale_and_bound_writes() {
     c.set_send_buffer_size(1 << 20).unwrap();
     assert!((&c).write(&pattern(100_000, 2)).unwrap() > 0);
 }
+
+#[test]
+fn tos_and_the_retransmission_limit_are_checked() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5011").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5011").unwrap();
+    let (_s, _) = listener.accept().unwrap();
+    c.set_tos(0xb8).unwrap();
+    assert_eq!(c.set_tos(256).unwrap_err().kind(), ErrorKind::InvalidInput);
+    c.set_retransmission_limit(Some(3)).unwrap();
+    c.set_retransmission_limit(None).unwrap();
+    assert_eq!(
+        c.set_retransmission_limit(Some(0)).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}

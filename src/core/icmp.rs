@@ -131,6 +131,7 @@ impl Interface {
             headroom: 0,
             tso_mss: None,
             ttl: None,
+            dscp: 0,
         };
         if self.send_datagram(now, dg).is_ok() {
             self.stats.icmp_tx_echo_replies += 1;
@@ -250,6 +251,7 @@ impl Interface {
             headroom: 0,
             tso_mss: None,
             ttl: None,
+            dscp: 0,
         };
         self.send_datagram(now, dg).is_ok()
     }

@@ -5,7 +5,9 @@ use crate::stats::Counters;
 use crate::time::Instant;
 use crate::wire::{checksum_ok, MacAddr, Medium, FRAME_HEADROOM};
 use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
-use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice};
+use etherparse::{
+    EtherType, Ethernet2Header, IpDscp, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice,
+};
 use std::io;
 use std::net::Ipv4Addr;
 
@@ -36,6 +38,8 @@ pub struct Datagram {
     pub tso_mss: Option<u16>,
     /// The socket's TTL (`IP_TTL`), or `None` for the stack's default.
     pub ttl: Option<u8>,
+    /// The Diffserv field (DSCP, RFC 2474) the socket asked for (`IP_TOS`), 0 by default.
+    pub dscp: u8,
 }
 
 impl Datagram {
@@ -247,6 +251,7 @@ impl Interface {
             identification: id,
             dont_fragment: dg.pmtud != Pmtud::Dont,
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
+            dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
             protocol: dg.proto,
             source: self.cfg.ip.octets(),
             destination: dg.dst.octets(),
@@ -321,6 +326,7 @@ impl Interface {
             identification: self.next_ip_id,
             dont_fragment: true,
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
+            dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
             protocol: dg.proto,
             source: self.cfg.ip.octets(),
             destination: dg.dst.octets(),

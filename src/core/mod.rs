@@ -106,6 +106,8 @@ impl Interface {
     pub fn counters(&self) -> Counters {
         Counters {
             tcp_curr_estab: self.tcp.established(),
+            tcp_table: self.tcp.table_len(),
+            reasm_bytes: self.reasm.mem() as u64,
             ..self.stats.clone()
         }
     }

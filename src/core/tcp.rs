@@ -52,6 +52,7 @@ impl Interface {
                 headroom: FRAME_HEADROOM,
                 tso_mss: seg.tso_mss,
                 ttl: seg.ttl,
+                dscp: seg.dscp,
             };
             // A failure (no route) surfaces as retransmission timeouts, as in Linux.
             let _ = self.send_datagram(now, dg);

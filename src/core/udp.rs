@@ -237,6 +237,7 @@ impl Interface {
                 headroom: 0,
                 tso_mss: None,
                 ttl: sock_ttl,
+                dscp: 0,
             },
         )?;
         self.stats.udp_tx_datagrams += 1;

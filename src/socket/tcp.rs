@@ -477,6 +477,35 @@ impl TcpStream {
         Ok((ns != NO_LINGER).then(|| Duration::from_nanos(ns)))
     }
 
+    /// How many times the same data is retransmitted before the connection is given up with
+    /// `TimedOut` (RFC 9293's R2, MUST-21; Linux's `TCP_USER_TIMEOUT` counts time instead):
+    /// `None` restores the stack's default, `TcpConfig::max_retries` (15). Zero is
+    /// `InvalidInput`.
+    pub fn set_retransmission_limit(&self, retries: Option<u32>) -> io::Result<()> {
+        if retries == Some(0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the retransmission limit must be at least 1",
+            ));
+        }
+        let id = self.id();
+        self.inner
+            .handle
+            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_max_retries(id, retries)))
+    }
+
+    /// `IP_TOS`: the type-of-service byte of the connection's segments, as `socket2` takes
+    /// it. Its upper six bits are the Diffserv code point (RFC 2474, RFC 9293 MUST-48); the
+    /// two ECN bits belong to the stack and are ignored, as Linux does for TCP.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        let tos = u8::try_from(tos)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "TOS must fit a byte"))?;
+        let id = self.id();
+        self.inner
+            .handle
+            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_dscp(id, tos >> 2)))
+    }
+
     /// `IP_TTL`: the TTL of the connection's segments (1 to 255).
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = super::ttl_value(ttl)?;

@@ -6,6 +6,8 @@
 //! RACK-TLP, [`timers`], [`rtt`], [`congestion`], [`isn`], [`buffer`].
 
 pub mod buffer;
+#[cfg(test)]
+mod conformance;
 pub mod congestion;
 mod cookie;
 #[cfg(test)]
@@ -715,6 +717,34 @@ impl Tcp {
         })
     }
 
+    /// R2 for one connection: retransmissions of the same data before it is given up with
+    /// `ETIMEDOUT` (RFC 9293 §3.8.3, MUST-21); `None` for the stack's `max_retries`.
+    pub fn set_max_retries(&mut self, id: SocketId, retries: Option<u32>) -> io::Result<()> {
+        if retries == Some(0) {
+            return Err(os_err(libc::EINVAL));
+        }
+        self.conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .user
+            .max_retries = retries;
+        Ok(())
+    }
+
+    /// The Diffserv field (DSCP, 0 to 63) of the connection's segments from now on (RFC 9293
+    /// MUST-48, passed unchanged to IP: SHLD-22).
+    pub fn set_dscp(&mut self, id: SocketId, dscp: u8) -> io::Result<()> {
+        if dscp > 63 {
+            return Err(os_err(libc::EINVAL));
+        }
+        self.conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .user
+            .dscp = dscp;
+        Ok(())
+    }
+
     /// `IP_TTL` of the connection's segments (1 to 255), or `None` for the stack's default.
     pub fn set_ttl(&mut self, id: SocketId, ttl: Option<u8>) -> io::Result<()> {
         if ttl == Some(0) {
@@ -819,6 +849,11 @@ impl Tcp {
             .values()
             .filter(|t| matches!(t.state, State::Established | State::CloseWait))
             .count() as u64
+    }
+
+    /// Connections in the table, in any state.
+    pub fn table_len(&self) -> u64 {
+        self.conns.len() as u64
     }
 
     /// A connection's state, for tests and diagnostics.

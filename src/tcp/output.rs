@@ -23,6 +23,8 @@ pub struct Outgoing {
     pub tso_mss: Option<u16>,
     /// The connection's `IP_TTL`, if set.
     pub ttl: Option<u8>,
+    /// The connection's Diffserv field (DSCP, MUST-48).
+    pub dscp: u8,
 }
 
 /// Spare frame buffers kept for reuse: enough for a burst of output (each buffer is one
@@ -176,6 +178,7 @@ pub fn emit(
         bytes,
         tso_mss,
         ttl: t.user.ttl,
+        dscp: t.user.dscp,
     });
 }
 
@@ -554,6 +557,7 @@ fn bare(
         bytes,
         tso_mss: None,
         ttl: None,
+        dscp: 0,
     });
 }
 

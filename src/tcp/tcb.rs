@@ -210,6 +210,12 @@ pub struct User {
     pub listener: Option<crate::id::SocketId>,
     /// `IP_TTL` of the connection's segments, if set.
     pub ttl: Option<u8>,
+    /// R2, if the application set it: retransmissions of the same data before the
+    /// connection is given up (RFC 9293 §3.8.3, MUST-21); else the stack's `max_retries`.
+    pub max_retries: Option<u32>,
+    /// The Diffserv field (DSCP, RFC 2474) of the connection's segments, set by the
+    /// application (RFC 9293 MUST-48; `IP_TOS`).
+    pub dscp: u8,
 }
 
 /// Retransmission timing (RFC 6298).

@@ -136,7 +136,7 @@ impl Tcp {
             let limit = if handshake {
                 self.cfg.syn_retries
             } else {
-                self.cfg.max_retries
+                t.user.max_retries.unwrap_or(self.cfg.max_retries)
             };
             if t.rtx.retries > limit {
                 sink.stats.tcp_aborted_timeout += 1;

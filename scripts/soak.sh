@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Robustness soak (not part of scripts/test.sh): loads echo-server over a tap in a namespace it
+# creates and removes, and prints a table of figures for docs/robustness.md.
+#
+#   sudo scripts/soak.sh [--runs N] [--fuzz EXECS]
+#
+#   1. 10 000 concurrent TCP connections from kernel sockets, each echoing 1 KiB (checked),
+#      then closed by the clients; 1000 daytime connections the server closes (TIME-WAIT on
+#      the stack); after 2 MSL + 5 s, the connection table must be empty.
+#   2. 100 000 spoofed SYNs while a legitimate client connects and echoes 1 KiB every 50 ms.
+#   3. 100 000 never-completed first fragments while 8000-byte pings and 3000-byte UDP
+#      datagrams keep being answered.
+#   4. N (default 50) seeded runs of 16 MiB echoed (each way at once) through the fault
+#      injector at 5% loss, 5% reordering, 1% duplication, 1% corruption: sha256, time, hangs.
+#   5. With --fuzz EXECS: scripts/fuzz.sh --runs EXECS (10^7 takes about half an hour).
+# Every step is bounded in time; the whole soak takes about 15 minutes without --fuzz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+RUNS=50
+FUZZ=
+while [ $# -gt 0 ]; do
+    case $1 in
+    --runs)
+        [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--runs needs a count"
+        RUNS=$2
+        shift 2
+        ;;
+    --fuzz)
+        [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--fuzz needs an execution count"
+        FUZZ=$2
+        shift 2
+        ;;
+    -h | --help)
+        sed -n '2,17s/^# \{0,1\}//p' "$0"
+        exit 0
+        ;;
+    *) die "unknown option $1" ;;
+    esac
+done
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and taps)"
+ensure_tools ip:iproute2 ping:iputils-ping nc:netcat-openbsd python3:python3
+
+cargo build --release --features cli --bins
+BIN=$PWD/target/release
+STACK_MAC=02:00:0a:00:00:02
+WORK=$(mktemp -d)
+make_netns
+trap 'set +e; stop_server >/dev/null 2>&1; ip netns del "$NS" 2>/dev/null; rm -rf "$WORK"' EXIT
+client_sysctls "$NS"
+
+declare -a ROWS
+row() { ROWS+=("$(printf '| %s | %s |' "$1" "$2")"); }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+# counter NAME: the value of the counter line containing NAME in $WORK/counters, 0 if absent.
+counter() { awk -v t="$1" 'index($0, t) { print $1; found = 1; exit } END { if (!found) print 0 }' "$WORK/counters"; }
+stop_to() { stop_server >"$WORK/counters" 2>&1 || true; }
+
+echo "== 1. 10 000 connections"
+start_server "$BIN/echo-server" --seed 1
+base=$(rss_kb)
+hold=$(timeout 300 ip netns exec "$NS" "$BIN/tapbench" client --host "$STACK_IP" --server-pid "$SERVER_PID" hold) ||
+    die "tapbench hold failed"
+echo "  $hold"
+peak=$(sed -n 's/.*hold_rss_kb=\([0-9]*\).*/\1/p' <<<"$hold")
+echoed=$(sed -n 's/.*hold_echo_s=\([0-9.]*\).*/\1/p' <<<"$hold")
+connected=$(sed -n 's/.*hold_connect_s=\([0-9.]*\).*/\1/p' <<<"$hold")
+after_close=$(rss_kb)
+daytime_ok=0
+for _ in $(seq 1000); do
+    line=$(timeout 5 ip netns exec "$NS" nc -w 2 "$STACK_IP" 13 </dev/null || true)
+    [ -n "$line" ] && daytime_ok=$((daytime_ok + 1))
+done
+echo "  daytime: $daytime_ok/1000 answered; waiting 2 MSL (60 s) + 5 s for TIME-WAIT to end"
+sleep 65 # the condition under test is the passage of time itself: TIME-WAIT lasts 2 MSL
+after_wait=$(rss_kb)
+stop_to
+table=$(counter "connections in the table now")
+row "10 000 connections: connect / echo (1 KiB each, checked)" "${connected} s / ${echoed} s, all echoes right"
+row "echo-server RSS: idle / 10 000 open / after close / after 2 MSL" "$((base / 1024)) / $((peak / 1024)) / $((after_close / 1024)) / $((after_wait / 1024)) MiB"
+row "1000 daytime connections (stack closes first)" "$daytime_ok answered"
+row "connections left in the table after 2 MSL + 5 s" "$table"
+
+echo "== 2. SYN flood"
+start_server "$BIN/echo-server" --seed 2
+before=$(rss_kb)
+in_ns python3 scripts/flood.py tcp-echo "$STACK_IP" 7 20 >"$WORK/legit" &
+legit=$!
+timeout 120 ip netns exec "$NS" python3 scripts/flood.py syn tap0 "$STACK_MAC" "$STACK_IP" 7 100000 | tee "$WORK/flood"
+wait "$legit" || true
+cat "$WORK/legit"
+after=$(rss_kb)
+stop_to
+row "100 000 spoofed SYNs" "$(cat "$WORK/flood" | sed 's/^syn flood: //')"
+row "legitimate TCP echo meanwhile (every 50 ms, 20 s)" "$(sed 's/^tcp echo: //' "$WORK/legit")"
+row "RSS before / after the SYN flood" "$((before / 1024)) / $((after / 1024)) MiB; $(counter 'SYN cookies sent') SYN cookies sent"
+
+echo "== 3. fragment flood"
+start_server "$BIN/echo-server" --seed 3
+before=$(rss_kb)
+in_ns python3 scripts/flood.py udp-echo "$STACK_IP" 7 3000 20 >"$WORK/udp" &
+udp=$!
+in_ns ping -q -c 100 -i 0.2 -W 2 -s 8000 "$STACK_IP" >"$WORK/ping" 2>&1 &
+pinger=$!
+timeout 120 ip netns exec "$NS" python3 scripts/flood.py frag tap0 "$STACK_MAC" "$STACK_IP" 100000 | tee "$WORK/flood"
+wait "$udp" || true
+wait "$pinger" || true
+after=$(rss_kb)
+stop_to
+row "100 000 never-completed first fragments" "$(sed 's/^fragment flood: //' "$WORK/flood")"
+row "8000-byte pings meanwhile" "$(grep -o '[0-9]* received' "$WORK/ping") of 100, $(grep -o 'rtt.*' "$WORK/ping" | sed 's/rtt min\/avg\/max\/mdev = /rtt ms min\/avg\/max\/mdev /')"
+row "3000-byte UDP echo meanwhile (every 50 ms, 20 s)" "$(sed 's/^udp echo 3000 bytes: //' "$WORK/udp")"
+row "RSS before / after the fragment flood" "$((before / 1024)) / $((after / 1024)) MiB; $(counter 'incomplete datagrams evicted') evicted, $(counter 'timed out before completion') timed out"
+
+echo "== 4. $RUNS seeded lossy runs"
+head -c $((16 << 20)) /dev/urandom >"$WORK/data"
+want=$(sha256sum <"$WORK/data" | cut -d' ' -f1)
+good=0 hangs=0 times=()
+for seed in $(seq "$RUNS"); do
+    start_server "$BIN/echo-server" --seed "$seed" --drop-chance 5 --reorder-chance 5 \
+        --duplicate-chance 1 --corrupt-chance 1 >/dev/null
+    t0=$(date +%s.%N)
+    if got=$(timeout 180 ip netns exec "$NS" nc -N "$STACK_IP" 7 <"$WORK/data" | sha256sum | cut -d' ' -f1); then
+        t=$(echo "$(date +%s.%N) - $t0" | bc)
+        times+=("$t")
+        [ "$got" = "$want" ] && good=$((good + 1))
+    else
+        hangs=$((hangs + 1))
+    fi
+    stop_server >/dev/null 2>&1 || true
+    printf '  seed %2d: %s s %s\n' "$seed" "${t:-timeout}" "$([ "${got:-}" = "$want" ] && echo ok || echo WRONG)"
+done
+stats=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1; s += $1 } END { printf "min %.1f s, median %.1f s, max %.1f s, mean %.1f s", a[1], a[int((NR + 1) / 2)], a[NR], s / NR }')
+row "$RUNS x 16 MiB echoed, 5% loss, 5% reorder, 1% dup, 1% corrupt" "$good/$RUNS sha256 equal, $hangs hangs; $stats"
+
+if [ -n "$FUZZ" ]; then
+    echo "== 5. fuzzing"
+    scripts/fuzz.sh --runs "$FUZZ" | tee "$WORK/fuzz"
+    while read -r line; do
+        row "fuzz ${line%%:*}" "${line#*: }"
+    done < <(grep -E '^(frames|segments): ' "$WORK/fuzz")
+fi
+
+echo
+echo "tapstack soak, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD), $(nproc) cpus"
+echo
+echo "| what | figure |"
+echo "| --- | --- |"
+printf '%s\n' "${ROWS[@]}"
