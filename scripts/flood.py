@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Load generators for scripts/soak.sh, run inside its namespace (needs root for raw frames).
 
-  flood.py syn IFACE DST_MAC DST_IP PORT COUNT     spoofed SYNs from random on-link sources
-  flood.py frag IFACE DST_MAC DST_IP COUNT         first fragments that are never completed
+  flood.py syn IFACE DST_MAC DST_IP PORT COUNT SECS   spoofed SYNs from random on-link sources
+  flood.py frag IFACE DST_MAC DST_IP COUNT SECS       first fragments never completed
+
+A flood spreads its COUNT frames evenly over SECS seconds (0: as fast as the link takes them).
   flood.py tcp-echo HOST PORT SECS                 a legitimate client: connect, echo 1 KiB, close
   flood.py udp-echo HOST PORT SIZE SECS            a legitimate client: one datagram, its echo
 
@@ -52,11 +54,17 @@ def ether(dst_mac, src_mac, payload):
     return dst_mac + src_mac + b"\x08\x00" + payload
 
 
-def send_all(sock, frames):
-    """Sends every frame; a full queue is waited out briefly, so the flood runs at the link's
-    pace rather than dropping in the kernel. Returns how many went."""
+def send_all(sock, frames, count, secs):
+    """Sends every frame, `count` of them spread over `secs`; a full queue is waited out
+    briefly, so the flood runs at the link's pace rather than dropping in the kernel. Returns
+    how many went."""
     sent = 0
+    start = time.time()
     for f in frames:
+        if secs > 0:
+            due = start + secs * sent / count
+            while time.time() < due:
+                time.sleep(max(0.0, min(0.001, due - time.time())))
         for _ in range(1000):
             try:
                 sock.send(f)
@@ -75,7 +83,7 @@ def mac(text):
     return bytes(int(x, 16) for x in text.split(":"))
 
 
-def syn_flood(iface, dst_mac, dst, port, count):
+def syn_flood(iface, dst_mac, dst, port, count, secs):
     sock = link(iface)
     rnd = random.Random(7)
     prefix = dst.rsplit(".", 1)[0]
@@ -88,11 +96,11 @@ def syn_flood(iface, dst_mac, dst, port, count):
             yield ether(dst_mac, src_mac, ipv4(src, dst, 6, syn, rnd.getrandbits(16)))
 
     start = time.time()
-    sent = send_all(sock, frames())
+    sent = send_all(sock, frames(), count, secs)
     print("syn flood: %d spoofed SYNs in %.1f s" % (sent, time.time() - start))
 
 
-def frag_flood(iface, dst_mac, dst, count):
+def frag_flood(iface, dst_mac, dst, count, secs):
     sock = link(iface)
     rnd = random.Random(9)
     src = dst.rsplit(".", 1)[0] + ".1"
@@ -105,7 +113,7 @@ def frag_flood(iface, dst_mac, dst, count):
                         ipv4(src, dst, 17, body, rnd.getrandbits(16), 0x2000))
 
     start = time.time()
-    sent = send_all(sock, frames())
+    sent = send_all(sock, frames(), count, secs)
     print("fragment flood: %d first fragments in %.1f s" % (sent, time.time() - start))
 
 
@@ -168,10 +176,10 @@ def udp_echo(host, port, size, secs):
 
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
-    if cmd == "syn" and len(argv) == 7:
-        syn_flood(argv[2], mac(argv[3]), argv[4], int(argv[5]), int(argv[6]))
-    elif cmd == "frag" and len(argv) == 6:
-        frag_flood(argv[2], mac(argv[3]), argv[4], int(argv[5]))
+    if cmd == "syn" and len(argv) == 8:
+        syn_flood(argv[2], mac(argv[3]), argv[4], int(argv[5]), int(argv[6]), float(argv[7]))
+    elif cmd == "frag" and len(argv) == 7:
+        frag_flood(argv[2], mac(argv[3]), argv[4], int(argv[5]), float(argv[6]))
     elif cmd == "tcp-echo" and len(argv) == 5:
         tcp_echo(argv[2], int(argv[3]), float(argv[4]))
     elif cmd == "udp-echo" and len(argv) == 6:
