@@ -207,3 +207,25 @@ fn a_tcp_socket_sets_buffer_sizes_before_connecting() {
         assert_eq!(accepted.socket().info().unwrap().snd.wscale, 3);
     });
 }
+
+#[test]
+fn several_tasks_waiting_on_one_listener_are_all_woken() {
+    let (a, b) = two_stacks();
+    multi_thread().block_on(async {
+        let listener = std::sync::Arc::new(TcpListener::bind(&b, "0.0.0.0:7").await.unwrap());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let l = listener.clone();
+                tokio::spawn(async move { l.accept().await.map(|(s, _)| s) })
+            })
+            .collect();
+        // Both tasks wait before any connection exists; each must get one.
+        tokio::task::yield_now().await;
+        let c1 = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        let c2 = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        for w in waiters {
+            timeout(LIMIT, w).await.unwrap().unwrap().unwrap();
+        }
+        drop((c1, c2));
+    });
+}

@@ -177,6 +177,15 @@ impl<D: Device> Device for FaultInjector<D> {
         self.flush_tx(now)
     }
 
+    /// The inner device's, but no TSO: super-segments are split here, so that each wire
+    /// frame meets its own fate.
+    fn capabilities(&self) -> super::DeviceCapabilities {
+        super::DeviceCapabilities {
+            tso: false,
+            ..self.inner.capabilities()
+        }
+    }
+
     fn mtu(&self) -> usize {
         self.inner.mtu()
     }
@@ -205,5 +214,45 @@ impl<D: Device> Device for FaultInjector<D> {
             c.fault_reordered += s.reordered;
         }
         self.inner.add_counters(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device of bare IP packets that carries nothing.
+    struct IpLink;
+
+    impl Device for IpLink {
+        fn recv(&mut self, _: Instant, _: &mut [u8]) -> io::Result<Option<usize>> {
+            Ok(None)
+        }
+        fn send(&mut self, _: Instant, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn capabilities(&self) -> super::super::DeviceCapabilities {
+            super::super::DeviceCapabilities {
+                tso: true,
+                medium: crate::wire::Medium::Ip,
+            }
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn poll_fd(&self) -> Option<RawFd> {
+            None
+        }
+    }
+
+    #[test]
+    fn faults_keep_the_medium_and_split_super_segments() {
+        let cfg = FaultConfig {
+            drop_pct: 1.0,
+            ..FaultConfig::default()
+        };
+        let caps = FaultInjector::new(IpLink, cfg).capabilities();
+        assert_eq!(caps.medium, crate::wire::Medium::Ip, "a tun stays a tun");
+        assert!(!caps.tso, "each wire frame meets its own fate");
     }
 }

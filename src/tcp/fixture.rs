@@ -201,6 +201,13 @@ impl Fixture {
         Fixture::established_after(syn)
     }
 
+    /// An ESTABLISHED connection with timestamps and without SACK (so without tail loss
+    /// probes, which need SACK).
+    pub fn established_ts() -> Fixture {
+        let syn = seg(PEER_ISS).syn().mss(1460).timestamp(PEER_TSVAL, 0);
+        Fixture::established_after(syn)
+    }
+
     /// ESTABLISHED after the peer's `syn` and the ACK of our SYN-ACK (echoing its timestamp if
     /// both use them).
     fn established_after(syn: In) -> Fixture {

@@ -147,6 +147,7 @@ impl Tcp {
             // SYN flood defence: answer without keeping state (RFC 4987 §3.6).
             let mss = u32::from(seg.options.mss.unwrap_or(536)).min(self.our_mss);
             let cookie = self.cookies.make(now, local, remote, seg.seq, mss);
+            let window = l.buffers.recv.min(usize::from(u16::MAX)) as u16;
             let mut sink = output::Sink {
                 out: &mut self.out,
                 stats,
@@ -154,7 +155,7 @@ impl Tcp {
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
-            output::cookie_syn_ack(local, remote, cookie, seg.seq + 1, &mut sink);
+            output::cookie_syn_ack(local, remote, cookie, seg.seq + 1, window, &mut sink);
             stats.tcp_syncookies_sent += 1;
             return;
         }
@@ -214,7 +215,8 @@ impl Tcp {
         t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;
-        t.rcv.adv = seg.seq + 65535;
+        // What the cookie's SYN-ACK advertised (no window scale without state).
+        t.rcv.adv = seg.seq + buffers.recv.min(usize::from(u16::MAX)) as u32;
         t.snd.una = seg.ack;
         t.snd.nxt = seg.ack;
         t.snd.max = seg.ack;
@@ -638,20 +640,29 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         new_sack = t.recovery.scoreboard.update(una, t.snd.max, &sacked);
     }
     let newly_acked = seg.ack.gt(t.snd.una);
+    let probe_dsack = match (dsack, t.recovery.rack.tlp_rxt) {
+        (Some((l, r)), Some((s, e))) => l.lt(e) && r.gt(s),
+        _ => false,
+    };
     if let Some((l, r)) = dsack {
         stats.tcp_dsack_recv += 1;
         // A duplicate arrived: reordering or a spurious retransmission fooled the loss
-        // detection (RFC 8985 §6.2.4).
-        t.recovery.rack.on_dsack(t.snd.una, t.snd.nxt);
+        // detection (RFC 8985 §6.2.4); a probe's duplicate says nothing of reordering.
+        if !probe_dsack {
+            t.recovery.rack.on_dsack(t.snd.una, t.snd.nxt);
+        }
         log::trace!("{}: D-SACK {l}..{r}", t.remote);
     }
     // Did a probe that resent data repair a loss (RFC 8985 §7.4)? Then the window shrinks
-    // as for any loss, in one step (Linux enters CWR).
-    if t.recovery
-        .rack
-        .on_probe_ack(seg.ack, newly_acked, new_sack, dsack)
-        == Some(true)
-    {
+    // as for any loss, in one step (Linux enters CWR), unless a recovery already shrank it.
+    let pure_dup = !newly_acked
+        && !new_sack
+        && seg.payload.is_empty()
+        && !seg.flags.fin
+        && seg.ack == t.snd.una
+        && new_window == t.snd.wnd;
+    let repaired = t.recovery.rack.on_probe_ack(seg.ack, pure_dup, dsack) == Some(true);
+    if repaired && t.recovery.recover.is_none() && t.rtx.rto_recover.is_none() {
         let cwnd = t.cc.cwnd();
         t.cc.on_congestion_event(now, cwnd);
         stats.tcp_tlp_recoveries += 1;
@@ -1114,13 +1125,14 @@ mod tests {
 
     #[test]
     fn an_ack_echoing_the_original_timestamp_undoes_a_timeout() {
-        let mut fx = Fixture::established_sack_ts();
+        // Without SACK, so that no tail loss probe goes first: a probe's ACK would echo an
+        // old timestamp too, and Eifel could not tell the two apart.
+        let mut fx = Fixture::established_ts();
         let out = fx.write(&[1; 2 * 1448]);
         assert_eq!(out.len(), 2);
         let original = tsval(&out[0]);
         let before = fx.tcb().cc.cwnd();
-        // The ACKs are late: a probe, then the retransmission timeout, resend.
-        fx.advance(Duration::from_millis(5));
+        // The ACKs are late: the retransmission timeout resends.
         let out = fx.advance(Duration::from_millis(400));
         assert!(
             out.iter().any(|s| s.seq == fx.iss + 1),
@@ -1195,5 +1207,44 @@ mod tests {
         );
         assert_eq!(fx.stats.tcp_tlp_recoveries, 0);
         assert!(fx.tcb().cc.cwnd() >= before);
+    }
+
+    #[test]
+    fn a_dsack_for_data_not_resent_undoes_nothing() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 10 * 1448]);
+        let (una, end) = (fx.iss + 1, fx.iss + 1 + 10 * 1448);
+        let sack = seg(PEER_ISS + 1)
+            .ack(una)
+            .sack(&[(una + 1448, end)])
+            .timestamp(PEER_TSVAL, tsval(&out[9]));
+        let out = fx.send(sack);
+        let cut = fx.tcb().cc.cwnd();
+        // A duplicate of the fifth segment, which was never resent (the network copied it):
+        // the retransmission of the first is still unproven.
+        let ack_all = seg(PEER_ISS + 1)
+            .ack(end)
+            .sack(&[(una + 4 * 1448, una + 5 * 1448)])
+            .timestamp(PEER_TSVAL, tsval(&out[0]));
+        fx.send(ack_all);
+        assert_eq!(fx.stats.tcp_undos, 0);
+        assert!(fx.tcb().cc.cwnd() <= cut + 1448, "the cut stands");
+    }
+
+    #[test]
+    fn eifel_does_not_undo_a_timeout_that_followed_a_probe() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 2 * 1448]);
+        let original = tsval(&out[0]);
+        // A probe resends the tail, then the timeout resends the head.
+        fx.advance(Duration::from_millis(5));
+        fx.advance(Duration::from_millis(400));
+        assert_eq!((fx.stats.tcp_loss_probes, fx.stats.tcp_timeouts), (1, 1));
+        // An ACK echoing an old timestamp may be the probe's: no undo.
+        let ack = seg(PEER_ISS + 1)
+            .ack(fx.iss + 1 + 2 * 1448)
+            .timestamp(PEER_TSVAL + 1, original);
+        fx.send(ack);
+        assert_eq!(fx.stats.tcp_undos, 0);
     }
 }

@@ -119,14 +119,24 @@ pub fn emit(
         if t.opts.sack_ok && (io.recv.has_ooo() || dsack.is_some()) {
             let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
             let rcv_nxt = t.rcv.nxt;
-            let ranges = io
-                .recv
-                .ooo_ranges()
-                .map(|(a, b)| (rcv_nxt + a as u32, rcv_nxt + b as u32));
+            let mut ranges = [None; 4];
+            for (slot, (a, b)) in ranges.iter_mut().zip(io.recv.ooo_ranges()) {
+                *slot = Some((rcv_nxt + a as u32, rcv_nxt + b as u32));
+            }
+            // A duplicate of out-of-order data: the range holding it comes right after it, so
+            // that the peer can tell the D-SACK (RFC 2883 §4 rule 4).
+            if let Some((l, r)) = dsack {
+                let holding = ranges
+                    .iter()
+                    .position(|b| b.is_some_and(|(s, e)| s.le(l) && r.le(e)));
+                if let Some(i) = holding {
+                    ranges[..=i].rotate_right(1);
+                }
+            }
             for (slot, block) in options
                 .sack
                 .iter_mut()
-                .zip(dsack.into_iter().chain(ranges))
+                .zip(dsack.into_iter().chain(ranges.into_iter().flatten()))
                 .take(max_blocks)
             {
                 *slot = Some(block);
@@ -511,12 +521,14 @@ pub fn reset(
     bare(local, remote, &header, out, stats);
 }
 
-/// A SYN-ACK carrying a SYN cookie: no state, and only the MSS option.
+/// A SYN-ACK carrying a SYN cookie: no state, and only the MSS option; `window` is what the
+/// listener's receive buffer can take (at most 65535: no window scale without state).
 pub fn cookie_syn_ack(
     local: std::net::SocketAddrV4,
     remote: std::net::SocketAddrV4,
     cookie: Seq,
     ack: Seq,
+    window: u16,
     sink: &mut Sink<'_>,
 ) {
     let header = SegmentOut {
@@ -525,7 +537,7 @@ pub fn cookie_syn_ack(
         seq: cookie,
         ack: Some(ack),
         flags: Flags::SYN_ACK,
-        window: 65535,
+        window,
         options: Options {
             mss: Some(sink.our_mss.min(65535) as u16),
             ..Options::default()

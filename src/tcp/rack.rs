@@ -107,22 +107,26 @@ impl Rack {
     /// RFC 8985 §7.4.2, for an ACK while a probe that resent data is out: `Some(true)` if the
     /// probe repaired a loss (the ACK passed the probe without a D-SACK for it: only the
     /// probe's copy arrived), `Some(false)` if both copies arrived (a D-SACK for the probe, or
-    /// a plain duplicate ACK), `None` while it cannot tell yet. The episode ends either way.
+    /// a pure duplicate ACK at it), `None` while it cannot tell yet. The episode ends with a
+    /// verdict. `pure_dup`: the ACK acknowledges nothing new and carries no data, no new SACK
+    /// and no window change.
     pub fn on_probe_ack(
         &mut self,
         ack: Seq,
-        advanced: bool,
-        new_sack: bool,
+        pure_dup: bool,
         dsack: Option<(Seq, Seq)>,
     ) -> Option<bool> {
         let (end, (start, rxt_end)) = (self.tlp_end?, self.tlp_rxt?);
         let verdict = if dsack.is_some_and(|(l, r)| l.lt(rxt_end) && r.gt(start)) {
             Some(false)
+        } else if ack.lt(end) {
+            // Not yet at the probe: nothing to tell (Linux `tcp_process_tlp_ack`).
+            None
         } else if ack.gt(end) {
-            // Beyond the probe: the ACK of the original would have stopped at it (Linux
-            // `tcp_process_tlp_ack`).
+            // Beyond the probe without a D-SACK for it: only the probe's copy arrived.
             Some(true)
-        } else if !advanced && !new_sack {
+        } else if pure_dup {
+            // A duplicate ACK at the probe: the second copy arrived too.
             Some(false)
         } else {
             None
@@ -157,9 +161,9 @@ impl Rack {
     }
 
     /// A window reduction was undone: nothing is deemed lost any more (the retransmissions
-    /// were spurious); the loss detection starts over from the ACKs to come.
+    /// were spurious); the loss detection starts over from the ACKs to come, the log of
+    /// retransmissions kept.
     pub fn on_undo(&mut self) {
-        self.rxt.clear();
         self.relost.clear();
         self.lost = None;
         self.reo_at = None;
@@ -406,5 +410,27 @@ mod tests {
         assert_eq!(r.reo_wnd(srtt), Duration::from_millis(100), "still widened");
         r.on_recovery_end();
         assert_eq!(r.reo_wnd(srtt), Duration::from_millis(10), "back after 16");
+    }
+
+    #[test]
+    fn a_probe_is_judged_only_at_or_past_its_end() {
+        let mut r = Rack {
+            tlp_end: Some(Seq(3000)),
+            tlp_rxt: Some((Seq(2000), Seq(3000))),
+            ..Rack::default()
+        };
+        // Below the probe (a window update, an old ACK): nothing to tell, the episode stays.
+        assert_eq!(r.on_probe_ack(Seq(2000), true, None), None);
+        assert!(r.tlp_end.is_some());
+        // At it, not a pure duplicate: still nothing.
+        assert_eq!(r.on_probe_ack(Seq(3000), false, None), None);
+        // Past it without a D-SACK: the probe repaired a loss.
+        assert_eq!(r.on_probe_ack(Seq(4000), false, None), Some(true));
+        assert!(r.tlp_end.is_none() && r.tlp_rxt.is_none());
+        // A D-SACK for the probe: both copies arrived.
+        r.tlp_end = Some(Seq(3000));
+        r.tlp_rxt = Some((Seq(2000), Seq(3000)));
+        let dsack = Some((Seq(2000), Seq(3000)));
+        assert_eq!(r.on_probe_ack(Seq(3000), false, dsack), Some(false));
     }
 }

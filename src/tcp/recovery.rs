@@ -36,20 +36,29 @@ pub struct Recovery {
 /// `retrans_stamp` and `tcp_try_undo_*`).
 #[derive(Debug, Default)]
 pub struct Undo {
-    /// [SND.UNA, SND.MAX) when the episode began, extended by a timeout within it: the data
-    /// its retransmissions resent.
+    /// [SND.UNA, SND.MAX) when the episode began, extended by a timeout within it.
     pub episode: Option<(Seq, Seq)>,
     /// The congestion controller before the reduction.
     prior: Option<Box<dyn CongestionControl>>,
-    /// Segments the episode resent that no D-SACK has shown to be duplicates yet.
-    pub retrans: u32,
-    /// A D-SACK for the episode's data arrived.
+    /// What the episode resent and no D-SACK has shown to be a duplicate yet (Linux counts
+    /// D-SACKs only against segments it marked retransmitted).
+    pub resent: Vec<(Seq, Seq)>,
+    /// The episode resent more than [`MAX_UNDO_RANGES`] pieces: D-SACKs cannot prove it
+    /// spurious any more.
+    pub overflow: bool,
+    /// A D-SACK for one of the episode's retransmissions arrived.
     pub dsacked: bool,
     /// Our timestamp (TSval) on the episode's first retransmission.
     pub stamp: Option<u32>,
     /// The first ACK past the episode's start was checked for Eifel detection.
     pub eifel_checked: bool,
+    /// A tail loss probe's copy was out when the episode began: an ACK echoing an old
+    /// timestamp may be the probe's, so Eifel cannot tell (RFC 8985 §7.4 decides instead).
+    pub eifel_unsafe: bool,
 }
+
+/// Retransmissions one episode tracks for D-SACK undo.
+pub const MAX_UNDO_RANGES: usize = 1024;
 
 impl Recovery {
     /// No loss seen yet, for a connection whose first sequence number is `iss`.
@@ -105,9 +114,14 @@ impl Recovery {
     pub fn on_retransmit(&mut self, seq: Seq, end: Seq, now: Instant, tsval: Option<u32>) {
         self.high_rxt = self.high_rxt.max(end);
         self.rack.on_retransmit(seq, end, now);
-        if self.undo.episode.is_some() {
-            self.undo.retrans += 1;
-            self.undo.stamp = self.undo.stamp.or(tsval);
+        let undo = &mut self.undo;
+        if undo.episode.is_some() {
+            if undo.resent.len() < MAX_UNDO_RANGES {
+                undo.resent.push((seq, end));
+            } else {
+                undo.overflow = true;
+            }
+            undo.stamp = undo.stamp.or(tsval);
         }
     }
 }
@@ -168,7 +182,9 @@ pub fn next_hole(t: &mut Tcb, mss: u32) -> Option<(Seq, u32)> {
 /// SACK, when data is deemed lost (RFC 6675 §5, RFC 8985 §6.2): the congestion window is cut
 /// once per episode and the first hole is resent.
 pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
-    if t.recovery.recover.is_some() || !t.snd.max.gt(t.snd.una) {
+    // After a timeout the whole flight is being resent already (Linux never enters
+    // Recovery from Loss).
+    if t.recovery.recover.is_some() || t.rtx.rto_recover.is_some() || !t.snd.max.gt(t.snd.una) {
         return;
     }
     let sack_loss = t.opts.sack_ok
@@ -190,7 +206,11 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     t.recovery.inflation = if t.opts.sack_ok { 0 } else { 3 * t.snd.mss };
     t.output.retransmit_head = true;
     t.rtx.rtt_probe = None;
+    // Recovery reduces the window now; a probe out does not reduce it again (Linux
+    // `tcp_init_cwnd_reduction` ends the TLP episode).
     t.recovery.rack.pto_at = None;
+    t.recovery.rack.tlp_end = None;
+    t.recovery.rack.tlp_rxt = None;
     stats.tcp_fast_retransmits += 1;
 }
 
@@ -252,19 +272,27 @@ pub fn skip_sacked(t: &mut Tcb) -> Option<u32> {
 /// to restore if the reduction proves spurious. A timeout within an episode extends it and
 /// keeps the controller from before the first reduction.
 pub fn begin_episode(t: &mut Tcb) {
+    let recovering = t.recovery.recover.is_some() || t.rtx.rto_recover.is_some();
+    let probe_out = t.recovery.rack.tlp_rxt.is_some();
     let undo = &mut t.recovery.undo;
     match undo.episode {
-        Some((start, end)) if t.snd.una.lt(end) => {
+        Some((start, end)) if recovering => {
             undo.episode = Some((start, end.max(t.snd.max)));
         }
         _ => {
             *undo = Undo {
                 episode: Some((t.snd.una, t.snd.max)),
                 prior: Some(t.cc.snapshot()),
+                eifel_unsafe: probe_out,
                 ..Undo::default()
             };
         }
     }
+}
+
+/// The controller from before the episode's first reduction, if one is running.
+pub fn prior_cwnd(t: &Tcb) -> Option<u32> {
+    t.recovery.undo.prior.as_ref().map(|p| p.cwnd())
 }
 
 /// An ACK's evidence about the last reduction: a D-SACK for data the episode resent
@@ -278,23 +306,30 @@ pub fn check_undo(
     dsack: Option<(Seq, Seq)>,
     stats: &mut Counters,
 ) -> bool {
-    let Some((start, end)) = t.recovery.undo.episode else {
+    let Some((start, _)) = t.recovery.undo.episode else {
         return false;
     };
-    let mss = t.snd.mss.max(1);
     let undo = &mut t.recovery.undo;
-    if let Some((l, r)) = dsack.filter(|&(l, r)| l.ge(start) && r.le(end)) {
-        undo.retrans = undo.retrans.saturating_sub(r.since(l).div_ceil(mss).max(1));
-        undo.dsacked = true;
+    let resent_any = !undo.resent.is_empty() || undo.dsacked || undo.overflow;
+    if let Some((l, r)) = dsack {
+        // Each D-SACK clears the retransmissions it covers, and only those.
+        let before = undo.resent.len();
+        undo.resent.retain(|&(s, e)| !(l.le(s) && e.le(r)));
+        undo.dsacked |= undo.resent.len() < before;
     }
     let mut eifel = false;
     if !undo.eifel_checked && ack.gt(start) {
         undo.eifel_checked = true;
-        eifel = matches!((tsecr, undo.stamp), (Some(echo), Some(stamp))
-            if echo != 0 && (echo.wrapping_sub(stamp) as i32) < 0);
+        // The original arrived only if its ACK predates every retransmission, and none is
+        // still out beyond it (Linux refuses while retransmissions are in flight).
+        let all_acked = undo.resent.iter().all(|&(_, e)| e.le(ack));
+        eifel = !undo.eifel_unsafe
+            && all_acked
+            && matches!((tsecr, undo.stamp), (Some(echo), Some(stamp))
+                if echo != 0 && (echo.wrapping_sub(stamp) as i32) < 0);
     }
-    let all_duplicates = undo.dsacked && undo.retrans == 0;
-    if undo.stamp.is_none() || !(eifel || all_duplicates) {
+    let all_duplicates = undo.dsacked && undo.resent.is_empty() && !undo.overflow;
+    if !resent_any || !(eifel || all_duplicates) {
         return false;
     }
     // RFC 4015 §2: back to the window from before, and on with new data.

@@ -153,9 +153,14 @@ impl Tcp {
             if handshake {
                 t.snd.nxt = t.snd.iss;
             } else {
+                // A timeout within fast recovery does not cut again: the threshold comes from
+                // the window before the recovery (Linux `tcp_enter_loss` keeps ssthresh).
+                let window = match t.recovery.recover {
+                    Some(_) => super::recovery::prior_cwnd(t).unwrap_or(t.cc.cwnd()),
+                    None => t.cc.cwnd(),
+                };
                 super::recovery::begin_episode(t);
-                let cwnd = t.cc.cwnd();
-                t.cc.on_timeout(now, cwnd);
+                t.cc.on_timeout(now, window);
                 t.recovery.on_timeout(t.snd.una);
                 t.snd.nxt = t.snd.una;
                 t.rtx.rto_recover = Some(t.snd.max);

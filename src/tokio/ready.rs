@@ -4,11 +4,13 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-/// A socket's waiting tasks: one reader and one writer (a split stream has one of each).
+/// A socket's waiting tasks on each side: usually one reader and one writer (a split stream
+/// has one of each), but a shared socket may have several tasks on one side, and each is
+/// woken.
 #[derive(Default)]
 pub(super) struct Wakers {
-    read: Mutex<Option<Waker>>,
-    write: Mutex<Option<Waker>>,
+    read: Mutex<Vec<Waker>>,
+    write: Mutex<Vec<Waker>>,
 }
 
 /// Which side of a socket a task waits for.
@@ -32,7 +34,7 @@ impl Wakers {
         })
     }
 
-    fn slot(&self, side: Side) -> &Mutex<Option<Waker>> {
+    fn slot(&self, side: Side) -> &Mutex<Vec<Waker>> {
         match side {
             Side::Read => &self.read,
             Side::Write => &self.write,
@@ -41,12 +43,13 @@ impl Wakers {
 
     fn wake_all(&self) {
         for side in [Side::Read, Side::Write] {
-            let waker = self
-                .slot(side)
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(w) = waker {
+            let wakers = std::mem::take(
+                &mut *self
+                    .slot(side)
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            for w in wakers {
                 w.wake();
             }
         }
@@ -57,8 +60,8 @@ impl Wakers {
             .slot(side)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            *slot = Some(cx.waker().clone());
+        if !slot.iter().any(|w| w.will_wake(cx.waker())) {
+            slot.push(cx.waker().clone());
         }
     }
 
