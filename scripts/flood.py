@@ -103,7 +103,10 @@ def syn_flood(iface, dst_mac, dst, port, count, secs):
 def frag_flood(iface, dst_mac, dst, count, secs):
     sock = link(iface)
     rnd = random.Random(9)
-    src = dst.rsplit(".", 1)[0] + ".1"
+    # Another host than the legitimate client: fragments spoofing the client's own address
+    # would collide with its datagrams' IP IDs now and then (RFC 4963), a loss no receiver
+    # can avoid.
+    src = dst.rsplit(".", 1)[0] + ".3"
     body = bytes(1480)
 
     def frames():
