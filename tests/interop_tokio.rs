@@ -37,6 +37,43 @@ where
     got
 }
 
+/// Echoes `data` through `conn` and checks every byte came back (sha256).
+async fn echo_checked<S>(conn: S, data: Vec<u8>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (len, want) = (data.len(), sha256(&data));
+    let got = timeout(LIMIT, echo_round(conn, data))
+        .await
+        .expect("in time");
+    assert_eq!(got.len(), len);
+    assert_eq!(sha256(&got), want);
+}
+
+/// 1000 connections at once, each made by `connect` in its own task, each echoing 16 KiB
+/// (a little more for later ones), checked.
+async fn thousand_at_once<F, Fut, S>(connect: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let mut tasks = Vec::new();
+    for i in 0..1000usize {
+        let connect = connect.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = connect().await;
+            let data = pattern(16 * 1024 + i, i as u8);
+            let want = sha256(&data);
+            (sha256(&echo_round(conn, data).await), want)
+        }));
+    }
+    for t in tasks {
+        let (got, want) = timeout(LIMIT, t).await.expect("in time").expect("task");
+        assert_eq!(got, want);
+    }
+}
+
 #[test]
 fn kernel_clients_echo_through_the_async_server() {
     in_netns(|| {
@@ -44,27 +81,12 @@ fn kernel_clients_echo_through_the_async_server() {
         runtime().block_on(async {
             // One connection moves 64 MiB each way.
             let conn = tokio::net::TcpStream::connect((STACK_IP, 7)).await.unwrap();
-            let data = pattern(64 << 20, 11);
-            let want = sha256(&data);
-            let got = timeout(LIMIT, echo_round(conn, data))
-                .await
-                .expect("in time");
-            assert_eq!(got.len(), 64 << 20);
-            assert_eq!(sha256(&got), want);
+            echo_checked(conn, pattern(64 << 20, 11)).await;
             // Then 1000 at once, served by as many tasks.
-            let mut tasks = Vec::new();
-            for i in 0..1000usize {
-                tasks.push(tokio::spawn(async move {
-                    let conn = tokio::net::TcpStream::connect((STACK_IP, 7)).await.unwrap();
-                    let data = pattern(16 * 1024 + i, i as u8);
-                    let want = sha256(&data);
-                    (sha256(&echo_round(conn, data).await), want)
-                }));
-            }
-            for t in tasks {
-                let (got, want) = timeout(LIMIT, t).await.expect("in time").expect("task");
-                assert_eq!(got, want);
-            }
+            thousand_at_once(|| async {
+                tokio::net::TcpStream::connect((STACK_IP, 7)).await.unwrap()
+            })
+            .await;
         });
         let counters = server.stop();
         assert!(
@@ -99,29 +121,16 @@ fn a_tokio_client_moves_64_mib_and_a_thousand_connections_through_a_kernel_serve
             kernel_echo_server().await;
             let conn = tapstack::tokio::TcpStream::connect(&stack, "10.0.1.1:5000");
             let conn = timeout(LIMIT, conn).await.expect("in time").unwrap();
-            let data = pattern(64 << 20, 12);
-            let want = sha256(&data);
-            let got = timeout(LIMIT, echo_round(conn, data))
-                .await
-                .expect("in time");
-            assert_eq!(got.len(), 64 << 20);
-            assert_eq!(sha256(&got), want);
-            let mut tasks = Vec::new();
-            for i in 0..1000usize {
+            echo_checked(conn, pattern(64 << 20, 12)).await;
+            thousand_at_once(move || {
                 let stack = stack.clone();
-                tasks.push(tokio::spawn(async move {
-                    let conn = tapstack::tokio::TcpStream::connect(&stack, "10.0.1.1:5000")
+                async move {
+                    tapstack::tokio::TcpStream::connect(&stack, "10.0.1.1:5000")
                         .await
-                        .unwrap();
-                    let data = pattern(16 * 1024 + i, i as u8);
-                    let want = sha256(&data);
-                    (sha256(&echo_round(conn, data).await), want)
-                }));
-            }
-            for t in tasks {
-                let (got, want) = timeout(LIMIT, t).await.expect("in time").expect("task");
-                assert_eq!(got, want);
-            }
+                        .unwrap()
+                }
+            })
+            .await;
         });
     });
 }

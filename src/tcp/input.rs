@@ -640,10 +640,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         new_sack = t.recovery.scoreboard.update(una, t.snd.max, &sacked);
     }
     let newly_acked = seg.ack.gt(t.snd.una);
-    let probe_dsack = match (dsack, t.recovery.rack.tlp_rxt) {
-        (Some((l, r)), Some((s, e))) => l.lt(e) && r.gt(s),
-        _ => false,
-    };
+    let probe_dsack = t.recovery.rack.dsack_for_probe(dsack);
     if let Some((l, r)) = dsack {
         stats.tcp_dsack_recv += 1;
         // A duplicate arrived: reordering or a spurious retransmission fooled the loss

@@ -116,8 +116,9 @@ impl Rack {
         pure_dup: bool,
         dsack: Option<(Seq, Seq)>,
     ) -> Option<bool> {
-        let (end, (start, rxt_end)) = (self.tlp_end?, self.tlp_rxt?);
-        let verdict = if dsack.is_some_and(|(l, r)| l.lt(rxt_end) && r.gt(start)) {
+        let end = self.tlp_end?;
+        self.tlp_rxt?;
+        let verdict = if self.dsack_for_probe(dsack) {
             Some(false)
         } else if ack.lt(end) {
             // Not yet at the probe: nothing to tell (Linux `tcp_process_tlp_ack`).
@@ -136,6 +137,14 @@ impl Rack {
             self.tlp_rxt = None;
         }
         verdict
+    }
+
+    /// Whether `dsack` reports the copy a probe resent (both copies arrived).
+    pub fn dsack_for_probe(&self, dsack: Option<(Seq, Seq)>) -> bool {
+        match (dsack, self.tlp_rxt) {
+            (Some((l, r)), Some((start, end))) => l.lt(end) && r.gt(start),
+            _ => false,
+        }
     }
 
     /// A D-SACK arrived with the cumulative ACK at `una` and `nxt` sent: reordering fooled
