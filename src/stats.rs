@@ -127,6 +127,7 @@ counters! {
         tcp_timeouts: "retransmission timeouts",
         tcp_rack_losses: "losses detected by RACK",
         tcp_loss_probes: "tail loss probes sent",
+        tcp_recovery_probes: "of which during a recovery (no ACK for a probe timeout)",
         tcp_tlp_recoveries: "losses repaired by a tail loss probe (window reduced, RFC 8985 §7.4)",
         tcp_dsack_sent: "D-SACKs sent for duplicate segments (RFC 2883)",
         tcp_dsack_recv: "D-SACKs received",

@@ -1,6 +1,7 @@
 use super::Device;
 use crate::stats::Counters;
 use crate::time::Instant;
+use crate::wire::{gso, ETHERNET_HEADER_LEN};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -59,12 +60,26 @@ struct FaultStats {
     reordered: u64,
 }
 
+/// What befalls one wire frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Fate {
+    drop: bool,
+    corrupt: bool,
+    duplicate: bool,
+    reorder: bool,
+}
+
+/// A frame ready to go on: `Some(mss)` for a super-segment that passes whole.
+type Ready = (Vec<u8>, Option<u16>);
+
 /// One direction's faults: a seeded RNG, the frame held back for reordering, and the frames
 /// ready to go on.
 struct Lane {
     rng: ChaCha8Rng,
     held: Option<(Instant, Vec<u8>)>,
-    out: VecDeque<Vec<u8>>,
+    out: VecDeque<Ready>,
+    /// The fates of a super-segment's pieces, drawn before deciding whether it must be split.
+    fates: Vec<Fate>,
     stats: FaultStats,
 }
 
@@ -74,6 +89,7 @@ impl Lane {
             rng: ChaCha8Rng::seed_from_u64(seed),
             held: None,
             out: VecDeque::new(),
+            fates: Vec::new(),
             stats: FaultStats::default(),
         }
     }
@@ -82,38 +98,88 @@ impl Lane {
         pct > 0.0 && self.rng.random::<f64>() * 100.0 < pct
     }
 
-    fn push(&mut self, cfg: &FaultConfig, now: Instant, frame: &[u8]) {
+    fn fate(&mut self, cfg: &FaultConfig) -> Fate {
         if self.chance(cfg.drop_pct) {
+            return Fate {
+                drop: true,
+                ..Fate::default()
+            };
+        }
+        Fate {
+            drop: false,
+            corrupt: self.chance(cfg.corrupt_pct),
+            duplicate: self.chance(cfg.duplicate_pct),
+            reorder: self.chance(cfg.reorder_pct),
+        }
+    }
+
+    fn push(&mut self, cfg: &FaultConfig, now: Instant, frame: &[u8]) {
+        let fate = self.fate(cfg);
+        self.apply(fate, now, frame.to_vec());
+    }
+
+    fn apply(&mut self, fate: Fate, now: Instant, mut frame: Vec<u8>) {
+        if fate.drop {
             self.stats.dropped += 1;
             return;
         }
-        let mut frame = frame.to_vec();
-        if !frame.is_empty() && self.chance(cfg.corrupt_pct) {
+        if fate.corrupt && !frame.is_empty() {
             let i = self.rng.random_range(0..frame.len());
             frame[i] ^= 1 << self.rng.random_range(0..8);
             self.stats.corrupted += 1;
         }
-        if self.chance(cfg.duplicate_pct) {
-            self.out.push_back(frame.clone());
+        if fate.duplicate {
+            self.out.push_back((frame.clone(), None));
             self.stats.duplicated += 1;
         }
-        if self.held.is_none() && self.chance(cfg.reorder_pct) {
+        if fate.reorder && self.held.is_none() {
             self.held = Some((now + REORDER_HOLD, frame));
             self.stats.reordered += 1;
             return;
         }
-        self.out.push_back(frame);
+        self.out.push_back((frame, None));
+        self.release_held();
+    }
+
+    /// A frame went on: the one held back goes behind it.
+    fn release_held(&mut self) {
         if let Some((_, held)) = self.held.take() {
-            self.out.push_back(held);
+            self.out.push_back((held, None));
         }
     }
 
     fn release_due(&mut self, now: Instant) {
         if self.held.as_ref().is_some_and(|(due, _)| *due <= now) {
-            if let Some((_, held)) = self.held.take() {
-                self.out.push_back(held);
+            self.release_held();
+        }
+    }
+
+    /// Draws the fate of each wire frame a TCP super-segment of `frame` makes with `mss` bytes
+    /// per piece. `true`: none is touched and it may pass whole (the frame held back, if any,
+    /// is then due behind it); `false`: it was split and its pieces queued, each with its fate.
+    /// A frame that is no TCP super-segment meets one fate.
+    fn push_super(&mut self, cfg: &FaultConfig, now: Instant, frame: &[u8], mss: usize) -> bool {
+        let Some((_, payload_at, end)) = gso::tcp_offsets(frame).filter(|_| mss > 0) else {
+            self.push(cfg, now, frame);
+            return false;
+        };
+        let count = (end - payload_at).div_ceil(mss).max(1);
+        let mut fates = std::mem::take(&mut self.fates);
+        fates.clear();
+        fates.extend((0..count).map(|_| self.fate(cfg)));
+        let whole = fates.iter().all(|f| *f == Fate::default());
+        if !whole {
+            match gso::segment(frame, mss) {
+                Some(pieces) => {
+                    for (piece, fate) in pieces.into_iter().zip(fates.iter()) {
+                        self.apply(*fate, now, piece);
+                    }
+                }
+                None => self.apply(fates[0], now, frame.to_vec()),
             }
         }
+        self.fates = fates;
+        whole
     }
 }
 
@@ -138,8 +204,11 @@ impl<D: Device> FaultInjector<D> {
     }
 
     fn flush_tx(&mut self, now: Instant) -> io::Result<()> {
-        while let Some(frame) = self.tx.out.pop_front() {
-            self.inner.send(now, &frame)?;
+        while let Some((frame, tso)) = self.tx.out.pop_front() {
+            match tso {
+                Some(mss) => self.inner.send_tso(now, &frame, mss)?,
+                None => self.inner.send(now, &frame)?,
+            }
         }
         Ok(())
     }
@@ -148,7 +217,7 @@ impl<D: Device> FaultInjector<D> {
 impl<D: Device> Device for FaultInjector<D> {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
-            if let Some(frame) = self.rx.out.pop_front() {
+            if let Some((frame, _)) = self.rx.out.pop_front() {
                 let n = frame.len().min(buf.len());
                 buf[..n].copy_from_slice(&frame[..n]);
                 return Ok(Some(n));
@@ -160,7 +229,19 @@ impl<D: Device> Device for FaultInjector<D> {
                     if let Some((start, offset)) = self.inner.rx_partial_checksum() {
                         crate::wire::complete_partial_checksum(&mut buf[..n], start, offset);
                     }
-                    self.rx.push(&self.cfg, now, &buf[..n])
+                    let wire = ETHERNET_HEADER_LEN + self.inner.mtu();
+                    if n <= wire {
+                        self.rx.push(&self.cfg, now, &buf[..n]);
+                        continue;
+                    }
+                    // A super-segment (GRO or the kernel's TSO): each of the wire frames it
+                    // stands for meets its own fate; untouched, it goes on whole.
+                    let mss = gso::tcp_offsets(&buf[..n])
+                        .map_or(0, |(_, payload_at, _)| wire.saturating_sub(payload_at));
+                    if self.rx.push_super(&self.cfg, now, &buf[..n], mss) {
+                        self.rx.release_held();
+                        return Ok(Some(n));
+                    }
                 }
                 None => {
                     self.rx.release_due(now);
@@ -177,13 +258,25 @@ impl<D: Device> Device for FaultInjector<D> {
         self.flush_tx(now)
     }
 
-    /// The inner device's, but no TSO: super-segments are split here, so that each wire
-    /// frame meets its own fate.
-    fn capabilities(&self) -> super::DeviceCapabilities {
-        super::DeviceCapabilities {
-            tso: false,
-            ..self.inner.capabilities()
+    /// Each wire frame of the super-segment meets its own fate; if none is touched it goes to
+    /// the device whole (TSO stays on, and the host's cost per byte with it), else it is split
+    /// here and its pieces go on one by one.
+    fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+        if !self.inner.capabilities().tso {
+            return super::send_in_pieces(self, now, frame, mss);
         }
+        if self.tx.push_super(&self.cfg, now, frame, usize::from(mss)) {
+            self.flush_tx(now)?;
+            self.inner.send_tso(now, frame, mss)?;
+            self.tx.release_held();
+        }
+        self.flush_tx(now)
+    }
+
+    /// The inner device's: super-segments reach [`Device::send_tso`] and are split only
+    /// where a fault strikes one of their pieces.
+    fn capabilities(&self) -> super::DeviceCapabilities {
+        self.inner.capabilities()
     }
 
     fn mtu(&self) -> usize {
@@ -221,14 +314,27 @@ impl<D: Device> Device for FaultInjector<D> {
 mod tests {
     use super::*;
 
-    /// A device of bare IP packets that carries nothing.
-    struct IpLink;
+    /// A link with TSO that records what is sent (frame, and the MSS of a super-segment)
+    /// and hands out the frames queued for receiving.
+    #[derive(Default)]
+    struct Link {
+        sent: Vec<Ready>,
+        rx: VecDeque<Vec<u8>>,
+    }
 
-    impl Device for IpLink {
-        fn recv(&mut self, _: Instant, _: &mut [u8]) -> io::Result<Option<usize>> {
-            Ok(None)
+    impl Device for Link {
+        fn recv(&mut self, _: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+            Ok(self.rx.pop_front().map(|f| {
+                buf[..f.len()].copy_from_slice(&f);
+                f.len()
+            }))
         }
-        fn send(&mut self, _: Instant, _: &[u8]) -> io::Result<()> {
+        fn send(&mut self, _: Instant, frame: &[u8]) -> io::Result<()> {
+            self.sent.push((frame.to_vec(), None));
+            Ok(())
+        }
+        fn send_tso(&mut self, _: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+            self.sent.push((frame.to_vec(), Some(mss)));
             Ok(())
         }
         fn capabilities(&self) -> super::super::DeviceCapabilities {
@@ -245,14 +351,101 @@ mod tests {
         }
     }
 
-    #[test]
-    fn faults_keep_the_medium_and_split_super_segments() {
+    const MSS: usize = 1460;
+    const PIECES: usize = 40;
+
+    /// A TCP super-segment of [`PIECES`] full pieces.
+    fn super_segment() -> Vec<u8> {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 9, 1, 1000)
+            .write(&mut frame, &[7u8; PIECES * MSS])
+            .expect("a frame");
+        frame
+    }
+
+    /// Sends super-segments through faults at `pct` percent drops until one is struck;
+    /// what the link got for the untouched ones and for that one.
+    fn until_struck(pct: f64) -> (usize, Vec<Ready>) {
         let cfg = FaultConfig {
-            drop_pct: 1.0,
+            drop_pct: pct,
+            seed: 7,
             ..FaultConfig::default()
         };
-        let caps = FaultInjector::new(IpLink, cfg).capabilities();
+        let mut f = FaultInjector::new(Link::default(), cfg);
+        let frame = super_segment();
+        for whole in 0.. {
+            f.send_tso(Instant::ZERO, &frame, MSS as u16).expect("send");
+            let sent = std::mem::take(&mut f.inner.sent);
+            if sent != [(frame.clone(), Some(MSS as u16))] {
+                return (whole, sent);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn faults_keep_the_devices_capabilities() {
+        let caps = FaultInjector::new(Link::default(), FaultConfig::default()).capabilities();
         assert_eq!(caps.medium, crate::wire::Medium::Ip, "a tun stays a tun");
-        assert!(!caps.tso, "each wire frame meets its own fate");
+        assert!(
+            caps.tso,
+            "super-segments are split only where a fault strikes"
+        );
+    }
+
+    #[test]
+    fn a_super_segment_goes_on_whole_until_a_fault_strikes_one_of_its_wire_frames() {
+        // At 1% per wire frame, a 40-frame super-segment is struck a third of the time.
+        let (whole, sent) = until_struck(1.0);
+        assert!(whole < 100, "{whole} untouched in a row");
+        assert!(sent.len() < PIECES, "a piece is missing");
+        assert!(sent
+            .iter()
+            .all(|(f, mss)| mss.is_none() && f.len() <= 14 + 1500));
+        let seqs: Vec<u32> = sent
+            .iter()
+            .map(|(f, _)| u32::from_be_bytes([f[38], f[39], f[40], f[41]]))
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| (w[1] - w[0]) as usize % MSS == 0),
+            "{seqs:?}"
+        );
+    }
+
+    #[test]
+    fn a_received_super_segment_meets_a_fate_per_wire_frame() {
+        let cfg = FaultConfig {
+            drop_pct: 1.0,
+            seed: 3,
+            ..FaultConfig::default()
+        };
+        let mut f = FaultInjector::new(Link::default(), cfg);
+        let frame = super_segment();
+        let rounds = 100;
+        f.inner
+            .rx
+            .extend(std::iter::repeat_n(frame.clone(), rounds));
+        let mut buf = vec![0u8; 65536];
+        let (mut whole, mut pieces) = (0, 0);
+        while let Some(n) = f.recv(Instant::ZERO, &mut buf).expect("recv") {
+            if n == frame.len() {
+                whole += 1;
+            } else {
+                assert!(n <= 14 + 1500, "a wire frame: {n}");
+                pieces += 1;
+            }
+        }
+        let dropped = f.rx.stats.dropped as usize;
+        assert!(
+            dropped > 0 && whole < rounds,
+            "{whole} whole, {dropped} dropped"
+        );
+        assert_eq!(
+            whole * PIECES + pieces + dropped,
+            rounds * PIECES,
+            "every wire frame arrives or is counted dropped"
+        );
     }
 }

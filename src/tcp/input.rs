@@ -640,6 +640,10 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         new_sack = t.recovery.scoreboard.update(una, t.snd.max, &sacked);
     }
     let newly_acked = seg.ack.gt(t.snd.una);
+    if newly_acked || new_sack {
+        // The path delivers: the probe timeout restarts (RFC 8985 §7.2), and probing with it.
+        t.recovery.rack.on_progress();
+    }
     let probe_dsack = t.recovery.rack.dsack_for_probe(dsack);
     if let Some((l, r)) = dsack {
         stats.tcp_dsack_recv += 1;
@@ -666,6 +670,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     }
     if seg.ack.gt(t.snd.una) {
         let acked = seg.ack.since(t.snd.una);
+        let first_acked = t.snd.una;
         let syn = u32::from(t.snd.una == t.snd.iss);
         let fin = u32::from(t.fin.ours.is_some_and(|f| seg.ack.gt(f)));
         t.io().send.consume((acked - syn - fin) as usize);
@@ -673,15 +678,22 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         if t.snd.nxt.lt(t.snd.una) {
             t.snd.nxt = t.snd.una;
         }
-        // RTT: from the echoed timestamp (RFC 7323 §4.2), else the timed segment (Karn).
-        let mut rtt = None;
+        // RTT, as Linux takes it: from when the oldest data this ACK covers was sent, in
+        // microseconds, if none of it was resent (Karn, RFC 6298 §3); else from the echoed
+        // timestamp, in milliseconds (RFC 7323 §4.2); else from the timed segment.
+        let mut rtt = t
+            .rtx
+            .rto_recover
+            .is_none()
+            .then(|| t.recovery.rack.rtt_sample(first_acked, seg.ack, now))
+            .flatten();
         let stale = |tsecr: u32| {
             t.rtx
                 .rto_stamp
                 .is_some_and(|stamp| (tsecr.wrapping_sub(stamp) as i32) < 0)
         };
         if let (Some(ts), Some((_, tsecr))) = (t.opts.ts, seg.options.timestamp) {
-            if tsecr != 0 && !stale(tsecr) {
+            if rtt.is_none() && tsecr != 0 && !stale(tsecr) {
                 let ms = ts_now(now, ts.offset).wrapping_sub(tsecr);
                 if ms < 60_000 {
                     rtt = Some(Duration::from_millis(u64::from(ms.max(1))));
@@ -705,8 +717,6 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         t.rtx.rtt.reset_backoff();
         t.recovery.scoreboard.advance(t.snd.una);
         t.recovery.rack.advance(t.snd.una);
-        // A new ACK restarts the probe timeout (RFC 8985 §7.2).
-        t.recovery.rack.pto_at = None;
         match t.recovery.recover {
             Some(recover) if seg.ack.lt(recover) => {
                 // Partial ACK (RFC 6582 §3.2 step 5): the new first segment is lost too;
@@ -1228,15 +1238,109 @@ mod tests {
         assert!(fx.tcb().cc.cwnd() <= cut + 1448, "the cut stands");
     }
 
+    /// Runs the timers in 100 µs steps for `limit`; when each segment went out, and which.
+    fn sends_within(fx: &mut Fixture, limit: Duration) -> Vec<(Duration, Seq)> {
+        let start = fx.now;
+        let mut sent = Vec::new();
+        while fx.now - start < limit {
+            for o in fx.advance(Duration::from_micros(100)) {
+                sent.push((fx.now - start, o.seq));
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn unanswered_probes_repeat_with_a_doubled_timeout_before_the_rto() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 4 * 1448]);
+        fx.advance(Duration::from_millis(1));
+        fx.send(
+            seg(PEER_ISS + 1)
+                .ack(fx.iss + 1 + 1448)
+                .timestamp(PEER_TSVAL, tsval(&out[0])),
+        );
+        let tail = fx.iss + 1 + 3 * 1448;
+        let sent = sends_within(&mut fx, Duration::from_millis(150));
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert!(
+            sent.iter().all(|&(_, seq)| seq == tail),
+            "the last segment: {sent:?}"
+        );
+        let (a, b, c) = (sent[0].0, sent[1].0 - sent[0].0, sent[2].0 - sent[1].0);
+        assert!(b >= 2 * a - Duration::from_micros(200), "{sent:?}");
+        assert!(c >= 2 * b - Duration::from_micros(200), "{sent:?}");
+        assert_eq!(fx.stats.tcp_timeouts, 0);
+        let out = fx.advance(Duration::from_millis(300));
+        assert_eq!(fx.stats.tcp_timeouts, 1, "then the timeout: {out:?}");
+        assert_eq!(out[0].seq, fx.iss + 1 + 1448, "which resends the head");
+    }
+
+    #[test]
+    fn a_probe_due_with_the_rto_puts_it_off_once_only() {
+        let mut fx = Fixture::established_sack_ts();
+        fx.write(&[1; 1448]);
+        // One segment out: the probe waits for a delayed ACK, as long as the RTO, and goes in
+        // its place; the next one would too, so the timeout comes instead.
+        let sent = sends_within(&mut fx, Duration::from_millis(1100));
+        assert_eq!(fx.stats.tcp_loss_probes, 1, "{sent:?}");
+        assert!(fx.stats.tcp_timeouts >= 1, "{sent:?}");
+    }
+
+    #[test]
+    fn a_probe_in_recovery_resends_the_oldest_outstanding_data() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 6 * 1448]);
+        fx.advance(Duration::from_millis(1));
+        let una = fx.iss + 1;
+        let sack = seg(PEER_ISS + 1)
+            .ack(una)
+            .sack(&[(una + 1448, una + 6 * 1448)])
+            .timestamp(PEER_TSVAL, tsval(&out[5]));
+        let out = fx.send(sack);
+        assert_eq!(out[0].seq, una, "the fast retransmit");
+        assert!(fx.tcb().recovery.recover.is_some());
+        let cwnd = fx.tcb().cc.cwnd();
+        // The retransmission is lost too: a probe resends it long before the RTO.
+        let sent = sends_within(&mut fx, Duration::from_millis(20));
+        assert!(
+            !sent.is_empty() && sent.iter().all(|s| s.1 == una),
+            "{sent:?}"
+        );
+        assert_eq!(fx.stats.tcp_recovery_probes, sent.len() as u64);
+        assert_eq!(fx.stats.tcp_timeouts, 0);
+        assert_eq!(fx.tcb().cc.cwnd(), cwnd, "no collapse of the window");
+    }
+
+    #[test]
+    fn an_rtt_sample_is_taken_in_microseconds() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 1448]);
+        fx.now += Duration::from_micros(300);
+        fx.send(
+            seg(PEER_ISS + 1)
+                .ack(fx.iss + 1 + 1448)
+                .timestamp(PEER_TSVAL, tsval(&out[0])),
+        );
+        let srtt = fx.tcb().rtx.rtt.srtt().expect("a sample");
+        assert!(
+            srtt < Duration::from_millis(1),
+            "not rounded to the TS clock: {srtt:?}"
+        );
+    }
+
     #[test]
     fn eifel_does_not_undo_a_timeout_that_followed_a_probe() {
         let mut fx = Fixture::established_sack_ts();
         let out = fx.write(&[1; 2 * 1448]);
         let original = tsval(&out[0]);
-        // A probe resends the tail, then the timeout resends the head.
-        fx.advance(Duration::from_millis(5));
-        fx.advance(Duration::from_millis(400));
-        assert_eq!((fx.stats.tcp_loss_probes, fx.stats.tcp_timeouts), (1, 1));
+        // Probes resend the tail, then the timeout resends the head.
+        sends_within(&mut fx, Duration::from_millis(500));
+        let probes = u64::from(super::super::rack::MAX_PROBES);
+        assert_eq!(
+            (fx.stats.tcp_loss_probes, fx.stats.tcp_timeouts),
+            (probes, 1)
+        );
         // An ACK echoing an old timestamp may be the probe's: no undo.
         let ack = seg(PEER_ISS + 1)
             .ack(fx.iss + 1 + 2 * 1448)

@@ -461,25 +461,34 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
 }
 
 /// The probe timeout fired (RFC 8985 §7.3): send one new segment if the peer's window allows,
-/// else resend the last one, so that the ACK it draws reveals any loss at the tail.
+/// else resend the last one, so that the ACK it draws reveals any loss at the tail. A probe
+/// after an unanswered one resends; a probe within a recovery resends the oldest outstanding
+/// data, as a timeout would, without collapsing the window (FreeBSD RACK).
 pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
-    let unsent = t.io().send.len() > t.send_offset(t.snd.nxt);
-    if unsent && t.snd.wnd > t.flight() {
-        t.output.probe_new_data = true;
-        output(t, now, sink);
+    let mss = data_mss(t);
+    if t.recovery.recover.is_some() {
+        retransmit_head(t, now, mss, sink);
+        t.recovery.rack.on_probe(None, None);
+        sink.stats.tcp_recovery_probes += 1;
     } else {
-        let mss = data_mss(t);
-        let end = t.fin.ours.unwrap_or(t.snd.max);
-        let start = if end.since(t.snd.una) > mss {
-            end - mss
+        let unsent = t.io().send.len() > t.send_offset(t.snd.nxt);
+        if unsent && t.snd.wnd > t.flight() && t.recovery.rack.probes == 0 {
+            t.output.probe_new_data = true;
+            output(t, now, sink);
+            t.recovery.rack.on_probe(None, Some(t.snd.max));
         } else {
-            t.snd.una
-        };
-        retransmit(t, now, start, end.since(start), sink);
-        t.recovery.rack.tlp_rxt = Some((start, end));
+            let end = t.fin.ours.unwrap_or(t.snd.max);
+            let start = if end.since(t.snd.una) > mss {
+                end - mss
+            } else {
+                t.snd.una
+            };
+            retransmit(t, now, start, end.since(start), sink);
+            t.recovery
+                .rack
+                .on_probe(Some((start, end)), Some(t.snd.max));
+        }
     }
-    t.recovery.rack.tlp_end = Some(t.snd.max);
-    t.recovery.rack.pto_at = None;
     t.timers.rto = Some(now + t.rtx.rtt.rto());
     sink.stats.tcp_loss_probes += 1;
 }

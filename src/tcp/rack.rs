@@ -7,6 +7,13 @@
 //! that the lost ones are always a prefix, summarised by one point ([`Rack::lost`]); and the
 //! retransmissions of the current episode, whose losses are queued to be resent again.
 //! Same-instant transmissions share one log entry, so a burst costs one.
+//!
+//! Probes go beyond RFC 8985 in two ways, as FreeBSD's RACK stack does (`tlp_in_recovery`,
+//! `tlp_max_resend`): a probe may go out during a recovery, and more follow a probe that
+//! drew no answer at all, each after twice the last timeout, before the retransmission
+//! timer takes over. On a path whose round trip is far below the 200 ms floor of the RTO, a
+//! lost retransmission or the loss of the one ACK a small window draws otherwise costs that
+//! whole timeout.
 
 use super::sack::Scoreboard;
 use super::seq::Seq;
@@ -27,6 +34,11 @@ const REO_WND_PERSIST: u32 = 16;
 /// The most the reordering window widens: RACK.reo_wnd_mult is capped so that the window
 /// stays within SRTT anyway (RFC 8985 §6.2.4).
 const MAX_REO_WND_MULT: u32 = 4 * 16;
+/// Probes sent without hearing from the peer before the retransmission timer takes over
+/// (RFC 8985 sends one, FreeBSD RACK's `tlp_max_resend` two). Three, because the first,
+/// of new data, often draws only a delayed ACK from a Linux receiver (40 ms), so it is the
+/// resent ones that are answered at once.
+pub const MAX_PROBES: u32 = 3;
 
 #[derive(Clone, Copy, Debug)]
 struct Rxt {
@@ -59,6 +71,12 @@ pub struct Rack {
     /// The data a probe resent (TLP.is_retrans, RFC 8985 §7.3), `None` for a probe of new
     /// data: whether the probe repaired a loss is then told by its ACKs (§7.4).
     pub tlp_rxt: Option<(Seq, Seq)>,
+    /// The probe that resent data was sent again before its verdict: a D-SACK for one copy
+    /// no longer shows that the original arrived, so only an ACK past it tells (a loss).
+    tlp_repeated: bool,
+    /// Probes sent since the peer last acknowledged or SACKed new data (FreeBSD RACK's
+    /// `rc_tlp_send_cnt`): at most [`MAX_PROBES`], each doubling the next probe timeout.
+    pub probes: u32,
     /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT, widened by
     /// each round trip that brought a D-SACK (RFC 8985 §6.2.4). 0 means 1.
     reo_wnd_mult: u32,
@@ -118,7 +136,9 @@ impl Rack {
     ) -> Option<bool> {
         let end = self.tlp_end?;
         self.tlp_rxt?;
-        let verdict = if self.dsack_for_probe(dsack) {
+        let verdict = if self.tlp_repeated {
+            ack.gt(end).then_some(true)
+        } else if self.dsack_for_probe(dsack) {
             Some(false)
         } else if ack.lt(end) {
             // Not yet at the probe: nothing to tell (Linux `tcp_process_tlp_ack`).
@@ -135,6 +155,7 @@ impl Rack {
         if verdict.is_some() {
             self.tlp_end = None;
             self.tlp_rxt = None;
+            self.tlp_repeated = false;
         }
         verdict
     }
@@ -184,15 +205,61 @@ impl Rack {
         self.relost.clear();
         self.lost = None;
         self.reo_at = None;
+        self.forget_probe();
+        self.probes = 0;
+    }
+
+    /// A window reduction supersedes any probe out: it needs no verdict any more (Linux
+    /// `tcp_init_cwnd_reduction` ends the TLP episode).
+    pub fn forget_probe(&mut self) {
         self.pto_at = None;
         self.tlp_end = None;
         self.tlp_rxt = None;
+        self.tlp_repeated = false;
+    }
+
+    /// A probe went out: `resent` is the data it resent, `None` for new data; `end` is
+    /// TLP.end_seq (RFC 8985 §7.3), `None` for a probe within a recovery, which has reduced
+    /// the window already and needs no verdict of its own.
+    pub fn on_probe(&mut self, resent: Option<(Seq, Seq)>, end: Option<Seq>) {
+        self.probes += 1;
+        self.pto_at = None;
+        let Some(end) = end else {
+            return;
+        };
+        if self.tlp_rxt.is_some() && resent.is_some() {
+            self.tlp_repeated = true;
+        }
+        self.tlp_rxt = resent.or(self.tlp_rxt);
+        self.tlp_end = Some(end);
+    }
+
+    /// The peer acknowledged or SACKed new data: probing starts over.
+    pub fn on_progress(&mut self) {
+        self.probes = 0;
+        self.pto_at = None;
+    }
+
+    /// Whether another probe may be scheduled: at most [`MAX_PROBES`] without an answer, and
+    /// once answered, not before the last probe's verdict (one probe per flight, Linux).
+    pub fn may_probe(&self) -> bool {
+        self.probes < MAX_PROBES && (self.probes > 0 || self.tlp_end.is_none())
     }
 
     /// When original data `seq` was sent, if it is still logged.
     fn sent_at(&self, seq: Seq) -> Option<Instant> {
         let i = self.sent.partition_point(|&(end, _)| end.le(seq));
         self.sent.get(i).map(|&(_, at)| at)
+    }
+
+    /// An RTT sample for an ACK that newly covers `[from, to)`: the time since its oldest
+    /// byte was first sent, if no byte of it was resent in this episode and the log still
+    /// holds it (Linux's `seq_rtt_us`: the first newly acknowledged segment).
+    pub fn rtt_sample(&self, from: Seq, to: Seq, now: Instant) -> Option<Duration> {
+        if self.rxt.iter().any(|r| r.start.lt(to) && r.end.gt(from)) {
+            return None;
+        }
+        self.sent_at(from).map(|at| now - at)
     }
 
     /// When the copy of `seq` that was delivered was sent, if that is known: the original if
@@ -319,14 +386,15 @@ impl Rack {
         None
     }
 
-    /// RFC 8985 §7.2: the probe timeout for `flight` bytes outstanding, at most `rto`.
+    /// RFC 8985 §7.2: the probe timeout for `flight` bytes outstanding, doubled for each
+    /// unanswered probe, at most `rto`.
     pub fn pto(&self, srtt: Option<Duration>, flight: u32, mss: u32, rto: Duration) -> Duration {
         let pto = match srtt {
             Some(srtt) if flight <= mss => 2 * srtt + WC_DEL_ACK,
             Some(srtt) => 2 * srtt,
             None => Duration::from_secs(1),
         };
-        pto.max(Duration::from_millis(1)).min(rto)
+        (pto.max(Duration::from_millis(1)) * (1 << self.probes.min(MAX_PROBES))).min(rto)
     }
 }
 
@@ -391,6 +459,50 @@ mod tests {
             Duration::from_millis(220)
         );
         assert_eq!(r.pto(srtt, 1000, 1000, rto), rto, "capped by the RTO");
+    }
+
+    #[test]
+    fn unanswered_probes_double_the_timeout_until_the_limit() {
+        let mut r = Rack::default();
+        let srtt = Some(Duration::from_millis(10));
+        let rto = Duration::from_millis(200);
+        let mut ptos = Vec::new();
+        while r.may_probe() {
+            ptos.push(r.pto(srtt, 3000, 1000, rto).as_millis());
+            r.on_probe(Some((Seq(2000), Seq(3000))), Some(Seq(3000)));
+        }
+        assert_eq!(
+            ptos,
+            [20, 40, 80],
+            "then the retransmission timer takes over"
+        );
+        r.on_progress();
+        assert!(!r.may_probe(), "answered: not before the probe's verdict");
+        assert_eq!(
+            r.on_probe_ack(Seq(3000), false, Some((Seq(2000), Seq(3000)))),
+            None
+        );
+        assert_eq!(
+            r.on_probe_ack(Seq(4000), false, None),
+            Some(true),
+            "a D-SACK for one of several copies does not show the original arrived"
+        );
+        assert!(r.may_probe());
+        assert_eq!(r.pto(srtt, 3000, 1000, rto).as_millis(), 20);
+    }
+
+    #[test]
+    fn an_rtt_sample_comes_from_the_first_transmission_only() {
+        let mut r = Rack::default();
+        r.on_send(Seq(1000), ms(0));
+        r.on_send(Seq(2000), ms(1));
+        assert_eq!(
+            r.rtt_sample(Seq(0), Seq(2000), ms(3)),
+            Some(Duration::from_millis(3)),
+            "from the oldest byte acknowledged"
+        );
+        r.on_retransmit(Seq(1000), Seq(2000), ms(4));
+        assert_eq!(r.rtt_sample(Seq(1000), Seq(2000), ms(6)), None, "Karn");
     }
 
     #[test]

@@ -206,11 +206,8 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     t.recovery.inflation = if t.opts.sack_ok { 0 } else { 3 * t.snd.mss };
     t.output.retransmit_head = true;
     t.rtx.rtt_probe = None;
-    // Recovery reduces the window now; a probe out does not reduce it again (Linux
-    // `tcp_init_cwnd_reduction` ends the TLP episode).
-    t.recovery.rack.pto_at = None;
-    t.recovery.rack.tlp_end = None;
-    t.recovery.rack.tlp_rxt = None;
+    // Recovery reduces the window now; a probe out does not reduce it again.
+    t.recovery.rack.forget_probe();
     stats.tcp_fast_retransmits += 1;
 }
 
@@ -231,15 +228,15 @@ pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     }
 }
 
-/// Arms the probe timeout while data is outstanding outside recovery (RFC 8985 §7.2).
+/// Arms the probe timeout while data is outstanding (RFC 8985 §7.2), in fast recovery too
+/// (FreeBSD RACK), not after a timeout, which resends everything already.
 pub fn arm_probe(t: &mut Tcb, now: Instant) {
     let eligible = t.opts.sack_ok
         && t.state.synchronized()
-        && t.recovery.recover.is_none()
         && t.rtx.rto_recover.is_none()
         && t.snd.nxt == t.snd.max
         && t.snd.max.gt(t.snd.una)
-        && t.recovery.rack.tlp_end.is_none();
+        && t.recovery.rack.may_probe();
     if !eligible {
         t.recovery.rack.pto_at = None;
         return;
@@ -250,7 +247,11 @@ pub fn arm_probe(t: &mut Tcb, now: Instant) {
             .recovery
             .rack
             .pto(t.rtx.rtt.srtt(), t.flight(), t.snd.mss, rto);
-        t.recovery.rack.pto_at = Some(now + pto);
+        // A probe due with the RTO takes its place and restarts it; only the first may, or
+        // repeated probes would put the timeout off again and again.
+        if t.recovery.rack.probes == 0 || pto < rto {
+            t.recovery.rack.pto_at = Some(now + pto);
+        }
     }
 }
 
