@@ -69,7 +69,8 @@ struct Fate {
     reorder: bool,
 }
 
-/// A frame ready to go on: `Some(mss)` for a super-segment that passes whole.
+/// A frame ready to go on: `Some(mss)` for a super-segment that passes whole behind frames
+/// still waiting.
 type Ready = (Vec<u8>, Option<u16>);
 
 /// One direction's faults: a seeded RNG, the frame held back for reordering, and the frames
@@ -157,11 +158,13 @@ impl Lane {
     /// Draws the fate of each wire frame a TCP super-segment of `frame` makes with `mss` bytes
     /// per piece. `true`: none is touched and it may pass whole (the frame held back, if any,
     /// is then due behind it); `false`: it was split and its pieces queued, each with its fate.
-    /// A frame that is no TCP super-segment meets one fate.
+    /// A large frame that is no TCP segment cannot be split: it meets only the chance of a
+    /// drop.
     fn push_super(&mut self, cfg: &FaultConfig, now: Instant, frame: &[u8], mss: usize) -> bool {
         let Some((_, payload_at, end)) = gso::tcp_offsets(frame).filter(|_| mss > 0) else {
-            self.push(cfg, now, frame);
-            return false;
+            let drop = self.chance(cfg.drop_pct);
+            self.stats.dropped += u64::from(drop);
+            return !drop;
         };
         let count = (end - payload_at).div_ceil(mss).max(1);
         let mut fates = std::mem::take(&mut self.fates);
@@ -175,7 +178,8 @@ impl Lane {
                         self.apply(*fate, now, piece);
                     }
                 }
-                None => self.apply(fates[0], now, frame.to_vec()),
+                // Unreachable once its headers parsed; counted as lost if ever.
+                None => self.stats.dropped += 1,
             }
         }
         self.fates = fates;
@@ -234,10 +238,14 @@ impl<D: Device> Device for FaultInjector<D> {
                         self.rx.push(&self.cfg, now, &buf[..n]);
                         continue;
                     }
-                    // A super-segment (GRO or the kernel's TSO): each of the wire frames it
-                    // stands for meets its own fate; untouched, it goes on whole.
-                    let mss = gso::tcp_offsets(&buf[..n])
-                        .map_or(0, |(_, payload_at, _)| wire.saturating_sub(payload_at));
+                    // A super-segment (the kernel's TSO): each of the wire frames it stands
+                    // for meets its own fate; untouched, it goes on whole. Its pieces are as
+                    // long as the kernel says, else as long as the MTU allows.
+                    let mss = match self.inner.rx_gso_size() {
+                        Some(size) => usize::from(size),
+                        None => gso::tcp_offsets(&buf[..n])
+                            .map_or(0, |(_, payload_at, _)| wire.saturating_sub(payload_at)),
+                    };
                     if self.rx.push_super(&self.cfg, now, &buf[..n], mss) {
                         self.rx.release_held();
                         return Ok(Some(n));
@@ -266,8 +274,11 @@ impl<D: Device> Device for FaultInjector<D> {
             return super::send_in_pieces(self, now, frame, mss);
         }
         if self.tx.push_super(&self.cfg, now, frame, usize::from(mss)) {
-            self.flush_tx(now)?;
-            self.inner.send_tso(now, frame, mss)?;
+            if self.tx.out.is_empty() {
+                self.inner.send_tso(now, frame, mss)?;
+            } else {
+                self.tx.out.push_back((frame.to_vec(), Some(mss)));
+            }
             self.tx.release_held();
         }
         self.flush_tx(now)
@@ -320,6 +331,8 @@ mod tests {
     struct Link {
         sent: Vec<Ready>,
         rx: VecDeque<Vec<u8>>,
+        /// The GSO size it reports for received super-segments.
+        rx_gso: Option<u16>,
     }
 
     impl Device for Link {
@@ -344,13 +357,18 @@ mod tests {
             }
         }
         fn mtu(&self) -> usize {
-            1500
+            MTU
         }
         fn poll_fd(&self) -> Option<RawFd> {
             None
         }
+        fn rx_gso_size(&self) -> Option<u16> {
+            self.rx_gso
+        }
     }
 
+    const MTU: usize = 1500;
+    const WIRE_FRAME: usize = ETHERNET_HEADER_LEN + MTU;
     const MSS: usize = 1460;
     const PIECES: usize = 40;
 
@@ -403,13 +421,18 @@ mod tests {
         assert!(sent.len() < PIECES, "a piece is missing");
         assert!(sent
             .iter()
-            .all(|(f, mss)| mss.is_none() && f.len() <= 14 + 1500));
+            .all(|(f, mss)| mss.is_none() && f.len() <= WIRE_FRAME));
         let seqs: Vec<u32> = sent
             .iter()
-            .map(|(f, _)| u32::from_be_bytes([f[38], f[39], f[40], f[41]]))
+            .map(|(f, _)| {
+                let (tcp_at, _, _) = gso::tcp_offsets(f).expect("a TCP piece");
+                let (tcp, _) = etherparse::TcpHeader::from_slice(&f[tcp_at..]).expect("TCP");
+                tcp.sequence_number
+            })
             .collect();
         assert!(
-            seqs.windows(2).all(|w| (w[1] - w[0]) as usize % MSS == 0),
+            seqs.windows(2)
+                .all(|w| w[1].wrapping_sub(w[0]) as usize % MSS == 0),
             "{seqs:?}"
         );
     }
@@ -421,7 +444,12 @@ mod tests {
             seed: 3,
             ..FaultConfig::default()
         };
-        let mut f = FaultInjector::new(Link::default(), cfg);
+        // The kernel says its pieces are half our MSS: twice as many wire frames.
+        let link = Link {
+            rx_gso: Some((MSS / 2) as u16),
+            ..Link::default()
+        };
+        let mut f = FaultInjector::new(link, cfg);
         let frame = super_segment();
         let rounds = 100;
         f.inner
@@ -433,7 +461,7 @@ mod tests {
             if n == frame.len() {
                 whole += 1;
             } else {
-                assert!(n <= 14 + 1500, "a wire frame: {n}");
+                assert!(n <= WIRE_FRAME, "a wire frame: {n}");
                 pieces += 1;
             }
         }
@@ -443,8 +471,8 @@ mod tests {
             "{whole} whole, {dropped} dropped"
         );
         assert_eq!(
-            whole * PIECES + pieces + dropped,
-            rounds * PIECES,
+            whole * 2 * PIECES + pieces + dropped,
+            rounds * 2 * PIECES,
             "every wire frame arrives or is counted dropped"
         );
     }

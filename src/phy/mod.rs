@@ -82,6 +82,12 @@ pub trait Device: Send {
     fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
         None
     }
+
+    /// The payload bytes per wire frame of the TCP super-segment `recv` last returned, if the
+    /// device was told (virtio's `gso_size`): what a layer that splits it again needs.
+    fn rx_gso_size(&self) -> Option<u16> {
+        None
+    }
 }
 
 /// Splits a TCP super-segment in software (GSO) and sends the pieces with [`Device::send`].
@@ -129,6 +135,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
         (**self).rx_partial_checksum()
+    }
+    fn rx_gso_size(&self) -> Option<u16> {
+        (**self).rx_gso_size()
     }
 }
 

@@ -223,6 +223,10 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.rx_partial_checksum()
     }
 
+    fn rx_gso_size(&self) -> Option<u16> {
+        self.inner.rx_gso_size()
+    }
+
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
         self.inner.send(now, frame)?;
         self.record(now, frame);

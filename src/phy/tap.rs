@@ -93,6 +93,9 @@ struct TunTap {
     rx_csum_ok: bool,
     /// The last frame received had its checksum left partial, at (start, offset).
     rx_partial: Option<(usize, usize)>,
+    /// The last frame received was a TCP super-segment of pieces this long (the kernel's
+    /// GSO size).
+    rx_gso_size: Option<u16>,
 }
 
 fn os_check(rc: libc::c_int, what: &str) -> io::Result<()> {
@@ -218,6 +221,7 @@ impl TunTap {
             vnet,
             rx_csum_ok: false,
             rx_partial: None,
+            rx_gso_size: None,
         })
     }
 
@@ -269,6 +273,8 @@ impl TunTap {
         let vnet = VnetHdr::from_bytes(&hdr);
         self.rx_csum_ok = self.vnet && vnet.flags & (NEEDS_CSUM | DATA_VALID) != 0;
         self.rx_partial = None;
+        self.rx_gso_size =
+            (self.vnet && vnet.gso_type == GSO_TCPV4 && vnet.gso_size > 0).then_some(vnet.gso_size);
         if self.vnet && vnet.flags & NEEDS_CSUM != 0 {
             let start = usize::from(vnet.csum_start) + skip;
             let offset = usize::from(vnet.csum_offset);
@@ -367,6 +373,10 @@ macro_rules! tun_tap_device {
 
             fn rx_partial_checksum(&self) -> Option<(usize, usize)> {
                 self.0.rx_partial
+            }
+
+            fn rx_gso_size(&self) -> Option<u16> {
+                self.0.rx_gso_size
             }
 
             fn send(&mut self, _now: Instant, frame: &[u8]) -> io::Result<()> {

@@ -1315,6 +1315,7 @@ mod tests {
     #[test]
     fn an_rtt_sample_is_taken_in_microseconds() {
         let mut fx = Fixture::established_sack_ts();
+        let before = fx.tcb().rtx.rtt.srtt().expect("the handshake's sample");
         let out = fx.write(&[1; 1448]);
         fx.now += Duration::from_micros(300);
         fx.send(
@@ -1322,11 +1323,36 @@ mod tests {
                 .ack(fx.iss + 1 + 1448)
                 .timestamp(PEER_TSVAL, tsval(&out[0])),
         );
-        let srtt = fx.tcb().rtx.rtt.srtt().expect("a sample");
-        assert!(
-            srtt < Duration::from_millis(1),
-            "not rounded to the TS clock: {srtt:?}"
-        );
+        // RFC 6298 §2.3 with R' = 300 µs, not the timestamp clock's 1 ms.
+        let expected = (before * 7 + Duration::from_micros(300)) / 8;
+        assert_eq!(fx.tcb().rtx.rtt.srtt(), Some(expected));
+    }
+
+    #[test]
+    fn one_dsack_does_not_undo_a_recovery_whose_head_was_resent_twice() {
+        let mut fx = Fixture::established_sack_ts();
+        let out = fx.write(&[1; 6 * 1448]);
+        fx.advance(Duration::from_millis(1));
+        let una = fx.iss + 1;
+        let end = una + 6 * 1448;
+        let sack = seg(PEER_ISS + 1)
+            .ack(una)
+            .sack(&[(una + 1448, end)])
+            .timestamp(PEER_TSVAL, tsval(&out[5]));
+        fx.send(sack);
+        let cut = fx.tcb().cc.cwnd();
+        // The fast retransmit and a probe resend the head; the original was lost, both
+        // copies arrive: one D-SACK, for the second copy.
+        while fx.stats.tcp_recovery_probes == 0 {
+            fx.advance(Duration::from_micros(100));
+        }
+        let ack = seg(PEER_ISS + 1)
+            .ack(end)
+            .sack(&[(una, una + 1448)])
+            .timestamp(PEER_TSVAL, PEER_TSVAL);
+        fx.send(ack);
+        assert_eq!(fx.stats.tcp_undos, 0, "one of two copies was a duplicate");
+        assert!(fx.tcb().cc.cwnd() <= cut + 1448, "the cut stands");
     }
 
     #[test]

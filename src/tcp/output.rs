@@ -431,7 +431,7 @@ pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
 }
 
 /// Resends the first unacknowledged segment (RFC 5681 §3.2 step 2, RFC 6582 §3.2 step 5).
-fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
+fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) -> (Seq, Seq) {
     let seq = t.snd.una;
     let outstanding = t.snd.max.since(seq);
     let hole = t
@@ -439,12 +439,12 @@ fn retransmit_head(t: &mut Tcb, now: Instant, mss: u32, sink: &mut Sink<'_>) {
         .scoreboard
         .next_hole(seq, t.snd.max)
         .map_or(outstanding, |(_, end)| end.since(seq));
-    retransmit(t, now, seq, hole.min(mss), sink);
+    retransmit(t, now, seq, hole.min(mss), sink)
 }
 
 /// Resends `len` bytes from `seq` (with our FIN if it follows them), leaving snd_nxt alone;
-/// HighRxt (RFC 6675) records how far this recovery has resent.
-fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>) {
+/// HighRxt (RFC 6675) records how far this recovery has resent. Returns what it resent.
+fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>) -> (Seq, Seq) {
     let off = t.send_offset(seq);
     let len = (len as usize).min(t.io().send.len().saturating_sub(off));
     let fin = t.fin.ours == Some(seq + len as u32);
@@ -458,17 +458,20 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
     if t.timers.rto.is_none() {
         t.timers.rto = Some(now + t.rtx.rtt.rto());
     }
+    (seq, end)
 }
 
 /// The probe timeout fired (RFC 8985 §7.3): send one new segment if the peer's window allows,
 /// else resend the last one, so that the ACK it draws reveals any loss at the tail. A probe
-/// after an unanswered one resends; a probe within a recovery resends the oldest outstanding
-/// data, as a timeout would, without collapsing the window (FreeBSD RACK).
+/// after an unanswered one resends. Within a recovery (as FreeBSD's RACK probes) it resends
+/// the oldest outstanding data, as a timeout would, without collapsing the window: where
+/// nothing answers for that long in a recovery, a retransmission was lost with nothing sent
+/// after it for RACK to judge it by.
 pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let mss = data_mss(t);
     if t.recovery.recover.is_some() {
-        retransmit_head(t, now, mss, sink);
-        t.recovery.rack.on_probe(None, None);
+        let resent = retransmit_head(t, now, mss, sink);
+        t.recovery.rack.on_probe(Some(resent), None);
         sink.stats.tcp_recovery_probes += 1;
     } else {
         let unsent = t.io().send.len() > t.send_offset(t.snd.nxt);
@@ -483,10 +486,8 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             } else {
                 t.snd.una
             };
-            retransmit(t, now, start, end.since(start), sink);
-            t.recovery
-                .rack
-                .on_probe(Some((start, end)), Some(t.snd.max));
+            let resent = retransmit(t, now, start, end.since(start), sink);
+            t.recovery.rack.on_probe(Some(resent), Some(t.snd.max));
         }
     }
     t.timers.rto = Some(now + t.rtx.rtt.rto());

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Log entries kept; beyond this the newest entry absorbs later sends (its time then errs late,
-/// which only delays loss detection).
+/// which delays loss detection; no RTT sample is taken from a full log).
 const MAX_SENT: usize = 4096;
 /// Retransmissions tracked; beyond this a lost retransmission waits for the RTO.
 const MAX_RXT: usize = 1024;
@@ -35,9 +35,10 @@ const REO_WND_PERSIST: u32 = 16;
 /// stays within SRTT anyway (RFC 8985 §6.2.4).
 const MAX_REO_WND_MULT: u32 = 4 * 16;
 /// Probes sent without hearing from the peer before the retransmission timer takes over
-/// (RFC 8985 sends one, FreeBSD RACK's `tlp_max_resend` two). Three, because the first,
-/// of new data, often draws only a delayed ACK from a Linux receiver (40 ms), so it is the
-/// resent ones that are answered at once.
+/// (RFC 8985 sends one, FreeBSD RACK's `tlp_max_resend` two). Three, because where it was
+/// the ACK that was lost, the first probe, of new data, arrives in order and draws only a
+/// delayed ACK from a Linux receiver (40 ms or more); the copies resent after it are
+/// duplicates, answered at once.
 pub const MAX_PROBES: u32 = 3;
 
 #[derive(Clone, Copy, Debug)]
@@ -71,9 +72,17 @@ pub struct Rack {
     /// The data a probe resent (TLP.is_retrans, RFC 8985 §7.3), `None` for a probe of new
     /// data: whether the probe repaired a loss is then told by its ACKs (§7.4).
     pub tlp_rxt: Option<(Seq, Seq)>,
-    /// The probe that resent data was sent again before its verdict: a D-SACK for one copy
-    /// no longer shows that the original arrived, so only an ACK past it tells (a loss).
-    tlp_repeated: bool,
+    /// Copies of [`Rack::tlp_rxt`] the probes resent before its verdict: only as many D-SACKs
+    /// show that the original arrived too.
+    tlp_copies: u32,
+    /// D-SACKs received for those copies.
+    tlp_dsacks: u32,
+    /// What the last probe within a recovery resent: a D-SACK for it says nothing of
+    /// reordering either.
+    recovery_probe: Option<(Seq, Seq)>,
+    /// The span of everything resent since the cumulative ACK last passed it: no RTT sample
+    /// comes from data in it (Karn), whether its retransmissions are still logged or not.
+    resent_span: Option<(Seq, Seq)>,
     /// Probes sent since the peer last acknowledged or SACKed new data (FreeBSD RACK's
     /// `rc_tlp_send_cnt`): at most [`MAX_PROBES`], each doubling the next probe timeout.
     pub probes: u32,
@@ -98,6 +107,10 @@ impl Rack {
 
     /// `[start, end)` was sent again at `now`.
     pub fn on_retransmit(&mut self, start: Seq, end: Seq, now: Instant) {
+        self.resent_span = Some(match self.resent_span {
+            Some((l, r)) => (l.min(start), r.max(end)),
+            None => (start, end),
+        });
         if self.rxt.len() < MAX_RXT {
             self.rxt.push_back(Rxt {
                 start,
@@ -115,6 +128,9 @@ impl Rack {
         while self.relost.front().is_some_and(|&(_, end)| end.le(una)) {
             self.relost.pop_front();
         }
+        if self.resent_span.is_some_and(|(_, end)| end.le(una)) {
+            self.resent_span = None;
+        }
         // A probe that resent data ends with the ACK that tells whether it repaired a loss
         // (RFC 8985 §7.4, [`Rack::on_probe_ack`]); a probe of new data with its ACK.
         if self.tlp_rxt.is_none() && self.tlp_end.is_some_and(|e| una.ge(e)) {
@@ -125,7 +141,8 @@ impl Rack {
     /// RFC 8985 §7.4.2, for an ACK while a probe that resent data is out: `Some(true)` if the
     /// probe repaired a loss (the ACK passed the probe without a D-SACK for it: only the
     /// probe's copy arrived), `Some(false)` if both copies arrived (a D-SACK for the probe, or
-    /// a pure duplicate ACK at it), `None` while it cannot tell yet. The episode ends with a
+    /// a pure duplicate ACK at it; after repeated probes, a D-SACK for every copy they
+    /// resent), `None` while it cannot tell yet. The episode ends with a
     /// verdict. `pure_dup`: the ACK acknowledges nothing new and carries no data, no new SACK
     /// and no window change.
     pub fn on_probe_ack(
@@ -135,10 +152,10 @@ impl Rack {
         dsack: Option<(Seq, Seq)>,
     ) -> Option<bool> {
         let end = self.tlp_end?;
-        self.tlp_rxt?;
-        let verdict = if self.tlp_repeated {
-            ack.gt(end).then_some(true)
-        } else if self.dsack_for_probe(dsack) {
+        let (start, probe_end) = self.tlp_rxt?;
+        let dsacked = dsack.is_some_and(|(l, r)| l.lt(probe_end) && r.gt(start));
+        self.tlp_dsacks += u32::from(dsacked);
+        let verdict = if dsacked && self.tlp_dsacks >= self.tlp_copies {
             Some(false)
         } else if ack.lt(end) {
             // Not yet at the probe: nothing to tell (Linux `tcp_process_tlp_ack`).
@@ -146,7 +163,7 @@ impl Rack {
         } else if ack.gt(end) {
             // Beyond the probe without a D-SACK for it: only the probe's copy arrived.
             Some(true)
-        } else if pure_dup {
+        } else if pure_dup && self.tlp_copies == 1 {
             // A duplicate ACK at the probe: the second copy arrived too.
             Some(false)
         } else {
@@ -155,17 +172,19 @@ impl Rack {
         if verdict.is_some() {
             self.tlp_end = None;
             self.tlp_rxt = None;
-            self.tlp_repeated = false;
         }
         verdict
     }
 
-    /// Whether `dsack` reports the copy a probe resent (both copies arrived).
+    /// Whether `dsack` reports a copy a probe resent, in a recovery or out of one.
     pub fn dsack_for_probe(&self, dsack: Option<(Seq, Seq)>) -> bool {
-        match (dsack, self.tlp_rxt) {
-            (Some((l, r)), Some((start, end))) => l.lt(end) && r.gt(start),
-            _ => false,
-        }
+        let Some((l, r)) = dsack else {
+            return false;
+        };
+        [self.tlp_rxt, self.recovery_probe]
+            .into_iter()
+            .flatten()
+            .any(|(start, end)| l.lt(end) && r.gt(start))
     }
 
     /// A D-SACK arrived with the cumulative ACK at `una` and `nxt` sent: reordering fooled
@@ -215,7 +234,6 @@ impl Rack {
         self.pto_at = None;
         self.tlp_end = None;
         self.tlp_rxt = None;
-        self.tlp_repeated = false;
     }
 
     /// A probe went out: `resent` is the data it resent, `None` for new data; `end` is
@@ -225,12 +243,18 @@ impl Rack {
         self.probes += 1;
         self.pto_at = None;
         let Some(end) = end else {
+            self.recovery_probe = resent;
             return;
         };
-        if self.tlp_rxt.is_some() && resent.is_some() {
-            self.tlp_repeated = true;
+        if let Some(range) = resent {
+            if self.tlp_rxt.is_some() {
+                self.tlp_copies += 1;
+            } else {
+                self.tlp_rxt = Some(range);
+                self.tlp_copies = 1;
+                self.tlp_dsacks = 0;
+            }
         }
-        self.tlp_rxt = resent.or(self.tlp_rxt);
         self.tlp_end = Some(end);
     }
 
@@ -253,10 +277,14 @@ impl Rack {
     }
 
     /// An RTT sample for an ACK that newly covers `[from, to)`: the time since its oldest
-    /// byte was first sent, if no byte of it was resent in this episode and the log still
-    /// holds it (Linux's `seq_rtt_us`: the first newly acknowledged segment).
+    /// byte was first sent (Linux's `seq_rtt_us`: the first newly acknowledged segment), if
+    /// none of it lies in the span resent since the ACK last passed it (Karn), and the log
+    /// holds that time exactly (a full log stamps later sends on its newest entry).
     pub fn rtt_sample(&self, from: Seq, to: Seq, now: Instant) -> Option<Duration> {
-        if self.rxt.iter().any(|r| r.start.lt(to) && r.end.gt(from)) {
+        let resent = self
+            .resent_span
+            .is_some_and(|(l, r)| l.lt(to) && r.gt(from));
+        if resent || self.sent.len() >= MAX_SENT {
             return None;
         }
         self.sent_at(from).map(|at| now - at)
@@ -496,13 +524,47 @@ mod tests {
         let mut r = Rack::default();
         r.on_send(Seq(1000), ms(0));
         r.on_send(Seq(2000), ms(1));
+        r.on_send(Seq(3000), ms(2));
         assert_eq!(
             r.rtt_sample(Seq(0), Seq(2000), ms(3)),
             Some(Duration::from_millis(3)),
             "from the oldest byte acknowledged"
         );
         r.on_retransmit(Seq(1000), Seq(2000), ms(4));
+        // A timeout forgets the log of retransmissions, not that they were made (Karn).
+        r.on_timeout();
         assert_eq!(r.rtt_sample(Seq(1000), Seq(2000), ms(6)), None, "Karn");
+        r.advance(Seq(2000));
+        assert_eq!(
+            r.rtt_sample(Seq(2000), Seq(3000), ms(7)),
+            Some(Duration::from_millis(5)),
+            "past what was resent"
+        );
+    }
+
+    #[test]
+    fn a_full_send_log_gives_no_rtt_sample() {
+        let mut r = Rack::default();
+        for i in 0..=MAX_SENT as u32 {
+            r.on_send(Seq(1000 * (i + 1)), ms(u64::from(i)));
+        }
+        assert_eq!(r.rtt_sample(Seq(0), Seq(1000), ms(5000)), None);
+    }
+
+    #[test]
+    fn repeated_probes_are_judged_by_a_dsack_for_every_copy() {
+        let mut r = Rack::default();
+        let copy = (Seq(2000), Seq(3000));
+        for _ in 0..MAX_PROBES {
+            r.on_probe(Some(copy), Some(Seq(3000)));
+        }
+        assert_eq!(r.on_probe_ack(Seq(3000), false, Some(copy)), None);
+        assert_eq!(r.on_probe_ack(Seq(3000), false, Some(copy)), None);
+        assert_eq!(
+            r.on_probe_ack(Seq(3000), false, Some(copy)),
+            Some(false),
+            "every copy arrived twice over: the original too, nothing was lost"
+        );
     }
 
     #[test]

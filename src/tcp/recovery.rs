@@ -313,10 +313,18 @@ pub fn check_undo(
     let undo = &mut t.recovery.undo;
     let resent_any = !undo.resent.is_empty() || undo.dsacked || undo.overflow;
     if let Some((l, r)) = dsack {
-        // Each D-SACK clears the retransmissions it covers, and only those.
-        let before = undo.resent.len();
-        undo.resent.retain(|&(s, e)| !(l.le(s) && e.le(r)));
-        undo.dsacked |= undo.resent.len() < before;
+        // Each D-SACK clears the retransmissions it covers, and only those, one copy of
+        // each: a range resent twice needs two (Linux counts `undo_retrans` per copy).
+        let mut cleared: Vec<(Seq, Seq)> = Vec::new();
+        undo.resent.retain(|&range| {
+            let (s, e) = range;
+            let clear = l.le(s) && e.le(r) && !cleared.contains(&range);
+            if clear {
+                cleared.push(range);
+            }
+            !clear
+        });
+        undo.dsacked |= !cleared.is_empty();
     }
     let mut eifel = false;
     if !undo.eifel_checked && ack.gt(start) {

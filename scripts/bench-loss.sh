@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Loss benchmark: how long 32 MiB takes through `echo-server --drop-chance P` (a fault injector
+# dropping P% of wire frames each way, every TCP super-segment judged frame by frame), with the
+# stack sending (the kernel's nc reads chargen) and with the kernel sending (nc writes to
+# discard); and, as the reference, the kernel sending to the kernel over a veth pair that drops
+# P% of frames each way (nftables, offloads off so that each frame is a wire frame). Prints the
+# fastest and slowest of the runs, and the retransmission timeouts each sender took per run.
+#
+#   scripts/bench-loss.sh [--runs N] [--mib M] [--loss "0 1 5"]   # as root (or with sudo)
+#
+# Installs netcat-openbsd, nftables and ethtool with apt-get when missing. Everything happens in
+# namespaces it creates and removes on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+RUNS=3
+MIB=32
+LOSSES="0 1 5"
+while [ $# -gt 0 ]; do
+    case $1 in
+    --runs)
+        RUNS=$2
+        shift 2
+        ;;
+    --mib)
+        MIB=$2
+        shift 2
+        ;;
+    --loss)
+        LOSSES=$2
+        shift 2
+        ;;
+    -h | --help)
+        sed -n '2,12s/^# \{0,1\}//p' "$0"
+        exit 0
+        ;;
+    *) die "unknown option $1 (use --runs N, --mib M, --loss \"P...\")" ;;
+    esac
+done
+[ "$(id -u)" -eq 0 ] || die "run as root (or with sudo): it creates network namespaces and a tap"
+ensure_tools nc:netcat-openbsd nft:nftables ethtool:ethtool ping:iputils-ping
+cargo build --release --features cli --bins
+BIN=$PWD/target/release
+BYTES=$((MIB << 20))
+SRV=tapstack-loss-srv-$$
+CLI=tapstack-loss-cli-$$
+make_netns
+trap 'set +e; stop_server; ip netns del "$NS" 2>/dev/null; ip netns del "$SRV" 2>/dev/null; ip netns del "$CLI" 2>/dev/null' EXIT
+
+now() { date +%s.%N; }
+# Seconds between two `now` stamps, in milliseconds' precision.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# "min-max s" of the numbers given.
+span() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s s", lo, hi }'; }
+# Waits (at most 5 s) until something listens on TCP port $2 in namespace $1.
+wait_port() {
+    local i
+    for i in $(seq 50); do
+        [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ] && return 0
+        sleep 0.1
+    done
+    die "nothing listens on port $2 in $1"
+}
+
+# The kernel reference: a veth pair, offloads off, nftables dropping P% of frames on each
+# side's ingress.
+make_veth_pair "$SRV" "$CLI" 10.9.0.1 10.9.0.2
+for ns in "$SRV" "$CLI"; do
+    ip netns exec "$ns" ethtool -K veth0 tso off gso off gro off >/dev/null
+done
+set_veth_loss() {
+    local ns per_million
+    per_million=$(awk -v p="$1" 'BEGIN { printf "%d", p * 10000 }')
+    for ns in "$SRV" "$CLI"; do
+        ip netns exec "$ns" nft flush ruleset
+        [ "$per_million" -gt 0 ] || continue
+        ip netns exec "$ns" nft -f - <<EOF
+table netdev loss {
+    chain ingress {
+        type filter hook ingress device veth0 priority 0;
+        numgen random mod 1000000 < $per_million drop
+    }
+}
+EOF
+    done
+}
+
+declare -A STACK KSTACK KK STACK_RTO KK_RTO
+for p in $LOSSES; do
+    start_server "$BIN/echo-server" --drop-chance "$p" --seed 5 >/dev/null
+    in_ns ping -c1 -W2 "$STACK_IP" >/dev/null
+    s_times=() k_times=()
+    for _ in $(seq "$RUNS"); do
+        a=$(now)
+        timeout 120 ip netns exec "$NS" sh -c "nc $STACK_IP 19 | head -c $BYTES >/dev/null"
+        b=$(now)
+        s_times+=("$(elapsed "$a" "$b")")
+        a=$(now)
+        timeout 120 ip netns exec "$NS" sh -c "head -c $BYTES /dev/zero | nc -N $STACK_IP 9"
+        b=$(now)
+        k_times+=("$(elapsed "$a" "$b")")
+    done
+    counters=$(stop_server)
+    rto=$(echo "$counters" | awk '/retransmission timeouts/ { n = $1 } END { print n + 0 }')
+    STACK[$p]=$(span "${s_times[@]}")
+    KSTACK[$p]=$(span "${k_times[@]}")
+    STACK_RTO[$p]=$(awk -v n="$rto" -v r="$RUNS" 'BEGIN { printf "%.1f", n / r }')
+
+    set_veth_loss "$p"
+    ip netns exec "$CLI" nstat -n
+    kk_times=()
+    for i in $(seq "$RUNS"); do
+        port=$((5000 + i))
+        ip netns exec "$SRV" sh -c "nc -l 10.9.0.1 $port >/dev/null" &
+        listener=$!
+        wait_port "$SRV" "$port"
+        a=$(now)
+        timeout 120 ip netns exec "$CLI" sh -c "head -c $BYTES /dev/zero | nc -N 10.9.0.1 $port"
+        b=$(now)
+        wait "$listener"
+        kk_times+=("$(elapsed "$a" "$b")")
+    done
+    rto=$(ip netns exec "$CLI" nstat | awk '$1 == "TcpExtTCPTimeouts" { n = $2 } END { print n + 0 }')
+    KK[$p]=$(span "${kk_times[@]}")
+    KK_RTO[$p]=$(awk -v n="$rto" -v r="$RUNS" 'BEGIN { printf "%.1f", n / r }')
+done
+
+echo
+echo "$MIB MiB, $RUNS runs each: fastest-slowest (retransmission timeouts per run)"
+printf '%-10s %-32s %-22s %s\n' "loss" "stack sends" "kernel sends to stack" "kernel to kernel (veth)"
+for p in $LOSSES; do
+    printf '%-10s %-32s %-22s %s\n' "$p%" "${STACK[$p]} (${STACK_RTO[$p]})" "${KSTACK[$p]}" \
+        "${KK[$p]} (${KK_RTO[$p]})"
+done
