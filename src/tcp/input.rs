@@ -654,19 +654,15 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         }
         log::trace!("{}: D-SACK {l}..{r}", t.remote);
     }
-    // Did a probe that resent data repair a loss (RFC 8985 §7.4)? Then the window shrinks
-    // as for any loss, in one step (Linux enters CWR), unless a recovery already shrank it.
+    // Did a probe that resent data repair a loss (RFC 8985 §7.4)?
     let pure_dup = !newly_acked
         && !new_sack
         && seg.payload.is_empty()
         && !seg.flags.fin
         && seg.ack == t.snd.una
         && new_window == t.snd.wnd;
-    let repaired = t.recovery.rack.on_probe_ack(seg.ack, pure_dup, dsack) == Some(true);
-    if repaired && t.recovery.recover.is_none() && t.rtx.rto_recover.is_none() {
-        let cwnd = t.cc.cwnd();
-        t.cc.on_congestion_event(now, cwnd);
-        stats.tcp_tlp_recoveries += 1;
+    if t.recovery.rack.on_probe_ack(seg.ack, pure_dup, dsack) == Some(true) {
+        super::recovery::probe_repaired(t, now, stats);
     }
     if seg.ack.gt(t.snd.una) {
         let acked = seg.ack.since(t.snd.una);

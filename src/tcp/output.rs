@@ -469,6 +469,9 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
 /// after it for RACK to judge it by.
 pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let mss = data_mss(t);
+    if t.recovery.rack.settle_probe(t.snd.una) {
+        recovery::probe_repaired(t, now, sink.stats);
+    }
     if t.recovery.recover.is_some() {
         let resent = retransmit_head(t, now, mss, sink);
         t.recovery.rack.on_probe(Some(resent), None);

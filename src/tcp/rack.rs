@@ -264,10 +264,25 @@ impl Rack {
         self.pto_at = None;
     }
 
-    /// Whether another probe may be scheduled: at most [`MAX_PROBES`] without an answer, and
-    /// once answered, not before the last probe's verdict (one probe per flight, Linux).
-    pub fn may_probe(&self) -> bool {
-        self.probes < MAX_PROBES && (self.probes > 0 || self.tlp_end.is_none())
+    /// Whether another probe may be scheduled with the cumulative ACK at `una`: at most
+    /// [`MAX_PROBES`] without an answer, and once answered, not before the ACK reaches the
+    /// last probe's end (one probe per flight, Linux).
+    pub fn may_probe(&self, una: Seq) -> bool {
+        self.probes < MAX_PROBES && (self.probes > 0 || self.tlp_end.is_none_or(|e| una.ge(e)))
+    }
+
+    /// A probe is due while the last one's verdict still waits, the ACK at its end but
+    /// neither past it nor with a D-SACK for it (RFC 8985 §7.4.2): the path fell silent
+    /// again, so the ACK past it that would have said "repaired" is not coming soon. Ends that
+    /// episode and returns true, as that ACK would have; the new probe takes its place.
+    pub fn settle_probe(&mut self, una: Seq) -> bool {
+        let pending =
+            self.probes == 0 && self.tlp_rxt.is_some() && self.tlp_end.is_some_and(|e| una.ge(e));
+        if pending {
+            self.tlp_end = None;
+            self.tlp_rxt = None;
+        }
+        pending
     }
 
     /// When original data `seq` was sent, if it is still logged.
@@ -495,7 +510,7 @@ mod tests {
         let srtt = Some(Duration::from_millis(10));
         let rto = Duration::from_millis(200);
         let mut ptos = Vec::new();
-        while r.may_probe() {
+        while r.may_probe(Seq(0)) {
             ptos.push(r.pto(srtt, 3000, 1000, rto).as_millis());
             r.on_probe(Some((Seq(2000), Seq(3000))), Some(Seq(3000)));
         }
@@ -505,7 +520,10 @@ mod tests {
             "then the retransmission timer takes over"
         );
         r.on_progress();
-        assert!(!r.may_probe(), "answered: not before the probe's verdict");
+        assert!(
+            !r.may_probe(Seq(2000)),
+            "answered: not before the probe's verdict"
+        );
         assert_eq!(
             r.on_probe_ack(Seq(3000), false, Some((Seq(2000), Seq(3000)))),
             None
@@ -515,7 +533,7 @@ mod tests {
             Some(true),
             "a D-SACK for one of several copies does not show the original arrived"
         );
-        assert!(r.may_probe());
+        assert!(r.may_probe(Seq(4000)));
         assert_eq!(r.pto(srtt, 3000, 1000, rto).as_millis(), 20);
     }
 
@@ -549,6 +567,23 @@ mod tests {
             r.on_send(Seq(1000 * (i + 1)), ms(u64::from(i)));
         }
         assert_eq!(r.rtt_sample(Seq(0), Seq(1000), ms(5000)), None);
+    }
+
+    #[test]
+    fn a_verdict_still_waiting_at_the_next_stall_is_settled_as_a_repair() {
+        let mut r = Rack::default();
+        r.on_probe(Some((Seq(2000), Seq(3000))), Some(Seq(3000)));
+        r.on_progress();
+        // The ACK reaches the probe's end: neither past it nor a D-SACK yet.
+        assert_eq!(r.on_probe_ack(Seq(3000), false, None), None);
+        assert!(
+            !r.settle_probe(Seq(2000)),
+            "not before the ACK reaches its end"
+        );
+        assert!(r.may_probe(Seq(3000)), "the path fell silent again: probe");
+        assert!(r.settle_probe(Seq(3000)));
+        assert!(r.tlp_end.is_none() && r.tlp_rxt.is_none());
+        assert!(!r.settle_probe(Seq(3000)), "once");
     }
 
     #[test]

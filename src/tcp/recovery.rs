@@ -228,6 +228,16 @@ pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     }
 }
 
+/// A tail loss probe repaired a loss (RFC 8985 §7.4): the window shrinks as for any loss, in
+/// one step (Linux enters CWR), unless a recovery or a timeout already shrank it.
+pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
+    if t.recovery.recover.is_none() && t.rtx.rto_recover.is_none() {
+        let cwnd = t.cc.cwnd();
+        t.cc.on_congestion_event(now, cwnd);
+        stats.tcp_tlp_recoveries += 1;
+    }
+}
+
 /// Arms the probe timeout while data is outstanding (RFC 8985 §7.2), in fast recovery too
 /// (FreeBSD RACK), not after a timeout, which resends everything already.
 pub fn arm_probe(t: &mut Tcb, now: Instant) {
@@ -236,7 +246,7 @@ pub fn arm_probe(t: &mut Tcb, now: Instant) {
         && t.rtx.rto_recover.is_none()
         && t.snd.nxt == t.snd.max
         && t.snd.max.gt(t.snd.una)
-        && t.recovery.rack.may_probe();
+        && t.recovery.rack.may_probe(t.snd.una);
     if !eligible {
         t.recovery.rack.pto_at = None;
         return;
