@@ -209,3 +209,37 @@ fn must_21_the_application_sets_r2() {
     assert_eq!(fx.tcb().state, State::Closed);
     assert_eq!(fx.tcb().io().error, Some(libc::ETIMEDOUT));
 }
+
+/// MUST-42: an application may LISTEN on a port while a connection from that port is still
+/// opening (SYN-SENT); segments of that connection still reach it, new SYNs the listener.
+#[test]
+fn must_42_listen_beside_a_connection_in_syn_sent() {
+    let mut fx = Fixture::syn_sent();
+    let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, LOCAL_PORT);
+    let (l, _) = fx.tcp.listen(any, 8).expect("LISTEN beside SYN-SENT");
+    // The SYN-ACK completes the connection, not the listener's.
+    let out = fx.send(seg(PEER_ISS).syn().ack(fx.iss + 1).mss(1460));
+    assert_eq!(fx.tcb().state, State::Established, "{out:?}");
+    assert!(
+        out.iter().all(|o| !o.flags.syn),
+        "the ACK of the handshake: {out:?}"
+    );
+    // Another peer's SYN finds the listener.
+    let other = seg(PEER_ISS).syn().mss(1460).src_port(PEER_PORT + 1);
+    let out = fx.send(other);
+    assert!(
+        out.len() == 1 && out[0].flags.syn && out[0].flags.ack,
+        "{out:?}"
+    );
+    assert!(fx.tcp.accept(l).is_none(), "half open, not yet accepted");
+    // Once the connection is established, the port is taken for another LISTEN.
+    let now = fx.now;
+    fx.tcp.close(l, now, &mut fx.stats);
+    assert_eq!(
+        fx.tcp
+            .listen(any, 8)
+            .map(|_| ())
+            .map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EADDRINUSE))
+    );
+}

@@ -252,8 +252,19 @@ impl Tcp {
         }
     }
 
-    fn port_in_use(&self, port: u16) -> bool {
-        self.listen_ports.contains_key(&port) || self.by_tuple.keys().any(|(p, _)| *p == port)
+    /// Whether a LISTEN on `port` must be refused (EADDRINUSE): another listener holds it, or
+    /// a connection past its handshake uses it. One still opening does not: RFC 9293 §3.9.1.1
+    /// (MUST-42) has an application LISTEN beside a connection in SYN-SENT or SYN-RECEIVED,
+    /// and segments go to the connection that matches all four numbers before a listener.
+    fn listen_port_taken(&self, port: u16) -> bool {
+        self.listen_ports.contains_key(&port)
+            || self.by_tuple.iter().any(|(&(p, _), id)| {
+                p == port
+                    && self
+                        .conns
+                        .get(id)
+                        .is_some_and(|t| !matches!(t.state, State::SynSent | State::SynReceived))
+            })
     }
 
     fn ephemeral_port(&mut self, remote: SocketAddrV4) -> io::Result<u16> {
@@ -294,7 +305,7 @@ impl Tcp {
         }
         let port = if local.port() == 0 {
             self.ephemeral_port(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?
-        } else if self.port_in_use(local.port()) {
+        } else if self.listen_port_taken(local.port()) {
             return Err(os_err(libc::EADDRINUSE));
         } else {
             local.port()
