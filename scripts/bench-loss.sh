@@ -4,7 +4,9 @@
 # stack sending (the kernel's nc reads chargen) and with the kernel sending (nc writes to
 # discard); and, as the reference, the kernel sending to the kernel over a veth pair that drops
 # P% of frames each way (nftables, offloads off so that each frame is a wire frame). Prints the
-# fastest and slowest of the runs, and the retransmission timeouts each sender took per run.
+# fastest and slowest of the runs, how many runs failed (fewer bytes than sent, or a timeout),
+# and the retransmission timeouts per run of the stack (which sends data only with chargen)
+# and of the kernel's veth client.
 #
 #   scripts/bench-loss.sh [--runs N] [--mib M] [--loss "0 1 5"]   # as root (or with sudo)
 #
@@ -45,8 +47,21 @@ BIN=$PWD/target/release
 BYTES=$((MIB << 20))
 SRV=tapstack-loss-srv-$$
 CLI=tapstack-loss-cli-$$
+export LC_ALL=C
+NSTAT_HISTORY=$(mktemp)
+export NSTAT_HISTORY
+COUNTERS=$(mktemp)
 make_netns
-trap 'set +e; stop_server; ip netns del "$NS" 2>/dev/null; ip netns del "$SRV" 2>/dev/null; ip netns del "$CLI" 2>/dev/null' EXIT
+cleanup() {
+    set +e
+    stop_server >/dev/null
+    for ns in "$NS" "$SRV" "$CLI"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -f "$NSTAT_HISTORY" "$COUNTERS"
+}
+trap cleanup EXIT
 
 now() { date +%s.%N; }
 # Seconds between two `now` stamps, in milliseconds' precision.
@@ -71,7 +86,7 @@ for ns in "$SRV" "$CLI"; do
 done
 set_veth_loss() {
     local ns per_million
-    per_million=$(awk -v p="$1" 'BEGIN { printf "%d", p * 10000 }')
+    per_million=$(awk -v p="$1" 'BEGIN { printf "%.0f", p * 10000 }')
     for ns in "$SRV" "$CLI"; do
         ip netns exec "$ns" nft flush ruleset
         [ "$per_million" -gt 0 ] || continue
@@ -86,25 +101,40 @@ EOF
     done
 }
 
+# Runs `sh -c $2` in namespace $1, at most 120 s; prints the seconds it took, or "failed" if it
+# timed out or printed a count other than $BYTES.
+timed() {
+    local a b got
+    a=$(now)
+    got=$(timeout 120 ip netns exec "$1" sh -c "$2" || true)
+    b=$(now)
+    if [ "$got" = "$BYTES" ]; then elapsed "$a" "$b"; else echo failed; fi
+}
+# "min-max s" of the times given, with the number of failed runs if any.
+summary() {
+    local ok=() failed=0 t
+    for t in "$@"; do
+        if [ "$t" = failed ]; then failed=$((failed + 1)); else ok+=("$t"); fi
+    done
+    if [ ${#ok[@]} -gt 0 ]; then span "${ok[@]}"; else printf 'no run'; fi
+    [ "$failed" -eq 0 ] || printf ', %d failed' "$failed"
+}
+
 declare -A STACK KSTACK KK STACK_RTO KK_RTO
 for p in $LOSSES; do
     start_server "$BIN/echo-server" --drop-chance "$p" --seed 5 >/dev/null
-    in_ns ping -c1 -W2 "$STACK_IP" >/dev/null
+    # Lossy too: any one reply of five will do.
+    in_ns ping -c 5 -i 0.2 -w 5 -q "$STACK_IP" >/dev/null || die "the stack does not answer ping"
     s_times=() k_times=()
     for _ in $(seq "$RUNS"); do
-        a=$(now)
-        timeout 120 ip netns exec "$NS" sh -c "nc $STACK_IP 19 | head -c $BYTES >/dev/null"
-        b=$(now)
-        s_times+=("$(elapsed "$a" "$b")")
-        a=$(now)
-        timeout 120 ip netns exec "$NS" sh -c "head -c $BYTES /dev/zero | nc -N $STACK_IP 9"
-        b=$(now)
-        k_times+=("$(elapsed "$a" "$b")")
+        s_times+=("$(timed "$NS" "nc $STACK_IP 19 </dev/null | head -c $BYTES | wc -c")")
+        # discard answers nothing: what nc sent is what the kernel's socket took.
+        k_times+=("$(timed "$NS" "head -c $BYTES /dev/zero | nc -N $STACK_IP 9 && echo $BYTES")")
     done
-    counters=$(stop_server)
-    rto=$(echo "$counters" | awk '/retransmission timeouts/ { n = $1 } END { print n + 0 }')
-    STACK[$p]=$(span "${s_times[@]}")
-    KSTACK[$p]=$(span "${k_times[@]}")
+    stop_server >"$COUNTERS"
+    rto=$(awk '/retransmission timeouts/ { n = $1 } END { print n + 0 }' "$COUNTERS")
+    STACK[$p]=$(summary "${s_times[@]}")
+    KSTACK[$p]=$(summary "${k_times[@]}")
     STACK_RTO[$p]=$(awk -v n="$rto" -v r="$RUNS" 'BEGIN { printf "%.1f", n / r }')
 
     set_veth_loss "$p"
@@ -112,22 +142,19 @@ for p in $LOSSES; do
     kk_times=()
     for i in $(seq "$RUNS"); do
         port=$((5000 + i))
-        ip netns exec "$SRV" sh -c "nc -l 10.9.0.1 $port >/dev/null" &
+        ip netns exec "$SRV" timeout 130 sh -c "nc -l 10.9.0.1 $port >/dev/null" &
         listener=$!
         wait_port "$SRV" "$port"
-        a=$(now)
-        timeout 120 ip netns exec "$CLI" sh -c "head -c $BYTES /dev/zero | nc -N 10.9.0.1 $port"
-        b=$(now)
-        wait "$listener"
-        kk_times+=("$(elapsed "$a" "$b")")
+        kk_times+=("$(timed "$CLI" "head -c $BYTES /dev/zero | nc -N 10.9.0.1 $port && echo $BYTES")")
+        wait "$listener" || true
     done
     rto=$(ip netns exec "$CLI" nstat | awk '$1 == "TcpExtTCPTimeouts" { n = $2 } END { print n + 0 }')
-    KK[$p]=$(span "${kk_times[@]}")
+    KK[$p]=$(summary "${kk_times[@]}")
     KK_RTO[$p]=$(awk -v n="$rto" -v r="$RUNS" 'BEGIN { printf "%.1f", n / r }')
 done
 
 echo
-echo "$MIB MiB, $RUNS runs each: fastest-slowest (retransmission timeouts per run)"
+echo "$MIB MiB, $RUNS runs each: fastest-slowest (the sender's retransmission timeouts per run)"
 printf '%-10s %-32s %-22s %s\n' "loss" "stack sends" "kernel sends to stack" "kernel to kernel (veth)"
 for p in $LOSSES; do
     printf '%-10s %-32s %-22s %s\n' "$p%" "${STACK[$p]} (${STACK_RTO[$p]})" "${KSTACK[$p]}" \

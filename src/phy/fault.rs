@@ -438,6 +438,27 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_that_is_no_tcp_segment_meets_only_the_chance_of_a_drop() {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(40000, 9)
+            .write(&mut frame, &[7u8; 3 * MSS])
+            .expect("a frame");
+        for (pct, sent) in [(100.0, 0), (0.0, 1)] {
+            let cfg = FaultConfig {
+                drop_pct: pct,
+                corrupt_pct: 100.0 - pct,
+                ..FaultConfig::default()
+            };
+            let mut f = FaultInjector::new(Link::default(), cfg);
+            f.send_tso(Instant::ZERO, &frame, MSS as u16).expect("send");
+            assert_eq!(f.inner.sent.len(), sent);
+            assert!(f.inner.sent.iter().all(|(s, _)| *s == frame), "untouched");
+        }
+    }
+
+    #[test]
     fn a_received_super_segment_meets_a_fate_per_wire_frame() {
         let cfg = FaultConfig {
             drop_pct: 1.0,

@@ -29,6 +29,8 @@ const NEEDS_CSUM: u8 = 1;
 const DATA_VALID: u8 = 2;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`: a TCP/IPv4 super-segment for the kernel to split.
 const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_ECN`: the super-segment carries ECN (CWR on its first piece).
+const GSO_ECN: u8 = 0x80;
 
 /// `struct virtio_net_hdr`, in host byte order as the tun driver takes it.
 struct VnetHdr {
@@ -274,7 +276,8 @@ impl TunTap {
         self.rx_csum_ok = self.vnet && vnet.flags & (NEEDS_CSUM | DATA_VALID) != 0;
         self.rx_partial = None;
         self.rx_gso_size =
-            (self.vnet && vnet.gso_type == GSO_TCPV4 && vnet.gso_size > 0).then_some(vnet.gso_size);
+            (self.vnet && vnet.gso_type & !GSO_ECN == GSO_TCPV4 && vnet.gso_size > 0)
+                .then_some(vnet.gso_size);
         if self.vnet && vnet.flags & NEEDS_CSUM != 0 {
             let start = usize::from(vnet.csum_start) + skip;
             let offset = usize::from(vnet.csum_offset);

@@ -1335,20 +1335,49 @@ mod tests {
             .ack(una)
             .sack(&[(una + 1448, end)])
             .timestamp(PEER_TSVAL, tsval(&out[5]));
-        fx.send(sack);
+        let rtx = fx.send(sack);
         let cut = fx.tcb().cc.cwnd();
         // The fast retransmit and a probe resend the head; the original was lost, both
-        // copies arrive: one D-SACK, for the second copy.
+        // copies arrive: one D-SACK, for the second copy. The ACK echoes the first copy's
+        // timestamp, which is no older than the retransmission (no Eifel evidence).
         while fx.stats.tcp_recovery_probes == 0 {
             fx.advance(Duration::from_micros(100));
         }
-        let ack = seg(PEER_ISS + 1)
-            .ack(end)
-            .sack(&[(una, una + 1448)])
-            .timestamp(PEER_TSVAL, PEER_TSVAL);
-        fx.send(ack);
+        let dsack_head = |ack: Seq| {
+            seg(PEER_ISS + 1)
+                .ack(ack)
+                .sack(&[(una, una + 1448)])
+                .timestamp(PEER_TSVAL, tsval(&rtx[0]))
+        };
+        fx.send(dsack_head(una + 1448));
         assert_eq!(fx.stats.tcp_undos, 0, "one of two copies was a duplicate");
         assert!(fx.tcb().cc.cwnd() <= cut + 1448, "the cut stands");
+        // A second D-SACK: the original arrived too, nothing was lost.
+        fx.send(dsack_head(una + 1448));
+        assert_eq!(fx.stats.tcp_undos, 1, "both copies were duplicates");
+    }
+
+    #[test]
+    fn a_probe_verdict_left_waiting_is_settled_by_the_next_stall() {
+        let mut fx = Fixture::established_sack_ts();
+        let (probe, ts) = probe_the_tail(&mut fx);
+        // The ACK stops at the probe's end: nothing past it, no D-SACK. No verdict yet.
+        fx.send(
+            seg(PEER_ISS + 1)
+                .ack(probe + 1448)
+                .timestamp(PEER_TSVAL, ts),
+        );
+        assert_eq!(fx.stats.tcp_tlp_recoveries, 0);
+        let before = fx.tcb().cc.cwnd();
+        // More data goes out and nothing answers: the next probe settles the last one.
+        fx.write(&[2; 3 * 1448]);
+        let sent = sends_within(&mut fx, Duration::from_millis(100));
+        assert!(fx.stats.tcp_loss_probes >= 2, "{sent:?}");
+        assert_eq!(fx.stats.tcp_tlp_recoveries, 1, "{sent:?}");
+        assert!(
+            fx.tcb().cc.cwnd() < before,
+            "one cut, as the ACK past it would have made"
+        );
     }
 
     #[test]

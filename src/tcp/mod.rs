@@ -267,7 +267,8 @@ impl Tcp {
             })
     }
 
-    fn ephemeral_port(&mut self, remote: SocketAddrV4) -> io::Result<u16> {
+    /// The next ephemeral port, in turn, for which `free` holds.
+    fn ephemeral_port_where(&mut self, free: impl Fn(&Tcp, u16) -> bool) -> io::Result<u16> {
         let span = u32::from(EPHEMERAL.end() - EPHEMERAL.start()) + 1;
         for _ in 0..span {
             let p = self.next_port;
@@ -276,11 +277,18 @@ impl Tcp {
             } else {
                 p + 1
             };
-            if !self.listen_ports.contains_key(&p) && !self.by_tuple.contains_key(&(p, remote)) {
+            if free(self, p) {
                 return Ok(p);
             }
         }
         Err(os_err(libc::EADDRNOTAVAIL))
+    }
+
+    /// A local port for a connection to `remote`.
+    fn ephemeral_port(&mut self, remote: SocketAddrV4) -> io::Result<u16> {
+        self.ephemeral_port_where(|tcp, p| {
+            !tcp.listen_ports.contains_key(&p) && !tcp.by_tuple.contains_key(&(p, remote))
+        })
     }
 
     /// `listen(2)` on `local` with room for `backlog` unaccepted connections: the listener's
@@ -304,7 +312,7 @@ impl Tcp {
             return Err(os_err(libc::EADDRNOTAVAIL));
         }
         let port = if local.port() == 0 {
-            self.ephemeral_port(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?
+            self.ephemeral_port_where(|tcp, p| !tcp.listen_port_taken(p))?
         } else if self.listen_port_taken(local.port()) {
             return Err(os_err(libc::EADDRINUSE));
         } else {

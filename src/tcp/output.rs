@@ -483,12 +483,19 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             output(t, now, sink);
             t.recovery.rack.on_probe(None, Some(t.snd.max));
         } else {
+            // The last segment, or again what the unanswered probe before resent.
             let end = t.fin.ours.unwrap_or(t.snd.max);
-            let start = if end.since(t.snd.una) > mss {
+            let last = if end.since(t.snd.una) > mss {
                 end - mss
             } else {
                 t.snd.una
             };
+            let (start, end) = t
+                .recovery
+                .rack
+                .tlp_rxt
+                .filter(|&(s, _)| t.recovery.rack.probes > 0 && s.ge(t.snd.una))
+                .unwrap_or((last, end));
             let resent = retransmit(t, now, start, end.since(start), sink);
             t.recovery.rack.on_probe(Some(resent), Some(t.snd.max));
         }

@@ -83,6 +83,9 @@ pub struct Rack {
     /// The span of everything resent since the cumulative ACK last passed it: no RTT sample
     /// comes from data in it (Karn), whether its retransmissions are still logged or not.
     resent_span: Option<(Seq, Seq)>,
+    /// The log was full and its newest entry took later sends: the time it holds for this
+    /// span may be later than when its data was sent, so no RTT sample comes from it.
+    inexact: Option<(Seq, Seq)>,
     /// Probes sent since the peer last acknowledged or SACKed new data (FreeBSD RACK's
     /// `rc_tlp_send_cnt`): at most [`MAX_PROBES`], each doubling the next probe timeout.
     pub probes: u32,
@@ -100,7 +103,16 @@ impl Rack {
     pub fn on_send(&mut self, end: Seq, now: Instant) {
         let full = self.sent.len() >= MAX_SENT;
         match self.sent.back_mut() {
-            Some(last) if last.1 == now || full => *last = (end, now),
+            Some(last) if last.1 == now => *last = (end, now),
+            Some(last) if full => {
+                *last = (end, now);
+                let n = self.sent.len();
+                let start = self.sent.get(n.wrapping_sub(2)).map_or(end, |&(e, _)| e);
+                self.inexact = Some(match self.inexact {
+                    Some((from, _)) => (from, end),
+                    None => (start, end),
+                });
+            }
             _ => self.sent.push_back((end, now)),
         }
     }
@@ -130,6 +142,12 @@ impl Rack {
         }
         if self.resent_span.is_some_and(|(_, end)| end.le(una)) {
             self.resent_span = None;
+        }
+        if self.inexact.is_some_and(|(_, end)| end.le(una)) {
+            self.inexact = None;
+        }
+        if self.recovery_probe.is_some_and(|(_, end)| end.le(una)) {
+            self.recovery_probe = None;
         }
         // A probe that resent data ends with the ACK that tells whether it repaired a loss
         // (RFC 8985 §7.4, [`Rack::on_probe_ack`]); a probe of new data with its ACK.
@@ -225,6 +243,7 @@ impl Rack {
         self.lost = None;
         self.reo_at = None;
         self.forget_probe();
+        self.recovery_probe = None;
         self.probes = 0;
     }
 
@@ -238,7 +257,9 @@ impl Rack {
 
     /// A probe went out: `resent` is the data it resent, `None` for new data; `end` is
     /// TLP.end_seq (RFC 8985 §7.3), `None` for a probe within a recovery, which has reduced
-    /// the window already and needs no verdict of its own.
+    /// the window already and needs no verdict of its own. A probe that resends what the one
+    /// before it resent adds a copy to judge; one that resends other data starts the count
+    /// again.
     pub fn on_probe(&mut self, resent: Option<(Seq, Seq)>, end: Option<Seq>) {
         self.probes += 1;
         self.pto_at = None;
@@ -247,7 +268,7 @@ impl Rack {
             return;
         };
         if let Some(range) = resent {
-            if self.tlp_rxt.is_some() {
+            if self.tlp_rxt == Some(range) {
                 self.tlp_copies += 1;
             } else {
                 self.tlp_rxt = Some(range);
@@ -296,10 +317,8 @@ impl Rack {
     /// none of it lies in the span resent since the ACK last passed it (Karn), and the log
     /// holds that time exactly (a full log stamps later sends on its newest entry).
     pub fn rtt_sample(&self, from: Seq, to: Seq, now: Instant) -> Option<Duration> {
-        let resent = self
-            .resent_span
-            .is_some_and(|(l, r)| l.lt(to) && r.gt(from));
-        if resent || self.sent.len() >= MAX_SENT {
+        let overlaps = |span: Option<(Seq, Seq)>| span.is_some_and(|(l, r)| l.lt(to) && r.gt(from));
+        if overlaps(self.resent_span) || overlaps(self.inexact) {
             return None;
         }
         self.sent_at(from).map(|at| now - at)
@@ -561,12 +580,28 @@ mod tests {
     }
 
     #[test]
-    fn a_full_send_log_gives_no_rtt_sample() {
+    fn no_rtt_sample_comes_from_sends_a_full_log_stamped_late() {
         let mut r = Rack::default();
-        for i in 0..=MAX_SENT as u32 {
+        let n = MAX_SENT as u32 + 10;
+        for i in 0..n {
             r.on_send(Seq(1000 * (i + 1)), ms(u64::from(i)));
         }
-        assert_eq!(r.rtt_sample(Seq(0), Seq(1000), ms(5000)), None);
+        assert_eq!(
+            r.rtt_sample(Seq(0), Seq(1000), ms(5000)),
+            Some(Duration::from_millis(5000)),
+            "the oldest entries are exact"
+        );
+        // The newest entry took the later sends: once the ACK reaches it, its time is late.
+        let newest = Seq(1000 * (MAX_SENT as u32 - 1));
+        r.advance(newest);
+        assert_eq!(r.rtt_sample(newest, newest + 1000, ms(5000)), None);
+        r.advance(Seq(1000 * n));
+        r.on_send(Seq(1000 * (n + 1)), ms(6000));
+        assert_eq!(
+            r.rtt_sample(Seq(1000 * n), Seq(1000 * (n + 1)), ms(6001)),
+            Some(Duration::from_millis(1)),
+            "exact again once the ACK passes them"
+        );
     }
 
     #[test]

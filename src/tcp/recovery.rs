@@ -27,6 +27,9 @@ pub struct Recovery {
     pub rack: Rack,
     /// What undoing the last window reduction needs, should it prove spurious.
     pub undo: Undo,
+    /// A probe's repair cut the window when SND.MAX was here: a recovery entered before the
+    /// ACK passes it does not cut again (Linux's CWR state, `tcp_in_cwnd_reduction`).
+    pub cwr: Option<Seq>,
 }
 
 /// A window reduction (fast recovery or a timeout) and the evidence that it was spurious: a
@@ -71,6 +74,7 @@ impl Recovery {
             inflation: 0,
             rack: Rack::default(),
             undo: Undo::default(),
+            cwr: None,
         }
     }
 
@@ -199,8 +203,10 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     // ssthresh from cwnd, as Linux and RFC 9438 §4.6 allow with congestion window
     // validation (cwnd grows only while in use): where the path's round trip holds less than
     // cwnd, FlightSize would shrink the window far below what the path carried.
-    let cwnd = t.cc.cwnd();
-    t.cc.on_congestion_event(now, cwnd);
+    if !in_cwr(t) {
+        let cwnd = t.cc.cwnd();
+        t.cc.on_congestion_event(now, cwnd);
+    }
     t.recovery.recover = Some(t.snd.max);
     t.recovery.high_rxt = t.snd.una;
     t.recovery.inflation = if t.opts.sack_ok { 0 } else { 3 * t.snd.mss };
@@ -231,10 +237,23 @@ pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
 /// A tail loss probe repaired a loss (RFC 8985 §7.4): the window shrinks as for any loss, in
 /// one step (Linux enters CWR), unless a recovery or a timeout already shrank it.
 pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
-    if t.recovery.recover.is_none() && t.rtx.rto_recover.is_none() {
+    if t.recovery.recover.is_none() && t.rtx.rto_recover.is_none() && !in_cwr(t) {
         let cwnd = t.cc.cwnd();
         t.cc.on_congestion_event(now, cwnd);
+        t.recovery.cwr = Some(t.snd.max);
         stats.tcp_tlp_recoveries += 1;
+    }
+}
+
+/// Whether a probe's window cut is still under way: the ACK has not passed what was out
+/// when it was made.
+fn in_cwr(t: &mut Tcb) -> bool {
+    match t.recovery.cwr {
+        Some(point) if t.snd.una.lt(point) => true,
+        _ => {
+            t.recovery.cwr = None;
+            false
+        }
     }
 }
 
@@ -326,11 +345,11 @@ pub fn check_undo(
         // Each D-SACK clears the retransmissions it covers, and only those, one copy of
         // each: a range resent twice needs two (Linux counts `undo_retrans` per copy).
         let mut cleared: Vec<(Seq, Seq)> = Vec::new();
-        undo.resent.retain(|&range| {
-            let (s, e) = range;
-            let clear = l.le(s) && e.le(r) && !cleared.contains(&range);
+        undo.resent.retain(|&(s, e)| {
+            let again = cleared.iter().any(|&(cs, ce)| s.lt(ce) && cs.lt(e));
+            let clear = l.le(s) && e.le(r) && !again;
             if clear {
-                cleared.push(range);
+                cleared.push((s, e));
             }
             !clear
         });
