@@ -60,8 +60,10 @@ fn a_large_write_leaves_as_one_super_segment_and_splits_into_valid_wire_frames()
     let warm = pattern(1 << 20, 1);
     assert_eq!(sha256(&transfer(&mut sim, c, s, &warm)), sha256(&warm));
     sim.advance(Duration::from_millis(100));
-
-    let data = pattern(60_000, 2);
+    // A super-segment takes at most half the congestion window.
+    let data = pattern(40_000, 2);
+    let cwnd = sim.a.iface.tcp().info(c).expect("info").cwnd as usize;
+    assert!(cwnd / 2 >= data.len().next_multiple_of(MSS), "cwnd {cwnd}");
     let now = sim.now;
     assert_eq!(sim.a.iface.tcp_send(now, c, &data).unwrap(), data.len());
     let frame = sim.a.iface.pop_transmit_frame().expect("a frame");
@@ -130,4 +132,24 @@ fn a_loss_inside_a_super_segment_resends_only_the_lost_piece() {
     assert_eq!(*resent.borrow(), vec![MSS], "one MSS resent: {ca}");
     assert_eq!(ca.tcp_retrans_segs, 1, "{ca}");
     assert_eq!(ca.tcp_timeouts, 0, "{ca}");
+}
+
+#[test]
+fn a_super_segment_takes_at_most_half_the_congestion_window() {
+    let mut sim = tso_pair();
+    let (c, _) = connect(&mut sim);
+    // The initial window is 10 segments (RFC 6928); a write larger than it leaves as two
+    // super-segments of half the window each, so that a lost ACK for one of them leaves the
+    // other's to clock the flight on (Linux `tcp_cwnd_test`).
+    let data = pattern(60_000, 4);
+    let now = sim.now;
+    assert_eq!(sim.a.iface.tcp_send(now, c, &data).unwrap(), data.len());
+    let mut sizes = Vec::new();
+    while let Some(frame) = sim.a.iface.pop_transmit_frame() {
+        if let Some((_, len)) = tcp_piece(&frame.bytes).filter(|&(_, len)| len > 0) {
+            sizes.push((len, frame.tso_mss));
+        }
+    }
+    let half = Some(MSS as u16);
+    assert_eq!(sizes, [(5 * MSS, half), (5 * MSS, half)], "{sizes:?}");
 }

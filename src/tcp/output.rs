@@ -278,10 +278,13 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         let off = t.send_offset(t.snd.nxt);
         let unsent = t.io().send.len().saturating_sub(off);
         let retransmission = t.snd.nxt.lt(t.snd.max);
-        // New data may leave as one super-segment of whole MSS pieces; a retransmission is
-        // one MSS, so that only what was lost goes again.
+        // New data may leave as a super-segment of whole MSS pieces, at most half the
+        // congestion window so that at least two are in flight and one lost ACK does not
+        // stall the flight (Linux `tcp_cwnd_test`); a retransmission is one MSS, so that only
+        // what was lost goes again.
         let limit = if sink.tso && !retransmission {
-            TSO_MAX_PAYLOAD
+            let half = (cwnd / 2 / mss * mss).max(mss);
+            TSO_MAX_PAYLOAD.min(half as usize)
         } else {
             mss as usize
         };
