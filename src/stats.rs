@@ -132,6 +132,8 @@ counters! {
         tcp_dsack_sent: "D-SACKs sent for duplicate segments (RFC 2883)",
         tcp_dsack_recv: "D-SACKs received",
         tcp_undos: "window reductions undone: the retransmissions were spurious (RFC 3708, RFC 4015)",
+        tcp_urgent_in: "urgent pointers received that opened or advanced urgent data (RFC 9293 §3.8.5)",
+        tcp_urgent_out: "segments sent with the urgent pointer",
         tcp_paws_drops: "segments dropped by PAWS (old timestamp)",
         tcp_challenge_acks: "challenge ACKs sent (RFC 5961)",
         tcp_out_of_window: "segments outside the receive window (dropped, ACKed)",

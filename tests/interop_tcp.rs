@@ -300,3 +300,67 @@ fn daytime_discard_and_chargen_on_tcp_and_udp() {
         );
     });
 }
+
+/// Urgent data with the kernel both ways (RFC 9293 §3.8.5). The kernel's `send(MSG_OOB)`
+/// marks the end of its urgent byte; the stack's reads stop at that mark. The stack's
+/// `send_urgent` reaches the kernel as its out-of-band byte (`recv(MSG_OOB)`), taken out of
+/// the ordinary stream as Linux does without `SO_OOBINLINE`.
+#[test]
+fn urgent_data_both_ways_with_the_kernel() {
+    in_netns(|| {
+        let stack = library_stack(None);
+        let listener = KernelListener::bind("10.0.1.1:5002").unwrap();
+        let c = TcpStream::connect(&stack, "10.0.1.1:5002").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (k, _) = listener.accept().unwrap();
+        k.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&k);
+
+        // Kernel to stack.
+        (&k).write_all(b"abc").unwrap();
+        // SAFETY: send of a live one-byte buffer on a socket we own.
+        let sent = unsafe { libc::send(fd, b"X".as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(sent, 1);
+        (&k).write_all(b"def").unwrap();
+        k.shutdown(Shutdown::Write).unwrap();
+        let (mut got, mut marks, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        let mut buf = [0u8; 64];
+        loop {
+            let n = (&c).read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            ends.push(got.len());
+            if let Some(left) = c.urgent_left() {
+                marks.push(got.len() + left);
+            }
+        }
+        assert_eq!(got, b"abcXdef");
+        assert!(marks.iter().all(|&m| m == 4), "marks {marks:?}");
+        assert!(ends.contains(&4), "a read ended at the mark: {ends:?}");
+
+        // Stack to kernel.
+        (&c).write_all(b"hello ").unwrap();
+        assert_eq!(c.send_urgent(b"!").unwrap(), 1);
+        (&c).write_all(b" world").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        // POLLPRI tells the kernel's reader of urgent data; the byte is taken before the
+        // ordinary reads pass it (Linux forgets it then).
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: poll on one live pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        assert_eq!((ready, pfd.revents & libc::POLLPRI), (1, libc::POLLPRI));
+        let mut oob = [0u8; 1];
+        // SAFETY: recv into a live one-byte buffer on a socket we own.
+        let n = unsafe { libc::recv(fd, oob.as_mut_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!((n, oob), (1, *b"!"), "{}", std::io::Error::last_os_error());
+        let mut plain = Vec::new();
+        (&k).read_to_end(&mut plain).unwrap();
+        assert_eq!(plain, b"hello  world", "the urgent byte left the stream");
+    });
+}

@@ -153,3 +153,40 @@ fn a_super_segment_takes_at_most_half_the_congestion_window() {
     let half = Some(MSS as u16);
     assert_eq!(sizes, [(5 * MSS, half), (5 * MSS, half)], "{sizes:?}");
 }
+
+/// Where the flags byte and the urgent pointer sit in a TCP header (RFC 9293 §3.1).
+const FLAGS_AT: usize = 13;
+const URG: u8 = 0x20;
+const URGENT_POINTER_AT: usize = 18;
+
+#[test]
+fn urgent_data_leaves_in_single_segments_each_with_its_pointer() {
+    let mut sim = tso_pair();
+    let (c, s) = connect(&mut sim);
+    // Every piece of a super-segment would copy the first piece's urgent pointer: in urgent
+    // mode the stack builds each segment itself (as Linux).
+    let data = pattern(5 * MSS, 5);
+    let now = sim.now;
+    let n = sim
+        .a
+        .iface
+        .with_tcp(now, |tcp, stats| tcp.send_urgent(c, now, &data, stats))
+        .unwrap();
+    assert_eq!(n, data.len());
+    let mut pointers = Vec::new();
+    while let Some(frame) = sim.a.iface.pop_transmit_frame() {
+        assert_eq!(frame.tso_mss, None);
+        let (tcp_at, _, _) = gso::tcp_offsets(&frame.bytes).unwrap();
+        let urg = frame.bytes[tcp_at + FLAGS_AT] & URG != 0;
+        let at = tcp_at + URGENT_POINTER_AT;
+        let ptr = u16::from_be_bytes([frame.bytes[at], frame.bytes[at + 1]]);
+        let (_, len) = tcp_piece(&frame.bytes).unwrap();
+        pointers.push((len, urg, ptr as usize));
+        sim.a.dev.send(sim.now, &frame.bytes).unwrap();
+    }
+    let want: Vec<_> = (0..5).map(|i| (MSS, true, (5 - i) * MSS)).collect();
+    assert_eq!(pointers, want);
+    sim.advance(Duration::from_millis(10));
+    let left = sim.b.iface.tcp().urgent_left(s).unwrap();
+    assert_eq!(left, Some(data.len()), "the receiver's mark");
+}

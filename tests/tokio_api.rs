@@ -229,3 +229,45 @@ fn several_tasks_waiting_on_one_listener_are_all_woken() {
         drop((c1, c2));
     });
 }
+
+/// Urgent data through the async API: the sender's `send_urgent`, the receiver's reads
+/// stopping at the mark that `urgent_left` reports.
+#[test]
+fn urgent_data_is_marked_and_reads_stop_at_the_mark() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        let mut conn = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:7"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        conn.write_all(b"ordinary ").await.unwrap();
+        let n = timeout(LIMIT, conn.send_urgent(b"URGENT"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 6);
+        conn.write_all(b" ordinary").await.unwrap();
+        conn.shutdown().await.unwrap();
+        let (mut got, mut marks, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        let mut buf = [0u8; 64];
+        loop {
+            let n = timeout(LIMIT, accepted.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            ends.push(got.len());
+            if let Some(left) = accepted.urgent_left() {
+                marks.push(got.len() + left);
+            }
+        }
+        assert_eq!(got, b"ordinary URGENT ordinary");
+        assert!(marks.iter().all(|&m| m == 15), "marks {marks:?}");
+        assert!(ends.contains(&15), "a read ended at the mark: {ends:?}");
+    });
+}

@@ -447,6 +447,36 @@ impl TcpStream {
         self.blocking(deadline, |state| state.peek(buf))
     }
 
+    /// Sends `buf` as urgent data (`send` with `MSG_OOB`; RFC 9293 §3.8.5): queued in line
+    /// like [`Write::write`], waiting as it does; the urgent pointer of the segments sent from
+    /// now on marks the end of what was taken, however long (MUST-31). Returns how many
+    /// bytes were taken.
+    pub fn send_urgent(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let deadline = self.inner.deadline(&self.inner.write_timeout_ns);
+        let (n, poke) = self.blocking(deadline, |state| {
+            let n = state.write_urgent(buf)?;
+            Ok((n, state.take_poke()))
+        })?;
+        if poke {
+            self.inner.handle.poke(self.id())?;
+        }
+        Ok(n)
+    }
+
+    /// The urgent data left to read (RFC 9293 §3.8.5, MUST-33): `Some(n)` while the peer's
+    /// urgent pointer lies `n` bytes past what has been read, so that the next `n` bytes are
+    /// urgent; `None` when there is none (`SIOCATMARK` is `urgent_left() == None` after a
+    /// read that reached the mark). Urgent data stays in line, as with `SO_OOBINLINE`: a read
+    /// stops at the mark, so one read never holds urgent and ordinary bytes. The segment
+    /// that brings an urgent pointer wakes the stream's waiters and its [`super::Poller`],
+    /// as any arrival does, which is how an event loop learns of it (MUST-32).
+    pub fn urgent_left(&self) -> Option<usize> {
+        self.shared.lock().rcv_urgent
+    }
+
     /// The pending error, cleared by the call (`SO_ERROR`): the connection's error if it
     /// failed, else the last soft error an ICMP message reported about it (an unreachable
     /// host, say, while the connection goes on retrying; RFC 5461), as Linux reports them.

@@ -63,6 +63,9 @@ pub struct SendBuffer {
     /// Ring position of SND.UNA.
     head: usize,
     len: usize,
+    /// SND.UP as an offset from SND.UNA: the first octet after the urgent data, while some
+    /// is unacknowledged (RFC 9293 §3.8.5).
+    urgent_end: Option<usize>,
 }
 
 impl SendBuffer {
@@ -73,12 +76,26 @@ impl SendBuffer {
             limit: capacity.min(MAX_CAPACITY),
             head: 0,
             len: 0,
+            urgent_end: None,
         }
     }
 
     /// The most the buffer holds.
     pub fn capacity(&self) -> usize {
         self.limit
+    }
+
+    /// Marks everything written so far as urgent data: SND.UP moves to the end of the buffer
+    /// (RFC 9293 §3.9.1.2, the SEND call with the urgent flag).
+    pub fn mark_urgent(&mut self) {
+        if self.len > 0 {
+            self.urgent_end = Some(self.len);
+        }
+    }
+
+    /// SND.UP as an offset from SND.UNA, while urgent data is unacknowledged.
+    pub fn urgent_end(&self) -> Option<usize> {
+        self.urgent_end
     }
 
     /// Bytes of memory the ring takes now.
@@ -135,6 +152,11 @@ impl SendBuffer {
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
         self.len -= n;
+        // Urgent mode ends once SND.UNA reaches SND.UP.
+        self.urgent_end = self
+            .urgent_end
+            .and_then(|e| e.checked_sub(n))
+            .filter(|&e| e > 0);
         self.head = if self.len == 0 {
             0
         } else {

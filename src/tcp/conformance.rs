@@ -164,6 +164,129 @@ fn must_66_a_reset_counts_with_a_zero_window() {
     assert_eq!(fx.tcb().io().error, Some(libc::ECONNRESET));
 }
 
+/// MUST-66 (the URG part): an urgent pointer counts even on a segment a zero window keeps
+/// out.
+#[test]
+fn must_66_an_urgent_pointer_counts_with_a_zero_window() {
+    let mut fx = established_with_recv_buffer(1000);
+    let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(&[1; 1000]));
+    assert_eq!(out.last().expect("ack").window, 0);
+    fx.send(seg(PEER_ISS + 1001).ack(fx.iss + 1).data(b"!").urgent(1));
+    assert_eq!(
+        fx.tcb().io().rcv_urgent,
+        Some(1001),
+        "the mark after the '!'"
+    );
+    assert_eq!(
+        fx.tcb().io().recv.readable(),
+        1000,
+        "the data waits for room"
+    );
+}
+
+/// Writes `data` as urgent data through the fixture's connection; returns what goes out.
+fn write_urgent(fx: &mut Fixture, data: &[u8]) -> Vec<Out> {
+    let (id, now) = (fx.id.expect("a connection"), fx.now);
+    let n = fx
+        .tcp
+        .send_urgent(id, now, data, &mut fx.stats)
+        .expect("send");
+    assert_eq!(n, data.len());
+    fx.output()
+}
+
+/// MUST-30, MUST-62: urgent data is sent with the urgent pointer at the first octet after
+/// it, in every segment before that octet (retransmissions too), and urgent mode ends when
+/// it is acknowledged.
+#[test]
+fn must_30_62_the_urgent_pointer_points_past_the_urgent_data() {
+    let mut fx = Fixture::established();
+    let out = write_urgent(&mut fx, b"interrupt");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].flags.urg);
+    assert_eq!(
+        out[0].urgent_ptr, 9,
+        "SEG.SEQ + 9 is the first octet after it"
+    );
+    assert_eq!(fx.stats.tcp_urgent_out, 1);
+
+    let out = fx.advance(Duration::from_secs(2));
+    let resent = out
+        .iter()
+        .find(|s| s.payload == b"interrupt")
+        .expect("resent");
+    assert!(resent.flags.urg && resent.urgent_ptr == 9, "{resent:?}");
+
+    fx.send(seg(PEER_ISS + 1).ack(fx.iss + 10));
+    assert_eq!(fx.tcb().io().send.urgent_end(), None, "urgent mode is over");
+    let out = fx.write(b"plain");
+    assert!(!out[0].flags.urg, "{out:?}");
+}
+
+/// MUST-31: urgent data of any length: the pointer covers every segment before the mark
+/// (and saturates at 65535 beyond a segment's reach); the receiver takes a mark past the
+/// data it holds.
+#[test]
+fn must_31_urgent_data_may_be_of_any_length() {
+    let mut fx = Fixture::established();
+    let out = write_urgent(&mut fx, &[7; 4000]);
+    let pointers: Vec<(usize, bool, u16)> = out
+        .iter()
+        .map(|s| (s.payload.len(), s.flags.urg, s.urgent_ptr))
+        .collect();
+    assert_eq!(
+        pointers,
+        [(1460, true, 4000), (1460, true, 2540), (1080, true, 1080)]
+    );
+
+    let mut fx = Fixture::established();
+    fx.send(
+        seg(PEER_ISS + 1)
+            .ack(fx.iss + 1)
+            .data(&[1; 1000])
+            .urgent(30_000),
+    );
+    assert_eq!(fx.tcb().io().rcv_urgent, Some(30_000));
+    let mut buf = vec![0; 2000];
+    assert_eq!(fx.tcb().io().read(&mut buf).unwrap(), 1000);
+    assert_eq!(fx.tcb().io().rcv_urgent, Some(29_000));
+}
+
+/// MUST-32: the application is told asynchronously when urgent data begins or its mark
+/// advances: the handle's readiness callback runs, with no data to read yet.
+#[test]
+fn must_32_urgent_data_wakes_the_application() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let mut fx = Fixture::established();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    fx.tcb().io.watch(Some(Arc::new(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+    })));
+    let before = calls.load(Ordering::Relaxed);
+    fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).urgent(5));
+    assert!(calls.load(Ordering::Relaxed) > before, "woken");
+    assert_eq!(fx.tcb().io().rcv_urgent, Some(5));
+    assert_eq!(fx.tcb().io().recv.readable(), 0);
+}
+
+/// MUST-33: the application learns how much urgent data is left, and a read stops at the
+/// mark so that it never mixes urgent and ordinary bytes.
+#[test]
+fn must_33_the_application_learns_how_much_urgent_data_is_left() {
+    let mut fx = Fixture::established();
+    fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(b"ab!cd").urgent(3));
+    let id = fx.id.expect("a connection");
+    assert_eq!(fx.tcp.urgent_left(id).unwrap(), Some(3));
+    let mut buf = [0u8; 10];
+    assert_eq!(fx.tcb().io().peek(&mut buf).unwrap(), 3, "peek stops too");
+    assert_eq!(fx.tcb().io().read(&mut buf).unwrap(), 3);
+    assert_eq!(&buf[..3], b"ab!");
+    assert_eq!(fx.tcp.urgent_left(id).unwrap(), None, "at the mark");
+    assert_eq!(fx.tcb().io().read(&mut buf).unwrap(), 2);
+}
+
 /// MUST-69: options are padded to a 32-bit boundary with zeros.
 #[test]
 fn must_69_options_are_padded_with_zeros() {
@@ -174,6 +297,7 @@ fn must_69_options_are_padded_with_zeros() {
         ack: None,
         flags: super::segment::Flags::SYN,
         window: 1000,
+        urgent_ptr: 0,
         options: super::segment::Options {
             mss: Some(1460),
             wscale: Some(7),

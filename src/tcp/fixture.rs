@@ -34,6 +34,7 @@ pub struct In {
     pub ack: Option<Seq>,
     pub flags: Flags,
     pub window: u16,
+    pub urgent_ptr: u16,
     pub options: Options,
     pub payload: Vec<u8>,
 }
@@ -46,6 +47,7 @@ pub fn seg(seq: Seq) -> In {
         ack: None,
         flags: Flags::default(),
         window: PEER_WINDOW,
+        urgent_ptr: 0,
         options: Options::default(),
         payload: Vec::new(),
     }
@@ -75,6 +77,12 @@ impl In {
     }
     pub fn window(mut self, window: u16) -> In {
         self.window = window;
+        self
+    }
+    /// URG with the urgent pointer `ptr`: the urgent data ends before SEG.SEQ + `ptr`.
+    pub fn urgent(mut self, ptr: u16) -> In {
+        self.flags.urg = true;
+        self.urgent_ptr = ptr;
         self
     }
     /// From another port of the peer: another connection.
@@ -112,6 +120,7 @@ impl In {
             ack: self.ack,
             flags: self.flags,
             window: self.window,
+            urgent_ptr: self.urgent_ptr,
             options: self.options,
         };
         let mut b = Vec::new();
@@ -128,6 +137,8 @@ pub struct Out {
     pub ack: Option<Seq>,
     pub flags: Flags,
     pub window: u16,
+    /// The urgent pointer, meaningful with `flags.urg`.
+    pub urgent_ptr: u16,
     pub options: Options,
     pub payload: Vec<u8>,
 }
@@ -316,6 +327,7 @@ impl Fixture {
                     ack: s.flags.ack.then_some(s.ack),
                     flags: s.flags,
                     window: s.window,
+                    urgent_ptr: s.urgent_ptr,
                     options: s.options,
                     payload: s.payload.to_vec(),
                 }

@@ -475,7 +475,7 @@ fn synchronized(
             seg.seq.in_range(t.rcv.nxt, end) || (seg.seq + (len - 1)).in_range(t.rcv.nxt, end)
         }
     };
-    // With a zero window, valid ACKs and RSTs still count (RFC 9293 §3.10.7.4).
+    // With a zero window, valid ACKs, URGs and RSTs still count (RFC 9293 §3.10.7.4).
     let zero_window_probe = !acceptable && wnd == 0 && seg.seq == t.rcv.nxt;
     if !acceptable && !zero_window_probe {
         if !seg.flags.rst {
@@ -567,6 +567,11 @@ fn synchronized(
             State::LastAck => return Verdict::Closed(None),
             _ => {}
         }
+    }
+
+    // Sixth: URG, even on a segment a zero window keeps out (MUST-66).
+    if seg.flags.urg && t.state.can_receive() {
+        super::urgent::receive_pointer(t, seg.seq, seg.urgent_ptr, stats);
     }
 
     // Seventh: segment text.

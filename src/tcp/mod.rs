@@ -3,7 +3,8 @@
 //!
 //! One concern per file: [`seq`] arithmetic, [`segment`] formats, [`tcb`] state, `input.rs`
 //! segment arrival, [`output`] transmission, `recovery.rs` SACK loss recovery, `rack.rs`
-//! RACK-TLP, [`timers`], [`rtt`], [`congestion`], [`isn`], [`buffer`].
+//! RACK-TLP, `urgent.rs` the urgent pointer, [`timers`], [`rtt`], [`congestion`], [`isn`],
+//! [`buffer`].
 
 pub mod buffer;
 #[cfg(test)]
@@ -25,6 +26,7 @@ pub mod seq;
 pub mod shared;
 pub mod tcb;
 pub mod timers;
+mod urgent;
 
 use crate::config::Buffers;
 use crate::id::{Event, IdSource, SocketId};
@@ -475,6 +477,33 @@ impl Tcp {
             self.flush(id, now, stats);
         }
         Ok(n)
+    }
+
+    /// Queues data as urgent data (as a socket handle does, see
+    /// [`shared::IoState::write_urgent`]) and runs output.
+    pub fn send_urgent(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        data: &[u8],
+        stats: &mut Counters,
+    ) -> io::Result<usize> {
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        let n = t.io().write_urgent(data)?;
+        if n > 0 {
+            self.flush(id, now, stats);
+        }
+        Ok(n)
+    }
+
+    /// Bytes of urgent data left to read (see [`shared::IoState::rcv_urgent`]).
+    pub fn urgent_left(&self, id: SocketId) -> io::Result<Option<usize>> {
+        let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
+        let left = t.io().rcv_urgent;
+        Ok(left)
     }
 
     /// Takes received data into `buf` (as a socket handle does, see [`shared::IoState::read`]);

@@ -97,6 +97,8 @@ pub fn emit(
         options.timestamp = Some((ts_now(now, ts.offset), ts.recent));
     }
     let window;
+    // SND.UP while urgent data is unacknowledged (a SYN carries none).
+    let mut snd_up = None;
     if flags.syn {
         options.mss = Some(sink.our_mss.min(65535) as u16);
         options.sack_permitted = t.opts.sack_ok;
@@ -116,6 +118,7 @@ pub fn emit(
         let single = data.1 <= t.snd.mss as usize;
         let dsack = if single { t.ack.dsack.take() } else { None }.filter(|_| t.opts.sack_ok);
         let io = t.io();
+        snd_up = io.send.urgent_end().map(|end| t.snd.una + end as u32);
         if t.opts.sack_ok && (io.recv.has_ooo() || dsack.is_some()) {
             let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
             let rcv_nxt = t.rcv.nxt;
@@ -145,6 +148,10 @@ pub fn emit(
         }
     }
     let ack = (flags.ack).then_some(t.rcv.nxt);
+    let mut flags = flags;
+    let urgent_ptr = super::urgent::send_pointer(snd_up, seq);
+    flags.urg = urgent_ptr.is_some();
+    sink.stats.tcp_urgent_out += u64::from(flags.urg);
     let header = SegmentOut {
         src_port: t.local.port(),
         dst_port: t.remote.port(),
@@ -152,6 +159,7 @@ pub fn emit(
         ack,
         flags,
         window,
+        urgent_ptr: urgent_ptr.unwrap_or(0),
         options,
     };
     let mut bytes = sink.out.buffer(60 + data.1);
@@ -276,13 +284,19 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         let hole = recovery::skip_sacked(t);
         let flight = t.flight();
         let off = t.send_offset(t.snd.nxt);
-        let unsent = t.io().send.len().saturating_sub(off);
+        let (buffered, urgent) = {
+            let io = t.io();
+            (io.send.len(), io.send.urgent_end().is_some())
+        };
+        let unsent = buffered.saturating_sub(off);
         let retransmission = t.snd.nxt.lt(t.snd.max);
         // New data may leave as a super-segment of whole MSS pieces, at most half the
         // congestion window so that at least two are in flight and one lost ACK does not
         // stall the flight (Linux `tcp_cwnd_test`); a retransmission is one MSS, so that only
-        // what was lost goes again.
-        let limit = if sink.tso && !retransmission {
+        // what was lost goes again. In urgent mode every segment carries its own urgent
+        // pointer, which the device's split would copy unchanged: no super-segments (as
+        // Linux).
+        let limit = if sink.tso && !retransmission && !urgent {
             let half = (cwnd / 2 / mss * mss).max(mss);
             TSO_MAX_PAYLOAD.min(half as usize)
         } else {
@@ -538,6 +552,7 @@ pub fn reset(
         ack,
         flags: Flags::rst(ack.is_some()),
         window: 0,
+        urgent_ptr: 0,
         options: Options::default(),
     };
     stats.tcp_out_rsts += 1;
@@ -561,6 +576,7 @@ pub fn cookie_syn_ack(
         ack: Some(ack),
         flags: Flags::SYN_ACK,
         window,
+        urgent_ptr: 0,
         options: Options {
             mss: Some(sink.our_mss.min(65535) as u16),
             ..Options::default()

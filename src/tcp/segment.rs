@@ -16,6 +16,8 @@ pub struct Flags {
     pub rst: bool,
     /// PSH: push function.
     pub psh: bool,
+    /// URG: the urgent pointer is significant (RFC 9293 §3.8.5).
+    pub urg: bool,
 }
 
 impl Flags {
@@ -25,6 +27,7 @@ impl Flags {
         fin: false,
         rst: false,
         psh: false,
+        urg: false,
     };
     /// ACK alone: every segment after the first SYN (RFC 9293 §3.10.7).
     pub const ACK: Flags = Flags {
@@ -147,6 +150,9 @@ pub struct SegmentIn<'a> {
     pub flags: Flags,
     /// SEG.WND as received: not yet shifted by the peer's window scale.
     pub window: u16,
+    /// SEG.UP: with URG, the offset from SEG.SEQ of the first octet after the urgent data
+    /// (RFC 9293 §3.8.5, MUST-62).
+    pub urgent_ptr: u16,
     /// The options we understand.
     pub options: Options,
     /// The segment's data.
@@ -176,8 +182,10 @@ pub fn parse(bytes: &[u8]) -> Option<SegmentIn<'_>> {
             fin: tcp.fin(),
             rst: tcp.rst(),
             psh: tcp.psh(),
+            urg: tcp.urg(),
         },
         window: tcp.window_size(),
+        urgent_ptr: tcp.urgent_pointer(),
         options,
         payload: tcp.payload(),
     })
@@ -197,6 +205,8 @@ pub struct SegmentOut {
     pub flags: Flags,
     /// The 16-bit window field, already scaled down (a SYN's never is, RFC 7323 §2.2).
     pub window: u16,
+    /// The urgent pointer, written when `flags.urg` is set (RFC 9293 §3.8.5).
+    pub urgent_ptr: u16,
     /// Options to write; the header is padded to 32 bits.
     pub options: Options,
 }
@@ -239,6 +249,8 @@ pub fn write_header(seg: &SegmentOut, out: &mut Vec<u8>) {
     header.fin = seg.flags.fin;
     header.rst = seg.flags.rst;
     header.psh = seg.flags.psh;
+    header.urg = seg.flags.urg;
+    header.urgent_pointer = if seg.flags.urg { seg.urgent_ptr } else { 0 };
     // Our option sets always fit the 40 bytes (at most MSS+SACK-OK+TS+WS, or TS+3 SACK blocks).
     if header.set_options(&elements[..n]).is_err() {
         header.set_options(&[]).ok();

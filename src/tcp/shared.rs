@@ -49,6 +49,9 @@ pub struct IoState {
     pub window_update_at: Option<usize>,
     /// The handle asked the core for output and the core has not run it yet.
     pub poke: bool,
+    /// In urgent mode (RFC 9293 §3.8.5): bytes left to read before the urgent mark (RCV.UP),
+    /// the first octet after the urgent data. Reads stop at the mark.
+    pub rcv_urgent: Option<usize>,
     wakers: Wakers,
 }
 
@@ -119,6 +122,23 @@ impl IoState {
         }
     }
 
+    /// Queues as much of `data` as fits, as [`IoState::write`], as urgent data: the urgent
+    /// pointer of the segments sent from now on marks the end of what was taken (RFC 9293
+    /// §3.9.1.2, `send(MSG_OOB)`).
+    pub fn write_urgent(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.write(data)?;
+        if n > 0 {
+            self.send.mark_urgent();
+        }
+        Ok(n)
+    }
+
+    /// How many received bytes to read before a read reaches the urgent mark: a read stops
+    /// there, so that the application learns where the urgent data ends (RFC 9293 §3.8.5).
+    fn read_limit(&self, want: usize) -> usize {
+        self.rcv_urgent.map_or(want, |left| want.min(left))
+    }
+
     /// Copies received bytes into `out` and leaves them to be read (`MSG_PEEK`): `Ok(0)` at end
     /// of stream; the connection's error, left for `read`; `WouldBlock` when nothing is there.
     pub fn peek(&self, out: &mut [u8]) -> io::Result<usize> {
@@ -137,7 +157,8 @@ impl IoState {
             }
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(self.recv.peek(out))
+        let limit = self.read_limit(out.len());
+        Ok(self.recv.peek(&mut out[..limit]))
     }
 
     /// Takes received bytes into `out`: `Ok(0)` at end of stream; the connection's error (once)
@@ -158,7 +179,13 @@ impl IoState {
             }
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(self.recv.read(out))
+        let limit = self.read_limit(out.len());
+        let n = self.recv.read(&mut out[..limit]);
+        self.rcv_urgent = self
+            .rcv_urgent
+            .map(|left| left - n)
+            .filter(|&left| left > 0);
+        Ok(n)
     }
 
     /// Whether a read would not block: data, end of stream, an error or a stopped stack.
@@ -216,6 +243,7 @@ impl SocketIo {
             soft_error: None,
             window_update_at: None,
             poke: false,
+            rcv_urgent: None,
             wakers: Wakers::default(),
         })
     }

@@ -230,6 +230,21 @@ impl TcpStream {
         (&self.io).write(buf)
     }
 
+    /// Waits for room and sends `buf` as urgent data (see
+    /// [`socket::TcpStream::send_urgent`]); returns how many bytes were taken.
+    pub async fn send_urgent(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| {
+            self.wakers
+                .poll(Side::Write, cx, || self.io.send_urgent(buf))
+        })
+        .await
+    }
+
+    /// The urgent data left to read (see [`socket::TcpStream::urgent_left`]).
+    pub fn urgent_left(&self) -> Option<usize> {
+        self.io.urgent_left()
+    }
+
     /// Splits the stream into a reading and a writing half that borrow it.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf(self), WriteHalf(self))
