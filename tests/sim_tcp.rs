@@ -285,6 +285,49 @@ fn zero_window_is_probed_with_backoff_and_never_times_out() {
     assert_eq!(sha256(&got), sha256(&data));
 }
 
+/// Ethernet type of ARP (RFC 826), and where the ethertype sits in a frame.
+const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
+const ETHERTYPE_AT: std::ops::Range<usize> = 12..14;
+
+/// RFC 9293 MUST-20 (R1): after three retransmissions of the same segment TCP gives IP
+/// negative advice, and IP forgets the next hop's link address, so the next retransmission
+/// resolves it again (a neighbour that changed its address is found out).
+#[test]
+fn must_20_r1_retransmissions_make_ip_resolve_the_next_hop_again() {
+    let mut sim = Sim::pair();
+    let (c, _s) = connect(&mut sim);
+    let arp_sent = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counted = arp_sent.clone();
+    // Segments from a are lost; its ARP requests get through and are answered.
+    sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        let arp = f.get(ETHERTYPE_AT) == Some(&ETHERTYPE_ARP[..]);
+        counted.set(counted.get() + u32::from(arp));
+        arp
+    }));
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, c, b"unanswered").unwrap();
+    let deadline = sim.now + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while sim.a.iface.counters().tcp_timeouts < 4 {
+        assert!(sim.now < deadline, "four timeouts within 60 s");
+        let t = sim.next_event().expect("a timer is pending");
+        sim.run_until(t);
+        let c = sim.a.iface.counters();
+        seen.push((c.tcp_timeouts, c.tcp_negative_advice, arp_sent.get()));
+    }
+    let ca = sim.a.iface.counters();
+    assert_eq!(ca.tcp_negative_advice, 1, "{ca}");
+    assert_eq!(ca.arp_negative_advice, 1, "{ca}");
+    // No advice and no ARP before the third timeout; both at it.
+    for &(timeouts, advice, arp) in &seen {
+        if timeouts < 3 {
+            assert_eq!((advice, arp), (0, 0), "{seen:?}");
+        } else {
+            assert_eq!((advice, arp), (1, 1), "{seen:?}");
+        }
+    }
+}
+
 #[test]
 fn retransmission_timeouts_back_off_and_give_up_with_timed_out() {
     let mut sim = Sim::pair();

@@ -79,6 +79,13 @@ impl Arp {
         Lookup::Found(n.mac)
     }
 
+    /// Forgets `ip` on negative advice from a transport (RFC 1122 §4.2.3.5): the next
+    /// datagram to it resolves it again, by broadcast, so that a neighbour that changed its
+    /// address or went away is found out. Returns whether there was an entry.
+    pub fn forget(&mut self, ip: Ipv4Addr) -> bool {
+        self.cache.remove(&ip).is_some()
+    }
+
     /// True if `ip` is in the cache (RFC 826's merge test).
     pub fn knows(&self, ip: Ipv4Addr) -> bool {
         self.cache.contains_key(&ip)

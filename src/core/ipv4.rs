@@ -194,7 +194,7 @@ impl Interface {
 
     /// The next hop for `dst` (RFC 1122 §3.3.1): itself on the subnet, else the gateway. On a
     /// bare-IP link (a TUN) every destination is reached through the peer at its other end.
-    fn route(&self, dst: Ipv4Addr) -> io::Result<Ipv4Addr> {
+    pub(super) fn route(&self, dst: Ipv4Addr) -> io::Result<Ipv4Addr> {
         if self.cfg.medium == Medium::Ip || self.cfg.is_on_link(dst) || self.cfg.is_broadcast(dst) {
             Ok(dst)
         } else if let Some(gw) = self.cfg.gateway {

@@ -41,6 +41,15 @@ impl Interface {
 
     /// Sends TCP's queued segments and passes on its events.
     pub(super) fn flush_tcp(&mut self, now: Instant) {
+        // RFC 9293 MUST-20: the path of a connection that reached R1 retransmissions has its
+        // next hop resolved again, starting with the retransmission that reached it.
+        for dst in self.tcp.take_negative_advice() {
+            if let Ok(hop) = self.route(dst) {
+                if self.arp.forget(hop) {
+                    self.stats.arp_negative_advice += 1;
+                }
+            }
+        }
         let mut out = std::mem::take(&mut self.tcp_out);
         self.tcp.take_segments(&mut out);
         for seg in out.drain(..) {

@@ -134,6 +134,9 @@ pub struct Tcp {
     next_port: u16,
     out: output::Outbox,
     events: VecDeque<Event>,
+    /// Remote addresses whose connections reached R1 retransmissions, for IP to re-resolve
+    /// their next hop (RFC 9293 MUST-20).
+    negative_advice: Vec<Ipv4Addr>,
 }
 
 impl Tcp {
@@ -163,6 +166,7 @@ impl Tcp {
             next_port: EPHEMERAL.start() + port_seed % (EPHEMERAL.end() - EPHEMERAL.start()),
             out: output::Outbox::default(),
             events: VecDeque::new(),
+            negative_advice: Vec::new(),
         }
     }
 
@@ -920,6 +924,12 @@ impl Tcp {
     pub fn take_segments(&mut self, into: &mut Vec<output::Outgoing>) {
         into.clear();
         std::mem::swap(into, &mut self.out.segs);
+    }
+
+    /// Takes the remote addresses TCP has given negative advice about since the last call:
+    /// their connections reached R1 retransmissions (RFC 9293 §3.8.3, MUST-20).
+    pub fn take_negative_advice(&mut self) -> Vec<Ipv4Addr> {
+        std::mem::take(&mut self.negative_advice)
     }
 
     /// The readiness events raised since the last call.

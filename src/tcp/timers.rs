@@ -9,6 +9,11 @@ use crate::stats::Counters;
 use crate::time::Instant;
 use std::time::Duration;
 
+/// R1 (RFC 9293 §3.8.3, RFC 1122 §4.2.3.5): after this many retransmissions of the same
+/// segment, TCP gives IP negative advice about the path (MUST-20), as Linux does at
+/// `tcp_retries1` (3) with `dst_negative_advice`.
+pub const R1: u32 = 3;
+
 /// Zero-window probes back off up to this interval and never give up.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -146,6 +151,11 @@ impl Tcp {
                 return;
             }
             sink.stats.tcp_timeouts += 1;
+            if t.rtx.retries == R1 {
+                // MUST-20: the next hop may be gone; IP re-resolves it.
+                sink.stats.tcp_negative_advice += 1;
+                self.negative_advice.push(*t.remote.ip());
+            }
             // RFC 6298 §5.5–5.7: back off, resend from the oldest unacknowledged byte; RFC 5681
             // §3.1: collapse the window; Karn: no RTT sample from retransmitted data.
             t.rtx.rtt.backoff();
