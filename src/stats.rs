@@ -44,7 +44,7 @@ counters! {
         arp_tx_replies: "ARP replies sent",
         arp_cache_updates: "neighbour entries learned or refreshed",
         arp_cache_evictions: "neighbour entries evicted because the cache was full",
-        arp_negative_advice: "neighbour entries forgotten on TCP's negative advice (resolved again on next use)",
+        arp_negative_advice: "neighbour entries confirmed again on TCP's negative advice",
         arp_resolution_failures: "addresses that did not resolve after all retries",
         arp_pending_dropped: "packets dropped while waiting for resolution",
         arp_pending_overflow: "packets dropped because the pending queue was full",

@@ -290,18 +290,25 @@ const ETHERTYPE_ARP: [u8; 2] = [0x08, 0x06];
 const ETHERTYPE_AT: std::ops::Range<usize> = 12..14;
 
 /// RFC 9293 MUST-20 (R1): after three retransmissions of the same segment TCP gives IP
-/// negative advice, and IP forgets the next hop's link address, so the next retransmission
-/// resolves it again (a neighbour that changed its address is found out).
+/// negative advice, and IP asks the next hop again by unicast, with that retransmission,
+/// which still leaves (a neighbour that changed its address or went away is found out).
 #[test]
-fn must_20_r1_retransmissions_make_ip_resolve_the_next_hop_again() {
+fn must_20_r1_retransmissions_make_ip_confirm_the_next_hop_again() {
     let mut sim = Sim::pair();
     let (c, _s) = connect(&mut sim);
-    let arp_sent = std::rc::Rc::new(std::cell::Cell::new(0));
-    let counted = arp_sent.clone();
+    // (ARP requests to b's MAC, ARP broadcasts, other frames) a sent.
+    let sent = std::rc::Rc::new(std::cell::Cell::new((0, 0, 0)));
+    let counted = sent.clone();
     // Segments from a are lost; its ARP requests get through and are answered.
     sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        let (mut unicast, mut broadcast, mut other) = counted.get();
         let arp = f.get(ETHERTYPE_AT) == Some(&ETHERTYPE_ARP[..]);
-        counted.set(counted.get() + u32::from(arp));
+        match (arp, f[..6] == [0xff; 6]) {
+            (true, true) => broadcast += 1,
+            (true, false) => unicast += 1,
+            (false, _) => other += 1,
+        }
+        counted.set((unicast, broadcast, other));
         arp
     }));
     let now = sim.now;
@@ -313,19 +320,22 @@ fn must_20_r1_retransmissions_make_ip_resolve_the_next_hop_again() {
         let t = sim.next_event().expect("a timer is pending");
         sim.run_until(t);
         let c = sim.a.iface.counters();
-        seen.push((c.tcp_timeouts, c.tcp_negative_advice, arp_sent.get()));
+        seen.push((c.tcp_timeouts, c.tcp_negative_advice, sent.get()));
     }
     let ca = sim.a.iface.counters();
     assert_eq!(ca.tcp_negative_advice, 1, "{ca}");
     assert_eq!(ca.arp_negative_advice, 1, "{ca}");
-    // No advice and no ARP before the third timeout; both at it.
-    for &(timeouts, advice, arp) in &seen {
-        if timeouts < 3 {
-            assert_eq!((advice, arp), (0, 0), "{seen:?}");
-        } else {
-            assert_eq!((advice, arp), (1, 1), "{seen:?}");
-        }
+    // No advice and no ARP before the third timeout; then one unicast request (answered:
+    // no more), and every retransmission left.
+    for &(timeouts, advice, (unicast, broadcast, _)) in &seen {
+        let want = if timeouts < 3 { (0, 0, 0) } else { (1, 1, 0) };
+        assert_eq!((advice, unicast, broadcast), want, "{seen:?}");
     }
+    let (_, _, segments) = sent.get();
+    assert!(
+        segments >= 6,
+        "the data, a probe and four retransmissions: {seen:?}"
+    );
 }
 
 #[test]

@@ -186,7 +186,21 @@ fn urgent_data_leaves_in_single_segments_each_with_its_pointer() {
     }
     let want: Vec<_> = (0..5).map(|i| (MSS, true, (5 - i) * MSS)).collect();
     assert_eq!(pointers, want);
+    // Past the mark, data leaves as super-segments again, without URG, though the urgent
+    // data is not yet acknowledged.
+    let more = pattern(5 * MSS, 6);
+    assert_eq!(sim.a.iface.tcp_send(now, c, &more).unwrap(), more.len());
+    let frame = sim.a.iface.pop_transmit_frame().expect("a frame");
+    assert_eq!(frame.tso_mss, Some(MSS as u16));
+    let (tcp_at, _, _) = gso::tcp_offsets(&frame.bytes).unwrap();
+    assert_eq!(frame.bytes[tcp_at + FLAGS_AT] & URG, 0);
+    sim.a.dev.send(sim.now, &frame.bytes).unwrap();
     sim.advance(Duration::from_millis(10));
     let left = sim.b.iface.tcp().urgent_left(s).unwrap();
     assert_eq!(left, Some(data.len()), "the receiver's mark");
+    let mut got = vec![0u8; 20 * MSS];
+    let now = sim.now;
+    assert_eq!(sim.b.iface.tcp_recv(now, s, &mut got).unwrap(), data.len());
+    assert_eq!(sim.b.iface.tcp().urgent_left(s).unwrap(), None);
+    assert_eq!(sim.b.iface.tcp_recv(now, s, &mut got).unwrap(), more.len());
 }

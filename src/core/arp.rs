@@ -18,6 +18,9 @@ struct Neighbor {
     mac: MacAddr,
     updated: Instant,
     refresh_sent: Option<Instant>,
+    /// When a transport gave negative advice about the path through it (RFC 1122
+    /// §4.2.3.5); cleared when the neighbour answers.
+    suspect_since: Option<Instant>,
 }
 
 struct Resolving {
@@ -65,25 +68,43 @@ impl Arp {
             return Lookup::Missing;
         };
         let age = now - n.updated;
+        let refresh_due = n
+            .refresh_sent
+            .is_none_or(|t| now - t >= self.cfg.request_interval);
+        if let Some(since) = n.suspect_since {
+            // Suspected and asked by unicast without an answer: resolve it again by
+            // broadcast, no sooner than the request interval after the last unicast request.
+            if now - since >= self.cfg.request_interval * self.cfg.max_requests && refresh_due {
+                self.cache.remove(&ip);
+                return Lookup::Missing;
+            }
+        }
         if age >= self.cfg.entry_ttl {
             self.cache.remove(&ip);
             return Lookup::Missing;
         }
-        if age >= self.cfg.refresh_after
-            && n.refresh_sent
-                .is_none_or(|t| now - t >= self.cfg.request_interval)
-        {
+        if (age >= self.cfg.refresh_after || n.suspect_since.is_some()) && refresh_due {
             n.refresh_sent = Some(now);
             return Lookup::FoundStale(n.mac);
         }
         Lookup::Found(n.mac)
     }
 
-    /// Forgets `ip` on negative advice from a transport (RFC 1122 §4.2.3.5): the next
-    /// datagram to it resolves it again, by broadcast, so that a neighbour that changed its
-    /// address or went away is found out. Returns whether there was an entry.
-    pub fn forget(&mut self, ip: Ipv4Addr) -> bool {
-        self.cache.remove(&ip).is_some()
+    /// Negative advice from a transport about a path through `ip` (RFC 1122 §4.2.3.5): the
+    /// entry stays in use, but the next datagram to it also asks the neighbour by unicast
+    /// (at most once per request interval, as any refresh), and if it has not answered after
+    /// `max_requests` intervals the entry is dropped and resolved again by broadcast. So a
+    /// neighbour that changed its address or went away is found out, and many connections
+    /// advising about one gateway cost one request per interval (RFC 1122 §2.3.2.1). Returns
+    /// whether the entry became suspect (false if unknown or suspect already).
+    pub fn reconfirm(&mut self, now: Instant, ip: Ipv4Addr) -> bool {
+        match self.cache.get_mut(&ip) {
+            Some(n) if n.suspect_since.is_none() => {
+                n.suspect_since = Some(now);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// True if `ip` is in the cache (RFC 826's merge test).
@@ -109,6 +130,7 @@ impl Arp {
                 mac,
                 updated: now,
                 refresh_sent: None,
+                suspect_since: None,
             },
         );
         match self.resolving.remove(&ip) {
@@ -288,5 +310,60 @@ impl super::Interface {
             super::ethernet::frame(dst, self.cfg.mac, etherparse::EtherType::ARP, bytes.len());
         frame.extend_from_slice(&bytes);
         self.queue_frame(TxFrame::whole(frame));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+
+    fn kind(l: Lookup) -> &'static str {
+        match l {
+            Lookup::Found(_) => "found",
+            Lookup::FoundStale(_) => "stale",
+            Lookup::Missing => "missing",
+        }
+    }
+
+    /// Negative advice (RFC 1122 §4.2.3.5): the entry stays in use and is asked about by
+    /// unicast once per interval; unanswered after `max_requests` intervals it is resolved
+    /// again by broadcast; an answer clears the suspicion.
+    #[test]
+    fn negative_advice_confirms_the_neighbour_again() {
+        let cfg = ArpConfig::default();
+        let second = cfg.request_interval;
+        let mut arp = Arp::new(cfg);
+        let mut stats = Counters::default();
+        let t0 = Instant::ZERO + Duration::from_secs(1);
+        arp.learn(t0, IP, MAC, &mut stats);
+        assert!(!arp.reconfirm(t0, Ipv4Addr::new(10, 0, 0, 9)), "unknown");
+        assert!(arp.reconfirm(t0, IP));
+        assert!(!arp.reconfirm(t0, IP), "suspect already: no second request");
+        assert_eq!(kind(arp.lookup(t0, IP)), "stale", "a unicast request");
+        assert_eq!(
+            kind(arp.lookup(t0 + second / 2, IP)),
+            "found",
+            "one per interval"
+        );
+        assert_eq!(kind(arp.lookup(t0 + second, IP)), "stale");
+        assert_eq!(kind(arp.lookup(t0 + 2 * second, IP)), "stale");
+        assert_eq!(
+            kind(arp.lookup(t0 + 3 * second, IP)),
+            "missing",
+            "broadcast now"
+        );
+
+        arp.learn(t0, IP, MAC, &mut stats);
+        assert!(arp.reconfirm(t0, IP));
+        arp.learn(t0 + second / 2, IP, MAC, &mut stats);
+        assert_eq!(
+            kind(arp.lookup(t0 + 10 * second, IP)),
+            "found",
+            "it answered"
+        );
     }
 }

@@ -41,11 +41,12 @@ impl Interface {
 
     /// Sends TCP's queued segments and passes on its events.
     pub(super) fn flush_tcp(&mut self, now: Instant) {
-        // RFC 9293 MUST-20: the path of a connection that reached R1 retransmissions has its
-        // next hop resolved again, starting with the retransmission that reached it.
+        // RFC 9293 MUST-20: the next hop of a connection that reached R1 retransmissions is
+        // confirmed again, starting with the retransmission that reached it. (A TUN has no
+        // link addresses: nothing to confirm.)
         for dst in self.tcp.take_negative_advice() {
             if let Ok(hop) = self.route(dst) {
-                if self.arp.forget(hop) {
+                if self.arp.reconfirm(now, hop) {
                     self.stats.arp_negative_advice += 1;
                 }
             }

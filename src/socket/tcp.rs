@@ -468,11 +468,13 @@ impl TcpStream {
 
     /// The urgent data left to read (RFC 9293 §3.8.5, MUST-33): `Some(n)` while the peer's
     /// urgent pointer lies `n` bytes past what has been read, so that the next `n` bytes are
-    /// urgent; `None` when there is none (`SIOCATMARK` is `urgent_left() == None` after a
-    /// read that reached the mark). Urgent data stays in line, as with `SO_OOBINLINE`: a read
-    /// stops at the mark, so one read never holds urgent and ordinary bytes. The segment
-    /// that brings an urgent pointer wakes the stream's waiters and its [`super::Poller`],
-    /// as any arrival does, which is how an event loop learns of it (MUST-32).
+    /// urgent; `None` when there is none. Urgent data stays in line, as with `SO_OOBINLINE`,
+    /// and a read stops at the mark, so one read never holds urgent and ordinary bytes. The
+    /// mark is RFC 9293's, after the last urgent byte: Linux's inline reads stop one byte
+    /// earlier, before the byte it would take out of band. The segment that brings an urgent
+    /// pointer wakes the stream's waiters and its [`super::Poller`], as any arrival does,
+    /// which is how an event loop learns of it (MUST-32): check `urgent_left` after an
+    /// event.
     pub fn urgent_left(&self) -> Option<usize> {
         self.shared.lock().rcv_urgent
     }

@@ -590,6 +590,11 @@ fn synchronized(
     if let Some(f) = t.fin.peer {
         if t.rcv.nxt == f {
             t.rcv.nxt = f + 1;
+            // Urgent data ends with the stream at the latest.
+            let mut io = t.io();
+            let readable = io.recv.readable();
+            io.rcv_urgent = io.rcv_urgent.map(|l| l.min(readable)).filter(|&l| l > 0);
+            drop(io);
             match t.state {
                 State::Established => {
                     // The application's close usually follows at once: as Linux does

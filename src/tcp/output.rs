@@ -118,7 +118,7 @@ pub fn emit(
         let single = data.1 <= t.snd.mss as usize;
         let dsack = if single { t.ack.dsack.take() } else { None }.filter(|_| t.opts.sack_ok);
         let io = t.io();
-        snd_up = io.send.urgent_end().map(|end| t.snd.una + end as u32);
+        snd_up = io.send.urgent_end().map(|end| t.offset_seq(end));
         if t.opts.sack_ok && (io.recv.has_ooo() || dsack.is_some()) {
             let max_blocks = if options.timestamp.is_some() { 3 } else { 4 };
             let rcv_nxt = t.rcv.nxt;
@@ -149,7 +149,7 @@ pub fn emit(
     }
     let ack = (flags.ack).then_some(t.rcv.nxt);
     let mut flags = flags;
-    let urgent_ptr = super::urgent::send_pointer(snd_up, seq);
+    let urgent_ptr = super::urgent::send_pointer(snd_up, seq, t.snd.max);
     flags.urg = urgent_ptr.is_some();
     sink.stats.tcp_urgent_out += u64::from(flags.urg);
     let header = SegmentOut {
@@ -284,19 +284,20 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         let hole = recovery::skip_sacked(t);
         let flight = t.flight();
         let off = t.send_offset(t.snd.nxt);
-        let (buffered, urgent) = {
+        let (buffered, urgent_end) = {
             let io = t.io();
-            (io.send.len(), io.send.urgent_end().is_some())
+            (io.send.len(), io.send.urgent_end())
         };
+        // Urgent mode, and SND.NXT still before SND.UP.
+        let before_mark = urgent_end.is_some_and(|end| off < end);
         let unsent = buffered.saturating_sub(off);
         let retransmission = t.snd.nxt.lt(t.snd.max);
         // New data may leave as a super-segment of whole MSS pieces, at most half the
         // congestion window so that at least two are in flight and one lost ACK does not
         // stall the flight (Linux `tcp_cwnd_test`); a retransmission is one MSS, so that only
-        // what was lost goes again. In urgent mode every segment carries its own urgent
-        // pointer, which the device's split would copy unchanged: no super-segments (as
-        // Linux).
-        let limit = if sink.tso && !retransmission && !urgent {
+        // what was lost goes again. A segment before the urgent mark carries its own urgent
+        // pointer, which the device's split would copy unchanged: no super-segment there.
+        let limit = if sink.tso && !retransmission && !before_mark {
             let half = (cwnd / 2 / mss * mss).max(mss);
             TSO_MAX_PAYLOAD.min(half as usize)
         } else {
@@ -345,7 +346,8 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             // `tcp_nagle_check`): a short segment goes only if it holds all the data and no
             // earlier short segment is unacknowledged (or Nagle is off), or it fills half the
             // largest window the peer offered. Full segments before it never hold it back.
-            let nagle_ok = t.user.nodelay || !minshall_holds(t);
+            // Nagle never holds urgent data (Linux `tcp_nagle_test`).
+            let nagle_ok = t.user.nodelay || urgent_end.is_some() || !minshall_holds(t);
             let sws_ok = len == unsent || len as u32 >= t.snd.max_wnd / 2;
             if !(nagle_ok && sws_ok) {
                 break;

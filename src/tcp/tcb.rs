@@ -503,6 +503,12 @@ impl Tcb {
         seq.since(self.snd.una) as usize - usize::from(self.syn_pending_ack())
     }
 
+    /// The sequence number of send-buffer offset `offset`: the inverse of
+    /// [`Tcb::send_offset`].
+    pub fn offset_seq(&self, offset: usize) -> Seq {
+        self.snd.una + (offset + usize::from(self.syn_pending_ack())) as u32
+    }
+
     /// Whether our FIN has been acknowledged.
     pub fn fin_acked(&self) -> bool {
         self.fin.ours.is_some_and(|f| self.snd.una.gt(f))

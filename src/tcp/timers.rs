@@ -10,8 +10,8 @@ use crate::time::Instant;
 use std::time::Duration;
 
 /// R1 (RFC 9293 §3.8.3, RFC 1122 §4.2.3.5): after this many retransmissions of the same
-/// segment, TCP gives IP negative advice about the path (MUST-20), as Linux does at
-/// `tcp_retries1` (3) with `dst_negative_advice`.
+/// segment, TCP gives IP negative advice about the path (MUST-20); Linux's `tcp_retries1` is
+/// 3 too (its advice drops a stale route; here IP confirms the next hop again).
 pub const R1: u32 = 3;
 
 /// Zero-window probes back off up to this interval and never give up.
@@ -151,8 +151,10 @@ impl Tcp {
                 return;
             }
             sink.stats.tcp_timeouts += 1;
-            if t.rtx.retries == R1 {
-                // MUST-20: the next hop may be gone; IP re-resolves it.
+            // A connection a listener is still opening gives none (Linux's request sockets
+            // do not either): spoofed SYNs must not make IP ask about anything.
+            if t.rtx.retries == R1 && t.state != State::SynReceived {
+                // MUST-20: the next hop may be gone; IP confirms it again.
                 sink.stats.tcp_negative_advice += 1;
                 self.negative_advice.push(*t.remote.ip());
             }

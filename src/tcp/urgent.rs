@@ -9,8 +9,7 @@ use super::seq::Seq;
 use super::tcb::Tcb;
 use crate::stats::Counters;
 
-/// The largest urgent pointer a header carries; a mark further on is sent as this, "the
-/// urgent data goes on past this segment" (Linux `tcp_options_write`'s caller does the same).
+/// The largest urgent pointer a header carries.
 const MAX_POINTER: u32 = u16::MAX as u32;
 
 /// RFC 9293 §3.10.7.4, sixth step (ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2): a segment with URG
@@ -37,10 +36,17 @@ pub fn receive_pointer(t: &mut Tcb, seq: Seq, pointer: u16, stats: &mut Counters
 }
 
 /// The urgent pointer of a segment starting at `seq`, while SND.UP (`snd_up`) lies past it
-/// (RFC 9293 §3.8.5, MUST-62: it points at the first octet after the urgent data).
-pub fn send_pointer(snd_up: Option<Seq>, seq: Seq) -> Option<u16> {
+/// (RFC 9293 §3.8.5, MUST-62: it points at the first octet after the urgent data). A mark
+/// beyond the pointer's reach is sent as 65535, "further on", only if that lies past
+/// everything sent (`snd_max`), so that it cannot mark data already sent as the end of the
+/// urgent data; otherwise the segment goes without URG (Linux `tcp_transmit_skb`).
+pub fn send_pointer(snd_up: Option<Seq>, seq: Seq, snd_max: Seq) -> Option<u16> {
     let up = snd_up.filter(|up| up.gt(seq))?;
-    Some(up.since(seq).min(MAX_POINTER) as u16)
+    match up.since(seq) {
+        near if near <= MAX_POINTER => Some(near as u16),
+        _ if (seq + MAX_POINTER).gt(snd_max) => Some(u16::MAX),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -50,16 +56,24 @@ mod tests {
 
     #[test]
     fn the_pointer_counts_from_the_segment_and_saturates() {
-        let up = Some(Seq(1000));
-        assert_eq!(send_pointer(up, Seq(990)), Some(10));
-        assert_eq!(send_pointer(up, Seq(1000)), None, "past the urgent data");
-        assert_eq!(send_pointer(None, Seq(990)), None);
-        assert_eq!(send_pointer(Some(Seq(100_000)), Seq(0)), Some(u16::MAX));
+        let (up, max) = (Some(Seq(1000)), Seq(1000));
+        assert_eq!(send_pointer(up, Seq(990), max), Some(10));
         assert_eq!(
-            send_pointer(Some(Seq(5)), Seq(u32::MAX - 4)),
+            send_pointer(up, Seq(1000), max),
+            None,
+            "past the urgent data"
+        );
+        assert_eq!(send_pointer(None, Seq(990), max), None);
+        assert_eq!(
+            send_pointer(Some(Seq(5)), Seq(u32::MAX - 4), Seq(5)),
             Some(10),
             "across the wrap"
         );
+        // Beyond reach: 65535 while that lies past everything sent, else no URG.
+        let far = Some(Seq(200_000));
+        assert_eq!(send_pointer(far, Seq(0), Seq(1000)), Some(u16::MAX));
+        assert_eq!(send_pointer(far, Seq(0), Seq(70_000)), None);
+        assert_eq!(send_pointer(far, Seq(60_000), Seq(70_000)), Some(u16::MAX));
     }
 
     #[test]
@@ -88,5 +102,28 @@ mod tests {
         fx.send(seg(PEER_ISS + 251).ack(fx.iss + 1).urgent(0));
         assert_eq!(fx.tcb().io().rcv_urgent, None);
         assert_eq!(fx.stats.tcp_urgent_in, 2);
+
+        // A mark past the FIN ends with the stream.
+        fx.send(seg(PEER_ISS + 251).ack(fx.iss + 1).data(b"xyz").urgent(100));
+        assert_eq!(fx.tcb().io().rcv_urgent, Some(100));
+        fx.send(seg(PEER_ISS + 254).ack(fx.iss + 1).fin());
+        assert_eq!(fx.tcb().io().rcv_urgent, Some(3));
+    }
+
+    /// Nagle never holds urgent data (Linux `tcp_nagle_test`).
+    #[test]
+    fn urgent_data_is_not_held_by_nagle() {
+        let mut fx = Fixture::established();
+        assert_eq!(fx.write(b"a").len(), 1);
+        assert!(
+            fx.write(b"b").is_empty(),
+            "held behind the unacknowledged 'a'"
+        );
+        let (id, now) = (fx.id.expect("a connection"), fx.now);
+        fx.tcp.send_urgent(id, now, b"!", &mut fx.stats).unwrap();
+        let out = fx.output();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].payload, b"b!");
+        assert!(out[0].flags.urg && out[0].urgent_ptr == 2, "{out:?}");
     }
 }
