@@ -261,7 +261,11 @@ impl<D: Device> Device for FaultInjector<D> {
         }
     }
 
+    /// Frames queued before go first; while the device refuses them, a new frame is refused
+    /// too (the caller counts it, as a send error of the device), so the queue holds at most
+    /// what one send made of its frame.
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
+        self.flush_tx(now)?;
         self.tx.push(&self.cfg, now, frame);
         self.flush_tx(now)
     }
@@ -273,6 +277,7 @@ impl<D: Device> Device for FaultInjector<D> {
         if !self.inner.capabilities().tso {
             return super::send_in_pieces(self, now, frame, mss);
         }
+        self.flush_tx(now)?;
         if self.tx.push_super(&self.cfg, now, frame, usize::from(mss)) {
             if self.tx.out.is_empty() {
                 self.inner.send_tso(now, frame, mss)?;
@@ -330,6 +335,8 @@ mod tests {
     #[derive(Default)]
     struct Link {
         sent: Vec<Ready>,
+        /// Every send fails (a device whose queue is full).
+        failing: bool,
         rx: VecDeque<Vec<u8>>,
         /// The GSO size it reports for received super-segments.
         rx_gso: Option<u16>,
@@ -343,10 +350,16 @@ mod tests {
             }))
         }
         fn send(&mut self, _: Instant, frame: &[u8]) -> io::Result<()> {
+            if self.failing {
+                return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+            }
             self.sent.push((frame.to_vec(), None));
             Ok(())
         }
         fn send_tso(&mut self, _: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
+            if self.failing {
+                return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+            }
             self.sent.push((frame.to_vec(), Some(mss)));
             Ok(())
         }
@@ -401,6 +414,35 @@ mod tests {
             }
         }
         unreachable!()
+    }
+
+    /// A device that refuses every frame does not make the injector queue without bound:
+    /// new frames are refused while the queued ones cannot go.
+    #[test]
+    fn a_failing_device_leaves_the_send_queue_bounded() {
+        let cfg = FaultConfig {
+            duplicate_pct: 100.0,
+            reorder_pct: 50.0,
+            drop_pct: 10.0,
+            seed: 5,
+            ..FaultConfig::default()
+        };
+        let link = Link {
+            failing: true,
+            ..Link::default()
+        };
+        let mut f = FaultInjector::new(link, cfg);
+        let frame = super_segment();
+        let mut most = 0;
+        for i in 0..10_000 {
+            let _ = f.send(Instant::ZERO, &frame[..100]);
+            let _ = f.send_tso(Instant::ZERO, &frame, MSS as u16);
+            most = most.max(f.tx.out.len());
+            assert!(most <= 2 * PIECES + 2, "{most} queued after {i} sends");
+        }
+        f.inner.failing = false;
+        f.poll(Instant::ZERO).expect("poll");
+        assert!(f.tx.out.is_empty());
     }
 
     #[test]
