@@ -15,6 +15,9 @@ const US_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const ETH: usize = 14;
+/// Where the TOS byte and the protocol sit in a frame's IPv4 header (RFC 791).
+const IP_TOS_AT: usize = ETH + 1;
+const IP_PROTOCOL_AT: usize = ETH + 9;
 
 /// A core listening on port 80 that knows the peer's MAC (so it answers without ARP).
 fn server() -> Interface {
@@ -191,5 +194,73 @@ fn must_48_the_application_sets_the_diffserv_field() {
         frames.iter().all(|f| f[ETH + 1] == 0xb8),
         "{:x?}",
         frames[0][ETH + 1]
+    );
+}
+
+/// MUST-48 with SHLD-21 and Linux's `IP_TOS` semantics: a Diffserv field set before the
+/// connect is in the SYN already; a listener's is in its SYN-ACKs and in every segment of the
+/// connections it opens; and a connection may change it at any time.
+#[test]
+fn must_48_the_diffserv_field_before_the_syn_from_the_listener_and_changed_later() {
+    let mut client = Interface::new(config(2, 8), Instant::ZERO);
+    client.receive(Instant::ZERO, &arp_request(PEER_MAC, PEER, US));
+    while client.pop_transmit().is_some() {}
+    let buffers = client.config().tcp.buffers();
+    client
+        .with_tcp(Instant::ZERO, |tcp, stats| {
+            let peer = SocketAddrV4::new(PEER, 80);
+            tcp.connect_with(Instant::ZERO, None, peer, buffers, 46, stats)
+        })
+        .unwrap();
+    assert_eq!(sent(&mut client)[0][IP_TOS_AT], 0xb8, "the first SYN: EF");
+
+    // a listens with DSCP 10 (AF11, TOS byte 0x28); b connects with the default.
+    let mut sim = Sim::pair();
+    let tos = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = tos.clone();
+    sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
+        if f.get(IP_PROTOCOL_AT) == Some(&6) {
+            seen.borrow_mut().push(f[IP_TOS_AT]);
+        }
+        true
+    }));
+    let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80);
+    let (l, _) = sim.a.iface.tcp_listen(any, 8).unwrap();
+    let now = sim.now;
+    sim.a
+        .iface
+        .with_tcp(now, |tcp, _| tcp.set_dscp(l, 10))
+        .unwrap();
+    let c = sim
+        .b
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80))
+        .unwrap();
+    sim.advance(std::time::Duration::from_millis(10));
+    assert!(matches!(sim.b.iface.tcp_connect_result(c), Some(Ok(()))));
+    let (s, _) = sim.a.iface.tcp_accept(l).expect("accepted").unwrap();
+    let now = sim.now;
+    sim.a.iface.tcp_send(now, s, b"inherited").unwrap();
+    sim.advance(std::time::Duration::from_millis(10));
+    assert!(tos.borrow().len() >= 2, "a SYN-ACK and data");
+    assert!(
+        tos.borrow().iter().all(|&t| t == 0x28),
+        "{:x?}",
+        tos.borrow()
+    );
+
+    tos.borrow_mut().clear();
+    let now = sim.now;
+    sim.a
+        .iface
+        .with_tcp(now, |tcp, _| tcp.set_dscp(s, 46))
+        .unwrap();
+    sim.a.iface.tcp_send(now, s, b"changed").unwrap();
+    sim.advance(std::time::Duration::from_millis(10));
+    assert!(!tos.borrow().is_empty());
+    assert!(
+        tos.borrow().iter().all(|&t| t == 0xb8),
+        "{:x?}",
+        tos.borrow()
     );
 }

@@ -530,6 +530,22 @@ fn tos_and_the_retransmission_limit_are_checked() {
     let (_s, _) = listener.accept().unwrap();
     c.set_tos(0xb8).unwrap();
     assert_eq!(c.set_tos(256).unwrap_err().kind(), ErrorKind::InvalidInput);
+    listener.set_tos(0x28).unwrap();
+    assert_eq!(
+        listener.set_tos(300).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    // Before the connect: the SYN carries it (tests/conformance.rs checks the frames).
+    let socket = tapstack::socket::TcpSocket::new(&a);
+    socket.set_tos(0xb9).unwrap();
+    assert_eq!(socket.tos().unwrap(), 0xb8, "the ECN bits are the stack's");
+    assert_eq!(
+        socket.set_tos(256).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let d = socket.connect("10.0.0.2:5011").unwrap();
+    let (_t, _) = listener.accept().unwrap();
+    d.set_tos(0).unwrap();
     c.set_retransmission_limit(Some(3)).unwrap();
     c.set_retransmission_limit(None).unwrap();
     assert_eq!(

@@ -23,6 +23,7 @@ pub struct TcpSocket<'a> {
     stack: &'a Stack,
     buffers: Cell<Buffers>,
     local: Cell<Option<SocketAddrV4>>,
+    dscp: Cell<u8>,
 }
 
 impl<'a> TcpSocket<'a> {
@@ -32,7 +33,20 @@ impl<'a> TcpSocket<'a> {
             stack,
             buffers: Cell::new(stack.config().tcp.buffers()),
             local: Cell::new(None),
+            dscp: Cell::new(0),
         }
+    }
+
+    /// `IP_TOS` (see [`TcpStream::set_tos`]): a connection's SYN carries it already; a
+    /// listener's SYN-ACKs do, and its connections inherit it.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        self.dscp.set(super::tcp::dscp_of_tos(tos)?);
+        Ok(())
+    }
+
+    /// The `IP_TOS` set (its ECN bits zero).
+    pub fn tos(&self) -> io::Result<u32> {
+        Ok(u32::from(self.dscp.get()) << 2)
     }
 
     /// `SO_SNDBUF` (see [`TcpStream::set_send_buffer_size`]).
@@ -91,7 +105,13 @@ impl<'a> TcpSocket<'a> {
     pub fn connect_nonblocking<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
         let remote = v4_addr(addr)?;
         let port = self.local.get().map(|l| l.port()).filter(|p| *p != 0);
-        TcpStream::start_connect(self.stack, port, remote, self.buffers.get())
+        TcpStream::start_connect(
+            self.stack,
+            port,
+            remote,
+            self.buffers.get(),
+            self.dscp.get(),
+        )
     }
 
     /// Listens on the bound address (else `0.0.0.0` and an ephemeral port) with room for
@@ -101,7 +121,13 @@ impl<'a> TcpSocket<'a> {
             .local
             .get()
             .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        TcpListener::listen_with(self.stack, local, backlog, self.buffers.get())
+        TcpListener::listen_with(
+            self.stack,
+            local,
+            backlog,
+            self.buffers.get(),
+            self.dscp.get(),
+        )
     }
 
     /// The bound address, if `bind` was called.

@@ -146,20 +146,23 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<TcpListener> {
         let addr = v4_addr(addr)?;
-        Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers())
+        Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers(), 0)
     }
 
-    /// Listens on `addr`, giving connections `buffers`.
+    /// Listens on `addr`, giving connections `buffers` and the Diffserv field `dscp`.
     pub(crate) fn listen_with(
         stack: &Stack,
         addr: SocketAddrV4,
         backlog: usize,
         buffers: Buffers,
+        dscp: u8,
     ) -> io::Result<TcpListener> {
         let handle = stack.handle();
         let (id, local, shared) = handle.call(move |iface, now| {
             iface.with_tcp(now, |tcp, _| {
                 let (id, local) = tcp.listen_with(addr, backlog, buffers)?;
+                // Before any SYN can reach it: this runs on the stack thread.
+                tcp.set_dscp(id, dscp)?;
                 let shared = tcp
                     .listen_io(id)
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -171,6 +174,12 @@ impl TcpListener {
             local: SocketAddr::V4(local),
             shared,
         })
+    }
+
+    /// `IP_TOS` (see [`TcpStream::set_tos`]) of the SYN-ACKs the listener sends from now on
+    /// and of the connections it opens, which inherit it as Linux's accepted sockets do.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        set_dscp(&self.inner, dscp_of_tos(tos)?)
     }
 
     /// Waits for a connection (or fails with `WouldBlock` in non-blocking mode). Takes it from
@@ -277,6 +286,21 @@ fn buffers(inner: &Inner) -> io::Result<Buffers> {
     inner.handle.call(move |iface, _| iface.tcp().buffers(id))
 }
 
+/// The Diffserv code point of an `IP_TOS` value: its upper six bits (RFC 2474).
+pub(crate) fn dscp_of_tos(tos: u32) -> io::Result<u8> {
+    let tos = u8::try_from(tos)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "TOS must fit a byte"))?;
+    Ok(tos >> 2)
+}
+
+/// Sets the Diffserv field of the listener or connection `inner` names.
+fn set_dscp(inner: &Inner, dscp: u8) -> io::Result<()> {
+    let id = inner.id;
+    inner
+        .handle
+        .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_dscp(id, dscp)))
+}
+
 /// The shared state of connection `id`, fetched on the stack thread.
 fn shared(iface: &crate::core::Interface, id: SocketId) -> io::Result<Arc<SocketIo>> {
     iface
@@ -335,7 +359,7 @@ impl TcpStream {
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         let remote = v4_addr(addr)?;
-        Self::start_connect(stack, None, remote, stack.config().tcp.buffers())
+        Self::start_connect(stack, None, remote, stack.config().tcp.buffers(), 0)
     }
 
     /// Sends the SYN from `local_port` (else an ephemeral port) with `buffers`.
@@ -344,11 +368,12 @@ impl TcpStream {
         local_port: Option<u16>,
         remote: SocketAddrV4,
         buffers: Buffers,
+        dscp: u8,
     ) -> io::Result<TcpStream> {
         let handle = stack.handle();
         let (id, shared) = handle.call(move |iface, now| {
             let id = iface.with_tcp(now, |tcp, stats| {
-                tcp.connect_with(now, local_port, remote, buffers, stats)
+                tcp.connect_with(now, local_port, remote, buffers, dscp, stats)
             })?;
             Ok((id, shared(iface, id)?))
         })?;
@@ -528,14 +553,10 @@ impl TcpStream {
 
     /// `IP_TOS`: the type-of-service byte of the connection's segments, as `socket2` takes
     /// it. Its upper six bits are the Diffserv code point (RFC 2474, RFC 9293 MUST-48); the
-    /// two ECN bits belong to the stack and are ignored, as Linux does for TCP.
+    /// two ECN bits belong to the stack and are ignored, as Linux does for TCP. To have the
+    /// SYN carry it, set it on a [`super::TcpSocket`] before connecting.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = u8::try_from(tos)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "TOS must fit a byte"))?;
-        let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_dscp(id, tos >> 2)))
+        set_dscp(&self.inner, dscp_of_tos(tos)?)
     }
 
     /// `IP_TTL`: the TTL of the connection's segments (1 to 255).

@@ -155,12 +155,13 @@ impl Tcp {
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
-            output::cookie_syn_ack(local, remote, cookie, seg.seq + 1, window, &mut sink);
+            let (ack, dscp) = (seg.seq + 1, l.dscp);
+            output::cookie_syn_ack(local, remote, cookie, ack, window, dscp, &mut sink);
             stats.tcp_syncookies_sent += 1;
             return;
         }
         l.syn_queue += 1;
-        let buffers = l.buffers;
+        let (buffers, dscp) = (l.buffers, l.dscp);
         let id = self.ids.next_id();
         let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         let iss = self.iss(now, local, remote);
@@ -172,6 +173,7 @@ impl Tcp {
             ts_offset,
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        t.user.dscp = dscp;
         t.set_state(State::SynReceived);
         take_syn(&mut t, seg, self.our_mss, now, iss);
         t.user.listener = Some(lid);
@@ -197,7 +199,7 @@ impl Tcp {
             stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
             return false;
         };
-        let Some(buffers) = self.listeners.get(&lid).map(|l| l.buffers) else {
+        let Some((buffers, dscp)) = self.listeners.get(&lid).map(|l| (l.buffers, l.dscp)) else {
             return false;
         };
         if self.accept_queue_full(lid) {
@@ -212,6 +214,7 @@ impl Tcp {
             ts_offset: 0,
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        t.user.dscp = dscp;
         t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;

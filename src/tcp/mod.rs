@@ -54,6 +54,9 @@ struct Listener {
     io: Arc<shared::ListenIo>,
     /// Connections in SYN-RECEIVED.
     syn_queue: usize,
+    /// The Diffserv field its SYN-ACKs carry and its connections inherit (as Linux's
+    /// accepted sockets inherit the listener's `IP_TOS`).
+    dscp: u8,
 }
 
 fn os_err(errno: i32) -> io::Error {
@@ -105,6 +108,9 @@ fn publish(t: &Tcb, wake: bool) {
         t.io.wake(shared);
     }
 }
+
+/// The largest Diffserv code point: six bits (RFC 2474).
+const MAX_DSCP: u8 = 63;
 
 /// Linux's default ephemeral port range.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
@@ -335,6 +341,7 @@ impl Tcp {
                 buffers,
                 io: Arc::default(),
                 syn_queue: 0,
+                dscp: 0,
             },
         );
         Ok((id, local))
@@ -400,19 +407,23 @@ impl Tcp {
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
         let buffers = self.cfg.buffers();
-        self.connect_with(now, local_port, remote, buffers, stats)
+        self.connect_with(now, local_port, remote, buffers, 0, stats)
     }
 
     /// [`Tcp::connect`] with its own buffer sizes (set before `connect(2)`, as its window
-    /// scale is chosen for the SYN).
+    /// scale is chosen for the SYN) and Diffserv field, which the SYN carries already.
     pub fn connect_with(
         &mut self,
         now: Instant,
         local_port: Option<u16>,
         remote: SocketAddrV4,
         buffers: Buffers,
+        dscp: u8,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
+        if dscp > MAX_DSCP {
+            return Err(os_err(libc::EINVAL));
+        }
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(os_err(libc::EINVAL));
         }
@@ -441,6 +452,7 @@ impl Tcp {
             ts_offset,
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        t.user.dscp = dscp;
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
         self.by_tuple.insert((port, remote), id);
@@ -784,10 +796,15 @@ impl Tcp {
     }
 
     /// The Diffserv field (DSCP, 0 to 63) of the connection's segments from now on (RFC 9293
-    /// MUST-48, passed unchanged to IP: SHLD-22).
+    /// MUST-48, passed unchanged to IP: SHLD-22); for a listener, of its SYN-ACKs and the
+    /// connections it opens from now on.
     pub fn set_dscp(&mut self, id: SocketId, dscp: u8) -> io::Result<()> {
-        if dscp > 63 {
+        if dscp > MAX_DSCP {
             return Err(os_err(libc::EINVAL));
+        }
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.dscp = dscp;
+            return Ok(());
         }
         self.conns
             .get_mut(&id)

@@ -558,17 +558,19 @@ pub fn reset(
         options: Options::default(),
     };
     stats.tcp_out_rsts += 1;
-    bare(local, remote, &header, out, stats);
+    bare(local, remote, &header, 0, out, stats);
 }
 
 /// A SYN-ACK carrying a SYN cookie: no state, and only the MSS option; `window` is what the
-/// listener's receive buffer can take (at most 65535: no window scale without state).
+/// listener's receive buffer can take (at most 65535: no window scale without state); `dscp`
+/// is the listener's.
 pub fn cookie_syn_ack(
     local: std::net::SocketAddrV4,
     remote: std::net::SocketAddrV4,
     cookie: Seq,
     ack: Seq,
     window: u16,
+    dscp: u8,
     sink: &mut Sink<'_>,
 ) {
     let header = SegmentOut {
@@ -584,13 +586,14 @@ pub fn cookie_syn_ack(
             ..Options::default()
         },
     };
-    bare(local, remote, &header, sink.out, sink.stats);
+    bare(local, remote, &header, dscp, sink.out, sink.stats);
 }
 
 fn bare(
     local: std::net::SocketAddrV4,
     remote: std::net::SocketAddrV4,
     header: &SegmentOut,
+    dscp: u8,
     out: &mut Outbox,
     stats: &mut Counters,
 ) {
@@ -610,7 +613,7 @@ fn bare(
         bytes,
         tso_mss: None,
         ttl: None,
-        dscp: 0,
+        dscp,
     });
 }
 

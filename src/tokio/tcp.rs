@@ -57,6 +57,12 @@ impl TcpListener {
         Poll::Ready(TcpStream::from_std(stream).map(|s| (s, peer)))
     }
 
+    /// `IP_TOS` of the SYN-ACKs and the connections from now on (see
+    /// [`socket::TcpListener::set_tos`]).
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        self.io.set_tos(tos)
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.local_addr()
@@ -77,6 +83,11 @@ impl<'a> TcpSocket<'a> {
     /// A socket on `stack` with the stack's default buffer sizes.
     pub fn new(stack: &'a Stack) -> TcpSocket<'a> {
         TcpSocket(socket::TcpSocket::new(stack))
+    }
+
+    /// `IP_TOS` (see [`socket::TcpSocket::set_tos`]).
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        self.0.set_tos(tos)
     }
 
     /// `SO_SNDBUF`.
