@@ -96,11 +96,21 @@ fn kernel_clients_echo_through_the_async_server() {
     });
 }
 
-/// A kernel echo server on 10.0.1.1:5000: one task per connection.
+/// The kernel listener's backlog: room for the thousand connections at once.
+const KERNEL_BACKLOG: u32 = 4096;
+
+/// A kernel echo server on 10.0.1.1:5000: one task per connection. Its SYN and accept queues
+/// take a thousand connections at once, so that the kernel neither drops SYNs (seconds of
+/// retries) nor answers with SYN cookies, which reset a connection whose first data segments
+/// arrive after a lost handshake ACK: the kernel's limits, not the stack's.
 async fn kernel_echo_server() {
-    let listener = tokio::net::TcpListener::bind("10.0.1.1:5000")
-        .await
-        .unwrap();
+    sh(&format!(
+        "sysctl -qw net.core.somaxconn={KERNEL_BACKLOG} \
+         net.ipv4.tcp_max_syn_backlog={KERNEL_BACKLOG}"
+    ));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("10.0.1.1:5000".parse().unwrap()).unwrap();
+    let listener = socket.listen(KERNEL_BACKLOG).unwrap();
     tokio::spawn(async move {
         loop {
             let (mut conn, _) = listener.accept().await.unwrap();
