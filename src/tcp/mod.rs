@@ -484,15 +484,7 @@ impl Tcp {
         data: &[u8],
         stats: &mut Counters,
     ) -> io::Result<usize> {
-        let t = self
-            .conns
-            .get_mut(&id)
-            .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        let n = t.io().write(data)?;
-        if n > 0 {
-            self.flush(id, now, stats);
-        }
-        Ok(n)
+        self.queue(id, now, stats, |io| io.write(data))
     }
 
     /// Queues data as urgent data (as a socket handle does, see
@@ -504,11 +496,22 @@ impl Tcp {
         data: &[u8],
         stats: &mut Counters,
     ) -> io::Result<usize> {
+        self.queue(id, now, stats, |io| io.write_urgent(data))
+    }
+
+    /// Runs `write` on the connection's shared state, then output if it queued anything.
+    fn queue(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        stats: &mut Counters,
+        write: impl FnOnce(&mut shared::IoState) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let t = self
             .conns
             .get_mut(&id)
             .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        let n = t.io().write_urgent(data)?;
+        let n = write(&mut t.io())?;
         if n > 0 {
             self.flush(id, now, stats);
         }
