@@ -1,9 +1,10 @@
 //! Devices: where frames come from and go to. The runtime drives any [`Device`]; wrappers
-//! ([`PcapDevice`], [`FaultInjector`]) stack on top of the real ones ([`TapDevice`],
+//! ([`PcapDevice`], [`FaultInjector`], [`PathEmulator`]) stack on top of the real ones ([`TapDevice`],
 //! [`TunDevice`], [`MemoryDevice`]).
 
 mod fault;
 mod memory;
+mod path;
 mod pcap;
 mod tap;
 mod wake;
@@ -11,6 +12,7 @@ mod wake;
 pub use crate::wire::Medium;
 pub use fault::{FaultConfig, FaultInjector};
 pub use memory::{memory_pair, MemoryDevice};
+pub use path::{PathConfig, PathEmulator};
 pub use pcap::{read_pcap, CaptureInfo, PcapDevice};
 pub use tap::{TapDevice, TunDevice};
 pub use wake::WakeFd;

@@ -8,7 +8,7 @@ use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header}
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use tapstack::core::{Interface, SocketId};
-use tapstack::phy::{memory_pair, Device, FaultConfig, FaultInjector};
+use tapstack::phy::{memory_pair, Device, FaultConfig, FaultInjector, PathConfig, PathEmulator};
 use tapstack::time::{earliest, Instant};
 use tapstack::wire::MacAddr;
 use tapstack::StackConfig;
@@ -45,12 +45,28 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(a: StackConfig, b: StackConfig, faults: FaultConfig) -> Sim {
+        Sim::with_path(a, b, faults, None)
+    }
+
+    /// Like [`Sim::new`], with each direction crossing a bottleneck of `path` (behind the
+    /// faults on `a`'s side), so that the link has a rate, a round trip and a queue.
+    pub fn with_path(
+        a: StackConfig,
+        b: StackConfig,
+        faults: FaultConfig,
+        path: Option<PathConfig>,
+    ) -> Sim {
         let (da, db) = memory_pair(a.mtu).expect("memory link");
-        let dev_a: Box<dyn Device> = if faults.is_active() {
-            Box::new(FaultInjector::new(da, faults))
-        } else {
-            Box::new(da)
-        };
+        let (mut dev_a, mut dev_b): (Box<dyn Device>, Box<dyn Device>) =
+            (Box::new(da), Box::new(db));
+        if let Some(path) = path {
+            path.validate(a.mtu).expect("path");
+            dev_a = Box::new(PathEmulator::new(dev_a, path));
+            dev_b = Box::new(PathEmulator::new(dev_b, path));
+        }
+        if faults.is_active() {
+            dev_a = Box::new(FaultInjector::new(dev_a, faults));
+        }
         Sim {
             now: Instant::ZERO,
             a: Node {
@@ -59,7 +75,7 @@ impl Sim {
             },
             b: Node {
                 iface: Interface::new(b, Instant::ZERO),
-                dev: Box::new(db),
+                dev: dev_b,
             },
             a_out_filter: None,
             rx_batch: None,
