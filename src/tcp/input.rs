@@ -2,7 +2,7 @@
 //! and NewReno loss recovery (RFC 5681 §3.2, RFC 6582).
 
 use super::output::{self, ts_now};
-use super::segment::{self, Options, SegmentIn};
+use super::segment::{self, Flags, Options, SegmentIn};
 use super::seq::Seq;
 use super::tcb::{Opening, State, Tcb, Timestamps};
 use super::Tcp;
@@ -265,7 +265,7 @@ impl Tcp {
             return;
         };
         let verdict = if t.state == State::SynSent {
-            syn_sent(t, now, seg, self.our_mss, &mut self.out, stats)
+            syn_sent(t, now, seg, self.our_mss, &self.cfg, &mut self.out, stats)
         } else {
             synchronized(t, now, seg, &self.cfg, &mut self.out, stats)
         };
@@ -359,6 +359,7 @@ fn syn_sent(
     now: Instant,
     seg: &SegmentIn<'_>,
     our_mss: u32,
+    cfg: &super::TcpConfig,
     out: &mut output::Outbox,
     stats: &mut Counters,
 ) -> Verdict {
@@ -403,7 +404,22 @@ fn syn_sent(
     t.timers.rto = None;
     t.set_state(State::Established);
     t.ack.now = true;
-    Verdict::Established
+    if !(seg.flags.urg || seg.flags.fin || !seg.payload.is_empty()) {
+        return Verdict::Established;
+    }
+    // "If there are other controls or text in the segment, then continue processing at the
+    // sixth step" (RFC 9293 §3.10.7.3), where the text begins after the SYN: the data is
+    // taken (Linux drops it and waits for the retransmission) and the urgent pointer kept.
+    let rest = SegmentIn {
+        seq: seg.seq + 1,
+        flags: Flags {
+            syn: false,
+            ..seg.flags
+        },
+        urgent_ptr: seg.urgent_ptr.saturating_sub(1),
+        ..*seg
+    };
+    sixth_to_eighth(t, now, &rest, cfg, stats, Verdict::Established)
 }
 
 /// Data offset of `seq` relative to rcv_nxt, or how much of the segment lies before rcv_nxt.
@@ -572,6 +588,19 @@ fn synchronized(
         }
     }
 
+    sixth_to_eighth(t, now, seg, cfg, stats, verdict)
+}
+
+/// RFC 9293 §3.10.7.4, steps six to eight: the urgent pointer, the text and the FIN of a
+/// segment found acceptable (`verdict` is what the earlier steps decided).
+fn sixth_to_eighth(
+    t: &mut Tcb,
+    now: Instant,
+    seg: &SegmentIn<'_>,
+    cfg: &super::TcpConfig,
+    stats: &mut Counters,
+    verdict: Verdict,
+) -> Verdict {
     // Sixth: URG, even on a segment a zero window keeps out (MUST-66).
     if seg.flags.urg && t.state.can_receive() {
         super::urgent::receive_pointer(t, seg.seq, seg.urgent_ptr, stats);
@@ -1024,6 +1053,21 @@ mod tests {
         assert_eq!(out[0].ack, Some(PEER_ISS + 1));
         assert_eq!(fx.tcb().state, State::Established);
         assert_eq!(fx.tcb().snd.mss, 1000);
+    }
+
+    /// RFC 9293 §3.10.7.3: text and controls on a SYN-ACK go on at the sixth step, where
+    /// the text begins after the SYN; one ACK covers the SYN, the data and the FIN.
+    #[test]
+    fn syn_sent_takes_the_data_urgent_pointer_and_fin_of_a_syn_ack() {
+        let mut fx = Fixture::syn_sent();
+        let syn_ack = seg(PEER_ISS).syn().ack(fx.iss + 1).data(b"hello");
+        let out = fx.send(syn_ack.urgent(3).fin());
+        assert_eq!(out.len(), 1, "one ACK: {out:?}");
+        assert_eq!(out[0].ack, Some(PEER_ISS + 7), "SYN, five octets, FIN");
+        assert_eq!(fx.tcb().state, State::CloseWait);
+        assert_eq!(fx.tcb().io().rcv_urgent, Some(2), "the mark is SEG.SEQ + 3");
+        assert_eq!(fx.read(), b"he", "a read stops at the mark");
+        assert_eq!(fx.read(), b"llo");
     }
 
     #[test]
