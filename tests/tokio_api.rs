@@ -5,6 +5,7 @@ mod common;
 
 use common::{config, pattern, sha256};
 use std::io::ErrorKind;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tapstack::phy::memory_pair;
 use tapstack::tokio::{TcpListener, TcpStream, UdpSocket};
@@ -230,6 +231,52 @@ fn several_tasks_waiting_on_one_listener_are_all_woken() {
     });
 }
 
+/// A task waiting for urgent data (`urgent_ready`, Linux's `POLLPRI`) is not woken by
+/// ordinary data, is woken by the urgent pointer, and by the end of the stream.
+#[test]
+fn a_task_waits_for_urgent_data_apart_from_ordinary_data() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        let mut conn = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:7"))
+            .await
+            .unwrap()
+            .unwrap();
+        let (accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        let urgent_now = |s: &TcpStream| {
+            let waiting = std::pin::pin!(s.urgent_ready());
+            matches!(
+                std::future::Future::poll(waiting, &mut Context::from_waker(Waker::noop())),
+                Poll::Ready(_)
+            )
+        };
+        conn.write_all(b"ordinary").await.unwrap();
+        timeout(LIMIT, accepted.readable()).await.unwrap().unwrap();
+        assert!(!urgent_now(&accepted), "ordinary data is not urgent");
+        let wait = tokio::spawn(async move {
+            timeout(LIMIT, accepted.urgent_ready())
+                .await
+                .unwrap()
+                .unwrap();
+            accepted
+        });
+        tokio::task::yield_now().await;
+        conn.send_urgent(b"!").await.unwrap();
+        let mut accepted = wait.await.unwrap();
+        assert_eq!(accepted.urgent_left(), Some(9));
+        let mut buf = [0u8; 16];
+        assert_eq!(accepted.read(&mut buf).await.unwrap(), 9);
+        assert!(!urgent_now(&accepted), "the urgent data was read");
+        conn.shutdown().await.unwrap();
+        timeout(LIMIT, accepted.urgent_ready())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(accepted.urgent_left(), None, "the stream ended");
+        assert_eq!(accepted.read(&mut buf).await.unwrap(), 0);
+    });
+}
+
 /// Urgent data through the async API: the sender's `send_urgent`, the receiver's reads
 /// stopping at the mark that `urgent_left` reports.
 #[test]
@@ -259,6 +306,10 @@ fn urgent_data_is_marked_and_reads_stop_at_the_mark() {
         .await
         .unwrap();
         assert_eq!(accepted.urgent_left(), Some(15));
+        timeout(LIMIT, accepted.urgent_ready())
+            .await
+            .unwrap()
+            .unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(
             accepted.read(&mut buf).await.unwrap(),

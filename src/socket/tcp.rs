@@ -407,6 +407,13 @@ impl TcpStream {
         self.shared.lock().read_ready()
     }
 
+    /// Whether the peer's urgent data waits to be read ([`TcpStream::urgent_left`]), or the
+    /// stream has ended or failed: Linux's `POLLPRI`, for event loops that watch for urgent
+    /// data apart from ordinary reads.
+    pub fn urgent_ready(&self) -> bool {
+        self.shared.lock().urgent_ready()
+    }
+
     /// Whether a write would not block (room in the send buffer, or an error).
     pub fn write_ready(&self) -> bool {
         self.shared.lock().write_ready()

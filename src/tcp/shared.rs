@@ -193,6 +193,12 @@ impl IoState {
         self.recv.readable() > 0 || self.status.eof || self.error.is_some() || self.status.stopped
     }
 
+    /// Whether urgent data waits to be read, or the stream has ended or failed (Linux's
+    /// `POLLPRI`, with `POLLHUP` and `POLLERR`, which also end a wait for it).
+    pub fn urgent_ready(&self) -> bool {
+        self.rcv_urgent.is_some() || self.status.eof || self.error.is_some() || self.status.stopped
+    }
+
     /// Whether a write would not block: room in the send buffer, or a write that would fail
     /// at once (writing shut down, an error, a stopped stack).
     pub fn write_ready(&self) -> bool {

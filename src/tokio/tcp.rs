@@ -256,6 +256,18 @@ impl TcpStream {
         self.io.urgent_left()
     }
 
+    /// Waits until the peer marks urgent data, or the stream ends or fails (Linux's
+    /// `POLLPRI`; tokio's `Interest::PRIORITY`), without reading: then
+    /// [`TcpStream::urgent_left`] says how many bytes before the mark are left. Ordinary data
+    /// does not end the wait; an urgent pointer does, even on a segment without data.
+    pub async fn urgent_ready(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            self.wakers
+                .poll(Side::Read, cx, || ready(self.io.urgent_ready()))
+        })
+        .await
+    }
+
     /// Splits the stream into a reading and a writing half that borrow it.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf(self), WriteHalf(self))
