@@ -34,7 +34,7 @@ counters! {
         fault_corrupted: "frames corrupted by the fault injector",
         fault_duplicated: "frames duplicated by the fault injector",
         fault_reordered: "frames reordered by the fault injector",
-        path_dropped: "frames dropped by the path emulator (its queue full)",
+        path_dropped: "frames dropped by the path emulator (its queue full, or the device refused them)",
     }
     "Arp" {
         arp_rx_packets: "ARP packets received",

@@ -1230,24 +1230,26 @@ fn connect_despite_loss(sim: &mut Sim) -> (SocketId, SocketId) {
     panic!("no connection within a minute");
 }
 
-/// Random loss caps what any sender that halves (CUBIC: cuts by 30%) its window per loss
-/// can move: about MSS/RTT · √(3/2)/√p (Mathis et al., 1997; CUBIC's TCP-friendly region,
-/// RFC 9438 §4.3, keeps it). Over a 100 MB/s bottleneck with 1% of frames lost each way,
-/// 8 MiB at a time, three seeds: where the round trip is short enough for that window to
-/// fill the path (200 µs), the sender keeps most of its lossless rate; where it is not (1 ms),
-/// it reaches the limit and no further, and no timeout strikes in either (today, in the mean:
-/// 83% of lossless and 0.87 of the limit at 200 µs; 24% of lossless and 1.16 times the limit
-/// at 1 ms).
+/// Random loss holds a sender that cuts its window per loss (CUBIC by 30%) near
+/// MSS/RTT · √(3/2)/√p (Mathis et al., 1997; CUBIC's TCP-friendly region, RFC 9438 §4.3,
+/// keeps that rate). Over a 100 MB/s bottleneck with 1% of frames lost each way, 8 MiB at a
+/// time, three seeds: where the round trip is short enough for that window to fill the path
+/// (200 µs), the sender keeps most of its lossless rate (at least half, the loss issue's
+/// target); where it is not (1 ms), it reaches the model's rate and no timeout strikes
+/// (today, in the mean: 83% of lossless and 0.87 of the model's rate at 200 µs; 24% of
+/// lossless and 1.16 times the model's rate at 1 ms).
 #[test]
 fn one_percent_loss_costs_no_more_than_the_mathis_limit() {
     const RATE: u64 = 100_000_000;
+    const QUEUE: usize = 200_000;
     const LOSS: f64 = 0.01;
-    let mss = 1448.0;
-    for (rtt_us, min_kept) in [(200u64, 0.6), (1000, 0.0)] {
+    /// The segments' payload: the MSS less the timestamp option.
+    const SMSS: f64 = 1448.0;
+    for (rtt_us, keeps_half) in [(200u64, true), (1000, false)] {
         let path = PathConfig {
             rate: RATE,
             delay: Duration::from_micros(rtt_us / 2),
-            queue: 200_000,
+            queue: QUEUE,
         };
         let mean_rate = |loss_pct: f64| {
             let mut rates = Vec::new();
@@ -1272,21 +1274,24 @@ fn one_percent_loss_costs_no_more_than_the_mathis_limit() {
         };
         let lossless = mean_rate(0.0);
         let lossy = mean_rate(LOSS * 100.0);
-        let mathis = mss / (rtt_us as f64 * 1e-6) * (1.5f64).sqrt() / LOSS.sqrt();
+        let mathis = SMSS / (rtt_us as f64 * 1e-6) * 1.5f64.sqrt() / LOSS.sqrt();
         eprintln!(
-            "{rtt_us} µs: lossless {:.1} MB/s, 1% {:.1} MB/s, limit {:.1} MB/s",
+            "{rtt_us} µs: lossless {:.1} MB/s, 1% {:.1} MB/s, model {:.1} MB/s",
             lossless / 1e6,
             lossy / 1e6,
             mathis / 1e6
         );
-        assert!(lossless >= 0.85 * RATE as f64, "{rtt_us} µs: {lossless}");
+        // Slow start's first round trips included, 8 MiB fills most of the path.
+        assert!(lossless >= 0.75 * RATE as f64, "{rtt_us} µs: {lossless}");
         assert!(
             lossy >= 0.8 * lossless.min(mathis),
-            "{rtt_us} µs: {lossy} B/s at 1%, lossless {lossless}, limit {mathis}"
+            "{rtt_us} µs: {lossy} B/s at 1%, lossless {lossless}, model {mathis}"
         );
-        assert!(
-            lossy >= min_kept * lossless,
-            "{rtt_us} µs: {lossy} of {lossless}"
-        );
+        if keeps_half {
+            assert!(
+                lossy >= 0.5 * lossless,
+                "{rtt_us} µs: {lossy} of {lossless}"
+            );
+        }
     }
 }

@@ -4,8 +4,11 @@
 mod common;
 
 use common::{config, pattern, sha256};
+use std::future::Future;
 use std::io::ErrorKind;
-use std::task::{Context, Poll, Waker};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tapstack::phy::memory_pair;
 use tapstack::tokio::{TcpListener, TcpStream, UdpSocket};
@@ -231,8 +234,8 @@ fn several_tasks_waiting_on_one_listener_are_all_woken() {
     });
 }
 
-/// A task waiting for urgent data (`urgent_ready`, Linux's `POLLPRI`) is not woken by
-/// ordinary data, is woken by the urgent pointer, and by the end of the stream.
+/// A task waiting for urgent data (`urgent_ready`, like Linux's `POLLPRI`) stays waiting
+/// while ordinary data arrives, is woken by the urgent pointer, and by the end of the stream.
 #[test]
 fn a_task_waits_for_urgent_data_apart_from_ordinary_data() {
     let (a, b) = two_stacks();
@@ -242,31 +245,26 @@ fn a_task_waits_for_urgent_data_apart_from_ordinary_data() {
             .await
             .unwrap()
             .unwrap();
-        let (accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
-        let urgent_now = |s: &TcpStream| {
-            let waiting = std::pin::pin!(s.urgent_ready());
-            matches!(
-                std::future::Future::poll(waiting, &mut Context::from_waker(Waker::noop())),
-                Poll::Ready(_)
-            )
-        };
-        conn.write_all(b"ordinary").await.unwrap();
-        timeout(LIMIT, accepted.readable()).await.unwrap().unwrap();
-        assert!(!urgent_now(&accepted), "ordinary data is not urgent");
-        let wait = tokio::spawn(async move {
-            timeout(LIMIT, accepted.urgent_ready())
-                .await
-                .unwrap()
-                .unwrap();
-            accepted
-        });
-        tokio::task::yield_now().await;
-        conn.send_urgent(b"!").await.unwrap();
-        let mut accepted = wait.await.unwrap();
+        let (mut accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        {
+            let mut waiting = std::pin::pin!(accepted.urgent_ready());
+            assert!(poll_once(waiting.as_mut()).is_pending(), "nothing yet");
+            conn.write_all(b"ordinary").await.unwrap();
+            arrived(&accepted, 8).await;
+            assert!(
+                poll_once(waiting.as_mut()).is_pending(),
+                "ordinary data is not urgent"
+            );
+            conn.send_urgent(b"!").await.unwrap();
+            timeout(LIMIT, waiting).await.unwrap().unwrap();
+        }
         assert_eq!(accepted.urgent_left(), Some(9));
         let mut buf = [0u8; 16];
         assert_eq!(accepted.read(&mut buf).await.unwrap(), 9);
-        assert!(!urgent_now(&accepted), "the urgent data was read");
+        assert!(
+            poll_once(std::pin::pin!(accepted.urgent_ready())).is_pending(),
+            "the urgent data was read"
+        );
         conn.shutdown().await.unwrap();
         timeout(LIMIT, accepted.urgent_ready())
             .await
@@ -275,6 +273,27 @@ fn a_task_waits_for_urgent_data_apart_from_ordinary_data() {
         assert_eq!(accepted.urgent_left(), None, "the stream ended");
         assert_eq!(accepted.read(&mut buf).await.unwrap(), 0);
     });
+}
+
+/// Waits until `n` bytes wait to be read on `s`.
+async fn arrived(s: &TcpStream, n: usize) {
+    timeout(LIMIT, async {
+        while s.socket().info().unwrap().readable < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Polls a future once, with a waker that does nothing.
+fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = Waker::from(Arc::new(Noop));
+    f.poll(&mut Context::from_waker(&waker))
 }
 
 /// Urgent data through the async API: the sender's `send_urgent`, the receiver's reads

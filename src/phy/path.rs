@@ -1,6 +1,7 @@
 use super::{Device, DeviceCapabilities};
 use crate::stats::Counters;
 use crate::time::Instant;
+use crate::wire::ETHERNET_HEADER_LEN;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -19,14 +20,16 @@ pub struct PathConfig {
 }
 
 impl PathConfig {
-    /// Checks the rate can pass a frame at all and the queue can hold one.
+    /// Checks the rate can pass a frame at all and the queue can hold a full one (of an
+    /// `mtu`-byte payload with its Ethernet header).
     pub fn validate(&self, mtu: usize) -> Result<(), String> {
         if self.rate == 0 {
             return Err("the path's rate must be above zero".into());
         }
-        if self.queue < mtu {
+        let frame = ETHERNET_HEADER_LEN + mtu;
+        if self.queue < frame {
             return Err(format!(
-                "the path's queue ({} bytes) cannot hold one {mtu}-byte frame",
+                "the path's queue ({} bytes) cannot hold one {frame}-byte frame",
                 self.queue
             ));
         }
@@ -42,15 +45,16 @@ impl PathConfig {
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
+const NANOS_PER_MICRO: u128 = 1_000;
 
-/// A frame on its way: when it reaches the far end, the frame, and `Some(mss)` for a
-/// super-segment handed over whole.
-type OnTheWay = (Instant, Vec<u8>, Option<u16>);
+/// A frame on its way, and when it reaches the far end.
+type OnTheWay = (Instant, Vec<u8>);
 
 /// Emulates a path's bottleneck on what a device sends (see [`PathConfig`]), in the time the
-/// caller injects, so that simulations see a real bandwidth-delay product and queue. A frame
-/// the queue cannot take is dropped and counted; so is one the inner device refuses when its
-/// time comes.
+/// caller injects, so that simulations see a real bandwidth-delay product and queue. It
+/// carries wire frames: a super-segment is split before the bottleneck, each piece queued on
+/// its own, as on a real link. A frame the queue cannot take is dropped and counted; so is one
+/// the inner device refuses when its time comes.
 pub struct PathEmulator<D> {
     inner: D,
     cfg: PathConfig,
@@ -79,35 +83,30 @@ impl<D: Device> PathEmulator<D> {
     }
 
     /// Queues a frame at the bottleneck, or drops it if the queue is full.
-    fn enqueue(&mut self, now: Instant, frame: &[u8], tso: Option<u16>) -> io::Result<()> {
+    fn enqueue(&mut self, now: Instant, frame: &[u8]) {
         self.release(now);
-        let now_ns = u128::from(now.total_micros()) * 1000;
+        let now_ns = u128::from(now.total_micros()) * NANOS_PER_MICRO;
         let start = self.busy_until_ns.max(now_ns);
         let rate = u128::from(self.cfg.rate.max(1));
         let queued = (start - now_ns) * rate / NANOS_PER_SEC;
         if queued + frame.len() as u128 > self.cfg.queue as u128 {
             self.dropped += 1;
-            return Ok(());
+            return;
         }
         self.busy_until_ns = start + (frame.len() as u128 * NANOS_PER_SEC).div_ceil(rate);
-        let serialised = Instant::from_micros(self.busy_until_ns.div_ceil(1000) as u64);
+        let serialised = Instant::from_micros(self.busy_until_ns.div_ceil(NANOS_PER_MICRO) as u64);
         self.on_the_way
-            .push_back((serialised + self.cfg.delay, frame.to_vec(), tso));
+            .push_back((serialised + self.cfg.delay, frame.to_vec()));
         self.release(now);
-        Ok(())
     }
 
     /// Hands the frames whose time has come to the inner device.
     fn release(&mut self, now: Instant) {
         while self.on_the_way.front().is_some_and(|(at, ..)| *at <= now) {
-            let Some((_, frame, tso)) = self.on_the_way.pop_front() else {
+            let Some((_, frame)) = self.on_the_way.pop_front() else {
                 break;
             };
-            let sent = match tso {
-                Some(mss) => self.inner.send_tso(now, &frame, mss),
-                None => self.inner.send(now, &frame),
-            };
-            if sent.is_err() {
+            if self.inner.send(now, &frame).is_err() {
                 self.dropped += 1;
             }
         }
@@ -120,19 +119,17 @@ impl<D: Device> Device for PathEmulator<D> {
     }
 
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
-        self.enqueue(now, frame, None)
+        self.enqueue(now, frame);
+        Ok(())
     }
 
-    /// A super-segment crosses whole, taking the time of its bytes.
-    fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
-        if !self.inner.capabilities().tso {
-            return super::send_in_pieces(self, now, frame, mss);
-        }
-        self.enqueue(now, frame, Some(mss))
-    }
-
+    /// The bottleneck carries wire frames: a super-segment is split before it (as by
+    /// [`Device::send_tso`]'s default).
     fn capabilities(&self) -> DeviceCapabilities {
-        self.inner.capabilities()
+        DeviceCapabilities {
+            tso: false,
+            ..self.inner.capabilities()
+        }
     }
 
     fn mtu(&self) -> usize {
@@ -239,6 +236,24 @@ mod tests {
         let mut c = Counters::default();
         p.add_counters(&mut c);
         assert_eq!(c.path_dropped, 1);
+    }
+
+    #[test]
+    fn a_super_segment_crosses_as_wire_frames() {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 9, 1, 1000)
+            .write(&mut frame, &[7u8; 3 * 900])
+            .expect("a frame");
+        let mut p = path();
+        assert!(!p.capabilities().tso);
+        p.send_tso(Instant::ZERO, &frame, 900).unwrap();
+        run(&mut p, Instant::from_secs(1));
+        let got: Vec<usize> = p.inner.got.iter().map(|(_, len)| *len).collect();
+        assert_eq!(got, [954, 954, 954], "three pieces, headers each");
+        let at: Vec<u64> = p.inner.got.iter().map(|(t, _)| t.total_micros()).collect();
+        assert_eq!(at, [10_954, 11_908, 12_862], "one after another");
     }
 
     #[test]

@@ -408,8 +408,9 @@ impl TcpStream {
     }
 
     /// Whether the peer's urgent data waits to be read ([`TcpStream::urgent_left`]), or the
-    /// stream has ended or failed: Linux's `POLLPRI`, for event loops that watch for urgent
-    /// data apart from ordinary reads.
+    /// stream has ended or failed: like Linux's `POLLPRI`, for event loops that watch for
+    /// urgent data apart from ordinary reads, but set as soon as the urgent pointer arrives
+    /// (Linux waits for the urgent byte itself).
     pub fn urgent_ready(&self) -> bool {
         self.shared.lock().urgent_ready()
     }

@@ -94,6 +94,11 @@ impl In {
         self.options.mss = Some(mss);
         self
     }
+    /// The window scale option, in a SYN (RFC 7323 §2.2).
+    pub fn wscale(mut self, shift: u8) -> In {
+        self.options.wscale = Some(shift);
+        self
+    }
     /// SACK-permitted, in a SYN (RFC 2018 §2).
     pub fn sack_permitted(mut self) -> In {
         self.options.sack_permitted = true;

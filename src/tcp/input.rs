@@ -408,9 +408,16 @@ fn syn_sent(
         return Verdict::Established;
     }
     // "If there are other controls or text in the segment, then continue processing at the
-    // sixth step" (RFC 9293 §3.10.7.3), where the text begins after the SYN: the data is
-    // taken (Linux drops it and waits for the retransmission) and the urgent pointer kept.
-    let rest = SegmentIn {
+    // sixth step" (RFC 9293 §3.10.7.3): the data is taken (Linux drops it and waits for the
+    // retransmission) and the urgent pointer kept.
+    sixth_to_eighth(t, now, &past_the_syn(seg), cfg, stats, Verdict::Established)
+}
+
+/// What a SYN carries besides the SYN: its text, which begins after the SYN's sequence
+/// number, with the urgent pointer counted from there, so that the mark stays at
+/// SEG.SEQ + SEG.UP (RFC 9293 §3.8.5).
+fn past_the_syn<'a>(seg: &SegmentIn<'a>) -> SegmentIn<'a> {
+    SegmentIn {
         seq: seg.seq + 1,
         flags: Flags {
             syn: false,
@@ -418,8 +425,7 @@ fn syn_sent(
         },
         urgent_ptr: seg.urgent_ptr.saturating_sub(1),
         ..*seg
-    };
-    sixth_to_eighth(t, now, &rest, cfg, stats, Verdict::Established)
+    }
 }
 
 /// Data offset of `seq` relative to rcv_nxt, or how much of the segment lies before rcv_nxt.
@@ -467,6 +473,8 @@ fn synchronized(
 
     // Simultaneous open (RFC 9293 figure 8, line 6): the peer's SYN-ACK repeats its SYN's
     // sequence number; it acknowledges ours and completes the handshake (as Linux accepts it).
+    // Its window is not scaled, being a SYN's (RFC 7323 §2.2); its text and controls go on
+    // at the sixth step, as in SYN-SENT.
     if t.state == State::SynReceived
         && seg.flags.syn
         && seg.flags.ack
@@ -475,11 +483,10 @@ fn synchronized(
         && seg.ack == t.snd.max
     {
         t.set_state(State::Established);
-        t.snd
-            .set_window(u32::from(seg.window) << t.snd.wscale, seg.seq, seg.ack);
+        t.snd.set_window(u32::from(seg.window), seg.seq, seg.ack);
         process_ack(t, now, seg, stats);
         t.ack.now = true;
-        return Verdict::Established;
+        return sixth_to_eighth(t, now, &past_the_syn(seg), cfg, stats, Verdict::Established);
     }
 
     // First: is the segment acceptable?
@@ -665,7 +672,9 @@ fn enter_time_wait(t: &mut Tcb, now: Instant, cfg: &super::TcpConfig) {
 
 /// Acknowledgement of our data: RTT, congestion control, NewReno recovery, window update.
 fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Counters) {
-    let new_window = u32::from(seg.window) << t.snd.wscale;
+    // A SYN's window is never scaled (RFC 7323 §2.2): a SYN-ACK's in a simultaneous open.
+    let shift = if seg.flags.syn { 0 } else { t.snd.wscale };
+    let new_window = u32::from(seg.window) << shift;
     let mut sacked = [None; 4];
     let mut dsack = None;
     let mut new_sack = false;
@@ -1068,6 +1077,27 @@ mod tests {
         assert_eq!(fx.tcb().io().rcv_urgent, Some(2), "the mark is SEG.SEQ + 3");
         assert_eq!(fx.read(), b"he", "a read stops at the mark");
         assert_eq!(fx.read(), b"llo");
+    }
+
+    /// Simultaneous open (RFC 9293 figure 8): the peer's SYN-ACK in SYN-RECEIVED completes
+    /// the handshake; its window is a SYN's, never scaled (RFC 7323 §2.2), and its text
+    /// is taken after the SYN.
+    #[test]
+    fn a_simultaneous_open_takes_the_syn_acks_window_unscaled_and_its_data() {
+        let mut fx = Fixture::syn_sent();
+        let out = fx.send(seg(PEER_ISS).syn().wscale(7).window(1000));
+        assert_eq!(fx.tcb().state, State::SynReceived);
+        assert!(out.iter().all(|o| o.flags.syn && o.flags.ack), "{out:?}");
+        let syn_ack = seg(PEER_ISS).syn().ack(fx.iss + 1).wscale(7).window(1000);
+        let out = fx.send(syn_ack.data(b"hi"));
+        assert_eq!(fx.tcb().state, State::Established);
+        assert_eq!(fx.tcb().snd.wnd, 1000, "not 1000 << 7");
+        assert_eq!(
+            out.last().and_then(|o| o.ack),
+            Some(PEER_ISS + 3),
+            "{out:?}"
+        );
+        assert_eq!(fx.read(), b"hi");
     }
 
     #[test]

@@ -193,8 +193,9 @@ impl IoState {
         self.recv.readable() > 0 || self.status.eof || self.error.is_some() || self.status.stopped
     }
 
-    /// Whether urgent data waits to be read, or the stream has ended or failed (Linux's
-    /// `POLLPRI`, with `POLLHUP` and `POLLERR`, which also end a wait for it).
+    /// Whether urgent data waits to be read, or the stream has ended or failed: like Linux's
+    /// `POLLPRI` (with `POLLRDHUP` and `POLLERR`, which also end a wait for it), but set by
+    /// the urgent pointer itself rather than by the arrival of the last urgent byte.
     pub fn urgent_ready(&self) -> bool {
         self.rcv_urgent.is_some() || self.status.eof || self.error.is_some() || self.status.stopped
     }

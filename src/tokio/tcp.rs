@@ -256,8 +256,8 @@ impl TcpStream {
         self.io.urgent_left()
     }
 
-    /// Waits until the peer marks urgent data, or the stream ends or fails (Linux's
-    /// `POLLPRI`; tokio's `Interest::PRIORITY`), without reading: then
+    /// Waits until the peer marks urgent data, or the stream ends or fails (like Linux's
+    /// `POLLPRI`, tokio's `Interest::PRIORITY`), without reading: then
     /// [`TcpStream::urgent_left`] says how many bytes before the mark are left. Ordinary data
     /// does not end the wait; an urgent pointer does, even on a segment without data.
     pub async fn urgent_ready(&self) -> io::Result<()> {
