@@ -675,6 +675,8 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     // A SYN's window is never scaled (RFC 7323 §2.2): a SYN-ACK's in a simultaneous open.
     let shift = if seg.flags.syn { 0 } else { t.snd.wscale };
     let new_window = u32::from(seg.window) << shift;
+    // What this ACK delivers, for PRR: SND.UNA's advance and the change in SACKed bytes.
+    let (una_before, sacked_before) = (t.snd.una, super::recovery::sacked_bytes(t));
     let mut sacked = [None; 4];
     let mut dsack = None;
     let mut new_sack = false;
@@ -813,6 +815,11 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         super::recovery::detect_loss(t, now, stats);
     }
     super::recovery::maybe_enter(t, now, stats);
+    let delivered = (i64::from(t.snd.una.since(una_before))
+        + i64::from(super::recovery::sacked_bytes(t))
+        - i64::from(sacked_before))
+    .max(0) as u32;
+    super::recovery::on_recovery_ack(t, delivered);
     // Window update (RFC 9293 §3.10.7.4, fifth step).
     t.snd.update_window(new_window, seg.seq, seg.ack);
 }
@@ -1180,6 +1187,73 @@ mod tests {
             Some((PEER_ISS + 201, PEER_ISS + 301))
         );
         assert_eq!(out[0].options.sack[1], None);
+    }
+
+    /// PRR (RFC 6937 §3.1): after the cut the sender goes on sending in proportion to what
+    /// the ACKs deliver, ssthresh for every RecoverFS, where RFC 6675 alone falls silent
+    /// until the pipe drains below the new window.
+    #[test]
+    fn fast_recovery_sends_in_proportion_to_what_is_delivered() {
+        // Under the first probe timeout (at least 1 ms), so that no probe goes.
+        const RTT: Duration = Duration::from_micros(500);
+        const SPACING: Duration = Duration::from_micros(20);
+        let mut fx = Fixture::established_sack_ts();
+        let mss = 1448u32;
+        let out = fx.write(&[1; 100 * 1448]);
+        assert_eq!(out.len(), 10, "the initial window");
+        // Slow start doubles the window: ACKed one by one, the first 10 let 20 go.
+        let mut flight = fx.advance(RTT);
+        assert!(flight.is_empty(), "{} sent", flight.len());
+        for i in 1..=10 {
+            fx.advance(SPACING);
+            let ack = seg(PEER_ISS + 1).ack(fx.iss + 1 + i * mss);
+            flight.extend(fx.send(ack.timestamp(PEER_TSVAL, tsval(&out[9]))));
+        }
+        let acked = fx.iss + 1 + 10 * mss;
+        let data = |out: &[Out]| out.iter().map(|s| s.payload.len() as u32).sum::<u32>();
+        assert_eq!(data(&flight), 20 * mss);
+        let prior_cwnd = fx.tcb().cc.cwnd();
+        // The flight's first segment is lost; the others arrive one by one, SACKed.
+        fx.advance(RTT - 10 * SPACING);
+        let (mut sent, mut delivered) = (0, 0);
+        let mut drained = false;
+        for i in 2..=20 {
+            fx.advance(SPACING);
+            let sack = seg(PEER_ISS + 1)
+                .ack(acked)
+                .sack(&[(acked + mss, acked + i * mss)])
+                .timestamp(PEER_TSVAL, tsval(&flight[0]));
+            let out = fx.send(sack);
+            if fx.tcb().recovery.recover.is_none() {
+                assert!(out.is_empty(), "{} sent", out.len());
+                continue;
+            }
+            delivered += mss;
+            sent += data(&out);
+            let ssthresh = fx.tcb().cc.ssthresh();
+            let pipe = super::super::recovery::in_flight(fx.tcb());
+            if !drained && pipe > ssthresh {
+                // Proportional: ssthresh for every RecoverFS delivered, the lost head at
+                // once whatever the proportion (Linux forces it too).
+                let due = (delivered * ssthresh).div_ceil(prior_cwnd);
+                assert!(
+                    sent <= due.max(mss) && sent + mss > due,
+                    "{sent} sent after {delivered} delivered, {due} due"
+                );
+            } else {
+                if !drained {
+                    // RFC 6675 alone would have sent only the head by now.
+                    assert!(sent >= 2 * mss, "{sent} sent before the pipe drained");
+                }
+                drained = true;
+                // PRR-SSRB: the pipe stays at ssthresh, within a segment.
+                assert!(
+                    pipe + mss > ssthresh,
+                    "pipe {pipe}, ssthresh {ssthresh}, {i} arrived"
+                );
+            }
+        }
+        assert!(drained);
     }
 
     #[test]

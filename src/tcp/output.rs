@@ -266,7 +266,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     }
     t.output.retransmit_head = false;
     loop {
-        let cwnd = t.cc.cwnd().saturating_add(t.recovery.inflation);
+        let cwnd = recovery::send_window(t);
         let in_flight = recovery::in_flight(t);
         let mut cwnd_room = cwnd.saturating_sub(in_flight);
         if t.output.probe_new_data {
@@ -360,6 +360,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             ..ack
         };
         emit(t, now, seq, flags, (off, len), sink);
+        t.recovery.on_sent(len);
         sent = true;
         t.output.probe_new_data = false;
         t.snd.nxt = t.snd.nxt + len as u32 + u32::from(fin);
@@ -399,7 +400,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     }
     if t.state.synchronized() {
         let flight = recovery::in_flight(t);
-        let cwnd = t.cc.cwnd().saturating_add(t.recovery.inflation);
+        let cwnd = recovery::send_window(t);
         let blocked = flight.saturating_add(mss) > cwnd;
         t.output
             .cwnd_use
@@ -469,6 +470,7 @@ fn retransmit(t: &mut Tcb, now: Instant, seq: Seq, len: u32, sink: &mut Sink<'_>
     let fin = t.fin.ours == Some(seq + len as u32);
     let flags = Flags { fin, ..Flags::ACK };
     emit(t, now, seq, flags, (off, len), sink);
+    t.recovery.on_sent(len);
     sink.stats.tcp_retrans_segs += 1;
     let end = seq + len as u32 + u32::from(fin);
     let tsval = t.opts.ts.map(|ts| ts_now(now, ts.offset));

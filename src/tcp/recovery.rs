@@ -30,6 +30,45 @@ pub struct Recovery {
     /// A probe's repair cut the window when SND.MAX was here: a recovery entered before the
     /// ACK passes it does not cut again (Linux's CWR state, `tcp_in_cwnd_reduction`).
     pub cwr: Option<Seq>,
+    /// Proportional Rate Reduction during SACK recovery.
+    pub prr: Option<Prr>,
+}
+
+/// Proportional Rate Reduction (RFC 6937; Linux `tcp_cwnd_reduction`): in SACK recovery
+/// the sending rate falls to ssthresh in step with what the ACKs deliver, so that the
+/// flight neither stops for half a round trip after the cut (RFC 6675 alone waits until
+/// the pipe drains below the new window) nor bursts when a recovery ends, and it is rebuilt
+/// towards ssthresh (PRR-SSRB) when losses drain the pipe below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prr {
+    /// prr_delivered: bytes the receiver took (cumulatively or by SACK) in this recovery.
+    pub delivered: u32,
+    /// prr_out: bytes sent in this recovery, retransmissions included.
+    pub out: u32,
+    /// RecoverFS: what the reduction is proportional to; the congestion window when the
+    /// recovery began, as Linux takes it (`prior_cwnd`), since ssthresh comes from it.
+    pub recover_fs: u32,
+    /// What the sender may have in the pipe until the next ACK: pipe + sndcnt.
+    pub cwnd: u32,
+}
+
+impl Prr {
+    /// The PRR step for an ACK that delivered `delivered` bytes, with `pipe` bytes in the
+    /// network after it (RFC 6937 §3.1).
+    pub fn on_ack(&mut self, delivered: u32, pipe: u32, ssthresh: u32, mss: u32) {
+        self.delivered = self.delivered.saturating_add(delivered);
+        let sndcnt = if pipe > ssthresh {
+            // Proportional: ssthresh for every RecoverFS delivered.
+            let due = (u64::from(self.delivered) * u64::from(ssthresh))
+                .div_ceil(u64::from(self.recover_fs.max(1)));
+            (due.min(u64::from(u32::MAX)) as u32).saturating_sub(self.out)
+        } else {
+            // Slow-start reduction bound: at most one MSS beyond what was delivered.
+            let limit = self.delivered.saturating_sub(self.out).max(delivered) + mss;
+            (ssthresh - pipe).min(limit)
+        };
+        self.cwnd = pipe.saturating_add(sndcnt);
+    }
 }
 
 /// A window reduction (fast recovery or a timeout) and the evidence that it was spurious: a
@@ -75,6 +114,7 @@ impl Recovery {
             rack: Rack::default(),
             undo: Undo::default(),
             cwr: None,
+            prr: None,
         }
     }
 
@@ -94,6 +134,14 @@ impl Recovery {
         self.recover = None;
         self.inflation = 0;
         self.dupacks = 0;
+        self.prr = None;
+    }
+
+    /// `len` bytes of data left (new or resent): PRR counts them.
+    pub fn on_sent(&mut self, len: usize) {
+        if let Some(prr) = self.prr.as_mut() {
+            prr.out = prr.out.saturating_add(len as u32);
+        }
     }
 
     /// A duplicate ACK (RFC 5681 §2); in NewReno recovery each inflates the window by one
@@ -133,6 +181,37 @@ impl Recovery {
 /// Whether the sender is in SACK-based recovery (RFC 6675 §5), as opposed to NewReno's.
 pub fn sack_recovery(t: &Tcb) -> bool {
     t.opts.sack_ok && t.recovery.recover.is_some()
+}
+
+/// The window that bounds [`in_flight`]: PRR's in SACK recovery, else the congestion
+/// window (inflated in NewReno recovery).
+pub fn send_window(t: &Tcb) -> u32 {
+    match t.recovery.prr {
+        Some(prr) => prr.cwnd,
+        None => t.cc.cwnd().saturating_add(t.recovery.inflation),
+    }
+}
+
+/// Bytes the receiver holds above SND.UNA by SACK.
+pub fn sacked_bytes(t: &Tcb) -> u32 {
+    if t.recovery.scoreboard.is_empty() {
+        return 0;
+    }
+    let outstanding = t.snd.max.since(t.snd.una);
+    outstanding.saturating_sub(t.recovery.scoreboard.unsacked(t.snd.una, t.snd.max))
+}
+
+/// After an ACK in SACK recovery that delivered `delivered` bytes: PRR's window for what
+/// may be sent until the next one.
+pub fn on_recovery_ack(t: &mut Tcb, delivered: u32) {
+    if t.recovery.prr.is_none() || delivered == 0 {
+        return;
+    }
+    let pipe = in_flight(t);
+    let (ssthresh, mss) = (t.cc.ssthresh(), t.snd.mss);
+    if let Some(prr) = t.recovery.prr.as_mut() {
+        prr.on_ack(delivered, pipe, ssthresh, mss);
+    }
 }
 
 /// Bytes in the network, which the congestion window bounds.
@@ -203,13 +282,23 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     // ssthresh from cwnd, as Linux and RFC 9438 §4.6 allow with congestion window
     // validation (cwnd grows only while in use): where the path's round trip holds less than
     // cwnd, FlightSize would shrink the window far below what the path carried.
+    let prior_cwnd = t.cc.cwnd();
     if !in_cwr(t) {
-        let cwnd = t.cc.cwnd();
-        t.cc.on_congestion_event(now, cwnd);
+        t.cc.on_congestion_event(now, prior_cwnd);
     }
     t.recovery.recover = Some(t.snd.max);
     t.recovery.high_rxt = t.snd.una;
     t.recovery.inflation = if t.opts.sack_ok { 0 } else { 3 * t.snd.mss };
+    if t.opts.sack_ok {
+        // Until the ACK's PRR step: nothing beyond the head's retransmission.
+        let pipe = in_flight(t);
+        t.recovery.prr = Some(Prr {
+            delivered: 0,
+            out: 0,
+            recover_fs: prior_cwnd,
+            cwnd: pipe,
+        });
+    }
     t.output.retransmit_head = true;
     t.rtx.rtt_probe = None;
     // Recovery reduces the window now; a probe out does not reduce it again.
