@@ -1176,7 +1176,7 @@ fn reordering_is_reported_by_dsack_and_its_reductions_undone() {
 /// Loss alone, each way, in virtual time: 4 MiB at 1% and at 5% of frames lost, over ten
 /// seeds. A timeout costs 200 ms here, where the link's round trip is nothing, so the bounds
 /// count timeouts: repeated probes, in recovery too, leave about one per ten transfers at 1%
-/// and one per two at 5% (today: 0.33 s and 1.2 s; before them 1.3 s and 11 s).
+/// and one per two at 5% (today: 0.33 s and 0.97 s; before them 1.3 s and 11 s).
 #[test]
 fn loss_recovery_keeps_timeouts_rare() {
     for (loss, max_total_ms) in [(1.0, 600u64), (5.0, 2_500)] {
@@ -1236,8 +1236,8 @@ fn connect_despite_loss(sim: &mut Sim) -> (SocketId, SocketId) {
 /// time, three seeds: where the round trip is short enough for that window to fill the path
 /// (200 µs), the sender keeps most of its lossless rate (at least half, the loss issue's
 /// target); where it is not (1 ms), it reaches the model's rate and no timeout strikes
-/// (today, in the mean: 83% of lossless and 0.86 of the model's rate at 200 µs; 25% of
-/// lossless and 1.23 times the model's rate at 1 ms).
+/// (today, in the mean: 83% of lossless and 0.87 of the model's rate at 200 µs; 28% of
+/// lossless and 1.36 times the model's rate at 1 ms).
 #[test]
 fn one_percent_loss_costs_no_more_than_the_mathis_limit() {
     const RATE: u64 = 100_000_000;

@@ -676,7 +676,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     let shift = if seg.flags.syn { 0 } else { t.snd.wscale };
     let new_window = u32::from(seg.window) << shift;
     // What this ACK delivers, for PRR: SND.UNA's advance and the change in SACKed bytes.
-    let (una_before, sacked_before) = (t.snd.una, super::recovery::sacked_bytes(t));
+    let (una_before, sacked_before) = (t.snd.una, t.recovery.scoreboard.sacked_bytes());
     let mut sacked = [None; 4];
     let mut dsack = None;
     let mut new_sack = false;
@@ -768,15 +768,15 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         t.recovery.rack.advance(t.snd.una);
         match t.recovery.recover {
             Some(recover) if seg.ack.lt(recover) => {
-                // Partial ACK (RFC 6582 §3.2 step 5): the new first segment is lost too;
-                // resend it unless it was SACKed or already resent. Without SACK, deflate.
+                // Partial ACK (RFC 6582 §3.2 step 5) without SACK: the new first segment is
+                // lost too; deflate, and resend it unless already resent. With SACK, RFC 6675
+                // and RACK judge what is lost, and PRR paces the resending (Linux forces
+                // nothing here either).
                 if !t.opts.sack_ok {
                     t.recovery.on_partial_ack(acked, t.snd.mss);
-                }
-                if t.recovery.scoreboard.sacked_end(t.snd.una).is_none()
-                    && t.recovery.high_rxt.le(t.snd.una)
-                {
-                    t.output.retransmit_head = true;
+                    if t.recovery.high_rxt.le(t.snd.una) {
+                        t.output.retransmit_head = true;
+                    }
                 }
             }
             Some(_) => {
@@ -815,11 +815,19 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         super::recovery::detect_loss(t, now, stats);
     }
     super::recovery::maybe_enter(t, now, stats);
+    // A D-SACKed retransmission was delivered too (Linux counts it), unless the block is
+    // larger than any window, which no duplicate can be.
+    let duplicate = dsack
+        .map(|(l, r)| r.since(l))
+        .filter(|&n| n <= t.snd.max_wnd)
+        .unwrap_or(0);
     let delivered = (i64::from(t.snd.una.since(una_before))
-        + i64::from(super::recovery::sacked_bytes(t))
-        - i64::from(sacked_before))
+        + i64::from(t.recovery.scoreboard.sacked_bytes())
+        - i64::from(sacked_before)
+        + i64::from(duplicate))
     .max(0) as u32;
-    super::recovery::on_recovery_ack(t, delivered);
+    let safe = t.snd.una.gt(una_before) && !new_sack;
+    super::recovery::on_recovery_ack(t, delivered, safe);
     // Window update (RFC 9293 §3.10.7.4, fifth step).
     t.snd.update_window(new_window, seg.seq, seg.ack);
 }
@@ -1218,7 +1226,7 @@ mod tests {
         let (mut sent, mut delivered) = (0, 0);
         let mut drained = false;
         for i in 2..=20 {
-            fx.advance(SPACING);
+            assert!(fx.advance(SPACING).is_empty(), "only ACKs make it send");
             let sack = seg(PEER_ISS + 1)
                 .ack(acked)
                 .sack(&[(acked + mss, acked + i * mss)])

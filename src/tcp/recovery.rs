@@ -45,8 +45,9 @@ pub struct Prr {
     pub delivered: u32,
     /// prr_out: bytes sent in this recovery, retransmissions included.
     pub out: u32,
-    /// RecoverFS: what the reduction is proportional to; the congestion window when the
-    /// recovery began, as Linux takes it (`prior_cwnd`), since ssthresh comes from it.
+    /// RecoverFS: what the reduction is proportional to: the flight when the recovery began
+    /// (RFC 6937), or the congestion window then if larger, since ssthresh comes from it
+    /// (Linux's `prior_cwnd`).
     pub recover_fs: u32,
     /// What the sender may have in the pipe until the next ACK: pipe + sndcnt.
     pub cwnd: u32,
@@ -54,8 +55,10 @@ pub struct Prr {
 
 impl Prr {
     /// The PRR step for an ACK that delivered `delivered` bytes, with `pipe` bytes in the
-    /// network after it (RFC 6937 §3.1).
-    pub fn on_ack(&mut self, delivered: u32, pipe: u32, ssthresh: u32, mss: u32) {
+    /// network after it (RFC 6937 §3.1). `safe`: the ACK advanced SND.UNA and SACKed
+    /// nothing new, so it shows no further loss; only then may the slow-start reduction
+    /// bound send a segment beyond what was delivered (Linux; RFC 6937bis's safeACK).
+    pub fn on_ack(&mut self, delivered: u32, pipe: u32, ssthresh: u32, mss: u32, safe: bool) {
         self.delivered = self.delivered.saturating_add(delivered);
         let sndcnt = if pipe > ssthresh {
             // Proportional: ssthresh for every RecoverFS delivered.
@@ -63,8 +66,9 @@ impl Prr {
                 .div_ceil(u64::from(self.recover_fs.max(1)));
             (due.min(u64::from(u32::MAX)) as u32).saturating_sub(self.out)
         } else {
-            // Slow-start reduction bound: at most one MSS beyond what was delivered.
-            let limit = self.delivered.saturating_sub(self.out).max(delivered) + mss;
+            // Slow-start reduction bound: what was delivered, and one MSS more on a safe ACK.
+            let limit =
+                self.delivered.saturating_sub(self.out).max(delivered) + if safe { mss } else { 0 };
             (ssthresh - pipe).min(limit)
         };
         self.cwnd = pipe.saturating_add(sndcnt);
@@ -192,25 +196,16 @@ pub fn send_window(t: &Tcb) -> u32 {
     }
 }
 
-/// Bytes the receiver holds above SND.UNA by SACK.
-pub fn sacked_bytes(t: &Tcb) -> u32 {
-    if t.recovery.scoreboard.is_empty() {
-        return 0;
-    }
-    let outstanding = t.snd.max.since(t.snd.una);
-    outstanding.saturating_sub(t.recovery.scoreboard.unsacked(t.snd.una, t.snd.max))
-}
-
-/// After an ACK in SACK recovery that delivered `delivered` bytes: PRR's window for what
-/// may be sent until the next one.
-pub fn on_recovery_ack(t: &mut Tcb, delivered: u32) {
+/// After an ACK in SACK recovery that delivered `delivered` bytes (`safe`: see
+/// [`Prr::on_ack`]): PRR's window for what may be sent until the next one.
+pub fn on_recovery_ack(t: &mut Tcb, delivered: u32, safe: bool) {
     if t.recovery.prr.is_none() || delivered == 0 {
         return;
     }
     let pipe = in_flight(t);
     let (ssthresh, mss) = (t.cc.ssthresh(), t.snd.mss);
     if let Some(prr) = t.recovery.prr.as_mut() {
-        prr.on_ack(delivered, pipe, ssthresh, mss);
+        prr.on_ack(delivered, pipe, ssthresh, mss, safe);
     }
 }
 
@@ -295,7 +290,7 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
         t.recovery.prr = Some(Prr {
             delivered: 0,
             out: 0,
-            recover_fs: prior_cwnd,
+            recover_fs: prior_cwnd.max(t.flight()),
             cwnd: pipe,
         });
     }

@@ -9,16 +9,23 @@ const MAX_RANGES: usize = 64;
 /// RFC 6675 DupThresh.
 const DUP_THRESH: u32 = 3;
 
-/// SACKed ranges `[start, end)`, sorted, disjoint and not touching.
+/// SACKed ranges `[start, end)`, sorted, disjoint and not touching, and how many bytes they
+/// hold.
 #[derive(Clone, Debug, Default)]
 pub struct Scoreboard {
     ranges: Vec<(Seq, Seq)>,
+    sacked: u32,
 }
 
 impl Scoreboard {
     /// Whether no range is SACKed.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    /// Bytes SACKed above the cumulative ACK, kept as ranges come and go (no scan).
+    pub fn sacked_bytes(&self) -> u32 {
+        self.sacked
     }
 
     /// Records the blocks of an ACK; blocks outside (una, max] are ignored as invalid
@@ -47,17 +54,26 @@ impl Scoreboard {
         if j == i + 1 && self.ranges[i] == (nl, nr) {
             return false;
         }
+        let merged: u32 = self.ranges[i..j].iter().map(|&(s, e)| e.since(s)).sum();
+        self.sacked = self.sacked - merged + nr.since(nl);
         self.ranges.splice(i..j, [(nl, nr)]);
-        self.ranges.truncate(MAX_RANGES);
+        for (s, e) in self.ranges.drain(MAX_RANGES.min(self.ranges.len())..) {
+            self.sacked -= e.since(s);
+        }
         true
     }
 
     /// Forgets everything below the new cumulative ACK.
     pub fn advance(&mut self, una: Seq) {
         let drop = self.ranges.partition_point(|&(_, e)| e.le(una));
-        self.ranges.drain(..drop);
+        for (s, e) in self.ranges.drain(..drop) {
+            self.sacked -= e.since(s);
+        }
         if let Some(first) = self.ranges.first_mut() {
-            first.0 = first.0.max(una);
+            if first.0.lt(una) {
+                self.sacked -= una.since(first.0);
+                first.0 = una;
+            }
         }
     }
 
@@ -142,12 +158,32 @@ mod tests {
         );
         assert!(b.update(una, max, &[Some((s(base) + 3500, s(base) + 5500))]));
         assert_eq!(b.ranges, vec![(s(base) + 3000, s(base) + 6000)]);
+        assert_eq!(b.sacked_bytes(), 3000);
         assert_eq!(b.sacked_end(s(base) + 3100), Some(s(base) + 6000));
         assert_eq!(b.sacked_end(s(base) + 6000), None);
         b.advance(s(base) + 4000);
         assert_eq!(b.ranges, vec![(s(base) + 4000, s(base) + 6000)]);
+        assert_eq!(b.sacked_bytes(), 2000);
         b.advance(s(base) + 7000);
         assert!(b.is_empty());
+        assert_eq!(b.sacked_bytes(), 0);
+    }
+
+    #[test]
+    fn the_sacked_total_follows_the_ranges_kept() {
+        let mut b = Scoreboard::default();
+        let (una, max) = (s(0), s(1_000_000));
+        // More ranges than are kept, from the top down: the highest are dropped.
+        for n in (0..MAX_RANGES as u32 + 6).rev() {
+            b.update(una, max, &[Some((s(n * 1000 + 100), s(n * 1000 + 600)))]);
+        }
+        let sum = |b: &Scoreboard| b.ranges.iter().map(|&(l, r)| r.since(l)).sum::<u32>();
+        assert_eq!(b.ranges.len(), MAX_RANGES);
+        assert_eq!(b.sacked_bytes(), sum(&b));
+        b.update(una, max, &[Some((s(50), s(2700)))]);
+        assert_eq!(b.sacked_bytes(), sum(&b), "merged");
+        b.advance(s(5300));
+        assert_eq!(b.sacked_bytes(), sum(&b), "advanced into a range");
     }
 
     #[test]
