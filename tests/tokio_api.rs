@@ -240,12 +240,7 @@ fn several_tasks_waiting_on_one_listener_are_all_woken() {
 fn a_task_waits_for_urgent_data_apart_from_ordinary_data() {
     let (a, b) = two_stacks();
     current_thread().block_on(async {
-        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
-        let mut conn = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:7"))
-            .await
-            .unwrap()
-            .unwrap();
-        let (mut accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        let (mut conn, mut accepted) = connected(&a, &b).await;
         {
             let mut waiting = std::pin::pin!(accepted.urgent_ready());
             assert!(poll_once(waiting.as_mut()).is_pending(), "nothing yet");
@@ -275,6 +270,18 @@ fn a_task_waits_for_urgent_data_apart_from_ordinary_data() {
     });
 }
 
+/// A connection from `a` to a listener on `b` (10.0.0.2:7): (the client's end, the
+/// accepted end).
+async fn connected(a: &Stack, b: &Stack) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(b, "0.0.0.0:7").await.unwrap();
+    let conn = timeout(LIMIT, TcpStream::connect(a, "10.0.0.2:7"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+    (conn, accepted)
+}
+
 /// Waits until `n` bytes wait to be read on `s`.
 async fn arrived(s: &TcpStream, n: usize) {
     timeout(LIMIT, async {
@@ -302,12 +309,7 @@ fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
 fn urgent_data_is_marked_and_reads_stop_at_the_mark() {
     let (a, b) = two_stacks();
     current_thread().block_on(async {
-        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
-        let mut conn = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:7"))
-            .await
-            .unwrap()
-            .unwrap();
-        let (mut accepted, _) = timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+        let (mut conn, mut accepted) = connected(&a, &b).await;
         conn.write_all(b"ordinary ").await.unwrap();
         let n = timeout(LIMIT, conn.send_urgent(b"URGENT"))
             .await
