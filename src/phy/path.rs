@@ -77,11 +77,6 @@ impl<D: Device> PathEmulator<D> {
         }
     }
 
-    /// The device wrapped.
-    pub fn inner(&self) -> &D {
-        &self.inner
-    }
-
     /// Queues a frame at the bottleneck, or drops it if the queue is full.
     fn enqueue(&mut self, now: Instant, frame: &[u8]) {
         self.release(now);
