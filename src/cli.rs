@@ -75,6 +75,10 @@ pub struct DeviceArgs {
     /// Seed for every random choice of the stack and the fault injector [default: random, from the operating system]
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Set the interface's MTU first (`ip link set NAME mtu N`); the MSS the stack
+    /// advertises and uses follows it [default: the interface's]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(576..))]
+    pub mtu: Option<u16>,
     /// Microseconds the stack thread spins for an application's answer before it sleeps (0: off)
     #[arg(long, default_value_t = 50)]
     pub busy_poll_us: u64,
@@ -128,9 +132,22 @@ impl DeviceArgs {
         faults
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mtu = self.mtu.map(usize::from);
         let mut device: Box<dyn Device> = match &self.tun {
-            Some(tun) => Box::new(TunDevice::open(tun)?),
-            None => Box::new(TapDevice::open(&self.tap)?),
+            Some(tun) => {
+                let mut dev = TunDevice::open(tun)?;
+                if let Some(mtu) = mtu {
+                    dev.set_mtu(mtu)?;
+                }
+                Box::new(dev)
+            }
+            None => {
+                let mut dev = TapDevice::open(&self.tap)?;
+                if let Some(mtu) = mtu {
+                    dev.set_mtu(mtu)?;
+                }
+                Box::new(dev)
+            }
         };
         if faults.is_active() {
             device = Box::new(FaultInjector::new(device, faults));

@@ -47,6 +47,60 @@ pub struct StackConfig {
     /// `net.core.busy_poll`, done by the stack thread). Used only with more than one CPU; zero
     /// turns it off.
     pub busy_poll: Duration,
+    /// Catch-all interception (a tun2socks-style program): `None`, the default, serves only
+    /// the stack's own address. With it, every TCP connection and UDP flow to any other
+    /// address is offered to the application (see [`crate::socket::Interceptor`]).
+    pub intercept: Option<InterceptConfig>,
+}
+
+/// What the stack does with a SYN to an intercepted destination when the connection cap is
+/// reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverLimit {
+    /// Answer with a reset: the client sees "connection refused" at once.
+    Reset,
+    /// Drop the SYN: the client retries and may find room later.
+    Drop,
+}
+
+/// Catch-all interception: connections and flows to any address, each offered to the
+/// application, which accepts, refuses or drops it. Every queue is bounded, each limit
+/// counted when hit.
+#[derive(Clone, Debug)]
+pub struct InterceptConfig {
+    /// SYNs waiting for the application's decision. Past this a new SYN is dropped (the
+    /// client retries) and counted; a retransmitted SYN of one waiting is absorbed.
+    pub max_pending: usize,
+    /// How long a SYN or a new UDP flow waits for a decision before it is dropped. Long
+    /// enough for the application to try its upstream first (a client retries its SYN for
+    /// about two minutes).
+    pub decision_timeout: Duration,
+    /// Intercepted TCP connections at once (any state but TIME-WAIT).
+    pub max_connections: usize,
+    /// What a SYN past `max_connections` gets.
+    pub over_limit: OverLimit,
+    /// UDP flows (source, destination) at once; a datagram that would open one more is
+    /// dropped and counted.
+    pub max_udp_flows: usize,
+    /// A UDP flow with no datagram either way for this long ends: its socket's receive fails
+    /// with `TimedOut`.
+    pub udp_timeout: Duration,
+    /// Echo requests to any address are answered by the stack (as from that address).
+    pub answer_echo: bool,
+}
+
+impl Default for InterceptConfig {
+    fn default() -> Self {
+        InterceptConfig {
+            max_pending: 1024,
+            decision_timeout: Duration::from_secs(30),
+            max_connections: 16384,
+            over_limit: OverLimit::Reset,
+            max_udp_flows: 4096,
+            udp_timeout: Duration::from_secs(60),
+            answer_echo: true,
+        }
+    }
 }
 
 /// ARP (RFC 826) neighbour cache and resolution limits, with Linux-like defaults.
@@ -146,6 +200,7 @@ impl StackConfig {
             tcp: TcpConfig::default(),
             linger: Duration::from_secs(1),
             busy_poll: Duration::from_micros(50),
+            intercept: None,
         }
     }
 

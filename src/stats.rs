@@ -153,6 +153,28 @@ counters! {
         tcp_icmp_soft_errors: "ICMP errors kept as soft errors of established connections",
         tcp_icmp_aborts: "connection attempts failed by an ICMP error",
     }
+    "Intercept" {
+        icpt_tcp_offered: "intercepted SYNs offered to the application",
+        icpt_tcp_syn_absorbed: "retransmitted SYNs absorbed while their decision was pending",
+        icpt_tcp_accepted: "intercepted connections accepted",
+        icpt_tcp_refused: "intercepted connections refused (reset)",
+        icpt_tcp_unreachable: "intercepted connections answered with host unreachable",
+        icpt_tcp_ignored: "intercepted connections dropped silently by the application",
+        icpt_tcp_expired: "intercepted SYNs dropped: no decision in time",
+        icpt_tcp_pending_full: "intercepted SYNs dropped: too many decisions pending",
+        icpt_tcp_over_limit: "intercepted SYNs past the connection cap (reset or dropped)",
+        icpt_tcp_conns: "intercepted connections open now (TIME-WAIT excluded)",
+        icpt_udp_offered: "intercepted UDP flows offered to the application",
+        icpt_udp_accepted: "intercepted UDP flows accepted",
+        icpt_udp_refused: "intercepted UDP flows refused (port unreachable)",
+        icpt_udp_ignored: "intercepted UDP flows dropped by the application or without a decision",
+        icpt_udp_over_limit: "UDP datagrams dropped: the flow cap was reached",
+        icpt_udp_expired: "UDP flows ended by their idle timeout",
+        icpt_udp_dropped: "UDP datagrams dropped on a refused or ignored flow",
+        icpt_udp_flows: "intercepted UDP flows open now",
+        icpt_echo_replies: "echo requests to intercepted addresses answered",
+        icpt_not_unicast: "packets to an intercepted address that is not unicast (dropped)",
+    }
 }
 
 impl fmt::Display for Counters {

@@ -101,6 +101,9 @@ impl Interface {
                     self.stats.icmp_rx_echo_broadcast += 1;
                     return;
                 }
+                if rx.dst != self.cfg.ip {
+                    return self.intercept_echo(now, rx);
+                }
                 self.icmp_echo_reply(now, rx);
             }
             t @ (Icmpv4Type::DestinationUnreachable(_)
@@ -117,13 +120,14 @@ impl Interface {
 
     /// The reply carries the request's identifier, sequence and data (RFC 792); only the type
     /// and checksum change.
-    fn icmp_echo_reply(&mut self, now: Instant, rx: &IpRx<'_>) {
+    pub(super) fn icmp_echo_reply(&mut self, now: Instant, rx: &IpRx<'_>) {
         let mut payload = rx.payload.to_vec();
         payload[ICMP_TYPE] = TYPE_ECHO_REPLY;
         payload[ICMP_CHECKSUM].fill(0);
         let sum = checksum_bytes(&payload);
         payload[ICMP_CHECKSUM].copy_from_slice(&sum);
         let dg = Datagram {
+            src: rx.dst,
             dst: rx.src,
             proto: IpNumber::ICMP,
             pmtud: Pmtud::Dont,
@@ -145,7 +149,7 @@ impl Interface {
             return;
         };
         let data = &quote[inner.slice().len()..];
-        if inner.source_addr() != self.cfg.ip || data.len() < 8 {
+        if !self.owns(inner.source_addr()) || data.len() < 8 {
             self.stats.icmp_rx_malformed += 1;
             return;
         }
@@ -156,6 +160,7 @@ impl Interface {
             let Some((local_port, remote_port, seq)) = crate::tcp::segment::quoted(data) else {
                 return;
             };
+            let local = SocketAddrV4::new(inner.source_addr(), local_port);
             let remote = SocketAddrV4::new(inner.destination_addr(), remote_port);
             let err = match t {
                 Icmpv4Type::DestinationUnreachable(
@@ -164,7 +169,7 @@ impl Interface {
                 _ => IcmpError::Unreachable { errno },
             };
             self.with_tcp(now, |tcp, stats| {
-                tcp.icmp_error(now, local_port, remote, seq, err, stats)
+                tcp.icmp_error(now, local, remote, seq, err, stats)
             });
             self.stats.icmp_rx_errors_delivered += 1;
         } else if inner.protocol() == IpNumber::UDP {
@@ -244,6 +249,7 @@ impl Interface {
         let sum = checksum_bytes(&quote);
         quote[ICMP_CHECKSUM].copy_from_slice(&sum);
         let dg = Datagram {
+            src: self.error_source(rx.dst),
             dst: rx.src,
             proto: IpNumber::ICMP,
             pmtud: Pmtud::Dont,

@@ -25,6 +25,8 @@ pub enum Pmtud {
 
 /// A datagram to send: everything but the IP header, which is built at transmission.
 pub struct Datagram {
+    /// The stack's address, or for an intercepted flow the destination its client dialled.
+    pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub proto: IpNumber,
     pub pmtud: Pmtud,
@@ -132,8 +134,15 @@ impl Interface {
         }
         let broadcast = self.cfg.is_broadcast(dst);
         if dst != self.cfg.ip && !broadcast {
-            self.stats.ip_rx_not_for_us += 1;
-            return;
+            if self.intercept.is_none() {
+                self.stats.ip_rx_not_for_us += 1;
+                return;
+            }
+            // Catch-all: every host address is ours to answer; multicast is not a flow.
+            if !super::intercept::is_unicast(dst) {
+                self.stats.icpt_not_unicast += 1;
+                return;
+            }
         }
         let broadcast = broadcast || link_broadcast;
         if header.is_fragmenting_payload() {
@@ -253,7 +262,7 @@ impl Interface {
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
             protocol: dg.proto,
-            source: self.cfg.ip.octets(),
+            source: dg.src.octets(),
             destination: dg.dst.octets(),
             ..Default::default()
         };
@@ -328,7 +337,7 @@ impl Interface {
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
             protocol: dg.proto,
-            source: self.cfg.ip.octets(),
+            source: dg.src.octets(),
             destination: dg.dst.octets(),
             total_len: (Ipv4Header::MIN_LEN + payload.len()) as u16,
             ..Default::default()

@@ -8,15 +8,17 @@
 mod arp;
 mod ethernet;
 mod icmp;
+mod intercept;
 mod ipv4;
 mod reassembly;
 mod tcp;
 mod udp;
 
 pub use ethernet::RxChecksums;
+pub use intercept::{InterceptIo, InterceptState, UdpOffer};
 pub use ipv4::Pmtud;
 pub use reassembly::{FragKey, Fragment, Reassembler};
-pub use udp::MAX_UDP_PAYLOAD;
+pub use udp::{FlowDecision, MAX_UDP_PAYLOAD};
 
 use crate::config::StackConfig;
 use crate::stats::Counters;
@@ -64,6 +66,15 @@ pub struct Interface {
     events: VecDeque<Event>,
     /// The latest time the driver passed in, for output deferred to `pop_transmit`.
     now: Instant,
+    /// The offers of catch-all interception, shared with the application; `None` when off.
+    intercept: Option<std::sync::Arc<InterceptIo>>,
+}
+
+/// A stack thread that ends, even by a panic, leaves no interceptor asleep.
+impl Drop for Interface {
+    fn drop(&mut self) {
+        self.stop_interceptor();
+    }
 }
 
 impl Interface {
@@ -76,6 +87,10 @@ impl Interface {
         if cfg.prefix_len < 31 {
             tcp.set_subnet_broadcast(cfg.subnet_broadcast());
         }
+        let intercept = cfg.intercept.as_ref().map(|ic| {
+            tcp.set_intercept(ic.clone());
+            std::sync::Arc::new(InterceptIo::with(InterceptState::default()))
+        });
         let mut iface = Interface {
             tcp,
             tcp_out: Vec::new(),
@@ -84,6 +99,7 @@ impl Interface {
             reasm: Reassembler::new(cfg.reassembly.clone()),
             icmp_limiter: icmp::RateLimiter::new(&cfg.icmp, now),
             udp: udp::UdpTable::default(),
+            intercept,
             tx: VecDeque::new(),
             events: VecDeque::new(),
             now,
@@ -108,6 +124,8 @@ impl Interface {
             tcp_curr_estab: self.tcp.established(),
             tcp_table: self.tcp.table_len(),
             reasm_bytes: self.reasm.mem() as u64,
+            icpt_tcp_conns: self.tcp.intercepted(),
+            icpt_udp_flows: self.udp.flows() as u64,
             ..self.stats.clone()
         }
     }
@@ -138,13 +156,14 @@ impl Interface {
         }
         self.tcp.poll(now, &mut self.stats);
         self.flush_tcp(now);
+        self.udp_poll(now);
     }
 
     /// When [`Interface::poll`] next has work to do.
     pub fn poll_at(&self) -> Option<Instant> {
         earliest(
             earliest(self.arp.poll_at(), self.reasm.poll_at()),
-            self.tcp.poll_at(),
+            earliest(self.tcp.poll_at(), self.udp.poll_at()),
         )
     }
 

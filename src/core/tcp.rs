@@ -28,7 +28,8 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
-        self.tcp.input(now, rx.src, rx.payload, &mut self.stats);
+        self.tcp
+            .input(now, rx.src, rx.dst, rx.payload, &mut self.stats);
         self.flush_tcp(now);
     }
 
@@ -55,6 +56,7 @@ impl Interface {
         self.tcp.take_segments(&mut out);
         for seg in out.drain(..) {
             let dg = Datagram {
+                src: seg.src,
                 dst: seg.dst,
                 proto: IpNumber::TCP,
                 pmtud: Pmtud::Want,
@@ -70,6 +72,7 @@ impl Interface {
         // The emptied vector keeps its capacity for the next batch.
         self.tcp_out = out;
         self.events.extend(self.tcp.take_events());
+        self.publish_offers(None);
     }
 
     /// How a socket call reaches TCP: runs `f` on the TCP layer (with the counters), then

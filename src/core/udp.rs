@@ -7,9 +7,9 @@ use crate::id::IdSource;
 use crate::time::Instant;
 use crate::wire::transport_checksum_ok;
 use etherparse::icmpv4::DestUnreachableHeader;
-use etherparse::{IpNumber, UdpHeader};
+use etherparse::{IpNumber, Ipv4HeaderSlice, UdpHeader};
 use rand::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddrV4;
 
@@ -33,12 +33,53 @@ struct UdpSocket {
     broadcast: bool,
     /// `IP_TTL`, if set.
     ttl: Option<u8>,
+    /// An intercepted flow's state; `None` for a bound socket.
+    flow: Option<Flow>,
+}
+
+/// An intercepted UDP flow (source, destination): its verdict and its idle clock.
+struct Flow {
+    verdict: FlowVerdict,
+    /// The last datagram either way: the flow ends `udp_timeout` after it.
+    last: Instant,
+    /// The idle timeout ended it: receives fail with `TimedOut`.
+    expired: bool,
+    /// The first datagram's IP header and first bytes, to quote in a port unreachable.
+    quote: Vec<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FlowVerdict {
+    /// Offered, no verdict yet: datagrams are queued.
+    Pending,
+    /// Accepted: an ordinary connected socket with the destination as its local address.
+    Open,
+    /// Refused: datagrams are answered with port unreachable until the flow idles out.
+    Refused,
+    /// Dropped: datagrams are dropped until the flow idles out.
+    Ignored,
+}
+
+/// The verdict on a new UDP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowDecision {
+    /// The flow becomes a socket connected to its client.
+    Accept,
+    /// Its datagrams are answered with ICMP port unreachable.
+    Refuse,
+    /// Its datagrams are dropped.
+    Ignore,
 }
 
 pub struct UdpTable {
     sockets: HashMap<SocketId, UdpSocket>,
     ports: HashMap<u16, SocketId>,
     ids: IdSource,
+    /// Intercepted flows by (destination, client).
+    flows: HashMap<(SocketAddrV4, SocketAddrV4), SocketId>,
+    /// When each flow's verdict or idle timeout is next due; checked, not trusted: a flow
+    /// active since is filed again.
+    flow_timers: BTreeSet<(Instant, SocketId)>,
 }
 
 impl Default for UdpTable {
@@ -47,6 +88,8 @@ impl Default for UdpTable {
             sockets: HashMap::new(),
             ports: HashMap::new(),
             ids: IdSource::udp(),
+            flows: HashMap::new(),
+            flow_timers: BTreeSet::new(),
         }
     }
 }
@@ -54,6 +97,27 @@ impl Default for UdpTable {
 impl UdpTable {
     fn get(&mut self, id: SocketId) -> io::Result<&mut UdpSocket> {
         self.sockets.get_mut(&id).ok_or_else(|| os_err(libc::EBADF))
+    }
+
+    /// Intercepted flows now.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// When a flow's timer is next due.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.flow_timers.first().map(|(t, _)| *t)
+    }
+
+    /// Forgets a flow's tuple (its socket stays while a handle holds it).
+    fn end_flow(&mut self, id: SocketId) {
+        if let Some(sock) = self.sockets.get(&id) {
+            if let Some(remote) = sock.remote {
+                if self.flows.get(&(sock.local, remote)) == Some(&id) {
+                    self.flows.remove(&(sock.local, remote));
+                }
+            }
+        }
     }
 }
 
@@ -78,6 +142,10 @@ impl Interface {
             return;
         }
         let from = SocketAddrV4::new(rx.src, header.source_port);
+        if rx.dst != self.cfg.ip && !rx.broadcast && self.intercept.is_some() {
+            let to = SocketAddrV4::new(rx.dst, header.destination_port);
+            return self.udp_flow_input(now, rx, from, to, &segment[UdpHeader::LEN..]);
+        }
         let Some(&id) = self.udp.ports.get(&header.destination_port) else {
             self.stats.udp_rx_no_port += 1;
             self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
@@ -160,6 +228,7 @@ impl Interface {
                 pmtud: Pmtud::Want,
                 broadcast: false,
                 ttl: None,
+                flow: None,
             },
         );
         Ok(id)
@@ -196,11 +265,20 @@ impl Interface {
         data: &[u8],
         dst: Option<SocketAddrV4>,
     ) -> io::Result<usize> {
-        let our_ip = self.cfg.ip;
         let sock = self.udp.get(id)?;
         if let Some(errno) = sock.error.take() {
             return Err(os_err(errno));
         }
+        if let Some(flow) = sock.flow.as_mut() {
+            if flow.expired {
+                return Err(os_err(libc::ETIMEDOUT));
+            }
+            flow.last = now;
+        }
+        let our_ip = match *sock.local.ip() {
+            ip if ip.is_unspecified() => self.cfg.ip,
+            ip => ip,
+        };
         let dst = dst
             .or(sock.remote)
             .ok_or_else(|| os_err(libc::EDESTADDRREQ))?;
@@ -230,6 +308,7 @@ impl Interface {
         self.send_datagram(
             now,
             Datagram {
+                src: our_ip,
                 dst: *dst.ip(),
                 proto: IpNumber::UDP,
                 pmtud,
@@ -252,6 +331,9 @@ impl Interface {
         };
         if let Some(errno) = sock.error.take() {
             return Some(Err(os_err(errno)));
+        }
+        if sock.rx.is_empty() && sock.flow.as_ref().is_some_and(|f| f.expired) {
+            return Some(Err(os_err(libc::ETIMEDOUT)));
         }
         let (from, data) = sock.rx.pop_front()?;
         sock.rx_bytes -= data.len();
@@ -300,8 +382,186 @@ impl Interface {
 
     /// Removes the socket and frees its port.
     pub fn udp_close(&mut self, id: SocketId) {
+        self.udp.end_flow(id);
         if let Some(sock) = self.udp.sockets.remove(&id) {
-            self.udp.ports.remove(&sock.local.port());
+            if sock.flow.is_none() {
+                self.udp.ports.remove(&sock.local.port());
+            }
+        }
+    }
+
+    /// A datagram to an intercepted address: to its flow's socket, or the first of a new
+    /// flow, offered to the application.
+    fn udp_flow_input(
+        &mut self,
+        now: Instant,
+        rx: &IpRx<'_>,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        data: &[u8],
+    ) {
+        let Some(cfg) = self.cfg.intercept.clone() else {
+            return;
+        };
+        let id = match self.udp.flows.get(&(to, from)) {
+            Some(&id) => id,
+            None => {
+                if self.udp.flows.len() >= cfg.max_udp_flows {
+                    self.stats.icpt_udp_over_limit += 1;
+                    return;
+                }
+                let id = self.udp.ids.next_id();
+                let quote_len = (rx.header.len() + rx.payload.len()).min(rx.header.len() + 8);
+                let mut quote = Vec::with_capacity(quote_len);
+                quote.extend_from_slice(rx.header);
+                quote.extend_from_slice(&rx.payload[..quote_len - rx.header.len()]);
+                self.udp.sockets.insert(
+                    id,
+                    UdpSocket {
+                        local: to,
+                        remote: Some(from),
+                        rx: VecDeque::new(),
+                        rx_bytes: 0,
+                        error: None,
+                        pmtud: Pmtud::Want,
+                        broadcast: false,
+                        ttl: None,
+                        flow: Some(Flow {
+                            verdict: FlowVerdict::Pending,
+                            last: now,
+                            expired: false,
+                            quote,
+                        }),
+                    },
+                );
+                self.udp.flows.insert((to, from), id);
+                let due = now + cfg.decision_timeout.min(cfg.udp_timeout);
+                self.udp.flow_timers.insert((due, id));
+                self.stats.icpt_udp_offered += 1;
+                self.publish_offers(Some(super::UdpOffer {
+                    id,
+                    local: to,
+                    remote: from,
+                }));
+                id
+            }
+        };
+        let limit = self.cfg.udp_rcvbuf;
+        let Some(sock) = self.udp.sockets.get_mut(&id) else {
+            return;
+        };
+        let Some(flow) = sock.flow.as_mut() else {
+            return;
+        };
+        flow.last = now;
+        match flow.verdict {
+            FlowVerdict::Refused => {
+                self.stats.icpt_udp_dropped += 1;
+                self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
+                return;
+            }
+            FlowVerdict::Ignored => {
+                self.stats.icpt_udp_dropped += 1;
+                return;
+            }
+            FlowVerdict::Pending | FlowVerdict::Open => {}
+        }
+        // An empty datagram is charged as one byte, so that a flood of them is bounded too.
+        if sock.rx_bytes >= limit {
+            self.stats.udp_rx_buffer_full += 1;
+            return;
+        }
+        sock.rx_bytes += data.len().max(1);
+        sock.rx.push_back((from, data.to_vec()));
+        self.stats.udp_rx_datagrams += 1;
+        if sock.rx.len() == 1 {
+            self.events.push_back(Event::Ready(id));
+        }
+    }
+
+    /// The application's verdict on a new flow. A refused flow's first datagram is answered
+    /// with port unreachable now, and so are later ones until the flow idles out.
+    pub fn udp_flow_decide(&mut self, now: Instant, id: SocketId, decision: FlowDecision) {
+        let Some(sock) = self.udp.sockets.get_mut(&id) else {
+            return;
+        };
+        let Some(flow) = sock
+            .flow
+            .as_mut()
+            .filter(|f| f.verdict == FlowVerdict::Pending)
+        else {
+            return;
+        };
+        flow.verdict = match decision {
+            FlowDecision::Accept => FlowVerdict::Open,
+            FlowDecision::Refuse => FlowVerdict::Refused,
+            FlowDecision::Ignore => FlowVerdict::Ignored,
+        };
+        let quote = std::mem::take(&mut flow.quote);
+        if decision != FlowDecision::Accept {
+            sock.rx.clear();
+            sock.rx_bytes = 0;
+        }
+        match decision {
+            FlowDecision::Accept => self.stats.icpt_udp_accepted += 1,
+            FlowDecision::Ignore => self.stats.icpt_udp_ignored += 1,
+            FlowDecision::Refuse => {
+                self.stats.icpt_udp_refused += 1;
+                if let Ok(h) = Ipv4HeaderSlice::from_slice(&quote) {
+                    let rx = IpRx {
+                        src: h.source_addr(),
+                        dst: h.destination_addr(),
+                        proto: IpNumber::UDP,
+                        header: h.slice(),
+                        payload: &quote[h.slice().len()..],
+                        broadcast: false,
+                        csum_verified: true,
+                    };
+                    self.icmp_send_unreachable(now, &rx, DestUnreachableHeader::Port);
+                }
+            }
+        }
+    }
+
+    /// Ends the flows whose verdict did not come in time or that idled out.
+    pub(super) fn udp_poll(&mut self, now: Instant) {
+        let Some(cfg) = self.cfg.intercept.as_ref() else {
+            return;
+        };
+        let idle = cfg.udp_timeout;
+        while let Some(&(due, id)) = self.udp.flow_timers.first() {
+            if due > now {
+                break;
+            }
+            self.udp.flow_timers.pop_first();
+            let Some(flow) = self.udp.sockets.get(&id).and_then(|s| s.flow.as_ref()) else {
+                continue;
+            };
+            let (verdict, last) = (flow.verdict, flow.last);
+            if verdict != FlowVerdict::Pending && last + idle > now {
+                self.udp.flow_timers.insert((last + idle, id));
+                continue;
+            }
+            self.udp.end_flow(id);
+            match verdict {
+                FlowVerdict::Open => {
+                    // The handle learns it from its next receive, and its waiters now.
+                    if let Some(flow) = self.udp.sockets.get_mut(&id).and_then(|s| s.flow.as_mut())
+                    {
+                        flow.expired = true;
+                    }
+                    self.stats.icpt_udp_expired += 1;
+                    self.events.push_back(Event::Ready(id));
+                }
+                FlowVerdict::Pending => {
+                    // No handle holds it yet: an offer still queued finds it gone (EBADF).
+                    self.stats.icpt_udp_ignored += 1;
+                    self.udp.sockets.remove(&id);
+                }
+                FlowVerdict::Refused | FlowVerdict::Ignored => {
+                    self.udp.sockets.remove(&id);
+                }
+            }
         }
     }
 }

@@ -109,6 +109,11 @@ fn os_check(rc: libc::c_int, what: &str) -> io::Result<()> {
 }
 
 impl TapDevice {
+    /// Sets the interface's MTU, as `ip link set NAME mtu N` (root, or `CAP_NET_ADMIN`).
+    pub fn set_mtu(&mut self, mtu: usize) -> io::Result<()> {
+        self.0.set_mtu(mtu)
+    }
+
     /// Attaches to tap `name` (creating a non-persistent one if it does not exist), without
     /// packet info, non-blocking, with offloads when the kernel allows them, and brings the
     /// link up.
@@ -128,6 +133,11 @@ impl TapDevice {
 }
 
 impl TunDevice {
+    /// Sets the interface's MTU, as `ip link set NAME mtu N` (root, or `CAP_NET_ADMIN`).
+    pub fn set_mtu(&mut self, mtu: usize) -> io::Result<()> {
+        self.0.set_mtu(mtu)
+    }
+
     /// Attaches to tun `name` (creating a non-persistent one if it does not exist), as
     /// [`TapDevice::open`] does.
     pub fn open(name: &str) -> io::Result<Self> {
@@ -225,6 +235,14 @@ impl TunTap {
             rx_partial: None,
             rx_gso_size: None,
         })
+    }
+
+    /// Sets the interface's MTU (`ip link set NAME mtu N`); the stack started on the device
+    /// afterwards takes it, and its TCP's MSS follows.
+    fn set_mtu(&mut self, mtu: usize) -> io::Result<()> {
+        IfCtl::new(&self.name)?.set_mtu(mtu)?;
+        self.mtu = mtu;
+        Ok(())
     }
 
     /// Bytes of each frame the kernel does not see: the Ethernet header on a TUN.
@@ -449,6 +467,12 @@ impl IfCtl {
         self.ioctl(libc::SIOCGIFMTU)?;
         // SAFETY: SIOCGIFMTU filled the mtu member of the union.
         Ok(unsafe { self.req.ifr_ifru.ifru_mtu } as usize)
+    }
+
+    fn set_mtu(&mut self, mtu: usize) -> io::Result<()> {
+        self.req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
+        self.ioctl(libc::SIOCSIFMTU)
     }
 
     fn set_up(&mut self) -> io::Result<()> {

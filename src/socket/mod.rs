@@ -1,11 +1,13 @@
 //! The `std::net`-like socket API. Every call is a message to the stack thread.
 
 mod builder;
+mod intercept;
 mod poll;
 mod tcp;
 mod udp;
 
 pub use builder::TcpSocket;
+pub use intercept::{InterceptedTcp, InterceptedUdp, Interceptor};
 pub use poll::{Poller, Source};
 pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;

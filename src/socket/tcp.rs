@@ -108,7 +108,7 @@ pub struct TcpListener {
 
 /// Runs `op` on a shared state until it is not `WouldBlock`, sleeping until the stack thread
 /// changes something between tries, until `deadline` (`WouldBlock` then).
-fn blocking<S: Wakeable, T>(
+pub(super) fn blocking<S: Wakeable, T>(
     shared: &Shared<S>,
     deadline: Option<std::time::Instant>,
     mut op: impl FnMut(&mut S) -> io::Result<T>,
@@ -382,6 +382,15 @@ impl TcpStream {
             inner: Inner::with_shared(handle, id, Some(shared.clone())),
             shared,
         })
+    }
+
+    /// A stream over connection `id`, whose state `shared` the core was given (an intercepted
+    /// connection, accepted before its handshake).
+    pub(crate) fn adopt(handle: Handle, id: SocketId, shared: Arc<SocketIo>) -> TcpStream {
+        TcpStream {
+            inner: Inner::with_shared(handle, id, Some(shared.clone())),
+            shared,
+        }
     }
 
     /// How a [`TcpStream::connect_nonblocking`] went so far: `WouldBlock` while the handshake

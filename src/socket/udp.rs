@@ -43,6 +43,18 @@ impl UdpSocket {
         })
     }
 
+    /// A handle to socket `id`, which the core already holds (an accepted intercepted flow).
+    pub(crate) fn adopt(handle: Handle, id: SocketId) -> UdpSocket {
+        UdpSocket {
+            inner: Arc::new(Inner {
+                handle,
+                id,
+                read_timeout_ns: AtomicU64::new(0),
+                nonblocking: AtomicBool::new(false),
+            }),
+        }
+    }
+
     fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut crate::core::Interface, SocketId, crate::time::Instant) -> io::Result<T>

@@ -274,7 +274,7 @@ impl Fixture {
     /// (its deferred output included).
     pub fn send(&mut self, seg: In) -> Vec<Out> {
         self.tcp
-            .input(self.now, PEER_IP, &seg.bytes(), &mut self.stats);
+            .input(self.now, PEER_IP, LOCAL_IP, &seg.bytes(), &mut self.stats);
         self.output()
     }
 
@@ -283,7 +283,7 @@ impl Fixture {
     pub fn send_batch(&mut self, segs: &[In]) -> Vec<Out> {
         for seg in segs {
             self.tcp
-                .input(self.now, PEER_IP, &seg.bytes(), &mut self.stats);
+                .input(self.now, PEER_IP, LOCAL_IP, &seg.bytes(), &mut self.stats);
         }
         self.output()
     }

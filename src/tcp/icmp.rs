@@ -36,13 +36,13 @@ impl Tcp {
     pub fn icmp_error(
         &mut self,
         now: Instant,
-        local_port: u16,
+        local: SocketAddrV4,
         remote: SocketAddrV4,
         seq: Seq,
         err: IcmpError,
         stats: &mut Counters,
     ) {
-        let Some(&id) = self.by_tuple.get(&(local_port, remote)) else {
+        let Some(&id) = self.by_tuple.get(&(local, remote)) else {
             stats.tcp_icmp_ignored += 1;
             return;
         };

@@ -18,7 +18,7 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 /// Takes the peer's SYN into a new connection: its ISN (IRS, RCV.NXT), its options, and its
 /// window, which a SYN never scales (RFC 7323 §2.2), as set by a segment acknowledging `wl2`.
 /// The one place a connection learns its peer's half, for passive and active opens alike.
-fn take_syn(t: &mut Tcb, seg: &SegmentIn<'_>, our_mss: u32, now: Instant, wl2: Seq) {
+pub(super) fn take_syn(t: &mut Tcb, seg: &SegmentIn<'_>, our_mss: u32, now: Instant, wl2: Seq) {
     t.rcv.irs = seg.seq;
     t.rcv.nxt = seg.seq + 1;
     t.rcv.adv = t.rcv.nxt;
@@ -51,14 +51,22 @@ fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
 
 impl Tcp {
     /// A segment whose checksum the IP layer verified.
-    pub fn input(&mut self, now: Instant, src: Ipv4Addr, bytes: &[u8], stats: &mut Counters) {
+    pub fn input(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        stats: &mut Counters,
+    ) {
         stats.tcp_in_segs += 1;
         let Some(seg) = segment::parse(bytes) else {
             stats.tcp_in_errs += 1;
             return;
         };
         let remote = SocketAddrV4::new(src, seg.src_port);
-        let mut conn = self.by_tuple.get(&(seg.dst_port, remote)).copied();
+        let local = SocketAddrV4::new(dst, seg.dst_port);
+        let mut conn = self.by_tuple.get(&(local, remote)).copied();
         if let Some(id) = conn.filter(|id| self.syn_ends_time_wait(*id, &seg)) {
             // RFC 6191 (RFC 1122 §4.2.2.13 without timestamps): a new incarnation's SYN ends
             // TIME-WAIT and opens a connection, as Linux's `tcp_timewait_state_process`. A
@@ -69,10 +77,12 @@ impl Tcp {
         }
         if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
+        } else if dst != self.local_ip {
+            self.intercept_input(now, local, remote, &seg, stats);
         } else if let Some(&lid) = self.listen_ports.get(&seg.dst_port) {
             self.listen_input(lid, now, remote, &seg, stats);
         } else {
-            self.closed_input(remote, &seg, stats);
+            self.closed_input(local, remote, &seg, stats);
         }
     }
 
@@ -93,12 +103,17 @@ impl Tcp {
     }
 
     /// RFC 9293 §3.10.7.1: no connection; answer with a reset unless it is one.
-    fn closed_input(&mut self, remote: SocketAddrV4, seg: &SegmentIn<'_>, stats: &mut Counters) {
+    pub(super) fn closed_input(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &SegmentIn<'_>,
+        stats: &mut Counters,
+    ) {
         if seg.flags.rst {
             return;
         }
         stats.tcp_no_port += 1;
-        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         if seg.flags.ack {
             output::reset(local, remote, seg.ack, None, &mut self.out, stats);
         } else {
@@ -177,7 +192,7 @@ impl Tcp {
         t.set_state(State::SynReceived);
         take_syn(&mut t, seg, self.our_mss, now, iss);
         t.user.listener = Some(lid);
-        self.by_tuple.insert((seg.dst_port, remote), id);
+        self.by_tuple.insert((local, remote), id);
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;
         self.flush(id, now, stats);
@@ -230,7 +245,7 @@ impl Tcp {
         t.opts.sack_ok = false;
         t.opts.ts = None;
         t.snd.set_window(u32::from(seg.window), seg.seq, seg.ack);
-        self.by_tuple.insert((local.port(), remote), id);
+        self.by_tuple.insert((local, remote), id);
         self.conns.insert(id, t);
         self.enqueue_accept(lid, id);
         stats.tcp_syncookies_recv += 1;
@@ -331,7 +346,7 @@ impl Tcp {
         }
         t.set_state(State::Closed);
         t.clear_timers();
-        let key = (t.local.port(), t.remote);
+        let key = (t.local, t.remote);
         let keep = !t.user.orphan && t.user.listener.is_none();
         self.by_tuple.remove(&key);
         self.reschedule(id);

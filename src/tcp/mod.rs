@@ -15,6 +15,7 @@ mod cookie;
 mod fixture;
 pub mod icmp;
 mod input;
+pub mod intercept;
 pub mod isn;
 pub mod output;
 mod rack;
@@ -128,7 +129,9 @@ pub struct Tcp {
     isn: IsnGenerator,
     cookies: cookie::Cookies,
     conns: HashMap<SocketId, Tcb>,
-    by_tuple: HashMap<(u16, SocketAddrV4), SocketId>,
+    /// Connections by (local, remote) address: the whole four-tuple, since an intercepted
+    /// connection's local address is whatever its client dialled.
+    by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), SocketId>,
     listeners: HashMap<SocketId, Listener>,
     listen_ports: HashMap<u16, SocketId>,
     /// Connection timers by deadline: `poll` never scans connections that have nothing due.
@@ -143,6 +146,8 @@ pub struct Tcp {
     /// Remote addresses whose connections reached R1 retransmissions, for IP to re-resolve
     /// their next hop (RFC 9293 MUST-20).
     negative_advice: Vec<Ipv4Addr>,
+    /// Catch-all interception, if on.
+    intercept: Option<intercept::Intercept>,
 }
 
 impl Tcp {
@@ -173,12 +178,14 @@ impl Tcp {
             out: output::Outbox::default(),
             events: VecDeque::new(),
             negative_advice: Vec::new(),
+            intercept: None,
         }
     }
 
     /// When [`Tcp::poll`] next has a timer to run.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        let icpt = self.intercept.as_ref().and_then(|i| i.poll_at());
+        crate::time::earliest(self.timers.first().map(|(t, _)| *t), icpt)
     }
 
     /// Tells TCP the directed broadcast address of its subnet, which connects refuse.
@@ -256,7 +263,7 @@ impl Tcp {
             if let Some(k) = t.timers.key {
                 self.timers.remove(&(k, id));
             }
-            self.by_tuple.remove(&(t.local.port(), t.remote));
+            self.by_tuple.remove(&(t.local, t.remote));
             // Only a connection still in SYN-RECEIVED belongs to its listener.
             if let Some(l) = t.user.listener.and_then(|l| self.listeners.get_mut(&l)) {
                 l.syn_queue = l.syn_queue.saturating_sub(1);
@@ -270,8 +277,8 @@ impl Tcp {
     /// and segments go to the connection that matches all four numbers before a listener.
     fn listen_port_taken(&self, port: u16) -> bool {
         self.listen_ports.contains_key(&port)
-            || self.by_tuple.iter().any(|(&(p, _), id)| {
-                p == port
+            || self.by_tuple.iter().any(|(&(l, _), id)| {
+                l.port() == port
                     && self
                         .conns
                         .get(id)
@@ -299,7 +306,10 @@ impl Tcp {
     /// A local port for a connection to `remote`.
     fn ephemeral_port(&mut self, remote: SocketAddrV4) -> io::Result<u16> {
         self.ephemeral_port_where(|tcp, p| {
-            !tcp.listen_ports.contains_key(&p) && !tcp.by_tuple.contains_key(&(p, remote))
+            !tcp.listen_ports.contains_key(&p)
+                && !tcp
+                    .by_tuple
+                    .contains_key(&(SocketAddrV4::new(tcp.local_ip, p), remote))
         })
     }
 
@@ -436,7 +446,11 @@ impl Tcp {
             return Err(os_err(libc::ENETUNREACH));
         }
         let port = match local_port {
-            Some(p) if self.by_tuple.contains_key(&(p, remote)) => {
+            Some(p)
+                if self
+                    .by_tuple
+                    .contains_key(&(SocketAddrV4::new(self.local_ip, p), remote)) =>
+            {
                 return Err(os_err(libc::EADDRINUSE))
             }
             Some(p) => p,
@@ -455,7 +469,7 @@ impl Tcp {
         t.user.dscp = dscp;
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
-        self.by_tuple.insert((port, remote), id);
+        self.by_tuple.insert((local, remote), id);
         self.conns.insert(id, t);
         stats.tcp_active_opens += 1;
         self.flush(id, now, stats);

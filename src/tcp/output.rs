@@ -14,6 +14,9 @@ use std::net::Ipv4Addr;
 
 /// A segment ready for the IP layer.
 pub struct Outgoing {
+    /// Source IPv4 address: the stack's own, or the destination a client dialled for an
+    /// intercepted connection.
+    pub src: Ipv4Addr,
     /// Destination IPv4 address.
     pub dst: Ipv4Addr,
     /// [`FRAME_HEADROOM`] bytes of room for the lower layers' headers, then the segment.
@@ -192,6 +195,7 @@ pub fn emit(
     sink.stats.tcp_out_segs += data.1.div_ceil(piece).max(1) as u64;
     sink.stats.tcp_out_tso += u64::from(tso_mss.is_some());
     sink.out.push(Outgoing {
+        src: *t.local.ip(),
         dst: *t.remote.ip(),
         bytes,
         tso_mss,
@@ -611,6 +615,7 @@ fn bare(
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     stats.tcp_out_segs += 1;
     out.push(Outgoing {
+        src: *local.ip(),
         dst: *remote.ip(),
         bytes,
         tso_mss: None,

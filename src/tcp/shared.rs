@@ -257,7 +257,8 @@ impl SocketIo {
 }
 
 impl<S: Wakeable> Shared<S> {
-    fn with(state: S) -> Shared<S> {
+    /// A shared state around `state`, with no waiters.
+    pub fn with(state: S) -> Shared<S> {
         Shared {
             state: Mutex::new(state),
             changed: Condvar::new(),

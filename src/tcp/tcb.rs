@@ -332,6 +332,8 @@ pub struct Tcb {
     pub fin: Fin,
     /// What the user asked of the connection: shutdown, Nagle, keep-alive, TTL.
     pub user: User,
+    /// An intercepted connection's hold on the interception cap, until TIME-WAIT.
+    pub slot: Option<super::intercept::ConnSlot>,
     /// Retransmission timing: RTT estimation, Karn's timed segment, timeouts (RFC 6298).
     pub rtx: Retransmission,
     /// Congestion control (RFC 5681, RFC 9438).
@@ -422,6 +424,7 @@ impl Tcb {
             )),
             fin: Fin::default(),
             user: User::default(),
+            slot: None,
             rtx: Retransmission {
                 rtt: RttEstimator::new(),
                 rtt_probe: None,
@@ -455,6 +458,9 @@ impl Tcb {
                 self.state
             );
             self.state = next;
+            if matches!(next, State::TimeWait | State::Closed) {
+                self.slot = None;
+            }
         }
     }
 

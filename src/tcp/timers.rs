@@ -97,6 +97,7 @@ fn due(t: Option<Instant>, now: Instant) -> bool {
 impl Tcp {
     /// Runs the timers due at `now`.
     pub fn poll(&mut self, now: Instant, stats: &mut Counters) {
+        self.intercept_poll(now, stats);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;

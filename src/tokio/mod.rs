@@ -51,10 +51,12 @@
 //! Over a tap, `examples/tokio_echo.rs` is a server and `examples/tokio_client.rs` a client
 //! with many connections at once; `echo-server --async` serves inetd's small services this way.
 
+mod intercept;
 mod ready;
 mod tcp;
 mod udp;
 
+pub use intercept::{InterceptedTcp, InterceptedUdp, Interceptor};
 pub use tcp::{
     OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpListener, TcpSocket, TcpStream, WriteHalf,
 };

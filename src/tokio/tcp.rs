@@ -142,7 +142,7 @@ impl TcpStream {
     }
 
     /// Waits for the handshake of a stream whose SYN is sent.
-    async fn handshake(stream: socket::TcpStream) -> io::Result<TcpStream> {
+    pub(super) async fn handshake(stream: socket::TcpStream) -> io::Result<TcpStream> {
         let stream = TcpStream::from_std(stream)?;
         poll_fn(|cx| {
             stream

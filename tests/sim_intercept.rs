@@ -1,0 +1,360 @@
+//! Catch-all interception in virtual time over the in-memory link: a client stack (10.0.0.1,
+//! its gateway 10.0.0.2) dials addresses no one has, and the intercepting stack (10.0.0.2)
+//! offers each connection and flow to the application, which decides before the handshake.
+
+mod common;
+
+use common::*;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use tapstack::config::{InterceptConfig, OverLimit};
+use tapstack::core::{FlowDecision, Interface, SocketId, UdpOffer};
+use tapstack::phy::FaultConfig;
+use tapstack::tcp::intercept::{TcpOffer, Verdict};
+use tapstack::tcp::State;
+
+const FAR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+
+fn sim_with(intercept: InterceptConfig) -> Sim {
+    let mut client = config(1, 1);
+    client.gateway = Some(Ipv4Addr::new(10, 0, 0, 2));
+    let mut proxy = config(2, 2);
+    proxy.intercept = Some(intercept);
+    Sim::new(client, proxy, FaultConfig::default())
+}
+
+fn sim() -> Sim {
+    sim_with(InterceptConfig::default())
+}
+
+fn next_tcp(iface: &Interface) -> Option<TcpOffer> {
+    iface.intercept_io()?.lock().tcp.pop_front()
+}
+
+fn next_udp(iface: &Interface) -> Option<UdpOffer> {
+    iface.intercept_io()?.lock().udp.pop_front()
+}
+
+fn decide(sim: &mut Sim, id: SocketId, verdict: Verdict) {
+    let now = sim.now;
+    let buffers = sim.b.iface.config().tcp.buffers();
+    sim.b.iface.intercept_tcp(now, id, verdict, None, buffers);
+    sim.settle();
+}
+
+fn dial(sim: &mut Sim, port: u16) -> SocketId {
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(FAR, port))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    c
+}
+
+#[test]
+fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed() {
+    let mut sim = sim();
+    let c = dial(&mut sim, 80);
+    let offer = next_tcp(&sim.b.iface).expect("offered");
+    assert_eq!(offer.local, SocketAddrV4::new(FAR, 80));
+    assert_eq!(offer.remote, sim.a.iface.tcp_addrs(c).unwrap().0);
+    // No SYN-ACK before the verdict: the client retransmits its SYN, which is absorbed.
+    sim.advance(Duration::from_millis(1500));
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::SynSent));
+    let counters = sim.b.iface.counters();
+    assert_eq!(counters.icpt_tcp_offered, 1);
+    assert!(counters.icpt_tcp_syn_absorbed >= 1, "{counters:?}");
+    assert!(next_tcp(&sim.b.iface).is_none(), "offered twice");
+
+    decide(&mut sim, offer.id, Verdict::Accept);
+    sim.advance(Duration::from_millis(10));
+    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+    let (local, remote) = sim.b.iface.tcp_addrs(offer.id).unwrap();
+    assert_eq!(local, SocketAddrV4::new(FAR, 80), "the dialled address");
+    assert_eq!(remote, offer.remote);
+
+    // A megabyte each way, checked.
+    let up = pattern(1 << 20, 3);
+    let down = pattern(1 << 20, 5);
+    let (mut got_up, mut got_down) = (Vec::new(), Vec::new());
+    let (mut sent_up, mut sent_down) = (0, 0);
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..10_000 {
+        let now = sim.now;
+        if sent_up < up.len() {
+            sent_up += sim.a.iface.tcp_send(now, c, &up[sent_up..]).unwrap_or(0);
+        }
+        if sent_down < down.len() {
+            sent_down += sim
+                .b
+                .iface
+                .tcp_send(now, offer.id, &down[sent_down..])
+                .unwrap_or(0);
+        }
+        sim.advance(Duration::from_millis(1));
+        while let Ok(n) = sim.b.iface.tcp_recv(sim.now, offer.id, &mut buf) {
+            got_up.extend_from_slice(&buf[..n]);
+        }
+        while let Ok(n) = sim.a.iface.tcp_recv(sim.now, c, &mut buf) {
+            got_down.extend_from_slice(&buf[..n]);
+        }
+        if got_up.len() == up.len() && got_down.len() == down.len() {
+            break;
+        }
+    }
+    assert_eq!(sha256(&got_up), sha256(&up));
+    assert_eq!(sha256(&got_down), sha256(&down));
+    assert_eq!(sim.b.iface.counters().icpt_tcp_conns, 1);
+}
+
+#[test]
+fn refused_and_unreachable_verdicts_reach_the_client_as_such() {
+    let mut sim = sim();
+    let c = dial(&mut sim, 81);
+    let offer = next_tcp(&sim.b.iface).unwrap();
+    decide(&mut sim, offer.id, Verdict::Reset);
+    sim.advance(Duration::from_millis(10));
+    let refused = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::ECONNREFUSED));
+
+    let c = dial(&mut sim, 82);
+    let offer = next_tcp(&sim.b.iface).unwrap();
+    decide(&mut sim, offer.id, Verdict::Unreachable);
+    sim.advance(Duration::from_millis(10));
+    let unreachable = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(unreachable.raw_os_error(), Some(libc::EHOSTUNREACH));
+    let counters = sim.b.iface.counters();
+    assert_eq!(
+        (counters.icpt_tcp_refused, counters.icpt_tcp_unreachable),
+        (1, 1)
+    );
+}
+
+#[test]
+fn an_undecided_syn_expires_and_the_clients_next_syn_is_offered_again() {
+    let mut sim = sim_with(InterceptConfig {
+        decision_timeout: Duration::from_secs(2),
+        ..InterceptConfig::default()
+    });
+    let c = dial(&mut sim, 443);
+    let first = next_tcp(&sim.b.iface).unwrap();
+    sim.advance(Duration::from_secs(4));
+    assert_eq!(sim.b.iface.counters().icpt_tcp_expired, 1);
+    let second = next_tcp(&sim.b.iface).expect("offered again after expiry");
+    assert_ne!(first.id, second.id);
+    // A verdict on the expired offer changes nothing; the new one opens the connection.
+    decide(&mut sim, first.id, Verdict::Accept);
+    decide(&mut sim, second.id, Verdict::Accept);
+    sim.advance(Duration::from_millis(10));
+    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+}
+
+#[test]
+fn the_connection_cap_refuses_the_next_syn_and_counts_it() {
+    let mut sim = sim_with(InterceptConfig {
+        max_connections: 2,
+        over_limit: OverLimit::Reset,
+        ..InterceptConfig::default()
+    });
+    for port in [1000, 1001] {
+        let c = dial(&mut sim, port);
+        let offer = next_tcp(&sim.b.iface).unwrap();
+        decide(&mut sim, offer.id, Verdict::Accept);
+        sim.advance(Duration::from_millis(10));
+        assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+    }
+    let c = dial(&mut sim, 1002);
+    assert!(next_tcp(&sim.b.iface).is_none(), "offered past the cap");
+    let err = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+    let counters = sim.b.iface.counters();
+    assert_eq!(counters.icpt_tcp_over_limit, 1);
+    assert_eq!(counters.icpt_tcp_conns, 2);
+}
+
+#[test]
+fn a_closed_intercepted_connection_leaves_the_cap_at_time_wait() {
+    let mut sim = sim();
+    let c = dial(&mut sim, 80);
+    let offer = next_tcp(&sim.b.iface).unwrap();
+    decide(&mut sim, offer.id, Verdict::Accept);
+    sim.advance(Duration::from_millis(10));
+    assert_eq!(sim.b.iface.counters().icpt_tcp_conns, 1);
+    // The intercepting side closes first, so it is the one in TIME-WAIT.
+    let now = sim.now;
+    sim.b.iface.tcp_close(now, offer.id);
+    sim.advance(Duration::from_millis(10));
+    let now = sim.now;
+    sim.a.iface.tcp_close(now, c);
+    sim.advance(Duration::from_millis(10));
+    assert_eq!(sim.b.iface.tcp_state(offer.id), Some(State::TimeWait));
+    assert_eq!(sim.b.iface.counters().icpt_tcp_conns, 0);
+}
+
+#[test]
+fn without_interception_other_addresses_are_not_ours_and_closed_ports_still_reset() {
+    let mut client = config(1, 1);
+    client.gateway = Some(Ipv4Addr::new(10, 0, 0, 2));
+    let mut sim = Sim::new(client, config(2, 2), FaultConfig::default());
+    assert!(sim.b.iface.intercept_io().is_none());
+    let c = dial(&mut sim, 80);
+    sim.advance(Duration::from_millis(500));
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::SynSent));
+    assert!(sim.b.iface.counters().ip_rx_not_for_us >= 1);
+    let now = sim.now;
+    let own = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 9))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    let err = sim.a.iface.tcp_connect_result(own).unwrap().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+}
+
+#[test]
+fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
+    let mut sim = sim_with(InterceptConfig {
+        udp_timeout: Duration::from_secs(5),
+        ..InterceptConfig::default()
+    });
+    let sock = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .unwrap();
+    let dns = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53);
+    let now = sim.now;
+    sim.a
+        .iface
+        .udp_send(now, sock, b"query 1", Some(dns))
+        .unwrap();
+    sim.a
+        .iface
+        .udp_send(now, sock, b"query 2", Some(dns))
+        .unwrap();
+    sim.settle();
+    let offer = next_udp(&sim.b.iface).expect("offered");
+    assert_eq!(offer.local, dns);
+    assert!(next_udp(&sim.b.iface).is_none(), "one offer per flow");
+    let now = sim.now;
+    sim.b
+        .iface
+        .udp_flow_decide(now, offer.id, FlowDecision::Accept);
+    for want in [&b"query 1"[..], b"query 2"] {
+        let (data, from) = sim.b.iface.udp_recv(offer.id).unwrap().unwrap();
+        assert_eq!((&data[..], from), (want, offer.remote));
+    }
+    sim.b
+        .iface
+        .udp_send(now, offer.id, b"answer", None)
+        .unwrap();
+    sim.settle();
+    let (data, from) = sim.a.iface.udp_recv(sock).unwrap().unwrap();
+    assert_eq!(
+        (&data[..], from),
+        (&b"answer"[..], dns),
+        "from the destination"
+    );
+
+    // Activity keeps it; silence ends it.
+    sim.advance(Duration::from_secs(3));
+    let now = sim.now;
+    sim.a
+        .iface
+        .udp_send(now, sock, b"query 3", Some(dns))
+        .unwrap();
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.b.iface.counters().icpt_udp_flows, 1);
+    assert_eq!(
+        &sim.b.iface.udp_recv(offer.id).unwrap().unwrap().0[..],
+        b"query 3"
+    );
+    sim.advance(Duration::from_secs(6));
+    let counters = sim.b.iface.counters();
+    assert_eq!((counters.icpt_udp_flows, counters.icpt_udp_expired), (0, 1));
+    let err = sim.b.iface.udp_recv(offer.id).unwrap().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    // The next datagram is a new flow.
+    let now = sim.now;
+    sim.a
+        .iface
+        .udp_send(now, sock, b"query 4", Some(dns))
+        .unwrap();
+    sim.settle();
+    assert!(next_udp(&sim.b.iface).is_some());
+}
+
+#[test]
+fn a_refused_flow_answers_port_unreachable_and_the_flow_cap_holds() {
+    let mut sim = sim_with(InterceptConfig {
+        max_udp_flows: 1,
+        ..InterceptConfig::default()
+    });
+    let sock = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .unwrap();
+    let dst = SocketAddrV4::new(FAR, 9999);
+    sim.a.iface.udp_connect(sock, dst).unwrap();
+    let now = sim.now;
+    sim.a.iface.udp_send(now, sock, b"x", None).unwrap();
+    sim.settle();
+    let offer = next_udp(&sim.b.iface).unwrap();
+    let now = sim.now;
+    sim.b
+        .iface
+        .udp_flow_decide(now, offer.id, FlowDecision::Refuse);
+    sim.settle();
+    let err = sim.a.iface.udp_recv(sock).unwrap().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+    // The refused flow still counts against the cap until it idles out.
+    let other = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .unwrap();
+    let now = sim.now;
+    sim.a
+        .iface
+        .udp_send(now, other, b"y", Some(SocketAddrV4::new(FAR, 1)))
+        .unwrap();
+    sim.settle();
+    assert!(next_udp(&sim.b.iface).is_none());
+    let counters = sim.b.iface.counters();
+    assert_eq!(
+        (counters.icpt_udp_refused, counters.icpt_udp_over_limit),
+        (1, 1)
+    );
+}
+
+#[test]
+fn echo_requests_to_any_address_are_answered_from_it() {
+    let mut sim = sim();
+    // The client's traffic through its gateway teaches the proxy its link address.
+    dial(&mut sim, 80);
+    let mac_a = sim.a.iface.config().mac;
+    let mac_b = sim.b.iface.config().mac;
+    let request = echo_request(7, 1, b"ping");
+    for frame in ipv4_frames(
+        mac_a,
+        mac_b,
+        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(203, 0, 113, 9),
+        etherparse::IpNumber::ICMP,
+        1,
+        &request,
+        1500,
+    ) {
+        sim.b.iface.receive(sim.now, &frame);
+    }
+    let reply = sim.b.iface.pop_transmit().expect("a reply");
+    let ip = etherparse::Ipv4HeaderSlice::from_slice(&reply[14..]).unwrap();
+    assert_eq!(ip.source_addr(), Ipv4Addr::new(203, 0, 113, 9));
+    assert_eq!(ip.destination_addr(), Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(reply[14 + ip.slice().len()], 0, "an echo reply");
+    assert_eq!(sim.b.iface.counters().icpt_echo_replies, 1);
+}
