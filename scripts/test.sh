@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 if [ "$(id -u)" -eq 0 ]; then
     ensure_tools ip:iproute2 ping:iputils-ping tcpdump:tcpdump nc:netcat-openbsd \
-        python3:python3 curl:curl
+        python3:python3 curl:curl danted:dante-server
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --features cli -- -D warnings

@@ -103,9 +103,19 @@ pub struct EchoServer {
 impl EchoServer {
     /// Starts it with `args` and waits (10 s at most) for its `listening` line.
     pub fn start(args: &[&str]) -> EchoServer {
+        Self::start_bin(
+            option_env!("CARGO_BIN_EXE_echo-server"),
+            "echo-server",
+            args,
+        )
+    }
+
+    /// Starts another app, `bin` being its `CARGO_BIN_EXE_*`, and waits for its `listening`
+    /// line as [`EchoServer::start`] does.
+    pub fn start_bin(bin: Option<&str>, name: &str, args: &[&str]) -> EchoServer {
         // Built only with the apps' feature: `cargo test --features cli` (scripts/test.sh).
-        let Some(bin) = option_env!("CARGO_BIN_EXE_echo-server") else {
-            panic!("echo-server is not built: run the tests with --features cli");
+        let Some(bin) = bin else {
+            panic!("{name} is not built: run the tests with --features cli");
         };
         let mut child = Command::new(bin)
             .args(args)
