@@ -15,7 +15,13 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --features cli -- -D warnings
 cargo clippy --lib -- -D warnings # the library alone, as its users build it
 # Every public item documented (#![warn(missing_docs)]) and every doc link resolving.
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features tokio --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
+# A crate others can depend on: it packages and builds alone (no upload).
+cargo publish --dry-run --quiet --allow-dirty
+# Each feature set a user may pick builds and passes its library tests: none and `tokio` here,
+# `cli` (everything) below.
+cargo test --lib --quiet
+cargo test --lib --features tokio --quiet
 # A library user compiles only what the stack needs: the apps' crates stay behind `cli`.
 if cargo tree -e normal --prefix none | grep -Eq '^(clap|signal-hook|env_logger) '; then
     echo "test.sh: the library without features depends on an app-only crate:" >&2
