@@ -68,15 +68,6 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # "min-max s" of the numbers given.
 span() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s s", lo, hi }'; }
-# Waits (at most 5 s) until something listens on TCP port $2 in namespace $1.
-wait_port() {
-    local i
-    for i in $(seq 50); do
-        [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ] && return 0
-        sleep 0.1
-    done
-    die "nothing listens on port $2 in $1"
-}
 
 # The kernel reference: a veth pair, offloads off, nftables dropping P% of frames on each
 # side's ingress.
@@ -144,7 +135,7 @@ for p in $LOSSES; do
         port=$((5000 + i))
         ip netns exec "$SRV" timeout 130 sh -c "nc -l 10.9.0.1 $port >/dev/null" &
         listener=$!
-        wait_port "$SRV" "$port"
+        wait_port "$SRV" "$port" || die "nothing listens on port $port in $SRV"
         kk_times+=("$(timed "$CLI" "head -c $BYTES /dev/zero | nc -N 10.9.0.1 $port && echo $BYTES")")
         wait "$listener" || true
     done

@@ -228,15 +228,6 @@ tcp_connect_time_out 8000
 socks5 ${SOCKS%:*} ${SOCKS#*:}
 CONF
 
-# wait_port NS PORT [ADDR]: until something listens on TCP PORT in NS (at most 10 s).
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 wait_port "$SNS" 80 || die "nginx did not start: $(cat "$LOGS/nginx-error.log")"
 wait_port "$SNS" 1080 || die "danted did not start: $(cat "$LOGS/danted.log")"
 for i in $(seq 50); do

@@ -101,3 +101,13 @@ make_veth_pair() {
     done
     client_sysctls "$cli"
 }
+
+# wait_port NS PORT: true once something listens on TCP PORT in namespace NS, false after 10 s.
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -66,7 +66,7 @@ pub enum OverLimit {
 /// Catch-all interception: connections and flows to any address, each offered to the
 /// application, which accepts, refuses or drops it. Every queue is bounded, each limit
 /// counted when hit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct InterceptConfig {
     /// SYNs waiting for the application's decision. Past this a new SYN is dropped (the
     /// client retries) and counted; a retransmitted SYN of one waiting is absorbed.

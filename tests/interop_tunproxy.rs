@@ -61,6 +61,7 @@ impl Layout {
         sh("ip addr add 10.0.9.1/24 dev tun0 && ip link set tun0 up && ip route add default dev tun0");
         sh("ip rule add fwmark 1 lookup 100 && ip route add default via 172.31.0.2 dev veth-c table 100");
         let (late_tx, late) = crossbeam_channel::unbounded();
+        let (bound_tx, bound) = crossbeam_channel::bounded(1);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let path = format!("/run/netns/{ns}");
         let thread = std::thread::spawn(move || {
@@ -74,11 +75,14 @@ impl Layout {
                 .unwrap();
             rt.block_on(async move {
                 tokio::select! {
-                    _ = servers(late_tx) => {}
+                    _ = servers(late_tx, bound_tx) => {}
                     _ = stopped => {}
                 }
             });
         });
+        bound
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the servers did not bind within 10 s");
         let mut layout = Layout {
             ns,
             dir,
@@ -96,14 +100,14 @@ impl Layout {
                 args.extend(["--socks5".into(), SOCKS.into()]);
             }
         }
-        args.extend(extra.iter().map(|s| s.to_string()));
+        // `{dir}` in an extra flag names the layout's temporary directory.
+        args.extend(extra.iter().map(|s| s.replace("{dir}", &layout.dir)));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         layout.proxy = Some(EchoServer::start_bin(
             option_env!("CARGO_BIN_EXE_tunproxy"),
             "tunproxy",
             &args,
         ));
-        layout.wait_for_servers();
         layout
     }
 
@@ -131,23 +135,6 @@ impl Layout {
         wait_until(Duration::from_secs(10), || {
             TcpStream::connect_timeout(&SOCKS.parse().unwrap(), Duration::from_millis(200)).is_ok()
         });
-    }
-
-    /// The servers answer through the proxy (bounded).
-    fn wait_until_echo(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect_timeout(
-            &format!("{FAR}:7").parse().unwrap(),
-            Duration::from_millis(500),
-        ) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut b = [0u8; 2];
-        s.write_all(b"hi").is_ok() && s.read_exact(&mut b).is_ok() && &b == b"hi"
-    }
-
-    fn wait_for_servers(&self) {
-        wait_until(Duration::from_secs(20), || self.wait_until_echo());
     }
 
     /// Stops tunproxy; its printed counters.
@@ -189,13 +176,17 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
 /// The servers: TCP and UDP echo on 7, a DNS-shaped responder on UDP 53, the bulk file over
 /// HTTP on 8080, and the half-close peers on 9000 (replies after the client's FIN) and 9001
 /// (closes its side first, then counts what still comes).
-async fn servers(late: crossbeam_channel::Sender<(usize, String)>) {
+async fn servers(
+    late: crossbeam_channel::Sender<(usize, String)>,
+    bound: crossbeam_channel::Sender<()>,
+) {
     let echo = tokio::net::TcpListener::bind((FAR, 7)).await.unwrap();
     let http = tokio::net::TcpListener::bind((FAR, 8080)).await.unwrap();
     let reply_after_fin = tokio::net::TcpListener::bind((FAR, 9000)).await.unwrap();
     let close_first = tokio::net::TcpListener::bind((FAR, 9001)).await.unwrap();
     let udp = tokio::net::UdpSocket::bind((FAR, 7)).await.unwrap();
     let dns = tokio::net::UdpSocket::bind((FAR, 53)).await.unwrap();
+    let _ = bound.send(());
     let bulk = std::sync::Arc::new(pattern(BULK, 1));
     let echo_loop = async {
         loop {
@@ -303,30 +294,8 @@ fn both_modes(f: impl Fn(Mode) + Send + Sync + Copy + 'static) {
 #[test]
 fn curl_downloads_100_mib_through_the_proxy_and_the_capture_reads() {
     both_modes(|mode| {
-        let mut layout = Layout::new(mode, &[]);
+        let mut layout = Layout::new(mode, &["--pcap", "{dir}/proxy.pcap"]);
         let capture = format!("{}/proxy.pcap", layout.dir);
-        // A second proxy run with a capture would need a second tun; capture this one's
-        // last transfer instead by restarting it with --pcap.
-        drop(layout.proxy.take());
-        layout.proxy = Some(EchoServer::start_bin(
-            option_env!("CARGO_BIN_EXE_tunproxy"),
-            "tunproxy",
-            &[
-                "--tun",
-                "tun0",
-                "--ip",
-                "10.0.9.2/24",
-                "--fwmark",
-                "1",
-                match mode {
-                    Mode::Direct => "--direct",
-                    Mode::Socks5 => "--socks5=172.31.0.2:1080",
-                },
-                "--pcap",
-                &capture,
-            ],
-        ));
-        layout.wait_for_servers();
         let got = sh(&format!(
             "curl -sS --max-time 60 http://{FAR}:8080/bulk | sha256sum"
         ));
@@ -335,8 +304,10 @@ fn curl_downloads_100_mib_through_the_proxy_and_the_capture_reads() {
             Some(&*sha256(&pattern(BULK, 1)))
         );
         let counters = layout.stop();
-        assert!(
-            counter(&counters, "TCP connections relayed") >= 2,
+        // The curl connection is the run's only one.
+        assert_eq!(
+            counter(&counters, "TCP connections relayed"),
+            1,
             "{counters}"
         );
         assert!(
@@ -488,26 +459,19 @@ fn udp_echo_a_dns_query_and_ping_to_any_address() {
 fn the_connection_cap_refuses_the_next_syn_and_counts_it() {
     in_netns(|| {
         let mut layout = Layout::new(Mode::Direct, &["--max-conns", "5"]);
-        // wait_for_servers' probes are closed; the client closes first so the proxy's side
-        // leaves the cap at once (TIME-WAIT is on the client).
-        wait_until(Duration::from_secs(5), || {
-            let mut held = Vec::new();
-            for _ in 0..5 {
-                match TcpStream::connect((FAR, 7)) {
-                    Ok(s) => held.push(s),
-                    Err(_) => return false,
-                }
-            }
-            for s in &held {
-                let _ = (&*s).write_all(b"x");
-                let mut b = [0u8; 1];
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let _ = (&*s).read_exact(&mut b);
-            }
-            let addr: SocketAddr = format!("{FAR}:7").parse().unwrap();
-            let sixth = TcpStream::connect_timeout(&addr, Duration::from_secs(5));
-            matches!(sixth, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
-        });
+        let held: Vec<TcpStream> = (0..5)
+            .map(|_| TcpStream::connect((FAR, 7)).unwrap())
+            .collect();
+        // Each of the five is established end to end before the sixth is tried.
+        for s in &held {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            (&*s).write_all(b"x").unwrap();
+            let mut b = [0u8; 1];
+            (&*s).read_exact(&mut b).unwrap();
+        }
+        let addr: SocketAddr = format!("{FAR}:7").parse().unwrap();
+        let sixth = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(sixth.kind(), std::io::ErrorKind::ConnectionRefused);
         let counters = layout.stop();
         assert!(
             counter(&counters, "intercepted SYNs past the connection cap") >= 1,

@@ -88,7 +88,7 @@ impl Interface {
             tcp.set_subnet_broadcast(cfg.subnet_broadcast());
         }
         let intercept = cfg.intercept.as_ref().map(|ic| {
-            tcp.set_intercept(ic.clone());
+            tcp.set_intercept(*ic);
             std::sync::Arc::new(InterceptIo::with(InterceptState::default()))
         });
         let mut iface = Interface {

@@ -37,6 +37,23 @@ struct UdpSocket {
     flow: Option<Flow>,
 }
 
+impl UdpSocket {
+    /// A socket on `local`, connected to `remote` if given, with nothing received.
+    fn new(local: SocketAddrV4, remote: Option<SocketAddrV4>, flow: Option<Flow>) -> UdpSocket {
+        UdpSocket {
+            local,
+            remote,
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            error: None,
+            pmtud: Pmtud::Want,
+            broadcast: false,
+            ttl: None,
+            flow,
+        }
+    }
+}
+
 /// An intercepted UDP flow (source, destination): its verdict and its idle clock.
 struct Flow {
     verdict: FlowVerdict,
@@ -219,17 +236,7 @@ impl Interface {
         self.udp.ports.insert(port, id);
         self.udp.sockets.insert(
             id,
-            UdpSocket {
-                local: SocketAddrV4::new(*addr.ip(), port),
-                remote: None,
-                rx: VecDeque::new(),
-                rx_bytes: 0,
-                error: None,
-                pmtud: Pmtud::Want,
-                broadcast: false,
-                ttl: None,
-                flow: None,
-            },
+            UdpSocket::new(SocketAddrV4::new(*addr.ip(), port), None, None),
         );
         Ok(id)
     }
@@ -400,7 +407,7 @@ impl Interface {
         to: SocketAddrV4,
         data: &[u8],
     ) {
-        let Some(cfg) = self.cfg.intercept.clone() else {
+        let Some(cfg) = self.cfg.intercept else {
             return;
         };
         let id = match self.udp.flows.get(&(to, from)) {
@@ -415,25 +422,15 @@ impl Interface {
                 let mut quote = Vec::with_capacity(quote_len);
                 quote.extend_from_slice(rx.header);
                 quote.extend_from_slice(&rx.payload[..quote_len - rx.header.len()]);
-                self.udp.sockets.insert(
-                    id,
-                    UdpSocket {
-                        local: to,
-                        remote: Some(from),
-                        rx: VecDeque::new(),
-                        rx_bytes: 0,
-                        error: None,
-                        pmtud: Pmtud::Want,
-                        broadcast: false,
-                        ttl: None,
-                        flow: Some(Flow {
-                            verdict: FlowVerdict::Pending,
-                            last: now,
-                            expired: false,
-                            quote,
-                        }),
-                    },
-                );
+                let flow = Flow {
+                    verdict: FlowVerdict::Pending,
+                    last: now,
+                    expired: false,
+                    quote,
+                };
+                self.udp
+                    .sockets
+                    .insert(id, UdpSocket::new(to, Some(from), Some(flow)));
                 self.udp.flows.insert((to, from), id);
                 let due = now + cfg.decision_timeout.min(cfg.udp_timeout);
                 self.udp.flow_timers.insert((due, id));

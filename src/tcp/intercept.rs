@@ -221,23 +221,9 @@ impl Tcp {
             }
             return None;
         };
-        let syn = SegmentIn {
-            src_port: p.remote.port(),
-            dst_port: p.local.port(),
-            seq: p.seq,
-            ack: Seq(0),
-            flags: super::segment::Flags {
-                syn: true,
-                ..Default::default()
-            },
-            window: p.window,
-            urgent_ptr: 0,
-            options: p.options,
-            payload: &[],
-        };
         match verdict {
             Verdict::Accept => {
-                self.intercept_open(now, id, &p, &syn, io, buffers, stats);
+                self.intercept_open(now, id, &p, io, buffers, stats);
                 stats.icpt_tcp_accepted += 1;
             }
             Verdict::Reset => {
@@ -259,17 +245,29 @@ impl Tcp {
 
     /// Opens an accepted offer in SYN-RECEIVED and sends the SYN-ACK; the connection belongs
     /// to the application's handle from the start, as one it connected itself.
-    #[allow(clippy::too_many_arguments)]
     fn intercept_open(
         &mut self,
         now: Instant,
         id: SocketId,
         p: &PendingSyn,
-        syn: &SegmentIn<'_>,
         io: Option<Arc<SocketIo>>,
         buffers: Buffers,
         stats: &mut Counters,
     ) {
+        let syn = SegmentIn {
+            src_port: p.remote.port(),
+            dst_port: p.local.port(),
+            seq: p.seq,
+            ack: Seq(0),
+            flags: super::segment::Flags {
+                syn: true,
+                ..Default::default()
+            },
+            window: p.window,
+            urgent_ptr: 0,
+            options: p.options,
+            payload: &[],
+        };
         let iss = self.iss(now, p.local, p.remote);
         let ts_offset = self.isn.isn(now, p.remote, p.local).0;
         let open = Opening {
@@ -287,7 +285,7 @@ impl Tcp {
             t.slot = Some(ConnSlot(live));
         }
         t.set_state(State::SynReceived);
-        super::input::take_syn(&mut t, syn, self.our_mss, now, iss);
+        super::input::take_syn(&mut t, &syn, self.our_mss, now, iss);
         self.by_tuple.insert((p.local, p.remote), id);
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;

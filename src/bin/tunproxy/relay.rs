@@ -87,6 +87,7 @@ impl End for tokio::net::TcpStream {
 }
 
 /// Which end failed: the other one is reset.
+#[derive(Clone, Copy)]
 enum Failed {
     Client,
     Upstream,
@@ -97,28 +98,28 @@ enum Failed {
 async fn pump<A: End, B: End>(
     from: &A,
     to: &B,
-    from_side: fn() -> Failed,
-    to_side: fn() -> Failed,
+    from_side: Failed,
+    to_side: Failed,
     moved: &std::sync::atomic::AtomicU64,
 ) -> Result<(), Failed> {
     loop {
-        from.readable().await.map_err(|_| from_side())?;
+        from.readable().await.map_err(|_| from_side)?;
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = match from.try_read(&mut buf) {
-                Ok(0) => return to.shutdown_write().map_err(|_| to_side()),
+                Ok(0) => return to.shutdown_write().map_err(|_| to_side),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => return Err(from_side()),
+                Err(_) => return Err(from_side),
             };
             let mut sent = 0;
             while sent < n {
                 match to.try_write(&buf[sent..n]) {
                     Ok(k) => sent += k,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        to.writable().await.map_err(|_| to_side())?
+                        to.writable().await.map_err(|_| to_side)?
                     }
-                    Err(_) => return Err(to_side()),
+                    Err(_) => return Err(to_side),
                 }
             }
             moved.fetch_add(n as u64, Ordering::Relaxed);
@@ -159,15 +160,15 @@ pub async fn relay(offer: InterceptedTcp, upstream: Arc<Upstream>, stats: Arc<St
     let upload = pump(
         &client,
         &up,
-        || Failed::Client,
-        || Failed::Upstream,
+        Failed::Client,
+        Failed::Upstream,
         &stats.bytes_up,
     );
     let download = pump(
         &up,
         &client,
-        || Failed::Upstream,
-        || Failed::Client,
+        Failed::Upstream,
+        Failed::Client,
         &stats.bytes_down,
     );
     match tokio::try_join!(upload, download) {
