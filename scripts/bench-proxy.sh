@@ -15,9 +15,11 @@
 # either way (it is a measurement). Logs (tunproxy's counters and stderr, danted's and nginx's
 # logs, failed commands' output) are kept in the directory it names at the end.
 #
-#   scripts/bench-proxy.sh [--secs N] [--quick] [--skip-build]   # as root (or with sudo)
+#   scripts/bench-proxy.sh [--secs N] [--quick] [--skip-build] [--profile TEST]   # as root
 #       N seconds per iperf3 run (default 3); --quick: 1 s, a tenth of the requests and of the
-#       held connections; --skip-build: use target/release/tunproxy as it is
+#       held connections; --skip-build: use target/release/tunproxy as it is; --profile TEST
+#       (curl_down, curl_up, iperf_down, iperf_up, ab or ab_k): `perf record -g` on each
+#       tunproxy during that test, its top entries printed and its data kept with the logs
 #
 # TUNPROXY_ARGS adds flags to both tunproxies (say "--busy-poll-us 0" or "--mtu 9000").
 # Installs nginx-light, dante-server, iperf3, apache2-utils, proxychains4 (iperf3 through
@@ -31,6 +33,7 @@ cd "$(dirname "$0")/.."
 SECS=3
 SCALE=1
 BUILD=1
+PROFILE=
 while [ $# -gt 0 ]; do
     case $1 in
     --secs)
@@ -47,13 +50,22 @@ while [ $# -gt 0 ]; do
         BUILD=
         shift
         ;;
+    --profile)
+        [ $# -ge 2 ] || die "--profile needs a test name"
+        PROFILE=$2
+        shift 2
+        ;;
     -h | --help)
-        sed -n '2,25s/^# \{0,1\}//p' "$0"
+        sed -n '2,27s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    *) die "unknown option $1 (use --secs N, --quick or --skip-build)" ;;
+    *) die "unknown option $1 (use --secs N, --quick, --skip-build or --profile TEST)" ;;
     esac
 done
+case $PROFILE in
+'' | curl_down | curl_up | iperf_down | iperf_up | ab | ab_k) ;;
+*) die "--profile takes curl_down, curl_up, iperf_down, iperf_up, ab or ab_k" ;;
+esac
 [[ $SECS =~ ^[1-9][0-9]{0,2}$ ]] && [ "$SECS" -le 120 ] || die "--secs must be a whole number of seconds, 1 to 120"
 [ "$(id -u)" -eq 0 ] || die "run as root (or with sudo): it creates network namespaces and tuns"
 [ -e /dev/net/tun ] || die "needs /dev/net/tun"
@@ -70,6 +82,7 @@ fi
 ensure_tools nginx:nginx-light danted:dante-server iperf3:iperf3 ab:apache2-utils \
     proxychains4:proxychains4 curl:curl ip:iproute2 ss:iproute2 pgrep:procps python3:python3
 [ -z "$POLICY" ] || rm -f "$POLICY"
+[ -z "$PROFILE" ] || ensure_tools perf:linux-perf
 
 if [ -n "$BUILD" ]; then
     cargo build --release --features cli --bin tunproxy -j 1
@@ -399,9 +412,24 @@ done
 for p in a b; do V[held,$p]=n/a V[hold_kib,$p]=n/a; done
 sleep 1 # the held connections' ends (FIN, TIME-WAIT) pass before the next test
 
+# profile_start PATH TEST / profile_stop: perf record on the path's tunproxy during TEST.
+PERF_PID=
+profile_start() {
+    [ "$2" = "$PROFILE" ] && [ -n "${PROXY_PID[$1]:-}" ] || return 0
+    perf record -q -g -e cpu-clock -F 999 -p "${PROXY_PID[$1]}" -o "$LOGS/perf-$2-$1.data" 2>/dev/null &
+    PERF_PID=$!
+}
+profile_stop() {
+    [ -n "$PERF_PID" ] || return 0
+    kill -INT "$PERF_PID"
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=
+}
+
 for t in curl_down curl_up iperf_down iperf_up ab ab_k; do
     line=
     for p in "${PATHS[@]}"; do
+        profile_start "$p" "$t"
         case $t in
         curl_down) V[$t,$p]=$(curl_run "$p" down) ;;
         curl_up) V[$t,$p]=$(curl_run "$p" up) ;;
@@ -419,6 +447,7 @@ for t in curl_down curl_up iperf_down iperf_up ab ab_k; do
             read -r "V[$t,$p]" "V[${t}_failed,$p]" "V[${t}_longest,$p]" <<<"$r"
             ;;
         esac
+        profile_stop
         line+=" $p ${V[$t,$p]}"
         [[ $t != ab* ]] || [ "${V[$t,$p]}" = n/a ] || line+="/${V[${t}_failed,$p]}/${V[${t}_longest,$p]}ms"
     done
@@ -430,6 +459,13 @@ for p in c d; do
     stop_proxy "$p"
     echo "== tunproxy ($p) counters and stderr ($LOGS/tunproxy-$p.log)"
     sed 's/^/  /' "$LOGS/tunproxy-$p.log"
+done
+for p in c d; do
+    data=$LOGS/perf-$PROFILE-$p.data
+    [ -n "$PROFILE" ] && [ -s "$data" ] || continue
+    echo "== profile of tunproxy ($p) during $PROFILE, self time ($data)"
+    perf report -i "$data" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | awk 'NR <= 25'
 done
 
 # ratio X Y: Y/X to three places, or - when either is not a number.

@@ -2,7 +2,10 @@
 //!
 //! A buffer allocates nothing until it holds data, then at least doubles when it must grow, so
 //! an idle connection costs no buffer memory and a busy one reaches its limit in a few steps
-//! (Linux's buffer autotuning has the same effect).
+//! (Linux's buffer autotuning has the same effect). A small ring is freed again whenever it
+//! empties, as Linux frees each skb once it is acknowledged or read, so a connection that sits
+//! idle between requests holds no buffer; a ring larger than [`RELEASE_MAX`] is kept, since
+//! zeroing it again on every drain would cost a bulk transfer more than it saves.
 //!
 //! [`SendBuffer`] holds the bytes from SND.UNA on; [`RecvBuffer`] holds the in-order bytes the
 //! application has not read plus out-of-order data beyond RCV.NXT (RFC 9293 §3.3.1). Offsets are
@@ -40,6 +43,18 @@ fn copy_pair(out: &mut [u8], (a, b): (&[u8], &[u8])) -> usize {
 
 /// The smallest ring a buffer allocates once it holds data.
 const MIN_RING: usize = 4096;
+
+/// The largest ring freed when it empties: what a request/response connection grows, not what
+/// a bulk transfer does.
+pub const RELEASE_MAX: usize = 64 * 1024;
+
+/// Frees `buf` if it is a small ring; the caller knows it holds nothing.
+fn release_if_small(buf: &mut Vec<u8>, head: &mut usize) {
+    if buf.len() <= RELEASE_MAX {
+        *buf = Vec::new();
+    }
+    *head = 0;
+}
 
 /// Grows `buf`, a ring whose data starts at `*head`, to hold at least `need` bytes (at most
 /// `limit`): the data moves to the front of a ring at least twice as large, so growing costs
@@ -157,11 +172,11 @@ impl SendBuffer {
             .urgent_end
             .and_then(|e| e.checked_sub(n))
             .filter(|&e| e > 0);
-        self.head = if self.len == 0 {
-            0
+        if self.len == 0 {
+            release_if_small(&mut self.buf, &mut self.head);
         } else {
-            wrap(self.head + n, self.buf.len())
-        };
+            self.head = wrap(self.head + n, self.buf.len());
+        }
     }
 }
 
@@ -345,6 +360,9 @@ impl RecvBuffer {
         let n = n.min(self.readable);
         self.head = wrap(self.head + n, self.buf.len());
         self.readable -= n;
+        if self.readable == 0 && self.ranges.is_empty() {
+            release_if_small(&mut self.buf, &mut self.head);
+        }
     }
 
     /// Out-of-order ranges as `(start, end)` offsets from RCV.NXT, the most recently received
@@ -445,6 +463,25 @@ mod tests {
         assert_eq!((s.capacity(), s.len(), s.free()), (8, 0, 8));
         assert!(s.is_empty());
         assert_eq!(s.slices_at(0, 8), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn send_small_ring_freed_when_drained_large_kept() {
+        let mut s = SendBuffer::new(1 << 20);
+        s.write(&[7; 10_000]);
+        assert!(s.allocated() >= 10_000);
+        s.consume(9_999);
+        assert!(s.allocated() > 0, "one byte still unacknowledged");
+        s.consume(1);
+        assert_eq!(s.allocated(), 0);
+        assert_eq!(s.write(&[1, 2, 3]), 3);
+        assert_eq!(joined(s.slices_at(0, 3)), [1, 2, 3]);
+
+        s.consume(3);
+        s.write(&vec![9; RELEASE_MAX + 1]);
+        let big = s.allocated();
+        s.consume(RELEASE_MAX + 1);
+        assert_eq!(s.allocated(), big, "a bulk-sized ring stays");
     }
 
     #[test]
@@ -597,6 +634,26 @@ mod tests {
     }
 
     #[test]
+    fn recv_small_ring_freed_when_read_but_not_with_ooo_data() {
+        let mut r = RecvBuffer::new(1 << 20, 4);
+        r.insert(0, &[1; 100]);
+        r.insert(200, &[2; 10]);
+        r.consume(100);
+        assert!(r.allocated() > 0, "out-of-order data is held");
+        r.insert(0, &[3; 200]);
+        assert_eq!(r.readable(), 210);
+        r.consume(210);
+        assert_eq!(r.allocated(), 0);
+        r.insert(0, b"ab");
+        assert_eq!(read_all(&mut r), b"ab");
+
+        r.insert(0, &vec![5; RELEASE_MAX + 1]);
+        let big = r.allocated();
+        r.consume(RELEASE_MAX + 1);
+        assert_eq!(r.allocated(), big, "a bulk-sized ring stays");
+    }
+
+    #[test]
     fn recv_wraps_around() {
         let mut r = RecvBuffer::new(8, 4);
         r.insert(0, b"abcdef");
@@ -608,8 +665,10 @@ mod tests {
         assert_eq!(r.insert(0, b"ghi").advanced, 6);
         assert_eq!(r.peek_slices(), (&b"fgh"[..], &b"ijkl"[..]));
         assert_eq!(read_all(&mut r), b"fghijkl");
+        // Drained, the ring was freed: the next data starts a new one.
+        assert_eq!(r.allocated(), 0);
         assert_eq!(r.insert(0, b"01234567").advanced, 8);
-        assert_eq!(r.peek_slices(), (&b"0123"[..], &b"4567"[..]));
+        assert_eq!(joined(r.peek_slices()), b"01234567");
         r.consume(2);
         assert_eq!(read_all(&mut r), b"234567");
     }
