@@ -85,8 +85,24 @@ pub struct InterceptConfig {
     /// A UDP flow with no datagram either way for this long ends: its socket's receive fails
     /// with `TimedOut`.
     pub udp_timeout: Duration,
-    /// Echo requests to any address are answered by the stack (as from that address).
-    pub answer_echo: bool,
+    /// What happens to an ICMP echo request to an intercepted address.
+    pub echo: EchoMode,
+}
+
+/// What happens to an ICMP echo request ("ping") to an intercepted address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EchoMode {
+    /// The stack answers at once, as from the address pinged: every address seems up.
+    #[default]
+    Answer,
+    /// Each request is handed to the application
+    /// ([`crate::socket::Interceptor::next_echo`]), which replies, answers host unreachable
+    /// or drops it: a VPN client pings the real destination first, so the client sees
+    /// whether it is up. At most `max_pending` requests wait to be taken; past that they are
+    /// dropped and counted.
+    Deliver,
+    /// Dropped and counted: the client sees a timeout.
+    Ignore,
 }
 
 impl Default for InterceptConfig {
@@ -98,7 +114,7 @@ impl Default for InterceptConfig {
             over_limit: OverLimit::Reset,
             max_udp_flows: 4096,
             udp_timeout: Duration::from_secs(60),
-            answer_echo: true,
+            echo: EchoMode::Answer,
         }
     }
 }

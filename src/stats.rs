@@ -173,6 +173,10 @@ counters! {
         icpt_udp_dropped: "UDP datagrams dropped on a refused or ignored flow",
         icpt_udp_flows: "intercepted UDP flows open now",
         icpt_echo_replies: "echo requests to intercepted addresses answered",
+        icpt_echo_offered: "echo requests to intercepted addresses handed to the application",
+        icpt_echo_unreachable: "echo requests answered with host unreachable by the application",
+        icpt_echo_ignored: "echo requests to intercepted addresses dropped (configured, or by the application)",
+        icpt_echo_pending_full: "echo requests dropped: too many waiting for the application",
         icpt_not_unicast: "packets to an intercepted address that is not unicast (dropped)",
     }
 }

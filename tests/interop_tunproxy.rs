@@ -455,6 +455,37 @@ fn udp_echo_a_dns_query_and_ping_to_any_address() {
     });
 }
 
+/// `--ping relay` sends each ping on from a kernel ping socket, the same in both modes (SOCKS5
+/// carries no ICMP), so it runs once: a live destination's reply comes back, an unroutable
+/// one gives the client host unreachable, and the stack answers nothing by itself.
+#[test]
+fn relayed_pings_are_answered_only_as_their_destination_answers() {
+    in_netns(|| {
+        // Ping sockets for root's group, in this test's namespace only.
+        sh("echo 0 0 > /proc/sys/net/ipv4/ping_group_range");
+        let mut layout = Layout::new(Mode::Direct, &["--ping", "relay"]);
+        sh("ip route add unreachable 198.51.100.98/32 table 100");
+        let live = sh(&format!("ping -c 2 -i 0.2 -W 5 {FAR}"));
+        assert!(live.contains("2 received"), "{live}");
+        let out = std::process::Command::new("ping")
+            .args(["-c", "1", "-W", "5", "198.51.100.98"])
+            .output()
+            .unwrap();
+        let dead = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{dead}");
+        assert!(dead.contains("Destination Host Unreachable"), "{dead}");
+        assert!(dead.contains("From 198.51.100.98"), "{dead}");
+        let counters = layout.stop();
+        assert_eq!(
+            counter(&counters, "pings relayed and answered by their destination"),
+            2,
+            "{counters}"
+        );
+        assert_eq!(counter(&counters, "pings answered unreachable"), 1);
+        assert_eq!(counter(&counters, "handed to the application"), 3);
+    });
+}
+
 #[test]
 fn the_connection_cap_refuses_the_next_syn_and_counts_it() {
     in_netns(|| {

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
-use tapstack::config::{InterceptConfig, OverLimit};
-use tapstack::core::{FlowDecision, Interface, SocketId, UdpOffer};
+use tapstack::config::{EchoMode, InterceptConfig, OverLimit};
+use tapstack::core::{EchoOffer, EchoVerdict, FlowDecision, Interface, SocketId, UdpOffer};
 use tapstack::phy::FaultConfig;
 use tapstack::tcp::intercept::{TcpOffer, Verdict};
 use tapstack::tcp::State;
@@ -357,4 +357,107 @@ fn echo_requests_to_any_address_are_answered_from_it() {
     assert_eq!(ip.destination_addr(), Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(reply[14 + ip.slice().len()], 0, "an echo reply");
     assert_eq!(sim.b.iface.counters().icpt_echo_replies, 1);
+}
+
+/// Sends the proxy an echo request from the client to `dst`.
+fn ping(sim: &mut Sim, dst: Ipv4Addr, seq: u16) {
+    let (mac_a, mac_b) = (sim.a.iface.config().mac, sim.b.iface.config().mac);
+    let request = echo_request(7, seq, b"ping data");
+    for frame in ipv4_frames(
+        mac_a,
+        mac_b,
+        Ipv4Addr::new(10, 0, 0, 1),
+        dst,
+        etherparse::IpNumber::ICMP,
+        seq,
+        &request,
+        1500,
+    ) {
+        sim.b.iface.receive(sim.now, &frame);
+    }
+}
+
+fn next_echo(iface: &Interface) -> Option<EchoOffer> {
+    iface.intercept_io()?.lock().echo.pop_front()
+}
+
+/// The ICMP message of the proxy's next frame, with its IP source and destination.
+fn sent_icmp(sim: &mut Sim) -> Option<(Ipv4Addr, Ipv4Addr, Vec<u8>)> {
+    let frame = sim.b.iface.pop_transmit()?;
+    let ip = etherparse::Ipv4HeaderSlice::from_slice(&frame[14..]).unwrap();
+    assert_eq!(ip.protocol(), etherparse::IpNumber::ICMP);
+    let icmp = frame[14 + ip.slice().len()..].to_vec();
+    Some((ip.source_addr(), ip.destination_addr(), icmp))
+}
+
+#[test]
+fn delivered_echo_requests_wait_for_the_application_which_replies_or_answers_unreachable() {
+    let mut sim = sim_with(InterceptConfig {
+        echo: EchoMode::Deliver,
+        max_pending: 2,
+        ..InterceptConfig::default()
+    });
+    dial(&mut sim, 80);
+    while sim.b.iface.pop_transmit().is_some() {}
+    let up = Ipv4Addr::new(203, 0, 113, 9);
+    let down = Ipv4Addr::new(203, 0, 113, 10);
+    ping(&mut sim, up, 1);
+    ping(&mut sim, down, 2);
+    ping(&mut sim, up, 3); // past max_pending
+    assert!(
+        sim.b.iface.pop_transmit().is_none(),
+        "nothing answered by the stack"
+    );
+    let c = sim.b.iface.counters();
+    assert_eq!((c.icpt_echo_offered, c.icpt_echo_pending_full), (2, 1));
+
+    let first = next_echo(&sim.b.iface).expect("the first request");
+    assert_eq!((first.src, first.dst), (Ipv4Addr::new(10, 0, 0, 1), up));
+    assert_eq!(first.message, echo_request(7, 1, b"ping data"));
+    let second = next_echo(&sim.b.iface).expect("the second request");
+    assert!(next_echo(&sim.b.iface).is_none());
+
+    let now = sim.now;
+    sim.b
+        .iface
+        .intercept_echo_answer(now, &first, EchoVerdict::Reply);
+    let (src, dst, reply) = sent_icmp(&mut sim).expect("an echo reply");
+    assert_eq!((src, dst), (up, Ipv4Addr::new(10, 0, 0, 1)));
+    let mut expected = echo_request(7, 1, b"ping data");
+    expected[0] = 0; // echo reply
+    expected[2..4].copy_from_slice(&reply[2..4]);
+    assert_eq!(reply, expected);
+    assert!(etherparse::Icmpv4Slice::from_slice(&reply).is_ok());
+
+    sim.b
+        .iface
+        .intercept_echo_answer(now, &second, EchoVerdict::Unreachable);
+    let (src, _, unreachable) = sent_icmp(&mut sim).expect("host unreachable");
+    assert_eq!(src, down, "the error comes from the address pinged");
+    assert_eq!(&unreachable[..2], &[3, 1], "destination unreachable, host");
+    let quoted = etherparse::Ipv4HeaderSlice::from_slice(&unreachable[8..]).unwrap();
+    assert_eq!(quoted.destination_addr(), down);
+    assert_eq!(
+        &unreachable[8 + quoted.slice().len()..][..8],
+        &echo_request(7, 2, b"ping data")[..8],
+        "the request's first eight octets are quoted"
+    );
+
+    let c = sim.b.iface.counters();
+    assert_eq!((c.icpt_echo_replies, c.icpt_echo_unreachable), (1, 1));
+}
+
+#[test]
+fn ignored_echo_requests_are_counted_and_unanswered() {
+    let mut sim = sim_with(InterceptConfig {
+        echo: EchoMode::Ignore,
+        ..InterceptConfig::default()
+    });
+    dial(&mut sim, 80);
+    while sim.b.iface.pop_transmit().is_some() {}
+    ping(&mut sim, Ipv4Addr::new(203, 0, 113, 9), 1);
+    assert!(sim.b.iface.pop_transmit().is_none());
+    assert!(next_echo(&sim.b.iface).is_none(), "nothing handed over");
+    let c = sim.b.iface.counters();
+    assert_eq!((c.icpt_echo_ignored, c.icpt_echo_replies), (1, 0));
 }

@@ -5,7 +5,7 @@
 
 use super::ipv4::IpRx;
 use super::Interface;
-use crate::config::Buffers;
+use crate::config::{Buffers, EchoMode};
 use crate::id::SocketId;
 use crate::tcp::intercept::{TcpOffer, Verdict};
 use crate::tcp::shared::{Shared, SocketIo, Wakeable, Wakers};
@@ -28,6 +28,29 @@ pub struct UdpOffer {
     pub remote: SocketAddrV4,
 }
 
+/// An ICMP echo request to an intercepted address, handed to the application
+/// ([`crate::config::EchoMode::Deliver`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchoOffer {
+    /// The client that pings.
+    pub src: Ipv4Addr,
+    /// The address pinged.
+    pub dst: Ipv4Addr,
+    /// The ICMP message as received: type, code, checksum, identifier, sequence, data.
+    pub message: Vec<u8>,
+}
+
+/// The application's answer to an [`EchoOffer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoVerdict {
+    /// An echo reply from the address pinged.
+    Reply,
+    /// ICMP host unreachable about the request.
+    Unreachable,
+    /// No answer (counted).
+    Ignore,
+}
+
 /// What the interface shares with the application's interceptor handle.
 #[derive(Default)]
 pub struct InterceptState {
@@ -35,6 +58,8 @@ pub struct InterceptState {
     pub tcp: VecDeque<TcpOffer>,
     /// New UDP flows waiting for a verdict, oldest first.
     pub udp: VecDeque<UdpOffer>,
+    /// Echo requests waiting to be taken, oldest first.
+    pub echo: VecDeque<EchoOffer>,
     /// The stack has stopped: no more offers will come.
     pub stopped: bool,
     wakers: Wakers,
@@ -144,12 +169,70 @@ impl Interface {
         self.icmp_send_unreachable(now, &rx, DestUnreachableHeader::Host);
     }
 
-    /// An echo request to an intercepted address: answered as from that address when the
-    /// configuration says so, else dropped.
+    /// An echo request to an intercepted address: answered as from that address, handed to
+    /// the application or dropped, as the configuration says.
     pub(super) fn intercept_echo(&mut self, now: Instant, rx: &IpRx<'_>) {
-        if self.cfg.intercept.as_ref().is_some_and(|c| c.answer_echo) {
-            self.stats.icpt_echo_replies += 1;
-            self.icmp_echo_reply(now, rx);
+        let (Some(cfg), Some(io)) = (self.cfg.intercept, self.intercept.as_ref()) else {
+            return;
+        };
+        match cfg.echo {
+            EchoMode::Answer => {
+                self.stats.icpt_echo_replies += 1;
+                self.icmp_echo_reply(now, rx);
+            }
+            EchoMode::Ignore => self.stats.icpt_echo_ignored += 1,
+            EchoMode::Deliver => {
+                let mut state = io.lock();
+                if state.echo.len() >= cfg.max_pending {
+                    drop(state);
+                    self.stats.icpt_echo_pending_full += 1;
+                    return;
+                }
+                state.echo.push_back(EchoOffer {
+                    src: rx.src,
+                    dst: rx.dst,
+                    message: rx.payload.to_vec(),
+                });
+                io.wake(state);
+                self.stats.icpt_echo_offered += 1;
+            }
+        }
+    }
+
+    /// The application's answer to an echo request it was handed.
+    pub fn intercept_echo_answer(&mut self, now: Instant, offer: &EchoOffer, verdict: EchoVerdict) {
+        let header = match u16::try_from(offer.message.len()).ok().and_then(|len| {
+            Ipv4Header::new(
+                len,
+                64,
+                IpNumber::ICMP,
+                offer.src.octets(),
+                offer.dst.octets(),
+            )
+            .ok()
+        }) {
+            Some(ip) => ip.to_bytes(),
+            None => return,
+        };
+        let rx = IpRx {
+            src: offer.src,
+            dst: offer.dst,
+            proto: IpNumber::ICMP,
+            header: &header,
+            payload: &offer.message,
+            broadcast: false,
+            csum_verified: true,
+        };
+        match verdict {
+            EchoVerdict::Reply => {
+                self.stats.icpt_echo_replies += 1;
+                self.icmp_echo_reply(now, &rx);
+            }
+            EchoVerdict::Unreachable => {
+                self.stats.icpt_echo_unreachable += 1;
+                self.icmp_send_unreachable(now, &rx, DestUnreachableHeader::Host);
+            }
+            EchoVerdict::Ignore => self.stats.icpt_echo_ignored += 1,
         }
     }
 

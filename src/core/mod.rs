@@ -15,7 +15,7 @@ mod tcp;
 mod udp;
 
 pub use ethernet::RxChecksums;
-pub use intercept::{InterceptIo, InterceptState, UdpOffer};
+pub use intercept::{EchoOffer, EchoVerdict, InterceptIo, InterceptState, UdpOffer};
 pub use ipv4::Pmtud;
 pub use reassembly::{FragKey, Fragment, Reassembler};
 pub use udp::{FlowDecision, MAX_UDP_PAYLOAD};

@@ -42,13 +42,13 @@
 
 use super::{deadline, TcpStream, UdpSocket};
 use crate::config::Buffers;
-use crate::core::{InterceptIo, SocketId, UdpOffer};
+use crate::core::{EchoOffer, EchoVerdict, InterceptIo, SocketId, UdpOffer};
 use crate::runtime::{Handle, Stack};
 use crate::tcp::buffer::{RecvBuffer, SendBuffer};
 use crate::tcp::intercept::{TcpOffer, Verdict};
 use crate::tcp::shared::{stopped, SocketIo, Watcher};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -102,6 +102,18 @@ impl Interceptor {
     pub fn next_udp(&self) -> io::Result<InterceptedUdp> {
         let offer = self.take(|s| s.udp.pop_front())?;
         Ok(InterceptedUdp {
+            handle: self.handle.clone(),
+            offer,
+            decided: false,
+        })
+    }
+
+    /// Waits for the next echo request to an intercepted address (or fails with
+    /// `WouldBlock` in non-blocking mode). Requests come here only with
+    /// [`crate::config::EchoMode::Deliver`].
+    pub fn next_echo(&self) -> io::Result<InterceptedEcho> {
+        let offer = self.take(|s| s.echo.pop_front())?;
+        Ok(InterceptedEcho {
             handle: self.handle.clone(),
             offer,
             decided: false,
@@ -271,6 +283,99 @@ impl InterceptedUdp {
     /// Drops the flow's datagrams until it idles out.
     pub fn ignore(mut self) -> io::Result<()> {
         self.decide(FlowDecision::Ignore)
+    }
+}
+
+/// Where an ICMP message's identifier, sequence number and data start (RFC 792, echo).
+const ECHO_IDENT: usize = 4;
+const ECHO_SEQ: usize = 6;
+const ECHO_DATA: usize = 8;
+
+/// An ICMP echo request to an intercepted address, waiting for the application's answer
+/// ([`crate::config::EchoMode::Deliver`]). Dropping it unanswered drops the request (counted):
+/// the client sees a timeout.
+pub struct InterceptedEcho {
+    handle: Handle,
+    offer: EchoOffer,
+    decided: bool,
+}
+
+impl InterceptedEcho {
+    /// The address pinged.
+    pub fn local_addr(&self) -> IpAddr {
+        IpAddr::V4(self.offer.dst)
+    }
+
+    /// The client that pings.
+    pub fn peer_addr(&self) -> IpAddr {
+        IpAddr::V4(self.offer.src)
+    }
+
+    /// The request's identifier (RFC 792).
+    pub fn identifier(&self) -> u16 {
+        self.field(ECHO_IDENT)
+    }
+
+    /// The request's sequence number (RFC 792).
+    pub fn sequence(&self) -> u16 {
+        self.field(ECHO_SEQ)
+    }
+
+    /// The request's data, which a reply echoes.
+    pub fn data(&self) -> &[u8] {
+        self.offer.message.get(ECHO_DATA..).unwrap_or_default()
+    }
+
+    fn field(&self, at: usize) -> u16 {
+        match self.offer.message.get(at..at + 2) {
+            Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
+            _ => 0,
+        }
+    }
+
+    fn decide(&mut self, verdict: EchoVerdict) -> io::Result<()> {
+        self.decided = true;
+        let offer = EchoOffer {
+            message: std::mem::take(&mut self.offer.message),
+            ..self.offer
+        };
+        self.handle
+            .post(move |iface, now| iface.intercept_echo_answer(now, &offer, verdict))
+    }
+
+    /// Sends the echo reply, from the address pinged.
+    pub fn reply(mut self) -> io::Result<()> {
+        self.decide(EchoVerdict::Reply)
+    }
+
+    /// Answers with ICMP host unreachable about the request.
+    pub fn unreachable(mut self) -> io::Result<()> {
+        self.decide(EchoVerdict::Unreachable)
+    }
+
+    /// Drops the request (counted): the client sees a timeout.
+    pub fn ignore(mut self) -> io::Result<()> {
+        self.decide(EchoVerdict::Ignore)
+    }
+}
+
+impl Drop for InterceptedEcho {
+    fn drop(&mut self) {
+        if !self.decided {
+            let _ = self.decide(EchoVerdict::Ignore);
+        }
+    }
+}
+
+impl std::fmt::Debug for InterceptedEcho {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterceptedEcho")
+            .field("from", &self.offer.src)
+            .field("to", &self.offer.dst)
+            .field("identifier", &self.identifier())
+            .field("sequence", &self.sequence())
+            .field("len", &self.data().len())
+            .finish()
     }
 }
 

@@ -7,7 +7,7 @@ mod tcp;
 mod udp;
 
 pub use builder::TcpSocket;
-pub use intercept::{InterceptedTcp, InterceptedUdp, Interceptor};
+pub use intercept::{InterceptedEcho, InterceptedTcp, InterceptedUdp, Interceptor};
 pub use poll::{Poller, Source};
 pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;

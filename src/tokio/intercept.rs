@@ -84,6 +84,13 @@ impl Interceptor {
             .await
             .map(InterceptedUdp)
     }
+
+    /// Waits for the next echo request to an intercepted address
+    /// ([`crate::config::EchoMode::Deliver`]); it is answered through the blocking type's
+    /// methods, none of which waits. Cancel-safe, as [`Interceptor::next_tcp`].
+    pub async fn next_echo(&self) -> io::Result<socket::InterceptedEcho> {
+        poll_fn(|cx| self.wakers.poll(Side::Read, cx, || self.io.next_echo())).await
+    }
 }
 
 /// An intercepted SYN waiting for a verdict (see [`socket::InterceptedTcp`]); dropping it

@@ -9,6 +9,7 @@
 //! The upstream sockets must not be routed back into the tun: mark them (`--fwmark`, for an
 //! `ip rule`) or bind them to the outgoing interface (`--bind-dev`); the README has the lines.
 
+mod ping;
 mod relay;
 mod socks5;
 mod stats;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tapstack::cli::{self, DeviceArgs};
 use tapstack::config::OverLimit;
-use tapstack::InterceptConfig;
+use tapstack::{EchoMode, InterceptConfig};
 use upstream::{Route, Upstream};
 
 #[derive(Parser, Debug)]
@@ -70,6 +71,18 @@ struct Args {
     /// SO_BINDTODEVICE of every upstream socket
     #[arg(long, value_name = "IFACE")]
     bind_dev: Option<String>,
+    /// Pings to any address: answered at once, relayed to the address (a kernel ping socket;
+    /// the client gets a reply only if the destination answers) or dropped
+    #[arg(long, value_enum, default_value_t = Ping::Answer)]
+    ping: Ping,
+}
+
+/// What `--ping` does with echo requests.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Ping {
+    Answer,
+    Relay,
+    Drop,
 }
 
 fn main() -> ExitCode {
@@ -123,8 +136,17 @@ fn run(args: Args) -> std::io::Result<()> {
         },
         max_udp_flows: args.max_udp_flows,
         udp_timeout: Duration::from_secs(args.udp_timeout.max(1)),
+        echo: match args.ping {
+            Ping::Answer => EchoMode::Answer,
+            Ping::Relay => EchoMode::Deliver,
+            Ping::Drop => EchoMode::Ignore,
+        },
         ..InterceptConfig::default()
     });
+    if args.ping == Ping::Relay {
+        // Fails now, with what to change, rather than at the first ping.
+        ping::ping_socket(&upstream)?;
+    }
     let stack = args.device.start_with(cfg)?;
     let interceptor = tapstack::tokio::Interceptor::new(&stack)?;
     let stats = Arc::new(Stats::default());
@@ -172,5 +194,10 @@ async fn serve(
             tokio::spawn(udp::relay(offer, upstream.clone(), stats.clone()));
         }
     };
-    tokio::join!(tcp, udp);
+    let echo = async {
+        while let Ok(offer) = interceptor.next_echo().await {
+            tokio::spawn(ping::relay(offer, upstream.clone(), stats.clone()));
+        }
+    };
+    tokio::join!(tcp, udp, echo);
 }

@@ -2,10 +2,12 @@
 //! the client learns the real outcome (refused, unreachable) in place of a SYN-ACK; then bytes
 //! are pumped both ways. A FIN from either side becomes `shutdown(Write)` on the other while
 //! the other direction goes on; a reset becomes a reset. A pump holds a buffer only while
-//! data flows, so an idle connection costs no relay buffer.
+//! data flows, so an idle connection costs no relay buffer; the buffers come from a small
+//! per-thread pool, so a burst of data costs no allocation.
 
 use crate::stats::Stats;
 use crate::upstream::Upstream;
+use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -15,6 +17,35 @@ use tapstack::tokio::{InterceptedTcp, TcpStream};
 
 /// Bytes moved per read while data flows.
 const CHUNK: usize = 64 * 1024;
+
+/// Chunks kept for reuse per thread: enough for the pumps moving data at one moment.
+const POOL_MAX: usize = 16;
+
+thread_local! {
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A relay buffer of [`CHUNK`] bytes, taken from the thread's pool and given back on drop.
+struct Chunk(Box<[u8]>);
+
+impl Chunk {
+    fn take() -> Chunk {
+        let pooled = POOL.with(|p| p.borrow_mut().pop());
+        Chunk(pooled.unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice()))
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(buf);
+            }
+        });
+    }
+}
 
 /// One end of the relay, readable and writable through a shared reference.
 trait End {
@@ -104,9 +135,10 @@ async fn pump<A: End, B: End>(
 ) -> Result<(), Failed> {
     loop {
         from.readable().await.map_err(|_| from_side)?;
-        let mut buf = vec![0u8; CHUNK];
+        let mut chunk = Chunk::take();
+        let buf = &mut chunk.0;
         loop {
-            let n = match from.try_read(&mut buf) {
+            let n = match from.try_read(buf) {
                 Ok(0) => return to.shutdown_write().map_err(|_| to_side),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

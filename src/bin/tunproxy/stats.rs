@@ -17,6 +17,9 @@ pub struct Stats {
     pub udp_refused: AtomicU64,
     pub udp_datagrams_up: AtomicU64,
     pub udp_datagrams_down: AtomicU64,
+    pub ping_replied: AtomicU64,
+    pub ping_unreachable: AtomicU64,
+    pub ping_timed_out: AtomicU64,
 }
 
 impl fmt::Display for Stats {
@@ -57,6 +60,21 @@ impl fmt::Display for Stats {
             f,
             "    {} UDP datagrams down",
             get(&self.udp_datagrams_down)
+        )?;
+        writeln!(
+            f,
+            "    {} pings relayed and answered by their destination",
+            get(&self.ping_replied)
+        )?;
+        writeln!(
+            f,
+            "    {} pings answered unreachable (an error from upstream)",
+            get(&self.ping_unreachable)
+        )?;
+        writeln!(
+            f,
+            "    {} pings unanswered upstream (timed out)",
+            get(&self.ping_timed_out)
         )
     }
 }

@@ -1,0 +1,154 @@
+//! Echo requests relayed (`--ping relay`): each ping to an intercepted address is sent on to
+//! that address from a kernel ICMP datagram socket (a "ping socket", marked and bound as every
+//! upstream socket), so the client learns whether the destination is really up. A reply
+//! within [`PING_TIMEOUT`] becomes an echo reply from the address pinged, an ICMP error
+//! becomes host unreachable, and silence stays silence.
+
+use crate::stats::Stats;
+use crate::upstream::Upstream;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tapstack::socket::InterceptedEcho;
+use tokio::io::unix::AsyncFd;
+
+/// How long a relayed ping waits for the destination's reply (as `ping -W 5`).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// ICMP echo request and reply types (RFC 792).
+const ECHO_REQUEST: u8 = 8;
+const ECHO_REPLY: u8 = 0;
+/// Where the sequence number and the data start in an echo message.
+const SEQ: usize = 6;
+const DATA: usize = 8;
+/// Largest echo message: an IPv4 datagram's payload.
+const MAX_MESSAGE: usize = 65_535 - 20;
+
+/// A non-blocking ping socket, prepared as the upstream sockets are. `PermissionDenied` says
+/// what to change when the kernel does not allow this group to open one.
+pub fn ping_socket(upstream: &Upstream) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the descriptor is owned from here on.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            return Err(io::Error::new(
+                e.kind(),
+                "--ping relay needs ping sockets for this group: \
+                 sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+            ));
+        }
+        return Err(e);
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    upstream.prepare(fd.as_raw_fd())?;
+    Ok(fd)
+}
+
+/// Relays one echo request and answers it as the destination did.
+pub async fn relay(offer: InterceptedEcho, upstream: Arc<Upstream>, stats: Arc<Stats>) {
+    let IpAddr::V4(dst) = offer.local_addr() else {
+        let _ = offer.ignore();
+        return;
+    };
+    let asked = echo(&upstream, dst, offer.sequence(), offer.data());
+    match tokio::time::timeout(PING_TIMEOUT, asked).await {
+        Ok(Ok(())) => {
+            stats.ping_replied.fetch_add(1, Ordering::Relaxed);
+            let _ = offer.reply();
+        }
+        Ok(Err(e)) => {
+            log::debug!("ping {dst}: {e}");
+            stats.ping_unreachable.fetch_add(1, Ordering::Relaxed);
+            let _ = offer.unreachable();
+        }
+        Err(_) => {
+            stats.ping_timed_out.fetch_add(1, Ordering::Relaxed);
+            let _ = offer.ignore();
+        }
+    }
+}
+
+/// Pings `dst` with `seq` and `data`; `Ok` once the matching reply arrives, the socket's
+/// error if the kernel reports one (an ICMP error, no route).
+async fn echo(upstream: &Upstream, dst: Ipv4Addr, seq: u16, data: &[u8]) -> io::Result<()> {
+    // SAFETY: the OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
+    let fd = unsafe { AsyncFd::register(ping_socket(upstream)?) }?;
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `to` is a valid sockaddr_in of the length passed.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel fills in the identifier (the socket's) and the checksum.
+    let mut request = vec![ECHO_REQUEST, 0, 0, 0, 0, 0];
+    request.extend_from_slice(&seq.to_be_bytes());
+    request.extend_from_slice(data);
+    loop {
+        let mut guard = fd.writable().await?;
+        // SAFETY: sends from a live buffer of the length passed.
+        let sent = guard.try_io(|fd| {
+            let n =
+                unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+        match sent {
+            Ok(r) => {
+                r?;
+                break;
+            }
+            Err(_would_block) => continue,
+        }
+    }
+    let mut reply = vec![0u8; MAX_MESSAGE];
+    loop {
+        let mut guard = fd.readable().await?;
+        // SAFETY: receives into a live buffer of the length passed.
+        let got = guard.try_io(|fd| {
+            let n =
+                unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(n as usize)
+        });
+        let n = match got {
+            Ok(r) => r?,
+            Err(_would_block) => continue,
+        };
+        let m = &reply[..n];
+        if n >= DATA
+            && m[0] == ECHO_REPLY
+            && m[SEQ..DATA] == seq.to_be_bytes()
+            && &m[DATA..] == data
+        {
+            return Ok(());
+        }
+    }
+}
