@@ -348,6 +348,20 @@ ab_run() {
     fi
 }
 
+# CPU time, in clock ticks: busy_ticks of the whole machine (all but idle and iowait),
+# proc_ticks PID of one process (user and system, all its threads; 0 without a PID).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+proc_ticks() {
+    if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+        sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+    else
+        echo 0
+    fi
+}
+# per_request TICKS REQUESTS: CPU microseconds per request.
+per_request() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN { printf "%.0f", t * us / n }'; }
+
 # The held connections: HOLD keep-alive connections to nginx, each having fetched the 10 KiB
 # file, all open at once; tunproxy's VmRSS before and with them held.
 cat >"$WORK/hold.py" <<'PY'
@@ -436,12 +450,18 @@ for t in curl_down curl_up iperf_down iperf_up ab ab_k; do
         iperf_down) V[$t,$p]=$(iperf_run "$p" down) ;;
         iperf_up) V[$t,$p]=$(iperf_run "$p" up) ;;
         ab | ab_k)
-            flags=(-n $((5000 / SCALE)) -c 50)
-            [ "$t" = ab ] || flags=(-k -n $((20000 / SCALE)) -c 50)
+            n=$((5000 / SCALE)) flags=()
+            [ "$t" = ab ] || n=$((20000 / SCALE)) flags=(-k)
+            flags+=(-n "$n" -c 50)
+            V[${t}_cpu,$p]=n/a V[${t}_tcpu,$p]=n/a
             if [ "$p" = b ]; then
                 r="n/a n/a n/a" # ab has no SOCKS client
             else
+                all0=$(busy_ticks) tp0=$(proc_ticks "${PROXY_PID[$p]:-}")
                 r=$(ab_run "$p" "${flags[@]}")
+                all1=$(busy_ticks) tp1=$(proc_ticks "${PROXY_PID[$p]:-}")
+                V[${t}_cpu,$p]=$(per_request $((all1 - all0)) "$n")
+                [ -z "${PROXY_PID[$p]:-}" ] || V[${t}_tcpu,$p]=$(per_request $((tp1 - tp0)) "$n")
             fi
             [ "$r" != fail ] || r="fail fail fail"
             read -r "V[$t,$p]" "V[${t}_failed,$p]" "V[${t}_longest,$p]" <<<"$r"
@@ -506,6 +526,8 @@ ab_rows() {
     row "$n: requests/s" "$k" "d >= 0.5 a" "$(yes_no atleast "$(ratio "${V[$k,a]}" "${V[$k,d]}")" 0.5)"
     row "$n: failed requests" "${k}_failed" "0 (c, d)" "$(yes_no each_le "${k}_failed" 0)"
     row "$n: longest request ms" "${k}_longest" "< 1000 (c, d)" "$(yes_no each_le "${k}_longest" 999)"
+    row "$n: CPU µs/request, whole machine" "${k}_cpu" "-" "-"
+    row "$n: CPU µs/request, tunproxy" "${k}_tcpu" "-" "-"
 }
 # all_held: every connection held by c and d.
 all_held() { [ "${V[held,c]}" = "$HOLD" ] && [ "${V[held,d]}" = "$HOLD" ]; }
@@ -528,5 +550,6 @@ row "$HOLD held: tunproxy KiB/connection" hold_kib "<= 16 (c, d)" "$(yes_no held
 echo
 echo "(b has no ab: ab has no SOCKS client; b's iperf3 goes through proxychains4, the client's"
 echo " own SOCKS hop; ratios: c/b the tun + tunproxy's cost over the same SOCKS hop, d/a over"
-echo " the kernel alone; held: (VmRSS with them held - before) / connections, a fresh tunproxy)"
+echo " the kernel alone; held: (VmRSS with them held - before) / connections, a fresh tunproxy;"
+echo " CPU µs/request: busy time of both CPUs, and tunproxy's own, over ab's requests)"
 echo "== done in $((SECONDS - START)) s; logs in $LOGS"

@@ -553,3 +553,38 @@ fn tos_and_the_retransmission_limit_are_checked() {
         ErrorKind::InvalidInput
     );
 }
+
+/// `shutdown` takes effect for the handle at once, without a wait for the stack thread: a
+/// write right after `Shutdown::Write` fails with `EPIPE`, a read after `Shutdown::Read` sees
+/// end of stream, and the peer still gets everything written before the FIN.
+#[test]
+fn shutdown_takes_effect_at_once_and_the_fin_follows_the_data() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5035").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5035").unwrap();
+    let (s, _) = listener.accept().unwrap();
+    let data = pattern(256 << 10, 3);
+    (&c).write_all(&data).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!((&c).write(b"late").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    c.shutdown(Shutdown::Read).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!((&c).read(&mut buf).unwrap(), 0, "reading shut down");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    (&s).read_to_end(&mut got).unwrap();
+    assert_eq!(sha256(&got), sha256(&data));
+    // The server's reset ends the connection: a shutdown now is asked of the stack, which
+    // answers `ENOTCONN` once it is gone.
+    s.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        match c.shutdown(Shutdown::Write) {
+            Err(e) => break e,
+            Ok(()) => assert!(Instant::now() < deadline, "the reset never arrived"),
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+}

@@ -458,6 +458,27 @@ impl TcpStream {
             Shutdown::Write => (false, true),
             Shutdown::Both => (true, true),
         };
+        {
+            // A connection under way takes effect for this handle at once and the stack
+            // thread is told without a wait; one connecting, failed or finished is asked,
+            // for its exact error (`ENOTCONN`).
+            let mut state = self.shared.lock();
+            if state.status.stopped {
+                return Err(stopped());
+            }
+            let live = !state.status.connecting
+                && state.error.is_none()
+                && (state.status.can_write || !state.status.eof);
+            if live {
+                state.shut.read |= read;
+                state.shut.write |= write;
+                drop(state);
+                return self.inner.handle.post(move |iface, now| {
+                    let _ =
+                        iface.with_tcp(now, |tcp, stats| tcp.shutdown(id, now, read, write, stats));
+                });
+            }
+        }
         self.inner.handle.call(move |iface, now| {
             iface.with_tcp(now, |tcp, stats| tcp.shutdown(id, now, read, write, stats))
         })

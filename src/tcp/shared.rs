@@ -52,7 +52,19 @@ pub struct IoState {
     /// In urgent mode (RFC 9293 §3.8.5): bytes left to read before the urgent mark (RCV.UP),
     /// the first octet after the urgent data. Reads stop at the mark.
     pub rcv_urgent: Option<usize>,
+    /// What the handle has shut down: sticky, and never overwritten by the core's status, so
+    /// that a `shutdown` takes effect for the handle at once, before the core has run it.
+    pub shut: Shut,
     wakers: Wakers,
+}
+
+/// The directions the handle has shut down (`shutdown(2)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shut {
+    /// Reads see end of stream once the buffer is read.
+    pub read: bool,
+    /// Writes fail with `EPIPE`.
+    pub write: bool,
 }
 
 /// Who to wake when the core changes a shared state.
@@ -110,7 +122,7 @@ impl IoState {
         if self.status.connecting {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if !self.status.can_write {
+        if !self.status.can_write || self.shut.write {
             return Err(os_err(libc::EPIPE));
         }
         if data.is_empty() {
@@ -152,7 +164,7 @@ impl IoState {
             if let Some(e) = self.error {
                 return Err(os_err(e));
             }
-            if self.status.eof {
+            if self.at_eof() {
                 return Ok(0);
             }
             return Err(io::ErrorKind::WouldBlock.into());
@@ -174,7 +186,7 @@ impl IoState {
             if let Some(e) = self.error.take() {
                 return Err(os_err(e));
             }
-            if self.status.eof {
+            if self.at_eof() {
                 return Ok(0);
             }
             return Err(io::ErrorKind::WouldBlock.into());
@@ -188,16 +200,21 @@ impl IoState {
         Ok(n)
     }
 
+    /// No more data will come: the core says so, or the handle shut reading down.
+    fn at_eof(&self) -> bool {
+        self.status.eof || self.shut.read
+    }
+
     /// Whether a read would not block: data, end of stream, an error or a stopped stack.
     pub fn read_ready(&self) -> bool {
-        self.recv.readable() > 0 || self.status.eof || self.error.is_some() || self.status.stopped
+        self.recv.readable() > 0 || self.at_eof() || self.error.is_some() || self.status.stopped
     }
 
     /// Whether urgent data waits to be read, or the stream has ended or failed: like Linux's
     /// `POLLPRI` (with `POLLRDHUP` and `POLLERR`, which also end a wait for it), but set by
     /// the urgent pointer itself rather than by the arrival of the last urgent byte.
     pub fn urgent_ready(&self) -> bool {
-        self.rcv_urgent.is_some() || self.status.eof || self.error.is_some() || self.status.stopped
+        self.rcv_urgent.is_some() || self.at_eof() || self.error.is_some() || self.status.stopped
     }
 
     /// Whether a write would not block: room in the send buffer, or a write that would fail
@@ -205,7 +222,8 @@ impl IoState {
     pub fn write_ready(&self) -> bool {
         self.status.stopped
             || self.error.is_some()
-            || (!self.status.connecting && (!self.status.can_write || self.send.free() > 0))
+            || (!self.status.connecting
+                && (!self.status.can_write || self.shut.write || self.send.free() > 0))
     }
 
     /// After a read: whether it reopened enough window that the core owes a window update
@@ -251,6 +269,7 @@ impl SocketIo {
             window_update_at: None,
             poke: false,
             rcv_urgent: None,
+            shut: Shut::default(),
             wakers: Wakers::default(),
         })
     }
