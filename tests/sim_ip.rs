@@ -491,3 +491,55 @@ fn a_bare_ip_link_answers_without_arp() {
     assert_eq!(&rest[8..], b"over a tun");
     assert!(iface.pop_transmit().is_none());
 }
+
+/// Each queued datagram is charged its data and its queue entry: a flood of empty datagrams
+/// fills the receive buffer and is counted as dropped like any other, and reading them gives
+/// the room back whole.
+#[test]
+fn a_flood_of_empty_datagrams_is_bounded_and_the_room_comes_back() {
+    let mut sim = Sim::pair();
+    learn_host(&mut sim);
+    let id = bind(&mut sim.b, 9);
+    let rcvbuf = sim.b.iface.config().udp_rcvbuf;
+    let flood = 20_000u16;
+    for i in 0..flood {
+        let seg = udp_segment(HOST, B, 1000, 9, b"");
+        let f = ipv4_frames(
+            HOST_MAC,
+            sim.b.iface.config().mac,
+            HOST,
+            B,
+            IpNumber::UDP,
+            i,
+            &seg,
+            1500,
+        );
+        exchange(&mut sim, &f);
+    }
+    let dropped = sim.b.iface.counters().udp_rx_buffer_full;
+    let queued = drain(&mut sim.b, id);
+    assert!(queued.iter().all(|d| d.is_empty()));
+    assert_eq!(queued.len() as u64 + dropped, u64::from(flood));
+    assert!(dropped > 0, "the flood was bounded");
+    assert!(
+        queued.len() < rcvbuf / 16,
+        "{} empty datagrams queued",
+        queued.len()
+    );
+    // Drained, the buffer takes as many again.
+    for i in 0..flood {
+        let seg = udp_segment(HOST, B, 1000, 9, b"");
+        let f = ipv4_frames(
+            HOST_MAC,
+            sim.b.iface.config().mac,
+            HOST,
+            B,
+            IpNumber::UDP,
+            i,
+            &seg,
+            1500,
+        );
+        exchange(&mut sim, &f);
+    }
+    assert_eq!(drain(&mut sim.b, id).len(), queued.len());
+}

@@ -566,7 +566,10 @@ fn shutdown_takes_effect_at_once_and_the_fin_follows_the_data() {
     let data = pattern(256 << 10, 3);
     (&c).write_all(&data).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
-    assert_eq!((&c).write(b"late").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    assert_eq!(
+        (&c).write(b"late").unwrap_err().kind(),
+        ErrorKind::BrokenPipe
+    );
     c.shutdown(Shutdown::Read).unwrap();
     let mut buf = [0u8; 16];
     assert_eq!((&c).read(&mut buf).unwrap(), 0, "reading shut down");
@@ -587,4 +590,34 @@ fn shutdown_takes_effect_at_once_and_the_fin_follows_the_data() {
         std::thread::yield_now();
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+}
+
+/// Durations too long to add to a clock are no timeout, as in std, and never panic the stack
+/// thread: `connect_timeout(Duration::MAX)`, read and write timeouts of `Duration::MAX`, and a
+/// stack whose linger and busy-poll are `Duration::MAX` (it still stops at once when idle).
+#[test]
+fn huge_durations_mean_no_timeout_and_panic_nothing() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let mut cfg_a = config(1, 1);
+    cfg_a.linger = Duration::MAX;
+    cfg_a.busy_poll = Duration::MAX;
+    let a = Stack::new(a, cfg_a).unwrap();
+    let b = Stack::new(b, config(2, 2)).unwrap();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5036").unwrap();
+    let c = TcpStream::connect_timeout(&a, "10.0.0.2:5036", Duration::MAX).unwrap();
+    let (s, _) = listener.accept().unwrap();
+    c.set_read_timeout(Some(Duration::MAX)).unwrap();
+    c.set_write_timeout(Some(Duration::MAX)).unwrap();
+    (&c).write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    (&s).read_exact(&mut got).unwrap();
+    (&s).write_all(b"pong").unwrap();
+    (&c).read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"pong");
+    drop((c, s, listener));
+    // Both stacks stop: a panic on either stack thread would fail this or hang it.
+    let stopped = Instant::now();
+    drop(a);
+    drop(b);
+    assert!(stopped.elapsed() < Duration::from_secs(30));
 }

@@ -138,6 +138,16 @@ impl UdpTable {
     }
 }
 
+/// What a queued datagram costs beyond its data: its queue entry and the allocation's own
+/// header. A receive queue charges it too, as Linux charges an skb's truesize, so that a flood
+/// of empty datagrams is bounded like any other.
+const DATAGRAM_OVERHEAD: usize = std::mem::size_of::<(SocketAddrV4, Vec<u8>)>() + 16;
+
+/// The receive-buffer charge of a datagram of `len` bytes.
+fn charge(len: usize) -> usize {
+    len + DATAGRAM_OVERHEAD
+}
+
 impl Interface {
     pub(super) fn udp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
         let Ok((header, _)) = UdpHeader::from_slice(rx.payload) else {
@@ -184,7 +194,7 @@ impl Interface {
             return;
         }
         let data = segment[UdpHeader::LEN..].to_vec();
-        sock.rx_bytes += data.len();
+        sock.rx_bytes += charge(data.len());
         sock.rx.push_back((from, data));
         self.stats.udp_rx_datagrams += 1;
         if sock.rx.len() == 1 {
@@ -343,7 +353,7 @@ impl Interface {
             return Some(Err(os_err(libc::ETIMEDOUT)));
         }
         let (from, data) = sock.rx.pop_front()?;
-        sock.rx_bytes -= data.len();
+        sock.rx_bytes -= charge(data.len());
         Some(Ok((data, from)))
     }
 
@@ -463,12 +473,11 @@ impl Interface {
             }
             FlowVerdict::Pending | FlowVerdict::Open => {}
         }
-        // An empty datagram is charged as one byte, so that a flood of them is bounded too.
         if sock.rx_bytes >= limit {
             self.stats.udp_rx_buffer_full += 1;
             return;
         }
-        sock.rx_bytes += data.len().max(1);
+        sock.rx_bytes += charge(data.len());
         sock.rx.push_back((from, data.to_vec()));
         self.stats.udp_rx_datagrams += 1;
         if sock.rx.len() == 1 {

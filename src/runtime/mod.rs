@@ -267,7 +267,8 @@ impl<D: Device> StackThread<D> {
     /// `linger` to finish; what remains is reset.
     fn drain(&mut self) {
         self.waiters.fail_all();
-        let deadline = std::time::Instant::now() + self.linger;
+        // A linger too long to represent has no deadline: the connections end when they do.
+        let deadline = std::time::Instant::now().checked_add(self.linger);
         let mut buf = vec![0u8; RX_BUF];
         let now = self.now();
         self.iface
@@ -290,11 +291,13 @@ impl<D: Device> StackThread<D> {
             self.iface.poll(now);
             while self.iface.pop_event().is_some() {}
             self.transmit(now);
-            if self.iface.tcp().quiescent() || std::time::Instant::now() >= deadline {
+            if self.iface.tcp().quiescent()
+                || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+            {
                 break;
             }
             if !busy {
-                self.sleep(Some(deadline));
+                self.sleep(deadline);
             }
         }
         let now = self.now();
@@ -376,7 +379,7 @@ impl<D: Device> StackThread<D> {
         if self.busy_poll.is_zero() {
             return None;
         }
-        let until = std::time::Instant::now() + self.busy_poll;
+        let start = std::time::Instant::now();
         loop {
             // Both are looked at each time, so that a stream of commands (a writer's pokes)
             // never keeps waiting frames unread.
@@ -400,7 +403,7 @@ impl<D: Device> StackThread<D> {
                     device: frame,
                 });
             }
-            if std::time::Instant::now() >= until {
+            if start.elapsed() >= self.busy_poll {
                 return None;
             }
             std::hint::spin_loop();

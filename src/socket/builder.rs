@@ -98,7 +98,7 @@ impl<'a> TcpSocket<'a> {
         timeout: Duration,
     ) -> io::Result<TcpStream> {
         self.connect_nonblocking(addr)?
-            .connected(Some(Instant::now() + timeout))
+            .connected(Instant::now().checked_add(timeout))
     }
 
     /// Sends the SYN without waiting (see [`TcpStream::connect_nonblocking`]).

@@ -21,7 +21,8 @@ pub(crate) fn deadline(nonblocking: bool, timeout: Option<Duration>) -> Option<I
     if nonblocking {
         Some(Instant::now())
     } else {
-        timeout.map(|t| Instant::now() + t)
+        // A timeout too long to represent (`Duration::MAX`) is none, as in std.
+        timeout.and_then(|t| Instant::now().checked_add(t))
     }
 }
 

@@ -85,8 +85,8 @@ impl Drop for Inner {
         let Some(shared) = self.shared.as_ref().filter(|_| linger != NO_LINGER) else {
             return;
         };
-        let deadline = std::time::Instant::now() + Duration::from_nanos(linger);
-        let _ = blocking(shared, Some(deadline), |state| {
+        let deadline = std::time::Instant::now().checked_add(Duration::from_nanos(linger));
+        let _ = blocking(shared, deadline, |state| {
             let done = state.send.is_empty() || state.status.stopped || state.error.is_some();
             if done {
                 Ok(())
@@ -328,7 +328,8 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        Self::open(stack, addr, Some(std::time::Instant::now() + timeout))
+        // `Duration::MAX` is no timeout at all, as in std.
+        Self::open(stack, addr, std::time::Instant::now().checked_add(timeout))
     }
 
     fn open<A: ToSocketAddrs>(
