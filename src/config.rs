@@ -45,7 +45,7 @@ pub struct StackConfig {
     /// it spins for an answer (a write, a close, the peer's next segment) before it sleeps:
     /// the answer is then served without the sleep and wakeup of the stack thread (Linux's
     /// `net.core.busy_poll`, done by the stack thread). Used only with more than one CPU; zero
-    /// turns it off.
+    /// turns it off. At most [`MAX_BUSY_POLL`] is used: timers are not served while it spins.
     pub busy_poll: Duration,
     /// Catch-all interception (a tun2socks-style program): `None`, the default, serves only
     /// the stack's own address. With it, every TCP connection and UDP flow to any other
@@ -62,6 +62,10 @@ pub enum OverLimit {
     /// Drop the SYN: the client retries and may find room later.
     Drop,
 }
+
+/// The longest busy-poll spin the stack thread makes, whatever [`StackConfig::busy_poll`] asks:
+/// timers (retransmission, delayed ACKs, timeouts of parked calls) wait while it spins.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
 
 /// Catch-all interception: connections and flows to any address, each offered to the
 /// application, which accepts, refuses or drops it. Every queue is bounded, each limit

@@ -621,3 +621,45 @@ fn huge_durations_mean_no_timeout_and_panic_nothing() {
     drop(b);
     assert!(stopped.elapsed() < Duration::from_secs(30));
 }
+
+/// A thread blocked in `read` is woken by another thread's `shutdown(Read)` and sees end of
+/// stream, and one blocked on a full send buffer gets `EPIPE` from `shutdown(Write)`.
+#[test]
+fn shutdown_wakes_the_threads_blocked_on_the_connection() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5037").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5037").unwrap();
+    let (_s, _) = listener.accept().unwrap();
+    c.set_send_buffer_size(64 << 10).unwrap();
+    let reader = c.try_clone().unwrap();
+    let writer = c.try_clone().unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(2);
+    let read_tx = tx.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        let _ = read_tx.send(("read", (&reader).read(&mut buf).map(|n| n as i32)));
+    });
+    std::thread::spawn(move || {
+        // The server never reads: the writer fills its window and the buffer, then blocks.
+        let chunk = vec![7u8; 1 << 20];
+        let r = loop {
+            if let Err(e) = (&writer).write(&chunk) {
+                break Err(e);
+            }
+        };
+        let _ = tx.send(("write", r));
+    });
+    c.shutdown(Shutdown::Read).unwrap();
+    let (who, got) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the reader woke");
+    assert_eq!(who, "read");
+    assert_eq!(got.unwrap(), 0, "end of stream");
+    // The writer blocks once nothing more fits; shut writing down and it fails with EPIPE.
+    c.shutdown(Shutdown::Write).unwrap();
+    let (who, got) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the writer woke");
+    assert_eq!(who, "write");
+    assert_eq!(got.unwrap_err().kind(), ErrorKind::BrokenPipe);
+}

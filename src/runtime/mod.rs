@@ -143,7 +143,7 @@ impl Stack {
         let thread_wake = wake.clone();
         let thread_linger = config.linger;
         let busy_poll = match std::thread::available_parallelism() {
-            Ok(n) if n.get() > 1 => config.busy_poll,
+            Ok(n) if n.get() > 1 => config.busy_poll.min(crate::config::MAX_BUSY_POLL),
             _ => std::time::Duration::ZERO,
         };
         let thread = std::thread::Builder::new()

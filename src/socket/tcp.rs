@@ -473,7 +473,8 @@ impl TcpStream {
             if live {
                 state.shut.read |= read;
                 state.shut.write |= write;
-                drop(state);
+                // Readers and writers waiting on this connection see it now.
+                self.shared.wake(state);
                 return self.inner.handle.post(move |iface, now| {
                     let _ =
                         iface.with_tcp(now, |tcp, stats| tcp.shutdown(id, now, read, write, stats));

@@ -20,6 +20,7 @@ use clap::Parser;
 use stats::Stats;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tapstack::cli::{self, DeviceArgs};
@@ -71,8 +72,9 @@ struct Args {
     /// SO_BINDTODEVICE of every upstream socket
     #[arg(long, value_name = "IFACE")]
     bind_dev: Option<String>,
-    /// Pings to any address: answered at once, relayed to the address (a kernel ping socket;
-    /// the client gets a reply only if the destination answers) or dropped
+    /// Pings to any address: answered at once, relayed to the address (a kernel ping socket,
+    /// straight out even with --socks5, which carries no ICMP; the client gets a reply only if
+    /// the destination answers) or dropped
     #[arg(long, value_enum, default_value_t = Ping::Answer)]
     ping: Ping,
 }
@@ -195,8 +197,18 @@ async fn serve(
         }
     };
     let echo = async {
+        let slots = Arc::new(tokio::sync::Semaphore::new(ping::MAX_PINGS));
         while let Ok(offer) = interceptor.next_echo().await {
-            tokio::spawn(ping::relay(offer, upstream.clone(), stats.clone()));
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                stats.ping_failed.fetch_add(1, Ordering::Relaxed);
+                let _ = offer.ignore();
+                continue;
+            };
+            let (upstream, stats) = (upstream.clone(), stats.clone());
+            tokio::spawn(async move {
+                ping::relay(offer, upstream, stats).await;
+                drop(slot);
+            });
         }
     };
     tokio::join!(tcp, udp, echo);

@@ -24,8 +24,26 @@ const ECHO_REPLY: u8 = 0;
 /// Where the sequence number and the data start in an echo message.
 const SEQ: usize = 6;
 const DATA: usize = 8;
-/// Largest echo message: an IPv4 datagram's payload.
-const MAX_MESSAGE: usize = 65_535 - 20;
+/// Pings relayed at once; past this a ping is dropped and counted (each holds a socket for
+/// up to [`PING_TIMEOUT`]).
+pub const MAX_PINGS: usize = 256;
+
+/// Whether a ping socket's error came from the network (an ICMP error, no route), which the
+/// client is told as host unreachable; other errors are ours and the ping is dropped.
+fn from_network(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::ECONNREFUSED
+                | libc::EPROTO
+                | libc::EACCES
+        )
+    )
+}
 
 /// A non-blocking ping socket, prepared as the upstream sockets are. `PermissionDenied` says
 /// what to change when the kernel does not allow this group to open one.
@@ -67,10 +85,15 @@ pub async fn relay(offer: InterceptedEcho, upstream: Arc<Upstream>, stats: Arc<S
             stats.ping_replied.fetch_add(1, Ordering::Relaxed);
             let _ = offer.reply();
         }
-        Ok(Err(e)) => {
+        Ok(Err(e)) if from_network(&e) => {
             log::debug!("ping {dst}: {e}");
             stats.ping_unreachable.fetch_add(1, Ordering::Relaxed);
             let _ = offer.unreachable();
+        }
+        Ok(Err(e)) => {
+            log::warn!("ping {dst}: {e}");
+            stats.ping_failed.fetch_add(1, Ordering::Relaxed);
+            let _ = offer.ignore();
         }
         Err(_) => {
             stats.ping_timed_out.fetch_add(1, Ordering::Relaxed);
@@ -126,7 +149,8 @@ async fn echo(upstream: &Upstream, dst: Ipv4Addr, seq: u16, data: &[u8]) -> io::
             Err(_would_block) => continue,
         }
     }
-    let mut reply = vec![0u8; MAX_MESSAGE];
+    // A longer datagram is not the reply: one byte more shows it.
+    let mut reply = vec![0u8; request.len() + 1];
     loop {
         let mut guard = fd.readable().await?;
         // SAFETY: receives into a live buffer of the length passed.

@@ -20,6 +20,7 @@ pub struct Stats {
     pub ping_replied: AtomicU64,
     pub ping_unreachable: AtomicU64,
     pub ping_timed_out: AtomicU64,
+    pub ping_failed: AtomicU64,
 }
 
 impl fmt::Display for Stats {
@@ -75,6 +76,12 @@ impl fmt::Display for Stats {
             f,
             "    {} pings unanswered upstream (timed out)",
             get(&self.ping_timed_out)
+        )?;
+        writeln!(
+            f,
+            "    {} pings dropped: a local error, or {} relayed at once",
+            get(&self.ping_failed),
+            crate::ping::MAX_PINGS
         )
     }
 }
