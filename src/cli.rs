@@ -6,7 +6,7 @@ use crate::phy::{
 use crate::wire::MacAddr;
 use crate::{Stack, StackConfig};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// `A.B.C.D/PREFIX`.
@@ -37,6 +37,34 @@ impl std::str::FromStr for Ipv4Cidr {
     }
 }
 
+/// `ADDR/PREFIX` for IPv6 (64 when the prefix is omitted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Cidr {
+    /// The host address.
+    pub addr: Ipv6Addr,
+    /// The prefix length, 0 to 128.
+    pub prefix_len: u8,
+}
+
+impl std::str::FromStr for Ipv6Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "64"));
+        let addr: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| format!("bad IPv6 address in {s:?}"))?;
+        let prefix_len: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 128)
+            .ok_or_else(|| format!("bad prefix length in {s:?}"))?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(format!("{addr} cannot be a host address"));
+        }
+        Ok(Ipv6Cidr { addr, prefix_len })
+    }
+}
+
 /// Command-line flags for the device, the stack's address, capture and fault injection.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArgs {
@@ -53,6 +81,11 @@ pub struct DeviceArgs {
     /// Default gateway for off-link destinations
     #[arg(long)]
     pub gateway: Option<Ipv4Addr>,
+    /// An IPv6 address and prefix length (repeatable). Turns IPv6 on, with a link-local
+    /// address from the MAC on a tap; each address is used once Duplicate Address Detection
+    /// passes (about a second)
+    #[arg(long, value_name = "ADDR/PREFIX")]
+    pub ip6: Vec<Ipv6Cidr>,
     /// The stack's MAC address [default: 02:00 followed by the IP address]
     #[arg(long)]
     pub mac: Option<MacAddr>,
@@ -98,6 +131,12 @@ impl DeviceArgs {
             .mac
             .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]]));
         cfg.gateway = self.gateway;
+        if !self.ip6.is_empty() {
+            cfg.ipv6 = Some(crate::config::Ipv6Config {
+                addrs: self.ip6.iter().map(|c| (c.addr, c.prefix_len)).collect(),
+                ..Default::default()
+            });
+        }
         cfg.busy_poll = std::time::Duration::from_micros(self.busy_poll_us);
         if let Some(seed) = self.seed {
             cfg.seed = seed;

@@ -51,6 +51,41 @@ pub struct StackConfig {
     /// the stack's own address. With it, every TCP connection and UDP flow to any other
     /// address is offered to the application (see [`crate::socket::Interceptor`]).
     pub intercept: Option<InterceptConfig>,
+    /// IPv6 (RFC 8200): `None`, the default, leaves the interface IPv4-only.
+    pub ipv6: Option<Ipv6Config>,
+}
+
+/// IPv6 on the interface: its addresses, and the bounds of Neighbour Discovery (RFC 4861).
+#[derive(Clone, Debug)]
+pub struct Ipv6Config {
+    /// Addresses with their prefix lengths (`--ip6 ADDR/PREFIX`). Each is checked by
+    /// Duplicate Address Detection before it is used (RFC 4862 §5.4).
+    pub addrs: Vec<(std::net::Ipv6Addr, u8)>,
+    /// A link-local address from the MAC, by modified EUI-64 (RFC 4291 §2.5.1), on Ethernet.
+    pub link_local: bool,
+    /// Neighbour Solicitations DAD sends, `RetransTimer` apart, before an address is used
+    /// (`DupAddrDetectTransmits`, RFC 4862 §5.1); 0 uses addresses at once.
+    pub dad_transmits: u8,
+    /// Neighbour cache entries at most; past it the oldest unused entry is evicted.
+    pub max_neighbors: usize,
+    /// Packets held per neighbour while its address resolves (RFC 4861 §7.2.2); past it the
+    /// oldest is dropped and counted.
+    pub max_queued: usize,
+    /// Hop limit of the packets we send (RFC 8200 §3; Linux `hop_limit`, 64).
+    pub hop_limit: u8,
+}
+
+impl Default for Ipv6Config {
+    fn default() -> Self {
+        Ipv6Config {
+            addrs: Vec::new(),
+            link_local: true,
+            dad_transmits: 1,
+            max_neighbors: 1024,
+            max_queued: 3,
+            hop_limit: 64,
+        }
+    }
 }
 
 /// What the stack does with a SYN to an intercepted destination when the connection cap is
@@ -221,6 +256,7 @@ impl StackConfig {
             linger: Duration::from_secs(1),
             busy_poll: Duration::from_micros(50),
             intercept: None,
+            ipv6: None,
         }
     }
 

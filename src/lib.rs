@@ -58,7 +58,7 @@ pub mod time;
 pub mod tokio;
 pub mod wire;
 
-pub use config::{EchoMode, InterceptConfig, Keepalive, StackConfig};
+pub use config::{EchoMode, InterceptConfig, Ipv6Config, Keepalive, StackConfig};
 pub use runtime::Stack;
 pub use socket::{TcpListener, TcpStream, UdpSocket};
 pub use stats::Counters;

@@ -153,6 +153,44 @@ counters! {
         tcp_icmp_soft_errors: "ICMP errors kept as soft errors of established connections",
         tcp_icmp_aborts: "connection attempts failed by an ICMP error",
     }
+    "Ip6" {
+        ip6_rx_packets: "IPv6 packets received",
+        ip6_rx_delivered: "IPv6 packets delivered to upper layers",
+        ip6_rx_malformed: "IPv6 packets with a bad header or length (dropped)",
+        ip6_rx_bad_source: "IPv6 packets from a multicast source (dropped)",
+        ip6_rx_not_for_us: "IPv6 packets to an address that is not ours (dropped)",
+        ip6_rx_bad_ext: "IPv6 packets with a malformed extension header (dropped)",
+        ip6_rx_bad_option: "IPv6 packets dropped for an unrecognised option, as its type says",
+        ip6_rx_routing: "IPv6 packets with a routing header left to process, or of type 0 (dropped, RFC 5095)",
+        ip6_rx_fragments: "IPv6 fragments (dropped: reassembly is not built yet)",
+        ip6_rx_unknown_next: "IPv6 packets with an unrecognised next header (parameter problem)",
+        ip6_rx_no_transport: "IPv6 TCP segments (dropped: TCP over IPv6 is not built yet)",
+        ip6_tx_packets: "IPv6 packets sent",
+        ip6_dad_duplicates: "our addresses found in use by another node by DAD (not used)",
+        ip6_addrs_preferred: "addresses that passed DAD and are in use",
+    }
+    "Icmp6" {
+        icmp6_rx_messages: "ICMPv6 messages received",
+        icmp6_rx_bad_checksum: "ICMPv6 messages with a bad checksum (dropped)",
+        icmp6_rx_malformed: "malformed ICMPv6 messages (dropped)",
+        icmp6_rx_echo_requests: "ICMPv6 echo requests received",
+        icmp6_tx_echo_replies: "ICMPv6 echo replies sent",
+        icmp6_rx_errors: "ICMPv6 error messages received",
+        icmp6_rx_other: "ICMPv6 messages of other types (router advertisements, redirects: ignored)",
+        icmp6_tx_errors: "ICMPv6 errors sent",
+        icmp6_tx_rate_limited: "ICMPv6 errors not sent: rate limited",
+    }
+    "Nd" {
+        nd_rx_solicitations: "Neighbour Solicitations received",
+        nd_rx_advertisements: "Neighbour Advertisements received",
+        nd_rx_invalid: "Neighbour Discovery messages failing validation (dropped, RFC 4861 §7.1)",
+        nd_tx_solicitations: "Neighbour Solicitations sent",
+        nd_tx_advertisements: "Neighbour Advertisements sent",
+        nd_cache_updates: "neighbour entries learned or updated",
+        nd_cache_evictions: "neighbour entries evicted because the cache was full",
+        nd_resolution_failures: "IPv6 neighbours that did not answer (their packets dropped)",
+        nd_queue_overflow: "IPv6 packets dropped because a resolving neighbour's queue was full",
+    }
     "Intercept" {
         icpt_tcp_offered: "intercepted SYNs offered to the application",
         icpt_tcp_syn_absorbed: "retransmitted SYNs absorbed while their decision was pending",

@@ -10,6 +10,13 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
 use tapstack::wire::MacAddr;
 
+/// The replies ping's summary counts ("N received").
+fn received(out: &str) -> u32 {
+    out.split(',')
+        .find_map(|part| part.trim().strip_suffix(" received")?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn ping(args: &str) -> String {
     sh(&format!("ping -n -W 2 {args} {STACK_IP}"))
 }
@@ -231,4 +238,67 @@ fn flood_while_pinging() -> (String, EchoServer, u32, u32) {
     let out = ping("-c 10 -i 0.05 -s 8000");
     let (garbage, fragments) = flood.join().unwrap();
     (out, server, garbage, fragments)
+}
+
+/// The kernel's IPv6 on the tap (its own address without DAD) against `--ip6`: the stack's
+/// addresses pass DAD, then the kernel resolves and pings the global and the link-local one.
+#[test]
+fn kernel_pings_ipv6_after_dad_and_resolves_our_mac() {
+    in_netns(|| {
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8::1/64 dev tap0 nodad");
+        let server = EchoServer::start(&["--ip6", "2001:db8::2/64"]);
+        // DAD takes about a second (the kernel's first requests wait for its resolution of
+        // our address meanwhile): ping until three replies, for at most 10 s.
+        let out = sh("ping -6 -n -c 3 -i 0.2 -w 10 2001:db8::2");
+        assert!(received(&out) >= 3, "{out}");
+        let out = sh("ping -6 -n -c 3 -i 0.2 -w 10 -s 1200 fe80::aff:fe00:2%tap0");
+        assert!(
+            received(&out) >= 3 && out.contains("1208 bytes from"),
+            "{out}"
+        );
+        let neigh = sh("ip -6 neigh show 2001:db8::2 dev tap0");
+        assert!(
+            neigh.contains("02:00:0a:00:00:02"),
+            "kernel neighbour entry: {neigh}"
+        );
+        let counters = server.stop();
+        assert_eq!(
+            counter(&counters, "addresses that passed DAD"),
+            2,
+            "{counters}"
+        );
+        assert!(
+            counter(&counters, "ICMPv6 echo replies sent") >= 6,
+            "{counters}"
+        );
+        assert!(
+            counter(&counters, "Neighbour Advertisements sent") >= 2,
+            "{counters}"
+        );
+    });
+}
+
+/// An address the kernel already has: the stack's DAD hears the kernel defend it, and never
+/// uses it; its link-local address still answers.
+#[test]
+fn an_ipv6_address_in_use_fails_dad_and_is_not_used() {
+    in_netns(|| {
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8::2/64 dev tap0 nodad");
+        let server = EchoServer::start(&["--ip6", "2001:db8::2/64"]);
+        let out = sh("ping -6 -n -c 2 -i 0.2 -w 10 fe80::aff:fe00:2%tap0");
+        assert!(received(&out) >= 2, "{out}");
+        let counters = server.stop();
+        assert_eq!(
+            counter(&counters, "found in use by another node"),
+            1,
+            "{counters}"
+        );
+        assert_eq!(
+            counter(&counters, "addresses that passed DAD"),
+            1,
+            "{counters}"
+        );
+    });
 }

@@ -48,7 +48,10 @@ impl Interface {
         };
         let dst = MacAddr(eth.destination());
         let ip_link = self.cfg.medium == Medium::Ip;
-        if !ip_link && dst != self.cfg.mac && !dst.is_broadcast() {
+        // IPv6's groups come to `33:33:…` addresses (RFC 2464 §7): ours are all-nodes and
+        // our addresses' solicited-node groups.
+        let group = !ip_link && self.ip6.as_ref().is_some_and(|s| s.accepts_mac(dst));
+        if !ip_link && dst != self.cfg.mac && !dst.is_broadcast() && !group {
             self.stats.eth_rx_not_for_us += 1;
             return;
         }
@@ -58,6 +61,7 @@ impl Interface {
             EtherType::IPV4 => {
                 self.ipv4_input(now, payload, !ip_link && dst.is_broadcast(), verified)
             }
+            EtherType::IPV6 if self.ip6.is_some() => self.ipv6_input(now, payload, group),
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }
     }

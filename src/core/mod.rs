@@ -8,8 +8,11 @@
 mod arp;
 mod ethernet;
 mod icmp;
+mod icmpv6;
 mod intercept;
 mod ipv4;
+mod ipv6;
+mod ndp;
 mod reassembly;
 mod tcp;
 mod udp;
@@ -17,6 +20,8 @@ mod udp;
 pub use ethernet::RxChecksums;
 pub use intercept::{EchoOffer, EchoVerdict, InterceptIo, InterceptState, UdpOffer};
 pub use ipv4::Pmtud;
+pub use ipv6::{Addr6, AddrState, Ipv6State};
+pub use ndp::NudState;
 pub use reassembly::{FragKey, Fragment, Reassembler};
 pub use udp::{FlowDecision, MAX_UDP_PAYLOAD};
 
@@ -68,6 +73,8 @@ pub struct Interface {
     now: Instant,
     /// The offers of catch-all interception, shared with the application; `None` when off.
     intercept: Option<std::sync::Arc<InterceptIo>>,
+    /// IPv6's addresses and neighbours; `None` when IPv6 is off.
+    ip6: Option<ipv6::Ipv6State>,
 }
 
 /// A stack thread that ends, even by a panic, leaves no interceptor asleep.
@@ -91,7 +98,12 @@ impl Interface {
             tcp.set_intercept(*ic);
             std::sync::Arc::new(InterceptIo::with(InterceptState::default()))
         });
+        let ip6 = cfg
+            .ipv6
+            .clone()
+            .map(|c| ipv6::Ipv6State::new(c, cfg.mac, cfg.medium, now));
         let mut iface = Interface {
+            ip6,
             tcp,
             tcp_out: Vec::new(),
             next_ip_id,
@@ -157,13 +169,17 @@ impl Interface {
         self.tcp.poll(now, &mut self.stats);
         self.flush_tcp(now);
         self.udp_poll(now);
+        self.ipv6_poll(now);
     }
 
     /// When [`Interface::poll`] next has work to do.
     pub fn poll_at(&self) -> Option<Instant> {
         earliest(
-            earliest(self.arp.poll_at(), self.reasm.poll_at()),
-            earliest(self.tcp.poll_at(), self.udp.poll_at()),
+            earliest(
+                earliest(self.arp.poll_at(), self.reasm.poll_at()),
+                earliest(self.tcp.poll_at(), self.udp.poll_at()),
+            ),
+            self.ip6.as_ref().and_then(|s| s.poll_at()),
         )
     }
 

@@ -1,6 +1,7 @@
 //! Wire formats: thin helpers over `etherparse`, which does the parsing, building and checksums.
 
 pub mod gso;
+pub mod ipv6;
 mod mac;
 
 pub use mac::MacAddr;

@@ -1,0 +1,390 @@
+//! ICMPv6 (RFC 4443) and the Neighbour Discovery messages a host handles (RFC 4861): echo,
+//! the errors we send (rate limited, never where §2.4 (e) forbids), Neighbour Solicitation and
+//! Advertisement for address resolution and DAD. Router Solicitations, Advertisements and
+//! Redirects are counted and ignored (no SLAAC yet; redirects are not followed).
+
+use super::ipv6::{AddrState, Icmp6Error, Rx6, HEADER_LEN, MIN_MTU, NEXT_HEADER_FIELD};
+use super::ndp::Learned;
+use super::Interface;
+use crate::time::Instant;
+use crate::wire::ipv6::{self as wire6, ALL_NODES};
+use crate::wire::MacAddr;
+use std::net::Ipv6Addr;
+
+/// ICMPv6's next-header value.
+const ICMPV6: u8 = 58;
+/// Message types (RFC 4443 §2.1, RFC 4861 §4).
+const ECHO_REQUEST: u8 = 128;
+const ECHO_REPLY: u8 = 129;
+const NEIGHBOR_SOLICITATION: u8 = 135;
+const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+/// Types below this are errors (RFC 4443 §2.1).
+const FIRST_INFORMATIONAL: u8 = 128;
+/// Neighbour Discovery's hop limit: a message with any other did not come from the link.
+const ND_HOP_LIMIT: u8 = 255;
+/// NS/NA: the target address follows 4 bytes of flags or reserved (RFC 4861 §4.3, §4.4).
+const ND_TARGET: usize = 8;
+const ND_OPTIONS: usize = 24;
+/// NDP options: source and target link-layer address (RFC 4861 §4.6.1).
+const OPT_SOURCE_LL: u8 = 1;
+const OPT_TARGET_LL: u8 = 2;
+/// Neighbour Advertisement flags (RFC 4861 §4.4).
+const NA_ROUTER: u8 = 0x80;
+const NA_SOLICITED: u8 = 0x40;
+const NA_OVERRIDE: u8 = 0x20;
+
+/// The link-layer address option of kind `kind` in NDP options `opts`; `Err` if an option is
+/// malformed (zero length, or past the end: RFC 4861 §7.1.1).
+fn ll_option(opts: &[u8], kind: u8) -> Result<Option<MacAddr>, ()> {
+    let mut found = None;
+    let mut i = 0;
+    while i < opts.len() {
+        let (Some(&t), Some(&len)) = (opts.get(i), opts.get(i + 1)) else {
+            return Err(());
+        };
+        let end = i + usize::from(len) * 8;
+        if len == 0 || end > opts.len() {
+            return Err(());
+        }
+        if t == kind && len == 1 {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&opts[i + 2..i + 8]);
+            found = Some(MacAddr(mac));
+        }
+        i = end;
+    }
+    Ok(found)
+}
+
+/// The target address of an NS or NA (at least [`ND_OPTIONS`] bytes long).
+fn nd_target(msg: &[u8]) -> Ipv6Addr {
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&msg[ND_TARGET..ND_OPTIONS]);
+    Ipv6Addr::from(t)
+}
+
+impl Interface {
+    /// An ICMPv6 message at offset `off` of the packet.
+    pub(super) fn icmpv6_input(&mut self, now: Instant, rx: &Rx6<'_>, off: usize) {
+        self.stats.icmp6_rx_messages += 1;
+        let msg = &rx.packet[off..];
+        if msg.len() < 4 {
+            self.stats.icmp6_rx_malformed += 1;
+            return;
+        }
+        if !wire6::checksum_ok(rx.src, rx.dst, ICMPV6, msg) {
+            self.stats.icmp6_rx_bad_checksum += 1;
+            return;
+        }
+        let tentative_dst =
+            !rx.dst.is_multicast() && !self.ip6.as_ref().is_some_and(|s| s.is_ours(rx.dst));
+        match msg[0] {
+            NEIGHBOR_SOLICITATION => self.nd_solicitation_input(now, rx, msg),
+            NEIGHBOR_ADVERTISEMENT => self.nd_advertisement_input(now, rx, msg),
+            // A tentative address takes nothing but Neighbour Discovery (RFC 4862 §5.4).
+            _ if tentative_dst => self.stats.ip6_rx_not_for_us += 1,
+            ECHO_REQUEST => {
+                self.stats.icmp6_rx_echo_requests += 1;
+                if msg.len() < 8 {
+                    self.stats.icmp6_rx_malformed += 1;
+                    return;
+                }
+                self.icmpv6_echo_reply(now, rx, msg);
+            }
+            t if t < FIRST_INFORMATIONAL => self.stats.icmp6_rx_errors += 1,
+            _ => self.stats.icmp6_rx_other += 1,
+        }
+    }
+
+    /// The reply carries the request's identifier, sequence and data (RFC 4443 §4.2). A
+    /// request to a group is answered from a unicast address of ours (as Linux does).
+    fn icmpv6_echo_reply(&mut self, now: Instant, rx: &Rx6<'_>, msg: &[u8]) {
+        let src = if rx.dst.is_multicast() {
+            match self.ip6.as_ref().and_then(|s| s.source_for(rx.src)) {
+                Some(a) => a,
+                None => return,
+            }
+        } else {
+            rx.dst
+        };
+        if rx.src.is_unspecified() {
+            return;
+        }
+        let mut reply = msg.to_vec();
+        reply[0] = ECHO_REPLY;
+        reply[1] = 0;
+        self.send_icmpv6(now, src, rx.src, reply, None);
+        self.stats.icmp6_tx_echo_replies += 1;
+    }
+
+    /// Sends `msg` (type, code, zero checksum, body) with its checksum filled in; `hop_limit`
+    /// defaults to the configured one.
+    fn send_icmpv6(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        mut msg: Vec<u8>,
+        hop_limit: Option<u8>,
+    ) {
+        msg[2..4].fill(0);
+        let sum = wire6::checksum(src, dst, ICMPV6, &msg);
+        msg[2..4].copy_from_slice(&sum);
+        let hop_limit = hop_limit
+            .or_else(|| self.ip6.as_ref().map(|s| s.cfg.hop_limit))
+            .unwrap_or(64);
+        self.send_ipv6(now, src, dst, ICMPV6, hop_limit, &msg);
+    }
+
+    /// An ICMPv6 error about `rx` (RFC 4443 §2.4): never about an error message, from or to
+    /// an address that is not one host's, nor (but where allowed) about a multicast packet;
+    /// rate limited; the invoking packet quoted as far as the minimum MTU allows.
+    pub(super) fn icmp6_error(&mut self, now: Instant, rx: &Rx6<'_>, e: Icmp6Error) {
+        // (An error behind extension headers is not recognised; they are rare on errors.)
+        let about_error = rx.packet.get(NEXT_HEADER_FIELD).copied() == Some(ICMPV6)
+            && rx
+                .packet
+                .get(HEADER_LEN)
+                .is_some_and(|&t| t < FIRST_INFORMATIONAL);
+        if about_error
+            || rx.src.is_unspecified()
+            || rx.src.is_multicast()
+            || (rx.multicast && !e.to_multicast)
+        {
+            return;
+        }
+        let Some(src) = self.ip6.as_ref().and_then(|s| {
+            if s.is_ours(rx.dst) {
+                Some(rx.dst)
+            } else {
+                s.source_for(rx.src)
+            }
+        }) else {
+            return;
+        };
+        if !self.icmp_limiter.allow(now) {
+            self.stats.icmp6_tx_rate_limited += 1;
+            return;
+        }
+        let quote = rx.packet.len().min(MIN_MTU - HEADER_LEN - 8);
+        let mut msg = Vec::with_capacity(8 + quote);
+        msg.extend_from_slice(&[e.icmp_type, e.code, 0, 0]);
+        msg.extend_from_slice(&e.param.to_be_bytes());
+        msg.extend_from_slice(&rx.packet[..quote]);
+        self.stats.icmp6_tx_errors += 1;
+        self.send_icmpv6(now, src, rx.src, msg, None);
+    }
+
+    /// Checks common to NS and NA (RFC 4861 §7.1): hop limit 255, code 0, long enough, a
+    /// unicast target, well-formed options. The options' link-layer address of `kind`.
+    fn nd_validate(&mut self, rx: &Rx6<'_>, msg: &[u8], kind: u8) -> Option<Option<MacAddr>> {
+        let valid = rx.hop_limit == ND_HOP_LIMIT
+            && msg[1] == 0
+            && msg.len() >= ND_OPTIONS
+            && !nd_target(msg).is_multicast();
+        let ll = if valid {
+            ll_option(&msg[ND_OPTIONS..], kind).ok()
+        } else {
+            None
+        };
+        if ll.is_none() {
+            self.stats.nd_rx_invalid += 1;
+        }
+        ll
+    }
+
+    /// A Neighbour Solicitation (RFC 4861 §7.2.3; DAD, RFC 4862 §5.4.3).
+    fn nd_solicitation_input(&mut self, now: Instant, rx: &Rx6<'_>, msg: &[u8]) {
+        self.stats.nd_rx_solicitations += 1;
+        let Some(sll) = self.nd_validate(rx, msg, OPT_SOURCE_LL) else {
+            return;
+        };
+        let dad = rx.src.is_unspecified();
+        // From the unspecified address (DAD), only to a solicited-node group and with no
+        // link-layer address.
+        if dad && (!rx.dst.is_multicast() || rx.dst == ALL_NODES || sll.is_some()) {
+            self.stats.nd_rx_invalid += 1;
+            return;
+        }
+        let target = nd_target(msg);
+        let Some(state) = self
+            .ip6
+            .as_ref()
+            .and_then(|s| s.addrs().iter().find(|a| a.addr == target))
+            .map(|a| a.state)
+        else {
+            return;
+        };
+        match state {
+            AddrState::Tentative { .. } => {
+                // Another node probes the same tentative address: it is a duplicate for us
+                // too. A resolution of it is not answered.
+                if dad {
+                    self.ipv6_duplicate(target);
+                }
+            }
+            AddrState::Duplicate => {}
+            AddrState::Preferred => {
+                if dad {
+                    // Someone else tries our address: defend it (to all nodes).
+                    self.send_neighbor_advertisement(now, target, ALL_NODES, false);
+                    return;
+                }
+                if let (Some(mac), Some(ip6)) = (sll, self.ip6.as_mut()) {
+                    let (flushed, changed) =
+                        ip6.nd.learn(now, rx.src, Some(mac), Learned::Solicitation);
+                    if changed {
+                        self.stats.nd_cache_updates += 1;
+                    }
+                    for p in flushed {
+                        self.transmit_ipv6(mac, &p);
+                    }
+                }
+                self.send_neighbor_advertisement(now, target, rx.src, true);
+            }
+        }
+    }
+
+    /// A Neighbour Advertisement (RFC 4861 §7.2.5; DAD, RFC 4862 §5.4.4).
+    fn nd_advertisement_input(&mut self, now: Instant, rx: &Rx6<'_>, msg: &[u8]) {
+        self.stats.nd_rx_advertisements += 1;
+        let Some(tll) = self.nd_validate(rx, msg, OPT_TARGET_LL) else {
+            return;
+        };
+        let flags = msg[4];
+        let solicited = flags & NA_SOLICITED != 0;
+        if solicited && rx.dst.is_multicast() {
+            self.stats.nd_rx_invalid += 1;
+            return;
+        }
+        let target = nd_target(msg);
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        match ip6
+            .addrs()
+            .iter()
+            .find(|a| a.addr == target)
+            .map(|a| a.state)
+        {
+            Some(AddrState::Tentative { .. }) => return self.ipv6_duplicate(target),
+            Some(_) => {
+                log::warn!("{target}: another node advertises our address");
+                return;
+            }
+            None => {}
+        }
+        let how = Learned::Advertisement {
+            solicited,
+            overriding: flags & NA_OVERRIDE != 0,
+        };
+        let (flushed, changed) = ip6.nd.learn(now, target, tll, how);
+        let mac = ip6.nd.mac(target);
+        if changed {
+            self.stats.nd_cache_updates += 1;
+        }
+        if let Some(mac) = mac {
+            for p in flushed {
+                self.transmit_ipv6(mac, &p);
+            }
+        }
+    }
+
+    /// A Neighbour Solicitation for `target`: multicast to its solicited-node group while
+    /// resolving (`mac` None), unicast to `mac` while probing; from our address for it.
+    pub(super) fn send_neighbor_solicitation(
+        &mut self,
+        now: Instant,
+        target: Ipv6Addr,
+        mac: Option<MacAddr>,
+    ) {
+        let Some(src) = self.ip6.as_ref().and_then(|s| s.source_for(target)) else {
+            return;
+        };
+        let dst = if mac.is_some() {
+            target
+        } else {
+            wire6::solicited_node(target)
+        };
+        let mut msg = vec![NEIGHBOR_SOLICITATION, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&target.octets());
+        msg.extend_from_slice(&[OPT_SOURCE_LL, 1]);
+        msg.extend_from_slice(&self.cfg.mac.0);
+        self.stats.nd_tx_solicitations += 1;
+        let sum = wire6::checksum(src, dst, ICMPV6, &msg);
+        msg[2..4].copy_from_slice(&sum);
+        match mac {
+            // A probe goes to the address we have, without resolving it again.
+            Some(mac) => {
+                let packet = ipv6_packet(src, dst, ND_HOP_LIMIT, &msg);
+                self.transmit_ipv6(mac, &packet);
+            }
+            None => self.send_ipv6(now, src, dst, ICMPV6, ND_HOP_LIMIT, &msg),
+        }
+    }
+
+    /// DAD's probe for tentative `addr`: from the unspecified address, to its solicited-node
+    /// group, with no link-layer address (RFC 4862 §5.4.2).
+    pub(super) fn send_dad_solicitation(&mut self, now: Instant, addr: Ipv6Addr) {
+        let dst = wire6::solicited_node(addr);
+        let mut msg = vec![NEIGHBOR_SOLICITATION, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&addr.octets());
+        self.stats.nd_tx_solicitations += 1;
+        let src = Ipv6Addr::UNSPECIFIED;
+        let sum = wire6::checksum(src, dst, ICMPV6, &msg);
+        msg[2..4].copy_from_slice(&sum);
+        self.send_ipv6(now, src, dst, ICMPV6, ND_HOP_LIMIT, &msg);
+    }
+
+    /// A Neighbour Advertisement for our `target` to `dst`, with our link-layer address and
+    /// the override flag (RFC 4861 §7.2.4).
+    fn send_neighbor_advertisement(
+        &mut self,
+        now: Instant,
+        target: Ipv6Addr,
+        dst: Ipv6Addr,
+        solicited: bool,
+    ) {
+        let flags = NA_OVERRIDE | if solicited { NA_SOLICITED } else { 0 };
+        debug_assert_eq!(flags & NA_ROUTER, 0, "a host is no router");
+        let mut msg = vec![NEIGHBOR_ADVERTISEMENT, 0, 0, 0, flags, 0, 0, 0];
+        msg.extend_from_slice(&target.octets());
+        msg.extend_from_slice(&[OPT_TARGET_LL, 1]);
+        msg.extend_from_slice(&self.cfg.mac.0);
+        self.stats.nd_tx_advertisements += 1;
+        self.send_icmpv6(now, target, dst, msg, Some(ND_HOP_LIMIT));
+    }
+}
+
+/// An IPv6 packet of `payload` (ICMPv6), header included.
+fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let header = etherparse::Ipv6Header {
+        payload_length: payload.len() as u16,
+        next_header: etherparse::IpNumber(ICMPV6),
+        hop_limit,
+        source: src.octets(),
+        destination: dst.octets(),
+        ..Default::default()
+    };
+    let mut packet = header.to_bytes().to_vec();
+    packet.extend_from_slice(payload);
+    packet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_layer_options_are_found_and_malformed_ones_refused() {
+        let mac = [2, 0, 0, 0, 0, 9];
+        let mut opts = vec![OPT_SOURCE_LL, 1];
+        opts.extend_from_slice(&mac);
+        assert_eq!(ll_option(&opts, OPT_SOURCE_LL), Ok(Some(MacAddr(mac))));
+        assert_eq!(ll_option(&opts, OPT_TARGET_LL), Ok(None));
+        assert_eq!(ll_option(&[], OPT_SOURCE_LL), Ok(None));
+        assert_eq!(ll_option(&[OPT_SOURCE_LL, 0, 0, 0, 0, 0, 0, 0], 1), Err(()));
+        assert_eq!(ll_option(&[OPT_SOURCE_LL, 2, 0, 0, 0, 0, 0, 0], 1), Err(()));
+        assert_eq!(ll_option(&[OPT_SOURCE_LL], 1), Err(()));
+    }
+}

@@ -1,0 +1,519 @@
+//! IPv6 (RFC 8200) as a host: the interface's addresses and their Duplicate Address Detection
+//! (RFC 4862 §5.4), header validation, the walk through extension headers, and sending with
+//! neighbour resolution. ICMPv6 and Neighbour Discovery messages are in `icmpv6.rs`, the
+//! neighbour cache in `ndp.rs`. TCP and UDP do not run over IPv6 yet: a UDP datagram to us is
+//! answered with port unreachable (no IPv6 socket can exist), a TCP segment is dropped and
+//! counted.
+
+use super::ndp::{NeighborCache, Resolve};
+use super::{ethernet, Interface, TxFrame};
+use crate::config::Ipv6Config;
+use crate::time::Instant;
+use crate::wire::ipv6::{self as wire6, ALL_NODES};
+use crate::wire::{MacAddr, Medium};
+use etherparse::{EtherType, IpNumber, Ipv6Header, Ipv6HeaderSlice};
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+/// The IPv6 header's length (RFC 8200 §3).
+pub const HEADER_LEN: usize = Ipv6Header::LEN;
+/// The minimum link MTU every IPv6 link has (RFC 8200 §5): ICMPv6 errors fit in it.
+pub const MIN_MTU: usize = 1280;
+/// `RetransTimer` (RFC 4861 §10): the spacing of DAD's solicitations.
+const RETRANS_TIMER: Duration = Duration::from_secs(1);
+
+/// Next-header values walked as extension headers (RFC 8200 §4).
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const FRAGMENT: u8 = 44;
+const NO_NEXT: u8 = 59;
+const DEST_OPTIONS: u8 = 60;
+/// Where the Next Header field sits in the IPv6 header.
+pub(super) const NEXT_HEADER_FIELD: usize = 6;
+
+/// Options Pad1 and PadN (RFC 8200 §4.2).
+const OPT_PAD1: u8 = 0;
+const OPT_PADN: u8 = 1;
+
+/// An address's life (RFC 4862 §5.4): tentative until DAD finds no other user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddrState {
+    /// Under DAD; it receives only Neighbour Discovery.
+    Tentative {
+        /// DAD's solicitations sent so far.
+        sent: u8,
+    },
+    /// In use.
+    Preferred,
+    /// Another node has it: never used (RFC 4862 §5.4.5).
+    Duplicate,
+}
+
+/// One of the interface's addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addr6 {
+    /// The address.
+    pub addr: Ipv6Addr,
+    /// Its prefix length: the addresses on its link.
+    pub prefix_len: u8,
+    /// Where it is in DAD.
+    pub state: AddrState,
+}
+
+/// The interface's IPv6 state.
+pub struct Ipv6State {
+    pub(super) cfg: Ipv6Config,
+    pub(super) addrs: Vec<Addr6>,
+    pub(super) nd: NeighborCache,
+    /// When DAD sends its next solicitations or ends.
+    dad_next: Option<Instant>,
+}
+
+/// What an error about a received packet says: ICMPv6 type, code and parameter (RFC 4443).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Icmp6Error {
+    pub icmp_type: u8,
+    pub code: u8,
+    pub param: u32,
+    /// May be sent about a packet to a multicast address (RFC 4443 §2.4 (e.3)).
+    pub to_multicast: bool,
+}
+
+/// ICMPv6 types of the errors we send (RFC 4443).
+pub(super) const TYPE_DEST_UNREACHABLE: u8 = 1;
+pub(super) const TYPE_PARAM_PROBLEM: u8 = 4;
+
+fn param_problem(code: u8, pointer: usize, to_multicast: bool) -> Icmp6Error {
+    Icmp6Error {
+        icmp_type: TYPE_PARAM_PROBLEM,
+        code,
+        param: pointer as u32,
+        to_multicast,
+    }
+}
+
+impl Ipv6State {
+    /// The addresses of `cfg`, plus the link-local one of `mac` on Ethernet; tentative while
+    /// DAD is to run, else in use at once. DAD starts at `now`.
+    pub fn new(cfg: Ipv6Config, mac: MacAddr, medium: Medium, now: Instant) -> Self {
+        let dad = cfg.dad_transmits > 0 && medium == Medium::Ethernet;
+        let state = if dad {
+            AddrState::Tentative { sent: 0 }
+        } else {
+            AddrState::Preferred
+        };
+        let mut addrs = Vec::new();
+        if cfg.link_local && medium == Medium::Ethernet {
+            addrs.push(Addr6 {
+                addr: wire6::link_local(mac),
+                prefix_len: 64,
+                state,
+            });
+        }
+        for &(addr, prefix_len) in &cfg.addrs {
+            if !addrs.iter().any(|a| a.addr == addr) {
+                addrs.push(Addr6 {
+                    addr,
+                    prefix_len: prefix_len.min(128),
+                    state,
+                });
+            }
+        }
+        let nd = NeighborCache::new(cfg.max_neighbors, cfg.max_queued);
+        Ipv6State {
+            cfg,
+            addrs,
+            nd,
+            dad_next: dad.then_some(now),
+        }
+    }
+
+    /// The interface's addresses and their states.
+    pub fn addrs(&self) -> &[Addr6] {
+        &self.addrs
+    }
+
+    fn addr(&self, ip: Ipv6Addr) -> Option<&Addr6> {
+        self.addrs.iter().find(|a| a.addr == ip)
+    }
+
+    /// Neighbour `ip`'s link address (if known) and reachability state, if it has an entry.
+    pub fn neighbor(&self, ip: Ipv6Addr) -> Option<(Option<MacAddr>, super::ndp::NudState)> {
+        Some((self.nd.mac(ip), self.nd.state(ip)?))
+    }
+
+    /// Whether `ip` is one of our addresses in use.
+    pub fn is_ours(&self, ip: Ipv6Addr) -> bool {
+        self.addr(ip)
+            .is_some_and(|a| a.state == AddrState::Preferred)
+    }
+
+    /// Whether we listen to multicast group `group`: all-nodes, and the solicited-node group
+    /// of each address not found duplicate (tentative ones too, for DAD).
+    pub fn is_member(&self, group: Ipv6Addr) -> bool {
+        group == ALL_NODES
+            || self
+                .addrs
+                .iter()
+                .any(|a| a.state != AddrState::Duplicate && wire6::solicited_node(a.addr) == group)
+    }
+
+    /// Whether a frame to Ethernet address `mac` (a `33:33:…` group) may be for us.
+    pub fn accepts_mac(&self, mac: MacAddr) -> bool {
+        mac == wire6::multicast_mac(ALL_NODES)
+            || self.addrs.iter().any(|a| {
+                a.state != AddrState::Duplicate
+                    && wire6::multicast_mac(wire6::solicited_node(a.addr)) == mac
+            })
+    }
+
+    /// Our source address for a packet to `dst` (RFC 6724, its first rules): a link-local
+    /// one for a link-local or multicast destination, else one on `dst`'s prefix, else any
+    /// global one in use.
+    pub fn source_for(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        let usable = || {
+            self.addrs
+                .iter()
+                .filter(|a| a.state == AddrState::Preferred)
+        };
+        let link_scope = wire6::is_link_local(dst) || dst.is_multicast();
+        if link_scope {
+            if let Some(a) = usable().find(|a| wire6::is_link_local(a.addr)) {
+                return Some(a.addr);
+            }
+        }
+        usable()
+            .find(|a| {
+                !wire6::is_link_local(a.addr) && wire6::same_prefix(a.addr, dst, a.prefix_len)
+            })
+            .or_else(|| usable().find(|a| !wire6::is_link_local(a.addr)))
+            .or_else(|| usable().next())
+            .map(|a| a.addr)
+    }
+
+    /// When [`Interface::poll`] has IPv6 work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        crate::time::earliest(self.dad_next, self.nd.poll_at())
+    }
+}
+
+/// Why an extension header walk stopped without delivering.
+enum Walk {
+    /// Delivered to an upper layer, or dropped silently (already counted).
+    Done,
+    /// Dropped with this error to the source.
+    Error(Icmp6Error),
+}
+
+impl Interface {
+    /// The interface's IPv6 state, if IPv6 is on.
+    pub fn ipv6(&self) -> Option<&Ipv6State> {
+        self.ip6.as_ref()
+    }
+
+    /// Takes one IPv6 packet (RFC 8200 §3): header checks, destination, extension headers.
+    pub(super) fn ipv6_input(&mut self, now: Instant, packet: &[u8], link_multicast: bool) {
+        self.stats.ip6_rx_packets += 1;
+        let Some(ip6) = self.ip6.as_ref() else {
+            return;
+        };
+        let Ok(header) = Ipv6HeaderSlice::from_slice(packet) else {
+            self.stats.ip6_rx_malformed += 1;
+            return;
+        };
+        let total = HEADER_LEN + usize::from(header.payload_length());
+        // A zero payload length is a jumbogram's (RFC 2675), which no link here carries.
+        if header.payload_length() == 0 && header.next_header().0 != NO_NEXT || total > packet.len()
+        {
+            self.stats.ip6_rx_malformed += 1;
+            return;
+        }
+        // Ethernet padding goes.
+        let packet = &packet[..total];
+        let (src, dst) = (header.source_addr(), header.destination_addr());
+        if src.is_multicast() {
+            self.stats.ip6_rx_bad_source += 1;
+            return;
+        }
+        let multicast = dst.is_multicast();
+        // A tentative address takes Neighbour Discovery only, which arrives at its
+        // solicited-node group or is checked there.
+        let for_us = if multicast {
+            ip6.is_member(dst)
+        } else {
+            ip6.addr(dst)
+                .is_some_and(|a| a.state != AddrState::Duplicate)
+        };
+        if !for_us
+            || (!multicast && !ip6.is_ours(dst) && header.next_header() != IpNumber::IPV6_ICMP)
+        {
+            self.stats.ip6_rx_not_for_us += 1;
+            return;
+        }
+        let rx = Rx6 {
+            src,
+            dst,
+            hop_limit: header.hop_limit(),
+            packet,
+            multicast: multicast || link_multicast,
+        };
+        if let Walk::Error(e) = self.ipv6_walk(now, &rx, header.next_header().0) {
+            self.icmp6_error(now, &rx, e);
+        }
+    }
+
+    /// Walks the extension headers from `next` and hands the upper-layer payload on.
+    fn ipv6_walk(&mut self, now: Instant, rx: &Rx6<'_>, mut next: u8) -> Walk {
+        let packet = rx.packet;
+        let mut off = HEADER_LEN;
+        // Where the Next Header field that named the current header is, for the pointer of a
+        // parameter problem about it.
+        let mut named_at = NEXT_HEADER_FIELD;
+        loop {
+            match next {
+                HOP_BY_HOP | DEST_OPTIONS | ROUTING | FRAGMENT => {
+                    if next == HOP_BY_HOP && off != HEADER_LEN {
+                        // Hop-by-Hop comes first or not at all (RFC 8200 §4.1).
+                        self.stats.ip6_rx_bad_ext += 1;
+                        return Walk::Error(param_problem(1, named_at, false));
+                    }
+                    let Some(&[nh, len_field]) = packet.get(off..off + 2) else {
+                        self.stats.ip6_rx_bad_ext += 1;
+                        return Walk::Done;
+                    };
+                    let len = if next == FRAGMENT {
+                        8
+                    } else {
+                        (usize::from(len_field) + 1) * 8
+                    };
+                    let Some(ext) = packet.get(off..off + len) else {
+                        self.stats.ip6_rx_bad_ext += 1;
+                        return Walk::Done;
+                    };
+                    match next {
+                        HOP_BY_HOP | DEST_OPTIONS => {
+                            if let Some(e) = self.ipv6_options(rx, &ext[2..], off + 2) {
+                                return e;
+                            }
+                        }
+                        ROUTING => {
+                            // Segments left: a host is never an intermediate hop, so a header
+                            // with segments to go (type 0 included, RFC 5095) is refused,
+                            // pointing at its type; one with none is skipped (RFC 8200 §4.4).
+                            if ext[3] != 0 {
+                                self.stats.ip6_rx_routing += 1;
+                                return Walk::Error(param_problem(0, off + 2, false));
+                            }
+                        }
+                        _ => {
+                            // An atomic fragment (offset 0, no more) is the whole packet
+                            // (RFC 6946 §4); real fragments wait for reassembly.
+                            let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
+                            if offset_flags & 0xfff9 != 0 {
+                                self.stats.ip6_rx_fragments += 1;
+                                return Walk::Done;
+                            }
+                        }
+                    }
+                    named_at = off;
+                    next = nh;
+                    off += len;
+                }
+                NO_NEXT => return Walk::Done,
+                58 => {
+                    self.stats.ip6_rx_delivered += 1;
+                    self.icmpv6_input(now, rx, off);
+                    return Walk::Done;
+                }
+                17 => {
+                    self.stats.ip6_rx_delivered += 1;
+                    let udp = &packet[off..];
+                    if udp.len() < 8 || !wire6::checksum_ok(rx.src, rx.dst, 17, udp) {
+                        self.stats.udp_rx_bad_checksum += 1;
+                        return Walk::Done;
+                    }
+                    // No IPv6 UDP socket exists yet: every port is closed.
+                    self.stats.udp_rx_no_port += 1;
+                    return Walk::Error(Icmp6Error {
+                        icmp_type: TYPE_DEST_UNREACHABLE,
+                        code: 4,
+                        param: 0,
+                        to_multicast: false,
+                    });
+                }
+                6 => {
+                    self.stats.ip6_rx_no_transport += 1;
+                    return Walk::Done;
+                }
+                _ => {
+                    self.stats.ip6_rx_unknown_next += 1;
+                    return Walk::Error(param_problem(1, named_at, false));
+                }
+            }
+        }
+    }
+
+    /// Processes Hop-by-Hop or Destination options (RFC 8200 §4.2): an option we do not know
+    /// is skipped, or drops the packet (with a parameter problem) as its type's two high bits
+    /// say. `base` is the options' offset in the packet.
+    fn ipv6_options(&mut self, rx: &Rx6<'_>, opts: &[u8], base: usize) -> Option<Walk> {
+        let mut i = 0;
+        while i < opts.len() {
+            let kind = opts[i];
+            if kind == OPT_PAD1 {
+                i += 1;
+                continue;
+            }
+            let Some(&len) = opts.get(i + 1) else {
+                self.stats.ip6_rx_bad_ext += 1;
+                return Some(Walk::Done);
+            };
+            let end = i + 2 + usize::from(len);
+            if end > opts.len() {
+                self.stats.ip6_rx_bad_ext += 1;
+                return Some(Walk::Done);
+            }
+            if kind != OPT_PADN {
+                match kind >> 6 {
+                    0 => {}
+                    1 => {
+                        self.stats.ip6_rx_bad_option += 1;
+                        return Some(Walk::Done);
+                    }
+                    action => {
+                        self.stats.ip6_rx_bad_option += 1;
+                        if action == 3 && rx.multicast {
+                            return Some(Walk::Done);
+                        }
+                        return Some(Walk::Error(param_problem(2, base + i, true)));
+                    }
+                }
+            }
+            i = end;
+        }
+        None
+    }
+
+    /// Sends an IPv6 packet: the link address of a multicast group is computed, a unicast
+    /// neighbour's is resolved (the packet waits meanwhile).
+    pub(super) fn send_ipv6(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        next_header: u8,
+        hop_limit: u8,
+        payload: &[u8],
+    ) {
+        let Ok(payload_length) = u16::try_from(payload.len()) else {
+            return;
+        };
+        let header = Ipv6Header {
+            payload_length,
+            next_header: IpNumber(next_header),
+            hop_limit,
+            source: src.octets(),
+            destination: dst.octets(),
+            ..Default::default()
+        };
+        let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
+        packet.extend_from_slice(&header.to_bytes());
+        packet.extend_from_slice(payload);
+        if self.cfg.medium == Medium::Ip || dst.is_multicast() {
+            // No neighbour to resolve: a group's address is computed, a TUN has none.
+            return self.transmit_ipv6(wire6::multicast_mac(dst), &packet);
+        }
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        match ip6.nd.resolve(now, dst, packet) {
+            (Resolve::Send(mac), _) => {
+                // The packet was handed back untouched: rebuild it (cheap, and rare for a
+                // path that is not TCP's).
+                let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
+                packet.extend_from_slice(&header.to_bytes());
+                packet.extend_from_slice(payload);
+                self.transmit_ipv6(mac, &packet);
+            }
+            (Resolve::Queued { solicit }, overflow) => {
+                if overflow {
+                    self.stats.nd_queue_overflow += 1;
+                }
+                if solicit {
+                    self.send_neighbor_solicitation(now, dst, None);
+                }
+            }
+        }
+    }
+
+    /// Frames one IPv6 packet for `mac` and queues it.
+    pub(super) fn transmit_ipv6(&mut self, mac: MacAddr, packet: &[u8]) {
+        let mut frame = ethernet::frame(mac, self.cfg.mac, EtherType::IPV6, packet.len());
+        frame.extend_from_slice(packet);
+        self.stats.ip6_tx_packets += 1;
+        self.queue_frame(TxFrame::whole(frame));
+    }
+
+    /// Runs DAD's and the neighbour cache's timers.
+    pub(super) fn ipv6_poll(&mut self, now: Instant) {
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        let nd = ip6.nd.poll(now);
+        let mut probes = Vec::new();
+        if ip6.dad_next.is_some_and(|t| t <= now) {
+            let transmits = ip6.cfg.dad_transmits;
+            let mut pending = false;
+            for a in ip6.addrs.iter_mut() {
+                if let AddrState::Tentative { sent } = a.state {
+                    if sent < transmits {
+                        a.state = AddrState::Tentative { sent: sent + 1 };
+                        probes.push(a.addr);
+                        pending = true;
+                    } else {
+                        a.state = AddrState::Preferred;
+                        self.stats.ip6_addrs_preferred += 1;
+                        log::info!("{}/{} in use (DAD passed)", a.addr, a.prefix_len);
+                    }
+                }
+            }
+            ip6.dad_next = pending.then(|| now + RETRANS_TIMER);
+        }
+        for (_, dropped) in &nd.failed {
+            self.stats.nd_resolution_failures += 1;
+            self.stats.arp_pending_dropped += *dropped as u64;
+        }
+        for (target, mac) in nd.solicit {
+            self.send_neighbor_solicitation(now, target, mac);
+        }
+        for addr in probes {
+            self.send_dad_solicitation(now, addr);
+        }
+    }
+
+    /// DAD found `addr` in use by another node: it is never used (RFC 4862 §5.4.5).
+    pub(super) fn ipv6_duplicate(&mut self, addr: Ipv6Addr) {
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        if let Some(a) = ip6.addrs.iter_mut().find(|a| a.addr == addr) {
+            if matches!(a.state, AddrState::Tentative { .. }) {
+                a.state = AddrState::Duplicate;
+                self.stats.ip6_dad_duplicates += 1;
+                log::warn!("{addr}: duplicate address detected, not used");
+            }
+        }
+    }
+}
+
+/// A received IPv6 packet for us, its extension headers still to walk.
+pub(super) struct Rx6<'a> {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// The whole packet, header included (what an ICMPv6 error quotes).
+    pub packet: &'a [u8],
+    /// Sent to a multicast group (at the IP or the link layer): errors only where RFC 4443
+    /// §2.4 (e) allows them.
+    pub multicast: bool,
+}
