@@ -24,12 +24,23 @@ fn stack() -> (Interface, Sockets) {
     let mut cfg = StackConfig::new(US, 24);
     cfg.mac = MacAddr(US_MAC);
     cfg.seed = 1;
+    // IPv6 too, its addresses in use at once, so that frames reach its parsers.
+    cfg.ipv6 = Some(tapstack::Ipv6Config {
+        addrs: vec![(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2), 64)],
+        dad_transmits: 0,
+        ..Default::default()
+    });
     let mut iface = Interface::new(cfg, Instant::ZERO);
-    let any = Ipv4Addr::UNSPECIFIED;
-    let udp = iface.udp_bind(SocketAddrV4::new(any, 7)).ok();
+    // One dual-stack UDP socket on 7: both families' datagrams reach it.
+    let udp = iface
+        .udp_bind(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::UNSPECIFIED,
+            7,
+        )))
+        .ok();
     let (listener, _) = iface
         .with_tcp(Instant::ZERO, |tcp, _| {
-            tcp.listen(SocketAddrV4::new(any, 80), 8)
+            tcp.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
         })
         .expect("listen");
     (iface, Sockets { listener, udp })

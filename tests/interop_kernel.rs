@@ -302,3 +302,45 @@ fn an_ipv6_address_in_use_fails_dad_and_is_not_used() {
         );
     });
 }
+
+/// UDP over IPv6 from a kernel socket: echo of sizes up to the MTU (sha256), an IPv4 client
+/// served by the same dual-stack socket, and port unreachable for a closed port.
+#[test]
+fn udp_echo_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
+    in_netns(|| {
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8::1/64 dev tap0 nodad");
+        let server = EchoServer::start(&["--ip6", "2001:db8::2/64"]);
+        // Bounded wait for DAD: ping until one reply.
+        let out = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8::2");
+        assert!(received(&out) >= 1, "{out}");
+        let sock = UdpSocket::bind("[2001:db8::1]:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.connect("[2001:db8::2]:7").unwrap();
+        let mut buf = vec![0u8; 2000];
+        for size in [1, 100, 1000, 1452] {
+            let data = pattern(size, size as u8);
+            sock.send(&data).unwrap();
+            let n = sock.recv(&mut buf).unwrap();
+            assert_eq!(sha256(&buf[..n]), sha256(&data), "size {size}");
+        }
+        let v4 = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+        v4.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        v4.send_to(b"over ipv4", (STACK_IP, 7)).unwrap();
+        let (n, from) = v4.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..n], from.to_string()),
+            (&b"over ipv4"[..], format!("{STACK_IP}:7"))
+        );
+        let closed = UdpSocket::bind("[2001:db8::1]:0").unwrap();
+        closed
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        closed.connect("[2001:db8::2]:4444").unwrap();
+        closed.send(b"anyone?").unwrap();
+        let err = closed.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        let counters = server.stop();
+        assert!(counter(&counters, "ICMPv6 errors sent") >= 1, "{counters}");
+    });
+}

@@ -63,7 +63,7 @@ impl Replay {
     fn new(cfg: StackConfig) -> Replay {
         let mut iface = Interface::new(cfg, Instant::ZERO);
         let ip = Ipv4Addr::new(10, 0, 0, 2);
-        let echo = iface.udp_bind(SocketAddrV4::new(ip, 7)).unwrap();
+        let echo = iface.udp_bind(SocketAddrV4::new(ip, 7).into()).unwrap();
         let listeners = [7, 9, 19]
             .into_iter()
             .map(|p| {

@@ -228,18 +228,24 @@ fn each_socket_sends_with_its_own_ttl() {
     let u = sim
         .a
         .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5000).into())
         .unwrap();
     sim.a.iface.udp_set_ttl(u, Some(9)).unwrap();
     assert_eq!(sim.a.iface.udp_ttl(u).unwrap(), 9);
     let dst = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7);
-    sim.a.iface.udp_send(now, u, b"hi", Some(dst)).unwrap();
+    sim.a
+        .iface
+        .udp_send(now, u, b"hi", Some(dst.into()))
+        .unwrap();
     let v = sim
         .a
         .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5001))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5001).into())
         .unwrap();
-    sim.a.iface.udp_send(now, v, b"default", Some(dst)).unwrap();
+    sim.a
+        .iface
+        .udp_send(now, v, b"default", Some(dst.into()))
+        .unwrap();
     sim.advance(Duration::from_millis(10));
     let seen = ttls.borrow();
     let tcp: Vec<u8> = seen

@@ -223,17 +223,17 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
     let sock = sim
         .a
         .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
         .unwrap();
     let dns = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53);
     let now = sim.now;
     sim.a
         .iface
-        .udp_send(now, sock, b"query 1", Some(dns))
+        .udp_send(now, sock, b"query 1", Some(dns.into()))
         .unwrap();
     sim.a
         .iface
-        .udp_send(now, sock, b"query 2", Some(dns))
+        .udp_send(now, sock, b"query 2", Some(dns.into()))
         .unwrap();
     sim.settle();
     let offer = next_udp(&sim.b.iface).expect("offered");
@@ -245,7 +245,7 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
         .udp_flow_decide(now, offer.id, FlowDecision::Accept);
     for want in [&b"query 1"[..], b"query 2"] {
         let (data, from) = sim.b.iface.udp_recv(offer.id).unwrap().unwrap();
-        assert_eq!((&data[..], from), (want, offer.remote));
+        assert_eq!((&data[..], from), (want, offer.remote.into()));
     }
     sim.b
         .iface
@@ -255,7 +255,7 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
     let (data, from) = sim.a.iface.udp_recv(sock).unwrap().unwrap();
     assert_eq!(
         (&data[..], from),
-        (&b"answer"[..], dns),
+        (&b"answer"[..], dns.into()),
         "from the destination"
     );
 
@@ -264,7 +264,7 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
     let now = sim.now;
     sim.a
         .iface
-        .udp_send(now, sock, b"query 3", Some(dns))
+        .udp_send(now, sock, b"query 3", Some(dns.into()))
         .unwrap();
     sim.advance(Duration::from_secs(3));
     assert_eq!(sim.b.iface.counters().icpt_udp_flows, 1);
@@ -281,7 +281,7 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
     let now = sim.now;
     sim.a
         .iface
-        .udp_send(now, sock, b"query 4", Some(dns))
+        .udp_send(now, sock, b"query 4", Some(dns.into()))
         .unwrap();
     sim.settle();
     assert!(next_udp(&sim.b.iface).is_some());
@@ -296,10 +296,10 @@ fn a_refused_flow_answers_port_unreachable_and_the_flow_cap_holds() {
     let sock = sim
         .a
         .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
         .unwrap();
     let dst = SocketAddrV4::new(FAR, 9999);
-    sim.a.iface.udp_connect(sock, dst).unwrap();
+    sim.a.iface.udp_connect(sock, dst.into()).unwrap();
     let now = sim.now;
     sim.a.iface.udp_send(now, sock, b"x", None).unwrap();
     sim.settle();
@@ -315,12 +315,12 @@ fn a_refused_flow_answers_port_unreachable_and_the_flow_cap_holds() {
     let other = sim
         .a
         .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
         .unwrap();
     let now = sim.now;
     sim.a
         .iface
-        .udp_send(now, other, b"y", Some(SocketAddrV4::new(FAR, 1)))
+        .udp_send(now, other, b"y", Some(SocketAddrV4::new(FAR, 1).into()))
         .unwrap();
     sim.settle();
     assert!(next_udp(&sim.b.iface).is_none());

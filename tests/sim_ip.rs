@@ -16,7 +16,7 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn bind(node: &mut Node, port: u16) -> SocketId {
     node.iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
         .expect("bind")
 }
 
@@ -38,7 +38,7 @@ fn udp_datagrams_of_every_size_class_cross_intact() {
         let now = sim.now;
         sim.a
             .iface
-            .udp_send(now, sa, &data, Some(SocketAddrV4::new(B, 7)))
+            .udp_send(now, sa, &data, Some(SocketAddrV4::new(B, 7).into()))
             .expect("send");
         sim.advance(Duration::from_millis(1));
         let got = drain(&mut sim.b, sb);
@@ -59,15 +59,19 @@ fn oversized_or_df_datagrams_fail_with_emsgsize() {
     let err = sim
         .a
         .iface
-        .udp_send(sim.now, s, &[0; 65508], to)
+        .udp_send(sim.now, s, &[0; 65508], to.map(Into::into))
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
     sim.a.iface.udp_set_dont_fragment(s, true).unwrap();
-    assert!(sim.a.iface.udp_send(sim.now, s, &[0; 1472], to).is_ok());
+    assert!(sim
+        .a
+        .iface
+        .udp_send(sim.now, s, &[0; 1472], to.map(Into::into))
+        .is_ok());
     let err = sim
         .a
         .iface
-        .udp_send(sim.now, s, &[0; 1473], to)
+        .udp_send(sim.now, s, &[0; 1473], to.map(Into::into))
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
     assert_eq!(
@@ -82,7 +86,7 @@ fn arp_asks_once_a_second_three_times_then_reports_host_unreachable() {
     let mut sim = Sim::pair();
     let s = bind(&mut sim.a, 5000);
     let ghost = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 99), 7);
-    sim.a.iface.udp_connect(s, ghost).unwrap();
+    sim.a.iface.udp_connect(s, ghost.into()).unwrap();
     sim.a.iface.udp_send(sim.now, s, b"hello?", None).unwrap();
     let requests = |sim: &Sim| sim.a.iface.counters().arp_tx_requests - 1;
     sim.settle();
@@ -114,7 +118,10 @@ fn arp_pending_queue_is_bounded_and_flushed_on_resolution() {
     let sb = bind(&mut sim.b, 7);
     let to = Some(SocketAddrV4::new(B, 7));
     for i in 0..100u8 {
-        sim.a.iface.udp_send(sim.now, s, &[i], to).unwrap();
+        sim.a
+            .iface
+            .udp_send(sim.now, s, &[i], to.map(Into::into))
+            .unwrap();
     }
     sim.settle();
     let got = drain(&mut sim.b, sb);
@@ -128,13 +135,19 @@ fn arp_cache_entries_are_refreshed_while_in_use_and_expire_when_not() {
     let mut sim = Sim::pair();
     let s = bind(&mut sim.a, 5000);
     let to = Some(SocketAddrV4::new(B, 7));
-    sim.a.iface.udp_send(sim.now, s, b"x", to).unwrap();
+    sim.a
+        .iface
+        .udp_send(sim.now, s, b"x", to.map(Into::into))
+        .unwrap();
     sim.settle();
     let base = sim.a.iface.counters().arp_tx_requests;
     // Used every 10 s: the entry is confirmed by a unicast request after 45 s and never lapses.
     for _ in 0..12 {
         sim.advance(Duration::from_secs(10));
-        sim.a.iface.udp_send(sim.now, s, b"x", to).unwrap();
+        sim.a
+            .iface
+            .udp_send(sim.now, s, b"x", to.map(Into::into))
+            .unwrap();
         sim.settle();
     }
     let c = sim.a.iface.counters();
@@ -143,7 +156,10 @@ fn arp_cache_entries_are_refreshed_while_in_use_and_expire_when_not() {
     // Unused for longer than the entry lifetime, it has to be resolved again (a broadcast).
     let b_before = sim.b.iface.counters().arp_tx_replies;
     sim.advance(Duration::from_secs(61));
-    sim.a.iface.udp_send(sim.now, s, b"x", to).unwrap();
+    sim.a
+        .iface
+        .udp_send(sim.now, s, b"x", to.map(Into::into))
+        .unwrap();
     sim.settle();
     assert_eq!(sim.b.iface.counters().arp_tx_replies, b_before + 1);
 }
@@ -157,7 +173,7 @@ fn off_link_destinations_go_through_the_gateway_or_fail() {
     let far = Some(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 7));
     sim.a
         .iface
-        .udp_send(sim.now, s, b"via the gateway", far)
+        .udp_send(sim.now, s, b"via the gateway", far.map(Into::into))
         .unwrap();
     sim.settle();
     // The gateway (b) was resolved and got the frame, which it does not forward.
@@ -166,7 +182,11 @@ fn off_link_destinations_go_through_the_gateway_or_fail() {
 
     let mut sim = Sim::pair();
     let s = bind(&mut sim.a, 5000);
-    let err = sim.a.iface.udp_send(sim.now, s, b"x", far).unwrap_err();
+    let err = sim
+        .a
+        .iface
+        .udp_send(sim.now, s, b"x", far.map(Into::into))
+        .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH));
     assert_eq!(sim.a.iface.counters().ip_tx_no_route, 1);
 }
@@ -177,14 +197,14 @@ fn port_unreachable_reaches_the_connected_socket_only() {
     let connected = bind(&mut sim.a, 5000);
     let unconnected = bind(&mut sim.a, 5001);
     let closed = SocketAddrV4::new(B, 9);
-    sim.a.iface.udp_connect(connected, closed).unwrap();
+    sim.a.iface.udp_connect(connected, closed.into()).unwrap();
     sim.a
         .iface
         .udp_send(sim.now, connected, b"x", None)
         .unwrap();
     sim.a
         .iface
-        .udp_send(sim.now, unconnected, b"x", Some(closed))
+        .udp_send(sim.now, unconnected, b"x", Some(closed.into()))
         .unwrap();
     sim.settle();
     let err = sim.a.iface.udp_recv(connected).expect("error").unwrap_err();
@@ -396,7 +416,7 @@ fn transfer_under_faults(
         let now = sim.now;
         sim.a
             .iface
-            .udp_send(now, sa, &data, Some(SocketAddrV4::new(B, 7)))
+            .udp_send(now, sa, &data, Some(SocketAddrV4::new(B, 7).into()))
             .expect("send");
         sim.advance(Duration::from_millis(2));
         for got in drain(&mut sim.b, sb) {

@@ -7,7 +7,7 @@ mod common;
 
 use common::config;
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv6Header};
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tapstack::config::Ipv6Config;
 use tapstack::core::{AddrState, Interface, NudState};
@@ -529,4 +529,153 @@ fn a_hundred_thousand_mangled_ipv6_frames_never_break_the_stack() {
         out.iter().any(|(m, _, p)| *m == HOST_MAC && p[0] == 129),
         "{out:?}"
     );
+}
+
+/// A UDP datagram from the host to `port` over IPv6, its checksum right.
+fn udp6(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = vec![0x30, 0x39];
+    u.extend_from_slice(&port.to_be_bytes());
+    u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(data);
+    let c = checksum(HOST, OURS, 17, &u);
+    u[6..8].copy_from_slice(&c);
+    u
+}
+
+#[test]
+fn udp_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7));
+    let s = i.udp_bind(any6).unwrap();
+    // The dual-stack socket holds port 7 in both families.
+    let any4 = SocketAddr::from(([0, 0, 0, 0], 7));
+    assert_eq!(
+        i.udp_bind(any4).unwrap_err().raw_os_error(),
+        Some(libc::EADDRINUSE)
+    );
+    let mac = our_mac(&i);
+    i.receive(
+        at(2000),
+        &frame(mac, HOST, OURS, 17, 64, &udp6(7, b"over six")),
+    );
+    let (data, from) = i.udp_recv(s).expect("a datagram").unwrap();
+    let host = SocketAddr::V6(SocketAddrV6::new(HOST, 0x3039, 0, 0));
+    assert_eq!((&data[..], from), (&b"over six"[..], host));
+    i.udp_send(at(2000), s, b"back", Some(from)).unwrap();
+    let out = sent6(&mut i);
+    assert_eq!(out.len(), 1);
+    let (m, h, u) = &out[0];
+    assert_eq!(
+        (*m, Ipv6Addr::from(h.source), Ipv6Addr::from(h.destination)),
+        (HOST_MAC, OURS, HOST)
+    );
+    assert_eq!(&u[8..], b"back");
+    assert_eq!(checksum(OURS, HOST, 17, u), [0, 0], "a valid checksum");
+
+    // IPv4 reaches the same socket, its peer shown as an IPv4-mapped address (the host's
+    // IPv4 link address learned first, so that the answer leaves at once).
+    let arp = common::arp_request(HOST_MAC, [10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+    i.receive(at(2000), &arp);
+    drain(&mut i);
+    let seg = common::udp_segment(
+        [10, 0, 0, 1].into(),
+        [10, 0, 0, 2].into(),
+        5000,
+        7,
+        b"over four",
+    );
+    let f = common::ipv4_frames(
+        HOST_MAC,
+        mac,
+        [10, 0, 0, 1].into(),
+        [10, 0, 0, 2].into(),
+        IpNumber::UDP,
+        1,
+        &seg,
+        1500,
+    );
+    i.receive(at(2000), &f[0]);
+    let (data, from) = i.udp_recv(s).expect("a datagram").unwrap();
+    let mapped = SocketAddr::V6(SocketAddrV6::new(
+        Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped(),
+        5000,
+        0,
+        0,
+    ));
+    assert_eq!((&data[..], from), (&b"over four"[..], mapped));
+    i.udp_send(at(2000), s, b"back to four", Some(from))
+        .unwrap();
+    let frames = drain(&mut i);
+    assert!(frames
+        .iter()
+        .any(|f| f[12..14] == [0x08, 0x00] && f.ends_with(b"back to four")));
+
+    // Specific addresses of each family share a port; too big a datagram is refused.
+    let v4 = i.udp_bind(SocketAddr::from(([10, 0, 0, 2], 9))).unwrap();
+    let v6 = i.udp_bind(SocketAddr::from((OURS, 9))).unwrap();
+    assert_ne!(v4, v6);
+    let err = i
+        .udp_send(at(2000), v6, &[0; 1453], Some(host))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+    assert!(i.udp_send(at(2000), v6, &[0; 1452], Some(host)).is_ok());
+    let to4 = SocketAddr::V4(SocketAddrV4::new([10, 0, 0, 1].into(), 9));
+    assert_eq!(
+        i.udp_send(at(2000), v6, b"x", Some(to4))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENETUNREACH)
+    );
+    assert_eq!(
+        i.udp_send(at(2000), v4, b"x", Some(host))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EAFNOSUPPORT)
+    );
+}
+
+#[test]
+fn a_connected_udp6_socket_learns_port_unreachable() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let s = i
+        .udp_bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+        .unwrap();
+    let peer = SocketAddr::V6(SocketAddrV6::new(HOST, 4444, 0, 0));
+    i.udp_connect(s, peer).unwrap();
+    assert_eq!(
+        i.udp_local_addr(s).unwrap().ip(),
+        std::net::IpAddr::V6(OURS)
+    );
+    i.udp_send(at(2000), s, b"anyone?", None).unwrap();
+    let (_, _, sent) = sent6(&mut i).remove(0);
+    // The host's port unreachable quotes our packet.
+    let mut quote = Ipv6Header {
+        payload_length: sent.len() as u16,
+        next_header: IpNumber::UDP,
+        hop_limit: 64,
+        source: OURS.octets(),
+        destination: HOST.octets(),
+        ..Default::default()
+    }
+    .to_bytes()
+    .to_vec();
+    quote.extend_from_slice(&sent);
+    let mut body = vec![0, 0, 0, 0];
+    body.extend_from_slice(&quote);
+    let unreachable = icmp(HOST, OURS, 1, 4, &body);
+    let mac = our_mac(&i);
+    i.receive(at(2010), &frame(mac, HOST, OURS, ICMPV6, 64, &unreachable));
+    let err = i.udp_recv(s).expect("the error").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+    // Without IPv6 on, an IPv6 bind is refused.
+    let mut plain = Interface::new(config(3, 3), Instant::ZERO);
+    let err = plain
+        .udp_bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7)))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
 }

@@ -20,7 +20,7 @@ const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 fn stack() -> Interface {
     let mut iface = Interface::new(config(2, 7), Instant::ZERO);
     iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7).into())
         .unwrap();
     while iface.pop_transmit().is_some() {}
     iface

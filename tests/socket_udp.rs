@@ -249,3 +249,57 @@ fn poller_reports_a_udp_socket_with_a_datagram() {
     };
     assert_eq!(got, b"ping");
 }
+
+/// Two dual-stack stacks over the in-memory link: a `[::]` server answers an IPv6 client (which
+/// resolves it by Neighbour Discovery) and an IPv4 one, whose address it sees IPv4-mapped, as
+/// `std::net` shows it on Linux.
+#[test]
+fn one_dual_stack_socket_serves_both_families() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let with_v6 = |n: u8, seed| {
+        let mut c = config(n, seed);
+        c.ipv6 = Some(tapstack::Ipv6Config {
+            addrs: vec![(format!("2001:db8::{n}").parse().unwrap(), 64)],
+            // Each stack is alone on its link: no DAD wait in a test of the socket API.
+            dad_transmits: 0,
+            ..Default::default()
+        });
+        c
+    };
+    let (a, b) = (
+        Stack::new(a, with_v6(1, 1)).unwrap(),
+        Stack::new(b, with_v6(2, 2)).unwrap(),
+    );
+    let server = UdpSocket::bind(&b, "[::]:7").unwrap();
+    timeout(&server);
+    assert_eq!(server.local_addr().unwrap().to_string(), "[::]:7");
+    let c6 = UdpSocket::bind(&a, "[::]:0").unwrap();
+    let c4 = UdpSocket::bind(&a, "10.0.0.1:0").unwrap();
+    timeout(&c6);
+    timeout(&c4);
+    let mut buf = vec![0u8; 2000];
+    let data = pattern(1400, 6);
+    c6.send_to(&data, "[2001:db8::2]:7").unwrap();
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(sha256(&buf[..n]), sha256(&data));
+    assert_eq!(from.ip().to_string(), "2001:db8::1");
+    server.send_to(&buf[..n], from).unwrap();
+    let (n, back) = c6.recv_from(&mut buf).unwrap();
+    assert_eq!((n, back.to_string()), (1400, "[2001:db8::2]:7".to_string()));
+
+    c4.send_to(b"four", "10.0.0.2:7").unwrap();
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"four");
+    assert_eq!(
+        from,
+        format!("[::ffff:10.0.0.1]:{}", c4.local_addr().unwrap().port())
+            .parse::<SocketAddr>()
+            .unwrap()
+    );
+    server.send_to(b"mapped back", from).unwrap();
+    let (n, back) = c4.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        (&buf[..n], back.to_string()),
+        (&b"mapped back"[..], "10.0.0.2:7".to_string())
+    );
+}

@@ -61,7 +61,9 @@ impl Interface {
             EtherType::IPV4 => {
                 self.ipv4_input(now, payload, !ip_link && dst.is_broadcast(), verified)
             }
-            EtherType::IPV6 if self.ip6.is_some() => self.ipv6_input(now, payload, group),
+            EtherType::IPV6 if self.ip6.is_some() => {
+                self.ipv6_input(now, payload, group, verified.transport)
+            }
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }
     }

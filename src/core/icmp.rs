@@ -178,7 +178,7 @@ impl Interface {
                 return;
             };
             let remote = SocketAddrV4::new(inner.destination_addr(), udp.destination_port);
-            if fatal && self.udp_error(udp.source_port, remote, errno) {
+            if fatal && self.udp_error(udp.source_port, remote.into(), errno) {
                 self.stats.icmp_rx_errors_delivered += 1;
             }
         }

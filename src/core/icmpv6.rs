@@ -1,6 +1,7 @@
 //! ICMPv6 (RFC 4443) and the Neighbour Discovery messages a host handles (RFC 4861): echo,
 //! the errors we send (rate limited, never where §2.4 (e) forbids), Neighbour Solicitation and
-//! Advertisement for address resolution and DAD. Router Solicitations, Advertisements and
+//! Advertisement for address resolution and DAD; a destination unreachable reaches the connected
+//! UDP socket it concerns. Router Solicitations, Advertisements and
 //! Redirects are counted and ignored (no SLAAC yet; redirects are not followed).
 
 use super::ipv6::{AddrState, Icmp6Error, Rx6, HEADER_LEN, MIN_MTU, NEXT_HEADER_FIELD};
@@ -72,7 +73,7 @@ impl Interface {
             self.stats.icmp6_rx_malformed += 1;
             return;
         }
-        if !wire6::checksum_ok(rx.src, rx.dst, ICMPV6, msg) {
+        if !rx.csum_verified && !wire6::checksum_ok(rx.src, rx.dst, ICMPV6, msg) {
             self.stats.icmp6_rx_bad_checksum += 1;
             return;
         }
@@ -91,9 +92,44 @@ impl Interface {
                 }
                 self.icmpv6_echo_reply(now, rx, msg);
             }
-            t if t < FIRST_INFORMATIONAL => self.stats.icmp6_rx_errors += 1,
+            t if t < FIRST_INFORMATIONAL => {
+                self.stats.icmp6_rx_errors += 1;
+                self.icmpv6_error_input(msg);
+            }
             _ => self.stats.icmp6_rx_other += 1,
         }
+    }
+
+    /// Hands a received destination unreachable to the connected UDP socket whose datagram it
+    /// quotes (RFC 4443 §3.1, RFC 1122 §4.1.3.3), as `errno`: Linux's `icmpv6_err_convert`,
+    /// whose unreachables are all fatal.
+    fn icmpv6_error_input(&mut self, msg: &[u8]) {
+        const DEST_UNREACHABLE: u8 = 1;
+        if msg[0] != DEST_UNREACHABLE || msg.len() < 8 + HEADER_LEN + 8 {
+            return;
+        }
+        let quote = &msg[8..];
+        let Ok(inner) = etherparse::Ipv6HeaderSlice::from_slice(quote) else {
+            return;
+        };
+        let ours = self
+            .ip6
+            .as_ref()
+            .is_some_and(|s| s.is_ours(inner.source_addr()));
+        if !ours || inner.next_header() != etherparse::IpNumber::UDP {
+            return;
+        }
+        let udp = &quote[HEADER_LEN..];
+        let src_port = u16::from_be_bytes([udp[0], udp[1]]);
+        let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+        let errno = match msg[1] {
+            0 => libc::ENETUNREACH,
+            1 | 5 | 6 => libc::EACCES,
+            4 => libc::ECONNREFUSED,
+            _ => libc::EHOSTUNREACH,
+        };
+        let remote = std::net::SocketAddrV6::new(inner.destination_addr(), dst_port, 0, 0);
+        self.udp_error(src_port, remote.into(), errno);
     }
 
     /// The reply carries the request's identifier, sequence and data (RFC 4443 §4.2). A

@@ -1,9 +1,8 @@
 //! IPv6 (RFC 8200) as a host: the interface's addresses and their Duplicate Address Detection
 //! (RFC 4862 §5.4), header validation, the walk through extension headers, and sending with
 //! neighbour resolution. ICMPv6 and Neighbour Discovery messages are in `icmpv6.rs`, the
-//! neighbour cache in `ndp.rs`. TCP and UDP do not run over IPv6 yet: a UDP datagram to us is
-//! answered with port unreachable (no IPv6 socket can exist), a TCP segment is dropped and
-//! counted.
+//! neighbour cache in `ndp.rs`. UDP runs over both families (`udp.rs`); TCP does not run over
+//! IPv6 yet: a segment is dropped and counted.
 
 use super::ndp::{NeighborCache, Resolve};
 use super::{ethernet, Interface, TxFrame};
@@ -212,7 +211,15 @@ impl Interface {
     }
 
     /// Takes one IPv6 packet (RFC 8200 §3): header checks, destination, extension headers.
-    pub(super) fn ipv6_input(&mut self, now: Instant, packet: &[u8], link_multicast: bool) {
+    /// `csum_verified`: the device vouches for the transport checksum (see
+    /// [`super::RxChecksums`]).
+    pub(super) fn ipv6_input(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        link_multicast: bool,
+        csum_verified: bool,
+    ) {
         self.stats.ip6_rx_packets += 1;
         let Some(ip6) = self.ip6.as_ref() else {
             return;
@@ -256,6 +263,7 @@ impl Interface {
             hop_limit: header.hop_limit(),
             packet,
             multicast: multicast || link_multicast,
+            csum_verified,
         };
         if let Walk::Error(e) = self.ipv6_walk(now, &rx, header.next_header().0) {
             self.icmp6_error(now, &rx, e);
@@ -327,19 +335,15 @@ impl Interface {
                 }
                 17 => {
                     self.stats.ip6_rx_delivered += 1;
-                    let udp = &packet[off..];
-                    if udp.len() < 8 || !wire6::checksum_ok(rx.src, rx.dst, 17, udp) {
-                        self.stats.udp_rx_bad_checksum += 1;
-                        return Walk::Done;
+                    if !rx.dst.is_multicast() && !self.udp6_input(rx, &packet[off..]) {
+                        return Walk::Error(Icmp6Error {
+                            icmp_type: TYPE_DEST_UNREACHABLE,
+                            code: 4,
+                            param: 0,
+                            to_multicast: false,
+                        });
                     }
-                    // No IPv6 UDP socket exists yet: every port is closed.
-                    self.stats.udp_rx_no_port += 1;
-                    return Walk::Error(Icmp6Error {
-                        icmp_type: TYPE_DEST_UNREACHABLE,
-                        code: 4,
-                        param: 0,
-                        to_multicast: false,
-                    });
+                    return Walk::Done;
                 }
                 6 => {
                     self.stats.ip6_rx_no_transport += 1;
@@ -516,4 +520,7 @@ pub(super) struct Rx6<'a> {
     /// Sent to a multicast group (at the IP or the link layer): errors only where RFC 4443
     /// §2.4 (e) allows them.
     pub multicast: bool,
+    /// The device vouched for the upper-layer checksum (kernel memory: left partial, or
+    /// verified already), which is then not checked, as in Linux.
+    pub csum_verified: bool,
 }

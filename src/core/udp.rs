@@ -1,5 +1,9 @@
-//! UDP (RFC 768, RFC 1122 §4.1): demultiplexing to sockets, checksums, and the socket state the
-//! `UdpSocket` API works on.
+//! UDP (RFC 768, RFC 1122 §4.1; over IPv6, RFC 8200 §8.1): demultiplexing to sockets,
+//! checksums, and the socket state the `UdpSocket` API works on. One table serves both
+//! families. A socket bound to `[::]` is dual-stack, as Linux's are by default
+//! (`net.ipv6.bindv6only` 0, RFC 3493 §3.7): it also takes IPv4 datagrams, whose peers it sees
+//! as IPv4-mapped addresses, and so it shares its port with no IPv4 socket. Addresses are
+//! kept canonical inside (an IPv4 peer as IPv4) and shown in the socket's family.
 
 use super::ipv4::{Datagram, IpRx, Pmtud, MAX_DATAGRAM_PAYLOAD};
 use super::{Event, Interface, SocketId};
@@ -11,7 +15,7 @@ use etherparse::{IpNumber, Ipv4HeaderSlice, UdpHeader};
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Linux's default ephemeral port range (`ip_local_port_range`).
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
@@ -22,10 +26,24 @@ fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
+/// An IPv4-mapped IPv6 address as the IPv4 one it maps (RFC 4291 §2.5.5.2); others as given.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, a.port())),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
 struct UdpSocket {
-    local: SocketAddrV4,
-    remote: Option<SocketAddrV4>,
-    rx: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// An IPv6 socket (`AF_INET6`): IPv4 peers are shown to it as mapped addresses.
+    v6: bool,
+    /// Canonical: an IPv6 socket bound to `[::]` keeps `[::]` here.
+    local: SocketAddr,
+    remote: Option<SocketAddr>,
+    rx: VecDeque<(SocketAddr, Vec<u8>)>,
     rx_bytes: usize,
     /// A pending asynchronous error (Linux `sk_err`), reported once by the next call.
     error: Option<i32>,
@@ -39,8 +57,9 @@ struct UdpSocket {
 
 impl UdpSocket {
     /// A socket on `local`, connected to `remote` if given, with nothing received.
-    fn new(local: SocketAddrV4, remote: Option<SocketAddrV4>, flow: Option<Flow>) -> UdpSocket {
+    fn new(local: SocketAddr, remote: Option<SocketAddr>, flow: Option<Flow>) -> UdpSocket {
         UdpSocket {
+            v6: local.is_ipv6(),
             local,
             remote,
             rx: VecDeque::new(),
@@ -52,6 +71,28 @@ impl UdpSocket {
             flow,
         }
     }
+
+    /// Takes IPv4 datagrams too: an IPv6 socket on `[::]`.
+    fn dual(&self) -> bool {
+        self.v6 && self.local.ip().is_unspecified()
+    }
+
+    /// `addr` (canonical) as this socket's family shows it.
+    fn present(&self, addr: SocketAddr) -> SocketAddr {
+        match addr {
+            SocketAddr::V4(a) if self.v6 => {
+                SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+            }
+            a => a,
+        }
+    }
+}
+
+/// The sockets on one port: at most one per family, and an IPv6 one on `[::]` alone.
+#[derive(Default, Clone, Copy)]
+struct Binding {
+    v4: Option<SocketId>,
+    v6: Option<SocketId>,
 }
 
 /// An intercepted UDP flow (source, destination): its verdict and its idle clock.
@@ -90,7 +131,7 @@ pub enum FlowDecision {
 
 pub struct UdpTable {
     sockets: HashMap<SocketId, UdpSocket>,
-    ports: HashMap<u16, SocketId>,
+    ports: HashMap<u16, Binding>,
     ids: IdSource,
     /// Intercepted flows by (destination, client).
     flows: HashMap<(SocketAddrV4, SocketAddrV4), SocketId>,
@@ -129,19 +170,32 @@ impl UdpTable {
     /// Forgets a flow's tuple (its socket stays while a handle holds it).
     fn end_flow(&mut self, id: SocketId) {
         if let Some(sock) = self.sockets.get(&id) {
-            if let Some(remote) = sock.remote {
-                if self.flows.get(&(sock.local, remote)) == Some(&id) {
-                    self.flows.remove(&(sock.local, remote));
+            if let (SocketAddr::V4(local), Some(SocketAddr::V4(remote))) = (sock.local, sock.remote)
+            {
+                if self.flows.get(&(local, remote)) == Some(&id) {
+                    self.flows.remove(&(local, remote));
                 }
             }
         }
+    }
+
+    /// The socket that takes a datagram to `port` of family `v6`: the IPv6 one for IPv6, the
+    /// IPv4 one or else a dual-stack IPv6 one for IPv4.
+    fn lookup(&self, port: u16, v6: bool) -> Option<SocketId> {
+        let b = self.ports.get(&port)?;
+        if v6 {
+            return b.v6;
+        }
+        b.v4.or_else(|| {
+            b.v6.filter(|id| self.sockets.get(id).is_some_and(UdpSocket::dual))
+        })
     }
 }
 
 /// What a queued datagram costs beyond its data: its queue entry and the allocation's own
 /// header. A receive queue charges it too, as Linux charges an skb's truesize, so that a flood
 /// of empty datagrams is bounded like any other.
-const DATAGRAM_OVERHEAD: usize = std::mem::size_of::<(SocketAddrV4, Vec<u8>)>() + 16;
+const DATAGRAM_OVERHEAD: usize = std::mem::size_of::<(SocketAddr, Vec<u8>)>() + 16;
 
 /// The receive-buffer charge of a datagram of `len` bytes.
 fn charge(len: usize) -> usize {
@@ -173,38 +227,71 @@ impl Interface {
             let to = SocketAddrV4::new(rx.dst, header.destination_port);
             return self.udp_flow_input(now, rx, from, to, &segment[UdpHeader::LEN..]);
         }
-        let Some(&id) = self.udp.ports.get(&header.destination_port) else {
-            self.stats.udp_rx_no_port += 1;
+        let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
+        if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
             self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
-            return;
+        }
+    }
+
+    /// A UDP datagram over IPv6 (`segment`: header and data); false if no socket has its
+    /// port (the caller answers port unreachable). Its checksum is mandatory (RFC 8200 §8.1).
+    pub(super) fn udp6_input(&mut self, rx: &super::ipv6::Rx6<'_>, segment: &[u8]) -> bool {
+        let (src, dst) = (rx.src, rx.dst);
+        let Ok((header, _)) = UdpHeader::from_slice(segment) else {
+            self.stats.udp_rx_malformed += 1;
+            return true;
+        };
+        let len = usize::from(header.length);
+        if len < UdpHeader::LEN || len > segment.len() {
+            self.stats.udp_rx_malformed += 1;
+            return true;
+        }
+        let segment = &segment[..len];
+        if header.checksum == 0
+            || (!rx.csum_verified && !crate::wire::ipv6::checksum_ok(src, dst, 17, segment))
+        {
+            self.stats.udp_rx_bad_checksum += 1;
+            return true;
+        }
+        let from = SocketAddr::V6(SocketAddrV6::new(src, header.source_port, 0, 0));
+        let to = SocketAddr::V6(SocketAddrV6::new(dst, header.destination_port, 0, 0));
+        self.udp_deliver(from, to, &segment[UdpHeader::LEN..])
+    }
+
+    /// Queues `data` from `from` on the socket that takes datagrams to `to`; false if none
+    /// has the port (counted).
+    fn udp_deliver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) -> bool {
+        let Some(id) = self.udp.lookup(to.port(), to.is_ipv6()) else {
+            self.stats.udp_rx_no_port += 1;
+            return false;
         };
         let limit = self.cfg.udp_rcvbuf;
         let Some(sock) = self.udp.sockets.get_mut(&id) else {
-            return;
+            return true;
         };
         let wrong_peer = sock.remote.is_some_and(|r| r != from);
-        let wrong_addr = !sock.local.ip().is_unspecified() && *sock.local.ip() != rx.dst;
+        let wrong_addr = !sock.local.ip().is_unspecified() && sock.local.ip() != to.ip();
         if wrong_peer || wrong_addr {
             self.stats.udp_rx_filtered += 1;
-            return;
+            return true;
         }
         // Like Linux, a datagram is refused only once the buffer is already over its limit.
         if sock.rx_bytes >= limit {
             self.stats.udp_rx_buffer_full += 1;
-            return;
+            return true;
         }
-        let data = segment[UdpHeader::LEN..].to_vec();
         sock.rx_bytes += charge(data.len());
-        sock.rx.push_back((from, data));
+        sock.rx.push_back((from, data.to_vec()));
         self.stats.udp_rx_datagrams += 1;
         if sock.rx.len() == 1 {
             self.events.push_back(Event::Ready(id));
         }
+        true
     }
 
     /// Records an ICMP-reported error on the connected socket it concerns.
-    pub(super) fn udp_error(&mut self, local_port: u16, remote: SocketAddrV4, errno: i32) -> bool {
-        let Some(&id) = self.udp.ports.get(&local_port) else {
+    pub(super) fn udp_error(&mut self, local_port: u16, remote: SocketAddr, errno: i32) -> bool {
+        let Some(id) = self.udp.lookup(local_port, remote.is_ipv6()) else {
             return false;
         };
         let Some(sock) = self.udp.sockets.get_mut(&id) else {
@@ -225,29 +312,60 @@ impl Interface {
             return;
         }
         if let Ok((h, _)) = UdpHeader::from_slice(dg.transport()) {
-            let remote = SocketAddrV4::new(dg.dst, h.destination_port);
+            let remote = SocketAddr::V4(SocketAddrV4::new(dg.dst, h.destination_port));
             self.udp_error(h.source_port, remote, libc::EHOSTUNREACH);
         }
     }
 
-    /// Opens a UDP socket on `addr` (port 0 picks an ephemeral port).
-    pub fn udp_bind(&mut self, addr: SocketAddrV4) -> io::Result<SocketId> {
-        if !addr.ip().is_unspecified() && *addr.ip() != self.cfg.ip {
+    /// Opens a UDP socket on `addr` (port 0 picks an ephemeral port): IPv4 on our address or
+    /// `0.0.0.0`; IPv6 on one of our addresses or `[::]` (dual-stack), when IPv6 is on.
+    pub fn udp_bind(&mut self, addr: SocketAddr) -> io::Result<SocketId> {
+        let ours = match addr.ip() {
+            IpAddr::V4(ip) => ip.is_unspecified() || ip == self.cfg.ip,
+            IpAddr::V6(ip) => {
+                let Some(ip6) = self.ip6.as_ref() else {
+                    return Err(os_err(libc::EAFNOSUPPORT));
+                };
+                ip.is_unspecified()
+                    || ip6
+                        .addrs()
+                        .iter()
+                        .any(|a| a.addr == ip && a.state != super::AddrState::Duplicate)
+            }
+        };
+        if !ours {
             return Err(os_err(libc::EADDRNOTAVAIL));
         }
+        let dual = addr.is_ipv6() && addr.ip().is_unspecified();
         let port = if addr.port() == 0 {
             self.ephemeral_port()?
-        } else if self.udp.ports.contains_key(&addr.port()) {
-            return Err(os_err(libc::EADDRINUSE));
         } else {
             addr.port()
         };
+        let b = self.udp.ports.get(&port).copied().unwrap_or_default();
+        let dual_v6 =
+            b.v6.and_then(|id| self.udp.sockets.get(&id))
+                .is_some_and(UdpSocket::dual);
+        let taken = if addr.is_ipv6() {
+            b.v6.is_some() || (dual && b.v4.is_some())
+        } else {
+            b.v4.is_some() || dual_v6
+        };
+        if taken {
+            return Err(os_err(libc::EADDRINUSE));
+        }
         let id = self.udp.ids.next_id();
-        self.udp.ports.insert(port, id);
-        self.udp.sockets.insert(
-            id,
-            UdpSocket::new(SocketAddrV4::new(*addr.ip(), port), None, None),
-        );
+        let slot = self.udp.ports.entry(port).or_default();
+        if addr.is_ipv6() {
+            slot.v6 = Some(id);
+        } else {
+            slot.v4 = Some(id);
+        }
+        let mut local = addr;
+        local.set_port(port);
+        self.udp
+            .sockets
+            .insert(id, UdpSocket::new(local, None, None));
         Ok(id)
     }
 
@@ -260,18 +378,44 @@ impl Interface {
             .ok_or_else(|| os_err(libc::EADDRINUSE))
     }
 
-    /// Fixes the peer: `send` goes there and only its datagrams are received.
-    pub fn udp_connect(&mut self, id: SocketId, remote: SocketAddrV4) -> io::Result<()> {
+    /// Fixes the peer: `send` goes there and only its datagrams are received. An unbound
+    /// local address becomes the one its datagrams will leave from.
+    pub fn udp_connect(&mut self, id: SocketId, remote: SocketAddr) -> io::Result<()> {
+        let remote = canonical(remote);
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(os_err(libc::EINVAL));
         }
-        let our_ip = self.cfg.ip;
+        let sock = self.udp.get(id)?;
+        let (v6, local) = (sock.v6, sock.local);
+        let src = self.udp_source(v6, local, remote.ip())?;
         let sock = self.udp.get(id)?;
         sock.remote = Some(remote);
-        if sock.local.ip().is_unspecified() {
-            sock.local.set_ip(our_ip);
+        // A dual-stack socket connected to an IPv4 peer keeps `[::]` as its bound address.
+        if sock.local.ip().is_unspecified() && sock.local.is_ipv4() == remote.is_ipv4() {
+            sock.local.set_ip(src);
         }
         Ok(())
+    }
+
+    /// The source address of a datagram to `dst` from a socket of family `v6` bound to
+    /// `local`: the bound address, or ours for `dst`'s family. `ENETUNREACH` for an IPv4
+    /// destination from an IPv6-only socket, `EAFNOSUPPORT` for an IPv6 one from an IPv4
+    /// socket, `EADDRNOTAVAIL` with no usable IPv6 address.
+    fn udp_source(&self, v6: bool, local: SocketAddr, dst: IpAddr) -> io::Result<IpAddr> {
+        match (dst, local.ip()) {
+            (IpAddr::V4(_), IpAddr::V4(ip)) if !ip.is_unspecified() => Ok(IpAddr::V4(ip)),
+            (IpAddr::V4(_), IpAddr::V4(_)) => Ok(IpAddr::V4(self.cfg.ip)),
+            (IpAddr::V4(_), ip) if v6 && ip.is_unspecified() => Ok(IpAddr::V4(self.cfg.ip)),
+            (IpAddr::V4(_), _) => Err(os_err(libc::ENETUNREACH)),
+            (IpAddr::V6(_), IpAddr::V4(_)) => Err(os_err(libc::EAFNOSUPPORT)),
+            (IpAddr::V6(_), IpAddr::V6(ip)) if !ip.is_unspecified() => Ok(IpAddr::V6(ip)),
+            (IpAddr::V6(dst), _) => self
+                .ip6
+                .as_ref()
+                .and_then(|s| s.source_for(dst))
+                .map(IpAddr::V6)
+                .ok_or_else(|| os_err(libc::EADDRNOTAVAIL)),
+        }
     }
 
     /// Sends one datagram to `dst`, or to the connected peer when `dst` is `None`.
@@ -280,7 +424,7 @@ impl Interface {
         now: Instant,
         id: SocketId,
         data: &[u8],
-        dst: Option<SocketAddrV4>,
+        dst: Option<SocketAddr>,
     ) -> io::Result<usize> {
         let sock = self.udp.get(id)?;
         if let Some(errno) = sock.error.take() {
@@ -292,21 +436,26 @@ impl Interface {
             }
             flow.last = now;
         }
-        let our_ip = match *sock.local.ip() {
-            ip if ip.is_unspecified() => self.cfg.ip,
-            ip => ip,
-        };
         let dst = dst
+            .map(canonical)
             .or(sock.remote)
             .ok_or_else(|| os_err(libc::EDESTADDRREQ))?;
         if dst.port() == 0 {
             return Err(os_err(libc::EINVAL));
         }
+        let (src_port, pmtud, broadcast) = (sock.local.port(), sock.pmtud, sock.broadcast);
+        let sock_ttl = sock.ttl;
+        let (v6, local) = (sock.v6, sock.local);
+        let (our_ip, dst) = match (self.udp_source(v6, local, dst.ip())?, dst) {
+            (IpAddr::V4(ip), SocketAddr::V4(dst)) => (ip, dst),
+            (IpAddr::V6(src), SocketAddr::V6(dst)) => {
+                return self.udp6_send(now, src, dst, src_port, sock_ttl, data)
+            }
+            _ => return Err(os_err(libc::EAFNOSUPPORT)),
+        };
         if data.len() > MAX_UDP_PAYLOAD {
             return Err(os_err(libc::EMSGSIZE));
         }
-        let (src_port, pmtud, broadcast) = (sock.local.port(), sock.pmtud, sock.broadcast);
-        let sock_ttl = sock.ttl;
         if self.cfg.is_broadcast(*dst.ip()) && !broadcast {
             return Err(os_err(libc::EACCES));
         }
@@ -340,8 +489,46 @@ impl Interface {
         Ok(data.len())
     }
 
+    /// Sends one datagram over IPv6, its checksum always computed (RFC 8200 §8.1). It must
+    /// fit the link's MTU: IPv6 fragmentation at the source is not built yet (`EMSGSIZE`).
+    fn udp6_send(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: SocketAddrV6,
+        src_port: u16,
+        hop_limit: Option<u8>,
+        data: &[u8],
+    ) -> io::Result<usize> {
+        let max = self
+            .cfg
+            .mtu
+            .saturating_sub(super::ipv6::HEADER_LEN + UdpHeader::LEN);
+        if data.len() > max {
+            return Err(os_err(libc::EMSGSIZE));
+        }
+        let mut header = UdpHeader {
+            source_port: src_port,
+            destination_port: dst.port(),
+            length: (UdpHeader::LEN + data.len()) as u16,
+            checksum: 0,
+        };
+        header.checksum = header
+            .calc_checksum_ipv6_raw(src.octets(), dst.ip().octets(), data)
+            .map_err(|_| os_err(libc::EMSGSIZE))?;
+        let mut payload = Vec::with_capacity(UdpHeader::LEN + data.len());
+        payload.extend_from_slice(&header.to_bytes());
+        payload.extend_from_slice(data);
+        let hop_limit = hop_limit
+            .or_else(|| self.ip6.as_ref().map(|s| s.cfg.hop_limit))
+            .unwrap_or(64);
+        self.send_ipv6(now, src, *dst.ip(), 17, hop_limit, &payload);
+        self.stats.udp_tx_datagrams += 1;
+        Ok(data.len())
+    }
+
     /// The next datagram and its sender, a pending error, or `None` when there is nothing.
-    pub fn udp_recv(&mut self, id: SocketId) -> Option<io::Result<(Vec<u8>, SocketAddrV4)>> {
+    pub fn udp_recv(&mut self, id: SocketId) -> Option<io::Result<(Vec<u8>, SocketAddr)>> {
         let sock = match self.udp.get(id) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
@@ -354,20 +541,20 @@ impl Interface {
         }
         let (from, data) = sock.rx.pop_front()?;
         sock.rx_bytes -= charge(data.len());
-        Some(Ok((data, from)))
+        Some(Ok((data, sock.present(from))))
     }
 
     /// The address the socket is bound to.
-    pub fn udp_local_addr(&mut self, id: SocketId) -> io::Result<SocketAddrV4> {
-        Ok(self.udp.get(id)?.local)
+    pub fn udp_local_addr(&mut self, id: SocketId) -> io::Result<SocketAddr> {
+        let sock = self.udp.get(id)?;
+        Ok(sock.present(sock.local))
     }
 
     /// The connected peer; `ENOTCONN` if the socket is not connected.
-    pub fn udp_peer_addr(&mut self, id: SocketId) -> io::Result<SocketAddrV4> {
-        self.udp
-            .get(id)?
-            .remote
-            .ok_or_else(|| os_err(libc::ENOTCONN))
+    pub fn udp_peer_addr(&mut self, id: SocketId) -> io::Result<SocketAddr> {
+        let sock = self.udp.get(id)?;
+        let remote = sock.remote.ok_or_else(|| os_err(libc::ENOTCONN))?;
+        Ok(sock.present(remote))
     }
 
     /// `true`: always set DF and fail with `EMSGSIZE` over the MTU (Linux `IP_PMTUDISC_DO`).
@@ -402,7 +589,18 @@ impl Interface {
         self.udp.end_flow(id);
         if let Some(sock) = self.udp.sockets.remove(&id) {
             if sock.flow.is_none() {
-                self.udp.ports.remove(&sock.local.port());
+                let port = sock.local.port();
+                if let Some(b) = self.udp.ports.get_mut(&port) {
+                    if b.v4 == Some(id) {
+                        b.v4 = None;
+                    }
+                    if b.v6 == Some(id) {
+                        b.v6 = None;
+                    }
+                    if b.v4.is_none() && b.v6.is_none() {
+                        self.udp.ports.remove(&port);
+                    }
+                }
             }
         }
     }
@@ -440,7 +638,7 @@ impl Interface {
                 };
                 self.udp
                     .sockets
-                    .insert(id, UdpSocket::new(to, Some(from), Some(flow)));
+                    .insert(id, UdpSocket::new(to.into(), Some(from.into()), Some(flow)));
                 self.udp.flows.insert((to, from), id);
                 let due = now + cfg.decision_timeout.min(cfg.udp_timeout);
                 self.udp.flow_timers.insert((due, id));
@@ -478,7 +676,7 @@ impl Interface {
             return;
         }
         sock.rx_bytes += charge(data.len());
-        sock.rx.push_back((from, data.to_vec()));
+        sock.rx.push_back((from.into(), data.to_vec()));
         self.stats.udp_rx_datagrams += 1;
         if sock.rx.len() == 1 {
             self.events.push_back(Event::Ready(id));

@@ -55,7 +55,17 @@ pub(crate) fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()
 }
 
-/// The first IPv4 address `addr` resolves to (the stack speaks IPv4 only).
+/// The first address `addr` resolves to, of either family.
+pub(crate) fn any_addr<A: ToSocketAddrs>(addr: A) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
+    })
+}
+
+/// The first IPv4 address `addr` resolves to (TCP speaks IPv4 only so far).
 pub(crate) fn v4_addr<A: ToSocketAddrs>(addr: A) -> io::Result<SocketAddrV4> {
     let mut last_v6 = false;
     for a in addr.to_socket_addrs()? {

@@ -1,4 +1,4 @@
-use super::v4_addr;
+use super::any_addr;
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
 use std::io;
@@ -28,9 +28,11 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds to `addr` (the stack's address or `0.0.0.0`; port 0 picks an ephemeral port).
+    /// Binds to `addr`: the stack's IPv4 address or `0.0.0.0`, or (with IPv6 on) one of its
+    /// IPv6 addresses or `[::]`, which also takes IPv4 datagrams (dual-stack, as on Linux).
+    /// Port 0 picks an ephemeral port.
     pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
-        let addr = v4_addr(addr)?;
+        let addr = any_addr(addr)?;
         let handle = stack.handle();
         let id = handle.call(move |iface, _| iface.udp_bind(addr))?;
         Ok(UdpSocket {
@@ -67,7 +69,7 @@ impl UdpSocket {
 
     /// As `std::net::UdpSocket::send_to`: sends one datagram to `addr`; returns the bytes sent.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let dst = v4_addr(addr)?;
+        let dst = any_addr(addr)?;
         let data = buf.to_vec();
         self.call(move |iface, id, now| iface.udp_send(now, id, &data, Some(dst)))
     }
@@ -93,7 +95,7 @@ impl UdpSocket {
         )?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
-        Ok((n, SocketAddr::V4(from)))
+        Ok((n, from))
     }
 
     /// One receive without waiting, whatever the socket's mode: `WouldBlock` when nothing is
@@ -106,7 +108,7 @@ impl UdpSocket {
         })?;
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
-        Ok((n, SocketAddr::V4(from)))
+        Ok((n, from))
     }
 
     /// Receives from the connected peer.
@@ -116,18 +118,18 @@ impl UdpSocket {
 
     /// Sets the peer for `send`/`recv`; datagrams from others are then dropped.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        let remote = v4_addr(addr)?;
+        let remote = any_addr(addr)?;
         self.call(move |iface, id, _| iface.udp_connect(id, remote))
     }
 
     /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.call(|iface, id, _| iface.udp_local_addr(id).map(SocketAddr::V4))
+        self.call(|iface, id, _| iface.udp_local_addr(id))
     }
 
     /// As `std::net::UdpSocket::peer_addr`: the connected peer, or `NotConnected`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.call(|iface, id, _| iface.udp_peer_addr(id).map(SocketAddr::V4))
+        self.call(|iface, id, _| iface.udp_peer_addr(id))
     }
 
     /// `None` blocks forever; a zero duration is an error, as in std.

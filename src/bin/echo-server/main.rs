@@ -143,7 +143,13 @@ fn run(args: Args) -> std::io::Result<()> {
         let listener = TcpListener::bind(&stack, (ip, port))?;
         listener.set_nonblocking(true)?;
         listeners.push((listener, service));
-        udp.push((UdpSocket::bind(&stack, (ip, port))?, service));
+        // With IPv6 on, one dual-stack socket on `[::]` takes both families (as on Linux).
+        let udp_socket = if stack.config().ipv6.is_some() {
+            UdpSocket::bind(&stack, (std::net::Ipv6Addr::UNSPECIFIED, port))?
+        } else {
+            UdpSocket::bind(&stack, (ip, port))?
+        };
+        udp.push((udp_socket, service));
     }
     let mut workers = Vec::new();
     let runtime = if args.use_async {
@@ -158,7 +164,11 @@ fn run(args: Args) -> std::io::Result<()> {
         None
     };
     println!(
-        "echo-server: listening on {ip}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}{}",
+        "echo-server: listening on {ip}{}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}{}",
+        match &stack.config().ipv6 {
+            Some(_) => " and IPv6 (udp)",
+            None => "",
+        },
         args.port,
         args.device.device_name(),
         stack.config().mtu,
