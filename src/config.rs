@@ -68,9 +68,9 @@ pub struct Ipv6Config {
     pub dad_transmits: u8,
     /// Neighbour cache entries at most; past it the oldest unused entry is evicted.
     pub max_neighbors: usize,
-    /// Packets held per neighbour while its address resolves (RFC 4861 §7.2.2); past it the
-    /// oldest is dropped and counted.
-    pub max_queued: usize,
+    /// Bytes of packets held per neighbour while its address resolves (RFC 4861 §7.2.2;
+    /// Linux `unres_qlen_bytes`); past it the oldest are dropped and counted.
+    pub max_queued_bytes: usize,
     /// Hop limit of the packets we send (RFC 8200 §3; Linux `hop_limit`, 64).
     pub hop_limit: u8,
 }
@@ -82,7 +82,7 @@ impl Default for Ipv6Config {
             link_local: true,
             dad_transmits: 1,
             max_neighbors: 1024,
-            max_queued: 3,
+            max_queued_bytes: 212_992,
             hop_limit: 64,
         }
     }

@@ -257,6 +257,12 @@ fn kernel_pings_ipv6_after_dad_and_resolves_our_mac() {
             received(&out) >= 3 && out.contains("1208 bytes from"),
             "{out}"
         );
+        // Fragmented both ways: the kernel's request reassembled, our reply fragmented.
+        let out = sh("ping -6 -n -c 2 -i 0.2 -w 10 -s 8000 2001:db8::2");
+        assert!(
+            received(&out) >= 2 && out.contains("8008 bytes from"),
+            "{out}"
+        );
         let neigh = sh("ip -6 neigh show 2001:db8::2 dev tap0");
         assert!(
             neigh.contains("02:00:0a:00:00:02"),
@@ -303,7 +309,8 @@ fn an_ipv6_address_in_use_fails_dad_and_is_not_used() {
     });
 }
 
-/// UDP over IPv6 from a kernel socket: echo of sizes up to the MTU (sha256), an IPv4 client
+/// UDP over IPv6 from a kernel socket: echo of sizes up to 65527 bytes, fragmented both ways
+/// above the MTU (sha256), an IPv4 client
 /// served by the same dual-stack socket, and port unreachable for a closed port.
 #[test]
 fn udp_echo_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
@@ -317,8 +324,8 @@ fn udp_echo_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
         let sock = UdpSocket::bind("[2001:db8::1]:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         sock.connect("[2001:db8::2]:7").unwrap();
-        let mut buf = vec![0u8; 2000];
-        for size in [1, 100, 1000, 1452] {
+        let mut buf = vec![0u8; 70_000];
+        for size in [1, 100, 1000, 1452, 1453, 8000, 65_527] {
             let data = pattern(size, size as u8);
             sock.send(&data).unwrap();
             let n = sock.recv(&mut buf).unwrap();

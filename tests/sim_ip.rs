@@ -253,10 +253,10 @@ fn reassemble_reply(frames: &[Vec<u8>]) -> Vec<u8> {
         }
         let frag = tapstack::core::Fragment {
             key: tapstack::core::FragKey {
-                src: ip.source_addr(),
-                dst: ip.destination_addr(),
+                src: ip.source_addr().into(),
+                dst: ip.destination_addr().into(),
                 proto: ip.protocol().0,
-                id: ip.identification(),
+                id: ip.identification().into(),
             },
             header: ip.slice(),
             offset: ip.fragments_offset().byte_offset() as usize,

@@ -383,11 +383,11 @@ fn extension_headers_are_walked_and_their_errors_point_at_the_fault() {
     atomic.extend_from_slice(&echo);
     i.receive(at(2000), &frame(mac, HOST, OURS, 44, 64, &atomic));
     assert_eq!(sent6(&mut i).len(), 1, "answered");
-    // A real fragment waits for reassembly, which is not built: dropped and counted.
+    // A fragment but the last whose length is no multiple of 8: pointing at the payload
+    // length.
     let mut first = vec![ICMPV6, 0, 0, 1, 0, 0, 0, 1];
     first.extend_from_slice(&echo);
-    assert_eq!(error_for(&mut i, 44, &first), None);
-    assert_eq!(i.counters().ip6_rx_fragments, 1);
+    assert_eq!(error_for(&mut i, 44, &first), Some((4, 0, 4)));
     // UDP to us: every IPv6 port is closed, port unreachable.
     let mut udp = vec![0x30, 0x39, 0, 7, 0, 10, 0, 0, b'h', b'i'];
     let c = checksum(HOST, OURS, 17, &udp);
@@ -613,15 +613,23 @@ fn udp_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
         .iter()
         .any(|f| f[12..14] == [0x08, 0x00] && f.ends_with(b"back to four")));
 
-    // Specific addresses of each family share a port; too big a datagram is refused.
+    // Specific addresses of each family share a port; a datagram over the MTU leaves in
+    // fragments, one over UDP's length field is refused.
     let v4 = i.udp_bind(SocketAddr::from(([10, 0, 0, 2], 9))).unwrap();
     let v6 = i.udp_bind(SocketAddr::from((OURS, 9))).unwrap();
     assert_ne!(v4, v6);
     let err = i
-        .udp_send(at(2000), v6, &[0; 1453], Some(host))
+        .udp_send(at(2000), v6, &[0; 65528], Some(host))
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
     assert!(i.udp_send(at(2000), v6, &[0; 1452], Some(host)).is_ok());
+    assert_eq!(sent6(&mut i).len(), 1, "fits the MTU: one packet");
+    assert!(i.udp_send(at(2000), v6, &[0; 65527], Some(host)).is_ok());
+    let frags = sent6(&mut i);
+    assert_eq!(frags.len(), 46, "1448 bytes of the 65535 each");
+    assert!(frags
+        .iter()
+        .all(|(_, h, p)| h.next_header.0 == 44 && 40 + p.len() <= 1500));
     let to4 = SocketAddr::V4(SocketAddrV4::new([10, 0, 0, 1].into(), 9));
     assert_eq!(
         i.udp_send(at(2000), v6, b"x", Some(to4))
@@ -678,4 +686,64 @@ fn a_connected_udp6_socket_learns_port_unreachable() {
         .udp_bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7)))
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
+}
+
+/// An echo request of 3000 bytes in three fragments, out of order and one duplicated, is
+/// reassembled and answered in fragments; overlapping fragments drop their packet (RFC 5722);
+/// an incomplete one times out with time exceeded, code 1.
+#[test]
+fn fragments_are_reassembled_and_big_replies_fragmented() {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let data: Vec<u8> = (0..2992u32).map(|k| (k * 7) as u8).collect();
+    let mut body = vec![0x77, 0x77, 0, 1];
+    body.extend_from_slice(&data);
+    let echo = icmp(HOST, OURS, 128, 0, &body);
+    let frag = |id: u32, offset: usize, more: bool, piece: &[u8]| {
+        let mut p = vec![ICMPV6, 0];
+        p.extend_from_slice(&(((offset / 8) as u16) << 3 | u16::from(more)).to_be_bytes());
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(piece);
+        frame(mac, HOST, OURS, 44, 64, &p)
+    };
+    let (a, b, c) = (&echo[..1232], &echo[1232..2464], &echo[2464..]);
+    for f in [
+        frag(9, 2464, false, c),
+        frag(9, 0, true, a),
+        frag(9, 0, true, a),
+        frag(9, 1232, true, b),
+    ] {
+        i.receive(at(2000), &f);
+    }
+    let out = sent6(&mut i);
+    assert!(out.len() >= 3, "the reply in fragments: {}", out.len());
+    let mut reply = Vec::new();
+    for (_, h, p) in &out {
+        assert_eq!(h.next_header.0, 44);
+        reply.extend_from_slice(&p[8..]);
+    }
+    let mut want = echo.clone();
+    want[0] = 129;
+    want[2..4].copy_from_slice(&[0, 0]);
+    let c = checksum(OURS, HOST, ICMPV6, &want);
+    want[2..4].copy_from_slice(&c);
+    assert_eq!(reply, want, "the whole reply, in order");
+    assert_eq!(i.counters().reasm_ok, 1);
+
+    // Overlap: the second fragment starts inside the first.
+    i.receive(at(3000), &frag(10, 0, true, a));
+    i.receive(at(3000), &frag(10, 1224, true, &echo[1224..2464]));
+    i.receive(at(3000), &frag(10, 2464, false, &echo[2464..]));
+    assert!(sent6(&mut i).is_empty());
+    assert!(i.counters().reasm_overlaps >= 1);
+
+    // Incomplete: time exceeded (code 1) once the reassembly timeout passes.
+    i.receive(at(4000), &frag(11, 0, true, a));
+    i.poll(at(100_000));
+    let out = sent6(&mut i);
+    assert!(
+        out.iter().any(|(_, _, m)| m[0] == 3 && m[1] == 1),
+        "time exceeded"
+    );
 }

@@ -201,6 +201,9 @@ impl Interface {
 
     /// "Fragment reassembly time exceeded" for a datagram whose first fragment had arrived.
     pub(super) fn icmp_reassembly_timeout(&mut self, now: Instant, quote: &[u8]) {
+        if quote.first().is_some_and(|b| b >> 4 == 6) {
+            return self.icmp6_reassembly_timeout(now, quote);
+        }
         let Ok(h) = Ipv4HeaderSlice::from_slice(quote) else {
             return;
         };

@@ -19,6 +19,8 @@ const ECHO_REQUEST: u8 = 128;
 const ECHO_REPLY: u8 = 129;
 const NEIGHBOR_SOLICITATION: u8 = 135;
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+/// Time exceeded (RFC 4443 §3.3).
+const TYPE_TIME_EXCEEDED: u8 = 3;
 /// Types below this are errors (RFC 4443 §2.1).
 const FIRST_INFORMATIONAL: u8 = 128;
 /// Neighbour Discovery's hop limit: a message with any other did not come from the link.
@@ -209,6 +211,30 @@ impl Interface {
         msg.extend_from_slice(&rx.packet[..quote]);
         self.stats.icmp6_tx_errors += 1;
         self.send_icmpv6(now, src, rx.src, msg, None);
+    }
+
+    /// Time exceeded, fragment reassembly (code 1), about a packet whose first fragment came
+    /// (`quote`: its unfragmentable part and first bytes) and whose rest did not in time
+    /// (RFC 8200 §4.5).
+    pub(super) fn icmp6_reassembly_timeout(&mut self, now: Instant, quote: &[u8]) {
+        let Ok(h) = etherparse::Ipv6HeaderSlice::from_slice(quote) else {
+            return;
+        };
+        let rx = Rx6 {
+            src: h.source_addr(),
+            dst: h.destination_addr(),
+            hop_limit: h.hop_limit(),
+            packet: quote,
+            multicast: h.destination_addr().is_multicast(),
+            csum_verified: false,
+        };
+        let e = Icmp6Error {
+            icmp_type: TYPE_TIME_EXCEEDED,
+            code: 1,
+            param: 0,
+            to_multicast: false,
+        };
+        self.icmp6_error(now, &rx, e);
     }
 
     /// Checks common to NS and NA (RFC 4861 §7.1): hop limit 255, code 0, long enough, a

@@ -148,10 +148,10 @@ impl Interface {
         if header.is_fragmenting_payload() {
             let frag = super::reassembly::Fragment {
                 key: super::reassembly::FragKey {
-                    src,
-                    dst,
+                    src: src.into(),
+                    dst: dst.into(),
                     proto: header.protocol().0,
-                    id: header.identification(),
+                    id: header.identification().into(),
                 },
                 header: header.slice(),
                 offset: usize::from(header.fragments_offset().byte_offset()),

@@ -29,6 +29,10 @@ const NO_NEXT: u8 = 59;
 const DEST_OPTIONS: u8 = 60;
 /// Where the Next Header field sits in the IPv6 header.
 pub(super) const NEXT_HEADER_FIELD: usize = 6;
+/// Where the Payload Length field sits in the IPv6 header.
+const PAYLOAD_LENGTH_FIELD: usize = 4;
+/// The Fragment header's length (RFC 8200 §4.5).
+const FRAGMENT_HEADER_LEN: usize = 8;
 
 /// Options Pad1 and PadN (RFC 8200 §4.2).
 const OPT_PAD1: u8 = 0;
@@ -118,7 +122,7 @@ impl Ipv6State {
                 });
             }
         }
-        let nd = NeighborCache::new(cfg.max_neighbors, cfg.max_queued);
+        let nd = NeighborCache::new(cfg.max_neighbors, cfg.max_queued_bytes);
         Ipv6State {
             cfg,
             addrs,
@@ -315,11 +319,10 @@ impl Interface {
                         }
                         _ => {
                             // An atomic fragment (offset 0, no more) is the whole packet
-                            // (RFC 6946 §4); real fragments wait for reassembly.
+                            // (RFC 6946 §4); others are reassembled.
                             let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                             if offset_flags & 0xfff9 != 0 {
-                                self.stats.ip6_rx_fragments += 1;
-                                return Walk::Done;
+                                return self.ipv6_fragment(now, rx, off, named_at, nh);
                             }
                         }
                     }
@@ -355,6 +358,74 @@ impl Interface {
                 }
             }
         }
+    }
+
+    /// A fragment (its header at `off`; the field naming it at `named_at`) into reassembly,
+    /// and the packet it completes, if any, through the walk again (RFC 8200 §4.5).
+    fn ipv6_fragment(
+        &mut self,
+        now: Instant,
+        rx: &Rx6<'_>,
+        off: usize,
+        named_at: usize,
+        next: u8,
+    ) -> Walk {
+        let packet = rx.packet;
+        let offset_flags = u16::from_be_bytes([packet[off + 2], packet[off + 3]]);
+        let more = offset_flags & 1 != 0;
+        let offset = usize::from(offset_flags >> 3) * 8;
+        let data = &packet[off + FRAGMENT_HEADER_LEN..];
+        self.stats.ip6_rx_fragments += 1;
+        // A fragment but the last must be a multiple of 8 bytes long: pointing at the payload
+        // length. One reaching past 65535 bytes: pointing at its offset.
+        if more && data.len() % 8 != 0 {
+            return Walk::Error(param_problem(0, PAYLOAD_LENGTH_FIELD, false));
+        }
+        if offset + data.len() + (off - HEADER_LEN) > usize::from(u16::MAX) {
+            return Walk::Error(param_problem(0, off + 2, false));
+        }
+        // The unfragmentable part, naming the fragmentable part's first header.
+        let mut header = packet[..off].to_vec();
+        header[named_at] = next;
+        let id = u32::from_be_bytes([
+            packet[off + 4],
+            packet[off + 5],
+            packet[off + 6],
+            packet[off + 7],
+        ]);
+        let frag = super::reassembly::Fragment {
+            key: super::reassembly::FragKey {
+                src: rx.src.into(),
+                dst: rx.dst.into(),
+                proto: 0,
+                id,
+            },
+            header: &header,
+            offset,
+            more,
+            payload: data,
+        };
+        let Some(whole) = self.reasm.insert(now, frag, &mut self.stats) else {
+            return Walk::Done;
+        };
+        let mut assembled = whole.header;
+        let payload_len = assembled.len() - HEADER_LEN + whole.payload.len();
+        let Ok(payload_len) = u16::try_from(payload_len) else {
+            return Walk::Done;
+        };
+        assembled[PAYLOAD_LENGTH_FIELD..PAYLOAD_LENGTH_FIELD + 2]
+            .copy_from_slice(&payload_len.to_be_bytes());
+        assembled.extend_from_slice(&whole.payload);
+        let first = assembled[NEXT_HEADER_FIELD];
+        let rx = Rx6 {
+            packet: &assembled,
+            csum_verified: false,
+            ..*rx
+        };
+        if let Walk::Error(e) = self.ipv6_walk(now, &rx, first) {
+            self.icmp6_error(now, &rx, e);
+        }
+        Walk::Done
     }
 
     /// Processes Hop-by-Hop or Destination options (RFC 8200 §4.2): an option we do not know
@@ -399,7 +470,9 @@ impl Interface {
     }
 
     /// Sends an IPv6 packet: the link address of a multicast group is computed, a unicast
-    /// neighbour's is resolved (the packet waits meanwhile).
+    /// neighbour's is resolved (the packet waits meanwhile). A packet over the link MTU is
+    /// fragmented here, at its source (RFC 8200 §4.5), under one random identification
+    /// (RFC 7739).
     pub(super) fn send_ipv6(
         &mut self,
         now: Instant,
@@ -412,7 +485,7 @@ impl Interface {
         let Ok(payload_length) = u16::try_from(payload.len()) else {
             return;
         };
-        let header = Ipv6Header {
+        let mut header = Ipv6Header {
             payload_length,
             next_header: IpNumber(next_header),
             hop_limit,
@@ -420,9 +493,36 @@ impl Interface {
             destination: dst.octets(),
             ..Default::default()
         };
-        let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
-        packet.extend_from_slice(&header.to_bytes());
-        packet.extend_from_slice(payload);
+        let mtu = self.cfg.mtu.max(MIN_MTU);
+        if HEADER_LEN + payload.len() <= mtu {
+            let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
+            packet.extend_from_slice(&header.to_bytes());
+            packet.extend_from_slice(payload);
+            return self.route_ipv6(now, dst, packet);
+        }
+        let id: u32 = rand::Rng::random(&mut self.rng);
+        let chunk = (mtu - HEADER_LEN - FRAGMENT_HEADER_LEN) & !7;
+        header.next_header = IpNumber(FRAGMENT);
+        self.stats.ip6_frag_datagrams += 1;
+        for (k, piece) in payload.chunks(chunk).enumerate() {
+            let offset = k * chunk;
+            let more = offset + piece.len() < payload.len();
+            header.payload_length = (FRAGMENT_HEADER_LEN + piece.len()) as u16;
+            let offset_flags = ((offset / 8) as u16) << 3 | u16::from(more);
+            let mut packet = Vec::with_capacity(HEADER_LEN + FRAGMENT_HEADER_LEN + piece.len());
+            packet.extend_from_slice(&header.to_bytes());
+            packet.extend_from_slice(&[next_header, 0]);
+            packet.extend_from_slice(&offset_flags.to_be_bytes());
+            packet.extend_from_slice(&id.to_be_bytes());
+            packet.extend_from_slice(piece);
+            self.stats.ip6_frag_created += 1;
+            self.route_ipv6(now, dst, packet);
+        }
+    }
+
+    /// Puts one IPv6 packet (header included) on the link: to a group's computed address, or
+    /// to a neighbour's, resolved first (the packet waits meanwhile).
+    fn route_ipv6(&mut self, now: Instant, dst: Ipv6Addr, packet: Vec<u8>) {
         if self.cfg.medium == Medium::Ip || dst.is_multicast() {
             // No neighbour to resolve: a group's address is computed, a TUN has none.
             return self.transmit_ipv6(wire6::multicast_mac(dst), &packet);
@@ -430,15 +530,8 @@ impl Interface {
         let Some(ip6) = self.ip6.as_mut() else {
             return;
         };
-        match ip6.nd.resolve(now, dst, packet) {
-            (Resolve::Send(mac), _) => {
-                // The packet was handed back untouched: rebuild it (cheap, and rare for a
-                // path that is not TCP's).
-                let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
-                packet.extend_from_slice(&header.to_bytes());
-                packet.extend_from_slice(payload);
-                self.transmit_ipv6(mac, &packet);
-            }
+        match ip6.nd.resolve(now, dst, &packet) {
+            (Resolve::Send(mac), _) => self.transmit_ipv6(mac, &packet),
             (Resolve::Queued { solicit }, overflow) => {
                 if overflow {
                     self.stats.nd_queue_overflow += 1;
@@ -511,6 +604,7 @@ impl Interface {
 }
 
 /// A received IPv6 packet for us, its extension headers still to walk.
+#[derive(Clone, Copy)]
 pub(super) struct Rx6<'a> {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,

@@ -53,6 +53,8 @@ struct Entry {
     state: NudState,
     /// IPv6 packets (header included) waiting for the address to resolve.
     queue: VecDeque<Vec<u8>>,
+    /// Their bytes.
+    queued: usize,
 }
 
 /// What sending to a neighbour takes.
@@ -83,21 +85,21 @@ pub enum Learned {
     Advertisement { solicited: bool, overriding: bool },
 }
 
-/// The neighbour cache: bounded in entries and in queued packets per entry.
+/// The neighbour cache: bounded in entries and in the bytes queued per entry.
 pub struct NeighborCache {
     entries: HashMap<Ipv6Addr, Entry>,
     max_entries: usize,
-    max_queued: usize,
+    max_queued_bytes: usize,
     /// The earliest timer of any entry, kept so that `poll_at` scans nothing.
     next_timer: Option<Instant>,
 }
 
 impl NeighborCache {
-    pub fn new(max_entries: usize, max_queued: usize) -> Self {
+    pub fn new(max_entries: usize, max_queued_bytes: usize) -> Self {
         NeighborCache {
             entries: HashMap::new(),
             max_entries: max_entries.max(1),
-            max_queued: max_queued.max(1),
+            max_queued_bytes,
             next_timer: None,
         }
     }
@@ -116,9 +118,9 @@ impl NeighborCache {
         self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
     }
 
-    /// How to send `packet` to neighbour `ip`; the packet is kept if it must wait. The flag
-    /// says the oldest waiting packet was dropped to make room (the caller counts it).
-    pub fn resolve(&mut self, now: Instant, ip: Ipv6Addr, packet: Vec<u8>) -> (Resolve, bool) {
+    /// How to send `packet` to neighbour `ip`; a copy is kept if it must wait. The flag says
+    /// waiting packets were dropped, oldest first, to make room (the caller counts it).
+    pub fn resolve(&mut self, now: Instant, ip: Ipv6Addr, packet: &[u8]) -> (Resolve, bool) {
         if let Some(e) = self.entries.get_mut(&ip) {
             let mac = e.mac;
             match (e.state, mac) {
@@ -135,11 +137,15 @@ impl NeighborCache {
                     return (Resolve::Send(mac), false)
                 }
                 _ => {
-                    let overflow = e.queue.len() >= self.max_queued;
-                    if overflow {
-                        e.queue.pop_front();
+                    let mut overflow = false;
+                    while !e.queue.is_empty() && e.queued + packet.len() > self.max_queued_bytes {
+                        if let Some(old) = e.queue.pop_front() {
+                            e.queued -= old.len();
+                        }
+                        overflow = true;
                     }
-                    e.queue.push_back(packet);
+                    e.queued += packet.len();
+                    e.queue.push_back(packet.to_vec());
                     return (Resolve::Queued { solicit: false }, overflow);
                 }
             }
@@ -153,7 +159,8 @@ impl NeighborCache {
             Entry {
                 mac: None,
                 state: NudState::Incomplete { sent: 1, next },
-                queue: VecDeque::from([packet]),
+                queue: VecDeque::from([packet.to_vec()]),
+                queued: packet.len(),
             },
         );
         self.arm(next);
@@ -200,6 +207,7 @@ impl NeighborCache {
                     mac: Some(mac),
                     state: NudState::Stale,
                     queue: VecDeque::new(),
+                    queued: 0,
                 },
             );
             return (Vec::new(), true);
@@ -247,6 +255,7 @@ impl NeighborCache {
         }
         let changed = before != (e.mac, e.state);
         let flushed = if e.mac.is_some() {
+            e.queued = 0;
             e.queue.drain(..).collect()
         } else {
             Vec::new()
@@ -340,15 +349,15 @@ mod tests {
     fn resolution_queues_solicits_three_times_then_gives_up() {
         let mut nc = NeighborCache::new(8, 2);
         assert_eq!(
-            nc.resolve(t(0), A, vec![1]),
+            nc.resolve(t(0), A, &[1]),
             (Resolve::Queued { solicit: true }, false)
         );
         assert_eq!(
-            nc.resolve(t(1), A, vec![2]),
+            nc.resolve(t(1), A, &[2]),
             (Resolve::Queued { solicit: false }, false)
         );
         assert_eq!(
-            nc.resolve(t(2), A, vec![3]),
+            nc.resolve(t(2), A, &[3]),
             (Resolve::Queued { solicit: false }, true)
         );
         assert_eq!(nc.poll_at(), Some(t(1000)));
@@ -364,8 +373,8 @@ mod tests {
     #[test]
     fn an_advertisement_flushes_the_queue_and_nud_runs_its_course() {
         let mut nc = NeighborCache::new(8, 4);
-        nc.resolve(t(0), A, vec![1]);
-        nc.resolve(t(0), A, vec![2]);
+        nc.resolve(t(0), A, &[1]);
+        nc.resolve(t(0), A, &[2]);
         let how = Learned::Advertisement {
             solicited: true,
             overriding: true,
@@ -374,9 +383,9 @@ mod tests {
         assert_eq!(flushed, vec![vec![1], vec![2]]);
         assert!(changed);
         assert!(matches!(nc.state(A), Some(NudState::Reachable { .. })));
-        assert_eq!(nc.resolve(t(20), A, vec![3]).0, Resolve::Send(MAC));
+        assert_eq!(nc.resolve(t(20), A, &[3]).0, Resolve::Send(MAC));
         // Past REACHABLE_TIME the next use starts DELAY, then PROBE, then removal.
-        assert_eq!(nc.resolve(t(40_000), A, vec![4]).0, Resolve::Send(MAC));
+        assert_eq!(nc.resolve(t(40_000), A, &[4]).0, Resolve::Send(MAC));
         assert_eq!(nc.state(A), Some(NudState::Delay { until: t(45_000) }));
         assert_eq!(nc.poll(t(45_000)).solicit, vec![(A, Some(MAC))]);
         assert_eq!(nc.poll(t(46_000)).solicit, vec![(A, Some(MAC))]);

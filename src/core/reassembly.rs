@@ -1,8 +1,11 @@
-//! Bounded IPv4 reassembly (RFC 791 §3.2, RFC 815 hole tracking, RFC 1122 §3.3.2).
+//! Bounded reassembly for both families (IPv4: RFC 791 §3.2, RFC 815 hole tracking, RFC 1122
+//! §3.3.2; IPv6: RFC 8200 §4.5), one table and one memory budget.
 //!
 //! Rules beyond the RFCs, chosen for robustness:
-//! - overlapping fragments must carry identical bytes; a conflict poisons the datagram, which then
-//!   swallows its remaining fragments until it times out (like RFC 5722 does for IPv6);
+//! - IPv4 fragments that overlap must carry identical bytes; a conflict poisons the datagram,
+//!   which then swallows its remaining fragments until it times out. An IPv6 fragment that
+//!   overlaps another at all poisons its packet (RFC 5722); an exact duplicate is ignored
+//!   (RFC 8200 §4.5);
 //! - a datagram beyond 65535 bytes is rejected the same way;
 //! - memory and the datagram count are capped globally: when a fragment does not fit, the oldest
 //!   incomplete datagram of the source holding the most is evicted. A flood of never-completed
@@ -14,26 +17,30 @@ use crate::config::ReassemblyConfig;
 use crate::stats::Counters;
 use crate::time::Instant;
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-/// RFC 791: fragments of one datagram share source, destination, protocol and identification.
+/// Fragments of one datagram share source, destination, protocol and identification (RFC 791);
+/// of one IPv6 packet, source, destination and identification (RFC 8200 §4.5: `proto` 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragKey {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
-    /// Protocol number of the payload.
+    pub dst: IpAddr,
+    /// Protocol number of the payload (IPv4), 0 for IPv6.
     pub proto: u8,
-    /// Identification field.
-    pub id: u16,
+    /// Identification field: 16 bits in IPv4, 32 in IPv6.
+    pub id: u32,
 }
 
 /// Bookkeeping charged per datagram and per fragment on top of the payload bytes.
 const ENTRY_OVERHEAD: usize = 256;
 const PIECE_OVERHEAD: usize = 64;
-/// Largest payload a datagram with a minimal header can carry.
-const MAX_PAYLOAD: usize = 65535 - 20;
+/// The largest reassembled datagram: IPv4's total length, or IPv6's payload length plus its
+/// fixed header, each a 16-bit field.
+const MAX_DATAGRAM: usize = 65535;
+/// IPv6's fixed header, which its payload length does not count.
+const IPV6_HEADER: usize = 40;
 
 struct Piece {
     offset: usize,
@@ -80,9 +87,9 @@ pub struct Reassembler {
     /// Entries by creation time: the front is the next to time out.
     by_age: BTreeSet<(Instant, FragKey)>,
     /// Each source's entries by creation time, oldest first.
-    by_source: HashMap<Ipv4Addr, BTreeSet<(Instant, FragKey)>>,
+    by_source: HashMap<IpAddr, BTreeSet<(Instant, FragKey)>>,
     /// Sources by how many entries they hold: the last one is evicted from first.
-    load: BTreeSet<(usize, Ipv4Addr)>,
+    load: BTreeSet<(usize, IpAddr)>,
     mem: usize,
 }
 
@@ -261,7 +268,11 @@ impl Reassembler {
             stats.reasm_discarded_fragments += 1;
             return None;
         }
-        if end > MAX_PAYLOAD.min(65535 - header.len()) {
+        let room = match key.src {
+            IpAddr::V4(_) => MAX_DATAGRAM - header.len(),
+            IpAddr::V6(_) => MAX_DATAGRAM + IPV6_HEADER - header.len().max(IPV6_HEADER),
+        };
+        if end > room {
             stats.reasm_oversize += 1;
             self.poison(&key);
             return None;
@@ -281,16 +292,21 @@ impl Reassembler {
             return None;
         }
 
-        // Find the pieces this fragment overlaps; their bytes must agree with it.
+        // Find the pieces this fragment overlaps; their bytes must agree with it. In IPv6 only
+        // an exact duplicate of one fragment may overlap (RFC 5722, RFC 8200 §4.5).
         let first = e
             .pieces
             .partition_point(|p| p.offset + p.data.len() <= offset);
         let mut last = first;
+        let strict = key.src.is_ipv6();
         while last < e.pieces.len() && e.pieces[last].offset < end {
             let p = &e.pieces[last];
             let lo = p.offset.max(offset);
             let hi = (p.offset + p.data.len()).min(end);
-            if p.data[lo - p.offset..hi - p.offset] != payload[lo - offset..hi - offset] {
+            let duplicate = p.offset == offset && p.data.len() == payload.len();
+            if p.data[lo - p.offset..hi - p.offset] != payload[lo - offset..hi - offset]
+                || (strict && !duplicate)
+            {
                 stats.reasm_overlaps += 1;
                 self.poison(&key);
                 return None;
@@ -370,10 +386,10 @@ mod tests {
 
     fn key(id: u16) -> FragKey {
         FragKey {
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst: Ipv4Addr::new(10, 0, 0, 2),
+            src: [10, 0, 0, 1].into(),
+            dst: [10, 0, 0, 2].into(),
             proto: 17,
-            id,
+            id: id.into(),
         }
     }
 
@@ -557,8 +573,8 @@ mod tests {
         for id in 0..100_000u32 {
             now += Duration::from_micros(10);
             let k = FragKey {
-                src: Ipv4Addr::new(10, 0, 0, 66),
-                id: id as u16,
+                src: [10, 0, 0, 66].into(),
+                id: u32::from(id as u16),
                 proto: (id >> 16) as u8,
                 ..key(0)
             };
@@ -606,8 +622,8 @@ mod tests {
             done = frag(&mut r, now, 4242, bytes, off, more, &mut s);
             for id in 0..2_000u16 {
                 let k = FragKey {
-                    src: Ipv4Addr::new(10, 0, 0, 66),
-                    id: id.wrapping_add(i as u16 * 2_000),
+                    src: [10, 0, 0, 66].into(),
+                    id: u32::from(id.wrapping_add(i as u16 * 2_000)),
                     ..key(0)
                 };
                 let flood = Fragment {

@@ -21,6 +21,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// Largest UDP payload in one IPv4 datagram.
 pub const MAX_UDP_PAYLOAD: usize = MAX_DATAGRAM_PAYLOAD - UdpHeader::LEN;
+/// Largest UDP payload over IPv6: the UDP length field's limit (no jumbograms).
+const MAX_UDP6_PAYLOAD: usize = u16::MAX as usize - UdpHeader::LEN;
 
 fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
@@ -489,8 +491,8 @@ impl Interface {
         Ok(data.len())
     }
 
-    /// Sends one datagram over IPv6, its checksum always computed (RFC 8200 §8.1). It must
-    /// fit the link's MTU: IPv6 fragmentation at the source is not built yet (`EMSGSIZE`).
+    /// Sends one datagram over IPv6, its checksum always computed (RFC 8200 §8.1); one over
+    /// the link MTU leaves in fragments.
     fn udp6_send(
         &mut self,
         now: Instant,
@@ -500,11 +502,7 @@ impl Interface {
         hop_limit: Option<u8>,
         data: &[u8],
     ) -> io::Result<usize> {
-        let max = self
-            .cfg
-            .mtu
-            .saturating_sub(super::ipv6::HEADER_LEN + UdpHeader::LEN);
-        if data.len() > max {
+        if data.len() > MAX_UDP6_PAYLOAD {
             return Err(os_err(libc::EMSGSIZE));
         }
         let mut header = UdpHeader {
