@@ -8,8 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 if [ "$(id -u)" -eq 0 ]; then
+    # Debian's danted and radvd packages would start their services on the host: keep them
+    # from doing so while they install (the tests run their own, in namespaces).
+    POLICY=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        POLICY=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+        chmod +x "$POLICY"
+    fi
     ensure_tools ip:iproute2 ping:iputils-ping tcpdump:tcpdump nc:netcat-openbsd \
-        python3:python3 curl:curl danted:dante-server
+        python3:python3 curl:curl danted:dante-server radvd:radvd
+    [ -z "$POLICY" ] || rm -f "$POLICY"
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --features cli -- -D warnings

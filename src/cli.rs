@@ -81,11 +81,14 @@ pub struct DeviceArgs {
     /// Default gateway for off-link destinations
     #[arg(long)]
     pub gateway: Option<Ipv4Addr>,
-    /// An IPv6 address and prefix length (repeatable). Turns IPv6 on, with a link-local
-    /// address from the MAC on a tap; each address is used once Duplicate Address Detection
-    /// passes (about a second)
+    /// An IPv6 address and prefix length (repeatable), used once Duplicate Address Detection
+    /// passes (about a second). On a tap IPv6 is on anyway, with a link-local address from
+    /// the MAC and addresses from Router Advertisements (SLAAC); on a tun it takes this flag
     #[arg(long, value_name = "ADDR/PREFIX")]
     pub ip6: Vec<Ipv6Cidr>,
+    /// IPv4 only: no IPv6 at all, not even on a tap
+    #[arg(long, conflicts_with = "ip6")]
+    pub no_ip6: bool,
     /// The stack's MAC address [default: 02:00 followed by the IP address]
     #[arg(long)]
     pub mac: Option<MacAddr>,
@@ -131,7 +134,7 @@ impl DeviceArgs {
             .mac
             .unwrap_or(MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]]));
         cfg.gateway = self.gateway;
-        if !self.ip6.is_empty() {
+        if !self.no_ip6 && (self.tun.is_none() || !self.ip6.is_empty()) {
             cfg.ipv6 = Some(crate::config::Ipv6Config {
                 addrs: self.ip6.iter().map(|c| (c.addr, c.prefix_len)).collect(),
                 ..Default::default()

@@ -73,6 +73,10 @@ pub struct Ipv6Config {
     pub max_queued_bytes: usize,
     /// Hop limit of the packets we send (RFC 8200 §3; Linux `hop_limit`, 64).
     pub hop_limit: u8,
+    /// Router discovery and stateless address autoconfiguration (RFC 4861 §6.3, RFC 4862)
+    /// on Ethernet: Router Solicitations at start, default routers, on-link prefixes, the
+    /// link MTU and addresses formed from advertised prefixes.
+    pub slaac: bool,
 }
 
 impl Default for Ipv6Config {
@@ -84,6 +88,7 @@ impl Default for Ipv6Config {
             max_neighbors: 1024,
             max_queued_bytes: 212_992,
             hop_limit: 64,
+            slaac: true,
         }
     }
 }

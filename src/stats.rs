@@ -168,6 +168,8 @@ counters! {
         ip6_frag_created: "IPv6 fragments sent",
         ip6_rx_no_transport: "IPv6 TCP segments (dropped: TCP over IPv6 is not built yet)",
         ip6_tx_packets: "IPv6 packets sent",
+        ip6_tx_no_route: "IPv6 packets to an off-link destination with no default router (dropped)",
+        ip6_addrs_expired: "autoconfigured addresses removed at the end of their valid lifetime",
         ip6_dad_duplicates: "our addresses found in use by another node by DAD (not used)",
         ip6_addrs_preferred: "addresses that passed DAD and are in use",
     }
@@ -183,6 +185,10 @@ counters! {
         icmp6_tx_rate_limited: "ICMPv6 errors not sent: rate limited",
     }
     "Nd" {
+        nd_tx_router_solicitations: "Router Solicitations sent",
+        nd_rx_router_advertisements: "Router Advertisements accepted",
+        nd_routers: "default routers learned from Router Advertisements",
+        nd_prefixes_autoconfigured: "addresses formed from advertised prefixes (SLAAC)",
         nd_rx_solicitations: "Neighbour Solicitations received",
         nd_rx_advertisements: "Neighbour Advertisements received",
         nd_rx_invalid: "Neighbour Discovery messages failing validation (dropped, RFC 4861 §7.1)",

@@ -351,3 +351,64 @@ fn udp_echo_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
         assert!(counter(&counters, "ICMPv6 errors sent") >= 1, "{counters}");
     });
 }
+
+/// IPv6 on by default on a tap: radvd (in this namespace) advertises 2001:db8:1::/64 and
+/// an MTU of 1400; the stack, given no IPv6 flag, forms its address by SLAAC, learns its
+/// default router and the MTU, and the kernel pings that address, fragmented at 1400 bytes.
+#[test]
+fn slaac_from_radvd_gives_an_address_the_kernel_pings() {
+    in_netns(|| {
+        // The kernel's link-local address at once (no DAD of its own), and router duty for
+        // radvd, both in this namespace only.
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/accept_dad");
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("echo 1 > /proc/sys/net/ipv6/conf/all/forwarding");
+        sh("ip -6 addr add 2001:db8:1::1/64 dev tap0 nodad");
+        let server = EchoServer::start(&[]);
+        let dir = sh("mktemp -d").trim().to_string();
+        std::fs::write(
+            format!("{dir}/radvd.conf"),
+            "interface tap0 {\n AdvSendAdvert on;\n MinRtrAdvInterval 3;\n MaxRtrAdvInterval 4;\n \
+             AdvLinkMTU 1400;\n prefix 2001:db8:1::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n",
+        )
+        .unwrap();
+        let mut radvd = std::process::Command::new("radvd")
+            .args(["-n", "-m", "stderr", "-C"])
+            .arg(format!("{dir}/radvd.conf"))
+            .arg("-p")
+            .arg(format!("{dir}/radvd.pid"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("radvd");
+        // SLAAC, then DAD of the new address: ping until three replies, for at most 20 s.
+        let out = std::process::Command::new("ping")
+            .args(["-6", "-n", "-c", "3", "-i", "0.3", "-w", "20", "-s", "2000"])
+            .arg("2001:db8:1::aff:fe00:2")
+            .output()
+            .unwrap();
+        let _ = radvd.kill();
+        let _ = radvd.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            received(&out) >= 3 && out.contains("2008 bytes from"),
+            "{out}"
+        );
+        let counters = server.stop();
+        assert_eq!(
+            counter(&counters, "formed from advertised prefixes"),
+            1,
+            "{counters}"
+        );
+        assert_eq!(
+            counter(&counters, "default routers learned"),
+            1,
+            "{counters}"
+        );
+        assert!(
+            counter(&counters, "Router Solicitations sent") >= 1,
+            "{counters}"
+        );
+        assert!(counter(&counters, "IPv6 fragments sent") >= 6, "{counters}");
+    });
+}

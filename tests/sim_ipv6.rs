@@ -151,7 +151,11 @@ fn resolve_and_ping(i: &mut Interface, now: Instant) -> Vec<(MacAddr, Ipv6Header
         now,
         &frame(mac, HOST, OURS, ICMPV6, 64, &echo_request(HOST, OURS)),
     );
+    // Router discovery's solicitations are not what these tests look at.
     sent6(i)
+        .into_iter()
+        .filter(|(_, _, m)| m[0] != 133)
+        .collect()
 }
 
 #[test]
@@ -746,4 +750,140 @@ fn fragments_are_reassembled_and_big_replies_fragmented() {
         out.iter().any(|(_, _, m)| m[0] == 3 && m[1] == 1),
         "time exceeded"
     );
+}
+
+/// A Router Advertisement: router `fe80::1` (link address 02:..:fe) for `lifetime` seconds,
+/// MTU 1400, prefix 2001:db8:1::/64 on-link and autonomous.
+fn router_advertisement(lifetime: u16) -> Vec<u8> {
+    router_advertisement_from("fe80::1".parse().unwrap(), lifetime)
+}
+
+fn router_advertisement_from(router: Ipv6Addr, lifetime: u16) -> Vec<u8> {
+    let mut body = vec![64, 0];
+    body.extend_from_slice(&lifetime.to_be_bytes());
+    body.extend_from_slice(&[0; 8]);
+    body.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xfe]);
+    body.extend_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0x78]);
+    body.extend_from_slice(&[3, 4, 64, 0xc0]);
+    body.extend_from_slice(&3600u32.to_be_bytes());
+    body.extend_from_slice(&1800u32.to_be_bytes());
+    body.extend_from_slice(&[0; 4]);
+    body.extend_from_slice(&"2001:db8:1::".parse::<Ipv6Addr>().unwrap().octets());
+    icmp(router, ALL_NODES, 134, 0, &body)
+}
+
+#[test]
+fn a_router_advertisement_gives_an_address_a_default_router_and_the_mtu() {
+    let mut i = ready();
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let router_mac = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+    let slaac: Ipv6Addr = "2001:db8:1::ff:fe00:2".parse().unwrap();
+    // Router discovery began with a solicitation once the link-local address was in use.
+    assert_eq!(i.counters().nd_tx_router_solicitations, 1);
+    let ra = router_advertisement(1800);
+    // Not from a link-local address, or not with hop limit 255: invalid.
+    let invalid = i.counters().nd_rx_invalid;
+    let from_global = router_advertisement_from(HOST, 1800);
+    i.receive(
+        at(2000),
+        &frame(
+            multicast_mac(ALL_NODES),
+            HOST,
+            ALL_NODES,
+            ICMPV6,
+            255,
+            &from_global,
+        ),
+    );
+    i.receive(
+        at(2000),
+        &frame(multicast_mac(ALL_NODES), router, ALL_NODES, ICMPV6, 64, &ra),
+    );
+    assert_eq!(i.counters().nd_rx_invalid, invalid + 2);
+    i.receive(
+        at(2000),
+        &frame(
+            multicast_mac(ALL_NODES),
+            router,
+            ALL_NODES,
+            ICMPV6,
+            255,
+            &ra,
+        ),
+    );
+    let c = i.counters();
+    assert_eq!(
+        (
+            c.nd_rx_router_advertisements,
+            c.nd_routers,
+            c.nd_prefixes_autoconfigured
+        ),
+        (1, 1, 1)
+    );
+    let a = *i
+        .ipv6()
+        .unwrap()
+        .addrs()
+        .iter()
+        .find(|a| a.addr == slaac)
+        .expect("formed");
+    assert_eq!(a.state, AddrState::Tentative { sent: 0 });
+    // DAD for it, then it is in use.
+    i.poll(at(2000));
+    let probes = sent6(&mut i);
+    assert!(probes.iter().any(|(_, h, m)| m[0] == 135
+        && Ipv6Addr::from(h.source).is_unspecified()
+        && m[8..24] == slaac.octets()));
+    i.poll(at(3000));
+    drain(&mut i);
+    assert!(i
+        .ipv6()
+        .unwrap()
+        .addrs()
+        .iter()
+        .any(|a| a.addr == slaac && a.state == AddrState::Preferred));
+
+    // A host off the link pings it through the router: the reply goes to the router's link
+    // address, in fragments within the advertised MTU.
+    let far: Ipv6Addr = "2001:db8:99::5".parse().unwrap();
+    let mut body = vec![0, 1, 0, 1];
+    body.extend_from_slice(&[0x5a; 1500]);
+    let echo = icmp(far, slaac, 128, 0, &body);
+    let mac = our_mac(&i);
+    let frag = |offset: usize, more: bool, piece: &[u8]| {
+        let mut p = vec![ICMPV6, 0];
+        p.extend_from_slice(&(((offset / 8) as u16) << 3 | u16::from(more)).to_be_bytes());
+        p.extend_from_slice(&7u32.to_be_bytes());
+        p.extend_from_slice(piece);
+        frame(mac, far, slaac, 44, 60, &p)
+    };
+    i.receive(at(3100), &frag(0, true, &echo[..1000]));
+    i.receive(at(3100), &frag(1000, false, &echo[1000..]));
+    let out = sent6(&mut i);
+    assert!(out.len() >= 2, "{out:?}");
+    for (m, h, p) in &out {
+        assert_eq!((*m, Ipv6Addr::from(h.destination)), (router_mac, far));
+        assert!(40 + p.len() <= 1400, "within the advertised MTU");
+    }
+    // The router withdraws (lifetime 0): off-link destinations have no route.
+    let ra = router_advertisement(0);
+    i.receive(
+        at(4000),
+        &frame(
+            multicast_mac(ALL_NODES),
+            router,
+            ALL_NODES,
+            ICMPV6,
+            255,
+            &ra,
+        ),
+    );
+    i.receive(at(4100), &frag(0, true, &echo[..1000]));
+    i.receive(at(4100), &{
+        let mut f = frag(1000, false, &echo[1000..]);
+        f[14 + 40 + 4..14 + 40 + 8].copy_from_slice(&7u32.to_be_bytes());
+        f
+    });
+    assert!(sent6(&mut i).is_empty());
+    assert!(i.counters().ip6_tx_no_route >= 1);
 }

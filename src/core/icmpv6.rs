@@ -1,9 +1,11 @@
 //! ICMPv6 (RFC 4443) and the Neighbour Discovery messages a host handles (RFC 4861): echo,
 //! the errors we send (rate limited, never where §2.4 (e) forbids), Neighbour Solicitation and
 //! Advertisement for address resolution and DAD; a destination unreachable reaches the connected
-//! UDP socket it concerns. Router Solicitations, Advertisements and
-//! Redirects are counted and ignored (no SLAAC yet; redirects are not followed).
+//! UDP socket it concerns; Router Solicitation and Advertisement for router discovery and SLAAC
+//! (`autoconf.rs`). Redirects are counted and ignored: they are not followed.
 
+use super::autoconf::{slaac_address, updated_lifetime, PrefixInfo};
+use super::ipv6::Addr6;
 use super::ipv6::{AddrState, Icmp6Error, Rx6, HEADER_LEN, MIN_MTU, NEXT_HEADER_FIELD};
 use super::ndp::Learned;
 use super::Interface;
@@ -11,12 +13,15 @@ use crate::time::Instant;
 use crate::wire::ipv6::{self as wire6, ALL_NODES};
 use crate::wire::MacAddr;
 use std::net::Ipv6Addr;
+use std::time::Duration;
 
 /// ICMPv6's next-header value.
 const ICMPV6: u8 = 58;
 /// Message types (RFC 4443 §2.1, RFC 4861 §4).
 const ECHO_REQUEST: u8 = 128;
 const ECHO_REPLY: u8 = 129;
+const ROUTER_SOLICITATION: u8 = 133;
+const ROUTER_ADVERTISEMENT: u8 = 134;
 const NEIGHBOR_SOLICITATION: u8 = 135;
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;
 /// Time exceeded (RFC 4443 §3.3).
@@ -28,9 +33,16 @@ const ND_HOP_LIMIT: u8 = 255;
 /// NS/NA: the target address follows 4 bytes of flags or reserved (RFC 4861 §4.3, §4.4).
 const ND_TARGET: usize = 8;
 const ND_OPTIONS: usize = 24;
-/// NDP options: source and target link-layer address (RFC 4861 §4.6.1).
+/// NDP options: source and target link-layer address (RFC 4861 §4.6.1), prefix information
+/// (§4.6.2) and MTU (§4.6.4).
 const OPT_SOURCE_LL: u8 = 1;
 const OPT_TARGET_LL: u8 = 2;
+const OPT_PREFIX_INFO: u8 = 3;
+const OPT_MTU: u8 = 5;
+/// Where a Router Advertisement's options start (RFC 4861 §4.2).
+const RA_OPTIONS: usize = 16;
+/// The all-routers link-local group (RFC 4291 §2.7.1).
+const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 /// Neighbour Advertisement flags (RFC 4861 §4.4).
 const NA_ROUTER: u8 = 0x80;
 const NA_SOLICITED: u8 = 0x40;
@@ -59,6 +71,23 @@ fn ll_option(opts: &[u8], kind: u8) -> Result<Option<MacAddr>, ()> {
     Ok(found)
 }
 
+/// NDP options as (type, body) pairs, or `None` if one is malformed (zero length, or past
+/// the end: RFC 4861 §4.6).
+fn nd_options(opts: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < opts.len() {
+        let (&t, &len) = (opts.get(i)?, opts.get(i + 1)?);
+        let end = i + usize::from(len) * 8;
+        if len == 0 || end > opts.len() {
+            return None;
+        }
+        out.push((t, &opts[i + 2..end]));
+        i = end;
+    }
+    Some(out)
+}
+
 /// The target address of an NS or NA (at least [`ND_OPTIONS`] bytes long).
 fn nd_target(msg: &[u8]) -> Ipv6Addr {
     let mut t = [0u8; 16];
@@ -84,6 +113,7 @@ impl Interface {
         match msg[0] {
             NEIGHBOR_SOLICITATION => self.nd_solicitation_input(now, rx, msg),
             NEIGHBOR_ADVERTISEMENT => self.nd_advertisement_input(now, rx, msg),
+            ROUTER_ADVERTISEMENT => self.nd_router_advertisement_input(now, rx, msg),
             // A tentative address takes nothing but Neighbour Discovery (RFC 4862 §5.4).
             _ if tentative_dst => self.stats.ip6_rx_not_for_us += 1,
             ECHO_REQUEST => {
@@ -350,6 +380,136 @@ impl Interface {
                 self.transmit_ipv6(mac, &p);
             }
         }
+    }
+
+    /// A Router Advertisement (RFC 4861 §6.1.2 validation, §6.3.4 processing; RFC 4862 §5.5.3
+    /// for its prefixes).
+    fn nd_router_advertisement_input(&mut self, now: Instant, rx: &Rx6<'_>, msg: &[u8]) {
+        let valid = wire6::is_link_local(rx.src)
+            && rx.hop_limit == ND_HOP_LIMIT
+            && msg[1] == 0
+            && msg.len() >= RA_OPTIONS;
+        let Some(opts) = valid.then(|| nd_options(&msg[RA_OPTIONS..])).flatten() else {
+            self.stats.nd_rx_invalid += 1;
+            return;
+        };
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        if !ip6.auto.enabled() {
+            self.stats.icmp6_rx_other += 1;
+            return;
+        }
+        self.stats.nd_rx_router_advertisements += 1;
+        let lifetime = u16::from_be_bytes([msg[6], msg[7]]);
+        let mut mtu = None;
+        let mut sll = None;
+        let mut prefixes = Vec::new();
+        for (kind, body) in opts {
+            match (kind, body.len()) {
+                (OPT_SOURCE_LL, 6) => sll = Some(MacAddr(body.try_into().unwrap_or([0; 6]))),
+                (OPT_MTU, 6) => {
+                    mtu = Some(u32::from_be_bytes([body[2], body[3], body[4], body[5]]))
+                }
+                (OPT_PREFIX_INFO, 30) => {
+                    let len = body[0].min(128);
+                    let mut prefix = [0u8; 16];
+                    prefix.copy_from_slice(&body[14..30]);
+                    let mask = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - u32::from(len))
+                    };
+                    prefixes.push(PrefixInfo {
+                        prefix: Ipv6Addr::from(u128::from(Ipv6Addr::from(prefix)) & mask),
+                        len,
+                        on_link: body[1] & 0x80 != 0,
+                        autonomous: body[1] & 0x40 != 0,
+                        valid: u32::from_be_bytes([body[2], body[3], body[4], body[5]]),
+                        preferred: u32::from_be_bytes([body[6], body[7], body[8], body[9]]),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let device_mtu = self.cfg.mtu;
+        let mac = self.cfg.mac;
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        if ip6
+            .auto
+            .advertisement(now, rx.src, lifetime, mtu, device_mtu, &prefixes)
+        {
+            self.stats.nd_routers += 1;
+            log::info!("default router {}", rx.src);
+        }
+        if let Some(mac) = sll {
+            let (flushed, _) = ip6.nd.learn(now, rx.src, Some(mac), Learned::Solicitation);
+            for p in flushed {
+                self.transmit_ipv6(mac, &p);
+            }
+        }
+        let link_local = wire6::link_local(mac);
+        for p in &prefixes {
+            if let Some(addr) = slaac_address(p, link_local) {
+                self.slaac_prefix(now, addr, p.valid);
+            }
+        }
+    }
+
+    /// An address formed from an advertised prefix: added (tentative, DAD then runs) or its
+    /// valid lifetime updated (RFC 4862 §5.5.3 (d), (e)).
+    fn slaac_prefix(&mut self, now: Instant, addr: Ipv6Addr, valid: u32) {
+        const MAX_AUTOCONFIGURED: usize = 16;
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        if let Some(a) = ip6.addrs.iter_mut().find(|a| a.addr == addr) {
+            if let Some(current) = a.valid_until {
+                if let Some(t) = updated_lifetime(now, current, valid) {
+                    a.valid_until = Some(t);
+                }
+            }
+            return;
+        }
+        let autoconfigured = ip6.addrs.iter().filter(|a| a.valid_until.is_some()).count();
+        if autoconfigured >= MAX_AUTOCONFIGURED {
+            return;
+        }
+        let dad = ip6.cfg.dad_transmits > 0;
+        ip6.addrs.push(Addr6 {
+            addr,
+            prefix_len: 64,
+            state: if dad {
+                AddrState::Tentative { sent: 0 }
+            } else {
+                AddrState::Preferred
+            },
+            valid_until: Some(now + Duration::from_secs(u64::from(valid.min(100 * 365 * 86_400)))),
+        });
+        if dad && ip6.dad_next.is_none() {
+            ip6.dad_next = Some(now);
+        }
+        self.stats.nd_prefixes_autoconfigured += 1;
+        log::info!("{addr}/64 formed from an advertised prefix");
+    }
+
+    /// A Router Solicitation to all routers, from our link-local address with our link-layer
+    /// address (RFC 4861 §4.1, §6.3.7).
+    pub(super) fn send_router_solicitation(&mut self, now: Instant) {
+        let Some(src) = self.ip6.as_ref().and_then(|s| {
+            s.addrs()
+                .iter()
+                .find(|a| a.state == AddrState::Preferred && wire6::is_link_local(a.addr))
+                .map(|a| a.addr)
+        }) else {
+            return;
+        };
+        let mut msg = vec![ROUTER_SOLICITATION, 0, 0, 0, 0, 0, 0, 0, OPT_SOURCE_LL, 1];
+        msg.extend_from_slice(&self.cfg.mac.0);
+        self.stats.nd_tx_router_solicitations += 1;
+        self.send_icmpv6(now, src, ALL_ROUTERS, msg, Some(ND_HOP_LIMIT));
     }
 
     /// A Neighbour Solicitation for `target`: multicast to its solicited-node group while

@@ -61,6 +61,8 @@ pub struct Addr6 {
     pub prefix_len: u8,
     /// Where it is in DAD.
     pub state: AddrState,
+    /// When it stops being valid (an autoconfigured address's lifetime); `None`: never.
+    pub valid_until: Option<Instant>,
 }
 
 /// The interface's IPv6 state.
@@ -69,7 +71,9 @@ pub struct Ipv6State {
     pub(super) addrs: Vec<Addr6>,
     pub(super) nd: NeighborCache,
     /// When DAD sends its next solicitations or ends.
-    dad_next: Option<Instant>,
+    pub(super) dad_next: Option<Instant>,
+    /// Router discovery and the prefixes learned from it (`autoconf.rs`).
+    pub(super) auto: super::autoconf::Autoconf,
 }
 
 /// What an error about a received packet says: ICMPv6 type, code and parameter (RFC 4443).
@@ -111,6 +115,7 @@ impl Ipv6State {
                 addr: wire6::link_local(mac),
                 prefix_len: 64,
                 state,
+                valid_until: None,
             });
         }
         for &(addr, prefix_len) in &cfg.addrs {
@@ -119,15 +124,21 @@ impl Ipv6State {
                     addr,
                     prefix_len: prefix_len.min(128),
                     state,
+                    valid_until: None,
                 });
             }
         }
         let nd = NeighborCache::new(cfg.max_neighbors, cfg.max_queued_bytes);
+        let mut auto = super::autoconf::Autoconf::new(&cfg, medium, now);
+        if addrs.iter().any(is_usable_link_local) {
+            auto.start(now);
+        }
         Ipv6State {
             cfg,
             addrs,
             nd,
             dad_next: dad.then_some(now),
+            auto,
         }
     }
 
@@ -196,8 +207,45 @@ impl Ipv6State {
 
     /// When [`Interface::poll`] has IPv6 work.
     pub fn poll_at(&self) -> Option<Instant> {
-        crate::time::earliest(self.dad_next, self.nd.poll_at())
+        let expiry = self.addrs.iter().filter_map(|a| a.valid_until).min();
+        crate::time::earliest(
+            crate::time::earliest(self.dad_next, self.nd.poll_at()),
+            crate::time::earliest(self.auto.poll_at(), expiry),
+        )
     }
+
+    /// Whether `dst` is on the link: link-local, or inside a configured address's prefix or an
+    /// on-link prefix a router advertised (RFC 4861 §5.2).
+    pub fn is_on_link(&self, dst: Ipv6Addr) -> bool {
+        wire6::is_link_local(dst)
+            || self
+                .addrs
+                .iter()
+                .any(|a| a.valid_until.is_none() && wire6::same_prefix(a.addr, dst, a.prefix_len))
+            || self.auto.is_on_link(dst)
+    }
+
+    /// The next hop towards `dst`: itself on the link, else a default router.
+    pub fn next_hop(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
+        if self.is_on_link(dst) {
+            Some(dst)
+        } else {
+            self.auto.default_router()
+        }
+    }
+
+    /// The link MTU: the device's, or less if a router advertised less (RFC 4861 §6.3.4).
+    pub fn link_mtu(&self, device_mtu: usize) -> usize {
+        self.auto
+            .mtu()
+            .map_or(device_mtu, |m| m.min(device_mtu))
+            .max(MIN_MTU)
+    }
+}
+
+/// A link-local address in use: what a Router Solicitation leaves from (RFC 4861 §6.3.7).
+fn is_usable_link_local(a: &Addr6) -> bool {
+    a.state == AddrState::Preferred && wire6::is_link_local(a.addr)
 }
 
 /// Why an extension header walk stopped without delivering.
@@ -493,7 +541,10 @@ impl Interface {
             destination: dst.octets(),
             ..Default::default()
         };
-        let mtu = self.cfg.mtu.max(MIN_MTU);
+        let mtu = self
+            .ip6
+            .as_ref()
+            .map_or(self.cfg.mtu, |s| s.link_mtu(self.cfg.mtu));
         if HEADER_LEN + payload.len() <= mtu {
             let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
             packet.extend_from_slice(&header.to_bytes());
@@ -530,14 +581,18 @@ impl Interface {
         let Some(ip6) = self.ip6.as_mut() else {
             return;
         };
-        match ip6.nd.resolve(now, dst, &packet) {
+        let Some(hop) = ip6.next_hop(dst) else {
+            self.stats.ip6_tx_no_route += 1;
+            return;
+        };
+        match ip6.nd.resolve(now, hop, &packet) {
             (Resolve::Send(mac), _) => self.transmit_ipv6(mac, &packet),
             (Resolve::Queued { solicit }, overflow) => {
                 if overflow {
                     self.stats.nd_queue_overflow += 1;
                 }
                 if solicit {
-                    self.send_neighbor_solicitation(now, dst, None);
+                    self.send_neighbor_solicitation(now, hop, None);
                 }
             }
         }
@@ -571,11 +626,21 @@ impl Interface {
                         a.state = AddrState::Preferred;
                         self.stats.ip6_addrs_preferred += 1;
                         log::info!("{}/{} in use (DAD passed)", a.addr, a.prefix_len);
+                        if wire6::is_link_local(a.addr) {
+                            ip6.auto.start(now);
+                        }
                     }
                 }
             }
             ip6.dad_next = pending.then(|| now + RETRANS_TIMER);
         }
+        // Autoconfigured addresses past their valid lifetime go (RFC 4862 §5.5.4).
+        let before = ip6.addrs.len();
+        ip6.addrs.retain(|a| a.valid_until.is_none_or(|t| t > now));
+        self.stats.ip6_addrs_expired += (before - ip6.addrs.len()) as u64;
+        let solicit_router = ip6
+            .auto
+            .poll(now, ip6.addrs.iter().any(is_usable_link_local));
         for (_, dropped) in &nd.failed {
             self.stats.nd_resolution_failures += 1;
             self.stats.arp_pending_dropped += *dropped as u64;
@@ -585,6 +650,9 @@ impl Interface {
         }
         for addr in probes {
             self.send_dad_solicitation(now, addr);
+        }
+        if solicit_router {
+            self.send_router_solicitation(now);
         }
     }
 

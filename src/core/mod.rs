@@ -6,6 +6,7 @@
 //! [`Interface::pop_transmit`] and [`Interface::pop_event`].
 
 mod arp;
+mod autoconf;
 mod ethernet;
 mod icmp;
 mod icmpv6;
