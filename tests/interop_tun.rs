@@ -118,3 +118,52 @@ fn a_pcapng_capture_names_the_interface_and_the_stack() {
 fn tempdir() -> String {
     sh("mktemp -d").trim().to_string()
 }
+
+/// IPv6 over a tun (`--ip6` turns it on there; no link layer, so no DAD or Neighbour
+/// Discovery): ping -6, plain and fragmented both ways, and UDP echo over IPv6 and IPv4
+/// through the one dual-stack socket, with a raw-IP capture tcpdump reads as IPv6.
+#[test]
+fn ipv6_over_a_tun_ping_and_udp() {
+    in_netns(|| {
+        make_tun();
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8:2::1/64 dev tun0 nodad");
+        let dir = tempdir();
+        let capture = format!("{dir}/tun6.pcap");
+        let server = EchoServer::start(&[
+            "--tun",
+            "tun0",
+            "--ip",
+            &format!("{TUN_STACK_IP}/24"),
+            "--ip6",
+            "2001:db8:2::2/64",
+            "--pcap",
+            &capture,
+        ]);
+        let ping = sh("ping -6 -c 3 -i 0.2 -W 5 2001:db8:2::2");
+        assert!(ping.contains("3 received"), "{ping}");
+        let big = sh("ping -6 -c 1 -s 8000 -W 5 2001:db8:2::2");
+        assert!(big.contains("1 received"), "{big}");
+        let udp = UdpSocket::bind("[2001:db8:2::1]:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let datagram = pattern(3000, 6);
+        udp.send_to(&datagram, "[2001:db8:2::2]:7").unwrap();
+        let mut buf = [0u8; 4000];
+        let (n, from) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(from.to_string(), "[2001:db8:2::2]:7");
+        assert_eq!(sha256(&buf[..n]), sha256(&datagram));
+        let v4 = UdpSocket::bind((TUN_KERNEL_IP, 0)).unwrap();
+        v4.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        v4.send_to(b"four", (TUN_STACK_IP, 7)).unwrap();
+        let (n, _) = v4.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"four");
+        let counters = server.stop();
+        assert!(
+            counter(&counters, "ICMPv6 echo replies sent") >= 4,
+            "{counters}"
+        );
+        let shown = sh(&format!("tcpdump -nr {capture} ip6 2>/dev/null | head -3"));
+        assert!(shown.contains("2001:db8:2::1 > 2001:db8:2::2"), "{shown}");
+        sh(&format!("rm -rf {dir}"));
+    });
+}

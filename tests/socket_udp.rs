@@ -303,3 +303,29 @@ fn one_dual_stack_socket_serves_both_families() {
         (&b"mapped back"[..], "10.0.0.2:7".to_string())
     );
 }
+
+/// `set_only_v6(true)` frees the port's IPv4 side for an IPv4 socket; turning it off again
+/// then fails, as the port is shared.
+#[test]
+fn only_v6_leaves_ipv4_to_another_socket() {
+    let (a, _b) = memory_pair(1500).unwrap();
+    let mut c = config(1, 1);
+    c.ipv6 = Some(tapstack::Ipv6Config {
+        dad_transmits: 0,
+        ..Default::default()
+    });
+    let a = Stack::new(a, c).unwrap();
+    let six = UdpSocket::bind(&a, "[::]:53").unwrap();
+    assert!(!six.only_v6().unwrap());
+    assert_eq!(
+        UdpSocket::bind(&a, "0.0.0.0:53").unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    six.set_only_v6(true).unwrap();
+    let four = UdpSocket::bind(&a, "0.0.0.0:53").unwrap();
+    assert_eq!(
+        six.set_only_v6(false).unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    assert_eq!(four.only_v6().unwrap_err().kind(), ErrorKind::InvalidInput);
+}

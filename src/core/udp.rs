@@ -42,6 +42,8 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 struct UdpSocket {
     /// An IPv6 socket (`AF_INET6`): IPv4 peers are shown to it as mapped addresses.
     v6: bool,
+    /// `IPV6_V6ONLY`: an IPv6 socket on `[::]` takes IPv6 only.
+    v6only: bool,
     /// Canonical: an IPv6 socket bound to `[::]` keeps `[::]` here.
     local: SocketAddr,
     remote: Option<SocketAddr>,
@@ -62,6 +64,7 @@ impl UdpSocket {
     fn new(local: SocketAddr, remote: Option<SocketAddr>, flow: Option<Flow>) -> UdpSocket {
         UdpSocket {
             v6: local.is_ipv6(),
+            v6only: false,
             local,
             remote,
             rx: VecDeque::new(),
@@ -74,9 +77,9 @@ impl UdpSocket {
         }
     }
 
-    /// Takes IPv4 datagrams too: an IPv6 socket on `[::]`.
+    /// Takes IPv4 datagrams too: an IPv6 socket on `[::]` without `IPV6_V6ONLY`.
     fn dual(&self) -> bool {
-        self.v6 && self.local.ip().is_unspecified()
+        self.v6 && !self.v6only && self.local.ip().is_unspecified()
     }
 
     /// `addr` (canonical) as this socket's family shows it.
@@ -574,6 +577,33 @@ impl Interface {
     pub fn udp_ttl(&mut self, id: SocketId) -> io::Result<u8> {
         let ttl = self.udp.get(id)?.ttl;
         Ok(ttl.unwrap_or(self.cfg.ttl))
+    }
+
+    /// `IPV6_V6ONLY` of an IPv6 socket: on, it takes IPv6 only and leaves the port's IPv4 side
+    /// free; off (the default), a socket on `[::]` takes IPv4 too, which fails with
+    /// `EADDRINUSE` if an IPv4 socket holds the port. `EINVAL` on an IPv4 socket.
+    pub fn udp_set_only_v6(&mut self, id: SocketId, on: bool) -> io::Result<()> {
+        let sock = self.udp.get(id)?;
+        if !sock.v6 {
+            return Err(os_err(libc::EINVAL));
+        }
+        let port = sock.local.port();
+        let v4_taken = self.udp.ports.get(&port).is_some_and(|b| b.v4.is_some());
+        let sock = self.udp.get(id)?;
+        if !on && sock.local.ip().is_unspecified() && v4_taken {
+            return Err(os_err(libc::EADDRINUSE));
+        }
+        sock.v6only = on;
+        Ok(())
+    }
+
+    /// Whether an IPv6 socket takes IPv6 only.
+    pub fn udp_only_v6(&mut self, id: SocketId) -> io::Result<bool> {
+        let sock = self.udp.get(id)?;
+        if !sock.v6 {
+            return Err(os_err(libc::EINVAL));
+        }
+        Ok(sock.v6only)
     }
 
     /// `SO_BROADCAST`: allows sending to broadcast addresses.

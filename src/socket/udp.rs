@@ -168,6 +168,18 @@ impl UdpSocket {
         self.call(move |iface, id, _| iface.udp_set_broadcast(id, on))
     }
 
+    /// As `std::net::UdpSocket::set_only_v6` (`IPV6_V6ONLY`): a socket on `[::]` then takes
+    /// IPv6 only, and the port's IPv4 side is free for another socket. Off (the default), it
+    /// takes both families, as on Linux. `InvalidInput` on an IPv4 socket.
+    pub fn set_only_v6(&self, only_v6: bool) -> io::Result<()> {
+        self.call(move |iface, id, _| iface.udp_set_only_v6(id, only_v6))
+    }
+
+    /// As `std::net::UdpSocket::only_v6`.
+    pub fn only_v6(&self) -> io::Result<bool> {
+        self.call(|iface, id, _| iface.udp_only_v6(id))
+    }
+
     /// Sets DF on every datagram; sends over the MTU then fail with `EMSGSIZE`
     /// (Linux `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`).
     pub fn set_dont_fragment(&self, on: bool) -> io::Result<()> {
