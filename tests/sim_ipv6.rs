@@ -887,3 +887,57 @@ fn a_router_advertisement_gives_an_address_a_default_router_and_the_mtu() {
     assert!(sent6(&mut i).is_empty());
     assert!(i.counters().ip6_tx_no_route >= 1);
 }
+
+/// Packet Too Big lowers the path MTU to its destination, never below 1280 and never up, only
+/// for packets we sent, and for ten minutes (RFC 8201).
+#[test]
+fn packet_too_big_lowers_the_path_mtu_for_a_while() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let s = i.udp_bind(SocketAddr::from((OURS, 0))).unwrap();
+    let host = SocketAddr::V6(SocketAddrV6::new(HOST, 9, 0, 0));
+    let send = |i: &mut Interface, t: u64| {
+        i.udp_send(at(t), s, &[1; 1452], Some(host)).unwrap();
+        let out = sent6(i);
+        out.iter().map(|(_, _, p)| 40 + p.len()).max().unwrap_or(0)
+    };
+    assert_eq!(send(&mut i, 2000), 1500, "the link MTU");
+    // The router's Packet Too Big quotes our packet.
+    let too_big = |src: Ipv6Addr, mtu: u32| {
+        let mut body = mtu.to_be_bytes().to_vec();
+        body.extend_from_slice(
+            &Ipv6Header {
+                payload_length: 1460,
+                next_header: IpNumber::UDP,
+                hop_limit: 64,
+                source: src.octets(),
+                destination: HOST.octets(),
+                ..Default::default()
+            }
+            .to_bytes(),
+        );
+        body.extend_from_slice(&[0; 8]);
+        let router: Ipv6Addr = "2001:db8::fe".parse().unwrap();
+        frame(
+            mac,
+            router,
+            OURS,
+            ICMPV6,
+            64,
+            &icmp(router, OURS, 2, 0, &body),
+        )
+    };
+    i.receive(at(2100), &too_big(OURS, 1300));
+    assert_eq!(send(&mut i, 2200), 1296, "fragments within 1300");
+    // Not about a packet of ours: ignored. Larger: never raises it. Below 1280: 1280.
+    i.receive(at(2300), &too_big("2001:db8::77".parse().unwrap(), 1280));
+    i.receive(at(2300), &too_big(OURS, 1400));
+    assert_eq!(send(&mut i, 2400), 1296);
+    i.receive(at(2500), &too_big(OURS, 600));
+    assert!(send(&mut i, 2600) <= 1280);
+    assert_eq!(i.counters().ip6_pmtu_updates, 2);
+    // Ten minutes on, the link MTU is tried again.
+    assert_eq!(send(&mut i, 2500 + 600_001), 1500);
+}

@@ -126,7 +126,7 @@ impl Interface {
             }
             t if t < FIRST_INFORMATIONAL => {
                 self.stats.icmp6_rx_errors += 1;
-                self.icmpv6_error_input(msg);
+                self.icmpv6_error_input(now, msg);
             }
             _ => self.stats.icmp6_rx_other += 1,
         }
@@ -135,8 +135,12 @@ impl Interface {
     /// Hands a received destination unreachable to the connected UDP socket whose datagram it
     /// quotes (RFC 4443 §3.1, RFC 1122 §4.1.3.3), as `errno`: Linux's `icmpv6_err_convert`,
     /// whose unreachables are all fatal.
-    fn icmpv6_error_input(&mut self, msg: &[u8]) {
+    fn icmpv6_error_input(&mut self, now: Instant, msg: &[u8]) {
         const DEST_UNREACHABLE: u8 = 1;
+        const PACKET_TOO_BIG: u8 = 2;
+        if msg[0] == PACKET_TOO_BIG {
+            return self.icmpv6_packet_too_big(now, msg);
+        }
         if msg[0] != DEST_UNREACHABLE || msg.len() < 8 + HEADER_LEN + 8 {
             return;
         }
@@ -162,6 +166,28 @@ impl Interface {
         };
         let remote = std::net::SocketAddrV6::new(inner.destination_addr(), dst_port, 0, 0);
         self.udp_error(src_port, remote.into(), errno);
+    }
+
+    /// A Packet Too Big about a packet of ours (its quoted source is one of our addresses):
+    /// the path MTU to its destination shrinks (RFC 8201 §4), and later packets there are
+    /// fragmented to it.
+    fn icmpv6_packet_too_big(&mut self, now: Instant, msg: &[u8]) {
+        self.stats.icmp6_rx_packet_too_big += 1;
+        let Some(Ok(inner)) = msg.get(8..).map(etherparse::Ipv6HeaderSlice::from_slice) else {
+            self.stats.icmp6_rx_malformed += 1;
+            return;
+        };
+        let mtu = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
+        let device_mtu = self.cfg.mtu;
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        if !ip6.is_ours(inner.source_addr()) {
+            return;
+        }
+        if ip6.learn_pmtu(now, inner.destination_addr(), mtu, device_mtu) {
+            self.stats.ip6_pmtu_updates += 1;
+        }
     }
 
     /// The reply carries the request's identifier, sequence and data (RFC 4443 §4.2). A

@@ -74,7 +74,15 @@ pub struct Ipv6State {
     pub(super) dad_next: Option<Instant>,
     /// Router discovery and the prefixes learned from it (`autoconf.rs`).
     pub(super) auto: super::autoconf::Autoconf,
+    /// Path MTUs learned from Packet Too Big (RFC 8201), each until it expires.
+    pmtu: std::collections::HashMap<Ipv6Addr, (usize, Instant)>,
 }
+
+/// How long a path MTU learned from Packet Too Big holds before the link MTU is tried again
+/// (RFC 8201 §4: at least 5 minutes; Linux `mtu_expires`, 10).
+const PMTU_EXPIRES: Duration = Duration::from_secs(600);
+/// Destinations whose path MTU is remembered at most; past it the one expiring first goes.
+const MAX_PMTU_ENTRIES: usize = 1024;
 
 /// What an error about a received packet says: ICMPv6 type, code and parameter (RFC 4443).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +147,7 @@ impl Ipv6State {
             nd,
             dad_next: dad.then_some(now),
             auto,
+            pmtu: std::collections::HashMap::new(),
         }
     }
 
@@ -240,6 +249,47 @@ impl Ipv6State {
             .mtu()
             .map_or(device_mtu, |m| m.min(device_mtu))
             .max(MIN_MTU)
+    }
+
+    /// The path MTU towards `dst` at `now`: what a Packet Too Big taught, until it expires,
+    /// else the link MTU.
+    pub fn path_mtu(&self, now: Instant, dst: Ipv6Addr, device_mtu: usize) -> usize {
+        let link = self.link_mtu(device_mtu);
+        match self.pmtu.get(&dst) {
+            Some(&(mtu, until)) if until > now => mtu.min(link),
+            _ => link,
+        }
+    }
+
+    /// A Packet Too Big for a packet we sent to `dst` says `mtu`: the path MTU only ever
+    /// shrinks, and never below the minimum (RFC 8201 §4). True if it changed.
+    pub(super) fn learn_pmtu(
+        &mut self,
+        now: Instant,
+        dst: Ipv6Addr,
+        mtu: u32,
+        device_mtu: usize,
+    ) -> bool {
+        let mtu = (mtu as usize).max(MIN_MTU);
+        if mtu >= self.path_mtu(now, dst, device_mtu) {
+            return false;
+        }
+        if self.pmtu.len() >= MAX_PMTU_ENTRIES && !self.pmtu.contains_key(&dst) {
+            // Stale entries go first; else the one expiring soonest.
+            self.pmtu.retain(|_, &mut (_, until)| until > now);
+            if self.pmtu.len() >= MAX_PMTU_ENTRIES {
+                let victim = self
+                    .pmtu
+                    .iter()
+                    .min_by_key(|(_, &(_, t))| t)
+                    .map(|(a, _)| *a);
+                if let Some(victim) = victim {
+                    self.pmtu.remove(&victim);
+                }
+            }
+        }
+        self.pmtu.insert(dst, (mtu, now + PMTU_EXPIRES));
+        true
     }
 }
 
@@ -544,7 +594,7 @@ impl Interface {
         let mtu = self
             .ip6
             .as_ref()
-            .map_or(self.cfg.mtu, |s| s.link_mtu(self.cfg.mtu));
+            .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
         if HEADER_LEN + payload.len() <= mtu {
             let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
             packet.extend_from_slice(&header.to_bytes());
