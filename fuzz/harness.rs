@@ -2,7 +2,7 @@
 //! arbitrary bytes into frames or TCP segments for one core under virtual time. A crash, a
 //! hang or an unbounded queue is a bug; nothing else is asserted.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tapstack::core::{Interface, SocketId};
 use tapstack::time::Instant;
@@ -40,7 +40,8 @@ fn stack() -> (Interface, Sockets) {
         .ok();
     let (listener, _) = iface
         .with_tcp(Instant::ZERO, |tcp, _| {
-            tcp.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+            // One dual-stack listener: both families' SYNs reach it.
+            tcp.listen(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 80)), 8)
         })
         .expect("listen");
     (iface, Sockets { listener, udp })

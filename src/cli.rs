@@ -65,6 +65,16 @@ impl std::str::FromStr for Ipv6Cidr {
     }
 }
 
+/// The address an app's servers listen on: `[::]` with IPv6 on, which takes both families
+/// (dual-stack, as on Linux), else the stack's IPv4 address.
+pub fn listen_ip(cfg: &StackConfig) -> std::net::IpAddr {
+    if cfg.ipv6.is_some() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        cfg.ip.into()
+    }
+}
+
 /// Command-line flags for the device, the stack's address, capture and fault injection.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArgs {

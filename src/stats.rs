@@ -166,7 +166,6 @@ counters! {
         ip6_rx_unknown_next: "IPv6 packets with an unrecognised next header (parameter problem)",
         ip6_frag_datagrams: "IPv6 packets fragmented at their source (over the link MTU)",
         ip6_frag_created: "IPv6 fragments sent",
-        ip6_rx_no_transport: "IPv6 TCP segments (dropped: TCP over IPv6 is not built yet)",
         ip6_tx_packets: "IPv6 packets sent",
         ip6_pmtu_updates: "path MTUs lowered by Packet Too Big (RFC 8201)",
         ip6_tx_no_route: "IPv6 packets to an off-link destination with no default router (dropped)",

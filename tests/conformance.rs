@@ -172,7 +172,12 @@ fn must_48_the_application_sets_the_diffserv_field() {
     while client.pop_transmit().is_some() {}
     let c = client
         .with_tcp(Instant::ZERO, |tcp, stats| {
-            tcp.connect(Instant::ZERO, None, SocketAddrV4::new(PEER, 80), stats)
+            tcp.connect(
+                Instant::ZERO,
+                None,
+                SocketAddrV4::new(PEER, 80).into(),
+                stats,
+            )
         })
         .unwrap();
     assert_eq!(
@@ -209,7 +214,7 @@ fn must_48_the_diffserv_field_before_the_syn_from_the_listener_and_changed_later
     client
         .with_tcp(Instant::ZERO, |tcp, stats| {
             let peer = SocketAddrV4::new(PEER, 80);
-            tcp.connect_with(Instant::ZERO, None, peer, buffers, 46, stats)
+            tcp.connect_with(Instant::ZERO, None, peer.into(), buffers, 46, stats)
         })
         .unwrap();
     assert_eq!(sent(&mut client)[0][IP_TOS_AT], 0xb8, "the first SYN: EF");

@@ -263,7 +263,7 @@ fn tapcat_listens_for_kernel_nc() {
                 .stderr(Stdio::piped()),
         );
         let err = lines(tapcat.child.stderr.take().expect("stderr"));
-        expect_line(&err, "listening on 10.0.0.2:6000", Duration::from_secs(10));
+        expect_line(&err, "listening on [::]:6000", Duration::from_secs(10));
         let mut nc = Proc::spawn(
             "nc",
             Command::new("nc")
@@ -317,7 +317,7 @@ fn tapcat_exchanges_udp_datagrams_with_the_kernel() {
                 .stderr(Stdio::piped()),
         );
         let err = lines(tapcat.child.stderr.take().expect("stderr"));
-        expect_line(&err, "listening on 10.0.0.2:7000", Duration::from_secs(10));
+        expect_line(&err, "listening on [::]:7000", Duration::from_secs(10));
         let out = lines(tapcat.child.stdout.take().expect("stdout"));
         kernel.send_to(b"ping\n", (STACK_IP, 7000)).unwrap();
         assert_eq!(expect_line(&out, "ping", T), "ping");
@@ -345,5 +345,48 @@ fn tapcat_reports_a_refused_connection() {
             err.contains("tapcat: connect 10.0.0.1:9: Connection refused (os error 111)"),
             "{err}"
         );
+    });
+}
+
+/// http-server over IPv6 (its listener on `[::]` takes both families): `curl -g` of a file by
+/// its IPv6 literal, and the same file over IPv4 from the same listener.
+#[test]
+fn curl_over_ipv6_and_ipv4_from_one_listener() {
+    in_netns(|| {
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8::1/64 dev tap0 nodad");
+        let dir = TempDir::new("http6");
+        let want = write_pattern_file(&dir.path("f.bin"), 3 << 20, 4);
+        let mut p = Proc::spawn(
+            "http-server",
+            Command::new(env!("CARGO_BIN_EXE_http-server"))
+                .arg(&dir.0)
+                .args(["--ip6", "2001:db8::2/64"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let out = lines(p.child.stdout.take().expect("stdout"));
+        expect_line(&out, "listening", Duration::from_secs(10));
+        // DAD of the stack's address: ping until one reply, for at most 10 s.
+        let ping = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8::2");
+        assert!(ping.contains(" 0% packet loss"), "{ping}");
+        let path = dir.path("got6.bin");
+        curl(&[
+            "-g",
+            "--fail",
+            "-o",
+            path.to_str().unwrap(),
+            "http://[2001:db8::2]/f.bin",
+        ]);
+        assert_eq!(sha256(&std::fs::read(&path).unwrap()), want);
+        let path4 = dir.path("got4.bin");
+        curl(&[
+            "--fail",
+            "-o",
+            path4.to_str().unwrap(),
+            &format!("http://{STACK_IP}/f.bin"),
+        ]);
+        assert_eq!(sha256(&std::fs::read(&path4).unwrap()), want);
+        stop(p, &out);
     });
 }

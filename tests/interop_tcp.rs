@@ -367,3 +367,80 @@ fn urgent_data_both_ways_with_the_kernel() {
         assert_eq!(plain, b"hello  world", "the urgent byte left the stream");
     });
 }
+
+/// TCP over IPv6 with the kernel, the same TCP as over IPv4: the kernel as client of
+/// echo-server (nc -6, then 64 MiB echoed, sha256), and the stack as a library client of a
+/// kernel server (64 MiB each way). Each side's addresses skip DAD (`nodad`, `dad_transmits`
+/// 0): the link is theirs alone.
+#[test]
+fn tcp_over_ipv6_both_ways_with_the_kernel() {
+    in_netns(|| {
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8::1/64 dev tap0 nodad");
+        let server = EchoServer::start(&["--ip6", "2001:db8::2/64"]);
+        // DAD of the stack's address: ping until one reply, for at most 10 s.
+        let ping = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8::2");
+        assert!(
+            ping.contains(" 0% packet loss") || ping.contains("1 received"),
+            "{ping}"
+        );
+        let out = sh("echo 'hello over six' | nc -6 -N -w 5 2001:db8::2 7");
+        assert_eq!(out.trim(), "hello over six");
+        let s = KernelStream::connect("[2001:db8::2]:7").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let data = pattern(64 << 20, 11);
+        let want = sha256(&data);
+        let got = kernel_echo(s, data);
+        assert_eq!(sha256(&got), want);
+        let counters = server.stop();
+        assert!(
+            counter(&counters, "passive connection openings") >= 2,
+            "{counters}"
+        );
+
+        sh("ip tuntap add dev tap1 mode tap");
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap1/disable_ipv6");
+        sh("ip -6 addr add 2001:db8:1::1/64 dev tap1 nodad");
+        sh("ip link set tap1 up");
+        let mut cfg = tapstack::StackConfig::new([10, 0, 1, 2].into(), 24);
+        cfg.seed = 8;
+        cfg.ipv6 = Some(tapstack::Ipv6Config {
+            addrs: vec![("2001:db8:1::2".parse().unwrap(), 64)],
+            dad_transmits: 0,
+            ..Default::default()
+        });
+        let tap = tapstack::phy::TapDevice::open("tap1").unwrap();
+        let stack = tapstack::Stack::new(tap, cfg).unwrap();
+        let listener = KernelListener::bind("[2001:db8:1::1]:5000").unwrap();
+        let down = pattern(64 << 20, 12);
+        let down_sha = sha256(&down);
+        let kernel = std::thread::spawn(move || {
+            let (s, peer) = listener.accept().unwrap();
+            assert_eq!(peer.ip().to_string(), "2001:db8:1::2");
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let writer = s.try_clone().unwrap();
+            let w = std::thread::spawn(move || {
+                (&writer).write_all(&down).unwrap();
+                writer.shutdown(Shutdown::Write).unwrap();
+            });
+            let mut got = Vec::new();
+            (&s).read_to_end(&mut got).unwrap();
+            w.join().unwrap();
+            sha256(&got)
+        });
+        let c = TcpStream::connect(&stack, "[2001:db8:1::1]:5000").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let up = pattern(64 << 20, 13);
+        let up_sha = sha256(&up);
+        let writer = c.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            (&writer).write_all(&up).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        (&c).read_to_end(&mut got).unwrap();
+        w.join().unwrap();
+        assert_eq!(sha256(&got), down_sha, "kernel -> stack");
+        assert_eq!(kernel.join().unwrap(), up_sha, "stack -> kernel");
+    });
+}

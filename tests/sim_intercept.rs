@@ -58,8 +58,8 @@ fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed
     let mut sim = sim();
     let c = dial(&mut sim, 80);
     let offer = next_tcp(&sim.b.iface).expect("offered");
-    assert_eq!(offer.local, SocketAddrV4::new(FAR, 80));
-    assert_eq!(offer.remote, sim.a.iface.tcp_addrs(c).unwrap().0);
+    assert_eq!(offer.local, SocketAddrV4::new(FAR, 80).into());
+    assert_eq!(offer.remote, sim.a.iface.tcp_addrs(c).unwrap().0.into());
     // No SYN-ACK before the verdict: the client retransmits its SYN, which is absorbed.
     sim.advance(Duration::from_millis(1500));
     assert_eq!(sim.a.iface.tcp_state(c), Some(State::SynSent));
@@ -73,7 +73,7 @@ fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed
     assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
     let (local, remote) = sim.b.iface.tcp_addrs(offer.id).unwrap();
     assert_eq!(local, SocketAddrV4::new(FAR, 80), "the dialled address");
-    assert_eq!(remote, offer.remote);
+    assert_eq!(std::net::SocketAddr::from(remote), offer.remote);
 
     // A megabyte each way, checked.
     let up = pattern(1 << 20, 3);

@@ -1092,7 +1092,11 @@ fn the_receive_buffer_bounds_the_window_and_can_grow() {
         .b
         .iface
         .with_tcp(now, |tcp, _| {
-            tcp.listen_with(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8, small)
+            tcp.listen_with(
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80).into(),
+                8,
+                small,
+            )
         })
         .unwrap()
         .0;

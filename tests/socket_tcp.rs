@@ -663,3 +663,64 @@ fn shutdown_wakes_the_threads_blocked_on_the_connection() {
     assert_eq!(who, "write");
     assert_eq!(got.unwrap_err().kind(), ErrorKind::BrokenPipe);
 }
+
+/// TCP over IPv6, the same TCP: a dual-stack listener on `[::]` takes an IPv6 client (4 MiB
+/// each way, sha256) and an IPv4 one, whose addresses it shows IPv4-mapped, as Linux does.
+#[test]
+fn one_dual_stack_listener_serves_tcp_over_both_families() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let with_v6 = |n: u8, seed| {
+        let mut c = config(n, seed);
+        c.ipv6 = Some(tapstack::Ipv6Config {
+            addrs: vec![(format!("2001:db8::{n}").parse().unwrap(), 64)],
+            dad_transmits: 0,
+            ..Default::default()
+        });
+        c
+    };
+    let (a, b) = (
+        Stack::new(a, with_v6(1, 1)).unwrap(),
+        Stack::new(b, with_v6(2, 2)).unwrap(),
+    );
+    let listener = TcpListener::bind(&b, "[::]:7").unwrap();
+    assert_eq!(listener.local_addr().unwrap().to_string(), "[::]:7");
+    let c = TcpStream::connect(&a, "[2001:db8::2]:7").unwrap();
+    let (s, peer) = listener.accept().unwrap();
+    assert_eq!(peer, c.local_addr().unwrap());
+    assert_eq!(c.local_addr().unwrap().ip().to_string(), "2001:db8::1");
+    assert_eq!(s.local_addr().unwrap().to_string(), "[2001:db8::2]:7");
+    let up = pattern(4 << 20, 1);
+    let down = pattern(4 << 20, 2);
+    let (up2, down2) = (up.clone(), down.clone());
+    let s2 = s.try_clone().unwrap();
+    let server = std::thread::spawn(move || {
+        s2.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        (&s2).write_all(&down2).unwrap();
+        s2.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        (&s2).read_to_end(&mut got).unwrap();
+        assert_eq!(sha256(&got), sha256(&up2));
+    });
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let writer = c.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        (&writer).write_all(&up).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    assert_eq!(sha256(&got), sha256(&down));
+    w.join().unwrap();
+    server.join().unwrap();
+
+    let c4 = TcpStream::connect(&a, "10.0.0.2:7").unwrap();
+    let (s4, peer4) = listener.accept().unwrap();
+    let port = c4.local_addr().unwrap().port();
+    assert_eq!(peer4.to_string(), format!("[::ffff:10.0.0.1]:{port}"));
+    assert_eq!(s4.local_addr().unwrap().to_string(), "[::ffff:10.0.0.2]:7");
+    (&c4).write_all(b"four").unwrap();
+    let mut buf = [0u8; 4];
+    s4.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (&s4).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"four");
+}

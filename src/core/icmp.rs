@@ -169,7 +169,7 @@ impl Interface {
                 _ => IcmpError::Unreachable { errno },
             };
             self.with_tcp(now, |tcp, stats| {
-                tcp.icmp_error(now, local, remote, seq, err, stats)
+                tcp.icmp_error(now, local.into(), remote.into(), seq, err, stats)
             });
             self.stats.icmp_rx_errors_delivered += 1;
         } else if inner.protocol() == IpNumber::UDP {

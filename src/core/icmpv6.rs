@@ -355,7 +355,7 @@ impl Interface {
                         self.stats.nd_cache_updates += 1;
                     }
                     for p in flushed {
-                        self.transmit_ipv6(mac, &p);
+                        self.transmit_ipv6(mac, p);
                     }
                 }
                 self.send_neighbor_advertisement(now, target, rx.src, true);
@@ -403,7 +403,7 @@ impl Interface {
         }
         if let Some(mac) = mac {
             for p in flushed {
-                self.transmit_ipv6(mac, &p);
+                self.transmit_ipv6(mac, p);
             }
         }
     }
@@ -473,7 +473,7 @@ impl Interface {
         if let Some(mac) = sll {
             let (flushed, _) = ip6.nd.learn(now, rx.src, Some(mac), Learned::Solicitation);
             for p in flushed {
-                self.transmit_ipv6(mac, &p);
+                self.transmit_ipv6(mac, p);
             }
         }
         let link_local = wire6::link_local(mac);
@@ -519,6 +519,7 @@ impl Interface {
         }
         self.stats.nd_prefixes_autoconfigured += 1;
         log::info!("{addr}/64 formed from an advertised prefix");
+        self.sync_tcp_addrs();
     }
 
     /// A Router Solicitation to all routers, from our link-local address with our link-layer
@@ -564,8 +565,8 @@ impl Interface {
         match mac {
             // A probe goes to the address we have, without resolving it again.
             Some(mac) => {
-                let packet = ipv6_packet(src, dst, ND_HOP_LIMIT, &msg);
-                self.transmit_ipv6(mac, &packet);
+                let frame = ipv6_frame(src, dst, ND_HOP_LIMIT, &msg);
+                self.transmit_ipv6(mac, frame);
             }
             None => self.send_ipv6(now, src, dst, ICMPV6, ND_HOP_LIMIT, &msg),
         }
@@ -604,8 +605,8 @@ impl Interface {
     }
 }
 
-/// An IPv6 packet of `payload` (ICMPv6), header included.
-fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+/// An IPv6 frame of `payload` (ICMPv6): room for the link header, then the packet.
+fn ipv6_frame(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
     let header = etherparse::Ipv6Header {
         payload_length: payload.len() as u16,
         next_header: etherparse::IpNumber(ICMPV6),
@@ -614,9 +615,10 @@ fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> V
         destination: dst.octets(),
         ..Default::default()
     };
-    let mut packet = header.to_bytes().to_vec();
-    packet.extend_from_slice(payload);
-    packet
+    let mut frame = vec![0u8; crate::wire::ETHERNET_HEADER_LEN];
+    frame.extend_from_slice(&header.to_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 #[cfg(test)]

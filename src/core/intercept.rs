@@ -13,7 +13,7 @@ use crate::time::Instant;
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{IpNumber, Ipv4Header, TcpHeader};
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 /// A new UDP flow offered to the application: the id of the socket that holds its datagrams,
@@ -129,7 +129,9 @@ impl Interface {
         let syn = self.with_tcp(now, |tcp, stats| {
             tcp.intercept_decide(now, id, verdict, io, buffers, stats)
         });
-        if let (Verdict::Unreachable, Some((local, remote, seq))) = (verdict, syn) {
+        if let (Verdict::Unreachable, Some((SocketAddr::V4(local), SocketAddr::V4(remote), seq))) =
+            (verdict, syn)
+        {
             self.unreachable_about_syn(now, local, remote, seq.0);
         }
     }

@@ -5,11 +5,11 @@
 //! IPv6 yet: a segment is dropped and counted.
 
 use super::ndp::{NeighborCache, Resolve};
-use super::{ethernet, Interface, TxFrame};
+use super::{Interface, TxFrame};
 use crate::config::Ipv6Config;
 use crate::time::Instant;
 use crate::wire::ipv6::{self as wire6, ALL_NODES};
-use crate::wire::{MacAddr, Medium};
+use crate::wire::{MacAddr, Medium, ETHERNET_HEADER_LEN, FRAME_HEADROOM_V6};
 use etherparse::{EtherType, IpNumber, Ipv6Header, Ipv6HeaderSlice};
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -447,7 +447,10 @@ impl Interface {
                     return Walk::Done;
                 }
                 6 => {
-                    self.stats.ip6_rx_no_transport += 1;
+                    self.stats.ip6_rx_delivered += 1;
+                    if !rx.dst.is_multicast() {
+                        self.tcp6_input(now, rx, &packet[off..]);
+                    }
                     return Walk::Done;
                 }
                 _ => {
@@ -596,10 +599,11 @@ impl Interface {
             .as_ref()
             .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
         if HEADER_LEN + payload.len() <= mtu {
-            let mut packet = Vec::with_capacity(HEADER_LEN + payload.len());
-            packet.extend_from_slice(&header.to_bytes());
-            packet.extend_from_slice(payload);
-            return self.route_ipv6(now, dst, packet);
+            let mut frame = Vec::with_capacity(ETHERNET_HEADER_LEN + HEADER_LEN + payload.len());
+            frame.resize(ETHERNET_HEADER_LEN, 0);
+            frame.extend_from_slice(&header.to_bytes());
+            frame.extend_from_slice(payload);
+            return self.route_ipv6(now, dst, frame);
         }
         let id: u32 = rand::Rng::random(&mut self.rng);
         let chunk = (mtu - HEADER_LEN - FRAGMENT_HEADER_LEN) & !7;
@@ -610,23 +614,60 @@ impl Interface {
             let more = offset + piece.len() < payload.len();
             header.payload_length = (FRAGMENT_HEADER_LEN + piece.len()) as u16;
             let offset_flags = ((offset / 8) as u16) << 3 | u16::from(more);
-            let mut packet = Vec::with_capacity(HEADER_LEN + FRAGMENT_HEADER_LEN + piece.len());
-            packet.extend_from_slice(&header.to_bytes());
-            packet.extend_from_slice(&[next_header, 0]);
-            packet.extend_from_slice(&offset_flags.to_be_bytes());
-            packet.extend_from_slice(&id.to_be_bytes());
-            packet.extend_from_slice(piece);
+            let mut frame = Vec::with_capacity(
+                ETHERNET_HEADER_LEN + HEADER_LEN + FRAGMENT_HEADER_LEN + piece.len(),
+            );
+            frame.resize(ETHERNET_HEADER_LEN, 0);
+            frame.extend_from_slice(&header.to_bytes());
+            frame.extend_from_slice(&[next_header, 0]);
+            frame.extend_from_slice(&offset_flags.to_be_bytes());
+            frame.extend_from_slice(&id.to_be_bytes());
+            frame.extend_from_slice(piece);
             self.stats.ip6_frag_created += 1;
-            self.route_ipv6(now, dst, packet);
+            self.route_ipv6(now, dst, frame);
         }
     }
 
-    /// Puts one IPv6 packet (header included) on the link: to a group's computed address, or
-    /// to a neighbour's, resolved first (the packet waits meanwhile).
-    fn route_ipv6(&mut self, now: Instant, dst: Ipv6Addr, packet: Vec<u8>) {
+    /// Sends a transport segment built behind [`crate::wire::FRAME_HEADROOM_V6`] bytes of
+    /// `frame`: the IPv6 header is written in place, so the buffer becomes the frame without
+    /// a copy. One over the path MTU is fragmented (a copy, and a rare one: TCP's segments
+    /// keep to the MSS).
+    pub(super) fn send_ipv6_in_place(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        next_header: u8,
+        mut frame: Vec<u8>,
+    ) {
+        let payload_len = frame.len().saturating_sub(FRAME_HEADROOM_V6);
+        let mtu = self
+            .ip6
+            .as_ref()
+            .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
+        let hop_limit = self.ip6.as_ref().map_or(64, |s| s.cfg.hop_limit);
+        if HEADER_LEN + payload_len > mtu {
+            let payload = frame.split_off(FRAME_HEADROOM_V6);
+            return self.send_ipv6(now, src, dst, next_header, hop_limit, &payload);
+        }
+        let header = Ipv6Header {
+            payload_length: payload_len as u16,
+            next_header: IpNumber(next_header),
+            hop_limit,
+            source: src.octets(),
+            destination: dst.octets(),
+            ..Default::default()
+        };
+        frame[ETHERNET_HEADER_LEN..FRAME_HEADROOM_V6].copy_from_slice(&header.to_bytes());
+        self.route_ipv6(now, dst, frame);
+    }
+
+    /// Puts one IPv6 frame (link headroom, then the packet) on the link: to a group's
+    /// computed address, or to a neighbour's, resolved first (the frame waits meanwhile).
+    fn route_ipv6(&mut self, now: Instant, dst: Ipv6Addr, frame: Vec<u8>) {
         if self.cfg.medium == Medium::Ip || dst.is_multicast() {
             // No neighbour to resolve: a group's address is computed, a TUN has none.
-            return self.transmit_ipv6(wire6::multicast_mac(dst), &packet);
+            return self.transmit_ipv6(wire6::multicast_mac(dst), frame);
         }
         let Some(ip6) = self.ip6.as_mut() else {
             return;
@@ -635,8 +676,8 @@ impl Interface {
             self.stats.ip6_tx_no_route += 1;
             return;
         };
-        match ip6.nd.resolve(now, hop, &packet) {
-            (Resolve::Send(mac), _) => self.transmit_ipv6(mac, &packet),
+        match ip6.nd.resolve(now, hop, &frame) {
+            (Resolve::Send(mac), _) => self.transmit_ipv6(mac, frame),
             (Resolve::Queued { solicit }, overflow) => {
                 if overflow {
                     self.stats.nd_queue_overflow += 1;
@@ -648,10 +689,17 @@ impl Interface {
         }
     }
 
-    /// Frames one IPv6 packet for `mac` and queues it.
-    pub(super) fn transmit_ipv6(&mut self, mac: MacAddr, packet: &[u8]) {
-        let mut frame = ethernet::frame(mac, self.cfg.mac, EtherType::IPV6, packet.len());
-        frame.extend_from_slice(packet);
+    /// Writes the Ethernet header of an IPv6 frame (its first bytes) for `mac` and queues it.
+    pub(super) fn transmit_ipv6(&mut self, mac: MacAddr, mut frame: Vec<u8>) {
+        if frame.len() < ETHERNET_HEADER_LEN {
+            return;
+        }
+        let eth = etherparse::Ethernet2Header {
+            source: self.cfg.mac.0,
+            destination: mac.0,
+            ether_type: EtherType::IPV6,
+        };
+        frame[..ETHERNET_HEADER_LEN].copy_from_slice(&eth.to_bytes());
         self.stats.ip6_tx_packets += 1;
         self.queue_frame(TxFrame::whole(frame));
     }
@@ -663,6 +711,7 @@ impl Interface {
         };
         let nd = ip6.nd.poll(now);
         let mut probes = Vec::new();
+        let mut addrs_changed = false;
         if ip6.dad_next.is_some_and(|t| t <= now) {
             let transmits = ip6.cfg.dad_transmits;
             let mut pending = false;
@@ -674,6 +723,7 @@ impl Interface {
                         pending = true;
                     } else {
                         a.state = AddrState::Preferred;
+                        addrs_changed = true;
                         self.stats.ip6_addrs_preferred += 1;
                         log::info!("{}/{} in use (DAD passed)", a.addr, a.prefix_len);
                         if wire6::is_link_local(a.addr) {
@@ -687,7 +737,9 @@ impl Interface {
         // Autoconfigured addresses past their valid lifetime go (RFC 4862 §5.5.4).
         let before = ip6.addrs.len();
         ip6.addrs.retain(|a| a.valid_until.is_none_or(|t| t > now));
-        self.stats.ip6_addrs_expired += (before - ip6.addrs.len()) as u64;
+        let expired = before - ip6.addrs.len();
+        addrs_changed |= expired > 0;
+        self.stats.ip6_addrs_expired += expired as u64;
         let solicit_router = ip6
             .auto
             .poll(now, ip6.addrs.iter().any(is_usable_link_local));
@@ -704,6 +756,21 @@ impl Interface {
         if solicit_router {
             self.send_router_solicitation(now);
         }
+        if addrs_changed {
+            self.sync_tcp_addrs();
+        }
+    }
+
+    /// Tells TCP which IPv6 addresses are in use now.
+    pub(super) fn sync_tcp_addrs(&mut self) {
+        let addrs = self.ip6.as_ref().map_or_else(Vec::new, |s| {
+            s.addrs
+                .iter()
+                .filter(|a| a.state == AddrState::Preferred)
+                .map(|a| a.addr)
+                .collect()
+        });
+        self.tcp.set_ipv6_addrs(addrs);
     }
 
     /// DAD found `addr` in use by another node: it is never used (RFC 4862 §5.4.5).

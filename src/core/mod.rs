@@ -90,10 +90,15 @@ impl Interface {
     pub fn new(cfg: StackConfig, now: Instant) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let next_ip_id = rng.random();
-        let mut tcp =
-            crate::tcp::Tcp::new(cfg.tcp.clone(), cfg.ip, cfg.mtu, rng.random(), rng.random());
+        let mut tcp = crate::tcp::Tcp::new(
+            cfg.tcp.clone(),
+            cfg.ip.into(),
+            cfg.mtu,
+            rng.random(),
+            rng.random(),
+        );
         if cfg.prefix_len < 31 {
-            tcp.set_subnet_broadcast(cfg.subnet_broadcast());
+            tcp.set_subnet_broadcast(cfg.subnet_broadcast().into());
         }
         let intercept = cfg.intercept.as_ref().map(|ic| {
             tcp.set_intercept(*ic);
@@ -120,6 +125,7 @@ impl Interface {
             rng,
             cfg,
         };
+        iface.sync_tcp_addrs();
         if iface.cfg.medium == Medium::Ethernet {
             iface.send_gratuitous_arp();
         }

@@ -9,6 +9,7 @@ use crate::tcp::Tcp;
 use crate::time::Instant;
 use crate::wire::{transport_checksum_ok, FRAME_HEADROOM};
 use etherparse::IpNumber;
+use std::net::IpAddr;
 
 impl Interface {
     pub(super) fn tcp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
@@ -28,8 +29,27 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
+        self.tcp.input(
+            now,
+            rx.src.into(),
+            rx.dst.into(),
+            rx.payload,
+            &mut self.stats,
+        );
+        self.flush_tcp(now);
+    }
+
+    /// A TCP segment over IPv6 to one of our addresses (the IP layer checked that), its
+    /// checksum checked unless the device vouched for it.
+    pub(super) fn tcp6_input(&mut self, now: Instant, rx: &super::ipv6::Rx6<'_>, segment: &[u8]) {
+        if !rx.csum_verified
+            && !crate::wire::ipv6::checksum_ok(rx.src, rx.dst, IpNumber::TCP.0, segment)
+        {
+            self.stats.tcp_in_csum_errs += 1;
+            return;
+        }
         self.tcp
-            .input(now, rx.src, rx.dst, rx.payload, &mut self.stats);
+            .input(now, rx.src.into(), rx.dst.into(), segment, &mut self.stats);
         self.flush_tcp(now);
     }
 
@@ -46,6 +66,10 @@ impl Interface {
         // confirmed again, starting with the retransmission that reached it. (A TUN has no
         // link addresses: nothing to confirm.)
         for dst in self.tcp.take_negative_advice() {
+            // (IPv6 neighbours are confirmed by NUD's own probes.)
+            let IpAddr::V4(dst) = dst else {
+                continue;
+            };
             if let Ok(hop) = self.route(dst) {
                 if self.arp.reconfirm(now, hop) {
                     self.stats.arp_negative_advice += 1;
@@ -55,9 +79,17 @@ impl Interface {
         let mut out = std::mem::take(&mut self.tcp_out);
         self.tcp.take_segments(&mut out);
         for seg in out.drain(..) {
+            let (src, dst) = match (seg.src, seg.dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    self.send_ipv6_in_place(now, s, d, IpNumber::TCP.0, seg.bytes);
+                    continue;
+                }
+                _ => continue,
+            };
             let dg = Datagram {
-                src: seg.src,
-                dst: seg.dst,
+                src,
+                dst,
                 proto: IpNumber::TCP,
                 pmtud: Pmtud::Want,
                 payload: seg.bytes,

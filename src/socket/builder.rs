@@ -1,12 +1,12 @@
 //! `TcpSocket`: a TCP socket configured before it connects or listens, as `socket2::Socket`
 //! and `tokio::net::TcpSocket` are, for the options that must be set before the SYN.
 
-use super::{v4_addr, TcpListener, TcpStream};
+use super::{any_addr, TcpListener, TcpStream};
 use crate::config::Buffers;
 use crate::runtime::Stack;
 use std::cell::Cell;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// A TCP socket not yet connected or listening: its buffer sizes (which choose the window
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub struct TcpSocket<'a> {
     stack: &'a Stack,
     buffers: Cell<Buffers>,
-    local: Cell<Option<SocketAddrV4>>,
+    local: Cell<Option<SocketAddr>>,
     dscp: Cell<u8>,
 }
 
@@ -75,11 +75,16 @@ impl<'a> TcpSocket<'a> {
         Ok(self.buffers.get().recv)
     }
 
-    /// The local address to connect from or listen on: the stack's address or `0.0.0.0`, and
-    /// a port (0: an ephemeral one).
+    /// The local address to connect from or listen on: one of the stack's addresses or the
+    /// unspecified one of a family, and a port (0: an ephemeral one). An IPv4 address other
+    /// than ours fails here; an IPv6 one when the listener opens.
     pub fn bind<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        let addr = v4_addr(addr)?;
-        if !addr.ip().is_unspecified() && *addr.ip() != self.stack.config().ip {
+        let addr = any_addr(addr)?;
+        let ours = match addr.ip() {
+            std::net::IpAddr::V4(ip) => ip.is_unspecified() || ip == self.stack.config().ip,
+            std::net::IpAddr::V6(_) => true,
+        };
+        if !ours {
             return Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
         }
         self.local.set(Some(addr));
@@ -103,7 +108,7 @@ impl<'a> TcpSocket<'a> {
 
     /// Sends the SYN without waiting (see [`TcpStream::connect_nonblocking`]).
     pub fn connect_nonblocking<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
-        let remote = v4_addr(addr)?;
+        let remote = any_addr(addr)?;
         let port = self.local.get().map(|l| l.port()).filter(|p| *p != 0);
         TcpStream::start_connect(
             self.stack,
@@ -120,7 +125,7 @@ impl<'a> TcpSocket<'a> {
         let local = self
             .local
             .get()
-            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            .unwrap_or(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0));
         TcpListener::listen_with(
             self.stack,
             local,
@@ -134,7 +139,6 @@ impl<'a> TcpSocket<'a> {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.local
             .get()
-            .map(SocketAddr::V4)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 }

@@ -173,12 +173,12 @@ pub struct InterceptedTcp {
 impl InterceptedTcp {
     /// The destination the client dialled: the accepted connection's local address.
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::V4(self.offer.local)
+        self.offer.local
     }
 
     /// The client.
     pub fn peer_addr(&self) -> SocketAddr {
-        SocketAddr::V4(self.offer.remote)
+        self.offer.remote
     }
 
     fn decide(&mut self, verdict: Verdict, io: Option<Arc<SocketIo>>) -> io::Result<()> {

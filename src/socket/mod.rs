@@ -13,7 +13,7 @@ pub use tcp::{TcpListener, TcpStream, DEFAULT_BACKLOG};
 pub use udp::UdpSocket;
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// When a blocking call gives up: at once in non-blocking mode, after the timeout if set.
@@ -63,23 +63,4 @@ pub(crate) fn any_addr<A: ToSocketAddrs>(addr: A) -> io::Result<SocketAddr> {
             "could not resolve to any addresses",
         )
     })
-}
-
-/// The first IPv4 address `addr` resolves to (TCP speaks IPv4 only so far).
-pub(crate) fn v4_addr<A: ToSocketAddrs>(addr: A) -> io::Result<SocketAddrV4> {
-    let mut last_v6 = false;
-    for a in addr.to_socket_addrs()? {
-        match a {
-            SocketAddr::V4(v4) => return Ok(v4),
-            SocketAddr::V6(_) => last_v6 = true,
-        }
-    }
-    if last_v6 {
-        Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "could not resolve to any addresses",
-        ))
-    }
 }

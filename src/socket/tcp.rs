@@ -5,13 +5,13 @@
 //! the stack thread only when output is owed, once until the thread has served it, and sleeps
 //! on the connection's condition variable when it must wait.
 
-use super::{deadline, v4_addr, would_block};
+use super::{any_addr, deadline, would_block};
 use crate::config::Buffers;
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
 use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,14 +145,14 @@ impl TcpListener {
         addr: A,
         backlog: usize,
     ) -> io::Result<TcpListener> {
-        let addr = v4_addr(addr)?;
+        let addr = any_addr(addr)?;
         Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers(), 0)
     }
 
     /// Listens on `addr`, giving connections `buffers` and the Diffserv field `dscp`.
     pub(crate) fn listen_with(
         stack: &Stack,
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         backlog: usize,
         buffers: Buffers,
         dscp: u8,
@@ -171,7 +171,7 @@ impl TcpListener {
         })?;
         Ok(TcpListener {
             inner: Inner::new(handle, id),
-            local: SocketAddr::V4(local),
+            local,
             shared,
         })
     }
@@ -200,7 +200,7 @@ impl TcpListener {
             ),
             shared: accepted.io,
         };
-        Ok((stream, SocketAddr::V4(accepted.peer)))
+        Ok((stream, accepted.peer))
     }
 
     /// An endless iterator of accepted connections, as `std::net::TcpListener::incoming`.
@@ -359,7 +359,7 @@ impl TcpStream {
     /// the handshake ends, and [`TcpStream::connect_status`] tells how. Dropping the stream
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
-        let remote = v4_addr(addr)?;
+        let remote = any_addr(addr)?;
         Self::start_connect(stack, None, remote, stack.config().tcp.buffers(), 0)
     }
 
@@ -367,7 +367,7 @@ impl TcpStream {
     pub(crate) fn start_connect(
         stack: &Stack,
         local_port: Option<u16>,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
         buffers: Buffers,
         dscp: u8,
     ) -> io::Result<TcpStream> {
@@ -439,7 +439,7 @@ impl TcpStream {
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, _| iface.tcp().addrs(id).map(|(_, p)| SocketAddr::V4(p)))
+            .call(move |iface, _| iface.tcp().addrs(id).map(|(_, p)| p))
     }
 
     /// As `std::net::TcpStream::local_addr`: our end of the connection.
@@ -447,7 +447,7 @@ impl TcpStream {
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, _| iface.tcp().addrs(id).map(|(l, _)| SocketAddr::V4(l)))
+            .call(move |iface, _| iface.tcp().addrs(id).map(|(l, _)| l))
     }
 
     /// Half- or full-closes: `Write` sends a FIN after the buffered data; `Read` makes reads

@@ -339,7 +339,7 @@ fn must_21_the_application_sets_r2() {
 #[test]
 fn must_42_listen_beside_a_connection_in_syn_sent() {
     let mut fx = Fixture::syn_sent();
-    let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, LOCAL_PORT);
+    let any = std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), LOCAL_PORT);
     let (l, _) = fx.tcp.listen(any, 8).expect("LISTEN beside SYN-SENT");
     // The SYN-ACK completes the connection, not the listener's.
     let out = fx.send(seg(PEER_ISS).syn().ack(fx.iss + 1).mss(1460));

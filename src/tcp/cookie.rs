@@ -10,7 +10,7 @@ use super::seq::Seq;
 use crate::time::Instant;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// MSS values a cookie can name (Linux's table for IPv4, plus jumbo sizes).
 const MSS_TABLE: [u16; 8] = [536, 1200, 1300, 1400, 1440, 1460, 4312, 8960];
@@ -33,11 +33,13 @@ impl Cookies {
         Cookies { secret }
     }
 
-    fn hash(&self, local: SocketAddrV4, remote: SocketAddrV4, client_isn: Seq, count: u64) -> u32 {
+    fn hash(&self, local: SocketAddr, remote: SocketAddr, client_isn: Seq, count: u64) -> u32 {
         let mut h = SipHasher24::new_with_key(&self.secret);
-        h.write(&local.ip().octets());
+        let (b, n) = crate::wire::ip_octets(local.ip());
+        h.write(&b[..n]);
         h.write(&local.port().to_be_bytes());
-        h.write(&remote.ip().octets());
+        let (b, n) = crate::wire::ip_octets(remote.ip());
+        h.write(&b[..n]);
         h.write(&remote.port().to_be_bytes());
         h.write(&client_isn.0.to_be_bytes());
         h.write(&count.to_be_bytes());
@@ -48,8 +50,8 @@ impl Cookies {
     pub fn make(
         &self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         client_isn: Seq,
         mss: u32,
     ) -> Seq {
@@ -66,8 +68,8 @@ impl Cookies {
     pub fn check(
         &self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         client_isn: Seq,
         cookie: Seq,
     ) -> Option<u32> {
@@ -87,7 +89,7 @@ impl Cookies {
 mod tests {
     use super::*;
 
-    fn addrs() -> (SocketAddrV4, SocketAddrV4) {
+    fn addrs() -> (SocketAddr, SocketAddr) {
         (
             "10.0.0.2:80".parse().unwrap(),
             "10.0.0.1:40000".parse().unwrap(),
@@ -111,7 +113,7 @@ mod tests {
             "expired"
         );
         assert_eq!(c.check(t0, l, r, Seq(78), cookie), None, "other client ISN");
-        let other: SocketAddrV4 = "10.0.0.1:40001".parse().unwrap();
+        let other: SocketAddr = "10.0.0.1:40001".parse().unwrap();
         assert_eq!(c.check(t0, l, other, Seq(77), cookie), None, "other tuple");
         assert_eq!(c.check(t0, l, r, Seq(77), cookie + 1), None, "forged");
     }

@@ -12,11 +12,11 @@ use crate::id::SocketId;
 use crate::stats::Counters;
 use crate::time::Instant;
 use crate::wire::FRAME_HEADROOM;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const LOCAL_IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+pub const PEER_IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
 pub const LOCAL_PORT: u16 = 80;
 pub const PEER_PORT: u16 = 40000;
 /// The peer's initial sequence number.
@@ -185,7 +185,7 @@ impl Fixture {
     /// A listener on [`LOCAL_PORT`] queuing at most `backlog` connections for `accept`.
     pub fn listen_with_backlog(backlog: usize) -> Fixture {
         let mut fx = Fixture::new();
-        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, LOCAL_PORT);
+        let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), LOCAL_PORT);
         let (l, _) = fx.tcp.listen(any, backlog).expect("listen");
         fx.listener = Some(l);
         fx
@@ -252,7 +252,7 @@ impl Fixture {
     /// An active open in SYN-SENT, its SYN taken off the wire.
     pub fn syn_sent() -> Fixture {
         let mut fx = Fixture::new();
-        let remote = SocketAddrV4::new(PEER_IP, PEER_PORT);
+        let remote = SocketAddr::new(PEER_IP, PEER_PORT);
         let id = fx
             .tcp
             .connect(fx.now, Some(LOCAL_PORT), remote, &mut fx.stats)

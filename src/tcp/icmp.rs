@@ -7,7 +7,7 @@ use super::tcb::State;
 use super::Tcp;
 use crate::stats::Counters;
 use crate::time::Instant;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// The smallest path MTU believed (Linux's `ip_rt_min_pmtu`): a "fragmentation needed" below
 /// it is taken as this, so a forged error cannot shrink segments to almost nothing.
@@ -36,8 +36,8 @@ impl Tcp {
     pub fn icmp_error(
         &mut self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seq: Seq,
         err: IcmpError,
         stats: &mut Counters,

@@ -9,7 +9,7 @@ use super::Tcp;
 use crate::id::SocketId;
 use crate::stats::Counters;
 use crate::time::Instant;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// RFC 7323 §5.5: TS.Recent older than this is invalid for PAWS.
@@ -28,8 +28,10 @@ pub(super) fn take_syn(t: &mut Tcb, seg: &SegmentIn<'_>, our_mss: u32, now: Inst
 
 /// Applies the options of a SYN (RFC 9293 §3.7.1, RFC 7323 §2.2 and §3.2, RFC 2018 §2).
 fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
-    // Without the option the peer's MSS is 536 (RFC 9293 §3.7.1).
-    t.snd.mss = u32::from(o.mss.unwrap_or(536)).clamp(64, our_mss);
+    // Without the option the peer's MSS is 536 over IPv4 (RFC 9293 §3.7.1), 1220 over IPv6
+    // (RFC 8200 §8.3).
+    let default = default_mss(t.remote.ip());
+    t.snd.mss = u32::from(o.mss.unwrap_or(default)).clamp(64, our_mss);
     match o.wscale {
         Some(s) => t.snd.wscale = s,
         None => {
@@ -49,13 +51,23 @@ fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
     t.cc.set_mss(t.snd.mss);
 }
 
+/// The peer's MSS without its option: 536 over IPv4 (RFC 9293 §3.7.1), 1220 over IPv6 (RFC
+/// 8200 §8.3: the minimum MTU less the headers).
+fn default_mss(remote: IpAddr) -> u16 {
+    if remote.is_ipv6() {
+        1220
+    } else {
+        536
+    }
+}
+
 impl Tcp {
     /// A segment whose checksum the IP layer verified.
     pub fn input(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         bytes: &[u8],
         stats: &mut Counters,
     ) {
@@ -64,8 +76,8 @@ impl Tcp {
             stats.tcp_in_errs += 1;
             return;
         };
-        let remote = SocketAddrV4::new(src, seg.src_port);
-        let local = SocketAddrV4::new(dst, seg.dst_port);
+        let remote = SocketAddr::new(src, seg.src_port);
+        let local = SocketAddr::new(dst, seg.dst_port);
         let mut conn = self.by_tuple.get(&(local, remote)).copied();
         if let Some(id) = conn.filter(|id| self.syn_ends_time_wait(*id, &seg)) {
             // RFC 6191 (RFC 1122 §4.2.2.13 without timestamps): a new incarnation's SYN ends
@@ -77,13 +89,29 @@ impl Tcp {
         }
         if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
-        } else if dst != self.local_ip {
+        } else if dst.is_ipv4() && dst != self.local_ip {
             self.intercept_input(now, local, remote, &seg, stats);
-        } else if let Some(&lid) = self.listen_ports.get(&seg.dst_port) {
-            self.listen_input(lid, now, remote, &seg, stats);
+        } else if let Some(lid) = self.listener_for(local) {
+            self.listen_input(lid, now, local, remote, &seg, stats);
         } else {
             self.closed_input(local, remote, &seg, stats);
         }
+    }
+
+    /// The listener that takes a SYN to `local`: one on its port bound to its address or to
+    /// the unspecified address of its family, or an IPv6 one on `[::]`, which takes IPv4 too
+    /// (dual-stack, as Linux's by default).
+    fn listener_for(&self, local: SocketAddr) -> Option<SocketId> {
+        let lid = *self.listen_ports.get(&local.port())?;
+        let l = self.listeners.get(&lid)?;
+        let takes = match (l.local.ip(), local.ip()) {
+            (IpAddr::V6(a), _) if a.is_unspecified() => true,
+            (bound, dst) if bound.is_ipv4() == dst.is_ipv4() => {
+                bound.is_unspecified() || bound == dst
+            }
+            _ => false,
+        };
+        takes.then_some(lid)
     }
 
     /// Whether `seg` is a SYN of a new incarnation of connection `id` in TIME-WAIT: its
@@ -105,8 +133,8 @@ impl Tcp {
     /// RFC 9293 §3.10.7.1: no connection; answer with a reset unless it is one.
     pub(super) fn closed_input(
         &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &SegmentIn<'_>,
         stats: &mut Counters,
     ) {
@@ -133,16 +161,17 @@ impl Tcp {
         &mut self,
         lid: SocketId,
         now: Instant,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &SegmentIn<'_>,
         stats: &mut Counters,
     ) {
         if seg.flags.rst {
             return;
         }
-        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
+        let our_mss = self.mss_for(remote.ip());
         if seg.flags.ack {
-            if !seg.flags.syn && self.cookie_ack(lid, now, remote, seg, stats) {
+            if !seg.flags.syn && self.cookie_ack(lid, now, local, remote, seg, stats) {
                 return;
             }
             output::reset(local, remote, seg.ack, None, &mut self.out, stats);
@@ -160,13 +189,14 @@ impl Tcp {
         };
         if l.syn_queue >= self.cfg.syn_backlog {
             // SYN flood defence: answer without keeping state (RFC 4987 §3.6).
-            let mss = u32::from(seg.options.mss.unwrap_or(536)).min(self.our_mss);
+            let default = default_mss(remote.ip());
+            let mss = u32::from(seg.options.mss.unwrap_or(default)).min(our_mss);
             let cookie = self.cookies.make(now, local, remote, seg.seq, mss);
             let window = l.buffers.recv.min(usize::from(u16::MAX)) as u16;
             let mut sink = output::Sink {
                 out: &mut self.out,
                 stats,
-                our_mss: self.our_mss,
+                our_mss,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
@@ -177,8 +207,8 @@ impl Tcp {
         }
         l.syn_queue += 1;
         let (buffers, dscp) = (l.buffers, l.dscp);
+        let mapped = l.local.is_ipv6() && remote.is_ipv4();
         let id = self.ids.next_id();
-        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
         let open = Opening {
@@ -187,10 +217,11 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss);
         t.user.dscp = dscp;
+        t.mapped = mapped;
         t.set_state(State::SynReceived);
-        take_syn(&mut t, seg, self.our_mss, now, iss);
+        take_syn(&mut t, seg, our_mss, now, iss);
         t.user.listener = Some(lid);
         self.by_tuple.insert((local, remote), id);
         self.conns.insert(id, t);
@@ -203,18 +234,23 @@ impl Tcp {
         &mut self,
         lid: SocketId,
         now: Instant,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &SegmentIn<'_>,
         stats: &mut Counters,
     ) -> bool {
-        let local = SocketAddrV4::new(self.local_ip, seg.dst_port);
+        let our_mss = self.mss_for(remote.ip());
         let client_isn = seg.seq - 1;
         let cookie = seg.ack - 1;
         let Some(mss) = self.cookies.check(now, local, remote, client_isn, cookie) else {
             stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
             return false;
         };
-        let Some((buffers, dscp)) = self.listeners.get(&lid).map(|l| (l.buffers, l.dscp)) else {
+        let Some((buffers, dscp, v6_listener)) = self
+            .listeners
+            .get(&lid)
+            .map(|l| (l.buffers, l.dscp, l.local.is_ipv6()))
+        else {
             return false;
         };
         if self.accept_queue_full(lid) {
@@ -228,8 +264,9 @@ impl Tcp {
             iss: cookie,
             ts_offset: 0,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss);
         t.user.dscp = dscp;
+        t.mapped = v6_listener && remote.is_ipv4();
         t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;
@@ -238,7 +275,7 @@ impl Tcp {
         t.snd.una = seg.ack;
         t.snd.nxt = seg.ack;
         t.snd.max = seg.ack;
-        t.snd.mss = mss.min(self.our_mss);
+        t.snd.mss = mss.min(our_mss);
         t.cc.set_mss(t.snd.mss);
         t.snd.wscale = 0;
         t.rcv.wscale = 0;
@@ -276,11 +313,15 @@ impl Tcp {
             stats.tcp_listen_drops += 1;
             return;
         }
+        let Some(remote) = self.conns.get(&id).map(|t| t.remote.ip()) else {
+            return;
+        };
+        let our_mss = self.mss_for(remote);
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
         let verdict = if t.state == State::SynSent {
-            syn_sent(t, now, seg, self.our_mss, &self.cfg, &mut self.out, stats)
+            syn_sent(t, now, seg, our_mss, &self.cfg, &mut self.out, stats)
         } else {
             synchronized(t, now, seg, &self.cfg, &mut self.out, stats)
         };

@@ -16,7 +16,7 @@ use crate::id::SocketId;
 use crate::stats::Counters;
 use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -27,9 +27,9 @@ pub struct TcpOffer {
     /// The id reserved for the connection, which accepting it creates.
     pub id: SocketId,
     /// The destination the client dialled: the connection's local address.
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The client.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
 }
 
 /// What the application decided about an offered SYN.
@@ -48,8 +48,8 @@ pub enum Verdict {
 
 /// The SYN of an offer, kept until the decision: what opening the connection needs.
 struct PendingSyn {
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     seq: Seq,
     window: u16,
     options: Options,
@@ -70,7 +70,7 @@ impl Drop for ConnSlot {
 pub(super) struct Intercept {
     cfg: InterceptConfig,
     pending: HashMap<SocketId, PendingSyn>,
-    by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), SocketId>,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), SocketId>,
     /// Pending offers by deadline; the timeout is one for all, so arrival order is deadline
     /// order. Entries of offers already decided are skipped when they come due.
     expiry: VecDeque<(Instant, SocketId)>,
@@ -122,8 +122,8 @@ impl Tcp {
     pub(super) fn intercept_input(
         &mut self,
         now: Instant,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &SegmentIn<'_>,
         stats: &mut Counters,
     ) {
@@ -210,7 +210,7 @@ impl Tcp {
         io: Option<Arc<SocketIo>>,
         buffers: Buffers,
         stats: &mut Counters,
-    ) -> Option<(SocketAddrV4, SocketAddrV4, Seq)> {
+    ) -> Option<(SocketAddr, SocketAddr, Seq)> {
         let Some(p) = self.intercept.as_mut().and_then(|i| i.forget(id)) else {
             if let Some(io) = io {
                 let mut state = io.lock();

@@ -5,7 +5,7 @@ use super::seq::Seq;
 use crate::time::Instant;
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// Generates ISNs for new connections from a per-stack secret.
 #[derive(Clone)]
@@ -27,13 +27,15 @@ impl IsnGenerator {
     }
 
     /// The ISN for a connection between `local` and `remote` at `now`.
-    pub fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> Seq {
+    pub fn isn(&self, now: Instant, local: SocketAddr, remote: SocketAddr) -> Seq {
         // M: a timer ticking every 4 µs (RFC 9293 §3.4.1, RFC 6528 §3), modulo 2^32.
         let m = (now.total_micros() / 4) as u32;
         let mut h = SipHasher24::new_with_key(&self.secret);
-        h.write(&local.ip().octets());
+        let (b, n) = crate::wire::ip_octets(local.ip());
+        h.write(&b[..n]);
         h.write(&local.port().to_be_bytes());
-        h.write(&remote.ip().octets());
+        let (b, n) = crate::wire::ip_octets(remote.ip());
+        h.write(&b[..n]);
         h.write(&remote.port().to_be_bytes());
         // F: the hash truncated to the sequence space.
         Seq(m.wrapping_add(h.finish() as u32))
@@ -47,7 +49,7 @@ mod tests {
 
     const KEY: [u8; 16] = *b"0123456789abcdef";
 
-    fn addr(s: &str) -> SocketAddrV4 {
+    fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 

@@ -37,7 +37,7 @@ use isn::IsnGenerator;
 use shared::Wakeable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tcb::State;
@@ -46,7 +46,7 @@ use tcb::Tcb;
 pub use crate::config::TcpConfig;
 
 struct Listener {
-    local: SocketAddrV4,
+    local: SocketAddr,
     backlog: usize,
     /// The buffer sizes its connections get.
     buffers: Buffers,
@@ -62,6 +62,27 @@ struct Listener {
 
 fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 one it maps (RFC 4291 §2.5.5.2); others as given.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, a.port())),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// `addr` as an IPv6 socket shows an IPv4 peer when `mapped` (RFC 3493 §3.7).
+fn present(addr: SocketAddr, mapped: bool) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if mapped => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        a => a,
+    }
 }
 
 impl Tcp {
@@ -120,18 +141,22 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// segments they owe the IP layer.
 pub struct Tcp {
     cfg: TcpConfig,
-    local_ip: Ipv4Addr,
+    local_ip: IpAddr,
+    /// Our IPv6 addresses in use, link-local ones included, for listeners and for the source
+    /// of connections (the IP layer keeps it current).
+    local_ips6: Vec<Ipv6Addr>,
+    /// The MSS we announce over IPv4 (from our MTU); 20 bytes less over IPv6.
     our_mss: u32,
     /// The ids of TCP sockets (listeners and connections).
     ids: IdSource,
     /// The directed broadcast address of our subnet, which no connection may target.
-    subnet_broadcast: Option<Ipv4Addr>,
+    subnet_broadcast: Option<IpAddr>,
     isn: IsnGenerator,
     cookies: cookie::Cookies,
     conns: HashMap<SocketId, Tcb>,
     /// Connections by (local, remote) address: the whole four-tuple, since an intercepted
     /// connection's local address is whatever its client dialled.
-    by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), SocketId>,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), SocketId>,
     listeners: HashMap<SocketId, Listener>,
     listen_ports: HashMap<u16, SocketId>,
     /// Connection timers by deadline: `poll` never scans connections that have nothing due.
@@ -145,7 +170,7 @@ pub struct Tcp {
     events: VecDeque<Event>,
     /// Remote addresses whose connections reached R1 retransmissions, for IP to re-resolve
     /// their next hop (RFC 9293 MUST-20).
-    negative_advice: Vec<Ipv4Addr>,
+    negative_advice: Vec<IpAddr>,
     /// Catch-all interception, if on.
     intercept: Option<intercept::Intercept>,
 }
@@ -155,7 +180,7 @@ impl Tcp {
     /// cookies, `port_seed` picks where the search for ephemeral ports starts.
     pub fn new(
         cfg: TcpConfig,
-        local_ip: Ipv4Addr,
+        local_ip: IpAddr,
         mtu: usize,
         secret: [u8; 16],
         port_seed: u16,
@@ -163,6 +188,7 @@ impl Tcp {
         Tcp {
             cfg,
             local_ip,
+            local_ips6: Vec::new(),
             our_mss: Tcb::our_mss(mtu),
             ids: IdSource::tcp(),
             subnet_broadcast: None,
@@ -188,8 +214,50 @@ impl Tcp {
         crate::time::earliest(self.timers.first().map(|(t, _)| *t), icpt)
     }
 
+    /// Tells TCP which IPv6 addresses are ours and in use.
+    pub fn set_ipv6_addrs(&mut self, addrs: Vec<Ipv6Addr>) {
+        self.local_ips6 = addrs;
+    }
+
+    /// Whether `ip` is one of our addresses (of either family).
+    fn is_local(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(_) => ip == self.local_ip,
+            IpAddr::V6(a) => self.local_ips6.contains(&a),
+        }
+    }
+
+    /// The MSS we announce and accept at most towards `remote`: IPv6's header is 20 bytes
+    /// longer than IPv4's.
+    pub(crate) fn mss_for(&self, remote: IpAddr) -> u32 {
+        if remote.is_ipv6() {
+            self.our_mss.saturating_sub(20).max(88)
+        } else {
+            self.our_mss
+        }
+    }
+
+    /// Our source address for a connection to `remote`: the IPv4 one, or for IPv6 a
+    /// link-local one towards a link-local peer, else a global one (RFC 6724's first rules).
+    fn source_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
+        let IpAddr::V6(r) = remote else {
+            return Ok(self.local_ip);
+        };
+        let link_local = |a: &&Ipv6Addr| crate::wire::ipv6::is_link_local(**a);
+        let pick = if crate::wire::ipv6::is_link_local(r) {
+            self.local_ips6.iter().find(link_local)
+        } else {
+            self.local_ips6
+                .iter()
+                .find(|a| !link_local(a))
+                .or_else(|| self.local_ips6.first())
+        };
+        pick.map(|a| IpAddr::V6(*a))
+            .ok_or_else(|| os_err(libc::EADDRNOTAVAIL))
+    }
+
     /// Tells TCP the directed broadcast address of its subnet, which connects refuse.
-    pub fn set_subnet_broadcast(&mut self, addr: Ipv4Addr) {
+    pub fn set_subnet_broadcast(&mut self, addr: IpAddr) {
         self.subnet_broadcast = Some(addr);
     }
 
@@ -303,13 +371,13 @@ impl Tcp {
         Err(os_err(libc::EADDRNOTAVAIL))
     }
 
-    /// A local port for a connection to `remote`.
-    fn ephemeral_port(&mut self, remote: SocketAddrV4) -> io::Result<u16> {
+    /// A local port on `local_ip` for a connection to `remote`.
+    fn ephemeral_port(&mut self, local_ip: IpAddr, remote: SocketAddr) -> io::Result<u16> {
         self.ephemeral_port_where(|tcp, p| {
             !tcp.listen_ports.contains_key(&p)
                 && !tcp
                     .by_tuple
-                    .contains_key(&(SocketAddrV4::new(tcp.local_ip, p), remote))
+                    .contains_key(&(SocketAddr::new(local_ip, p), remote))
         })
     }
 
@@ -317,20 +385,20 @@ impl Tcp {
     /// id and address.
     pub fn listen(
         &mut self,
-        local: SocketAddrV4,
+        local: SocketAddr,
         backlog: usize,
-    ) -> io::Result<(SocketId, SocketAddrV4)> {
+    ) -> io::Result<(SocketId, SocketAddr)> {
         self.listen_with(local, backlog, self.cfg.buffers())
     }
 
     /// [`Tcp::listen`] whose connections get `buffers`.
     pub fn listen_with(
         &mut self,
-        local: SocketAddrV4,
+        local: SocketAddr,
         backlog: usize,
         buffers: Buffers,
-    ) -> io::Result<(SocketId, SocketAddrV4)> {
-        if !local.ip().is_unspecified() && *local.ip() != self.local_ip {
+    ) -> io::Result<(SocketId, SocketAddr)> {
+        if !local.ip().is_unspecified() && !self.is_local(local.ip()) {
             return Err(os_err(libc::EADDRNOTAVAIL));
         }
         let port = if local.port() == 0 {
@@ -340,7 +408,7 @@ impl Tcp {
         } else {
             local.port()
         };
-        let local = SocketAddrV4::new(*local.ip(), port);
+        let local = SocketAddr::new(local.ip(), port);
         let id = self.ids.next_id();
         self.listen_ports.insert(port, id);
         self.listeners.insert(
@@ -359,7 +427,7 @@ impl Tcp {
 
     /// The next established connection, its address, or `None` if none is waiting. (Socket
     /// handles take them from the listener's shared queue without the core.)
-    pub fn accept(&mut self, listener: SocketId) -> Option<io::Result<(SocketId, SocketAddrV4)>> {
+    pub fn accept(&mut self, listener: SocketId) -> Option<io::Result<(SocketId, SocketAddr)>> {
         let Some(l) = self.listeners.get(&listener) else {
             return Some(Err(os_err(libc::EINVAL)));
         };
@@ -392,7 +460,7 @@ impl Tcp {
         let mut q = l.io.lock();
         q.queue.push_back(shared::Accepted {
             id,
-            peer: t.remote,
+            peer: present(t.remote, t.mapped),
             io: t.io.clone(),
         });
         l.io.wake(q);
@@ -400,7 +468,7 @@ impl Tcp {
     }
 
     /// The ISN for a new connection (RFC 6528, unless fixed for a test).
-    fn iss(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> seq::Seq {
+    fn iss(&self, now: Instant, local: SocketAddr, remote: SocketAddr) -> seq::Seq {
         match self.cfg.fixed_iss {
             Some(n) => seq::Seq(n),
             None => self.isn.isn(now, local, remote),
@@ -413,7 +481,7 @@ impl Tcp {
         &mut self,
         now: Instant,
         local_port: Option<u16>,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
         let buffers = self.cfg.buffers();
@@ -426,7 +494,7 @@ impl Tcp {
         &mut self,
         now: Instant,
         local_port: Option<u16>,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
         buffers: Buffers,
         dscp: u8,
         stats: &mut Counters,
@@ -439,24 +507,27 @@ impl Tcp {
         }
         // TCP talks to one host: never to a broadcast or multicast address (RFC 9293
         // MUST-46), the subnet's broadcast included; Linux says ENETUNREACH.
-        if remote.ip().is_broadcast()
-            || remote.ip().is_multicast()
-            || self.subnet_broadcast == Some(*remote.ip())
-        {
+        let remote = canonical(remote);
+        let broadcast = match remote.ip() {
+            IpAddr::V4(a) => a.is_broadcast(),
+            IpAddr::V6(_) => false,
+        };
+        if broadcast || remote.ip().is_multicast() || self.subnet_broadcast == Some(remote.ip()) {
             return Err(os_err(libc::ENETUNREACH));
         }
+        let local_ip = self.source_for(remote.ip())?;
         let port = match local_port {
             Some(p)
                 if self
                     .by_tuple
-                    .contains_key(&(SocketAddrV4::new(self.local_ip, p), remote)) =>
+                    .contains_key(&(SocketAddr::new(local_ip, p), remote)) =>
             {
                 return Err(os_err(libc::EADDRINUSE))
             }
             Some(p) => p,
-            None => self.ephemeral_port(remote)?,
+            None => self.ephemeral_port(local_ip, remote)?,
         };
-        let local = SocketAddrV4::new(self.local_ip, port);
+        let local = SocketAddr::new(local_ip, port);
         let iss = self.iss(now, local, remote);
         let ts_offset = self.isn.isn(now, remote, local).0;
         let open = tcb::Opening {
@@ -465,7 +536,7 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.mss_for(remote.ip()));
         t.user.dscp = dscp;
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
@@ -860,13 +931,18 @@ impl Tcp {
             .nodelay)
     }
 
-    /// The local and remote addresses of a connection; a listener's remote is `0.0.0.0:0`.
-    pub fn addrs(&self, id: SocketId) -> io::Result<(SocketAddrV4, SocketAddrV4)> {
+    /// The local and remote addresses of a connection; a listener's remote is unspecified,
+    /// port 0. An IPv4 connection accepted by an IPv6 listener shows IPv4-mapped addresses.
+    pub fn addrs(&self, id: SocketId) -> io::Result<(SocketAddr, SocketAddr)> {
         if let Some(l) = self.listeners.get(&id) {
-            return Ok((l.local, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+            let none = match l.local {
+                SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+                SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            };
+            return Ok((l.local, none));
         }
         let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
-        Ok((t.local, t.remote))
+        Ok((present(t.local, t.mapped), present(t.remote, t.mapped)))
     }
 
     /// Stack shutdown, first step: every listener closes and every open connection sends its
@@ -962,7 +1038,7 @@ impl Tcp {
 
     /// Takes the remote addresses TCP has given negative advice about since the last call:
     /// their connections reached R1 retransmissions (RFC 9293 §3.8.3, MUST-20).
-    pub fn take_negative_advice(&mut self) -> Vec<Ipv4Addr> {
+    pub fn take_negative_advice(&mut self) -> Vec<IpAddr> {
         std::mem::take(&mut self.negative_advice)
     }
 

@@ -8,18 +8,19 @@ use super::tcb::{State, Tcb};
 use crate::stats::Counters;
 use crate::time::Instant;
 use crate::wire::gso::{pseudo_header_partial, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD};
-use crate::wire::{transport_checksum, FRAME_HEADROOM};
+use crate::wire::{headroom, transport_checksum_ip};
 use etherparse::IpNumber;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// A segment ready for the IP layer.
 pub struct Outgoing {
-    /// Source IPv4 address: the stack's own, or the destination a client dialled for an
+    /// Source address: the stack's own, or the destination a client dialled for an
     /// intercepted connection.
-    pub src: Ipv4Addr,
-    /// Destination IPv4 address.
-    pub dst: Ipv4Addr,
-    /// [`FRAME_HEADROOM`] bytes of room for the lower layers' headers, then the segment.
+    pub src: IpAddr,
+    /// Destination address, of the same family.
+    pub dst: IpAddr,
+    /// [`crate::wire::headroom`] bytes of room for the lower layers' headers (as many as
+    /// `dst`'s family needs), then the segment.
     pub bytes: Vec<u8>,
     /// A super-segment to be split into pieces of this many payload bytes; its checksum field
     /// holds only the pseudo-header sum, for the device to complete.
@@ -49,12 +50,13 @@ impl Outbox {
         self.segs.push(seg);
     }
 
-    /// An empty segment buffer with its headroom, room for `len` bytes of segment.
-    fn buffer(&mut self, len: usize) -> Vec<u8> {
+    /// An empty segment buffer with `headroom` bytes in front, room for `len` bytes of
+    /// segment.
+    fn buffer(&mut self, headroom: usize, len: usize) -> Vec<u8> {
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
-        b.reserve(FRAME_HEADROOM + len);
-        b.resize(FRAME_HEADROOM, 0);
+        b.reserve(headroom + len);
+        b.resize(headroom, 0);
         b
     }
 
@@ -103,7 +105,13 @@ pub fn emit(
     // SND.UP while urgent data is unacknowledged (a SYN carries none).
     let mut snd_up = None;
     if flags.syn {
-        options.mss = Some(sink.our_mss.min(65535) as u16);
+        // Over IPv6 the header is 20 bytes longer (the sink's MSS is IPv4's).
+        let ours = if t.remote.is_ipv6() {
+            sink.our_mss.saturating_sub(20).max(88)
+        } else {
+            sink.our_mss
+        };
+        options.mss = Some(ours.min(65535) as u16);
         options.sack_permitted = t.opts.sack_ok;
         // A SYN-ACK carries Window Scale only if the SYN did (RFC 7323 §2.2); `rcv_wscale` is
         // zeroed when it did not.
@@ -165,7 +173,8 @@ pub fn emit(
         urgent_ptr: urgent_ptr.unwrap_or(0),
         options,
     };
-    let mut bytes = sink.out.buffer(60 + data.1);
+    let room = headroom(t.remote.ip());
+    let mut bytes = sink.out.buffer(room, 60 + data.1);
     segment::write_header(&header, &mut bytes);
     {
         let io = t.io();
@@ -173,14 +182,17 @@ pub fn emit(
         bytes.extend_from_slice(a);
         bytes.extend_from_slice(b);
     }
-    let (src, dst) = (t.local.ip().octets(), t.remote.ip().octets());
+    let (src, dst) = (t.local.ip(), t.remote.ip());
     let piece = data_mss(t) as usize;
     let tso_mss = (data.1 > piece).then_some(piece as u16);
-    let seg = &mut bytes[FRAME_HEADROOM..];
-    let sum = match tso_mss {
-        // The device computes the checksum of each piece from this partial sum.
-        Some(_) => pseudo_header_partial(src, dst, seg.len()),
-        None => transport_checksum(src, dst, IpNumber::TCP.0, seg),
+    let seg = &mut bytes[room..];
+    let sum = match (tso_mss, src, dst) {
+        // The device computes the checksum of each piece from this partial sum (super-segments
+        // are IPv4 only).
+        (Some(_), IpAddr::V4(s), IpAddr::V4(d)) => {
+            pseudo_header_partial(s.octets(), d.octets(), seg.len())
+        }
+        _ => transport_checksum_ip(src, dst, IpNumber::TCP.0, seg),
     };
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     if flags.ack {
@@ -195,8 +207,8 @@ pub fn emit(
     sink.stats.tcp_out_segs += data.1.div_ceil(piece).max(1) as u64;
     sink.stats.tcp_out_tso += u64::from(tso_mss.is_some());
     sink.out.push(Outgoing {
-        src: *t.local.ip(),
-        dst: *t.remote.ip(),
+        src,
+        dst,
         bytes,
         tso_mss,
         ttl: t.user.ttl,
@@ -301,7 +313,8 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         // stall the flight (Linux `tcp_cwnd_test`); a retransmission is one MSS, so that only
         // what was lost goes again. A segment before the urgent mark carries its own urgent
         // pointer, which the device's split would copy unchanged: no super-segment there.
-        let limit = if sink.tso && !retransmission && !before_mark {
+        // Super-segments are IPv4 only: the devices offload TSO4 alone.
+        let limit = if sink.tso && t.remote.is_ipv4() && !retransmission && !before_mark {
             let half = (cwnd / 2 / mss * mss).max(mss);
             TSO_MAX_PAYLOAD.min(half as usize)
         } else {
@@ -546,8 +559,8 @@ fn send_syn(t: &mut Tcb, now: Instant, flags: Flags, sink: &mut Sink<'_>) {
 
 /// A bare segment not tied to a connection: a RST for a closed port (RFC 9293 §3.10.7.1).
 pub fn reset(
-    local: std::net::SocketAddrV4,
-    remote: std::net::SocketAddrV4,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
     seq: Seq,
     ack: Option<Seq>,
     out: &mut Outbox,
@@ -571,8 +584,8 @@ pub fn reset(
 /// listener's receive buffer can take (at most 65535: no window scale without state); `dscp`
 /// is the listener's.
 pub fn cookie_syn_ack(
-    local: std::net::SocketAddrV4,
-    remote: std::net::SocketAddrV4,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
     cookie: Seq,
     ack: Seq,
     window: u16,
@@ -596,27 +609,23 @@ pub fn cookie_syn_ack(
 }
 
 fn bare(
-    local: std::net::SocketAddrV4,
-    remote: std::net::SocketAddrV4,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
     header: &SegmentOut,
     dscp: u8,
     out: &mut Outbox,
     stats: &mut Counters,
 ) {
-    let mut bytes = out.buffer(24);
+    let room = headroom(remote.ip());
+    let mut bytes = out.buffer(room, 24);
     segment::write_header(header, &mut bytes);
-    let seg = &mut bytes[FRAME_HEADROOM..];
-    let sum = transport_checksum(
-        local.ip().octets(),
-        remote.ip().octets(),
-        IpNumber::TCP.0,
-        seg,
-    );
+    let seg = &mut bytes[room..];
+    let sum = transport_checksum_ip(local.ip(), remote.ip(), IpNumber::TCP.0, seg);
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     stats.tcp_out_segs += 1;
     out.push(Outgoing {
-        src: *local.ip(),
-        dst: *remote.ip(),
+        src: local.ip(),
+        dst: remote.ip(),
         bytes,
         tso_mss: None,
         ttl: None,
@@ -747,14 +756,14 @@ mod tests {
     #[test]
     fn the_outbox_reuses_sent_buffers() {
         let mut out = Outbox::default();
-        let mut first = out.buffer(1460);
+        let mut first = out.buffer(crate::wire::FRAME_HEADROOM, 1460);
         first.extend_from_slice(&[0xaa; 1460]);
         first[0] = 0xff;
         let ptr = first.as_ptr();
         out.recycle(first);
-        let again = out.buffer(100);
+        let again = out.buffer(crate::wire::FRAME_HEADROOM, 100);
         assert_eq!(again.as_ptr(), ptr, "the recycled buffer is reused");
-        assert_eq!(again, vec![0u8; FRAME_HEADROOM]);
+        assert_eq!(again, vec![0u8; crate::wire::FRAME_HEADROOM]);
         for _ in 0..SPARE_BUFFERS + 8 {
             out.recycle(Vec::with_capacity(64));
         }

@@ -12,7 +12,7 @@ use super::buffer::{RecvBuffer, SendBuffer};
 use crate::id::SocketId;
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -343,7 +343,7 @@ pub struct Accepted {
     /// The connection's socket id.
     pub id: SocketId,
     /// The peer's address and port.
-    pub peer: SocketAddrV4,
+    pub peer: SocketAddr,
     /// The state the connection shares with its handle.
     pub io: Arc<SocketIo>,
 }

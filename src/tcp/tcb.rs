@@ -10,7 +10,7 @@ use super::timers::Timers;
 use super::TcpConfig;
 use crate::config::Buffers;
 use crate::time::Instant;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -317,9 +317,11 @@ pub struct Tcb {
     /// The connection's state (RFC 9293 §3.3.2).
     pub state: State,
     /// Our end of the connection: local address and port.
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The peer's end of the connection: remote address and port.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
+    /// An IPv4 connection of an IPv6 listener: its handle sees IPv4-mapped addresses.
+    pub mapped: bool,
     /// The send sequence space: SND.UNA, SND.NXT, SND.WND, ...
     pub snd: SendSeq,
     /// The receive sequence space: RCV.NXT, the advertised window's edge, ...
@@ -352,9 +354,9 @@ pub struct Tcb {
 /// §3.4.1) and the offset of its timestamps (RFC 7323 §5.4).
 pub struct Opening {
     /// Our end: local address and port.
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The peer's end: remote address and port.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// ISS: our initial send sequence number (RFC 9293 §3.4.1).
     pub iss: Seq,
     /// The offset added to our timestamp clock (RFC 7323 §5.4).
@@ -389,6 +391,7 @@ impl Tcb {
             state: State::Closed,
             local,
             remote,
+            mapped: false,
             snd: SendSeq {
                 iss,
                 una: iss,

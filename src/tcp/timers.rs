@@ -157,7 +157,7 @@ impl Tcp {
             if t.rtx.retries == R1 && t.state != State::SynReceived {
                 // MUST-20: the next hop may be gone; IP confirms it again.
                 sink.stats.tcp_negative_advice += 1;
-                self.negative_advice.push(*t.remote.ip());
+                self.negative_advice.push(t.remote.ip());
             }
             // RFC 6298 §5.5–5.7: back off, resend from the oldest unacknowledged byte; RFC 5681
             // §3.1: collapse the window; Karn: no RTT sample from retransmitted data.

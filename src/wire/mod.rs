@@ -30,6 +30,48 @@ pub const ETHERNET_HEADER_LEN: usize = 14;
 /// place and the buffer becomes the frame without a copy.
 pub const FRAME_HEADROOM: usize = 14 + 20;
 
+/// The same room for a datagram over IPv6 (its fixed header is 40 bytes).
+pub const FRAME_HEADROOM_V6: usize = 14 + 40;
+
+/// The headroom a transport layer leaves in front of a datagram to `dst`.
+pub fn headroom(dst: std::net::IpAddr) -> usize {
+    if dst.is_ipv6() {
+        FRAME_HEADROOM_V6
+    } else {
+        FRAME_HEADROOM
+    }
+}
+
+/// The UDP/TCP checksum of `segment` (its checksum field zero) under the pseudo-header of
+/// either family (RFC 768, RFC 8200 §8.1); `src` and `dst` are of one family.
+pub fn transport_checksum_ip(
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    proto: u8,
+    segment: &[u8],
+) -> [u8; 2] {
+    use std::net::IpAddr;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            transport_checksum(s.octets(), d.octets(), proto, segment)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6::checksum(s, d, proto, segment),
+        _ => [0, 0],
+    }
+}
+
+/// The pseudo-header's bytes of `ip` for hashing (ISNs, cookies): its octets, of either size.
+pub fn ip_octets(ip: std::net::IpAddr) -> ([u8; 16], usize) {
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        std::net::IpAddr::V6(a) => (a.octets(), 16),
+    }
+}
+
 use etherparse::checksum::Sum16BitWords;
 
 /// True when `data` (a header or message that includes its own checksum field) sums to zero,

@@ -340,19 +340,29 @@ pub trait TcpCalls {
     fn tcp_info(&self, id: SocketId) -> Option<tapstack::tcp::TcpInfo>;
 }
 
+/// The IPv4 address these IPv4 tests expect (an IPv6 one is a test failure).
+fn v4(a: std::net::SocketAddr) -> std::net::SocketAddrV4 {
+    match a {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("an IPv6 address in an IPv4 test: {other}"),
+    }
+}
+
 impl TcpCalls for Interface {
     fn tcp_listen(
         &mut self,
         addr: std::net::SocketAddrV4,
         backlog: usize,
     ) -> std::io::Result<(SocketId, std::net::SocketAddrV4)> {
-        self.with_tcp(Instant::ZERO, |tcp, _| tcp.listen(addr, backlog))
+        self.with_tcp(Instant::ZERO, |tcp, _| tcp.listen(addr.into(), backlog))
+            .map(|(id, a)| (id, v4(a)))
     }
     fn tcp_accept(
         &mut self,
         listener: SocketId,
     ) -> Option<std::io::Result<(SocketId, std::net::SocketAddrV4)>> {
         self.with_tcp(Instant::ZERO, |tcp, _| tcp.accept(listener))
+            .map(|r| r.map(|(id, a)| (id, v4(a))))
     }
     fn tcp_connect(
         &mut self,
@@ -367,7 +377,9 @@ impl TcpCalls for Interface {
         local_port: Option<u16>,
         remote: std::net::SocketAddrV4,
     ) -> std::io::Result<SocketId> {
-        self.with_tcp(now, |tcp, st| tcp.connect(now, local_port, remote, st))
+        self.with_tcp(now, |tcp, st| {
+            tcp.connect(now, local_port, remote.into(), st)
+        })
     }
     fn tcp_connect_result(&mut self, id: SocketId) -> Option<std::io::Result<()>> {
         self.with_tcp(Instant::ZERO, |tcp, _| tcp.connect_result(id))
@@ -408,7 +420,7 @@ impl TcpCalls for Interface {
         &self,
         id: SocketId,
     ) -> std::io::Result<(std::net::SocketAddrV4, std::net::SocketAddrV4)> {
-        self.tcp().addrs(id)
+        self.tcp().addrs(id).map(|(l, r)| (v4(l), v4(r)))
     }
     fn tcp_info(&self, id: SocketId) -> Option<tapstack::tcp::TcpInfo> {
         self.tcp().info(id)

@@ -139,17 +139,13 @@ fn run(args: Args) -> std::io::Result<()> {
     ];
     let mut listeners = Vec::new();
     let mut udp = Vec::new();
+    // With IPv6 on, each service's sockets are on `[::]`: dual-stack, both families.
+    let any = cli::listen_ip(stack.config());
     for (port, service) in services {
-        let listener = TcpListener::bind(&stack, (ip, port))?;
+        let listener = TcpListener::bind(&stack, (any, port))?;
         listener.set_nonblocking(true)?;
         listeners.push((listener, service));
-        // With IPv6 on, one dual-stack socket on `[::]` takes both families (as on Linux).
-        let udp_socket = if stack.config().ipv6.is_some() {
-            UdpSocket::bind(&stack, (std::net::Ipv6Addr::UNSPECIFIED, port))?
-        } else {
-            UdpSocket::bind(&stack, (ip, port))?
-        };
-        udp.push((udp_socket, service));
+        udp.push((UdpSocket::bind(&stack, (any, port))?, service));
     }
     let mut workers = Vec::new();
     let runtime = if args.use_async {
@@ -166,7 +162,7 @@ fn run(args: Args) -> std::io::Result<()> {
     println!(
         "echo-server: listening on {ip}{}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}{}",
         match &stack.config().ipv6 {
-            Some(_) => " and IPv6 (udp)",
+            Some(_) => " and IPv6",
             None => "",
         },
         args.port,

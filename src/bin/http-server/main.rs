@@ -79,7 +79,10 @@ fn run(args: Args) -> io::Result<()> {
     let signals = cli::StopSignals::install()?;
     let stack = args.device.start()?;
     let ip = stack.config().ip;
-    let listener = TcpListener::bind(&stack, (ip, args.port))?;
+    let listener = TcpListener::bind(
+        &stack,
+        (tapstack::cli::listen_ip(stack.config()), args.port),
+    )?;
     let server = Arc::new(Server {
         root,
         stats: Default::default(),

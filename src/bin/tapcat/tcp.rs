@@ -24,7 +24,7 @@ pub fn connect(
 /// Listens on `port`, announces it on stderr and accepts one connection; later ones are
 /// refused.
 pub fn accept_one(stack: &Stack, port: u16) -> io::Result<TcpStream> {
-    let listener = TcpListener::bind(stack, (stack.config().ip, port))
+    let listener = TcpListener::bind(stack, (tapstack::cli::listen_ip(stack.config()), port))
         .map_err(|e| context(e, format_args!("listen on port {port}")))?;
     eprintln!("tapcat: listening on {}", listener.local_addr()?);
     let (stream, peer) = listener.accept().map_err(|e| context(e, "accept"))?;

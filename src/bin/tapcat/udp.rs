@@ -43,7 +43,8 @@ impl Peer {
 }
 
 pub fn run(stack: &Stack, target: Target, quit_after: Option<Duration>) -> io::Result<()> {
-    let ip = stack.config().ip;
+    // `[::]` with IPv6 on: either family's peer, v6 literals included.
+    let ip = tapstack::cli::listen_ip(stack.config());
     let peer = Arc::new(Peer::default());
     let (sock, listening) = match &target {
         Target::Connect(host, port) => {
