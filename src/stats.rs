@@ -149,7 +149,7 @@ counters! {
         tcp_aborted_timeout: "connections aborted after too many retransmissions",
         tcp_icmp_ignored: "ICMP errors for no connection (ignored)",
         tcp_icmp_out_of_window: "ICMP errors quoting a sequence number not in flight (ignored, RFC 5927)",
-        tcp_pmtu_reductions: "path MTU reductions from ICMP fragmentation needed (RFC 1191)",
+        tcp_pmtu_reductions: "path MTU reductions from ICMP fragmentation needed or Packet Too Big (RFC 1191, RFC 8201)",
         tcp_icmp_soft_errors: "ICMP errors kept as soft errors of established connections",
         tcp_icmp_aborts: "connection attempts failed by an ICMP error",
     }

@@ -188,6 +188,25 @@ impl Interface {
         if ip6.learn_pmtu(now, inner.destination_addr(), mtu, device_mtu) {
             self.stats.ip6_pmtu_updates += 1;
         }
+        // A TCP segment's connection takes the smaller MSS, checked against its data in
+        // flight (RFC 5927), as for IPv4.
+        let quote = &msg[8..];
+        if inner.next_header() == etherparse::IpNumber::TCP {
+            let Some((local_port, remote_port, seq)) = quote
+                .get(HEADER_LEN..)
+                .and_then(crate::tcp::segment::quoted)
+            else {
+                return;
+            };
+            let local = std::net::SocketAddrV6::new(inner.source_addr(), local_port, 0, 0);
+            let remote = std::net::SocketAddrV6::new(inner.destination_addr(), remote_port, 0, 0);
+            let err = crate::tcp::icmp::IcmpError::FragmentationNeeded {
+                mtu: mtu.min(u32::from(u16::MAX)) as u16,
+            };
+            self.with_tcp(now, |tcp, stats| {
+                tcp.icmp_error(now, local.into(), remote.into(), seq, err, stats)
+            });
+        }
     }
 
     /// The reply carries the request's identifier, sequence and data (RFC 4443 §4.2). A

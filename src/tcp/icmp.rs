@@ -1,6 +1,6 @@
 //! ICMP errors about a connection's segments: path MTU discovery (RFC 1191 with the checks of
 //! RFC 5927) and soft errors (RFC 1122 §4.2.3.9, RFC 5461), as Linux's `tcp_v4_err` handles
-//! them.
+//! them; Packet Too Big for IPv6 (RFC 8201) the same way.
 
 use super::seq::Seq;
 use super::tcb::State;
@@ -14,13 +14,17 @@ use std::net::SocketAddr;
 pub const MIN_PMTU: u16 = 552;
 /// IPv4 and TCP headers without options: the MSS is the path MTU less these.
 const HEADERS: u32 = 40;
+/// IPv6's minimum MTU (RFC 8200 §5) and its longer header.
+const MIN_PMTU_V6: u16 = 1280;
+const HEADERS_V6: u32 = 60;
 
 /// What an ICMP error says about a connection's segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpError {
-    /// Destination unreachable, fragmentation needed and DF set (RFC 1191): the next hop's MTU.
+    /// Destination unreachable, fragmentation needed and DF set (RFC 1191), or IPv6's Packet
+    /// Too Big (RFC 8201): the next hop's MTU.
     FragmentationNeeded {
-        /// The next-hop MTU the message reports (RFC 1191 §4).
+        /// The next-hop MTU the message reports (RFC 1191 §4, RFC 8201 §4).
         mtu: u16,
     },
     /// Any other error, as the errno it would report (`EHOSTUNREACH`, `ECONNREFUSED`, ...).
@@ -57,7 +61,11 @@ impl Tcp {
         }
         match err {
             IcmpError::FragmentationNeeded { mtu } => {
-                let mss = u32::from(mtu.max(MIN_PMTU)) - HEADERS;
+                let mss = if t.remote.is_ipv6() {
+                    u32::from(mtu.max(MIN_PMTU_V6)) - HEADERS_V6
+                } else {
+                    u32::from(mtu.max(MIN_PMTU)) - HEADERS
+                };
                 // Only a smaller path MTU is news (RFC 1191 §3; RFC 5927 §7.2: never grow).
                 if mss >= t.snd.mss || !t.state.synchronized() {
                     return;
