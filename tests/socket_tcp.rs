@@ -723,4 +723,21 @@ fn one_dual_stack_listener_serves_tcp_over_both_families() {
     s4.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     (&s4).read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"four");
+
+    // The dual-stack listener holds port 7 for IPv4 too; an IPv6-only one shares its port
+    // with an IPv4 listener, each taking its own family.
+    let err = TcpListener::bind(&b, "0.0.0.0:7").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    let only6 = tapstack::socket::TcpSocket::new(&b);
+    only6.set_only_v6(true).unwrap();
+    only6.bind("[::]:8").unwrap();
+    let l6 = only6.listen(8).unwrap();
+    let l4 = TcpListener::bind(&b, "0.0.0.0:8").unwrap();
+    let _c6 = TcpStream::connect(&a, "[2001:db8::2]:8").unwrap();
+    let _c4 = TcpStream::connect(&a, "10.0.0.2:8").unwrap();
+    assert!(l6.accept().unwrap().1.is_ipv6());
+    assert_eq!(
+        l4.accept().unwrap().1.to_string().split(':').next(),
+        Some("10.0.0.1")
+    );
 }

@@ -24,6 +24,7 @@ pub struct TcpSocket<'a> {
     buffers: Cell<Buffers>,
     local: Cell<Option<SocketAddr>>,
     dscp: Cell<u8>,
+    only_v6: Cell<bool>,
 }
 
 impl<'a> TcpSocket<'a> {
@@ -34,6 +35,7 @@ impl<'a> TcpSocket<'a> {
             buffers: Cell::new(stack.config().tcp.buffers()),
             local: Cell::new(None),
             dscp: Cell::new(0),
+            only_v6: Cell::new(false),
         }
     }
 
@@ -119,6 +121,19 @@ impl<'a> TcpSocket<'a> {
         )
     }
 
+    /// `IPV6_V6ONLY`, before `listen`: a listener on `[::]` then takes IPv6 only, and an
+    /// IPv4 listener may share its port. Off (the default), it takes both families, as on
+    /// Linux.
+    pub fn set_only_v6(&self, only_v6: bool) -> io::Result<()> {
+        self.only_v6.set(only_v6);
+        Ok(())
+    }
+
+    /// Whether `listen` opens an IPv6-only listener.
+    pub fn only_v6(&self) -> io::Result<bool> {
+        Ok(self.only_v6.get())
+    }
+
     /// Listens on the bound address (else `0.0.0.0` and an ephemeral port) with room for
     /// `backlog` connections not yet accepted; they get this socket's buffer sizes.
     pub fn listen(self, backlog: usize) -> io::Result<TcpListener> {
@@ -132,6 +147,7 @@ impl<'a> TcpSocket<'a> {
             backlog,
             self.buffers.get(),
             self.dscp.get(),
+            self.only_v6.get(),
         )
     }
 

@@ -146,7 +146,7 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<TcpListener> {
         let addr = any_addr(addr)?;
-        Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers(), 0)
+        Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers(), 0, false)
     }
 
     /// Listens on `addr`, giving connections `buffers` and the Diffserv field `dscp`.
@@ -156,11 +156,12 @@ impl TcpListener {
         backlog: usize,
         buffers: Buffers,
         dscp: u8,
+        v6only: bool,
     ) -> io::Result<TcpListener> {
         let handle = stack.handle();
         let (id, local, shared) = handle.call(move |iface, now| {
             iface.with_tcp(now, |tcp, _| {
-                let (id, local) = tcp.listen_with(addr, backlog, buffers)?;
+                let (id, local) = tcp.listen_opts(addr, backlog, buffers, v6only)?;
                 // Before any SYN can reach it: this runs on the stack thread.
                 tcp.set_dscp(id, dscp)?;
                 let shared = tcp

@@ -98,20 +98,22 @@ impl Tcp {
         }
     }
 
-    /// The listener that takes a SYN to `local`: one on its port bound to its address or to
-    /// the unspecified address of its family, or an IPv6 one on `[::]`, which takes IPv4 too
-    /// (dual-stack, as Linux's by default).
+    /// The listener that takes a SYN to `local`: the one of its family on its port, bound to
+    /// its address or to the unspecified one, or else a dual-stack IPv6 one on `[::]` for
+    /// IPv4 (as Linux's by default).
     fn listener_for(&self, local: SocketAddr) -> Option<SocketId> {
-        let lid = *self.listen_ports.get(&local.port())?;
-        let l = self.listeners.get(&lid)?;
-        let takes = match (l.local.ip(), local.ip()) {
-            (IpAddr::V6(a), _) if a.is_unspecified() => true,
-            (bound, dst) if bound.is_ipv4() == dst.is_ipv4() => {
-                bound.is_unspecified() || bound == dst
-            }
-            _ => false,
+        let p = self.listen_ports.get(&local.port())?;
+        let matches = |id: &SocketId| {
+            self.listeners
+                .get(id)
+                .is_some_and(|l| l.local.ip().is_unspecified() || l.local.ip() == local.ip())
         };
-        takes.then_some(lid)
+        if local.is_ipv6() {
+            return p.v6.filter(matches);
+        }
+        p.v4.filter(matches).or_else(|| {
+            p.v6.filter(|id| self.listeners.get(id).is_some_and(super::Listener::dual))
+        })
     }
 
     /// Whether `seg` is a SYN of a new incarnation of connection `id` in TIME-WAIT: its

@@ -47,6 +47,8 @@ pub use crate::config::TcpConfig;
 
 struct Listener {
     local: SocketAddr,
+    /// `IPV6_V6ONLY`: an IPv6 listener on `[::]` takes IPv6 only.
+    v6only: bool,
     backlog: usize,
     /// The buffer sizes its connections get.
     buffers: Buffers,
@@ -58,6 +60,20 @@ struct Listener {
     /// The Diffserv field its SYN-ACKs carry and its connections inherit (as Linux's
     /// accepted sockets inherit the listener's `IP_TOS`).
     dscp: u8,
+}
+
+/// The listeners on one port: at most one per family.
+#[derive(Clone, Copy, Debug, Default)]
+struct PortListeners {
+    v4: Option<SocketId>,
+    v6: Option<SocketId>,
+}
+
+impl Listener {
+    /// An IPv6 listener on `[::]` without `IPV6_V6ONLY`: it takes IPv4 too.
+    fn dual(&self) -> bool {
+        self.local.is_ipv6() && !self.v6only && self.local.ip().is_unspecified()
+    }
 }
 
 fn os_err(errno: i32) -> io::Error {
@@ -158,7 +174,7 @@ pub struct Tcp {
     /// connection's local address is whatever its client dialled.
     by_tuple: HashMap<(SocketAddr, SocketAddr), SocketId>,
     listeners: HashMap<SocketId, Listener>,
-    listen_ports: HashMap<u16, SocketId>,
+    listen_ports: HashMap<u16, PortListeners>,
     /// Connection timers by deadline: `poll` never scans connections that have nothing due.
     timers: BTreeSet<(Instant, SocketId)>,
     /// Connections that received segments since the last output: their ACKs and data go out
@@ -344,14 +360,32 @@ impl Tcp {
     /// (MUST-42) has an application LISTEN beside a connection in SYN-SENT or SYN-RECEIVED,
     /// and segments go to the connection that matches all four numbers before a listener.
     fn listen_port_taken(&self, port: u16) -> bool {
-        self.listen_ports.contains_key(&port)
-            || self.by_tuple.iter().any(|(&(l, _), id)| {
-                l.port() == port
-                    && self
-                        .conns
-                        .get(id)
-                        .is_some_and(|t| !matches!(t.state, State::SynSent | State::SynReceived))
-            })
+        self.listen_ports.contains_key(&port) || self.port_has_connections(port)
+    }
+
+    /// Whether a connection past its handshake uses `port` (see [`Tcp::listen_port_taken`]).
+    fn port_has_connections(&self, port: u16) -> bool {
+        self.by_tuple.iter().any(|(&(l, _), id)| {
+            l.port() == port
+                && self
+                    .conns
+                    .get(id)
+                    .is_some_and(|t| !matches!(t.state, State::SynSent | State::SynReceived))
+        })
+    }
+
+    /// Whether a listener on `local` (IPv6-only if `v6only`) would clash with the listeners
+    /// on its port: one per family, and a dual-stack one on `[::]` holds both (as Linux).
+    fn listener_clash(&self, local: SocketAddr, v6only: bool) -> bool {
+        let Some(p) = self.listen_ports.get(&local.port()) else {
+            return false;
+        };
+        let dual = |id: &SocketId| self.listeners.get(id).is_some_and(Listener::dual);
+        if local.is_ipv6() {
+            p.v6.is_some() || (!v6only && local.ip().is_unspecified() && p.v4.is_some())
+        } else {
+            p.v4.is_some() || p.v6.as_ref().is_some_and(dual)
+        }
     }
 
     /// The next ephemeral port, in turn, for which `free` holds.
@@ -398,23 +432,44 @@ impl Tcp {
         backlog: usize,
         buffers: Buffers,
     ) -> io::Result<(SocketId, SocketAddr)> {
+        self.listen_opts(local, backlog, buffers, false)
+    }
+
+    /// [`Tcp::listen_with`], IPv6-only if `v6only` (`IPV6_V6ONLY`, set before `listen`): an
+    /// IPv4 listener may then share its port.
+    pub fn listen_opts(
+        &mut self,
+        local: SocketAddr,
+        backlog: usize,
+        buffers: Buffers,
+        v6only: bool,
+    ) -> io::Result<(SocketId, SocketAddr)> {
         if !local.ip().is_unspecified() && !self.is_local(local.ip()) {
             return Err(os_err(libc::EADDRNOTAVAIL));
         }
+        if v6only && local.is_ipv4() {
+            return Err(os_err(libc::EINVAL));
+        }
         let port = if local.port() == 0 {
             self.ephemeral_port_where(|tcp, p| !tcp.listen_port_taken(p))?
-        } else if self.listen_port_taken(local.port()) {
+        } else if self.listener_clash(local, v6only) || self.port_has_connections(local.port()) {
             return Err(os_err(libc::EADDRINUSE));
         } else {
             local.port()
         };
         let local = SocketAddr::new(local.ip(), port);
         let id = self.ids.next_id();
-        self.listen_ports.insert(port, id);
+        let slot = self.listen_ports.entry(port).or_default();
+        if local.is_ipv6() {
+            slot.v6 = Some(id);
+        } else {
+            slot.v4 = Some(id);
+        }
         self.listeners.insert(
             id,
             Listener {
                 local,
+                v6only,
                 backlog: backlog.max(1),
                 buffers,
                 io: Arc::default(),
@@ -693,7 +748,18 @@ impl Tcp {
     /// unaccepted connection makes it a reset instead (RFC 2525 §2.17, as Linux does).
     pub fn close(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
         if let Some(l) = self.listeners.remove(&id) {
-            self.listen_ports.remove(&l.local.port());
+            let port = l.local.port();
+            if let Some(p) = self.listen_ports.get_mut(&port) {
+                if p.v4 == Some(id) {
+                    p.v4 = None;
+                }
+                if p.v6 == Some(id) {
+                    p.v6 = None;
+                }
+                if p.v4.is_none() && p.v6.is_none() {
+                    self.listen_ports.remove(&port);
+                }
+            }
             let queued: Vec<SocketId> = l.io.lock().queue.drain(..).map(|a| a.id).collect();
             for c in queued {
                 if let Some(t) = self.conns.get_mut(&c) {
