@@ -9,8 +9,9 @@
 # against `echo-server --async` (tokio tasks, the async API). Prints a table with the ratios
 # and whether they meet the data-path targets; exits 0 either way (it is a measurement).
 #
-#   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T]
-#       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold
+#   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--ipv6]
+#       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold;
+#       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both)
 #
 # ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0").
 # Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
@@ -20,8 +21,13 @@ cd "$(dirname "$0")/.."
 
 SECS=5
 ONLY=
+IPV6=
 while [ $# -gt 0 ]; do
     case $1 in
+    --ipv6)
+        IPV6=1
+        shift
+        ;;
     --secs)
         [ $# -ge 2 ] || die "--secs needs a value"
         SECS=$2
@@ -37,10 +43,10 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,12s/^# \{0,1\}//p' "$0"
+        sed -n '2,14s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    *) die "unknown option $1 (use --secs N or --quick)" ;;
+    *) die "unknown option $1 (use --secs N, --quick, --only T,T or --ipv6)" ;;
     esac
 done
 [[ $SECS =~ ^[1-9][0-9]{0,3}$ ]] && [ "$SECS" -le 3600 ] || die "--secs must be a whole number of seconds, 1 to 3600"
@@ -91,6 +97,20 @@ trap cleanup EXIT
 client_sysctls "$NS"
 
 make_veth_pair "$KSRV" "$KCLI" "$KSRV_IP" "$KCLI_IP"
+if [ -n "$IPV6" ]; then
+    # The same links over IPv6: each side's address without DAD (the links are theirs alone),
+    # the stack's from --ip6, and every test run against the IPv6 addresses.
+    for end in "$KSRV fd00:9::1" "$KCLI fd00:9::2"; do
+        set -- $end
+        ip netns exec "$1" sysctl -qw net.ipv6.conf.veth0.disable_ipv6=0
+        ip -n "$1" -6 addr add "$2/64" dev veth0 nodad
+    done
+    in_ns sysctl -qw net.ipv6.conf.tap0.disable_ipv6=0
+    in_ns ip -6 addr add 2001:db8::1/64 dev tap0 nodad
+    KSRV_IP=fd00:9::1
+    STACK_IP=2001:db8::2
+    ECHO_SERVER_ARGS="--ip6 2001:db8::2/64 ${ECHO_SERVER_ARGS:-}"
+fi
 
 KSERVER_OUT=$WORK/kserver.out
 mkfifo "$KSERVER_OUT"
@@ -101,11 +121,17 @@ wait_listening 4 || die "tapbench serve did not start"
 # shellcheck disable=SC2086 # extra echo-server flags, split on spaces
 start_server "$BIN/echo-server" ${ECHO_SERVER_ARGS:-}
 
-# The veth link is up once the server namespace answers a ping from the client one (bounded).
+# The veth link is up once the server namespace answers a ping from the client one, and the
+# stack's IPv6 address once its DAD passed and it answers (bounded).
 deadline=$((SECONDS + 10))
 until ip netns exec "$KCLI" ping -c1 -W1 -q "$KSRV_IP" >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || die "veth pair not reachable"
 done
+if [ -n "$IPV6" ]; then
+    until in_ns ping -6 -c1 -W1 -q "$STACK_IP" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || die "the stack's IPv6 address does not answer"
+    done
+fi
 
 declare -A K T
 # run NAMESPACE HOST TEST ARRAY SERVER_PID: one test, its key=value results into ARRAY (or a
