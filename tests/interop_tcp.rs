@@ -397,6 +397,11 @@ fn tcp_over_ipv6_both_ways_with_the_kernel() {
             counter(&counters, "passive connection openings") >= 2,
             "{counters}"
         );
+        // TSO over IPv6 too: the echo leaves as super-segments the kernel splits.
+        assert!(
+            counter(&counters, "super-segments sent") > 100,
+            "{counters}"
+        );
 
         sh("ip tuntap add dev tap1 mode tap");
         sh("echo 0 > /proc/sys/net/ipv6/conf/tap1/disable_ipv6");

@@ -585,7 +585,7 @@ impl Interface {
             // A probe goes to the address we have, without resolving it again.
             Some(mac) => {
                 let frame = ipv6_frame(src, dst, ND_HOP_LIMIT, &msg);
-                self.transmit_ipv6(mac, frame);
+                self.transmit_ipv6(mac, super::TxFrame::whole(frame));
             }
             None => self.send_ipv6(now, src, dst, ICMPV6, ND_HOP_LIMIT, &msg),
         }

@@ -603,7 +603,7 @@ impl Interface {
             frame.resize(ETHERNET_HEADER_LEN, 0);
             frame.extend_from_slice(&header.to_bytes());
             frame.extend_from_slice(payload);
-            return self.route_ipv6(now, dst, frame);
+            return self.route_ipv6(now, dst, TxFrame::whole(frame));
         }
         let id: u32 = rand::Rng::random(&mut self.rng);
         let chunk = (mtu - HEADER_LEN - FRAGMENT_HEADER_LEN) & !7;
@@ -624,14 +624,14 @@ impl Interface {
             frame.extend_from_slice(&id.to_be_bytes());
             frame.extend_from_slice(piece);
             self.stats.ip6_frag_created += 1;
-            self.route_ipv6(now, dst, frame);
+            self.route_ipv6(now, dst, TxFrame::whole(frame));
         }
     }
 
     /// Sends a transport segment built behind [`crate::wire::FRAME_HEADROOM_V6`] bytes of
     /// `frame`: the IPv6 header is written in place, so the buffer becomes the frame without
-    /// a copy. One over the path MTU is fragmented (a copy, and a rare one: TCP's segments
-    /// keep to the MSS).
+    /// a copy. A TCP super-segment (`tso_mss`) goes whole, for the device to split; another
+    /// over the path MTU is fragmented (a copy, and a rare one: TCP keeps to the MSS).
     pub(super) fn send_ipv6_in_place(
         &mut self,
         now: Instant,
@@ -639,6 +639,7 @@ impl Interface {
         dst: Ipv6Addr,
         next_header: u8,
         mut frame: Vec<u8>,
+        tso_mss: Option<u16>,
     ) {
         let payload_len = frame.len().saturating_sub(FRAME_HEADROOM_V6);
         let mtu = self
@@ -646,7 +647,7 @@ impl Interface {
             .as_ref()
             .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
         let hop_limit = self.ip6.as_ref().map_or(64, |s| s.cfg.hop_limit);
-        if HEADER_LEN + payload_len > mtu {
+        if tso_mss.is_none() && HEADER_LEN + payload_len > mtu {
             let payload = frame.split_off(FRAME_HEADROOM_V6);
             return self.send_ipv6(now, src, dst, next_header, hop_limit, &payload);
         }
@@ -659,12 +660,19 @@ impl Interface {
             ..Default::default()
         };
         frame[ETHERNET_HEADER_LEN..FRAME_HEADROOM_V6].copy_from_slice(&header.to_bytes());
-        self.route_ipv6(now, dst, frame);
+        self.route_ipv6(
+            now,
+            dst,
+            TxFrame {
+                bytes: frame,
+                tso_mss,
+            },
+        );
     }
 
     /// Puts one IPv6 frame (link headroom, then the packet) on the link: to a group's
     /// computed address, or to a neighbour's, resolved first (the frame waits meanwhile).
-    fn route_ipv6(&mut self, now: Instant, dst: Ipv6Addr, frame: Vec<u8>) {
+    fn route_ipv6(&mut self, now: Instant, dst: Ipv6Addr, frame: TxFrame) {
         if self.cfg.medium == Medium::Ip || dst.is_multicast() {
             // No neighbour to resolve: a group's address is computed, a TUN has none.
             return self.transmit_ipv6(wire6::multicast_mac(dst), frame);
@@ -676,9 +684,9 @@ impl Interface {
             self.stats.ip6_tx_no_route += 1;
             return;
         };
-        match ip6.nd.resolve(now, hop, &frame) {
-            (Resolve::Send(mac), _) => self.transmit_ipv6(mac, frame),
-            (Resolve::Queued { solicit }, overflow) => {
+        match ip6.nd.resolve(now, hop, frame) {
+            Resolve::Send(mac, frame) => self.transmit_ipv6(mac, frame),
+            Resolve::Queued { solicit, overflow } => {
                 if overflow {
                     self.stats.nd_queue_overflow += 1;
                 }
@@ -690,8 +698,8 @@ impl Interface {
     }
 
     /// Writes the Ethernet header of an IPv6 frame (its first bytes) for `mac` and queues it.
-    pub(super) fn transmit_ipv6(&mut self, mac: MacAddr, mut frame: Vec<u8>) {
-        if frame.len() < ETHERNET_HEADER_LEN {
+    pub(super) fn transmit_ipv6(&mut self, mac: MacAddr, mut frame: TxFrame) {
+        if frame.bytes.len() < ETHERNET_HEADER_LEN {
             return;
         }
         let eth = etherparse::Ethernet2Header {
@@ -699,9 +707,9 @@ impl Interface {
             destination: mac.0,
             ether_type: EtherType::IPV6,
         };
-        frame[..ETHERNET_HEADER_LEN].copy_from_slice(&eth.to_bytes());
+        frame.bytes[..ETHERNET_HEADER_LEN].copy_from_slice(&eth.to_bytes());
         self.stats.ip6_tx_packets += 1;
-        self.queue_frame(TxFrame::whole(frame));
+        self.queue_frame(frame);
     }
 
     /// Runs DAD's and the neighbour cache's timers.

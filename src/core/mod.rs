@@ -47,7 +47,7 @@ pub struct TxFrame {
 }
 
 impl TxFrame {
-    fn whole(bytes: Vec<u8>) -> TxFrame {
+    pub(crate) fn whole(bytes: Vec<u8>) -> TxFrame {
         TxFrame {
             bytes,
             tso_mss: None,

@@ -4,6 +4,7 @@
 //! starts DELAY, and an entry still unconfirmed after `DELAY_FIRST_PROBE_TIME` is PROBEd by
 //! unicast solicitations until it answers or is removed.
 
+use super::TxFrame;
 use crate::time::Instant;
 use crate::wire::MacAddr;
 use std::collections::{HashMap, VecDeque};
@@ -51,19 +52,24 @@ pub enum NudState {
 struct Entry {
     mac: Option<MacAddr>,
     state: NudState,
-    /// IPv6 packets (header included) waiting for the address to resolve.
-    queue: VecDeque<Vec<u8>>,
+    /// IPv6 frames waiting for the address to resolve.
+    queue: VecDeque<TxFrame>,
     /// Their bytes.
     queued: usize,
 }
 
 /// What sending to a neighbour takes.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Resolve {
-    /// Send to this link address now.
-    Send(MacAddr),
-    /// The packet waits; `solicit` says a first multicast solicitation is due now.
-    Queued { solicit: bool },
+    /// Send the frame (handed back) to this link address now.
+    Send(MacAddr, TxFrame),
+    /// The frame waits: `solicit` says a first multicast solicitation is due now, `overflow`
+    /// that older frames were dropped to make room (the caller counts it).
+    Queued {
+        /// A first multicast solicitation is due now.
+        solicit: bool,
+        /// Waiting frames were dropped, oldest first.
+        overflow: bool,
+    },
 }
 
 /// Solicitations the timers call for, and what resolution gave up on.
@@ -118,35 +124,38 @@ impl NeighborCache {
         self.next_timer = Some(self.next_timer.map_or(at, |t| t.min(at)));
     }
 
-    /// How to send `packet` to neighbour `ip`; a copy is kept if it must wait. The flag says
-    /// waiting packets were dropped, oldest first, to make room (the caller counts it).
-    pub fn resolve(&mut self, now: Instant, ip: Ipv6Addr, packet: &[u8]) -> (Resolve, bool) {
+    /// How to send `frame` to neighbour `ip`: at once, or kept until the address resolves.
+    pub fn resolve(&mut self, now: Instant, ip: Ipv6Addr, frame: TxFrame) -> Resolve {
         if let Some(e) = self.entries.get_mut(&ip) {
             let mac = e.mac;
             match (e.state, mac) {
                 (NudState::Reachable { until }, Some(mac)) if now < until => {
-                    return (Resolve::Send(mac), false)
+                    return Resolve::Send(mac, frame)
                 }
                 (NudState::Reachable { .. } | NudState::Stale, Some(mac)) => {
                     let until = now + DELAY_FIRST_PROBE_TIME;
                     e.state = NudState::Delay { until };
                     self.arm(until);
-                    return (Resolve::Send(mac), false);
+                    return Resolve::Send(mac, frame);
                 }
                 (NudState::Delay { .. } | NudState::Probe { .. }, Some(mac)) => {
-                    return (Resolve::Send(mac), false)
+                    return Resolve::Send(mac, frame)
                 }
                 _ => {
                     let mut overflow = false;
-                    while !e.queue.is_empty() && e.queued + packet.len() > self.max_queued_bytes {
+                    let len = frame.bytes.len();
+                    while !e.queue.is_empty() && e.queued + len > self.max_queued_bytes {
                         if let Some(old) = e.queue.pop_front() {
-                            e.queued -= old.len();
+                            e.queued -= old.bytes.len();
                         }
                         overflow = true;
                     }
-                    e.queued += packet.len();
-                    e.queue.push_back(packet.to_vec());
-                    return (Resolve::Queued { solicit: false }, overflow);
+                    e.queued += len;
+                    e.queue.push_back(frame);
+                    return Resolve::Queued {
+                        solicit: false,
+                        overflow,
+                    };
                 }
             }
         }
@@ -154,17 +163,21 @@ impl NeighborCache {
             self.evict_one();
         }
         let next = now + RETRANS_TIMER;
+        let queued = frame.bytes.len();
         self.entries.insert(
             ip,
             Entry {
                 mac: None,
                 state: NudState::Incomplete { sent: 1, next },
-                queue: VecDeque::from([packet.to_vec()]),
-                queued: packet.len(),
+                queue: VecDeque::from([frame]),
+                queued,
             },
         );
         self.arm(next);
-        (Resolve::Queued { solicit: true }, false)
+        Resolve::Queued {
+            solicit: true,
+            overflow: false,
+        }
     }
 
     /// Drops one entry to make room: a STALE one if there is any, else any but INCOMPLETE
@@ -188,7 +201,7 @@ impl NeighborCache {
         ip: Ipv6Addr,
         mac: Option<MacAddr>,
         how: Learned,
-    ) -> (Vec<Vec<u8>>, bool) {
+    ) -> (Vec<TxFrame>, bool) {
         let reachable = NudState::Reachable {
             until: now + REACHABLE_TIME,
         };
@@ -345,21 +358,30 @@ mod tests {
         Instant::ZERO + Duration::from_millis(ms)
     }
 
+    fn f(b: u8) -> TxFrame {
+        TxFrame::whole(vec![b])
+    }
+
+    fn queued(r: Resolve) -> (bool, bool) {
+        match r {
+            Resolve::Queued { solicit, overflow } => (solicit, overflow),
+            Resolve::Send(..) => panic!("sent"),
+        }
+    }
+
+    fn sent(r: Resolve) -> MacAddr {
+        match r {
+            Resolve::Send(mac, _) => mac,
+            Resolve::Queued { .. } => panic!("queued"),
+        }
+    }
+
     #[test]
     fn resolution_queues_solicits_three_times_then_gives_up() {
         let mut nc = NeighborCache::new(8, 2);
-        assert_eq!(
-            nc.resolve(t(0), A, &[1]),
-            (Resolve::Queued { solicit: true }, false)
-        );
-        assert_eq!(
-            nc.resolve(t(1), A, &[2]),
-            (Resolve::Queued { solicit: false }, false)
-        );
-        assert_eq!(
-            nc.resolve(t(2), A, &[3]),
-            (Resolve::Queued { solicit: false }, true)
-        );
+        assert_eq!(queued(nc.resolve(t(0), A, f(1))), (true, false));
+        assert_eq!(queued(nc.resolve(t(1), A, f(2))), (false, false));
+        assert_eq!(queued(nc.resolve(t(2), A, f(3))), (false, true));
         assert_eq!(nc.poll_at(), Some(t(1000)));
         assert_eq!(nc.poll(t(1000)).solicit, vec![(A, None)]);
         assert_eq!(nc.poll(t(2000)).solicit, vec![(A, None)]);
@@ -373,19 +395,20 @@ mod tests {
     #[test]
     fn an_advertisement_flushes_the_queue_and_nud_runs_its_course() {
         let mut nc = NeighborCache::new(8, 4);
-        nc.resolve(t(0), A, &[1]);
-        nc.resolve(t(0), A, &[2]);
+        nc.resolve(t(0), A, f(1));
+        nc.resolve(t(0), A, f(2));
         let how = Learned::Advertisement {
             solicited: true,
             overriding: true,
         };
         let (flushed, changed) = nc.learn(t(10), A, Some(MAC), how);
-        assert_eq!(flushed, vec![vec![1], vec![2]]);
+        let bytes: Vec<Vec<u8>> = flushed.into_iter().map(|f| f.bytes).collect();
+        assert_eq!(bytes, vec![vec![1], vec![2]]);
         assert!(changed);
         assert!(matches!(nc.state(A), Some(NudState::Reachable { .. })));
-        assert_eq!(nc.resolve(t(20), A, &[3]).0, Resolve::Send(MAC));
+        assert_eq!(sent(nc.resolve(t(20), A, f(3))), MAC);
         // Past REACHABLE_TIME the next use starts DELAY, then PROBE, then removal.
-        assert_eq!(nc.resolve(t(40_000), A, &[4]).0, Resolve::Send(MAC));
+        assert_eq!(sent(nc.resolve(t(40_000), A, f(4))), MAC);
         assert_eq!(nc.state(A), Some(NudState::Delay { until: t(45_000) }));
         assert_eq!(nc.poll(t(45_000)).solicit, vec![(A, Some(MAC))]);
         assert_eq!(nc.poll(t(46_000)).solicit, vec![(A, Some(MAC))]);

@@ -82,7 +82,7 @@ impl Interface {
             let (src, dst) = match (seg.src, seg.dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
                 (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    self.send_ipv6_in_place(now, s, d, IpNumber::TCP.0, seg.bytes);
+                    self.send_ipv6_in_place(now, s, d, IpNumber::TCP.0, seg.bytes, seg.tso_mss);
                     continue;
                 }
                 _ => continue,

@@ -1,6 +1,6 @@
 //! Linux TAP (Ethernet) and TUN (bare IP) interfaces opened through `/dev/net/tun`.
 //!
-//! With `IFF_VNET_HDR` and `TUN_F_CSUM | TUN_F_TSO4` offloads the kernel hands us TCP segments
+//! With `IFF_VNET_HDR` and `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6` offloads the kernel hands us TCP segments
 //! of up to 64 KB (as its own GRO would) whose checksum it left partial, and takes ours whole
 //! to split itself; both kinds of interface have them. If the kernel refuses the offloads, the
 //! device falls back to plain frames.
@@ -29,6 +29,8 @@ const NEEDS_CSUM: u8 = 1;
 const DATA_VALID: u8 = 2;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`: a TCP/IPv4 super-segment for the kernel to split.
 const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`: the same over IPv6.
+const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the super-segment carries ECN (CWR on its first piece).
 const GSO_ECN: u8 = 0x80;
 
@@ -210,7 +212,8 @@ impl TunTap {
                 unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &len) },
                 "TUNSETVNETHDRSZ",
             )?;
-            let offloads = (libc::TUN_F_CSUM | libc::TUN_F_TSO4) as libc::c_ulong;
+            let offloads =
+                (libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong;
             os_check(
                 unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, offloads) },
                 "TUNSETOFFLOAD",
@@ -293,8 +296,9 @@ impl TunTap {
         let vnet = VnetHdr::from_bytes(&hdr);
         self.rx_csum_ok = self.vnet && vnet.flags & (NEEDS_CSUM | DATA_VALID) != 0;
         self.rx_partial = None;
+        let gso = vnet.gso_type & !GSO_ECN;
         self.rx_gso_size =
-            (self.vnet && vnet.gso_type & !GSO_ECN == GSO_TCPV4 && vnet.gso_size > 0)
+            (self.vnet && (gso == GSO_TCPV4 || gso == GSO_TCPV6) && vnet.gso_size > 0)
                 .then_some(vnet.gso_size);
         if self.vnet && vnet.flags & NEEDS_CSUM != 0 {
             let start = usize::from(vnet.csum_start) + skip;
@@ -319,7 +323,11 @@ impl TunTap {
         let skip = self.link_header();
         let hdr = VnetHdr {
             flags: NEEDS_CSUM,
-            gso_type: GSO_TCPV4,
+            gso_type: if gso::is_ipv6(frame) {
+                GSO_TCPV6
+            } else {
+                GSO_TCPV4
+            },
             hdr_len: (payload_at - skip) as u16,
             gso_size: mss,
             csum_start: (tcp_at - skip) as u16,

@@ -7,7 +7,9 @@ use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use crate::stats::Counters;
 use crate::time::Instant;
-use crate::wire::gso::{pseudo_header_partial, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD};
+use crate::wire::gso::{
+    pseudo_header_partial, pseudo_header_partial_v6, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD,
+};
 use crate::wire::{headroom, transport_checksum_ip};
 use etherparse::IpNumber;
 use std::net::IpAddr;
@@ -187,10 +189,12 @@ pub fn emit(
     let tso_mss = (data.1 > piece).then_some(piece as u16);
     let seg = &mut bytes[room..];
     let sum = match (tso_mss, src, dst) {
-        // The device computes the checksum of each piece from this partial sum (super-segments
-        // are IPv4 only).
+        // The device computes the checksum of each piece from this partial sum.
         (Some(_), IpAddr::V4(s), IpAddr::V4(d)) => {
             pseudo_header_partial(s.octets(), d.octets(), seg.len())
+        }
+        (Some(_), IpAddr::V6(s), IpAddr::V6(d)) => {
+            pseudo_header_partial_v6(s.octets(), d.octets(), seg.len())
         }
         _ => transport_checksum_ip(src, dst, IpNumber::TCP.0, seg),
     };
@@ -313,8 +317,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         // stall the flight (Linux `tcp_cwnd_test`); a retransmission is one MSS, so that only
         // what was lost goes again. A segment before the urgent mark carries its own urgent
         // pointer, which the device's split would copy unchanged: no super-segment there.
-        // Super-segments are IPv4 only: the devices offload TSO4 alone.
-        let limit = if sink.tso && t.remote.is_ipv4() && !retransmission && !before_mark {
+        let limit = if sink.tso && !retransmission && !before_mark {
             let half = (cwnd / 2 / mss * mss).max(mss);
             TSO_MAX_PAYLOAD.min(half as usize)
         } else {
