@@ -742,9 +742,15 @@ fn fragments_are_reassembled_and_big_replies_fragmented() {
     assert!(sent6(&mut i).is_empty());
     assert!(i.counters().reasm_overlaps >= 1);
 
-    // Incomplete: time exceeded (code 1) once the reassembly timeout passes.
+    // Incomplete: time exceeded (code 1) once IPv6's 60-second reassembly timeout passes
+    // (not IPv4's 30).
     i.receive(at(4000), &frag(11, 0, true, a));
-    i.poll(at(100_000));
+    i.poll(at(4000 + 45_000));
+    assert!(
+        !sent6(&mut i).iter().any(|(_, _, m)| m[0] == 3),
+        "still waiting at 45 s"
+    );
+    i.poll(at(4000 + 60_000));
     let out = sent6(&mut i);
     assert!(
         out.iter().any(|(_, _, m)| m[0] == 3 && m[1] == 1),
@@ -931,13 +937,44 @@ fn packet_too_big_lowers_the_path_mtu_for_a_while() {
     };
     i.receive(at(2100), &too_big(OURS, 1300));
     assert_eq!(send(&mut i, 2200), 1296, "fragments within 1300");
-    // Not about a packet of ours: ignored. Larger: never raises it. Below 1280: 1280.
+    // Not about a packet of ours: ignored. Larger: never raises it. Below 1280: discarded.
     i.receive(at(2300), &too_big("2001:db8::77".parse().unwrap(), 1280));
     i.receive(at(2300), &too_big(OURS, 1400));
     assert_eq!(send(&mut i, 2400), 1296);
     i.receive(at(2500), &too_big(OURS, 600));
+    assert_eq!(send(&mut i, 2600), 1296);
+    i.receive(at(2500), &too_big(OURS, 1280));
     assert!(send(&mut i, 2600) <= 1280);
     assert_eq!(i.counters().ip6_pmtu_updates, 2);
     // Ten minutes on, the link MTU is tried again.
     assert_eq!(send(&mut i, 2500 + 600_001), 1500);
+}
+
+/// A TCP connect over IPv6 answered by destination unreachable fails at once, as over IPv4.
+#[test]
+fn an_unreachable_ipv6_peer_fails_a_tcp_connect_at_once() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let remote = SocketAddr::V6(SocketAddrV6::new(HOST, 80, 0, 0));
+    let now = at(2000);
+    let id = i
+        .with_tcp(now, |tcp, st| tcp.connect(now, None, remote, st))
+        .unwrap();
+    let syn = sent6(&mut i)
+        .into_iter()
+        .find(|(_, h, _)| h.next_header == IpNumber::TCP)
+        .expect("a SYN");
+    let mut quote = syn.1.to_bytes().to_vec();
+    quote.extend_from_slice(&syn.2);
+    let mut body = vec![0, 0, 0, 0];
+    body.extend_from_slice(&quote);
+    let unreachable = icmp(HOST, OURS, 1, 4, &body);
+    let mac = our_mac(&i);
+    i.receive(at(2010), &frame(mac, HOST, OURS, ICMPV6, 64, &unreachable));
+    let err = i
+        .with_tcp(at(2010), |tcp, _| tcp.connect_result(id))
+        .expect("decided")
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
 }

@@ -62,7 +62,10 @@ impl Interface {
                 self.ipv4_input(now, payload, !ip_link && dst.is_broadcast(), verified)
             }
             EtherType::IPV6 if self.ip6.is_some() => {
-                self.ipv6_input(now, payload, group, verified.transport)
+                // A link-layer broadcast counts as multicast: no error answers it (RFC 4443
+                // §2.4 (e.3)).
+                let multicast = group || (!ip_link && dst.is_broadcast());
+                self.ipv6_input(now, payload, multicast, verified.transport)
             }
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }

@@ -152,20 +152,35 @@ impl Interface {
             .ip6
             .as_ref()
             .is_some_and(|s| s.is_ours(inner.source_addr()));
-        if !ours || inner.next_header() != etherparse::IpNumber::UDP {
+        if !ours {
             return;
         }
-        let udp = &quote[HEADER_LEN..];
-        let src_port = u16::from_be_bytes([udp[0], udp[1]]);
-        let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
         let errno = match msg[1] {
             0 => libc::ENETUNREACH,
             1 | 5 | 6 => libc::EACCES,
             4 => libc::ECONNREFUSED,
             _ => libc::EHOSTUNREACH,
         };
+        let upper = &quote[HEADER_LEN..];
+        let (src_port, dst_port) = (
+            u16::from_be_bytes([upper[0], upper[1]]),
+            u16::from_be_bytes([upper[2], upper[3]]),
+        );
         let remote = std::net::SocketAddrV6::new(inner.destination_addr(), dst_port, 0, 0);
-        self.udp_error(src_port, remote.into(), errno);
+        if inner.next_header() == etherparse::IpNumber::UDP {
+            self.udp_error(src_port, remote.into(), errno);
+        } else if inner.next_header() == etherparse::IpNumber::TCP {
+            // As for IPv4: a connect fails at once; an established connection keeps it as
+            // a soft error (RFC 1122 §4.2.3.9, RFC 5461).
+            let Some((_, _, seq)) = crate::tcp::segment::quoted(upper) else {
+                return;
+            };
+            let local = std::net::SocketAddrV6::new(inner.source_addr(), src_port, 0, 0);
+            let err = crate::tcp::icmp::IcmpError::Unreachable { errno };
+            self.with_tcp(now, |tcp, stats| {
+                tcp.icmp_error(now, local.into(), remote.into(), seq, err, stats)
+            });
+        }
     }
 
     /// A Packet Too Big about a packet of ours (its quoted source is one of our addresses):
@@ -189,9 +204,10 @@ impl Interface {
             self.stats.ip6_pmtu_updates += 1;
         }
         // A TCP segment's connection takes the smaller MSS, checked against its data in
-        // flight (RFC 5927), as for IPv4.
+        // flight (RFC 5927), as for IPv4; below the minimum MTU the message is discarded
+        // (RFC 8201 §4).
         let quote = &msg[8..];
-        if inner.next_header() == etherparse::IpNumber::TCP {
+        if inner.next_header() == etherparse::IpNumber::TCP && mtu as usize >= MIN_MTU {
             let Some((local_port, remote_port, seq)) = quote
                 .get(HEADER_LEN..)
                 .and_then(crate::tcp::segment::quoted)

@@ -1,8 +1,7 @@
 //! IPv6 (RFC 8200) as a host: the interface's addresses and their Duplicate Address Detection
 //! (RFC 4862 §5.4), header validation, the walk through extension headers, and sending with
 //! neighbour resolution. ICMPv6 and Neighbour Discovery messages are in `icmpv6.rs`, the
-//! neighbour cache in `ndp.rs`. UDP runs over both families (`udp.rs`); TCP does not run over
-//! IPv6 yet: a segment is dropped and counted.
+//! neighbour cache in `ndp.rs`. UDP and TCP run over both families (`udp.rs`, `tcp/`).
 
 use super::ndp::{NeighborCache, Resolve};
 use super::{Interface, TxFrame};
@@ -262,7 +261,8 @@ impl Ipv6State {
     }
 
     /// A Packet Too Big for a packet we sent to `dst` says `mtu`: the path MTU only ever
-    /// shrinks, and never below the minimum (RFC 8201 §4). True if it changed.
+    /// shrinks, never below the minimum; one reporting less than the minimum is discarded
+    /// (RFC 8201 §4). True if it changed.
     pub(super) fn learn_pmtu(
         &mut self,
         now: Instant,
@@ -270,8 +270,8 @@ impl Ipv6State {
         mtu: u32,
         device_mtu: usize,
     ) -> bool {
-        let mtu = (mtu as usize).max(MIN_MTU);
-        if mtu >= self.path_mtu(now, dst, device_mtu) {
+        let mtu = mtu as usize;
+        if mtu < MIN_MTU || mtu >= self.path_mtu(now, dst, device_mtu) {
             return false;
         }
         if self.pmtu.len() >= MAX_PMTU_ENTRIES && !self.pmtu.contains_key(&dst) {

@@ -41,6 +41,9 @@ const PIECE_OVERHEAD: usize = 64;
 const MAX_DATAGRAM: usize = 65535;
 /// IPv6's fixed header, which its payload length does not count.
 const IPV6_HEADER: usize = 40;
+/// How long an IPv6 packet's fragments wait (RFC 8200 §4.5: 60 seconds); IPv4's come from
+/// the configuration.
+const IPV6_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Piece {
     offset: usize,
@@ -84,7 +87,7 @@ pub struct Fragment<'a> {
 pub struct Reassembler {
     cfg: ReassemblyConfig,
     entries: HashMap<FragKey, Entry>,
-    /// Entries by creation time: the front is the next to time out.
+    /// Entries by deadline: the front is the next to time out.
     by_age: BTreeSet<(Instant, FragKey)>,
     /// Each source's entries by creation time, oldest first.
     by_source: HashMap<IpAddr, BTreeSet<(Instant, FragKey)>>,
@@ -123,7 +126,17 @@ impl Reassembler {
 
     /// When the oldest incomplete datagram times out: when [`Reassembler::poll`] next has work.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.by_age.first().map(|(t, _)| *t + self.cfg.timeout)
+        self.by_age.first().map(|(t, _)| *t)
+    }
+
+    /// When an entry created at `created` for `key` times out.
+    fn deadline(&self, created: Instant, key: &FragKey) -> Instant {
+        created
+            + if key.src.is_ipv6() {
+                IPV6_TIMEOUT
+            } else {
+                self.cfg.timeout
+            }
     }
 
     /// Drops datagrams older than the timeout. Returns the first-fragment header and leading
@@ -131,8 +144,8 @@ impl Reassembler {
     /// reassembly time exceeded" message (RFC 792, RFC 1122 §3.3.2).
     pub fn poll(&mut self, now: Instant, stats: &mut Counters) -> Vec<Vec<u8>> {
         let mut expired = Vec::new();
-        while let Some(&(created, key)) = self.by_age.first() {
-            if now - created < self.cfg.timeout {
+        while let Some(&(deadline, key)) = self.by_age.first() {
+            if now < deadline {
                 break;
             }
             if let Some(e) = self.remove(&key) {
@@ -153,7 +166,7 @@ impl Reassembler {
 
     fn remove(&mut self, key: &FragKey) -> Option<Entry> {
         let e = self.entries.remove(key)?;
-        self.by_age.remove(&(e.created, *key));
+        self.by_age.remove(&(self.deadline(e.created, key), *key));
         if let Some(held) = self.by_source.get_mut(&key.src) {
             self.load.remove(&(held.len(), key.src));
             held.remove(&(e.created, *key));
@@ -169,7 +182,7 @@ impl Reassembler {
 
     /// Files a new entry under its age and its source.
     fn track(&mut self, created: Instant, key: FragKey) {
-        self.by_age.insert((created, key));
+        self.by_age.insert((self.deadline(created, &key), key));
         let held = self.by_source.entry(key.src).or_default();
         self.load.remove(&(held.len(), key.src));
         held.insert((created, key));

@@ -62,6 +62,7 @@ impl Tcp {
         match err {
             IcmpError::FragmentationNeeded { mtu } => {
                 let mss = if t.remote.is_ipv6() {
+                    // (The IP layer discards a Packet Too Big below the minimum.)
                     u32::from(mtu.max(MIN_PMTU_V6)) - HEADERS_V6
                 } else {
                     u32::from(mtu.max(MIN_PMTU)) - HEADERS
