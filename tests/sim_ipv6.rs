@@ -978,3 +978,23 @@ fn an_unreachable_ipv6_peer_fails_a_tcp_connect_at_once() {
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
 }
+
+/// A datagram to a neighbour that never answers: resolution gives up after three
+/// solicitations and the connected socket hears host unreachable (RFC 4861 §7.2.2).
+#[test]
+fn a_failed_resolution_reaches_the_connected_udp_socket() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let mut i = ready();
+    let ghost: Ipv6Addr = "2001:db8::99".parse().unwrap();
+    let s = i.udp_bind(SocketAddr::from((OURS, 0))).unwrap();
+    i.udp_connect(s, SocketAddr::V6(SocketAddrV6::new(ghost, 9, 0, 0)))
+        .unwrap();
+    i.udp_send(at(2000), s, b"anyone?", None).unwrap();
+    assert!(i.udp_recv(s).is_none(), "still resolving");
+    for t in [3000, 4000, 5000] {
+        i.poll(at(t));
+    }
+    let err = i.udp_recv(s).expect("the error").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH));
+    assert_eq!(i.counters().nd_resolution_failures, 1);
+}

@@ -343,3 +343,61 @@ fn urgent_data_is_marked_and_reads_stop_at_the_mark() {
         assert_eq!(accepted.read(&mut buf).await.unwrap(), 0);
     });
 }
+
+/// The async API over IPv6: a dual-stack listener and UDP socket on `[::]`, an IPv6 client
+/// moving 4 MiB each way (sha256) and a datagram each way, and an IPv4 client of the same
+/// listener seen IPv4-mapped.
+#[test]
+fn tcp_and_udp_over_ipv6_on_the_current_thread_runtime() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let with_v6 = |n: u8, seed| {
+        let mut c = config(n, seed);
+        c.ipv6 = Some(tapstack::Ipv6Config {
+            addrs: vec![(format!("2001:db8::{n}").parse().unwrap(), 64)],
+            dad_transmits: 0,
+            ..Default::default()
+        });
+        c
+    };
+    let (a, b) = (
+        Stack::new(a, with_v6(1, 1)).unwrap(),
+        Stack::new(b, with_v6(2, 2)).unwrap(),
+    );
+    current_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "[::]:7").await.unwrap();
+        tokio::spawn(echo_server(listener));
+        let conn = TcpStream::connect(&a, "[2001:db8::2]:7").await.unwrap();
+        assert_eq!(conn.peer_addr().unwrap().to_string(), "[2001:db8::2]:7");
+        let data = pattern(4 << 20, 8);
+        let want = sha256(&data);
+        let got = timeout(LIMIT, echo_round(conn, data)).await.unwrap();
+        assert_eq!(sha256(&got), want);
+        let four = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        let got = timeout(LIMIT, echo_round(four, b"four".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(got, b"four");
+
+        let server = UdpSocket::bind(&b, "[::]:53").await.unwrap();
+        let client = UdpSocket::bind(&a, "[::]:0").await.unwrap();
+        client.send_to(b"query", "[2001:db8::2]:53").await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = timeout(LIMIT, server.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (&buf[..n], from.ip().to_string()),
+            (&b"query"[..], "2001:db8::1".to_string())
+        );
+        server.send_to(b"answer", from).await.unwrap();
+        let (n, from) = timeout(LIMIT, client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (&buf[..n], from.to_string()),
+            (&b"answer"[..], "[2001:db8::2]:53".to_string())
+        );
+    });
+}

@@ -751,9 +751,14 @@ impl Interface {
         let solicit_router = ip6
             .auto
             .poll(now, ip6.addrs.iter().any(is_usable_link_local));
-        for (_, dropped) in &nd.failed {
+        for (_, frames) in &nd.failed {
             self.stats.nd_resolution_failures += 1;
-            self.stats.arp_pending_dropped += *dropped as u64;
+            self.stats.arp_pending_dropped += frames.len() as u64;
+            // What waited is undeliverable: a connected UDP socket hears it as host
+            // unreachable (RFC 4861 §7.2.2; as for IPv4's ARP).
+            for f in frames {
+                self.udp6_undeliverable(&f.bytes);
+            }
         }
         for (target, mac) in nd.solicit {
             self.send_neighbor_solicitation(now, target, mac);
@@ -767,6 +772,24 @@ impl Interface {
         if addrs_changed {
             self.sync_tcp_addrs();
         }
+    }
+
+    /// A UDP frame that could not be sent: its connected socket hears `EHOSTUNREACH`.
+    fn udp6_undeliverable(&mut self, frame: &[u8]) {
+        let Some(packet) = frame.get(ETHERNET_HEADER_LEN..) else {
+            return;
+        };
+        let Ok(ip) = Ipv6HeaderSlice::from_slice(packet) else {
+            return;
+        };
+        let udp = &packet[HEADER_LEN..];
+        if ip.next_header() != IpNumber::UDP || udp.len() < 4 {
+            return;
+        }
+        let src_port = u16::from_be_bytes([udp[0], udp[1]]);
+        let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+        let remote = std::net::SocketAddrV6::new(ip.destination_addr(), dst_port, 0, 0);
+        self.udp_error(src_port, remote.into(), libc::EHOSTUNREACH);
     }
 
     /// Tells TCP which IPv6 addresses are in use now.

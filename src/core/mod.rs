@@ -37,6 +37,7 @@ use std::collections::VecDeque;
 pub use crate::id::{Event, SocketId};
 
 /// A frame to send, with its transmit offload.
+#[derive(Debug)]
 pub struct TxFrame {
     /// The Ethernet frame.
     pub bytes: Vec<u8>,

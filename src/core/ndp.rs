@@ -78,8 +78,8 @@ pub struct NdPoll {
     /// Targets to solicit: multicast (`None`) while resolving, unicast to the address's last
     /// known link address while probing.
     pub solicit: Vec<(Ipv6Addr, Option<MacAddr>)>,
-    /// Entries removed unanswered, with how many packets they held.
-    pub failed: Vec<(Ipv6Addr, usize)>,
+    /// Entries removed unanswered, with the frames that were waiting for them.
+    pub failed: Vec<(Ipv6Addr, Vec<TxFrame>)>,
 }
 
 /// What an advertisement or solicitation told us about a neighbour.
@@ -328,7 +328,7 @@ impl NeighborCache {
         }
         for ip in gone {
             if let Some(e) = self.entries.remove(&ip) {
-                out.failed.push((ip, e.queue.len()));
+                out.failed.push((ip, e.queue.into()));
             }
         }
         self.next_timer = next;
@@ -387,7 +387,8 @@ mod tests {
         assert_eq!(nc.poll(t(2000)).solicit, vec![(A, None)]);
         let last = nc.poll(t(3000));
         assert!(last.solicit.is_empty());
-        assert_eq!(last.failed, vec![(A, 2)]);
+        assert_eq!(last.failed.len(), 1);
+        assert_eq!((last.failed[0].0, last.failed[0].1.len()), (A, 2));
         assert_eq!(nc.len(), 0);
         assert_eq!(nc.poll_at(), None);
     }
@@ -413,7 +414,8 @@ mod tests {
         assert_eq!(nc.poll(t(45_000)).solicit, vec![(A, Some(MAC))]);
         assert_eq!(nc.poll(t(46_000)).solicit, vec![(A, Some(MAC))]);
         assert_eq!(nc.poll(t(47_000)).solicit, vec![(A, Some(MAC))]);
-        assert_eq!(nc.poll(t(48_000)).failed, vec![(A, 0)]);
+        let failed = nc.poll(t(48_000)).failed;
+        assert_eq!((failed[0].0, failed[0].1.len()), (A, 0));
     }
 
     #[test]
