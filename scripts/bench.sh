@@ -11,7 +11,8 @@
 #
 #   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--ipv6]
 #       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold;
-#       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both)
+#       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both), and send,
+#       recv, rr and crr over IPv4 too in the same run, with the IPv6/IPv4 comparison
 #
 # ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0").
 # Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
@@ -107,6 +108,9 @@ if [ -n "$IPV6" ]; then
     done
     in_ns sysctl -qw net.ipv6.conf.tap0.disable_ipv6=0
     in_ns ip -6 addr add 2001:db8::1/64 dev tap0 nodad
+    # The IPv4 addresses stay, for the same tests over IPv4 in the same run.
+    KSRV_IP4=$KSRV_IP
+    STACK_IP4=$STACK_IP
     KSRV_IP=fd00:9::1
     STACK_IP=2001:db8::2
     ECHO_SERVER_ARGS="--ip6 2001:db8::2/64 ${ECHO_SERVER_ARGS:-}"
@@ -114,7 +118,10 @@ fi
 
 KSERVER_OUT=$WORK/kserver.out
 mkfifo "$KSERVER_OUT"
-ip netns exec "$KSRV" "$BIN/tapbench" serve --addr "$KSRV_IP" >"$KSERVER_OUT" &
+# With --ipv6 the kernel server is dual-stack on [::], as echo-server is with --ip6.
+KSERVE_ADDR=$KSRV_IP
+[ -z "$IPV6" ] || KSERVE_ADDR=::
+ip netns exec "$KSRV" "$BIN/tapbench" serve --addr "$KSERVE_ADDR" >"$KSERVER_OUT" &
 KSERVER_PID=$!
 exec 4<"$KSERVER_OUT"
 wait_listening 4 || die "tapbench serve did not start"
@@ -149,9 +156,15 @@ run() {
 }
 
 echo "== $(uname -sr), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), $SECS s per test"
+declare -A K4 T4
 for t in "${TESTS[@]}"; do
     run "$KCLI" "$KSRV_IP" "$t" K "$KSERVER_PID"
     run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
+    # With --ipv6, the data-path tests once more over IPv4, back to back, for the comparison.
+    if [ -n "$IPV6" ] && [[ " send recv rr crr " == *" $t "* ]]; then
+        run "$KCLI" "$KSRV_IP4" "$t" K4 "$KSERVER_PID"
+        run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
+    fi
 done
 
 echo "== tapstack echo-server counters"
@@ -219,3 +232,24 @@ verdict "send throughput" send_mbps ">=" 0.8
 verdict "recv throughput" recv_mbps ">=" 0.8
 verdict "rr p50 latency" rr_p50_us "<=" 1.2
 verdict "crr connections/s" crr_cps ">=" 1.0
+
+if [ -n "$IPV6" ]; then
+    echo
+    echo "IPv6 against IPv4 in this run (each test on both, back to back; target: tapstack's"
+    echo "IPv6 figure no more than 10% worse than its IPv4 one)"
+    printf '%-34s %10s %10s %8s %10s %10s %8s %s\n' test "kernel v6" "kernel v4" ratio \
+        "stack v6" "stack v4" ratio verdict
+    for kv in "send MB/s:send_mbps" "recv MB/s:recv_mbps" "rr p50 us:rr_p50_us" "crr connections/s:crr_cps"; do
+        label=${kv%%:*} key=${kv#*:}
+        k6=${K[$key]:-fail} k4=${K4[$key]:-fail} t6=${T[$key]:-fail} t4=${T4[$key]:-fail}
+        r=$(ratio "$t4" "$t6")
+        v="NOT met"
+        # Higher is better but for the latency, where lower is.
+        lower=0
+        [ "$key" != rr_p50_us ] || lower=1
+        awk -v r="$r" -v lower=$lower 'BEGIN {
+            exit !(r ~ /^[0-9.]+$/ && (lower ? r <= 1.1 : r >= 0.9)) }' && v=met
+        printf '%-34s %10s %10s %8s %10s %10s %8s %s\n' "$label" "$k6" "$k4" "$(ratio "$k4" "$k6")" \
+            "$t6" "$t4" "$r" "$v"
+    done
+fi
