@@ -871,10 +871,29 @@ fn a_router_advertisement_gives_an_address_a_default_router_and_the_mtu() {
         assert_eq!((*m, Ipv6Addr::from(h.destination)), (router_mac, far));
         assert!(40 + p.len() <= 1400, "within the advertised MTU");
     }
-    // The router withdraws (lifetime 0): off-link destinations have no route.
-    let ra = router_advertisement(0);
+    // The router says it is no router any more (an advertisement without R): it leaves the
+    // default routers at once (RFC 4861 §7.2.5); off-link destinations have no route.
+    let na = advertisement(router, ALL_NODES, router, 0x20);
     i.receive(
-        at(4000),
+        at(3900),
+        &frame(
+            multicast_mac(ALL_NODES),
+            router,
+            ALL_NODES,
+            ICMPV6,
+            255,
+            &na,
+        ),
+    );
+    i.receive(at(4100), &frag(0, true, &echo[..1000]));
+    i.receive(at(4100), &frag(1000, false, &echo[1000..]));
+    assert!(sent6(&mut i).is_empty());
+    let unroutable = i.counters().ip6_tx_no_route;
+    assert!(unroutable >= 1, "the reply's fragments had no route");
+    // A router whose lifetime ends (an advertisement with lifetime 0) leaves as well.
+    let ra = router_advertisement(1800);
+    i.receive(
+        at(4200),
         &frame(
             multicast_mac(ALL_NODES),
             router,
@@ -884,14 +903,22 @@ fn a_router_advertisement_gives_an_address_a_default_router_and_the_mtu() {
             &ra,
         ),
     );
-    i.receive(at(4100), &frag(0, true, &echo[..1000]));
-    i.receive(at(4100), &{
-        let mut f = frag(1000, false, &echo[1000..]);
-        f[14 + 40 + 4..14 + 40 + 8].copy_from_slice(&7u32.to_be_bytes());
-        f
-    });
+    let ra = router_advertisement(0);
+    i.receive(
+        at(4300),
+        &frame(
+            multicast_mac(ALL_NODES),
+            router,
+            ALL_NODES,
+            ICMPV6,
+            255,
+            &ra,
+        ),
+    );
+    i.receive(at(4400), &frag(0, true, &echo[..1000]));
+    i.receive(at(4400), &frag(1000, false, &echo[1000..]));
     assert!(sent6(&mut i).is_empty());
-    assert!(i.counters().ip6_tx_no_route >= 1);
+    assert!(i.counters().ip6_tx_no_route > unroutable);
 }
 
 /// Packet Too Big lowers the path MTU to its destination, never below 1280 and never up, only
@@ -997,4 +1024,44 @@ fn a_failed_resolution_reaches_the_connected_udp_socket() {
     let err = i.udp_recv(s).expect("the error").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH));
     assert_eq!(i.counters().nd_resolution_failures, 1);
+}
+
+/// No error answers an ICMPv6 error or a Redirect even behind an extension header (RFC 4443
+/// §2.4 e.1, e.2), while an echo request there does draw one; a Parameter Problem about a
+/// connected UDP socket's datagram reaches it (§2.4 a, d).
+#[test]
+fn errors_behind_extension_headers_are_recognised_and_errors_reach_udp() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    // Destination options with an option of type 10 (discard and report), then ICMPv6.
+    let behind = |msg: &[u8]| {
+        let mut p = vec![ICMPV6, 0, 0x9e, 2, 0, 0, 1, 0];
+        p.extend_from_slice(msg);
+        p
+    };
+    let err = icmp(HOST, OURS, 1, 4, &[0; 52]);
+    assert_eq!(error_for(&mut i, 60, &behind(&err)), None, "about an error");
+    let redirect = icmp(HOST, OURS, 137, 0, &[0; 36]);
+    assert_eq!(
+        error_for(&mut i, 60, &behind(&redirect)),
+        None,
+        "about a redirect"
+    );
+    let echo = echo_request(HOST, OURS);
+    assert_eq!(error_for(&mut i, 60, &behind(&echo)), Some((4, 2, 42)));
+
+    let s = i.udp_bind(SocketAddr::from((OURS, 0))).unwrap();
+    i.udp_connect(s, SocketAddr::V6(SocketAddrV6::new(HOST, 9, 0, 0)))
+        .unwrap();
+    i.udp_send(at(2100), s, b"odd", None).unwrap();
+    let (_, h, sent) = sent6(&mut i).remove(0);
+    let mut body = vec![0, 0, 0, 6];
+    body.extend_from_slice(&h.to_bytes());
+    body.extend_from_slice(&sent);
+    let mac = our_mac(&i);
+    let problem = icmp(HOST, OURS, 4, 0, &body);
+    i.receive(at(2110), &frame(mac, HOST, OURS, ICMPV6, 64, &problem));
+    let err = i.udp_recv(s).expect("the error").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPROTO));
 }

@@ -132,6 +132,14 @@ impl Autoconf {
         self.routers.first().map(|&(r, _)| r)
     }
 
+    /// A Neighbour Advertisement without the Router flag for `ip`: it is no router any more,
+    /// and leaves the default routers (RFC 4861 §7.2.5). True if it was one.
+    pub fn not_a_router(&mut self, ip: Ipv6Addr) -> bool {
+        let before = self.routers.len();
+        self.routers.retain(|&(r, _)| r != ip);
+        self.routers.len() != before
+    }
+
     /// The link MTU a router advertised.
     pub fn mtu(&self) -> Option<usize> {
         self.mtu

@@ -24,6 +24,7 @@ const ROUTER_SOLICITATION: u8 = 133;
 const ROUTER_ADVERTISEMENT: u8 = 134;
 const NEIGHBOR_SOLICITATION: u8 = 135;
 const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+const REDIRECT: u8 = 137;
 /// Time exceeded (RFC 4443 §3.3).
 const TYPE_TIME_EXCEEDED: u8 = 3;
 /// Types below this are errors (RFC 4443 §2.1).
@@ -88,6 +89,35 @@ fn nd_options(opts: &[u8]) -> Option<Vec<(u8, &[u8])>> {
     Some(out)
 }
 
+/// The upper-layer protocol of an IPv6 packet (header included) and where its header starts,
+/// past any extension headers; `None` for a truncated chain or a non-first fragment.
+fn upper_layer(packet: &[u8]) -> Option<(u8, usize)> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const DEST_OPTIONS: u8 = 60;
+    let mut next = *packet.get(NEXT_HEADER_FIELD)?;
+    let mut at = HEADER_LEN;
+    loop {
+        match next {
+            HOP_BY_HOP | ROUTING | DEST_OPTIONS => {
+                let len = (usize::from(*packet.get(at + 1)?) + 1) * 8;
+                next = *packet.get(at)?;
+                at += len;
+            }
+            FRAGMENT => {
+                let offset = u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]) >> 3;
+                if offset != 0 {
+                    return None;
+                }
+                next = *packet.get(at)?;
+                at += 8;
+            }
+            proto => return Some((proto, at)),
+        }
+    }
+}
+
 /// The target address of an NS or NA (at least [`ND_OPTIONS`] bytes long).
 fn nd_target(msg: &[u8]) -> Ipv6Addr {
     let mut t = [0u8; 16];
@@ -138,10 +168,11 @@ impl Interface {
     fn icmpv6_error_input(&mut self, now: Instant, msg: &[u8]) {
         const DEST_UNREACHABLE: u8 = 1;
         const PACKET_TOO_BIG: u8 = 2;
+        const PARAM_PROBLEM: u8 = 4;
         if msg[0] == PACKET_TOO_BIG {
             return self.icmpv6_packet_too_big(now, msg);
         }
-        if msg[0] != DEST_UNREACHABLE || msg.len() < 8 + HEADER_LEN + 8 {
+        if msg.len() < 8 + HEADER_LEN + 8 {
             return;
         }
         let quote = &msg[8..];
@@ -155,11 +186,16 @@ impl Interface {
         if !ours {
             return;
         }
-        let errno = match msg[1] {
-            0 => libc::ENETUNREACH,
-            1 | 5 | 6 => libc::EACCES,
-            4 => libc::ECONNREFUSED,
-            _ => libc::EHOSTUNREACH,
+        // Every error reaches the transport it concerns (§2.4 (a), (d)): Destination
+        // Unreachable and Parameter Problem as hard errors, Time Exceeded and unknown types as
+        // soft ones, as Linux's `icmpv6_err_convert` has them.
+        let (errno, fatal) = match (msg[0], msg[1]) {
+            (DEST_UNREACHABLE, 0) => (libc::ENETUNREACH, true),
+            (DEST_UNREACHABLE, 1 | 5 | 6) => (libc::EACCES, true),
+            (DEST_UNREACHABLE, 4) => (libc::ECONNREFUSED, true),
+            (DEST_UNREACHABLE, _) => (libc::EHOSTUNREACH, true),
+            (PARAM_PROBLEM, _) => (libc::EPROTO, true),
+            _ => (libc::EHOSTUNREACH, false),
         };
         let upper = &quote[HEADER_LEN..];
         let (src_port, dst_port) = (
@@ -168,7 +204,10 @@ impl Interface {
         );
         let remote = std::net::SocketAddrV6::new(inner.destination_addr(), dst_port, 0, 0);
         if inner.next_header() == etherparse::IpNumber::UDP {
-            self.udp_error(src_port, remote.into(), errno);
+            // A connected UDP socket hears only hard errors (no IPV6_RECVERR here).
+            if fatal {
+                self.udp_error(src_port, remote.into(), errno);
+            }
         } else if inner.next_header() == etherparse::IpNumber::TCP {
             // As for IPv4: a connect fails at once; an established connection keeps it as
             // a soft error (RFC 1122 §4.2.3.9, RFC 5461).
@@ -269,12 +308,15 @@ impl Interface {
     /// an address that is not one host's, nor (but where allowed) about a multicast packet;
     /// rate limited; the invoking packet quoted as far as the minimum MTU allows.
     pub(super) fn icmp6_error(&mut self, now: Instant, rx: &Rx6<'_>, e: Icmp6Error) {
-        // (An error behind extension headers is not recognised; they are rare on errors.)
-        let about_error = rx.packet.get(NEXT_HEADER_FIELD).copied() == Some(ICMPV6)
-            && rx
-                .packet
-                .get(HEADER_LEN)
-                .is_some_and(|&t| t < FIRST_INFORMATIONAL);
+        // No error about an ICMPv6 error or a Redirect (§2.4 (e.1), (e.2)), wherever it sits
+        // behind extension headers.
+        let about_error = upper_layer(rx.packet).is_some_and(|(proto, at)| {
+            proto == ICMPV6
+                && rx
+                    .packet
+                    .get(at)
+                    .is_some_and(|&t| t < FIRST_INFORMATIONAL || t == REDIRECT)
+        });
         if about_error
             || rx.src.is_unspecified()
             || rx.src.is_multicast()
@@ -426,6 +468,9 @@ impl Interface {
                 return;
             }
             None => {}
+        }
+        if flags & NA_ROUTER == 0 && ip6.auto.not_a_router(target) {
+            log::info!("{target} is no longer a router");
         }
         let how = Learned::Advertisement {
             solicited,
