@@ -187,6 +187,7 @@ counters! {
     }
     "Nd" {
         nd_tx_router_solicitations: "Router Solicitations sent",
+        nd_tx_mld_reports: "MLDv2 Reports sent (our solicited-node groups)",
         nd_rx_router_advertisements: "Router Advertisements accepted",
         nd_routers: "default routers learned from Router Advertisements",
         nd_prefixes_autoconfigured: "addresses formed from advertised prefixes (SLAAC)",

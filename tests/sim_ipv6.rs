@@ -163,8 +163,46 @@ fn addresses_wait_for_dad_then_answer_solicitations_and_echo() {
     let mut i = iface();
     let ll = link_local(our_mac(&i));
     i.poll(at(0));
-    let probes = sent6(&mut i);
-    assert_eq!(probes.len(), 2, "one DAD probe per address");
+    let mut probes = sent6(&mut i);
+    assert_eq!(
+        probes.len(),
+        3,
+        "an MLD report, then one DAD probe per address"
+    );
+    // First the groups are joined: an MLDv2 Report from the unspecified address (the
+    // link-local one is still tentative) to ff02::16, hop limit 1, Router Alert, one
+    // change-to-exclude record per solicited-node group (RFC 4862 §5.4.2, RFC 3810).
+    let (mac, h, p) = probes.remove(0);
+    assert_eq!(mac, multicast_mac("ff02::16".parse().unwrap()));
+    assert_eq!(
+        (Ipv6Addr::from(h.source), h.hop_limit, h.next_header.0),
+        (Ipv6Addr::UNSPECIFIED, 1, 0)
+    );
+    assert_eq!(
+        &p[..8],
+        &[ICMPV6, 0, 5, 2, 0, 0, 1, 0],
+        "hop-by-hop, router alert"
+    );
+    let mld = &p[8..];
+    // Both addresses end in 00:00:02: they share one solicited-node group.
+    assert_eq!((mld[0], u16::from_be_bytes([mld[6], mld[7]])), (143, 1));
+    assert_eq!(
+        checksum(
+            Ipv6Addr::UNSPECIFIED,
+            "ff02::16".parse().unwrap(),
+            ICMPV6,
+            mld
+        ),
+        [0, 0]
+    );
+    let groups: Vec<Ipv6Addr> = mld[8..]
+        .chunks(20)
+        .map(|r| {
+            assert_eq!(&r[..4], &[4, 0, 0, 0], "change to exclude, no sources");
+            Ipv6Addr::from(<[u8; 16]>::try_from(&r[4..20]).unwrap())
+        })
+        .collect();
+    assert!(groups.contains(&solicited_node(OURS)) && groups.contains(&solicited_node(ll)));
     for (mac, h, m) in &probes {
         assert_eq!(Ipv6Addr::from(h.source), Ipv6Addr::UNSPECIFIED);
         let target = Ipv6Addr::from(<[u8; 16]>::try_from(&m[8..24]).unwrap());
@@ -1064,4 +1102,32 @@ fn errors_behind_extension_headers_are_recognised_and_errors_reach_udp() {
     i.receive(at(2110), &frame(mac, HOST, OURS, ICMPV6, 64, &problem));
     let err = i.udp_recv(s).expect("the error").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EPROTO));
+}
+
+/// A general MLD query from a router on the link is answered with the state of our groups.
+#[test]
+fn an_mld_query_is_answered_with_our_groups() {
+    let mut i = ready();
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let query = icmp(router, ALL_NODES, 130, 0, &[0; 24]);
+    i.receive(
+        at(2000),
+        &frame(
+            multicast_mac(ALL_NODES),
+            router,
+            ALL_NODES,
+            ICMPV6,
+            1,
+            &query,
+        ),
+    );
+    let out = sent6(&mut i);
+    let (_, _, p) = out
+        .iter()
+        .find(|(_, h, _)| h.next_header.0 == 0)
+        .expect("a report");
+    let mld = &p[8..];
+    assert_eq!((mld[0], u16::from_be_bytes([mld[6], mld[7]])), (143, 1));
+    assert_eq!(mld[8], 2, "mode is exclude");
+    assert_eq!(i.counters().nd_tx_mld_reports, 2);
 }

@@ -20,6 +20,8 @@ const ICMPV6: u8 = 58;
 /// Message types (RFC 4443 §2.1, RFC 4861 §4).
 const ECHO_REQUEST: u8 = 128;
 const ECHO_REPLY: u8 = 129;
+const MLD_QUERY: u8 = 130;
+const MLD_V2_REPORT: u8 = 143;
 const ROUTER_SOLICITATION: u8 = 133;
 const ROUTER_ADVERTISEMENT: u8 = 134;
 const NEIGHBOR_SOLICITATION: u8 = 135;
@@ -42,6 +44,14 @@ const OPT_PREFIX_INFO: u8 = 3;
 const OPT_MTU: u8 = 5;
 /// Where a Router Advertisement's options start (RFC 4861 §4.2).
 const RA_OPTIONS: usize = 16;
+/// MLDv2 record types (RFC 3810 §5.2.12): the state of a group we listen to, and a join.
+pub(super) const MLD_MODE_IS_EXCLUDE: u8 = 2;
+pub(super) const MLD_CHANGE_TO_EXCLUDE: u8 = 4;
+/// Where MLDv2 Reports go (RFC 3810 §5.2.14).
+const ALL_MLDV2_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+/// A Hop-by-Hop header carrying Router Alert for MLD (RFC 2711), padded to 8 bytes, naming
+/// ICMPv6 next.
+const HOP_BY_HOP_ROUTER_ALERT: [u8; 8] = [ICMPV6, 0, 5, 2, 0, 0, 1, 0];
 /// The all-routers link-local group (RFC 4291 §2.7.1).
 const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 /// Neighbour Advertisement flags (RFC 4861 §4.4).
@@ -144,6 +154,20 @@ impl Interface {
             NEIGHBOR_SOLICITATION => self.nd_solicitation_input(now, rx, msg),
             NEIGHBOR_ADVERTISEMENT => self.nd_advertisement_input(now, rx, msg),
             ROUTER_ADVERTISEMENT => self.nd_router_advertisement_input(now, rx, msg),
+            MLD_QUERY => {
+                // A query from the link (hop limit 1, link-local source) gets the state of
+                // every group we report (RFC 3810 §6.2; one report, not delayed).
+                if rx.hop_limit == 1 && wire6::is_link_local(rx.src) {
+                    let groups = self
+                        .ip6
+                        .as_ref()
+                        .map(|s| s.reported_groups())
+                        .unwrap_or_default();
+                    self.send_mld_report(now, &groups, MLD_MODE_IS_EXCLUDE);
+                } else {
+                    self.stats.nd_rx_invalid += 1;
+                }
+            }
             // A tentative address takes nothing but Neighbour Discovery (RFC 4862 §5.4).
             _ if tentative_dst => self.stats.ip6_rx_not_for_us += 1,
             ECHO_REQUEST => {
@@ -600,6 +624,37 @@ impl Interface {
         self.stats.nd_prefixes_autoconfigured += 1;
         log::info!("{addr}/64 formed from an advertised prefix");
         self.sync_tcp_addrs();
+    }
+
+    /// An MLDv2 Report (RFC 3810 §5.2) with one record of `record_type` and no sources per
+    /// group: we listen to all their sources. It leaves from our link-local address, or the
+    /// unspecified one while that is tentative (§5.2.13), with hop limit 1 and Router Alert.
+    pub(super) fn send_mld_report(&mut self, now: Instant, groups: &[Ipv6Addr], record_type: u8) {
+        if groups.is_empty() || self.cfg.medium != crate::wire::Medium::Ethernet {
+            return;
+        }
+        let src = self
+            .ip6
+            .as_ref()
+            .and_then(|s| {
+                s.addrs()
+                    .iter()
+                    .find(|a| a.state == AddrState::Preferred && wire6::is_link_local(a.addr))
+                    .map(|a| a.addr)
+            })
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let mut msg = vec![MLD_V2_REPORT, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&(groups.len() as u16).to_be_bytes());
+        for g in groups {
+            msg.extend_from_slice(&[record_type, 0, 0, 0]);
+            msg.extend_from_slice(&g.octets());
+        }
+        let sum = wire6::checksum(src, ALL_MLDV2_ROUTERS, ICMPV6, &msg);
+        msg[2..4].copy_from_slice(&sum);
+        let mut payload = HOP_BY_HOP_ROUTER_ALERT.to_vec();
+        payload.extend_from_slice(&msg);
+        self.stats.nd_tx_mld_reports += 1;
+        self.send_ipv6(now, src, ALL_MLDV2_ROUTERS, 0, 1, &payload);
     }
 
     /// A Router Solicitation to all routers, from our link-local address with our link-layer

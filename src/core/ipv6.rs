@@ -180,6 +180,20 @@ impl Ipv6State {
                 .any(|a| a.state != AddrState::Duplicate && wire6::solicited_node(a.addr) == group)
     }
 
+    /// The groups we report to MLD: our addresses' solicited-node groups (all-nodes is never
+    /// reported, RFC 3810 §6), each once.
+    pub fn reported_groups(&self) -> Vec<Ipv6Addr> {
+        let mut groups: Vec<Ipv6Addr> = self
+            .addrs
+            .iter()
+            .filter(|a| a.state != AddrState::Duplicate)
+            .map(|a| wire6::solicited_node(a.addr))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
     /// Whether a frame to Ethernet address `mac` (a `33:33:…` group) may be for us.
     pub fn accepts_mac(&self, mac: MacAddr) -> bool {
         mac == wire6::multicast_mac(ALL_NODES)
@@ -719,12 +733,18 @@ impl Interface {
         };
         let nd = ip6.nd.poll(now);
         let mut probes = Vec::new();
+        let mut joined = Vec::new();
         let mut addrs_changed = false;
         if ip6.dad_next.is_some_and(|t| t <= now) {
             let transmits = ip6.cfg.dad_transmits;
             let mut pending = false;
             for a in ip6.addrs.iter_mut() {
                 if let AddrState::Tentative { sent } = a.state {
+                    if sent == 0 {
+                        // Its solicited-node group is joined, and reported, before DAD's
+                        // first probe (RFC 4862 §5.4.2).
+                        joined.push(wire6::solicited_node(a.addr));
+                    }
                     if sent < transmits {
                         a.state = AddrState::Tentative { sent: sent + 1 };
                         probes.push(a.addr);
@@ -762,6 +782,12 @@ impl Interface {
         }
         for (target, mac) in nd.solicit {
             self.send_neighbor_solicitation(now, target, mac);
+        }
+        if !joined.is_empty() {
+            // (Addresses with the same low 24 bits share one group.)
+            joined.sort();
+            joined.dedup();
+            self.send_mld_report(now, &joined, super::icmpv6::MLD_CHANGE_TO_EXCLUDE);
         }
         for addr in probes {
             self.send_dad_solicitation(now, addr);
