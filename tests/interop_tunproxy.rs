@@ -285,9 +285,21 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
     Some(a)
 }
 
+/// One layout at a time: each runs danted, tunproxy and servers, and the timing checks (a
+/// refusal within 1 s) must not share two cores with another test's 100 MiB transfer.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` in a namespace of its own, alone among this file's tests.
+fn exclusive<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    in_netns(f)
+}
+
 fn both_modes(f: impl Fn(Mode) + Send + Sync + Copy + 'static) {
     for mode in [Mode::Direct, Mode::Socks5] {
-        in_netns(move || f(mode));
+        exclusive(move || f(mode));
     }
 }
 
@@ -460,7 +472,7 @@ fn udp_echo_a_dns_query_and_ping_to_any_address() {
 /// one gives the client host unreachable, and the stack answers nothing by itself.
 #[test]
 fn relayed_pings_are_answered_only_as_their_destination_answers() {
-    in_netns(|| {
+    exclusive(|| {
         // Ping sockets for root's group, in this test's namespace only.
         sh("echo 0 0 > /proc/sys/net/ipv4/ping_group_range");
         let mut layout = Layout::new(Mode::Direct, &["--ping", "relay"]);
@@ -488,7 +500,7 @@ fn relayed_pings_are_answered_only_as_their_destination_answers() {
 
 #[test]
 fn the_connection_cap_refuses_the_next_syn_and_counts_it() {
-    in_netns(|| {
+    exclusive(|| {
         let mut layout = Layout::new(Mode::Direct, &["--max-conns", "5"]);
         let held: Vec<TcpStream> = (0..5)
             .map(|_| TcpStream::connect((FAR, 7)).unwrap())
