@@ -252,9 +252,9 @@ fn kernel_pings_ipv6_after_dad_and_resolves_our_mac() {
         // our address meanwhile): ping until three replies, for at most 10 s.
         let out = sh("ping -6 -n -c 3 -i 0.2 -w 10 2001:db8::2");
         assert!(received(&out) >= 3, "{out}");
-        let out = sh("ping -6 -n -c 3 -i 0.2 -w 10 -s 1200 fe80::aff:fe00:2%tap0");
+        let out = sh("ping -6 -n -c 3 -i 0.2 -w 10 -s 8000 fe80::aff:fe00:2%tap0");
         assert!(
-            received(&out) >= 3 && out.contains("1208 bytes from"),
+            received(&out) >= 3 && out.contains("8008 bytes from"),
             "{out}"
         );
         // Fragmented both ways: the kernel's request reassembled, our reply fragmented.

@@ -790,9 +790,18 @@ fn fragments_are_reassembled_and_big_replies_fragmented() {
     );
     i.poll(at(4000 + 60_000));
     let out = sent6(&mut i);
-    assert!(
-        out.iter().any(|(_, _, m)| m[0] == 3 && m[1] == 1),
-        "time exceeded"
+    let (_, _, m) = out
+        .iter()
+        .find(|(_, _, m)| m[0] == 3 && m[1] == 1)
+        .expect("time exceeded");
+    // It quotes the first fragment as received, Fragment header and all, as far as 1280
+    // bytes allow (RFC 4443 §2.4 (c)).
+    assert_eq!(m.len(), 8 + 1232);
+    assert_eq!(m[8 + 6], 44, "the quoted header names its Fragment header");
+    assert_eq!(
+        &m[8 + 48..8 + 48 + 64],
+        &a[..64],
+        "the fragment's data follows"
     );
 }
 

@@ -307,6 +307,28 @@ impl Ipv6State {
     }
 }
 
+/// The first fragment's headers without their Fragment header: the unfragmentable part,
+/// whose last Next Header field now names the fragmentable part's first header (RFC 8200
+/// §4.5).
+fn without_fragment_header(mut headers: Vec<u8>) -> Option<Vec<u8>> {
+    let mut field = NEXT_HEADER_FIELD;
+    let mut at = HEADER_LEN;
+    loop {
+        match *headers.get(field)? {
+            FRAGMENT => break,
+            HOP_BY_HOP | ROUTING | DEST_OPTIONS => {
+                field = at;
+                at += (usize::from(*headers.get(at + 1)?) + 1) * 8;
+            }
+            _ => return None,
+        }
+    }
+    let next = *headers.get(at)?;
+    headers[field] = next;
+    headers.drain(at..at + FRAGMENT_HEADER_LEN);
+    Some(headers)
+}
+
 /// A link-local address in use: what a Router Solicitation leaves from (RFC 4861 §6.3.7).
 fn is_usable_link_local(a: &Addr6) -> bool {
     a.state == AddrState::Preferred && wire6::is_link_local(a.addr)
@@ -434,7 +456,7 @@ impl Interface {
                             // (RFC 6946 §4); others are reassembled.
                             let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                             if offset_flags & 0xfff9 != 0 {
-                                return self.ipv6_fragment(now, rx, off, named_at, nh);
+                                return self.ipv6_fragment(now, rx, off);
                             }
                         }
                     }
@@ -475,16 +497,9 @@ impl Interface {
         }
     }
 
-    /// A fragment (its header at `off`; the field naming it at `named_at`) into reassembly,
+    /// A fragment (its Fragment header at `off`) into reassembly,
     /// and the packet it completes, if any, through the walk again (RFC 8200 §4.5).
-    fn ipv6_fragment(
-        &mut self,
-        now: Instant,
-        rx: &Rx6<'_>,
-        off: usize,
-        named_at: usize,
-        next: u8,
-    ) -> Walk {
+    fn ipv6_fragment(&mut self, now: Instant, rx: &Rx6<'_>, off: usize) -> Walk {
         let packet = rx.packet;
         let offset_flags = u16::from_be_bytes([packet[off + 2], packet[off + 3]]);
         let more = offset_flags & 1 != 0;
@@ -499,9 +514,9 @@ impl Interface {
         if offset + data.len() + (off - HEADER_LEN) > usize::from(u16::MAX) {
             return Walk::Error(param_problem(0, off + 2, false));
         }
-        // The unfragmentable part, naming the fragmentable part's first header.
-        let mut header = packet[..off].to_vec();
-        header[named_at] = next;
+        // The headers as received, the Fragment header included: the reassembled packet
+        // drops it, and an error about a timed-out packet quotes its first fragment whole.
+        let header = &packet[..off + FRAGMENT_HEADER_LEN];
         let id = u32::from_be_bytes([
             packet[off + 4],
             packet[off + 5],
@@ -515,7 +530,7 @@ impl Interface {
                 proto: 0,
                 id,
             },
-            header: &header,
+            header,
             offset,
             more,
             payload: data,
@@ -523,7 +538,9 @@ impl Interface {
         let Some(whole) = self.reasm.insert(now, frag, &mut self.stats) else {
             return Walk::Done;
         };
-        let mut assembled = whole.header;
+        let Some(mut assembled) = without_fragment_header(whole.header) else {
+            return Walk::Done;
+        };
         let payload_len = assembled.len() - HEADER_LEN + whole.payload.len();
         let Ok(payload_len) = u16::try_from(payload_len) else {
             return Walk::Done;

@@ -41,6 +41,8 @@ const PIECE_OVERHEAD: usize = 64;
 const MAX_DATAGRAM: usize = 65535;
 /// IPv6's fixed header, which its payload length does not count.
 const IPV6_HEADER: usize = 40;
+/// The most of an invoking packet an ICMPv6 error quotes: 1280 less its own headers.
+const IPV6_ERROR_QUOTE: usize = 1280 - 40 - 8;
 /// How long an IPv6 packet's fragments wait (RFC 8200 §4.5: 60 seconds); IPv4's come from
 /// the configuration.
 const IPV6_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -153,8 +155,16 @@ impl Reassembler {
                     stats.reasm_timeouts += 1;
                     if let (Some(h), Some(p)) = (&e.first_header, e.pieces.first()) {
                         if p.offset == 0 {
+                            // IPv4 quotes the header and 8 bytes (RFC 792); IPv6 the first
+                            // fragment as far as an error within 1280 bytes allows (RFC 4443
+                            // §2.4 (c)).
+                            let room = if key.src.is_ipv6() {
+                                IPV6_ERROR_QUOTE.saturating_sub(h.len())
+                            } else {
+                                8
+                            };
                             let mut quote = h.clone();
-                            quote.extend_from_slice(&p.data[..p.data.len().min(8)]);
+                            quote.extend_from_slice(&p.data[..p.data.len().min(room)]);
                             expired.push(quote);
                         }
                     }
@@ -283,7 +293,11 @@ impl Reassembler {
         }
         let room = match key.src {
             IpAddr::V4(_) => MAX_DATAGRAM - header.len(),
-            IpAddr::V6(_) => MAX_DATAGRAM + IPV6_HEADER - header.len().max(IPV6_HEADER),
+            // (An IPv6 fragment's headers include its 8-byte Fragment header, which the
+            // reassembled packet drops.)
+            IpAddr::V6(_) => {
+                MAX_DATAGRAM + IPV6_HEADER - header.len().saturating_sub(8).max(IPV6_HEADER)
+            }
         };
         if end > room {
             stats.reasm_oversize += 1;
