@@ -1140,3 +1140,13 @@ fn an_mld_query_is_answered_with_our_groups() {
     assert_eq!(mld[8], 2, "mode is exclude");
     assert_eq!(i.counters().nd_tx_mld_reports, 2);
 }
+
+/// A link whose MTU is below 1280 carries no IPv6 (RFC 8200 §5).
+#[test]
+fn a_link_below_1280_bytes_carries_no_ipv6() {
+    let mut cfg = config(2, 2);
+    cfg.mtu = 1200;
+    cfg.ipv6 = Some(Ipv6Config::default());
+    let i = Interface::new(cfg, Instant::ZERO);
+    assert!(i.ipv6().is_none());
+}

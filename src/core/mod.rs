@@ -105,9 +105,15 @@ impl Interface {
             tcp.set_intercept(*ic);
             std::sync::Arc::new(InterceptIo::with(InterceptState::default()))
         });
+        // A link that cannot carry 1280 bytes in one piece carries no IPv6 (RFC 8200 §5), as
+        // Linux turns IPv6 off on one.
+        if cfg.ipv6.is_some() && cfg.mtu < ipv6::MIN_MTU {
+            log::warn!("MTU {} is below IPv6's 1280: IPv6 stays off", cfg.mtu);
+        }
         let ip6 = cfg
             .ipv6
             .clone()
+            .filter(|_| cfg.mtu >= ipv6::MIN_MTU)
             .map(|c| ipv6::Ipv6State::new(c, cfg.mac, cfg.medium, now));
         let mut iface = Interface {
             ip6,
