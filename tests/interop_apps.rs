@@ -390,3 +390,36 @@ fn curl_over_ipv6_and_ipv4_from_one_listener() {
         stop(p, &out);
     });
 }
+
+/// tapcat connects to an IPv6 literal (the kernel's nc -6 listening): 1 MiB each way, as over
+/// IPv4 above; its first connect waits out DAD of its own address.
+#[test]
+fn tapcat_connects_to_an_ipv6_literal() {
+    in_netns(|| {
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8::1/64 dev tap0 nodad");
+        let dir = TempDir::new("tapcat-six");
+        let down_sha = write_pattern_file(&dir.path("down"), 1 << 20, 5);
+        let mut nc = Proc::spawn(
+            "nc",
+            Command::new("nc")
+                .args(["-6", "-N", "-l", "2001:db8::1", "5556"])
+                .stdin(std::fs::File::open(dir.path("down")).unwrap())
+                .stdout(std::fs::File::create(dir.path("up")).unwrap()),
+        );
+        wait_for_tcp_listener(5556, Duration::from_secs(10));
+        let tapcat = Proc::spawn(
+            "tapcat",
+            Command::new(env!("CARGO_BIN_EXE_tapcat"))
+                .args(["--ip6", "2001:db8::2/64", "2001:db8::1", "5556"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
+        let up = pattern(1 << 20, 6);
+        let up_sha = sha256(&up);
+        let got = drive_tapcat(tapcat, up, 1 << 20, true);
+        assert_eq!(sha256(&got), down_sha, "kernel -> tapcat");
+        assert!(nc.wait(T).success(), "nc failed");
+        assert_eq!(file_sha256(&dir.path("up")), up_sha, "tapcat -> kernel");
+    });
+}

@@ -14,12 +14,29 @@ pub fn connect(
     wait: Option<Duration>,
 ) -> io::Result<TcpStream> {
     let addr = (host, port);
-    match wait {
-        Some(t) => TcpStream::connect_timeout(stack, addr, t),
-        None => TcpStream::connect(stack, addr),
+    // A fresh stack's IPv6 addresses are tentative for DAD's second: a connect then finds no
+    // source address (EADDRNOTAVAIL, as Linux without optimistic DAD) and is tried again,
+    // for a bounded while.
+    let dad_deadline = std::time::Instant::now() + DAD_WAIT;
+    loop {
+        let attempt = match wait {
+            Some(t) => TcpStream::connect_timeout(stack, addr, t),
+            None => TcpStream::connect(stack, addr),
+        };
+        match attempt {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrNotAvailable
+                    && std::time::Instant::now() < dad_deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other.map_err(|e| context(e, format_args!("connect {host}:{port}"))),
+        }
     }
-    .map_err(|e| context(e, format_args!("connect {host}:{port}")))
 }
+
+/// How long a connect waits for the stack's IPv6 addresses to pass DAD.
+const DAD_WAIT: Duration = Duration::from_secs(3);
 
 /// Listens on `port`, announces it on stderr and accepts one connection; later ones are
 /// refused.
