@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config, pattern, sha256};
+use common::{config, config_v6, pattern, sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -669,18 +669,9 @@ fn shutdown_wakes_the_threads_blocked_on_the_connection() {
 #[test]
 fn one_dual_stack_listener_serves_tcp_over_both_families() {
     let (a, b) = memory_pair(1500).unwrap();
-    let with_v6 = |n: u8, seed| {
-        let mut c = config(n, seed);
-        c.ipv6 = Some(tapstack::Ipv6Config {
-            addrs: vec![(format!("2001:db8::{n}").parse().unwrap(), 64)],
-            dad_transmits: 0,
-            ..Default::default()
-        });
-        c
-    };
     let (a, b) = (
-        Stack::new(a, with_v6(1, 1)).unwrap(),
-        Stack::new(b, with_v6(2, 2)).unwrap(),
+        Stack::new(a, config_v6(1, 1)).unwrap(),
+        Stack::new(b, config_v6(2, 2)).unwrap(),
     );
     let listener = TcpListener::bind(&b, "[::]:7").unwrap();
     assert_eq!(listener.local_addr().unwrap().to_string(), "[::]:7");

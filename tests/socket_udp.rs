@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, pattern, sha256};
+use common::{config, config_v6, pattern, sha256};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -256,19 +256,9 @@ fn poller_reports_a_udp_socket_with_a_datagram() {
 #[test]
 fn one_dual_stack_socket_serves_both_families() {
     let (a, b) = memory_pair(1500).unwrap();
-    let with_v6 = |n: u8, seed| {
-        let mut c = config(n, seed);
-        c.ipv6 = Some(tapstack::Ipv6Config {
-            addrs: vec![(format!("2001:db8::{n}").parse().unwrap(), 64)],
-            // Each stack is alone on its link: no DAD wait in a test of the socket API.
-            dad_transmits: 0,
-            ..Default::default()
-        });
-        c
-    };
     let (a, b) = (
-        Stack::new(a, with_v6(1, 1)).unwrap(),
-        Stack::new(b, with_v6(2, 2)).unwrap(),
+        Stack::new(a, config_v6(1, 1)).unwrap(),
+        Stack::new(b, config_v6(2, 2)).unwrap(),
     );
     let server = UdpSocket::bind(&b, "[::]:7").unwrap();
     timeout(&server);
@@ -309,12 +299,7 @@ fn one_dual_stack_socket_serves_both_families() {
 #[test]
 fn only_v6_leaves_ipv4_to_another_socket() {
     let (a, _b) = memory_pair(1500).unwrap();
-    let mut c = config(1, 1);
-    c.ipv6 = Some(tapstack::Ipv6Config {
-        dad_transmits: 0,
-        ..Default::default()
-    });
-    let a = Stack::new(a, c).unwrap();
+    let a = Stack::new(a, config_v6(1, 1)).unwrap();
     let six = UdpSocket::bind(&a, "[::]:53").unwrap();
     assert!(!six.only_v6().unwrap());
     assert_eq!(

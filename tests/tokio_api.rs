@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, pattern, sha256};
+use common::{config, config_v6, pattern, sha256};
 use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::Pin;
@@ -350,18 +350,9 @@ fn urgent_data_is_marked_and_reads_stop_at_the_mark() {
 #[test]
 fn tcp_and_udp_over_ipv6_on_the_current_thread_runtime() {
     let (a, b) = memory_pair(1500).unwrap();
-    let with_v6 = |n: u8, seed| {
-        let mut c = config(n, seed);
-        c.ipv6 = Some(tapstack::Ipv6Config {
-            addrs: vec![(format!("2001:db8::{n}").parse().unwrap(), 64)],
-            dad_transmits: 0,
-            ..Default::default()
-        });
-        c
-    };
     let (a, b) = (
-        Stack::new(a, with_v6(1, 1)).unwrap(),
-        Stack::new(b, with_v6(2, 2)).unwrap(),
+        Stack::new(a, config_v6(1, 1)).unwrap(),
+        Stack::new(b, config_v6(2, 2)).unwrap(),
     );
     current_thread().block_on(async {
         let listener = TcpListener::bind(&b, "[::]:7").await.unwrap();

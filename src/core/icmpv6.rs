@@ -6,7 +6,7 @@
 
 use super::autoconf::{slaac_address, updated_lifetime, PrefixInfo};
 use super::ipv6::Addr6;
-use super::ipv6::{AddrState, Icmp6Error, Rx6, HEADER_LEN, MIN_MTU, NEXT_HEADER_FIELD};
+use super::ipv6::{AddrState, Icmp6Error, Rx6, HEADER_LEN, MIN_MTU};
 use super::ndp::Learned;
 use super::Interface;
 use crate::time::Instant;
@@ -62,24 +62,14 @@ const NA_OVERRIDE: u8 = 0x20;
 /// The link-layer address option of kind `kind` in NDP options `opts`; `Err` if an option is
 /// malformed (zero length, or past the end: RFC 4861 §7.1.1).
 fn ll_option(opts: &[u8], kind: u8) -> Result<Option<MacAddr>, ()> {
-    let mut found = None;
-    let mut i = 0;
-    while i < opts.len() {
-        let (Some(&t), Some(&len)) = (opts.get(i), opts.get(i + 1)) else {
-            return Err(());
-        };
-        let end = i + usize::from(len) * 8;
-        if len == 0 || end > opts.len() {
-            return Err(());
-        }
-        if t == kind && len == 1 {
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&opts[i + 2..i + 8]);
-            found = Some(MacAddr(mac));
-        }
-        i = end;
-    }
-    Ok(found)
+    let opts = nd_options(opts).ok_or(())?;
+    // The last such option counts, as the one parsed last did.
+    Ok(opts
+        .into_iter()
+        .rev()
+        .filter(|&(t, _)| t == kind)
+        .find_map(|(_, body)| <[u8; 6]>::try_from(body).ok())
+        .map(MacAddr))
 }
 
 /// NDP options as (type, body) pairs, or `None` if one is malformed (zero length, or past
@@ -97,35 +87,6 @@ fn nd_options(opts: &[u8]) -> Option<Vec<(u8, &[u8])>> {
         i = end;
     }
     Some(out)
-}
-
-/// The upper-layer protocol of an IPv6 packet (header included) and where its header starts,
-/// past any extension headers; `None` for a truncated chain or a non-first fragment.
-fn upper_layer(packet: &[u8]) -> Option<(u8, usize)> {
-    const HOP_BY_HOP: u8 = 0;
-    const ROUTING: u8 = 43;
-    const FRAGMENT: u8 = 44;
-    const DEST_OPTIONS: u8 = 60;
-    let mut next = *packet.get(NEXT_HEADER_FIELD)?;
-    let mut at = HEADER_LEN;
-    loop {
-        match next {
-            HOP_BY_HOP | ROUTING | DEST_OPTIONS => {
-                let len = (usize::from(*packet.get(at + 1)?) + 1) * 8;
-                next = *packet.get(at)?;
-                at += len;
-            }
-            FRAGMENT => {
-                let offset = u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]) >> 3;
-                if offset != 0 {
-                    return None;
-                }
-                next = *packet.get(at)?;
-                at += 8;
-            }
-            proto => return Some((proto, at)),
-        }
-    }
 }
 
 /// The target address of an NS or NA (at least [`ND_OPTIONS`] bytes long).
@@ -322,9 +283,7 @@ impl Interface {
         msg[2..4].fill(0);
         let sum = wire6::checksum(src, dst, ICMPV6, &msg);
         msg[2..4].copy_from_slice(&sum);
-        let hop_limit = hop_limit
-            .or_else(|| self.ip6.as_ref().map(|s| s.cfg.hop_limit))
-            .unwrap_or(64);
+        let hop_limit = hop_limit.unwrap_or_else(|| self.hop_limit6());
         self.send_ipv6(now, src, dst, ICMPV6, hop_limit, &msg);
     }
 
@@ -334,7 +293,7 @@ impl Interface {
     pub(super) fn icmp6_error(&mut self, now: Instant, rx: &Rx6<'_>, e: Icmp6Error) {
         // No error about an ICMPv6 error or a Redirect (§2.4 (e.1), (e.2)), wherever it sits
         // behind extension headers.
-        let about_error = upper_layer(rx.packet).is_some_and(|(proto, at)| {
+        let about_error = super::ipv6::upper_layer(rx.packet).is_some_and(|(proto, at)| {
             proto == ICMPV6
                 && rx
                     .packet

@@ -27,7 +27,7 @@ const FRAGMENT: u8 = 44;
 const NO_NEXT: u8 = 59;
 const DEST_OPTIONS: u8 = 60;
 /// Where the Next Header field sits in the IPv6 header.
-pub(super) const NEXT_HEADER_FIELD: usize = 6;
+const NEXT_HEADER_FIELD: usize = 6;
 /// Where the Payload Length field sits in the IPv6 header.
 const PAYLOAD_LENGTH_FIELD: usize = 4;
 /// The Fragment header's length (RFC 8200 §4.5).
@@ -304,6 +304,31 @@ impl Ipv6State {
         }
         self.pmtu.insert(dst, (mtu, now + PMTU_EXPIRES));
         true
+    }
+}
+
+/// The upper-layer protocol of an IPv6 packet (header included) and where its header starts,
+/// past any extension headers; `None` for a truncated chain or a non-first fragment.
+pub(super) fn upper_layer(packet: &[u8]) -> Option<(u8, usize)> {
+    let mut next = *packet.get(NEXT_HEADER_FIELD)?;
+    let mut at = HEADER_LEN;
+    loop {
+        match next {
+            HOP_BY_HOP | ROUTING | DEST_OPTIONS => {
+                let len = (usize::from(*packet.get(at + 1)?) + 1) * 8;
+                next = *packet.get(at)?;
+                at += len;
+            }
+            FRAGMENT => {
+                let offset_flags = u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]);
+                if offset_flags >> 3 != 0 {
+                    return None;
+                }
+                next = *packet.get(at)?;
+                at += FRAGMENT_HEADER_LEN;
+            }
+            proto => return Some((proto, at)),
+        }
     }
 }
 
@@ -677,7 +702,7 @@ impl Interface {
             .ip6
             .as_ref()
             .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
-        let hop_limit = self.ip6.as_ref().map_or(64, |s| s.cfg.hop_limit);
+        let hop_limit = self.hop_limit6();
         if tso_mss.is_none() && HEADER_LEN + payload_len > mtu {
             let payload = frame.split_off(FRAME_HEADROOM_V6);
             return self.send_ipv6(now, src, dst, next_header, hop_limit, &payload);
@@ -833,6 +858,13 @@ impl Interface {
         let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
         let remote = std::net::SocketAddrV6::new(ip.destination_addr(), dst_port, 0, 0);
         self.udp_error(src_port, remote.into(), libc::EHOSTUNREACH);
+    }
+
+    /// The hop limit of the packets we send (the configured one).
+    pub(super) fn hop_limit6(&self) -> u8 {
+        self.ip6
+            .as_ref()
+            .map_or(Ipv6Config::default().hop_limit, |s| s.cfg.hop_limit)
     }
 
     /// Tells TCP which IPv6 addresses are in use now.

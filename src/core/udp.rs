@@ -28,17 +28,6 @@ fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 one it maps (RFC 4291 §2.5.5.2); others as given.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, a.port())),
-            None => addr,
-        },
-        v4 => v4,
-    }
-}
-
 struct UdpSocket {
     /// An IPv6 socket (`AF_INET6`): IPv4 peers are shown to it as mapped addresses.
     v6: bool,
@@ -84,12 +73,7 @@ impl UdpSocket {
 
     /// `addr` (canonical) as this socket's family shows it.
     fn present(&self, addr: SocketAddr) -> SocketAddr {
-        match addr {
-            SocketAddr::V4(a) if self.v6 => {
-                SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-            }
-            a => a,
-        }
+        crate::wire::presented(addr, self.v6)
     }
 }
 
@@ -201,6 +185,31 @@ impl UdpTable {
 /// header. A receive queue charges it too, as Linux charges an skb's truesize, so that a flood
 /// of empty datagrams is bounded like any other.
 const DATAGRAM_OVERHEAD: usize = std::mem::size_of::<(SocketAddr, Vec<u8>)>() + 16;
+
+/// A UDP header and `data` from `src` port `src_port` to `dst`, the checksum computed under
+/// the family's pseudo-header (a zero sum sent as all ones, RFC 768).
+fn udp_segment(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut header = UdpHeader {
+        source_port: src_port,
+        destination_port: dst.port(),
+        length: (UdpHeader::LEN + data.len()) as u16,
+        checksum: 0,
+    };
+    header.checksum = match (src, dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            header.calc_checksum_ipv4_raw(s.octets(), d.octets(), data)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            header.calc_checksum_ipv6_raw(s.octets(), d.octets(), data)
+        }
+        _ => return Err(os_err(libc::EAFNOSUPPORT)),
+    }
+    .map_err(|_| os_err(libc::EMSGSIZE))?;
+    let mut segment = Vec::with_capacity(UdpHeader::LEN + data.len());
+    segment.extend_from_slice(&header.to_bytes());
+    segment.extend_from_slice(data);
+    Ok(segment)
+}
 
 /// The receive-buffer charge of a datagram of `len` bytes.
 fn charge(len: usize) -> usize {
@@ -386,7 +395,7 @@ impl Interface {
     /// Fixes the peer: `send` goes there and only its datagrams are received. An unbound
     /// local address becomes the one its datagrams will leave from.
     pub fn udp_connect(&mut self, id: SocketId, remote: SocketAddr) -> io::Result<()> {
-        let remote = canonical(remote);
+        let remote = crate::wire::canonical(remote);
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(os_err(libc::EINVAL));
         }
@@ -442,7 +451,7 @@ impl Interface {
             flow.last = now;
         }
         let dst = dst
-            .map(canonical)
+            .map(crate::wire::canonical)
             .or(sock.remote)
             .ok_or_else(|| os_err(libc::EDESTADDRREQ))?;
         if dst.port() == 0 {
@@ -464,18 +473,7 @@ impl Interface {
         if self.cfg.is_broadcast(*dst.ip()) && !broadcast {
             return Err(os_err(libc::EACCES));
         }
-        let mut header = UdpHeader {
-            source_port: src_port,
-            destination_port: dst.port(),
-            length: (UdpHeader::LEN + data.len()) as u16,
-            checksum: 0,
-        };
-        header.checksum = header
-            .calc_checksum_ipv4_raw(our_ip.octets(), dst.ip().octets(), data)
-            .map_err(|_| os_err(libc::EMSGSIZE))?;
-        let mut payload = Vec::with_capacity(UdpHeader::LEN + data.len());
-        payload.extend_from_slice(&header.to_bytes());
-        payload.extend_from_slice(data);
+        let payload = udp_segment(IpAddr::V4(our_ip), SocketAddr::V4(dst), src_port, data)?;
         self.send_datagram(
             now,
             Datagram {
@@ -508,21 +506,8 @@ impl Interface {
         if data.len() > MAX_UDP6_PAYLOAD {
             return Err(os_err(libc::EMSGSIZE));
         }
-        let mut header = UdpHeader {
-            source_port: src_port,
-            destination_port: dst.port(),
-            length: (UdpHeader::LEN + data.len()) as u16,
-            checksum: 0,
-        };
-        header.checksum = header
-            .calc_checksum_ipv6_raw(src.octets(), dst.ip().octets(), data)
-            .map_err(|_| os_err(libc::EMSGSIZE))?;
-        let mut payload = Vec::with_capacity(UdpHeader::LEN + data.len());
-        payload.extend_from_slice(&header.to_bytes());
-        payload.extend_from_slice(data);
-        let hop_limit = hop_limit
-            .or_else(|| self.ip6.as_ref().map(|s| s.cfg.hop_limit))
-            .unwrap_or(64);
+        let payload = udp_segment(IpAddr::V6(src), SocketAddr::V6(dst), src_port, data)?;
+        let hop_limit = hop_limit.unwrap_or_else(|| self.hop_limit6());
         self.send_ipv6(now, src, *dst.ip(), 17, hop_limit, &payload);
         self.stats.udp_tx_datagrams += 1;
         Ok(data.len())

@@ -37,7 +37,7 @@ use isn::IsnGenerator;
 use shared::Wakeable;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tcb::State;
@@ -78,27 +78,6 @@ impl Listener {
 
 fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
-}
-
-/// An IPv4-mapped IPv6 address as the IPv4 one it maps (RFC 4291 §2.5.5.2); others as given.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::from((v4, a.port())),
-            None => addr,
-        },
-        v4 => v4,
-    }
-}
-
-/// `addr` as an IPv6 socket shows an IPv4 peer when `mapped` (RFC 3493 §3.7).
-fn present(addr: SocketAddr, mapped: bool) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(a) if mapped => {
-            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-        }
-        a => a,
-    }
 }
 
 impl Tcp {
@@ -515,7 +494,7 @@ impl Tcp {
         let mut q = l.io.lock();
         q.queue.push_back(shared::Accepted {
             id,
-            peer: present(t.remote, t.mapped),
+            peer: crate::wire::presented(t.remote, t.mapped),
             io: t.io.clone(),
         });
         l.io.wake(q);
@@ -562,7 +541,7 @@ impl Tcp {
         }
         // TCP talks to one host: never to a broadcast or multicast address (RFC 9293
         // MUST-46), the subnet's broadcast included; Linux says ENETUNREACH.
-        let remote = canonical(remote);
+        let remote = crate::wire::canonical(remote);
         let broadcast = match remote.ip() {
             IpAddr::V4(a) => a.is_broadcast(),
             IpAddr::V6(_) => false,
@@ -1008,7 +987,10 @@ impl Tcp {
             return Ok((l.local, none));
         }
         let t = self.conns.get(&id).ok_or_else(|| os_err(libc::ENOTCONN))?;
-        Ok((present(t.local, t.mapped), present(t.remote, t.mapped)))
+        Ok((
+            crate::wire::presented(t.local, t.mapped),
+            crate::wire::presented(t.remote, t.mapped),
+        ))
     }
 
     /// Stack shutdown, first step: every listener closes and every open connection sends its

@@ -60,6 +60,30 @@ pub fn transport_checksum_ip(
     }
 }
 
+/// An IPv4-mapped IPv6 socket address as the IPv4 one it maps (RFC 4291 §2.5.5.2); others as
+/// given. Sockets keep addresses in this form inside.
+pub fn canonical(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::SocketAddr;
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, a.port())),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// `addr` as an IPv6 socket shows it: an IPv4 one IPv4-mapped (RFC 3493 §3.7) when `mapped`.
+pub fn presented(addr: std::net::SocketAddr, mapped: bool) -> std::net::SocketAddr {
+    use std::net::{SocketAddr, SocketAddrV6};
+    match addr {
+        SocketAddr::V4(a) if mapped => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        a => a,
+    }
+}
+
 /// The pseudo-header's bytes of `ip` for hashing (ISNs, cookies): its octets, of either size.
 pub fn ip_octets(ip: std::net::IpAddr) -> ([u8; 16], usize) {
     match ip {

@@ -22,6 +22,19 @@ pub fn config(last_octet: u8, seed: u64) -> StackConfig {
     c
 }
 
+/// [`config`] with IPv6 too: `2001:db8::N/64`, in use at once (each test link is the
+/// stacks' alone, so DAD has nothing to find).
+#[allow(dead_code)]
+pub fn config_v6(last_octet: u8, seed: u64) -> StackConfig {
+    let mut c = config(last_octet, seed);
+    c.ipv6 = Some(tapstack::Ipv6Config {
+        addrs: vec![(format!("2001:db8::{last_octet}").parse().unwrap(), 64)],
+        dad_transmits: 0,
+        ..Default::default()
+    });
+    c
+}
+
 pub struct Node {
     pub iface: Interface,
     pub dev: Box<dyn Device>,
