@@ -369,7 +369,8 @@ fn curl_over_ipv6_and_ipv4_from_one_listener() {
         expect_line(&out, "listening", Duration::from_secs(10));
         // DAD of the stack's address: ping until one reply, for at most 10 s.
         let ping = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8::2");
-        assert!(ping.contains(" 0% packet loss"), "{ping}");
+        // (Requests sent before DAD passed may go unanswered: one reply is enough.)
+        assert!(answered(&ping), "{ping}");
         let path = dir.path("got6.bin");
         curl(&[
             "-g",

@@ -52,6 +52,45 @@ fn kernel_pings_plain_and_fragmented_and_resolves_our_mac() {
     });
 }
 
+/// Echoes every size from 1 to 1600, every 257th and each fragment-count boundary (one packet
+/// holds `first` bytes, each further fragment `more`) up to 65507 through `sock`, connected to
+/// an echo service; each datagram is checked (sha256 of the stream). UDP may lose one: it is
+/// asked again, up to three times. The sizes tried, and how many needed a retry.
+fn echo_sizes(sock: &UdpSocket, first: usize, more: usize) -> (Vec<usize>, usize) {
+    let mut sizes: Vec<usize> = (1..=1600).chain((1601..=65507).step_by(257)).collect();
+    for k in 1.. {
+        let edge = first + more * k;
+        if edge > 65507 {
+            break;
+        }
+        sizes.extend([edge, edge + 1].into_iter().filter(|&s| s <= 65507));
+    }
+    sizes.push(65507);
+    let (mut sent, mut got) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 65536];
+    let mut retries = 0;
+    for &size in &sizes {
+        let data = pattern(size, size as u8);
+        let n = (0..3)
+            .find_map(|attempt| {
+                retries += attempt.min(1);
+                sock.send(&data).expect("send");
+                sock.recv(&mut buf).ok()
+            })
+            .unwrap_or_else(|| panic!("no echo for {size} bytes after 3 tries"));
+        assert_eq!(n, size);
+        sent.extend_from_slice(&data);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(sha256(&got), sha256(&sent));
+    eprintln!(
+        "{} datagrams, {} bytes echoed, {retries} retries",
+        sizes.len(),
+        sent.len()
+    );
+    (sizes, retries)
+}
+
 /// Every size from 1 to 1600 (both sides of the one-frame limit, 1472), then every 257th size
 /// and each fragment-count boundary up to 65507. Each datagram is checked byte for byte.
 #[test]
@@ -61,35 +100,8 @@ fn udp_echo_from_a_kernel_socket_for_sizes_1_to_65507() {
         let sock = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         sock.connect((STACK_IP, 7)).unwrap();
-        let mut sizes: Vec<usize> = (1..=1600).chain((1601..=65507).step_by(257)).collect();
-        for k in 1..=44 {
-            let edge = 1472 + 1480 * k;
-            sizes.extend([edge, edge + 1].into_iter().filter(|&s| s <= 65507));
-        }
-        sizes.push(65507);
-        let (mut sent, mut got) = (Vec::new(), Vec::new());
-        let mut buf = vec![0u8; 65536];
-        let mut retries = 0;
-        for &size in &sizes {
-            let data = pattern(size, size as u8);
-            // UDP may lose a datagram; a client asks again, up to three times.
-            let n = (0..3)
-                .find_map(|attempt| {
-                    retries += attempt.min(1);
-                    sock.send(&data).expect("send");
-                    sock.recv(&mut buf).ok()
-                })
-                .unwrap_or_else(|| panic!("no echo for {size} bytes after 3 tries"));
-            assert_eq!(n, size);
-            sent.extend_from_slice(&data);
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(sha256(&got), sha256(&sent));
-        eprintln!(
-            "{} datagrams, {} bytes echoed, {retries} retries",
-            sizes.len(),
-            sent.len()
-        );
+        // One frame holds 1472 bytes; each further fragment 1480.
+        let (sizes, retries) = echo_sizes(&sock, 1472, 1480);
         assert!(retries <= 3, "{retries} datagrams needed a second try");
         let counters = server.stop();
         assert!(counter(&counters, "UDP datagrams sent") >= sizes.len() as u64);
@@ -459,7 +471,7 @@ fn packet_too_big_shrinks_the_mss_and_16_mib_get_through() {
         let ping = sh(&format!(
             "ip netns exec {far} ping -6 -n -c 1 -i 0.3 -w 20 2001:db8:1::aff:fe00:2"
         ));
-        assert!(ping.contains(" 0% packet loss"), "{ping}");
+        assert!(received(&ping) >= 1, "{ping}");
         // 16 MiB from the far side, echoed: a client in the far namespace, on this thread's
         // child (nc would not report the echo's hash), via python3.
         let script = format!("{dir}/client.py");
@@ -516,29 +528,8 @@ fn udp_echo_over_ipv6_for_sizes_1_to_65507() {
         let sock = UdpSocket::bind("[2001:db8::1]:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         sock.connect("[2001:db8::2]:7").unwrap();
-        let mut sizes: Vec<usize> = (1..=1600).chain((1601..=65507).step_by(257)).collect();
-        for k in 1..=45 {
-            let edge = 1452 + 1448 * k;
-            sizes.extend([edge, edge + 1].into_iter().filter(|&s| s <= 65507));
-        }
-        sizes.push(65507);
-        let (mut sent, mut got) = (Vec::new(), Vec::new());
-        let mut buf = vec![0u8; 65536];
-        let mut retries = 0;
-        for &size in &sizes {
-            let data = pattern(size, size as u8);
-            let n = (0..3)
-                .find_map(|attempt| {
-                    retries += attempt.min(1);
-                    sock.send(&data).expect("send");
-                    sock.recv(&mut buf).ok()
-                })
-                .unwrap_or_else(|| panic!("no echo for {size} bytes after 3 tries"));
-            assert_eq!(n, size);
-            sent.extend_from_slice(&data);
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(sha256(&got), sha256(&sent));
+        // One packet holds 1452 bytes; each further fragment 1448.
+        let (sizes, retries) = echo_sizes(&sock, 1452, 1448);
         assert!(retries <= 3, "{retries} datagrams needed a second try");
         let counters = server.stop();
         assert!(counter(&counters, "UDP datagrams sent") >= sizes.len() as u64);

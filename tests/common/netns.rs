@@ -244,3 +244,15 @@ impl RawLink {
         n == frame.len() as isize
     }
 }
+
+/// Whether ping's summary counts at least one reply ("N received", N > 0): requests sent
+/// while the stack's address was still in DAD may go unanswered.
+#[allow(dead_code)]
+pub fn answered(ping: &str) -> bool {
+    ping.split(',').any(|part| {
+        part.trim()
+            .strip_suffix(" received")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n > 0)
+    })
+}
