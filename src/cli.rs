@@ -106,6 +106,10 @@ pub struct DeviceArgs {
     /// pcap
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Trace every TCP connection to this file: segments, cwnd, RTT, states and loss
+    /// decisions, one JSON object per line (draw it with tapstack-plot)
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Percent of frames to drop, each direction
     #[arg(long, default_value_t = 0.0)]
     pub drop_chance: f64,
@@ -151,6 +155,7 @@ impl DeviceArgs {
             });
         }
         cfg.busy_poll = std::time::Duration::from_micros(self.busy_poll_us);
+        cfg.tcp.trace = self.trace.is_some();
         if let Some(seed) = self.seed {
             cfg.seed = seed;
         }
@@ -165,7 +170,12 @@ impl DeviceArgs {
 
     /// Like [`DeviceArgs::start`], with a configuration the app adjusted from
     /// [`DeviceArgs::config`].
-    pub fn start_with(&self, cfg: StackConfig) -> io::Result<Stack> {
+    pub fn start_with(&self, mut cfg: StackConfig) -> io::Result<Stack> {
+        if let Some(path) = &self.trace {
+            let out = crate::trace::TraceOutput::create(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            cfg.trace = Some(out);
+        }
         if let Some(gw) = cfg.gateway {
             if !cfg.is_on_link(gw) {
                 return Err(io::Error::new(

@@ -53,6 +53,10 @@ pub struct StackConfig {
     pub intercept: Option<InterceptConfig>,
     /// IPv6 (RFC 8200): `None`, the default, leaves the interface IPv4-only.
     pub ipv6: Option<Ipv6Config>,
+    /// Where the runtime writes the per-connection trace ([`crate::trace`]); `None`, the
+    /// default, writes none. Which connections are traced: all with `tcp.trace`, else those
+    /// whose socket asks (`TcpStream::set_trace`).
+    pub trace: Option<crate::trace::TraceOutput>,
 }
 
 /// IPv6 on the interface: its addresses, and the bounds of Neighbour Discovery (RFC 4861).
@@ -262,6 +266,7 @@ impl StackConfig {
             busy_poll: Duration::from_micros(50),
             intercept: None,
             ipv6: None,
+            trace: None,
         }
     }
 
@@ -342,6 +347,9 @@ pub struct TcpConfig {
     /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
     /// the runtime turns it on, since every device takes super-segments.
     pub tso: bool,
+    /// Trace every connection ([`crate::tcp::trace`]); off by default. A socket can be traced
+    /// on its own (`TcpStream::set_trace`).
+    pub trace: bool,
 }
 
 impl TcpConfig {
@@ -372,6 +380,7 @@ impl Default for TcpConfig {
             fixed_iss: None,
             congestion: CongestionAlgorithm::default(),
             tso: false,
+            trace: false,
         }
     }
 }

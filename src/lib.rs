@@ -56,6 +56,7 @@ pub mod tcp;
 pub mod time;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+pub mod trace;
 pub mod wire;
 
 pub use config::{EchoMode, InterceptConfig, Ipv6Config, Keepalive, StackConfig};

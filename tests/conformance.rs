@@ -214,7 +214,12 @@ fn must_48_the_diffserv_field_before_the_syn_from_the_listener_and_changed_later
     client
         .with_tcp(Instant::ZERO, |tcp, stats| {
             let peer = SocketAddrV4::new(PEER, 80);
-            tcp.connect_with(Instant::ZERO, None, peer.into(), buffers, 46, stats)
+            let opts = tapstack::tcp::ConnectOpts {
+                buffers,
+                dscp: 46,
+                trace: false,
+            };
+            tcp.connect_with(Instant::ZERO, None, peer.into(), opts, stats)
         })
         .unwrap();
     assert_eq!(sent(&mut client)[0][IP_TOS_AT], 0xb8, "the first SYN: EF");

@@ -1209,31 +1209,6 @@ fn loss_recovery_keeps_timeouts_rare() {
     }
 }
 
-/// [`connect`] where the handshake itself may lose a segment: waits out SYN retries.
-fn connect_despite_loss(sim: &mut Sim) -> (SocketId, SocketId) {
-    let l = sim
-        .b
-        .iface
-        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
-        .unwrap()
-        .0;
-    let now = sim.now;
-    let c = sim
-        .a
-        .iface
-        .tcp_connect(now, SocketAddrV4::new(B, 80))
-        .unwrap();
-    for _ in 0..600 {
-        sim.advance(Duration::from_millis(100));
-        if let Some(Ok((s, _))) = sim.b.iface.tcp_accept(l) {
-            if matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))) {
-                return (c, s);
-            }
-        }
-    }
-    panic!("no connection within a minute");
-}
-
 /// Random loss holds a sender that cuts its window per loss (CUBIC by 30%) near
 /// MSS/RTT · √(3/2)/√p (Mathis et al., 1997; CUBIC's TCP-friendly region, RFC 9438 §4.3,
 /// keeps that rate). Over a 100 MB/s bottleneck with 1% of frames lost each way, 8 MiB at a

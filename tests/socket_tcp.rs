@@ -732,3 +732,129 @@ fn one_dual_stack_listener_serves_tcp_over_both_families() {
         Some("10.0.0.1")
     );
 }
+
+/// A writer whose bytes the test reads back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The JSON lines written so far.
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn a_socket_is_traced_on_its_own_and_only_on_a_stack_with_a_trace_output() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let (out_a, out_b) = (Captured::default(), Captured::default());
+    let mut cfg_a = config(1, 1);
+    cfg_a.trace = Some(tapstack::trace::TraceOutput::new(out_a.clone()));
+    let mut cfg_b = config(2, 2);
+    cfg_b.trace = Some(tapstack::trace::TraceOutput::new(out_b.clone()));
+    let (a, b) = (Stack::new(a, cfg_a).unwrap(), Stack::new(b, cfg_b).unwrap());
+    // The server traces what its listener accepts, from the SYN.
+    let socket = tapstack::socket::TcpSocket::new(&b);
+    socket.bind("0.0.0.0:7").unwrap();
+    socket.set_trace(true).unwrap();
+    let listener = socket.listen(8).unwrap();
+    let server = std::thread::spawn(move || {
+        // The client's first connection is accepted first and carries nothing.
+        let (_first, _) = listener.accept().unwrap();
+        let (s, _) = listener.accept().unwrap();
+        limit(&s);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = (&s).read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            (&s).write_all(&buf[..n]).unwrap();
+        }
+    });
+    // Of the client's two connections, only the second is traced, from the time it asks.
+    let untraced = TcpStream::connect(&a, "10.0.0.2:7").unwrap();
+    limit(&untraced);
+    let c = TcpStream::connect(&a, "10.0.0.2:7").unwrap();
+    limit(&c);
+    c.set_trace(true).unwrap();
+    let data = pattern(200_000, 9);
+    (&c).write_all(&data).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    assert_eq!(sha256(&got), sha256(&data));
+    let (traced_local, untraced_local) = (c.local_addr().unwrap(), untraced.local_addr().unwrap());
+    drop((c, untraced));
+    drop(a);
+    server.join().unwrap();
+    drop(b);
+
+    let lines = out_a.lines();
+    assert_eq!(lines[0]["title"], "tapstack TCP trace");
+    let records = &lines[1..];
+    assert!(records.len() > 20, "{} records", records.len());
+    assert!(records
+        .iter()
+        .all(|r| r["local"] == traced_local.to_string().as_str()));
+    assert!(!records
+        .iter()
+        .any(|r| r["local"] == untraced_local.to_string().as_str()));
+    // Traced from the middle: the first record states where it stands.
+    assert_eq!(records[0]["name"], "transport:connection_state_updated");
+    assert_eq!(records[0]["data"]["new"], "established");
+    let sent: u64 = records
+        .iter()
+        .filter(|r| r["name"] == "transport:packet_sent")
+        .map(|r| r["data"]["len"].as_u64().unwrap())
+        .sum();
+    assert!(sent >= data.len() as u64);
+
+    let server_records = &out_b.lines()[1..];
+    let states: Vec<&str> = server_records
+        .iter()
+        .filter(|r| r["name"] == "transport:connection_state_updated")
+        .filter(|r| r["local"] == "10.0.0.2:7" && r["remote"] == traced_local.to_string().as_str())
+        .map(|r| r["data"]["new"].as_str().unwrap())
+        .collect();
+    assert_eq!(states[..2], ["syn_received", "established"], "{states:?}");
+    let received = server_records
+        .iter()
+        .find(|r| r["name"] == "transport:packet_received")
+        .unwrap();
+    assert_eq!(received["data"]["flags"], "S");
+
+    // Without a trace output, asking for a trace is an error, not a silent no-op.
+    let (x, y) = two_stacks();
+    let s = tapstack::socket::TcpSocket::new(&x);
+    assert_eq!(
+        s.set_trace(true).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let l = TcpListener::bind(&y, "0.0.0.0:9").unwrap();
+    assert_eq!(
+        l.set_trace(true).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let c = TcpStream::connect(&x, "10.0.0.2:9").unwrap();
+    assert_eq!(
+        c.set_trace(true).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(x.counters().unwrap().tcp_trace_records, 0);
+}

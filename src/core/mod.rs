@@ -152,6 +152,7 @@ impl Interface {
             reasm_bytes: self.reasm.mem() as u64,
             icpt_tcp_conns: self.tcp.intercepted(),
             icpt_udp_flows: self.udp.flows() as u64,
+            tcp_trace_records: self.tcp.trace_records(),
             ..self.stats.clone()
         }
     }
@@ -228,6 +229,12 @@ impl Interface {
     /// Returns the buffer of a frame the device has sent, for the stack to build another in.
     pub fn recycle(&mut self, frame: Vec<u8>) {
         self.tcp.recycle(frame);
+    }
+
+    /// Moves the per-connection trace records made since the last call to `into`
+    /// ([`crate::tcp::trace`]).
+    pub fn take_trace(&mut self, into: &mut Vec<crate::tcp::trace::TraceRecord>) {
+        self.tcp.take_trace(into);
     }
 
     /// The next event for the driver (a socket became ready), if any.

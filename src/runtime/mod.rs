@@ -49,11 +49,18 @@ pub(crate) enum Command {
 pub(crate) struct Handle {
     tx: Sender<Command>,
     wake: Arc<WakeFd>,
+    /// The stack writes a trace ([`StackConfig::trace`]): sockets may be traced.
+    traces: bool,
 }
 
 pub(crate) use crate::tcp::shared::stopped;
 
 impl Handle {
+    /// Whether the stack has a trace output.
+    pub fn traces(&self) -> bool {
+        self.traces
+    }
+
     pub fn send(&self, cmd: Command) -> io::Result<()> {
         self.tx.send(cmd).map_err(|_| stopped())?;
         self.wake.wake();
@@ -139,6 +146,10 @@ impl Stack {
         let (tx, rx) = crossbeam_channel::unbounded();
         let wake = Arc::new(WakeFd::new()?);
         let epoch = std::time::Instant::now();
+        let trace = config.trace.clone();
+        if let Some(t) = &trace {
+            t.write_header(std::time::SystemTime::now())?;
+        }
         let iface = Interface::new(config.clone(), Instant::ZERO);
         let thread_wake = wake.clone();
         let thread_linger = config.linger;
@@ -158,11 +169,17 @@ impl Stack {
                     waiters: Waiters::default(),
                     linger: thread_linger,
                     busy_poll,
+                    trace,
+                    trace_buf: Vec::new(),
                 }
                 .run()
             })?;
         Ok(Stack {
-            handle: Handle { tx, wake },
+            handle: Handle {
+                tx,
+                wake,
+                traces: config.trace.is_some(),
+            },
             config,
             thread: Some(thread),
         })
@@ -215,6 +232,9 @@ struct StackThread<D> {
     waiters: Waiters,
     linger: std::time::Duration,
     busy_poll: std::time::Duration,
+    /// Where the per-connection trace goes, if anywhere.
+    trace: Option<crate::trace::TraceOutput>,
+    trace_buf: Vec<crate::tcp::trace::TraceRecord>,
 }
 
 impl<D: Device> StackThread<D> {
@@ -247,6 +267,7 @@ impl<D: Device> StackThread<D> {
                 .expire(&mut self.iface, now, std::time::Instant::now());
             active |= self.dispatch_events(now);
             active |= self.transmit(now);
+            self.write_trace();
             ready = if busy {
                 // More frames may wait; commands are served on the next turn anyway, and the
                 // eventfd is drained after the next poll that finds it readable.
@@ -291,6 +312,7 @@ impl<D: Device> StackThread<D> {
             self.iface.poll(now);
             while self.iface.pop_event().is_some() {}
             self.transmit(now);
+            self.write_trace();
             if self.iface.tcp().quiescent()
                 || deadline.is_some_and(|d| std::time::Instant::now() >= d)
             {
@@ -304,6 +326,23 @@ impl<D: Device> StackThread<D> {
         self.iface
             .with_tcp(now, |tcp, stats| tcp.abort_all(now, stats));
         self.transmit(now);
+        self.write_trace();
+    }
+
+    /// Writes the trace records made since the last call, if the stack writes a trace.
+    fn write_trace(&mut self) {
+        let Some(out) = &self.trace else {
+            return;
+        };
+        self.iface.take_trace(&mut self.trace_buf);
+        if self.trace_buf.is_empty() {
+            return;
+        }
+        if let Err(e) = out.write(&self.trace_buf) {
+            log::warn!("trace: {e}; no more trace is written");
+            self.trace = None;
+        }
+        self.trace_buf.clear();
     }
 
     /// Resets connection `id` and forgets it (a close with a zero linger).

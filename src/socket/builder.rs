@@ -4,6 +4,7 @@
 use super::{any_addr, TcpListener, TcpStream};
 use crate::config::Buffers;
 use crate::runtime::Stack;
+use crate::tcp::ConnectOpts;
 use std::cell::Cell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -25,6 +26,7 @@ pub struct TcpSocket<'a> {
     local: Cell<Option<SocketAddr>>,
     dscp: Cell<u8>,
     only_v6: Cell<bool>,
+    trace: Cell<bool>,
 }
 
 impl<'a> TcpSocket<'a> {
@@ -36,6 +38,7 @@ impl<'a> TcpSocket<'a> {
             local: Cell::new(None),
             dscp: Cell::new(0),
             only_v6: Cell::new(false),
+            trace: Cell::new(false),
         }
     }
 
@@ -112,13 +115,26 @@ impl<'a> TcpSocket<'a> {
     pub fn connect_nonblocking<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
         let remote = any_addr(addr)?;
         let port = self.local.get().map(|l| l.port()).filter(|p| *p != 0);
-        TcpStream::start_connect(
-            self.stack,
-            port,
-            remote,
-            self.buffers.get(),
-            self.dscp.get(),
-        )
+        TcpStream::start_connect(self.stack, port, remote, self.opts())
+    }
+
+    fn opts(&self) -> ConnectOpts {
+        ConnectOpts {
+            buffers: self.buffers.get(),
+            dscp: self.dscp.get(),
+            trace: self.trace.get(),
+        }
+    }
+
+    /// Traces the connection from its SYN, or, before `listen`, every connection the listener
+    /// accepts (see [`TcpStream::set_trace`]). Fails with `InvalidInput` if the stack has no
+    /// trace output ([`crate::StackConfig::trace`]).
+    pub fn set_trace(&self, on: bool) -> io::Result<()> {
+        if on {
+            super::tcp::check_trace_output(self.stack)?;
+        }
+        self.trace.set(on);
+        Ok(())
     }
 
     /// `IPV6_V6ONLY`, before `listen`: a listener on `[::]` then takes IPv6 only, and an
@@ -141,14 +157,7 @@ impl<'a> TcpSocket<'a> {
             .local
             .get()
             .unwrap_or(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0));
-        TcpListener::listen_with(
-            self.stack,
-            local,
-            backlog,
-            self.buffers.get(),
-            self.dscp.get(),
-            self.only_v6.get(),
-        )
+        TcpListener::listen_with(self.stack, local, backlog, self.opts(), self.only_v6.get())
     }
 
     /// The bound address, if `bind` was called.

@@ -10,6 +10,7 @@ use crate::config::Buffers;
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
 use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
+use crate::tcp::ConnectOpts;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,24 +147,37 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<TcpListener> {
         let addr = any_addr(addr)?;
-        Self::listen_with(stack, addr, backlog, stack.config().tcp.buffers(), 0, false)
+        let opts = ConnectOpts {
+            buffers: stack.config().tcp.buffers(),
+            ..ConnectOpts::default()
+        };
+        Self::listen_with(stack, addr, backlog, opts, false)
     }
 
-    /// Listens on `addr`, giving connections `buffers` and the Diffserv field `dscp`.
+    /// Listens on `addr`, giving connections the buffers, Diffserv field and tracing of
+    /// `opts`.
     pub(crate) fn listen_with(
         stack: &Stack,
         addr: SocketAddr,
         backlog: usize,
-        buffers: Buffers,
-        dscp: u8,
+        opts: ConnectOpts,
         v6only: bool,
     ) -> io::Result<TcpListener> {
+        let ConnectOpts {
+            buffers,
+            dscp,
+            trace,
+        } = opts;
+        if trace {
+            check_trace_output(stack)?;
+        }
         let handle = stack.handle();
         let (id, local, shared) = handle.call(move |iface, now| {
             iface.with_tcp(now, |tcp, _| {
                 let (id, local) = tcp.listen_opts(addr, backlog, buffers, v6only)?;
                 // Before any SYN can reach it: this runs on the stack thread.
                 tcp.set_dscp(id, dscp)?;
+                tcp.set_trace(id, now, trace)?;
                 let shared = tcp
                     .listen_io(id)
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -207,6 +221,19 @@ impl TcpListener {
     /// An endless iterator of accepted connections, as `std::net::TcpListener::incoming`.
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
         std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    }
+
+    /// Traces every connection the listener accepts from now on, from its SYN (see
+    /// [`TcpStream::set_trace`]), or stops doing so. Fails with `InvalidInput` if the stack
+    /// has no trace output.
+    pub fn set_trace(&self, on: bool) -> io::Result<()> {
+        if on && !self.inner.handle.traces() {
+            return Err(no_trace_output());
+        }
+        let id = self.inner.id;
+        self.inner
+            .handle
+            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on)))
     }
 
     /// As `std::net::TcpListener::local_addr`: the address the listener is bound to.
@@ -361,21 +388,27 @@ impl TcpStream {
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         let remote = any_addr(addr)?;
-        Self::start_connect(stack, None, remote, stack.config().tcp.buffers(), 0)
+        let opts = ConnectOpts {
+            buffers: stack.config().tcp.buffers(),
+            ..ConnectOpts::default()
+        };
+        Self::start_connect(stack, None, remote, opts)
     }
 
-    /// Sends the SYN from `local_port` (else an ephemeral port) with `buffers`.
+    /// Sends the SYN from `local_port` (else an ephemeral port) with `opts`.
     pub(crate) fn start_connect(
         stack: &Stack,
         local_port: Option<u16>,
         remote: SocketAddr,
-        buffers: Buffers,
-        dscp: u8,
+        opts: ConnectOpts,
     ) -> io::Result<TcpStream> {
+        if opts.trace {
+            check_trace_output(stack)?;
+        }
         let handle = stack.handle();
         let (id, shared) = handle.call(move |iface, now| {
             let id = iface.with_tcp(now, |tcp, stats| {
-                tcp.connect_with(now, local_port, remote, buffers, dscp, stats)
+                tcp.connect_with(now, local_port, remote, opts, stats)
             })?;
             Ok((id, shared(iface, id)?))
         })?;
@@ -494,6 +527,21 @@ impl TcpStream {
         self.inner.handle.post(move |iface, now| {
             let _ = iface.with_tcp(now, |tcp, stats| tcp.set_nodelay(id, now, nodelay, stats));
         })
+    }
+
+    /// Traces the connection from now on, or stops tracing it: its segments, its congestion
+    /// window and RTT estimates, its state changes and its loss and recovery decisions go to
+    /// the stack's trace output ([`crate::StackConfig::trace`], one JSON object per line; see
+    /// [`crate::trace`]). Fails with `InvalidInput` if the stack has none. To trace from the
+    /// SYN, use [`super::TcpSocket::set_trace`] before connecting.
+    pub fn set_trace(&self, on: bool) -> io::Result<()> {
+        if on && !self.inner.handle.traces() {
+            return Err(no_trace_output());
+        }
+        let id = self.id();
+        self.inner
+            .handle
+            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on)))
     }
 
     /// Keep-alive probes after `idle` without traffic (RFC 1122 §4.2.3.6); `None` turns them
@@ -823,5 +871,20 @@ impl std::fmt::Debug for TcpListener {
         f.debug_struct("TcpListener")
             .field("local", &self.local)
             .finish()
+    }
+}
+
+fn no_trace_output() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the stack has no trace output (StackConfig::trace)",
+    )
+}
+
+/// A socket may be traced only on a stack with somewhere to write the trace.
+pub(crate) fn check_trace_output(stack: &Stack) -> io::Result<()> {
+    match stack.config().trace {
+        Some(_) => Ok(()),
+        None => Err(no_trace_output()),
     }
 }

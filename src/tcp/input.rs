@@ -208,7 +208,7 @@ impl Tcp {
             return;
         }
         l.syn_queue += 1;
-        let (buffers, dscp) = (l.buffers, l.dscp);
+        let (buffers, dscp, traced) = (l.buffers, l.dscp, l.trace);
         let mapped = l.local.is_ipv6() && remote.is_ipv4();
         let id = self.ids.next_id();
         let iss = self.iss(now, local, remote);
@@ -222,6 +222,10 @@ impl Tcp {
         let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss);
         t.user.dscp = dscp;
         t.mapped = mapped;
+        if traced {
+            t.set_trace(true);
+        }
+        t.trace_received(now, seg);
         t.set_state(State::SynReceived);
         take_syn(&mut t, seg, our_mss, now, iss);
         t.user.listener = Some(lid);
@@ -322,6 +326,7 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
+        t.trace_received(now, seg);
         let verdict = if t.state == State::SynSent {
             syn_sent(t, now, seg, our_mss, &self.cfg, &mut self.out, stats)
         } else {
@@ -351,6 +356,7 @@ impl Tcp {
                 return;
             }
         }
+        self.trace_collect(id, now);
         // Out-of-order data (or a filled hole) is ACKed segment by segment, not once per
         // batch: each duplicate ACK and SACK tells the sender of another arrival, and losing
         // one ACK must not hide a whole flight (Linux's GRO never merges across a gap).
@@ -389,6 +395,9 @@ impl Tcp {
         }
         t.set_state(State::Closed);
         t.clear_timers();
+        if t.trace.is_some() {
+            self.trace_records += t.trace_take_last(&mut self.trace) as u64;
+        }
         let key = (t.local, t.remote);
         let keep = !t.user.orphan && t.user.listener.is_none();
         self.by_tuple.remove(&key);

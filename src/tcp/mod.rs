@@ -27,6 +27,7 @@ pub mod seq;
 pub mod shared;
 pub mod tcb;
 pub mod timers;
+pub mod trace;
 mod urgent;
 
 use crate::config::Buffers;
@@ -60,6 +61,8 @@ struct Listener {
     /// The Diffserv field its SYN-ACKs carry and its connections inherit (as Linux's
     /// accepted sockets inherit the listener's `IP_TOS`).
     dscp: u8,
+    /// Its connections are traced from their SYN.
+    trace: bool,
 }
 
 /// The listeners on one port: at most one per family.
@@ -126,6 +129,27 @@ fn publish(t: &Tcb, wake: bool) {
     }
 }
 
+/// What a socket sets before `connect(2)` that its SYN already needs.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectOpts {
+    /// Its buffer sizes: the window scale in the SYN depends on the receive buffer.
+    pub buffers: Buffers,
+    /// The Diffserv field (DSCP) its segments carry, the SYN included.
+    pub dscp: u8,
+    /// Trace the connection from its SYN.
+    pub trace: bool,
+}
+
+impl Default for ConnectOpts {
+    fn default() -> Self {
+        ConnectOpts {
+            buffers: TcpConfig::default().buffers(),
+            dscp: 0,
+            trace: false,
+        }
+    }
+}
+
 /// The largest Diffserv code point: six bits (RFC 2474).
 const MAX_DSCP: u8 = 63;
 
@@ -168,6 +192,10 @@ pub struct Tcp {
     negative_advice: Vec<IpAddr>,
     /// Catch-all interception, if on.
     intercept: Option<intercept::Intercept>,
+    /// Trace records of traced connections, for the layer above to take.
+    trace: Vec<trace::TraceRecord>,
+    /// Trace records made so far: zero while no connection is traced.
+    trace_records: u64,
 }
 
 impl Tcp {
@@ -200,6 +228,8 @@ impl Tcp {
             events: VecDeque::new(),
             negative_advice: Vec::new(),
             intercept: None,
+            trace: Vec::new(),
+            trace_records: 0,
         }
     }
 
@@ -314,15 +344,53 @@ impl Tcp {
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
+            t.trace_checkpoint(now);
             output::output(t, now, &mut sink);
             publish(t, false);
         }
+        self.trace_collect(id, now);
         self.reschedule(id);
+    }
+
+    /// Moves a traced connection's records to the stack-wide trace.
+    fn trace_collect(&mut self, id: SocketId, now: Instant) {
+        if let Some(t) = self.conns.get_mut(&id).filter(|t| t.trace.is_some()) {
+            self.trace_records += t.trace_take(now, &mut self.trace) as u64;
+        }
+    }
+
+    /// Moves the trace records made since the last call to `into`.
+    pub fn take_trace(&mut self, into: &mut Vec<trace::TraceRecord>) {
+        into.append(&mut self.trace);
+    }
+
+    /// Trace records made so far (zero while no connection is traced).
+    pub fn trace_records(&self) -> u64 {
+        self.trace_records
+    }
+
+    /// Starts or stops tracing connection `id`, or, for a listener, the connections it will
+    /// accept.
+    pub fn set_trace(&mut self, id: SocketId, now: Instant, on: bool) -> io::Result<()> {
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.trace = on;
+            return Ok(());
+        }
+        let t = self
+            .conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?;
+        t.set_trace(on);
+        self.trace_collect(id, now);
+        Ok(())
     }
 
     /// Removes a connection entirely.
     fn remove(&mut self, id: SocketId) {
-        if let Some(t) = self.conns.remove(&id) {
+        if let Some(mut t) = self.conns.remove(&id) {
+            if t.trace.is_some() {
+                self.trace_records += t.trace_take_last(&mut self.trace) as u64;
+            }
             if let Some(k) = t.timers.key {
                 self.timers.remove(&(k, id));
             }
@@ -454,6 +522,7 @@ impl Tcp {
                 io: Arc::default(),
                 syn_queue: 0,
                 dscp: 0,
+                trace: false,
             },
         );
         Ok((id, local))
@@ -518,21 +587,29 @@ impl Tcp {
         remote: SocketAddr,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
-        let buffers = self.cfg.buffers();
-        self.connect_with(now, local_port, remote, buffers, 0, stats)
+        let opts = ConnectOpts {
+            buffers: self.cfg.buffers(),
+            ..ConnectOpts::default()
+        };
+        self.connect_with(now, local_port, remote, opts, stats)
     }
 
-    /// [`Tcp::connect`] with its own buffer sizes (set before `connect(2)`, as its window
-    /// scale is chosen for the SYN) and Diffserv field, which the SYN carries already.
+    /// [`Tcp::connect`] with the options a socket sets before `connect(2)`, which the SYN
+    /// already needs: buffer sizes (the window scale depends on them), the Diffserv field,
+    /// and tracing.
     pub fn connect_with(
         &mut self,
         now: Instant,
         local_port: Option<u16>,
         remote: SocketAddr,
-        buffers: Buffers,
-        dscp: u8,
+        opts: ConnectOpts,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
+        let ConnectOpts {
+            buffers,
+            dscp,
+            trace,
+        } = opts;
         if dscp > MAX_DSCP {
             return Err(os_err(libc::EINVAL));
         }
@@ -572,6 +649,9 @@ impl Tcp {
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, self.mss_for(remote.ip()));
         t.user.dscp = dscp;
+        if trace {
+            t.set_trace(true);
+        }
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
         self.by_tuple.insert((local, remote), id);

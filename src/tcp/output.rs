@@ -210,6 +210,10 @@ pub fn emit(
     }
     sink.stats.tcp_out_segs += data.1.div_ceil(piece).max(1) as u64;
     sink.stats.tcp_out_tso += u64::from(tso_mss.is_some());
+    if t.trace.is_some() {
+        let sack = &header.options.sack;
+        t.trace_sent(now, seq, ack, flags, window, sack, data.1, tso_mss);
+    }
     sink.out.push(Outgoing {
         src,
         dst,
@@ -467,6 +471,7 @@ fn minshall_holds(t: &Tcb) -> bool {
 /// the peer must answer with an ACK stating its window (what Linux sends).
 pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let seq = t.snd.una - 1;
+    t.trace_send_trigger(super::trace::SendTrigger::Probe);
     emit(t, now, seq, Flags::ACK, (0, 0), sink);
 }
 
@@ -513,6 +518,7 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     if t.recovery.rack.settle_probe(t.snd.una) {
         recovery::probe_repaired(t, now, sink.stats);
     }
+    t.trace_send_trigger(super::trace::SendTrigger::TailLossProbe);
     if t.recovery.recover.is_some() {
         let resent = retransmit_head(t, now, mss, sink);
         t.recovery.rack.on_probe(Some(resent), None);

@@ -273,6 +273,13 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     if t.recovery.dupacks < 3 && !sack_loss {
         return;
     }
+    if sack_loss {
+        t.trace_trigger("rack");
+    } else {
+        let end = t.snd.una + t.snd.mss.min(t.flight());
+        t.trace_lost(now, t.snd.una, end, "dupacks");
+        t.trace_trigger("dupacks");
+    }
     begin_episode(t);
     // ssthresh from cwnd, as Linux and RFC 9438 §4.6 allow with congestion window
     // validation (cwnd grows only while in use): where the path's round trip holds less than
@@ -314,6 +321,7 @@ pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     {
         let after = lost_point(t);
         stats.tcp_rack_losses += u64::from(after.gt(before));
+        t.trace_lost(now, before, after, "rack");
         maybe_enter(t, now, stats);
     }
 }
@@ -325,6 +333,7 @@ pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
         let cwnd = t.cc.cwnd();
         t.cc.on_congestion_event(now, cwnd);
         t.recovery.cwr = Some(t.snd.max);
+        t.trace_trigger("tlp_repair");
         stats.tcp_tlp_recoveries += 1;
     }
 }
@@ -455,6 +464,7 @@ pub fn check_undo(
         return false;
     }
     // RFC 4015 §2: back to the window from before, and on with new data.
+    let why = if eifel { "undo_eifel" } else { "undo_dsack" };
     if let Some(prior) = undo.prior.take() {
         if prior.cwnd() > t.cc.cwnd() {
             t.cc = prior;
@@ -468,6 +478,7 @@ pub fn check_undo(
     if t.snd.nxt.lt(t.snd.max) {
         t.snd.nxt = t.snd.max;
     }
+    t.trace_trigger(why);
     stats.tcp_undos += 1;
     true
 }

@@ -348,6 +348,8 @@ pub struct Tcb {
     pub timers: Timers,
     /// Output owed beyond what the windows allow by themselves.
     pub output: OutputFlags,
+    /// The connection's trace, if it is traced.
+    pub trace: Option<Box<super::trace::ConnTrace>>,
 }
 
 /// Where a new connection starts: its two ends, its initial send sequence number (RFC 9293
@@ -448,6 +450,7 @@ impl Tcb {
             },
             timers: Timers::default(),
             output: OutputFlags::default(),
+            trace: cfg.trace.then(Box::default),
         }
     }
 

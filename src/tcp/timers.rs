@@ -3,6 +3,7 @@
 
 use super::output;
 use super::tcb::State;
+use super::trace::LossTimer;
 use super::Tcp;
 use crate::id::SocketId;
 use crate::stats::Counters;
@@ -133,9 +134,11 @@ impl Tcp {
         };
         if due(t.recovery.rack.pto_at, now) {
             // A probe due with the RTO goes in its place and restarts it (RFC 8985 §7.3).
+            t.trace_timer(now, LossTimer::Pto);
             output::tail_probe(t, now, &mut sink);
         }
         if due(t.timers.rto, now) {
+            t.trace_timer(now, LossTimer::Rto);
             t.timers.rto = None;
             t.rtx.retries += 1;
             let handshake = matches!(t.state, State::SynSent | State::SynReceived);
@@ -172,6 +175,8 @@ impl Tcp {
                     Some(_) => super::recovery::prior_cwnd(t).unwrap_or(t.cc.cwnd()),
                     None => t.cc.cwnd(),
                 };
+                t.trace_lost(now, t.snd.una, t.snd.max, "rto");
+                t.trace_trigger("rto");
                 super::recovery::begin_episode(t);
                 t.cc.on_timeout(now, window);
                 t.recovery.on_timeout(t.snd.una);
@@ -198,6 +203,7 @@ impl Tcp {
             }
         }
         if due(t.recovery.rack.reo_at, now) {
+            t.trace_timer(now, LossTimer::Reorder);
             super::recovery::detect_loss(t, now, sink.stats);
         }
         if due(t.timers.delack, now) {
@@ -212,6 +218,7 @@ impl Tcp {
         } else if due(t.timers.persist, now) {
             // The probe makes the peer state its window; it never counts towards the retry
             // limit.
+            t.trace_timer(now, LossTimer::Persist);
             output::probe(t, now, &mut sink);
             sink.stats.tcp_zero_window_probes += 1;
             t.timers.persist_backoff = (t.timers.persist_backoff + 1).min(16);

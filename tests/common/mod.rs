@@ -187,6 +187,34 @@ pub fn connect(sim: &mut Sim) -> (tapstack::core::SocketId, tapstack::core::Sock
     (c, s)
 }
 
+/// [`connect`] where the handshake itself may lose a segment: waits out SYN retries.
+pub fn connect_despite_loss(sim: &mut Sim) -> (SocketId, SocketId) {
+    let l = sim
+        .b
+        .iface
+        .tcp_listen(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap()
+        .0;
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(
+            now,
+            std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+        )
+        .unwrap();
+    for _ in 0..600 {
+        sim.advance(Duration::from_millis(100));
+        if let Some(Ok((s, _))) = sim.b.iface.tcp_accept(l) {
+            if matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))) {
+                return (c, s);
+            }
+        }
+    }
+    panic!("no connection within a minute");
+}
+
 /// What no stack may send: a frame over the MTU, or TCP that needed IP fragmentation.
 fn check_frame(frame: &[u8], mtu: usize) {
     assert!(

@@ -1,0 +1,85 @@
+//! What a picture shows of one direction of one connection, from a trace or from a pcap:
+//! sequence numbers relative to the first one seen, times in seconds from the connection's
+//! first record.
+
+/// Why a data segment left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// New data.
+    New,
+    /// Data sent before.
+    Retransmission,
+    /// A zero-window, keep-alive or tail loss probe.
+    Probe,
+}
+
+/// A data segment: `[start, end)` at `t`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub t: f64,
+    pub start: f64,
+    pub end: f64,
+    pub kind: Kind,
+}
+
+/// A step of a series over time.
+pub type Series = Vec<(f64, f64)>;
+
+/// The sender's view over time: what the trace alone knows.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub cwnd: Series,
+    pub ssthresh: Series,
+    pub flight: Series,
+    /// Smoothed RTT, ms.
+    pub srtt: Series,
+    /// Retransmission timeout, ms.
+    pub rto: Series,
+    /// Fast recoveries (`false`) and timeout recoveries (`true`): start, end.
+    pub episodes: Vec<(f64, f64, bool)>,
+}
+
+/// One direction of one connection.
+#[derive(Debug, Default)]
+pub struct Flow {
+    /// "local -> remote", for titles.
+    pub name: String,
+    pub sent: Vec<Sent>,
+    /// The cumulative ACK received, as steps.
+    pub acks: Series,
+    /// The receive window's right edge (ACK + window), as steps.
+    pub window_edge: Series,
+    /// SACK blocks received: `(t, left, right)`.
+    pub sacks: Vec<(f64, f64, f64)>,
+    /// Ranges deemed lost: `(t, start, end)`.
+    pub lost: Vec<(f64, f64, f64)>,
+    /// Retransmission timeouts.
+    pub rtos: Vec<f64>,
+    pub metrics: Option<Metrics>,
+}
+
+impl Flow {
+    /// The last time anything happened.
+    pub fn duration(&self) -> f64 {
+        let last = |s: &Series| s.last().map_or(0.0, |p| p.0);
+        self.sent
+            .iter()
+            .map(|s| s.t)
+            .fold(last(&self.acks), f64::max)
+    }
+
+    /// The highest sequence number shown.
+    pub fn top(&self) -> f64 {
+        let edge = self.window_edge.iter().map(|p| p.1);
+        self.sent
+            .iter()
+            .map(|s| s.end)
+            .chain(edge)
+            .fold(1.0, f64::max)
+    }
+}
+
+/// Sequence number `seq` relative to `base`, in bytes (a flow shorter than 4 GiB).
+pub fn rel(seq: u32, base: u32) -> f64 {
+    f64::from(seq.wrapping_sub(base))
+}
