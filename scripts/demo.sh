@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Runs echo-server in a private network namespace and shows it working with the kernel's own
 # tools: a TCP echo session with nc (handshake, data and FINs as tcpdump on the tap sees them),
-# ping (plain and fragmented), UDP echo, the stack's own --pcap capture and its counters.
-# Run it as root (or with sudo); it installs iproute2, iputils-ping, tcpdump and
-# netcat-openbsd when they are missing. Everything it creates is removed when it exits.
+# ping (plain and fragmented), UDP echo, the stack's own --pcap capture and its counters; then
+# 4 MiB through echo with 2% of frames dropped each way, traced (--trace), and drawn by
+# tapstack-plot: the stack's trace and the kernel's side of the tap, next to their pcaps in
+# target/demo (DEMO_OUT=DIR to choose).
+# Run it as root (or with sudo); it installs iproute2, iputils-ping, tcpdump, netcat-openbsd
+# and fonts-dejavu-core when they are missing. Everything it creates in the namespace is
+# removed when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_tools ip:iproute2 ping:iputils-ping tcpdump:tcpdump nc:netcat-openbsd
-cargo build --release --features cli --quiet --bin echo-server
+ensure_font
+cargo build --release --features cli --quiet --bin echo-server --bin tapstack-plot
+OUT=${DEMO_OUT:-$PWD/target/demo}
+mkdir -p "$OUT"
 WORK=$(mktemp -d)
 make_netns
 trap 'set +e; stop_server; ip netns del "$NS" 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -46,3 +53,25 @@ echo "the TCP session: handshake, data both ways, FINs"
 tcpdump -n -r "$WORK/tap.pcap" tcp 2>/dev/null
 echo "the UDP exchange:"
 tcpdump -n -r "$WORK/tap.pcap" udp 2>/dev/null
+
+step "4 MiB through echo, 2% of frames dropped each way by the stack's fault injector, traced"
+mkfifo "$WORK/dump2.err"
+ip netns exec "$NS" tcpdump -i tap0 -n -U -w "$OUT/tap.pcap" 2>"$WORK/dump2.err" &
+DUMP=$!
+exec 4<"$WORK/dump2.err"
+grep -q -m1 "listening on" <&4 || die "tcpdump did not start"
+start_server "$PWD/target/release/echo-server" --drop-chance 2 --trace "$OUT/stack.trace" \
+    --pcap "$OUT/stack.pcap"
+head -c $((4 << 20)) /dev/urandom >"$WORK/4m"
+in_ns nc -N -w 10 "$STACK_IP" 7 <"$WORK/4m" >"$WORK/4m.back"
+stop_server >/dev/null
+kill -INT "$DUMP"
+wait "$DUMP" || true
+exec 4<&-
+[ "$(sha256sum <"$WORK/4m")" = "$(sha256sum <"$WORK/4m.back")" ] || die "the echo differs"
+echo "4 MiB echoed intact (sha256 equal); the trace has $(wc -l <"$OUT/stack.trace") records"
+echo "retransmissions, stack: $(grep -c '"trigger":"retransmission"' "$OUT/stack.trace")," \
+    "timeouts: $(grep -c '"timer_type":"rto"' "$OUT/stack.trace")"
+step "tapstack-plot: the stack sending (its trace) beside the kernel sending (tcpdump on tap0)"
+target/release/tapstack-plot --trace "$OUT/stack.trace" --pcap "$OUT/tap.pcap" \
+    --from "$KERNEL_IP" --out "$OUT/transfer"

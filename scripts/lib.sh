@@ -23,6 +23,17 @@ ensure_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The labels of tapstack-plot's pictures need a TrueType font: Debian's fonts-dejavu-core.
+ensure_font() {
+    [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || return 0
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        die "missing: fonts-dejavu-core (install it, or run this as root on Debian or Ubuntu)"
+    fi
+    echo "$(basename "$0"): installing fonts-dejavu-core" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
+}
+
 # Creates namespace $NS with tap0 (kernel side $KERNEL_IP/24); removed on exit.
 make_netns() {
     [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and taps)"

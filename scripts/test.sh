@@ -18,6 +18,7 @@ if [ "$(id -u)" -eq 0 ]; then
     fi
     ensure_tools ip:iproute2 ping:iputils-ping tcpdump:tcpdump nc:netcat-openbsd \
         python3:python3 curl:curl danted:dante-server radvd:radvd
+    ensure_font
     [ -z "$POLICY" ] || rm -f "$POLICY"
 fi
 cargo fmt --all -- --check

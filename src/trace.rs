@@ -15,11 +15,11 @@
 //!
 //! | name | data |
 //! | --- | --- |
-//! | `transport:packet_sent`, `transport:packet_received` | `seq`, `ack`, `len`, `flags` (`S`, `A`, `F`, `R`, `P`, `U`), `window` (bytes), `sack` (`[[l, r], ...]`), `tso_mss`, `trigger` (`retransmission`, `probe`, `tail_loss_probe`) |
+//! | `transport:packet_sent`, `transport:packet_received` | `seq`, `ack`, `len`, `flags` (`S`, `A`, `F`, `R`, `P`, `U`), `window` (bytes), `sack` (`[[l, r], ...]`), `tsval`, `tsecr`, `tso_mss`, `trigger` (`retransmission`, `probe`, `tail_loss_probe`) |
 //! | `transport:connection_state_updated` | `old`, `new` (RFC 9293 names: `syn_sent`, `established`, ...) |
 //! | `recovery:metrics_updated` | what changed of `congestion_window`, `ssthresh`, `bytes_in_flight`, `snd_wnd`, `rcv_wnd` (bytes), `smoothed_rtt`, `rtt_variance`, `rto` (µs), `pacing_rate` (bytes/s) |
 //! | `recovery:congestion_state_updated` | `old`, `new` (`slow_start`, `congestion_avoidance`, `recovery`, `loss`, `cwr`), `trigger` |
-//! | `recovery:packet_lost` | `start`, `end` (sequence range), `trigger` (`rack`, `dupacks`, `rto`) |
+//! | `recovery:packet_lost` | `start`, `end`: what of this sequence range is not SACKed is deemed lost; `trigger` (`rack`, `dupacks`, `rto`) |
 //! | `recovery:loss_timer_updated` | `event_type` (`expired`), `timer_type` (`rto`, `pto`, `reorder`, `persist`) |
 //!
 //! `tapstack-plot` (feature `cli`) draws a trace: the time-sequence graph, cwnd and RTT.
@@ -139,6 +139,9 @@ impl fmt::Display for Json<'_> {
                         write!(f, "{sep}[{l},{r}]")?;
                     }
                     f.write_str("]")?;
+                }
+                if let Some((val, ecr)) = s.ts {
+                    write!(f, ",\"tsval\":{val},\"tsecr\":{ecr}")?;
                 }
                 if let Some(m) = s.tso_mss {
                     write!(f, ",\"tso_mss\":{m}")?;

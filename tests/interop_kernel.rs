@@ -153,6 +153,88 @@ fn pcap_capture_is_read_back_by_tcpdump() {
     });
 }
 
+/// `--trace`: a lossy echo through echo-server is traced from its SYN to its end, and
+/// tapstack-plot draws it.
+#[test]
+fn trace_of_a_lossy_echo_is_written_and_drawn() {
+    in_netns(|| {
+        let dir = std::env::temp_dir().join(format!("tapstack-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stack.trace");
+        let server = EchoServer::start(&[
+            "--trace",
+            path.to_str().unwrap(),
+            "--drop-chance",
+            "2",
+            "--seed",
+            "5",
+        ]);
+        let data = pattern(1 << 20, 4);
+        let conn = std::net::TcpStream::connect((STACK_IP, 7)).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let client = conn.local_addr().unwrap().to_string();
+        let mut writer = conn.try_clone().unwrap();
+        let up = data.clone();
+        let w = std::thread::spawn(move || {
+            use std::io::Write;
+            writer.write_all(&up).unwrap();
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut &conn, &mut back).unwrap();
+        w.join().unwrap();
+        assert_eq!(sha256(&back), sha256(&data));
+        drop(conn);
+        let counters = server.stop();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["title"], "tapstack TCP trace");
+        let ours: Vec<&serde_json::Value> = lines[1..]
+            .iter()
+            .filter(|r| r["remote"] == client.as_str())
+            .collect();
+        // From the SYN: the SYN itself, then the state it opened.
+        assert_eq!(ours[0]["name"], "transport:packet_received");
+        assert_eq!(ours[0]["data"]["flags"], "S");
+        assert_eq!(ours[1]["data"]["new"], "syn_received", "{:?}", ours[1]);
+        let sent: u64 = ours
+            .iter()
+            .filter(|r| r["name"] == "transport:packet_sent")
+            .map(|r| r["data"]["len"].as_u64().unwrap())
+            .sum();
+        assert!(sent >= data.len() as u64, "{sent} bytes traced");
+        let retransmissions = ours
+            .iter()
+            .filter(|r| r["data"]["trigger"] == "retransmission")
+            .count();
+        let retrans_segs = counter(&counters, "segments retransmitted");
+        assert_eq!(retransmissions > 0, retrans_segs > 0, "{counters}");
+        assert!(ours
+            .iter()
+            .any(|r| r["data"]["new"] == "closed" || r["data"]["new"] == "time_wait"));
+        assert_eq!(
+            counter(&counters, "per-connection trace records made"),
+            (lines.len() - 1) as u64
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapstack-plot"))
+            .args(["--trace", path.to_str().unwrap(), "--format", "svg"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let svg = std::fs::read_to_string(dir.join("stack-trace.svg")).unwrap();
+        assert!(svg.contains(&format!("10.0.0.2:7 -&gt; {client}")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
+}
+
 /// Frames the kernel dropped on its way to the stack (the tap's TX dropped counter).
 fn tap_tx_dropped() -> u64 {
     let link = sh("ip -s link show tap0");

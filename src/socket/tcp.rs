@@ -231,9 +231,9 @@ impl TcpListener {
             return Err(no_trace_output());
         }
         let id = self.inner.id;
-        self.inner
-            .handle
-            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on)))
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on));
+        })
     }
 
     /// As `std::net::TcpListener::local_addr`: the address the listener is bound to.
@@ -539,9 +539,10 @@ impl TcpStream {
             return Err(no_trace_output());
         }
         let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on)))
+        // Posted, not waited for: the stack thread applies it before any later call.
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on));
+        })
     }
 
     /// Keep-alive probes after `idle` without traffic (RFC 1122 §4.2.3.6); `None` turns them

@@ -873,7 +873,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     }
     // Spurious retransmissions undo their reduction (RFC 3708, RFC 3522, RFC 4015).
     let tsecr = seg.options.timestamp.map(|(_, ecr)| ecr);
-    super::recovery::check_undo(t, seg.ack, tsecr.filter(|_| newly_acked), dsack, stats);
+    super::recovery::check_undo(t, now, seg.ack, tsecr.filter(|_| newly_acked), dsack, stats);
     // Loss detection: RACK on what this ACK delivered (RFC 8985 §6.2), then fast retransmit
     // on three duplicate ACKs or SACKed data deemed lost (RFC 5681 §3.2, RFC 6675 §5).
     if t.opts.sack_ok {

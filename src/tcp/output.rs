@@ -211,8 +211,7 @@ pub fn emit(
     sink.stats.tcp_out_segs += data.1.div_ceil(piece).max(1) as u64;
     sink.stats.tcp_out_tso += u64::from(tso_mss.is_some());
     if t.trace.is_some() {
-        let sack = &header.options.sack;
-        t.trace_sent(now, seq, ack, flags, window, sack, data.1, tso_mss);
+        t.trace_sent(now, &header, data.1, tso_mss);
     }
     sink.out.push(Outgoing {
         src,

@@ -273,12 +273,9 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     if t.recovery.dupacks < 3 && !sack_loss {
         return;
     }
-    if sack_loss {
-        t.trace_trigger("rack");
-    } else {
+    if !sack_loss {
         let end = t.snd.una + t.snd.mss.min(t.flight());
         t.trace_lost(now, t.snd.una, end, "dupacks");
-        t.trace_trigger("dupacks");
     }
     begin_episode(t);
     // ssthresh from cwnd, as Linux and RFC 9438 §4.6 allow with congestion window
@@ -306,6 +303,7 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     // Recovery reduces the window now; a probe out does not reduce it again.
     t.recovery.rack.forget_probe();
     stats.tcp_fast_retransmits += 1;
+    t.trace_trigger(now, if sack_loss { "rack" } else { "dupacks" });
 }
 
 /// RACK's loss detection (RFC 8985 §6.2 step 5), after an ACK or when its reordering timer
@@ -333,7 +331,7 @@ pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
         let cwnd = t.cc.cwnd();
         t.cc.on_congestion_event(now, cwnd);
         t.recovery.cwr = Some(t.snd.max);
-        t.trace_trigger("tlp_repair");
+        t.trace_trigger(now, "tlp_repair");
         stats.tcp_tlp_recoveries += 1;
     }
 }
@@ -424,6 +422,7 @@ pub fn prior_cwnd(t: &Tcb) -> Option<u32> {
 /// duplicate, or Eifel says the original arrived; true if it did.
 pub fn check_undo(
     t: &mut Tcb,
+    now: Instant,
     ack: Seq,
     tsecr: Option<u32>,
     dsack: Option<(Seq, Seq)>,
@@ -478,7 +477,7 @@ pub fn check_undo(
     if t.snd.nxt.lt(t.snd.max) {
         t.snd.nxt = t.snd.max;
     }
-    t.trace_trigger(why);
+    t.trace_trigger(now, why);
     stats.tcp_undos += 1;
     true
 }

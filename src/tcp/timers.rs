@@ -176,7 +176,6 @@ impl Tcp {
                     None => t.cc.cwnd(),
                 };
                 t.trace_lost(now, t.snd.una, t.snd.max, "rto");
-                t.trace_trigger("rto");
                 super::recovery::begin_episode(t);
                 t.cc.on_timeout(now, window);
                 t.recovery.on_timeout(t.snd.una);
@@ -185,6 +184,7 @@ impl Tcp {
                 if let Some(ts) = t.opts.ts {
                     t.rtx.rto_stamp = Some(output::ts_now(now, ts.offset));
                 }
+                t.trace_trigger(now, "rto");
             }
             t.timers.rto = Some(now + t.rtx.rtt.rto());
         }

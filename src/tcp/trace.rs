@@ -8,7 +8,7 @@
 //! counted for it.
 
 use super::recovery;
-use super::segment::{Flags, SegmentIn};
+use super::segment::{Flags, Options, SegmentIn, SegmentOut};
 use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use crate::time::Instant;
@@ -51,6 +51,8 @@ pub struct SegmentTrace {
     pub window: u32,
     /// SACK blocks, D-SACK first when there is one.
     pub sack: [Option<(u32, u32)>; 4],
+    /// The timestamps option (RFC 7323): TSval and TSecr.
+    pub ts: Option<(u32, u32)>,
     /// A super-segment's piece size, if the device splits it (TSO).
     pub tso_mss: Option<u16>,
     /// Why it left, if not as new data or an ACK.
@@ -157,7 +159,8 @@ pub enum TraceEvent {
         /// The decision that moved it, if one did.
         trigger: Option<&'static str>,
     },
-    /// `recovery:packet_lost`: the sequence range `[start, end)` is deemed lost.
+    /// `recovery:packet_lost`: what of the sequence range `[start, end)` is not SACKed is
+    /// deemed lost.
     PacketLost {
         /// First byte deemed lost.
         start: u32,
@@ -222,21 +225,15 @@ fn pacing_rate(cwnd: u32, ssthresh: u32, srtt_us: u64) -> u64 {
     u64::from(cwnd) * 1_000_000 / srtt_us.max(1) * percent / 100
 }
 
-fn seg_trace(
-    seq: Seq,
-    ack: Option<Seq>,
-    len: usize,
-    flags: Flags,
-    window: u32,
-    sack: &[Option<(Seq, Seq)>; 4],
-) -> SegmentTrace {
+fn seg_trace(seq: Seq, ack: Option<Seq>, len: usize, flags: Flags, o: &Options) -> SegmentTrace {
     SegmentTrace {
         seq: seq.0,
         ack: ack.map(|a| a.0),
         len: len as u32,
         flags,
-        window,
-        sack: sack.map(|b| b.map(|(l, r)| (l.0, r.0))),
+        window: 0,
+        sack: o.sack.map(|b| b.map(|(l, r)| (l.0, r.0))),
+        ts: o.timestamp,
         tso_mss: None,
         trigger: None,
     }
@@ -368,25 +365,26 @@ impl Tcb {
         }
         let shift = if seg.flags.syn { 0 } else { self.snd.wscale };
         let ack = seg.flags.ack.then_some(seg.ack);
-        let window = u32::from(seg.window) << shift;
-        let len = seg.payload.len();
-        let s = seg_trace(seg.seq, ack, len, seg.flags, window, &seg.options.sack);
+        let mut s = seg_trace(seg.seq, ack, seg.payload.len(), seg.flags, &seg.options);
+        s.window = u32::from(seg.window) << shift;
         self.record(now, TraceEvent::PacketReceived(s));
     }
 
-    /// A segment left: `window` is the field as sent, `len` the data it carries.
-    #[allow(clippy::too_many_arguments)]
+    /// A segment left: `header` as sent, with `len` bytes of data.
     pub fn trace_sent(
         &mut self,
         now: Instant,
-        seq: Seq,
-        ack: Option<Seq>,
-        flags: Flags,
-        window: u16,
-        sack: &[Option<(Seq, Seq)>; 4],
+        header: &SegmentOut,
         len: usize,
         tso_mss: Option<u16>,
     ) {
+        let SegmentOut {
+            seq,
+            ack,
+            flags,
+            window,
+            ..
+        } = *header;
         let Some(tr) = self.trace.as_mut() else {
             return;
         };
@@ -396,7 +394,8 @@ impl Tcb {
             .take()
             .or(retransmission.then_some(SendTrigger::Retransmission));
         let shift = if flags.syn { 0 } else { self.rcv.wscale };
-        let mut s = seg_trace(seq, ack, len, flags, u32::from(window) << shift, sack);
+        let mut s = seg_trace(seq, ack, len, flags, &header.options);
+        s.window = u32::from(window) << shift;
         s.tso_mss = tso_mss;
         s.trigger = trigger;
         self.record(now, TraceEvent::PacketSent(s));
@@ -409,10 +408,15 @@ impl Tcb {
         }
     }
 
-    /// The decision behind the congestion-state change the next checkpoint will find.
-    pub fn trace_trigger(&mut self, why: &'static str) {
+    /// A loss or recovery decision (`why`) just changed the congestion state, or may have:
+    /// recorded at once, so that a change undone within the same ACK still shows.
+    pub fn trace_trigger(&mut self, now: Instant, why: &'static str) {
         if let Some(tr) = self.trace.as_mut() {
             tr.trigger = Some(why);
+            self.trace_checkpoint(now);
+            if let Some(tr) = self.trace.as_mut() {
+                tr.trigger = None;
+            }
         }
     }
 

@@ -67,6 +67,12 @@ impl TcpListener {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.local_addr()
     }
+
+    /// Traces every connection it accepts from now on, from its SYN (see
+    /// [`socket::TcpListener::set_trace`]).
+    pub fn set_trace(&self, on: bool) -> io::Result<()> {
+        self.io.set_trace(on)
+    }
 }
 
 impl std::fmt::Debug for TcpListener {
@@ -113,6 +119,12 @@ impl<'a> TcpSocket<'a> {
     /// The local address to connect from or listen on.
     pub fn bind<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
         self.0.bind(addr)
+    }
+
+    /// Traces the connection from its SYN, or a listener's connections from theirs (see
+    /// [`socket::TcpSocket::set_trace`]).
+    pub fn set_trace(&self, on: bool) -> io::Result<()> {
+        self.0.set_trace(on)
     }
 
     /// Connects, waiting for the handshake without holding a thread.
@@ -187,6 +199,12 @@ impl TcpStream {
     /// Whether Nagle's algorithm is off.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.io.nodelay()
+    }
+
+    /// Traces the connection from now on, or stops (see [`socket::TcpStream::set_trace`]);
+    /// never waits for the stack thread.
+    pub fn set_trace(&self, on: bool) -> io::Result<()> {
+        self.io.set_trace(on)
     }
 
     /// `IP_TTL` of the connection's segments.

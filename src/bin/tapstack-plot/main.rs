@@ -40,6 +40,10 @@ struct Args {
     /// Draw the connection with this port at either end [default: the one that sent the most]
     #[arg(long)]
     port: Option<u16>,
+    /// From the pcap, draw data sent by this address (the kernel's, say) [default: whichever
+    /// end sent the most]
+    #[arg(long, value_name = "ADDR")]
+    from: Option<std::net::IpAddr>,
     /// Where to write: PREFIX-trace.EXT and PREFIX-pcap.EXT [default: the input's path
     /// without its extension]
     #[arg(long, value_name = "PREFIX")]
@@ -128,7 +132,7 @@ fn run(args: Args) -> Result<Vec<PathBuf>, Box<dyn Error>> {
     }
     if let Some(path) = &args.pcap {
         let frames = tapstack::phy::read_pcap(path)?;
-        let f = pcap::flow(&frames, args.port)
+        let f = pcap::flow(&frames, args.port, args.from)
             .ok_or_else(|| format!("{}: no TCP data to draw", path.display()))?;
         flows.push((f, "pcap", Figure::Pcap));
     }

@@ -63,9 +63,13 @@ fn parse(t: Duration, frame: &[u8]) -> Option<Seg> {
     })
 }
 
-/// The direction that carried the most data (among those with `port` at either end), drawn
-/// from its first segment.
-pub fn flow(frames: &[(Duration, Vec<u8>)], port: Option<u16>) -> Option<Flow> {
+/// The direction that carried the most data (among those with `port` at either end, and sent
+/// by `from` if given), drawn from its first segment.
+pub fn flow(
+    frames: &[(Duration, Vec<u8>)],
+    port: Option<u16>,
+    from: Option<IpAddr>,
+) -> Option<Flow> {
     let segs: Vec<Seg> = frames
         .iter()
         .filter_map(|(t, f)| parse(*t, f))
@@ -77,7 +81,7 @@ pub fn flow(frames: &[(Duration, Vec<u8>)], port: Option<u16>) -> Option<Flow> {
     }
     let (src, dst) = bytes
         .into_iter()
-        .filter(|(_, n)| *n > 0)
+        .filter(|((s, _), n)| *n > 0 && from.is_none_or(|ip| s.ip() == ip))
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?
         .0;
     let conn: Vec<&Seg> = segs
