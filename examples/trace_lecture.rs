@@ -1,8 +1,9 @@
 //! TCP's lecture, drawn by the stack itself: two sans-IO cores joined in virtual time by a
 //! 20 Mbit/s path with a 20 ms round trip and a 64 KiB drop-tail queue. The sender's trace
 //! shows slow start overshooting the queue, the fast recovery that follows, congestion
-//! avoidance, then a 400 ms outage: the tail loss probe is lost too, the retransmission
-//! timeout fires and slow start begins again.
+//! avoidance, then a 400 ms outage: two tail loss probes are lost, the retransmission timeout
+//! fires and collapses the window, and the D-SACK for the data that had arrived before the
+//! outage undoes it.
 //!
 //! ```text
 //! cargo run --release --example trace_lecture -- lecture.trace

@@ -171,11 +171,6 @@ impl DeviceArgs {
     /// Like [`DeviceArgs::start`], with a configuration the app adjusted from
     /// [`DeviceArgs::config`].
     pub fn start_with(&self, mut cfg: StackConfig) -> io::Result<Stack> {
-        if let Some(path) = &self.trace {
-            let out = crate::trace::TraceOutput::create(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            cfg.trace = Some(out);
-        }
         if let Some(gw) = cfg.gateway {
             if !cfg.is_on_link(gw) {
                 return Err(io::Error::new(
@@ -232,6 +227,11 @@ impl DeviceArgs {
             } else {
                 Box::new(PcapDevice::create_wall_clock(device, path)?)
             };
+        }
+        if let Some(path) = &self.trace {
+            let out = crate::trace::TraceOutput::create(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            cfg.trace = Some(out);
         }
         log::info!("{about}");
         Stack::new(device, cfg)

@@ -348,7 +348,9 @@ pub struct TcpConfig {
     /// the runtime turns it on, since every device takes super-segments.
     pub tso: bool,
     /// Trace every connection ([`crate::tcp::trace`]); off by default. A socket can be traced
-    /// on its own (`TcpStream::set_trace`).
+    /// on its own (`TcpStream::set_trace`). A [`crate::Stack`] traces only with somewhere to
+    /// write ([`StackConfig::trace`]); a bare core keeps the records until
+    /// `Interface::take_trace` takes them.
     pub trace: bool,
 }
 

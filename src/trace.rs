@@ -18,8 +18,8 @@
 //! | `transport:packet_sent`, `transport:packet_received` | `seq`, `ack`, `len`, `flags` (`S`, `A`, `F`, `R`, `P`, `U`), `window` (bytes), `sack` (`[[l, r], ...]`), `tsval`, `tsecr`, `tso_mss`, `trigger` (`retransmission`, `probe`, `tail_loss_probe`) |
 //! | `transport:connection_state_updated` | `old`, `new` (RFC 9293 names: `syn_sent`, `established`, ...) |
 //! | `recovery:metrics_updated` | what changed of `congestion_window`, `ssthresh`, `bytes_in_flight`, `snd_wnd`, `rcv_wnd` (bytes), `smoothed_rtt`, `rtt_variance`, `rto` (µs), `pacing_rate` (bytes/s) |
-//! | `recovery:congestion_state_updated` | `old`, `new` (`slow_start`, `congestion_avoidance`, `recovery`, `loss`, `cwr`), `trigger` |
-//! | `recovery:packet_lost` | `start`, `end`: what of this sequence range is not SACKed is deemed lost; `trigger` (`rack`, `dupacks`, `rto`) |
+//! | `recovery:congestion_state_updated` | `old`, `new` (`slow_start`, `congestion_avoidance`, `recovery`, `loss`, `cwr`), `trigger` (`rack`, `sack`, `dupacks`, `rto`, `tlp_repair`, `undo_dsack`, `undo_eifel`) |
+//! | `recovery:packet_lost` | `start`, `end`: what of this sequence range is not SACKed is deemed lost; `trigger` (`rack`, `sack`, `dupacks`, `rto`); each range once |
 //! | `recovery:loss_timer_updated` | `event_type` (`expired`), `timer_type` (`rto`, `pto`, `reorder`, `persist`) |
 //!
 //! `tapstack-plot` (feature `cli`) draws a trace: the time-sequence graph, cwnd and RTT.
@@ -34,7 +34,13 @@ use std::sync::{Arc, Mutex};
 /// Where a stack writes its trace ([`crate::StackConfig::trace`]): shared, so that the
 /// configuration stays `Clone`.
 #[derive(Clone)]
-pub struct TraceOutput(Arc<Mutex<Box<dyn Write + Send>>>);
+pub struct TraceOutput(Arc<Mutex<Sink>>);
+
+struct Sink {
+    w: Box<dyn Write + Send>,
+    /// The header line is written once, whoever writes first.
+    header_written: bool,
+}
 
 impl fmt::Debug for TraceOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -45,7 +51,10 @@ impl fmt::Debug for TraceOutput {
 impl TraceOutput {
     /// A trace written to `w` (buffered here).
     pub fn new(w: impl Write + Send + 'static) -> TraceOutput {
-        TraceOutput(Arc::new(Mutex::new(Box::new(BufWriter::new(w)))))
+        TraceOutput(Arc::new(Mutex::new(Sink {
+            w: Box::new(BufWriter::new(w)),
+            header_written: false,
+        })))
     }
 
     /// A trace written to a new file at `path`.
@@ -53,28 +62,33 @@ impl TraceOutput {
         Ok(TraceOutput::new(std::fs::File::create(path)?))
     }
 
-    /// Writes the header line: `reference_time` is the wall clock at the stack's time zero.
+    /// Writes the header line, unless one was written already (an output shared by two
+    /// stacks): `reference_time` is the wall clock at the stack's time zero.
     pub fn write_header(&self, reference_time: std::time::SystemTime) -> io::Result<()> {
         let us = reference_time
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros());
-        let mut w = self.lock();
+        let mut sink = self.lock();
+        if std::mem::replace(&mut sink.header_written, true) {
+            return Ok(());
+        }
         writeln!(
-            w,
+            sink.w,
             "{{\"qlog_format\":\"JSON-lines\",\"title\":\"tapstack TCP trace\",\"time_format\":\"relative\",\"time_unit\":\"us\",\"reference_time\":{us}}}"
-        )
+        )?;
+        sink.w.flush()
     }
 
     /// Writes `records`, one line each, and flushes.
     pub fn write(&self, records: &[TraceRecord]) -> io::Result<()> {
-        let mut w = self.lock();
+        let mut sink = self.lock();
         for r in records {
-            writeln!(w, "{}", Json(r))?;
+            writeln!(sink.w, "{}", Json(r))?;
         }
-        w.flush()
+        sink.w.flush()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Write + Send>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
         // A writer poisoned by a panic elsewhere still takes lines.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -171,7 +185,7 @@ impl fmt::Display for Json<'_> {
                 }
                 write!(f, "\"new\":\"{}\"", new.name())?;
                 if let Some(t) = trigger {
-                    write!(f, ",\"trigger\":\"{t}\"")?;
+                    write!(f, ",\"trigger\":\"{}\"", t.name())?;
                 }
             }
             TraceEvent::PacketLost {
@@ -180,7 +194,8 @@ impl fmt::Display for Json<'_> {
                 trigger,
             } => write!(
                 f,
-                "\"start\":{start},\"end\":{end},\"trigger\":\"{trigger}\""
+                "\"start\":{start},\"end\":{end},\"trigger\":\"{}\"",
+                trigger.name()
             )?,
             TraceEvent::TimerExpired(t) => write!(
                 f,

@@ -214,7 +214,7 @@ fn must_48_the_diffserv_field_before_the_syn_from_the_listener_and_changed_later
     client
         .with_tcp(Instant::ZERO, |tcp, stats| {
             let peer = SocketAddrV4::new(PEER, 80);
-            let opts = tapstack::tcp::ConnectOpts {
+            let opts = tapstack::tcp::SocketOpts {
                 buffers,
                 dscp: 46,
                 trace: false,

@@ -115,7 +115,7 @@ fn the_trace_of_a_lossy_transfer_matches_the_golden_trace_field_by_field() {
 }
 
 #[test]
-fn the_trace_records_every_kind_of_decision_of_a_lossy_transfer() {
+fn the_trace_of_a_lossy_transfer_records_its_segments_losses_and_recoveries() {
     let (_, records, counters) = transfer(true);
     assert_eq!(counters.tcp_trace_records, records.len() as u64);
     let count = |name: &str| records.iter().filter(|r| r.event.name() == name).count();
@@ -157,10 +157,91 @@ fn the_same_simulation_gives_the_same_trace() {
 }
 
 #[test]
-fn an_untraced_stack_makes_no_trace_call_at_all() {
+fn an_untraced_stack_makes_no_trace_record_at_all() {
     let (got, records, counters) = transfer(false);
     assert_eq!(sha256(&got), sha256(&pattern(SIZE, 3)));
     assert!(records.is_empty());
     assert_eq!(counters.tcp_trace_records, 0);
     assert!(counters.tcp_retrans_segs > 0, "the run had losses to trace");
+}
+
+/// The sender goes dark for 600 ms in the middle of a transfer: the trace shows the tail loss
+/// probes sent and lost, the probe and retransmission timers expiring, the data deemed lost by
+/// the timeout and the loss phase it opens, with their reasons.
+#[test]
+fn an_outage_is_traced_as_probes_a_timeout_and_the_loss_phase() {
+    let mut a = config(1, 1);
+    a.tcp.trace = true;
+    let path = PathConfig {
+        rate: 12_500_000,
+        delay: Duration::from_millis(5),
+        queue: 64 * 1024,
+    };
+    let mut sim = Sim::with_path(a, config(2, 2), FaultConfig::default(), Some(path));
+    let dark = std::rc::Rc::new(std::cell::Cell::new(false));
+    let filter_dark = dark.clone();
+    sim.a_out_filter = Some(Box::new(move |_| !filter_dark.get()));
+    let (c, s) = connect_despite_loss(&mut sim);
+    let data = pattern(SIZE, 5);
+    let (mut sent, mut got) = (0, Vec::with_capacity(SIZE));
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = sim.now + Duration::from_secs(60);
+    let mut went_dark = false;
+    while got.len() < SIZE {
+        assert!(sim.now < deadline, "stalled at {} bytes", got.len());
+        // Dark from the first 64 KiB received, for 600 ms.
+        if got.len() >= 64 * 1024 && !went_dark {
+            went_dark = true;
+            dark.set(true);
+            sim.advance(Duration::from_millis(600));
+            dark.set(false);
+        }
+        let now = sim.now;
+        while sent < SIZE {
+            match sim.a.iface.tcp_send(now, c, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        sim.advance(Duration::from_millis(1));
+        loop {
+            match sim.b.iface.tcp_recv(sim.now, s, &mut buf) {
+                Ok(0) => panic!("early end of stream"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    }
+    assert_eq!(sha256(&got), sha256(&data));
+    let mut records = Vec::new();
+    sim.a.iface.take_trace(&mut records);
+    let counters = sim.a.iface.counters();
+    assert!(
+        counters.tcp_timeouts > 0 && counters.tcp_loss_probes > 0,
+        "{counters}"
+    );
+    let lines = lines(&records);
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    for needle in [
+        "\"trigger\":\"tail_loss_probe\"",
+        "\"timer_type\":\"pto\"",
+        "\"timer_type\":\"rto\"",
+        "\"name\":\"recovery:packet_lost\"",
+        "\"new\":\"loss\",\"trigger\":\"rto\"",
+        "\"trigger\":\"retransmission\"",
+    ] {
+        assert!(has(needle), "no {needle} in the trace");
+    }
+    let rto_losses = records.iter().filter(
+        |r| matches!(r.event, TraceEvent::PacketLost { trigger, .. } if trigger.name() == "rto"),
+    );
+    assert!(rto_losses.count() > 0);
+    // Each timeout is in the trace, as many as the counter saw.
+    let rtos = lines
+        .iter()
+        .filter(|l| l.contains("\"timer_type\":\"rto\""))
+        .count();
+    assert_eq!(rtos as u64, counters.tcp_timeouts);
 }

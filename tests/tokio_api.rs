@@ -392,3 +392,69 @@ fn tcp_and_udp_over_ipv6_on_the_current_thread_runtime() {
         );
     });
 }
+
+/// A writer whose bytes the test reads back.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn tokio_sockets_are_traced_from_the_syn_or_from_the_call() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let out = Captured::default();
+    let mut cfg = config(1, 1);
+    cfg.trace = Some(tapstack::trace::TraceOutput::new(out.clone()));
+    let (a, b) = (
+        Stack::new(a, cfg).unwrap(),
+        Stack::new(b, config(2, 2)).unwrap(),
+    );
+    let (from_syn, later) = current_thread().block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        // The server's stack has no trace output: asking for a trace there is an error.
+        assert_eq!(
+            listener.set_trace(true).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        tokio::spawn(echo_server(listener));
+        let socket = tapstack::tokio::TcpSocket::new(&a);
+        socket.set_trace(true).unwrap();
+        let traced = timeout(LIMIT, socket.connect("10.0.0.2:7"))
+            .await
+            .unwrap()
+            .unwrap();
+        let plain = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:7"))
+            .await
+            .unwrap()
+            .unwrap();
+        plain.set_trace(true).unwrap();
+        let addrs = (traced.local_addr().unwrap(), plain.local_addr().unwrap());
+        for conn in [traced, plain] {
+            let data = pattern(100_000, 3);
+            let got = timeout(LIMIT, echo_round(conn, data.clone()))
+                .await
+                .unwrap();
+            assert_eq!(sha256(&got), sha256(&data));
+        }
+        addrs
+    });
+    drop(a);
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let first = |local: std::net::SocketAddr| {
+        text.lines()
+            .skip(1)
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["local"] == local.to_string().as_str())
+            .unwrap_or_else(|| panic!("no record of {local}"))
+    };
+    assert_eq!(first(from_syn)["data"]["new"], "syn_sent");
+    assert_eq!(first(later)["data"]["new"], "established");
+}

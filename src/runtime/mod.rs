@@ -146,6 +146,8 @@ impl Stack {
         let (tx, rx) = crossbeam_channel::unbounded();
         let wake = Arc::new(WakeFd::new()?);
         let epoch = std::time::Instant::now();
+        // Records made with nowhere to write them would pile up.
+        config.tcp.trace &= config.trace.is_some();
         let trace = config.trace.clone();
         if let Some(t) = &trace {
             t.write_header(std::time::SystemTime::now())?;
@@ -329,18 +331,18 @@ impl<D: Device> StackThread<D> {
         self.write_trace();
     }
 
-    /// Writes the trace records made since the last call, if the stack writes a trace.
+    /// Writes the trace records made since the last call; after a write error they are
+    /// dropped, not kept.
     fn write_trace(&mut self) {
-        let Some(out) = &self.trace else {
-            return;
-        };
         self.iface.take_trace(&mut self.trace_buf);
         if self.trace_buf.is_empty() {
             return;
         }
-        if let Err(e) = out.write(&self.trace_buf) {
-            log::warn!("trace: {e}; no more trace is written");
-            self.trace = None;
+        if let Some(out) = &self.trace {
+            if let Err(e) = out.write(&self.trace_buf) {
+                log::warn!("trace: {e}; no more trace is written");
+                self.trace = None;
+            }
         }
         self.trace_buf.clear();
     }

@@ -4,7 +4,7 @@
 use super::{any_addr, TcpListener, TcpStream};
 use crate::config::Buffers;
 use crate::runtime::Stack;
-use crate::tcp::ConnectOpts;
+use crate::tcp::SocketOpts;
 use std::cell::Cell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -118,8 +118,8 @@ impl<'a> TcpSocket<'a> {
         TcpStream::start_connect(self.stack, port, remote, self.opts())
     }
 
-    fn opts(&self) -> ConnectOpts {
-        ConnectOpts {
+    fn opts(&self) -> SocketOpts {
+        SocketOpts {
             buffers: self.buffers.get(),
             dscp: self.dscp.get(),
             trace: self.trace.get(),

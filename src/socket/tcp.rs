@@ -10,7 +10,7 @@ use crate::config::Buffers;
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Stack};
 use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
-use crate::tcp::ConnectOpts;
+use crate::tcp::SocketOpts;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -147,9 +147,9 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<TcpListener> {
         let addr = any_addr(addr)?;
-        let opts = ConnectOpts {
+        let opts = SocketOpts {
             buffers: stack.config().tcp.buffers(),
-            ..ConnectOpts::default()
+            ..SocketOpts::default()
         };
         Self::listen_with(stack, addr, backlog, opts, false)
     }
@@ -160,10 +160,10 @@ impl TcpListener {
         stack: &Stack,
         addr: SocketAddr,
         backlog: usize,
-        opts: ConnectOpts,
+        opts: SocketOpts,
         v6only: bool,
     ) -> io::Result<TcpListener> {
-        let ConnectOpts {
+        let SocketOpts {
             buffers,
             dscp,
             trace,
@@ -224,7 +224,8 @@ impl TcpListener {
     }
 
     /// Traces every connection the listener accepts from now on, from its SYN (see
-    /// [`TcpStream::set_trace`]), or stops doing so. Fails with `InvalidInput` if the stack
+    /// [`TcpStream::set_trace`]), or stops doing so (connections traced because the stack
+    /// traces all, `TcpConfig::trace`, stay traced). Fails with `InvalidInput` if the stack
     /// has no trace output.
     pub fn set_trace(&self, on: bool) -> io::Result<()> {
         if on && !self.inner.handle.traces() {
@@ -388,9 +389,9 @@ impl TcpStream {
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
         let remote = any_addr(addr)?;
-        let opts = ConnectOpts {
+        let opts = SocketOpts {
             buffers: stack.config().tcp.buffers(),
-            ..ConnectOpts::default()
+            ..SocketOpts::default()
         };
         Self::start_connect(stack, None, remote, opts)
     }
@@ -400,7 +401,7 @@ impl TcpStream {
         stack: &Stack,
         local_port: Option<u16>,
         remote: SocketAddr,
-        opts: ConnectOpts,
+        opts: SocketOpts,
     ) -> io::Result<TcpStream> {
         if opts.trace {
             check_trace_output(stack)?;

@@ -89,7 +89,7 @@ impl Tcp {
                     // reaction (Linux's), which RFC 1122 §4.2.3.9 does not foresee; a later
                     // attempt need not wait out the SYN retries.
                     stats.tcp_icmp_aborts += 1;
-                    self.closed(id, Some(errno), stats);
+                    self.closed(id, now, Some(errno), stats);
                 } else {
                     // A soft error: the connection goes on, and the error is reported by
                     // `take_error`, or instead of ETIMEDOUT if it times out (RFC 5461 §4).

@@ -223,9 +223,11 @@ impl Tcp {
         t.user.dscp = dscp;
         t.mapped = mapped;
         if traced {
-            t.set_trace(true);
+            t.set_trace(true, now);
         }
-        t.trace_received(now, seg);
+        if t.trace.is_some() {
+            t.trace_received(now, seg);
+        }
         t.set_state(State::SynReceived);
         take_syn(&mut t, seg, our_mss, now, iss);
         t.user.listener = Some(lid);
@@ -252,10 +254,10 @@ impl Tcp {
             stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
             return false;
         };
-        let Some((buffers, dscp, v6_listener)) = self
+        let Some((buffers, dscp, v6_listener, traced)) = self
             .listeners
             .get(&lid)
-            .map(|l| (l.buffers, l.dscp, l.local.is_ipv6()))
+            .map(|l| (l.buffers, l.dscp, l.local.is_ipv6(), l.trace))
         else {
             return false;
         };
@@ -273,6 +275,12 @@ impl Tcp {
         let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss);
         t.user.dscp = dscp;
         t.mapped = v6_listener && remote.is_ipv4();
+        if traced {
+            t.set_trace(true, now);
+        }
+        if t.trace.is_some() {
+            t.trace_received(now, seg);
+        }
         t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;
@@ -291,6 +299,7 @@ impl Tcp {
         self.by_tuple.insert((local, remote), id);
         self.conns.insert(id, t);
         self.enqueue_accept(lid, id);
+        self.trace_collect(id, now);
         stats.tcp_syncookies_recv += 1;
         stats.tcp_passive_opens += 1;
         // The ACK may carry data or a FIN already.
@@ -326,7 +335,10 @@ impl Tcp {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
-        t.trace_received(now, seg);
+        let traced = t.trace.is_some();
+        if traced {
+            t.trace_received(now, seg);
+        }
         let verdict = if t.state == State::SynSent {
             syn_sent(t, now, seg, our_mss, &self.cfg, &mut self.out, stats)
         } else {
@@ -348,7 +360,7 @@ impl Tcp {
                 }
             }
             Verdict::Closed(err) => {
-                self.closed(id, err, stats);
+                self.closed(id, now, err, stats);
                 return;
             }
             Verdict::Reset => {
@@ -356,7 +368,9 @@ impl Tcp {
                 return;
             }
         }
-        self.trace_collect(id, now);
+        if traced {
+            self.trace_collect(id, now);
+        }
         // Out-of-order data (or a filled hole) is ACKed segment by segment, not once per
         // batch: each duplicate ACK and SACK tells the sender of another arrival, and losing
         // one ACK must not hide a whole flight (Linux's GRO never merges across a gap).
@@ -379,7 +393,13 @@ impl Tcp {
     }
 
     /// The connection is over: reported to its handle if it has one, forgotten otherwise.
-    pub(super) fn closed(&mut self, id: SocketId, err: Option<i32>, stats: &mut Counters) {
+    pub(super) fn closed(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        err: Option<i32>,
+        stats: &mut Counters,
+    ) {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
@@ -396,7 +416,7 @@ impl Tcp {
         t.set_state(State::Closed);
         t.clear_timers();
         if t.trace.is_some() {
-            self.trace_records += t.trace_take_last(&mut self.trace) as u64;
+            self.trace_records += t.trace_take(now, &mut self.trace) as u64;
         }
         let key = (t.local, t.remote);
         let keep = !t.user.orphan && t.user.listener.is_none();
@@ -434,6 +454,7 @@ fn syn_sent(
     if seg.flags.ack {
         if seg.ack.le(t.snd.iss) || seg.ack.gt(t.snd.max) {
             if !seg.flags.rst {
+                t.trace_reset(now, seg.ack, None);
                 output::reset(t.local, t.remote, seg.ack, None, out, stats);
             }
             return Verdict::Keep;
@@ -629,6 +650,7 @@ fn synchronized(
     let mut verdict = Verdict::Keep;
     if t.state == State::SynReceived {
         if !(seg.ack.gt(t.snd.una) && seg.ack.le(t.snd.max)) {
+            t.trace_reset(now, seg.ack, None);
             output::reset(t.local, t.remote, seg.ack, None, out, stats);
             return Verdict::Keep;
         }

@@ -129,9 +129,10 @@ fn publish(t: &Tcb, wake: bool) {
     }
 }
 
-/// What a socket sets before `connect(2)` that its SYN already needs.
+/// What a socket sets before `connect(2)` or `listen(2)` that the first SYN or SYN-ACK
+/// already needs.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnectOpts {
+pub struct SocketOpts {
     /// Its buffer sizes: the window scale in the SYN depends on the receive buffer.
     pub buffers: Buffers,
     /// The Diffserv field (DSCP) its segments carry, the SYN included.
@@ -140,9 +141,9 @@ pub struct ConnectOpts {
     pub trace: bool,
 }
 
-impl Default for ConnectOpts {
+impl Default for SocketOpts {
     fn default() -> Self {
-        ConnectOpts {
+        SocketOpts {
             buffers: TcpConfig::default().buffers(),
             dscp: 0,
             trace: false,
@@ -344,11 +345,16 @@ impl Tcp {
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
-            t.trace_checkpoint(now);
+            let traced = t.trace.is_some();
+            if traced {
+                t.trace_checkpoint(now);
+            }
             output::output(t, now, &mut sink);
             publish(t, false);
+            if traced {
+                self.trace_records += t.trace_take(now, &mut self.trace) as u64;
+            }
         }
-        self.trace_collect(id, now);
         self.reschedule(id);
     }
 
@@ -376,11 +382,14 @@ impl Tcp {
             l.trace = on;
             return Ok(());
         }
-        let t = self
-            .conns
-            .get_mut(&id)
-            .ok_or_else(|| os_err(libc::ENOTCONN))?;
-        t.set_trace(on);
+        if !self.conns.contains_key(&id) {
+            return Err(os_err(libc::ENOTCONN));
+        }
+        // What was recorded so far is kept, also when tracing stops.
+        self.trace_collect(id, now);
+        if let Some(t) = self.conns.get_mut(&id) {
+            t.set_trace(on, now);
+        }
         self.trace_collect(id, now);
         Ok(())
     }
@@ -587,9 +596,9 @@ impl Tcp {
         remote: SocketAddr,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
-        let opts = ConnectOpts {
+        let opts = SocketOpts {
             buffers: self.cfg.buffers(),
-            ..ConnectOpts::default()
+            ..SocketOpts::default()
         };
         self.connect_with(now, local_port, remote, opts, stats)
     }
@@ -602,10 +611,10 @@ impl Tcp {
         now: Instant,
         local_port: Option<u16>,
         remote: SocketAddr,
-        opts: ConnectOpts,
+        opts: SocketOpts,
         stats: &mut Counters,
     ) -> io::Result<SocketId> {
-        let ConnectOpts {
+        let SocketOpts {
             buffers,
             dscp,
             trace,
@@ -650,7 +659,7 @@ impl Tcp {
         let mut t = Tcb::new(&self.cfg, buffers, now, open, self.mss_for(remote.ip()));
         t.user.dscp = dscp;
         if trace {
-            t.set_trace(true);
+            t.set_trace(true, now);
         }
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
@@ -855,8 +864,15 @@ impl Tcp {
     }
 
     /// Sends a RST and forgets the connection.
-    fn abort(&mut self, id: SocketId, _now: Instant, stats: &mut Counters) {
-        if let Some(t) = self.conns.get(&id) {
+    fn abort(&mut self, id: SocketId, now: Instant, stats: &mut Counters) {
+        if let Some(t) = self.conns.get_mut(&id) {
+            if t.trace.is_some() {
+                if t.state.synchronized() && t.state != State::TimeWait {
+                    t.trace_reset(now, t.snd.nxt, Some(t.rcv.nxt));
+                }
+                t.set_state(State::Closed);
+                self.trace_records += t.trace_take(now, &mut self.trace) as u64;
+            }
             if t.state.synchronized() && t.state != State::TimeWait {
                 output::reset(
                     t.local,

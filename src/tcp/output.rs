@@ -470,7 +470,7 @@ fn minshall_holds(t: &Tcb) -> bool {
 /// the peer must answer with an ACK stating its window (what Linux sends).
 pub fn probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let seq = t.snd.una - 1;
-    t.trace_send_trigger(super::trace::SendTrigger::Probe);
+    t.trace_send_trigger(Some(super::trace::SendTrigger::Probe));
     emit(t, now, seq, Flags::ACK, (0, 0), sink);
 }
 
@@ -517,7 +517,7 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     if t.recovery.rack.settle_probe(t.snd.una) {
         recovery::probe_repaired(t, now, sink.stats);
     }
-    t.trace_send_trigger(super::trace::SendTrigger::TailLossProbe);
+    t.trace_send_trigger(Some(super::trace::SendTrigger::TailLossProbe));
     if t.recovery.recover.is_some() {
         let resent = retransmit_head(t, now, mss, sink);
         t.recovery.rack.on_probe(Some(resent), None);
@@ -546,6 +546,7 @@ pub fn tail_probe(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             t.recovery.rack.on_probe(Some(resent), Some(t.snd.max));
         }
     }
+    t.trace_send_trigger(None);
     t.timers.rto = Some(now + t.rtx.rtt.rto());
     sink.stats.tcp_loss_probes += 1;
 }

@@ -7,6 +7,7 @@ use super::rack::Rack;
 use super::sack::Scoreboard;
 use super::seq::Seq;
 use super::tcb::Tcb;
+use super::trace::Trigger;
 use crate::stats::Counters;
 use crate::time::Instant;
 
@@ -273,10 +274,16 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     if t.recovery.dupacks < 3 && !sack_loss {
         return;
     }
-    if !sack_loss {
+    let why = if !sack_loss {
         let end = t.snd.una + t.snd.mss.min(t.flight());
-        t.trace_lost(now, t.snd.una, end, "dupacks");
-    }
+        t.trace_lost(now, end, Trigger::Dupacks);
+        Trigger::Dupacks
+    } else if t.recovery.rack.lost_point(t.snd.una).gt(t.snd.una) {
+        Trigger::Rack
+    } else {
+        Trigger::Sack
+    };
+    trace_losses(t, now);
     begin_episode(t);
     // ssthresh from cwnd, as Linux and RFC 9438 §4.6 allow with congestion window
     // validation (cwnd grows only while in use): where the path's round trip holds less than
@@ -303,7 +310,7 @@ pub fn maybe_enter(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     // Recovery reduces the window now; a probe out does not reduce it again.
     t.recovery.rack.forget_probe();
     stats.tcp_fast_retransmits += 1;
-    t.trace_trigger(now, if sack_loss { "rack" } else { "dupacks" });
+    t.trace_trigger(now, why);
 }
 
 /// RACK's loss detection (RFC 8985 §6.2 step 5), after an ACK or when its reordering timer
@@ -319,8 +326,18 @@ pub fn detect_loss(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     {
         let after = lost_point(t);
         stats.tcp_rack_losses += u64::from(after.gt(before));
-        t.trace_lost(now, before, after, "rack");
+        trace_losses(t, now);
         maybe_enter(t, now, stats);
+    }
+}
+
+/// Records, if traced, the data newly deemed lost: by SACK's DupThresh rule, then by RACK.
+fn trace_losses(t: &mut Tcb, now: Instant) {
+    if t.trace.is_some() {
+        let dupthresh = t.recovery.scoreboard.lost_limit(t.snd.una, t.snd.mss);
+        t.trace_lost(now, dupthresh, Trigger::Sack);
+        let rack = t.recovery.rack.lost_point(t.snd.una);
+        t.trace_lost(now, rack, Trigger::Rack);
     }
 }
 
@@ -331,7 +348,7 @@ pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
         let cwnd = t.cc.cwnd();
         t.cc.on_congestion_event(now, cwnd);
         t.recovery.cwr = Some(t.snd.max);
-        t.trace_trigger(now, "tlp_repair");
+        t.trace_trigger(now, Trigger::TlpRepair);
         stats.tcp_tlp_recoveries += 1;
     }
 }
@@ -463,7 +480,11 @@ pub fn check_undo(
         return false;
     }
     // RFC 4015 §2: back to the window from before, and on with new data.
-    let why = if eifel { "undo_eifel" } else { "undo_dsack" };
+    let why = if eifel {
+        Trigger::UndoEifel
+    } else {
+        Trigger::UndoDsack
+    };
     if let Some(prior) = undo.prior.take() {
         if prior.cwnd() > t.cc.cwnd() {
             t.cc = prior;

@@ -450,7 +450,9 @@ impl Tcb {
             },
             timers: Timers::default(),
             output: OutputFlags::default(),
-            trace: cfg.trace.then(Box::default),
+            trace: cfg
+                .trace
+                .then(|| Box::new(super::trace::ConnTrace::new(now))),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::output;
 use super::tcb::State;
-use super::trace::LossTimer;
+use super::trace::{LossTimer, Trigger};
 use super::Tcp;
 use crate::id::SocketId;
 use crate::stats::Counters;
@@ -122,7 +122,7 @@ impl Tcp {
             return;
         }
         if due(t.timers.timewait, now) || due(t.timers.finwait2, now) {
-            self.closed(id, None, stats);
+            self.closed(id, now, None, stats);
             return;
         }
         let mut sink = output::Sink {
@@ -151,7 +151,7 @@ impl Tcp {
                 sink.stats.tcp_aborted_timeout += 1;
                 // What the network said, if anything, explains the timeout better (Linux).
                 let err = t.io().soft_error.take().unwrap_or(libc::ETIMEDOUT);
-                self.closed(id, Some(err), stats);
+                self.closed(id, now, Some(err), stats);
                 return;
             }
             sink.stats.tcp_timeouts += 1;
@@ -175,7 +175,7 @@ impl Tcp {
                     Some(_) => super::recovery::prior_cwnd(t).unwrap_or(t.cc.cwnd()),
                     None => t.cc.cwnd(),
                 };
-                t.trace_lost(now, t.snd.una, t.snd.max, "rto");
+                t.trace_lost(now, t.snd.max, Trigger::Rto);
                 super::recovery::begin_episode(t);
                 t.cc.on_timeout(now, window);
                 t.recovery.on_timeout(t.snd.una);
@@ -184,14 +184,14 @@ impl Tcp {
                 if let Some(ts) = t.opts.ts {
                     t.rtx.rto_stamp = Some(output::ts_now(now, ts.offset));
                 }
-                t.trace_trigger(now, "rto");
+                t.trace_trigger(now, Trigger::Rto);
             }
             t.timers.rto = Some(now + t.rtx.rtt.rto());
         }
         if let Some(ka) = t.user.keepalive.filter(|_| due(t.timers.keepalive, now)) {
             if t.timers.keepalive_probes >= ka.probes {
                 sink.stats.tcp_keepalive_drops += 1;
-                self.closed(id, Some(libc::ETIMEDOUT), stats);
+                self.closed(id, now, Some(libc::ETIMEDOUT), stats);
                 return;
             }
             t.timers.keepalive = Some(now + ka.interval);

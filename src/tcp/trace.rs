@@ -88,6 +88,40 @@ impl CongestionState {
     }
 }
 
+/// The decision behind a congestion-state change or a loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// RACK's time-based loss detection (RFC 8985 §6.2).
+    Rack,
+    /// SACK's DupThresh rule (RFC 6675 §5): enough SACKed above a hole.
+    Sack,
+    /// Three duplicate ACKs without SACK (RFC 5681 §3.2).
+    Dupacks,
+    /// The retransmission timeout (RFC 6298 §5).
+    Rto,
+    /// A tail loss probe repaired a loss: the window is cut in one step (RFC 8985 §7.4).
+    TlpRepair,
+    /// D-SACKs showed every retransmission was a duplicate (RFC 3708): the cut is undone.
+    UndoDsack,
+    /// An ACK echoed a timestamp older than the first retransmission (Eifel, RFC 3522).
+    UndoEifel,
+}
+
+impl Trigger {
+    /// The name the trace gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Rack => "rack",
+            Trigger::Sack => "sack",
+            Trigger::Dupacks => "dupacks",
+            Trigger::Rto => "rto",
+            Trigger::TlpRepair => "tlp_repair",
+            Trigger::UndoDsack => "undo_dsack",
+            Trigger::UndoEifel => "undo_eifel",
+        }
+    }
+}
+
 /// The metrics `recovery:metrics_updated` reports, in this order: bytes, microseconds for
 /// times, bytes per second for the pacing rate.
 pub const METRICS: [&str; 9] = [
@@ -138,8 +172,8 @@ pub enum TraceEvent {
     PacketSent(SegmentTrace),
     /// `transport:packet_received`.
     PacketReceived(SegmentTrace),
-    /// `transport:connection_state_updated` (RFC 9293 §3.3.2); `old` is `None` at the first
-    /// record of a connection.
+    /// `transport:connection_state_updated` (RFC 9293 §3.3.2); `old` is `None` at the
+    /// connection's first state record (after the SYN that opened it, for a passive open).
     StateUpdated {
         /// The state before.
         old: Option<State>,
@@ -149,25 +183,25 @@ pub enum TraceEvent {
     /// `recovery:metrics_updated`: only the values that changed.
     MetricsUpdated(Metrics),
     /// `recovery:congestion_state_updated`, with what caused it when that is a loss or
-    /// recovery decision (`dupacks`, `rack`, `rto`, `tlp_repair`, `undo_dsack`,
-    /// `undo_eifel`).
+    /// recovery decision.
     CongestionStateUpdated {
         /// The phase before.
         old: Option<CongestionState>,
         /// The phase now.
         new: CongestionState,
         /// The decision that moved it, if one did.
-        trigger: Option<&'static str>,
+        trigger: Option<Trigger>,
     },
     /// `recovery:packet_lost`: what of the sequence range `[start, end)` is not SACKed is
-    /// deemed lost.
+    /// deemed lost, each range reported once (a retransmission lost again shows as the next
+    /// retransmission).
     PacketLost {
         /// First byte deemed lost.
         start: u32,
         /// One past the last.
         end: u32,
-        /// What decided it: `rack`, `dupacks` or `rto`.
-        trigger: &'static str,
+        /// What decided it: RACK, SACK's DupThresh, duplicate ACKs or the timeout.
+        trigger: Trigger,
     },
     /// `recovery:loss_timer_updated` with `event_type` `expired`.
     TimerExpired(LossTimer),
@@ -210,18 +244,43 @@ pub struct ConnTrace {
     congestion: Option<CongestionState>,
     metrics: Metrics,
     /// The decision behind the next congestion-state change.
-    trigger: Option<&'static str>,
+    trigger: Option<Trigger>,
     /// Why the next segment leaves, set by the probes.
     send_trigger: Option<SendTrigger>,
-    /// The last time the connection was seen, for records made without a clock at hand.
+    /// How far data was reported lost, so that a range is reported once.
+    lost_reported: Option<Seq>,
+    /// The stack's time at the last hook that ran, for the few records made without a clock
+    /// at hand (a connection removed).
     last_time: Instant,
 }
+
+impl ConnTrace {
+    /// A trace starting at `now`.
+    pub fn new(now: Instant) -> ConnTrace {
+        ConnTrace {
+            last_time: now,
+            ..ConnTrace::default()
+        }
+    }
+}
+
+/// Linux's `tcp_pacing_ss_ratio`: the pacing rate in slow start, in percent of cwnd/SRTT.
+const PACING_SS_PERCENT: u64 = 200;
+/// Linux's `tcp_pacing_ca_ratio`: the pacing rate after slow start.
+const PACING_CA_PERCENT: u64 = 120;
+/// ssthresh at or above this is "infinite" (RFC 5681 §3.1 starts it arbitrarily high): not
+/// reported.
+const SSTHRESH_INFINITE: u32 = u32::MAX / 2;
 
 /// The pacing rate Linux computes for every connection (`tcp_update_pacing_rate`): cwnd per
 /// SRTT, twice that in slow start and 1.2 times after. tapstack does not pace; the rate is
 /// what a pacer would use.
 fn pacing_rate(cwnd: u32, ssthresh: u32, srtt_us: u64) -> u64 {
-    let percent = if cwnd < ssthresh / 2 { 200 } else { 120 };
+    let percent = if cwnd < ssthresh / 2 {
+        PACING_SS_PERCENT
+    } else {
+        PACING_CA_PERCENT
+    };
     u64::from(cwnd) * 1_000_000 / srtt_us.max(1) * percent / 100
 }
 
@@ -240,10 +299,11 @@ fn seg_trace(seq: Seq, ack: Option<Seq>, len: usize, flags: Flags, o: &Options) 
 }
 
 impl Tcb {
-    /// Starts or stops tracing the connection.
-    pub fn set_trace(&mut self, on: bool) {
+    /// Starts or stops tracing the connection, at `now`. Collect its records
+    /// ([`Tcb::trace_take`]) before stopping, or they are lost.
+    pub fn set_trace(&mut self, on: bool, now: Instant) {
         match (on, self.trace.is_some()) {
-            (true, false) => self.trace = Some(Box::default()),
+            (true, false) => self.trace = Some(Box::new(ConnTrace::new(now))),
             (false, true) => self.trace = None,
             _ => {}
         }
@@ -274,16 +334,18 @@ impl Tcb {
     fn metrics(&self) -> Metrics {
         let (cwnd, ssthresh) = (self.cc.cwnd(), self.cc.ssthresh());
         let srtt = self.rtx.rtt.srtt().map(|d| d.as_micros() as u64);
+        let synced = self.state.synchronized();
         [
             Some(u64::from(cwnd)),
-            (ssthresh < u32::MAX / 2).then_some(u64::from(ssthresh)),
+            (ssthresh < SSTHRESH_INFINITE).then_some(u64::from(ssthresh)),
             Some(u64::from(recovery::in_flight(self))),
             srtt,
             srtt.map(|_| self.rtx.rtt.rttvar().as_micros() as u64),
             Some(self.rtx.rtt.rto().as_micros() as u64),
             srtt.map(|s| pacing_rate(cwnd, ssthresh, s)),
-            Some(u64::from(self.snd.wnd)),
-            Some(u64::from(self.advertised_room())),
+            // The windows mean something once the SYNs are exchanged.
+            synced.then_some(u64::from(self.snd.wnd)),
+            synced.then(|| u64::from(self.advertised_room())),
         ]
     }
 
@@ -291,9 +353,10 @@ impl Tcb {
     /// checkpoint. Called where TCP finishes with a connection for now: after a segment,
     /// before and after output.
     pub fn trace_checkpoint(&mut self, now: Instant) {
-        let Some(tr) = self.trace.as_ref() else {
+        let Some(tr) = self.trace.as_mut() else {
             return;
         };
+        tr.last_time = now;
         let (state, congestion) = (tr.state, tr.congestion);
         if state != Some(self.state) {
             let new = self.state;
@@ -358,11 +421,8 @@ impl Tcb {
         self.trace_take(now, into)
     }
 
-    /// A segment arrived for this connection.
+    /// A segment arrived for this connection (call only when traced).
     pub fn trace_received(&mut self, now: Instant, seg: &SegmentIn<'_>) {
-        if self.trace.is_none() {
-            return;
-        }
         let shift = if seg.flags.syn { 0 } else { self.snd.wscale };
         let ack = seg.flags.ack.then_some(seg.ack);
         let mut s = seg_trace(seg.seq, ack, seg.payload.len(), seg.flags, &seg.options);
@@ -388,7 +448,9 @@ impl Tcb {
         let Some(tr) = self.trace.as_mut() else {
             return;
         };
-        let retransmission = len > 0 && seq.lt(self.snd.max);
+        // SYN and FIN count: a SYN or a bare FIN sent again is a retransmission too.
+        let seg_len = len + usize::from(flags.syn) + usize::from(flags.fin);
+        let retransmission = seg_len > 0 && seq.lt(self.snd.max);
         let trigger = tr
             .send_trigger
             .take()
@@ -401,16 +463,36 @@ impl Tcb {
         self.record(now, TraceEvent::PacketSent(s));
     }
 
-    /// The next segment is a probe of this kind.
-    pub fn trace_send_trigger(&mut self, trigger: SendTrigger) {
+    /// The next segment is a probe of this kind; `None` when the probe is done, so that the
+    /// label cannot stick to a later segment when the probe sent nothing.
+    pub fn trace_send_trigger(&mut self, trigger: Option<SendTrigger>) {
         if let Some(tr) = self.trace.as_mut() {
-            tr.send_trigger = Some(trigger);
+            tr.send_trigger = trigger;
         }
+    }
+
+    /// A reset left for this connection (RFC 9293 §3.10.7).
+    pub fn trace_reset(&mut self, now: Instant, seq: Seq, ack: Option<Seq>) {
+        if self.trace.is_none() {
+            return;
+        }
+        let s = SegmentTrace {
+            seq: seq.0,
+            ack: ack.map(|a| a.0),
+            len: 0,
+            flags: Flags::rst(ack.is_some()),
+            window: 0,
+            sack: [None; 4],
+            ts: None,
+            tso_mss: None,
+            trigger: None,
+        };
+        self.record(now, TraceEvent::PacketSent(s));
     }
 
     /// A loss or recovery decision (`why`) just changed the congestion state, or may have:
     /// recorded at once, so that a change undone within the same ACK still shows.
-    pub fn trace_trigger(&mut self, now: Instant, why: &'static str) {
+    pub fn trace_trigger(&mut self, now: Instant, why: Trigger) {
         if let Some(tr) = self.trace.as_mut() {
             tr.trigger = Some(why);
             self.trace_checkpoint(now);
@@ -420,9 +502,16 @@ impl Tcb {
         }
     }
 
-    /// `[start, end)` is deemed lost, by `trigger`.
-    pub fn trace_lost(&mut self, now: Instant, start: Seq, end: Seq, trigger: &'static str) {
-        if self.trace.is_some() && start.lt(end) {
+    /// Data below `end` not SACKed is deemed lost, by `trigger`: records what was not
+    /// reported yet.
+    pub fn trace_lost(&mut self, now: Instant, end: Seq, trigger: Trigger) {
+        let una = self.snd.una;
+        let Some(tr) = self.trace.as_mut() else {
+            return;
+        };
+        let start = tr.lost_reported.filter(|r| r.gt(una)).unwrap_or(una);
+        if start.lt(end) {
+            tr.lost_reported = Some(end);
             let ev = TraceEvent::PacketLost {
                 start: start.0,
                 end: end.0,

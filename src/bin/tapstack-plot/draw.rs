@@ -31,6 +31,12 @@ pub const FLIGHT: RGBColor = RGBColor(0x88, 0x88, 0x88);
 
 type Res = Result<(), Box<dyn Error>>;
 
+/// The time-sequence graph's share of a trace figure of height `h` (the rest: cwnd, a
+/// quarter, and RTT); a pcap's figure is that tall, so the two line up.
+pub fn sequence_height(h: u32) -> u32 {
+    h / 20 * 11
+}
+
 /// Steps through `points` (each value holds until the next), on to `end`.
 fn steps(points: &Series, end: f64) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(points.len() * 2 + 1);
@@ -300,8 +306,8 @@ where
 {
     root.fill(&WHITE)?;
     let h = root.dim_in_pixel().1;
-    let (seq, rest) = root.split_vertically(h * 11 / 20);
-    let (cwnd, rtt_area) = rest.split_vertically(h * 5 / 20);
+    let (seq, rest) = root.split_vertically(sequence_height(h));
+    let (cwnd, rtt_area) = rest.split_vertically(h / 4);
     time_sequence(&seq, f, &format!("tapstack's trace: {}", f.name), span)?;
     if let Some(m) = &f.metrics {
         congestion(&cwnd, m, span)?;

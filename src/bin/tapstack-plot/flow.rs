@@ -16,9 +16,13 @@ pub enum Kind {
 /// A data segment: `[start, end)` at `t`.
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {
+    /// When it left, in seconds.
     pub t: f64,
+    /// Its first byte, relative.
     pub start: f64,
+    /// One past its last byte.
     pub end: f64,
+    /// Why it left.
     pub kind: Kind,
 }
 
@@ -28,8 +32,11 @@ pub type Series = Vec<(f64, f64)>;
 /// The sender's view over time: what the trace alone knows.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The congestion window, bytes.
     pub cwnd: Series,
+    /// ssthresh, bytes (absent while infinite).
     pub ssthresh: Series,
+    /// Bytes in flight.
     pub flight: Series,
     /// Smoothed RTT, ms.
     pub srtt: Series,
@@ -44,6 +51,7 @@ pub struct Metrics {
 pub struct Flow {
     /// "local -> remote", for titles.
     pub name: String,
+    /// The data segments sent.
     pub sent: Vec<Sent>,
     /// The cumulative ACK received, as steps.
     pub acks: Series,
@@ -55,6 +63,7 @@ pub struct Flow {
     pub lost: Vec<(f64, f64, f64)>,
     /// Retransmission timeouts.
     pub rtos: Vec<f64>,
+    /// What only a trace knows.
     pub metrics: Option<Metrics>,
 }
 
@@ -79,7 +88,8 @@ impl Flow {
     }
 }
 
-/// Sequence number `seq` relative to `base`, in bytes (a flow shorter than 4 GiB).
+/// Sequence number `seq` relative to `base`, in bytes: negative just below it (an ACK of a
+/// trace started mid-connection), within 2 GiB either way.
 pub fn rel(seq: u32, base: u32) -> f64 {
-    f64::from(seq.wrapping_sub(base))
+    f64::from(seq.wrapping_sub(base) as i32)
 }

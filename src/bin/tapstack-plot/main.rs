@@ -56,6 +56,10 @@ struct Args {
     size: Vec<u32>,
 }
 
+/// The smallest and largest side of a picture, in pixels.
+const MIN_SIDE: u32 = 200;
+const MAX_SIDE: u32 = 16384;
+
 /// Where the labels' font may be: Debian's fonts-dejavu-core, other distributions', or
 /// `TAPSTACK_PLOT_FONT`.
 const FONTS: [&str; 3] = [
@@ -102,7 +106,7 @@ fn picture(
     // The pcap's graph is as tall as the trace's time-sequence panel.
     let size = match figure {
         Figure::Trace => size,
-        Figure::Pcap => (size.0, size.1 * 11 / 20),
+        Figure::Pcap => (size.0, draw::sequence_height(size.1)),
     };
     match (format, figure) {
         (Format::Svg, Figure::Trace) => {
@@ -160,7 +164,10 @@ fn run(args: Args) -> Result<Vec<PathBuf>, Box<dyn Error>> {
         Format::Png => "png",
         Format::Svg => "svg",
     };
-    let size = (args.size[0].max(200), args.size[1].max(200));
+    let size = (
+        args.size[0].clamp(MIN_SIDE, MAX_SIDE),
+        args.size[1].clamp(MIN_SIDE, MAX_SIDE),
+    );
     let mut written = Vec::new();
     for (f, what, figure) in &flows {
         let mut name = prefix.clone().into_os_string();

@@ -41,7 +41,8 @@ fn parse(t: Duration, frame: &[u8]) -> Option<Seg> {
     let mut sack = Vec::new();
     for o in tcp.options_iterator().flatten() {
         match o {
-            TcpOptionElement::WindowScale(s) => wscale = Some(s),
+            // At most 14 (RFC 7323 §2.3), whatever the wire says.
+            TcpOptionElement::WindowScale(s) => wscale = Some(s.min(14)),
             TcpOptionElement::SelectiveAcknowledgement(first, rest) => {
                 sack.push(first);
                 sack.extend(rest.into_iter().flatten());

@@ -5,14 +5,21 @@ use crate::flow::{rel, Flow, Kind, Metrics, Sent};
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// Reads the records of a trace file (the header line is skipped).
+/// Reads the records of a trace file (the header line is skipped). A last line cut short (a
+/// trace still being written, or a stack killed) is left out.
 pub fn read(text: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
+    let complete = text.ends_with('\n');
+    let n = text.lines().count();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let v: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) if !complete && i + 1 == n && n > 1 => break,
+            Err(e) => return Err(format!("line {}: {e}", i + 1)),
+        };
         if v.get("name").is_some() {
             out.push(v);
         }
