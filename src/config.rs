@@ -301,10 +301,14 @@ impl StackConfig {
 /// asks for in its SYN (RFC 7323 §2.3): the smallest that lets the whole buffer be advertised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Buffers {
-    /// The send buffer.
+    /// The send buffer: the most it may hold. Unless `send_locked`, it starts at twice the
+    /// initial congestion window and grows with the window up to this (Linux's autotuning).
     pub send: usize,
     /// The receive buffer.
     pub recv: usize,
+    /// The application set the send size (`SO_SNDBUF`): it holds that much from the start,
+    /// without autotuning (Linux's `SOCK_SNDBUF_LOCK`).
+    pub send_locked: bool,
 }
 
 /// TCP settings, with Linux-like defaults.
@@ -347,6 +351,11 @@ pub struct TcpConfig {
     /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
     /// the runtime turns it on, since every device takes super-segments.
     pub tso: bool,
+    /// Send buffers start at twice the initial congestion window and grow with the window up to
+    /// `send_buffer` (Linux's autotuning), so that a peer that takes nothing costs little; on
+    /// by default. Off, every connection may hold `send_buffer` from the start. A socket that
+    /// sets its size (`SO_SNDBUF`) is not autotuned either.
+    pub send_autotune: bool,
     /// Trace every connection ([`crate::tcp::trace`]); off by default. A socket can be traced
     /// on its own (`TcpStream::set_trace`). A [`crate::Stack`] traces only with somewhere to
     /// write ([`StackConfig::trace`]); a bare core keeps the records until
@@ -360,6 +369,7 @@ impl TcpConfig {
         Buffers {
             send: self.send_buffer,
             recv: self.recv_buffer,
+            send_locked: !self.send_autotune,
         }
     }
 }
@@ -382,6 +392,7 @@ impl Default for TcpConfig {
             fixed_iss: None,
             congestion: CongestionAlgorithm::default(),
             tso: false,
+            send_autotune: true,
             trace: false,
         }
     }

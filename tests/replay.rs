@@ -22,11 +22,13 @@ use tapstack::time::Instant;
 use tapstack::wire::MacAddr;
 use tapstack::StackConfig;
 
-/// The echo-server defaults the captures were recorded with.
+/// The echo-server defaults the captures were recorded with: send buffers then held their
+/// whole size from the start (no autotuning), which the echo below relies on.
 fn recorded_config() -> StackConfig {
     let mut cfg = StackConfig::new(Ipv4Addr::new(10, 0, 0, 2), 24);
     cfg.mac = MacAddr([0x02, 0x00, 0x0a, 0x00, 0x00, 0x02]);
     cfg.seed = 1;
+    cfg.tcp.send_autotune = false;
     cfg
 }
 

@@ -693,7 +693,7 @@ fn the_ack_of_a_fin_rides_on_our_fin() {
 
 #[test]
 fn sack_recovery_resends_only_the_holes() {
-    let mut sim = Sim::pair();
+    let mut sim = Sim::new(config_bulk(1, 1), config(2, 2), FaultConfig::default());
     let (c, s) = connect(&mut sim);
     let mut data_frames = 0;
     sim.a_out_filter = Some(Box::new(move |f: &[u8]| {
@@ -1082,11 +1082,12 @@ fn ts_recent_follows_the_peers_pure_acks() {
 /// holds or has promised (RFC 9293 §3.8.6).
 #[test]
 fn the_receive_buffer_bounds_the_window_and_can_grow() {
-    let mut sim = Sim::pair();
+    // The sender queues 100 000 bytes at once.
+    let mut sim = Sim::new(config_bulk(1, 1), config(2, 2), FaultConfig::default());
     let now = sim.now;
     let small = tapstack::config::Buffers {
-        send: 1 << 20,
         recv: 16 * 1024,
+        ..tapstack::config::TcpConfig::default().buffers()
     };
     let lid = sim
         .b
@@ -1192,7 +1193,7 @@ fn loss_recovery_keeps_timeouts_rare() {
                 seed,
                 ..FaultConfig::default()
             };
-            let mut sim = Sim::new(config(1, seed), config(2, seed + 100), faults);
+            let mut sim = Sim::new(config_bulk(1, seed), config_bulk(2, seed + 100), faults);
             let (c, s) = connect_despite_loss(&mut sim);
             let start = sim.now;
             let data = pattern(4 << 20, seed as u8);
@@ -1273,4 +1274,93 @@ fn one_percent_loss_costs_no_more_than_the_mathis_limit() {
             );
         }
     }
+}
+
+/// Send buffers autotune (Linux's `tcp_sndbuf_expand`): towards a peer that stops reading
+/// the sender holds two congestion windows, not its whole `SO_SNDBUF`; towards one that
+/// reads, the buffer grows with the window up to its size; a size the application sets is
+/// held from the start.
+#[test]
+fn the_send_buffer_grows_with_the_congestion_window_only() {
+    let mut sim = Sim::pair();
+    let now = sim.now;
+    let small = tapstack::config::Buffers {
+        recv: 16 * 1024,
+        ..tapstack::config::TcpConfig::default().buffers()
+    };
+    let lid = sim
+        .b
+        .iface
+        .with_tcp(now, |tcp, _| {
+            tcp.listen_with(
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80).into(),
+                8,
+                small,
+            )
+        })
+        .unwrap()
+        .0;
+    let ca = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 80))
+        .unwrap();
+    sim.settle();
+    let cb = sim.b.iface.tcp_accept(lid).unwrap().unwrap().0;
+    let send_size = |sim: &Sim| sim.a.iface.tcp().buffers(ca).unwrap().send;
+    let initial = send_size(&sim);
+    assert_eq!(initial, 2 * 14600, "two initial windows (RFC 6928)");
+    // b reads nothing: its 16 KiB fill, its window closes, and a's application is held to
+    // what a's buffer earned, however long it keeps writing.
+    let data = pattern(4 << 20, 7);
+    let mut queued = 0;
+    for _ in 0..2000 {
+        let now = sim.now;
+        if let Ok(n) = sim.a.iface.tcp_send(now, ca, &data[queued..]) {
+            queued += n;
+        }
+        sim.advance(Duration::from_millis(1));
+    }
+    let held = sim.a.iface.tcp_info(ca).unwrap().unsent;
+    assert!(send_size(&sim) <= 64 * 1024, "{}", send_size(&sim));
+    assert!(held <= send_size(&sim), "{held}");
+    assert_eq!(queued, 16 * 1024 + held, "what b holds and what a holds");
+    assert!(sim.a.iface.counters().tcp_zero_window_probes > 0);
+    // b reads from now on, into a 1 MiB buffer: the window opens, cwnd grows, and the send
+    // buffer with it.
+    let now = sim.now;
+    sim.b
+        .iface
+        .with_tcp(now, |tcp, st| {
+            tcp.set_buffers(cb, now, None, Some(1 << 20), st)
+        })
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    while queued < data.len() || got < queued {
+        let now = sim.now;
+        if let Ok(n) = sim.a.iface.tcp_send(now, ca, &data[queued..]) {
+            queued += n;
+        }
+        sim.advance(Duration::from_millis(1));
+        while let Ok(n) = sim.b.iface.tcp_recv(sim.now, cb, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert!(sim.now < Instant::from_secs(120), "stalled at {got}");
+    }
+    assert!(send_size(&sim) > 64 * 1024, "{}", send_size(&sim));
+    assert!(send_size(&sim) <= 1 << 20);
+    // A size set by the application is held from the start, and is no longer tuned.
+    let now = sim.now;
+    sim.a
+        .iface
+        .with_tcp(now, |tcp, st| {
+            tcp.set_buffers(ca, now, Some(300_000), None, st)
+        })
+        .unwrap();
+    let b = sim.a.iface.tcp().buffers(ca).unwrap();
+    assert_eq!((b.send, b.send_locked), (300_000, true));
 }

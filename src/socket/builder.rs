@@ -58,6 +58,7 @@ impl<'a> TcpSocket<'a> {
     pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
         let mut b = self.buffers.get();
         b.send = nonzero(size)?;
+        b.send_locked = true;
         self.buffers.set(b);
         Ok(())
     }

@@ -73,8 +73,12 @@ fn grow(buf: &mut Vec<u8>, head: &mut usize, need: usize, limit: usize) {
 pub struct SendBuffer {
     /// The ring, as large as use has made it so far.
     buf: Vec<u8>,
-    /// The most the buffer holds.
+    /// The most the buffer holds (`SO_SNDBUF`).
     limit: usize,
+    /// While autotuned: the most it holds for now, which grows with the congestion window up
+    /// to `limit` (Linux's `tcp_sndbuf_expand`), so that a peer that takes nothing costs
+    /// little. `None` once the size was set (Linux's `SOCK_SNDBUF_LOCK`).
+    auto: Option<usize>,
     /// Ring position of SND.UNA.
     head: usize,
     len: usize,
@@ -89,15 +93,39 @@ impl SendBuffer {
         SendBuffer {
             buf: Vec::new(),
             limit: capacity.min(MAX_CAPACITY),
+            auto: None,
             head: 0,
             len: 0,
             urgent_end: None,
         }
     }
 
-    /// The most the buffer holds.
+    /// The most the buffer holds for now: its size, or while autotuned what the congestion
+    /// window has earned so far.
     pub fn capacity(&self) -> usize {
-        self.limit
+        self.auto.map_or(self.limit, |a| a.min(self.limit))
+    }
+
+    /// Whether the buffer is autotuned (its size was not set).
+    pub fn autotuned(&self) -> bool {
+        self.auto.is_some()
+    }
+
+    /// Autotunes the buffer from `start` bytes up to its size ([`SendBuffer::expand`]).
+    pub fn autotune(&mut self, start: usize) {
+        self.auto = Some(start.min(self.limit));
+    }
+
+    /// While autotuned, lets the buffer hold up to `to` bytes (never less than before, never
+    /// more than its size); true if that gave the application more room.
+    pub fn expand(&mut self, to: usize) -> bool {
+        match self.auto {
+            Some(a) if to > a && a < self.limit => {
+                self.auto = Some(to.min(self.limit));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Marks everything written so far as urgent data: SND.UP moves to the end of the buffer
@@ -128,10 +156,11 @@ impl SendBuffer {
         self.capacity().saturating_sub(self.len)
     }
 
-    /// Sets the most the buffer holds (at most [`MAX_CAPACITY`]). Below what it holds, it
-    /// takes no writes until acknowledgements drain it under the new size.
+    /// Sets the most the buffer holds (at most [`MAX_CAPACITY`]), which ends autotuning. Below
+    /// what it holds, it takes no writes until acknowledgements drain it under the new size.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.limit = capacity.min(MAX_CAPACITY);
+        self.auto = None;
     }
 
     /// Whether the buffer holds nothing: all that was written is acknowledged.
@@ -142,7 +171,8 @@ impl SendBuffer {
     /// Appends as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        grow(&mut self.buf, &mut self.head, self.len + n, self.limit);
+        let bound = self.capacity();
+        grow(&mut self.buf, &mut self.head, self.len + n, bound);
         let tail = wrap(self.head + self.len, self.buf.len());
         ring_write(&mut self.buf, tail, &data[..n]);
         self.len += n;
@@ -557,6 +587,27 @@ mod tests {
         assert_eq!(z.slices_at(0, 1), (&[][..], &[][..]));
         z.consume(1);
         assert!(z.is_empty());
+    }
+
+    #[test]
+    fn an_autotuned_send_buffer_grows_on_demand_up_to_its_size_and_a_set_size_ends_it() {
+        let mut s = SendBuffer::new(100_000);
+        s.autotune(10_000);
+        assert!(s.autotuned());
+        assert_eq!((s.capacity(), s.free()), (10_000, 10_000));
+        assert_eq!(s.write(&[7; 30_000]), 10_000);
+        assert!(s.allocated() <= 10_000, "the ring stays within the bound");
+        assert!(!s.expand(5_000), "never shrinks");
+        assert!(s.expand(40_000));
+        assert_eq!((s.capacity(), s.free()), (40_000, 30_000));
+        assert!(s.expand(1 << 30));
+        assert_eq!(s.capacity(), 100_000, "never past its size");
+        assert!(!s.expand(1 << 30));
+        s.set_capacity(20_000);
+        assert!(!s.autotuned());
+        assert_eq!(s.capacity(), 20_000);
+        assert!(!s.expand(90_000), "a set size is not tuned");
+        assert_eq!(s.free(), 10_000);
     }
 
     #[test]

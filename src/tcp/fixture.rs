@@ -288,6 +288,16 @@ impl Fixture {
         self.output()
     }
 
+    /// Sets the send buffer's size as `SO_SNDBUF` does (no autotuning): for a test that queues
+    /// more than two congestion windows at once.
+    pub fn set_send_buffer(&mut self, size: usize) {
+        let id = self.id.expect("a connection");
+        self.tcp
+            .set_buffers(id, self.now, Some(size), None, &mut self.stats)
+            .expect("set_buffers");
+        self.output();
+    }
+
     /// Writes `data` as the application does and returns what goes out.
     pub fn write(&mut self, data: &[u8]) -> Vec<Out> {
         let id = self.id.expect("a connection");

@@ -1295,6 +1295,7 @@ mod tests {
         const RTT: Duration = Duration::from_micros(500);
         const SPACING: Duration = Duration::from_micros(20);
         let mut fx = Fixture::established_sack_ts();
+        fx.set_send_buffer(1 << 20);
         let mss = 1448u32;
         let out = fx.write(&[1; 100 * 1448]);
         assert_eq!(out.len(), 10, "the initial window");

@@ -113,6 +113,10 @@ fn publish(t: &Tcb, wake: bool) {
     let update_at = (t.advertised_room() < t.snd.mss).then(|| t.window_update_threshold() as usize);
     let mut shared = t.io();
     shared.window_update_at = update_at;
+    // The send buffer follows the congestion window (Linux's `tcp_sndbuf_expand`): room for
+    // what the window may send now and in the next round trip.
+    let target = tcb::SNDBUF_PER_CWND * t.cc.cwnd() as usize;
+    let wake = shared.send.expand(target) || wake;
     let status = shared::Status {
         connecting: matches!(t.state, State::SynSent | State::SynReceived),
         can_write: t.state.can_send() && !t.fin.queued,
@@ -971,6 +975,7 @@ impl Tcp {
         }
         if let Some(l) = self.listeners.get_mut(&id) {
             l.buffers.send = send.unwrap_or(l.buffers.send);
+            l.buffers.send_locked |= send.is_some();
             l.buffers.recv = recv.unwrap_or(l.buffers.recv);
             return Ok(());
         }
@@ -1007,6 +1012,7 @@ impl Tcp {
         Ok(Buffers {
             send: io.send.capacity(),
             recv: io.recv.capacity(),
+            send_locked: !io.send.autotuned(),
         })
     }
 

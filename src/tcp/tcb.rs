@@ -365,6 +365,10 @@ pub struct Opening {
     pub ts_offset: u32,
 }
 
+/// An autotuned send buffer holds this many congestion windows: what the window may send now
+/// and in the next round trip (Linux's `tcp_sndbuf_expand` doubles too).
+pub const SNDBUF_PER_CWND: usize = 2;
+
 /// The largest window shift (RFC 7323 §2.3).
 pub const MAX_WSCALE: u8 = 14;
 
@@ -385,6 +389,11 @@ impl Tcb {
             ts_offset,
         } = open;
         // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
+        let cc = new_controller(cfg.congestion, our_mss, now);
+        let mut send = SendBuffer::new(buffers.send);
+        if !buffers.send_locked {
+            send.autotune(SNDBUF_PER_CWND * cc.cwnd() as usize);
+        }
         let mut rcv_wscale = 0u8;
         while (buffers.recv >> rcv_wscale) > 65535 && rcv_wscale < MAX_WSCALE {
             rcv_wscale += 1;
@@ -424,7 +433,7 @@ impl Tcb {
                 sack_ok: true,
             },
             io: Arc::new(SocketIo::new(
-                SendBuffer::new(buffers.send),
+                send,
                 RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges),
             )),
             fin: Fin::default(),
@@ -437,7 +446,7 @@ impl Tcb {
                 rto_stamp: None,
                 retries: 0,
             },
-            cc: new_controller(cfg.congestion, our_mss, now),
+            cc,
             recovery: Recovery::new(iss),
             ack: Acks {
                 now: false,

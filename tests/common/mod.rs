@@ -22,6 +22,17 @@ pub fn config(last_octet: u8, seed: u64) -> StackConfig {
     c
 }
 
+/// [`config`] for a bulk sender whose send buffer never runs dry: autotuning off, so it
+/// holds its whole size from the start. The tests' application writes once per virtual
+/// millisecond, which a buffer of two congestion windows would starve on a zero-delay link
+/// (a real one is woken as soon as there is room); tests of loss recovery count exact
+/// retransmissions and time on a sender that always has data.
+pub fn config_bulk(last_octet: u8, seed: u64) -> StackConfig {
+    let mut c = config(last_octet, seed);
+    c.tcp.send_autotune = false;
+    c
+}
+
 /// [`config`] with IPv6 too: `2001:db8::N/64`, in use at once (each test link is the
 /// stacks' alone, so DAD has nothing to find).
 #[allow(dead_code)]
