@@ -7,6 +7,9 @@
 A flood spreads its COUNT frames evenly over SECS seconds (0: as fast as the link takes them).
   flood.py tcp-echo HOST PORT SECS                 a legitimate client: connect, echo 1 KiB, close
   flood.py udp-echo HOST PORT SIZE SECS            a legitimate client: one datagram, its echo
+  flood.py zero-window HOST PORT COUNT SECS PID    COUNT clients that never read (a 4 KiB receive
+                                                   buffer: their window closes), held SECS, then
+                                                   reset; prints the RSS of process PID
 
 Each legitimate client prints one line: attempts, successes and latencies in milliseconds.
 Every wait is bounded (2 s per exchange).
@@ -177,6 +180,36 @@ def udp_echo(host, port, size, secs):
     report("udp echo %d bytes" % size, attempts, ok, latencies)
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def zero_window(host, port, count, secs, pid):
+    base = rss_kb(pid)
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(2)
+        s.connect((host, port))
+        socks.append(s)
+    # The windows close within a few round trips; hold them, then measure.
+    time.sleep(secs)
+    held = rss_kb(pid)
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(2)
+    after = rss_kb(pid)
+    print("zero window: %d clients, RSS %.1f MiB idle, %.1f MiB held (+%.1f MiB, %.1f KiB each), "
+          "%.1f MiB after their reset" % (count, base / 1024, held / 1024, (held - base) / 1024,
+                                          (held - base) / count, after / 1024))
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "syn" and len(argv) == 8:
@@ -187,6 +220,8 @@ def main(argv):
         tcp_echo(argv[2], int(argv[3]), float(argv[4]))
     elif cmd == "udp-echo" and len(argv) == 6:
         udp_echo(argv[2], int(argv[3]), int(argv[4]), float(argv[5]))
+    elif cmd == "zero-window" and len(argv) == 7:
+        zero_window(argv[2], int(argv[3]), int(argv[4]), float(argv[5]), int(argv[6]))
     else:
         sys.exit(__doc__)
 

@@ -13,7 +13,9 @@
 #      UDP datagrams keep being answered.
 #   4. N (default 50) seeded runs of 16 MiB echoed (each way at once) through the fault
 #      injector at 5% loss, 5% reordering, 1% duplication, 1% corruption: sha256, time, hangs.
-#   5. With --fuzz EXECS: scripts/fuzz.sh --runs EXECS (10^7 takes about half an hour).
+#   5. 1000 clients of chargen that never read (their window closes) held 10 s while a
+#      legitimate client echoes 1 KiB every 50 ms: echo-server's RSS, then after their reset.
+#   6. With --fuzz EXECS: scripts/fuzz.sh --runs EXECS (10^7 takes about half an hour).
 # Every step is bounded in time; the whole soak takes about 15 minutes without --fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,17s/^# \{0,1\}//p' "$0"
+        sed -n '2,19s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) die "unknown option $1" ;;
@@ -139,8 +141,19 @@ done
 stats=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1; s += $1 } END { printf "min %.1f s, median %.1f s, max %.1f s, mean %.1f s", a[1], a[int((NR + 1) / 2)], a[NR], s / NR }')
 row "$RUNS x 16 MiB echoed, 5% loss, 5% reorder, 1% dup, 1% corrupt" "$good/$RUNS sha256 equal, $hangs hangs; $stats"
 
+echo "== 5. zero-window clients"
+start_server "$BIN/echo-server" --seed 5
+in_ns python3 scripts/flood.py tcp-echo "$STACK_IP" 7 14 >"$WORK/legit" &
+legit=$!
+timeout 120 ip netns exec "$NS" python3 scripts/flood.py zero-window "$STACK_IP" 19 1000 10 "$SERVER_PID" | tee "$WORK/zw"
+wait "$legit" || true
+cat "$WORK/legit"
+stop_to
+row "1000 chargen clients that never read, held 10 s, then reset" "$(sed 's/^zero window: //' "$WORK/zw"); $(counter 'zero window probes sent') zero-window probes"
+row "legitimate TCP echo meanwhile (every 50 ms, 14 s)" "$(sed 's/^tcp echo: //' "$WORK/legit")"
+
 if [ -n "$FUZZ" ]; then
-    echo "== 5. fuzzing"
+    echo "== 6. fuzzing"
     scripts/fuzz.sh --runs "$FUZZ" | tee "$WORK/fuzz"
     while read -r line; do
         row "fuzz ${line%%:*}" "${line#*: }"

@@ -173,6 +173,7 @@ impl Stack {
                     busy_poll,
                     trace,
                     trace_buf: Vec::new(),
+                    trim: Trim::default(),
                 }
                 .run()
             })?;
@@ -237,7 +238,56 @@ struct StackThread<D> {
     /// Where the per-connection trace goes, if anywhere.
     trace: Option<crate::trace::TraceOutput>,
     trace_buf: Vec<crate::tcp::trace::TraceRecord>,
+    trim: Trim,
 }
+
+/// Returning freed connection memory to the system: the allocator keeps freed buffers in its
+/// heap, so after many connections close the process would keep their pages resident.
+#[derive(Default)]
+struct Trim {
+    /// Connections in the table at the last trim (or the most since).
+    high: u64,
+    /// When the allocator was last trimmed.
+    last: Option<std::time::Instant>,
+}
+
+/// Connections that must have gone since the last trim before the next.
+const TRIM_AFTER_CLOSED: u64 = 256;
+/// At most one trim per this long: it walks the allocator's free lists.
+const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Trim {
+    /// Trims the allocator once many connections have gone, at most once a second.
+    fn check(&mut self, connections: u64) {
+        self.high = self.high.max(connections);
+        if self.high - connections < TRIM_AFTER_CLOSED {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < TRIM_INTERVAL)
+        {
+            return;
+        }
+        self.last = Some(now);
+        self.high = connections;
+        release_free_memory();
+    }
+}
+
+/// Gives the allocator's free pages back to the system (glibc's `malloc_trim`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heap under its lock; 0 keeps no padding.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other allocators return memory on their own terms.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 impl<D: Device> StackThread<D> {
     fn now(&self) -> Instant {
@@ -270,6 +320,7 @@ impl<D: Device> StackThread<D> {
             active |= self.dispatch_events(now);
             active |= self.transmit(now);
             self.write_trace();
+            self.trim.check(self.iface.tcp().table_len());
             ready = if busy {
                 // More frames may wait; commands are served on the next turn anyway, and the
                 // eventfd is drained after the next poll that finds it readable.
