@@ -147,6 +147,7 @@ counters! {
         tcp_zero_window_probes: "zero window probes sent",
         tcp_keepalive_probes: "keep-alive probes sent",
         tcp_keepalive_drops: "connections dropped after unanswered keep-alives",
+        tcp_orphan_probe_drops: "closed connections dropped after 8 window probes the peer met with a zero window",
         tcp_aborted_timeout: "connections aborted after too many retransmissions",
         tcp_icmp_ignored: "ICMP errors for no connection (ignored)",
         tcp_icmp_out_of_window: "ICMP errors quoting a sequence number not in flight (ignored, RFC 5927)",

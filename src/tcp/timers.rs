@@ -18,6 +18,11 @@ pub const R1: u32 = 3;
 /// Zero-window probes back off up to this interval and never give up.
 const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Zero-window probes, backed off, after which a connection nobody holds any more is given up
+/// (Linux's `tcp_orphan_retries`, whose default of 0 means 8): a peer that keeps its window
+/// shut must not keep an orphan and its send buffer for ever.
+const ORPHAN_PROBES: u32 = 8;
+
 /// The kinds of connection timer (RACK's reordering and probe timers live with its state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timer {
@@ -215,9 +220,18 @@ impl Tcp {
         if due(t.timers.persist, now) && t.snd.wnd > 0 {
             t.timers.persist = None;
             t.output.sws_override = true;
+        } else if due(t.timers.persist, now)
+            && t.user.orphan
+            && t.timers.persist_backoff >= ORPHAN_PROBES
+        {
+            // An orphan whose peer kept its window shut through every probe: nothing will
+            // ever read what is left (Linux aborts it in `tcp_probe_timer`, without a RST).
+            sink.stats.tcp_orphan_probe_drops += 1;
+            self.closed(id, now, Some(libc::ETIMEDOUT), stats);
+            return;
         } else if due(t.timers.persist, now) {
-            // The probe makes the peer state its window; it never counts towards the retry
-            // limit.
+            // The probe makes the peer state its window; for a connection with a handle it never
+            // counts towards the retry limit.
             t.trace_timer(now, LossTimer::Persist);
             output::probe(t, now, &mut sink);
             sink.stats.tcp_zero_window_probes += 1;
@@ -311,5 +325,46 @@ mod tests {
         assert_eq!(fx.tcb().io().error, Some(libc::ETIMEDOUT));
         let bad = crate::config::Keepalive { probes: 0, ..ka };
         assert!(fx.tcp.set_keepalive_with(id, now, Some(bad)).is_err());
+    }
+
+    #[test]
+    fn an_orphan_at_a_zero_window_is_dropped_after_eight_backed_off_probes() {
+        use super::super::fixture::seg;
+        let mut fx = Fixture::established();
+        let id = fx.id.unwrap();
+        assert!(fx
+            .send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(0))
+            .is_empty());
+        fx.write(b"never read");
+        let now = fx.now;
+        fx.tcp.close(id, now, &mut fx.stats);
+        assert!(fx.tcb().user.orphan);
+        // Each probe is answered with the window still shut, and the next waits twice as long.
+        let mut gaps = Vec::new();
+        for _ in 0..super::ORPHAN_PROBES {
+            let (gap, _) = next_send(&mut fx, Duration::from_secs(600));
+            gaps.push(gap);
+            fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(0));
+        }
+        assert!(gaps.windows(2).all(|w| w[1] >= w[0]), "{gaps:?}");
+        // Dropped at the next probe's time, after the last backed-off interval.
+        fx.advance(Duration::from_secs(61));
+        assert!(fx.tcp.tcb(id).is_none(), "the orphan is gone");
+        assert_eq!(fx.stats.tcp_orphan_probe_drops, 1);
+    }
+
+    #[test]
+    fn a_connection_with_its_handle_is_probed_at_a_zero_window_as_long_as_it_takes() {
+        use super::super::fixture::seg;
+        let mut fx = Fixture::established();
+        let id = fx.id.unwrap();
+        fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(0));
+        fx.write(b"waiting");
+        for _ in 0..20 {
+            let (_, out) = next_send(&mut fx, Duration::from_secs(600));
+            assert!(!out.is_empty());
+            fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).window(0));
+        }
+        assert_eq!(fx.tcp.tcb(id).unwrap().state, State::Established);
     }
 }
