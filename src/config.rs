@@ -334,6 +334,10 @@ pub struct TcpConfig {
     pub fin_timeout: Duration,
     /// Half-open connections per listener (the SYN queue); beyond it, SYN cookies.
     pub syn_backlog: usize,
+    /// Connections in TIME-WAIT at most (Linux's `tcp_max_tw_buckets`); beyond it a connection
+    /// that would enter TIME-WAIT sends its last ACK and is forgotten at once, and the
+    /// overflow is counted.
+    pub max_time_wait: usize,
     /// Keep-alive (off unless a socket enables it): idle time before the first probe, the
     /// interval between probes and how many go unanswered before the connection is dropped
     /// (RFC 1122 §4.2.3.6; Linux's 7200 s, 75 s, 9).
@@ -386,6 +390,7 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             fin_timeout: Duration::from_secs(60),
             syn_backlog: 256,
+            max_time_wait: 65536,
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,

@@ -122,6 +122,8 @@ counters! {
         tcp_no_port: "segments to a closed port (answered with a reset)",
         tcp_listen_drops: "SYNs dropped because a listen queue was full",
         tcp_tw_reopened: "connections reopened from TIME-WAIT by a new SYN (RFC 6191)",
+        tcp_tw_overflow: "connections closed without TIME-WAIT: the TIME-WAIT table was full (max_time_wait)",
+        tcp_time_wait: "connections in TIME-WAIT now",
         tcp_syncookies_sent: "SYN cookies sent (SYN queue full)",
         tcp_syncookies_recv: "connections opened by a valid SYN cookie",
         tcp_syncookies_failed: "ACKs with an invalid SYN cookie (answered with a reset)",

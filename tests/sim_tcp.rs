@@ -1364,3 +1364,75 @@ fn the_send_buffer_grows_with_the_congestion_window_only() {
     let b = sim.a.iface.tcp().buffers(ca).unwrap();
     assert_eq!((b.send, b.send_locked), (300_000, true));
 }
+
+/// TIME-WAIT is bounded (Linux's `tcp_max_tw_buckets`): past the cap a connection closing
+/// first still sends its last ACK, so the peer closes cleanly, but is forgotten at once; the
+/// ones in TIME-WAIT hold no buffer; the gauge follows them out when 2 MSL pass.
+#[test]
+fn time_wait_is_capped_and_holds_no_buffer() {
+    let mut a = config(1, 1);
+    a.tcp.max_time_wait = 2;
+    let mut sim = Sim::new(a, config(2, 2), FaultConfig::default());
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        let now = sim.now;
+        let c = sim
+            .a
+            .iface
+            .tcp_connect(now, SocketAddrV4::new(B, 80))
+            .unwrap();
+        sim.advance(Duration::from_millis(10));
+        let (s, _) = sim.b.iface.tcp_accept(l).unwrap().unwrap();
+        // Enough for the rings to have grown; b reads it all, to the end of a's stream.
+        let data = pattern(100_000, 1);
+        let (mut sent, mut eof, mut closed) = (0, false, false);
+        let mut buf = vec![0u8; 1 << 16];
+        while !eof {
+            let now = sim.now;
+            sent += sim.a.iface.tcp_send(now, c, &data[sent..]).unwrap_or(0);
+            if sent == data.len() && !closed {
+                sim.a.iface.tcp_close(now, c);
+                closed = true;
+            }
+            sim.advance(Duration::from_millis(1));
+            while let Ok(n) = sim.b.iface.tcp_recv(sim.now, s, &mut buf) {
+                eof |= n == 0;
+                if n == 0 {
+                    break;
+                }
+            }
+            assert!(sim.now < Instant::from_secs(30));
+        }
+        sim.b.iface.tcp_close(sim.now, s);
+        sim.advance(Duration::from_millis(10));
+        pairs.push((c, s));
+    }
+    let ca = sim.a.iface.counters();
+    assert_eq!(ca.tcp_time_wait, 2, "{ca}");
+    assert_eq!(ca.tcp_tw_overflow, 1, "{ca}");
+    let states: Vec<_> = pairs
+        .iter()
+        .map(|&(c, _)| sim.a.iface.tcp_state(c))
+        .collect();
+    assert_eq!(
+        states,
+        [Some(State::TimeWait), Some(State::TimeWait), None],
+        "the third is forgotten at once"
+    );
+    for &(c, s) in &pairs {
+        assert_eq!(sim.b.iface.tcp_state(s), None, "the peer closed cleanly");
+        if let Some(t) = sim.a.iface.tcp().io(c) {
+            let io = t.lock();
+            let held = io.send.allocated() + io.recv.allocated();
+            assert_eq!(held, 0, "TIME-WAIT holds no buffer");
+        }
+    }
+    assert_eq!(sim.b.iface.counters().tcp_estab_resets, 0);
+    sim.advance(Duration::from_secs(61));
+    assert_eq!(sim.a.iface.counters().tcp_time_wait, 0);
+}

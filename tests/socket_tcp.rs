@@ -465,9 +465,11 @@ fn linger_zero_resets_and_a_positive_linger_waits_for_the_peer() {
     };
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
 
-    // The peer reads nothing: its window fills and the last bytes stay unacknowledged.
+    // The peer reads nothing: its window fills and the last bytes stay unacknowledged. A send
+    // buffer set larger than the peer's window fills only once that window is full.
     let c = TcpStream::connect(&a, "10.0.0.2:5035").unwrap();
     let (_s, _) = listener.accept().unwrap();
+    c.set_send_buffer_size(2 << 20).unwrap();
     c.set_nonblocking(true).unwrap();
     let chunk = vec![7u8; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(10);

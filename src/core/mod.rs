@@ -153,6 +153,7 @@ impl Interface {
             icpt_tcp_conns: self.tcp.intercepted(),
             icpt_udp_flows: self.udp.flows() as u64,
             tcp_trace_records: self.tcp.trace_records(),
+            tcp_time_wait: self.tcp.time_wait() as u64,
             ..self.stats.clone()
         }
     }

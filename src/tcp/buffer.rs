@@ -168,6 +168,15 @@ impl SendBuffer {
         self.len == 0
     }
 
+    /// Frees the ring, whatever its size, if it holds nothing (a connection that will send no
+    /// more: TIME-WAIT).
+    pub fn release(&mut self) {
+        if self.len == 0 {
+            self.buf = Vec::new();
+            self.head = 0;
+        }
+    }
+
     /// Appends as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
@@ -257,6 +266,15 @@ pub struct RecvBuffer {
 }
 
 impl RecvBuffer {
+    /// Frees the ring, whatever its size, if it holds nothing, neither readable nor
+    /// out-of-order data (a connection that will receive no more: TIME-WAIT).
+    pub fn release(&mut self) {
+        if self.readable == 0 && self.ranges.is_empty() {
+            self.buf = Vec::new();
+            self.head = 0;
+        }
+    }
+
     /// A buffer of `capacity` bytes (at most [`MAX_CAPACITY`]) keeping at most `max_ranges`
     /// out-of-order ranges.
     pub fn new(capacity: usize, max_ranges: usize) -> Self {

@@ -339,6 +339,7 @@ impl Tcp {
         if traced {
             t.trace_received(now, seg);
         }
+        let was_time_wait = t.state == State::TimeWait;
         let verdict = if t.state == State::SynSent {
             syn_sent(t, now, seg, our_mss, &self.cfg, &mut self.out, stats)
         } else {
@@ -348,6 +349,7 @@ impl Tcp {
             t.timers.keepalive = Some(now + ka.idle);
             t.timers.keepalive_probes = 0;
         }
+        let entered_time_wait = !was_time_wait && t.state == State::TimeWait;
         let listener = t.user.listener;
         match verdict {
             Verdict::Keep => {}
@@ -370,6 +372,16 @@ impl Tcp {
         }
         if traced {
             self.trace_collect(id, now);
+        }
+        if entered_time_wait {
+            self.time_wait += 1;
+            if self.time_wait > self.cfg.max_time_wait {
+                // The table is full: the last ACK goes now, and the connection with it.
+                stats.tcp_tw_overflow += 1;
+                self.flush(id, now, stats);
+                self.closed(id, now, None, stats);
+                return;
+            }
         }
         // Out-of-order data (or a filled hole) is ACKed segment by segment, not once per
         // batch: each duplicate ACK and SACK tells the sender of another arrival, and losing
@@ -412,6 +424,9 @@ impl Tcp {
         }
         if err.is_some() {
             t.io().error = err;
+        }
+        if t.state == State::TimeWait {
+            self.time_wait = self.time_wait.saturating_sub(1);
         }
         t.set_state(State::Closed);
         t.clear_timers();

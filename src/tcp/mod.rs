@@ -201,6 +201,8 @@ pub struct Tcp {
     trace: Vec<trace::TraceRecord>,
     /// Trace records made so far: zero while no connection is traced.
     trace_records: u64,
+    /// Connections in TIME-WAIT now, bounded by `cfg.max_time_wait`.
+    time_wait: usize,
 }
 
 impl Tcp {
@@ -235,6 +237,7 @@ impl Tcp {
             intercept: None,
             trace: Vec::new(),
             trace_records: 0,
+            time_wait: 0,
         }
     }
 
@@ -374,6 +377,11 @@ impl Tcp {
         into.append(&mut self.trace);
     }
 
+    /// Connections in TIME-WAIT now.
+    pub fn time_wait(&self) -> usize {
+        self.time_wait
+    }
+
     /// Trace records made so far (zero while no connection is traced).
     pub fn trace_records(&self) -> u64 {
         self.trace_records
@@ -401,6 +409,9 @@ impl Tcp {
     /// Removes a connection entirely.
     fn remove(&mut self, id: SocketId) {
         if let Some(mut t) = self.conns.remove(&id) {
+            if t.state == State::TimeWait {
+                self.time_wait = self.time_wait.saturating_sub(1);
+            }
             if t.trace.is_some() {
                 self.trace_records += t.trace_take_last(&mut self.trace) as u64;
             }
@@ -873,8 +884,8 @@ impl Tcp {
             if t.trace.is_some() {
                 if t.state.synchronized() && t.state != State::TimeWait {
                     t.trace_reset(now, t.snd.nxt, Some(t.rcv.nxt));
+                    t.set_state(State::Closed);
                 }
-                t.set_state(State::Closed);
                 self.trace_records += t.trace_take(now, &mut self.trace) as u64;
             }
             if t.state.synchronized() && t.state != State::TimeWait {

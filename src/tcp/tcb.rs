@@ -477,6 +477,11 @@ impl Tcb {
             self.state = next;
             if matches!(next, State::TimeWait | State::Closed) {
                 self.slot = None;
+                // Nothing more is sent or received: TIME-WAIT holds no buffer (what the
+                // application has yet to read stays).
+                let mut io = self.io();
+                io.send.release();
+                io.recv.release();
             }
         }
     }
