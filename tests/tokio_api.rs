@@ -458,3 +458,48 @@ fn tokio_sockets_are_traced_from_the_syn_or_from_the_call() {
     assert_eq!(first(from_syn)["data"]["new"], "syn_sent");
     assert_eq!(first(later)["data"]["new"], "established");
 }
+
+/// A task waiting for a datagram when the stack shuts down is woken with `NotConnected`, and
+/// so is one that starts waiting while it drains or after it stopped: none waits for ever.
+#[test]
+fn udp_receivers_are_woken_with_an_error_when_the_stack_stops() {
+    let (a, b) = two_stacks();
+    multi_thread().block_on(async move {
+        let early = Arc::new(UdpSocket::bind(&a, "0.0.0.0:7").await.unwrap());
+        let late = Arc::new(UdpSocket::bind(&a, "0.0.0.0:8").await.unwrap());
+        let waiting = early.clone();
+        let first = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            waiting.recv_from(&mut buf).await
+        });
+        // The receive is parked: nothing was sent.
+        tokio::task::yield_now().await;
+        // A connection to a host that never answers keeps the shutdown draining for the whole
+        // linger (200 ms), during which a receive must fail too, not wait.
+        let _stuck = tapstack::socket::TcpStream::connect_nonblocking(&a, "10.0.0.9:80").unwrap();
+        // Dropping a stack waits for its connections' linger: off the runtime's threads.
+        let stopped = tokio::task::spawn_blocking(move || drop(a));
+        let err = timeout(LIMIT, first).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected);
+        // Draining now: sends fail at once. A receive that starts waiting now is woken with
+        // the same error.
+        let mut buf = [0u8; 16];
+        let err = timeout(LIMIT, late.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected);
+        timeout(LIMIT, stopped).await.unwrap().unwrap();
+        let err = timeout(LIMIT, late.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected);
+        let err = timeout(LIMIT, late.send_to(b"x", "10.0.0.2:7"))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected);
+    });
+    drop(b);
+}

@@ -127,6 +127,9 @@ pub struct UdpTable {
     /// When each flow's verdict or idle timeout is next due; checked, not trusted: a flow
     /// active since is filed again.
     flow_timers: BTreeSet<(Instant, SocketId)>,
+    /// The stack is shutting down: sends fail, and a receive with nothing queued fails instead
+    /// of waiting, so no caller waits for a datagram that cannot come.
+    stopped: bool,
 }
 
 impl Default for UdpTable {
@@ -137,6 +140,7 @@ impl Default for UdpTable {
             ids: IdSource::udp(),
             flows: HashMap::new(),
             flow_timers: BTreeSet::new(),
+            stopped: false,
         }
     }
 }
@@ -440,6 +444,9 @@ impl Interface {
         data: &[u8],
         dst: Option<SocketAddr>,
     ) -> io::Result<usize> {
+        if self.udp.stopped {
+            return Err(crate::tcp::shared::stopped());
+        }
         let sock = self.udp.get(id)?;
         if let Some(errno) = sock.error.take() {
             return Err(os_err(errno));
@@ -513,8 +520,15 @@ impl Interface {
         Ok(data.len())
     }
 
+    /// The stack is shutting down: from now on sends fail and a receive finds what is queued,
+    /// then fails (`NotConnected`), never waits.
+    pub fn udp_stop(&mut self) {
+        self.udp.stopped = true;
+    }
+
     /// The next datagram and its sender, a pending error, or `None` when there is nothing.
     pub fn udp_recv(&mut self, id: SocketId) -> Option<io::Result<(Vec<u8>, SocketAddr)>> {
+        let stopped = self.udp.stopped;
         let sock = match self.udp.get(id) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
@@ -524,6 +538,9 @@ impl Interface {
         }
         if sock.rx.is_empty() && sock.flow.as_ref().is_some_and(|f| f.expired) {
             return Some(Err(os_err(libc::ETIMEDOUT)));
+        }
+        if sock.rx.is_empty() && stopped {
+            return Some(Err(crate::tcp::shared::stopped()));
         }
         let (from, data) = sock.rx.pop_front()?;
         sock.rx_bytes -= charge(data.len());

@@ -340,6 +340,7 @@ impl<D: Device> StackThread<D> {
     /// Shutdown: parked calls fail with `NotConnected`; open connections get a FIN and up to
     /// `linger` to finish; what remains is reset.
     fn drain(&mut self) {
+        self.iface.udp_stop();
         self.waiters.fail_all();
         // A linger too long to represent has no deadline: the connections end when they do.
         let deadline = std::time::Instant::now().checked_add(self.linger);
@@ -355,7 +356,9 @@ impl<D: Device> StackThread<D> {
                     Command::Exec(job) => job(&mut self.iface, now),
                     Command::Close(id) => self.iface.close_socket(now, id),
                     Command::Reset(id) => self.reset(now, id),
-                    Command::Watch(..) => {}
+                    // A watcher registered now is called at once: its socket's calls fail.
+                    Command::Watch(_, Some(w)) => w(),
+                    Command::Watch(_, None) => {}
                     Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}

@@ -113,3 +113,10 @@ impl Waiters {
         }
     }
 }
+
+/// A stack thread that ends, even by a panic, leaves no caller parked and no watcher asleep.
+impl Drop for Waiters {
+    fn drop(&mut self) {
+        self.fail_all();
+    }
+}
