@@ -334,6 +334,13 @@ pub struct TcpConfig {
     pub fin_timeout: Duration,
     /// Half-open connections per listener (the SYN queue); beyond it, SYN cookies.
     pub syn_backlog: usize,
+    /// The memory budget of all TCP buffers (Linux's `tcp_mem`): past this many bytes buffers
+    /// stop growing, windows offer only what is allocated and out-of-order data is dropped
+    /// first.
+    pub mem_pressure: usize,
+    /// Past this many bytes of TCP buffers no new connection is made (SYNs dropped, connects
+    /// failing with `ENOBUFS`), counted.
+    pub mem_limit: usize,
     /// Connections in TIME-WAIT at most (Linux's `tcp_max_tw_buckets`); beyond it a connection
     /// that would enter TIME-WAIT sends its last ACK and is forgotten at once, and the
     /// overflow is counted.
@@ -391,6 +398,8 @@ impl Default for TcpConfig {
             fin_timeout: Duration::from_secs(60),
             syn_backlog: 256,
             max_time_wait: 65536,
+            mem_pressure: 256 << 20,
+            mem_limit: 512 << 20,
             keepalive_idle: Duration::from_secs(7200),
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,

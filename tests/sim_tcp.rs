@@ -1436,3 +1436,90 @@ fn time_wait_is_capped_and_holds_no_buffer() {
     sim.advance(Duration::from_secs(61));
     assert_eq!(sim.a.iface.counters().tcp_time_wait, 0);
 }
+
+/// The memory budget (Linux's `tcp_mem`): peers that send to an application that does not
+/// read fill the receive buffers until the pressure mark; from then on the windows offer only
+/// what is allocated, so memory stops growing; at the limit a connect fails with `ENOBUFS`;
+/// once the application reads, every transfer completes and the memory is given back.
+#[test]
+fn the_memory_budget_holds_the_windows_and_refuses_connections_at_its_limit() {
+    let mut a = config(1, 1);
+    a.tcp.mem_pressure = 128 * 1024;
+    a.tcp.mem_limit = 256 * 1024;
+    let mut sim = Sim::new(a, config(2, 2), FaultConfig::default());
+    let (l, _) = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let now = sim.now;
+        let c = sim
+            .a
+            .iface
+            .tcp_connect(now, SocketAddrV4::new(B, 80))
+            .unwrap();
+        sim.advance(Duration::from_millis(10));
+        let (s, _) = sim.b.iface.tcp_accept(l).unwrap().unwrap();
+        conns.push((c, s, 0usize, 0usize));
+    }
+    let data = pattern(1 << 20, 9);
+    // b sends 1 MiB on each; a reads nothing for 2 s.
+    for _ in 0..2000 {
+        for (_, s, sent, _) in conns.iter_mut() {
+            let now = sim.now;
+            *sent += sim.b.iface.tcp_send(now, *s, &data[*sent..]).unwrap_or(0);
+        }
+        sim.advance(Duration::from_millis(1));
+    }
+    let ca = sim.a.iface.counters();
+    assert_eq!(ca.tcp_mem_pressure, 1, "{ca}");
+    assert!(ca.tcp_mem_bytes <= 2 * 256 * 1024, "{ca}");
+    let held: usize = conns
+        .iter()
+        .map(|&(c, ..)| sim.a.iface.tcp_info(c).unwrap().readable)
+        .sum();
+    assert!(held < 3 << 20, "the windows held the senders back: {held}");
+    // Memory stays where it stopped while nothing is read.
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(sim.a.iface.counters().tcp_mem_bytes, ca.tcp_mem_bytes);
+    if sim.a.iface.tcp().memory().exhausted() {
+        let now = sim.now;
+        let err = sim
+            .a
+            .iface
+            .tcp_connect(now, SocketAddrV4::new(B, 80))
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS));
+        assert_eq!(sim.a.iface.counters().tcp_mem_refused, 1);
+    }
+    // a reads: everything arrives, in order.
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = sim.now + Duration::from_secs(60);
+    while conns.iter().any(|&(_, _, _, got)| got < data.len()) {
+        assert!(sim.now < deadline, "stalled");
+        for (c, s, sent, got) in conns.iter_mut() {
+            let now = sim.now;
+            *sent += sim.b.iface.tcp_send(now, *s, &data[*sent..]).unwrap_or(0);
+            while let Ok(n) = sim.a.iface.tcp_recv(now, *c, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                assert_eq!(&buf[..n], &data[*got..*got + n]);
+                *got += n;
+            }
+        }
+        sim.advance(Duration::from_millis(1));
+    }
+    for (c, ..) in &conns {
+        let now = sim.now;
+        sim.a.iface.tcp_close(now, *c);
+    }
+    sim.advance(Duration::from_secs(1));
+    assert!(
+        sim.a.iface.counters().tcp_mem_bytes < ca.tcp_mem_bytes,
+        "{}",
+        sim.a.iface.counters()
+    );
+}

@@ -154,6 +154,8 @@ impl Interface {
             icpt_udp_flows: self.udp.flows() as u64,
             tcp_trace_records: self.tcp.trace_records(),
             tcp_time_wait: self.tcp.time_wait() as u64,
+            tcp_mem_bytes: self.tcp.memory().allocated() as u64,
+            tcp_mem_pressure: u64::from(self.tcp.memory().under_pressure()),
             ..self.stats.clone()
         }
     }

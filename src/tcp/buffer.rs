@@ -11,6 +11,9 @@
 //! application has not read plus out-of-order data beyond RCV.NXT (RFC 9293 §3.3.1). Offsets are
 //! plain byte counts relative to those sequence numbers; sequence arithmetic is the caller's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 /// Largest capacity a buffer takes: the largest window TCP can advertise (RFC 7323 §2.3).
 pub const MAX_CAPACITY: usize = 1 << 30;
 
@@ -48,6 +51,59 @@ const MIN_RING: usize = 4096;
 /// a bulk transfer does.
 pub const RELEASE_MAX: usize = 64 * 1024;
 
+/// The memory every connection's buffers hold together, against a budget (Linux's
+/// `tcp_mem`): past `pressure` buffers stop growing (send buffers stop autotuning, receive
+/// windows offer only what is allocated already, out-of-order data is dropped before in-order
+/// data); at `limit` no new connection is made.
+#[derive(Debug)]
+pub struct MemoryPool {
+    allocated: AtomicUsize,
+    pressure: usize,
+    limit: usize,
+}
+
+impl MemoryPool {
+    /// A pool under pressure past `pressure` bytes and full at `limit`.
+    pub fn new(pressure: usize, limit: usize) -> Arc<MemoryPool> {
+        Arc::new(MemoryPool {
+            allocated: AtomicUsize::new(0),
+            pressure,
+            limit,
+        })
+    }
+
+    /// Bytes the rings of all buffers take now.
+    pub fn allocated(&self) -> usize {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Past the pressure mark: buffers do not grow.
+    pub fn under_pressure(&self) -> bool {
+        self.allocated() > self.pressure
+    }
+
+    /// At the limit: no new connection.
+    pub fn exhausted(&self) -> bool {
+        self.allocated() >= self.limit
+    }
+
+    /// A ring went from `before` to `after` bytes.
+    fn charge(&self, before: usize, after: usize) {
+        if after > before {
+            self.allocated.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.allocated.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Charges `pool` for a ring that went from `before` bytes to its size now.
+fn charge(pool: &Option<Arc<MemoryPool>>, before: usize, buf: &[u8]) {
+    if let Some(p) = pool {
+        p.charge(before, buf.len());
+    }
+}
+
 /// Frees `buf` if it is a small ring; the caller knows it holds nothing.
 fn release_if_small(buf: &mut Vec<u8>, head: &mut usize) {
     if buf.len() <= RELEASE_MAX {
@@ -79,6 +135,8 @@ pub struct SendBuffer {
     /// to `limit` (Linux's `tcp_sndbuf_expand`), so that a peer that takes nothing costs
     /// little. `None` once the size was set (Linux's `SOCK_SNDBUF_LOCK`).
     auto: Option<usize>,
+    /// The stack's memory budget, charged for the ring.
+    pool: Option<Arc<MemoryPool>>,
     /// Ring position of SND.UNA.
     head: usize,
     len: usize,
@@ -94,10 +152,17 @@ impl SendBuffer {
             buf: Vec::new(),
             limit: capacity.min(MAX_CAPACITY),
             auto: None,
+            pool: None,
             head: 0,
             len: 0,
             urgent_end: None,
         }
+    }
+
+    /// Charges the ring to `pool`, whose pressure also stops autotuning.
+    pub fn pooled(mut self, pool: &Arc<MemoryPool>) -> Self {
+        self.pool = Some(pool.clone());
+        self
     }
 
     /// The most the buffer holds for now: its size, or while autotuned what the congestion
@@ -119,6 +184,9 @@ impl SendBuffer {
     /// While autotuned, lets the buffer hold up to `to` bytes (never less than before, never
     /// more than its size); true if that gave the application more room.
     pub fn expand(&mut self, to: usize) -> bool {
+        if self.pool.as_ref().is_some_and(|p| p.under_pressure()) {
+            return false;
+        }
         match self.auto {
             Some(a) if to > a && a < self.limit => {
                 self.auto = Some(to.min(self.limit));
@@ -172,16 +240,19 @@ impl SendBuffer {
     /// more: TIME-WAIT).
     pub fn release(&mut self) {
         if self.len == 0 {
+            let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
+            charge(&self.pool, before, &self.buf);
         }
     }
 
     /// Appends as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        let bound = self.capacity();
+        let (bound, before) = (self.capacity(), self.buf.len());
         grow(&mut self.buf, &mut self.head, self.len + n, bound);
+        charge(&self.pool, before, &self.buf);
         let tail = wrap(self.head + self.len, self.buf.len());
         ring_write(&mut self.buf, tail, &data[..n]);
         self.len += n;
@@ -212,9 +283,29 @@ impl SendBuffer {
             .and_then(|e| e.checked_sub(n))
             .filter(|&e| e > 0);
         if self.len == 0 {
+            let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
+            charge(&self.pool, before, &self.buf);
         } else {
             self.head = wrap(self.head + n, self.buf.len());
+        }
+    }
+}
+
+/// The budget gets the ring back.
+impl Drop for SendBuffer {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pool {
+            p.charge(self.buf.len(), 0);
+        }
+    }
+}
+
+/// The budget gets the ring back.
+impl Drop for RecvBuffer {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pool {
+            p.charge(self.buf.len(), 0);
         }
     }
 }
@@ -239,6 +330,8 @@ pub struct Insert {
     /// The data was dropped entirely: it needed a new out-of-order range and the limit was hit.
     /// `trimmed` still counts the part beyond the window.
     pub rejected: bool,
+    /// Out-of-order data dropped under memory pressure.
+    pub pruned: bool,
 }
 
 /// An out-of-order range, relative to RCV.NXT; never starts at 0, never touches another.
@@ -263,6 +356,8 @@ pub struct RecvBuffer {
     ranges: Vec<Range>,
     max_ranges: usize,
     next_stamp: u64,
+    /// The stack's memory budget, charged for the ring.
+    pool: Option<Arc<MemoryPool>>,
 }
 
 impl RecvBuffer {
@@ -270,8 +365,31 @@ impl RecvBuffer {
     /// out-of-order data (a connection that will receive no more: TIME-WAIT).
     pub fn release(&mut self) {
         if self.readable == 0 && self.ranges.is_empty() {
+            let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
+            charge(&self.pool, before, &self.buf);
+        }
+    }
+
+    /// Charges the ring to `pool`, whose pressure also holds the window to what the ring has.
+    pub fn pooled(mut self, pool: &Arc<MemoryPool>) -> Self {
+        self.pool = Some(pool.clone());
+        self
+    }
+
+    fn pressured(&self) -> bool {
+        self.pool.as_ref().is_some_and(|p| p.under_pressure())
+    }
+
+    /// The window to advertise: [`RecvBuffer::window`], or under memory pressure no more than
+    /// the ring already allocated (at least [`MIN_RING`]) can take, so that it stops growing.
+    pub fn offer(&self) -> usize {
+        if self.pressured() {
+            let room = self.buf.len().max(MIN_RING).saturating_sub(self.readable);
+            self.window().min(room)
+        } else {
+            self.window()
         }
     }
 
@@ -286,6 +404,7 @@ impl RecvBuffer {
             ranges: Vec::new(),
             max_ranges,
             next_stamp: 0,
+            pool: None,
         }
     }
 
@@ -334,11 +453,26 @@ impl RecvBuffer {
     /// out-of-order range it joins.
     pub fn insert(&mut self, offset: usize, data: &[u8]) -> Insert {
         let window = self.window();
-        let kept = window.saturating_sub(offset).min(data.len());
+        let mut kept = window.saturating_sub(offset).min(data.len());
         let mut result = Insert {
             trimmed: data.len() - kept,
             ..Insert::default()
         };
+        // Under memory pressure the ring does not grow: out-of-order data goes first (Linux
+        // prunes its out-of-order queue before anything else), and in-order data past what the
+        // ring holds is dropped unacknowledged, for the sender to send again once the
+        // application reads (Linux's receive-queue drops under `tcp_mem`).
+        if kept > 0 && self.pressured() {
+            let room = self.buf.len().max(MIN_RING).saturating_sub(self.readable);
+            if offset > 0 || room == 0 {
+                result.pruned = true;
+                return result;
+            }
+            if kept > room {
+                kept = room;
+                result.pruned = true;
+            }
+        }
         if kept == 0 {
             return result;
         }
@@ -350,13 +484,14 @@ impl RecvBuffer {
             result.rejected = true;
             return result;
         }
-
+        let before = self.buf.len();
         grow(
             &mut self.buf,
             &mut self.head,
             self.readable + end,
             self.limit,
         );
+        charge(&self.pool, before, &self.buf);
         let at = wrap(self.head + self.readable + start, self.buf.len());
         ring_write(&mut self.buf, at, &data[..kept]);
 
@@ -409,7 +544,9 @@ impl RecvBuffer {
         self.head = wrap(self.head + n, self.buf.len());
         self.readable -= n;
         if self.readable == 0 && self.ranges.is_empty() {
+            let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
+            charge(&self.pool, before, &self.buf);
         }
     }
 
@@ -629,6 +766,40 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_pool_is_charged_for_every_ring_and_its_pressure_stops_growth() {
+        let pool = MemoryPool::new(64 * 1024, 1 << 20);
+        let mut s = SendBuffer::new(1 << 20).pooled(&pool);
+        s.autotune(100_000);
+        let mut r = RecvBuffer::new(1 << 20, 4).pooled(&pool);
+        assert_eq!(pool.allocated(), 0, "nothing allocated yet");
+        s.write(&[1; 50_000]);
+        r.insert(0, &[2; 20_000]);
+        assert_eq!(pool.allocated(), s.allocated() + r.allocated());
+        assert!(pool.under_pressure() && !pool.exhausted());
+        // Under pressure: no autotuning, no out-of-order data, and the window offered is what
+        // the ring already has; in-order data within it is still taken.
+        assert!(!s.expand(400_000));
+        let ooo = r.insert(10_000, &[3; 100]);
+        assert!(ooo.pruned && ooo.advanced == 0);
+        assert!(r.offer() < r.window());
+        assert_eq!(r.offer(), r.allocated() - r.readable());
+        // The ring is full and may not grow: in-order data waits for a read (its sender
+        // sends it again), then fits.
+        assert!(r.insert(0, &[4; 100]).pruned);
+        let mut out = vec![0; 30_000];
+        assert_eq!(r.read(&mut out[..10_000]), 10_000);
+        assert_eq!(r.insert(0, &[4; 100]).advanced, 100, "RCV.NXT is offset 0");
+        // Freed rings are given back, dropped ones too.
+        s.consume(50_000);
+        r.read(&mut out);
+        drop(s);
+        assert_eq!(pool.allocated(), r.allocated());
+        drop(r);
+        assert_eq!(pool.allocated(), 0);
+        assert!(!pool.under_pressure());
+    }
+
+    #[test]
     fn send_randomized_against_model() {
         send_random_run(0x5eed_0001, 97, 1);
     }
@@ -686,8 +857,7 @@ mod tests {
             ins,
             Insert {
                 advanced: 5,
-                trimmed: 0,
-                rejected: false
+                ..Insert::default()
             }
         );
         assert_eq!(r.insert(0, b" world").advanced, 6);

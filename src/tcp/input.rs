@@ -186,6 +186,11 @@ impl Tcp {
             stats.tcp_listen_drops += 1;
             return;
         }
+        if self.pool.exhausted() {
+            // No memory for another connection: the client retries its SYN (Linux drops too).
+            stats.tcp_mem_refused += 1;
+            return;
+        }
         let Some(l) = self.listeners.get_mut(&lid) else {
             return;
         };
@@ -219,7 +224,7 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
         t.user.dscp = dscp;
         t.mapped = mapped;
         if traced {
@@ -265,6 +270,10 @@ impl Tcp {
             stats.tcp_listen_drops += 1;
             return true;
         }
+        if self.pool.exhausted() {
+            stats.tcp_mem_refused += 1;
+            return true;
+        }
         let id = self.ids.next_id();
         let open = Opening {
             local,
@@ -272,7 +281,7 @@ impl Tcp {
             iss: cookie,
             ts_offset: 0,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
         t.user.dscp = dscp;
         t.mapped = v6_listener && remote.is_ipv4();
         if traced {
@@ -973,6 +982,9 @@ fn receive_data(
     let ins = t.io().recv.insert(offset, data);
     if ins.rejected {
         stats.tcp_ofo_drops += 1;
+    }
+    if ins.pruned {
+        stats.tcp_mem_drops += 1;
     }
     if ins.trimmed > 0 {
         stats.tcp_rcv_pruned += 1;

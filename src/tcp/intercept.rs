@@ -144,6 +144,11 @@ impl Tcp {
             stats.icpt_tcp_syn_absorbed += 1;
             return;
         }
+        if self.pool.exhausted() {
+            // No memory for another connection: the client retries its SYN (Linux drops too).
+            stats.tcp_mem_refused += 1;
+            return;
+        }
         if icpt.live.load(Ordering::Relaxed) + icpt.pending.len() as u64
             >= icpt.cfg.max_connections as u64
         {
@@ -276,7 +281,7 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss, &self.pool);
         if let Some(io) = io {
             t.io = io;
         }

@@ -203,6 +203,8 @@ pub struct Tcp {
     trace_records: u64,
     /// Connections in TIME-WAIT now, bounded by `cfg.max_time_wait`.
     time_wait: usize,
+    /// The memory budget of every connection's buffers (Linux's `tcp_mem`).
+    pool: Arc<buffer::MemoryPool>,
 }
 
 impl Tcp {
@@ -215,6 +217,7 @@ impl Tcp {
         secret: [u8; 16],
         port_seed: u16,
     ) -> Tcp {
+        let pool = buffer::MemoryPool::new(cfg.mem_pressure, cfg.mem_limit);
         Tcp {
             cfg,
             local_ip,
@@ -238,6 +241,7 @@ impl Tcp {
             trace: Vec::new(),
             trace_records: 0,
             time_wait: 0,
+            pool,
         }
     }
 
@@ -375,6 +379,11 @@ impl Tcp {
     /// Moves the trace records made since the last call to `into`.
     pub fn take_trace(&mut self, into: &mut Vec<trace::TraceRecord>) {
         into.append(&mut self.trace);
+    }
+
+    /// The memory budget of the buffers.
+    pub fn memory(&self) -> &buffer::MemoryPool {
+        &self.pool
     }
 
     /// Connections in TIME-WAIT now.
@@ -671,7 +680,18 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.mss_for(remote.ip()));
+        if self.pool.exhausted() {
+            stats.tcp_mem_refused += 1;
+            return Err(os_err(libc::ENOBUFS));
+        }
+        let mut t = Tcb::new(
+            &self.cfg,
+            buffers,
+            now,
+            open,
+            self.mss_for(remote.ip()),
+            &self.pool,
+        );
         t.user.dscp = dscp;
         if trace {
             t.set_trace(true, now);

@@ -230,7 +230,7 @@ impl IoState {
     /// (then the core must be poked). True once per update.
     pub fn window_update_due(&mut self) -> bool {
         match self.window_update_at {
-            Some(at) if self.recv.window() >= at => {
+            Some(at) if self.recv.offer() >= at => {
                 self.window_update_at = None;
                 true
             }

@@ -1,6 +1,6 @@
 //! The transmission control block: one connection's state (RFC 9293 §3.3.1).
 
-use super::buffer::{RecvBuffer, SendBuffer};
+use super::buffer::{MemoryPool, RecvBuffer, SendBuffer};
 use super::congestion::{new_controller, CongestionControl};
 use super::recovery::Recovery;
 use super::rtt::RttEstimator;
@@ -381,6 +381,7 @@ impl Tcb {
         now: Instant,
         open: Opening,
         our_mss: u32,
+        pool: &Arc<MemoryPool>,
     ) -> Tcb {
         let Opening {
             local,
@@ -390,7 +391,7 @@ impl Tcb {
         } = open;
         // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
         let cc = new_controller(cfg.congestion, our_mss, now);
-        let mut send = SendBuffer::new(buffers.send);
+        let mut send = SendBuffer::new(buffers.send).pooled(pool);
         if !buffers.send_locked {
             send.autotune(SNDBUF_PER_CWND * cc.cwnd() as usize);
         }
@@ -434,7 +435,7 @@ impl Tcb {
             },
             io: Arc::new(SocketIo::new(
                 send,
-                RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges),
+                RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges).pooled(pool),
             )),
             fin: Fin::default(),
             user: User::default(),
@@ -498,7 +499,7 @@ impl Tcb {
 
     /// The receive window we can offer now: free buffer space (RFC 9293 §3.8.6.2.2).
     pub fn rcv_wnd(&self) -> u32 {
-        self.io().recv.window().min(u32::MAX as usize >> 2) as u32
+        self.io().recv.offer().min(u32::MAX as usize >> 2) as u32
     }
 
     /// What is left of the window we last advertised: RCV.ADV - RCV.NXT, or 0.
