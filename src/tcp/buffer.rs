@@ -383,7 +383,7 @@ impl RecvBuffer {
     }
 
     /// The window to advertise: [`RecvBuffer::window`], or under memory pressure no more than
-    /// the ring already allocated (at least [`MIN_RING`]) can take, so that it stops growing.
+    /// the ring already allocated (at least 4 KiB) can take, so that it stops growing.
     pub fn offer(&self) -> usize {
         if self.pressured() {
             let room = self.buf.len().max(MIN_RING).saturating_sub(self.readable);
