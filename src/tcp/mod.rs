@@ -13,6 +13,8 @@ pub mod congestion;
 mod cookie;
 #[cfg(test)]
 mod fixture;
+#[cfg(test)]
+mod hostile;
 pub mod icmp;
 mod input;
 pub mod intercept;

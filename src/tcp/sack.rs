@@ -23,6 +23,11 @@ impl Scoreboard {
         self.ranges.is_empty()
     }
 
+    /// SACKed ranges held (at most 64).
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+
     /// Bytes SACKed above the cumulative ACK, kept as ranges come and go (no scan).
     pub fn sacked_bytes(&self) -> u32 {
         self.sacked
