@@ -314,3 +314,37 @@ fn only_v6_leaves_ipv4_to_another_socket() {
     );
     assert_eq!(four.only_v6().unwrap_err().kind(), ErrorKind::InvalidInput);
 }
+
+/// A receive takes what is queued under the socket's own lock, without the stack thread: the
+/// datagrams that arrived before the stack stopped are still read after it is gone, then
+/// receives fail with `NotConnected`.
+#[test]
+fn queued_datagrams_are_received_without_the_stack_thread() {
+    let (a, b) = two_stacks();
+    let server = UdpSocket::bind(&b, "0.0.0.0:7").unwrap();
+    let client = UdpSocket::bind(&a, "10.0.0.1:0").unwrap();
+    timeout(&server);
+    for i in 0..3u8 {
+        client.send_to(&[i; 10], "10.0.0.2:7").unwrap();
+    }
+    // The first one arrived: so did the others, queued behind it in order.
+    let mut buf = [0u8; 64];
+    let (n, _) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &[0; 10]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.counters().unwrap().udp_rx_datagrams < 3 {
+        assert!(Instant::now() < deadline, "the datagrams did not arrive");
+        std::thread::yield_now();
+    }
+    drop(b);
+    server.set_nonblocking(true).unwrap();
+    for i in 1..3u8 {
+        let (n, _) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[i; 10]);
+    }
+    assert_eq!(
+        server.recv_from(&mut buf).unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+    drop(a);
+}

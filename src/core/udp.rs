@@ -36,16 +36,68 @@ struct UdpSocket {
     /// Canonical: an IPv6 socket bound to `[::]` keeps `[::]` here.
     local: SocketAddr,
     remote: Option<SocketAddr>,
-    rx: VecDeque<(SocketAddr, Vec<u8>)>,
-    rx_bytes: usize,
-    /// A pending asynchronous error (Linux `sk_err`), reported once by the next call.
-    error: Option<i32>,
+    /// The receive queue and what a receive reports, shared with the socket's handles.
+    io: UdpIo,
     pmtud: Pmtud,
     broadcast: bool,
     /// `IP_TTL`, if set.
     ttl: Option<u8>,
     /// An intercepted flow's state; `None` for a bound socket.
     flow: Option<Flow>,
+}
+
+/// What a UDP socket shares with its handles: the datagrams received and not yet read (each
+/// with its sender as the socket's family shows it) and what a receive reports instead, so that
+/// a receive takes a lock, not a round trip to the stack thread.
+#[derive(Debug, Default)]
+pub struct UdpShared {
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// What the queue is charged, per-datagram overhead included ([`charge`]).
+    bytes: usize,
+    /// A pending asynchronous error (Linux `sk_err`), reported once by the next call.
+    error: Option<i32>,
+    /// An intercepted flow that idled out: receives fail with `ETIMEDOUT` once it is drained.
+    expired: bool,
+    /// The stack is shutting down: a receive with nothing queued fails instead of waiting.
+    stopped: bool,
+}
+
+/// A UDP socket's shared receive state.
+pub type UdpIo = std::sync::Arc<std::sync::Mutex<UdpShared>>;
+
+/// Locks a socket's shared state; a handle that panicked holding it leaves it usable.
+pub fn lock_udp(io: &UdpIo) -> std::sync::MutexGuard<'_, UdpShared> {
+    io.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl UdpShared {
+    /// The next datagram and its sender, a pending error, or `None` when nothing is there
+    /// (then wait for the socket to be ready).
+    pub fn recv(&mut self) -> Option<io::Result<(Vec<u8>, SocketAddr)>> {
+        if let Some(errno) = self.error.take() {
+            return Some(Err(os_err(errno)));
+        }
+        if self.queue.is_empty() && self.expired {
+            return Some(Err(os_err(libc::ETIMEDOUT)));
+        }
+        if self.queue.is_empty() && self.stopped {
+            return Some(Err(crate::tcp::shared::stopped()));
+        }
+        let (from, data) = self.queue.pop_front()?;
+        self.bytes -= charge(data.len());
+        Some(Ok((data, from)))
+    }
+
+    /// Queues a datagram unless the queue is already over `limit` (as Linux, which refuses
+    /// one only then); true if the queue was empty before.
+    fn push(&mut self, from: SocketAddr, data: &[u8], limit: usize) -> Option<bool> {
+        if self.bytes >= limit {
+            return None;
+        }
+        self.bytes += charge(data.len());
+        self.queue.push_back((from, data.to_vec()));
+        Some(self.queue.len() == 1)
+    }
 }
 
 impl UdpSocket {
@@ -56,9 +108,7 @@ impl UdpSocket {
             v6only: false,
             local,
             remote,
-            rx: VecDeque::new(),
-            rx_bytes: 0,
-            error: None,
+            io: UdpIo::default(),
             pmtud: Pmtud::Want,
             broadcast: false,
             ttl: None,
@@ -294,14 +344,13 @@ impl Interface {
             return true;
         }
         // Like Linux, a datagram is refused only once the buffer is already over its limit.
-        if sock.rx_bytes >= limit {
+        let shown = sock.present(from);
+        let Some(was_empty) = lock_udp(&sock.io).push(shown, data, limit) else {
             self.stats.udp_rx_buffer_full += 1;
             return true;
-        }
-        sock.rx_bytes += charge(data.len());
-        sock.rx.push_back((from, data.to_vec()));
+        };
         self.stats.udp_rx_datagrams += 1;
-        if sock.rx.len() == 1 {
+        if was_empty {
             self.events.push_back(Event::Ready(id));
         }
         true
@@ -318,7 +367,7 @@ impl Interface {
         if sock.remote != Some(remote) {
             return false;
         }
-        sock.error = Some(errno);
+        lock_udp(&sock.io).error = Some(errno);
         self.events.push_back(Event::Ready(id));
         true
     }
@@ -448,7 +497,7 @@ impl Interface {
             return Err(crate::tcp::shared::stopped());
         }
         let sock = self.udp.get(id)?;
-        if let Some(errno) = sock.error.take() {
+        if let Some(errno) = lock_udp(&sock.io).error.take() {
             return Err(os_err(errno));
         }
         if let Some(flow) = sock.flow.as_mut() {
@@ -524,27 +573,26 @@ impl Interface {
     /// then fails (`NotConnected`), never waits.
     pub fn udp_stop(&mut self) {
         self.udp.stopped = true;
+        for sock in self.udp.sockets.values() {
+            lock_udp(&sock.io).stopped = true;
+        }
+    }
+
+    /// A socket's shared receive state, for its handles.
+    pub fn udp_io(&self, id: SocketId) -> io::Result<UdpIo> {
+        self.udp
+            .sockets
+            .get(&id)
+            .map(|s| s.io.clone())
+            .ok_or_else(|| os_err(libc::EBADF))
     }
 
     /// The next datagram and its sender, a pending error, or `None` when there is nothing.
     pub fn udp_recv(&mut self, id: SocketId) -> Option<io::Result<(Vec<u8>, SocketAddr)>> {
-        let stopped = self.udp.stopped;
-        let sock = match self.udp.get(id) {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e)),
-        };
-        if let Some(errno) = sock.error.take() {
-            return Some(Err(os_err(errno)));
+        match self.udp.get(id) {
+            Ok(s) => lock_udp(&s.io).recv(),
+            Err(e) => Some(Err(e)),
         }
-        if sock.rx.is_empty() && sock.flow.as_ref().is_some_and(|f| f.expired) {
-            return Some(Err(os_err(libc::ETIMEDOUT)));
-        }
-        if sock.rx.is_empty() && stopped {
-            return Some(Err(crate::tcp::shared::stopped()));
-        }
-        let (from, data) = sock.rx.pop_front()?;
-        sock.rx_bytes -= charge(data.len());
-        Some(Ok((data, sock.present(from))))
     }
 
     /// The address the socket is bound to.
@@ -701,14 +749,12 @@ impl Interface {
             }
             FlowVerdict::Pending | FlowVerdict::Open => {}
         }
-        if sock.rx_bytes >= limit {
+        let Some(was_empty) = lock_udp(&sock.io).push(from.into(), data, limit) else {
             self.stats.udp_rx_buffer_full += 1;
             return;
-        }
-        sock.rx_bytes += charge(data.len());
-        sock.rx.push_back((from.into(), data.to_vec()));
+        };
         self.stats.udp_rx_datagrams += 1;
-        if sock.rx.len() == 1 {
+        if was_empty {
             self.events.push_back(Event::Ready(id));
         }
     }
@@ -733,8 +779,9 @@ impl Interface {
         };
         let quote = std::mem::take(&mut flow.quote);
         if decision != FlowDecision::Accept {
-            sock.rx.clear();
-            sock.rx_bytes = 0;
+            let mut io = lock_udp(&sock.io);
+            io.queue.clear();
+            io.bytes = 0;
         }
         match decision {
             FlowDecision::Accept => self.stats.icpt_udp_accepted += 1,
@@ -780,9 +827,11 @@ impl Interface {
             match verdict {
                 FlowVerdict::Open => {
                     // The handle learns it from its next receive, and its waiters now.
-                    if let Some(flow) = self.udp.sockets.get_mut(&id).and_then(|s| s.flow.as_mut())
-                    {
-                        flow.expired = true;
+                    if let Some(sock) = self.udp.sockets.get_mut(&id) {
+                        lock_udp(&sock.io).expired = true;
+                        if let Some(flow) = sock.flow.as_mut() {
+                            flow.expired = true;
+                        }
                     }
                     self.stats.icpt_udp_expired += 1;
                     self.events.push_back(Event::Ready(id));

@@ -272,7 +272,7 @@ impl InterceptedUdp {
     /// once the flow has idled out.
     pub fn accept(mut self) -> io::Result<UdpSocket> {
         self.decide(FlowDecision::Accept)?;
-        Ok(UdpSocket::adopt(self.handle.clone(), self.offer.id))
+        UdpSocket::adopt(self.handle.clone(), self.offer.id)
     }
 
     /// Refuses the flow: its datagrams are answered with ICMP port unreachable.

@@ -10,6 +10,9 @@ use std::time::Duration;
 struct Inner {
     handle: Handle,
     id: SocketId,
+    /// The receive queue, shared with the stack thread: a receive takes a lock, not a round
+    /// trip.
+    rx: crate::core::UdpIo,
     /// `SO_RCVTIMEO` in nanoseconds; 0 means none.
     read_timeout_ns: AtomicU64,
     nonblocking: AtomicBool,
@@ -34,11 +37,15 @@ impl UdpSocket {
     pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
         let addr = any_addr(addr)?;
         let handle = stack.handle();
-        let id = handle.call(move |iface, _| iface.udp_bind(addr))?;
+        let (id, rx) = handle.call(move |iface, _| {
+            let id = iface.udp_bind(addr)?;
+            Ok((id, iface.udp_io(id)?))
+        })?;
         Ok(UdpSocket {
             inner: Arc::new(Inner {
                 handle,
                 id,
+                rx,
                 read_timeout_ns: AtomicU64::new(0),
                 nonblocking: AtomicBool::new(false),
             }),
@@ -46,15 +53,17 @@ impl UdpSocket {
     }
 
     /// A handle to socket `id`, which the core already holds (an accepted intercepted flow).
-    pub(crate) fn adopt(handle: Handle, id: SocketId) -> UdpSocket {
-        UdpSocket {
+    pub(crate) fn adopt(handle: Handle, id: SocketId) -> io::Result<UdpSocket> {
+        let rx = handle.call(move |iface, _| iface.udp_io(id))?;
+        Ok(UdpSocket {
             inner: Arc::new(Inner {
                 handle,
                 id,
+                rx,
                 read_timeout_ns: AtomicU64::new(0),
                 nonblocking: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     fn call<T: Send + 'static>(
@@ -82,6 +91,10 @@ impl UdpSocket {
 
     /// Receives one datagram; the excess of one larger than `buf` is discarded.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        // What is queued is taken at once, without the stack thread.
+        if let Some(r) = crate::core::lock_udp(&self.inner.rx).recv() {
+            return r.map(|(data, from)| (copy_out(&data, buf), from));
+        }
         let deadline = super::deadline(
             self.inner.nonblocking.load(Ordering::Relaxed),
             self.read_timeout()?,
@@ -93,22 +106,16 @@ impl UdpSocket {
             move |iface, _| iface.udp_recv(id),
             super::would_block,
         )?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        Ok((n, from))
+        Ok((copy_out(&data, buf), from))
     }
 
     /// One receive without waiting, whatever the socket's mode: `WouldBlock` when nothing is
-    /// queued.
+    /// queued. It takes a lock on the socket's queue and never waits for the stack thread.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (data, from) = self.call(|iface, id, _| {
-            iface
-                .udp_recv(id)
-                .unwrap_or_else(|| Err(super::would_block()))
-        })?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        Ok((n, from))
+        match crate::core::lock_udp(&self.inner.rx).recv() {
+            Some(r) => r.map(|(data, from)| (copy_out(&data, buf), from)),
+            None => Err(super::would_block()),
+        }
     }
 
     /// Receives from the connected peer.
@@ -209,4 +216,11 @@ impl std::fmt::Debug for UdpSocket {
             .field("id", &self.inner.id)
             .finish()
     }
+}
+
+/// Copies a datagram into `buf`; the excess of one larger than `buf` is discarded.
+fn copy_out(data: &[u8], buf: &mut [u8]) -> usize {
+    let n = data.len().min(buf.len());
+    buf[..n].copy_from_slice(&data[..n]);
+    n
 }
