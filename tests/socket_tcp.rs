@@ -860,3 +860,23 @@ fn a_socket_is_traced_on_its_own_and_only_on_a_stack_with_a_trace_output() {
     );
     assert_eq!(x.counters().unwrap().tcp_trace_records, 0);
 }
+
+/// A stream's two ends come from the state it shares with the core: read without a round trip
+/// to the stack thread, and still after the stack has stopped, as with a kernel socket.
+#[test]
+fn a_streams_addresses_are_read_without_the_stack_thread() {
+    let (a, b) = two_stacks();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5040").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.2:5040").unwrap();
+    let (s, peer) = listener.accept().unwrap();
+    let (local, remote) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
+    assert_eq!(remote.to_string(), "10.0.0.2:5040");
+    assert_eq!((s.peer_addr().unwrap(), peer), (local, local));
+    assert_eq!(s.local_addr().unwrap(), remote);
+    drop(a);
+    assert_eq!(
+        (c.local_addr().unwrap(), c.peer_addr().unwrap()),
+        (local, remote)
+    );
+    drop(b);
+}

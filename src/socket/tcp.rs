@@ -323,11 +323,13 @@ pub(crate) fn dscp_of_tos(tos: u32) -> io::Result<u8> {
 }
 
 /// Sets the Diffserv field of the listener or connection `inner` names.
+/// Posted, not waited for (the value was checked here): the stack thread applies it before any
+/// later call of this handle.
 fn set_dscp(inner: &Inner, dscp: u8) -> io::Result<()> {
     let id = inner.id;
-    inner
-        .handle
-        .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_dscp(id, dscp)))
+    inner.handle.post(move |iface, now| {
+        let _ = iface.with_tcp(now, |tcp, _| tcp.set_dscp(id, dscp));
+    })
 }
 
 /// The shared state of connection `id`, fetched on the stack thread.
@@ -471,18 +473,23 @@ impl TcpStream {
 
     /// As `std::net::TcpStream::peer_addr`: the remote end of the connection.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.addrs().map(|(_, p)| p)
+    }
+
+    /// Both ends, from the shared state the core set when it made the connection.
+    fn addrs(&self) -> io::Result<(SocketAddr, SocketAddr)> {
+        if let Some(ends) = self.shared.lock().addrs {
+            return Ok(ends);
+        }
         let id = self.id();
         self.inner
             .handle
-            .call(move |iface, _| iface.tcp().addrs(id).map(|(_, p)| p))
+            .call(move |iface, _| iface.tcp().addrs(id))
     }
 
     /// As `std::net::TcpStream::local_addr`: our end of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, _| iface.tcp().addrs(id).map(|(l, _)| l))
+        self.addrs().map(|(l, _)| l)
     }
 
     /// Half- or full-closes: `Write` sends a FIN after the buffered data; `Read` makes reads
@@ -654,9 +661,10 @@ impl TcpStream {
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = super::ttl_value(ttl)?;
         let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_ttl(id, Some(ttl))))
+        // Posted, not waited for: applied before any later call of this handle.
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.with_tcp(now, |tcp, _| tcp.set_ttl(id, Some(ttl)));
+        })
     }
 
     /// The TTL of the connection's segments.

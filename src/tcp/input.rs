@@ -227,6 +227,7 @@ impl Tcp {
         let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
         t.user.dscp = dscp;
         t.mapped = mapped;
+        super::publish_addrs(&t);
         if traced {
             t.set_trace(true, now);
         }
@@ -284,6 +285,7 @@ impl Tcp {
         let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
         t.user.dscp = dscp;
         t.mapped = v6_listener && remote.is_ipv4();
+        super::publish_addrs(&t);
         if traced {
             t.set_trace(true, now);
         }

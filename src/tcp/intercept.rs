@@ -285,6 +285,7 @@ impl Tcp {
         if let Some(io) = io {
             t.io = io;
         }
+        super::publish_addrs(&t);
         if let Some(live) = self.intercept.as_ref().map(|i| i.live.clone()) {
             live.fetch_add(1, Ordering::Relaxed);
             t.slot = Some(ConnSlot(live));

@@ -157,6 +157,16 @@ impl Default for SocketOpts {
     }
 }
 
+/// Tells the handle the connection's two ends, as it shows them: once they are final (after
+/// the listener decided whether IPv4 shows as mapped).
+fn publish_addrs(t: &Tcb) {
+    let ends = (
+        crate::wire::presented(t.local, t.mapped),
+        crate::wire::presented(t.remote, t.mapped),
+    );
+    t.io().addrs = Some(ends);
+}
+
 /// The largest Diffserv code point: six bits (RFC 2474).
 const MAX_DSCP: u8 = 63;
 
@@ -698,6 +708,7 @@ impl Tcp {
         if trace {
             t.set_trace(true, now);
         }
+        publish_addrs(&t);
         t.set_state(State::SynSent);
         let id = self.ids.next_id();
         self.by_tuple.insert((local, remote), id);

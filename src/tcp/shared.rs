@@ -56,6 +56,10 @@ pub struct IoState {
     /// that a `shutdown` takes effect for the handle at once, before the core has run it.
     pub shut: Shut,
     wakers: Wakers,
+    /// The connection's two ends as its handle shows them (IPv4-mapped for an IPv4 connection
+    /// of an IPv6 listener), set once by the core: the handle reads them without a round
+    /// trip, and still after the connection is gone.
+    pub addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// The directions the handle has shut down (`shutdown(2)`).
@@ -271,6 +275,7 @@ impl SocketIo {
             rcv_urgent: None,
             shut: Shut::default(),
             wakers: Wakers::default(),
+            addrs: None,
         })
     }
 }
