@@ -317,7 +317,7 @@ fn only_v6_leaves_ipv4_to_another_socket() {
 
 /// A receive takes what is queued under the socket's own lock, without the stack thread: the
 /// datagrams that arrived before the stack stopped are still read after it is gone, then
-/// receives fail with `NotConnected`.
+/// receives fail with `NotConnected`; the socket's address is read the same way.
 #[test]
 fn queued_datagrams_are_received_without_the_stack_thread() {
     let (a, b) = two_stacks();
@@ -336,7 +336,13 @@ fn queued_datagrams_are_received_without_the_stack_thread() {
         assert!(Instant::now() < deadline, "the datagrams did not arrive");
         std::thread::yield_now();
     }
+    let local = server.local_addr().unwrap();
     drop(b);
+    assert_eq!(
+        server.local_addr().unwrap(),
+        local,
+        "no round trip: answered after the stop"
+    );
     server.set_nonblocking(true).unwrap();
     for i in 1..3u8 {
         let (n, _) = server.recv_from(&mut buf).unwrap();

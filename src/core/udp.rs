@@ -60,6 +60,9 @@ pub struct UdpShared {
     expired: bool,
     /// The stack is shutting down: a receive with nothing queued fails instead of waiting.
     stopped: bool,
+    /// The bound address and the connected peer, as the socket's family shows them.
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
 }
 
 /// A UDP socket's shared receive state.
@@ -71,6 +74,16 @@ pub fn lock_udp(io: &UdpIo) -> std::sync::MutexGuard<'_, UdpShared> {
 }
 
 impl UdpShared {
+    /// The bound address as the socket shows it.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The connected peer, if any, as the socket shows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     /// The next datagram and its sender, a pending error, or `None` when nothing is there
     /// (then wait for the socket to be ready).
     pub fn recv(&mut self) -> Option<io::Result<(Vec<u8>, SocketAddr)>> {
@@ -103,7 +116,7 @@ impl UdpShared {
 impl UdpSocket {
     /// A socket on `local`, connected to `remote` if given, with nothing received.
     fn new(local: SocketAddr, remote: Option<SocketAddr>, flow: Option<Flow>) -> UdpSocket {
-        UdpSocket {
+        let sock = UdpSocket {
             v6: local.is_ipv6(),
             v6only: false,
             local,
@@ -113,7 +126,16 @@ impl UdpSocket {
             broadcast: false,
             ttl: None,
             flow,
-        }
+        };
+        sock.share_addrs();
+        sock
+    }
+
+    /// Tells the handles the socket's two ends, as it shows them.
+    fn share_addrs(&self) {
+        let mut io = lock_udp(&self.io);
+        io.local = Some(self.present(self.local));
+        io.peer = self.remote.map(|r| self.present(r));
     }
 
     /// Takes IPv4 datagrams too: an IPv6 socket on `[::]` without `IPV6_V6ONLY`.
@@ -461,6 +483,7 @@ impl Interface {
         if sock.local.ip().is_unspecified() && sock.local.is_ipv4() == remote.is_ipv4() {
             sock.local.set_ip(src);
         }
+        sock.share_addrs();
         Ok(())
     }
 

@@ -129,14 +129,20 @@ impl UdpSocket {
         self.call(move |iface, id, _| iface.udp_connect(id, remote))
     }
 
-    /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to.
+    /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to. Read from the
+    /// state the socket shares with the core: no round trip.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.call(|iface, id, _| iface.udp_local_addr(id))
+        match crate::core::lock_udp(&self.inner.rx).local_addr() {
+            Some(a) => Ok(a),
+            None => self.call(|iface, id, _| iface.udp_local_addr(id)),
+        }
     }
 
     /// As `std::net::UdpSocket::peer_addr`: the connected peer, or `NotConnected`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.call(|iface, id, _| iface.udp_peer_addr(id))
+        crate::core::lock_udp(&self.inner.rx)
+            .peer_addr()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTCONN))
     }
 
     /// `None` blocks forever; a zero duration is an error, as in std.
