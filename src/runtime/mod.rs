@@ -247,6 +247,8 @@ struct StackThread<D> {
 struct Trim {
     /// Connections in the table at the last trim (or the most since).
     high: u64,
+    /// Connections in the table at the last check.
+    current: u64,
     /// When the allocator was last trimmed.
     last: Option<std::time::Instant>,
 }
@@ -257,8 +259,17 @@ const TRIM_AFTER_CLOSED: u64 = 256;
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Trim {
+    /// When a trim put off by its interval is due, if one is.
+    fn due(&self) -> Option<std::time::Instant> {
+        let waiting = self.high.saturating_sub(self.current) >= TRIM_AFTER_CLOSED;
+        waiting
+            .then(|| self.last.map(|l| l + TRIM_INTERVAL))
+            .flatten()
+    }
+
     /// Trims the allocator once many connections have gone, at most once a second.
     fn check(&mut self, connections: u64) {
+        self.current = connections;
         self.high = self.high.max(connections);
         if self.high - connections < TRIM_AFTER_CLOSED {
             return;
@@ -331,7 +342,8 @@ impl<D: Device> StackThread<D> {
             } else if let Some(r) = active.then(|| self.busy_wait()).flatten() {
                 r
             } else {
-                self.sleep(None)
+                // A trim waiting out its interval wakes the thread when it is due.
+                self.sleep(self.trim.due())
             };
         }
         self.drain();
