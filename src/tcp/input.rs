@@ -83,7 +83,7 @@ impl Tcp {
             // RFC 6191 (RFC 1122 §4.2.2.13 without timestamps): a new incarnation's SYN ends
             // TIME-WAIT and opens a connection, as Linux's `tcp_timewait_state_process`. A
             // client that reuses the port of a connection we closed first is not held off.
-            self.remove(id);
+            self.remove(id, now);
             stats.tcp_tw_reopened += 1;
             conn = None;
         }
@@ -229,7 +229,7 @@ impl Tcp {
         t.mapped = mapped;
         super::publish_addrs(&t);
         if traced {
-            t.set_trace(true, now);
+            t.set_trace(true);
         }
         if t.trace.is_some() {
             t.trace_received(now, seg);
@@ -287,7 +287,7 @@ impl Tcp {
         t.mapped = v6_listener && remote.is_ipv4();
         super::publish_addrs(&t);
         if traced {
-            t.set_trace(true, now);
+            t.set_trace(true);
         }
         if t.trace.is_some() {
             t.trace_received(now, seg);
@@ -451,7 +451,7 @@ impl Tcp {
         if keep {
             self.notify(id);
         } else {
-            self.remove(id);
+            self.remove(id, now);
         }
     }
 }

@@ -421,20 +421,22 @@ impl Tcp {
         // What was recorded so far is kept, also when tracing stops.
         self.trace_collect(id, now);
         if let Some(t) = self.conns.get_mut(&id) {
-            t.set_trace(on, now);
+            t.set_trace(on);
         }
         self.trace_collect(id, now);
         Ok(())
     }
 
     /// Removes a connection entirely.
-    fn remove(&mut self, id: SocketId) {
+    fn remove(&mut self, id: SocketId, now: Instant) {
         if let Some(mut t) = self.conns.remove(&id) {
             if t.state == State::TimeWait {
                 self.time_wait = self.time_wait.saturating_sub(1);
             }
             if t.trace.is_some() {
-                self.trace_records += t.trace_take_last(&mut self.trace) as u64;
+                // The trace ends with the connection (TIME-WAIT cut short included).
+                t.set_state(State::Closed);
+                self.trace_records += t.trace_take(now, &mut self.trace) as u64;
             }
             if let Some(k) = t.timers.key {
                 self.timers.remove(&(k, id));
@@ -706,7 +708,7 @@ impl Tcp {
         );
         t.user.dscp = dscp;
         if trace {
-            t.set_trace(true, now);
+            t.set_trace(true);
         }
         publish_addrs(&t);
         t.set_state(State::SynSent);
@@ -902,7 +904,7 @@ impl Tcp {
         t.io().forget_watcher();
         t.user.read_closed = true;
         match t.state {
-            State::SynSent | State::Closed => self.remove(id),
+            State::SynSent | State::Closed => self.remove(id, now),
             _ if t.io().recv.readable() > 0 => self.abort(id, now, stats),
             State::Established | State::SynReceived | State::CloseWait => {
                 let _ = self.shutdown(id, now, false, true, stats);
@@ -933,7 +935,7 @@ impl Tcp {
                 stats.tcp_estab_resets += u64::from(t.state.synchronized());
             }
         }
-        self.remove(id);
+        self.remove(id, now);
     }
 
     /// Resets the connection and forgets it: the handle closed with a zero linger
@@ -1194,7 +1196,7 @@ impl Tcp {
             if undelivered {
                 self.abort(id, now, stats);
             } else {
-                self.remove(id);
+                self.remove(id, now);
             }
         }
     }

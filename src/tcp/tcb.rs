@@ -460,9 +460,7 @@ impl Tcb {
             },
             timers: Timers::default(),
             output: OutputFlags::default(),
-            trace: cfg
-                .trace
-                .then(|| Box::new(super::trace::ConnTrace::new(now))),
+            trace: cfg.trace.then(Box::default),
         }
     }
 

@@ -249,19 +249,6 @@ pub struct ConnTrace {
     send_trigger: Option<SendTrigger>,
     /// How far data was reported lost, so that a range is reported once.
     lost_reported: Option<Seq>,
-    /// The stack's time at the last hook that ran, for the few records made without a clock
-    /// at hand (a connection removed).
-    last_time: Instant,
-}
-
-impl ConnTrace {
-    /// A trace starting at `now`.
-    pub fn new(now: Instant) -> ConnTrace {
-        ConnTrace {
-            last_time: now,
-            ..ConnTrace::default()
-        }
-    }
 }
 
 /// Linux's `tcp_pacing_ss_ratio`: the pacing rate in slow start, in percent of cwnd/SRTT.
@@ -299,11 +286,11 @@ fn seg_trace(seq: Seq, ack: Option<Seq>, len: usize, flags: Flags, o: &Options) 
 }
 
 impl Tcb {
-    /// Starts or stops tracing the connection, at `now`. Collect its records
-    /// ([`Tcb::trace_take`]) before stopping, or they are lost.
-    pub fn set_trace(&mut self, on: bool, now: Instant) {
+    /// Starts or stops tracing the connection. Collect its records ([`Tcb::trace_take`])
+    /// before stopping, or they are lost.
+    pub fn set_trace(&mut self, on: bool) {
         match (on, self.trace.is_some()) {
-            (true, false) => self.trace = Some(Box::new(ConnTrace::new(now))),
+            (true, false) => self.trace = Some(Box::default()),
             (false, true) => self.trace = None,
             _ => {}
         }
@@ -311,7 +298,6 @@ impl Tcb {
 
     fn record(&mut self, now: Instant, event: TraceEvent) {
         if let Some(tr) = self.trace.as_mut() {
-            tr.last_time = now;
             tr.records.push((now, event));
         }
     }
@@ -356,7 +342,6 @@ impl Tcb {
         let Some(tr) = self.trace.as_mut() else {
             return;
         };
-        tr.last_time = now;
         let (state, congestion) = (tr.state, tr.congestion);
         if state != Some(self.state) {
             let new = self.state;
@@ -412,13 +397,6 @@ impl Tcb {
             event,
         }));
         n
-    }
-
-    /// Like [`Tcb::trace_take`] where no clock is at hand: at the last time the connection
-    /// recorded anything.
-    pub fn trace_take_last(&mut self, into: &mut Vec<TraceRecord>) -> usize {
-        let now = self.trace.as_ref().map_or(Instant::ZERO, |t| t.last_time);
-        self.trace_take(now, into)
     }
 
     /// A segment arrived for this connection (call only when traced).
