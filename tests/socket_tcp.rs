@@ -880,3 +880,45 @@ fn a_streams_addresses_are_read_without_the_stack_thread() {
     );
     drop(b);
 }
+
+/// An intercepted connection's buffers, made by the application's side, are the stack's like
+/// any other's: autotuned from two initial windows, and charged to the memory budget.
+#[test]
+fn an_intercepted_connections_buffers_are_autotuned_and_budgeted() {
+    use tapstack::config::InterceptConfig;
+    use tapstack::socket::Interceptor;
+    let (a, b) = memory_pair(1500).unwrap();
+    let mut client_cfg = config(1, 1);
+    client_cfg.gateway = Some([10, 0, 0, 2].into());
+    let client = Stack::new(a, client_cfg).unwrap();
+    let mut proxy_cfg = config(2, 2);
+    proxy_cfg.intercept = Some(InterceptConfig::default());
+    let proxy = Stack::new(b, proxy_cfg).unwrap();
+    let interceptor = Interceptor::new(&proxy).unwrap();
+    let server = std::thread::spawn(move || {
+        let conn = interceptor.next_tcp().unwrap().accept().unwrap();
+        limit(&conn);
+        conn
+    });
+    let c = TcpStream::connect(&client, "192.0.2.7:80").unwrap();
+    limit(&c);
+    let s = server.join().unwrap();
+    assert_eq!(
+        s.send_buffer_size().unwrap(),
+        2 * 14600,
+        "autotuned from two windows"
+    );
+    // The client sends 200 000 bytes the proxy's application does not read yet: they sit in
+    // the proxy's receive ring, which the budget counts.
+    (&c).write_all(&pattern(200_000, 3)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.counters().unwrap().tcp_mem_bytes < 200_000 {
+        assert!(Instant::now() < deadline, "{}", proxy.counters().unwrap());
+        std::thread::yield_now();
+    }
+    let mut got = vec![0u8; 200_000];
+    (&s).read_exact(&mut got).unwrap();
+    assert_eq!(sha256(&got), sha256(&pattern(200_000, 3)));
+    drop((c, s));
+    drop((client, proxy));
+}

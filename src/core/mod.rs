@@ -83,6 +83,8 @@ pub struct Interface {
 impl Drop for Interface {
     fn drop(&mut self) {
         self.stop_interceptor();
+        // UDP receives fail from now on rather than wait (the waiter lists wake them next).
+        self.udp_stop();
     }
 }
 

@@ -452,9 +452,9 @@ impl Interface {
         }
         let mut local = addr;
         local.set_port(port);
-        self.udp
-            .sockets
-            .insert(id, UdpSocket::new(local, None, None));
+        let sock = UdpSocket::new(local, None, None);
+        lock_udp(&sock.io).stopped = self.udp.stopped;
+        self.udp.sockets.insert(id, sock);
         Ok(id)
     }
 

@@ -132,7 +132,8 @@ impl UdpSocket {
     /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to. Read from the
     /// state the socket shares with the core: no round trip.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match crate::core::lock_udp(&self.inner.rx).local_addr() {
+        let local = crate::core::lock_udp(&self.inner.rx).local_addr();
+        match local {
             Some(a) => Ok(a),
             None => self.call(|iface, id, _| iface.udp_local_addr(id)),
         }

@@ -161,8 +161,24 @@ impl SendBuffer {
 
     /// Charges the ring to `pool`, whose pressure also stops autotuning.
     pub fn pooled(mut self, pool: &Arc<MemoryPool>) -> Self {
-        self.pool = Some(pool.clone());
+        self.attach_pool(pool);
         self
+    }
+
+    /// Charges the ring, as it is now and from now on, to `pool` (a buffer made outside the
+    /// core, as an intercepted connection's).
+    pub fn attach_pool(&mut self, pool: &Arc<MemoryPool>) {
+        if self.pool.is_none() {
+            pool.charge(0, self.buf.len());
+            self.pool = Some(pool.clone());
+        }
+    }
+
+    /// Drops whatever is unacknowledged: the connection is over and nothing more will be sent.
+    pub fn discard(&mut self) {
+        self.len = 0;
+        self.urgent_end = None;
+        self.release();
     }
 
     /// The most the buffer holds for now: its size, or while autotuned what the congestion
@@ -358,6 +374,8 @@ pub struct RecvBuffer {
     next_stamp: u64,
     /// The stack's memory budget, charged for the ring.
     pool: Option<Arc<MemoryPool>>,
+    /// The room kept under memory pressure (see [`RecvBuffer::set_min_room`]).
+    min_room: usize,
 }
 
 impl RecvBuffer {
@@ -374,20 +392,48 @@ impl RecvBuffer {
 
     /// Charges the ring to `pool`, whose pressure also holds the window to what the ring has.
     pub fn pooled(mut self, pool: &Arc<MemoryPool>) -> Self {
-        self.pool = Some(pool.clone());
+        self.attach_pool(pool);
         self
+    }
+
+    /// Charges the ring, as it is now and from now on, to `pool` (a buffer made outside the
+    /// core, as an intercepted connection's).
+    pub fn attach_pool(&mut self, pool: &Arc<MemoryPool>) {
+        if self.pool.is_none() {
+            pool.charge(0, self.buf.len());
+            self.pool = Some(pool.clone());
+        }
+    }
+
+    /// The room a ring keeps under memory pressure even when empty: at least one full segment
+    /// (`mss`), so that a window closed under pressure can always reopen by a segment.
+    pub fn set_min_room(&mut self, mss: usize) {
+        self.min_room = mss.max(MIN_RING);
+    }
+
+    /// Drops the out-of-order data: nothing more will be received (data past the peer's FIN,
+    /// kept only by a hostile peer).
+    pub fn discard_ooo(&mut self) {
+        self.ranges.clear();
     }
 
     fn pressured(&self) -> bool {
         self.pool.as_ref().is_some_and(|p| p.under_pressure())
     }
 
+    /// What the ring may hold under pressure: what it has, at least one segment.
+    fn pressured_room(&self) -> usize {
+        self.buf
+            .len()
+            .max(self.min_room)
+            .saturating_sub(self.readable)
+    }
+
     /// The window to advertise: [`RecvBuffer::window`], or under memory pressure no more than
-    /// the ring already allocated (at least 4 KiB) can take, so that it stops growing.
+    /// the ring already allocated (at least one segment) can take, so that it stops growing.
     pub fn offer(&self) -> usize {
         if self.pressured() {
-            let room = self.buf.len().max(MIN_RING).saturating_sub(self.readable);
-            self.window().min(room)
+            self.window().min(self.pressured_room())
         } else {
             self.window()
         }
@@ -405,6 +451,7 @@ impl RecvBuffer {
             max_ranges,
             next_stamp: 0,
             pool: None,
+            min_room: MIN_RING,
         }
     }
 
@@ -463,13 +510,14 @@ impl RecvBuffer {
         // ring holds is dropped unacknowledged, for the sender to send again once the
         // application reads (Linux's receive-queue drops under `tcp_mem`).
         if kept > 0 && self.pressured() {
-            let room = self.buf.len().max(MIN_RING).saturating_sub(self.readable);
-            if offset > 0 || room == 0 {
+            // Out-of-order data is kept only where the ring already has room for it.
+            let room = self.pressured_room();
+            if (offset > 0 && offset + kept > room) || room == 0 {
                 result.pruned = true;
                 return result;
             }
-            if kept > room {
-                kept = room;
+            if kept > room.saturating_sub(offset) {
+                kept = room.saturating_sub(offset);
                 result.pruned = true;
             }
         }

@@ -986,7 +986,9 @@ fn receive_data(
         stats.tcp_ofo_drops += 1;
     }
     if ins.pruned {
+        // The sender learns at once where the stream stands, as Linux acks such a drop.
         stats.tcp_mem_drops += 1;
+        t.ack.now = true;
     }
     if ins.trimmed > 0 {
         stats.tcp_rcv_pruned += 1;

@@ -283,6 +283,17 @@ impl Tcp {
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss, &self.pool);
         if let Some(io) = io {
+            // The handle made these buffers: the budget and autotuning take them over.
+            {
+                let mut shared = io.lock();
+                shared.send.attach_pool(&self.pool);
+                shared.recv.attach_pool(&self.pool);
+                shared.recv.set_min_room(self.our_mss as usize);
+                if !buffers.send_locked {
+                    let start = super::tcb::SNDBUF_PER_CWND * t.cc.cwnd() as usize;
+                    shared.send.autotune(start);
+                }
+            }
             t.io = io;
         }
         super::publish_addrs(&t);

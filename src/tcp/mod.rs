@@ -117,8 +117,10 @@ fn publish(t: &Tcb, wake: bool) {
     shared.window_update_at = update_at;
     // The send buffer follows the congestion window (Linux's `tcp_sndbuf_expand`): room for
     // what the window may send now and in the next round trip.
+    // A writer waits only on a full buffer: only then does more room need a wakeup.
     let target = tcb::SNDBUF_PER_CWND * t.cc.cwnd() as usize;
-    let wake = shared.send.expand(target) || wake;
+    let was_full = shared.send.free() == 0;
+    let wake = (shared.send.expand(target) && was_full) || wake;
     let status = shared::Status {
         connecting: matches!(t.state, State::SynSent | State::SynReceived),
         can_write: t.state.can_send() && !t.fin.queued,

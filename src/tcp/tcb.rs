@@ -433,10 +433,11 @@ impl Tcb {
                 }),
                 sack_ok: true,
             },
-            io: Arc::new(SocketIo::new(
-                send,
-                RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges).pooled(pool),
-            )),
+            io: Arc::new(SocketIo::new(send, {
+                let mut recv = RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges).pooled(pool);
+                recv.set_min_room(our_mss as usize);
+                recv
+            })),
             fin: Fin::default(),
             user: User::default(),
             slot: None,
@@ -476,10 +477,12 @@ impl Tcb {
             self.state = next;
             if matches!(next, State::TimeWait | State::Closed) {
                 self.slot = None;
-                // Nothing more is sent or received: TIME-WAIT holds no buffer (what the
-                // application has yet to read stays).
+                // Nothing more is sent or received: TIME-WAIT and CLOSED hold no buffer (what
+                // the application has yet to read stays; unsent data is dead, as Linux purges
+                // its write queue at `tcp_done`).
                 let mut io = self.io();
-                io.send.release();
+                io.send.discard();
+                io.recv.discard_ooo();
                 io.recv.release();
             }
         }
