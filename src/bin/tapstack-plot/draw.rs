@@ -2,7 +2,7 @@
 //! trace the congestion window and the RTT estimates, all on one time axis.
 
 use crate::flow::{Flow, Kind, Metrics, Series};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use std::error::Error;
 
@@ -62,6 +62,37 @@ fn marks(f: &Flow, kind: Kind) -> impl Iterator<Item = (f64, f64)> + '_ {
         .map(|s| (s.t, s.start / 1024.0))
 }
 
+/// A panel of a figure: its caption, margin and label areas (the same for every panel).
+fn panel<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    size: u32,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(caption, ("sans-serif", size))
+        .margin(8)
+        .x_label_area_size(30)
+        .y_label_area_size(60);
+    b
+}
+
+/// Draws a panel's legend at `position`, on a light box.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Res
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn legend_line(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
 }
@@ -80,12 +111,7 @@ where
     // The receive window's edge may be far above the data: show some of it, not all.
     let data_top = f.sent.iter().map(|s| s.end).fold(1.0, f64::max);
     let top = kib(f.top().min(data_top * 1.3)) * 1.02;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..span, 0.0..top)?;
+    let mut chart = panel(area, title, 18).build_cartesian_2d(0.0..span, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("time (s)")
@@ -172,12 +198,7 @@ where
             .label(format!("retransmission timeout ({})", f.rtos.len()))
             .legend(legend_line(RTO));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -196,12 +217,7 @@ where
         .map(|p| kib(p.1))
         .fold(1.0, f64::max)
         * 1.05;
-    let mut chart = ChartBuilder::on(area)
-        .caption("congestion window", ("sans-serif", 16))
-        .margin(8)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..span, 0.0..top)?;
+    let mut chart = panel(area, "congestion window", 16).build_cartesian_2d(0.0..span, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("time (s)")
@@ -243,12 +259,7 @@ where
             .label(label)
             .legend(legend_line(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -266,12 +277,8 @@ where
     };
     let lo = all().fold(f64::INFINITY, f64::min).min(1.0) / 2.0;
     let hi = all().fold(1.0, f64::max) * 2.0;
-    let mut chart = ChartBuilder::on(area)
-        .caption("RTT estimates", ("sans-serif", 16))
-        .margin(8)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..span, (lo..hi).log_scale())?;
+    let mut chart =
+        panel(area, "RTT estimates", 16).build_cartesian_2d(0.0..span, (lo..hi).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("time (s)")
@@ -290,12 +297,7 @@ where
             .label(label)
             .legend(legend_line(color));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
