@@ -104,6 +104,15 @@ fn charge(pool: &Option<Arc<MemoryPool>>, before: usize, buf: &[u8]) {
     }
 }
 
+/// Charges `pool` from now on for the ring `buf`, as it is already; a buffer charged to a
+/// pool stays with it.
+fn attach(slot: &mut Option<Arc<MemoryPool>>, pool: &Arc<MemoryPool>, buf: &[u8]) {
+    if slot.is_none() {
+        pool.charge(0, buf.len());
+        *slot = Some(pool.clone());
+    }
+}
+
 /// Frees `buf` if it is a small ring; the caller knows it holds nothing.
 fn release_if_small(buf: &mut Vec<u8>, head: &mut usize) {
     if buf.len() <= RELEASE_MAX {
@@ -168,10 +177,7 @@ impl SendBuffer {
     /// Charges the ring, as it is now and from now on, to `pool` (a buffer made outside the
     /// core, as an intercepted connection's).
     pub fn attach_pool(&mut self, pool: &Arc<MemoryPool>) {
-        if self.pool.is_none() {
-            pool.charge(0, self.buf.len());
-            self.pool = Some(pool.clone());
-        }
+        attach(&mut self.pool, pool, &self.buf);
     }
 
     /// Drops whatever is unacknowledged: the connection is over and nothing more will be sent.
@@ -311,18 +317,14 @@ impl SendBuffer {
 /// The budget gets the ring back.
 impl Drop for SendBuffer {
     fn drop(&mut self) {
-        if let Some(p) = &self.pool {
-            p.charge(self.buf.len(), 0);
-        }
+        charge(&self.pool, self.buf.len(), &[]);
     }
 }
 
 /// The budget gets the ring back.
 impl Drop for RecvBuffer {
     fn drop(&mut self) {
-        if let Some(p) = &self.pool {
-            p.charge(self.buf.len(), 0);
-        }
+        charge(&self.pool, self.buf.len(), &[]);
     }
 }
 
@@ -399,10 +401,7 @@ impl RecvBuffer {
     /// Charges the ring, as it is now and from now on, to `pool` (a buffer made outside the
     /// core, as an intercepted connection's).
     pub fn attach_pool(&mut self, pool: &Arc<MemoryPool>) {
-        if self.pool.is_none() {
-            pool.charge(0, self.buf.len());
-            self.pool = Some(pool.clone());
-        }
+        attach(&mut self.pool, pool, &self.buf);
     }
 
     /// The room a ring keeps under memory pressure even when empty: at least one full segment
