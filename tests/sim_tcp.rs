@@ -1077,14 +1077,8 @@ fn ts_recent_follows_the_peers_pure_acks() {
     );
 }
 
-/// A receive buffer bounds what the peer may send (the advertised window); growing it on an
-/// open connection opens the window without a read, and shrinking it never drops what it
-/// holds or has promised (RFC 9293 §3.8.6).
-#[test]
-fn the_receive_buffer_bounds_the_window_and_can_grow() {
-    // The sender queues 100 000 bytes at once.
-    let mut sim = Sim::new(config_bulk(1, 1), config(2, 2), FaultConfig::default());
-    let now = sim.now;
+/// a connects to a listener on b whose connections get a 16 KiB receive buffer: (a's, b's).
+fn to_a_small_receiver(sim: &mut Sim, now: Instant) -> (SocketId, SocketId) {
     let small = tapstack::config::Buffers {
         recv: 16 * 1024,
         ..tapstack::config::TcpConfig::default().buffers()
@@ -1108,6 +1102,18 @@ fn the_receive_buffer_bounds_the_window_and_can_grow() {
         .unwrap();
     sim.settle();
     let cb = sim.b.iface.tcp_accept(lid).unwrap().unwrap().0;
+    (ca, cb)
+}
+
+/// A receive buffer bounds what the peer may send (the advertised window); growing it on an
+/// open connection opens the window without a read, and shrinking it never drops what it
+/// holds or has promised (RFC 9293 §3.8.6).
+#[test]
+fn the_receive_buffer_bounds_the_window_and_can_grow() {
+    // The sender queues 100 000 bytes at once.
+    let mut sim = Sim::new(config_bulk(1, 1), config(2, 2), FaultConfig::default());
+    let now = sim.now;
+    let (ca, cb) = to_a_small_receiver(&mut sim, now);
     let data = pattern(100_000, 3);
     let now = sim.now;
     let queued = sim.a.iface.tcp_send(now, ca, &data).unwrap();
@@ -1284,29 +1290,7 @@ fn one_percent_loss_costs_no_more_than_the_mathis_limit() {
 fn the_send_buffer_grows_with_the_congestion_window_only() {
     let mut sim = Sim::pair();
     let now = sim.now;
-    let small = tapstack::config::Buffers {
-        recv: 16 * 1024,
-        ..tapstack::config::TcpConfig::default().buffers()
-    };
-    let lid = sim
-        .b
-        .iface
-        .with_tcp(now, |tcp, _| {
-            tcp.listen_with(
-                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80).into(),
-                8,
-                small,
-            )
-        })
-        .unwrap()
-        .0;
-    let ca = sim
-        .a
-        .iface
-        .tcp_connect(now, SocketAddrV4::new(B, 80))
-        .unwrap();
-    sim.settle();
-    let cb = sim.b.iface.tcp_accept(lid).unwrap().unwrap().0;
+    let (ca, cb) = to_a_small_receiver(&mut sim, now);
     let send_size = |sim: &Sim| sim.a.iface.tcp().buffers(ca).unwrap().send;
     let initial = send_size(&sim);
     assert_eq!(initial, 2 * 14600, "two initial windows (RFC 6928)");

@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use std::io::ErrorKind;
 use std::time::Duration;
+use tapstack::core::SocketId;
 use tapstack::phy::{FaultConfig, PathConfig};
 use tapstack::tcp::trace::{CongestionState, TraceEvent, TraceRecord};
 use tapstack::trace::Json;
@@ -19,16 +20,18 @@ const GOLDEN: &str = concat!(
     "/tests/golden/trace-2pct-loss.jsonl"
 );
 const SIZE: usize = 256 * 1024;
+/// 100 Mbit/s with a 10 ms round trip and a 64 KiB queue.
+const PATH: PathConfig = PathConfig {
+    rate: 12_500_000,
+    delay: Duration::from_millis(5),
+    queue: 64 * 1024,
+};
 
 /// The transfer, traced on the sender (a) if `trace`: what b received, a's trace and counters.
 fn transfer(trace: bool) -> (Vec<u8>, Vec<TraceRecord>, tapstack::Counters) {
     let mut a = config(1, 1);
     a.tcp.trace = trace;
-    let path = PathConfig {
-        rate: 12_500_000,
-        delay: Duration::from_millis(5),
-        queue: 64 * 1024,
-    };
+    let path = PATH;
     let faults = FaultConfig {
         drop_pct: 2.0,
         seed: 7,
@@ -36,14 +39,33 @@ fn transfer(trace: bool) -> (Vec<u8>, Vec<TraceRecord>, tapstack::Counters) {
     };
     let mut sim = Sim::with_path(a, config(2, 2), faults, Some(path));
     let (c, s) = connect_despite_loss(&mut sim);
-    let data = pattern(SIZE, 3);
-    let (mut sent, mut got) = (0, Vec::with_capacity(SIZE));
+    let got = move_data(&mut sim, c, s, &pattern(SIZE, 3), |_, _| {});
+    let now = sim.now;
+    sim.a.iface.tcp_close(now, c);
+    sim.b.iface.tcp_close(now, s);
+    sim.advance(Duration::from_secs(1));
+    let mut records = Vec::new();
+    sim.a.iface.take_trace(&mut records);
+    (got, records, sim.a.iface.counters())
+}
+
+/// Moves `data` from a (connection `c`) to b (`s`) in 1 ms steps, calling `each_step` with
+/// the bytes b has so far before each; returns what b received.
+fn move_data(
+    sim: &mut Sim,
+    c: SocketId,
+    s: SocketId,
+    data: &[u8],
+    mut each_step: impl FnMut(&mut Sim, usize),
+) -> Vec<u8> {
+    let (mut sent, mut got) = (0, Vec::with_capacity(data.len()));
     let mut buf = vec![0u8; 64 * 1024];
     let deadline = sim.now + Duration::from_secs(60);
-    while got.len() < SIZE {
+    while got.len() < data.len() {
         assert!(sim.now < deadline, "stalled at {} bytes", got.len());
+        each_step(sim, got.len());
         let now = sim.now;
-        while sent < SIZE {
+        while sent < data.len() {
             match sim.a.iface.tcp_send(now, c, &data[sent..]) {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -60,13 +82,7 @@ fn transfer(trace: bool) -> (Vec<u8>, Vec<TraceRecord>, tapstack::Counters) {
             }
         }
     }
-    let now = sim.now;
-    sim.a.iface.tcp_close(now, c);
-    sim.b.iface.tcp_close(now, s);
-    sim.advance(Duration::from_secs(1));
-    let mut records = Vec::new();
-    sim.a.iface.take_trace(&mut records);
-    (got, records, sim.a.iface.counters())
+    got
 }
 
 fn lines(records: &[TraceRecord]) -> Vec<String> {
@@ -172,48 +188,23 @@ fn an_untraced_stack_makes_no_trace_record_at_all() {
 fn an_outage_is_traced_as_probes_a_timeout_and_the_loss_phase() {
     let mut a = config(1, 1);
     a.tcp.trace = true;
-    let path = PathConfig {
-        rate: 12_500_000,
-        delay: Duration::from_millis(5),
-        queue: 64 * 1024,
-    };
+    let path = PATH;
     let mut sim = Sim::with_path(a, config(2, 2), FaultConfig::default(), Some(path));
     let dark = std::rc::Rc::new(std::cell::Cell::new(false));
     let filter_dark = dark.clone();
     sim.a_out_filter = Some(Box::new(move |_| !filter_dark.get()));
     let (c, s) = connect_despite_loss(&mut sim);
     let data = pattern(SIZE, 5);
-    let (mut sent, mut got) = (0, Vec::with_capacity(SIZE));
-    let mut buf = vec![0u8; 64 * 1024];
-    let deadline = sim.now + Duration::from_secs(60);
     let mut went_dark = false;
-    while got.len() < SIZE {
-        assert!(sim.now < deadline, "stalled at {} bytes", got.len());
+    let got = move_data(&mut sim, c, s, &data, |sim, got| {
         // Dark from the first 64 KiB received, for 600 ms.
-        if got.len() >= 64 * 1024 && !went_dark {
+        if got >= 64 * 1024 && !went_dark {
             went_dark = true;
             dark.set(true);
             sim.advance(Duration::from_millis(600));
             dark.set(false);
         }
-        let now = sim.now;
-        while sent < SIZE {
-            match sim.a.iface.tcp_send(now, c, &data[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("send: {e}"),
-            }
-        }
-        sim.advance(Duration::from_millis(1));
-        loop {
-            match sim.b.iface.tcp_recv(sim.now, s, &mut buf) {
-                Ok(0) => panic!("early end of stream"),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("recv: {e}"),
-            }
-        }
-    }
+    });
     assert_eq!(sha256(&got), sha256(&data));
     let mut records = Vec::new();
     sim.a.iface.take_trace(&mut records);
