@@ -132,7 +132,7 @@ impl<'a> TcpSocket<'a> {
     /// trace output ([`crate::StackConfig::trace`]).
     pub fn set_trace(&self, on: bool) -> io::Result<()> {
         if on {
-            super::tcp::check_trace_output(self.stack)?;
+            super::tcp::check_trace_output(&self.stack.handle())?;
         }
         self.trace.set(on);
         Ok(())

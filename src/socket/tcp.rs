@@ -169,7 +169,7 @@ impl TcpListener {
             trace,
         } = opts;
         if trace {
-            check_trace_output(stack)?;
+            check_trace_output(&stack.handle())?;
         }
         let handle = stack.handle();
         let (id, local, shared) = handle.call(move |iface, now| {
@@ -228,13 +228,7 @@ impl TcpListener {
     /// traces all, `TcpConfig::trace`, stay traced). Fails with `InvalidInput` if the stack
     /// has no trace output.
     pub fn set_trace(&self, on: bool) -> io::Result<()> {
-        if on && !self.inner.handle.traces() {
-            return Err(no_trace_output());
-        }
-        let id = self.inner.id;
-        self.inner.handle.post(move |iface, now| {
-            let _ = iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on));
-        })
+        set_trace(&self.inner, on)
     }
 
     /// As `std::net::TcpListener::local_addr`: the address the listener is bound to.
@@ -406,7 +400,7 @@ impl TcpStream {
         opts: SocketOpts,
     ) -> io::Result<TcpStream> {
         if opts.trace {
-            check_trace_output(stack)?;
+            check_trace_output(&stack.handle())?;
         }
         let handle = stack.handle();
         let (id, shared) = handle.call(move |iface, now| {
@@ -543,14 +537,7 @@ impl TcpStream {
     /// [`crate::trace`]). Fails with `InvalidInput` if the stack has none. To trace from the
     /// SYN, use [`super::TcpSocket::set_trace`] before connecting.
     pub fn set_trace(&self, on: bool) -> io::Result<()> {
-        if on && !self.inner.handle.traces() {
-            return Err(no_trace_output());
-        }
-        let id = self.id();
-        // Posted, not waited for: the stack thread applies it before any later call.
-        self.inner.handle.post(move |iface, now| {
-            let _ = iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on));
-        })
+        set_trace(&self.inner, on)
     }
 
     /// Keep-alive probes after `idle` without traffic (RFC 1122 §4.2.3.6); `None` turns them
@@ -884,17 +871,26 @@ impl std::fmt::Debug for TcpListener {
     }
 }
 
-fn no_trace_output() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "the stack has no trace output (StackConfig::trace)",
-    )
+/// A socket may be traced only on a stack with somewhere to write the trace.
+pub(crate) fn check_trace_output(handle: &Handle) -> io::Result<()> {
+    if handle.traces() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the stack has no trace output (StackConfig::trace)",
+        ))
+    }
 }
 
-/// A socket may be traced only on a stack with somewhere to write the trace.
-pub(crate) fn check_trace_output(stack: &Stack) -> io::Result<()> {
-    match stack.config().trace {
-        Some(_) => Ok(()),
-        None => Err(no_trace_output()),
+/// Starts or stops tracing the socket (a connection, or a listener's future connections):
+/// posted, not waited for; the stack thread applies it before any later call.
+fn set_trace(inner: &Inner, on: bool) -> io::Result<()> {
+    if on {
+        check_trace_output(&inner.handle)?;
     }
+    let id = inner.id;
+    inner.handle.post(move |iface, now| {
+        let _ = iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on));
+    })
 }
