@@ -197,7 +197,7 @@ fn a_tcp_socket_sets_buffer_sizes_before_connecting() {
     current_thread().block_on(async {
         let server = tapstack::tokio::TcpSocket::new(&b);
         server.bind("0.0.0.0:7").unwrap();
-        let listener = server.listen(16).unwrap();
+        let listener = server.listen(16).await.unwrap();
         let client = tapstack::tokio::TcpSocket::new(&a);
         client.set_recv_buffer_size(256 * 1024).unwrap();
         assert_eq!(client.recv_buffer_size().unwrap(), 256 * 1024);
@@ -477,8 +477,8 @@ fn udp_receivers_are_woken_with_an_error_when_the_stack_stops() {
         // A connection to a host that never answers keeps the shutdown draining for the whole
         // linger (200 ms), during which a receive must fail too, not wait.
         let _stuck = tapstack::socket::TcpStream::connect_nonblocking(&a, "10.0.0.9:80").unwrap();
-        // Dropping a stack waits for its connections' linger: off the runtime's threads.
-        let stopped = tokio::task::spawn_blocking(move || drop(a));
+        // Stopping a stack waits for its connections' linger: awaited in a task of its own.
+        let stopped = tokio::spawn(a.shutdown());
         let err = timeout(LIMIT, first).await.unwrap().unwrap().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotConnected);
         // Draining now: sends fail at once. A receive that starts waiting now is woken with
@@ -502,4 +502,154 @@ fn udp_receivers_are_woken_with_an_error_when_the_stack_stops() {
         assert_eq!(err.kind(), ErrorKind::NotConnected);
     });
     drop(b);
+}
+
+/// A device whose stack thread is slow: every turn of its loop takes [`SLOW_TURN`], and it
+/// never idles, so a call to it waits for the turn under way, as on a loaded stack.
+struct SlowDevice(tapstack::phy::MemoryDevice);
+
+/// How long each turn of the slow stack's loop takes.
+const SLOW_TURN: Duration = Duration::from_millis(100);
+
+impl tapstack::phy::Device for SlowDevice {
+    fn recv(
+        &mut self,
+        now: tapstack::time::Instant,
+        buf: &mut [u8],
+    ) -> std::io::Result<Option<usize>> {
+        self.0.recv(now, buf)
+    }
+    fn send(&mut self, now: tapstack::time::Instant, frame: &[u8]) -> std::io::Result<()> {
+        self.0.send(now, frame)
+    }
+    fn capabilities(&self) -> tapstack::phy::DeviceCapabilities {
+        self.0.capabilities()
+    }
+    fn mtu(&self) -> usize {
+        self.0.mtu()
+    }
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.0.poll_fd()
+    }
+    fn poll_at(&self) -> Option<tapstack::time::Instant> {
+        Some(tapstack::time::Instant::ZERO)
+    }
+    fn poll(&mut self, now: tapstack::time::Instant) -> std::io::Result<()> {
+        std::thread::sleep(SLOW_TURN);
+        self.0.poll(now)
+    }
+}
+
+/// How long `work` held the executor: the longest of its polls, and the longest any tick of
+/// a 1 ms timer beside it on a current-thread runtime was late (what a blocking call in
+/// `work` would stall every other task by).
+async fn longest_stall<F: Future<Output = ()>>(work: F) -> (Duration, Duration) {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticking = done.clone();
+    let ticker = tokio::spawn(async move {
+        let mut longest = Duration::ZERO;
+        while !ticking.load(std::sync::atomic::Ordering::Relaxed) {
+            let start = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            longest = longest.max(start.elapsed().saturating_sub(Duration::from_millis(1)));
+        }
+        longest
+    });
+    // The ticker runs first.
+    tokio::task::yield_now().await;
+    let mut work = std::pin::pin!(work);
+    let mut longest_poll = Duration::ZERO;
+    std::future::poll_fn(|cx| {
+        let start = std::time::Instant::now();
+        let poll = work.as_mut().poll(cx);
+        longest_poll = longest_poll.max(start.elapsed());
+        poll
+    })
+    .await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (longest_poll, ticker.await.unwrap())
+}
+
+/// Issue 21: no async call blocks the executor. On a current-thread runtime, one task makes
+/// every kind of async call to a stack whose thread takes 100 ms a turn, while a second
+/// task's 1 ms timer is never held up by more than a few milliseconds (a call that blocked
+/// would hold it for up to a turn).
+#[test]
+fn no_async_call_blocks_the_executor_while_the_stack_thread_is_slow() {
+    use tapstack::tokio::TcpSocket;
+    let (a, b) = memory_pair(1500).unwrap();
+    let slow = Stack::new(SlowDevice(a), config(1, 1)).unwrap();
+    let peer = Stack::new(b, config(2, 2)).unwrap();
+    let stall = current_thread().block_on(async move {
+        // The peer's sockets are made before the measurement: its stack is not slow.
+        let peer_listener = TcpListener::bind(&peer, "0.0.0.0:9").await.unwrap();
+        let peer_udp = UdpSocket::bind(&peer, "0.0.0.0:53").await.unwrap();
+        longest_stall(async {
+            // TCP: bind, listen, connect, options, addresses, data both ways, shutdowns.
+            let listener = TcpListener::bind(&slow, "0.0.0.0:7").await.unwrap();
+            let socket = TcpSocket::new(&slow);
+            socket.bind("0.0.0.0:8").unwrap();
+            let listener8 = socket.listen(16).await.unwrap();
+            assert_eq!(listener8.local_addr().unwrap().port(), 8);
+            let conn = TcpStream::connect(&slow, "10.0.0.2:9").await.unwrap();
+            let (mut served, _) = peer_listener.accept().await.unwrap();
+            conn.set_nodelay(true).unwrap();
+            assert!(conn.nodelay().unwrap());
+            conn.set_ttl(9).unwrap();
+            assert_eq!(conn.socket().ttl().unwrap(), 9);
+            conn.socket().set_tos(0x20).unwrap();
+            conn.socket()
+                .set_keepalive(Some(Duration::from_secs(60)))
+                .unwrap();
+            assert_eq!(
+                conn.local_addr().unwrap().ip(),
+                std::net::Ipv4Addr::new(10, 0, 0, 1)
+            );
+            assert_eq!(conn.peer_addr().unwrap(), "10.0.0.2:9".parse().unwrap());
+            let (mut r, mut w) = conn.into_split();
+            w.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            served.read_exact(&mut buf).await.unwrap();
+            served.write_all(b"pong").await.unwrap();
+            r.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"pong");
+            w.shutdown().await.unwrap();
+            served.shutdown().await.unwrap();
+            assert_eq!(r.read(&mut buf).await.unwrap(), 0);
+            // Both ways closed: this one asks the stack thread for its answer.
+            let _ = w.shutdown().await;
+            drop(w);
+            let conn = TcpStream::connect(&slow, "10.0.0.2:9").await.unwrap();
+            let (_accepted, _) = peer_listener.accept().await.unwrap();
+            // The write half's drop shuts down writing without waiting.
+            drop(conn.into_split());
+            // UDP: bind, connect, sends, a receive, options, addresses.
+            let udp = UdpSocket::bind(&slow, "0.0.0.0:5353").await.unwrap();
+            assert_eq!(udp.local_addr().unwrap().port(), 5353);
+            udp.send_to(b"one", "10.0.0.2:53").await.unwrap();
+            udp.connect("10.0.0.2:53").await.unwrap();
+            udp.send(b"two").await.unwrap();
+            let mut got = [0u8; 8];
+            for want in [&b"one"[..], b"two"] {
+                let (n, from) = peer_udp.recv_from(&mut got).await.unwrap();
+                assert_eq!(&got[..n], want);
+                peer_udp.send_to(&got[..n], from).await.unwrap();
+                assert_eq!(udp.recv(&mut got).await.unwrap(), n);
+            }
+            udp.socket().set_ttl(7).unwrap();
+            assert_eq!(udp.socket().ttl().unwrap(), 7);
+            udp.socket().set_broadcast(true).unwrap();
+            drop((listener, listener8, udp));
+            // The stack dropped with a connection open: its thread is left to close it.
+            let _open = TcpStream::connect(&slow, "10.0.0.2:9").await.unwrap();
+            drop(slow);
+        })
+        .await
+    });
+    let (poll, timer) = stall;
+    eprintln!("longest poll of the calls: {poll:?}; longest delay of a 1 ms timer: {timer:?}");
+    assert!(
+        poll < Duration::from_millis(20),
+        "one poll of the calls took {poll:?} (the stack thread takes {SLOW_TURN:?} a turn)"
+    );
 }

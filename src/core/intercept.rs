@@ -18,10 +18,12 @@ use std::sync::Arc;
 
 /// A new UDP flow offered to the application: the id of the socket that holds its datagrams,
 /// the destination the client sent to (the socket's local address) and the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct UdpOffer {
     /// The flow's socket, holding the datagrams received so far.
     pub id: SocketId,
+    /// The socket's shared receive state, which its handle takes over without a round trip.
+    pub io: super::UdpIo,
     /// The destination the client sent to.
     pub local: SocketAddrV4,
     /// The client.

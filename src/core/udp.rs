@@ -63,6 +63,11 @@ pub struct UdpShared {
     /// The bound address and the connected peer, as the socket's family shows them.
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+    /// `IP_TTL` as last set (`None`: the stack's default): the handle writes it as it posts
+    /// the change, so that it reads back at once.
+    ttl: Option<u8>,
+    /// `IPV6_V6ONLY` of an IPv6 socket; `None` for an IPv4 one.
+    only_v6: Option<bool>,
 }
 
 /// A UDP socket's shared receive state.
@@ -82,6 +87,21 @@ impl UdpShared {
     /// The connected peer, if any, as the socket shows it.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// `IP_TTL` as last set; `None` for the stack's default.
+    pub fn ttl(&self) -> Option<u8> {
+        self.ttl
+    }
+
+    /// Records `IP_TTL` as set by the handle, which posts the change to the core.
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.ttl = Some(ttl);
+    }
+
+    /// `IPV6_V6ONLY`; `None` for an IPv4 socket.
+    pub fn only_v6(&self) -> Option<bool> {
+        self.only_v6
     }
 
     /// The next datagram and its sender, a pending error, or `None` when nothing is there
@@ -127,15 +147,17 @@ impl UdpSocket {
             ttl: None,
             flow,
         };
-        sock.share_addrs();
+        sock.share_state();
         sock
     }
 
-    /// Tells the handles the socket's two ends, as it shows them.
-    fn share_addrs(&self) {
+    /// Tells the handles the socket's two ends, as it shows them, and its options.
+    fn share_state(&self) {
         let mut io = lock_udp(&self.io);
         io.local = Some(self.present(self.local));
         io.peer = self.remote.map(|r| self.present(r));
+        io.ttl = self.ttl;
+        io.only_v6 = self.v6.then_some(self.v6only);
     }
 
     /// Takes IPv4 datagrams too: an IPv6 socket on `[::]` without `IPV6_V6ONLY`.
@@ -483,7 +505,7 @@ impl Interface {
         if sock.local.ip().is_unspecified() && sock.local.is_ipv4() == remote.is_ipv4() {
             sock.local.set_ip(src);
         }
-        sock.share_addrs();
+        sock.share_state();
         Ok(())
     }
 
@@ -642,7 +664,9 @@ impl Interface {
         if ttl == Some(0) {
             return Err(os_err(libc::EINVAL));
         }
-        self.udp.get(id)?.ttl = ttl;
+        let sock = self.udp.get(id)?;
+        sock.ttl = ttl;
+        sock.share_state();
         Ok(())
     }
 
@@ -667,6 +691,7 @@ impl Interface {
             return Err(os_err(libc::EADDRINUSE));
         }
         sock.v6only = on;
+        sock.share_state();
         Ok(())
     }
 
@@ -737,15 +762,16 @@ impl Interface {
                     expired: false,
                     quote,
                 };
-                self.udp
-                    .sockets
-                    .insert(id, UdpSocket::new(to.into(), Some(from.into()), Some(flow)));
+                let sock = UdpSocket::new(to.into(), Some(from.into()), Some(flow));
+                let io = sock.io.clone();
+                self.udp.sockets.insert(id, sock);
                 self.udp.flows.insert((to, from), id);
                 let due = now + cfg.decision_timeout.min(cfg.udp_timeout);
                 self.udp.flow_timers.insert((due, id));
                 self.stats.icpt_udp_offered += 1;
                 self.publish_offers(Some(super::UdpOffer {
                     id,
+                    io,
                     local: to,
                     remote: from,
                 }));

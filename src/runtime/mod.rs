@@ -13,7 +13,7 @@ use crate::phy::{Device, WakeFd};
 use crate::stats::Counters;
 use crate::time::{earliest, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use reply::{reply, ReplyTx};
+use reply::{reply, ReplyRx, ReplyTx};
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,6 +51,8 @@ pub(crate) struct Handle {
     wake: Arc<WakeFd>,
     /// The stack writes a trace ([`StackConfig::trace`]): sockets may be traced.
     traces: bool,
+    /// The stack's default TTL, which a socket without `IP_TTL` of its own reports.
+    ttl: u8,
 }
 
 pub(crate) use crate::tcp::shared::stopped;
@@ -59,6 +61,11 @@ impl Handle {
     /// Whether the stack has a trace output.
     pub fn traces(&self) -> bool {
         self.traces
+    }
+
+    /// The stack's default TTL ([`StackConfig::ttl`]).
+    pub fn default_ttl(&self) -> u8 {
+        self.ttl
     }
 
     pub fn send(&self, cmd: Command) -> io::Result<()> {
@@ -82,11 +89,21 @@ impl Handle {
         &self,
         f: impl FnOnce(&mut Interface, Instant) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
+        self.ask(f)?.wait()
+    }
+
+    /// Runs `f` on the stack thread; its result is waited for or awaited from the
+    /// [`Pending`] reply. A result whose reply was dropped unread is dropped on the stack
+    /// thread: a result that owns a socket closes it.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Interface, Instant) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<Pending<T>> {
         let (mut tx, rx) = reply();
         self.send(Command::Exec(Box::new(move |iface, now| {
             tx.send(f(iface, now));
         })))?;
-        rx.recv().ok_or_else(stopped)?
+        Ok(Pending(rx))
     }
 
     /// Runs `f` on the stack thread whenever socket `id` may be ready, until it returns an
@@ -122,11 +139,39 @@ impl Handle {
     }
 }
 
+/// The stack thread's answer to a call of [`Handle::ask`]: [`Pending::wait`] blocks for it,
+/// `.await` waits without blocking an executor. `stopped` if the stack stopped first.
+pub(crate) struct Pending<T>(ReplyRx<io::Result<T>>);
+
+impl<T> Pending<T> {
+    /// Blocks until the stack thread answers.
+    pub fn wait(self) -> io::Result<T> {
+        self.0.recv().ok_or_else(stopped)?
+    }
+}
+
+impl<T> std::future::Future for Pending<T> {
+    type Output = io::Result<T>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<T>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.ok_or_else(stopped)?)
+    }
+}
+
 /// A running stack: its thread stops and is joined when this is dropped.
 pub struct Stack {
     handle: Handle,
     config: StackConfig,
     thread: Option<JoinHandle<()>>,
+    /// Answered (closed) when the stack thread has ended.
+    done: Option<ReplyRx<()>>,
+    /// The offer queues of catch-all interception, if the stack intercepts.
+    intercept: Option<Arc<crate::core::InterceptIo>>,
 }
 
 impl Stack {
@@ -153,15 +198,19 @@ impl Stack {
             t.write_header(std::time::SystemTime::now())?;
         }
         let iface = Interface::new(config.clone(), Instant::ZERO);
+        let intercept = iface.intercept_io();
         let thread_wake = wake.clone();
         let thread_linger = config.linger;
         let busy_poll = match std::thread::available_parallelism() {
             Ok(n) if n.get() > 1 => config.busy_poll.min(crate::config::MAX_BUSY_POLL),
             _ => std::time::Duration::ZERO,
         };
+        // Dropped as the thread ends, after the stack thread's state: wakes `shutdown`.
+        let (done_tx, done) = reply::<()>();
         let thread = std::thread::Builder::new()
             .name("tapstack".into())
             .spawn(move || {
+                let _done = done_tx;
                 StackThread {
                     iface,
                     device,
@@ -182,9 +231,12 @@ impl Stack {
                 tx,
                 wake,
                 traces: config.trace.is_some(),
+                ttl: config.ttl,
             },
             config,
             thread: Some(thread),
+            done: Some(done),
+            intercept,
         })
     }
 
@@ -204,16 +256,58 @@ impl Stack {
     pub(crate) fn handle(&self) -> Handle {
         self.handle.clone()
     }
+
+    /// The offer queues of catch-all interception, shared with the stack thread.
+    pub(crate) fn intercept_io(&self) -> Option<Arc<crate::core::InterceptIo>> {
+        self.intercept.clone()
+    }
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
+impl Stack {
+    /// Stops the stack as dropping it does, and waits for its thread to end without blocking
+    /// the caller's executor: the way to stop a stack in async code when its connections
+    /// must be closed (their data sent, for at most [`StackConfig::linger`]) before going on.
+    pub async fn shutdown(mut self) {
         let _ = self.handle.send(Command::Shutdown);
+        if let Some(done) = self.done.take() {
+            done.await;
+        }
+        // The thread has ended or is returning: the join is immediate.
+        self.join();
+    }
+
+    fn join(&mut self) {
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 log::error!("the stack thread panicked");
             }
         }
+    }
+}
+
+impl Drop for Stack {
+    /// Stops the stack: its connections are closed, their data sent for at most
+    /// [`StackConfig::linger`], and the thread joined. Inside a tokio runtime the thread is
+    /// not joined, so that the executor is never blocked: it finishes in the background (use
+    /// [`Stack::shutdown`] to wait for it).
+    fn drop(&mut self) {
+        let _ = self.handle.send(Command::Shutdown);
+        if in_async_runtime() {
+            return;
+        }
+        self.join();
+    }
+}
+
+/// Whether this thread runs a tokio runtime's tasks, which a wait would stall.
+fn in_async_runtime() -> bool {
+    #[cfg(feature = "tokio")]
+    {
+        ::tokio::runtime::Handle::try_current().is_ok()
+    }
+    #[cfg(not(feature = "tokio"))]
+    {
+        false
     }
 }
 

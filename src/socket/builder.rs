@@ -3,7 +3,7 @@
 
 use super::{any_addr, TcpListener, TcpStream};
 use crate::config::Buffers;
-use crate::runtime::Stack;
+use crate::runtime::{Pending, Stack};
 use crate::tcp::SocketOpts;
 use std::cell::Cell;
 use std::io;
@@ -114,6 +114,14 @@ impl<'a> TcpSocket<'a> {
 
     /// Sends the SYN without waiting (see [`TcpStream::connect_nonblocking`]).
     pub fn connect_nonblocking<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
+        self.connect_request(addr)?.wait()
+    }
+
+    /// Asks the stack thread to send the SYN.
+    pub(crate) fn connect_request<A: ToSocketAddrs>(
+        self,
+        addr: A,
+    ) -> io::Result<Pending<TcpStream>> {
         let remote = any_addr(addr)?;
         let port = self.local.get().map(|l| l.port()).filter(|p| *p != 0);
         TcpStream::start_connect(self.stack, port, remote, self.opts())
@@ -154,11 +162,16 @@ impl<'a> TcpSocket<'a> {
     /// Listens on the bound address (else `0.0.0.0` and an ephemeral port) with room for
     /// `backlog` connections not yet accepted; they get this socket's buffer sizes.
     pub fn listen(self, backlog: usize) -> io::Result<TcpListener> {
+        self.listen_request(backlog)?.wait()
+    }
+
+    /// Asks the stack thread to listen.
+    pub(crate) fn listen_request(self, backlog: usize) -> io::Result<Pending<TcpListener>> {
         let local = self
             .local
             .get()
             .unwrap_or(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0));
-        TcpListener::listen_with(self.stack, local, backlog, self.opts(), self.only_v6.get())
+        TcpListener::listen_request(self.stack, local, backlog, self.opts(), self.only_v6.get())
     }
 
     /// The bound address, if `bind` was called.

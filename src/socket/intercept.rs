@@ -69,14 +69,12 @@ impl Interceptor {
     /// The interceptor of `stack`; `InvalidInput` if its configuration does not intercept.
     pub fn new(stack: &Stack) -> io::Result<Interceptor> {
         let handle = stack.handle();
-        let shared = handle
-            .call(|iface, _| Ok(iface.intercept_io()))?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the stack does not intercept: set StackConfig::intercept",
-                )
-            })?;
+        let shared = stack.intercept_io().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the stack does not intercept: set StackConfig::intercept",
+            )
+        })?;
         Ok(Interceptor {
             handle,
             shared,
@@ -272,7 +270,11 @@ impl InterceptedUdp {
     /// once the flow has idled out.
     pub fn accept(mut self) -> io::Result<UdpSocket> {
         self.decide(FlowDecision::Accept)?;
-        UdpSocket::adopt(self.handle.clone(), self.offer.id)
+        Ok(UdpSocket::adopt(
+            self.handle.clone(),
+            self.offer.id,
+            self.offer.io.clone(),
+        ))
     }
 
     /// Refuses the flow: its datagrams are answered with ICMP port unreachable.

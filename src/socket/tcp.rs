@@ -8,7 +8,7 @@
 use super::{any_addr, deadline, would_block};
 use crate::config::Buffers;
 use crate::core::SocketId;
-use crate::runtime::{Command, Handle, Stack};
+use crate::runtime::{Command, Handle, Pending, Stack};
 use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
 use crate::tcp::SocketOpts;
 use std::io::{self, Read, Write};
@@ -146,48 +146,59 @@ impl TcpListener {
         addr: A,
         backlog: usize,
     ) -> io::Result<TcpListener> {
+        Self::bind_request(stack, addr, backlog)?.wait()
+    }
+
+    /// Asks the stack thread to listen on `addr` (see [`TcpListener::bind_with_backlog`]).
+    pub(crate) fn bind_request<A: ToSocketAddrs>(
+        stack: &Stack,
+        addr: A,
+        backlog: usize,
+    ) -> io::Result<Pending<TcpListener>> {
         let addr = any_addr(addr)?;
         let opts = SocketOpts {
             buffers: stack.config().tcp.buffers(),
             ..SocketOpts::default()
         };
-        Self::listen_with(stack, addr, backlog, opts, false)
+        Self::listen_request(stack, addr, backlog, opts, false)
     }
 
-    /// Listens on `addr`, giving connections the buffers, Diffserv field and tracing of
-    /// `opts`.
-    pub(crate) fn listen_with(
+    /// Asks the stack thread to listen on `addr`, giving connections the buffers, Diffserv
+    /// field and tracing of `opts`. The listener is made there, so an answer nobody takes
+    /// closes it.
+    pub(crate) fn listen_request(
         stack: &Stack,
         addr: SocketAddr,
         backlog: usize,
         opts: SocketOpts,
         v6only: bool,
-    ) -> io::Result<TcpListener> {
+    ) -> io::Result<Pending<TcpListener>> {
         let SocketOpts {
             buffers,
             dscp,
             trace,
         } = opts;
-        if trace {
-            check_trace_output(&stack.handle())?;
-        }
         let handle = stack.handle();
-        let (id, local, shared) = handle.call(move |iface, now| {
+        if trace {
+            check_trace_output(&handle)?;
+        }
+        stack.handle().ask(move |iface, now| {
             iface.with_tcp(now, |tcp, _| {
                 let (id, local) = tcp.listen_opts(addr, backlog, buffers, v6only)?;
+                // From here the listener owns the port: dropping it closes it.
+                let inner = Inner::new(handle, id);
                 // Before any SYN can reach it: this runs on the stack thread.
                 tcp.set_dscp(id, dscp)?;
                 tcp.set_trace(id, now, trace)?;
                 let shared = tcp
                     .listen_io(id)
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-                Ok((id, local, shared))
+                Ok(TcpListener {
+                    inner,
+                    local,
+                    shared,
+                })
             })
-        })?;
-        Ok(TcpListener {
-            inner: Inner::new(handle, id),
-            local,
-            shared,
         })
     }
 
@@ -384,6 +395,14 @@ impl TcpStream {
     /// the handshake ends, and [`TcpStream::connect_status`] tells how. Dropping the stream
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
+        Self::connect_request(stack, addr)?.wait()
+    }
+
+    /// Asks the stack thread to send the SYN (see [`TcpStream::connect_nonblocking`]).
+    pub(crate) fn connect_request<A: ToSocketAddrs>(
+        stack: &Stack,
+        addr: A,
+    ) -> io::Result<Pending<TcpStream>> {
         let remote = any_addr(addr)?;
         let opts = SocketOpts {
             buffers: stack.config().tcp.buffers(),
@@ -392,27 +411,29 @@ impl TcpStream {
         Self::start_connect(stack, None, remote, opts)
     }
 
-    /// Sends the SYN from `local_port` (else an ephemeral port) with `opts`.
+    /// Asks the stack thread to send the SYN from `local_port` (else an ephemeral port) with
+    /// `opts`. The stream is made there, so an answer nobody takes abandons the connection.
     pub(crate) fn start_connect(
         stack: &Stack,
         local_port: Option<u16>,
         remote: SocketAddr,
         opts: SocketOpts,
-    ) -> io::Result<TcpStream> {
-        if opts.trace {
-            check_trace_output(&stack.handle())?;
-        }
+    ) -> io::Result<Pending<TcpStream>> {
         let handle = stack.handle();
-        let (id, shared) = handle.call(move |iface, now| {
+        if opts.trace {
+            check_trace_output(&handle)?;
+        }
+        stack.handle().ask(move |iface, now| {
             let id = iface.with_tcp(now, |tcp, stats| {
                 tcp.connect_with(now, local_port, remote, opts, stats)
             })?;
-            Ok((id, shared(iface, id)?))
-        })?;
-        // From here the handle owns the connection: dropping it on failure closes it.
-        Ok(TcpStream {
-            inner: Inner::with_shared(handle, id, Some(shared.clone())),
-            shared,
+            let shared = shared(iface, id);
+            // From here the handle owns the connection: dropping it on failure closes it.
+            let inner = Inner::with_shared(handle, id, shared.as_ref().ok().cloned());
+            Ok(TcpStream {
+                inner,
+                shared: shared?,
+            })
         })
     }
 
@@ -489,6 +510,17 @@ impl TcpStream {
     /// Half- or full-closes: `Write` sends a FIN after the buffered data; `Read` makes reads
     /// return 0.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self.shutdown_request(how)? {
+            Some(answer) => answer.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Shuts down as [`TcpStream::shutdown`] does. A connection under way takes it at once
+    /// for this handle and the stack thread is told without a wait (`None`); one connecting,
+    /// failed or finished is asked, for its exact error (`ENOTCONN`), and the answer comes as
+    /// `Some`.
+    pub(crate) fn shutdown_request(&self, how: Shutdown) -> io::Result<Option<Pending<()>>> {
         let id = self.id();
         let (read, write) = match how {
             Shutdown::Read => (true, false),
@@ -496,9 +528,6 @@ impl TcpStream {
             Shutdown::Both => (true, true),
         };
         {
-            // A connection under way takes effect for this handle at once and the stack
-            // thread is told without a wait; one connecting, failed or finished is asked,
-            // for its exact error (`ENOTCONN`).
             let mut state = self.shared.lock();
             if state.status.stopped {
                 return Err(stopped());
@@ -511,21 +540,27 @@ impl TcpStream {
                 state.shut.write |= write;
                 // Readers and writers waiting on this connection see it now.
                 self.shared.wake(state);
-                return self.inner.handle.post(move |iface, now| {
+                self.inner.handle.post(move |iface, now| {
                     let _ =
                         iface.with_tcp(now, |tcp, stats| tcp.shutdown(id, now, read, write, stats));
-                });
+                })?;
+                return Ok(None);
             }
         }
-        self.inner.handle.call(move |iface, now| {
+        let answer = self.inner.handle.ask(move |iface, now| {
             iface.with_tcp(now, |tcp, stats| tcp.shutdown(id, now, read, write, stats))
-        })
+        })?;
+        Ok(Some(answer))
     }
 
     /// `true` turns Nagle's algorithm off (RFC 896). It takes effect on the stack thread
     /// before any later write is sent, without waiting for it.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         let id = self.id();
+        // Recorded and posted under the lock, so that clones setting it at once agree with
+        // the core on the last value.
+        let mut state = self.shared.lock();
+        state.nodelay = nodelay;
         self.inner.handle.post(move |iface, now| {
             let _ = iface.with_tcp(now, |tcp, stats| tcp.set_nodelay(id, now, nodelay, stats));
         })
@@ -543,10 +578,14 @@ impl TcpStream {
     /// Keep-alive probes after `idle` without traffic (RFC 1122 §4.2.3.6); `None` turns them
     /// off (the default). Unanswered probes end the connection with `TimedOut`.
     pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        if idle.is_some_and(|t| t.is_zero()) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_keepalive(id, now, idle)))
+        // Posted, not waited for: applied before any later call of this handle.
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.with_tcp(now, |tcp, _| tcp.set_keepalive(id, now, idle));
+        })
     }
 
     /// Copies received data into `buf` without taking it (`MSG_PEEK`, as
@@ -631,9 +670,10 @@ impl TcpStream {
             ));
         }
         let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, now| iface.with_tcp(now, |tcp, _| tcp.set_max_retries(id, retries)))
+        // Posted, not waited for, as `set_keepalive` is.
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.with_tcp(now, |tcp, _| tcp.set_max_retries(id, retries));
+        })
     }
 
     /// `IP_TOS`: the type-of-service byte of the connection's segments, as `socket2` takes
@@ -648,27 +688,31 @@ impl TcpStream {
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = super::ttl_value(ttl)?;
         let id = self.id();
-        // Posted, not waited for: applied before any later call of this handle.
+        // Posted, not waited for: applied before any later call of this handle; recorded
+        // under the lock as `set_nodelay` is.
+        let mut state = self.shared.lock();
+        state.ttl = Some(ttl);
         self.inner.handle.post(move |iface, now| {
             let _ = iface.with_tcp(now, |tcp, _| tcp.set_ttl(id, Some(ttl)));
         })
     }
 
-    /// The TTL of the connection's segments.
+    /// The TTL of the connection's segments, from the shared state: no round trip.
     pub fn ttl(&self) -> io::Result<u32> {
-        let id = self.id();
-        self.inner.handle.call(move |iface, _| {
-            let default = iface.config().ttl;
-            Ok(u32::from(iface.tcp().ttl(id)?.unwrap_or(default)))
-        })
+        let ttl = self.shared.lock().ttl;
+        Ok(u32::from(ttl.unwrap_or(self.inner.handle.default_ttl())))
     }
 
     /// Keep-alive with all three of its settings (Linux's `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
     /// `TCP_KEEPCNT`), or off with `None`. Zero times or zero probes are `InvalidInput`.
     pub fn set_keepalive_with(&self, params: Option<crate::Keepalive>) -> io::Result<()> {
+        if params.is_some_and(|p| p.idle.is_zero() || p.interval.is_zero() || p.probes == 0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let id = self.id();
-        self.inner.handle.call(move |iface, now| {
-            iface.with_tcp(now, |tcp, _| tcp.set_keepalive_with(id, now, params))
+        // Posted, not waited for, as `set_keepalive` is.
+        self.inner.handle.post(move |iface, now| {
+            let _ = iface.with_tcp(now, |tcp, _| tcp.set_keepalive_with(id, now, params));
         })
     }
 
@@ -709,12 +753,10 @@ impl TcpStream {
         })
     }
 
-    /// As `std::net::TcpStream::nodelay`: whether Nagle's algorithm is off (`TCP_NODELAY`).
+    /// As `std::net::TcpStream::nodelay`: whether Nagle's algorithm is off (`TCP_NODELAY`),
+    /// from the shared state: no round trip.
     pub fn nodelay(&self) -> io::Result<bool> {
-        let id = self.id();
-        self.inner
-            .handle
-            .call(move |iface, _| iface.tcp().nodelay(id))
+        Ok(self.shared.lock().nodelay)
     }
 
     /// As `std::net::TcpStream::set_read_timeout`: `None` blocks forever; a zero duration is

@@ -1,6 +1,6 @@
 use super::any_addr;
 use crate::core::SocketId;
-use crate::runtime::{Command, Handle, Stack};
+use crate::runtime::{Command, Handle, Pending, Stack};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,13 +35,26 @@ impl UdpSocket {
     /// IPv6 addresses or `[::]`, which also takes IPv4 datagrams (dual-stack, as on Linux).
     /// Port 0 picks an ephemeral port.
     pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
+        Self::bind_request(stack, addr)?.wait()
+    }
+
+    /// Asks the stack thread to bind (see [`UdpSocket::bind`]); the socket is made there, so
+    /// an answer nobody takes closes it.
+    pub(crate) fn bind_request<A: ToSocketAddrs>(
+        stack: &Stack,
+        addr: A,
+    ) -> io::Result<Pending<UdpSocket>> {
         let addr = any_addr(addr)?;
         let handle = stack.handle();
-        let (id, rx) = handle.call(move |iface, _| {
+        stack.handle().ask(move |iface, _| {
             let id = iface.udp_bind(addr)?;
-            Ok((id, iface.udp_io(id)?))
-        })?;
-        Ok(UdpSocket {
+            let rx = iface.udp_io(id)?;
+            Ok(UdpSocket::new(handle, id, rx))
+        })
+    }
+
+    fn new(handle: Handle, id: SocketId, rx: crate::core::UdpIo) -> UdpSocket {
+        UdpSocket {
             inner: Arc::new(Inner {
                 handle,
                 id,
@@ -49,44 +62,62 @@ impl UdpSocket {
                 read_timeout_ns: AtomicU64::new(0),
                 nonblocking: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
-    /// A handle to socket `id`, which the core already holds (an accepted intercepted flow).
-    pub(crate) fn adopt(handle: Handle, id: SocketId) -> io::Result<UdpSocket> {
-        let rx = handle.call(move |iface, _| iface.udp_io(id))?;
-        Ok(UdpSocket {
-            inner: Arc::new(Inner {
-                handle,
-                id,
-                rx,
-                read_timeout_ns: AtomicU64::new(0),
-                nonblocking: AtomicBool::new(false),
-            }),
-        })
+    /// A handle to socket `id`, which the core already holds with shared state `rx` (an
+    /// accepted intercepted flow).
+    pub(crate) fn adopt(handle: Handle, id: SocketId, rx: crate::core::UdpIo) -> UdpSocket {
+        UdpSocket::new(handle, id, rx)
     }
 
-    fn call<T: Send + 'static>(
+    fn ask<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut crate::core::Interface, SocketId, crate::time::Instant) -> io::Result<T>
             + Send
             + 'static,
-    ) -> io::Result<T> {
+    ) -> io::Result<Pending<T>> {
         let id = self.inner.id;
-        self.inner.handle.call(move |iface, now| f(iface, id, now))
+        self.inner.handle.ask(move |iface, now| f(iface, id, now))
+    }
+
+    /// Runs `f` on the stack thread without waiting for it: for options checked here, which
+    /// the stack thread applies before any later call of this socket.
+    fn post(
+        &self,
+        f: impl FnOnce(&mut crate::core::Interface, SocketId) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        let id = self.inner.id;
+        self.inner.handle.post(move |iface, _| {
+            let _ = f(iface, id);
+        })
     }
 
     /// As `std::net::UdpSocket::send_to`: sends one datagram to `addr`; returns the bytes sent.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
+        self.send_to_request(buf, addr)?.wait()
+    }
+
+    /// Hands a datagram for `addr` to the stack thread; its answer says whether it was sent.
+    pub(crate) fn send_to_request<A: ToSocketAddrs>(
+        &self,
+        buf: &[u8],
+        addr: A,
+    ) -> io::Result<Pending<usize>> {
         let dst = any_addr(addr)?;
         let data = buf.to_vec();
-        self.call(move |iface, id, now| iface.udp_send(now, id, &data, Some(dst)))
+        self.ask(move |iface, id, now| iface.udp_send(now, id, &data, Some(dst)))
     }
 
     /// Sends to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send_request(buf)?.wait()
+    }
+
+    /// Hands a datagram for the connected peer to the stack thread.
+    pub(crate) fn send_request(&self, buf: &[u8]) -> io::Result<Pending<usize>> {
         let data = buf.to_vec();
-        self.call(move |iface, id, now| iface.udp_send(now, id, &data, None))
+        self.ask(move |iface, id, now| iface.udp_send(now, id, &data, None))
     }
 
     /// Receives one datagram; the excess of one larger than `buf` is discarded.
@@ -125,18 +156,25 @@ impl UdpSocket {
 
     /// Sets the peer for `send`/`recv`; datagrams from others are then dropped.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        self.connect_request(addr)?.wait()
+    }
+
+    /// Asks the stack thread to connect the socket to `addr`.
+    pub(crate) fn connect_request<A: ToSocketAddrs>(&self, addr: A) -> io::Result<Pending<()>> {
         let remote = any_addr(addr)?;
-        self.call(move |iface, id, _| iface.udp_connect(id, remote))
+        self.ask(move |iface, id, _| iface.udp_connect(id, remote))
     }
 
     /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to. Read from the
     /// state the socket shares with the core: no round trip.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let local = crate::core::lock_udp(&self.inner.rx).local_addr();
-        match local {
-            Some(a) => Ok(a),
-            None => self.call(|iface, id, _| iface.udp_local_addr(id)),
-        }
+        self.shared()
+            .local_addr()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, crate::core::UdpShared> {
+        crate::core::lock_udp(&self.inner.rx)
     }
 
     /// As `std::net::UdpSocket::peer_addr`: the connected peer, or `NotConnected`.
@@ -165,39 +203,54 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// `IP_TTL`: the TTL of the datagrams this socket sends (1 to 255).
+    /// `IP_TTL`: the TTL of the datagrams this socket sends (1 to 255). Posted, not waited
+    /// for: it applies to every later send.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = super::ttl_value(ttl)?;
-        self.call(move |iface, id, _| iface.udp_set_ttl(id, Some(ttl)))
+        // Recorded and posted under the lock, so that clones setting it at once agree with
+        // the core on the last value.
+        let mut shared = self.shared();
+        shared.set_ttl(ttl);
+        self.post(move |iface, id| iface.udp_set_ttl(id, Some(ttl)))
     }
 
-    /// The TTL of the datagrams this socket sends.
+    /// The TTL of the datagrams this socket sends, from the shared state: no round trip.
     pub fn ttl(&self) -> io::Result<u32> {
-        self.call(move |iface, id, _| iface.udp_ttl(id).map(u32::from))
+        let ttl = self.shared().ttl();
+        Ok(u32::from(ttl.unwrap_or(self.inner.handle.default_ttl())))
     }
 
     /// As `std::net::UdpSocket::set_broadcast` (`SO_BROADCAST`): allows sending to broadcast
-    /// addresses; without it such a send fails with `EACCES`.
+    /// addresses; without it such a send fails with `EACCES`. Posted, not waited for.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
-        self.call(move |iface, id, _| iface.udp_set_broadcast(id, on))
+        self.post(move |iface, id| iface.udp_set_broadcast(id, on))
     }
 
     /// As `std::net::UdpSocket::set_only_v6` (`IPV6_V6ONLY`): a socket on `[::]` then takes
     /// IPv6 only, and the port's IPv4 side is free for another socket. Off (the default), it
-    /// takes both families, as on Linux. `InvalidInput` on an IPv4 socket.
+    /// takes both families, as on Linux. `InvalidInput` on an IPv4 socket. Unlike the other
+    /// options it waits for the stack thread, which alone knows whether the port's IPv4 side
+    /// is free (`EADDRINUSE`); Linux allows it only before `bind`, where tapstack has no
+    /// socket yet.
     pub fn set_only_v6(&self, only_v6: bool) -> io::Result<()> {
-        self.call(move |iface, id, _| iface.udp_set_only_v6(id, only_v6))
+        if self.shared().only_v6().is_none() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.ask(move |iface, id, _| iface.udp_set_only_v6(id, only_v6))?
+            .wait()
     }
 
-    /// As `std::net::UdpSocket::only_v6`.
+    /// As `std::net::UdpSocket::only_v6`, from the shared state.
     pub fn only_v6(&self) -> io::Result<bool> {
-        self.call(|iface, id, _| iface.udp_only_v6(id))
+        self.shared()
+            .only_v6()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
     /// Sets DF on every datagram; sends over the MTU then fail with `EMSGSIZE`
-    /// (Linux `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`).
+    /// (Linux `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`). Posted, not waited for.
     pub fn set_dont_fragment(&self, on: bool) -> io::Result<()> {
-        self.call(move |iface, id, _| iface.udp_set_dont_fragment(id, on))
+        self.post(move |iface, id| iface.udp_set_dont_fragment(id, on))
     }
 
     /// Sets the readiness callback of the socket (see [`super::Poller`]), called by the stack

@@ -60,6 +60,11 @@ pub struct IoState {
     /// of an IPv6 listener), set once by the core: the handle reads them without a round
     /// trip, and still after the connection is gone.
     pub addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// `TCP_NODELAY` as last set: the handle records it as it posts the change to the core,
+    /// so that it reads back at once, without a round trip.
+    pub nodelay: bool,
+    /// `IP_TTL` as last set, likewise; `None` for the stack's default.
+    pub ttl: Option<u8>,
 }
 
 /// The directions the handle has shut down (`shutdown(2)`).
@@ -276,6 +281,8 @@ impl SocketIo {
             shut: Shut::default(),
             wakers: Wakers::default(),
             addrs: None,
+            nodelay: false,
+            ttl: None,
         })
     }
 }

@@ -56,7 +56,7 @@ pub struct Interceptor {
 }
 
 impl Interceptor {
-    /// The interceptor of `stack` (one short call to the stack thread, made once); fails with
+    /// The interceptor of `stack` (no call to the stack thread); fails with
     /// `InvalidInput` if the stack does not intercept.
     pub fn new(stack: &Stack) -> io::Result<Interceptor> {
         Interceptor::from_std(socket::Interceptor::new(stack)?)

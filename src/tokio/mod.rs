@@ -12,9 +12,14 @@
 //! a tokio waker may be woken from any thread. Timeouts are `tokio::time::timeout` around any
 //! of these futures.
 //!
-//! TCP reads and writes copy to and from the connection's buffers under their lock, with no
-//! call to the stack thread; binding, connecting, shutting down, socket options and every UDP
-//! operation are one short call to the stack thread, as in the blocking API.
+//! No call blocks the executor. TCP reads and writes copy to and from the connection's
+//! buffers under their lock, and UDP receives take from the socket's queue, with no call to the
+//! stack thread. Binding, listening, connecting and UDP sends await the stack thread's answer
+//! as a future, woken by it. Addresses and option values are read from state shared with the
+//! stack thread, and option changes and shutdowns are posted to it. A [`crate::Stack`] dropped
+//! inside a runtime leaves its thread to finish closing in the background;
+//! [`crate::Stack::shutdown`] awaits it. The exceptions, reached through `socket()`:
+//! `TCP_INFO`, buffer sizes and `set_only_v6` ask the stack thread and wait.
 //!
 //! Two stacks joined by the in-memory link, no tap needed: an echo server task and a client.
 //!

@@ -4,7 +4,7 @@ use super::ready::{Side, Wakers};
 use crate::runtime::Stack;
 use crate::socket;
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
@@ -22,7 +22,7 @@ impl TcpListener {
     /// Listens on `addr` (the stack's address or `0.0.0.0`; port 0 picks one) with the default
     /// backlog ([`socket::DEFAULT_BACKLOG`]).
     pub async fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpListener> {
-        TcpListener::from_std(socket::TcpListener::bind(stack, addr)?)
+        Self::bind_with_backlog(stack, addr, socket::DEFAULT_BACKLOG).await
     }
 
     /// Listens with room for `backlog` established connections not yet accepted.
@@ -31,9 +31,7 @@ impl TcpListener {
         addr: A,
         backlog: usize,
     ) -> io::Result<TcpListener> {
-        TcpListener::from_std(socket::TcpListener::bind_with_backlog(
-            stack, addr, backlog,
-        )?)
+        TcpListener::from_std(socket::TcpListener::bind_request(stack, addr, backlog)?.await?)
     }
 
     /// Takes over a blocking listener: it is made non-blocking, and its readiness now wakes
@@ -129,12 +127,14 @@ impl<'a> TcpSocket<'a> {
 
     /// Connects, waiting for the handshake without holding a thread.
     pub async fn connect<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
-        TcpStream::handshake(self.0.connect_nonblocking(addr)?).await
+        TcpStream::handshake(self.0.connect_request(addr)?.await?).await
     }
 
-    /// Listens with room for `backlog` connections not yet accepted.
-    pub fn listen(self, backlog: usize) -> io::Result<TcpListener> {
-        TcpListener::from_std(self.0.listen(backlog)?)
+    /// Listens with room for `backlog` connections not yet accepted. Unlike tokio's, it is
+    /// async: the stack thread opens the listener, and the task waits for its answer without
+    /// blocking the executor.
+    pub async fn listen(self, backlog: usize) -> io::Result<TcpListener> {
+        TcpListener::from_std(self.0.listen_request(backlog)?.await?)
     }
 }
 
@@ -143,6 +143,8 @@ impl<'a> TcpSocket<'a> {
 pub struct TcpStream {
     io: socket::TcpStream,
     wakers: Arc<Wakers>,
+    /// A `poll_shutdown` waiting for the stack thread's answer.
+    shutdown: std::sync::Mutex<Option<crate::runtime::Pending<()>>>,
 }
 
 impl TcpStream {
@@ -150,7 +152,7 @@ impl TcpStream {
     /// resolved by `ToSocketAddrs`, which may block: pass an address to avoid that. Dropping
     /// the future abandons the connection; wrap it in `tokio::time::timeout` to bound it.
     pub async fn connect<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
-        TcpStream::handshake(socket::TcpStream::connect_nonblocking(stack, addr)?).await
+        TcpStream::handshake(socket::TcpStream::connect_request(stack, addr)?.await?).await
     }
 
     /// Waits for the handshake of a stream whose SYN is sent.
@@ -171,7 +173,11 @@ impl TcpStream {
         io.set_nonblocking(true)?;
         let wakers = Arc::new(Wakers::default());
         io.watch(Some(wakers.watcher()));
-        Ok(TcpStream { io, wakers })
+        Ok(TcpStream {
+            io,
+            wakers,
+            shutdown: std::sync::Mutex::new(None),
+        })
     }
 
     /// The underlying socket, for the options not repeated here (`set_keepalive_with`,
@@ -334,9 +340,27 @@ impl TcpStream {
             .poll(Side::Write, cx, || (&self.io).write_vectored(bufs))
     }
 
-    /// Half-closes: the FIN follows the data already written.
-    fn shutdown_write(&self) -> Poll<io::Result<()>> {
-        Poll::Ready(self.io.shutdown(Shutdown::Write))
+    /// Half-closes: the FIN follows the data already written. A connection under way takes
+    /// it at once; for one connecting, failed or finished, the stack thread's answer (its
+    /// exact error) is awaited.
+    fn shutdown_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut pending = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.is_none() {
+            match self.io.shutdown_request(Shutdown::Write) {
+                Ok(None) => return Poll::Ready(Ok(())),
+                Ok(Some(answer)) => *pending = Some(answer),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        let Some(answer) = pending.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let result = ready!(Pin::new(answer).poll(cx));
+        *pending = None;
+        Poll::Ready(result)
     }
 }
 
@@ -398,9 +422,9 @@ macro_rules! async_io {
                 Poll::Ready(Ok(()))
             }
 
-            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 let $this = &*self;
-                $s.shutdown_write()
+                $s.shutdown_write(cx)
             }
         }
     };
@@ -461,9 +485,10 @@ impl OwnedWriteHalf {
 }
 
 impl Drop for OwnedWriteHalf {
+    /// Shuts down writing without waiting for the stack thread, as tokio's does.
     fn drop(&mut self) {
         if self.shutdown_on_drop {
-            let _ = self.stream.io.shutdown(Shutdown::Write);
+            let _ = self.stream.io.shutdown_request(Shutdown::Write);
         }
     }
 }

@@ -8,8 +8,10 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-/// A UDP socket whose receives are awaited. Sending never waits: a datagram is handed to the
-/// stack (or an error returned) at once, as with a kernel socket whose queue has room.
+/// A UDP socket whose receives are awaited. A send awaits the stack thread's verdict on the
+/// datagram (sent, or the error a kernel socket would return: `EMSGSIZE`, `EACCES`, ...)
+/// without blocking the executor; options and addresses are read from state shared with the
+/// stack thread or posted to it, never waited for.
 pub struct UdpSocket {
     io: socket::UdpSocket,
     wakers: Arc<Wakers>,
@@ -18,7 +20,7 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds to `addr` (the stack's address or `0.0.0.0`; port 0 picks an ephemeral port).
     pub async fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
-        UdpSocket::from_std(socket::UdpSocket::bind(stack, addr)?)
+        UdpSocket::from_std(socket::UdpSocket::bind_request(stack, addr)?.await?)
     }
 
     /// Takes over a blocking socket; its readiness now wakes this socket's tasks (replacing
@@ -30,19 +32,21 @@ impl UdpSocket {
         Ok(UdpSocket { io, wakers })
     }
 
-    /// The underlying socket, for the options not repeated here.
+    /// The underlying socket, for the options not repeated here. Its options never wait for
+    /// the stack thread, except `set_only_v6`; its blocking calls (`send_to`, `recv_from`,
+    /// ...) do, and belong on a blocking thread.
     pub fn socket(&self) -> &socket::UdpSocket {
         &self.io
     }
 
     /// Sends one datagram to `addr`.
     pub async fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        self.io.send_to(buf, addr)
+        self.io.send_to_request(buf, addr)?.await
     }
 
     /// Sends one datagram to the connected peer.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.send(buf)
+        self.io.send_request(buf)?.await
     }
 
     /// Waits for one datagram; the excess of one larger than `buf` is discarded. Cancel-safe:
@@ -62,7 +66,7 @@ impl UdpSocket {
 
     /// Sets the peer for `send`/`recv`; datagrams from others are then dropped.
     pub async fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        self.io.connect(addr)
+        self.io.connect_request(addr)?.await
     }
 
     /// The local address.
