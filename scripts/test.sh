@@ -44,5 +44,11 @@ if grep -rnE '^[^/]*crate::(core|runtime|socket)' src/tcp src/config.rs src/id.r
     exit 1
 fi
 cargo test --all-targets --features cli "$@"
+# The threads' protocols under model checkers (src/sync.rs), each in a build and a target
+# directory of its own: loom explores the reply, wait/wake, poke and wake-fd protocols
+# exhaustively; shuttle runs the whole runtime over the in-memory link, stacks stopped
+# mid-call, under 40 randomised schedules per test. About two minutes together.
+RUSTFLAGS="--cfg loom" cargo test --lib --release --target-dir target/loom --quiet loom
+RUSTFLAGS="--cfg shuttle" cargo test --lib --release --target-dir target/shuttle --quiet shuttle
 # The rustdoc examples that need no tap (two stacks over the in-memory link).
 cargo test --doc --features cli

@@ -52,6 +52,7 @@ pub mod phy;
 pub mod runtime;
 pub mod socket;
 pub mod stats;
+mod sync;
 pub mod tcp;
 pub mod time;
 #[cfg(feature = "tokio")]

@@ -71,10 +71,10 @@ pub struct UdpShared {
 }
 
 /// A UDP socket's shared receive state.
-pub type UdpIo = std::sync::Arc<std::sync::Mutex<UdpShared>>;
+pub type UdpIo = std::sync::Arc<crate::sync::Mutex<UdpShared>>;
 
 /// Locks a socket's shared state; a handle that panicked holding it leaves it usable.
-pub fn lock_udp(io: &UdpIo) -> std::sync::MutexGuard<'_, UdpShared> {
+pub fn lock_udp(io: &UdpIo) -> crate::sync::MutexGuard<'_, UdpShared> {
     io.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -1,9 +1,10 @@
 use super::{Device, WakeFd};
+use crate::sync::{Mutex, MutexGuard};
 use crate::time::Instant;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Frames queued towards one end, and the eventfd that says so.
 struct Queue {
@@ -39,7 +40,7 @@ pub fn memory_pair(mtu: usize) -> io::Result<(MemoryDevice, MemoryDevice)> {
     Ok((end(&a, &b), end(&b, &a)))
 }
 
-fn lock(q: &Queue) -> std::sync::MutexGuard<'_, VecDeque<Vec<u8>>> {
+fn lock(q: &Queue) -> MutexGuard<'_, VecDeque<Vec<u8>>> {
     q.frames.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -7,7 +7,7 @@ mod memory;
 mod path;
 mod pcap;
 mod tap;
-mod wake;
+pub(crate) mod wake;
 
 pub use crate::wire::Medium;
 pub use fault::{FaultConfig, FaultInjector};

@@ -5,18 +5,20 @@
 //! wait (a blocking receive) park a reply channel here until an event or their deadline.
 
 mod reply;
+#[cfg(all(test, shuttle))]
+mod shuttle;
 mod waiters;
 
 use crate::config::StackConfig;
 use crate::core::{Event, Interface, RxChecksums, SocketId};
 use crate::phy::{Device, WakeFd};
 use crate::stats::Counters;
+use crate::sync::thread;
 use crate::time::{earliest, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use reply::{reply, ReplyRx, ReplyTx};
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use waiters::Waiters;
 pub(crate) use waiters::{Wait, Wake};
 
@@ -167,7 +169,7 @@ impl<T> std::future::Future for Pending<T> {
 pub struct Stack {
     handle: Handle,
     config: StackConfig,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<thread::JoinHandle<()>>,
     /// Answered (closed) when the stack thread has ended.
     done: Option<ReplyRx<()>>,
     /// The offer queues of catch-all interception, if the stack intercepts.
@@ -207,7 +209,7 @@ impl Stack {
         };
         // Dropped as the thread ends, after the stack thread's state: wakes `shutdown`.
         let (done_tx, done) = reply::<()>();
-        let thread = std::thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("tapstack".into())
             .spawn(move || {
                 let _done = done_tx;
@@ -590,13 +592,13 @@ impl<D: Device> StackThread<D> {
             let due = self.device.poll_at().is_some_and(|t| t <= self.now());
             let frame = due
                 || self.device.poll_fd().is_none_or(|fd| {
-                    let mut pfd = libc::pollfd {
+                    let mut pfd = [libc::pollfd {
                         fd,
                         events: libc::POLLIN,
                         revents: 0,
-                    };
-                    // SAFETY: one live pollfd; a zero timeout never blocks.
-                    unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+                    }];
+                    // A zero timeout never blocks.
+                    crate::phy::wake::poll(&mut pfd, 0) > 0
                 });
             if command || frame {
                 return Some(Ready {
@@ -659,8 +661,7 @@ impl<D: Device> StackThread<D> {
                 revents: 0,
             },
         ];
-        // SAFETY: `fds` is a live array of two pollfd; a negative fd is ignored by poll.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        let n = crate::phy::wake::poll(&mut fds, timeout_ms);
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {

@@ -4,9 +4,10 @@
 //! caller polls the same reply as a future and is woken by its waker: it never blocks its
 //! executor.
 
+use crate::sync::{Condvar, Mutex};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 enum Slot<T> {
@@ -115,7 +116,7 @@ impl<T> Future for ReplyRx<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -158,5 +159,43 @@ mod tests {
         drop(tx);
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         assert_eq!(Pin::new(&mut rx).poll(&mut cx), Poll::Ready(None));
+    }
+}
+
+/// The reply under loom (`RUSTFLAGS="--cfg loom" cargo test --lib loom`): every interleaving
+/// of an answer, or of the stack thread dropping the call, with a blocked or an awaiting
+/// caller, ends with the caller woken with the answer.
+#[cfg(all(test, loom))]
+mod loom {
+    use super::*;
+
+    #[test]
+    fn a_blocked_caller_gets_the_answer() {
+        ::loom::model(|| {
+            let (mut tx, rx) = reply();
+            let stack = ::loom::thread::spawn(move || tx.send(7));
+            assert_eq!(rx.recv(), Some(7));
+            stack.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_blocked_caller_learns_of_a_dropped_call() {
+        ::loom::model(|| {
+            let (tx, rx) = reply::<u32>();
+            let stack = ::loom::thread::spawn(move || drop(tx));
+            assert_eq!(rx.recv(), None);
+            stack.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn an_awaiting_caller_is_woken_with_the_answer() {
+        ::loom::model(|| {
+            let (mut tx, rx) = reply();
+            let stack = ::loom::thread::spawn(move || tx.send(7));
+            assert_eq!(::loom::future::block_on(rx), Some(7));
+            stack.join().unwrap();
+        });
     }
 }

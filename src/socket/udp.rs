@@ -173,7 +173,7 @@ impl UdpSocket {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
-    fn shared(&self) -> std::sync::MutexGuard<'_, crate::core::UdpShared> {
+    fn shared(&self) -> crate::sync::MutexGuard<'_, crate::core::UdpShared> {
         crate::core::lock_udp(&self.inner.rx)
     }
 

@@ -10,10 +10,11 @@
 
 use super::buffer::{RecvBuffer, SendBuffer};
 use crate::id::SocketId;
+use crate::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 /// The connection as its handle sees it, published by the core.
@@ -382,5 +383,88 @@ pub type ListenIo = Shared<ListenState>;
 impl Default for ListenIo {
     fn default() -> ListenIo {
         Shared::with(ListenState::default())
+    }
+}
+
+/// The shared state's protocols under loom (`RUSTFLAGS="--cfg loom" cargo test --lib loom`).
+#[cfg(all(test, loom))]
+mod loom {
+    use super::*;
+    use crate::sync::AtomicU64;
+    use std::sync::atomic::Ordering;
+
+    /// A handle that sleeps until the core changes the state is always woken: the waiter
+    /// count it raises under the lock is what makes the core's `wake` notify.
+    #[test]
+    fn a_waiter_is_always_woken() {
+        ::loom::model(|| {
+            let shared = Arc::new(ListenIo::default());
+            let core = {
+                let shared = shared.clone();
+                ::loom::thread::spawn(move || {
+                    let mut state = shared.lock();
+                    state.stopped = true;
+                    shared.wake(state);
+                })
+            };
+            let mut state = shared.lock();
+            while !state.stopped {
+                state = shared.wait(state, None);
+            }
+            drop(state);
+            core.join().unwrap();
+        });
+    }
+
+    /// The poke: a handle queues data and pokes the core only if no poke is outstanding; the
+    /// core, served a poke, clears the flag and then sends what is queued (as `Tcp::poke`
+    /// does, then `flush`). Whatever the interleaving of two writes with the core, nothing is
+    /// left queued with no poke on its way.
+    #[test]
+    fn no_write_is_stranded_without_a_poke() {
+        ::loom::model(|| {
+            let io = Arc::new(SocketIo::new(SendBuffer::new(64), RecvBuffer::new(64, 4)));
+            io.lock().status.connecting = false;
+            io.lock().status.can_write = true;
+            let pokes = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(crate::sync::AtomicBool::new(false));
+            let writer = {
+                let (io, pokes, done) = (io.clone(), pokes.clone(), done.clone());
+                ::loom::thread::spawn(move || {
+                    for byte in [1u8, 2] {
+                        let mut state = io.lock();
+                        state.write(&[byte]).unwrap();
+                        if state.take_poke() {
+                            pokes.fetch_add(1, Ordering::AcqRel);
+                        }
+                    }
+                    done.store(true, Ordering::Release);
+                })
+            };
+            let serve = |io: &SocketIo| {
+                io.lock().poke = false;
+                let mut state = io.lock();
+                let n = state.send.len();
+                state.send.consume(n);
+            };
+            // The core serves the pokes as they come, then once more for each one left.
+            let mut served = 0;
+            loop {
+                if pokes.load(Ordering::Acquire) > served {
+                    served += 1;
+                    serve(&io);
+                }
+                if done.load(Ordering::Acquire) && pokes.load(Ordering::Acquire) == served {
+                    break;
+                }
+                ::loom::thread::yield_now();
+            }
+            writer.join().unwrap();
+            assert_eq!(
+                io.lock().send.len(),
+                0,
+                "data queued with no poke to send it"
+            );
+        });
     }
 }

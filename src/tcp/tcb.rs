@@ -9,9 +9,10 @@ use super::shared::{IoState, SocketIo};
 use super::timers::Timers;
 use super::TcpConfig;
 use crate::config::Buffers;
+use crate::sync::MutexGuard;
 use crate::time::Instant;
 use std::net::SocketAddr;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// RFC 9293 §3.3.2.
