@@ -338,47 +338,68 @@ struct StackThread<D> {
 }
 
 /// Returning freed connection memory to the system: the allocator keeps freed buffers in its
-/// heap, so after many connections close the process would keep their pages resident.
+/// heap, so after many connections close, or a few large buffers are freed, the process would
+/// keep their pages resident.
 #[derive(Default)]
 struct Trim {
-    /// Connections in the table at the last trim (or the most since).
-    high: u64,
-    /// Connections in the table at the last check.
-    current: u64,
+    /// Connections in the table, and buffer bytes the memory pool holds, at the last trim (or
+    /// the most since).
+    high: Usage,
+    /// The same at the last check.
+    current: Usage,
     /// When the allocator was last trimmed.
     last: Option<std::time::Instant>,
 }
 
+/// What the connections hold: their number and their buffers' bytes.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    connections: u64,
+    bytes: u64,
+}
+
 /// Connections that must have gone since the last trim before the next.
 const TRIM_AFTER_CLOSED: u64 = 256;
+/// Or buffer bytes that must have been freed since.
+const TRIM_AFTER_FREED: u64 = 32 << 20;
 /// At most one trim per this long: it walks the allocator's free lists.
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Trim {
+    /// Whether enough has been freed since the last trim for another.
+    fn waiting(&self) -> bool {
+        self.high
+            .connections
+            .saturating_sub(self.current.connections)
+            >= TRIM_AFTER_CLOSED
+            || self.high.bytes.saturating_sub(self.current.bytes) >= TRIM_AFTER_FREED
+    }
+
     /// When a trim put off by its interval is due, if one is.
     fn due(&self) -> Option<std::time::Instant> {
-        let waiting = self.high.saturating_sub(self.current) >= TRIM_AFTER_CLOSED;
-        waiting
+        self.waiting()
             .then(|| self.last.map(|l| l + TRIM_INTERVAL))
             .flatten()
     }
 
-    /// Trims the allocator once many connections have gone, at most once a second.
-    fn check(&mut self, connections: u64) {
-        self.current = connections;
-        self.high = self.high.max(connections);
-        if self.high - connections < TRIM_AFTER_CLOSED {
+    /// Trims the allocator once many connections or many buffer bytes have gone, at most once
+    /// a second.
+    fn check(&mut self, now: Usage) {
+        self.current = now;
+        self.high.connections = self.high.connections.max(now.connections);
+        self.high.bytes = self.high.bytes.max(now.bytes);
+        if !self.waiting() {
             return;
         }
-        let now = std::time::Instant::now();
+        let wall = std::time::Instant::now();
         if self
             .last
-            .is_some_and(|l| now.duration_since(l) < TRIM_INTERVAL)
+            .is_some_and(|l| wall.duration_since(l) < TRIM_INTERVAL)
         {
             return;
         }
-        self.last = Some(now);
-        self.high = connections;
+        self.last = Some(wall);
+        self.high = now;
         release_free_memory();
     }
 }
@@ -427,7 +448,10 @@ impl<D: Device> StackThread<D> {
             active |= self.dispatch_events(now);
             active |= self.transmit(now);
             self.write_trace();
-            self.trim.check(self.iface.tcp().table_len());
+            self.trim.check(Usage {
+                connections: self.iface.tcp().table_len(),
+                bytes: self.iface.tcp().memory().allocated() as u64,
+            });
             ready = if busy {
                 // More frames may wait; commands are served on the next turn anyway, and the
                 // eventfd is drained after the next poll that finds it readable.

@@ -226,7 +226,7 @@ impl Fixture {
 
     /// ESTABLISHED after the peer's `syn` and the ACK of our SYN-ACK (echoing its timestamp if
     /// both use them).
-    fn established_after(syn: In) -> Fixture {
+    pub fn established_after(syn: In) -> Fixture {
         let mut fx = Fixture::listen();
         let ts = syn.options.timestamp.is_some();
         let out = fx.send(syn);

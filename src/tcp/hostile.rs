@@ -71,3 +71,35 @@ fn sack_blocks_that_fragment_the_scoreboard_or_lie_beyond_what_was_sent_are_boun
     assert!(t.recovery.scoreboard.sacked_bytes() > 0);
     assert_eq!(t.state, State::Established);
 }
+
+#[test]
+fn a_syn_announcing_mss_1_gets_segments_of_the_floor_not_of_one_byte() {
+    let mut fx = Fixture::established_after(seg(PEER_ISS).syn().mss(1));
+    assert_eq!(fx.tcb().snd.mss, super::input::MIN_SND_MSS);
+    let out = fx.write(&[7; 1000]);
+    assert!(!out.is_empty());
+    assert!(
+        out.iter()
+            .all(|s| s.payload.len() as u32 >= super::input::MIN_SND_MSS.min(1000)),
+        "{:?}",
+        out.iter().map(|s| s.payload.len()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn bursts_of_in_window_syns_and_rsts_get_ten_challenge_acks_a_second() {
+    let mut fx = Fixture::established();
+    let mut answers = 0;
+    // A thousand each, none exactly at RCV.NXT: none may reset the connection (RFC 5961).
+    for i in 0..1000u32 {
+        answers += fx.send(seg(PEER_ISS + 2 + i).syn()).len();
+        answers += fx.send(seg(PEER_ISS + 2 + i).rst()).len();
+    }
+    assert_eq!(answers, 10, "one second's worth of challenge ACKs");
+    assert_eq!(fx.stats.tcp_challenge_acks, 10);
+    assert_eq!(fx.tcb().state, State::Established);
+    // A second later the budget is back.
+    fx.advance(std::time::Duration::from_secs(1));
+    assert_eq!(fx.send(seg(PEER_ISS + 2).rst()).len(), 1);
+    assert_eq!(fx.tcb().state, State::Established);
+}

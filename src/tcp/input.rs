@@ -26,12 +26,17 @@ pub(super) fn take_syn(t: &mut Tcb, seg: &SegmentIn<'_>, our_mss: u32, now: Inst
     t.snd.set_window(u32::from(seg.window), seg.seq, wl2);
 }
 
+/// The smallest MSS we send with, whatever the peer's SYN announces: a peer announcing MSS 1
+/// would otherwise have us send a segment per byte, 40 bytes of headers each (Linux's floor,
+/// `tcp_min_snd_mss`, is 48; FreeBSD's 216).
+pub(crate) const MIN_SND_MSS: u32 = 64;
+
 /// Applies the options of a SYN (RFC 9293 §3.7.1, RFC 7323 §2.2 and §3.2, RFC 2018 §2).
 fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
     // Without the option the peer's MSS is 536 over IPv4 (RFC 9293 §3.7.1), 1220 over IPv6
     // (RFC 8200 §8.3).
     let default = default_mss(t.remote.ip());
-    t.snd.mss = u32::from(o.mss.unwrap_or(default)).clamp(64, our_mss);
+    t.snd.mss = u32::from(o.mss.unwrap_or(default)).clamp(MIN_SND_MSS, our_mss);
     match o.wscale {
         Some(s) => t.snd.wscale = s,
         None => {
