@@ -218,6 +218,11 @@ impl TcpListener {
             }
             q.queue.pop_front().ok_or_else(would_block)
         })?;
+        // Its whole receive buffer, now that the application holds it; a window that had
+        // closed is reopened by the core, poked once.
+        if accepted.grow_window() && accepted.io.lock().take_poke() {
+            self.inner.handle.poke(accepted.id)?;
+        }
         let stream = TcpStream {
             inner: Inner::with_shared(
                 self.inner.handle.clone(),

@@ -103,3 +103,32 @@ fn bursts_of_in_window_syns_and_rsts_get_ten_challenge_acks_a_second() {
     assert_eq!(fx.send(seg(PEER_ISS + 2).rst()).len(), 1);
     assert_eq!(fx.tcb().state, State::Established);
 }
+
+#[test]
+fn a_connection_not_yet_accepted_holds_at_most_its_small_window() {
+    use super::UNACCEPTED_RCVBUF;
+    let mut fx = Fixture::syn_received();
+    // The handshake completes with data: the connection waits in the accept queue.
+    let ack = fx.iss + 1;
+    let chunk = [3u8; 1400];
+    let mut seq = PEER_ISS + 1;
+    let mut out = Vec::new();
+    for _ in 0..200 {
+        out = fx.send(seg(seq).ack(ack).data(&chunk));
+        seq = seq + chunk.len() as u32;
+    }
+    let held = fx.tcb().io().recv.readable();
+    assert!(held <= UNACCEPTED_RCVBUF, "{held} bytes held before accept");
+    assert!(held >= UNACCEPTED_RCVBUF - chunk.len());
+    let window = out.last().map(|s| s.window).expect("an ACK");
+    assert_eq!(window, 0, "the small window closed");
+    // Accepting gives it its whole buffer; the next ACK reopens the window (a socket handle
+    // pokes the core for it at once).
+    let l = fx.listener.expect("listener");
+    fx.tcp.accept(l).expect("queued").expect("accepted");
+    assert!(fx.tcb().io().recv.capacity() > UNACCEPTED_RCVBUF);
+    let next = PEER_ISS + 1 + held as u32;
+    let out = fx.send(seg(next).ack(ack).data(&chunk));
+    assert!(out.iter().any(|s| s.window > 0), "{out:?}");
+    assert_eq!(fx.tcb().io().recv.readable(), held + chunk.len());
+}

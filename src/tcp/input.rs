@@ -230,6 +230,9 @@ impl Tcp {
             ts_offset,
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
+        t.io()
+            .recv
+            .set_capacity(buffers.recv.min(super::UNACCEPTED_RCVBUF));
         t.user.dscp = dscp;
         t.mapped = mapped;
         super::publish_addrs(&t);
@@ -288,6 +291,9 @@ impl Tcp {
             ts_offset: 0,
         };
         let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
+        t.io()
+            .recv
+            .set_capacity(buffers.recv.min(super::UNACCEPTED_RCVBUF));
         t.user.dscp = dscp;
         t.mapped = v6_listener && remote.is_ipv4();
         super::publish_addrs(&t);

@@ -172,6 +172,12 @@ fn publish_addrs(t: &Tcb) {
 /// The largest Diffserv code point: six bits (RFC 2474).
 const MAX_DSCP: u8 = 63;
 
+/// The receive buffer of a connection not yet accepted: what its peer can make the stack hold
+/// before the application takes the connection, so that a listener's queue holds at most its
+/// backlog times this (Linux's initial window, from `tcp_rmem[1]`, is of the same size).
+/// Accepting gives the connection its whole buffer.
+pub const UNACCEPTED_RCVBUF: usize = 64 * 1024;
+
 /// Linux's default ephemeral port range.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 
@@ -584,6 +590,12 @@ impl Tcp {
             return Some(Err(os_err(libc::EINVAL)));
         };
         let a = l.io.lock().queue.pop_front()?;
+        if a.grow_window() {
+            // Sent with the connection's next segment, at once if the window had closed.
+            if let Some(t) = self.conns.get_mut(&a.id) {
+                t.ack.now |= t.advertised_room() < t.snd.mss;
+            }
+        }
         Some(Ok((a.id, a.peer)))
     }
 
@@ -614,6 +626,7 @@ impl Tcp {
             id,
             peer: crate::wire::presented(t.remote, t.mapped),
             io: t.io.clone(),
+            recv_capacity: l.buffers.recv,
         });
         l.io.wake(q);
         self.events.push_back(Event::Ready(lid));

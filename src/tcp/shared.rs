@@ -359,6 +359,22 @@ pub struct Accepted {
     pub peer: SocketAddr,
     /// The state the connection shares with its handle.
     pub io: Arc<SocketIo>,
+    /// The receive buffer it gets once accepted: until then it has at most
+    /// [`super::UNACCEPTED_RCVBUF`].
+    pub recv_capacity: usize,
+}
+
+impl Accepted {
+    /// Gives the accepted connection its whole receive buffer; true if that opened its
+    /// window (the core then owes the peer an update, which a window that had closed needs).
+    pub fn grow_window(&self) -> bool {
+        let mut state = self.io.lock();
+        if state.recv.capacity() >= self.recv_capacity {
+            return false;
+        }
+        state.recv.set_capacity(self.recv_capacity);
+        true
+    }
 }
 
 /// What a listener shares with its handle.
