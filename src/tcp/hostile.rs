@@ -115,7 +115,7 @@ fn a_connection_not_yet_accepted_holds_at_most_its_small_window() {
     let mut out = Vec::new();
     for _ in 0..200 {
         out = fx.send(seg(seq).ack(ack).data(&chunk));
-        seq = seq + chunk.len() as u32;
+        seq += chunk.len() as u32;
     }
     let held = fx.tcb().io().recv.readable();
     assert!(held <= UNACCEPTED_RCVBUF, "{held} bytes held before accept");
