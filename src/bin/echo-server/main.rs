@@ -154,8 +154,16 @@ fn run(args: Args) -> std::io::Result<()> {
         for (socket, service) in udp {
             workers.push(thread::spawn(move || udp_serve(socket, service)));
         }
+        // The loop spins as long as the stack thread does before it sleeps (after answering;
+        // see `event_loop`). Not on one core, where spinning would only hold up the thread
+        // it waits for.
+        let busy_poll = if thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+            stack.config().busy_poll
+        } else {
+            std::time::Duration::ZERO
+        };
         workers.push(thread::spawn(move || {
-            event_loop::event_loop(Poller::new(), listeners)
+            event_loop::event_loop(Poller::new(), listeners, busy_poll)
         }));
         None
     };
