@@ -1150,3 +1150,373 @@ fn a_link_below_1280_bytes_carries_no_ipv6() {
     let i = Interface::new(cfg, Instant::ZERO);
     assert!(i.ipv6().is_none());
 }
+
+/// The echo replies sent, as their ICMPv6 messages.
+fn replies(i: &mut Interface) -> Vec<Vec<u8>> {
+    sent6(i)
+        .into_iter()
+        .filter(|(_, _, m)| m[0] == 129)
+        .map(|(_, _, m)| m)
+        .collect()
+}
+
+/// RFC 8200 §3: the version is checked, the Payload Length must fit the frame, Ethernet
+/// padding after it is cut, and a zero Payload Length (a jumbogram's) is taken only with No
+/// Next Header.
+#[test]
+fn the_header_is_validated_and_ethernet_padding_cut() {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let echo = echo_request(HOST, OURS);
+    let malformed = i.counters().ip6_rx_malformed;
+    let mut v5 = frame(mac, HOST, OURS, ICMPV6, 64, &echo);
+    v5[14] = 0x50;
+    i.receive(at(2000), &v5);
+    let mut long = frame(mac, HOST, OURS, ICMPV6, 64, &echo);
+    long[19] += 4; // Payload Length past the frame's end
+    i.receive(at(2000), &long);
+    i.receive(at(2000), &frame(mac, HOST, OURS, ICMPV6, 64, &[]));
+    assert!(sent6(&mut i).is_empty());
+    assert_eq!(i.counters().ip6_rx_malformed, malformed + 3);
+    // No Next Header with nothing after it is a valid, empty packet.
+    i.receive(at(2000), &frame(mac, HOST, OURS, 59, 64, &[]));
+    assert_eq!(i.counters().ip6_rx_malformed, malformed + 3);
+    // Padding beyond the Payload Length is not part of the message: the reply echoes the
+    // request's data only.
+    let mut padded = frame(mac, HOST, OURS, ICMPV6, 64, &echo);
+    padded.extend_from_slice(&[0xee; 10]);
+    i.receive(at(2000), &padded);
+    let out = replies(&mut i);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0][4..], echo[4..]);
+}
+
+/// RFC 8200 §4.7: nothing after No Next Header is looked at. §4.4: a routing header with no
+/// segments left is skipped and the next header processed.
+#[test]
+fn no_next_header_ends_the_walk_and_a_spent_routing_header_is_skipped() {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let unknown = i.counters().ip6_rx_unknown_next;
+    // Destination options saying No Next Header, then bytes that would be an echo request.
+    let mut after_none = vec![59, 0, 1, 4, 0, 0, 0, 0];
+    after_none.extend_from_slice(&echo_request(HOST, OURS));
+    i.receive(at(2000), &frame(mac, HOST, OURS, 60, 64, &after_none));
+    assert!(sent6(&mut i).is_empty(), "nothing answered, no error");
+    assert_eq!(i.counters().ip6_rx_unknown_next, unknown);
+    // A routing header (type 2) with zero segments left before an echo request.
+    let mut routed = vec![ICMPV6, 0, 2, 0, 0, 0, 0, 0];
+    routed.extend_from_slice(&echo_request(HOST, OURS));
+    i.receive(at(2000), &frame(mac, HOST, OURS, 43, 64, &routed));
+    assert_eq!(replies(&mut i).len(), 1);
+}
+
+/// RFC 8200 §4.5: a fragment whose data would reach past 65535 bytes of reassembled payload
+/// is discarded with a parameter problem pointing at its Fragment Offset.
+#[test]
+fn a_fragment_reaching_past_65535_bytes_is_refused_at_its_offset() {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    // Offset 65520, 24 bytes, the last fragment: it would end at 65544.
+    let mut last = vec![ICMPV6, 0, 0xff, 0xf0, 0, 0, 0, 9];
+    last.extend_from_slice(&[0; 24]);
+    assert_eq!(error_for(&mut i, 44, &last), Some((4, 0, 42)));
+}
+
+/// RFC 8200 §8.1: a UDP datagram with a zero checksum is discarded; a datagram whose
+/// checksum computes to zero is sent with 0xffff.
+#[test]
+fn udp_checksums_are_mandatory_over_ipv6() {
+    use std::net::SocketAddr;
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let s = i.udp_bind(SocketAddr::from((OURS, 7))).unwrap();
+    let bad = i.counters().udp_rx_bad_checksum;
+    let mut zero = udp6(7, b"hi");
+    zero[6..8].copy_from_slice(&[0, 0]);
+    i.receive(at(2000), &frame(mac, HOST, OURS, 17, 64, &zero));
+    assert!(i.udp_recv(s).is_none(), "not delivered");
+    assert_eq!(i.counters().udp_rx_bad_checksum, bad + 1);
+    // Two data bytes chosen so that the checksum computes to zero: the word that completes
+    // the sum to all ones is the checksum of the datagram without it.
+    let mut probe = vec![0, 7, 0x30, 0x39, 0, 10, 0, 0, 0, 0];
+    let word = checksum(OURS, HOST, 17, &probe);
+    probe[8..10].copy_from_slice(&word);
+    probe[6..8].copy_from_slice(&[0, 0]);
+    assert_eq!(checksum(OURS, HOST, 17, &probe), [0, 0]);
+    i.udp_send(at(2000), s, &word, Some(SocketAddr::from((HOST, 12345))))
+        .unwrap();
+    let out = sent6(&mut i);
+    let (_, _, udp) = out.iter().find(|(_, h, _)| h.next_header.0 == 17).unwrap();
+    assert_eq!(udp[8..10], word);
+    assert_eq!(
+        udp[6..8],
+        [0xff, 0xff],
+        "a computed zero is sent as all ones"
+    );
+}
+
+/// RFC 8200 §8.3: upper layers count the longer header. The SYN-ACK's MSS is the MTU less 60,
+/// a peer's SYN without the option means 1220, and UDP carries at most 65527 bytes.
+#[test]
+fn upper_layers_count_the_longer_header() {
+    use std::net::SocketAddr;
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let (l, _) = i
+        .with_tcp(at(2000), |tcp, _| {
+            tcp.listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 80)), 4)
+        })
+        .unwrap();
+    // A SYN with no options, port 4000 to 80, sequence 1000.
+    let mut syn = vec![
+        0x0f, 0xa0, 0, 80, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff,
+    ];
+    syn.extend_from_slice(&[0, 0, 0, 0]);
+    let c = checksum(HOST, OURS, 6, &syn);
+    syn[16..18].copy_from_slice(&c);
+    i.receive(at(2000), &frame(mac, HOST, OURS, 6, 64, &syn));
+    let out = sent6(&mut i);
+    let (_, _, synack) = out.iter().find(|(_, h, _)| h.next_header.0 == 6).unwrap();
+    assert_eq!(synack[13] & 0x12, 0x12, "a SYN-ACK");
+    let mss = synack[20..usize::from(synack[12] >> 4) * 4]
+        .windows(4)
+        .find(|o| o[0] == 2 && o[1] == 4)
+        .map(|o| u16::from_be_bytes([o[2], o[3]]));
+    assert_eq!(mss, Some(1500 - 60));
+    // The handshake's ACK; the connection sends with 1220 bytes a segment.
+    let ours = u32::from_be_bytes([synack[4], synack[5], synack[6], synack[7]]);
+    let mut ack = vec![0x0f, 0xa0, 0, 80, 0, 0, 0x03, 0xe9];
+    ack.extend_from_slice(&(ours + 1).to_be_bytes());
+    ack.extend_from_slice(&[0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    let c = checksum(HOST, OURS, 6, &ack);
+    ack[16..18].copy_from_slice(&c);
+    i.receive(at(2001), &frame(mac, HOST, OURS, 6, 64, &ack));
+    let (id, _) = i
+        .with_tcp(at(2001), |tcp, _| tcp.accept(l))
+        .unwrap()
+        .unwrap();
+    assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1220);
+    // UDP: 65527 bytes fit the 16-bit Payload Length with the UDP header; one more does not.
+    let s = i.udp_bind(SocketAddr::from((OURS, 9))).unwrap();
+    let to = Some(SocketAddr::from((HOST, 9)));
+    assert!(i.udp_send(at(2002), s, &vec![0; 65527], to).is_ok());
+    let err = i.udp_send(at(2002), s, &vec![0; 65528], to).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+}
+
+/// RFC 4443 §2.4: an unknown informational message is dropped silently (b); no error goes
+/// out about a packet to a group (e.3, but for Parameter Problem code 2 about an option of
+/// type 10xxxxxx), to a link-layer multicast or broadcast (e.4, e.5), or from the
+/// unspecified address or a group (e.6); and errors are rate limited (f).
+#[test]
+fn icmpv6_errors_go_only_where_rfc_4443_allows() {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let other = i.counters().icmp6_rx_other;
+    i.receive(
+        at(2000),
+        &frame(
+            mac,
+            HOST,
+            OURS,
+            ICMPV6,
+            64,
+            &icmp(HOST, OURS, 200, 0, &[0; 4]),
+        ),
+    );
+    assert!(sent6(&mut i).is_empty());
+    assert_eq!(i.counters().icmp6_rx_other, other + 1);
+    // To all nodes: a closed UDP port and an option of type 11xxxxxx are silent; an option
+    // of type 10xxxxxx is reported, to multicast too.
+    let group = multicast_mac(ALL_NODES);
+    let mut udp = vec![0x30, 0x39, 0, 7, 0, 10, 0, 0, b'h', b'i'];
+    let c = checksum(HOST, ALL_NODES, 17, &udp);
+    udp[6..8].copy_from_slice(&c);
+    i.receive(at(2000), &frame(group, HOST, ALL_NODES, 17, 64, &udp));
+    let option = |kind: u8| {
+        let mut p = vec![ICMPV6, 0, kind, 2, 0, 0, 1, 0];
+        p.extend_from_slice(&echo_request(HOST, ALL_NODES));
+        p
+    };
+    i.receive(
+        at(2000),
+        &frame(group, HOST, ALL_NODES, 0, 64, &option(0xde)),
+    );
+    assert!(sent6(&mut i).is_empty());
+    i.receive(
+        at(2000),
+        &frame(group, HOST, ALL_NODES, 0, 64, &option(0x9e)),
+    );
+    let out = sent6(&mut i);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].2[0], out[0].2[1]), (4, 2));
+    // To our unicast address, but in a link-layer multicast or broadcast frame: silent.
+    let solicited = multicast_mac(solicited_node(OURS));
+    i.receive(at(2000), &frame(solicited, HOST, OURS, 253, 64, &[0; 8]));
+    i.receive(
+        at(2000),
+        &frame(MacAddr([0xff; 6]), HOST, OURS, 253, 64, &[0; 8]),
+    );
+    // From the unspecified address: silent; from a group: dropped on input.
+    let bad_source = i.counters().ip6_rx_bad_source;
+    i.receive(
+        at(2000),
+        &frame(mac, Ipv6Addr::UNSPECIFIED, OURS, 253, 64, &[0; 8]),
+    );
+    i.receive(at(2000), &frame(mac, ALL_NODES, OURS, 253, 64, &[0; 8]));
+    assert!(sent6(&mut i).is_empty());
+    assert_eq!(i.counters().ip6_rx_bad_source, bad_source + 1);
+    // A burst of a hundred packets that each deserve an error: the first 50 get one, the
+    // rest are counted as suppressed (one bucket with ICMPv4's, 1000 a second, burst 50).
+    let limited = i.counters().icmp6_tx_rate_limited;
+    let now = at(10_000);
+    for _ in 0..100 {
+        i.receive(now, &frame(mac, HOST, OURS, 253, 64, &[0; 8]));
+    }
+    let errors = sent6(&mut i).iter().filter(|(_, _, m)| m[0] == 4).count();
+    assert_eq!(errors, 50);
+    assert_eq!(i.counters().icmp6_tx_rate_limited, limited + 50);
+}
+
+/// RFC 4861 §6.1.1: a host silently discards Router Solicitations. §7.1.2: an advertisement
+/// with the Solicited flag sent to a group is invalid. §7.2.4 and RFC 4862 §5.4.3: a
+/// solicitation from the unspecified address for an address we use (another node's DAD) is
+/// answered to all nodes with the Solicited flag clear.
+#[test]
+fn solicitations_and_advertisements_follow_rfc_4861() {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    let mac = our_mac(&i);
+    let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+    let rs = icmp(HOST, all_routers, 133, 0, &[0; 4]);
+    let other = i.counters().icmp6_rx_other;
+    i.receive(
+        at(2000),
+        &frame(
+            multicast_mac(all_routers),
+            HOST,
+            all_routers,
+            ICMPV6,
+            255,
+            &rs,
+        ),
+    );
+    i.receive(
+        at(2000),
+        &frame(
+            mac,
+            HOST,
+            OURS,
+            ICMPV6,
+            255,
+            &icmp(HOST, OURS, 133, 0, &[0; 4]),
+        ),
+    );
+    assert!(sent6(&mut i).is_empty());
+    assert!(i.counters().icmp6_rx_other > other);
+    let invalid = i.counters().nd_rx_invalid;
+    let na = advertisement(HOST, ALL_NODES, HOST, 0x40);
+    i.receive(
+        at(2000),
+        &frame(multicast_mac(ALL_NODES), HOST, ALL_NODES, ICMPV6, 255, &na),
+    );
+    assert_eq!(i.counters().nd_rx_invalid, invalid + 1);
+    // Another node's DAD probe for our address.
+    let probe = solicitation(Ipv6Addr::UNSPECIFIED, solicited_node(OURS), OURS);
+    i.receive(
+        at(2000),
+        &frame(
+            multicast_mac(solicited_node(OURS)),
+            Ipv6Addr::UNSPECIFIED,
+            solicited_node(OURS),
+            ICMPV6,
+            255,
+            &probe,
+        ),
+    );
+    let out = sent6(&mut i);
+    let (dst_mac, h, m) = out.iter().find(|(_, _, m)| m[0] == 136).expect("a defence");
+    assert_eq!(Ipv6Addr::from(h.destination), ALL_NODES);
+    assert_eq!(*dst_mac, multicast_mac(ALL_NODES));
+    assert_eq!(m[4] & 0x40, 0, "the Solicited flag is clear");
+    assert_eq!(m[8..24], OURS.octets());
+}
+
+/// RFC 4862 §5.4.3: a solicitation from a unicast source for an address still tentative is
+/// not answered, and does not make the address a duplicate (only another node's DAD does).
+#[test]
+fn a_tentative_address_answers_no_unicast_solicitation() {
+    let mut i = iface();
+    i.poll(at(0));
+    drain(&mut i);
+    let ns = solicitation(HOST, solicited_node(OURS), OURS);
+    i.receive(
+        at(500),
+        &frame(
+            multicast_mac(solicited_node(OURS)),
+            HOST,
+            solicited_node(OURS),
+            ICMPV6,
+            255,
+            &ns,
+        ),
+    );
+    assert!(
+        sent6(&mut i).iter().all(|(_, _, m)| m[0] != 136),
+        "no advertisement"
+    );
+    i.poll(at(1000));
+    let state = (i.ipv6().unwrap().addrs().iter())
+        .find(|a| a.addr == OURS)
+        .map(|a| a.state);
+    assert_eq!(state, Some(AddrState::Preferred));
+}
+
+/// RFC 4862 §5.5.4: past its valid lifetime an autoconfigured address is removed: neither
+/// source nor destination any more.
+#[test]
+fn an_address_past_its_valid_lifetime_is_removed() {
+    let mut i = ready();
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let slaac: Ipv6Addr = "2001:db8:1::ff:fe00:2".parse().unwrap();
+    // The prefix's valid lifetime is 3600 s.
+    let ra = router_advertisement(1800);
+    i.receive(
+        at(2000),
+        &frame(
+            multicast_mac(ALL_NODES),
+            router,
+            ALL_NODES,
+            ICMPV6,
+            255,
+            &ra,
+        ),
+    );
+    i.poll(at(2000));
+    i.poll(at(4000));
+    let state = |i: &Interface| {
+        (i.ipv6().unwrap().addrs().iter())
+            .find(|a| a.addr == slaac)
+            .map(|a| a.state)
+    };
+    assert_eq!(state(&i), Some(AddrState::Preferred));
+    i.poll(at(2000 + 3_599_000));
+    assert!(state(&i).is_some(), "valid until its lifetime ends");
+    i.poll(at(2000 + 3_601_000));
+    assert_eq!(state(&i), None);
+    assert_eq!(i.counters().ip6_addrs_expired, 1);
+    let not_for_us = i.counters().ip6_rx_not_for_us;
+    let mac = our_mac(&i);
+    i.receive(
+        at(2000 + 3_601_000),
+        &frame(mac, HOST, slaac, ICMPV6, 64, &echo_request(HOST, slaac)),
+    );
+    assert!(replies(&mut i).is_empty());
+    assert_eq!(i.counters().ip6_rx_not_for_us, not_for_us + 1);
+}
