@@ -9,10 +9,12 @@
 # against `echo-server --async` (tokio tasks, the async API). Prints a table with the ratios
 # and whether they meet the data-path targets; exits 0 either way (it is a measurement).
 #
-#   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--ipv6]
+#   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--ipv6 [--repeat R]]
 #       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold;
 #       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both), and send,
-#       recv, rr and crr over IPv4 too in the same run, with the IPv6/IPv4 comparison
+#       recv, rr and crr over IPv4 too in the same run, with the IPv6/IPv4 comparison;
+#       --repeat R: tapstack's IPv6 and IPv4 runs of those four alternate R times (default 1)
+#       and the comparison takes the medians, for a host whose speed drifts between runs
 #
 # ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0").
 # Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
@@ -23,11 +25,17 @@ cd "$(dirname "$0")/.."
 SECS=5
 ONLY=
 IPV6=
+REPEAT=1
 while [ $# -gt 0 ]; do
     case $1 in
     --ipv6)
         IPV6=1
         shift
+        ;;
+    --repeat)
+        [[ ${2:-} =~ ^[1-9]$ ]] || die "--repeat needs a count, 1 to 9"
+        REPEAT=$2
+        shift 2
         ;;
     --secs)
         [ $# -ge 2 ] || die "--secs needs a value"
@@ -44,10 +52,10 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,14s/^# \{0,1\}//p' "$0"
+        sed -n '2,17s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    *) die "unknown option $1 (use --secs N, --quick, --only T,T or --ipv6)" ;;
+    *) die "unknown option $1 (use --secs N, --quick, --only T,T, --ipv6 or --repeat R)" ;;
     esac
 done
 [[ $SECS =~ ^[1-9][0-9]{0,3}$ ]] && [ "$SECS" -le 3600 ] || die "--secs must be a whole number of seconds, 1 to 3600"
@@ -155,17 +163,41 @@ run() {
     fi
 }
 
+# collect TEST FROM INTO: appends each result of TEST (its keys begin with TEST_) in array FROM
+# to the list under its key in INTO.
+collect() {
+    local -n from=$2 into=$3
+    local key
+    for key in "${!from[@]}"; do
+        [[ $key == "$1"_* ]] && into[$key]="${into[$key]:-} ${from[$key]}"
+    done
+    return 0
+}
+# median LIST: the middle of the numbers in LIST (the lower middle of an even count).
+median() { tr ' ' '\n' <<<"$1" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "fail" }'; }
+
 echo "== $(uname -sr), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), $SECS s per test"
-declare -A K4 T4
+declare -A K4 T4 S6 S4
 for t in "${TESTS[@]}"; do
     run "$KCLI" "$KSRV_IP" "$t" K "$KSERVER_PID"
     run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
-    # With --ipv6, the data-path tests once more over IPv4, back to back, for the comparison.
+    # With --ipv6, the data-path tests once more over IPv4, back to back, for the comparison;
+    # with --repeat, tapstack's two alternate R times in all.
     if [ -n "$IPV6" ] && [[ " send recv rr crr " == *" $t "* ]]; then
         run "$KCLI" "$KSRV_IP4" "$t" K4 "$KSERVER_PID"
         run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
+        collect "$t" T S6
+        collect "$t" T4 S4
+        for ((r = 1; r < REPEAT; r++)); do
+            run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
+            collect "$t" T S6
+            run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
+            collect "$t" T4 S4
+        done
     fi
 done
+for key in "${!S6[@]}"; do T[$key]=$(median "${S6[$key]}"); done
+for key in "${!S4[@]}"; do T4[$key]=$(median "${S4[$key]}"); done
 
 echo "== tapstack echo-server counters"
 stop_server >"$WORK/counters" 2>&1 || true
@@ -235,8 +267,9 @@ verdict "crr connections/s" crr_cps ">=" 1.0
 
 if [ -n "$IPV6" ]; then
     echo
-    echo "IPv6 against IPv4 in this run (each test on both, back to back; target: tapstack's"
-    echo "IPv6 figure no more than 10% worse than its IPv4 one)"
+    echo "IPv6 against IPv4 in this run (each test on both, back to back; tapstack's the median"
+    echo "of $REPEAT alternating runs each; target: tapstack's IPv6 figure no more than 10% worse"
+    echo "than its IPv4 one)"
     printf '%-34s %10s %10s %8s %10s %10s %8s %s\n' test "kernel v6" "kernel v4" ratio \
         "stack v6" "stack v4" ratio verdict
     for kv in "send MB/s:send_mbps" "recv MB/s:recv_mbps" "rr p50 us:rr_p50_us" "crr connections/s:crr_cps"; do
