@@ -235,7 +235,11 @@ def noread(host, secs):
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.settimeout(2)
-        s.connect((host, 7))
+        try:
+            s.connect((host, 7))
+        except OSError:
+            s.close()
+            continue
         s.setblocking(False)
         socks.append(s)
     block = os.urandom(65536)
@@ -251,7 +255,8 @@ def noread(host, secs):
     for s in socks:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
-    print("noread: 200 clients sent %.1f MiB to echo and read none of it back" % (sent / 2**20))
+    print("noread: %d clients sent %.1f MiB to echo and read none of it back" % (
+        len(socks), sent / 2**20))
 
 
 def udpempty(host, secs):

@@ -214,6 +214,39 @@ fn without_interception_other_addresses_are_not_ours_and_closed_ports_still_rese
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
 }
 
+/// An offer left undecided past the decision timeout is dropped with its datagrams; its shared
+/// state, which the offer carries, says so: a late accept reads `ETIMEDOUT`, not a queue that
+/// nothing will ever fill or wake.
+#[test]
+fn an_undecided_udp_offer_expires_and_a_late_accept_reads_timed_out() {
+    let mut sim = sim_with(InterceptConfig {
+        decision_timeout: Duration::from_secs(2),
+        ..InterceptConfig::default()
+    });
+    let sock = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
+        .unwrap();
+    let dns = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53);
+    let now = sim.now;
+    sim.a
+        .iface
+        .udp_send(now, sock, b"query", Some(dns.into()))
+        .unwrap();
+    sim.settle();
+    let offer = next_udp(&sim.b.iface).expect("offered");
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.b.iface.counters().icpt_udp_ignored, 1);
+    let now = sim.now;
+    sim.b
+        .iface
+        .udp_flow_decide(now, offer.id, FlowDecision::Accept);
+    let late = tapstack::core::lock_udp(&offer.io).recv();
+    let err = late.expect("an answer, not a wait").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ETIMEDOUT));
+}
+
 #[test]
 fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
     let mut sim = sim_with(InterceptConfig {

@@ -571,9 +571,10 @@ async fn longest_stall<F: Future<Output = ()>>(work: F) -> (Duration, Duration) 
 }
 
 /// Issue 21: no async call blocks the executor. On a current-thread runtime, one task makes
-/// every kind of async call to a stack whose thread takes 100 ms a turn, while a second
-/// task's 1 ms timer is never held up by more than a few milliseconds (a call that blocked
-/// would hold it for up to a turn).
+/// every kind of async call to a stack whose thread takes 100 ms a turn: no poll of that task
+/// lasts more than a few milliseconds (a call that blocked would last up to a turn). A second
+/// task's 1 ms timer is measured beside it and printed; it is not asserted, since on 2 cores
+/// beside the rest of the suite the scheduler alone delays it by several milliseconds.
 #[test]
 fn no_async_call_blocks_the_executor_while_the_stack_thread_is_slow() {
     use tapstack::tokio::TcpSocket;

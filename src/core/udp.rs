@@ -63,8 +63,9 @@ pub struct UdpShared {
     /// The bound address and the connected peer, as the socket's family shows them.
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
-    /// `IP_TTL` as last set (`None`: the stack's default): the handle writes it as it posts
-    /// the change, so that it reads back at once.
+    /// `IP_TTL` as the handle last set it (`None`: the stack's default). The handle alone
+    /// writes it, as it posts the change to the core, so that it reads back at once and in
+    /// the order the handle's calls were made.
     ttl: Option<u8>,
     /// `IPV6_V6ONLY` of an IPv6 socket; `None` for an IPv4 one.
     only_v6: Option<bool>,
@@ -156,7 +157,6 @@ impl UdpSocket {
         let mut io = lock_udp(&self.io);
         io.local = Some(self.present(self.local));
         io.peer = self.remote.map(|r| self.present(r));
-        io.ttl = self.ttl;
         io.only_v6 = self.v6.then_some(self.v6only);
     }
 
@@ -664,9 +664,7 @@ impl Interface {
         if ttl == Some(0) {
             return Err(os_err(libc::EINVAL));
         }
-        let sock = self.udp.get(id)?;
-        sock.ttl = ttl;
-        sock.share_state();
+        self.udp.get(id)?.ttl = ttl;
         Ok(())
     }
 
@@ -886,9 +884,16 @@ impl Interface {
                     self.events.push_back(Event::Ready(id));
                 }
                 FlowVerdict::Pending => {
-                    // No handle holds it yet: an offer still queued finds it gone (EBADF).
+                    // No decision came in time. An offer still queued carries the socket's
+                    // shared state: a handle that accepts it late finds it expired and empty
+                    // (`ETIMEDOUT`), never a queue that nothing will fill or wake.
                     self.stats.icpt_udp_ignored += 1;
-                    self.udp.sockets.remove(&id);
+                    if let Some(sock) = self.udp.sockets.remove(&id) {
+                        let mut io = lock_udp(&sock.io);
+                        io.queue.clear();
+                        io.bytes = 0;
+                        io.expired = true;
+                    }
                 }
                 FlowVerdict::Refused | FlowVerdict::Ignored => {
                     self.udp.sockets.remove(&id);

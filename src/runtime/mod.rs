@@ -294,7 +294,10 @@ impl Drop for Stack {
     /// [`Stack::shutdown`] to wait for it).
     fn drop(&mut self) {
         let _ = self.handle.send(Command::Shutdown);
-        if in_async_runtime() {
+        if in_async_runtime() && self.thread.is_some() {
+            log::debug!(
+                "Stack dropped inside a tokio runtime: its thread closes in the background"
+            );
             return;
         }
         self.join();

@@ -107,7 +107,11 @@ fn bursts_of_in_window_syns_and_rsts_get_ten_challenge_acks_a_second() {
 #[test]
 fn a_connection_not_yet_accepted_holds_at_most_its_small_window() {
     use super::UNACCEPTED_RCVBUF;
-    let mut fx = Fixture::syn_received();
+    // A peer that scales its window, so that ours can grow past 64 KiB once accepted.
+    let mut fx = Fixture::listen();
+    let out = fx.send(seg(PEER_ISS).syn().mss(1460).wscale(7));
+    fx.iss = out[0].seq;
+    fx.id = fx.tcp.conns.keys().next().copied();
     // The handshake completes with data: the connection waits in the accept queue.
     let ack = fx.iss + 1;
     let chunk = [3u8; 1400];

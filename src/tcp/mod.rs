@@ -174,9 +174,10 @@ const MAX_DSCP: u8 = 63;
 
 /// The receive buffer of a connection not yet accepted: what its peer can make the stack hold
 /// before the application takes the connection, so that a listener's queue holds at most its
-/// backlog times this (Linux's initial window, from `tcp_rmem[1]`, is of the same size).
-/// Accepting gives the connection its whole buffer.
-pub const UNACCEPTED_RCVBUF: usize = 64 * 1024;
+/// backlog times this. It is the largest window without scaling (Linux's initial window, from
+/// `tcp_rmem[1]`, is of the same size). Accepting gives the connection its whole buffer, as
+/// far as its window scale can advertise it.
+pub const UNACCEPTED_RCVBUF: usize = u16::MAX as usize;
 
 /// Linux's default ephemeral port range.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
@@ -626,7 +627,9 @@ impl Tcp {
             id,
             peer: crate::wire::presented(t.remote, t.mapped),
             io: t.io.clone(),
-            recv_capacity: l.buffers.recv,
+            // What the listener gives its connections, up to what the window scale chosen at
+            // the SYN can advertise.
+            recv_capacity: l.buffers.recv.min(usize::from(u16::MAX) << t.rcv.wscale),
         });
         l.io.wake(q);
         self.events.push_back(Event::Ready(lid));
