@@ -602,6 +602,8 @@ fn no_async_call_blocks_the_executor_while_the_stack_thread_is_slow() {
             conn.socket()
                 .set_keepalive(Some(Duration::from_secs(60)))
                 .unwrap();
+            assert!(conn.socket().recv_buffer_size().unwrap() > 0);
+            assert!(conn.info().await.unwrap().snd.mss > 0);
             assert_eq!(
                 conn.local_addr().unwrap().ip(),
                 std::net::Ipv4Addr::new(10, 0, 0, 1)

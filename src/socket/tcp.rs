@@ -736,21 +736,28 @@ impl TcpStream {
         set_buffers(&self.inner, None, Some(size))
     }
 
-    /// The send buffer size.
+    /// The send buffer size (as autotuning has grown it so far, if it has not been set), from
+    /// the shared state: no round trip.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
-        buffers(&self.inner).map(|b| b.send)
+        Ok(self.shared.lock().send.capacity())
     }
 
-    /// The receive buffer size.
+    /// The receive buffer size, from the shared state: no round trip.
     pub fn recv_buffer_size(&self) -> io::Result<usize> {
-        buffers(&self.inner).map(|b| b.recv)
+        Ok(self.shared.lock().recv.capacity())
     }
 
     /// A snapshot of the connection's state, as Linux's `TCP_INFO`: the sequence spaces with
     /// their window scales and MSS, RTT, congestion window, bytes in flight and buffered.
+    /// It is taken on the stack thread, and waited for (`tokio::TcpStream::info` awaits it).
     pub fn info(&self) -> io::Result<crate::tcp::TcpInfo> {
+        self.info_request()?.wait()
+    }
+
+    /// Asks the stack thread for the connection's [`TcpStream::info`].
+    pub(crate) fn info_request(&self) -> io::Result<Pending<crate::tcp::TcpInfo>> {
         let id = self.id();
-        self.inner.handle.call(move |iface, _| {
+        self.inner.handle.ask(move |iface, _| {
             iface
                 .tcp()
                 .info(id)

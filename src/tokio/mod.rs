@@ -18,8 +18,9 @@
 //! as a future, woken by it. Addresses and option values are read from state shared with the
 //! stack thread, and option changes and shutdowns are posted to it. A [`crate::Stack`] dropped
 //! inside a runtime leaves its thread to finish closing in the background;
-//! [`crate::Stack::shutdown`] awaits it. The exceptions, reached through `socket()`:
-//! `TCP_INFO`, buffer sizes and `set_only_v6` ask the stack thread and wait.
+//! [`crate::Stack::shutdown`] awaits it. `TCP_INFO` is awaited ([`TcpStream::info`]). The
+//! exceptions, reached through `socket()`: the buffer-size setters and `set_only_v6` ask the
+//! stack thread and wait (they change what only it may decide, and report its verdict).
 //!
 //! Two stacks joined by the in-memory link, no tap needed: an echo server task and a client.
 //!

@@ -224,6 +224,13 @@ impl TcpStream {
         self.io.set_linger(linger)
     }
 
+    /// A snapshot of the connection's state, as Linux's `TCP_INFO` (see
+    /// [`socket::TcpStream::info`]): taken on the stack thread and awaited without blocking
+    /// the executor.
+    pub async fn info(&self) -> io::Result<crate::tcp::TcpInfo> {
+        self.io.info_request()?.await
+    }
+
     /// The pending error (`SO_ERROR`), cleared by the call.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.io.take_error()
