@@ -3,7 +3,7 @@
 //! - normally, std's;
 //! - built with `RUSTFLAGS="--cfg loom"`, loom's: its checker explores every interleaving of
 //!   the protocols built on them, exhaustively (the `loom` tests beside each protocol: the
-//!   reply, the shared state's wait and wake, the poke, the wake eventfd);
+//!   reply, the shared state's wait and wake, the poke, the wake eventfd, the `Poller`);
 //! - built with `RUSTFLAGS="--cfg shuttle"`, shuttle's: the whole runtime, stack threads and
 //!   socket handles over the in-memory link, runs under its randomised schedules
 //!   (`runtime::shuttle`).

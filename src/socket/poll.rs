@@ -24,10 +24,11 @@
 //! ```
 
 use super::{TcpListener, TcpStream, UdpSocket};
+use crate::sync::{AtomicBool, Condvar, Mutex};
 use crate::tcp::shared::Watcher;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 #[derive(Default)]
@@ -145,21 +146,29 @@ impl Poller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if r.tokens.is_empty() {
+            // Counted while asleep, so that a push knows to wake it (and only then).
             r.sleepers += 1;
-            r = match timeout {
-                None => self
-                    .shared
-                    .changed
-                    .wait_while(r, |r| r.tokens.is_empty())
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(t) => {
-                    self.shared
+            let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+            while r.tokens.is_empty() {
+                r = match deadline {
+                    None => self
+                        .shared
                         .changed
-                        .wait_timeout_while(r, t, |r| r.tokens.is_empty())
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+                        .wait(r)
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        self.shared
+                            .changed
+                            .wait_timeout(r, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                };
+            }
             r.sleepers -= 1;
         }
         std::mem::swap(events, &mut r.tokens);
@@ -180,7 +189,7 @@ impl Poller {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
 
@@ -231,5 +240,56 @@ mod tests {
         for w in waiters {
             w.join().unwrap();
         }
+    }
+}
+
+/// The poller's wait and push under loom (`RUSTFLAGS="--cfg loom" cargo test --lib loom`):
+/// whatever the interleaving, a token pushed while clones wait reaches one of them; the
+/// sleeper count lets the pusher skip the futex wake only when no wait sleeps.
+#[cfg(all(test, loom))]
+mod loom {
+    use super::*;
+
+    #[test]
+    fn a_push_always_reaches_a_waiting_poller() {
+        ::loom::model(|| {
+            let poller = Poller::new();
+            let shared = poller.shared.clone();
+            let pusher = ::loom::thread::spawn(move || shared.push(7));
+            let mut events = Vec::new();
+            poller.wait(&mut events, None);
+            assert_eq!(events, [7]);
+            pusher.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn two_clones_asleep_at_once_are_each_woken() {
+        use ::loom::sync::atomic::AtomicUsize;
+        ::loom::model(|| {
+            let poller = Poller::new();
+            let woken = Arc::new(AtomicUsize::new(0));
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let (p, woken) = (poller.clone(), woken.clone());
+                    ::loom::thread::spawn(move || {
+                        let mut events = Vec::new();
+                        p.wait(&mut events, None);
+                        assert_eq!(events.len(), 1);
+                        woken.fetch_add(1, Ordering::AcqRel);
+                    })
+                })
+                .collect();
+            // One push wakes one of them; once it has its token, the next wakes the other,
+            // which may be asleep: no push is lost to a sleeper the pusher did not count.
+            poller.shared.push(1);
+            while woken.load(Ordering::Acquire) < 1 {
+                ::loom::thread::yield_now();
+            }
+            poller.shared.push(2);
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
     }
 }
