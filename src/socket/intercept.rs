@@ -270,7 +270,7 @@ impl InterceptedUdp {
     /// once the flow has idled out.
     pub fn accept(mut self) -> io::Result<UdpSocket> {
         self.decide(FlowDecision::Accept)?;
-        Ok(UdpSocket::adopt(
+        Ok(UdpSocket::new(
             self.handle.clone(),
             self.offer.id,
             self.offer.io.clone(),

@@ -53,7 +53,9 @@ impl UdpSocket {
         })
     }
 
-    fn new(handle: Handle, id: SocketId, rx: crate::core::UdpIo) -> UdpSocket {
+    /// A handle to socket `id`, which the core holds with shared state `rx`: one just bound,
+    /// or an accepted intercepted flow.
+    pub(crate) fn new(handle: Handle, id: SocketId, rx: crate::core::UdpIo) -> UdpSocket {
         UdpSocket {
             inner: Arc::new(Inner {
                 handle,
@@ -63,12 +65,6 @@ impl UdpSocket {
                 nonblocking: AtomicBool::new(false),
             }),
         }
-    }
-
-    /// A handle to socket `id`, which the core already holds with shared state `rx` (an
-    /// accepted intercepted flow).
-    pub(crate) fn adopt(handle: Handle, id: SocketId, rx: crate::core::UdpIo) -> UdpSocket {
-        UdpSocket::new(handle, id, rx)
     }
 
     fn ask<T: Send + 'static>(

@@ -218,7 +218,7 @@ impl Tcp {
             return;
         }
         l.syn_queue += 1;
-        let (buffers, dscp, traced) = (l.buffers, l.dscp, l.trace);
+        let opts = l.child_opts();
         let mapped = l.local.is_ipv6() && remote.is_ipv4();
         let id = self.ids.next_id();
         let iss = self.iss(now, local, remote);
@@ -229,19 +229,7 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
-        t.io()
-            .recv
-            .set_capacity(buffers.recv.min(super::UNACCEPTED_RCVBUF));
-        t.user.dscp = dscp;
-        t.mapped = mapped;
-        super::publish_addrs(&t);
-        if traced {
-            t.set_trace(true);
-        }
-        if t.trace.is_some() {
-            t.trace_received(now, seg);
-        }
+        let mut t = self.passive_tcb(opts, mapped, open, now, our_mss, seg);
         t.set_state(State::SynReceived);
         take_syn(&mut t, seg, our_mss, now, iss);
         t.user.listener = Some(lid);
@@ -249,6 +237,36 @@ impl Tcp {
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;
         self.flush(id, now, stats);
+    }
+
+    /// A connection a listener's SYN or SYN-cookie ACK opens, before its handshake state:
+    /// the listener's buffers (its receive ring at most [`super::UNACCEPTED_RCVBUF`] until
+    /// it is accepted), Diffserv field and tracing, and its ends as its handle will show them
+    /// (IPv4-mapped for an IPv4 peer of an IPv6 listener, if `mapped`).
+    fn passive_tcb(
+        &self,
+        opts: super::SocketOpts,
+        mapped: bool,
+        open: Opening,
+        now: Instant,
+        our_mss: u32,
+        seg: &SegmentIn<'_>,
+    ) -> Tcb {
+        let buffers = opts.buffers;
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
+        t.io()
+            .recv
+            .set_capacity(buffers.recv.min(super::UNACCEPTED_RCVBUF));
+        t.user.dscp = opts.dscp;
+        t.mapped = mapped;
+        super::publish_addrs(&t);
+        if opts.trace {
+            t.set_trace(true);
+        }
+        if t.trace.is_some() {
+            t.trace_received(now, seg);
+        }
+        t
     }
 
     /// An ACK for a listener with no connection: a valid SYN cookie opens one.
@@ -268,10 +286,10 @@ impl Tcp {
             stats.tcp_syncookies_failed += u64::from(!seg.flags.rst);
             return false;
         };
-        let Some((buffers, dscp, v6_listener, traced)) = self
+        let Some((opts, v6_listener)) = self
             .listeners
             .get(&lid)
-            .map(|l| (l.buffers, l.dscp, l.local.is_ipv6(), l.trace))
+            .map(|l| (l.child_opts(), l.local.is_ipv6()))
         else {
             return false;
         };
@@ -290,24 +308,13 @@ impl Tcp {
             iss: cookie,
             ts_offset: 0,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
-        t.io()
-            .recv
-            .set_capacity(buffers.recv.min(super::UNACCEPTED_RCVBUF));
-        t.user.dscp = dscp;
-        t.mapped = v6_listener && remote.is_ipv4();
-        super::publish_addrs(&t);
-        if traced {
-            t.set_trace(true);
-        }
-        if t.trace.is_some() {
-            t.trace_received(now, seg);
-        }
+        let mapped = v6_listener && remote.is_ipv4();
+        let mut t = self.passive_tcb(opts, mapped, open, now, our_mss, seg);
         t.set_state(State::Established);
         t.rcv.irs = client_isn;
         t.rcv.nxt = seg.seq;
         // What the cookie's SYN-ACK advertised (no window scale without state).
-        t.rcv.adv = seg.seq + buffers.recv.min(usize::from(u16::MAX)) as u32;
+        t.rcv.adv = seg.seq + opts.buffers.recv.min(usize::from(u16::MAX)) as u32;
         t.snd.una = seg.ack;
         t.snd.nxt = seg.ack;
         t.snd.max = seg.ack;

@@ -75,6 +75,15 @@ struct PortListeners {
 }
 
 impl Listener {
+    /// What its connections inherit: buffer sizes, Diffserv field, tracing.
+    fn child_opts(&self) -> SocketOpts {
+        SocketOpts {
+            buffers: self.buffers,
+            dscp: self.dscp,
+            trace: self.trace,
+        }
+    }
+
     /// An IPv6 listener on `[::]` without `IPV6_V6ONLY`: it takes IPv4 too.
     fn dual(&self) -> bool {
         self.local.is_ipv6() && !self.v6only && self.local.ip().is_unspecified()

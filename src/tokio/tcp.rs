@@ -355,15 +355,13 @@ impl TcpStream {
             .shutdown
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pending.is_none() {
-            match self.io.shutdown_request(Shutdown::Write) {
+        let answer = match pending.take() {
+            Some(answer) => pending.insert(answer),
+            None => match self.io.shutdown_request(Shutdown::Write) {
                 Ok(None) => return Poll::Ready(Ok(())),
-                Ok(Some(answer)) => *pending = Some(answer),
+                Ok(Some(answer)) => pending.insert(answer),
                 Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        let Some(answer) = pending.as_mut() else {
-            return Poll::Ready(Ok(()));
+            },
         };
         let result = ready!(Pin::new(answer).poll(cx));
         *pending = None;
