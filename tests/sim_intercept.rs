@@ -53,6 +53,24 @@ fn dial(sim: &mut Sim, port: u16) -> SocketId {
     c
 }
 
+/// Sends `datagrams` from a new socket of the client to `to`, and lets them arrive: the socket.
+fn send_datagrams(sim: &mut Sim, to: SocketAddrV4, datagrams: &[&[u8]]) -> SocketId {
+    let sock = sim
+        .a
+        .iface
+        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
+        .unwrap();
+    let now = sim.now;
+    for data in datagrams {
+        sim.a
+            .iface
+            .udp_send(now, sock, data, Some(to.into()))
+            .unwrap();
+    }
+    sim.settle();
+    sock
+}
+
 #[test]
 fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed() {
     let mut sim = sim();
@@ -223,18 +241,8 @@ fn an_undecided_udp_offer_expires_and_a_late_accept_reads_timed_out() {
         decision_timeout: Duration::from_secs(2),
         ..InterceptConfig::default()
     });
-    let sock = sim
-        .a
-        .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
-        .unwrap();
     let dns = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53);
-    let now = sim.now;
-    sim.a
-        .iface
-        .udp_send(now, sock, b"query", Some(dns.into()))
-        .unwrap();
-    sim.settle();
+    send_datagrams(&mut sim, dns, &[b"query"]);
     let offer = next_udp(&sim.b.iface).expect("offered");
     sim.advance(Duration::from_secs(3));
     assert_eq!(sim.b.iface.counters().icpt_udp_ignored, 1);
@@ -253,22 +261,8 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
         udp_timeout: Duration::from_secs(5),
         ..InterceptConfig::default()
     });
-    let sock = sim
-        .a
-        .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
-        .unwrap();
     let dns = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53);
-    let now = sim.now;
-    sim.a
-        .iface
-        .udp_send(now, sock, b"query 1", Some(dns.into()))
-        .unwrap();
-    sim.a
-        .iface
-        .udp_send(now, sock, b"query 2", Some(dns.into()))
-        .unwrap();
-    sim.settle();
+    let sock = send_datagrams(&mut sim, dns, &[b"query 1", b"query 2"]);
     let offer = next_udp(&sim.b.iface).expect("offered");
     assert_eq!(offer.local, dns);
     assert!(next_udp(&sim.b.iface).is_none(), "one offer per flow");
@@ -345,17 +339,7 @@ fn a_refused_flow_answers_port_unreachable_and_the_flow_cap_holds() {
     let err = sim.a.iface.udp_recv(sock).unwrap().unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
     // The refused flow still counts against the cap until it idles out.
-    let other = sim
-        .a
-        .iface
-        .udp_bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into())
-        .unwrap();
-    let now = sim.now;
-    sim.a
-        .iface
-        .udp_send(now, other, b"y", Some(SocketAddrV4::new(FAR, 1).into()))
-        .unwrap();
-    sim.settle();
+    send_datagrams(&mut sim, SocketAddrV4::new(FAR, 1), &[b"y"]);
     assert!(next_udp(&sim.b.iface).is_none());
     let counters = sim.b.iface.counters();
     assert_eq!(

@@ -381,6 +381,14 @@ fn echo_to_all_nodes_is_answered_from_the_link_local_address() {
 
 /// Sends `payload` after `next_header` to our address; the ICMPv6 error sent back, if any, as
 /// (type, code, parameter).
+/// An interface past DAD whose host has resolved it and pinged it: the host is in its
+/// neighbour cache, so answers and errors leave at once.
+fn resolved() -> Interface {
+    let mut i = ready();
+    resolve_and_ping(&mut i, at(1500));
+    i
+}
+
 fn error_for(i: &mut Interface, next_header: u8, payload: &[u8]) -> Option<(u8, u8, u32)> {
     let mac = our_mac(i);
     i.receive(at(2000), &frame(mac, HOST, OURS, next_header, 64, payload));
@@ -431,16 +439,12 @@ fn extension_headers_are_walked_and_their_errors_point_at_the_fault() {
     first.extend_from_slice(&echo);
     assert_eq!(error_for(&mut i, 44, &first), Some((4, 0, 4)));
     // UDP to us: every IPv6 port is closed, port unreachable.
-    let mut udp = vec![0x30, 0x39, 0, 7, 0, 10, 0, 0, b'h', b'i'];
-    let c = checksum(HOST, OURS, 17, &udp);
-    udp[6..8].copy_from_slice(&c);
-    assert_eq!(error_for(&mut i, 17, &udp), Some((1, 4, 0)));
+    assert_eq!(error_for(&mut i, 17, &udp6(7, b"hi")), Some((1, 4, 0)));
 }
 
 #[test]
 fn neighbor_discovery_is_validated_and_errors_are_never_about_errors() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let invalid = i.counters().nd_rx_invalid;
     // A solicitation that crossed a router (hop limit below 255) is not answered.
@@ -575,21 +579,37 @@ fn a_hundred_thousand_mangled_ipv6_frames_never_break_the_stack() {
 
 /// A UDP datagram from the host to `port` over IPv6, its checksum right.
 fn udp6(port: u16, data: &[u8]) -> Vec<u8> {
+    udp6_to(OURS, port, data)
+}
+
+/// A UDP datagram from the host's port 12345 to `dst`'s `port`, its checksum for HOST → `dst`.
+fn udp6_to(dst: Ipv6Addr, port: u16, data: &[u8]) -> Vec<u8> {
     let mut u = vec![0x30, 0x39];
     u.extend_from_slice(&port.to_be_bytes());
     u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
     u.extend_from_slice(&[0, 0]);
     u.extend_from_slice(data);
-    let c = checksum(HOST, OURS, 17, &u);
+    let c = checksum(HOST, dst, 17, &u);
     u[6..8].copy_from_slice(&c);
     u
+}
+
+/// A TCP segment without options from the host's port 4000 to our port 80, its checksum for
+/// HOST → OURS.
+fn tcp6(seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let mut t = vec![0x0f, 0xa0, 0, 80];
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let c = checksum(HOST, OURS, 6, &t);
+    t[16..18].copy_from_slice(&c);
+    t
 }
 
 #[test]
 fn udp_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
     use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7));
     let s = i.udp_bind(any6).unwrap();
     // The dual-stack socket holds port 7 in both families.
@@ -690,8 +710,7 @@ fn udp_over_ipv6_and_ipv4_through_one_dual_stack_socket() {
 #[test]
 fn a_connected_udp6_socket_learns_port_unreachable() {
     use std::net::{SocketAddr, SocketAddrV6};
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let s = i
         .udp_bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
         .unwrap();
@@ -735,8 +754,7 @@ fn a_connected_udp6_socket_learns_port_unreachable() {
 /// an incomplete one times out with time exceeded, code 1.
 #[test]
 fn fragments_are_reassembled_and_big_replies_fragmented() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let data: Vec<u8> = (0..2992u32).map(|k| (k * 7) as u8).collect();
     let mut body = vec![0x77, 0x77, 0, 1];
@@ -973,8 +991,7 @@ fn a_router_advertisement_gives_an_address_a_default_router_and_the_mtu() {
 #[test]
 fn packet_too_big_lowers_the_path_mtu_for_a_while() {
     use std::net::{SocketAddr, SocketAddrV6};
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let s = i.udp_bind(SocketAddr::from((OURS, 0))).unwrap();
     let host = SocketAddr::V6(SocketAddrV6::new(HOST, 9, 0, 0));
@@ -1028,8 +1045,7 @@ fn packet_too_big_lowers_the_path_mtu_for_a_while() {
 #[test]
 fn an_unreachable_ipv6_peer_fails_a_tcp_connect_at_once() {
     use std::net::{SocketAddr, SocketAddrV6};
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let remote = SocketAddr::V6(SocketAddrV6::new(HOST, 80, 0, 0));
     let now = at(2000);
     let id = i
@@ -1079,8 +1095,7 @@ fn a_failed_resolution_reaches_the_connected_udp_socket() {
 #[test]
 fn errors_behind_extension_headers_are_recognised_and_errors_reach_udp() {
     use std::net::{SocketAddr, SocketAddrV6};
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     // Destination options with an option of type 10 (discard and report), then ICMPv6.
     let behind = |msg: &[u8]| {
         let mut p = vec![ICMPV6, 0, 0x9e, 2, 0, 0, 1, 0];
@@ -1165,8 +1180,7 @@ fn replies(i: &mut Interface) -> Vec<Vec<u8>> {
 /// Next Header.
 #[test]
 fn the_header_is_validated_and_ethernet_padding_cut() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let echo = echo_request(HOST, OURS);
     let malformed = i.counters().ip6_rx_malformed;
@@ -1196,8 +1210,7 @@ fn the_header_is_validated_and_ethernet_padding_cut() {
 /// segments left is skipped and the next header processed.
 #[test]
 fn no_next_header_ends_the_walk_and_a_spent_routing_header_is_skipped() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let unknown = i.counters().ip6_rx_unknown_next;
     // Destination options saying No Next Header, then bytes that would be an echo request.
@@ -1217,8 +1230,7 @@ fn no_next_header_ends_the_walk_and_a_spent_routing_header_is_skipped() {
 /// is discarded with a parameter problem pointing at its Fragment Offset.
 #[test]
 fn a_fragment_reaching_past_65535_bytes_is_refused_at_its_offset() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     // Offset 65520, 24 bytes, the last fragment: it would end at 65544.
     let mut last = vec![ICMPV6, 0, 0xff, 0xf0, 0, 0, 0, 9];
     last.extend_from_slice(&[0; 24]);
@@ -1230,8 +1242,7 @@ fn a_fragment_reaching_past_65535_bytes_is_refused_at_its_offset() {
 #[test]
 fn udp_checksums_are_mandatory_over_ipv6() {
     use std::net::SocketAddr;
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let s = i.udp_bind(SocketAddr::from((OURS, 7))).unwrap();
     let bad = i.counters().udp_rx_bad_checksum;
@@ -1264,21 +1275,15 @@ fn udp_checksums_are_mandatory_over_ipv6() {
 #[test]
 fn upper_layers_count_the_longer_header() {
     use std::net::SocketAddr;
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let (l, _) = i
         .with_tcp(at(2000), |tcp, _| {
             tcp.listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 80)), 4)
         })
         .unwrap();
-    // A SYN with no options, port 4000 to 80, sequence 1000.
-    let mut syn = vec![
-        0x0f, 0xa0, 0, 80, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff,
-    ];
-    syn.extend_from_slice(&[0, 0, 0, 0]);
-    let c = checksum(HOST, OURS, 6, &syn);
-    syn[16..18].copy_from_slice(&c);
+    // A SYN with no options, sequence 1000.
+    let syn = tcp6(1000, 0, 0x02);
     i.receive(at(2000), &frame(mac, HOST, OURS, 6, 64, &syn));
     let out = sent6(&mut i);
     let (_, _, synack) = out.iter().find(|(_, h, _)| h.next_header.0 == 6).unwrap();
@@ -1290,11 +1295,7 @@ fn upper_layers_count_the_longer_header() {
     assert_eq!(mss, Some(1500 - 60));
     // The handshake's ACK; the connection sends with 1220 bytes a segment.
     let ours = u32::from_be_bytes([synack[4], synack[5], synack[6], synack[7]]);
-    let mut ack = vec![0x0f, 0xa0, 0, 80, 0, 0, 0x03, 0xe9];
-    ack.extend_from_slice(&(ours + 1).to_be_bytes());
-    ack.extend_from_slice(&[0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-    let c = checksum(HOST, OURS, 6, &ack);
-    ack[16..18].copy_from_slice(&c);
+    let ack = tcp6(1001, ours + 1, 0x10);
     i.receive(at(2001), &frame(mac, HOST, OURS, 6, 64, &ack));
     let (id, _) = i
         .with_tcp(at(2001), |tcp, _| tcp.accept(l))
@@ -1315,8 +1316,7 @@ fn upper_layers_count_the_longer_header() {
 /// unspecified address or a group (e.6); and errors are rate limited (f).
 #[test]
 fn icmpv6_errors_go_only_where_rfc_4443_allows() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let other = i.counters().icmp6_rx_other;
     i.receive(
@@ -1335,9 +1335,7 @@ fn icmpv6_errors_go_only_where_rfc_4443_allows() {
     // To all nodes: a closed UDP port and an option of type 11xxxxxx are silent; an option
     // of type 10xxxxxx is reported, to multicast too.
     let group = multicast_mac(ALL_NODES);
-    let mut udp = vec![0x30, 0x39, 0, 7, 0, 10, 0, 0, b'h', b'i'];
-    let c = checksum(HOST, ALL_NODES, 17, &udp);
-    udp[6..8].copy_from_slice(&c);
+    let udp = udp6_to(ALL_NODES, 7, b"hi");
     i.receive(at(2000), &frame(group, HOST, ALL_NODES, 17, 64, &udp));
     let option = |kind: u8| {
         let mut p = vec![ICMPV6, 0, kind, 2, 0, 0, 1, 0];
@@ -1390,8 +1388,7 @@ fn icmpv6_errors_go_only_where_rfc_4443_allows() {
 /// answered to all nodes with the Solicited flag clear.
 #[test]
 fn solicitations_and_advertisements_follow_rfc_4861() {
-    let mut i = ready();
-    resolve_and_ping(&mut i, at(1500));
+    let mut i = resolved();
     let mac = our_mac(&i);
     let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
     let rs = icmp(HOST, all_routers, 133, 0, &[0; 4]);

@@ -1349,6 +1349,19 @@ fn the_send_buffer_grows_with_the_congestion_window_only() {
     assert_eq!((b.send, b.send_locked), (300_000, true));
 }
 
+/// Connects a to b's listener `l` on port 80 and accepts: (a's end, b's end).
+fn open_on(sim: &mut Sim, l: SocketId) -> (SocketId, SocketId) {
+    let now = sim.now;
+    let c = sim
+        .a
+        .iface
+        .tcp_connect(now, SocketAddrV4::new(B, 80))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    let (s, _) = sim.b.iface.tcp_accept(l).unwrap().unwrap();
+    (c, s)
+}
+
 /// TIME-WAIT is bounded (Linux's `tcp_max_tw_buckets`): past the cap a connection closing
 /// first still sends its last ACK, so the peer closes cleanly, but is forgotten at once; the
 /// ones in TIME-WAIT hold no buffer; the gauge follows them out when 2 MSL pass.
@@ -1364,14 +1377,7 @@ fn time_wait_is_capped_and_holds_no_buffer() {
         .unwrap();
     let mut pairs = Vec::new();
     for _ in 0..3 {
-        let now = sim.now;
-        let c = sim
-            .a
-            .iface
-            .tcp_connect(now, SocketAddrV4::new(B, 80))
-            .unwrap();
-        sim.advance(Duration::from_millis(10));
-        let (s, _) = sim.b.iface.tcp_accept(l).unwrap().unwrap();
+        let (c, s) = open_on(&mut sim, l);
         // Enough for the rings to have grown; b reads it all, to the end of a's stream.
         let data = pattern(100_000, 1);
         let (mut sent, mut eof, mut closed) = (0, false, false);
@@ -1438,14 +1444,7 @@ fn the_memory_budget_holds_the_windows_and_refuses_connections_at_its_limit() {
         .unwrap();
     let mut conns = Vec::new();
     for _ in 0..3 {
-        let now = sim.now;
-        let c = sim
-            .a
-            .iface
-            .tcp_connect(now, SocketAddrV4::new(B, 80))
-            .unwrap();
-        sim.advance(Duration::from_millis(10));
-        let (s, _) = sim.b.iface.tcp_accept(l).unwrap().unwrap();
+        let (c, s) = open_on(&mut sim, l);
         conns.push((c, s, 0usize, 0usize));
     }
     let data = pattern(1 << 20, 9);

@@ -26,6 +26,15 @@ fn config(last_octet: u8) -> StackConfig {
     c
 }
 
+/// A client stack (10.0.0.1) and a server stack (10.0.0.2) joined by the in-memory link.
+fn two_stacks() -> (Stack, Stack) {
+    let (a, b) = memory_pair(1500).unwrap();
+    (
+        Stack::new(a, config(1)).unwrap(),
+        Stack::new(b, config(2)).unwrap(),
+    )
+}
+
 fn check(f: impl Fn() + Send + Sync + 'static) {
     let mut config = ::shuttle::Config::new();
     // A stack thread's frames are deep: shuttle's default 32 KiB stacks are not enough.
@@ -42,9 +51,7 @@ fn check(f: impl Fn() + Send + Sync + 'static) {
 #[test]
 fn every_call_ends_when_the_stacks_stop_mid_echo() {
     check(|| {
-        let (a, b) = memory_pair(1500).unwrap();
-        let client_stack = Stack::new(a, config(1)).unwrap();
-        let server_stack = Stack::new(b, config(2)).unwrap();
+        let (client_stack, server_stack) = two_stacks();
         let listener = TcpListener::bind(&server_stack, "0.0.0.0:7").unwrap();
         let udp = UdpSocket::bind(&client_stack, "0.0.0.0:9").unwrap();
         let server = thread::spawn(move || {
@@ -100,9 +107,7 @@ fn every_call_ends_when_the_stacks_stop_mid_echo() {
 #[test]
 fn handles_dropped_while_the_stack_stops() {
     check(|| {
-        let (a, b) = memory_pair(1500).unwrap();
-        let client_stack = Stack::new(a, config(1)).unwrap();
-        let server_stack = Stack::new(b, config(2)).unwrap();
+        let (client_stack, server_stack) = two_stacks();
         let listener = TcpListener::bind(&server_stack, "0.0.0.0:7").unwrap();
         let conn = TcpStream::connect(&client_stack, "10.0.0.2:7").unwrap();
         let reader = conn.try_clone().unwrap();
