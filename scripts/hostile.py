@@ -197,7 +197,7 @@ def synrst(peer, secs):
     challenges = 0
     while peer.recv(1.0) is not None:
         challenges += 1
-    # The connection lives on: data still echoes? discard answers nothing; a FIN is ACKed.
+    # The connection lives on: discard sends nothing, so a FIN is what shows it, ACKed.
     peer.send(snd, rcv, FIN | ACK)
     alive = False
     for _ in range(5):

@@ -223,7 +223,7 @@ if want 6; then
         secs=$(echo "$(date +%s.%N) - $t0" | bc)
         cpu=$(echo "scale=2; ($(stack_ticks) - $ticks0) / $TICK" | bc)
         pct=$(echo "scale=0; 100 * $cpu / $secs" | bc)
-        row "hostile $(sed 's/: /: /' "$WORK/hostile")" "RSS $((before / 1024)) / $(($(cat "$WORK/peak" 2>/dev/null || echo "$before") / 1024)) / $(($(rss_kb) / 1024)) MiB (before / peak / after); stack thread ${cpu} s CPU in $(printf '%.1f' "$secs") s (${pct}%); tap queue drops $(($(tap_drops) - drops0)); $(sed 's/^tcp echo: /echo /' "$WORK/legit"); ping $(grep -o '[0-9]* received' "$WORK/ping") of 40, $(grep -o 'rtt.*' "$WORK/ping" | sed 's/rtt min\/avg\/max\/mdev = /rtt ms /')"
+        row "hostile $(<"$WORK/hostile")" "RSS $((before / 1024)) / $(($(cat "$WORK/peak" 2>/dev/null || echo "$before") / 1024)) / $(($(rss_kb) / 1024)) MiB (before / peak / after); stack thread ${cpu} s CPU in $(printf '%.1f' "$secs") s (${pct}%); tap queue drops $(($(tap_drops) - drops0)); $(sed 's/^tcp echo: /echo /' "$WORK/legit"); ping $(grep -o '[0-9]* received' "$WORK/ping") of 40, $(grep -o 'rtt.*' "$WORK/ping" | sed 's/rtt min\/avg\/max\/mdev = /rtt ms /')"
     done
     stop_to
     row "hostile peers: counters at exit" "$(counter 'out-of-order segments dropped') out-of-order segments dropped, $(counter 'challenge ACKs') challenge ACKs, $(counter "socket's receive buffer was full") UDP datagrams dropped at a full receive buffer"
