@@ -52,6 +52,9 @@ struct Rxt {
 pub struct Rack {
     /// Original transmissions: (end seq, time sent), in sequence and time order.
     sent: VecDeque<(Seq, Instant)>,
+    /// The last entry the cumulative ACK took off `sent`: the ACK that took it delivered
+    /// its last byte, which RACK must still find (RFC 8985 §6.2 step 2).
+    last_acked: Option<(Seq, Instant)>,
     /// Retransmissions of this episode, in time order.
     rxt: VecDeque<Rxt>,
     /// Retransmissions deemed lost again, to resend.
@@ -135,7 +138,7 @@ impl Rack {
     /// The cumulative ACK reached `una`.
     pub fn advance(&mut self, una: Seq) {
         while self.sent.front().is_some_and(|&(end, _)| end.le(una)) {
-            self.sent.pop_front();
+            self.last_acked = self.sent.pop_front();
         }
         while self.relost.front().is_some_and(|&(_, end)| end.le(una)) {
             self.relost.pop_front();
@@ -306,8 +309,13 @@ impl Rack {
         pending
     }
 
-    /// When original data `seq` was sent, if it is still logged.
+    /// When original data `seq` was sent, if it is still logged: data below the cumulative
+    /// ACK is known only for the last byte the ACK took (not the next entry's time, which
+    /// would make its RTT too short).
     fn sent_at(&self, seq: Seq) -> Option<Instant> {
+        if let Some((end, at)) = self.last_acked.filter(|&(end, _)| seq.lt(end)) {
+            return (seq + 1 == end).then_some(at);
+        }
         let i = self.sent.partition_point(|&(end, _)| end.le(seq));
         self.sent.get(i).map(|&(_, at)| at)
     }
@@ -337,7 +345,14 @@ impl Rack {
 
     /// RFC 8985 §6.2 steps 1–3 for an ACK that newly delivered up to `ack` and the SACKed
     /// blocks `sacked`: remembers the most recently sent delivered data and its RTT.
-    pub fn on_ack(&mut self, now: Instant, ack: Option<Seq>, sacked: &[Option<(Seq, Seq)>]) {
+    /// Returns the RTT of the newest data it found delivered, if any (RACK.rtt).
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        ack: Option<Seq>,
+        sacked: &[Option<(Seq, Seq)>],
+    ) -> Option<Duration> {
+        let mut sample = None;
         let highest = sacked.iter().flatten().map(|&(_, end)| end).chain(ack);
         for end in highest {
             let seq = end - 1;
@@ -352,8 +367,15 @@ impl Rack {
                 self.delivered = Some((at, seq + 1));
                 self.rtt = rtt;
                 self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+                sample = Some(rtt);
             }
         }
+        sample
+    }
+
+    /// The smallest RTT RACK has seen on the connection.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// RFC 8985 §6.2 step 4: RACK.reo_wnd_mult quarters of the minimum RTT, at most SRTT.
