@@ -132,6 +132,13 @@ pub struct DeviceArgs {
     /// Microseconds the stack thread spins for an application's answer before it sleeps (0: off)
     #[arg(long, default_value_t = 50)]
     pub busy_poll_us: u64,
+    /// TCP congestion control of every connection: cubic, bbr (paced) or newreno
+    #[arg(long, default_value = "cubic")]
+    pub congestion: crate::CongestionAlgorithm,
+    /// Pace every TCP connection (BBR always paces): at twice cwnd/RTT in slow start, 1.2
+    /// times after, as Linux's fq does
+    #[arg(long)]
+    pub pacing: bool,
 }
 
 impl DeviceArgs {
@@ -156,6 +163,8 @@ impl DeviceArgs {
         }
         cfg.busy_poll = std::time::Duration::from_micros(self.busy_poll_us);
         cfg.tcp.trace = self.trace.is_some();
+        cfg.tcp.congestion = self.congestion;
+        cfg.tcp.pacing = self.pacing;
         if let Some(seed) = self.seed {
             cfg.seed = seed;
         }

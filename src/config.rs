@@ -356,8 +356,12 @@ pub struct TcpConfig {
     /// A fixed initial sequence number instead of RFC 6528's, for tests and reproductions
     /// (e.g. a transfer across the 2^32 wrap). Never set it in production.
     pub fixed_iss: Option<u32>,
-    /// Congestion control algorithm of every connection (default CUBIC).
+    /// Congestion control algorithm of every connection (default CUBIC); a socket may choose
+    /// its own.
     pub congestion: CongestionAlgorithm,
+    /// Pace every connection's output (Linux's fq pacing): at twice cwnd/SRTT in slow start,
+    /// 1.2 times after. Off by default; BBR paces whatever this says.
+    pub pacing: bool,
     /// Send TCP super-segments of up to 64 KB, whole MSS pieces that the device splits (TSO,
     /// or in software: GSO). Off in the core by default, so that every frame fits the MTU;
     /// the runtime turns it on, since every device takes super-segments.
@@ -405,6 +409,7 @@ impl Default for TcpConfig {
             keepalive_probes: 9,
             fixed_iss: None,
             congestion: CongestionAlgorithm::default(),
+            pacing: false,
             tso: false,
             send_autotune: true,
             trace: false,
@@ -420,6 +425,36 @@ pub enum CongestionAlgorithm {
     /// RFC 9438; the default, as on Linux.
     #[default]
     Cubic,
+    /// BBR v3 (draft-ietf-ccwg-bbr), paced; not loss-based: random loss below 2% per round
+    /// trip does not shrink its window.
+    Bbr,
+}
+
+impl CongestionAlgorithm {
+    /// The algorithm's name, as the controller and `TcpInfo` give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CongestionAlgorithm::NewReno => "newreno",
+            CongestionAlgorithm::Cubic => "cubic",
+            CongestionAlgorithm::Bbr => "bbr",
+        }
+    }
+}
+
+impl std::str::FromStr for CongestionAlgorithm {
+    type Err = String;
+
+    /// `cubic`, `bbr`, or `newreno` (also `reno`, as Linux names it).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cubic" => Ok(CongestionAlgorithm::Cubic),
+            "bbr" => Ok(CongestionAlgorithm::Bbr),
+            "reno" | "newreno" => Ok(CongestionAlgorithm::NewReno),
+            _ => Err(format!(
+                "unknown congestion control {s:?} (cubic, bbr or newreno)"
+            )),
+        }
+    }
 }
 
 /// Keep-alive of one connection (RFC 1122 §4.2.3.6; Linux's `TCP_KEEPIDLE`, `TCP_KEEPINTVL`

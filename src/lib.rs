@@ -60,7 +60,9 @@ pub mod tokio;
 pub mod trace;
 pub mod wire;
 
-pub use config::{EchoMode, InterceptConfig, Ipv6Config, Keepalive, StackConfig};
+pub use config::{
+    CongestionAlgorithm, EchoMode, InterceptConfig, Ipv6Config, Keepalive, StackConfig,
+};
 pub use runtime::Stack;
 pub use socket::{TcpListener, TcpStream, UdpSocket};
 pub use stats::Counters;

@@ -217,7 +217,7 @@ fn must_48_the_diffserv_field_before_the_syn_from_the_listener_and_changed_later
             let opts = tapstack::tcp::SocketOpts {
                 buffers,
                 dscp: 46,
-                trace: false,
+                ..Default::default()
             };
             tcp.connect_with(Instant::ZERO, None, peer.into(), opts, stats)
         })

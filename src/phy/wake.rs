@@ -149,19 +149,31 @@ impl Counter {
     }
 }
 
-/// `poll(2)` on `fds` for readability, at most `timeout_ms`: the number of descriptors with
-/// events, or -1 with `errno` set. Under a model checker, a model of it over the modelled
+/// `ppoll(2)` on `fds` for readability, at most `timeout` (to the microsecond, so that a paced
+/// connection's next release is kept): the number of descriptors with events, or -1 with
+/// `errno` set. Under a model checker, a model of it over the modelled
 /// descriptors, which yields to the checker's scheduler until one is readable or the time is
 /// up.
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> i32 {
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> i32 {
     #[cfg(not(any(loom, shuttle)))]
     {
-        // SAFETY: `fds` is a live slice of pollfd; a negative fd is ignored by poll.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) }
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: `fds` is a live slice of pollfd (a negative fd is ignored), `ts` a live
+        // timespec; no signal mask is passed.
+        unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        }
     }
     #[cfg(any(loom, shuttle))]
     {
-        let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64);
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let mut n = 0;

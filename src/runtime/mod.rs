@@ -367,6 +367,8 @@ const TRIM_AFTER_CLOSED: u64 = 256;
 const TRIM_AFTER_FREED: u64 = 32 << 20;
 /// At most one trim per this long: it walks the allocator's free lists.
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest the stack thread sleeps without a deadline: it looks around at least this often.
+const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Trim {
     /// Whether enough has been freed since the last trim for another.
@@ -625,7 +627,7 @@ impl<D: Device> StackThread<D> {
                         revents: 0,
                     }];
                     // A zero timeout never blocks.
-                    crate::phy::wake::poll(&mut pfd, 0) > 0
+                    crate::phy::wake::poll(&mut pfd, std::time::Duration::ZERO) > 0
                 });
             if command || frame {
                 return Some(Ready {
@@ -663,18 +665,14 @@ impl<D: Device> StackThread<D> {
     fn sleep(&mut self, cap: Option<std::time::Instant>) -> Ready {
         let now = self.now();
         let deadline = earliest(self.iface.poll_at(), self.device.poll_at());
-        let mut timeout_ms: i32 = match deadline {
-            Some(t) if t <= now => 0,
-            Some(t) => (t - now).as_micros().div_ceil(1000).min(60_000) as i32,
-            None => 60_000,
+        // To the microsecond: a paced connection's next release may be microseconds away.
+        let mut timeout = match deadline {
+            Some(t) if t <= now => std::time::Duration::ZERO,
+            Some(t) => (t - now).min(MAX_SLEEP),
+            None => MAX_SLEEP,
         };
         if let Some(w) = earliest(self.waiters.next_deadline(), cap) {
-            let ms = w
-                .saturating_duration_since(std::time::Instant::now())
-                .as_micros()
-                .div_ceil(1000)
-                .min(60_000) as i32;
-            timeout_ms = timeout_ms.min(ms);
+            timeout = timeout.min(w.saturating_duration_since(std::time::Instant::now()));
         }
         let mut fds = [
             libc::pollfd {
@@ -688,7 +686,7 @@ impl<D: Device> StackThread<D> {
                 revents: 0,
             },
         ];
-        let n = crate::phy::wake::poll(&mut fds, timeout_ms);
+        let n = crate::phy::wake::poll(&mut fds, timeout);
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {

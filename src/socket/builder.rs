@@ -4,7 +4,7 @@
 use super::{any_addr, TcpListener, TcpStream};
 use crate::config::Buffers;
 use crate::runtime::{Pending, Stack};
-use crate::tcp::SocketOpts;
+use crate::tcp::{CongestionChoice, SocketOpts};
 use std::cell::Cell;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -27,6 +27,7 @@ pub struct TcpSocket<'a> {
     dscp: Cell<u8>,
     only_v6: Cell<bool>,
     trace: Cell<bool>,
+    congestion: Cell<CongestionChoice>,
 }
 
 impl<'a> TcpSocket<'a> {
@@ -39,6 +40,7 @@ impl<'a> TcpSocket<'a> {
             dscp: Cell::new(0),
             only_v6: Cell::new(false),
             trace: Cell::new(false),
+            congestion: Cell::new(CongestionChoice::default()),
         }
     }
 
@@ -52,6 +54,23 @@ impl<'a> TcpSocket<'a> {
     /// The `IP_TOS` set (its ECN bits zero).
     pub fn tos(&self) -> io::Result<u32> {
         Ok(u32::from(self.dscp.get()) << 2)
+    }
+
+    /// `TCP_CONGESTION` (see [`TcpStream::set_congestion`]): the connection's controller from
+    /// its SYN, or a listener's connections' controller.
+    pub fn set_congestion(&self, algorithm: crate::CongestionAlgorithm) -> io::Result<()> {
+        let mut c = self.congestion.get();
+        c.algorithm = Some(algorithm);
+        self.congestion.set(c);
+        Ok(())
+    }
+
+    /// Pacing (see [`TcpStream::set_pacing`]), from the SYN on.
+    pub fn set_pacing(&self, on: bool) -> io::Result<()> {
+        let mut c = self.congestion.get();
+        c.pacing = Some(on);
+        self.congestion.set(c);
+        Ok(())
     }
 
     /// `SO_SNDBUF` (see [`TcpStream::set_send_buffer_size`]).
@@ -132,6 +151,7 @@ impl<'a> TcpSocket<'a> {
             buffers: self.buffers.get(),
             dscp: self.dscp.get(),
             trace: self.trace.get(),
+            congestion: self.congestion.get(),
         }
     }
 

@@ -177,19 +177,21 @@ impl TcpListener {
             buffers,
             dscp,
             trace,
+            congestion,
         } = opts;
         let handle = stack.handle();
         if trace {
             check_trace_output(&handle)?;
         }
         stack.handle().ask(move |iface, now| {
-            iface.with_tcp(now, |tcp, _| {
+            iface.with_tcp(now, |tcp, stats| {
                 let (id, local) = tcp.listen_opts(addr, backlog, buffers, v6only)?;
                 // From here the listener owns the port: dropping it closes it.
                 let inner = Inner::new(handle, id);
                 // Before any SYN can reach it: this runs on the stack thread.
                 tcp.set_dscp(id, dscp)?;
                 tcp.set_trace(id, now, trace)?;
+                tcp.set_congestion(id, now, congestion, stats)?;
                 let shared = tcp
                     .listen_io(id)
                     .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -200,6 +202,18 @@ impl TcpListener {
                 })
             })
         })
+    }
+
+    /// The congestion control of the connections the listener opens from now on (Linux's
+    /// `TCP_CONGESTION` on a listener; see [`TcpStream::set_congestion`]).
+    pub fn set_congestion(&self, algorithm: crate::CongestionAlgorithm) -> io::Result<()> {
+        post_congestion(&self.inner, Some(algorithm), None)
+    }
+
+    /// Pacing of the connections the listener opens from now on (see
+    /// [`TcpStream::set_pacing`]).
+    pub fn set_pacing(&self, on: bool) -> io::Result<()> {
+        post_congestion(&self.inner, None, Some(on))
     }
 
     /// `IP_TOS` (see [`TcpStream::set_tos`]) of the SYN-ACKs the listener sends from now on
@@ -330,6 +344,19 @@ pub(crate) fn dscp_of_tos(tos: u32) -> io::Result<u8> {
     let tos = u8::try_from(tos)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "TOS must fit a byte"))?;
     Ok(tos >> 2)
+}
+
+/// Posts a congestion control choice for a connection or a listener; not waited for.
+fn post_congestion(
+    inner: &Inner,
+    algorithm: Option<crate::CongestionAlgorithm>,
+    pacing: Option<bool>,
+) -> io::Result<()> {
+    let id = inner.id;
+    let choice = crate::tcp::CongestionChoice { algorithm, pacing };
+    inner.handle.post(move |iface, now| {
+        let _ = iface.with_tcp(now, |tcp, stats| tcp.set_congestion(id, now, choice, stats));
+    })
 }
 
 /// Sets the Diffserv field of the listener or connection `inner` names.
@@ -679,6 +706,20 @@ impl TcpStream {
         self.inner.handle.post(move |iface, now| {
             let _ = iface.with_tcp(now, |tcp, _| tcp.set_max_retries(id, retries));
         })
+    }
+
+    /// `TCP_CONGESTION`: the congestion control of the connection from now on. A new
+    /// controller starts from the initial window, as a new connection does; to have the
+    /// handshake's first window chosen by it, set it on a [`super::TcpSocket`] or on the
+    /// listener. [`crate::CongestionAlgorithm::Bbr`] paces.
+    pub fn set_congestion(&self, algorithm: crate::CongestionAlgorithm) -> io::Result<()> {
+        post_congestion(&self.inner, Some(algorithm), None)
+    }
+
+    /// Paces the connection's output (Linux's fq pacing, `SO_MAX_PACING_RATE` aside): at twice
+    /// cwnd/RTT in slow start, 1.2 times after. BBR paces whatever this says.
+    pub fn set_pacing(&self, on: bool) -> io::Result<()> {
+        post_congestion(&self.inner, None, Some(on))
     }
 
     /// `IP_TOS`: the type-of-service byte of the connection's segments, as `socket2` takes

@@ -258,6 +258,7 @@ impl Tcp {
             .recv
             .set_capacity(buffers.recv.min(super::UNACCEPTED_RCVBUF));
         t.user.dscp = opts.dscp;
+        t.set_congestion(opts.congestion, now);
         t.mapped = mapped;
         super::publish_addrs(&t);
         if opts.trace {
@@ -826,6 +827,8 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         new_sack = t.recovery.scoreboard.update(una, t.snd.max, &sacked);
     }
     let newly_acked = seg.ack.gt(t.snd.una);
+    // An RTT sample, for a controller that models the path.
+    let mut ack_rtt = None;
     if newly_acked || new_sack {
         // The path delivers: the probe timeout restarts (RFC 8985 §7.2), and probing with it.
         t.recovery.rack.on_progress();
@@ -891,6 +894,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         if let Some(r) = rtt {
             t.rtx.rtt.sample(r);
         }
+        ack_rtt = rtt;
         if t.rtx.rto_recover.is_some_and(|point| t.snd.una.ge(point)) {
             t.rtx.rto_recover = None;
             t.rtx.rto_stamp = None;
@@ -944,7 +948,8 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     // on three duplicate ACKs or SACKed data deemed lost (RFC 5681 §3.2, RFC 6675 §5).
     if t.opts.sack_ok {
         let ack = newly_acked.then_some(seg.ack);
-        t.recovery.rack.on_ack(now, ack, &sacked);
+        let rack_rtt = t.recovery.rack.on_ack(now, ack, &sacked);
+        ack_rtt = ack_rtt.or(rack_rtt);
         super::recovery::detect_loss(t, now, stats);
     }
     super::recovery::maybe_enter(t, now, stats);
@@ -961,8 +966,50 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     .max(0) as u32;
     let safe = t.snd.una.gt(una_before) && !new_sack;
     super::recovery::on_recovery_ack(t, delivered, safe);
+    if t.rate.is_some() {
+        let newest = sacked
+            .iter()
+            .flatten()
+            .map(|&(_, r)| r)
+            .chain(newly_acked.then_some(seg.ack))
+            .reduce(Seq::max);
+        rate_sample(t, now, newest, delivered, ack_rtt);
+    }
     // Window update (RFC 9293 §3.10.7.4, fifth step).
     t.snd.update_window(new_window, seg.seq, seg.ack);
+}
+
+/// Feeds a model-based controller (BBR) the ACK's rate sample: `delivered` bytes newly
+/// delivered, the newest ending at `newest`, with this RTT sample.
+fn rate_sample(
+    t: &mut Tcb,
+    now: Instant,
+    newest: Option<Seq>,
+    delivered: u32,
+    rtt: Option<Duration>,
+) {
+    let lost_point = t.opts.sack_ok.then(|| super::recovery::lost_point(t));
+    let in_flight = super::recovery::in_flight(t);
+    let min_rtt = t.recovery.rack.min_rtt();
+    let Some(rate) = t.rate.as_mut() else {
+        return;
+    };
+    let board = &t.recovery.scoreboard;
+    let newly_lost = lost_point.map_or(0, |lp| {
+        rate.on_lost(t.snd.una, lp, |a, b| board.unsacked(a, b))
+    });
+    let mut rs = rate.on_ack(now, t.snd.una, newest, delivered, min_rtt);
+    rs.newly_lost = newly_lost;
+    rs.rtt = rtt;
+    rs.in_flight = in_flight;
+    rs.total_delivered = rate.delivered;
+    rs.in_recovery = t.recovery.recover.is_some() || t.rtx.rto_recover.is_some();
+    rs.cwnd_limited = t.output.cwnd_use.limited;
+    rs.mss = t.snd.mss;
+    t.cc.on_rate_sample(now, &rs);
+    if t.cc.app_limited_now() {
+        rate.mark_app_limited(in_flight);
+    }
 }
 
 /// The D-SACK among an ACK's SACK blocks: the first one, if it lies below the cumulative ACK

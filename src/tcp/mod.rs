@@ -20,6 +20,7 @@ mod input;
 pub mod intercept;
 pub mod isn;
 pub mod output;
+pub mod pacing;
 mod rack;
 mod recovery;
 pub mod rtt;
@@ -65,6 +66,8 @@ struct Listener {
     dscp: u8,
     /// Its connections are traced from their SYN.
     trace: bool,
+    /// The congestion control its connections inherit (as Linux's accepted sockets do).
+    congestion: CongestionChoice,
 }
 
 /// The listeners on one port: at most one per family.
@@ -81,6 +84,7 @@ impl Listener {
             buffers: self.buffers,
             dscp: self.dscp,
             trace: self.trace,
+            congestion: self.congestion,
         }
     }
 
@@ -156,6 +160,8 @@ pub struct SocketOpts {
     pub dscp: u8,
     /// Trace the connection from its SYN.
     pub trace: bool,
+    /// Its own congestion control and pacing, where it chose them.
+    pub congestion: CongestionChoice,
 }
 
 impl Default for SocketOpts {
@@ -164,6 +170,27 @@ impl Default for SocketOpts {
             buffers: TcpConfig::default().buffers(),
             dscp: 0,
             trace: false,
+            congestion: CongestionChoice::default(),
+        }
+    }
+}
+
+/// A socket's own congestion control (Linux's `TCP_CONGESTION`) and pacing; what it leaves
+/// `None` follows the stack's [`TcpConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CongestionChoice {
+    /// The algorithm.
+    pub algorithm: Option<crate::config::CongestionAlgorithm>,
+    /// Whether to pace (a controller with a pacing rate, BBR, paces anyway).
+    pub pacing: Option<bool>,
+}
+
+impl CongestionChoice {
+    /// This choice, with what `newer` sets taking its place.
+    pub fn merge(self, newer: CongestionChoice) -> CongestionChoice {
+        CongestionChoice {
+            algorithm: newer.algorithm.or(self.algorithm),
+            pacing: newer.pacing.or(self.pacing),
         }
     }
 }
@@ -588,6 +615,7 @@ impl Tcp {
                 syn_queue: 0,
                 dscp: 0,
                 trace: false,
+                congestion: CongestionChoice::default(),
             },
         );
         Ok((id, local))
@@ -683,6 +711,7 @@ impl Tcp {
             buffers,
             dscp,
             trace,
+            congestion,
         } = opts;
         if dscp > MAX_DSCP {
             return Err(os_err(libc::EINVAL));
@@ -734,6 +763,7 @@ impl Tcp {
             &self.pool,
         );
         t.user.dscp = dscp;
+        t.set_congestion(congestion, now);
         if trace {
             t.set_trace(true);
         }
@@ -1122,6 +1152,28 @@ impl Tcp {
         Ok(())
     }
 
+    /// The congestion control and pacing of a connection from now on (a new controller
+    /// starts from the initial window, as a new connection would), or of a listener's
+    /// connections (Linux's `TCP_CONGESTION`).
+    pub fn set_congestion(
+        &mut self,
+        id: SocketId,
+        now: Instant,
+        choice: CongestionChoice,
+        stats: &mut Counters,
+    ) -> io::Result<()> {
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.congestion = l.congestion.merge(choice);
+            return Ok(());
+        }
+        self.conns
+            .get_mut(&id)
+            .ok_or_else(|| os_err(libc::ENOTCONN))?
+            .set_congestion(choice, now);
+        self.flush(id, now, stats);
+        Ok(())
+    }
+
     /// `IP_TTL` of the connection's segments (1 to 255), or `None` for the stack's default.
     pub fn set_ttl(&mut self, id: SocketId, ttl: Option<u8>) -> io::Result<()> {
         if ttl == Some(0) {
@@ -1289,6 +1341,12 @@ impl Tcp {
             rto: t.rtx.rtt.rto(),
             retries: t.rtx.retries,
             cwnd: t.cc.cwnd(),
+            ssthresh: t.cc.ssthresh(),
+            congestion: t.cc.name(),
+            cc_phase: t.cc.phase(),
+            pacing_rate: pacing::rate(t).map(|r| r as u64),
+            path_model: t.cc.model(),
+            delivery: t.rate.as_ref().map(|r| (r.delivered, r.lost)),
             flight: t.flight(),
             unsent: io.send.len(),
             readable: io.recv.readable(),
@@ -1321,6 +1379,19 @@ pub struct TcpInfo {
     pub retries: u32,
     /// Congestion window and bytes in flight.
     pub cwnd: u32,
+    /// The slow start threshold (`u32::MAX` while unset, and always for BBR).
+    pub ssthresh: u32,
+    /// The congestion control algorithm: "cubic", "newreno" or "bbr".
+    pub congestion: &'static str,
+    /// The controller's state (BBR's "Startup", "ProbeBW_UP", ...), if it has states.
+    pub cc_phase: Option<&'static str>,
+    /// The pacing rate, bytes a second, if the connection is paced.
+    pub pacing_rate: Option<u64>,
+    /// BBR's model of the path.
+    pub path_model: Option<congestion::PathModel>,
+    /// Bytes delivered and bytes deemed lost so far (Linux's `tcpi_delivered` and
+    /// `tcpi_lost`, in bytes), where the connection estimates its delivery rate (BBR).
+    pub delivery: Option<(u64, u64)>,
     /// Bytes in flight: sent and not yet acknowledged (SND.NXT - SND.UNA).
     pub flight: u32,
     /// Bytes written and not yet acknowledged (sent or not).

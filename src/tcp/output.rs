@@ -1,6 +1,7 @@
 //! Segment output: what to send now, segmentation at the MSS, Nagle, sender and receiver
 //! silly-window avoidance, options (RFC 9293 §3.8.6, RFC 896, RFC 7323, RFC 2018).
 
+use super::pacing;
 use super::recovery;
 use super::segment::{self, Flags, Options, SegmentOut};
 use super::seq::Seq;
@@ -283,12 +284,22 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     let ack_owed = t.ack.now;
     let mut sent = false;
     let mut sent_new = false;
+    // Output waits for the pacing release time ([`pacing`]).
+    let mut paced_out = false;
+    let pacing_rate = pacing::rate(t);
     if t.output.retransmit_head && t.snd.max.gt(t.snd.una) {
-        retransmit_head(t, now, mss, sink);
+        let (start, end) = retransmit_head(t, now, mss, sink);
+        if let Some(rate) = pacing_rate {
+            t.pacing.on_sent(now, end.since(start) as usize, rate);
+        }
         sent = true;
     }
     t.output.retransmit_head = false;
     loop {
+        if pacing_rate.is_some() && !t.pacing.ready(now) && !t.output.probe_new_data {
+            paced_out = true;
+            break;
+        }
         let cwnd = recovery::send_window(t);
         let in_flight = recovery::in_flight(t);
         let mut cwnd_room = cwnd.saturating_sub(in_flight);
@@ -300,6 +311,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             // RFC 6675 §5 (C): holes deemed lost go before new data.
             if let Some((seq, len)) = recovery::next_hole(t, mss) {
                 retransmit(t, now, seq, len, sink);
+                if let Some(rate) = pacing_rate {
+                    t.pacing.on_sent(now, len as usize, rate);
+                }
                 sent = true;
                 continue;
             }
@@ -322,7 +336,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         // pointer, which the device's split would copy unchanged: no super-segment there.
         let limit = if sink.tso && !retransmission && !before_mark {
             let half = (cwnd / 2 / mss * mss).max(mss);
-            TSO_MAX_PAYLOAD.min(half as usize)
+            // Paced, about a millisecond of the rate (Linux `tcp_tso_autosize`).
+            let paced = pacing_rate.map_or(usize::MAX, |r| pacing::tso_autosize(t, r, mss));
+            TSO_MAX_PAYLOAD.min(half as usize).min(paced)
         } else {
             mss as usize
         };
@@ -383,6 +399,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             ..ack
         };
         emit(t, now, seq, flags, (off, len), sink);
+        if let Some(rate) = pacing_rate {
+            t.pacing.on_sent(now, len, rate);
+        }
         t.recovery.on_sent(len);
         sent = true;
         t.output.probe_new_data = false;
@@ -393,6 +412,14 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             t.recovery.on_retransmit(seq, t.snd.nxt, now, tsval);
         } else {
             t.recovery.rack.on_send(t.snd.nxt, now);
+            if let Some(rate) = t.rate.as_mut() {
+                rate.on_send(
+                    t.snd.nxt,
+                    now,
+                    in_flight,
+                    in_flight.saturating_add(len as u32),
+                );
+            }
         }
         if fin {
             t.fin.ours = Some(seq + len as u32);
@@ -421,13 +448,20 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             break;
         }
     }
+    if paced_out {
+        t.timers.pacing = Some(t.pacing.release_at());
+    }
     if t.state.synchronized() {
         let flight = recovery::in_flight(t);
         let cwnd = recovery::send_window(t);
-        let blocked = flight.saturating_add(mss) > cwnd;
+        // Output pacing held back is not the application's shortfall: the window is in use.
+        let blocked = flight.saturating_add(mss) > cwnd || paced_out;
         t.output
             .cwnd_use
             .after_output(flight, blocked, t.snd.una, t.snd.nxt);
+        if t.rate.is_some() {
+            mark_app_limited(t, flight, blocked);
+        }
     }
     t.output.sws_override = false;
     t.output.probe_new_data = false;
@@ -457,6 +491,24 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         // acceptability test (RFC 9293 §3.10.7.4), losing the acknowledgement with it.
         let seq = t.snd.max;
         emit(t, now, seq, ack, (0, 0), sink);
+    }
+}
+
+/// The application gave too little to fill the window, with nothing lost waiting to be
+/// resent: rate samples are application-limited until what is in flight now is delivered
+/// (draft-ietf-ccwg-bbr §4.1.2.4; Linux `tcp_rate_check_app_limited`).
+fn mark_app_limited(t: &mut Tcb, flight: u32, cwnd_blocked: bool) {
+    let unsent = t.io().send.len().saturating_sub(t.send_offset(t.snd.nxt));
+    let repairing = recovery::sack_recovery(t)
+        && t.recovery
+            .scoreboard
+            .next_hole(t.recovery.high_rxt.max(t.snd.una), recovery::lost_point(t))
+            .is_some();
+    let short = unsent < t.snd.mss as usize && !cwnd_blocked && !repairing;
+    if let Some(rate) = t.rate.as_mut() {
+        if short {
+            rate.mark_app_limited(flight);
+        }
     }
 }
 

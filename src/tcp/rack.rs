@@ -491,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cumulative_ack_times_its_own_last_byte_not_the_next_entry() {
+        let mut r = Rack::default();
+        r.on_send(Seq(1000), ms(0));
+        r.on_send(Seq(2000), ms(8));
+        // The ACK of the first entry takes it off the log before RACK looks.
+        r.advance(Seq(1000));
+        let rtt = r.on_ack(ms(10), Some(Seq(1000)), &[None; 4]);
+        assert_eq!(
+            rtt,
+            Some(Duration::from_millis(10)),
+            "not the 2 ms of the next entry"
+        );
+        assert_eq!(r.min_rtt(), Some(Duration::from_millis(10)));
+    }
+
+    #[test]
     fn a_segment_is_lost_once_a_later_one_is_delivered_and_the_window_passes() {
         let mut r = Rack::default();
         let mut sb = Scoreboard::default();

@@ -191,6 +191,10 @@ pub fn sack_recovery(t: &Tcb) -> bool {
 /// The window that bounds [`in_flight`]: PRR's in SACK recovery, else the congestion
 /// window (inflated in NewReno recovery).
 pub fn send_window(t: &Tcb) -> u32 {
+    if t.cc.model_based() {
+        // BBR bounds its recoveries itself (Linux skips PRR for `cong_control`).
+        return t.cc.cwnd();
+    }
     match t.recovery.prr {
         Some(prr) => prr.cwnd,
         None => t.cc.cwnd().saturating_add(t.recovery.inflation),

@@ -1,7 +1,9 @@
 //! The transmission control block: one connection's state (RFC 9293 §3.3.1).
 
 use super::buffer::{MemoryPool, RecvBuffer, SendBuffer};
+use super::congestion::rate::Delivery;
 use super::congestion::{new_controller, CongestionControl};
+use super::pacing::Pacing;
 use super::recovery::Recovery;
 use super::rtt::RttEstimator;
 use super::seq::Seq;
@@ -339,8 +341,12 @@ pub struct Tcb {
     pub slot: Option<super::intercept::ConnSlot>,
     /// Retransmission timing: RTT estimation, Karn's timed segment, timeouts (RFC 6298).
     pub rtx: Retransmission,
-    /// Congestion control (RFC 5681, RFC 9438).
+    /// Congestion control (RFC 5681, RFC 9438, BBR).
     pub cc: Box<dyn CongestionControl>,
+    /// Delivery rate estimation, for a controller that models the path (BBR).
+    pub rate: Option<Box<Delivery>>,
+    /// Pacing: when the next segment may leave.
+    pub pacing: Pacing,
     /// Loss recovery: SACK, NewReno, RACK-TLP.
     pub recovery: Recovery,
     /// The ACKs we owe: at once or delayed, and the challenge ACK budget.
@@ -391,7 +397,8 @@ impl Tcb {
             ts_offset,
         } = open;
         // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
-        let cc = new_controller(cfg.congestion, our_mss, now);
+        let seed = u64::from(iss.0) << 32 | u64::from(ts_offset);
+        let cc = new_controller(cfg.congestion, our_mss, now, seed);
         let mut send = SendBuffer::new(buffers.send).pooled(pool);
         if !buffers.send_locked {
             send.autotune(SNDBUF_PER_CWND * cc.cwnd() as usize);
@@ -449,6 +456,8 @@ impl Tcb {
                 rto_stamp: None,
                 retries: 0,
             },
+            rate: cc.model_based().then(|| Box::new(Delivery::new(now))),
+            pacing: Pacing::new(cfg.pacing),
             cc,
             recovery: Recovery::new(iss),
             ack: Acks {
@@ -547,6 +556,20 @@ impl Tcb {
 }
 
 impl Tcb {
+    /// Follows a socket's congestion control choice: a new controller (from the initial
+    /// window) if it names another algorithm, with the delivery rate estimator it needs;
+    /// pacing on or off.
+    pub fn set_congestion(&mut self, choice: super::CongestionChoice, now: Instant) {
+        if let Some(alg) = choice.algorithm.filter(|a| a.name() != self.cc.name()) {
+            let seed = u64::from(self.snd.iss.0) << 32 | u64::from(self.snd.una.0);
+            self.cc = new_controller(alg, self.snd.mss, now, seed);
+            self.rate = self.cc.model_based().then(|| Box::new(Delivery::new(now)));
+        }
+        if let Some(on) = choice.pacing {
+            self.pacing.enabled = on;
+        }
+    }
+
     /// Stops every timer of the connection, RACK's included.
     pub fn clear_timers(&mut self) {
         self.timers.clear();

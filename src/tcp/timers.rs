@@ -38,6 +38,8 @@ pub enum Timer {
     FinWait2,
     /// Keep-alive probe (RFC 1122 §4.2.3.6).
     Keepalive,
+    /// A paced segment's release time ([`super::pacing`]).
+    Pacing,
 }
 
 /// One connection's timers: a deadline per [`Timer`] kind, and the counts the backed-off
@@ -56,6 +58,8 @@ pub struct Timers {
     pub finwait2: Option<Instant>,
     /// Next keep-alive probe (RFC 1122 §4.2.3.6).
     pub keepalive: Option<Instant>,
+    /// Output held back by pacing resumes then.
+    pub pacing: Option<Instant>,
     /// Zero-window probes sent in a row (their interval doubles).
     pub persist_backoff: u32,
     /// Keep-alive probes sent since the peer was last heard from.
@@ -66,7 +70,7 @@ pub struct Timers {
 
 impl Timers {
     /// Every deadline with its kind.
-    pub fn all(&self) -> [(Option<Instant>, Timer); 6] {
+    pub fn all(&self) -> [(Option<Instant>, Timer); 7] {
         [
             (self.rto, Timer::Rto),
             (self.delack, Timer::DelayedAck),
@@ -74,6 +78,7 @@ impl Timers {
             (self.timewait, Timer::TimeWait),
             (self.finwait2, Timer::FinWait2),
             (self.keepalive, Timer::Keepalive),
+            (self.pacing, Timer::Pacing),
         ]
     }
 
@@ -93,6 +98,7 @@ impl Timers {
         self.timewait = None;
         self.finwait2 = None;
         self.keepalive = None;
+        self.pacing = None;
     }
 }
 
@@ -181,6 +187,12 @@ impl Tcp {
                     None => t.cc.cwnd(),
                 };
                 t.trace_lost(now, t.snd.max, Trigger::Rto);
+                if let Some(rate) = t.rate.as_mut() {
+                    // Everything in flight is lost (Linux `tcp_enter_loss` marks it so).
+                    let board = &t.recovery.scoreboard;
+                    rate.on_lost(t.snd.una, t.snd.max, |a, b| board.unsacked(a, b));
+                    rate.on_timeout();
+                }
                 super::recovery::begin_episode(t);
                 t.cc.on_timeout(now, window);
                 t.recovery.on_timeout(t.snd.una);
@@ -210,6 +222,10 @@ impl Tcp {
         if due(t.recovery.rack.reo_at, now) {
             t.trace_timer(now, LossTimer::Reorder);
             super::recovery::detect_loss(t, now, sink.stats);
+        }
+        if due(t.timers.pacing, now) {
+            // The flush below sends what pacing held back.
+            t.timers.pacing = None;
         }
         if due(t.timers.delack, now) {
             t.timers.delack = None;

@@ -73,6 +73,9 @@ pub enum CongestionState {
     Loss,
     /// A window cut in one step (RFC 8985 §7.4), until what was out then is acknowledged.
     Cwr,
+    /// A model-based controller's own state outside recovery: BBR's `Startup`, `Drain`,
+    /// `ProbeBW_DOWN`, `ProbeBW_CRUISE`, `ProbeBW_REFILL`, `ProbeBW_UP` or `ProbeRTT`.
+    Model(&'static str),
 }
 
 impl CongestionState {
@@ -84,6 +87,7 @@ impl CongestionState {
             CongestionState::Recovery => "recovery",
             CongestionState::Loss => "loss",
             CongestionState::Cwr => "cwr",
+            CongestionState::Model(phase) => phase,
         }
     }
 }
@@ -260,8 +264,8 @@ const PACING_CA_PERCENT: u64 = 120;
 const SSTHRESH_INFINITE: u32 = u32::MAX / 2;
 
 /// The pacing rate Linux computes for every connection (`tcp_update_pacing_rate`): cwnd per
-/// SRTT, twice that in slow start and 1.2 times after. tapstack does not pace; the rate is
-/// what a pacer would use.
+/// SRTT, twice that in slow start and 1.2 times after; what a pacer would use where the
+/// connection is not paced ([`super::pacing`]).
 fn pacing_rate(cwnd: u32, ssthresh: u32, srtt_us: u64) -> u64 {
     let percent = if cwnd < ssthresh / 2 {
         PACING_SS_PERCENT
@@ -310,6 +314,8 @@ impl Tcb {
             CongestionState::Recovery
         } else if self.recovery.cwr.is_some_and(|p| self.snd.una.lt(p)) {
             CongestionState::Cwr
+        } else if let Some(phase) = self.cc.phase() {
+            CongestionState::Model(phase)
         } else if self.cc.cwnd() < self.cc.ssthresh() {
             CongestionState::SlowStart
         } else {
@@ -328,7 +334,9 @@ impl Tcb {
             srtt,
             srtt.map(|_| self.rtx.rtt.rttvar().as_micros() as u64),
             Some(self.rtx.rtt.rto().as_micros() as u64),
-            srtt.map(|s| pacing_rate(cwnd, ssthresh, s)),
+            super::pacing::rate(self)
+                .map(|r| r as u64)
+                .or_else(|| srtt.map(|s| pacing_rate(cwnd, ssthresh, s))),
             // The windows mean something once the SYNs are exchanged.
             synced.then_some(u64::from(self.snd.wnd)),
             synced.then(|| u64::from(self.advertised_room())),

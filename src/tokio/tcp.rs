@@ -66,6 +66,12 @@ impl TcpListener {
         self.io.local_addr()
     }
 
+    /// The congestion control of the connections from now on (see
+    /// [`socket::TcpListener::set_congestion`]).
+    pub fn set_congestion(&self, algorithm: crate::CongestionAlgorithm) -> io::Result<()> {
+        self.io.set_congestion(algorithm)
+    }
+
     /// Traces every connection it accepts from now on, from its SYN (see
     /// [`socket::TcpListener::set_trace`]).
     pub fn set_trace(&self, on: bool) -> io::Result<()> {
@@ -92,6 +98,16 @@ impl<'a> TcpSocket<'a> {
     /// `IP_TOS` (see [`socket::TcpSocket::set_tos`]).
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         self.0.set_tos(tos)
+    }
+
+    /// `TCP_CONGESTION` from the SYN on (see [`socket::TcpSocket::set_congestion`]).
+    pub fn set_congestion(&self, algorithm: crate::CongestionAlgorithm) -> io::Result<()> {
+        self.0.set_congestion(algorithm)
+    }
+
+    /// Pacing from the SYN on (see [`socket::TcpSocket::set_pacing`]).
+    pub fn set_pacing(&self, on: bool) -> io::Result<()> {
+        self.0.set_pacing(on)
     }
 
     /// `SO_SNDBUF`.
@@ -205,6 +221,17 @@ impl TcpStream {
     /// Whether Nagle's algorithm is off.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.io.nodelay()
+    }
+
+    /// `TCP_CONGESTION` from now on (see [`socket::TcpStream::set_congestion`]); never waits
+    /// for the stack thread.
+    pub fn set_congestion(&self, algorithm: crate::CongestionAlgorithm) -> io::Result<()> {
+        self.io.set_congestion(algorithm)
+    }
+
+    /// Paces the connection (see [`socket::TcpStream::set_pacing`]).
+    pub fn set_pacing(&self, on: bool) -> io::Result<()> {
+        self.io.set_pacing(on)
     }
 
     /// Traces the connection from now on, or stops (see [`socket::TcpStream::set_trace`]);

@@ -1,12 +1,16 @@
-//! Congestion control: a small trait and two algorithms, NewReno and CUBIC (the default, as on
-//! Linux). Windows are in bytes; time comes from the injected [`Instant`], so every algorithm is
-//! deterministic.
+//! Congestion control: a small trait and three algorithms, NewReno, CUBIC (the default, as on
+//! Linux) and BBR, which models the path from delivery rate samples and paces. Windows are in
+//! bytes; time comes from the injected [`Instant`], so every algorithm is deterministic.
 
+pub mod bbr;
 mod cubic;
 mod newreno;
+pub mod rate;
 
+pub use bbr::Bbr;
 pub use cubic::Cubic;
 pub use newreno::NewReno;
+pub use rate::RateSample;
 
 use crate::time::Instant;
 use std::time::Duration;
@@ -18,7 +22,7 @@ const ABC_LIMIT_SEGMENTS: u32 = 2;
 
 /// A congestion controller of one connection.
 pub trait CongestionControl: Send + std::fmt::Debug {
-    /// The algorithm's name: "cubic" or "newreno".
+    /// The algorithm's name: "cubic", "newreno" or "bbr".
     fn name(&self) -> &'static str;
     /// The congestion window, cwnd, in bytes (RFC 5681 §2).
     fn cwnd(&self) -> u32;
@@ -44,15 +48,72 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     /// A copy of the controller, taken before a reduction, to go back to if the reduction
     /// proves spurious (RFC 3708, RFC 4015; Linux's `undo_cwnd`).
     fn snapshot(&self) -> Box<dyn CongestionControl>;
+    /// Whether the controller models the path from rate samples and sets the window itself
+    /// on every ACK (BBR; Linux's `cong_control`): the connection then keeps a delivery rate
+    /// estimator, calls [`CongestionControl::on_rate_sample`] on every ACK, and PRR does not
+    /// bound its recoveries.
+    fn model_based(&self) -> bool {
+        false
+    }
+    /// An ACK's rate sample, for a [`CongestionControl::model_based`] controller.
+    fn on_rate_sample(&mut self, _now: Instant, _rs: &RateSample) {}
+    /// The rate the controller paces at, bytes a second, if it sets one.
+    fn pacing_rate(&self) -> Option<f64> {
+        None
+    }
+    /// The most data the controller sends at once (BBR's send quantum), if it says.
+    fn send_quantum(&self) -> Option<u32> {
+        None
+    }
+    /// Rate samples taken now are to be marked application-limited (BBR's ProbeRTT).
+    fn app_limited_now(&self) -> bool {
+        false
+    }
+    /// The controller's state, for `TCP_INFO` and traces, if it has several.
+    fn phase(&self) -> Option<&'static str> {
+        None
+    }
+    /// The path model of a [`CongestionControl::model_based`] controller (Linux's
+    /// `tcp_bbr_info`).
+    fn model(&self) -> Option<PathModel> {
+        None
+    }
+}
+
+/// What a model-based controller believes of the path (Linux's `tcp_bbr_info`, with v3's
+/// bounds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PathModel {
+    /// The bottleneck bandwidth estimate, bytes a second (BBR.max_bw).
+    pub max_bw: f64,
+    /// The round-trip propagation time estimate (BBR.min_rtt), once measured.
+    pub min_rtt: Option<Duration>,
+    /// The current pacing gain.
+    pub pacing_gain: f64,
+    /// The current cwnd gain.
+    pub cwnd_gain: f64,
+    /// The long-term bound on data in flight (BBR.inflight_hi), if loss set one.
+    pub inflight_hi: Option<u64>,
+    /// The short-term bound on the bandwidth (BBR.bw_lo), if loss set one.
+    pub bw_lo: Option<f64>,
+    /// The short-term bound on data in flight (BBR.inflight_lo), if loss set one.
+    pub inflight_lo: Option<u64>,
 }
 
 pub use crate::config::CongestionAlgorithm as Algorithm;
 
-/// A controller of the given kind for a connection starting at `now` with this MSS.
-pub fn new_controller(alg: Algorithm, mss: u32, now: Instant) -> Box<dyn CongestionControl> {
+/// A controller of the given kind for a connection starting at `now` with this MSS; `seed`
+/// feeds whatever randomness the algorithm has (BBR's probe waits).
+pub fn new_controller(
+    alg: Algorithm,
+    mss: u32,
+    now: Instant,
+    seed: u64,
+) -> Box<dyn CongestionControl> {
     match alg {
         Algorithm::NewReno => Box::new(NewReno::new(mss)),
         Algorithm::Cubic => Box::new(Cubic::new(mss, now)),
+        Algorithm::Bbr => Box::new(Bbr::new(mss, now, seed)),
     }
 }
 
@@ -80,11 +141,11 @@ mod tests {
 
     #[test]
     fn default_is_cubic() {
-        let cc = new_controller(Algorithm::default(), 1000, Instant::ZERO);
+        let cc = new_controller(Algorithm::default(), 1000, Instant::ZERO, 1);
         assert_eq!(cc.name(), "cubic");
         assert_eq!(cc.cwnd(), 10_000);
         assert_eq!(cc.ssthresh(), u32::MAX);
-        let cc = new_controller(Algorithm::NewReno, 1000, Instant::ZERO);
+        let cc = new_controller(Algorithm::NewReno, 1000, Instant::ZERO, 1);
         assert_eq!(cc.name(), "newreno");
         assert_eq!(cc.cwnd(), 10_000);
     }

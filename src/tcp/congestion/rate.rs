@@ -1,0 +1,302 @@
+//! Delivery rate estimation (draft-cheng-iccrg-delivery-rate-estimation, as carried into
+//! draft-ietf-ccwg-bbr §4.1; Linux's `tcp_rate.c`): each ACK yields a sample of the rate at
+//! which the path delivered data, from the data it newly delivered and the state the
+//! connection was in when that data was sent.
+//!
+//! Instead of a record per segment, transmissions are kept as a log in sequence (and time)
+//! order of `(end seq, state at send)`; transmissions at the same instant with the same
+//! state share one entry. Retransmissions get no entry: a sample whose newest delivered byte
+//! was resent is taken against its original send, which only lengthens the interval, so the
+//! rate it gives errs low, never high.
+
+use crate::tcp::seq::Seq;
+use crate::time::Instant;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Log entries kept; beyond this the newest entry absorbs later sends (its state then errs
+/// old, which lengthens the intervals measured from it: rates err low).
+const MAX_LOG: usize = 4096;
+
+/// The connection's state when a stretch of data was sent (the draft's per-packet `P.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TxState {
+    /// P.delivered: C.delivered when the data was sent.
+    delivered: u64,
+    /// P.delivered_time: C.delivered_time when the data was sent.
+    delivered_time: Instant,
+    /// P.first_send_time: C.first_send_time when the data was sent.
+    first_send_time: Instant,
+    /// P.send_time.
+    send_time: Instant,
+    /// P.lost: C.lost when the data was sent (BBR's loss rate per round trip).
+    lost: u64,
+    /// P.is_app_limited.
+    app_limited: bool,
+    /// P.tx_in_flight: the bytes in flight once the data had been sent.
+    tx_in_flight: u32,
+}
+
+/// One ACK's rate sample (the draft's `rs.*`) and what the ACK changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RateSample {
+    /// rs.delivery_rate in bytes a second; `None` when the ACK gives no valid sample (its
+    /// interval shorter than the minimum RTT, or no logged transmission behind it).
+    pub delivery_rate: Option<f64>,
+    /// rs.is_app_limited: the data was sent while the application had too little to send.
+    pub is_app_limited: bool,
+    /// rs.interval: the longer of the send and the ACK intervals.
+    pub interval: Duration,
+    /// rs.delivered: bytes delivered over the interval.
+    pub delivered: u64,
+    /// rs.prior_delivered: C.delivered when the newest delivered data was sent.
+    pub prior_delivered: u64,
+    /// rs.tx_in_flight: bytes in flight when the newest delivered data was sent.
+    pub tx_in_flight: u32,
+    /// rs.lost: bytes deemed lost since the newest delivered data was sent.
+    pub lost: u64,
+    /// rs.newly_acked: bytes this ACK delivered (cumulatively or by SACK).
+    pub newly_acked: u32,
+    /// rs.newly_lost: bytes this ACK's loss detection deemed lost.
+    pub newly_lost: u32,
+    /// An RTT sample this ACK gave, if any (Karn's rule applied).
+    pub rtt: Option<Duration>,
+    /// Bytes in flight after the ACK.
+    pub in_flight: u32,
+    /// C.delivered after the ACK.
+    pub total_delivered: u64,
+    /// The sender was in loss recovery (fast recovery, or after a timeout) after the ACK.
+    pub in_recovery: bool,
+    /// The congestion window limited the sender this round (Linux's `is_cwnd_limited`).
+    pub cwnd_limited: bool,
+    /// The sender's MSS.
+    pub mss: u32,
+}
+
+/// The connection's delivery state (the draft's `C.*`) and its transmission log.
+#[derive(Debug)]
+pub struct Delivery {
+    /// C.delivered: bytes delivered so far (cumulatively acknowledged or SACKed).
+    pub delivered: u64,
+    /// C.delivered_time: when C.delivered last grew.
+    delivered_time: Instant,
+    /// C.first_send_time: the send time of the newest data delivered (the start of the
+    /// current send interval).
+    first_send_time: Instant,
+    /// C.app_limited: 0, or the C.delivered mark past which samples are no longer
+    /// application-limited.
+    app_limited: u64,
+    /// C.lost: bytes deemed lost so far.
+    pub lost: u64,
+    /// Data below this point has been counted in C.lost.
+    lost_until: Option<Seq>,
+    /// Transmissions: (end seq, state at send), in sequence and time order.
+    log: VecDeque<(Seq, TxState)>,
+}
+
+impl Delivery {
+    /// A connection that has sent nothing, at `now`.
+    pub fn new(now: Instant) -> Delivery {
+        Delivery {
+            delivered: 0,
+            delivered_time: now,
+            first_send_time: now,
+            app_limited: 0,
+            lost: 0,
+            lost_until: None,
+            log: VecDeque::new(),
+        }
+    }
+
+    /// New data `[.., end)` went out at `now`; `in_flight` bytes were in flight before it
+    /// and `tx_in_flight` after.
+    pub fn on_send(&mut self, end: Seq, now: Instant, in_flight: u32, tx_in_flight: u32) {
+        if in_flight == 0 {
+            // A send after an idle period starts the intervals afresh (draft §4.1.2.2).
+            self.first_send_time = now;
+            self.delivered_time = now;
+        }
+        let state = TxState {
+            delivered: self.delivered,
+            delivered_time: self.delivered_time,
+            first_send_time: self.first_send_time,
+            send_time: now,
+            lost: self.lost,
+            app_limited: self.app_limited != 0,
+            tx_in_flight,
+        };
+        let full = self.log.len() >= MAX_LOG;
+        match self.log.back_mut() {
+            Some((last_end, last))
+                if full
+                    || TxState {
+                        tx_in_flight,
+                        ..*last
+                    } == state =>
+            {
+                *last_end = end;
+                last.tx_in_flight = last.tx_in_flight.max(tx_in_flight);
+            }
+            _ => self.log.push_back((end, state)),
+        }
+    }
+
+    /// The application had nothing more to send with `in_flight` bytes in flight and room in
+    /// the congestion window (draft §4.1.2.4): samples until that data is delivered are
+    /// application-limited.
+    pub fn mark_app_limited(&mut self, in_flight: u32) {
+        self.app_limited = (self.delivered + u64::from(in_flight)).max(1);
+    }
+
+    /// Whether samples are application-limited now.
+    pub fn app_limited(&self) -> bool {
+        self.app_limited != 0
+    }
+
+    /// Data `[from, to)`, with `unsacked` bytes of it neither acknowledged nor SACKed, is
+    /// deemed lost; what was not counted before is added to C.lost. Returns the bytes added.
+    pub fn on_lost(&mut self, una: Seq, to: Seq, unsacked: impl Fn(Seq, Seq) -> u32) -> u32 {
+        let from = self.lost_until.map_or(una, |l| l.max(una));
+        if !to.gt(from) {
+            return 0;
+        }
+        let n = unsacked(from, to);
+        self.lost_until = Some(to);
+        self.lost += u64::from(n);
+        n
+    }
+
+    /// An ACK at `now` delivered `newly_acked` bytes (`una` the cumulative ACK after it),
+    /// the newest of them ending at `newest`; builds the rate sample (draft §4.1.2.3) and
+    /// forgets the log below `una`. `min_rtt`: samples over a shorter interval are invalid.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        una: Seq,
+        newest: Option<Seq>,
+        newly_acked: u32,
+        min_rtt: Option<Duration>,
+    ) -> RateSample {
+        let mut rs = RateSample {
+            newly_acked,
+            ..RateSample::default()
+        };
+        if newly_acked > 0 {
+            self.delivered += u64::from(newly_acked);
+            self.delivered_time = now;
+        }
+        let p = newest.filter(|_| newly_acked > 0).and_then(|seq| {
+            // The entry holding byte seq - 1.
+            let last = seq - 1;
+            let i = self.log.partition_point(|&(end, _)| end.le(last));
+            self.log.get(i).map(|&(_, p)| p)
+        });
+        if self.app_limited != 0 && self.delivered > self.app_limited {
+            self.app_limited = 0;
+        }
+        if let Some(p) = p {
+            self.first_send_time = p.send_time;
+            rs.prior_delivered = p.delivered;
+            rs.is_app_limited = p.app_limited;
+            rs.tx_in_flight = p.tx_in_flight;
+            rs.lost = self.lost - p.lost;
+            rs.delivered = self.delivered - p.delivered;
+            let send_elapsed = p.send_time - p.first_send_time;
+            let ack_elapsed = now - p.delivered_time;
+            rs.interval = send_elapsed.max(ack_elapsed);
+            let valid = !rs.interval.is_zero() && min_rtt.is_none_or(|m| rs.interval >= m);
+            if valid {
+                rs.delivery_rate = Some(rs.delivered as f64 / rs.interval.as_secs_f64());
+            }
+        }
+        while self.log.front().is_some_and(|&(end, _)| end.le(una)) {
+            self.log.pop_front();
+        }
+        rs
+    }
+
+    /// A timeout: everything sent is to be resent, and the log is of no use any more.
+    pub fn on_timeout(&mut self) {
+        self.log.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_steady_flow_samples_its_rate() {
+        // 10 000 bytes a millisecond: 1000-byte segments every 0.1 ms, each acknowledged
+        // 10 ms after it left.
+        let mut d = Delivery::new(Instant::ZERO);
+        let mut rs = RateSample::default();
+        let us = |n: u64| Instant::ZERO + Duration::from_micros(n);
+        for i in 0..400u32 {
+            let t = us(u64::from(i) * 100);
+            let flight = (i.min(100)) * 1000;
+            d.on_send(Seq(1000 * (i + 1)), t, flight, flight + 1000);
+            if i >= 100 {
+                let acked = i - 100;
+                rs = d.on_ack(
+                    t,
+                    Seq(1000 * (acked + 1)),
+                    Some(Seq(1000 * (acked + 1))),
+                    1000,
+                    None,
+                );
+            }
+        }
+        let rate = rs.delivery_rate.expect("a sample");
+        assert!((rate - 10_000_000.0).abs() < 200_000.0, "{rate}");
+        assert!(!rs.is_app_limited);
+        assert_eq!(rs.tx_in_flight, 101_000);
+    }
+
+    #[test]
+    fn app_limited_marks_the_samples_until_that_data_is_delivered() {
+        let mut d = Delivery::new(Instant::ZERO);
+        d.on_send(Seq(1000), at(0), 0, 1000);
+        d.mark_app_limited(1000);
+        d.on_send(Seq(2000), at(1), 1000, 2000);
+        let rs = d.on_ack(at(10), Seq(1000), Some(Seq(1000)), 1000, None);
+        assert!(!rs.is_app_limited, "sent before the mark");
+        assert!(
+            d.app_limited(),
+            "the mark, C.delivered + in flight, is 1000"
+        );
+        let rs = d.on_ack(at(11), Seq(2000), Some(Seq(2000)), 1000, None);
+        assert!(rs.is_app_limited, "sent while application-limited");
+        assert!(!d.app_limited(), "delivered past the mark");
+    }
+
+    #[test]
+    fn a_sample_shorter_than_the_minimum_rtt_is_invalid() {
+        let mut d = Delivery::new(Instant::ZERO);
+        d.on_send(Seq(1000), at(0), 0, 1000);
+        let rs = d.on_ack(
+            at(2),
+            Seq(1000),
+            Some(Seq(1000)),
+            1000,
+            Some(Duration::from_millis(5)),
+        );
+        assert_eq!(rs.delivery_rate, None);
+        assert_eq!(rs.delivered, 1000);
+    }
+
+    #[test]
+    fn losses_are_counted_once_and_sampled_per_flight() {
+        let mut d = Delivery::new(Instant::ZERO);
+        d.on_send(Seq(10_000), at(0), 0, 10_000);
+        assert_eq!(d.on_lost(Seq(0), Seq(3000), |a, b| b.since(a)), 3000);
+        assert_eq!(d.on_lost(Seq(0), Seq(3000), |a, b| b.since(a)), 0);
+        assert_eq!(d.on_lost(Seq(0), Seq(4000), |a, b| b.since(a)), 1000);
+        let rs = d.on_ack(at(10), Seq(0), Some(Seq(10_000)), 6000, None);
+        assert_eq!(rs.lost, 4000, "lost since the data was sent");
+    }
+}

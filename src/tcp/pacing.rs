@@ -1,0 +1,183 @@
+//! Pacing (Linux's internal TCP pacing, `tcp_wstamp_ns` and `tcp_pacing_check`): a paced
+//! connection sends a segment no earlier than its release time, and each segment pushes the
+//! release time on by its length at the pacing rate. Output that finds the release time in
+//! the future stops and arms the connection's pacing timer; the stack's timer machinery
+//! resumes it. Nothing sleeps.
+//!
+//! The rate is the congestion controller's (BBR), or, where pacing is asked for, Linux's rule
+//! for the others (`tcp_update_pacing_rate`): twice cwnd/SRTT in slow start, 1.2 times in
+//! congestion avoidance. Super-segments are sized to about a millisecond at the rate (Linux's
+//! `tcp_tso_autosize`), so that pacing costs one timer per millisecond at most.
+
+use super::tcb::Tcb;
+use crate::time::Instant;
+use std::time::Duration;
+
+/// Linux's `sysctl_tcp_pacing_ss_ratio`: the pacing rate in slow start, in percent of
+/// cwnd/SRTT.
+const SS_RATIO: f64 = 2.0;
+/// Linux's `sysctl_tcp_pacing_ca_ratio`: the pacing rate in congestion avoidance.
+const CA_RATIO: f64 = 1.2;
+/// A super-segment holds about this much time at the pacing rate (`tcp_tso_autosize`).
+const TSO_AUTOSIZE_TIME: Duration = Duration::from_millis(1);
+/// A super-segment holds at least this many segments (`sysctl_tcp_min_tso_segs`).
+const MIN_TSO_SEGS: u32 = 2;
+/// Nanoseconds in a second.
+const NANOS: f64 = 1e9;
+
+/// A connection's pacing state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pacing {
+    /// Pacing was asked for (the stack's [`super::TcpConfig::pacing`], or the socket's).
+    pub enabled: bool,
+    /// The earliest time the next segment may leave, in nanoseconds since the epoch
+    /// (Linux's `tcp_wstamp_ns`): finer than [`Instant`], so that rounding does not add up
+    /// segment after segment.
+    next_ns: u64,
+}
+
+/// The connection's pacing rate in bytes a second, if it is paced.
+pub fn rate(t: &Tcb) -> Option<f64> {
+    if let Some(rate) = t.cc.pacing_rate() {
+        return Some(rate);
+    }
+    if !t.pacing.enabled {
+        return None;
+    }
+    let srtt = t.rtx.rtt.srtt()?.max(Duration::from_micros(1));
+    let cwnd = f64::from(t.cc.cwnd());
+    let ratio = if t.cc.cwnd() < t.cc.ssthresh() / 2 {
+        SS_RATIO
+    } else {
+        CA_RATIO
+    };
+    Some(ratio * cwnd / srtt.as_secs_f64())
+}
+
+fn nanos(now: Instant) -> u64 {
+    now.total_micros().saturating_mul(1000)
+}
+
+impl Pacing {
+    /// Pacing for a connection, asked for or not (a controller with a rate paces anyway).
+    pub fn new(enabled: bool) -> Pacing {
+        Pacing {
+            enabled,
+            next_ns: 0,
+        }
+    }
+
+    /// Whether a segment may leave at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.next_ns <= nanos(now)
+    }
+
+    /// When the next segment may leave, rounded up to the clock's microseconds.
+    pub fn release_at(&self) -> Instant {
+        Instant::from_micros(self.next_ns.div_ceil(1000))
+    }
+
+    /// `bytes` left at `now` at `rate` bytes a second: the next segment waits for them.
+    pub fn on_sent(&mut self, now: Instant, bytes: usize, rate: f64) {
+        if rate <= 0.0 {
+            return;
+        }
+        let start = self.next_ns.max(nanos(now));
+        let len_ns = (bytes as f64 * NANOS / rate).round() as u64;
+        self.next_ns = start.saturating_add(len_ns);
+    }
+}
+
+/// The largest super-segment for this rate: about a millisecond of it, at least
+/// two pieces of `mss` (Linux's `tcp_min_tso_segs`), or the controller's own send quantum.
+pub fn tso_autosize(t: &Tcb, rate: f64, mss: u32) -> usize {
+    let quantum = match t.cc.send_quantum() {
+        Some(q) => q as usize,
+        None => (rate * TSO_AUTOSIZE_TIME.as_secs_f64()) as usize,
+    };
+    quantum.max((MIN_TSO_SEGS * mss) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::super::CongestionChoice;
+    use super::*;
+
+    /// A connection whose handshake took 10 ms, paced.
+    fn paced() -> Fixture {
+        let mut fx = Fixture::syn_received();
+        fx.now += Duration::from_millis(10);
+        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1));
+        assert!(out.is_empty(), "{out:?}");
+        let (id, now) = (fx.id.unwrap(), fx.now);
+        let pacing = CongestionChoice {
+            algorithm: None,
+            pacing: Some(true),
+        };
+        fx.tcp
+            .set_congestion(id, now, pacing, &mut fx.stats)
+            .unwrap();
+        fx
+    }
+
+    #[test]
+    fn a_paced_window_leaves_spread_over_the_round_trip() {
+        let mut fx = paced();
+        assert_eq!(fx.tcb().rtx.rtt.srtt(), Some(Duration::from_millis(10)));
+        // Slow start: twice cwnd/SRTT, 14 600 bytes per 5 ms, a segment every 500 µs.
+        let rate = rate(fx.tcb()).unwrap();
+        assert!((rate - 2.0 * 14_600.0 / 0.010).abs() < 1.0, "{rate}");
+        let out = fx.write(&[7u8; 14_600]);
+        assert_eq!(out.len(), 1, "one segment now: {out:?}");
+        let release = fx.tcb().timers.pacing.expect("the pacing timer");
+        assert_eq!(release, fx.now + Duration::from_micros(500));
+        let mut times = Vec::new();
+        for _ in 0..100 {
+            if fx.advance(Duration::from_micros(100)).len() == 1 {
+                times.push(fx.now);
+            }
+        }
+        assert_eq!(times.len(), 9, "the rest of the window: {times:?}");
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|g| *g == Duration::from_micros(500)),
+            "{gaps:?}"
+        );
+    }
+
+    #[test]
+    fn an_unpaced_window_leaves_at_once() {
+        let mut fx = Fixture::established();
+        assert_eq!(fx.write(&[7u8; 14_600]).len(), 10);
+        assert!(fx.tcb().timers.pacing.is_none());
+    }
+
+    #[test]
+    fn each_segment_pushes_the_release_time_by_its_length_at_the_rate() {
+        let mut p = Pacing::default();
+        let t0 = Instant::from_micros(1000);
+        assert!(p.ready(t0));
+        // 1 MB/s: 1000 bytes take a millisecond.
+        p.on_sent(t0, 1000, 1e6);
+        assert!(!p.ready(t0 + Duration::from_micros(999)));
+        assert!(p.ready(t0 + Duration::from_millis(1)));
+        p.on_sent(t0 + Duration::from_millis(1), 500, 1e6);
+        assert_eq!(p.release_at(), t0 + Duration::from_micros(1500));
+        // Idle time earns no credit: a send long after starts from its own time.
+        let later = t0 + Duration::from_secs(1);
+        p.on_sent(later, 1000, 1e6);
+        assert_eq!(p.release_at(), later + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn sub_microsecond_gaps_add_up_exactly() {
+        let mut p = Pacing::default();
+        let t0 = Instant::from_micros(0);
+        // 1448 bytes at 10 GB/s: 144.8 ns each.
+        for _ in 0..1000 {
+            p.on_sent(t0, 1448, 1e10);
+        }
+        assert_eq!(p.release_at(), t0 + Duration::from_micros(145));
+    }
+}

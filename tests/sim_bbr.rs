@@ -1,0 +1,289 @@
+//! BBR and pacing over the path emulator, in virtual time: the rate kept under random loss
+//! against CUBIC, how two flows share a bottleneck, and what pacing does at a shallow queue.
+
+mod common;
+
+use common::*;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+use tapstack::core::SocketId;
+use tapstack::phy::{FaultConfig, PathConfig};
+use tapstack::CongestionAlgorithm;
+
+/// A path of `rate` bytes a second and `rtt_us` round trip, with a queue of one BDP (at
+/// least 200 KB).
+fn path(rate: u64, rtt_us: u64) -> PathConfig {
+    let delay = Duration::from_micros(rtt_us / 2);
+    let bdp = (u128::from(rate) * 2 * delay.as_nanos() / 1_000_000_000) as usize;
+    PathConfig {
+        rate,
+        delay,
+        queue: bdp.max(200_000),
+    }
+}
+
+fn stack(last_octet: u8, seed: u64, alg: CongestionAlgorithm) -> tapstack::StackConfig {
+    let mut c = config(last_octet, seed);
+    c.tcp.congestion = alg;
+    // Enough window for a 10 ms round trip at 100 MB/s, twice over.
+    c.tcp.send_buffer = 4 << 20;
+    c.tcp.recv_buffer = 4 << 20;
+    c
+}
+
+/// Moves `data` from a to b, the application writing and reading every virtual
+/// millisecond; returns what arrived.
+fn transfer(sim: &mut Sim, c: SocketId, s: SocketId, data: &[u8], limit: Duration) -> Vec<u8> {
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut sent = 0;
+    let deadline = sim.now + limit;
+    while got.len() < data.len() {
+        assert!(
+            sim.now < deadline,
+            "stalled at {} of {}",
+            got.len(),
+            data.len()
+        );
+        let now = sim.now;
+        while sent < data.len() {
+            match sim.a.iface.tcp_send(now, c, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        sim.advance(Duration::from_millis(1));
+        loop {
+            match sim.b.iface.tcp_recv(sim.now, s, &mut buf) {
+                Ok(0) => panic!("unexpected end of stream"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    }
+    got
+}
+
+/// One transfer of `mib` MiB over `path` with `loss_pct` of frames lost each way; its rate
+/// in bytes a second, and the sender's counters.
+fn rate_of(
+    alg: CongestionAlgorithm,
+    path: PathConfig,
+    loss_pct: f64,
+    seed: u64,
+    mib: usize,
+) -> (f64, tapstack::Counters) {
+    let faults = FaultConfig {
+        drop_pct: loss_pct,
+        seed,
+        ..FaultConfig::default()
+    };
+    let mut sim = Sim::with_path(
+        stack(1, seed, alg),
+        stack(2, seed + 100, alg),
+        faults,
+        Some(path),
+    );
+    let (c, s) = connect_despite_loss(&mut sim);
+    let start = sim.now;
+    let data = pattern(mib << 20, seed as u8);
+    let got = transfer(&mut sim, c, s, &data, Duration::from_secs(120));
+    assert_eq!(sha256(&got), sha256(&data), "{alg:?} {path:?} {loss_pct}%");
+    let rate = data.len() as f64 / (sim.now - start).as_secs_f64();
+    (rate, sim.a.iface.counters())
+}
+
+/// Random loss is not congestion to BBR: at 1% of frames lost each way it keeps at least
+/// 70% of its lossless rate over round trips of 200 µs to 10 ms, where CUBIC, which cuts its
+/// window at every loss, is held near the Mathis limit (RFC 9438 §4.3). Today: BBR keeps
+/// 99%, 86% and 91%; CUBIC 74%, 19% and 9% of its own lossless rate.
+#[test]
+fn bbr_keeps_most_of_its_rate_at_one_percent_random_loss() {
+    use CongestionAlgorithm::{Bbr, Cubic};
+    // At 10 ms the path is slower, so that the test moves less data in debug builds.
+    for (rtt_us, rate) in [
+        (200, 100_000_000),
+        (1000, 100_000_000),
+        (10_000, 25_000_000),
+    ] {
+        let p = path(rate, rtt_us);
+        let (bbr_clean, _) = rate_of(Bbr, p, 0.0, 60, 16);
+        let (bbr_lossy, counters) = rate_of(Bbr, p, 1.0, 60, 16);
+        let (cubic_lossy, _) = rate_of(Cubic, p, 1.0, 60, 8);
+        eprintln!(
+            "{rtt_us} µs, {} MB/s: BBR {:.1} MB/s lossless, {:.1} MB/s at 1% ({:.0}%); \
+             CUBIC {:.1} MB/s at 1%",
+            rate / 1_000_000,
+            bbr_clean / 1e6,
+            bbr_lossy / 1e6,
+            100.0 * bbr_lossy / bbr_clean,
+            cubic_lossy / 1e6
+        );
+        assert!(bbr_clean >= 0.75 * rate as f64, "{rtt_us} µs: {bbr_clean}");
+        assert!(
+            bbr_lossy >= 0.7 * bbr_clean,
+            "{rtt_us} µs: {bbr_lossy} of {bbr_clean}"
+        );
+        assert!(
+            bbr_lossy >= cubic_lossy,
+            "{rtt_us} µs: {bbr_lossy}, CUBIC {cubic_lossy}"
+        );
+        if rtt_us >= 1000 {
+            assert!(
+                bbr_lossy >= 2.0 * cubic_lossy,
+                "{rtt_us} µs: {bbr_lossy}, CUBIC {cubic_lossy}"
+            );
+        }
+        assert_eq!(counters.tcp_timeouts, 0, "{rtt_us} µs: {counters}");
+    }
+}
+
+/// Flows from a to b over one path (rate, round trip, a queue of one BDP), each with its own
+/// algorithm, for `secs` of virtual time; the bytes each delivered in the second half, once
+/// they have found their shares.
+fn share(algs: &[CongestionAlgorithm], rate: u64, rtt_us: u64, secs: u64, seed: u64) -> Vec<u64> {
+    let path = PathConfig {
+        rate,
+        delay: Duration::from_micros(rtt_us / 2),
+        queue: (rate * rtt_us / 1_000_000) as usize,
+    };
+    let mut sim = Sim::with_path(
+        stack(1, seed, CongestionAlgorithm::Cubic),
+        stack(2, seed + 100, CongestionAlgorithm::Cubic),
+        FaultConfig::default(),
+        Some(path),
+    );
+    let l = sim
+        .b
+        .iface
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap()
+        .0;
+    let mut flows = Vec::new();
+    for &alg in algs {
+        let now = sim.now;
+        // The socket's own choice, from its SYN on (TCP_CONGESTION before connect).
+        let opts = tapstack::tcp::SocketOpts {
+            buffers: sim.a.iface.config().tcp.buffers(),
+            congestion: tapstack::tcp::CongestionChoice {
+                algorithm: Some(alg),
+                pacing: None,
+            },
+            ..Default::default()
+        };
+        let remote = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80).into();
+        let c = sim
+            .a
+            .iface
+            .with_tcp(now, |tcp, st| tcp.connect_with(now, None, remote, opts, st))
+            .unwrap();
+        let mut accepted = None;
+        for _ in 0..300 {
+            sim.advance(Duration::from_millis(10));
+            if let Some(Ok((s, _))) = sim.b.iface.tcp_accept(l) {
+                accepted = Some(s);
+                break;
+            }
+        }
+        let s = accepted.expect("accepted within 3 s");
+        assert_eq!(sim.a.iface.tcp_info(c).unwrap().congestion, alg.name());
+        flows.push((c, s, 0u64));
+    }
+    let data = pattern(1 << 20, 9);
+    let mut buf = vec![0u8; 1 << 20];
+    let end = sim.now + Duration::from_secs(secs);
+    let half = sim.now + Duration::from_secs(secs) / 2;
+    while sim.now < end {
+        let now = sim.now;
+        for &(c, _, _) in &flows {
+            while sim.a.iface.tcp_send(now, c, &data).is_ok() {}
+        }
+        sim.advance(Duration::from_millis(1));
+        for (_, s, got) in flows.iter_mut() {
+            while let Ok(n) = sim.b.iface.tcp_recv(sim.now, *s, &mut buf) {
+                assert!(n > 0, "end of stream");
+                if sim.now > half {
+                    *got += n as u64;
+                }
+            }
+        }
+    }
+    flows.iter().map(|f| f.2).collect()
+}
+
+/// The rates `share` measured, in MB/s, and the share of the path they used together.
+fn report(what: &str, got: &[u64], rate: u64, secs: u64) -> (Vec<f64>, f64) {
+    let window = secs as f64 / 2.0;
+    let rates: Vec<f64> = got.iter().map(|&g| g as f64 / window / 1e6).collect();
+    let used = got.iter().sum::<u64>() as f64 / window / rate as f64;
+    eprintln!("{what}: {rates:.1?} MB/s, {:.0}% of the path", 100.0 * used);
+    (rates, used)
+}
+
+/// 20 MB/s, 4 ms round trip, a queue of one BDP, 2 s: BBR and CUBIC share it (today BBR
+/// takes 66%: a queue of one BDP is where BBR v3 and CUBIC split it most evenly, Google's
+/// BBR v3 reports); two BBR flows converge to an even split (today 49.5/50.5) and fill the
+/// path.
+#[test]
+fn bbr_shares_a_bottleneck_with_cubic_and_with_bbr() {
+    use CongestionAlgorithm::{Bbr, Cubic};
+    const RATE: u64 = 20_000_000;
+    let (mixed, used) = report(
+        "BBR, CUBIC",
+        &share(&[Bbr, Cubic], RATE, 4000, 2, 7),
+        RATE,
+        2,
+    );
+    assert!(used >= 0.9, "{used}");
+    assert!(
+        mixed[1] >= 0.15 * (RATE as f64 / 1e6),
+        "CUBIC keeps a share: {mixed:?}"
+    );
+    assert!(
+        mixed[0] >= 0.15 * (RATE as f64 / 1e6),
+        "BBR keeps a share: {mixed:?}"
+    );
+    let (two, used) = report("BBR, BBR", &share(&[Bbr, Bbr], RATE, 4000, 2, 7), RATE, 2);
+    assert!(used >= 0.9, "{used}");
+    let fairness = two[0].min(two[1]) / two[0].max(two[1]);
+    assert!(fairness >= 0.8, "{two:?}");
+}
+
+/// BBR paces at the bandwidth it measured and keeps about a BDP in flight, so a deep
+/// bottleneck queue stays short, where CUBIC fills it (bufferbloat): over a 1 ms path with a
+/// queue of four BDPs, the round trip BBR sees stays near the path's, CUBIC's grows by the
+/// queue.
+#[test]
+fn bbr_keeps_a_deep_queue_short() {
+    let p = PathConfig {
+        rate: 100_000_000,
+        delay: Duration::from_micros(500),
+        queue: 400_000,
+    };
+    let srtt = |alg| {
+        let mut sim = Sim::with_path(
+            stack(1, 5, alg),
+            stack(2, 105, alg),
+            FaultConfig::default(),
+            Some(p),
+        );
+        let (c, s) = connect_despite_loss(&mut sim);
+        let data = pattern(16 << 20, 5);
+        let got = transfer(&mut sim, c, s, &data[..8 << 20], Duration::from_secs(60));
+        assert_eq!(sha256(&got), sha256(&data[..8 << 20]));
+        // Steady state: the second half.
+        let got = transfer(&mut sim, c, s, &data[8 << 20..], Duration::from_secs(60));
+        assert_eq!(sha256(&got), sha256(&data[8 << 20..]));
+        sim.a.iface.tcp_info(c).unwrap().srtt.unwrap()
+    };
+    let (bbr, cubic) = (
+        srtt(CongestionAlgorithm::Bbr),
+        srtt(CongestionAlgorithm::Cubic),
+    );
+    eprintln!("smoothed RTT over a 1 ms path with a 4 ms queue: BBR {bbr:?}, CUBIC {cubic:?}");
+    assert!(bbr <= Duration::from_micros(2500), "{bbr:?}");
+    assert!(cubic >= 2 * bbr, "CUBIC {cubic:?}, BBR {bbr:?}");
+}
