@@ -98,8 +98,8 @@ fn rate_of(
 
 /// Random loss is not congestion to BBR: at 1% of frames lost each way it keeps at least
 /// 70% of its lossless rate over round trips of 200 µs to 10 ms, where CUBIC, which cuts its
-/// window at every loss, is held near the Mathis limit (RFC 9438 §4.3). Today: BBR keeps
-/// 99%, 86% and 91%; CUBIC 74%, 19% and 9% of its own lossless rate.
+/// window at every loss, is held near the Mathis limit (RFC 9438 §4.3). Today BBR keeps
+/// 100%, 88% and 93% (94.8, 82.2 and 20.7 MB/s), CUBIC moves 68.8, 18.2 and 1.9 MB/s.
 #[test]
 fn bbr_keeps_most_of_its_rate_at_one_percent_random_loss() {
     use CongestionAlgorithm::{Bbr, Cubic};
@@ -223,10 +223,9 @@ fn report(what: &str, got: &[u64], rate: u64, secs: u64) -> (Vec<f64>, f64) {
     (rates, used)
 }
 
-/// 20 MB/s, 4 ms round trip, a queue of one BDP, 2 s: BBR and CUBIC share it (today BBR
-/// takes 66%: a queue of one BDP is where BBR v3 and CUBIC split it most evenly, Google's
-/// BBR v3 reports); two BBR flows converge to an even split (today 49.5/50.5) and fill the
-/// path.
+/// 20 MB/s, 4 ms round trip, a queue of one BDP, 2 s: BBR and CUBIC share it (today 13.0
+/// and 6.0 MB/s over the second second); two BBR flows converge to an even split (today 9.8
+/// and 9.3 MB/s) and fill the path.
 #[test]
 fn bbr_shares_a_bottleneck_with_cubic_and_with_bbr() {
     use CongestionAlgorithm::{Bbr, Cubic};
@@ -252,10 +251,11 @@ fn bbr_shares_a_bottleneck_with_cubic_and_with_bbr() {
     assert!(fairness >= 0.8, "{two:?}");
 }
 
-/// BBR paces at the bandwidth it measured and keeps about a BDP in flight, so a deep
-/// bottleneck queue stays short, where CUBIC fills it (bufferbloat): over a 1 ms path with a
-/// queue of four BDPs, the round trip BBR sees stays near the path's, CUBIC's grows by the
-/// queue.
+/// BBR paces at the bandwidth it measured and bounds what is in flight to two BDPs, so a
+/// deep bottleneck queue stays short, where CUBIC fills it (bufferbloat): over a 1 ms path
+/// with a queue of four BDPs, the queueing delay BBR adds is under half of CUBIC's (today
+/// 0.8 ms against 2.7 ms: ACK compression lifts BBR's bandwidth estimate about 1.5% over
+/// the path's, so its queue grows until the window stops it, as Linux's BBR's does).
 #[test]
 fn bbr_keeps_a_deep_queue_short() {
     let p = PathConfig {
@@ -284,6 +284,8 @@ fn bbr_keeps_a_deep_queue_short() {
         srtt(CongestionAlgorithm::Cubic),
     );
     eprintln!("smoothed RTT over a 1 ms path with a 4 ms queue: BBR {bbr:?}, CUBIC {cubic:?}");
-    assert!(bbr <= Duration::from_micros(2500), "{bbr:?}");
-    assert!(cubic >= 2 * bbr, "CUBIC {cubic:?}, BBR {bbr:?}");
+    let base = 2 * p.delay;
+    let (bbr_queue, cubic_queue) = (bbr.saturating_sub(base), cubic.saturating_sub(base));
+    assert!(bbr_queue <= base, "{bbr:?}: more than a BDP queued");
+    assert!(2 * bbr_queue <= cubic_queue, "CUBIC {cubic:?}, BBR {bbr:?}");
 }

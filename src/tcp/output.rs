@@ -448,6 +448,7 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             break;
         }
     }
+    t.pacing.set_held(paced_out);
     if paced_out {
         t.timers.pacing = Some(t.pacing.release_at());
     }

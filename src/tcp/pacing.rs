@@ -34,6 +34,8 @@ pub struct Pacing {
     /// (Linux's `tcp_wstamp_ns`): finer than [`Instant`], so that rounding does not add up
     /// segment after segment.
     next_ns: u64,
+    /// Output is waiting for the release time.
+    held: bool,
 }
 
 /// The connection's pacing rate in bytes a second, if it is paced.
@@ -64,6 +66,7 @@ impl Pacing {
         Pacing {
             enabled,
             next_ns: 0,
+            held: false,
         }
     }
 
@@ -77,14 +80,32 @@ impl Pacing {
         Instant::from_micros(self.next_ns.div_ceil(1000))
     }
 
-    /// `bytes` left at `now` at `rate` bytes a second: the next segment waits for them.
+    /// Whether output stopped to wait for the release time (its next send may claim
+    /// lateness as jitter), or for anything else.
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// `bytes` left at `now` at `rate` bytes a second: the next segment waits for them. A
+    /// segment that waited for its release time and left late takes the lateness off the
+    /// next wait, up to half its own time (Linux's credit for OS jitter,
+    /// `tcp_update_skb_after_send`): a late wakeup does not lower the rate. Lateness for
+    /// other reasons (an idle sender, a full window) earns nothing: it would be a burst.
     pub fn on_sent(&mut self, now: Instant, bytes: usize, rate: f64) {
         if rate <= 0.0 {
             return;
         }
-        let start = self.next_ns.max(nanos(now));
+        let mut start = self.next_ns.max(nanos(now));
+        let mut late = 0;
+        if std::mem::take(&mut self.held) {
+            // The timer fires on the clock's next microsecond: that delay is not the
+            // sender's, and the next release is counted from the exact one.
+            let release = self.next_ns.div_ceil(1000) * 1000;
+            late = start.saturating_sub(release);
+            start -= start.min(release) - self.next_ns;
+        }
         let len_ns = (bytes as f64 * NANOS / rate).round() as u64;
-        self.next_ns = start.saturating_add(len_ns);
+        self.next_ns = start.saturating_add(len_ns - late.min(len_ns / 2));
     }
 }
 
@@ -157,17 +178,41 @@ mod tests {
     fn each_segment_pushes_the_release_time_by_its_length_at_the_rate() {
         let mut p = Pacing::default();
         let t0 = Instant::from_micros(1000);
+        let us = |n: u64| t0 + Duration::from_micros(n);
         assert!(p.ready(t0));
         // 1 MB/s: 1000 bytes take a millisecond.
         p.on_sent(t0, 1000, 1e6);
-        assert!(!p.ready(t0 + Duration::from_micros(999)));
-        assert!(p.ready(t0 + Duration::from_millis(1)));
-        p.on_sent(t0 + Duration::from_millis(1), 500, 1e6);
-        assert_eq!(p.release_at(), t0 + Duration::from_micros(1500));
-        // Idle time earns no credit: a send long after starts from its own time.
+        assert!(!p.ready(us(999)));
+        assert!(p.ready(us(1000)));
+        p.on_sent(us(1000), 500, 1e6);
+        assert_eq!(p.release_at(), us(1500));
+        // Held for its release time, the next leaves 100 µs late (a late wakeup): the one
+        // after waits 100 µs less (Linux's credit for OS jitter).
+        p.set_held(true);
+        p.on_sent(us(1600), 1000, 1e6);
+        assert_eq!(p.release_at(), us(2500));
+        // Credit is at most half a segment's time.
+        p.set_held(true);
+        p.on_sent(us(3500), 1000, 1e6);
+        assert_eq!(p.release_at(), us(4000));
+        // An idle sender earns none: no burst after a pause.
         let later = t0 + Duration::from_secs(1);
         p.on_sent(later, 1000, 1e6);
         assert_eq!(p.release_at(), later + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn the_timers_microsecond_rounding_does_not_slow_the_rate() {
+        let mut p = Pacing::default();
+        let t0 = Instant::from_micros(0);
+        // 1448 bytes at 100 MB/s: 14.48 µs each, released by a timer on whole microseconds.
+        p.on_sent(t0, 1448, 1e8);
+        for _ in 0..999 {
+            let at = p.release_at();
+            p.set_held(true);
+            p.on_sent(at, 1448, 1e8);
+        }
+        assert_eq!(p.release_at(), t0 + Duration::from_micros(14_480));
     }
 
     #[test]
