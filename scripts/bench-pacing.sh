@@ -2,8 +2,9 @@
 # Pacing's cost: the stack thread's CPU time per byte sent on the lossless bulk path (the
 # kernel's nc reads M MiB of echo-server's chargen over the tap), unpaced CUBIC against paced
 # CUBIC (--pacing) and BBR (which paces), in alternating rounds so that all three see the
-# same machine. Prints, per configuration, the median of the rounds: the rate, and the stack
-# thread's CPU (user + system, from /proc) per MiB sent, with its ratio to unpaced CUBIC's.
+# same machine. Prints, per configuration, the median of the rounds: the rate, the stack
+# thread's CPU (user + system, from /proc) per MiB sent, with its ratio to unpaced CUBIC's, and
+# how often per MiB pacing held output back (echo-server's counter).
 #
 #   scripts/bench-pacing.sh [--rounds R] [--mib M]     # as root (or with sudo)
 #
@@ -57,7 +58,7 @@ now() { date +%s.%N; }
 TICK=$(getconf CLK_TCK)
 
 CONFIGS=("cubic" "cubic --pacing" "bbr")
-declare -A RATES CPU
+declare -A RATES CPU HOLDS
 for _ in $(seq "$ROUNDS"); do
     for cfg in "${CONFIGS[@]}"; do
         # shellcheck disable=SC2086 # the configuration is two words for paced CUBIC
@@ -67,8 +68,9 @@ for _ in $(seq "$ROUNDS"); do
         got=$(in_ns sh -c "nc $STACK_IP 19 </dev/null | head -c $BYTES | wc -c")
         b=$(now)
         after=$(stack_ticks "$SERVER_PID")
-        stop_server >/dev/null
+        holds=$(stop_server | awk '/times pacing held/ { n = $1 } END { print n + 0 }')
         [ "$got" = "$BYTES" ] || die "$cfg: $got of $BYTES bytes"
+        HOLDS[$cfg]+="$(awk -v h="$holds" -v n="$MIB" 'BEGIN { printf "%.1f", h / n }') "
         RATES[$cfg]+="$(awk -v n="$MIB" -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", n * 1.048576 / (b - a) }') "
         CPU[$cfg]+="$(awk -v t="$((after - before))" -v k="$TICK" -v n="$MIB" 'BEGIN { printf "%.1f", t / k * 1e6 / n }') "
     done
@@ -80,10 +82,11 @@ median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((N
 span() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 echo
 echo "$MIB MiB from the stack's chargen, $ROUNDS rounds: medians (and ranges)"
-printf '%-16s %18s %30s %8s\n' "configuration" "MB/s" "stack CPU µs per MiB" "ratio"
+printf '%-16s %18s %30s %8s %12s\n' "configuration" "MB/s" "stack CPU µs per MiB" "ratio" "holds/MiB"
 base=$(median "${CPU[cubic]}")
 for cfg in "${CONFIGS[@]}"; do
     cpu=$(median "${CPU[$cfg]}")
-    printf '%-16s %18s %30s %8s\n' "$cfg" "$(median "${RATES[$cfg]}") ($(span "${RATES[$cfg]}"))" \
-        "$cpu ($(span "${CPU[$cfg]}"))" "$(awk -v c="$cpu" -v b="$base" 'BEGIN { printf "%.2f", c / b }')"
+    printf '%-16s %18s %30s %8s %12s\n' "$cfg" "$(median "${RATES[$cfg]}") ($(span "${RATES[$cfg]}"))" \
+        "$cpu ($(span "${CPU[$cfg]}"))" "$(awk -v c="$cpu" -v b="$base" 'BEGIN { printf "%.2f", c / b }')" \
+        "$(median "${HOLDS[$cfg]}")"
 done

@@ -137,6 +137,7 @@ counters! {
         tcp_dsack_sent: "D-SACKs sent for duplicate segments (RFC 2883)",
         tcp_dsack_recv: "D-SACKs received",
         tcp_undos: "window reductions undone: the retransmissions were spurious (RFC 3708, RFC 4015)",
+        tcp_pacing_holds: "times pacing held output back until a release time",
         tcp_trace_records: "per-connection trace records made (zero while no connection is traced)",
         tcp_urgent_in: "urgent pointers received that opened or advanced urgent data (RFC 9293 §3.8.5)",
         tcp_urgent_out: "segments sent with the urgent pointer",

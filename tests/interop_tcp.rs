@@ -152,6 +152,66 @@ fn kernel_client_echoes_64_mib_through_a_lossy_stack() {
     });
 }
 
+/// BBR over a real tap: echo-server, every connection BBR and paced by the stack thread's
+/// timers, echoes 64 MiB to the kernel through 1% loss each way.
+#[test]
+fn bbr_echoes_64_mib_through_a_lossy_stack() {
+    in_netns(|| {
+        let server =
+            EchoServer::start(&["--congestion", "bbr", "--drop-chance", "1", "--seed", "12"]);
+        let s = KernelStream::connect((STACK_IP, 7)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let data = pattern(64 << 20, 12);
+        let want = sha256(&data);
+        let got = kernel_echo(s, data);
+        assert_eq!(got.len(), 64 << 20);
+        assert_eq!(sha256(&got), want);
+        let counters = server.stop();
+        assert!(
+            counter(&counters, "segments retransmitted") > 100,
+            "{counters}"
+        );
+    });
+}
+
+/// A library client chooses BBR on its socket (`TCP_CONGESTION` before connect) and sends
+/// 16 MiB to a kernel server: the connection is BBR from its SYN, paced, and its TCP_INFO
+/// shows BBR's state and model of this path.
+#[test]
+fn a_socket_chooses_bbr_and_shows_its_model() {
+    in_netns(|| {
+        let stack = library_stack(None);
+        let listener = KernelListener::bind("10.0.1.1:5001").unwrap();
+        let data = pattern(16 << 20, 13);
+        let want = sha256(&data);
+        let kernel = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut got = Vec::new();
+            (&s).read_to_end(&mut got).unwrap();
+            sha256(&got)
+        });
+        let socket = tapstack::socket::TcpSocket::new(&stack);
+        socket
+            .set_congestion(tapstack::CongestionAlgorithm::Bbr)
+            .unwrap();
+        let c = socket.connect("10.0.1.1:5001").unwrap();
+        (&c).write_all(&data).unwrap();
+        let info = c.info().unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(kernel.join().unwrap(), want);
+        assert_eq!(info.congestion, "bbr");
+        assert!(info.cc_phase.is_some(), "{info:?}");
+        assert!(info.pacing_rate.is_some_and(|r| r > 0), "{info:?}");
+        let model = info.path_model.expect("BBR's model");
+        assert!(model.max_bw > 0.0 && model.min_rtt.is_some(), "{model:?}");
+        assert!(
+            info.delivery.is_some_and(|(delivered, _)| delivered > 0),
+            "{info:?}"
+        );
+    });
+}
+
 /// The stack as client of a kernel echo server, its fault injector dropping 5% and
 /// reordering 5% of frames both ways: 64 MiB each way, at the same time.
 #[test]

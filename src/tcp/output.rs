@@ -449,9 +449,12 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         }
     }
     t.pacing.set_held(paced_out);
-    if paced_out {
-        t.timers.pacing = Some(t.pacing.release_at());
-    }
+    t.timers.pacing = if paced_out {
+        sink.stats.tcp_pacing_holds += 1;
+        Some(t.pacing.release_at())
+    } else {
+        None
+    };
     if t.state.synchronized() {
         let flight = recovery::in_flight(t);
         let cwnd = recovery::send_window(t);

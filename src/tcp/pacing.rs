@@ -24,6 +24,8 @@ const TSO_AUTOSIZE_TIME: Duration = Duration::from_millis(1);
 const MIN_TSO_SEGS: u32 = 2;
 /// Nanoseconds in a second.
 const NANOS: f64 = 1e9;
+/// A release this near is taken now (see [`Pacing::ready`]).
+const EARLY_NS: u64 = 30_000;
 
 /// A connection's pacing state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,6 +38,8 @@ pub struct Pacing {
     next_ns: u64,
     /// Output is waiting for the release time.
     held: bool,
+    /// The pacing time of the last segment, nanoseconds.
+    last_ns: u64,
 }
 
 /// The connection's pacing rate in bytes a second, if it is paced.
@@ -67,12 +71,16 @@ impl Pacing {
             enabled,
             next_ns: 0,
             held: false,
+            last_ns: 0,
         }
     }
 
-    /// Whether a segment may leave at `now`.
+    /// Whether a segment may leave at `now`: its release time has come, or is nearer than a
+    /// sleep and wakeup of the stack thread are worth (30 µs, and at most half the
+    /// last segment's time, so that no burst forms); the next release still counts from this
+    /// one's, so the rate holds.
     pub fn ready(&self, now: Instant) -> bool {
-        self.next_ns <= nanos(now)
+        self.next_ns <= nanos(now) + EARLY_NS.min(self.last_ns / 2)
     }
 
     /// When the next segment may leave, rounded up to the clock's microseconds.
@@ -105,6 +113,7 @@ impl Pacing {
             start -= start.min(release) - self.next_ns;
         }
         let len_ns = (bytes as f64 * NANOS / rate).round() as u64;
+        self.last_ns = len_ns;
         self.next_ns = start.saturating_add(len_ns - late.min(len_ns / 2));
     }
 }
@@ -180,10 +189,12 @@ mod tests {
         let t0 = Instant::from_micros(1000);
         let us = |n: u64| t0 + Duration::from_micros(n);
         assert!(p.ready(t0));
-        // 1 MB/s: 1000 bytes take a millisecond.
+        // 1 MB/s: 1000 bytes take a millisecond; the next may leave from 30 µs before its
+        // release, nearer than a sleep is worth.
         p.on_sent(t0, 1000, 1e6);
-        assert!(!p.ready(us(999)));
-        assert!(p.ready(us(1000)));
+        assert!(!p.ready(us(969)));
+        assert!(p.ready(us(970)));
+        assert_eq!(p.release_at(), us(1000));
         p.on_sent(us(1000), 500, 1e6);
         assert_eq!(p.release_at(), us(1500));
         // Held for its release time, the next leaves 100 µs late (a late wakeup): the one
@@ -213,6 +224,23 @@ mod tests {
             p.on_sent(at, 1448, 1e8);
         }
         assert_eq!(p.release_at(), t0 + Duration::from_micros(14_480));
+    }
+
+    #[test]
+    fn an_early_release_is_at_most_half_a_segments_time_and_keeps_the_rate() {
+        let mut p = Pacing::default();
+        let t0 = Instant::from_micros(0);
+        // 1448 bytes at 100 MB/s: 14.48 µs each, so at most 7.24 µs early.
+        p.on_sent(t0, 1448, 1e8);
+        assert!(!p.ready(t0 + Duration::from_micros(7)));
+        assert!(p.ready(t0 + Duration::from_micros(8)));
+        // Sent as early as allowed, 100 times: the releases still follow the rate.
+        for _ in 0..100 {
+            let early = Instant::from_micros((p.next_ns - p.last_ns / 2).div_ceil(1000));
+            assert!(p.ready(early));
+            p.on_sent(early, 1448, 1e8);
+        }
+        assert_eq!(p.release_at(), t0 + Duration::from_micros(1463));
     }
 
     #[test]
