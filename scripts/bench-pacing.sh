@@ -3,7 +3,7 @@
 # kernel's nc reads M MiB of echo-server's chargen over the tap), unpaced CUBIC against paced
 # CUBIC (--pacing) and BBR (which paces), in alternating rounds so that all three see the
 # same machine. Prints, per configuration, the median of the rounds: the rate, the stack
-# thread's CPU (user + system, from /proc) per MiB sent, with its ratio to unpaced CUBIC's, and
+# thread's time on a CPU (from /proc's schedstat) per MiB sent, with its ratio to unpaced CUBIC's, and
 # how often per MiB pacing held output back (echo-server's counter).
 #
 #   scripts/bench-pacing.sh [--rounds R] [--mib M]     # as root (or with sudo)
@@ -41,21 +41,20 @@ BYTES=$((MIB << 20))
 export LC_ALL=C
 make_netns
 
-# The stack thread's CPU time so far, in clock ticks: utime + stime of the thread named
-# tapstack in process $1.
-stack_ticks() {
+# The stack thread's CPU time so far, in nanoseconds (the first field of schedstat: time on
+# a CPU, to the nanosecond, where stat counts clock ticks) of the thread named tapstack in
+# process $1.
+stack_ns() {
     local task
     for task in /proc/"$1"/task/*; do
         if [ "$(cat "$task/comm")" = tapstack ]; then
-            # Fields 14 and 15 of stat, after the command name in parentheses.
-            sed 's/.*) //' "$task/stat" | awk '{ print $12 + $13 }'
+            cut -d' ' -f1 "$task/schedstat"
             return
         fi
     done
     die "no tapstack thread in process $1"
 }
 now() { date +%s.%N; }
-TICK=$(getconf CLK_TCK)
 
 CONFIGS=("cubic" "cubic --pacing" "bbr")
 declare -A RATES CPU HOLDS
@@ -63,16 +62,16 @@ for _ in $(seq "$ROUNDS"); do
     for cfg in "${CONFIGS[@]}"; do
         # shellcheck disable=SC2086 # the configuration is two words for paced CUBIC
         start_server "$BIN/echo-server" --congestion $cfg >/dev/null
-        before=$(stack_ticks "$SERVER_PID")
+        before=$(stack_ns "$SERVER_PID")
         a=$(now)
         got=$(in_ns sh -c "nc $STACK_IP 19 </dev/null | head -c $BYTES | wc -c")
         b=$(now)
-        after=$(stack_ticks "$SERVER_PID")
+        after=$(stack_ns "$SERVER_PID")
         holds=$(stop_server | awk '/times pacing held/ { n = $1 } END { print n + 0 }')
         [ "$got" = "$BYTES" ] || die "$cfg: $got of $BYTES bytes"
         HOLDS[$cfg]+="$(awk -v h="$holds" -v n="$MIB" 'BEGIN { printf "%.1f", h / n }') "
         RATES[$cfg]+="$(awk -v n="$MIB" -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", n * 1.048576 / (b - a) }') "
-        CPU[$cfg]+="$(awk -v t="$((after - before))" -v k="$TICK" -v n="$MIB" 'BEGIN { printf "%.1f", t / k * 1e6 / n }') "
+        CPU[$cfg]+="$(awk -v t="$((after - before))" -v n="$MIB" 'BEGIN { printf "%.1f", t / 1e3 / n }') "
     done
 done
 
