@@ -167,6 +167,10 @@ pub struct Bbr {
     loss_events_in_round: u32,
     lost_in_round: u64,
     delivered_in_round: u64,
+    /// The round just ended lost more than [`LOSS_THRESH`] of its data, and more than one
+    /// segment (a flight too small to measure a 2% rate cannot tell one random loss from
+    /// congestion).
+    round_loss_too_high: bool,
 
     // Startup's end (draft §4.3.1.2).
     full_bw: f64,
@@ -241,6 +245,7 @@ impl Bbr {
             loss_events_in_round: 0,
             lost_in_round: 0,
             delivered_in_round: 0,
+            round_loss_too_high: false,
             full_bw: 0.0,
             full_bw_count: 0,
             full_bw_now: false,
@@ -408,7 +413,9 @@ impl Bbr {
         // Loss is a congestion signal only at a rate above LossThresh over the round, and
         // more than one segment (v3 reacts to any loss; random loss then erodes the bounds).
         let sent = (self.delivered_in_round + self.lost_in_round) as f64;
-        self.loss_in_round = self.lost_in_round as f64 > (sent * LOSS_THRESH).max(self.mss as f64);
+        self.round_loss_too_high =
+            self.lost_in_round as f64 > (sent * LOSS_THRESH).max(self.mss as f64);
+        self.loss_in_round = self.round_loss_too_high;
         self.adapt_lower_bounds_from_congestion();
         self.loss_in_round = false;
         self.lost_in_round = 0;
@@ -454,14 +461,6 @@ impl Bbr {
 
     fn bound_bw_for_model(&mut self) {
         self.bw = self.max_bw.min(self.bw_lo);
-    }
-
-    /// The loss rate of the flight this sample measured exceeds [`LOSS_THRESH`] (draft
-    /// §4.5.10.2, IsInflightTooHigh), and more than one segment was lost: a flight too small
-    /// to measure a 2% rate cannot tell one random loss from congestion.
-    fn is_inflight_too_high(rs: &RateSample) -> bool {
-        let limit = (f64::from(rs.tx_in_flight) * LOSS_THRESH).max(f64::from(rs.mss));
-        rs.lost as f64 > limit
     }
 
     // ACK aggregation (draft §4.5.5).
@@ -532,7 +531,8 @@ impl Bbr {
     }
 
     /// Startup ends on a round with heavy loss too (draft §4.3.1.3; Linux
-    /// `bbr_check_loss_too_high_in_startup`).
+    /// `bbr_check_loss_too_high_in_startup`): six loss events, and more than [`LOSS_THRESH`]
+    /// of the round's data lost (the draft measures the one sample's flight instead).
     fn check_startup_high_loss(&mut self, rs: &RateSample) {
         if self.full_bw_reached {
             return;
@@ -540,18 +540,18 @@ impl Bbr {
         if self.loss_round_start
             && rs.in_recovery
             && self.loss_events_in_round >= STARTUP_FULL_LOSS_COUNT
-            && Self::is_inflight_too_high(rs)
+            && self.round_loss_too_high
         {
             self.full_bw_reached = true;
             self.inflight_hi = self.bdp_multiple(1.0).max(self.inflight_latest);
-        }
-        if self.loss_round_start {
-            self.loss_events_in_round = 0;
         }
     }
 
     fn check_startup_done(&mut self, rs: &RateSample) {
         self.check_startup_high_loss(rs);
+        if self.loss_round_start {
+            self.loss_events_in_round = 0;
+        }
         if self.state == State::Startup && self.full_bw_reached {
             self.enter_drain();
         }
@@ -700,7 +700,16 @@ impl Bbr {
                 self.advance_max_bw_filter();
             }
         }
-        if Self::is_inflight_too_high(rs) {
+        // IsInflightTooHigh (draft §4.5.10.2) on the round's loss so far against the flight
+        // of this sample, or on the whole round just ended. The draft takes each ACK's
+        // sample, the loss over that one sample's flight: among the many samples of a
+        // round, random loss at half the threshold puts one over it often enough to end
+        // nearly every probe. The round's count only grows, so it crosses the threshold
+        // once, as soon as the round's loss does.
+        let so_far = self.lost_in_round as f64
+            > (f64::from(rs.tx_in_flight) * LOSS_THRESH).max(self.mss as f64);
+        let ended = self.loss_round_start && self.round_loss_too_high;
+        if so_far || ended {
             if self.bw_probe_samples {
                 self.handle_inflight_too_high(now, rs);
             }
@@ -1172,6 +1181,20 @@ mod tests {
         let hi = d.bbr.inflight_hi().expect("inflight_hi set");
         assert!((125_000 * 7 / 10..=125_000).contains(&hi), "{hi}");
         assert!(u64::from(d.bbr.cwnd()) <= hi);
+    }
+
+    #[test]
+    fn random_loss_below_the_threshold_does_not_end_a_probe() {
+        let mut d = Driver::in_probe_bw();
+        while d.bbr.state() != State::ProbeBwUp {
+            d.round(BW, BDP as u32);
+        }
+        // 1% of each round lost, the bandwidth growing: the probe goes on.
+        for rate in [1.1 * BW, 1.3 * BW, 1.6 * BW] {
+            d.round_with(rate, 125_000, 1250, false);
+            assert_eq!(d.bbr.state(), State::ProbeBwUp, "at {rate}");
+        }
+        assert_eq!(d.bbr.max_bw(), 1.6 * BW);
     }
 
     #[test]
