@@ -99,7 +99,7 @@ fn rate_of(
 /// Random loss is not congestion to BBR: at 1% of frames lost each way it keeps at least
 /// 70% of its lossless rate over round trips of 200 µs to 10 ms, where CUBIC, which cuts its
 /// window at every loss, is held near the Mathis limit (RFC 9438 §4.3). Today BBR keeps
-/// 100%, 93% and 91% (94.8, 86.9 and 20.2 MB/s), CUBIC moves 68.8, 18.2 and 1.9 MB/s.
+/// 100%, 91% and 92% (94.8, 85.6 and 20.4 MB/s), CUBIC moves 68.8, 18.2 and 1.9 MB/s.
 #[test]
 fn bbr_keeps_most_of_its_rate_at_one_percent_random_loss() {
     use CongestionAlgorithm::{Bbr, Cubic};
@@ -223,9 +223,9 @@ fn report(what: &str, got: &[u64], rate: u64, secs: u64) -> (Vec<f64>, f64) {
     (rates, used)
 }
 
-/// 20 MB/s, 4 ms round trip, a queue of one BDP, 2 s: BBR and CUBIC share it (today 12.7
-/// and 6.4 MB/s over the second second); two BBR flows converge to a near-even split (today
-/// 10.1 and 9.2 MB/s) and fill the path.
+/// 20 MB/s, 4 ms round trip, a queue of one BDP, 2 s: BBR and CUBIC share it (today 14.2
+/// and 4.9 MB/s over the second second); two BBR flows converge to an even split (today 9.6
+/// and 9.5 MB/s) and fill the path.
 #[test]
 fn bbr_shares_a_bottleneck_with_cubic_and_with_bbr() {
     use CongestionAlgorithm::{Bbr, Cubic};

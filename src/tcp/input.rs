@@ -967,10 +967,15 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     let safe = t.snd.una.gt(una_before) && !new_sack;
     super::recovery::on_recovery_ack(t, delivered, safe);
     if t.rate.is_some() {
+        // The newest data this ACK delivered: the first SACK block reports the segment that
+        // arrived last (RFC 2018 §4), if it is new; else the cumulative ACK's.
         let newest = sacked
             .iter()
             .flatten()
+            .next()
+            .filter(|_| new_sack)
             .map(|&(_, r)| r)
+            .into_iter()
             .chain(newly_acked.then_some(seg.ack))
             .reduce(Seq::max);
         rate_sample(t, now, newest, delivered, ack_rtt);
@@ -995,11 +1000,10 @@ fn rate_sample(
         return;
     };
     let board = &t.recovery.scoreboard;
-    let newly_lost = lost_point.map_or(0, |lp| {
-        rate.on_lost(t.snd.una, lp, |a, b| board.unsacked(a, b))
-    });
+    if let Some(lp) = lost_point {
+        rate.on_lost(t.snd.una, lp, |a, b| board.unsacked(a, b));
+    }
     let mut rs = rate.on_ack(now, t.snd.una, newest, delivered, min_rtt);
-    rs.newly_lost = newly_lost;
     rs.rtt = rtt;
     rs.in_flight = in_flight;
     rs.total_delivered = rate.delivered;

@@ -413,6 +413,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         } else {
             t.recovery.rack.on_send(t.snd.nxt, now);
             if let Some(rate) = t.rate.as_mut() {
+                if in_flight == 0 && rate.app_limited() {
+                    t.cc.on_restart_from_idle(now);
+                }
                 rate.on_send(
                     t.snd.nxt,
                     now,
@@ -458,8 +461,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     if t.state.synchronized() {
         let flight = recovery::in_flight(t);
         let cwnd = recovery::send_window(t);
-        // Output pacing held back is not the application's shortfall: the window is in use.
-        let blocked = flight.saturating_add(mss) > cwnd || paced_out;
+        // Only the window counts (Linux's `is_cwnd_limited`): what pacing holds back
+        // reaches the window within a round trip anyway, as the rate exceeds cwnd/SRTT.
+        let blocked = flight.saturating_add(mss) > cwnd;
         t.output
             .cwnd_use
             .after_output(flight, blocked, t.snd.una, t.snd.nxt);
@@ -467,7 +471,10 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
             mark_app_limited(t, flight, blocked);
         }
     }
-    t.output.sws_override = false;
+    // An override that pacing kept from being used holds until the pacing timer's output.
+    if !paced_out {
+        t.output.sws_override = false;
+    }
     t.output.probe_new_data = false;
     recovery::arm_probe(t, now);
     // Data waits with nothing in flight, behind a zero window or a window too small to use:

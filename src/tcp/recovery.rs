@@ -490,7 +490,10 @@ pub fn check_undo(
         Trigger::UndoDsack
     };
     if let Some(prior) = undo.prior.take() {
-        if prior.cwnd() > t.cc.cwnd() {
+        if t.cc.model_based() {
+            // A model is not taken back: only the window cut (Linux's `bbr_undo_cwnd`).
+            t.cc.on_undo(prior.as_ref());
+        } else if prior.cwnd() > t.cc.cwnd() {
             t.cc = prior;
         }
     }

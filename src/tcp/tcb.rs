@@ -456,7 +456,7 @@ impl Tcb {
                 rto_stamp: None,
                 retries: 0,
             },
-            rate: cc.model_based().then(|| Box::new(Delivery::new(now))),
+            rate: cc.model_based().then(|| Box::new(Delivery::new(now, iss))),
             pacing: Pacing::new(cfg.pacing),
             cc,
             recovery: Recovery::new(iss),
@@ -563,7 +563,13 @@ impl Tcb {
         if let Some(alg) = choice.algorithm.filter(|a| a.name() != self.cc.name()) {
             let seed = u64::from(self.snd.iss.0) << 32 | u64::from(self.snd.una.0);
             self.cc = new_controller(alg, self.snd.mss, now, seed);
-            self.rate = self.cc.model_based().then(|| Box::new(Delivery::new(now)));
+            let max = self.snd.max;
+            self.rate = self
+                .cc
+                .model_based()
+                .then(|| Box::new(Delivery::new(now, max)));
+            // A reduction of the old controller is no longer this one's to undo.
+            self.recovery.undo = Default::default();
         }
         if let Some(on) = choice.pacing {
             self.pacing.enabled = on;

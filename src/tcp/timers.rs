@@ -191,7 +191,7 @@ impl Tcp {
                     // Everything in flight is lost (Linux `tcp_enter_loss` marks it so).
                     let board = &t.recovery.scoreboard;
                     rate.on_lost(t.snd.una, t.snd.max, |a, b| board.unsacked(a, b));
-                    rate.on_timeout();
+                    rate.on_timeout(t.snd.max);
                 }
                 super::recovery::begin_episode(t);
                 t.cc.on_timeout(now, window);

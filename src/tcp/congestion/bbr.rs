@@ -208,6 +208,10 @@ pub struct Bbr {
     packet_conservation: bool,
     in_recovery: bool,
 
+    /// Sending restarted after an idle time, and no ACK has delivered data since (draft
+    /// §4.4.3, BBR.idle_restart).
+    idle_restart: bool,
+
     /// xorshift state for the probe wait.
     rng: u64,
 }
@@ -272,6 +276,7 @@ impl Bbr {
             extra_acked_delivered: 0,
             packet_conservation: false,
             in_recovery: false,
+            idle_restart: false,
             rng: seed | 1,
         };
         b.init_pacing_rate(None);
@@ -782,7 +787,8 @@ impl Bbr {
     }
 
     fn check_probe_rtt(&mut self, now: Instant, rs: &RateSample) {
-        if self.state != State::ProbeRtt && self.probe_rtt_expired {
+        // A sender back from idle has drained the queue already: no ProbeRTT for it.
+        if self.state != State::ProbeRtt && self.probe_rtt_expired && !self.idle_restart {
             self.state = State::ProbeRtt;
             self.pacing_gain = 1.0;
             self.cwnd_gain = PROBE_RTT_CWND_GAIN;
@@ -793,6 +799,9 @@ impl Bbr {
         }
         if self.state == State::ProbeRtt {
             self.handle_probe_rtt(now, rs);
+        }
+        if rs.delivered > 0 {
+            self.idle_restart = false;
         }
     }
 
@@ -976,11 +985,36 @@ impl CongestionControl for Bbr {
         self.packet_conservation = false;
         self.cwnd = self.mss;
         self.reset_full_bw();
-        self.round_start = true;
+        self.start_round();
     }
 
     fn snapshot(&self) -> Box<dyn CongestionControl> {
         Box::new(self.clone())
+    }
+
+    /// The window and the bounds from before the spurious reduction, whichever is larger,
+    /// the rest of the model kept; Startup's progress starts over (Linux v3's
+    /// `bbr_undo_cwnd`).
+    fn on_undo(&mut self, prior: &dyn CongestionControl) {
+        self.reset_full_bw();
+        self.loss_in_round = false;
+        self.cwnd = self.cwnd.max(u64::from(prior.cwnd()));
+        if let Some(before) = prior.model() {
+            let unbounded = |v: Option<u64>| v.unwrap_or(u64::MAX);
+            self.inflight_hi = self.inflight_hi.max(unbounded(before.inflight_hi));
+            self.inflight_lo = self.inflight_lo.max(unbounded(before.inflight_lo));
+            self.bw_lo = self.bw_lo.max(before.bw_lo.unwrap_or(f64::INFINITY));
+        }
+    }
+
+    /// BBRHandleRestartFromIdle (draft §4.4.3): pace at the bandwidth (no higher gain than
+    /// it) in ProbeBW, and measure ACK aggregation afresh.
+    fn on_restart_from_idle(&mut self, now: Instant) {
+        self.idle_restart = true;
+        self.extra_acked_interval_start = Some(now);
+        if self.state.is_probe_bw() && self.bw > 0.0 {
+            self.pacing_rate = self.bw * (1.0 - PACING_MARGIN);
+        }
     }
 
     fn model_based(&self) -> bool {
@@ -1275,6 +1309,31 @@ mod tests {
             assert_eq!(d.bbr.state() == State::Startup, i < 6, "ACK {i}");
         }
         assert!(d.bbr.inflight_hi().is_some());
+    }
+
+    #[test]
+    fn an_undo_takes_back_the_window_and_bounds_from_before() {
+        let mut d = Driver::in_probe_bw();
+        let before = d.bbr.snapshot();
+        // A (spurious) heavy loss: the short-term bounds come down.
+        d.round_with(BW * 0.8, BDP as u32, 5000, false);
+        d.round_with(BW * 0.8, BDP as u32, 5000, false);
+        assert!(d.bbr.bw_lo().is_some());
+        d.bbr.on_undo(before.as_ref());
+        assert_eq!(d.bbr.bw_lo(), None, "unbounded again");
+        assert!(d.bbr.cwnd() >= before.cwnd());
+        assert!(d.bbr.state().is_probe_bw(), "the model is kept");
+    }
+
+    #[test]
+    fn a_sender_back_from_idle_skips_probe_rtt() {
+        let mut d = Driver::in_probe_bw();
+        // Six seconds without sending: the RTT filter has expired.
+        d.now += Duration::from_secs(6);
+        d.bbr.on_restart_from_idle(d.now);
+        assert_eq!(d.bbr.pacing_rate().unwrap(), BW * (1.0 - PACING_MARGIN));
+        d.round(BW, BDP as u32);
+        assert_ne!(d.bbr.state(), State::ProbeRtt);
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     }
     /// An ACK's rate sample, for a [`CongestionControl::model_based`] controller.
     fn on_rate_sample(&mut self, _now: Instant, _rs: &RateSample) {}
+    /// A [`CongestionControl::model_based`] controller's reduction proved spurious (RFC 3708,
+    /// RFC 4015): `prior` is its [`CongestionControl::snapshot`] from before the episode,
+    /// whose window and bounds it takes back, keeping what it learned since. The others are
+    /// replaced by their snapshot instead.
+    fn on_undo(&mut self, _prior: &dyn CongestionControl) {}
+    /// The sender starts again after an idle time, application-limited with nothing in
+    /// flight (draft-ietf-ccwg-bbr §4.4.3).
+    fn on_restart_from_idle(&mut self, _now: Instant) {}
     /// The rate the controller paces at, bytes a second, if it sets one.
     fn pacing_rate(&self) -> Option<f64> {
         None

@@ -90,13 +90,17 @@ pub struct Delivery {
     pub lost: u64,
     /// Data below this point has been counted in C.lost.
     lost_until: Option<Seq>,
+    /// Bytes deemed lost since the last rate sample (by ACKs or a timeout).
+    unreported_lost: u32,
     /// Transmissions: (end seq, state at send), in sequence and time order.
     log: VecDeque<(Seq, TxState)>,
+    /// Nothing below this is logged: the log's first entry starts here.
+    log_start: Seq,
 }
 
 impl Delivery {
-    /// A connection that has sent nothing, at `now`.
-    pub fn new(now: Instant) -> Delivery {
+    /// Estimation from `now` on, for data sent from `start` (SND.MAX) on.
+    pub fn new(now: Instant, start: Seq) -> Delivery {
         Delivery {
             delivered: 0,
             delivered_time: now,
@@ -104,7 +108,9 @@ impl Delivery {
             app_limited: 0,
             lost: 0,
             lost_until: None,
+            unreported_lost: 0,
             log: VecDeque::new(),
+            log_start: start,
         }
     }
 
@@ -153,8 +159,9 @@ impl Delivery {
         self.app_limited != 0
     }
 
-    /// Data `[from, to)`, with `unsacked` bytes of it neither acknowledged nor SACKed, is
-    /// deemed lost; what was not counted before is added to C.lost. Returns the bytes added.
+    /// Data below `to` not acknowledged (from `una`) nor SACKed (`unsacked` counts that in
+    /// a range) is deemed lost; what was not counted before is added to C.lost, and to what
+    /// the next rate sample reports as newly lost. Returns the bytes added.
     pub fn on_lost(&mut self, una: Seq, to: Seq, unsacked: impl Fn(Seq, Seq) -> u32) -> u32 {
         let from = self.lost_until.map_or(una, |l| l.max(una));
         if !to.gt(from) {
@@ -163,6 +170,7 @@ impl Delivery {
         let n = unsacked(from, to);
         self.lost_until = Some(to);
         self.lost += u64::from(n);
+        self.unreported_lost = self.unreported_lost.saturating_add(n);
         n
     }
 
@@ -185,9 +193,15 @@ impl Delivery {
             self.delivered += u64::from(newly_acked);
             self.delivered_time = now;
         }
+        rs.newly_lost = std::mem::take(&mut self.unreported_lost);
         let p = newest.filter(|_| newly_acked > 0).and_then(|seq| {
-            // The entry holding byte seq - 1.
+            // The entry holding byte seq - 1; nothing for data sent before the log began
+            // (before a timeout, or before the estimator was), which the next entry's
+            // later state would misdate.
             let last = seq - 1;
+            if last.lt(self.log_start) {
+                return None;
+            }
             let i = self.log.partition_point(|&(end, _)| end.le(last));
             self.log.get(i).map(|&(_, p)| p)
         });
@@ -209,15 +223,23 @@ impl Delivery {
                 rs.delivery_rate = Some(rs.delivered as f64 / rs.interval.as_secs_f64());
             }
         }
-        while self.log.front().is_some_and(|&(end, _)| end.le(una)) {
+        while let Some(&(end, _)) = self.log.front().filter(|&&(end, _)| end.le(una)) {
             self.log.pop_front();
+            self.log_start = end;
+        }
+        // Counted losses all below the cumulative ACK: forget the mark, which would compare
+        // wrong once the sequence space wraps past it.
+        if self.lost_until.is_some_and(|l| l.le(una)) {
+            self.lost_until = None;
         }
         rs
     }
 
-    /// A timeout: everything sent is to be resent, and the log is of no use any more.
-    pub fn on_timeout(&mut self) {
+    /// A timeout: everything sent up to `max` (SND.MAX) is to be resent, and the log of it is
+    /// of no use any more.
+    pub fn on_timeout(&mut self, max: Seq) {
         self.log.clear();
+        self.log_start = max;
     }
 }
 
@@ -233,7 +255,7 @@ mod tests {
     fn a_steady_flow_samples_its_rate() {
         // 10 000 bytes a millisecond: 1000-byte segments every 0.1 ms, each acknowledged
         // 10 ms after it left.
-        let mut d = Delivery::new(Instant::ZERO);
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
         let mut rs = RateSample::default();
         let us = |n: u64| Instant::ZERO + Duration::from_micros(n);
         for i in 0..400u32 {
@@ -259,7 +281,7 @@ mod tests {
 
     #[test]
     fn app_limited_marks_the_samples_until_that_data_is_delivered() {
-        let mut d = Delivery::new(Instant::ZERO);
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
         d.on_send(Seq(1000), at(0), 0, 1000);
         d.mark_app_limited(1000);
         d.on_send(Seq(2000), at(1), 1000, 2000);
@@ -276,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_sample_shorter_than_the_minimum_rtt_is_invalid() {
-        let mut d = Delivery::new(Instant::ZERO);
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
         d.on_send(Seq(1000), at(0), 0, 1000);
         let rs = d.on_ack(
             at(2),
@@ -290,13 +312,45 @@ mod tests {
     }
 
     #[test]
+    fn data_sent_before_the_log_began_gives_no_sample() {
+        // A timeout at SND.MAX 10 000: what it resends is not logged; new data is.
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
+        d.on_send(Seq(10_000), at(0), 0, 10_000);
+        d.on_timeout(Seq(10_000));
+        d.on_send(Seq(11_000), at(300), 0, 1000);
+        let rs = d.on_ack(at(301), Seq(5000), Some(Seq(5000)), 5000, None);
+        assert_eq!(
+            rs.delivery_rate, None,
+            "not dated by the later send: {rs:?}"
+        );
+        let rs = d.on_ack(at(310), Seq(11_000), Some(Seq(11_000)), 6000, None);
+        assert!(rs.delivery_rate.is_some());
+    }
+
+    #[test]
+    fn the_loss_mark_is_forgotten_once_acknowledged_so_the_wrap_cannot_hide_losses() {
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
+        let all = |a: Seq, b: Seq| b.since(a);
+        assert_eq!(d.on_lost(Seq(0), Seq(1000), all), 1000);
+        d.on_send(Seq(3000), at(0), 0, 3000);
+        d.on_ack(at(10), Seq(3000), Some(Seq(3000)), 2000, None);
+        // 2^31 bytes later the old mark would compare as ahead of the new loss.
+        let far = Seq(3000) + (1 << 31) + 500;
+        assert_eq!(d.on_lost(far, far + 1448, all), 1448);
+        assert_eq!(d.lost, 2448);
+    }
+
+    #[test]
     fn losses_are_counted_once_and_sampled_per_flight() {
-        let mut d = Delivery::new(Instant::ZERO);
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
         d.on_send(Seq(10_000), at(0), 0, 10_000);
         assert_eq!(d.on_lost(Seq(0), Seq(3000), |a, b| b.since(a)), 3000);
         assert_eq!(d.on_lost(Seq(0), Seq(3000), |a, b| b.since(a)), 0);
         assert_eq!(d.on_lost(Seq(0), Seq(4000), |a, b| b.since(a)), 1000);
         let rs = d.on_ack(at(10), Seq(0), Some(Seq(10_000)), 6000, None);
         assert_eq!(rs.lost, 4000, "lost since the data was sent");
+        assert_eq!(rs.newly_lost, 4000, "deemed lost since the last sample");
+        let rs = d.on_ack(at(11), Seq(0), Some(Seq(10_000)), 0, None);
+        assert_eq!(rs.newly_lost, 0);
     }
 }
