@@ -370,6 +370,7 @@ const TRIM_AFTER_FREED: u64 = 32 << 20;
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Timer slack of the stack thread: its sleeps end within this of their deadline (Linux's
 /// default, 50 µs, would stretch a paced connection's gaps of tens of microseconds).
+#[cfg(not(any(loom, shuttle)))]
 const TIMER_SLACK_NS: libc::c_ulong = 1_000;
 
 /// Asks the kernel to wake this thread on time (`PR_SET_TIMERSLACK`), for pacing.
