@@ -115,27 +115,36 @@ fn stack_client_moves_64_mib_each_way_with_a_kernel_server() {
     });
 }
 
+/// The kernel echoes 64 MiB (pattern `seed`) through `echo-server ARGS`, checked by sha256;
+/// the server's counters.
+fn echo_64_mib(args: &[&str], seed: u8) -> String {
+    let server = EchoServer::start(args);
+    let s = KernelStream::connect((STACK_IP, 7)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let data = pattern(64 << 20, seed);
+    let want = sha256(&data);
+    let got = kernel_echo(s, data);
+    assert_eq!(got.len(), 64 << 20);
+    assert_eq!(sha256(&got), want);
+    server.stop()
+}
+
 /// The kernel as client of echo-server, whose fault injector drops 5% and reorders 5% of
 /// frames both ways: 64 MiB each way, at the same time.
 #[test]
 fn kernel_client_echoes_64_mib_through_a_lossy_stack() {
     in_netns(|| {
-        let server = EchoServer::start(&[
-            "--drop-chance",
-            "5",
-            "--reorder-chance",
-            "5",
-            "--seed",
-            "11",
-        ]);
-        let s = KernelStream::connect((STACK_IP, 7)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let data = pattern(64 << 20, 9);
-        let want = sha256(&data);
-        let got = kernel_echo(s, data);
-        assert_eq!(got.len(), 64 << 20);
-        assert_eq!(sha256(&got), want);
-        let counters = server.stop();
+        let counters = echo_64_mib(
+            &[
+                "--drop-chance",
+                "5",
+                "--reorder-chance",
+                "5",
+                "--seed",
+                "11",
+            ],
+            9,
+        );
         eprintln!("{counters}");
         assert!(
             counter(&counters, "frames dropped by") > 1_000,
@@ -157,16 +166,10 @@ fn kernel_client_echoes_64_mib_through_a_lossy_stack() {
 #[test]
 fn bbr_echoes_64_mib_through_a_lossy_stack() {
     in_netns(|| {
-        let server =
-            EchoServer::start(&["--congestion", "bbr", "--drop-chance", "1", "--seed", "12"]);
-        let s = KernelStream::connect((STACK_IP, 7)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let data = pattern(64 << 20, 12);
-        let want = sha256(&data);
-        let got = kernel_echo(s, data);
-        assert_eq!(got.len(), 64 << 20);
-        assert_eq!(sha256(&got), want);
-        let counters = server.stop();
+        let counters = echo_64_mib(
+            &["--congestion", "bbr", "--drop-chance", "1", "--seed", "12"],
+            12,
+        );
         assert!(
             counter(&counters, "segments retransmitted") > 100,
             "{counters}"

@@ -4,10 +4,8 @@
 mod common;
 
 use common::*;
-use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
-use tapstack::core::SocketId;
 use tapstack::phy::{FaultConfig, PathConfig};
 use tapstack::CongestionAlgorithm;
 
@@ -30,41 +28,6 @@ fn stack(last_octet: u8, seed: u64, alg: CongestionAlgorithm) -> tapstack::Stack
     c.tcp.send_buffer = 4 << 20;
     c.tcp.recv_buffer = 4 << 20;
     c
-}
-
-/// Moves `data` from a to b, the application writing and reading every virtual
-/// millisecond; returns what arrived.
-fn transfer(sim: &mut Sim, c: SocketId, s: SocketId, data: &[u8], limit: Duration) -> Vec<u8> {
-    let mut got = Vec::with_capacity(data.len());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut sent = 0;
-    let deadline = sim.now + limit;
-    while got.len() < data.len() {
-        assert!(
-            sim.now < deadline,
-            "stalled at {} of {}",
-            got.len(),
-            data.len()
-        );
-        let now = sim.now;
-        while sent < data.len() {
-            match sim.a.iface.tcp_send(now, c, &data[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("send: {e}"),
-            }
-        }
-        sim.advance(Duration::from_millis(1));
-        loop {
-            match sim.b.iface.tcp_recv(sim.now, s, &mut buf) {
-                Ok(0) => panic!("unexpected end of stream"),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("recv: {e}"),
-            }
-        }
-    }
-    got
 }
 
 /// One transfer of `mib` MiB over `path` with `loss_pct` of frames lost each way; its rate

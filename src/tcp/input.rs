@@ -1009,7 +1009,6 @@ fn rate_sample(
     rs.total_delivered = rate.delivered;
     rs.in_recovery = t.recovery.recover.is_some() || t.rtx.rto_recover.is_some();
     rs.cwnd_limited = t.output.cwnd_use.limited;
-    rs.mss = t.snd.mss;
     t.cc.on_rate_sample(now, &rs);
     if t.cc.app_limited_now() {
         rate.mark_app_limited(in_flight);

@@ -510,16 +510,16 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
 /// (draft-ietf-ccwg-bbr §4.1.2.4; Linux `tcp_rate_check_app_limited`).
 fn mark_app_limited(t: &mut Tcb, flight: u32, cwnd_blocked: bool) {
     let unsent = t.io().send.len().saturating_sub(t.send_offset(t.snd.nxt));
+    if unsent >= t.snd.mss as usize || cwnd_blocked {
+        return;
+    }
     let repairing = recovery::sack_recovery(t)
         && t.recovery
             .scoreboard
             .next_hole(t.recovery.high_rxt.max(t.snd.una), recovery::lost_point(t))
             .is_some();
-    let short = unsent < t.snd.mss as usize && !cwnd_blocked && !repairing;
-    if let Some(rate) = t.rate.as_mut() {
-        if short {
-            rate.mark_app_limited(flight);
-        }
+    if let Some(rate) = t.rate.as_mut().filter(|_| !repairing) {
+        rate.mark_app_limited(flight);
     }
 }
 

@@ -319,6 +319,65 @@ pub fn udp_segment(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &
 }
 
 /// Deterministic test data.
+/// Moves `data` from `client` on a to `server` on b, the application writing and reading
+/// once per virtual millisecond; returns what arrived, and panics (showing both ends) if it
+/// takes longer than `limit`.
+pub fn transfer(
+    sim: &mut Sim,
+    client: SocketId,
+    server: SocketId,
+    data: &[u8],
+    limit: Duration,
+) -> Vec<u8> {
+    transfer_from(sim, client, server, data, 0, limit)
+}
+
+/// Like [`transfer`], for a transfer whose first `sent` bytes a has already queued.
+pub fn transfer_from(
+    sim: &mut Sim,
+    client: SocketId,
+    server: SocketId,
+    data: &[u8],
+    mut sent: usize,
+    limit: Duration,
+) -> Vec<u8> {
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 256 * 1024];
+    let deadline = sim.now + limit;
+    while got.len() < data.len() {
+        if sim.now >= deadline {
+            for (name, iface, id) in [("a", &sim.a.iface, client), ("b", &sim.b.iface, server)] {
+                eprintln!("{name}: {:?}", iface.tcp_info(id));
+            }
+            panic!(
+                "transfer stalled at {} of {} bytes at {}",
+                got.len(),
+                data.len(),
+                sim.now
+            );
+        }
+        let now = sim.now;
+        while sent < data.len() {
+            match sim.a.iface.tcp_send(now, client, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        sim.advance(Duration::from_millis(1));
+        loop {
+            let now = sim.now;
+            match sim.b.iface.tcp_recv(now, server, &mut buf) {
+                Ok(0) => panic!("unexpected end of stream"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    }
+    got
+}
+
 pub fn pattern(n: usize, salt: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ salt)

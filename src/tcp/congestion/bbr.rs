@@ -146,7 +146,6 @@ pub struct Bbr {
     delivered: u64,
 
     // Round counting (draft §4.5.1).
-    round_count: u64,
     round_start: bool,
     next_round_delivered: u64,
 
@@ -232,7 +231,6 @@ impl Bbr {
             send_quantum: 2 * mss,
             has_seen_rtt: false,
             delivered: 0,
-            round_count: 0,
             round_start: false,
             next_round_delivered: 0,
             max_bw: 0.0,
@@ -357,7 +355,6 @@ impl Bbr {
         let sampled = rs.delivery_rate.is_some() || rs.delivered > 0;
         if sampled && rs.prior_delivered >= self.next_round_delivered {
             self.start_round();
-            self.round_count += 1;
             self.rounds_since_bw_probe += 1;
             self.round_start = true;
             // Packet conservation lasts one round (Linux `bbr_update_round`).
@@ -830,11 +827,17 @@ impl Bbr {
 
     // The control parameters (draft §4.6).
 
-    fn bdp_multiple(&self, gain: f64) -> u64 {
+    /// `gain` times the BDP at `bw` (the initial window until an RTT is known).
+    fn bdp(&self, bw: f64, gain: f64) -> u64 {
         match self.min_rtt {
             None => self.initial_cwnd(),
-            Some(rtt) => (gain * self.bw * rtt.as_secs_f64()) as u64,
+            Some(rtt) => (gain * bw * rtt.as_secs_f64()) as u64,
         }
+    }
+
+    /// BBRBDPMultiple (draft §4.6.4.2): `gain` times the model's BDP.
+    fn bdp_multiple(&self, gain: f64) -> u64 {
+        self.bdp(self.bw, gain)
     }
 
     fn quantization_budget(&self, inflight: u64) -> u64 {
@@ -850,11 +853,7 @@ impl Bbr {
     /// BBRInflight (draft §4.6.4.2): the window for `bw` at `gain`, with its quantization
     /// budget.
     fn inflight(&self, bw: f64, gain: f64) -> u64 {
-        let bdp = match self.min_rtt {
-            None => self.initial_cwnd(),
-            Some(rtt) => (gain * bw * rtt.as_secs_f64()) as u64,
-        };
-        self.quantization_budget(bdp)
+        self.quantization_budget(self.bdp(bw, gain))
     }
 
     fn inflight_with_headroom(&self) -> u64 {
@@ -1129,7 +1128,6 @@ mod tests {
                 total_delivered: self.delivered,
                 in_recovery: false,
                 cwnd_limited: true,
-                mss: MSS,
             };
             self.bbr.on_rate_sample(self.now, &rs);
         }
@@ -1302,7 +1300,6 @@ mod tests {
                 total_delivered: d.delivered,
                 in_recovery: true,
                 cwnd_limited: true,
-                mss: MSS,
                 ..RateSample::default()
             };
             d.bbr.on_rate_sample(d.now, &rs);
@@ -1353,7 +1350,6 @@ mod tests {
             total_delivered: d.delivered + 2000,
             in_recovery: true,
             cwnd_limited: true,
-            mss: MSS,
             ..RateSample::default()
         };
         d.bbr.on_rate_sample(d.now, &rs);

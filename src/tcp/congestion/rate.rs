@@ -69,8 +69,6 @@ pub struct RateSample {
     pub in_recovery: bool,
     /// The congestion window limited the sender this round (Linux's `is_cwnd_limited`).
     pub cwnd_limited: bool,
-    /// The sender's MSS.
-    pub mss: u32,
 }
 
 /// The connection's delivery state (the draft's `C.*`) and its transmission log.
