@@ -287,6 +287,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     // Output waits for the pacing release time ([`pacing`]).
     let mut paced_out = false;
     let pacing_rate = pacing::rate(t);
+    if pacing_rate.is_some() {
+        t.pacing.start(now, sink.tso);
+    }
     if t.output.retransmit_head && t.snd.max.gt(t.snd.una) {
         let (start, end) = retransmit_head(t, now, mss, sink);
         if let Some(rate) = pacing_rate {

@@ -7,7 +7,9 @@
 //! The rate is the congestion controller's (BBR), or, where pacing is asked for, Linux's rule
 //! for the others (`tcp_update_pacing_rate`): twice cwnd/SRTT in slow start, 1.2 times in
 //! congestion avoidance. Super-segments are sized to about a millisecond at the rate (Linux's
-//! `tcp_tso_autosize`), so that pacing costs one timer per millisecond at most.
+//! `tcp_tso_autosize`), and where a super-segment holds less than that (above 64 MB/s), a
+//! release sends the millisecond's super-segments together, so that pacing costs one wakeup
+//! of the stack thread per millisecond at most.
 
 use super::tcb::Tcb;
 use crate::time::Instant;
@@ -26,6 +28,8 @@ const MIN_TSO_SEGS: u32 = 2;
 const NANOS: f64 = 1e9;
 /// A release this near is taken now (see [`Pacing::ready`]).
 const EARLY_NS: u64 = 30_000;
+/// A release takes what falls due within this time (see [`Pacing::start`]).
+const RELEASE_NS: u64 = 1_000_000;
 
 /// A connection's pacing state.
 #[derive(Clone, Copy, Debug, Default)]
@@ -40,6 +44,8 @@ pub struct Pacing {
     held: bool,
     /// The pacing time of the last segment, nanoseconds.
     last_ns: u64,
+    /// The output under way is a release: segments that end by then may leave.
+    release_end_ns: u64,
 }
 
 /// The connection's pacing rate in bytes a second, if it is paced.
@@ -72,15 +78,41 @@ impl Pacing {
             next_ns: 0,
             held: false,
             last_ns: 0,
+            release_end_ns: 0,
         }
     }
 
+    /// Output starts at `now`. If the release time has come (see [`Pacing::ready`]) and the
+    /// device takes super-segments (`tso`), this output is a release: it takes what falls
+    /// due within a millisecond. That matters past 64 MB/s, where a millisecond no longer
+    /// fits in one 64 KB super-segment: Linux's `tcp_tso_autosize` sends the millisecond in
+    /// one burst below that rate, and a release sends its pieces together above it. So a
+    /// wakeup of the stack thread (5-10 µs on a VM) is paid once per millisecond at most, as
+    /// in quic-go's pacer (`MinPacingDelay`). Output that finds the release time still
+    /// ahead (an ACK between releases) sends nothing early, so the sender leads its
+    /// schedule by a millisecond at most. Without TSO, segments leave one by one, as Linux
+    /// paces them on such a device.
+    pub fn start(&mut self, now: Instant, tso: bool) {
+        let now = nanos(now);
+        self.release_end_ns = if tso && self.next_ns <= now + self.early_ns() {
+            now + RELEASE_NS
+        } else {
+            0
+        };
+    }
+
     /// Whether a segment may leave at `now`: its release time has come, or is nearer than a
-    /// sleep and wakeup of the stack thread are worth (30 µs, and at most half the
-    /// last segment's time, so that no burst forms); the next release still counts from this
-    /// one's, so the rate holds.
+    /// sleep and wakeup of the stack thread are worth (30 µs, and at most half the last
+    /// segment's time, so that no burst forms), or the output is a release
+    /// ([`Pacing::start`]) and the segment, as long as the last, ends within it. The next
+    /// release still counts from this one's, so the rate holds.
     pub fn ready(&self, now: Instant) -> bool {
-        self.next_ns <= nanos(now) + EARLY_NS.min(self.last_ns / 2)
+        self.next_ns <= nanos(now) + self.early_ns()
+            || self.next_ns.saturating_add(self.last_ns) <= self.release_end_ns
+    }
+
+    fn early_ns(&self) -> u64 {
+        EARLY_NS.min(self.last_ns / 2)
     }
 
     /// When the next segment may leave, rounded up to the clock's microseconds.
@@ -230,17 +262,58 @@ mod tests {
     fn an_early_release_is_at_most_half_a_segments_time_and_keeps_the_rate() {
         let mut p = Pacing::default();
         let t0 = Instant::from_micros(0);
-        // 1448 bytes at 100 MB/s: 14.48 µs each, so at most 7.24 µs early.
-        p.on_sent(t0, 1448, 1e8);
-        assert!(!p.ready(t0 + Duration::from_micros(7)));
-        assert!(p.ready(t0 + Duration::from_micros(8)));
+        // 2 MB at 1 MB/s: 2 s each, so at most 30 µs early.
+        p.on_sent(t0, 2_000_000, 1e6);
+        let ms = |n: u64| t0 + Duration::from_micros(n);
+        assert!(!p.ready(ms(1_999_969)));
+        assert!(p.ready(ms(1_999_970)));
+        // 1 MB at 1 MB/s: at most half its second early.
+        let mut p = Pacing::default();
+        p.on_sent(t0, 20_000, 1e6);
+        assert!(!p.ready(ms(19_969)));
         // Sent as early as allowed, 100 times: the releases still follow the rate.
         for _ in 0..100 {
-            let early = Instant::from_micros((p.next_ns - p.last_ns / 2).div_ceil(1000));
+            let early = Instant::from_micros((p.next_ns - EARLY_NS).div_ceil(1000));
             assert!(p.ready(early));
-            p.on_sent(early, 1448, 1e8);
+            p.on_sent(early, 20_000, 1e6);
         }
-        assert_eq!(p.release_at(), t0 + Duration::from_micros(1463));
+        assert_eq!(p.release_at(), ms(2_020_000));
+    }
+
+    #[test]
+    fn segments_shorter_than_a_millisecond_leave_a_millisecond_at_a_time() {
+        let mut p = Pacing::default();
+        let t0 = Instant::from_micros(0);
+        // 64 KB super-segments at 1 GB/s: 65.5 µs each. A release takes those that end
+        // within a millisecond: 15.
+        let release = |p: &mut Pacing, at: Instant| {
+            let mut n = 0;
+            p.start(at, true);
+            while p.ready(at) {
+                p.on_sent(at, 65_536, 1e9);
+                n += 1;
+            }
+            p.set_held(true);
+            n
+        };
+        assert_eq!(release(&mut p, t0), 15);
+        assert_eq!(p.release_at(), t0 + Duration::from_micros(984));
+        // Woken at each release time, for 100 ms: a release every 983 µs, and the rate.
+        let mut sent = 15;
+        let mut wakeups = 0;
+        while p.release_at() < t0 + Duration::from_millis(100) {
+            let at = p.release_at();
+            sent += release(&mut p, at);
+            wakeups += 1;
+        }
+        assert_eq!(wakeups, 101);
+        let rate = f64::from(sent * 65_536) / 0.1;
+        assert!((rate - 1e9).abs() < 1e9 * 0.01, "{rate}");
+        // Without TSO, segments leave one by one.
+        let mut p = Pacing::default();
+        p.start(t0, false);
+        p.on_sent(t0, 1448, 1e8);
+        assert!(!p.ready(t0));
     }
 
     #[test]
