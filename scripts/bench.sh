@@ -13,8 +13,9 @@
 #       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold;
 #       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both), and send,
 #       recv, rr and crr over IPv4 too in the same run, with the IPv6/IPv4 comparison;
-#       --repeat R: tapstack's IPv6 and IPv4 runs of those four alternate R times (default 1)
-#       and the comparison takes the medians, for a host whose speed drifts between runs
+#       --repeat R: tapstack's IPv6 and IPv4 runs of those four alternate R times (default 1;
+#       IPv4 first in every other round) and the comparison takes the medians, for a host
+#       whose speed drifts between runs
 #
 # ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0").
 # Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
@@ -182,17 +183,25 @@ for t in "${TESTS[@]}"; do
     run "$KCLI" "$KSRV_IP" "$t" K "$KSERVER_PID"
     run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
     # With --ipv6, the data-path tests once more over IPv4, back to back, for the comparison;
-    # with --repeat, tapstack's two alternate R times in all.
+    # with --repeat, tapstack's two alternate R times in all, IPv4 first in every other
+    # round, so that neither family always runs first.
     if [ -n "$IPV6" ] && [[ " send recv rr crr " == *" $t "* ]]; then
         run "$KCLI" "$KSRV_IP4" "$t" K4 "$KSERVER_PID"
         run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
         collect "$t" T S6
         collect "$t" T4 S4
         for ((r = 1; r < REPEAT; r++)); do
-            run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
-            collect "$t" T S6
-            run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
-            collect "$t" T4 S4
+            if ((r % 2)); then
+                run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
+                collect "$t" T4 S4
+                run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
+                collect "$t" T S6
+            else
+                run "$NS" "$STACK_IP" "$t" T "$SERVER_PID"
+                collect "$t" T S6
+                run "$NS" "$STACK_IP4" "$t" T4 "$SERVER_PID"
+                collect "$t" T4 S4
+            fi
         done
     fi
 done

@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::config;
+use common::{config, TcpCalls};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv6Header};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tapstack::config::Ipv6Config;
-use tapstack::core::{AddrState, Interface, NudState};
+use tapstack::core::{AddrState, Interface, NudState, SocketId};
 use tapstack::time::Instant;
 use tapstack::wire::ipv6::{checksum, link_local, multicast_mac, solicited_node, ALL_NODES};
 use tapstack::wire::MacAddr;
@@ -1272,28 +1272,24 @@ fn udp_checksums_are_mandatory_over_ipv6() {
 
 /// RFC 8200 §8.3: upper layers count the longer header. The SYN-ACK's MSS is the MTU less 60,
 /// a peer's SYN without the option means 1220, and UDP carries at most 65527 bytes.
-#[test]
-fn upper_layers_count_the_longer_header() {
+/// A connection accepted on `[::]:80` from the host's SYN without options (sequence 1000) and
+/// its ACK; with the SYN-ACK's header and TCP segment.
+fn accepted6(i: &mut Interface) -> (SocketId, Ipv6Header, Vec<u8>) {
     use std::net::SocketAddr;
-    let mut i = resolved();
-    let mac = our_mac(&i);
+    let mac = our_mac(i);
     let (l, _) = i
         .with_tcp(at(2000), |tcp, _| {
             tcp.listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 80)), 4)
         })
         .unwrap();
-    // A SYN with no options, sequence 1000.
     let syn = tcp6(1000, 0, 0x02);
     i.receive(at(2000), &frame(mac, HOST, OURS, 6, 64, &syn));
-    let out = sent6(&mut i);
-    let (_, _, synack) = out.iter().find(|(_, h, _)| h.next_header.0 == 6).unwrap();
+    let out = sent6(i);
+    let (_, h, synack) = out
+        .into_iter()
+        .find(|(_, h, _)| h.next_header.0 == 6)
+        .unwrap();
     assert_eq!(synack[13] & 0x12, 0x12, "a SYN-ACK");
-    let mss = synack[20..usize::from(synack[12] >> 4) * 4]
-        .windows(4)
-        .find(|o| o[0] == 2 && o[1] == 4)
-        .map(|o| u16::from_be_bytes([o[2], o[3]]));
-    assert_eq!(mss, Some(1500 - 60));
-    // The handshake's ACK; the connection sends with 1220 bytes a segment.
     let ours = u32::from_be_bytes([synack[4], synack[5], synack[6], synack[7]]);
     let ack = tcp6(1001, ours + 1, 0x10);
     i.receive(at(2001), &frame(mac, HOST, OURS, 6, 64, &ack));
@@ -1301,6 +1297,20 @@ fn upper_layers_count_the_longer_header() {
         .with_tcp(at(2001), |tcp, _| tcp.accept(l))
         .unwrap()
         .unwrap();
+    (id, h, synack)
+}
+
+#[test]
+fn upper_layers_count_the_longer_header() {
+    use std::net::SocketAddr;
+    let mut i = resolved();
+    let (id, _, synack) = accepted6(&mut i);
+    let mss = synack[20..usize::from(synack[12] >> 4) * 4]
+        .windows(4)
+        .find(|o| o[0] == 2 && o[1] == 4)
+        .map(|o| u16::from_be_bytes([o[2], o[3]]));
+    assert_eq!(mss, Some(1500 - 60));
+    // The connection sends with 1220 bytes a segment.
     assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1220);
     // UDP: 65527 bytes fit the 16-bit Payload Length with the UDP header; one more does not.
     let s = i.udp_bind(SocketAddr::from((OURS, 9))).unwrap();
@@ -1308,6 +1318,25 @@ fn upper_layers_count_the_longer_header() {
     assert!(i.udp_send(at(2002), s, &vec![0; 65527], to).is_ok());
     let err = i.udp_send(at(2002), s, &vec![0; 65528], to).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+}
+
+/// A connection's TTL and Diffserv field (`set_ttl`, `set_tos`) are its hop limit and traffic
+/// class over IPv6 (RFC 8200 §3, RFC 2474), as for UDP; until set, the link's hop limit and 0.
+#[test]
+fn a_connections_ttl_and_dscp_are_its_hop_limit_and_traffic_class() {
+    let mut i = resolved();
+    let (id, synack, _) = accepted6(&mut i);
+    assert_eq!((synack.hop_limit, synack.traffic_class), (64, 0));
+    i.with_tcp(at(2002), |tcp, _| {
+        tcp.set_ttl(id, Some(7))?;
+        tcp.set_dscp(id, 46)
+    })
+    .unwrap();
+    i.tcp_send(at(2002), id, b"marked").unwrap();
+    let out = sent6(&mut i);
+    let (_, h, seg) = out.iter().find(|(_, h, _)| h.next_header.0 == 6).unwrap();
+    assert_eq!(&seg[20..], b"marked");
+    assert_eq!((h.hop_limit, h.traffic_class), (7, 46 << 2));
 }
 
 /// RFC 4443 §2.4: an unknown informational message is dropped silently (b); no error goes

@@ -639,17 +639,25 @@ impl Interface {
         hop_limit: u8,
         payload: &[u8],
     ) {
-        let Ok(payload_length) = u16::try_from(payload.len()) else {
-            return;
-        };
-        let mut header = Ipv6Header {
-            payload_length,
+        let header = Ipv6Header {
             next_header: IpNumber(next_header),
             hop_limit,
             source: src.octets(),
             destination: dst.octets(),
             ..Default::default()
         };
+        self.send_ipv6_packet(now, header, payload);
+    }
+
+    /// [`Interface::send_ipv6`] with the header's other fields (traffic class) given: its
+    /// payload length is set here.
+    fn send_ipv6_packet(&mut self, now: Instant, mut header: Ipv6Header, payload: &[u8]) {
+        let Ok(payload_length) = u16::try_from(payload.len()) else {
+            return;
+        };
+        header.payload_length = payload_length;
+        let next_header = header.next_header.0;
+        let dst = Ipv6Addr::from(header.destination);
         let mtu = self
             .ip6
             .as_ref()
@@ -687,34 +695,26 @@ impl Interface {
     /// Sends a transport segment built behind [`crate::wire::FRAME_HEADROOM_V6`] bytes of
     /// `frame`: the IPv6 header is written in place, so the buffer becomes the frame without
     /// a copy. A TCP super-segment (`tso_mss`) goes whole, for the device to split; another
-    /// over the path MTU is fragmented (a copy, and a rare one: TCP keeps to the MSS).
+    /// over the path MTU is fragmented (a copy, and a rare one: TCP keeps to the MSS). The
+    /// header comes without its payload length, which is set here.
     pub(super) fn send_ipv6_in_place(
         &mut self,
         now: Instant,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        next_header: u8,
+        mut header: Ipv6Header,
         mut frame: Vec<u8>,
         tso_mss: Option<u16>,
     ) {
         let payload_len = frame.len().saturating_sub(FRAME_HEADROOM_V6);
+        let dst = Ipv6Addr::from(header.destination);
         let mtu = self
             .ip6
             .as_ref()
             .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
-        let hop_limit = self.hop_limit6();
         if tso_mss.is_none() && HEADER_LEN + payload_len > mtu {
             let payload = frame.split_off(FRAME_HEADROOM_V6);
-            return self.send_ipv6(now, src, dst, next_header, hop_limit, &payload);
+            return self.send_ipv6_packet(now, header, &payload);
         }
-        let header = Ipv6Header {
-            payload_length: payload_len as u16,
-            next_header: IpNumber(next_header),
-            hop_limit,
-            source: src.octets(),
-            destination: dst.octets(),
-            ..Default::default()
-        };
+        header.payload_length = payload_len as u16;
         frame[ETHERNET_HEADER_LEN..FRAME_HEADROOM_V6].copy_from_slice(&header.to_bytes());
         self.route_ipv6(
             now,

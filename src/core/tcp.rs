@@ -8,7 +8,7 @@ use crate::stats::Counters;
 use crate::tcp::Tcp;
 use crate::time::Instant;
 use crate::wire::{transport_checksum_ok, FRAME_HEADROOM};
-use etherparse::IpNumber;
+use etherparse::{IpNumber, Ipv6Header};
 use std::net::IpAddr;
 
 impl Interface {
@@ -82,7 +82,17 @@ impl Interface {
             let (src, dst) = match (seg.src, seg.dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
                 (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    self.send_ipv6_in_place(now, s, d, IpNumber::TCP.0, seg.bytes, seg.tso_mss);
+                    // The socket's TTL and Diffserv field are its hop limit and traffic
+                    // class over IPv6, as for UDP.
+                    let header = Ipv6Header {
+                        traffic_class: seg.dscp << 2,
+                        next_header: IpNumber::TCP,
+                        hop_limit: seg.ttl.unwrap_or_else(|| self.hop_limit6()),
+                        source: s.octets(),
+                        destination: d.octets(),
+                        ..Default::default()
+                    };
+                    self.send_ipv6_in_place(now, header, seg.bytes, seg.tso_mss);
                     continue;
                 }
                 _ => continue,

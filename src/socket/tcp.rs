@@ -724,13 +724,15 @@ impl TcpStream {
 
     /// `IP_TOS`: the type-of-service byte of the connection's segments, as `socket2` takes
     /// it. Its upper six bits are the Diffserv code point (RFC 2474, RFC 9293 MUST-48); the
-    /// two ECN bits belong to the stack and are ignored, as Linux does for TCP. To have the
-    /// SYN carry it, set it on a [`super::TcpSocket`] before connecting.
+    /// two ECN bits belong to the stack and are ignored, as Linux does for TCP. Over IPv6 it
+    /// is the traffic class (`IPV6_TCLASS`). To have the SYN carry it, set it on a
+    /// [`super::TcpSocket`] before connecting.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         set_dscp(&self.inner, dscp_of_tos(tos)?)
     }
 
-    /// `IP_TTL`: the TTL of the connection's segments (1 to 255).
+    /// `IP_TTL`: the TTL of the connection's segments (1 to 255); over IPv6, their hop limit
+    /// (`IPV6_UNICAST_HOPS`).
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = super::ttl_value(ttl)?;
         let id = self.id();

@@ -199,8 +199,8 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// `IP_TTL`: the TTL of the datagrams this socket sends (1 to 255). Posted, not waited
-    /// for: it applies to every later send.
+    /// `IP_TTL`: the TTL of the datagrams this socket sends (1 to 255); over IPv6, their hop
+    /// limit (`IPV6_UNICAST_HOPS`). Posted, not waited for: it applies to every later send.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = super::ttl_value(ttl)?;
         // Recorded and posted under the lock, so that clones setting it at once agree with
