@@ -190,7 +190,7 @@ counters! {
         icmp6_tx_echo_replies: "ICMPv6 echo replies sent",
         icmp6_rx_errors: "ICMPv6 error messages received",
         icmp6_rx_packet_too_big: "ICMPv6 Packet Too Big messages received",
-        icmp6_rx_other: "ICMPv6 messages of other types (router advertisements, redirects: ignored)",
+        icmp6_rx_other: "ICMPv6 messages ignored (redirects, unknown types, router advertisements with autoconfiguration off)",
         icmp6_tx_errors: "ICMPv6 errors sent",
         icmp6_tx_rate_limited: "ICMPv6 errors not sent: rate limited",
     }

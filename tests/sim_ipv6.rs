@@ -594,13 +594,19 @@ fn udp6_to(dst: Ipv6Addr, port: u16, data: &[u8]) -> Vec<u8> {
     u
 }
 
-/// A TCP segment without options from the host's port 4000 to our port 80, its checksum for
-/// HOST → OURS.
-fn tcp6(seq: u32, ack: u32, flags: u8) -> Vec<u8> {
-    let mut t = vec![0x0f, 0xa0, 0, 80];
+/// A TCP segment from the host's `port` to our port 80, with an MSS option if given, its
+/// checksum for HOST → OURS.
+fn tcp6_with(port: u16, seq: u32, ack: u32, flags: u8, mss: Option<u16>) -> Vec<u8> {
+    let mut t = port.to_be_bytes().to_vec();
+    t.extend_from_slice(&[0, 80]);
     t.extend_from_slice(&seq.to_be_bytes());
     t.extend_from_slice(&ack.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let offset = if mss.is_some() { 0x60 } else { 0x50 };
+    t.extend_from_slice(&[offset, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    if let Some(m) = mss {
+        t.extend_from_slice(&[2, 4]);
+        t.extend_from_slice(&m.to_be_bytes());
+    }
     let c = checksum(HOST, OURS, 6, &t);
     t[16..18].copy_from_slice(&c);
     t
@@ -1275,23 +1281,40 @@ fn udp_checksums_are_mandatory_over_ipv6() {
 /// A connection accepted on `[::]:80` from the host's SYN without options (sequence 1000) and
 /// its ACK; with the SYN-ACK's header and TCP segment.
 fn accepted6(i: &mut Interface) -> (SocketId, Ipv6Header, Vec<u8>) {
+    let l = listen6(i);
+    accept6(i, l, 4000, None)
+}
+
+/// A listener on `[::]:80`.
+fn listen6(i: &mut Interface) -> SocketId {
     use std::net::SocketAddr;
-    let mac = our_mac(i);
     let (l, _) = i
         .with_tcp(at(2000), |tcp, _| {
             tcp.listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 80)), 4)
         })
         .unwrap();
-    let syn = tcp6(1000, 0, 0x02);
+    l
+}
+
+/// The connection that listener `l` accepts from the host's `port` (a SYN with sequence 1000
+/// and an MSS option if given, then its ACK); with the SYN-ACK's header and TCP segment.
+fn accept6(
+    i: &mut Interface,
+    l: SocketId,
+    port: u16,
+    mss: Option<u16>,
+) -> (SocketId, Ipv6Header, Vec<u8>) {
+    let mac = our_mac(i);
+    let syn = tcp6_with(port, 1000, 0, 0x02, mss);
     i.receive(at(2000), &frame(mac, HOST, OURS, 6, 64, &syn));
     let out = sent6(i);
     let (_, h, synack) = out
         .into_iter()
-        .find(|(_, h, _)| h.next_header.0 == 6)
+        .find(|(_, h, t)| h.next_header.0 == 6 && t[2..4] == port.to_be_bytes())
         .unwrap();
     assert_eq!(synack[13] & 0x12, 0x12, "a SYN-ACK");
     let ours = u32::from_be_bytes([synack[4], synack[5], synack[6], synack[7]]);
-    let ack = tcp6(1001, ours + 1, 0x10);
+    let ack = tcp6_with(port, 1001, ours + 1, 0x10, None);
     i.receive(at(2001), &frame(mac, HOST, OURS, 6, 64, &ack));
     let (id, _) = i
         .with_tcp(at(2001), |tcp, _| tcp.accept(l))
@@ -1300,16 +1323,75 @@ fn accepted6(i: &mut Interface) -> (SocketId, Ipv6Header, Vec<u8>) {
     (id, h, synack)
 }
 
+/// The MSS option of a SYN or SYN-ACK.
+fn mss_option(seg: &[u8]) -> Option<u16> {
+    seg[20..usize::from(seg[12] >> 4) * 4]
+        .windows(4)
+        .find(|o| o[0] == 2 && o[1] == 4)
+        .map(|o| u16::from_be_bytes([o[2], o[3]]))
+}
+
+/// TCP's MSS follows the link MTU a router advertised and the path MTU a Packet Too Big taught
+/// (RFC 8201 §5.2), for the connection the message is about and for later ones; a Packet Too
+/// Big about TCP counts only if it quotes data in flight (RFC 5927), so a forged one changes
+/// nothing, in TCP or in the IP layer's path MTU.
+#[test]
+fn tcp_follows_the_advertised_and_the_learned_mtu() {
+    let mut i = resolved();
+    let mac = our_mac(&i);
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let ra = router_advertisement(1800);
+    let all_nodes = multicast_mac(ALL_NODES);
+    i.receive(
+        at(2000),
+        &frame(all_nodes, router, ALL_NODES, ICMPV6, 255, &ra),
+    );
+    // The RA says 1400: a connection's MSS both ways is 1340.
+    let l = listen6(&mut i);
+    let (id, _, synack) = accept6(&mut i, l, 4000, Some(1440));
+    assert_eq!(mss_option(&synack), Some(1340));
+    assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1340);
+    i.tcp_send(at(2002), id, &[7; 3000]).unwrap();
+    let out = sent6(&mut i);
+    let (_, _, seg) = out.iter().find(|(_, h, _)| h.next_header.0 == 6).unwrap();
+    let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
+    let too_big = |seq: u32| {
+        let mut body = 1300u32.to_be_bytes().to_vec();
+        let quoted = Ipv6Header {
+            payload_length: 1360,
+            next_header: IpNumber::TCP,
+            hop_limit: 64,
+            source: OURS.octets(),
+            destination: HOST.octets(),
+            ..Default::default()
+        };
+        body.extend_from_slice(&quoted.to_bytes());
+        body.extend_from_slice(&[0, 80, 0x0f, 0xa0]);
+        body.extend_from_slice(&seq.to_be_bytes());
+        let r: Ipv6Addr = "2001:db8::fe".parse().unwrap();
+        frame(mac, r, OURS, ICMPV6, 64, &icmp(r, OURS, 2, 0, &body))
+    };
+    // Forged: not about data in flight.
+    i.receive(at(2003), &too_big(seq.wrapping_add(1 << 20)));
+    assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1340);
+    assert_eq!(i.counters().ip6_pmtu_updates, 0);
+    assert_eq!(i.counters().tcp_icmp_out_of_window, 1);
+    // About the segment sent: 1300 - 60.
+    i.receive(at(2004), &too_big(seq));
+    assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1240);
+    assert_eq!(i.counters().ip6_pmtu_updates, 1);
+    // A later connection to the host starts from it.
+    let (id2, _, synack) = accept6(&mut i, l, 4001, Some(1440));
+    assert_eq!(mss_option(&synack), Some(1240));
+    assert_eq!(i.tcp().info(id2).unwrap().snd.mss, 1240);
+}
+
 #[test]
 fn upper_layers_count_the_longer_header() {
     use std::net::SocketAddr;
     let mut i = resolved();
     let (id, _, synack) = accepted6(&mut i);
-    let mss = synack[20..usize::from(synack[12] >> 4) * 4]
-        .windows(4)
-        .find(|o| o[0] == 2 && o[1] == 4)
-        .map(|o| u16::from_be_bytes([o[2], o[3]]));
-    assert_eq!(mss, Some(1500 - 60));
+    assert_eq!(mss_option(&synack), Some(1500 - 60));
     // The connection sends with 1220 bytes a segment.
     assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1220);
     // UDP: 65527 bytes fit the 16-bit Payload Length with the UDP header; one more does not.

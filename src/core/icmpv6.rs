@@ -208,8 +208,10 @@ impl Interface {
     }
 
     /// A Packet Too Big about a packet of ours (its quoted source is one of our addresses):
-    /// the path MTU to its destination shrinks (RFC 8201 §4), and later packets there are
-    /// fragmented to it.
+    /// the path MTU to its destination shrinks (RFC 8201 §4), later packets there are
+    /// fragmented to it, and later connections there take their MSS from it. One about a TCP
+    /// segment is believed only if it quotes data in flight (RFC 5927, RFC 8201 §5.2), as for
+    /// IPv4: a forged one shrinks nothing.
     fn icmpv6_packet_too_big(&mut self, now: Instant, msg: &[u8]) {
         self.stats.icmp6_rx_packet_too_big += 1;
         let Some(Ok(inner)) = msg.get(8..).map(etherparse::Ipv6HeaderSlice::from_slice) else {
@@ -217,35 +219,41 @@ impl Interface {
             return;
         };
         let mtu = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
-        let device_mtu = self.cfg.mtu;
-        let Some(ip6) = self.ip6.as_mut() else {
-            return;
-        };
-        if !ip6.is_ours(inner.source_addr()) {
+        if !self
+            .ip6
+            .as_ref()
+            .is_some_and(|ip6| ip6.is_ours(inner.source_addr()))
+        {
             return;
         }
-        if ip6.learn_pmtu(now, inner.destination_addr(), mtu, device_mtu) {
-            self.stats.ip6_pmtu_updates += 1;
-        }
-        // A TCP segment's connection takes the smaller MSS, checked against its data in
-        // flight (RFC 5927), as for IPv4; below the minimum MTU the message is discarded
-        // (RFC 8201 §4).
-        let quote = &msg[8..];
+        let dst = inner.destination_addr();
+        // Below the minimum MTU the message is discarded (RFC 8201 §4).
         if inner.next_header() == etherparse::IpNumber::TCP && mtu as usize >= MIN_MTU {
-            let Some((local_port, remote_port, seq)) = quote
+            let Some((local_port, remote_port, seq)) = msg[8..]
                 .get(HEADER_LEN..)
                 .and_then(crate::tcp::segment::quoted)
             else {
                 return;
             };
             let local = std::net::SocketAddrV6::new(inner.source_addr(), local_port, 0, 0);
-            let remote = std::net::SocketAddrV6::new(inner.destination_addr(), remote_port, 0, 0);
+            let remote = std::net::SocketAddrV6::new(dst, remote_port, 0, 0);
             let err = crate::tcp::icmp::IcmpError::FragmentationNeeded {
                 mtu: mtu.min(u32::from(u16::MAX)) as u16,
             };
-            self.with_tcp(now, |tcp, stats| {
+            let believed = self.with_tcp(now, |tcp, stats| {
                 tcp.icmp_error(now, local.into(), remote.into(), seq, err, stats)
             });
+            if !believed {
+                return;
+            }
+        }
+        let device_mtu = self.cfg.mtu;
+        let Some(ip6) = self.ip6.as_mut() else {
+            return;
+        };
+        if let Some(until) = ip6.learn_pmtu(now, dst, mtu, device_mtu) {
+            self.stats.ip6_pmtu_updates += 1;
+            self.tcp.set_path_mtu6(now, dst, mtu as usize, until);
         }
     }
 
@@ -533,6 +541,7 @@ impl Interface {
             self.stats.nd_routers += 1;
             log::info!("default router {}", rx.src);
         }
+        self.tcp.set_link_mtu6(ip6.link_mtu(device_mtu));
         if let Some(mac) = sll {
             let (flushed, _) = ip6.nd.learn(now, rx.src, Some(mac), Learned::Solicitation);
             for p in flushed {

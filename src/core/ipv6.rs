@@ -276,17 +276,17 @@ impl Ipv6State {
 
     /// A Packet Too Big for a packet we sent to `dst` says `mtu`: the path MTU only ever
     /// shrinks, never below the minimum; one reporting less than the minimum is discarded
-    /// (RFC 8201 §4). True if it changed.
+    /// (RFC 8201 §4). If it changed, until when it is believed.
     pub(super) fn learn_pmtu(
         &mut self,
         now: Instant,
         dst: Ipv6Addr,
         mtu: u32,
         device_mtu: usize,
-    ) -> bool {
+    ) -> Option<Instant> {
         let mtu = mtu as usize;
         if mtu < MIN_MTU || mtu >= self.path_mtu(now, dst, device_mtu) {
-            return false;
+            return None;
         }
         if self.pmtu.len() >= MAX_PMTU_ENTRIES && !self.pmtu.contains_key(&dst) {
             // Stale entries go first; else the one expiring soonest.
@@ -302,8 +302,9 @@ impl Ipv6State {
                 }
             }
         }
-        self.pmtu.insert(dst, (mtu, now + PMTU_EXPIRES));
-        true
+        let until = now + PMTU_EXPIRES;
+        self.pmtu.insert(dst, (mtu, until));
+        Some(until)
     }
 }
 

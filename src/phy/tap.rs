@@ -82,7 +82,7 @@ impl VnetHdr {
 /// A TAP interface: Ethernet frames, with ARP.
 pub struct TapDevice(TunTap);
 
-/// A TUN interface: bare IPv4 packets, no ARP (see [`Medium::Ip`]).
+/// A TUN interface: bare IPv4 and IPv6 packets, no link layer (see [`Medium::Ip`]).
 pub struct TunDevice(TunTap);
 
 /// What a TAP and a TUN share: the descriptor, the offloads and the last frame's checksum

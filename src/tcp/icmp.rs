@@ -36,7 +36,7 @@ pub enum IcmpError {
 
 impl Tcp {
     /// An ICMP error quoting a segment from `local_port` to `remote` with sequence number
-    /// `seq`.
+    /// `seq`. True if it was believed: it names a connection and data of it in flight.
     pub fn icmp_error(
         &mut self,
         now: Instant,
@@ -45,19 +45,19 @@ impl Tcp {
         seq: Seq,
         err: IcmpError,
         stats: &mut Counters,
-    ) {
+    ) -> bool {
         let Some(&id) = self.by_tuple.get(&(local, remote)) else {
             stats.tcp_icmp_ignored += 1;
-            return;
+            return false;
         };
         let Some(t) = self.conns.get_mut(&id) else {
-            return;
+            return false;
         };
         // RFC 5927 §4.1: believe only an error about data in flight, which an off-path
         // attacker would have to guess.
         if !(seq.ge(t.snd.una) && seq.lt(t.snd.nxt.max(t.snd.una + 1))) {
             stats.tcp_icmp_out_of_window += 1;
-            return;
+            return false;
         }
         match err {
             IcmpError::FragmentationNeeded { mtu } => {
@@ -69,7 +69,7 @@ impl Tcp {
                 };
                 // Only a smaller path MTU is news (RFC 1191 §3; RFC 5927 §7.2: never grow).
                 if mss >= t.snd.mss || !t.state.synchronized() {
-                    return;
+                    return true;
                 }
                 t.snd.mss = mss;
                 stats.tcp_pmtu_reductions += 1;
@@ -98,5 +98,6 @@ impl Tcp {
                 }
             }
         }
+        true
     }
 }

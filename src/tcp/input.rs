@@ -176,7 +176,7 @@ impl Tcp {
         if seg.flags.rst {
             return;
         }
-        let our_mss = self.mss_for(remote.ip());
+        let our_mss = self.mss_for(remote.ip(), now);
         if seg.flags.ack {
             if !seg.flags.syn && self.cookie_ack(lid, now, local, remote, seg, stats) {
                 return;
@@ -209,6 +209,7 @@ impl Tcp {
                 out: &mut self.out,
                 stats,
                 our_mss,
+                mtus6: &self.mtus6,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
@@ -280,7 +281,7 @@ impl Tcp {
         seg: &SegmentIn<'_>,
         stats: &mut Counters,
     ) -> bool {
-        let our_mss = self.mss_for(remote.ip());
+        let our_mss = self.mss_for(remote.ip(), now);
         let client_isn = seg.seq - 1;
         let cookie = seg.ack - 1;
         let Some(mss) = self.cookies.check(now, local, remote, client_isn, cookie) else {
@@ -361,7 +362,7 @@ impl Tcp {
         let Some(remote) = self.conns.get(&id).map(|t| t.remote.ip()) else {
             return;
         };
-        let our_mss = self.mss_for(remote);
+        let our_mss = self.mss_for(remote, now);
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };

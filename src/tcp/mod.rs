@@ -205,6 +205,56 @@ fn publish_addrs(t: &Tcb) {
     t.io().addrs = Some(ends);
 }
 
+/// The IPv6 MTUs the IP layer learned, for the MSS of new connections: the link's from Router
+/// Advertisements, and each destination's from Packet Too Big until it expires (bounded as
+/// the IP layer's own cache is). Over IPv4 the device's MTU is the link's, and a connection
+/// learns its path MTU for itself (RFC 1191).
+#[derive(Default)]
+pub struct Mtus6 {
+    link: Option<u32>,
+    path: HashMap<Ipv6Addr, (u32, Instant)>,
+}
+
+/// As many destinations' path MTUs as the IP layer keeps.
+const MAX_PATH_MTUS6: usize = 1024;
+/// IPv6 and TCP headers without options.
+const HEADERS6: u32 = 60;
+
+impl Mtus6 {
+    /// The MSS towards `dst` at `now`, from `our_mss` (IPv4's, from the device MTU) and what
+    /// was learned.
+    pub fn mss(&self, now: Instant, dst: Ipv6Addr, our_mss: u32) -> u32 {
+        let mut mss = our_mss.saturating_sub(20);
+        if let Some(link) = self.link {
+            mss = mss.min(link.saturating_sub(HEADERS6));
+        }
+        if let Some(&(mtu, until)) = self.path.get(&dst) {
+            if until > now {
+                mss = mss.min(mtu.saturating_sub(HEADERS6));
+            }
+        }
+        mss.max(88)
+    }
+
+    fn learn(&mut self, now: Instant, dst: Ipv6Addr, mtu: usize, until: Instant) {
+        if self.path.len() >= MAX_PATH_MTUS6 && !self.path.contains_key(&dst) {
+            self.path.retain(|_, &mut (_, t)| t > now);
+            if self.path.len() >= MAX_PATH_MTUS6 {
+                let soonest = self
+                    .path
+                    .iter()
+                    .min_by_key(|(_, &(_, t))| t)
+                    .map(|(a, _)| *a);
+                if let Some(a) = soonest {
+                    self.path.remove(&a);
+                }
+            }
+        }
+        self.path
+            .insert(dst, (u32::try_from(mtu).unwrap_or(u32::MAX), until));
+    }
+}
+
 /// The largest Diffserv code point: six bits (RFC 2474).
 const MAX_DSCP: u8 = 63;
 
@@ -228,6 +278,8 @@ pub struct Tcp {
     local_ips6: Vec<Ipv6Addr>,
     /// The MSS we announce over IPv4 (from our MTU); 20 bytes less over IPv6.
     our_mss: u32,
+    /// What the IP layer learned of IPv6 MTUs, for the MSS of new connections.
+    mtus6: Mtus6,
     /// The ids of TCP sockets (listeners and connections).
     ids: IdSource,
     /// The directed broadcast address of our subnet, which no connection may target.
@@ -280,6 +332,7 @@ impl Tcp {
             local_ip,
             local_ips6: Vec::new(),
             our_mss: Tcb::our_mss(mtu),
+            mtus6: Mtus6::default(),
             ids: IdSource::tcp(),
             subnet_broadcast: None,
             isn: IsnGenerator::new(secret),
@@ -321,14 +374,26 @@ impl Tcp {
         }
     }
 
-    /// The MSS we announce and accept at most towards `remote`: IPv6's header is 20 bytes
-    /// longer than IPv4's.
-    pub(crate) fn mss_for(&self, remote: IpAddr) -> u32 {
-        if remote.is_ipv6() {
-            self.our_mss.saturating_sub(20).max(88)
-        } else {
-            self.our_mss
+    /// The MSS we announce and accept at most towards `remote` at `now`: IPv6's header is
+    /// 20 bytes longer than IPv4's, and over IPv6 the link MTU a router advertised and the
+    /// path MTU a Packet Too Big taught count too (RFC 8201 §5.2).
+    pub(crate) fn mss_for(&self, remote: IpAddr, now: Instant) -> u32 {
+        match remote {
+            IpAddr::V6(dst) => self.mtus6.mss(now, dst, self.our_mss),
+            IpAddr::V4(_) => self.our_mss,
         }
+    }
+
+    /// The IPv6 link MTU changed (a Router Advertisement's MTU option, RFC 4861 §6.3.4):
+    /// connections opened from now on take their MSS from it.
+    pub fn set_link_mtu6(&mut self, mtu: usize) {
+        self.mtus6.link = Some(u32::try_from(mtu).unwrap_or(u32::MAX));
+    }
+
+    /// A Packet Too Big taught the IP layer the path MTU towards `dst`, believed until
+    /// `until`: connections opened to it from now on take their MSS from it.
+    pub fn set_path_mtu6(&mut self, now: Instant, dst: Ipv6Addr, mtu: usize, until: Instant) {
+        self.mtus6.learn(now, dst, mtu, until);
     }
 
     /// Our source address for a connection to `remote`: the IPv4 one, or for IPv6 a
@@ -410,6 +475,7 @@ impl Tcp {
                 out: &mut self.out,
                 stats,
                 our_mss: self.our_mss,
+                mtus6: &self.mtus6,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
@@ -759,7 +825,7 @@ impl Tcp {
             buffers,
             now,
             open,
-            self.mss_for(remote.ip()),
+            self.mss_for(remote.ip(), now),
             &self.pool,
         );
         t.user.dscp = dscp;

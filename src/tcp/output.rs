@@ -79,6 +79,8 @@ pub struct Sink<'a> {
     pub stats: &'a mut Counters,
     /// The MSS we announce (from our MTU).
     pub our_mss: u32,
+    /// The IPv6 MTUs learned, for a SYN's MSS over IPv6.
+    pub mtus6: &'a super::Mtus6,
     /// The delayed-ACK timeout: data sent this soon after data arrived is a reply, and puts
     /// the connection in interactive mode (Linux's ATO and `tcp_event_data_sent`).
     pub ato: std::time::Duration,
@@ -108,11 +110,11 @@ pub fn emit(
     // SND.UP while urgent data is unacknowledged (a SYN carries none).
     let mut snd_up = None;
     if flags.syn {
-        // Over IPv6 the header is 20 bytes longer (the sink's MSS is IPv4's).
-        let ours = if t.remote.is_ipv6() {
-            sink.our_mss.saturating_sub(20).max(88)
-        } else {
-            sink.our_mss
+        // Over IPv6 the header is 20 bytes longer (the sink's MSS is IPv4's), and the link
+        // and path MTUs the IP layer learned count.
+        let ours = match t.remote.ip() {
+            IpAddr::V6(dst) => sink.mtus6.mss(now, dst, sink.our_mss),
+            IpAddr::V4(_) => sink.our_mss,
         };
         options.mss = Some(ours.min(65535) as u16);
         options.sack_permitted = t.opts.sack_ok;

@@ -140,6 +140,7 @@ impl Tcp {
             out: &mut self.out,
             stats,
             our_mss: self.our_mss,
+            mtus6: &self.mtus6,
             ato: self.cfg.delayed_ack,
             tso: self.cfg.tso,
         };
