@@ -392,6 +392,42 @@ fn curl_over_ipv6_and_ipv4_from_one_listener() {
     });
 }
 
+/// http-server behind a tun serves curl over IPv6 as over a tap (3 MiB, sha256).
+#[test]
+fn curl_over_ipv6_through_a_tun() {
+    in_netns(|| {
+        sh("ip tuntap add dev tun0 mode tun");
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8:2::1/64 dev tun0 nodad");
+        sh("ip link set tun0 up");
+        let dir = TempDir::new("http6-tun");
+        let want = write_pattern_file(&dir.path("f.bin"), 3 << 20, 7);
+        let mut p = Proc::spawn(
+            "http-server",
+            Command::new(env!("CARGO_BIN_EXE_http-server"))
+                .arg(&dir.0)
+                .args(["--tun", "tun0", "--ip", "10.0.2.2/24"])
+                .args(["--ip6", "2001:db8:2::2/64"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let out = lines(p.child.stdout.take().expect("stdout"));
+        expect_line(&out, "listening", Duration::from_secs(10));
+        let ping = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8:2::2");
+        assert!(answered(&ping), "{ping}");
+        let path = dir.path("got.bin");
+        curl(&[
+            "-g",
+            "--fail",
+            "-o",
+            path.to_str().unwrap(),
+            "http://[2001:db8:2::2]/f.bin",
+        ]);
+        assert_eq!(sha256(&std::fs::read(&path).unwrap()), want);
+        stop(p, &out);
+    });
+}
+
 /// tapcat connects to an IPv6 literal (the kernel's nc -6 listening): 1 MiB each way, as over
 /// IPv4 above; its first connect waits out DAD of its own address.
 #[test]

@@ -52,45 +52,6 @@ fn kernel_pings_plain_and_fragmented_and_resolves_our_mac() {
     });
 }
 
-/// Echoes every size from 1 to 1600, every 257th and each fragment-count boundary (one packet
-/// holds `first` bytes, each further fragment `more`) up to 65507 through `sock`, connected to
-/// an echo service; each datagram is checked (sha256 of the stream). UDP may lose one: it is
-/// asked again, up to three times. The sizes tried, and how many needed a retry.
-fn echo_sizes(sock: &UdpSocket, first: usize, more: usize) -> (Vec<usize>, usize) {
-    let mut sizes: Vec<usize> = (1..=1600).chain((1601..=65507).step_by(257)).collect();
-    for k in 1.. {
-        let edge = first + more * k;
-        if edge > 65507 {
-            break;
-        }
-        sizes.extend([edge, edge + 1].into_iter().filter(|&s| s <= 65507));
-    }
-    sizes.push(65507);
-    let (mut sent, mut got) = (Vec::new(), Vec::new());
-    let mut buf = vec![0u8; 65536];
-    let mut retries = 0;
-    for &size in &sizes {
-        let data = pattern(size, size as u8);
-        let n = (0..3)
-            .find_map(|attempt| {
-                retries += attempt.min(1);
-                sock.send(&data).expect("send");
-                sock.recv(&mut buf).ok()
-            })
-            .unwrap_or_else(|| panic!("no echo for {size} bytes after 3 tries"));
-        assert_eq!(n, size);
-        sent.extend_from_slice(&data);
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(sha256(&got), sha256(&sent));
-    eprintln!(
-        "{} datagrams, {} bytes echoed, {retries} retries",
-        sizes.len(),
-        sent.len()
-    );
-    (sizes, retries)
-}
-
 /// Every size from 1 to 1600 (both sides of the one-frame limit, 1472), then every 257th size
 /// and each fragment-count boundary up to 65507. Each datagram is checked byte for byte.
 #[test]
@@ -615,5 +576,59 @@ fn udp_echo_over_ipv6_for_sizes_1_to_65507() {
         assert!(retries <= 3, "{retries} datagrams needed a second try");
         let counters = server.stop();
         assert!(counter(&counters, "UDP datagrams sent") >= sizes.len() as u64);
+    });
+}
+
+/// On an IPv4-only link, IPv6 adds only what its link-local address takes: Duplicate Address
+/// Detection's solicitation, the MLDv2 report that joins the address's solicited-node group
+/// (RFC 4861 §7.2.1), and Router Solicitations; IPv4 works as before. With `--no-ip6` the
+/// stack sends no IPv6 at all (tcpdump on the tap sees none in 5 s, the capture none).
+#[test]
+fn an_ipv4_only_link_sees_only_the_link_local_address_and_no_ip6_turns_it_off() {
+    in_netns(|| {
+        let dir = sh("mktemp -d").trim().to_string();
+        for no_ip6 in [false, true] {
+            let capture = format!("{dir}/v4only-{no_ip6}.pcap");
+            let mut args = vec!["--pcap", capture.as_str()];
+            if no_ip6 {
+                args.push("--no-ip6");
+            }
+            let server = EchoServer::start(&args);
+            let ping = sh(&format!("ping -n -c 3 -i 0.2 -W 5 {STACK_IP}"));
+            assert_eq!(received(&ping), 3, "{ping}");
+            let echo = sh(&format!("echo 'four only' | nc -N -w 5 {STACK_IP} 7"));
+            assert_eq!(echo.trim(), "four only");
+            // A Router Solicitation comes within 10 s (after DAD); with --no-ip6 nothing
+            // IPv6 in 5.
+            let watch = if no_ip6 {
+                "timeout 5 tcpdump -i tap0 -c 1 -nn ip6 2>/dev/null; echo rc=$?"
+            } else {
+                "timeout 10 tcpdump -i tap0 -c 1 -nn 'icmp6 and ip6[40] == 133' 2>/dev/null; echo rc=$?"
+            };
+            let seen = sh(watch);
+            let counters = server.stop();
+            let frames = sh(&format!("tcpdump -nn -r {capture} ip6 2>/dev/null"));
+            if no_ip6 {
+                assert!(seen.contains("rc=124"), "IPv6 seen: {seen}");
+                assert!(frames.trim().is_empty(), "{frames}");
+                assert_eq!(counter(&counters, "IPv6 packets sent"), 0, "{counters}");
+            } else {
+                assert!(seen.contains("router solicitation"), "{seen}");
+                for line in frames.lines() {
+                    assert!(
+                        [
+                            "neighbor solicitation",
+                            "listener report v2",
+                            "router solicitation"
+                        ]
+                        .iter()
+                        .any(|kind| line.contains(kind)),
+                        "unexpected IPv6 on an IPv4-only link: {line}"
+                    );
+                }
+                assert!(frames.contains("IP6 :: > ff02::1:ff00:2"), "DAD: {frames}");
+            }
+        }
+        sh(&format!("rm -rf {dir}"));
     });
 }

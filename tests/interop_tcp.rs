@@ -11,19 +11,6 @@ use std::time::Duration;
 use tapstack::phy::FaultConfig;
 use tapstack::TcpStream;
 
-/// Writes `data` on a kernel socket and half-closes it, while reading the echo to the end.
-fn kernel_echo(s: KernelStream, data: Vec<u8>) -> Vec<u8> {
-    let writer = s.try_clone().expect("clone");
-    let w = std::thread::spawn(move || {
-        (&writer).write_all(&data).expect("write");
-        writer.shutdown(Shutdown::Write).expect("shutdown");
-    });
-    let mut got = Vec::new();
-    (&s).read_to_end(&mut got).expect("read");
-    w.join().expect("writer");
-    got
-}
-
 #[test]
 fn nc_echoes_through_the_stack() {
     in_netns(|| {
@@ -60,50 +47,6 @@ fn kernel_client_echoes_64_mib_through_the_stack() {
             "{counters}"
         );
     });
-}
-
-/// The stack as a library client of a kernel server on `listener` (at `addr`): 64 MiB each
-/// way at once, checked by sha256 (`seed` picks the patterns). With `peer`, the kernel checks
-/// that the connection comes from that address.
-fn library_client_64_mib_each_way(
-    stack: &tapstack::Stack,
-    listener: KernelListener,
-    addr: &str,
-    seed: u8,
-    peer: Option<&'static str>,
-) {
-    let down = pattern(64 << 20, seed);
-    let down_sha = sha256(&down);
-    let kernel = std::thread::spawn(move || {
-        let (s, from) = listener.accept().unwrap();
-        if let Some(peer) = peer {
-            assert_eq!(from.ip().to_string(), peer);
-        }
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let writer = s.try_clone().unwrap();
-        let w = std::thread::spawn(move || {
-            (&writer).write_all(&down).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut got = Vec::new();
-        (&s).read_to_end(&mut got).unwrap();
-        w.join().unwrap();
-        sha256(&got)
-    });
-    let c = TcpStream::connect(stack, addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let up = pattern(64 << 20, seed + 1);
-    let up_sha = sha256(&up);
-    let writer = c.try_clone().unwrap();
-    let w = std::thread::spawn(move || {
-        (&writer).write_all(&up).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    (&c).read_to_end(&mut got).unwrap();
-    w.join().unwrap();
-    assert_eq!(sha256(&got), down_sha, "kernel -> stack");
-    assert_eq!(kernel.join().unwrap(), up_sha, "stack -> kernel");
 }
 
 #[test]

@@ -167,3 +167,80 @@ fn ipv6_over_a_tun_ping_and_udp() {
         sh(&format!("rm -rf {dir}"));
     });
 }
+
+/// IPv6 over a tun as over a tap: the kernel's nc, and its 64 MiB echoed through echo-server
+/// (sent back as GSO_TCPV6 super-segments); UDP datagrams of 1 to 65 507 bytes (fragmented
+/// both ways past 1452); the stack as a library client of a kernel server over a second tun,
+/// 64 MiB each way; and the capture shows it.
+#[test]
+fn tcp_and_udp_over_ipv6_on_a_tun_both_ways() {
+    in_netns(|| {
+        make_tun();
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
+        sh("ip -6 addr add 2001:db8:2::1/64 dev tun0 nodad");
+        let dir = tempdir();
+        let capture = format!("{dir}/tun6.pcap");
+        let server = EchoServer::start(&[
+            "--tun",
+            "tun0",
+            "--ip",
+            &format!("{TUN_STACK_IP}/24"),
+            "--ip6",
+            "2001:db8:2::2/64",
+            "--pcap",
+            &capture,
+        ]);
+        let ping = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8:2::2");
+        assert!(answered(&ping), "{ping}");
+        let out = sh("echo 'hello over a tun' | nc -6 -N -w 5 2001:db8:2::2 7");
+        assert_eq!(out.trim(), "hello over a tun");
+        let s = TcpStream::connect("[2001:db8:2::2]:7").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let data = pattern(64 << 20, 21);
+        let want = sha256(&data);
+        let got = kernel_echo(s, data);
+        assert_eq!(got.len(), 64 << 20);
+        assert_eq!(sha256(&got), want);
+        let udp = UdpSocket::bind("[2001:db8:2::1]:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        udp.connect("[2001:db8:2::2]:7").unwrap();
+        // One packet holds 1452 bytes; each further fragment 1448.
+        let (sizes, retries) = echo_sizes(&udp, 1452, 1448);
+        assert!(retries <= 3, "{retries} datagrams needed a second try");
+        let counters = server.stop();
+        assert!(
+            counter(&counters, "super-segments sent") > 100,
+            "{counters}"
+        );
+        assert!(counter(&counters, "UDP datagrams sent") >= sizes.len() as u64);
+        let shown = sh(&format!("tcpdump -nn -r {capture} ip6 2>/dev/null"));
+        assert!(shown.contains("> 2001:db8:2::2.7: Flags [S]"), "a SYN");
+        assert!(
+            shown.contains("2001:db8:2::2 > 2001:db8:2::1: frag ("),
+            "a fragment"
+        );
+
+        sh("ip tuntap add dev tun1 mode tun");
+        sh("echo 0 > /proc/sys/net/ipv6/conf/tun1/disable_ipv6");
+        sh("ip -6 addr add 2001:db8:3::1/64 dev tun1 nodad");
+        sh("ip link set tun1 up");
+        let mut cfg = tapstack::StackConfig::new([10, 0, 3, 2].into(), 24);
+        cfg.seed = 22;
+        cfg.ipv6 = Some(tapstack::Ipv6Config {
+            addrs: vec![("2001:db8:3::2".parse().unwrap(), 64)],
+            dad_transmits: 0,
+            ..Default::default()
+        });
+        let tun = tapstack::phy::TunDevice::open("tun1").unwrap();
+        let stack = tapstack::Stack::new(tun, cfg).unwrap();
+        let listener = std::net::TcpListener::bind("[2001:db8:3::1]:5000").unwrap();
+        library_client_64_mib_each_way(
+            &stack,
+            listener,
+            "[2001:db8:3::1]:5000",
+            23,
+            Some("2001:db8:3::2"),
+        );
+        sh(&format!("rm -rf {dir}"));
+    });
+}

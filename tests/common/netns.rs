@@ -1,7 +1,9 @@
 //! Tests against the Linux kernel: each runs in a thread moved into a fresh network namespace
 //! (which vanishes with it) holding a tap whose kernel side is 10.0.0.1/24.
 
-use std::io::{BufRead, BufReader, Read};
+use super::{pattern, sha256};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -255,4 +257,100 @@ pub fn answered(ping: &str) -> bool {
             .and_then(|n| n.parse::<u32>().ok())
             .is_some_and(|n| n > 0)
     })
+}
+
+/// Writes `data` on a kernel socket and half-closes it, while reading the echo to the end.
+pub fn kernel_echo(s: std::net::TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let writer = s.try_clone().expect("clone");
+    let w = std::thread::spawn(move || {
+        (&writer).write_all(&data).expect("write");
+        writer.shutdown(Shutdown::Write).expect("shutdown");
+    });
+    let mut got = Vec::new();
+    (&s).read_to_end(&mut got).expect("read");
+    w.join().expect("writer");
+    got
+}
+
+/// The stack as a library client of a kernel server on `listener` (at `addr`): 64 MiB each
+/// way at once, checked by sha256 (`seed` picks the patterns). With `peer`, the kernel checks
+/// that the connection comes from that address.
+pub fn library_client_64_mib_each_way(
+    stack: &tapstack::Stack,
+    listener: std::net::TcpListener,
+    addr: &str,
+    seed: u8,
+    peer: Option<&'static str>,
+) {
+    let down = pattern(64 << 20, seed);
+    let down_sha = sha256(&down);
+    let kernel = std::thread::spawn(move || {
+        let (s, from) = listener.accept().unwrap();
+        if let Some(peer) = peer {
+            assert_eq!(from.ip().to_string(), peer);
+        }
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let writer = s.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            (&writer).write_all(&down).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        w.join().unwrap();
+        sha256(&got)
+    });
+    let c = tapstack::TcpStream::connect(stack, addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let up = pattern(64 << 20, seed + 1);
+    let up_sha = sha256(&up);
+    let writer = c.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        (&writer).write_all(&up).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    w.join().unwrap();
+    assert_eq!(sha256(&got), down_sha, "kernel -> stack");
+    assert_eq!(kernel.join().unwrap(), up_sha, "stack -> kernel");
+}
+
+/// Echoes every size from 1 to 1600, every 257th and each fragment-count boundary (one packet
+/// holds `first` bytes, each further fragment `more`) up to 65507 through `sock`, connected to
+/// an echo service; each datagram is checked (sha256 of the stream). UDP may lose one: it is
+/// asked again, up to three times. The sizes tried, and how many needed a retry.
+pub fn echo_sizes(sock: &std::net::UdpSocket, first: usize, more: usize) -> (Vec<usize>, usize) {
+    let mut sizes: Vec<usize> = (1..=1600).chain((1601..=65507).step_by(257)).collect();
+    for k in 1.. {
+        let edge = first + more * k;
+        if edge > 65507 {
+            break;
+        }
+        sizes.extend([edge, edge + 1].into_iter().filter(|&s| s <= 65507));
+    }
+    sizes.push(65507);
+    let (mut sent, mut got) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 65536];
+    let mut retries = 0;
+    for &size in &sizes {
+        let data = pattern(size, size as u8);
+        let n = (0..3)
+            .find_map(|attempt| {
+                retries += attempt.min(1);
+                sock.send(&data).expect("send");
+                sock.recv(&mut buf).ok()
+            })
+            .unwrap_or_else(|| panic!("no echo for {size} bytes after 3 tries"));
+        assert_eq!(n, size);
+        sent.extend_from_slice(&data);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(sha256(&got), sha256(&sent));
+    eprintln!(
+        "{} datagrams, {} bytes echoed, {retries} retries",
+        sizes.len(),
+        sent.len()
+    );
+    (sizes, retries)
 }
