@@ -1036,6 +1036,7 @@ fn packet_too_big_lowers_the_path_mtu_for_a_while() {
     assert_eq!(send(&mut i, 2200), 1296, "fragments within 1300");
     // Not about a packet of ours: ignored. Larger: never raises it. Below 1280: discarded.
     i.receive(at(2300), &too_big("2001:db8::77".parse().unwrap(), 1280));
+    assert_eq!(i.counters().icmp6_rx_not_ours, 1);
     i.receive(at(2300), &too_big(OURS, 1400));
     assert_eq!(send(&mut i, 2400), 1296);
     i.receive(at(2500), &too_big(OURS, 600));
@@ -1241,6 +1242,7 @@ fn a_fragment_reaching_past_65535_bytes_is_refused_at_its_offset() {
     let mut last = vec![ICMPV6, 0, 0xff, 0xf0, 0, 0, 0, 9];
     last.extend_from_slice(&[0; 24]);
     assert_eq!(error_for(&mut i, 44, &last), Some((4, 0, 42)));
+    assert_eq!(i.counters().ip6_rx_bad_fragments, 1);
 }
 
 /// RFC 8200 §8.1: a UDP datagram with a zero checksum is discarded; a datagram whose
@@ -1448,6 +1450,7 @@ fn icmpv6_errors_go_only_where_rfc_4443_allows() {
     let group = multicast_mac(ALL_NODES);
     let udp = udp6_to(ALL_NODES, 7, b"hi");
     i.receive(at(2000), &frame(group, HOST, ALL_NODES, 17, 64, &udp));
+    assert_eq!(i.counters().ip6_rx_multicast_transport, 1);
     let option = |kind: u8| {
         let mut p = vec![ICMPV6, 0, kind, 2, 0, 0, 1, 0];
         p.extend_from_slice(&echo_request(HOST, ALL_NODES));

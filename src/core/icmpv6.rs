@@ -158,10 +158,12 @@ impl Interface {
             return self.icmpv6_packet_too_big(now, msg);
         }
         if msg.len() < 8 + HEADER_LEN + 8 {
+            self.stats.icmp6_rx_malformed += 1;
             return;
         }
         let quote = &msg[8..];
         let Ok(inner) = etherparse::Ipv6HeaderSlice::from_slice(quote) else {
+            self.stats.icmp6_rx_malformed += 1;
             return;
         };
         let ours = self
@@ -169,6 +171,7 @@ impl Interface {
             .as_ref()
             .is_some_and(|s| s.is_ours(inner.source_addr()));
         if !ours {
+            self.stats.icmp6_rx_not_ours += 1;
             return;
         }
         // Every error reaches the transport it concerns (§2.4 (a), (d)): Destination
@@ -224,6 +227,7 @@ impl Interface {
             .as_ref()
             .is_some_and(|ip6| ip6.is_ours(inner.source_addr()))
         {
+            self.stats.icmp6_rx_not_ours += 1;
             return;
         }
         let dst = inner.destination_addr();

@@ -496,9 +496,14 @@ impl Interface {
                     self.icmpv6_input(now, rx, off);
                     return Walk::Done;
                 }
+                17 | 6 if rx.dst.is_multicast() => {
+                    // No UDP group membership here, and TCP never to a group.
+                    self.stats.ip6_rx_multicast_transport += 1;
+                    return Walk::Done;
+                }
                 17 => {
                     self.stats.ip6_rx_delivered += 1;
-                    if !rx.dst.is_multicast() && !self.udp6_input(rx, &packet[off..]) {
+                    if !self.udp6_input(rx, &packet[off..]) {
                         return Walk::Error(Icmp6Error {
                             icmp_type: TYPE_DEST_UNREACHABLE,
                             code: 4,
@@ -510,9 +515,7 @@ impl Interface {
                 }
                 6 => {
                     self.stats.ip6_rx_delivered += 1;
-                    if !rx.dst.is_multicast() {
-                        self.tcp6_input(now, rx, &packet[off..]);
-                    }
+                    self.tcp6_input(now, rx, &packet[off..]);
                     return Walk::Done;
                 }
                 _ => {
@@ -535,9 +538,11 @@ impl Interface {
         // A fragment but the last must be a multiple of 8 bytes long: pointing at the payload
         // length. One reaching past 65535 bytes: pointing at its offset.
         if more && data.len() % 8 != 0 {
+            self.stats.ip6_rx_bad_fragments += 1;
             return Walk::Error(param_problem(0, PAYLOAD_LENGTH_FIELD, false));
         }
         if offset + data.len() + (off - HEADER_LEN) > usize::from(u16::MAX) {
+            self.stats.ip6_rx_bad_fragments += 1;
             return Walk::Error(param_problem(0, off + 2, false));
         }
         // The headers as received, the Fragment header included: the reassembled packet
@@ -565,10 +570,12 @@ impl Interface {
             return Walk::Done;
         };
         let Some(mut assembled) = without_fragment_header(whole.header) else {
+            self.stats.ip6_rx_bad_fragments += 1;
             return Walk::Done;
         };
         let payload_len = assembled.len() - HEADER_LEN + whole.payload.len();
         let Ok(payload_len) = u16::try_from(payload_len) else {
+            self.stats.ip6_rx_bad_fragments += 1;
             return Walk::Done;
         };
         assembled[PAYLOAD_LENGTH_FIELD..PAYLOAD_LENGTH_FIELD + 2]
