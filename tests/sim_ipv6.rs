@@ -836,9 +836,17 @@ fn router_advertisement(lifetime: u16) -> Vec<u8> {
 }
 
 fn router_advertisement_from(router: Ipv6Addr, lifetime: u16) -> Vec<u8> {
-    let mut body = vec![64, 0];
+    router_advertisement_with(router, lifetime, [64, 0, 0])
+}
+
+/// A Router Advertisement with `[Cur Hop Limit, Reachable Time (ms), Retrans Timer (ms)]`,
+/// an MTU of 1400 and the prefix 2001:db8:1::/64.
+fn router_advertisement_with(router: Ipv6Addr, lifetime: u16, fields: [u32; 3]) -> Vec<u8> {
+    let [hop_limit, reachable, retrans] = fields;
+    let mut body = vec![hop_limit as u8, 0];
     body.extend_from_slice(&lifetime.to_be_bytes());
-    body.extend_from_slice(&[0; 8]);
+    body.extend_from_slice(&reachable.to_be_bytes());
+    body.extend_from_slice(&retrans.to_be_bytes());
     body.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xfe]);
     body.extend_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0x78]);
     body.extend_from_slice(&[3, 4, 64, 0xc0]);
@@ -1331,6 +1339,49 @@ fn mss_option(seg: &[u8]) -> Option<u16> {
         .windows(4)
         .find(|o| o[0] == 2 && o[1] == 4)
         .map(|o| u16::from_be_bytes([o[2], o[3]]))
+}
+
+/// A Router Advertisement's Cur Hop Limit, Reachable Time and Retrans Timer are taken where
+/// not zero (RFC 4861 §6.3.4): packets leave with its hop limit, a confirmed neighbour stays
+/// REACHABLE for its Reachable Time, and solicitations repeat at its Retrans Timer.
+#[test]
+fn a_router_advertisement_sets_the_hop_limit_and_the_nd_timers() {
+    let mut i = ready();
+    let mac = our_mac(&i);
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let ra = router_advertisement_with(router, 1800, [32, 10_000, 500]);
+    let all_nodes = multicast_mac(ALL_NODES);
+    i.receive(
+        at(2000),
+        &frame(all_nodes, router, ALL_NODES, ICMPV6, 255, &ra),
+    );
+    drain(&mut i);
+    // An echo from an unknown host: solicitations for it 500 ms apart (the SLAAC address's
+    // DAD aside), then the reply at hop limit 32 once it answers, and REACHABLE for 10 s.
+    i.receive(
+        at(2100),
+        &frame(mac, HOST, OURS, ICMPV6, 64, &echo_request(HOST, OURS)),
+    );
+    let solicited = |i: &mut Interface| {
+        sent6(i)
+            .iter()
+            .filter(|(_, _, m)| m[0] == 135 && m[8..24] == HOST.octets())
+            .count()
+    };
+    assert_eq!(solicited(&mut i), 1);
+    i.poll(at(2599));
+    assert_eq!(solicited(&mut i), 0);
+    i.poll(at(2600));
+    assert_eq!(solicited(&mut i), 1, "the second, 500 ms on");
+    let na = advertisement(HOST, OURS, HOST, 0x60);
+    i.receive(at(2610), &frame(mac, HOST, OURS, ICMPV6, 255, &na));
+    let out = sent6(&mut i);
+    let (_, h, reply) = out.iter().find(|(_, _, m)| m[0] == 129).unwrap();
+    assert_eq!((reply[0], h.hop_limit), (129, 32));
+    assert_eq!(
+        i.ipv6().unwrap().neighbor(HOST),
+        Some((Some(HOST_MAC), NudState::Reachable { until: at(12_610) }))
+    );
 }
 
 /// TCP's MSS follows the link MTU a router advertised and the path MTU a Packet Too Big taught

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tapstack::phy::memory_pair;
-use tapstack::tokio::{TcpListener, TcpStream, UdpSocket};
+use tapstack::tokio::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tapstack::Stack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -390,6 +390,41 @@ fn tcp_and_udp_over_ipv6_on_the_current_thread_runtime() {
             (&buf[..n], from.to_string()),
             (&b"answer"[..], "[2001:db8::2]:53".to_string())
         );
+    });
+}
+
+/// A `TcpSocket` with `set_only_v6(true)` listens on `[::]` for IPv6 only: an IPv4 connect to
+/// its port is refused, and an IPv4 listener may share the port.
+#[test]
+fn an_ipv6_only_listener_leaves_ipv4_to_another() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let (a, b) = (
+        Stack::new(a, config_v6(1, 1)).unwrap(),
+        Stack::new(b, config_v6(2, 2)).unwrap(),
+    );
+    current_thread().block_on(async {
+        let socket = TcpSocket::new(&b);
+        socket.set_only_v6(true).unwrap();
+        assert!(socket.only_v6().unwrap());
+        socket.bind("[::]:7").unwrap();
+        tokio::spawn(echo_server(socket.listen(8).await.unwrap()));
+        let six = TcpStream::connect(&a, "[2001:db8::2]:7").await.unwrap();
+        let got = timeout(LIMIT, echo_round(six, b"six".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(got, b"six");
+        let refused = timeout(LIMIT, TcpStream::connect(&a, "10.0.0.2:7"))
+            .await
+            .unwrap();
+        assert_eq!(refused.unwrap_err().kind(), ErrorKind::ConnectionRefused);
+        tokio::spawn(echo_server(
+            TcpListener::bind(&b, "10.0.0.2:7").await.unwrap(),
+        ));
+        let four = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        let got = timeout(LIMIT, echo_round(four, b"four".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(got, b"four");
     });
 }
 

@@ -44,6 +44,10 @@ const OPT_PREFIX_INFO: u8 = 3;
 const OPT_MTU: u8 = 5;
 /// Where a Router Advertisement's options start (RFC 4861 §4.2).
 const RA_OPTIONS: usize = 16;
+/// Where a Router Advertisement's Cur Hop Limit, Reachable Time and Retrans Timer are.
+const RA_CUR_HOP_LIMIT: usize = 4;
+const RA_REACHABLE_TIME: usize = 8;
+const RA_RETRANS_TIMER: usize = 12;
 /// MLDv2 record types (RFC 3810 §5.2.12): the state of a group we listen to, and a join.
 pub(super) const MLD_MODE_IS_EXCLUDE: u8 = 2;
 pub(super) const MLD_CHANGE_TO_EXCLUDE: u8 = 4;
@@ -502,6 +506,7 @@ impl Interface {
             return;
         }
         self.stats.nd_rx_router_advertisements += 1;
+        let cur_hop_limit = msg[RA_CUR_HOP_LIMIT];
         let lifetime = u16::from_be_bytes([msg[6], msg[7]]);
         let mut mtu = None;
         let mut sll = None;
@@ -546,6 +551,16 @@ impl Interface {
             log::info!("default router {}", rx.src);
         }
         self.tcp.set_link_mtu6(ip6.link_mtu(device_mtu));
+        // RFC 4861 §6.3.4: the hop limit, Reachable Time and Retrans Timer, where not zero.
+        if cur_hop_limit != 0 {
+            ip6.cfg.hop_limit = cur_hop_limit;
+        }
+        let ms = |at: usize| {
+            let v = u32::from_be_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]);
+            (v != 0).then(|| std::time::Duration::from_millis(u64::from(v)))
+        };
+        ip6.nd
+            .set_times(ms(RA_REACHABLE_TIME), ms(RA_RETRANS_TIMER));
         if let Some(mac) = sll {
             let (flushed, _) = ip6.nd.learn(now, rx.src, Some(mac), Learned::Solicitation);
             for p in flushed {

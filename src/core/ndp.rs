@@ -1,6 +1,6 @@
 //! The IPv6 neighbour cache with Neighbour Unreachability Detection (RFC 4861 §7.3): an entry
 //! is INCOMPLETE while its address resolves (packets wait, bounded), REACHABLE for
-//! `REACHABLE_TIME` after a confirmation, then STALE; the first packet sent to a STALE entry
+//! ReachableTime after a confirmation, then STALE; the first packet sent to a STALE entry
 //! starts DELAY, and an entry still unconfirmed after `DELAY_FIRST_PROBE_TIME` is PROBEd by
 //! unicast solicitations until it answers or is removed.
 
@@ -11,7 +11,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-/// RFC 4861 §10 protocol constants.
+/// RFC 4861 §10 protocol constants; a Router Advertisement may set the first two
+/// ([`NeighborCache::set_times`]).
 const REACHABLE_TIME: Duration = Duration::from_secs(30);
 const RETRANS_TIMER: Duration = Duration::from_secs(1);
 const DELAY_FIRST_PROBE_TIME: Duration = Duration::from_secs(5);
@@ -98,6 +99,10 @@ pub struct NeighborCache {
     max_queued_bytes: usize,
     /// The earliest timer of any entry, kept so that `poll_at` scans nothing.
     next_timer: Option<Instant>,
+    /// How long a confirmation keeps an entry REACHABLE (RFC 4861's ReachableTime).
+    reachable_time: Duration,
+    /// The time between solicitations (RFC 4861's RetransTimer).
+    retrans_timer: Duration,
 }
 
 impl NeighborCache {
@@ -107,6 +112,19 @@ impl NeighborCache {
             max_entries: max_entries.max(1),
             max_queued_bytes,
             next_timer: None,
+            reachable_time: REACHABLE_TIME,
+            retrans_timer: RETRANS_TIMER,
+        }
+    }
+
+    /// A Router Advertisement's Reachable Time and Retrans Timer, each where not zero (RFC
+    /// 4861 §6.3.4): from now on, confirmations and solicitations follow them.
+    pub fn set_times(&mut self, reachable: Option<Duration>, retrans: Option<Duration>) {
+        if let Some(r) = reachable {
+            self.reachable_time = r;
+        }
+        if let Some(r) = retrans {
+            self.retrans_timer = r;
         }
     }
 
@@ -162,7 +180,7 @@ impl NeighborCache {
         if self.entries.len() >= self.max_entries {
             self.evict_one();
         }
-        let next = now + RETRANS_TIMER;
+        let next = now + self.retrans_timer;
         let queued = frame.bytes.len();
         self.entries.insert(
             ip,
@@ -203,7 +221,7 @@ impl NeighborCache {
         how: Learned,
     ) -> (Vec<TxFrame>, bool) {
         let reachable = NudState::Reachable {
-            until: now + REACHABLE_TIME,
+            until: now + self.reachable_time,
         };
         let Some(e) = self.entries.get_mut(&ip) else {
             // Only a solicitation's link address creates an entry (an unsolicited
@@ -293,14 +311,14 @@ impl NeighborCache {
                     }
                     e.state = NudState::Incomplete {
                         sent: sent + 1,
-                        next: now + RETRANS_TIMER,
+                        next: now + self.retrans_timer,
                     };
                     out.solicit.push((*ip, None));
                 }
                 NudState::Delay { until } if until <= now => {
                     e.state = NudState::Probe {
                         sent: 1,
-                        next: now + RETRANS_TIMER,
+                        next: now + self.retrans_timer,
                     };
                     out.solicit.push((*ip, e.mac));
                 }
@@ -311,7 +329,7 @@ impl NeighborCache {
                     }
                     e.state = NudState::Probe {
                         sent: sent + 1,
-                        next: now + RETRANS_TIMER,
+                        next: now + self.retrans_timer,
                     };
                     out.solicit.push((*ip, e.mac));
                 }

@@ -118,6 +118,23 @@ mod tests {
         assert_eq!(c.check(t0, l, r, Seq(77), cookie + 1), None, "forged");
     }
 
+    /// Over IPv6 the cookie covers both whole addresses: one octet more or less anywhere in
+    /// either fails it.
+    #[test]
+    fn bound_to_the_ipv6_tuple() {
+        let c = Cookies::new(*b"0123456789abcdef");
+        let l: SocketAddr = "[2001:db8::2]:80".parse().unwrap();
+        let r: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
+        let now = Instant::from_secs(1000);
+        let cookie = c.make(now, l, r, Seq(77), 1440);
+        assert_eq!(c.check(now, l, r, Seq(77), cookie), Some(1440));
+        for other in ["[2001:db8::3]:40000", "[3001:db8::1]:40000"] {
+            let other: SocketAddr = other.parse().unwrap();
+            assert_eq!(c.check(now, l, other, Seq(77), cookie), None, "{other}");
+            assert_eq!(c.check(now, other, r, Seq(77), cookie), None, "{other}");
+        }
+    }
+
     #[test]
     fn mss_rounds_down_to_the_table() {
         let c = Cookies::new([7; 16]);

@@ -64,6 +64,24 @@ mod tests {
         assert_ne!(a, IsnGenerator::new(other).isn(now, l, r));
     }
 
+    /// Over IPv6 every octet of both addresses counts: addresses that differ only in their
+    /// last octet, or only in their first, give other ISNs.
+    #[test]
+    fn different_per_ipv6_tuple() {
+        let g = IsnGenerator::new(KEY);
+        let now = Instant::from_secs(5);
+        let base = g.isn(now, addr("[2001:db8::2]:80"), addr("[2001:db8::1]:40000"));
+        for (l, r) in [
+            ("[2001:db8::2]:80", "[2001:db8::3]:40000"),
+            ("[2001:db8::2]:80", "[3001:db8::1]:40000"),
+            ("[2001:db8::3]:80", "[2001:db8::1]:40000"),
+            ("[2001:db8::2]:80", "[2001:db8::1]:40001"),
+            ("[2001:db8::1]:40000", "[2001:db8::2]:80"),
+        ] {
+            assert_ne!(base, g.isn(now, addr(l), addr(r)), "{l} {r}");
+        }
+    }
+
     #[test]
     fn different_per_tuple() {
         let g = IsnGenerator::new(KEY);

@@ -135,6 +135,16 @@ impl<'a> TcpSocket<'a> {
         self.0.bind(addr)
     }
 
+    /// `IPV6_V6ONLY` before `listen` (see [`socket::TcpSocket::set_only_v6`]).
+    pub fn set_only_v6(&self, only_v6: bool) -> io::Result<()> {
+        self.0.set_only_v6(only_v6)
+    }
+
+    /// Whether `listen` opens an IPv6-only listener.
+    pub fn only_v6(&self) -> io::Result<bool> {
+        self.0.only_v6()
+    }
+
     /// Traces the connection from its SYN, or a listener's connections from theirs (see
     /// [`socket::TcpSocket::set_trace`]).
     pub fn set_trace(&self, on: bool) -> io::Result<()> {
