@@ -48,6 +48,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod id;
+pub mod ip;
 pub mod phy;
 pub mod runtime;
 pub mod socket;

@@ -261,7 +261,7 @@ impl Interface {
         };
         if let Some(until) = ip6.learn_pmtu(now, dst, mtu, device_mtu) {
             self.stats.ip6_pmtu_updates += 1;
-            self.tcp.set_path_mtu6(now, dst, mtu as usize, until);
+            self.tcp.set_path_mtu(now, dst.into(), mtu as usize, until);
         }
     }
 

@@ -9,15 +9,6 @@ use crate::stats::Counters;
 use crate::time::Instant;
 use std::net::SocketAddr;
 
-/// The smallest path MTU believed (Linux's `ip_rt_min_pmtu`): a "fragmentation needed" below
-/// it is taken as this, so a forged error cannot shrink segments to almost nothing.
-pub const MIN_PMTU: u16 = 552;
-/// IPv4 and TCP headers without options: the MSS is the path MTU less these.
-const HEADERS: u32 = 40;
-/// IPv6's minimum MTU (RFC 8200 §5) and its longer header.
-const MIN_PMTU_V6: u16 = 1280;
-const HEADERS_V6: u32 = 60;
-
 /// What an ICMP error says about a connection's segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpError {
@@ -61,12 +52,12 @@ impl Tcp {
         }
         match err {
             IcmpError::FragmentationNeeded { mtu } => {
-                let mss = if t.remote.is_ipv6() {
-                    // (The IP layer discards a Packet Too Big below the minimum.)
-                    u32::from(mtu.max(MIN_PMTU_V6)) - HEADERS_V6
-                } else {
-                    u32::from(mtu.max(MIN_PMTU)) - HEADERS
-                };
+                // Never below the family's smallest believable path MTU (a forged error
+                // cannot shrink segments to almost nothing; the IP layer discards a Packet
+                // Too Big below IPv6's minimum).
+                let remote = t.remote.ip();
+                let mtu = u32::from(mtu).max(crate::ip::min_path_mtu(remote));
+                let mss = super::mss_for_mtu(remote, mtu);
                 // Only a smaller path MTU is news (RFC 1191 §3; RFC 5927 §7.2: never grow).
                 if mss >= t.snd.mss || !t.state.synchronized() {
                     return true;

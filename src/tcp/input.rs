@@ -56,14 +56,10 @@ fn apply_syn_options(t: &mut Tcb, o: &Options, our_mss: u32, now: Instant) {
     t.cc.set_mss(t.snd.mss);
 }
 
-/// The peer's MSS without its option: 536 over IPv4 (RFC 9293 §3.7.1), 1220 over IPv6 (RFC
-/// 8200 §8.3: the minimum MTU less the headers).
+/// The peer's MSS without its option: what its family's smallest packet holds, 536 over
+/// IPv4 (RFC 9293 §3.7.1), 1220 over IPv6 (RFC 8200 §8.3).
 fn default_mss(remote: IpAddr) -> u16 {
-    if remote.is_ipv6() {
-        1220
-    } else {
-        536
-    }
+    super::mss_for_mtu(remote, crate::ip::min_mtu(remote)) as u16
 }
 
 impl Tcp {
@@ -94,7 +90,7 @@ impl Tcp {
         }
         if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
-        } else if dst.is_ipv4() && dst != self.local_ip {
+        } else if !self.is_local(dst) {
             self.intercept_input(now, local, remote, &seg, stats);
         } else if let Some(lid) = self.listener_for(local) {
             self.listen_input(lid, now, local, remote, &seg, stats);
@@ -209,7 +205,7 @@ impl Tcp {
                 out: &mut self.out,
                 stats,
                 our_mss,
-                mtus6: &self.mtus6,
+                mtus: &self.mtus,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };

@@ -281,14 +281,15 @@ impl Tcp {
             iss,
             ts_offset,
         };
-        let mut t = Tcb::new(&self.cfg, buffers, now, open, self.our_mss, &self.pool);
+        let our_mss = self.mss_for(p.remote.ip(), now);
+        let mut t = Tcb::new(&self.cfg, buffers, now, open, our_mss, &self.pool);
         if let Some(io) = io {
             // The handle made these buffers: the budget and autotuning take them over.
             {
                 let mut shared = io.lock();
                 shared.send.attach_pool(&self.pool);
                 shared.recv.attach_pool(&self.pool);
-                shared.recv.set_min_room(self.our_mss as usize);
+                shared.recv.set_min_room(our_mss as usize);
                 if !buffers.send_locked {
                     let start = super::tcb::SNDBUF_PER_CWND * t.cc.cwnd() as usize;
                     shared.send.autotune(start);
@@ -302,7 +303,7 @@ impl Tcp {
             t.slot = Some(ConnSlot(live));
         }
         t.set_state(State::SynReceived);
-        super::input::take_syn(&mut t, &syn, self.our_mss, now, iss);
+        super::input::take_syn(&mut t, &syn, our_mss, now, iss);
         self.by_tuple.insert((p.local, p.remote), id);
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;

@@ -35,6 +35,7 @@ mod urgent;
 
 use crate::config::Buffers;
 use crate::id::{Event, IdSource, SocketId};
+use crate::ip;
 use crate::stats::Counters;
 use crate::time::Instant;
 use isn::IsnGenerator;
@@ -205,54 +206,14 @@ fn publish_addrs(t: &Tcb) {
     t.io().addrs = Some(ends);
 }
 
-/// The IPv6 MTUs the IP layer learned, for the MSS of new connections: the link's from Router
-/// Advertisements, and each destination's from Packet Too Big until it expires (bounded as
-/// the IP layer's own cache is). Over IPv4 the device's MTU is the link's, and a connection
-/// learns its path MTU for itself (RFC 1191).
-#[derive(Default)]
-pub struct Mtus6 {
-    link: Option<u32>,
-    path: HashMap<Ipv6Addr, (u32, Instant)>,
-}
+/// TCP's header without options.
+const TCP_HEADER_LEN: u32 = 20;
 
-/// As many destinations' path MTUs as the IP layer keeps.
-const MAX_PATH_MTUS6: usize = 1024;
-/// IPv6 and TCP headers without options.
-const HEADERS6: u32 = 60;
-
-impl Mtus6 {
-    /// The MSS towards `dst` at `now`, from `our_mss` (IPv4's, from the device MTU) and what
-    /// was learned.
-    pub fn mss(&self, now: Instant, dst: Ipv6Addr, our_mss: u32) -> u32 {
-        let mut mss = our_mss.saturating_sub(20);
-        if let Some(link) = self.link {
-            mss = mss.min(link.saturating_sub(HEADERS6));
-        }
-        if let Some(&(mtu, until)) = self.path.get(&dst) {
-            if until > now {
-                mss = mss.min(mtu.saturating_sub(HEADERS6));
-            }
-        }
-        mss.max(88)
-    }
-
-    fn learn(&mut self, now: Instant, dst: Ipv6Addr, mtu: usize, until: Instant) {
-        if self.path.len() >= MAX_PATH_MTUS6 && !self.path.contains_key(&dst) {
-            self.path.retain(|_, &mut (_, t)| t > now);
-            if self.path.len() >= MAX_PATH_MTUS6 {
-                let soonest = self
-                    .path
-                    .iter()
-                    .min_by_key(|(_, &(_, t))| t)
-                    .map(|(a, _)| *a);
-                if let Some(a) = soonest {
-                    self.path.remove(&a);
-                }
-            }
-        }
-        self.path
-            .insert(dst, (u32::try_from(mtu).unwrap_or(u32::MAX), until));
-    }
+/// The MSS that fits `mtu` towards `remote`: the MTU less the IP and TCP headers (RFC 9293
+/// §3.7.1, RFC 8200 §8.3).
+pub(crate) fn mss_for_mtu(remote: IpAddr, mtu: u32) -> u32 {
+    mtu.saturating_sub(ip::header_len(remote) + TCP_HEADER_LEN)
+        .clamp(88, 65495)
 }
 
 /// The largest Diffserv code point: six bits (RFC 2474).
@@ -272,14 +233,13 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// segments they owe the IP layer.
 pub struct Tcp {
     cfg: TcpConfig,
-    local_ip: IpAddr,
-    /// Our IPv6 addresses in use, link-local ones included, for listeners and for the source
-    /// of connections (the IP layer keeps it current).
-    local_ips6: Vec<Ipv6Addr>,
+    /// Our addresses in use, for listeners and for the source of connections (the IP layer
+    /// keeps the IPv6 ones current).
+    local: ip::LocalAddrs,
     /// The MSS we announce over IPv4 (from our MTU); 20 bytes less over IPv6.
     our_mss: u32,
-    /// What the IP layer learned of IPv6 MTUs, for the MSS of new connections.
-    mtus6: Mtus6,
+    /// The MTUs the IP layer learned, for the MSS of new connections.
+    mtus: ip::PathMtus,
     /// The ids of TCP sockets (listeners and connections).
     ids: IdSource,
     /// The directed broadcast address of our subnet, which no connection may target.
@@ -329,10 +289,9 @@ impl Tcp {
         let pool = buffer::MemoryPool::new(cfg.mem_pressure, cfg.mem_limit);
         Tcp {
             cfg,
-            local_ip,
-            local_ips6: Vec::new(),
+            local: ip::LocalAddrs::new(local_ip),
             our_mss: Tcb::our_mss(mtu),
-            mtus6: Mtus6::default(),
+            mtus: ip::PathMtus::new(mtu),
             ids: IdSource::tcp(),
             subnet_broadcast: None,
             isn: IsnGenerator::new(secret),
@@ -363,55 +322,37 @@ impl Tcp {
 
     /// Tells TCP which IPv6 addresses are ours and in use.
     pub fn set_ipv6_addrs(&mut self, addrs: Vec<Ipv6Addr>) {
-        self.local_ips6 = addrs;
+        self.local.set_v6(addrs);
     }
 
     /// Whether `ip` is one of our addresses (of either family).
     fn is_local(&self, ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(_) => ip == self.local_ip,
-            IpAddr::V6(a) => self.local_ips6.contains(&a),
-        }
+        self.local.contains(ip)
     }
 
-    /// The MSS we announce and accept at most towards `remote` at `now`: IPv6's header is
-    /// 20 bytes longer than IPv4's, and over IPv6 the link MTU a router advertised and the
-    /// path MTU a Packet Too Big taught count too (RFC 8201 §5.2).
+    /// The MSS we announce and accept at most towards `remote` at `now`: the MTU the IP
+    /// layer knows towards it (the link's, or less where a Packet Too Big said so, RFC 8201
+    /// §5.2) less the headers.
     pub(crate) fn mss_for(&self, remote: IpAddr, now: Instant) -> u32 {
-        match remote {
-            IpAddr::V6(dst) => self.mtus6.mss(now, dst, self.our_mss),
-            IpAddr::V4(_) => self.our_mss,
-        }
+        mss_for_mtu(remote, self.mtus.mtu(now, remote))
     }
 
     /// The IPv6 link MTU changed (a Router Advertisement's MTU option, RFC 4861 §6.3.4):
     /// connections opened from now on take their MSS from it.
     pub fn set_link_mtu6(&mut self, mtu: usize) {
-        self.mtus6.link = Some(u32::try_from(mtu).unwrap_or(u32::MAX));
+        self.mtus.set_link6(mtu);
     }
 
     /// A Packet Too Big taught the IP layer the path MTU towards `dst`, believed until
     /// `until`: connections opened to it from now on take their MSS from it.
-    pub fn set_path_mtu6(&mut self, now: Instant, dst: Ipv6Addr, mtu: usize, until: Instant) {
-        self.mtus6.learn(now, dst, mtu, until);
+    pub fn set_path_mtu(&mut self, now: Instant, dst: IpAddr, mtu: usize, until: Instant) {
+        self.mtus.learn(now, dst, mtu, until);
     }
 
-    /// Our source address for a connection to `remote`: the IPv4 one, or for IPv6 a
-    /// link-local one towards a link-local peer, else a global one (RFC 6724's first rules).
+    /// Our source address for a connection to `remote` ([`ip::LocalAddrs::source_for`]).
     fn source_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
-        let IpAddr::V6(r) = remote else {
-            return Ok(self.local_ip);
-        };
-        let link_local = |a: &&Ipv6Addr| crate::wire::ipv6::is_link_local(**a);
-        let pick = if crate::wire::ipv6::is_link_local(r) {
-            self.local_ips6.iter().find(link_local)
-        } else {
-            self.local_ips6
-                .iter()
-                .find(|a| !link_local(a))
-                .or_else(|| self.local_ips6.first())
-        };
-        pick.map(|a| IpAddr::V6(*a))
+        self.local
+            .source_for(remote)
             .ok_or_else(|| os_err(libc::EADDRNOTAVAIL))
     }
 
@@ -475,7 +416,7 @@ impl Tcp {
                 out: &mut self.out,
                 stats,
                 our_mss: self.our_mss,
-                mtus6: &self.mtus6,
+                mtus: &self.mtus,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
@@ -788,11 +729,10 @@ impl Tcp {
         // TCP talks to one host: never to a broadcast or multicast address (RFC 9293
         // MUST-46), the subnet's broadcast included; Linux says ENETUNREACH.
         let remote = crate::wire::canonical(remote);
-        let broadcast = match remote.ip() {
-            IpAddr::V4(a) => a.is_broadcast(),
-            IpAddr::V6(_) => false,
-        };
-        if broadcast || remote.ip().is_multicast() || self.subnet_broadcast == Some(remote.ip()) {
+        if ip::is_broadcast(remote.ip())
+            || remote.ip().is_multicast()
+            || self.subnet_broadcast == Some(remote.ip())
+        {
             return Err(os_err(libc::ENETUNREACH));
         }
         let local_ip = self.source_for(remote.ip())?;

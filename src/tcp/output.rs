@@ -8,9 +8,7 @@ use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use crate::stats::Counters;
 use crate::time::Instant;
-use crate::wire::gso::{
-    pseudo_header_partial, pseudo_header_partial_v6, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD,
-};
+use crate::wire::gso::{pseudo_header_partial_ip, TCP_CHECKSUM_OFFSET, TSO_MAX_PAYLOAD};
 use crate::wire::{headroom, transport_checksum_ip};
 use etherparse::IpNumber;
 use std::net::IpAddr;
@@ -79,8 +77,8 @@ pub struct Sink<'a> {
     pub stats: &'a mut Counters,
     /// The MSS we announce (from our MTU).
     pub our_mss: u32,
-    /// The IPv6 MTUs learned, for a SYN's MSS over IPv6.
-    pub mtus6: &'a super::Mtus6,
+    /// The MTUs learned, for a SYN's MSS.
+    pub mtus: &'a crate::ip::PathMtus,
     /// The delayed-ACK timeout: data sent this soon after data arrived is a reply, and puts
     /// the connection in interactive mode (Linux's ATO and `tcp_event_data_sent`).
     pub ato: std::time::Duration,
@@ -110,12 +108,9 @@ pub fn emit(
     // SND.UP while urgent data is unacknowledged (a SYN carries none).
     let mut snd_up = None;
     if flags.syn {
-        // Over IPv6 the header is 20 bytes longer (the sink's MSS is IPv4's), and the link
-        // and path MTUs the IP layer learned count.
-        let ours = match t.remote.ip() {
-            IpAddr::V6(dst) => sink.mtus6.mss(now, dst, sink.our_mss),
-            IpAddr::V4(_) => sink.our_mss,
-        };
+        // What the MTU towards the peer holds, the IP layer's learned MTUs counted.
+        let remote = t.remote.ip();
+        let ours = super::mss_for_mtu(remote, sink.mtus.mtu(now, remote));
         options.mss = Some(ours.min(65535) as u16);
         options.sack_permitted = t.opts.sack_ok;
         // A SYN-ACK carries Window Scale only if the SYN did (RFC 7323 §2.2); `rcv_wscale` is
@@ -191,15 +186,10 @@ pub fn emit(
     let piece = data_mss(t) as usize;
     let tso_mss = (data.1 > piece).then_some(piece as u16);
     let seg = &mut bytes[room..];
-    let sum = match (tso_mss, src, dst) {
+    let sum = match tso_mss {
         // The device computes the checksum of each piece from this partial sum.
-        (Some(_), IpAddr::V4(s), IpAddr::V4(d)) => {
-            pseudo_header_partial(s.octets(), d.octets(), seg.len())
-        }
-        (Some(_), IpAddr::V6(s), IpAddr::V6(d)) => {
-            pseudo_header_partial_v6(s.octets(), d.octets(), seg.len())
-        }
-        _ => transport_checksum_ip(src, dst, IpNumber::TCP.0, seg),
+        Some(_) => pseudo_header_partial_ip(src, dst, seg.len()),
+        None => transport_checksum_ip(src, dst, IpNumber::TCP.0, seg),
     };
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
     if flags.ack {

@@ -140,7 +140,7 @@ impl Tcp {
             out: &mut self.out,
             stats,
             our_mss: self.our_mss,
-            mtus6: &self.mtus6,
+            mtus: &self.mtus,
             ato: self.cfg.delayed_ack,
             tso: self.cfg.tso,
         };

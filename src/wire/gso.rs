@@ -109,6 +109,22 @@ pub fn pseudo_header_partial_v6(src: [u8; 16], dst: [u8; 16], tcp_len: usize) ->
     (!sum).to_ne_bytes()
 }
 
+/// The partial pseudo-header sum of a TCP super-segment between `src` and `dst`, of one
+/// family ([`pseudo_header_partial`] or [`pseudo_header_partial_v6`]); zero for a mixed pair,
+/// which no segment has.
+pub fn pseudo_header_partial_ip(
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    tcp_len: usize,
+) -> [u8; 2] {
+    use std::net::IpAddr;
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_partial(s.octets(), d.octets(), tcp_len),
+        (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_partial_v6(s.octets(), d.octets(), tcp_len),
+        _ => [0, 0],
+    }
+}
+
 /// [`segment`] for an IPv6 super-segment: every piece gets its own payload length, sequence
 /// number, FIN and PSH on the last piece only, and a complete TCP checksum.
 fn segment_v6(frame: &[u8], mss: usize) -> Option<Vec<Vec<u8>>> {
