@@ -182,7 +182,11 @@ collect() {
     local -n from=$2 into=$3
     local key
     for key in "${!from[@]}"; do
-        [[ $key == "$1"_* ]] && into[$key]="${into[$key]:-} ${from[$key]}"
+        if [[ $key == "$1"_* ]]; then
+            into[$key]="${into[$key]:-} ${from[$key]}"
+            # Taken: a failed next run leaves its place empty rather than repeat this one.
+            unset "from[$key]"
+        fi
     done
     return 0
 }
@@ -299,7 +303,7 @@ if [ -n "$IPV6" ]; then
         k6=${K[$key]:-fail} k4=${K4[$key]:-fail} t6=${T[$key]:-fail} t4=${T4[$key]:-fail}
         # The median of the pairs' ratios (S6 and S4 list the runs in the same order).
         r=$(awk -v a="${S6[$key]:-}" -v b="${S4[$key]:-}" 'BEGIN {
-            n = split(a, x); split(b, y); m = 0
+            n = split(a, x); if (split(b, y) != n) { print "unpaired"; exit }; m = 0
             for (i = 1; i <= n; i++) if (x[i] ~ /^[0-9.]+$/ && y[i] > 0) r[++m] = x[i] / y[i]
             if (!m) { print "fail"; exit }
             for (i = 2; i <= m; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }

@@ -1,9 +1,11 @@
-//! What the transports need to know of an address's family, in one place. TCP, UDP and the
-//! sockets carry `IpAddr` and `SocketAddr` and ask these functions, never the family itself;
-//! the two IP layers that answer them sit beside each other in [`crate::core`] (`ipv4.rs` with
-//! ARP and fragmentation, `ipv6.rs` with Neighbour Discovery, autoconfiguration and Packet Too
-//! Big). The one place that must still tell the families apart above this module is the
-//! dual-stack socket (`IPV6_V6ONLY`), whose meaning is the difference between them.
+//! What the transports need to know of an address's family, in one place. TCP and the sockets
+//! carry `IpAddr` and `SocketAddr` and ask these functions, not the family itself; the two IP
+//! layers that answer them sit beside each other in [`crate::core`] (`ipv4.rs` with ARP and
+//! fragmentation, `ipv6.rs` with Neighbour Discovery, autoconfiguration and Packet Too Big),
+//! and UDP's entry points there check each family's header and checksum rules before one
+//! socket table takes the datagram. The one place above this module that must still tell
+//! the families apart is the dual-stack socket (`IPV6_V6ONLY`), whose meaning is the
+//! difference between them.
 
 use crate::time::Instant;
 use crate::wire::ipv6::is_link_local;
@@ -94,10 +96,11 @@ impl LocalAddrs {
 /// As many destinations' path MTUs as the IP layer keeps.
 const MAX_PATH_MTUS: usize = 1024;
 
-/// The MTUs towards each destination, as the IP layer learned them, for the transports'
-/// segment sizes: the device's; over IPv6 less if a Router Advertisement said so (RFC 4861
-/// §6.3.4), and less again towards a destination a Packet Too Big named (RFC 8201 §5.2),
-/// until it expires. (Over IPv4 a connection learns its path MTU for itself, RFC 1191.)
+/// The MTUs towards each destination, as the IP layer learned them, for TCP's segment sizes:
+/// the device's; over IPv6 less if a Router Advertisement said so (RFC 4861 §6.3.4), and
+/// less again towards a destination a Packet Too Big about a TCP segment named, once TCP
+/// found it quotes data in flight (RFC 8201 §5.2, RFC 5927), until it expires. (Over IPv4 a
+/// connection learns its path MTU for itself, RFC 1191.)
 #[derive(Debug)]
 pub struct PathMtus {
     device: u32,

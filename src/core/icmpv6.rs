@@ -48,6 +48,10 @@ const RA_OPTIONS: usize = 16;
 const RA_CUR_HOP_LIMIT: usize = 4;
 const RA_REACHABLE_TIME: usize = 8;
 const RA_RETRANS_TIMER: usize = 12;
+/// The shortest Reachable Time and Retrans Timer taken from an RA (Linux's floors, 100 and
+/// 10 ms), so that an advertisement cannot make resolution give up at once.
+const MIN_REACHABLE_TIME: Duration = Duration::from_millis(100);
+const MIN_RETRANS_TIMER: Duration = Duration::from_millis(10);
 /// MLDv2 record types (RFC 3810 §5.2.12): the state of a group we listen to, and a join.
 pub(super) const MLD_MODE_IS_EXCLUDE: u8 = 2;
 pub(super) const MLD_CHANGE_TO_EXCLUDE: u8 = 4;
@@ -241,6 +245,7 @@ impl Interface {
                 .get(HEADER_LEN..)
                 .and_then(crate::tcp::segment::quoted)
             else {
+                self.stats.icmp6_rx_malformed += 1;
                 return;
             };
             let local = std::net::SocketAddrV6::new(inner.source_addr(), local_port, 0, 0);
@@ -254,14 +259,26 @@ impl Interface {
             if !believed {
                 return;
             }
+            self.learn_ipv6_path_mtu(now, dst, mtu, true);
+        } else {
+            self.learn_ipv6_path_mtu(now, dst, mtu, false);
         }
+    }
+
+    /// The path MTU towards `dst` is `mtu`, if less than known: for the IP layer's packets,
+    /// and for TCP's later connections (`for_tcp`) only where TCP checked the message against
+    /// its data in flight, so that a Packet Too Big forged about a datagram cannot shrink
+    /// them.
+    fn learn_ipv6_path_mtu(&mut self, now: Instant, dst: Ipv6Addr, mtu: u32, for_tcp: bool) {
         let device_mtu = self.cfg.mtu;
         let Some(ip6) = self.ip6.as_mut() else {
             return;
         };
         if let Some(until) = ip6.learn_pmtu(now, dst, mtu, device_mtu) {
             self.stats.ip6_pmtu_updates += 1;
-            self.tcp.set_path_mtu(now, dst.into(), mtu as usize, until);
+            if for_tcp {
+                self.tcp.set_path_mtu(now, dst.into(), mtu as usize, until);
+            }
         }
     }
 
@@ -551,16 +568,20 @@ impl Interface {
             log::info!("default router {}", rx.src);
         }
         self.tcp.set_link_mtu6(ip6.link_mtu(device_mtu));
-        // RFC 4861 §6.3.4: the hop limit, Reachable Time and Retrans Timer, where not zero.
+        // RFC 4861 §6.3.4: the hop limit, Reachable Time and Retrans Timer, where not zero,
+        // the timers no shorter than Linux takes them; ReachableTime is the base times a
+        // random factor of 0.5 to 1.5 (§6.3.2).
         if cur_hop_limit != 0 {
             ip6.cfg.hop_limit = cur_hop_limit;
         }
-        let ms = |at: usize| {
+        let ms = |at: usize, floor: Duration| {
             let v = u32::from_be_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]);
-            (v != 0).then(|| std::time::Duration::from_millis(u64::from(v)))
+            (v != 0).then(|| Duration::from_millis(u64::from(v)).max(floor))
         };
+        let factor = rand::Rng::random_range(&mut self.rng, 0.5..1.5);
+        let reachable = ms(RA_REACHABLE_TIME, MIN_REACHABLE_TIME).map(|b| b.mul_f64(factor));
         ip6.nd
-            .set_times(ms(RA_REACHABLE_TIME), ms(RA_RETRANS_TIMER));
+            .set_times(reachable, ms(RA_RETRANS_TIMER, MIN_RETRANS_TIMER));
         if let Some(mac) = sll {
             let (flushed, _) = ip6.nd.learn(now, rx.src, Some(mac), Learned::Solicitation);
             for p in flushed {

@@ -11,6 +11,9 @@ use crate::wire::{transport_checksum_ok, FRAME_HEADROOM};
 use etherparse::{IpNumber, Ipv6Header};
 use std::net::IpAddr;
 
+/// The Diffserv field's place in IPv6's traffic class: above the two ECN bits (RFC 2474 §3).
+const DSCP_SHIFT: u8 = 2;
+
 impl Interface {
     pub(super) fn tcp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
         // TCP never talks to broadcast addresses (RFC 1122 §4.2.3.10).
@@ -82,10 +85,10 @@ impl Interface {
             let (src, dst) = match (seg.src, seg.dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => (s, d),
                 (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    // The socket's TTL and Diffserv field are its hop limit and traffic
-                    // class over IPv6, as for UDP.
+                    // The socket's TTL is its hop limit over IPv6 (as for UDP), and its
+                    // Diffserv field the traffic class's upper six bits (RFC 2474 §3).
                     let header = Ipv6Header {
-                        traffic_class: seg.dscp << 2,
+                        traffic_class: seg.dscp << DSCP_SHIFT,
                         next_header: IpNumber::TCP,
                         hop_limit: seg.ttl.unwrap_or_else(|| self.hop_limit6()),
                         source: s.octets(),

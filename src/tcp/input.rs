@@ -204,13 +204,13 @@ impl Tcp {
             let mut sink = output::Sink {
                 out: &mut self.out,
                 stats,
-                our_mss,
                 mtus: &self.mtus,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,
             };
             let (ack, dscp) = (seg.seq + 1, l.dscp);
-            output::cookie_syn_ack(local, remote, cookie, ack, window, dscp, &mut sink);
+            let ends = (local, remote);
+            output::cookie_syn_ack(ends, cookie, ack, window, our_mss, dscp, &mut sink);
             stats.tcp_syncookies_sent += 1;
             return;
         }

@@ -208,12 +208,17 @@ fn publish_addrs(t: &Tcb) {
 
 /// TCP's header without options.
 const TCP_HEADER_LEN: u32 = 20;
+/// The MSS we announce at least, on a link too small for a sensible one (Linux's
+/// `TCP_MIN_MSS`).
+const MIN_OUR_MSS: u32 = 88;
+/// The largest MSS an IPv4 datagram holds (RFC 9293 §3.7.1: 65535 less the headers).
+const MAX_OUR_MSS: u32 = 65495;
 
 /// The MSS that fits `mtu` towards `remote`: the MTU less the IP and TCP headers (RFC 9293
 /// §3.7.1, RFC 8200 §8.3).
 pub(crate) fn mss_for_mtu(remote: IpAddr, mtu: u32) -> u32 {
     mtu.saturating_sub(ip::header_len(remote) + TCP_HEADER_LEN)
-        .clamp(88, 65495)
+        .clamp(MIN_OUR_MSS, MAX_OUR_MSS)
 }
 
 /// The largest Diffserv code point: six bits (RFC 2474).
@@ -236,8 +241,6 @@ pub struct Tcp {
     /// Our addresses in use, for listeners and for the source of connections (the IP layer
     /// keeps the IPv6 ones current).
     local: ip::LocalAddrs,
-    /// The MSS we announce over IPv4 (from our MTU); 20 bytes less over IPv6.
-    our_mss: u32,
     /// The MTUs the IP layer learned, for the MSS of new connections.
     mtus: ip::PathMtus,
     /// The ids of TCP sockets (listeners and connections).
@@ -290,7 +293,6 @@ impl Tcp {
         Tcp {
             cfg,
             local: ip::LocalAddrs::new(local_ip),
-            our_mss: Tcb::our_mss(mtu),
             mtus: ip::PathMtus::new(mtu),
             ids: IdSource::tcp(),
             subnet_broadcast: None,
@@ -415,7 +417,6 @@ impl Tcp {
             let mut sink = output::Sink {
                 out: &mut self.out,
                 stats,
-                our_mss: self.our_mss,
                 mtus: &self.mtus,
                 ato: self.cfg.delayed_ack,
                 tso: self.cfg.tso,

@@ -75,8 +75,6 @@ pub struct Sink<'a> {
     pub out: &'a mut Outbox,
     /// The stack's counters, which output updates.
     pub stats: &'a mut Counters,
-    /// The MSS we announce (from our MTU).
-    pub our_mss: u32,
     /// The MTUs learned, for a SYN's MSS.
     pub mtus: &'a crate::ip::PathMtus,
     /// The delayed-ACK timeout: data sent this soon after data arrived is a reply, and puts
@@ -279,8 +277,8 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
     // Output waits for the pacing release time ([`pacing`]).
     let mut paced_out = false;
     let pacing_rate = pacing::rate(t);
-    if pacing_rate.is_some() {
-        t.pacing.start(now, sink.tso);
+    if let Some(rate) = pacing_rate {
+        t.pacing.start(now, sink.tso, rate);
     }
     if t.output.retransmit_head && t.snd.max.gt(t.snd.una) {
         let (start, end) = retransmit_head(t, now, mss, sink);
@@ -651,11 +649,11 @@ pub fn reset(
 /// listener's receive buffer can take (at most 65535: no window scale without state); `dscp`
 /// is the listener's.
 pub fn cookie_syn_ack(
-    local: std::net::SocketAddr,
-    remote: std::net::SocketAddr,
+    (local, remote): (std::net::SocketAddr, std::net::SocketAddr),
     cookie: Seq,
     ack: Seq,
     window: u16,
+    our_mss: u32,
     dscp: u8,
     sink: &mut Sink<'_>,
 ) {
@@ -668,7 +666,7 @@ pub fn cookie_syn_ack(
         window,
         urgent_ptr: 0,
         options: Options {
-            mss: Some(sink.our_mss.min(65535) as u16),
+            mss: Some(our_mss.min(65535) as u16),
             ..Options::default()
         },
     };

@@ -13,6 +13,7 @@
 
 use super::tcb::Tcb;
 use crate::time::Instant;
+use crate::wire::gso::TSO_MAX_PAYLOAD;
 use std::time::Duration;
 
 /// Linux's `sysctl_tcp_pacing_ss_ratio`: the pacing rate in slow start, in percent of
@@ -82,19 +83,21 @@ impl Pacing {
         }
     }
 
-    /// Output starts at `now`. If the release time has come (see [`Pacing::ready`]) and the
-    /// device takes super-segments (`tso`), this output is a release: it takes what falls
-    /// due within a millisecond. That matters past 64 MB/s, where a millisecond no longer
-    /// fits in one 64 KB super-segment: Linux's `tcp_tso_autosize` sends the millisecond in
-    /// one burst below that rate, and a release sends its pieces together above it. So a
-    /// wakeup of the stack thread (5-10 µs on a VM) is paid once per millisecond at most, as
-    /// in quic-go's pacer (`MinPacingDelay`). Output that finds the release time still
-    /// ahead (an ACK between releases) sends nothing early, so the sender leads its
-    /// schedule by a millisecond at most. Without TSO, segments leave one by one, as Linux
-    /// paces them on such a device.
-    pub fn start(&mut self, now: Instant, tso: bool) {
+    /// Output starts at `now`, paced at `rate`. If the release time has come (see
+    /// [`Pacing::ready`]), the device takes super-segments (`tso`) and a millisecond of the
+    /// rate no longer fits in one (past 64 MB/s), this output is a release: it takes what
+    /// falls due within a millisecond, in several super-segments. Below that rate Linux's
+    /// `tcp_tso_autosize` sends the millisecond in one burst; above it a release sends its
+    /// pieces together, so that a wakeup of the stack thread (5-10 µs on a VM) is paid once
+    /// per millisecond at most, as in quic-go's pacer (`MinPacingDelay`), where Linux
+    /// releases each 64 KB super-segment on its own timer. Output that finds the release
+    /// time still ahead (an ACK between releases) sends nothing early, so the sender leads
+    /// its schedule by a millisecond at most; over a round trip shorter than that, the
+    /// window bounds the burst instead. Otherwise segments leave one by one.
+    pub fn start(&mut self, now: Instant, tso: bool, rate: f64) {
         let now = nanos(now);
-        self.release_end_ns = if tso && self.next_ns <= now + self.early_ns() {
+        let split = rate * RELEASE_NS as f64 / NANOS > TSO_MAX_PAYLOAD as f64;
+        self.release_end_ns = if tso && split && self.next_ns <= now + self.early_ns() {
             now + RELEASE_NS
         } else {
             0
@@ -262,22 +265,27 @@ mod tests {
     fn an_early_release_is_at_most_half_a_segments_time_and_keeps_the_rate() {
         let mut p = Pacing::default();
         let t0 = Instant::from_micros(0);
+        let us = |n: u64| t0 + Duration::from_micros(n);
         // 2 MB at 1 MB/s: 2 s each, so at most 30 µs early.
         p.on_sent(t0, 2_000_000, 1e6);
-        let ms = |n: u64| t0 + Duration::from_micros(n);
-        assert!(!p.ready(ms(1_999_969)));
-        assert!(p.ready(ms(1_999_970)));
-        // 1 MB at 1 MB/s: at most half its second early.
+        assert!(!p.ready(us(1_999_969)));
+        assert!(p.ready(us(1_999_970)));
+        // 1448 bytes at 100 MB/s: 14.48 µs each, so at most 7.24 µs early.
+        let mut p = Pacing::default();
+        p.on_sent(t0, 1448, 1e8);
+        assert!(!p.ready(us(7)));
+        assert!(p.ready(us(8)));
+        // 20 000 bytes at 1 MB/s (20 ms each), sent 30 µs early 100 times: the releases
+        // still follow the rate.
         let mut p = Pacing::default();
         p.on_sent(t0, 20_000, 1e6);
-        assert!(!p.ready(ms(19_969)));
-        // Sent as early as allowed, 100 times: the releases still follow the rate.
+        assert!(!p.ready(us(19_969)));
         for _ in 0..100 {
             let early = Instant::from_micros((p.next_ns - EARLY_NS).div_ceil(1000));
             assert!(p.ready(early));
             p.on_sent(early, 20_000, 1e6);
         }
-        assert_eq!(p.release_at(), ms(2_020_000));
+        assert_eq!(p.release_at(), us(2_020_000));
     }
 
     #[test]
@@ -288,7 +296,7 @@ mod tests {
         // within a millisecond: 15.
         let release = |p: &mut Pacing, at: Instant| {
             let mut n = 0;
-            p.start(at, true);
+            p.start(at, true, 1e9);
             while p.ready(at) {
                 p.on_sent(at, 65_536, 1e9);
                 n += 1;
@@ -309,11 +317,14 @@ mod tests {
         assert_eq!(wakeups, 101);
         let rate = f64::from(sent * 65_536) / 0.1;
         assert!((rate - 1e9).abs() < 1e9 * 0.01, "{rate}");
-        // Without TSO, segments leave one by one.
-        let mut p = Pacing::default();
-        p.start(t0, false);
-        p.on_sent(t0, 1448, 1e8);
-        assert!(!p.ready(t0));
+        // Without TSO, or where a millisecond fits one super-segment (50 MB/s), segments
+        // leave one by one.
+        for (tso, rate) in [(false, 1e9), (true, 5e7)] {
+            let mut p = Pacing::default();
+            p.start(t0, tso, rate);
+            p.on_sent(t0, 1448, rate);
+            assert!(!p.ready(t0), "{tso} {rate}");
+        }
     }
 
     #[test]

@@ -503,11 +503,6 @@ impl Tcb {
         self.io.lock()
     }
 
-    /// Our MSS option value: what fits our MTU.
-    pub fn our_mss(mtu: usize) -> u32 {
-        (mtu.saturating_sub(40)).clamp(88, 65495) as u32
-    }
-
     /// The receive window we can offer now: free buffer space (RFC 9293 §3.8.6.2.2).
     pub fn rcv_wnd(&self) -> u32 {
         self.io().recv.offer().min(u32::MAX as usize >> 2) as u32

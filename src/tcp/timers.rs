@@ -139,7 +139,6 @@ impl Tcp {
         let mut sink = output::Sink {
             out: &mut self.out,
             stats,
-            our_mss: self.our_mss,
             mtus: &self.mtus,
             ato: self.cfg.delayed_ack,
             tso: self.cfg.tso,
