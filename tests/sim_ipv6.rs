@@ -1412,11 +1412,11 @@ fn tcp_follows_the_advertised_and_the_learned_mtu() {
     let out = sent6(&mut i);
     let (_, _, seg) = out.iter().find(|(_, h, _)| h.next_header.0 == 6).unwrap();
     let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
-    let too_big = |seq: u32| {
-        let mut body = 1300u32.to_be_bytes().to_vec();
+    let too_big = |mtu: u32, next: IpNumber, seq: u32| {
+        let mut body = mtu.to_be_bytes().to_vec();
         let quoted = Ipv6Header {
             payload_length: 1360,
-            next_header: IpNumber::TCP,
+            next_header: next,
             hop_limit: 64,
             source: OURS.octets(),
             destination: HOST.octets(),
@@ -1429,15 +1429,22 @@ fn tcp_follows_the_advertised_and_the_learned_mtu() {
         frame(mac, r, OURS, ICMPV6, 64, &icmp(r, OURS, 2, 0, &body))
     };
     // Forged: not about data in flight.
-    i.receive(at(2003), &too_big(seq.wrapping_add(1 << 20)));
+    i.receive(
+        at(2003),
+        &too_big(1300, IpNumber::TCP, seq.wrapping_add(1 << 20)),
+    );
     assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1340);
     assert_eq!(i.counters().ip6_pmtu_updates, 0);
     assert_eq!(i.counters().tcp_icmp_out_of_window, 1);
     // About the segment sent: 1300 - 60.
-    i.receive(at(2004), &too_big(seq));
+    i.receive(at(2004), &too_big(1300, IpNumber::TCP, seq));
     assert_eq!(i.tcp().info(id).unwrap().snd.mss, 1240);
     assert_eq!(i.counters().ip6_pmtu_updates, 1);
-    // A later connection to the host starts from it.
+    // One about a datagram (no sequence number to check) lowers the IP layer's path MTU,
+    // not TCP's.
+    i.receive(at(2005), &too_big(1290, IpNumber::UDP, 0));
+    assert_eq!(i.counters().ip6_pmtu_updates, 2);
+    // A later connection to the host starts from what TCP believed.
     let (id2, _, synack) = accept6(&mut i, l, 4001, Some(1440));
     assert_eq!(mss_option(&synack), Some(1240));
     assert_eq!(i.tcp().info(id2).unwrap().snd.mss, 1240);
