@@ -28,12 +28,19 @@ const RX_BATCH: usize = 64;
 const RX_BUF: usize = 65536 + 1024;
 
 type Job = Box<dyn FnOnce(&mut Interface, Instant) + Send>;
+/// A job that makes a socket and returns the wait for its result, or answers at once.
+type Start = Box<dyn FnOnce(&mut Interface, Instant) -> Option<Wait> + Send>;
+/// What [`Handle::start_and_wait`] runs whenever its socket may be ready.
+pub(crate) type Retry<T> =
+    Box<dyn FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static>;
 
 pub(crate) enum Command {
     /// Runs on the stack thread with the interface and the current time.
     Exec(Job),
     /// A call that may have to wait for its socket.
     Wait(Wait),
+    /// A call that makes its socket, then may have to wait for it.
+    Start(Start),
     Close(SocketId),
     /// The handle is gone with a zero linger: reset the connection.
     Reset(SocketId),
@@ -114,24 +121,11 @@ impl Handle {
         &self,
         id: SocketId,
         deadline: Option<std::time::Instant>,
-        mut f: impl FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static,
+        f: impl FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static,
         on_timeout: fn() -> io::Error,
     ) -> io::Result<T> {
-        let (mut tx, rx) = reply();
-        let attempt = Box::new(move |iface: &mut Interface, now: Instant, wake: Wake| {
-            let answer = match wake {
-                Wake::Retry => f(iface, now),
-                Wake::TimedOut => Some(Err(on_timeout())),
-                Wake::Closed => Some(Err(io::Error::from_raw_os_error(libc::EBADF))),
-            };
-            match answer {
-                Some(a) => {
-                    tx.send(a);
-                    true
-                }
-                None => false,
-            }
-        });
+        let (tx, rx) = reply();
+        let attempt = attempt(tx, f, on_timeout);
         self.send(Command::Wait(Wait {
             id,
             deadline,
@@ -139,6 +133,56 @@ impl Handle {
         }))?;
         rx.recv().ok_or_else(stopped)?
     }
+
+    /// Runs `start` on the stack thread, which makes a socket and returns it with what to run
+    /// whenever it may be ready, as [`Handle::wait`] runs `f`; an error is the answer at
+    /// once. One command and one answer: a blocking connect posts its SYN and waits for the
+    /// handshake without first waiting for the socket.
+    pub fn start_and_wait<T: Send + 'static>(
+        &self,
+        deadline: Option<std::time::Instant>,
+        start: impl FnOnce(&mut Interface, Instant) -> io::Result<(SocketId, Retry<T>)> + Send + 'static,
+        on_timeout: fn() -> io::Error,
+    ) -> io::Result<T> {
+        let (mut tx, rx) = reply();
+        self.send(Command::Start(Box::new(move |iface, now| {
+            match start(iface, now) {
+                Err(e) => {
+                    tx.send(Err(e));
+                    None
+                }
+                Ok((id, f)) => Some(Wait {
+                    id,
+                    deadline,
+                    attempt: attempt(tx, f, on_timeout),
+                }),
+            }
+        })))?;
+        rx.recv().ok_or_else(stopped)?
+    }
+}
+
+/// The parked call that answers through `tx` once `f` has an answer, or with `on_timeout()`
+/// at the deadline, or `EBADF` if the socket closed.
+fn attempt<T: Send + 'static>(
+    mut tx: ReplyTx<io::Result<T>>,
+    mut f: impl FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static,
+    on_timeout: fn() -> io::Error,
+) -> waiters::Attempt {
+    Box::new(move |iface: &mut Interface, now: Instant, wake: Wake| {
+        let answer = match wake {
+            Wake::Retry => f(iface, now),
+            Wake::TimedOut => Some(Err(on_timeout())),
+            Wake::Closed => Some(Err(io::Error::from_raw_os_error(libc::EBADF))),
+        };
+        match answer {
+            Some(a) => {
+                tx.send(a);
+                true
+            }
+            None => false,
+        }
+    })
 }
 
 /// The stack thread's answer to a call of [`Handle::ask`]: [`Pending::wait`] blocks for it,
@@ -516,7 +560,10 @@ impl<D: Device> StackThread<D> {
                     Command::Watch(_, None) => {}
                     Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                     // Dropping the call's reply channel answers it with `NotConnected`.
-                    Command::Wait(_) | Command::Counters(_) | Command::Shutdown => {}
+                    Command::Wait(_)
+                    | Command::Start(_)
+                    | Command::Counters(_)
+                    | Command::Shutdown => {}
                 }
             }
             let busy = self.receive_batch(now, &mut buf);
@@ -568,6 +615,11 @@ impl<D: Device> StackThread<D> {
             match self.commands.try_recv() {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
+                Ok(Command::Start(start)) => {
+                    if let Some(w) = start(&mut self.iface, now) {
+                        self.waiters.add(&mut self.iface, now, w);
+                    }
+                }
                 Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
                 Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {

@@ -8,7 +8,7 @@
 use super::{any_addr, deadline, would_block};
 use crate::config::Buffers;
 use crate::core::SocketId;
-use crate::runtime::{Command, Handle, Pending, Stack};
+use crate::runtime::{Command, Handle, Pending, Retry, Stack};
 use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
 use crate::tcp::SocketOpts;
 use std::io::{self, Read, Write};
@@ -400,12 +400,41 @@ impl TcpStream {
         Self::open(stack, addr, std::time::Instant::now().checked_add(timeout))
     }
 
+    /// Connects, waiting for the handshake at most until `deadline`: one command makes the
+    /// connection, sends its SYN and waits on it, so the caller wakes once, when the
+    /// handshake ends.
     fn open<A: ToSocketAddrs>(
         stack: &Stack,
         addr: A,
         deadline: Option<std::time::Instant>,
     ) -> io::Result<TcpStream> {
-        Self::connect_nonblocking(stack, addr)?.connected(deadline)
+        let remote = any_addr(addr)?;
+        let opts = SocketOpts {
+            buffers: stack.config().tcp.buffers(),
+            ..SocketOpts::default()
+        };
+        let handle = stack.handle();
+        stack.handle().start_and_wait(
+            deadline,
+            move |iface, now| {
+                let id = iface.with_tcp(now, |tcp, stats| {
+                    tcp.connect_with(now, None, remote, opts, stats)
+                })?;
+                let shared = shared(iface, id);
+                // From here the stream owns the connection: dropped unanswered, it closes it.
+                let inner = Inner::with_shared(handle, id, shared.as_ref().ok().cloned());
+                let mut stream = Some(TcpStream {
+                    inner,
+                    shared: shared?,
+                });
+                let retry: Retry<TcpStream> = Box::new(move |iface, now| {
+                    let result = iface.with_tcp(now, |tcp, _| tcp.connect_result(id))?;
+                    Some(result.and_then(|()| stream.take().ok_or_else(crate::runtime::stopped)))
+                });
+                Ok((id, retry))
+            },
+            || io::ErrorKind::TimedOut.into(),
+        )
     }
 
     /// Waits until the handshake of a stream from [`TcpStream::start_connect`] ends, at most
