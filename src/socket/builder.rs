@@ -118,7 +118,7 @@ impl<'a> TcpSocket<'a> {
 
     /// Connects, waiting for the handshake (see [`TcpStream::connect`]).
     pub fn connect<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
-        self.connect_nonblocking(addr)?.connected(None)
+        self.open(addr, None)
     }
 
     /// Connects, failing with `TimedOut` after `timeout`.
@@ -127,8 +127,15 @@ impl<'a> TcpSocket<'a> {
         addr: A,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        self.connect_nonblocking(addr)?
-            .connected(Instant::now().checked_add(timeout))
+        self.open(addr, Instant::now().checked_add(timeout))
+    }
+
+    /// Connects from the bound port with this socket's options, in one command to the stack
+    /// thread (see [`TcpStream::connect`]).
+    fn open<A: ToSocketAddrs>(self, addr: A, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        let remote = any_addr(addr)?;
+        let port = self.local.get().map(|l| l.port()).filter(|p| *p != 0);
+        TcpStream::open_with(self.stack, port, remote, self.opts(), deadline)
     }
 
     /// Sends the SYN without waiting (see [`TcpStream::connect_nonblocking`]).

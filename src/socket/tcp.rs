@@ -413,23 +413,32 @@ impl TcpStream {
             buffers: stack.config().tcp.buffers(),
             ..SocketOpts::default()
         };
+        Self::open_with(stack, None, remote, opts, deadline)
+    }
+
+    /// [`TcpStream::open`] from `local_port` (else an ephemeral port) with `opts`.
+    pub(crate) fn open_with(
+        stack: &Stack,
+        local_port: Option<u16>,
+        remote: SocketAddr,
+        opts: SocketOpts,
+        deadline: Option<std::time::Instant>,
+    ) -> io::Result<TcpStream> {
         let handle = stack.handle();
+        if opts.trace {
+            check_trace_output(&handle)?;
+        }
         stack.handle().start_and_wait(
             deadline,
             move |iface, now| {
-                let id = iface.with_tcp(now, |tcp, stats| {
-                    tcp.connect_with(now, None, remote, opts, stats)
-                })?;
-                let shared = shared(iface, id);
-                // From here the stream owns the connection: dropped unanswered, it closes it.
-                let inner = Inner::with_shared(handle, id, shared.as_ref().ok().cloned());
-                let mut stream = Some(TcpStream {
-                    inner,
-                    shared: shared?,
-                });
+                let stream = Self::make(iface, now, handle, local_port, remote, opts)?;
+                let id = stream.id();
+                // Answered once: the stream goes with the answer, or is dropped (closing
+                // its connection) with the wait.
+                let mut stream = Some(stream);
                 let retry: Retry<TcpStream> = Box::new(move |iface, now| {
                     let result = iface.with_tcp(now, |tcp, _| tcp.connect_result(id))?;
-                    Some(result.and_then(|()| stream.take().ok_or_else(crate::runtime::stopped)))
+                    Some(result.and_then(|()| stream.take().ok_or_else(stopped)))
                 });
                 Ok((id, retry))
             },
@@ -437,8 +446,31 @@ impl TcpStream {
         )
     }
 
-    /// Waits until the handshake of a stream from [`TcpStream::start_connect`] ends, at most
-    /// until `deadline` (`TimedOut`).
+    /// On the stack thread: a connection from `local_port` to `remote` with `opts`, its SYN
+    /// sent, and the stream over it. From here the stream owns the connection: dropped
+    /// unanswered, it closes it.
+    fn make(
+        iface: &mut crate::core::Interface,
+        now: crate::time::Instant,
+        handle: Handle,
+        local_port: Option<u16>,
+        remote: SocketAddr,
+        opts: SocketOpts,
+    ) -> io::Result<TcpStream> {
+        let id = iface.with_tcp(now, |tcp, stats| {
+            tcp.connect_with(now, local_port, remote, opts, stats)
+        })?;
+        let shared = shared(iface, id);
+        let inner = Inner::with_shared(handle, id, shared.as_ref().ok().cloned());
+        Ok(TcpStream {
+            inner,
+            shared: shared?,
+        })
+    }
+
+    /// Waits until the handshake of a stream from [`TcpStream::start_connect`] (or of an
+    /// intercepted one adopted before its handshake) ends, at most until `deadline`
+    /// (`TimedOut`).
     pub(crate) fn connected(self, deadline: Option<std::time::Instant>) -> io::Result<TcpStream> {
         let stream = self;
         let id = stream.id();
@@ -484,18 +516,9 @@ impl TcpStream {
         if opts.trace {
             check_trace_output(&handle)?;
         }
-        stack.handle().ask(move |iface, now| {
-            let id = iface.with_tcp(now, |tcp, stats| {
-                tcp.connect_with(now, local_port, remote, opts, stats)
-            })?;
-            let shared = shared(iface, id);
-            // From here the handle owns the connection: dropping it on failure closes it.
-            let inner = Inner::with_shared(handle, id, shared.as_ref().ok().cloned());
-            Ok(TcpStream {
-                inner,
-                shared: shared?,
-            })
-        })
+        stack
+            .handle()
+            .ask(move |iface, now| Self::make(iface, now, handle, local_port, remote, opts))
     }
 
     /// A stream over connection `id`, whose state `shared` the core was given (an intercepted
