@@ -10,6 +10,7 @@
 use crate::time::Instant;
 use crate::wire::ipv6::is_link_local;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// IPv4's header without options, IPv6's fixed header.
@@ -93,8 +94,31 @@ impl LocalAddrs {
     }
 }
 
-/// As many destinations' path MTUs as the IP layer keeps.
-const MAX_PATH_MTUS: usize = 1024;
+/// As many destinations' path MTUs as are kept (the IP layer's and TCP's each).
+pub const MAX_PATH_MTUS: usize = 1024;
+
+/// Puts `value`, believed until `until`, under `key` in `map`, which holds at most `max`
+/// entries: to make room for a new key, expired entries go first, else the one expiring
+/// soonest.
+pub fn insert_expiring<K: Hash + Eq + Copy, V>(
+    map: &mut HashMap<K, (V, Instant)>,
+    now: Instant,
+    max: usize,
+    key: K,
+    value: V,
+    until: Instant,
+) {
+    if map.len() >= max && !map.contains_key(&key) {
+        map.retain(|_, (_, t)| *t > now);
+        if map.len() >= max {
+            let soonest = map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k);
+            if let Some(k) = soonest {
+                map.remove(&k);
+            }
+        }
+    }
+    map.insert(key, (value, until));
+}
 
 /// The MTUs towards each destination, as the IP layer learned them, for TCP's segment sizes:
 /// the device's; over IPv6 less if a Router Advertisement said so (RFC 4861 §6.3.4), and
@@ -137,22 +161,8 @@ impl PathMtus {
 
     /// The path MTU towards `dst` a Packet Too Big taught, believed until `until`.
     pub fn learn(&mut self, now: Instant, dst: IpAddr, mtu: usize, until: Instant) {
-        if self.path.len() >= MAX_PATH_MTUS && !self.path.contains_key(&dst) {
-            // Stale entries go first; else the one expiring soonest.
-            self.path.retain(|_, &mut (_, t)| t > now);
-            if self.path.len() >= MAX_PATH_MTUS {
-                let soonest = self
-                    .path
-                    .iter()
-                    .min_by_key(|(_, &(_, t))| t)
-                    .map(|(a, _)| *a);
-                if let Some(a) = soonest {
-                    self.path.remove(&a);
-                }
-            }
-        }
         let mtu = u32::try_from(mtu).unwrap_or(u32::MAX);
-        self.path.insert(dst, (mtu, until));
+        insert_expiring(&mut self.path, now, MAX_PATH_MTUS, dst, mtu, until);
     }
 }
 

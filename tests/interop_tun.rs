@@ -5,12 +5,29 @@ mod common;
 
 use common::netns::*;
 use common::{pattern, sha256};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 const TUN_KERNEL_IP: &str = "10.0.2.1";
 const TUN_STACK_IP: &str = "10.0.2.2";
+
+/// tun0 with IPv6 too (kernel side 2001:db8:2::1/64), and echo-server on it at 2001:db8:2::2
+/// as well, capturing to `capture`.
+fn ipv6_tun_server(capture: &str) -> EchoServer {
+    make_tun();
+    sh("echo 0 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
+    sh("ip -6 addr add 2001:db8:2::1/64 dev tun0 nodad");
+    EchoServer::start(&[
+        "--tun",
+        "tun0",
+        "--ip",
+        &format!("{TUN_STACK_IP}/24"),
+        "--ip6",
+        "2001:db8:2::2/64",
+        "--pcap",
+        capture,
+    ])
+}
 
 /// Creates tun0 (kernel side 10.0.2.1/24) in the current namespace.
 fn make_tun() {
@@ -52,14 +69,7 @@ fn ping_udp_and_64_mib_of_tcp_echo_over_a_tun_with_a_raw_ip_capture() {
         tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let data = pattern(64 << 20, 9);
         let want = sha256(&data);
-        let writer = tcp.try_clone().unwrap();
-        let w = std::thread::spawn(move || {
-            (&writer).write_all(&data).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut got = Vec::new();
-        (&tcp).read_to_end(&mut got).unwrap();
-        w.join().unwrap();
+        let got = kernel_echo(tcp, data);
         assert_eq!(got.len(), 64 << 20);
         assert_eq!(sha256(&got), want);
 
@@ -125,21 +135,9 @@ fn tempdir() -> String {
 #[test]
 fn ipv6_over_a_tun_ping_and_udp() {
     in_netns(|| {
-        make_tun();
-        sh("echo 0 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
-        sh("ip -6 addr add 2001:db8:2::1/64 dev tun0 nodad");
         let dir = tempdir();
         let capture = format!("{dir}/tun6.pcap");
-        let server = EchoServer::start(&[
-            "--tun",
-            "tun0",
-            "--ip",
-            &format!("{TUN_STACK_IP}/24"),
-            "--ip6",
-            "2001:db8:2::2/64",
-            "--pcap",
-            &capture,
-        ]);
+        let server = ipv6_tun_server(&capture);
         let ping = sh("ping -6 -c 3 -i 0.2 -W 5 2001:db8:2::2");
         assert!(ping.contains("3 received"), "{ping}");
         let big = sh("ping -6 -c 1 -s 8000 -W 5 2001:db8:2::2");
@@ -175,21 +173,9 @@ fn ipv6_over_a_tun_ping_and_udp() {
 #[test]
 fn tcp_and_udp_over_ipv6_on_a_tun_both_ways() {
     in_netns(|| {
-        make_tun();
-        sh("echo 0 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
-        sh("ip -6 addr add 2001:db8:2::1/64 dev tun0 nodad");
         let dir = tempdir();
         let capture = format!("{dir}/tun6.pcap");
-        let server = EchoServer::start(&[
-            "--tun",
-            "tun0",
-            "--ip",
-            &format!("{TUN_STACK_IP}/24"),
-            "--ip6",
-            "2001:db8:2::2/64",
-            "--pcap",
-            &capture,
-        ]);
+        let server = ipv6_tun_server(&capture);
         let ping = sh("ping -6 -n -c 1 -i 0.2 -w 10 2001:db8:2::2");
         assert!(answered(&ping), "{ping}");
         let out = sh("echo 'hello over a tun' | nc -6 -N -w 5 2001:db8:2::2 7");

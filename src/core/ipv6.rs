@@ -6,6 +6,7 @@
 use super::ndp::{NeighborCache, Resolve};
 use super::{Interface, TxFrame};
 use crate::config::Ipv6Config;
+use crate::ip;
 use crate::time::Instant;
 use crate::wire::ipv6::{self as wire6, ALL_NODES};
 use crate::wire::{MacAddr, Medium, ETHERNET_HEADER_LEN, FRAME_HEADROOM_V6};
@@ -80,8 +81,6 @@ pub struct Ipv6State {
 /// How long a path MTU learned from Packet Too Big holds before the link MTU is tried again
 /// (RFC 8201 §4: at least 5 minutes; Linux `mtu_expires`, 10).
 const PMTU_EXPIRES: Duration = Duration::from_secs(600);
-/// Destinations whose path MTU is remembered at most; past it the one expiring first goes.
-const MAX_PMTU_ENTRIES: usize = 1024;
 
 /// What an error about a received packet says: ICMPv6 type, code and parameter (RFC 4443).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,22 +287,9 @@ impl Ipv6State {
         if mtu < MIN_MTU || mtu >= self.path_mtu(now, dst, device_mtu) {
             return None;
         }
-        if self.pmtu.len() >= MAX_PMTU_ENTRIES && !self.pmtu.contains_key(&dst) {
-            // Stale entries go first; else the one expiring soonest.
-            self.pmtu.retain(|_, &mut (_, until)| until > now);
-            if self.pmtu.len() >= MAX_PMTU_ENTRIES {
-                let victim = self
-                    .pmtu
-                    .iter()
-                    .min_by_key(|(_, &(_, t))| t)
-                    .map(|(a, _)| *a);
-                if let Some(victim) = victim {
-                    self.pmtu.remove(&victim);
-                }
-            }
-        }
         let until = now + PMTU_EXPIRES;
-        self.pmtu.insert(dst, (mtu, until));
+        // At most `ip::MAX_PATH_MTUS` destinations; past it the one expiring first goes.
+        ip::insert_expiring(&mut self.pmtu, now, ip::MAX_PATH_MTUS, dst, mtu, until);
         Some(until)
     }
 }

@@ -290,15 +290,7 @@ pub fn library_client_64_mib_each_way(
             assert_eq!(from.ip().to_string(), peer);
         }
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let writer = s.try_clone().unwrap();
-        let w = std::thread::spawn(move || {
-            (&writer).write_all(&down).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut got = Vec::new();
-        (&s).read_to_end(&mut got).unwrap();
-        w.join().unwrap();
-        sha256(&got)
+        sha256(&kernel_echo(s, down))
     });
     let c = tapstack::TcpStream::connect(stack, addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
