@@ -72,6 +72,7 @@ fn main() -> std::io::Result<()> {
         rate: 2_500_000,
         delay: Duration::from_millis(10),
         queue: 64 * 1024,
+        ecn_threshold: None,
     };
     let (da, db) = memory_pair(1500)?;
     let mut sender = config(1);

@@ -122,6 +122,10 @@ pub struct DeviceArgs {
     /// Percent of frames to hold back behind the next one, each direction
     #[arg(long, default_value_t = 0.0)]
     pub reorder_chance: f64,
+    /// Percent of ECN-capable frames to mark Congestion Experienced, each direction (as a
+    /// router's AQM marks where it would drop)
+    #[arg(long, default_value_t = 0.0)]
+    pub mark_chance: f64,
     /// Seed for every random choice of the stack and the fault injector [default: random, from the operating system]
     #[arg(long)]
     pub seed: Option<u64>,
@@ -139,6 +143,15 @@ pub struct DeviceArgs {
     /// times after, as Linux's fq does
     #[arg(long)]
     pub pacing: bool,
+    /// Explicit Congestion Notification (RFC 3168): off, passive (accepted when a peer asks,
+    /// as Linux by default) or on (asked for too)
+    #[arg(long, default_value = "passive")]
+    pub ecn: crate::Ecn,
+    /// The path marks ECN at a shallow queue and the peer echoes each mark (DCTCP and L4S
+    /// style, Linux's `ecn_low` route feature): echo marks precisely, and with BBR answer
+    /// their fraction (v3). Set it on both ends
+    #[arg(long)]
+    pub ecn_low: bool,
 }
 
 impl DeviceArgs {
@@ -165,6 +178,8 @@ impl DeviceArgs {
         cfg.tcp.trace = self.trace.is_some();
         cfg.tcp.congestion = self.congestion;
         cfg.tcp.pacing = self.pacing;
+        cfg.tcp.ecn = self.ecn;
+        cfg.tcp.ecn_low = self.ecn_low;
         if let Some(seed) = self.seed {
             cfg.seed = seed;
         }
@@ -193,6 +208,7 @@ impl DeviceArgs {
             corrupt_pct: self.corrupt_chance,
             duplicate_pct: self.duplicate_chance,
             reorder_pct: self.reorder_chance,
+            mark_pct: self.mark_chance,
             seed: cfg.seed,
         };
         faults

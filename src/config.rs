@@ -376,6 +376,15 @@ pub struct TcpConfig {
     /// write ([`StackConfig::trace`]); a bare core keeps the records until
     /// `Interface::take_trace` takes them.
     pub trace: bool,
+    /// Explicit Congestion Notification (RFC 3168): whether connections ask for it and
+    /// accept it. [`Ecn::Passive`] by default, as Linux's `tcp_ecn = 2`.
+    pub ecn: Ecn,
+    /// The path's ECN marks are shallow-threshold ones, set as soon as a queue builds
+    /// (DCTCP and L4S style; Linux's route feature `ecn_low`), and the peer echoes them
+    /// precisely: ACKs then echo each segment's mark, and BBR answers the fraction of data
+    /// marked (v3's ECN response, on paths of at most 5 ms). Off by default; set it on both
+    /// ends.
+    pub ecn_low: bool,
 }
 
 impl TcpConfig {
@@ -413,6 +422,34 @@ impl Default for TcpConfig {
             tso: false,
             send_autotune: true,
             trace: false,
+            ecn: Ecn::default(),
+            ecn_low: false,
+        }
+    }
+}
+
+/// Whether TCP uses Explicit Congestion Notification (RFC 3168), as Linux's `tcp_ecn`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Ecn {
+    /// Never: SYNs do not ask for it and a SYN that asks is answered without it.
+    Off,
+    /// Accepted when a peer's SYN asks for it, never asked for (Linux's default, 2).
+    #[default]
+    Passive,
+    /// Asked for in our SYNs and accepted in the peer's (Linux's 1).
+    On,
+}
+
+impl std::str::FromStr for Ecn {
+    type Err = String;
+
+    /// `off`, `passive` or `on`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Ecn::Off),
+            "passive" => Ok(Ecn::Passive),
+            "on" => Ok(Ecn::On),
+            _ => Err(format!("unknown ECN mode {s:?} (off, passive or on)")),
         }
     }
 }

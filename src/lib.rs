@@ -62,7 +62,7 @@ pub mod trace;
 pub mod wire;
 
 pub use config::{
-    CongestionAlgorithm, EchoMode, InterceptConfig, Ipv6Config, Keepalive, StackConfig,
+    CongestionAlgorithm, EchoMode, Ecn, InterceptConfig, Ipv6Config, Keepalive, StackConfig,
 };
 pub use runtime::Stack;
 pub use socket::{TcpListener, TcpStream, UdpSocket};

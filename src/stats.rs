@@ -34,7 +34,9 @@ counters! {
         fault_corrupted: "frames corrupted by the fault injector",
         fault_duplicated: "frames duplicated by the fault injector",
         fault_reordered: "frames reordered by the fault injector",
+        fault_marked: "ECN-capable frames marked Congestion Experienced by the fault injector",
         path_dropped: "frames dropped by the path emulator (its queue full, or the device refused them)",
+        path_ce_marked: "ECN-capable frames the path emulator marked Congestion Experienced (queue over its threshold)",
     }
     "Arp" {
         arp_rx_packets: "ARP packets received",
@@ -134,6 +136,10 @@ counters! {
         tcp_loss_probes: "tail loss probes sent",
         tcp_recovery_probes: "of which during a recovery (no ACK for a probe timeout)",
         tcp_tlp_recoveries: "losses repaired by a tail loss probe (window reduced, RFC 8985 §7.4)",
+        tcp_ecn_negotiated: "handshakes that agreed on ECN (RFC 3168 §6.1.1)",
+        tcp_ecn_ce_recv: "data segments received marked Congestion Experienced",
+        tcp_ecn_ece_recv: "ACKs received echoing a congestion mark (ECE)",
+        tcp_ecn_reductions: "window reductions answering an ECN-Echo (RFC 3168 §6.1.2)",
         tcp_dsack_sent: "D-SACKs sent for duplicate segments (RFC 2883)",
         tcp_dsack_recv: "D-SACKs received",
         tcp_undos: "window reductions undone: the retransmissions were spurious (RFC 3708, RFC 4015)",

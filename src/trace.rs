@@ -18,7 +18,7 @@
 //! | `transport:packet_sent`, `transport:packet_received` | `seq`, `ack`, `len`, `flags` (`S`, `A`, `F`, `R`, `P`, `U`), `window` (bytes), `sack` (`[[l, r], ...]`), `tsval`, `tsecr`, `tso_mss`, `trigger` (`retransmission`, `probe`, `tail_loss_probe`) |
 //! | `transport:connection_state_updated` | `old`, `new` (RFC 9293 names: `syn_sent`, `established`, ...) |
 //! | `recovery:metrics_updated` | what changed of `congestion_window`, `ssthresh`, `bytes_in_flight`, `snd_wnd`, `rcv_wnd` (bytes), `smoothed_rtt`, `rtt_variance`, `rto` (µs), `pacing_rate` (bytes/s) |
-//! | `recovery:congestion_state_updated` | `old`, `new` (`slow_start`, `congestion_avoidance`, `recovery`, `loss`, `cwr`; with BBR its states, `Startup`, `ProbeBW_UP`, ...), `trigger` (`rack`, `sack`, `dupacks`, `rto`, `tlp_repair`, `undo_dsack`, `undo_eifel`) |
+//! | `recovery:congestion_state_updated` | `old`, `new` (`slow_start`, `congestion_avoidance`, `recovery`, `loss`, `cwr`; with BBR its states, `Startup`, `ProbeBW_UP`, ...), `trigger` (`rack`, `sack`, `dupacks`, `rto`, `tlp_repair`, `ecn`, `undo_dsack`, `undo_eifel`) |
 //! | `recovery:packet_lost` | `start`, `end`: what of this sequence range is not SACKed is deemed lost; `trigger` (`rack`, `sack`, `dupacks`, `rto`); each range once |
 //! | `recovery:loss_timer_updated` | `event_type` (`expired`), `timer_type` (`rto`, `pto`, `reorder`, `persist`) |
 //!

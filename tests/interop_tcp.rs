@@ -72,6 +72,84 @@ fn echo_64_mib(args: &[&str], seed: u8) -> String {
     server.stop()
 }
 
+/// ECN with the kernel (RFC 3168), both ways: the kernel asks for it (`tcp_ecn = 1` in the
+/// test's namespace), and echo-server's fault injector marks 1% of the ECN-capable frames
+/// each way Congestion Experienced, as a router's AQM would. The stack agrees, sends its data
+/// ECT(0), echoes the kernel's marks until the kernel's CWR, and answers the kernel's echoes
+/// with a reduction and its own CWR; tcpdump reads each of these from the stack's capture.
+/// 16 MiB each way, sha256.
+#[test]
+fn ecn_with_the_kernel_marks_are_echoed_and_answered_both_ways() {
+    in_netns(|| {
+        sh("sysctl -qw net.ipv4.tcp_ecn=1");
+        let dir = std::env::temp_dir().join(format!("tapstack-ecn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pcap = dir.join("capture.pcap");
+        let args = ["--mark-chance", "1", "--seed", "14", "--pcap"];
+        let server = EchoServer::start(&[&args[..], &[pcap.to_str().unwrap()]].concat());
+        let s = KernelStream::connect((STACK_IP, 7)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let data = pattern(16 << 20, 14);
+        let want = sha256(&data);
+        let got = kernel_echo(s, data);
+        assert_eq!(sha256(&got), want);
+        let counters = server.stop();
+        assert_eq!(
+            counter(&counters, "handshakes that agreed on ECN"),
+            1,
+            "{counters}"
+        );
+        for line in [
+            "marked Congestion Experienced by the",
+            "segments received marked",
+        ] {
+            assert!(counter(&counters, line) > 0, "{line}: {counters}");
+        }
+        assert!(
+            counter(&counters, "answering an ECN-Echo") > 0,
+            "{counters}"
+        );
+        let count = |filter: &str| -> u64 {
+            let cmd = format!(
+                "tcpdump -nr {} '{filter}' 2>/dev/null | wc -l",
+                pcap.display()
+            );
+            sh(&cmd).trim().parse().expect("a count")
+        };
+        let kernel = format!("src host {KERNEL_IP} and tcp");
+        let stack = format!("src host {STACK_IP} and tcp");
+        let seen = [
+            (
+                "marks on the kernel's data",
+                count(&format!("{kernel} and ip[1] & 3 == 3")),
+            ),
+            (
+                "the stack's echoes",
+                count(&format!("{stack} and tcp[tcpflags] & tcp-ece != 0")),
+            ),
+            (
+                "the kernel's CWRs",
+                count(&format!("{kernel} and tcp[tcpflags] & tcp-cwr != 0")),
+            ),
+            (
+                "the stack's ECT(0) data",
+                count(&format!("{stack} and ip[1] & 3 == 2")),
+            ),
+            (
+                "the kernel's echoes",
+                count(&format!("{kernel} and tcp[tcpflags] & tcp-ece != 0")),
+            ),
+            (
+                "the stack's CWRs",
+                count(&format!("{stack} and tcp[tcpflags] & tcp-cwr != 0")),
+            ),
+        ];
+        std::fs::remove_dir_all(&dir).ok();
+        eprintln!("{seen:?}");
+        assert!(seen.iter().all(|&(_, n)| n > 0), "{seen:?}\n{counters}");
+    });
+}
+
 /// The kernel as client of echo-server, whose fault injector drops 5% and reorders 5% of
 /// frames both ways: 64 MiB each way, at the same time.
 #[test]

@@ -18,6 +18,7 @@ fn path(rate: u64, rtt_us: u64) -> PathConfig {
         rate,
         delay,
         queue: bdp.max(200_000),
+        ecn_threshold: None,
     }
 }
 
@@ -112,6 +113,7 @@ fn share(algs: &[CongestionAlgorithm], rate: u64, rtt_us: u64, secs: u64, seed: 
         rate,
         delay: Duration::from_micros(rtt_us / 2),
         queue: (rate * rtt_us / 1_000_000) as usize,
+        ecn_threshold: None,
     };
     let mut sim = Sim::with_path(
         stack(1, seed, CongestionAlgorithm::Cubic),
@@ -225,6 +227,7 @@ fn bbr_keeps_a_deep_queue_short() {
         rate: 100_000_000,
         delay: Duration::from_micros(500),
         queue: 400_000,
+        ecn_threshold: None,
     };
     let srtt = |alg| {
         let mut sim = Sim::with_path(
@@ -251,4 +254,92 @@ fn bbr_keeps_a_deep_queue_short() {
     let (bbr_queue, cubic_queue) = (bbr.saturating_sub(base), cubic.saturating_sub(base));
     assert!(bbr_queue <= base, "{bbr:?}: more than a BDP queued");
     assert!(2 * bbr_queue <= cubic_queue, "CUBIC {cubic:?}, BBR {bbr:?}");
+}
+
+/// One 16 MiB transfer from a to b over a 1 ms, 100 MB/s path with a queue of four BDPs,
+/// marking ECN-capable frames past `threshold` bytes queued; both stacks ask for ECN, and
+/// echo precisely if `low`. The smoothed RTT of its second half, its rate, and the sender's
+/// counters with the path's.
+fn marked_transfer(
+    alg: CongestionAlgorithm,
+    threshold: Option<usize>,
+    low: bool,
+) -> (Duration, f64, tapstack::Counters) {
+    let p = PathConfig {
+        rate: 100_000_000,
+        delay: Duration::from_micros(500),
+        queue: 400_000,
+        ecn_threshold: threshold,
+    };
+    let ecn = |octet, seed| {
+        let mut c = stack(octet, seed, alg);
+        c.tcp.ecn = tapstack::Ecn::On;
+        c.tcp.ecn_low = low;
+        c
+    };
+    let mut sim = Sim::with_path(ecn(1, 7), ecn(2, 107), FaultConfig::default(), Some(p));
+    let (c, s) = connect_despite_loss(&mut sim);
+    let data = pattern(16 << 20, 7);
+    let got = transfer(&mut sim, c, s, &data[..8 << 20], Duration::from_secs(60));
+    assert_eq!(sha256(&got), sha256(&data[..8 << 20]));
+    let start = sim.now;
+    let got = transfer(&mut sim, c, s, &data[8 << 20..], Duration::from_secs(60));
+    assert_eq!(sha256(&got), sha256(&data[8 << 20..]));
+    let rate = (8 << 20) as f64 / (sim.now - start).as_secs_f64();
+    let mut counters = sim.a.iface.counters();
+    sim.a.dev.add_counters(&mut counters);
+    sim.b.dev.add_counters(&mut counters);
+    let srtt = sim.a.iface.tcp_info(c).unwrap().srtt.unwrap();
+    (srtt, rate, counters)
+}
+
+/// ECN (RFC 3168) over a path that marks at a shallow threshold (0.3 ms of queue) instead of
+/// dropping at a deep one: CUBIC answers the marks, keeps the queue near the threshold and
+/// loses nothing, where without marks it fills the queue to the drop; BBR with a precise
+/// echo (v3's ECN response) keeps its queue shorter than BBR without.
+#[test]
+fn ecn_marks_keep_a_deep_queue_short_without_loss() {
+    use CongestionAlgorithm::{Bbr, Cubic};
+    let threshold = Some(30_000);
+    let (cubic_rtt, cubic_rate, cubic) = marked_transfer(Cubic, None, false);
+    let (ecn_rtt, ecn_rate, ecn) = marked_transfer(Cubic, threshold, false);
+    let (bbr_rtt, bbr_rate, _) = marked_transfer(Bbr, None, true);
+    let (low_rtt, low_rate, low) = marked_transfer(Bbr, threshold, true);
+    eprintln!(
+        "CUBIC: {cubic_rtt:?} {:.1} MB/s, {} retransmitted; with marks: {ecn_rtt:?} {:.1} MB/s, \
+         {} marked, {} cuts, {} retransmitted",
+        cubic_rate / 1e6,
+        cubic.tcp_retrans_segs,
+        ecn_rate / 1e6,
+        ecn.path_ce_marked,
+        ecn.tcp_ecn_reductions,
+        ecn.tcp_retrans_segs
+    );
+    eprintln!(
+        "BBR: {bbr_rtt:?} {:.1} MB/s; with precise marks: {low_rtt:?} {:.1} MB/s, {} marked, \
+         {} echoes",
+        bbr_rate / 1e6,
+        low_rate / 1e6,
+        low.path_ce_marked,
+        low.tcp_ecn_ece_recv
+    );
+    assert_eq!(ecn.tcp_ecn_negotiated, 1, "{ecn}");
+    assert!(
+        ecn.path_ce_marked > 0 && ecn.tcp_ecn_reductions > 0,
+        "{ecn}"
+    );
+    assert_eq!(ecn.tcp_retrans_segs, 0, "{ecn}");
+    assert_eq!(ecn.path_dropped, 0, "{ecn}");
+    assert!(
+        cubic.path_dropped > 0,
+        "without marks CUBIC fills the queue"
+    );
+    assert!(
+        2 * ecn_rtt <= cubic_rtt,
+        "CUBIC {cubic_rtt:?}, with marks {ecn_rtt:?}"
+    );
+    assert!(ecn_rate >= 0.8 * 100e6, "{ecn_rate}");
+    assert!(low.tcp_ecn_ece_recv > 0, "{low}");
+    assert!(low_rtt < bbr_rtt, "BBR {bbr_rtt:?}, with marks {low_rtt:?}");
+    assert!(low_rate >= 0.8 * 100e6, "{low_rate}");
 }

@@ -442,6 +442,7 @@ fn fragmented_datagrams_survive_loss_reordering_and_duplication() {
             duplicate_pct: 10.0,
             reorder_pct: 20.0,
             corrupt_pct: 0.0,
+            mark_pct: 0.0,
             seed,
         };
         let (delivered, c) = transfer_under_faults(faults, 8000, 300);

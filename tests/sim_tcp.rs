@@ -53,6 +53,7 @@ fn transfers_survive_loss_reordering_duplication_and_corruption() {
             duplicate_pct: 5.0,
             reorder_pct: 10.0,
             corrupt_pct: 2.0,
+            mark_pct: 0.0,
             seed,
         };
         let mut sim = Sim::new(config(1, seed), config(2, seed + 100), faults);
@@ -1179,6 +1180,7 @@ fn one_percent_loss_costs_no_more_than_the_mathis_limit() {
             rate: RATE,
             delay: Duration::from_micros(rtt_us / 2),
             queue: QUEUE,
+            ecn_threshold: None,
         };
         let mean_rate = |loss_pct: f64| {
             let mut rates = Vec::new();

@@ -25,6 +25,7 @@ const PATH: PathConfig = PathConfig {
     rate: 12_500_000,
     delay: Duration::from_millis(5),
     queue: 64 * 1024,
+    ecn_threshold: None,
 };
 
 /// The transfer, traced on the sender (a) if `trace`: what b received, a's trace and counters.

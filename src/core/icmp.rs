@@ -136,6 +136,7 @@ impl Interface {
             tso_mss: None,
             ttl: None,
             dscp: 0,
+            ecn: 0,
         };
         if self.send_datagram(now, dg).is_ok() {
             self.stats.icmp_tx_echo_replies += 1;
@@ -261,6 +262,7 @@ impl Interface {
             tso_mss: None,
             ttl: None,
             dscp: 0,
+            ecn: 0,
         };
         self.send_datagram(now, dg).is_ok()
     }

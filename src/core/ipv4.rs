@@ -6,7 +6,7 @@ use crate::time::Instant;
 use crate::wire::{checksum_ok, MacAddr, Medium, FRAME_HEADROOM};
 use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
 use etherparse::{
-    EtherType, Ethernet2Header, IpDscp, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice,
+    EtherType, Ethernet2Header, IpDscp, IpEcn, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice,
 };
 use std::io;
 use std::net::Ipv4Addr;
@@ -42,6 +42,8 @@ pub struct Datagram {
     pub ttl: Option<u8>,
     /// The Diffserv field (DSCP, RFC 2474) the socket asked for (`IP_TOS`), 0 by default.
     pub dscp: u8,
+    /// The ECN field (RFC 3168 §5): ECT(0) for an ECN-capable TCP's data, else 0.
+    pub ecn: u8,
 }
 
 impl Datagram {
@@ -261,6 +263,7 @@ impl Interface {
             dont_fragment: dg.pmtud != Pmtud::Dont,
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
+            ecn: IpEcn::try_new(dg.ecn).unwrap_or_default(),
             protocol: dg.proto,
             source: dg.src.octets(),
             destination: dg.dst.octets(),
@@ -336,6 +339,7 @@ impl Interface {
             dont_fragment: true,
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
+            ecn: IpEcn::try_new(dg.ecn).unwrap_or_default(),
             protocol: dg.proto,
             source: dg.src.octets(),
             destination: dg.dst.octets(),

@@ -5,6 +5,7 @@
 use super::ipv4::{Datagram, IpRx, Pmtud};
 use super::Interface;
 use crate::stats::Counters;
+use crate::tcp::ecn::ECN_MASK;
 use crate::tcp::Tcp;
 use crate::time::Instant;
 use crate::wire::{transport_checksum_ok, FRAME_HEADROOM};
@@ -13,6 +14,8 @@ use std::net::IpAddr;
 
 /// The Diffserv field's place in IPv6's traffic class: above the two ECN bits (RFC 2474 §3).
 const DSCP_SHIFT: u8 = 2;
+/// The IPv4 header's byte holding the Diffserv and ECN fields (RFC 2474 §3, RFC 3168 §5).
+const TOS_BYTE: usize = 1;
 
 impl Interface {
     pub(super) fn tcp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
@@ -32,10 +35,12 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
+        let ecn = rx.header.get(TOS_BYTE).map_or(0, |tos| tos & ECN_MASK);
         self.tcp.input(
             now,
             rx.src.into(),
             rx.dst.into(),
+            ecn,
             rx.payload,
             &mut self.stats,
         );
@@ -51,8 +56,16 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
-        self.tcp
-            .input(now, rx.src.into(), rx.dst.into(), segment, &mut self.stats);
+        // The traffic class straddles the first two bytes; ECN is its low two bits.
+        let ecn = rx.packet.get(1).map_or(0, |b| (b >> 4) & ECN_MASK);
+        self.tcp.input(
+            now,
+            rx.src.into(),
+            rx.dst.into(),
+            ecn,
+            segment,
+            &mut self.stats,
+        );
         self.flush_tcp(now);
     }
 
@@ -88,7 +101,7 @@ impl Interface {
                     // The socket's TTL is its hop limit over IPv6 (as for UDP), and its
                     // Diffserv field the traffic class's upper six bits (RFC 2474 §3).
                     let header = Ipv6Header {
-                        traffic_class: seg.dscp << DSCP_SHIFT,
+                        traffic_class: seg.dscp << DSCP_SHIFT | seg.ecn,
                         next_header: IpNumber::TCP,
                         hop_limit: seg.ttl.unwrap_or_else(|| self.hop_limit6()),
                         source: s.octets(),
@@ -110,6 +123,7 @@ impl Interface {
                 tso_mss: seg.tso_mss,
                 ttl: seg.ttl,
                 dscp: seg.dscp,
+                ecn: seg.ecn,
             };
             // A failure (no route) surfaces as retransmission timeouts, as in Linux.
             let _ = self.send_datagram(now, dg);

@@ -587,6 +587,7 @@ impl Interface {
                 tso_mss: None,
                 ttl: sock_ttl,
                 dscp: 0,
+                ecn: 0,
             },
         )?;
         self.stats.udp_tx_datagrams += 1;

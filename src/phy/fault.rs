@@ -20,6 +20,9 @@ pub struct FaultConfig {
     pub duplicate_pct: f64,
     /// Percent of frames held back behind the next one (for at most 5 ms).
     pub reorder_pct: f64,
+    /// Percent of frames marked Congestion Experienced, of those whose IP header says
+    /// ECN-capable (RFC 3168 §5): what an AQM does where it would drop (netem's `ecn`).
+    pub mark_pct: f64,
     /// Seed of the RNGs (each direction derives its own), so that a run can be replayed.
     pub seed: u64,
 }
@@ -31,6 +34,7 @@ impl FaultConfig {
             || self.corrupt_pct > 0.0
             || self.duplicate_pct > 0.0
             || self.reorder_pct > 0.0
+            || self.mark_pct > 0.0
     }
 
     /// Checks every chance is a percentage.
@@ -40,6 +44,7 @@ impl FaultConfig {
             ("corrupt", self.corrupt_pct),
             ("duplicate", self.duplicate_pct),
             ("reorder", self.reorder_pct),
+            ("mark", self.mark_pct),
         ] {
             if !(0.0..=100.0).contains(&v) {
                 return Err(format!("{name} chance {v} is not a percentage (0-100)"));
@@ -58,6 +63,7 @@ struct FaultStats {
     corrupted: u64,
     duplicated: u64,
     reordered: u64,
+    marked: u64,
 }
 
 /// What befalls one wire frame.
@@ -67,6 +73,7 @@ struct Fate {
     corrupt: bool,
     duplicate: bool,
     reorder: bool,
+    mark: bool,
 }
 
 /// A frame ready to go on: `Some(mss)` for a super-segment that passes whole behind frames
@@ -111,6 +118,7 @@ impl Lane {
             corrupt: self.chance(cfg.corrupt_pct),
             duplicate: self.chance(cfg.duplicate_pct),
             reorder: self.chance(cfg.reorder_pct),
+            mark: self.chance(cfg.mark_pct),
         }
     }
 
@@ -128,6 +136,9 @@ impl Lane {
             let i = self.rng.random_range(0..frame.len());
             frame[i] ^= 1 << self.rng.random_range(0..8);
             self.stats.corrupted += 1;
+        }
+        if fate.mark && crate::wire::ecn::mark_ce(&mut frame) {
+            self.stats.marked += 1;
         }
         if fate.duplicate {
             self.out.push_back((frame.clone(), None));
@@ -321,6 +332,7 @@ impl<D: Device> Device for FaultInjector<D> {
             c.fault_corrupted += s.corrupted;
             c.fault_duplicated += s.duplicated;
             c.fault_reordered += s.reordered;
+            c.fault_marked += s.marked;
         }
         self.inner.add_counters(c);
     }

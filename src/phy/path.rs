@@ -1,14 +1,16 @@
 use super::{Device, DeviceCapabilities};
 use crate::stats::Counters;
 use crate::time::Instant;
-use crate::wire::ETHERNET_HEADER_LEN;
+use crate::wire::{ecn, ETHERNET_HEADER_LEN};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 /// A path's bottleneck, as Linux's netem `rate` and `delay` with a drop-tail queue (`limit`):
-/// frames leave at `rate` bytes a second, one after another, and arrive `delay` later.
+/// frames leave at `rate` bytes a second, one after another, and arrive `delay` later. With
+/// an ECN threshold, it marks as a data centre's switch does (DCTCP's step marking, fq_codel's
+/// `ce_threshold`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathConfig {
     /// Bytes a second the bottleneck passes (frame bytes: Ethernet header to payload end).
@@ -17,6 +19,9 @@ pub struct PathConfig {
     pub delay: Duration,
     /// Bytes the bottleneck queues before it drops a frame that arrives (drop-tail).
     pub queue: usize,
+    /// An ECN-capable packet (ECT) that finds more than this many bytes queued is marked
+    /// Congestion Experienced (RFC 3168 §5); `None` marks nothing.
+    pub ecn_threshold: Option<usize>,
 }
 
 impl PathConfig {
@@ -63,6 +68,7 @@ pub struct PathEmulator<D> {
     /// (finer than [`Instant`], so that rounding does not add up frame after frame).
     busy_until_ns: u128,
     dropped: u64,
+    marked: u64,
 }
 
 impl<D: Device> PathEmulator<D> {
@@ -74,6 +80,7 @@ impl<D: Device> PathEmulator<D> {
             on_the_way: VecDeque::new(),
             busy_until_ns: 0,
             dropped: 0,
+            marked: 0,
         }
     }
 
@@ -90,8 +97,12 @@ impl<D: Device> PathEmulator<D> {
         }
         self.busy_until_ns = start + (frame.len() as u128 * NANOS_PER_SEC).div_ceil(rate);
         let serialised = Instant::from_micros(self.busy_until_ns.div_ceil(NANOS_PER_MICRO) as u64);
+        let mut frame = frame.to_vec();
+        if self.cfg.ecn_threshold.is_some_and(|t| queued > t as u128) && ecn::mark_ce(&mut frame) {
+            self.marked += 1;
+        }
         self.on_the_way
-            .push_back((serialised + self.cfg.delay, frame.to_vec()));
+            .push_back((serialised + self.cfg.delay, frame));
         self.release(now);
     }
 
@@ -147,6 +158,7 @@ impl<D: Device> Device for PathEmulator<D> {
 
     fn add_counters(&self, c: &mut Counters) {
         c.path_dropped += self.dropped;
+        c.path_ce_marked += self.marked;
         self.inner.add_counters(c);
     }
 
@@ -171,6 +183,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         got: Vec<(Instant, usize)>,
+        frames: Vec<Vec<u8>>,
     }
 
     impl Device for Recorder {
@@ -179,6 +192,7 @@ mod tests {
         }
         fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()> {
             self.got.push((now, frame.len()));
+            self.frames.push(frame.to_vec());
             Ok(())
         }
         fn mtu(&self) -> usize {
@@ -195,6 +209,7 @@ mod tests {
             rate: 1_000_000,
             delay: Duration::from_millis(10),
             queue: 3000,
+            ecn_threshold: None,
         };
         PathEmulator::new(Recorder::default(), cfg)
     }
@@ -249,6 +264,80 @@ mod tests {
         assert_eq!(got, [954, 954, 954], "three pieces, headers each");
         let at: Vec<u64> = p.inner.got.iter().map(|(t, _)| t.total_micros()).collect();
         assert_eq!(at, [10_954, 11_908, 12_862], "one after another");
+    }
+
+    /// An IPv4 or IPv6 frame, its ECN field `ecn`.
+    fn ip_frame(v6: bool, ecn: u8) -> Vec<u8> {
+        let mut f = vec![0u8; ETHERNET_HEADER_LEN];
+        if v6 {
+            f[12..14].copy_from_slice(&etherparse::EtherType::IPV6.0.to_be_bytes());
+            let h = etherparse::Ipv6Header {
+                traffic_class: 0b1010_0000 | ecn,
+                payload_length: 100,
+                hop_limit: 64,
+                ..Default::default()
+            };
+            f.extend_from_slice(&h.to_bytes());
+        } else {
+            f[12..14].copy_from_slice(&etherparse::EtherType::IPV4.0.to_be_bytes());
+            let mut h = etherparse::Ipv4Header::new(
+                100,
+                64,
+                etherparse::IpNumber::TCP,
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+            )
+            .expect("header");
+            h.dscp = etherparse::IpDscp::try_new(0b101000).expect("dscp");
+            h.ecn = etherparse::IpEcn::try_new(ecn).expect("ecn");
+            h.header_checksum = h.calc_header_checksum();
+            f.extend_from_slice(&h.to_bytes());
+        }
+        f.resize(f.len() + 600, 0);
+        f
+    }
+
+    /// The ECN field of an IP frame, and (IPv4) whether its header checksum holds.
+    fn ecn_of(f: &[u8]) -> (u8, bool) {
+        let ip = &f[ETHERNET_HEADER_LEN..];
+        if let Ok(h) = etherparse::Ipv4HeaderSlice::from_slice(ip) {
+            let ok = h.to_header().calc_header_checksum() == h.header_checksum();
+            (h.ecn().value(), ok && h.dcp().value() == 0b101000)
+        } else {
+            let h = etherparse::Ipv6HeaderSlice::from_slice(ip).expect("IPv6");
+            (h.traffic_class() & 0b11, h.traffic_class() >> 2 == 0b101000)
+        }
+    }
+
+    #[test]
+    fn ecn_capable_frames_over_the_threshold_are_marked_the_others_pass() {
+        use crate::wire::ecn::{CE, ECT0};
+        for v6 in [false, true] {
+            let cfg = PathConfig {
+                ecn_threshold: Some(1000),
+                queue: 100_000,
+                ..path().cfg
+            };
+            let mut p = PathEmulator::new(Recorder::default(), cfg);
+            for ecn in [ECT0, ECT0, 0, 0b01, ECT0] {
+                p.send(Instant::ZERO, &ip_frame(v6, ecn)).unwrap();
+            }
+            run(&mut p, Instant::from_secs(1));
+            let got: Vec<(u8, bool)> = p.inner.frames.iter().map(|f| ecn_of(f)).collect();
+            // The first two find less than 1000 bytes queued; of the rest, the ECN-capable
+            // ones are marked, their checksum and Diffserv field intact.
+            let want = [
+                (ECT0, true),
+                (ECT0, true),
+                (0, true),
+                (CE, true),
+                (CE, true),
+            ];
+            assert_eq!(got, want, "IPv6: {v6}");
+            let mut c = Counters::default();
+            p.add_counters(&mut c);
+            assert_eq!(c.path_ce_marked, 2);
+        }
     }
 
     #[test]

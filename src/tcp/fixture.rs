@@ -37,6 +37,8 @@ pub struct In {
     pub urgent_ptr: u16,
     pub options: Options,
     pub payload: Vec<u8>,
+    /// Its IP header says Congestion Experienced (RFC 3168 §5).
+    pub ce: bool,
 }
 
 /// A segment from the peer with sequence number `seq` and nothing else set.
@@ -50,6 +52,7 @@ pub fn seg(seq: Seq) -> In {
         urgent_ptr: 0,
         options: Options::default(),
         payload: Vec::new(),
+        ce: false,
     }
 }
 
@@ -111,10 +114,34 @@ impl In {
         }
         self
     }
+    /// ECN-Echo: a congestion mark echoed, or in a SYN with CWR, ECN asked for.
+    pub fn ece(mut self) -> In {
+        self.flags.ece = true;
+        self
+    }
+    /// Congestion Window Reduced (RFC 3168 §6.1.2).
+    pub fn cwr(mut self) -> In {
+        self.flags.cwr = true;
+        self
+    }
+    /// Marked Congestion Experienced on its way (RFC 3168 §5).
+    pub fn ce(mut self) -> In {
+        self.ce = true;
+        self
+    }
     /// The timestamps option: our TSval and the echo of the stack's (RFC 7323 §3).
     pub fn timestamp(mut self, tsval: u32, tsecr: u32) -> In {
         self.options.timestamp = Some((tsval, tsecr));
         self
+    }
+
+    /// The ECN field it arrives with.
+    fn ecn(&self) -> u8 {
+        if self.ce {
+            super::ecn::CE
+        } else {
+            0
+        }
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -146,6 +173,8 @@ pub struct Out {
     pub urgent_ptr: u16,
     pub options: Options,
     pub payload: Vec<u8>,
+    /// The IP header's ECN field (RFC 3168 §5).
+    pub ecn: u8,
 }
 
 /// One connection (or listener) of a [`Tcp`] and its scripted peer.
@@ -162,11 +191,13 @@ pub struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        // Segments leave one by one, as the fixtures' peer reads them.
-        let cfg = TcpConfig {
-            tso: false,
-            ..TcpConfig::default()
-        };
+        Fixture::with_config(TcpConfig::default())
+    }
+
+    /// A fixture whose stack has this configuration, but for TSO: segments leave one by
+    /// one, as the fixtures' peer reads them.
+    pub fn with_config(cfg: TcpConfig) -> Fixture {
+        let cfg = TcpConfig { tso: false, ..cfg };
         Fixture {
             tcp: Tcp::new(cfg, LOCAL_IP, 1500, [7; 16], 0),
             stats: Counters::default(),
@@ -184,7 +215,13 @@ impl Fixture {
 
     /// A listener on [`LOCAL_PORT`] queuing at most `backlog` connections for `accept`.
     pub fn listen_with_backlog(backlog: usize) -> Fixture {
-        let mut fx = Fixture::new();
+        Fixture::new().listening(backlog)
+    }
+
+    /// This fixture with a listener on [`LOCAL_PORT`] queuing at most `backlog`
+    /// connections for `accept`.
+    pub fn listening(self, backlog: usize) -> Fixture {
+        let mut fx = self;
         let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), LOCAL_PORT);
         let (l, _) = fx.tcp.listen(any, backlog).expect("listen");
         fx.listener = Some(l);
@@ -227,7 +264,13 @@ impl Fixture {
     /// ESTABLISHED after the peer's `syn` and the ACK of our SYN-ACK (echoing its timestamp if
     /// both use them).
     pub fn established_after(syn: In) -> Fixture {
-        let mut fx = Fixture::listen();
+        Fixture::new().listening(16).establish(syn)
+    }
+
+    /// ESTABLISHED, on this fixture's listener, after the peer's `syn` and the ACK of our
+    /// SYN-ACK.
+    pub fn establish(self, syn: In) -> Fixture {
+        let mut fx = self;
         let ts = syn.options.timestamp.is_some();
         let out = fx.send(syn);
         assert_eq!(out.len(), 1, "one SYN-ACK: {out:?}");
@@ -251,7 +294,12 @@ impl Fixture {
 
     /// An active open in SYN-SENT, its SYN taken off the wire.
     pub fn syn_sent() -> Fixture {
-        let mut fx = Fixture::new();
+        Fixture::new().connecting()
+    }
+
+    /// This fixture in SYN-SENT, its SYN taken off the wire.
+    pub fn connecting(self) -> Fixture {
+        let mut fx = self;
         let remote = SocketAddr::new(PEER_IP, PEER_PORT);
         let id = fx
             .tcp
@@ -273,8 +321,15 @@ impl Fixture {
     /// Feeds one segment from the peer and returns every segment the stack sends after it
     /// (its deferred output included).
     pub fn send(&mut self, seg: In) -> Vec<Out> {
-        self.tcp
-            .input(self.now, PEER_IP, LOCAL_IP, &seg.bytes(), &mut self.stats);
+        let ecn = seg.ecn();
+        self.tcp.input(
+            self.now,
+            PEER_IP,
+            LOCAL_IP,
+            ecn,
+            &seg.bytes(),
+            &mut self.stats,
+        );
         self.output()
     }
 
@@ -282,8 +337,14 @@ impl Fixture {
     /// frames before output runs) and returns every segment sent in answer.
     pub fn send_batch(&mut self, segs: &[In]) -> Vec<Out> {
         for seg in segs {
-            self.tcp
-                .input(self.now, PEER_IP, LOCAL_IP, &seg.bytes(), &mut self.stats);
+            self.tcp.input(
+                self.now,
+                PEER_IP,
+                LOCAL_IP,
+                seg.ecn(),
+                &seg.bytes(),
+                &mut self.stats,
+            );
         }
         self.output()
     }
@@ -345,6 +406,7 @@ impl Fixture {
                     urgent_ptr: s.urgent_ptr,
                     options: s.options,
                     payload: s.payload.to_vec(),
+                    ecn: o.ecn,
                 }
             })
             .collect()

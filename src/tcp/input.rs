@@ -17,12 +17,21 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
 /// Takes the peer's SYN into a new connection: its ISN (IRS, RCV.NXT), its options, and its
 /// window, which a SYN never scales (RFC 7323 §2.2), as set by a segment acknowledging `wl2`.
-/// The one place a connection learns its peer's half, for passive and active opens alike.
-pub(super) fn take_syn(t: &mut Tcb, seg: &SegmentIn<'_>, our_mss: u32, now: Instant, wl2: Seq) {
+/// The one place a connection learns its peer's half, for passive and active opens alike,
+/// ECN's agreement included.
+pub(super) fn take_syn(
+    t: &mut Tcb,
+    seg: &SegmentIn<'_>,
+    our_mss: u32,
+    now: Instant,
+    wl2: Seq,
+    stats: &mut Counters,
+) {
     t.rcv.irs = seg.seq;
     t.rcv.nxt = seg.seq + 1;
     t.rcv.adv = t.rcv.nxt;
     apply_syn_options(t, &seg.options, our_mss, now);
+    super::ecn::negotiate(t, seg, stats);
     t.snd.set_window(u32::from(seg.window), seg.seq, wl2);
 }
 
@@ -63,20 +72,23 @@ fn default_mss(remote: IpAddr) -> u16 {
 }
 
 impl Tcp {
-    /// A segment whose checksum the IP layer verified.
+    /// A segment whose checksum the IP layer verified; `ecn` is its IP header's ECN field
+    /// (RFC 3168 §5).
     pub fn input(
         &mut self,
         now: Instant,
         src: IpAddr,
         dst: IpAddr,
+        ecn: u8,
         bytes: &[u8],
         stats: &mut Counters,
     ) {
         stats.tcp_in_segs += 1;
-        let Some(seg) = segment::parse(bytes) else {
+        let Some(mut seg) = segment::parse(bytes) else {
             stats.tcp_in_errs += 1;
             return;
         };
+        seg.ce = ecn & super::ecn::ECN_MASK == super::ecn::CE;
         let remote = SocketAddr::new(src, seg.src_port);
         let local = SocketAddr::new(dst, seg.dst_port);
         let mut conn = self.by_tuple.get(&(local, remote)).copied();
@@ -228,7 +240,7 @@ impl Tcp {
         };
         let mut t = self.passive_tcb(opts, mapped, open, now, our_mss, seg);
         t.set_state(State::SynReceived);
-        take_syn(&mut t, seg, our_mss, now, iss);
+        take_syn(&mut t, seg, our_mss, now, iss, stats);
         t.user.listener = Some(lid);
         self.by_tuple.insert((local, remote), id);
         self.conns.insert(id, t);
@@ -354,6 +366,14 @@ impl Tcp {
         if completing.is_some_and(|lid| self.accept_queue_full(lid)) {
             stats.tcp_listen_drops += 1;
             return;
+        }
+        let Some(t) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if super::ecn::echo_changes(t, seg) {
+            // The data so far is acknowledged with the mark it had, before this segment's.
+            t.ack.now = true;
+            self.flush(id, now, stats);
         }
         let Some(remote) = self.conns.get(&id).map(|t| t.remote.ip()) else {
             return;
@@ -513,7 +533,7 @@ fn syn_sent(
     if !seg.flags.syn {
         return Verdict::Keep;
     }
-    take_syn(t, seg, our_mss, now, seg.ack);
+    take_syn(t, seg, our_mss, now, seg.ack, stats);
     if !ack_ok {
         // Simultaneous open (RFC 9293 §3.5, figure 8): answer with a SYN-ACK.
         t.set_state(State::SynReceived);
@@ -830,6 +850,11 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
         // The path delivers: the probe timeout restarts (RFC 8985 §7.2), and probing with it.
         t.recovery.rack.on_progress();
     }
+    // ECN-Echo (RFC 3168 §6.1.2); a SYN-ACK's ECE is the handshake's, not a mark.
+    let ece = t.ecn.ok && seg.flags.ece && !seg.flags.syn;
+    if ece {
+        super::recovery::ecn_echo(t, now, stats);
+    }
     let probe_dsack = t.recovery.rack.dsack_for_probe(dsack);
     if let Some((l, r)) = dsack {
         stats.tcp_dsack_recv += 1;
@@ -919,8 +944,9 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
             }
             None => {
                 t.recovery.on_new_ack();
-                // Congestion window validation: a window the sender does not fill stays.
-                let grow = t.output.cwnd_use.may_grow(t.cc.cwnd(), t.cc.ssthresh());
+                // Congestion window validation: a window the sender does not fill stays;
+                // nor does an ACK that echoes a mark grow it (RFC 3168 §6.1.2).
+                let grow = !ece && t.output.cwnd_use.may_grow(t.cc.cwnd(), t.cc.ssthresh());
                 t.cc.on_ack(now, if grow { acked } else { 0 }, rtt);
             }
         }
@@ -975,7 +1001,7 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
             .into_iter()
             .chain(newly_acked.then_some(seg.ack))
             .reduce(Seq::max);
-        rate_sample(t, now, newest, delivered, ack_rtt);
+        rate_sample(t, now, newest, delivered, ack_rtt, ece);
     }
     // Window update (RFC 9293 §3.10.7.4, fifth step).
     t.snd.update_window(new_window, seg.seq, seg.ack);
@@ -989,6 +1015,7 @@ fn rate_sample(
     newest: Option<Seq>,
     delivered: u32,
     rtt: Option<Duration>,
+    ece: bool,
 ) {
     let lost_point = t.opts.sack_ok.then(|| super::recovery::lost_point(t));
     let in_flight = super::recovery::in_flight(t);
@@ -1000,10 +1027,11 @@ fn rate_sample(
     if let Some(lp) = lost_point {
         rate.on_lost(t.snd.una, lp, |a, b| board.unsacked(a, b));
     }
-    let mut rs = rate.on_ack(now, t.snd.una, newest, delivered, min_rtt);
+    let mut rs = rate.on_ack(now, t.snd.una, newest, delivered, min_rtt, ece);
     rs.rtt = rtt;
     rs.in_flight = in_flight;
     rs.total_delivered = rate.delivered;
+    rs.total_delivered_ce = rate.delivered_ce;
     rs.in_recovery = t.recovery.recover.is_some() || t.rtx.rto_recover.is_some();
     rs.cwnd_limited = t.output.cwnd_use.limited;
     t.cc.on_rate_sample(now, &rs);
@@ -1028,6 +1056,7 @@ fn receive_data(
     cfg: &super::TcpConfig,
     stats: &mut Counters,
 ) {
+    super::ecn::on_data(t, seg, stats);
     let (offset, skip) = trim(t, seg.seq);
     let end = seg.seq + seg.payload.len() as u32;
     if skip > 0 {

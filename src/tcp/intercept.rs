@@ -52,6 +52,8 @@ struct PendingSyn {
     remote: SocketAddr,
     seq: Seq,
     window: u16,
+    /// Its control bits: a SYN, with ECN's ECE and CWR if it asks for ECN.
+    flags: super::segment::Flags,
     options: Options,
 }
 
@@ -170,6 +172,7 @@ impl Tcp {
                 remote,
                 seq: seg.seq,
                 window: seg.window,
+                flags: seg.flags,
                 options: seg.options,
             },
         );
@@ -264,14 +267,12 @@ impl Tcp {
             dst_port: p.local.port(),
             seq: p.seq,
             ack: Seq(0),
-            flags: super::segment::Flags {
-                syn: true,
-                ..Default::default()
-            },
+            flags: p.flags,
             window: p.window,
             urgent_ptr: 0,
             options: p.options,
             payload: &[],
+            ce: false,
         };
         let iss = self.iss(now, p.local, p.remote);
         let ts_offset = self.isn.isn(now, p.remote, p.local).0;
@@ -303,7 +304,7 @@ impl Tcp {
             t.slot = Some(ConnSlot(live));
         }
         t.set_state(State::SynReceived);
-        super::input::take_syn(&mut t, &syn, our_mss, now, iss);
+        super::input::take_syn(&mut t, &syn, our_mss, now, iss, stats);
         self.by_tuple.insert((p.local, p.remote), id);
         self.conns.insert(id, t);
         stats.tcp_passive_opens += 1;

@@ -11,6 +11,7 @@ pub mod buffer;
 mod conformance;
 pub mod congestion;
 mod cookie;
+pub mod ecn;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]

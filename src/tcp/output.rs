@@ -1,6 +1,7 @@
 //! Segment output: what to send now, segmentation at the MSS, Nagle, sender and receiver
 //! silly-window avoidance, options (RFC 9293 §3.8.6, RFC 896, RFC 7323, RFC 2018).
 
+use super::ecn;
 use super::pacing;
 use super::recovery;
 use super::segment::{self, Flags, Options, SegmentOut};
@@ -30,6 +31,8 @@ pub struct Outgoing {
     pub ttl: Option<u8>,
     /// The connection's Diffserv field (DSCP, MUST-48).
     pub dscp: u8,
+    /// The ECN field (RFC 3168 §5): [`super::ecn::ECT0`] or not ECN-capable.
+    pub ecn: u8,
 }
 
 /// Spare frame buffers kept for reuse: enough for a burst of output (each buffer is one
@@ -158,6 +161,16 @@ pub fn emit(
     }
     let ack = (flags.ack).then_some(t.rcv.nxt);
     let mut flags = flags;
+    // RFC 3168 §6.1: a SYN asks for ECN, a SYN-ACK agrees; after the handshake ACKs echo
+    // marks, and the first new data after a reduction says so.
+    let new_data = data.1 > 0 && !flags.syn && seq.ge(t.snd.max);
+    if flags.syn {
+        (flags.ece, flags.cwr) = ecn::syn_flags(t);
+    } else if t.ecn.ok {
+        flags.ece = t.ecn.echo;
+        flags.cwr = new_data && std::mem::take(&mut t.ecn.queue_cwr);
+    }
+    let ecn = ecn::codepoint(t, new_data, flags.syn);
     let urgent_ptr = super::urgent::send_pointer(snd_up, seq, t.snd.max);
     flags.urg = urgent_ptr.is_some();
     sink.stats.tcp_urgent_out += u64::from(flags.urg);
@@ -211,6 +224,7 @@ pub fn emit(
         tso_mss,
         ttl: t.user.ttl,
         dscp: t.user.dscp,
+        ecn,
     });
 }
 
@@ -327,7 +341,9 @@ pub fn output(t: &mut Tcb, now: Instant, sink: &mut Sink<'_>) {
         // stall the flight (Linux `tcp_cwnd_test`); a retransmission is one MSS, so that only
         // what was lost goes again. A segment before the urgent mark carries its own urgent
         // pointer, which the device's split would copy unchanged: no super-segment there.
-        let limit = if sink.tso && !retransmission && !before_mark {
+        // CWR goes on one segment, not on each piece of a super-segment.
+        let cwr = t.ecn.ok && t.ecn.queue_cwr;
+        let limit = if sink.tso && !retransmission && !before_mark && !cwr {
             let half = (cwnd / 2 / mss * mss).max(mss);
             // Paced, about a millisecond of the rate (Linux `tcp_tso_autosize`).
             let paced = pacing_rate.map_or(usize::MAX, |r| pacing::tso_autosize(t, r, mss));
@@ -695,6 +711,7 @@ fn bare(
         tso_mss: None,
         ttl: None,
         dscp,
+        ecn: 0,
     });
 }
 

@@ -352,9 +352,28 @@ pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
         let cwnd = t.cc.cwnd();
         t.cc.on_congestion_event(now, cwnd);
         t.recovery.cwr = Some(t.snd.max);
+        t.ecn.queue_cwr = t.ecn.ok;
         t.trace_trigger(now, Trigger::TlpRepair);
         stats.tcp_tlp_recoveries += 1;
     }
+}
+
+/// An ACK echoed a congestion mark (RFC 3168 §6.1.2): the window shrinks as for a loss, in
+/// one step and at most once a window of data (Linux enters CWR), and the next new data
+/// carries CWR. No cut while a recovery, a timeout's or an earlier one is under way: that
+/// reduction answers this mark too. BBR does not cut here: it answers marks from its rate
+/// samples, where the echo is precise ([`crate::config::TcpConfig::ecn_low`]).
+pub fn ecn_echo(t: &mut Tcb, now: Instant, stats: &mut Counters) {
+    stats.tcp_ecn_ece_recv += 1;
+    if t.recovery.recover.is_some() || t.rtx.rto_recover.is_some() || in_cwr(t) {
+        return;
+    }
+    let cwnd = t.cc.cwnd();
+    t.cc.on_congestion_event(now, cwnd);
+    t.recovery.cwr = Some(t.snd.max);
+    t.ecn.queue_cwr = true;
+    t.trace_trigger(now, Trigger::Ecn);
+    stats.tcp_ecn_reductions += u64::from(!t.cc.model_based());
 }
 
 /// Whether a probe's window cut is still under way: the ACK has not passed what was out
@@ -414,6 +433,8 @@ pub fn skip_sacked(t: &mut Tcb) -> Option<u32> {
 /// to restore if the reduction proves spurious. A timeout within an episode extends it and
 /// keeps the controller from before the first reduction.
 pub fn begin_episode(t: &mut Tcb) {
+    // Every reduction tells an ECN receiver with CWR (Linux's `tcp_ecn_queue_cwr`).
+    t.ecn.queue_cwr = t.ecn.ok;
     let recovering = t.recovery.recover.is_some() || t.rtx.rto_recover.is_some();
     let probe_out = t.recovery.rack.tlp_rxt.is_some();
     let undo = &mut t.recovery.undo;

@@ -18,6 +18,11 @@ pub struct Flags {
     pub psh: bool,
     /// URG: the urgent pointer is significant (RFC 9293 §3.8.5).
     pub urg: bool,
+    /// ECE: ECN-Echo, a congestion mark to report, or in a SYN the wish to use ECN
+    /// (RFC 3168 §6.1).
+    pub ece: bool,
+    /// CWR: Congestion Window Reduced, the sender answered an ECN-Echo (RFC 3168 §6.1).
+    pub cwr: bool,
 }
 
 impl Flags {
@@ -28,6 +33,8 @@ impl Flags {
         rst: false,
         psh: false,
         urg: false,
+        ece: false,
+        cwr: false,
     };
     /// ACK alone: every segment after the first SYN (RFC 9293 §3.10.7).
     pub const ACK: Flags = Flags {
@@ -157,6 +164,8 @@ pub struct SegmentIn<'a> {
     pub options: Options,
     /// The segment's data.
     pub payload: &'a [u8],
+    /// Its IP header carried Congestion Experienced (RFC 3168 §5).
+    pub ce: bool,
 }
 
 impl SegmentIn<'_> {
@@ -183,11 +192,14 @@ pub fn parse(bytes: &[u8]) -> Option<SegmentIn<'_>> {
             rst: tcp.rst(),
             psh: tcp.psh(),
             urg: tcp.urg(),
+            ece: tcp.ece(),
+            cwr: tcp.cwr(),
         },
         window: tcp.window_size(),
         urgent_ptr: tcp.urgent_pointer(),
         options,
         payload: tcp.payload(),
+        ce: false,
     })
 }
 
@@ -250,6 +262,8 @@ pub fn write_header(seg: &SegmentOut, out: &mut Vec<u8>) {
     header.rst = seg.flags.rst;
     header.psh = seg.flags.psh;
     header.urg = seg.flags.urg;
+    header.ece = seg.flags.ece;
+    header.cwr = seg.flags.cwr;
     header.urgent_pointer = if seg.flags.urg { seg.urgent_ptr } else { 0 };
     // Our option sets always fit the 40 bytes (at most MSS+SACK-OK+TS+WS, or TS+3 SACK blocks).
     if header.set_options(&elements[..n]).is_err() {

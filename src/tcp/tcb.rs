@@ -3,6 +3,7 @@
 use super::buffer::{MemoryPool, RecvBuffer, SendBuffer};
 use super::congestion::rate::Delivery;
 use super::congestion::{new_controller, CongestionControl};
+use super::ecn::EcnState;
 use super::pacing::Pacing;
 use super::recovery::Recovery;
 use super::rtt::RttEstimator;
@@ -331,6 +332,8 @@ pub struct Tcb {
     pub rcv: RecvSeq,
     /// The options agreed in the handshake: timestamps and SACK.
     pub opts: Negotiated,
+    /// Explicit Congestion Notification (RFC 3168 §6.1).
+    pub ecn: EcnState,
     /// The send and receive buffers and what the socket handle sees, shared with it.
     pub io: Arc<SocketIo>,
     /// Where our FIN and the peer's stand.
@@ -441,6 +444,7 @@ impl Tcb {
                 }),
                 sack_ok: true,
             },
+            ecn: EcnState::new(cfg.ecn, cfg.ecn_low),
             io: Arc::new(SocketIo::new(send, {
                 let mut recv = RecvBuffer::new(buffers.recv, cfg.max_ooo_ranges).pooled(pool);
                 recv.set_min_room(our_mss as usize);
@@ -565,6 +569,9 @@ impl Tcb {
                 .then(|| Box::new(Delivery::new(now, max)));
             // A reduction of the old controller is no longer this one's to undo.
             self.recovery.undo = Default::default();
+            if self.ecn.ok && self.ecn.low {
+                self.cc.use_ecn();
+            }
         }
         if let Some(on) = choice.pacing {
             self.pacing.enabled = on;

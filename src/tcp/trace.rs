@@ -105,6 +105,8 @@ pub enum Trigger {
     Rto,
     /// A tail loss probe repaired a loss: the window is cut in one step (RFC 8985 §7.4).
     TlpRepair,
+    /// An ACK echoed a congestion mark: the window is cut in one step (RFC 3168 §6.1.2).
+    Ecn,
     /// D-SACKs showed every retransmission was a duplicate (RFC 3708): the cut is undone.
     UndoDsack,
     /// An ACK echoed a timestamp older than the first retransmission (Eifel, RFC 3522).
@@ -120,6 +122,7 @@ impl Trigger {
             Trigger::Dupacks => "dupacks",
             Trigger::Rto => "rto",
             Trigger::TlpRepair => "tlp_repair",
+            Trigger::Ecn => "ecn",
             Trigger::UndoDsack => "undo_dsack",
             Trigger::UndoEifel => "undo_eifel",
         }

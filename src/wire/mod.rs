@@ -1,5 +1,6 @@
 //! Wire formats: thin helpers over `etherparse`, which does the parsing, building and checksums.
 
+pub mod ecn;
 pub mod gso;
 pub mod ipv6;
 mod mac;

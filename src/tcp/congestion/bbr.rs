@@ -7,8 +7,13 @@
 //! States (draft §4.3): Startup, Drain, ProbeBW (DOWN, CRUISE, REFILL, UP) and ProbeRTT.
 //! Windows are in bytes and rates in bytes a second; time is the injected [`Instant`] and
 //! the only randomness (the wait between bandwidth probes, §4.3.3.5) comes from a seed, so
-//! runs are reproducible. ECN is not negotiated by this stack, so v3's ECN response never
-//! triggers.
+//! runs are reproducible.
+//!
+//! ECN marks count as v3 counts them, only where they are precise and shallow-threshold
+//! ([`crate::config::TcpConfig::ecn_low`]) and the path is short (at most
+//! [`ECN_MAX_RTT`]): the fraction of data marked, smoothed per round trip (ecn_alpha), cuts
+//! inflight_lo outside probes, and more than [`ECN_THRESH`] of a sample marked ends a probe
+//! or, two rounds running, Startup.
 
 use super::rate::RateSample;
 use super::{initial_window, CongestionControl, PathModel};
@@ -58,6 +63,23 @@ const FULL_BW_COUNT: u32 = 3;
 /// Discontiguous loss events in a round that, with the loss rate over [`LOSS_THRESH`], end
 /// Startup (draft §4.3.1.3, v3's `bbr_full_loss_cnt`).
 const STARTUP_FULL_LOSS_COUNT: u32 = 6;
+/// The gain of the ECN mark fraction's moving average, ecn_alpha (Linux v3
+/// `bbr_ecn_alpha_gain`: 1/16).
+const ECN_ALPHA_GAIN: f64 = 1.0 / 16.0;
+/// ecn_alpha's first value: a flow that starts on a congested path answers at once (Linux v3
+/// `bbr_ecn_alpha_init`).
+const ECN_ALPHA_INIT: f64 = 1.0;
+/// A round with marks cuts inflight_lo by this times ecn_alpha (Linux v3 `bbr_ecn_factor`).
+const ECN_FACTOR: f64 = 1.0 / 3.0;
+/// More than this fraction of a sample's data marked: inflight is too high (Linux v3
+/// `bbr_ecn_thresh`).
+pub const ECN_THRESH: f64 = 0.5;
+/// Rounds running with [`ECN_THRESH`] marked that end Startup (Linux v3 `bbr_full_ecn_cnt`).
+const STARTUP_FULL_ECN_ROUNDS: u32 = 2;
+/// Marks count only on paths whose min_rtt is at most this (Linux v3 `bbr_ecn_max_rtt_us`):
+/// shallow-threshold marking is a data-centre setting.
+pub const ECN_MAX_RTT: Duration = Duration::from_millis(5);
+
 /// The ACK-aggregation filter's window in rounds (Linux `bbr_extra_acked_win_rtts`).
 const EXTRA_ACKED_WIN_ROUNDS: u32 = 5;
 /// The most ACK aggregation adds to the window: this much time at the bandwidth (Linux
@@ -203,6 +225,21 @@ pub struct Bbr {
     extra_acked_interval_start: Option<Instant>,
     extra_acked_delivered: u64,
 
+    // ECN (Linux v3's `ecn_*` fields).
+    /// The connection agreed on ECN with a precise echo of shallow-threshold marks.
+    ecn_usable: bool,
+    /// ... and its path is short enough for them to count ([`ECN_MAX_RTT`]).
+    ecn_eligible: bool,
+    /// The fraction of data marked, a moving average per round trip.
+    ecn_alpha: f64,
+    /// C.delivered and C.delivered_ce at the last ecn_alpha update.
+    alpha_last_delivered: u64,
+    alpha_last_delivered_ce: u64,
+    /// An ACK of the current loss round echoed a mark.
+    ecn_in_round: bool,
+    /// Rounds running in Startup with more than [`ECN_THRESH`] marked.
+    startup_ecn_rounds: u32,
+
     // Loss recovery (draft §4.6.4.4).
     packet_conservation: bool,
     in_recovery: bool,
@@ -272,6 +309,13 @@ impl Bbr {
             extra_acked_win_rounds: 0,
             extra_acked_interval_start: None,
             extra_acked_delivered: 0,
+            ecn_usable: false,
+            ecn_eligible: false,
+            ecn_alpha: ECN_ALPHA_INIT,
+            alpha_last_delivered: 0,
+            alpha_last_delivered_ce: 0,
+            ecn_in_round: false,
+            startup_ecn_rounds: 0,
             packet_conservation: false,
             in_recovery: false,
             idle_restart: false,
@@ -294,6 +338,11 @@ impl Bbr {
     /// BBR.min_rtt, once measured.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
+    }
+
+    /// ecn_alpha: the fraction of data marked, smoothed per round trip (Linux v3).
+    pub fn ecn_alpha(&self) -> f64 {
+        self.ecn_alpha
     }
 
     /// BBR.inflight_hi, `None` while unbounded.
@@ -404,6 +453,10 @@ impl Bbr {
 
     fn update_congestion_signals(&mut self, rs: &RateSample) {
         self.update_max_bw(rs);
+        if self.round_start {
+            self.update_ecn_alpha(rs);
+        }
+        self.ecn_in_round |= self.ecn_eligible && rs.is_ece;
         self.delivered_in_round += u64::from(rs.newly_acked);
         if rs.newly_lost > 0 {
             self.lost_in_round += u64::from(rs.newly_lost);
@@ -420,6 +473,7 @@ impl Bbr {
         self.loss_in_round = self.round_loss_too_high;
         self.adapt_lower_bounds_from_congestion();
         self.loss_in_round = false;
+        self.ecn_in_round = false;
         self.lost_in_round = 0;
         self.delivered_in_round = 0;
     }
@@ -431,10 +485,54 @@ impl Bbr {
         )
     }
 
-    /// Loss outside a bandwidth probe lowers the short-term bounds (draft §4.5.10.3).
+    /// Once a round trip (Linux v3 `bbr_update_ecn_alpha`): ecn_alpha follows the fraction
+    /// of the data delivered since the last update whose ACKs echoed a mark; marks start to
+    /// count once the path proves short.
+    fn update_ecn_alpha(&mut self, rs: &RateSample) {
+        if self.ecn_usable && self.min_rtt.is_some_and(|m| m <= ECN_MAX_RTT) {
+            self.ecn_eligible = true;
+        }
+        if !self.ecn_eligible {
+            return;
+        }
+        let delivered = rs.total_delivered - self.alpha_last_delivered;
+        let marked = rs.total_delivered_ce - self.alpha_last_delivered_ce;
+        if delivered == 0 {
+            return;
+        }
+        let ce_ratio = marked as f64 / delivered as f64;
+        self.ecn_alpha =
+            ((1.0 - ECN_ALPHA_GAIN) * self.ecn_alpha + ECN_ALPHA_GAIN * ce_ratio).min(1.0);
+        self.alpha_last_delivered = rs.total_delivered;
+        self.alpha_last_delivered_ce = rs.total_delivered_ce;
+        // Startup ends after rounds running with most data marked (Linux v3
+        // `bbr_check_ecn_too_high_in_startup`): the queue is building.
+        if !self.full_bw_reached {
+            if ce_ratio >= ECN_THRESH {
+                self.startup_ecn_rounds += 1;
+            } else {
+                self.startup_ecn_rounds = 0;
+            }
+            if self.startup_ecn_rounds >= STARTUP_FULL_ECN_ROUNDS {
+                self.full_bw_reached = true;
+                self.inflight_hi = self.bdp_multiple(1.0).max(self.inflight_latest);
+            }
+        }
+    }
+
+    /// Loss outside a bandwidth probe lowers the short-term bounds (draft §4.5.10.3); so do
+    /// marks, inflight_lo by ecn_alpha / 3 (Linux v3 `bbr_adapt_lower_bounds`).
     fn adapt_lower_bounds_from_congestion(&mut self) {
         if self.is_probing_bw() {
             return;
+        }
+        let mut ecn_inflight_lo = u64::MAX;
+        if self.ecn_in_round {
+            if self.inflight_lo == u64::MAX {
+                self.inflight_lo = self.cwnd;
+            }
+            let cut = 1.0 - self.ecn_alpha * ECN_FACTOR;
+            ecn_inflight_lo = (self.inflight_lo as f64 * cut) as u64;
         }
         if self.loss_in_round {
             if self.bw_lo.is_infinite() {
@@ -448,6 +546,7 @@ impl Bbr {
                 .inflight_latest
                 .max((BETA * self.inflight_lo as f64) as u64);
         }
+        self.inflight_lo = self.inflight_lo.min(ecn_inflight_lo);
     }
 
     fn reset_lower_bounds(&mut self) {
@@ -457,6 +556,7 @@ impl Bbr {
 
     fn reset_congestion_signals(&mut self) {
         self.loss_in_round = false;
+        self.ecn_in_round = false;
         self.bw_latest = 0.0;
         self.inflight_latest = 0;
     }
@@ -711,7 +811,11 @@ impl Bbr {
         let so_far = self.lost_in_round as f64
             > (f64::from(rs.tx_in_flight) * LOSS_THRESH).max(self.mss as f64);
         let ended = self.loss_round_start && self.round_loss_too_high;
-        if so_far || ended {
+        // Or most of the sample's data marked (Linux v3 `bbr_is_inflight_too_high`).
+        let marked = self.ecn_eligible
+            && rs.delivered_ce > 0
+            && rs.delivered_ce as f64 > rs.delivered as f64 * ECN_THRESH;
+        if so_far || ended || marked {
             if self.bw_probe_samples {
                 self.handle_inflight_too_high(now, rs);
             }
@@ -1020,6 +1124,10 @@ impl CongestionControl for Bbr {
         true
     }
 
+    fn use_ecn(&mut self) {
+        self.ecn_usable = true;
+    }
+
     fn on_rate_sample(&mut self, now: Instant, rs: &RateSample) {
         self.delivered = rs.total_delivered;
         if !self.has_seen_rtt {
@@ -1086,12 +1194,17 @@ mod tests {
     const BW: f64 = 10_000_000.0;
     const RTT: Duration = Duration::from_millis(10);
     const BDP: u64 = 100_000;
+    /// A round trip short enough for ECN marks to count ([`ECN_MAX_RTT`]).
+    const SHORT_RTT: Duration = Duration::from_millis(1);
 
     /// Drives a controller one round trip per ACK, each ACK delivering a round's worth.
     struct Driver {
         bbr: Bbr,
         now: Instant,
         delivered: u64,
+        delivered_ce: u64,
+        /// The round trip of every sample.
+        rtt: Duration,
     }
 
     impl Driver {
@@ -1103,27 +1216,56 @@ mod tests {
                 bbr,
                 now,
                 delivered: 0,
+                delivered_ce: 0,
+                rtt: RTT,
             }
+        }
+
+        /// A 1 ms path, short enough for ECN marks to count, on a connection that agreed on
+        /// precise ECN.
+        fn short_with_ecn() -> Driver {
+            let mut d = Driver::new();
+            d.rtt = SHORT_RTT;
+            d.bbr.use_ecn();
+            d
         }
 
         /// One round trip that delivered at `rate` with `in_flight` after the ACK, `lost`
         /// of it lost; `app_limited` marks the sample.
         fn round_with(&mut self, rate: f64, in_flight: u32, lost: u32, app_limited: bool) {
-            self.now += RTT;
-            let acked = (rate * RTT.as_secs_f64()) as u64;
+            self.round_sample(rate, in_flight, lost, app_limited, 0.0);
+        }
+
+        /// One round trip as [`Driver::round_with`], `marked` of its data acknowledged by
+        /// ACKs echoing a congestion mark.
+        fn round_sample(
+            &mut self,
+            rate: f64,
+            in_flight: u32,
+            lost: u32,
+            app_limited: bool,
+            marked: f64,
+        ) {
+            self.now += self.rtt;
+            let acked = (rate * self.rtt.as_secs_f64()) as u64;
             let prior = self.delivered;
             self.delivered += acked;
+            let delivered_ce = (acked as f64 * marked) as u64;
+            self.delivered_ce += delivered_ce;
             let rs = RateSample {
+                delivered_ce,
+                is_ece: delivered_ce > 0,
+                total_delivered_ce: self.delivered_ce,
                 delivery_rate: Some(rate),
                 is_app_limited: app_limited,
-                interval: RTT,
+                interval: self.rtt,
                 delivered: acked,
                 prior_delivered: prior,
                 tx_in_flight: in_flight.max(1),
                 lost: u64::from(lost),
                 newly_acked: acked as u32,
                 newly_lost: lost,
-                rtt: Some(RTT),
+                rtt: Some(self.rtt),
                 in_flight,
                 total_delivered: self.delivered,
                 in_recovery: false,
@@ -1138,15 +1280,99 @@ mod tests {
 
         /// Startup over the test path until BBR leaves it, then drained.
         fn in_probe_bw() -> Driver {
-            let mut d = Driver::new();
+            Driver::new().into_probe_bw()
+        }
+
+        /// This driver's Startup until BBR leaves it, then drained.
+        fn into_probe_bw(self) -> Driver {
+            let mut d = self;
             let mut rate: f64 = 1_000_000.0;
             while d.bbr.state() == State::Startup {
                 d.round(rate.min(BW), d.bbr.cwnd());
                 rate *= 2.0;
             }
-            d.round(BW, BDP as u32);
+            let bdp = (BW * d.rtt.as_secs_f64()) as u32;
+            d.round(BW, bdp);
             d
         }
+
+        /// A round trip at the path's rate and flight, `marked` of it echoed as marked.
+        fn marked_round(&mut self, marked: f64) {
+            let bdp = (BW * self.rtt.as_secs_f64()) as u32;
+            self.round_sample(BW, bdp, 0, false, marked);
+        }
+    }
+
+    #[test]
+    fn marks_count_only_when_precise_and_on_a_short_path() {
+        let mut long = Driver::new();
+        long.bbr.use_ecn();
+        let mut imprecise = Driver::new();
+        imprecise.rtt = SHORT_RTT;
+        for mut d in [long.into_probe_bw(), imprecise.into_probe_bw()] {
+            for _ in 0..20 {
+                d.marked_round(0.3);
+            }
+            assert_eq!(d.bbr.ecn_alpha(), ECN_ALPHA_INIT, "never updated");
+            assert!(d.bbr.model().unwrap().inflight_lo.is_none());
+        }
+    }
+
+    #[test]
+    fn marks_outside_a_probe_cut_inflight_lo_by_a_third_of_their_smoothed_fraction() {
+        let mut d = Driver::short_with_ecn().into_probe_bw();
+        while d.bbr.state() != State::ProbeBwCruise {
+            d.marked_round(0.0);
+        }
+        let alpha = d.bbr.ecn_alpha();
+        assert!(alpha < 1.0, "unmarked rounds lowered it from 1: {alpha}");
+        let cwnd = u64::from(d.bbr.cwnd());
+        d.marked_round(0.2);
+        let lo = d.bbr.model().unwrap().inflight_lo.expect("inflight_lo set");
+        let alpha = d.bbr.ecn_alpha();
+        let want = (cwnd as f64 * (1.0 - alpha * ECN_FACTOR)) as u64;
+        assert!(lo.abs_diff(want) <= MSS as u64, "{lo} against {want}");
+        assert!(u64::from(d.bbr.cwnd()) <= lo.max(4 * MSS as u64));
+        // ecn_alpha follows the fraction marked: 20% a round, it climbs to it.
+        for _ in 0..100 {
+            d.marked_round(0.2);
+        }
+        let alpha = d.bbr.ecn_alpha();
+        assert!((0.15..=0.25).contains(&alpha), "{alpha}");
+    }
+
+    #[test]
+    fn startup_ends_after_two_rounds_mostly_marked() {
+        let mut d = Driver::short_with_ecn();
+        let mut rate: f64 = 100_000.0;
+        // Growing, unmarked: Startup goes on.
+        for _ in 0..4 {
+            d.round_sample(rate, d.bbr.cwnd(), 0, false, 0.0);
+            rate *= 2.0;
+        }
+        assert_eq!(d.bbr.state(), State::Startup);
+        // Still growing, but most of it marked: the queue builds, Startup ends.
+        for _ in 0..2 {
+            d.round_sample(rate, d.bbr.cwnd(), 0, false, 0.6);
+            rate *= 2.0;
+        }
+        assert_ne!(d.bbr.state(), State::Startup);
+        assert!(d.bbr.inflight_hi().is_some());
+    }
+
+    #[test]
+    fn a_probe_with_most_of_its_data_marked_ends_and_bounds_inflight() {
+        let mut d = Driver::short_with_ecn().into_probe_bw();
+        let mut rounds = 0;
+        while d.bbr.state() != State::ProbeBwUp {
+            d.marked_round(0.0);
+            rounds += 1;
+            assert!(rounds < 10_000, "never probed up");
+        }
+        assert_eq!(d.bbr.inflight_hi(), None);
+        d.marked_round(0.6);
+        assert_eq!(d.bbr.state(), State::ProbeBwDown);
+        assert!(d.bbr.inflight_hi().is_some());
     }
 
     #[test]

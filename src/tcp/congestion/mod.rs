@@ -55,6 +55,10 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn model_based(&self) -> bool {
         false
     }
+    /// The connection agreed on ECN, its marks shallow-threshold ones echoed precisely
+    /// ([`crate::config::TcpConfig::ecn_low`]): a [`CongestionControl::model_based`]
+    /// controller may answer them from its rate samples (BBR v3).
+    fn use_ecn(&mut self) {}
     /// An ACK's rate sample, for a [`CongestionControl::model_based`] controller.
     fn on_rate_sample(&mut self, _now: Instant, _rs: &RateSample) {}
     /// A [`CongestionControl::model_based`] controller's reduction proved spurious (RFC 3708,

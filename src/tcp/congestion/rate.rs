@@ -23,6 +23,8 @@ const MAX_LOG: usize = 4096;
 struct TxState {
     /// P.delivered: C.delivered when the data was sent.
     delivered: u64,
+    /// C.delivered_ce when the data was sent (Linux's `tx.delivered_ce`).
+    delivered_ce: u64,
     /// P.delivered_time: C.delivered_time when the data was sent.
     delivered_time: Instant,
     /// P.first_send_time: C.first_send_time when the data was sent.
@@ -49,6 +51,10 @@ pub struct RateSample {
     pub interval: Duration,
     /// rs.delivered: bytes delivered over the interval.
     pub delivered: u64,
+    /// Of those, bytes whose ACK echoed a congestion mark (Linux's `rs->delivered_ce`).
+    pub delivered_ce: u64,
+    /// This ACK echoed a congestion mark (ECE; Linux's `rs->is_ece`).
+    pub is_ece: bool,
     /// rs.prior_delivered: C.delivered when the newest delivered data was sent.
     pub prior_delivered: u64,
     /// rs.tx_in_flight: bytes in flight when the newest delivered data was sent.
@@ -65,6 +71,8 @@ pub struct RateSample {
     pub in_flight: u32,
     /// C.delivered after the ACK.
     pub total_delivered: u64,
+    /// C.delivered_ce after the ACK.
+    pub total_delivered_ce: u64,
     /// The sender was in loss recovery (fast recovery, or after a timeout) after the ACK.
     pub in_recovery: bool,
     /// The congestion window limited the sender this round (Linux's `is_cwnd_limited`).
@@ -76,6 +84,8 @@ pub struct RateSample {
 pub struct Delivery {
     /// C.delivered: bytes delivered so far (cumulatively acknowledged or SACKed).
     pub delivered: u64,
+    /// Bytes delivered by ACKs that echoed a congestion mark (Linux's `delivered_ce`).
+    pub delivered_ce: u64,
     /// C.delivered_time: when C.delivered last grew.
     delivered_time: Instant,
     /// C.first_send_time: the send time of the newest data delivered (the start of the
@@ -101,6 +111,7 @@ impl Delivery {
     pub fn new(now: Instant, start: Seq) -> Delivery {
         Delivery {
             delivered: 0,
+            delivered_ce: 0,
             delivered_time: now,
             first_send_time: now,
             app_limited: 0,
@@ -122,6 +133,7 @@ impl Delivery {
         }
         let state = TxState {
             delivered: self.delivered,
+            delivered_ce: self.delivered_ce,
             delivered_time: self.delivered_time,
             first_send_time: self.first_send_time,
             send_time: now,
@@ -173,8 +185,9 @@ impl Delivery {
     }
 
     /// An ACK at `now` delivered `newly_acked` bytes (`una` the cumulative ACK after it),
-    /// the newest of them ending at `newest`; builds the rate sample (draft §4.1.2.3) and
-    /// forgets the log below `una`. `min_rtt`: samples over a shorter interval are invalid.
+    /// the newest of them ending at `newest`, and echoed a congestion mark if `ece`; builds
+    /// the rate sample (draft §4.1.2.3) and forgets the log below `una`. `min_rtt`: samples
+    /// over a shorter interval are invalid.
     pub fn on_ack(
         &mut self,
         now: Instant,
@@ -182,14 +195,19 @@ impl Delivery {
         newest: Option<Seq>,
         newly_acked: u32,
         min_rtt: Option<Duration>,
+        ece: bool,
     ) -> RateSample {
         let mut rs = RateSample {
             newly_acked,
+            is_ece: ece,
             ..RateSample::default()
         };
         if newly_acked > 0 {
             self.delivered += u64::from(newly_acked);
             self.delivered_time = now;
+            if ece {
+                self.delivered_ce += u64::from(newly_acked);
+            }
         }
         rs.newly_lost = std::mem::take(&mut self.unreported_lost);
         let p = newest.filter(|_| newly_acked > 0).and_then(|seq| {
@@ -213,6 +231,7 @@ impl Delivery {
             rs.tx_in_flight = p.tx_in_flight;
             rs.lost = self.lost - p.lost;
             rs.delivered = self.delivered - p.delivered;
+            rs.delivered_ce = self.delivered_ce - p.delivered_ce;
             let send_elapsed = p.send_time - p.first_send_time;
             let ack_elapsed = now - p.delivered_time;
             rs.interval = send_elapsed.max(ack_elapsed);
@@ -268,6 +287,7 @@ mod tests {
                     Some(Seq(1000 * (acked + 1))),
                     1000,
                     None,
+                    false,
                 );
             }
         }
@@ -283,15 +303,38 @@ mod tests {
         d.on_send(Seq(1000), at(0), 0, 1000);
         d.mark_app_limited(1000);
         d.on_send(Seq(2000), at(1), 1000, 2000);
-        let rs = d.on_ack(at(10), Seq(1000), Some(Seq(1000)), 1000, None);
+        let rs = d.on_ack(at(10), Seq(1000), Some(Seq(1000)), 1000, None, false);
         assert!(!rs.is_app_limited, "sent before the mark");
         assert!(
             d.app_limited(),
             "the mark, C.delivered + in flight, is 1000"
         );
-        let rs = d.on_ack(at(11), Seq(2000), Some(Seq(2000)), 1000, None);
+        let rs = d.on_ack(at(11), Seq(2000), Some(Seq(2000)), 1000, None, false);
         assert!(rs.is_app_limited, "sent while application-limited");
         assert!(!d.app_limited(), "delivered past the mark");
+    }
+
+    /// Bytes delivered by ACKs that echo a mark count as marked, in the total and in the
+    /// sample of each ACK since its data was sent (Linux's `delivered_ce`).
+    #[test]
+    fn marked_deliveries_are_counted_per_sample() {
+        let mut d = Delivery::new(Instant::ZERO, Seq(0));
+        d.on_send(Seq(1000), at(0), 0, 1000);
+        d.on_send(Seq(2000), at(0), 1000, 2000);
+        let rs = d.on_ack(at(10), Seq(1000), Some(Seq(1000)), 1000, None, true);
+        assert!(rs.is_ece);
+        assert_eq!((rs.delivered, rs.delivered_ce), (1000, 1000));
+        d.on_send(Seq(3000), at(10), 1000, 2000);
+        let rs = d.on_ack(at(11), Seq(2000), Some(Seq(2000)), 1000, None, false);
+        assert!(!rs.is_ece);
+        assert_eq!((rs.delivered, rs.delivered_ce), (2000, 1000), "sent at 0");
+        let rs = d.on_ack(at(20), Seq(3000), Some(Seq(3000)), 1000, None, true);
+        assert_eq!(
+            (rs.delivered, rs.delivered_ce),
+            (2000, 1000),
+            "sent at 10, after the first mark"
+        );
+        assert_eq!((d.delivered, d.delivered_ce), (3000, 2000));
     }
 
     #[test]
@@ -304,6 +347,7 @@ mod tests {
             Some(Seq(1000)),
             1000,
             Some(Duration::from_millis(5)),
+            false,
         );
         assert_eq!(rs.delivery_rate, None);
         assert_eq!(rs.delivered, 1000);
@@ -316,12 +360,12 @@ mod tests {
         d.on_send(Seq(10_000), at(0), 0, 10_000);
         d.on_timeout(Seq(10_000));
         d.on_send(Seq(11_000), at(300), 0, 1000);
-        let rs = d.on_ack(at(301), Seq(5000), Some(Seq(5000)), 5000, None);
+        let rs = d.on_ack(at(301), Seq(5000), Some(Seq(5000)), 5000, None, false);
         assert_eq!(
             rs.delivery_rate, None,
             "not dated by the later send: {rs:?}"
         );
-        let rs = d.on_ack(at(310), Seq(11_000), Some(Seq(11_000)), 6000, None);
+        let rs = d.on_ack(at(310), Seq(11_000), Some(Seq(11_000)), 6000, None, false);
         assert!(rs.delivery_rate.is_some());
     }
 
@@ -331,7 +375,7 @@ mod tests {
         let all = |a: Seq, b: Seq| b.since(a);
         assert_eq!(d.on_lost(Seq(0), Seq(1000), all), 1000);
         d.on_send(Seq(3000), at(0), 0, 3000);
-        d.on_ack(at(10), Seq(3000), Some(Seq(3000)), 2000, None);
+        d.on_ack(at(10), Seq(3000), Some(Seq(3000)), 2000, None, false);
         // 2^31 bytes later the old mark would compare as ahead of the new loss.
         let far = Seq(3000) + (1 << 31) + 500;
         assert_eq!(d.on_lost(far, far + 1448, all), 1448);
@@ -345,10 +389,10 @@ mod tests {
         assert_eq!(d.on_lost(Seq(0), Seq(3000), |a, b| b.since(a)), 3000);
         assert_eq!(d.on_lost(Seq(0), Seq(3000), |a, b| b.since(a)), 0);
         assert_eq!(d.on_lost(Seq(0), Seq(4000), |a, b| b.since(a)), 1000);
-        let rs = d.on_ack(at(10), Seq(0), Some(Seq(10_000)), 6000, None);
+        let rs = d.on_ack(at(10), Seq(0), Some(Seq(10_000)), 6000, None, false);
         assert_eq!(rs.lost, 4000, "lost since the data was sent");
         assert_eq!(rs.newly_lost, 4000, "deemed lost since the last sample");
-        let rs = d.on_ack(at(11), Seq(0), Some(Seq(10_000)), 0, None);
+        let rs = d.on_ack(at(11), Seq(0), Some(Seq(10_000)), 0, None, false);
         assert_eq!(rs.newly_lost, 0);
     }
 }
