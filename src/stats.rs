@@ -136,7 +136,7 @@ counters! {
         tcp_loss_probes: "tail loss probes sent",
         tcp_recovery_probes: "of which during a recovery (no ACK for a probe timeout)",
         tcp_tlp_recoveries: "losses repaired by a tail loss probe (window reduced, RFC 8985 §7.4)",
-        tcp_ecn_negotiated: "handshakes that agreed on ECN (RFC 3168 §6.1.1)",
+        tcp_ecn_negotiated: "SYNs and SYN-ACKs received that agreed on ECN (RFC 3168 §6.1.1)",
         tcp_ecn_ce_recv: "data segments received marked Congestion Experienced",
         tcp_ecn_ece_recv: "ACKs received echoing a congestion mark (ECE)",
         tcp_ecn_reductions: "window reductions answering an ECN-Echo (RFC 3168 §6.1.2)",

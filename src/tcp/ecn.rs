@@ -1,12 +1,13 @@
 //! Explicit Congestion Notification for TCP (RFC 3168 §6.1): the handshake that turns it on,
 //! the receiver's echo of Congestion Experienced marks, and what the sender marks and sends
-//! back. (The sender's window reduction is loss recovery's: [`super::recovery::ecn_echo`].)
+//! back. (The sender's window reduction is loss recovery's: `recovery::ecn_echo`.)
 //!
 //! With [`crate::config::TcpConfig::ecn_low`] the echo is precise, as DCTCP's receiver
 //! (RFC 8257 §3.2): an ACK echoes the mark of the data it acknowledges, and a change of mark
 //! first acknowledges what came before it, so the sender can count the marked bytes.
 
 use super::segment::SegmentIn;
+use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use crate::config::Ecn;
 use crate::stats::Counters;
@@ -33,6 +34,9 @@ pub struct EcnState {
     /// Sender: the window was reduced; the next new data segment carries CWR (RFC 3168
     /// §6.1.2, Linux's `TCP_ECN_QUEUE_CWR`).
     pub queue_cwr: bool,
+    /// Sender: an echo was answered for the data below this (SND.MAX then); later echoes
+    /// until SND.UNA passes it are the same congestion (once a window, §6.1.2).
+    pub answered_until: Option<Seq>,
 }
 
 impl EcnState {
@@ -63,6 +67,9 @@ pub fn negotiate(t: &mut Tcb, seg: &SegmentIn<'_>, stats: &mut Counters) {
     let f = seg.flags;
     t.ecn.ok = if f.ack {
         t.ecn.syn_asked && f.ece && !f.cwr
+    } else if t.state == State::SynSent {
+        // A simultaneous open: both SYNs must have asked (Linux's `tcp_ecn_rcv_syn`).
+        t.ecn.syn_asked && f.ece && f.cwr
     } else {
         t.ecn.mode != Ecn::Off && f.ece && f.cwr
     };
@@ -102,6 +109,11 @@ pub fn on_data(t: &mut Tcb, seg: &SegmentIn<'_>, stats: &mut Counters) {
         return;
     }
     stats.tcp_ecn_ce_recv += u64::from(seg.ce);
+    if seg.flags.cwr {
+        // The sender just cut its window, perhaps to one segment: ACK at once (Linux's
+        // `tcp_ecn_accept_cwr`).
+        t.ack.now = true;
+    }
     if t.ecn.low {
         t.ecn.echo = seg.ce;
         return;
@@ -184,6 +196,7 @@ mod tests {
             .expect("connect");
         let out = fx.output();
         assert!(out[0].flags.syn && out[0].flags.ece && out[0].flags.cwr);
+        assert_eq!(out[0].ecn, 0, "a SYN is not ECN-capable (§6.1.1)");
         // The SYN is lost: its retransmission does not ask (§6.1.1.1).
         let out = fx.advance(Duration::from_secs(1));
         assert!(out[0].flags.syn && !out[0].flags.ece && !out[0].flags.cwr);
@@ -202,6 +215,17 @@ mod tests {
             assert_eq!(fx.tcb().ecn.ok, agreed);
             let out = fx.write(&[1; 100]);
             assert_eq!(out[0].ecn, if agreed { ECT0 } else { 0 });
+        }
+    }
+
+    #[test]
+    fn a_simultaneous_open_agrees_only_if_both_syns_asked() {
+        for (mode, agreed) in [(Ecn::On, true), (Ecn::Passive, false)] {
+            let mut fx = Fixture::with_config(config(mode, false)).connecting();
+            let out = fx.send(ecn_syn());
+            assert!(out[0].flags.syn && out[0].flags.ack, "a SYN-ACK: {out:?}");
+            assert_eq!(fx.tcb().ecn.ok, agreed, "{mode:?}");
+            assert_eq!(out[0].flags.ece, agreed, "{mode:?}");
         }
     }
 
@@ -245,10 +269,22 @@ mod tests {
             data(&mut fx, true, true).flags.ece,
             "a new mark with the CWR"
         );
-        // The first mark of an echo is acknowledged at once, not after the delayed ACK.
+        // Past the quick ACKs of the connection's start, the first mark of an echo and
+        // data with CWR are acknowledged at once, not after the delayed ACK: the sender's
+        // window may be one segment.
         let mut fx = established(Ecn::Passive, false);
-        let out = fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1).data(&[3; 100]).ce());
+        let mut seq = PEER_ISS + 1;
+        let mut send = |fx: &mut Fixture, s: In| {
+            let s = In { seq, ..s };
+            seq += 1460;
+            fx.send(s.ack(fx.iss + 1).data(&[3; 1460]))
+        };
+        while !send(&mut fx, seg(Seq(0))).is_empty() {}
+        let out = send(&mut fx, seg(Seq(0)).ce());
         assert!(out.len() == 1 && out[0].flags.ece, "{out:?}");
+        assert!(send(&mut fx, seg(Seq(0))).is_empty(), "delayed again");
+        let out = send(&mut fx, seg(Seq(0)).cwr());
+        assert!(out.len() == 1 && !out[0].flags.ece, "{out:?}");
     }
 
     #[test]
@@ -269,15 +305,20 @@ mod tests {
         // More echoes within that window change nothing; the new data they let out starts
         // with CWR, once, on one segment.
         let mut out = Vec::new();
-        for i in 2..=sent as u32 {
+        for i in 2..sent as u32 {
             out.extend(fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1 + i * 1460).ece()));
         }
         assert_eq!(fx.stats.tcp_ecn_reductions, 1);
         assert!(fx.tcb().cc.cwnd() <= cut, "no growth on echoing ACKs");
+        out.extend(fx.send(seg(PEER_ISS + 1).ack(fx.iss + 1 + sent as u32 * 1460)));
         let flags: Vec<_> = out.iter().map(|s| (s.flags.cwr, s.payload.len())).collect();
         assert_eq!(flags[0], (true, 1460), "{flags:?}");
         assert!(flags[1..].iter().all(|&(cwr, _)| !cwr), "{flags:?}");
         assert!(out.iter().all(|s| s.ecn == ECT0));
+        // An echo past that window is new congestion: another cut (Linux's CWR again).
+        let una = fx.tcb().snd.una;
+        fx.send(seg(PEER_ISS + 1).ack(una + 1460).ece());
+        assert_eq!(fx.stats.tcp_ecn_reductions, 2);
     }
 
     #[test]

@@ -852,9 +852,6 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     }
     // ECN-Echo (RFC 3168 §6.1.2); a SYN-ACK's ECE is the handshake's, not a mark.
     let ece = t.ecn.ok && seg.flags.ece && !seg.flags.syn;
-    if ece {
-        super::recovery::ecn_echo(t, now, stats);
-    }
     let probe_dsack = t.recovery.rack.dsack_for_probe(dsack);
     if let Some((l, r)) = dsack {
         stats.tcp_dsack_recv += 1;
@@ -963,6 +960,11 @@ fn process_ack(t: &mut Tcb, now: Instant, seg: &SegmentIn<'_>, stats: &mut Count
     {
         // A duplicate ACK (RFC 5681 §2).
         t.recovery.on_dupack(t.opts.sack_ok, t.snd.mss);
+    }
+    // Answered once SND.UNA moved, so that a window's end is judged by it; an old ACK's
+    // echo is not answered (Linux ignores ECE on an ACK below SND.UNA).
+    if ece && !seg.ack.lt(una_before) {
+        super::recovery::ecn_echo(t, now, stats);
     }
     // Spurious retransmissions undo their reduction (RFC 3708, RFC 3522, RFC 4015).
     let tsecr = seg.options.timestamp.map(|(_, ecr)| ecr);

@@ -361,19 +361,25 @@ pub fn probe_repaired(t: &mut Tcb, now: Instant, stats: &mut Counters) {
 /// An ACK echoed a congestion mark (RFC 3168 §6.1.2): the window shrinks as for a loss, in
 /// one step and at most once a window of data (Linux enters CWR), and the next new data
 /// carries CWR. No cut while a recovery, a timeout's or an earlier one is under way: that
-/// reduction answers this mark too. BBR does not cut here: it answers marks from its rate
-/// samples, where the echo is precise ([`crate::config::TcpConfig::ecn_low`]).
+/// reduction answers this mark too. A model-based controller (BBR) does not cut here: it
+/// answers marks from its rate samples, where the echo is precise
+/// ([`crate::config::TcpConfig::ecn_low`]); its CWR still goes once a window.
 pub fn ecn_echo(t: &mut Tcb, now: Instant, stats: &mut Counters) {
     stats.tcp_ecn_ece_recv += 1;
-    if t.recovery.recover.is_some() || t.rtx.rto_recover.is_some() || in_cwr(t) {
+    let answered = t.ecn.answered_until.is_some_and(|p| t.snd.una.lt(p));
+    if answered || t.recovery.recover.is_some() || t.rtx.rto_recover.is_some() || in_cwr(t) {
+        return;
+    }
+    t.ecn.answered_until = Some(t.snd.max);
+    t.ecn.queue_cwr = true;
+    if t.cc.model_based() {
         return;
     }
     let cwnd = t.cc.cwnd();
     t.cc.on_congestion_event(now, cwnd);
     t.recovery.cwr = Some(t.snd.max);
-    t.ecn.queue_cwr = true;
     t.trace_trigger(now, Trigger::Ecn);
-    stats.tcp_ecn_reductions += u64::from(!t.cc.model_based());
+    stats.tcp_ecn_reductions += 1;
 }
 
 /// Whether a probe's window cut is still under way: the ACK has not passed what was out

@@ -80,6 +80,8 @@ pub fn segment(frame: &[u8], mss: usize) -> Option<Vec<Vec<u8>>> {
         t.sequence_number = t.sequence_number.wrapping_add((i * mss) as u32);
         t.fin &= last;
         t.psh &= last;
+        // CWR goes on the first piece only (Linux's `tcp_gso_segment`, RFC 3168 §6.1.2).
+        t.cwr &= i == 0;
         t.checksum = 0;
         let mut out = Vec::with_capacity(payload_at + chunk.len());
         out.extend_from_slice(&frame[..Ethernet2Header::LEN]);
@@ -144,6 +146,8 @@ fn segment_v6(frame: &[u8], mss: usize) -> Option<Vec<Vec<u8>>> {
         t.sequence_number = t.sequence_number.wrapping_add((i * mss) as u32);
         t.fin &= last;
         t.psh &= last;
+        // CWR goes on the first piece only (Linux's `tcp_gso_segment`, RFC 3168 §6.1.2).
+        t.cwr &= i == 0;
         t.checksum = 0;
         let mut out = Vec::with_capacity(payload_at + chunk.len());
         out.extend_from_slice(&frame[..Ethernet2Header::LEN]);
@@ -177,6 +181,7 @@ mod tests {
         tcp.ack = true;
         tcp.psh = true;
         tcp.fin = true;
+        tcp.cwr = true;
         let mut seg = tcp.to_bytes().to_vec();
         seg.extend_from_slice(&data);
         let sum = pseudo_header_partial_v6(src.octets(), dst.octets(), seg.len());
@@ -209,6 +214,7 @@ mod tests {
             assert_eq!(t.sequence_number, 7 + (i * 1400) as u32);
             let last = i == pieces.len() - 1;
             assert_eq!((t.fin, t.psh), (last, last));
+            assert_eq!(t.cwr, i == 0, "CWR on the first piece only");
             joined.extend_from_slice(payload);
         }
         assert_eq!(joined, data);

@@ -12,8 +12,9 @@
 //! ECN marks count as v3 counts them, only where they are precise and shallow-threshold
 //! ([`crate::config::TcpConfig::ecn_low`]) and the path is short (at most
 //! [`ECN_MAX_RTT`]): the fraction of data marked, smoothed per round trip (ecn_alpha), cuts
-//! inflight_lo outside probes, and more than [`ECN_THRESH`] of a sample marked ends a probe
-//! or, two rounds running, Startup.
+//! inflight_lo outside probes, more than [`ECN_THRESH`] of a sample marked ends a probe, as
+//! do two rounds running with at least that much marked Startup, and a cycle with marks but
+//! no loss probes again at once (v3's ECN re-probe).
 
 use super::rate::RateSample;
 use super::{initial_window, CongestionControl, PathModel};
@@ -76,6 +77,9 @@ const ECN_FACTOR: f64 = 1.0 / 3.0;
 pub const ECN_THRESH: f64 = 0.5;
 /// Rounds running with [`ECN_THRESH`] marked that end Startup (Linux v3 `bbr_full_ecn_cnt`).
 const STARTUP_FULL_ECN_ROUNDS: u32 = 2;
+/// A cycle with marks and no loss probes again at once, its probe starting at this share of
+/// inflight_hi (Linux v3 `bbr_ecn_reprobe_gain`).
+const ECN_REPROBE_GAIN: f64 = 0.5;
 /// Marks count only on paths whose min_rtt is at most this (Linux v3 `bbr_ecn_max_rtt_us`):
 /// shallow-threshold marking is a data-centre setting.
 pub const ECN_MAX_RTT: Duration = Duration::from_millis(5);
@@ -237,8 +241,12 @@ pub struct Bbr {
     alpha_last_delivered_ce: u64,
     /// An ACK of the current loss round echoed a mark.
     ecn_in_round: bool,
-    /// Rounds running in Startup with more than [`ECN_THRESH`] marked.
+    /// Rounds running in Startup with at least [`ECN_THRESH`] marked.
     startup_ecn_rounds: u32,
+    /// Marks, and losses, since the current ProbeBW cycle began (v3's `ecn_in_cycle`,
+    /// `loss_in_cycle`).
+    ecn_in_cycle: bool,
+    loss_in_cycle: bool,
 
     // Loss recovery (draft §4.6.4.4).
     packet_conservation: bool,
@@ -316,6 +324,8 @@ impl Bbr {
             alpha_last_delivered_ce: 0,
             ecn_in_round: false,
             startup_ecn_rounds: 0,
+            ecn_in_cycle: false,
+            loss_in_cycle: false,
             packet_conservation: false,
             in_recovery: false,
             idle_restart: false,
@@ -557,6 +567,8 @@ impl Bbr {
     fn reset_congestion_signals(&mut self) {
         self.loss_in_round = false;
         self.ecn_in_round = false;
+        self.loss_in_cycle = false;
+        self.ecn_in_cycle = false;
         self.bw_latest = 0.0;
         self.inflight_latest = 0;
     }
@@ -691,9 +703,10 @@ impl Bbr {
         self.cwnd_gain = DEFAULT_CWND_GAIN;
     }
 
-    fn start_probe_bw_refill(&mut self) {
+    /// REFILL, the probe after it growing inflight_hi from 2^`up_rounds` segments a round.
+    fn start_probe_bw_refill(&mut self, up_rounds: u32) {
         self.reset_lower_bounds();
-        self.bw_probe_up_rounds = 0;
+        self.bw_probe_up_rounds = up_rounds;
         self.bw_probe_up_acks = 0;
         self.ack_phase = AckPhase::Refilling;
         self.start_round();
@@ -731,10 +744,18 @@ impl Bbr {
     }
 
     fn check_time_to_probe_bw(&mut self, now: Instant) -> bool {
+        // Marks without loss this cycle: the marks may stop as soon as cross traffic does,
+        // so probe again now, from half of inflight_hi (Linux v3).
+        if self.ecn_eligible && self.ecn_in_cycle && !self.loss_in_cycle && !self.in_recovery {
+            let segments =
+                self.inflight_hi.min(u64::MAX / 2) as f64 * ECN_REPROBE_GAIN / self.mss as f64;
+            self.start_probe_bw_refill(segments.max(1.0).log2().min(30.0) as u32);
+            return true;
+        }
         if self.has_elapsed_in_phase(now, self.bw_probe_wait)
             || self.is_reno_coexistence_probe_time()
         {
-            self.start_probe_bw_refill();
+            self.start_probe_bw_refill(0);
             return true;
         }
         false
@@ -1148,6 +1169,8 @@ impl CongestionControl for Bbr {
         self.update_min_rtt(now, rs);
         self.check_probe_rtt(now, rs);
         self.advance_latest_delivery_signals(rs);
+        self.loss_in_cycle |= rs.newly_lost > 0;
+        self.ecn_in_cycle |= rs.delivered_ce > 0;
         self.bound_bw_for_model();
         // BBRUpdateControlParameters.
         self.set_pacing_rate();
@@ -1358,6 +1381,27 @@ mod tests {
         }
         assert_ne!(d.bbr.state(), State::Startup);
         assert!(d.bbr.inflight_hi().is_some());
+    }
+
+    #[test]
+    fn a_cycle_with_marks_and_no_loss_probes_again_at_once() {
+        let mut d = Driver::short_with_ecn().into_probe_bw();
+        while d.bbr.state() != State::ProbeBwCruise {
+            d.marked_round(0.0);
+        }
+        d.marked_round(0.0);
+        assert_eq!(
+            d.bbr.state(),
+            State::ProbeBwCruise,
+            "cruising: no probe due yet"
+        );
+        d.marked_round(0.1);
+        d.marked_round(0.0);
+        assert_eq!(
+            d.bbr.state(),
+            State::ProbeBwRefill,
+            "marks, no loss: probe again"
+        );
     }
 
     #[test]
