@@ -113,7 +113,9 @@ pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
 
 /// Catch-all interception: connections and flows to any address, each offered to the
 /// application, which accepts, refuses or drops it. Every queue is bounded, each limit
-/// counted when hit.
+/// counted when hit. Over IPv4 any unicast address but the stack's own is intercepted; over
+/// IPv6 (with [`StackConfig::ipv6`] set, addresses of its own or not) any host's address but
+/// the stack's own and link-local ones, which neighbour and router discovery keep.
 #[derive(Clone, Copy, Debug)]
 pub struct InterceptConfig {
     /// SYNs waiting for the application's decision. Past this a new SYN is dropped (the
@@ -133,7 +135,7 @@ pub struct InterceptConfig {
     /// A UDP flow with no datagram either way for this long ends: its socket's receive fails
     /// with `TimedOut`.
     pub udp_timeout: Duration,
-    /// What happens to an ICMP echo request to an intercepted address.
+    /// What happens to an ICMP or ICMPv6 echo request to an intercepted address.
     pub echo: EchoMode,
 }
 

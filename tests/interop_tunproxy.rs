@@ -1,8 +1,8 @@
 //! tunproxy against real kernels, in namespaces each test creates. The client is the test
-//! thread's own namespace: its default route is tun0, where tunproxy (10.0.9.2) intercepts
-//! everything; tunproxy's upstream sockets carry mark 1, which a policy rule routes out over a
-//! veth to a server namespace (198.51.100.20 on its loopback), where the test's servers and,
-//! for the SOCKS5 runs, danted listen. Every test runs once with `--direct` and once through
+//! thread's own namespace: its default routes, IPv4 and IPv6, are tun0, where tunproxy
+//! (10.0.9.2) intercepts everything; tunproxy's upstream sockets carry mark 1, which policy
+//! rules route out over a veth to a server namespace (198.51.100.20 and 2001:db8:100::20 on
+//! its loopback), where the test's servers and, for the SOCKS5 runs, danted listen. Every test runs once with `--direct` and once through
 //! danted, and checks real content (sha256 of the bytes moved).
 
 mod common;
@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A server address reached only through the tun.
 const FAR: &str = "198.51.100.20";
+/// The server's IPv6 address, reached only through the tun.
+const FAR6: &str = "2001:db8:100::20";
 /// The server namespace's end of the veth, where danted listens.
 const SOCKS: &str = "172.31.0.2:1080";
 /// Bytes of the bulk download.
@@ -52,14 +54,19 @@ impl Layout {
             "ip link add veth-c type veth peer name veth-s netns {ns}"
         ));
         sh("ip addr add 172.31.0.1/24 dev veth-c && ip link set veth-c up");
+        sh("ip addr add fd31::1/64 dev veth-c nodad");
         sh(&format!(
             "ip -n {ns} link set lo up && ip -n {ns} addr add 172.31.0.2/24 dev veth-s && \
+             ip -n {ns} addr add fd31::2/64 dev veth-s nodad && \
              ip -n {ns} link set veth-s up && ip -n {ns} addr add {FAR}/32 dev lo && \
+             ip -n {ns} addr add {FAR6}/128 dev lo && \
              ip -n {ns} route add 10.0.9.0/24 via 172.31.0.1"
         ));
-        sh("ip tuntap add dev tun0 mode tun && echo 1 > /proc/sys/net/ipv6/conf/tun0/disable_ipv6");
-        sh("ip addr add 10.0.9.1/24 dev tun0 && ip link set tun0 up && ip route add default dev tun0");
+        sh("ip tuntap add dev tun0 mode tun");
+        sh("ip addr add 10.0.9.1/24 dev tun0 && ip addr add fd00:9::1/64 dev tun0 nodad");
+        sh("ip link set tun0 up && ip route add default dev tun0 && ip -6 route add default dev tun0");
         sh("ip rule add fwmark 1 lookup 100 && ip route add default via 172.31.0.2 dev veth-c table 100");
+        sh("ip -6 rule add fwmark 1 lookup 100 && ip -6 route add default via fd31::2 dev veth-c table 100");
         let (late_tx, late) = crossbeam_channel::unbounded();
         let (bound_tx, bound) = crossbeam_channel::bounded(1);
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -118,7 +125,7 @@ impl Layout {
             &conf,
             format!(
                 "logoutput: {dir}/danted.log\ninternal: 172.31.0.2 port = 1080\n\
-                 external: {FAR}\nclientmethod: none\nsocksmethod: none\n\
+                 external: {FAR}\nexternal: {FAR6}\nclientmethod: none\nsocksmethod: none\n\
                  user.privileged: root\nuser.unprivileged: nobody\n\
                  client pass {{ from: 0/0 to: 0/0 }}\n\
                  socks pass {{ from: 0/0 to: 0/0 command: connect udpassociate }}\n\
@@ -181,6 +188,8 @@ async fn servers(
     bound: crossbeam_channel::Sender<()>,
 ) {
     let echo = tokio::net::TcpListener::bind((FAR, 7)).await.unwrap();
+    let echo6 = tokio::net::TcpListener::bind((FAR6, 7)).await.unwrap();
+    let udp6 = tokio::net::UdpSocket::bind((FAR6, 7)).await.unwrap();
     let http = tokio::net::TcpListener::bind((FAR, 8080)).await.unwrap();
     let reply_after_fin = tokio::net::TcpListener::bind((FAR, 9000)).await.unwrap();
     let close_first = tokio::net::TcpListener::bind((FAR, 9001)).await.unwrap();
@@ -190,7 +199,11 @@ async fn servers(
     let bulk = std::sync::Arc::new(pattern(BULK, 1));
     let echo_loop = async {
         loop {
-            let (mut s, _) = echo.accept().await.unwrap();
+            let (mut s, _) = tokio::select! {
+                r = echo.accept() => r,
+                r = echo6.accept() => r,
+            }
+            .unwrap();
             tokio::spawn(async move {
                 let (mut r, mut w) = s.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -248,6 +261,13 @@ async fn servers(
             let _ = udp.send_to(&b[..n], from).await;
         }
     };
+    let udp6_loop = async {
+        let mut b = vec![0u8; 65536];
+        loop {
+            let (n, from) = udp6.recv_from(&mut b).await.unwrap();
+            let _ = udp6.send_to(&b[..n], from).await;
+        }
+    };
     let dns_loop = async {
         let mut b = vec![0u8; 512];
         loop {
@@ -257,7 +277,7 @@ async fn servers(
             }
         }
     };
-    tokio::join!(echo_loop, http_loop, fin_loop, first_loop, udp_loop, dns_loop);
+    tokio::join!(echo_loop, http_loop, fin_loop, first_loop, udp_loop, udp6_loop, dns_loop);
 }
 
 /// A query for one A record: id, flags RD, one question.
@@ -481,9 +501,54 @@ fn udp_echo_a_dns_query_and_ping_to_any_address() {
     });
 }
 
+/// IPv6 through the proxy as IPv4: 16 MiB echoed over TCP (sha256), a refused port refused,
+/// a UDP echo answered from its destination, and pings to any address answered.
+#[test]
+fn ipv6_flows_through_the_proxy() {
+    both_modes(|mode| {
+        let mut layout = Layout::new(mode, &[]);
+        let far6 = format!("[{FAR6}]");
+        let s = TcpStream::connect(format!("{far6}:7")).unwrap();
+        assert_eq!(s.peer_addr().unwrap().to_string(), format!("{far6}:7"));
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let data = pattern(16 << 20, 8);
+        let got = kernel_echo(s, data.clone());
+        assert_eq!(sha256(&got), sha256(&data), "{mode:?}");
+
+        let refused = TcpStream::connect(format!("{far6}:1")).unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{mode:?}"
+        );
+
+        let udp = UdpSocket::bind("[::]:0").unwrap();
+        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let datagram = pattern(1200, 9);
+        let mut buf = [0u8; 4096];
+        let mut echoed = None;
+        for _ in 0..5 {
+            udp.send_to(&datagram, format!("{far6}:7")).unwrap();
+            if let Ok(r) = udp.recv_from(&mut buf) {
+                echoed = Some(r);
+                break;
+            }
+        }
+        let (n, from) = echoed.expect("an echo");
+        assert_eq!(from.to_string(), format!("{far6}:7"), "{mode:?}");
+        assert_eq!(&buf[..n], &datagram[..]);
+
+        let ping = sh("ping -6 -c 2 -i 0.2 -W 5 2001:db8:99::1");
+        assert!(ping.contains("2 received"), "{ping}");
+        let counters = layout.stop();
+        assert!(counter(&counters, "UDP flows relayed") >= 1, "{counters}");
+    });
+}
+
 /// `--ping relay` sends each ping on from a kernel ping socket, the same in both modes (SOCKS5
-/// carries no ICMP), so it runs once: a live destination's reply comes back, an unroutable
-/// one gives the client host unreachable, and the stack answers nothing by itself.
+/// carries no ICMP), so it runs once: a live destination's reply comes back (over IPv4 and
+/// IPv6), an unroutable one gives the client host unreachable, and the stack answers nothing
+/// by itself.
 #[test]
 fn relayed_pings_are_answered_only_as_their_destination_answers() {
     exclusive(|| {
@@ -493,6 +558,8 @@ fn relayed_pings_are_answered_only_as_their_destination_answers() {
         sh("ip route add unreachable 198.51.100.98/32 table 100");
         let live = sh(&format!("ping -c 2 -i 0.2 -W 5 {FAR}"));
         assert!(live.contains("2 received"), "{live}");
+        let live6 = sh(&format!("ping -6 -c 2 -i 0.2 -W 5 {FAR6}"));
+        assert!(live6.contains("2 received"), "{live6}");
         let out = std::process::Command::new("ping")
             .args(["-c", "1", "-W", "5", "198.51.100.98"])
             .output()
@@ -504,11 +571,11 @@ fn relayed_pings_are_answered_only_as_their_destination_answers() {
         let counters = layout.stop();
         assert_eq!(
             counter(&counters, "pings relayed and answered by their destination"),
-            2,
+            4,
             "{counters}"
         );
         assert_eq!(counter(&counters, "pings answered unreachable"), 1);
-        assert_eq!(counter(&counters, "handed to the application"), 3);
+        assert_eq!(counter(&counters, "handed to the application"), 5);
     });
 }
 

@@ -94,8 +94,14 @@ fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed
     assert_eq!(std::net::SocketAddr::from(remote), offer.remote);
 
     // A megabyte each way, checked.
-    let up = pattern(1 << 20, 3);
-    let down = pattern(1 << 20, 5);
+    exchange(&mut sim, c, offer.id, 1 << 20);
+    assert_eq!(sim.b.iface.counters().icpt_tcp_conns, 1);
+}
+
+/// `len` bytes each way between the client's connection `c` and the proxy's `p`, checked.
+fn exchange(sim: &mut Sim, c: SocketId, p: SocketId, len: usize) {
+    let up = pattern(len, 3);
+    let down = pattern(len, 5);
     let (mut got_up, mut got_down) = (Vec::new(), Vec::new());
     let (mut sent_up, mut sent_down) = (0, 0);
     let mut buf = vec![0u8; 65536];
@@ -108,11 +114,11 @@ fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed
             sent_down += sim
                 .b
                 .iface
-                .tcp_send(now, offer.id, &down[sent_down..])
+                .tcp_send(now, p, &down[sent_down..])
                 .unwrap_or(0);
         }
         sim.advance(Duration::from_millis(1));
-        while let Ok(n) = sim.b.iface.tcp_recv(sim.now, offer.id, &mut buf) {
+        while let Ok(n) = sim.b.iface.tcp_recv(sim.now, p, &mut buf) {
             got_up.extend_from_slice(&buf[..n]);
         }
         while let Ok(n) = sim.a.iface.tcp_recv(sim.now, c, &mut buf) {
@@ -124,7 +130,6 @@ fn a_syn_to_any_address_waits_for_the_verdict_and_its_retransmission_is_absorbed
     }
     assert_eq!(sha256(&got_up), sha256(&up));
     assert_eq!(sha256(&got_down), sha256(&down));
-    assert_eq!(sim.b.iface.counters().icpt_tcp_conns, 1);
 }
 
 #[test]
@@ -264,7 +269,7 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
     let dns = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 53), 53);
     let sock = send_datagrams(&mut sim, dns, &[b"query 1", b"query 2"]);
     let offer = next_udp(&sim.b.iface).expect("offered");
-    assert_eq!(offer.local, dns);
+    assert_eq!(offer.local, dns.into());
     assert!(next_udp(&sim.b.iface).is_none(), "one offer per flow");
     let now = sim.now;
     sim.b
@@ -272,7 +277,7 @@ fn udp_flows_are_offered_answered_from_the_destination_and_idle_out() {
         .udp_flow_decide(now, offer.id, FlowDecision::Accept);
     for want in [&b"query 1"[..], b"query 2"] {
         let (data, from) = sim.b.iface.udp_recv(offer.id).unwrap().unwrap();
-        assert_eq!((&data[..], from), (want, offer.remote.into()));
+        assert_eq!((&data[..], from), (want, offer.remote));
     }
     sim.b
         .iface
@@ -429,7 +434,10 @@ fn delivered_echo_requests_wait_for_the_application_which_replies_or_answers_unr
     assert_eq!((c.icpt_echo_offered, c.icpt_echo_pending_full), (2, 1));
 
     let first = next_echo(&sim.b.iface).expect("the first request");
-    assert_eq!((first.src, first.dst), (Ipv4Addr::new(10, 0, 0, 1), up));
+    assert_eq!(
+        (first.src, first.dst),
+        (Ipv4Addr::new(10, 0, 0, 1).into(), up.into())
+    );
     assert_eq!(first.message, echo_request(7, 1, b"ping data"));
     let second = next_echo(&sim.b.iface).expect("the second request");
     assert!(next_echo(&sim.b.iface).is_none());
@@ -477,4 +485,240 @@ fn ignored_echo_requests_are_counted_and_unanswered() {
     assert!(next_echo(&sim.b.iface).is_none(), "nothing handed over");
     let c = sim.b.iface.counters();
     assert_eq!((c.icpt_echo_ignored, c.icpt_echo_replies), (1, 0));
+}
+
+/// An address beyond the client's link, IPv6.
+const FAR6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 7);
+
+/// The client (2001:db8::1) and the intercepting proxy (2001:db8::2), which a Router
+/// Advertisement from its link-local address makes the client's default router.
+fn sim6_with(intercept: InterceptConfig) -> Sim {
+    use std::net::Ipv6Addr;
+    let mut proxy = config_v6(2, 2);
+    proxy.intercept = Some(intercept);
+    let mut sim = Sim::new(config_v6(1, 1), proxy, FaultConfig::default());
+    sim.settle();
+    let router = sim
+        .b
+        .iface
+        .ipv6()
+        .unwrap()
+        .addrs()
+        .iter()
+        .map(|a| a.addr)
+        .find(|a| tapstack::wire::ipv6::is_link_local(*a))
+        .expect("the proxy's link-local address");
+    let mac = sim.b.iface.config().mac;
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    // Router Advertisement (RFC 4861 §4.2): hop limit 64, lifetime 1800 s, its link address.
+    let mut ra = vec![134, 0, 0, 0, 64, 0];
+    ra.extend_from_slice(&1800u16.to_be_bytes());
+    ra.extend_from_slice(&[0; 8]);
+    ra.extend_from_slice(&[1, 1]);
+    ra.extend_from_slice(&mac.0);
+    let sum = tapstack::wire::ipv6::checksum(router, all_nodes, 58, &ra);
+    ra[2..4].copy_from_slice(&sum);
+    let frame = ipv6_frame(
+        mac.0,
+        [0x33, 0x33, 0, 0, 0, 1],
+        router,
+        all_nodes,
+        58,
+        255,
+        &ra,
+    );
+    let now = sim.now;
+    sim.a.iface.receive(now, &frame);
+    sim.settle();
+    sim
+}
+
+/// An Ethernet frame with an IPv6 header and `payload`.
+fn ipv6_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    next_header: u8,
+    hop_limit: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&etherparse::EtherType::IPV6.0.to_be_bytes());
+    let h = etherparse::Ipv6Header {
+        payload_length: payload.len() as u16,
+        next_header: etherparse::IpNumber(next_header),
+        hop_limit,
+        source: src.octets(),
+        destination: dst.octets(),
+        ..Default::default()
+    };
+    f.extend_from_slice(&h.to_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The client dials `[FAR6]:port`.
+fn dial6(sim: &mut Sim, port: u16) -> SocketId {
+    let now = sim.now;
+    let remote = std::net::SocketAddr::from((FAR6, port));
+    let c = sim
+        .a
+        .iface
+        .with_tcp(now, |tcp, st| tcp.connect(now, None, remote, st))
+        .unwrap();
+    sim.advance(Duration::from_millis(10));
+    c
+}
+
+/// The proxy's next ICMPv6 message: source, destination, message.
+fn sent_icmp6(sim: &mut Sim) -> Option<(std::net::Ipv6Addr, std::net::Ipv6Addr, Vec<u8>)> {
+    while let Some(frame) = sim.b.iface.pop_transmit() {
+        let Ok((ip, rest)) = etherparse::Ipv6Header::from_slice(&frame[14..]) else {
+            continue;
+        };
+        if ip.next_header.0 == 58 {
+            return Some((ip.source.into(), ip.destination.into(), rest.to_vec()));
+        }
+    }
+    None
+}
+
+/// IPv6 as IPv4: a connection to any address is offered, accepted from the address dialled
+/// (1 MiB each way), refused with a reset, or answered with ICMPv6 address unreachable; a
+/// UDP flow is answered from its destination, and a refused one with port unreachable; an
+/// echo request to any address is answered from it, or handed to the application. The
+/// proxy's own address, and link-local ones, are not intercepted.
+#[test]
+fn ipv6_connections_flows_and_pings_to_any_address_are_intercepted() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let mut sim = sim6_with(InterceptConfig {
+        echo: EchoMode::Deliver,
+        ..InterceptConfig::default()
+    });
+    let c = dial6(&mut sim, 443);
+    let offer = next_tcp(&sim.b.iface).expect("offered");
+    assert_eq!(offer.local, SocketAddr::from((FAR6, 443)));
+    decide(&mut sim, offer.id, Verdict::Accept);
+    sim.advance(Duration::from_millis(10));
+    assert!(matches!(sim.a.iface.tcp_connect_result(c), Some(Ok(()))));
+    let (local, _) = sim.b.iface.tcp().addrs(offer.id).unwrap();
+    assert_eq!(local, SocketAddr::from((FAR6, 443)), "the dialled address");
+    exchange(&mut sim, c, offer.id, 1 << 20);
+
+    let c = dial6(&mut sim, 444);
+    let offer = next_tcp(&sim.b.iface).unwrap();
+    decide(&mut sim, offer.id, Verdict::Reset);
+    sim.advance(Duration::from_millis(10));
+    let refused = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::ECONNREFUSED));
+    let c = dial6(&mut sim, 445);
+    let offer = next_tcp(&sim.b.iface).unwrap();
+    while sim.b.iface.pop_transmit().is_some() {}
+    let now = sim.now;
+    let buffers = sim.b.iface.config().tcp.buffers();
+    sim.b
+        .iface
+        .intercept_tcp(now, offer.id, Verdict::Unreachable, None, buffers);
+    let (src, dst, msg) = sent_icmp6(&mut sim).expect("address unreachable");
+    assert_eq!(
+        (src, &msg[..2]),
+        (FAR6, &[1, 3][..]),
+        "from the address dialled"
+    );
+    assert_eq!(dst, "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(sim.a.iface.tcp_state(c), Some(State::SynSent));
+
+    // UDP: a flow answered from its destination, and a refused one.
+    let dns = SocketAddr::V6(SocketAddrV6::new(FAR6, 53, 0, 0));
+    let sock = sim
+        .a
+        .iface
+        .udp_bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)))
+        .unwrap();
+    let now = sim.now;
+    sim.a
+        .iface
+        .udp_send(now, sock, b"query", Some(dns))
+        .unwrap();
+    sim.settle();
+    let flow = next_udp(&sim.b.iface).expect("a flow offered");
+    assert_eq!(flow.local, dns);
+    sim.b
+        .iface
+        .udp_flow_decide(now, flow.id, FlowDecision::Accept);
+    let (data, _) = sim.b.iface.udp_recv(flow.id).unwrap().unwrap();
+    assert_eq!(&data[..], b"query");
+    sim.b.iface.udp_send(now, flow.id, b"answer", None).unwrap();
+    sim.settle();
+    let (data, from) = sim.a.iface.udp_recv(sock).unwrap().unwrap();
+    assert_eq!(
+        (&data[..], from),
+        (&b"answer"[..], dns),
+        "from the destination"
+    );
+    let closed = SocketAddr::V6(SocketAddrV6::new(FAR6, 9999, 0, 0));
+    let refused = sim
+        .a
+        .iface
+        .udp_bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)));
+    let refused = refused.unwrap();
+    sim.a.iface.udp_connect(refused, closed).unwrap();
+    sim.a.iface.udp_send(now, refused, b"x", None).unwrap();
+    sim.settle();
+    let flow = next_udp(&sim.b.iface).unwrap();
+    let now = sim.now;
+    sim.b
+        .iface
+        .udp_flow_decide(now, flow.id, FlowDecision::Refuse);
+    sim.settle();
+    let err = sim.a.iface.udp_recv(refused).unwrap().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+
+    // An echo request to any address, handed over, then answered from it.
+    let (client_mac, proxy_mac) = (sim.a.iface.config().mac, sim.b.iface.config().mac);
+    let client: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let mut request = vec![128, 0, 0, 0, 0, 7, 0, 1];
+    request.extend_from_slice(b"ping6");
+    let sum = tapstack::wire::ipv6::checksum(client, FAR6, 58, &request);
+    request[2..4].copy_from_slice(&sum);
+    let frame = ipv6_frame(client_mac.0, proxy_mac.0, client, FAR6, 58, 64, &request);
+    while sim.b.iface.pop_transmit().is_some() {}
+    sim.b.iface.receive(sim.now, &frame);
+    assert!(sent_icmp6(&mut sim).is_none(), "left to the application");
+    let echo = next_echo(&sim.b.iface).expect("handed over");
+    assert_eq!((echo.src, echo.dst), (client.into(), FAR6.into()));
+    let now = sim.now;
+    sim.b
+        .iface
+        .intercept_echo_answer(now, &echo, EchoVerdict::Reply);
+    let (src, dst, reply) = sent_icmp6(&mut sim).expect("an echo reply");
+    assert_eq!((src, dst, reply[0]), (FAR6, client, 129));
+    assert_eq!(&reply[4..], &request[4..], "identifier, sequence and data");
+    sim.b
+        .iface
+        .intercept_echo_answer(now, &echo, EchoVerdict::Unreachable);
+    let (src, _, error) = sent_icmp6(&mut sim).expect("address unreachable");
+    assert_eq!((src, &error[..2]), (FAR6, &[1, 3][..]));
+
+    // The proxy's own address is its own: a closed port resets, nothing is offered.
+    let c = {
+        let now = sim.now;
+        let own = SocketAddr::from(("2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap(), 81));
+        sim.a
+            .iface
+            .with_tcp(now, |tcp, st| tcp.connect(now, None, own, st))
+            .unwrap()
+    };
+    sim.advance(Duration::from_millis(10));
+    let err = sim.a.iface.tcp_connect_result(c).unwrap().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+    assert!(next_tcp(&sim.b.iface).is_none());
+    let counters = sim.b.iface.counters();
+    assert_eq!(
+        (counters.icpt_tcp_offered, counters.icpt_udp_offered),
+        (3, 2),
+        "{counters:?}"
+    );
 }

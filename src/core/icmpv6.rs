@@ -117,8 +117,12 @@ impl Interface {
             self.stats.icmp6_rx_bad_checksum += 1;
             return;
         }
-        let tentative_dst =
-            !rx.dst.is_multicast() && !self.ip6.as_ref().is_some_and(|s| s.is_ours(rx.dst));
+        let tentative_dst = !rx.dst.is_multicast()
+            && self
+                .ip6
+                .as_ref()
+                .is_some_and(|s| s.holds(rx.dst) && !s.is_ours(rx.dst));
+        let intercepted = !rx.dst.is_multicast() && self.intercepts6(rx.dst);
         match msg[0] {
             NEIGHBOR_SOLICITATION => self.nd_solicitation_input(now, rx, msg),
             NEIGHBOR_ADVERTISEMENT => self.nd_advertisement_input(now, rx, msg),
@@ -144,6 +148,9 @@ impl Interface {
                 if msg.len() < 8 {
                     self.stats.icmp6_rx_malformed += 1;
                     return;
+                }
+                if intercepted {
+                    return self.intercept_echo6(now, rx, msg);
                 }
                 self.icmpv6_echo_reply(now, rx, msg);
             }
@@ -284,7 +291,7 @@ impl Interface {
 
     /// The reply carries the request's identifier, sequence and data (RFC 4443 §4.2). A
     /// request to a group is answered from a unicast address of ours (as Linux does).
-    fn icmpv6_echo_reply(&mut self, now: Instant, rx: &Rx6<'_>, msg: &[u8]) {
+    pub(super) fn icmpv6_echo_reply(&mut self, now: Instant, rx: &Rx6<'_>, msg: &[u8]) {
         let src = if rx.dst.is_multicast() {
             match self.ip6.as_ref().and_then(|s| s.source_for(rx.src)) {
                 Some(a) => a,
@@ -340,8 +347,10 @@ impl Interface {
         {
             return;
         }
+        // An intercepted destination answers for itself, as that host would.
+        let intercepted = self.intercepts6(rx.dst);
         let Some(src) = self.ip6.as_ref().and_then(|s| {
-            if s.is_ours(rx.dst) {
+            if s.is_ours(rx.dst) || intercepted {
                 Some(rx.dst)
             } else {
                 s.source_for(rx.src)

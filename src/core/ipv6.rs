@@ -94,6 +94,9 @@ pub(super) struct Icmp6Error {
 
 /// ICMPv6 types of the errors we send (RFC 4443).
 pub(super) const TYPE_DEST_UNREACHABLE: u8 = 1;
+/// Destination Unreachable's codes we send (RFC 4443 §3.1).
+pub(super) const CODE_ADDRESS_UNREACHABLE: u8 = 3;
+pub(super) const CODE_PORT_UNREACHABLE: u8 = 4;
 pub(super) const TYPE_PARAM_PROBLEM: u8 = 4;
 
 fn param_problem(code: u8, pointer: usize, to_multicast: bool) -> Icmp6Error {
@@ -161,6 +164,12 @@ impl Ipv6State {
     /// Neighbour `ip`'s link address (if known) and reachability state, if it has an entry.
     pub fn neighbor(&self, ip: Ipv6Addr) -> Option<(Option<MacAddr>, super::ndp::NudState)> {
         Some((self.nd.mac(ip), self.nd.state(ip)?))
+    }
+
+    /// Whether `ip` is one of our addresses, in whatever state (tentative, or found
+    /// duplicate, included).
+    pub fn holds(&self, ip: Ipv6Addr) -> bool {
+        self.addr(ip).is_some()
     }
 
     /// Whether `ip` is one of our addresses in use.
@@ -401,8 +410,13 @@ impl Interface {
             ip6.addr(dst)
                 .is_some_and(|a| a.state != AddrState::Duplicate)
         };
-        if !for_us
-            || (!multicast && !ip6.is_ours(dst) && header.next_header() != IpNumber::IPV6_ICMP)
+        // Catch-all interception takes a packet to any host's address that is none of ours.
+        let intercepted = !for_us && self.intercepts6(dst);
+        if !(for_us || intercepted)
+            || (for_us
+                && !multicast
+                && !ip6.is_ours(dst)
+                && header.next_header() != IpNumber::IPV6_ICMP)
         {
             self.stats.ip6_rx_not_for_us += 1;
             return;
@@ -489,10 +503,10 @@ impl Interface {
                 }
                 17 => {
                     self.stats.ip6_rx_delivered += 1;
-                    if !self.udp6_input(rx, &packet[off..]) {
+                    if !self.udp6_input(now, rx, &packet[off..]) {
                         return Walk::Error(Icmp6Error {
                             icmp_type: TYPE_DEST_UNREACHABLE,
-                            code: 4,
+                            code: CODE_PORT_UNREACHABLE,
                             param: 0,
                             to_multicast: false,
                         });

@@ -217,7 +217,7 @@ pub struct UdpTable {
     ports: HashMap<u16, Binding>,
     ids: IdSource,
     /// Intercepted flows by (destination, client).
-    flows: HashMap<(SocketAddrV4, SocketAddrV4), SocketId>,
+    flows: HashMap<(SocketAddr, SocketAddr), SocketId>,
     /// When each flow's verdict or idle timeout is next due; checked, not trusted: a flow
     /// active since is filed again.
     flow_timers: BTreeSet<(Instant, SocketId)>,
@@ -257,8 +257,7 @@ impl UdpTable {
     /// Forgets a flow's tuple (its socket stays while a handle holds it).
     fn end_flow(&mut self, id: SocketId) {
         if let Some(sock) = self.sockets.get(&id) {
-            if let (SocketAddr::V4(local), Some(SocketAddr::V4(remote))) = (sock.local, sock.remote)
-            {
+            if let (local, Some(remote)) = (sock.local, sock.remote) {
                 if self.flows.get(&(local, remote)) == Some(&id) {
                     self.flows.remove(&(local, remote));
                 }
@@ -337,7 +336,14 @@ impl Interface {
         let from = SocketAddrV4::new(rx.src, header.source_port);
         if rx.dst != self.cfg.ip && !rx.broadcast && self.intercept.is_some() {
             let to = SocketAddrV4::new(rx.dst, header.destination_port);
-            return self.udp_flow_input(now, rx, from, to, &segment[UdpHeader::LEN..]);
+            // What a port unreachable quotes: the IP header and the UDP header.
+            let mut quote = rx.header.to_vec();
+            quote.extend_from_slice(&segment[..UdpHeader::LEN]);
+            let data = &segment[UdpHeader::LEN..];
+            if !self.udp_flow_input(now, from.into(), to.into(), &quote, data) {
+                self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
+            }
+            return;
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
         if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
@@ -346,8 +352,14 @@ impl Interface {
     }
 
     /// A UDP datagram over IPv6 (`segment`: header and data); false if no socket has its
-    /// port (the caller answers port unreachable). Its checksum is mandatory (RFC 8200 §8.1).
-    pub(super) fn udp6_input(&mut self, rx: &super::ipv6::Rx6<'_>, segment: &[u8]) -> bool {
+    /// port, or its intercepted flow was refused (the caller answers port unreachable). Its
+    /// checksum is mandatory (RFC 8200 §8.1).
+    pub(super) fn udp6_input(
+        &mut self,
+        now: Instant,
+        rx: &super::ipv6::Rx6<'_>,
+        segment: &[u8],
+    ) -> bool {
         let (src, dst) = (rx.src, rx.dst);
         let Ok((header, _)) = UdpHeader::from_slice(segment) else {
             self.stats.udp_rx_malformed += 1;
@@ -367,6 +379,12 @@ impl Interface {
         }
         let from = SocketAddr::V6(SocketAddrV6::new(src, header.source_port, 0, 0));
         let to = SocketAddr::V6(SocketAddrV6::new(dst, header.destination_port, 0, 0));
+        if self.intercepts6(dst) {
+            // What a port unreachable quotes: the packet up to the end of the UDP header.
+            let at = rx.packet.len() - segment.len() + UdpHeader::LEN;
+            let quote = rx.packet[..at].to_vec();
+            return self.udp_flow_input(now, from, to, &quote, &segment[UdpHeader::LEN..]);
+        }
         self.udp_deliver(from, to, &segment[UdpHeader::LEN..])
     }
 
@@ -731,37 +749,35 @@ impl Interface {
     }
 
     /// A datagram to an intercepted address: to its flow's socket, or the first of a new
-    /// flow, offered to the application.
+    /// flow, offered to the application. `quote` is what a port unreachable about it quotes
+    /// (its IP headers and UDP header). False if the flow was refused: the caller answers
+    /// port unreachable.
     fn udp_flow_input(
         &mut self,
         now: Instant,
-        rx: &IpRx<'_>,
-        from: SocketAddrV4,
-        to: SocketAddrV4,
+        from: SocketAddr,
+        to: SocketAddr,
+        quote: &[u8],
         data: &[u8],
-    ) {
+    ) -> bool {
         let Some(cfg) = self.cfg.intercept else {
-            return;
+            return true;
         };
         let id = match self.udp.flows.get(&(to, from)) {
             Some(&id) => id,
             None => {
                 if self.udp.flows.len() >= cfg.max_udp_flows {
                     self.stats.icpt_udp_over_limit += 1;
-                    return;
+                    return true;
                 }
                 let id = self.udp.ids.next_id();
-                let quote_len = (rx.header.len() + rx.payload.len()).min(rx.header.len() + 8);
-                let mut quote = Vec::with_capacity(quote_len);
-                quote.extend_from_slice(rx.header);
-                quote.extend_from_slice(&rx.payload[..quote_len - rx.header.len()]);
                 let flow = Flow {
                     verdict: FlowVerdict::Pending,
                     last: now,
                     expired: false,
-                    quote,
+                    quote: quote.to_vec(),
                 };
-                let sock = UdpSocket::new(to.into(), Some(from.into()), Some(flow));
+                let sock = UdpSocket::new(to, Some(from), Some(flow));
                 let io = sock.io.clone();
                 self.udp.sockets.insert(id, sock);
                 self.udp.flows.insert((to, from), id);
@@ -779,32 +795,32 @@ impl Interface {
         };
         let limit = self.cfg.udp_rcvbuf;
         let Some(sock) = self.udp.sockets.get_mut(&id) else {
-            return;
+            return true;
         };
         let Some(flow) = sock.flow.as_mut() else {
-            return;
+            return true;
         };
         flow.last = now;
         match flow.verdict {
             FlowVerdict::Refused => {
                 self.stats.icpt_udp_dropped += 1;
-                self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
-                return;
+                return false;
             }
             FlowVerdict::Ignored => {
                 self.stats.icpt_udp_dropped += 1;
-                return;
+                return true;
             }
             FlowVerdict::Pending | FlowVerdict::Open => {}
         }
-        let Some(was_empty) = lock_udp(&sock.io).push(from.into(), data, limit) else {
+        let Some(was_empty) = lock_udp(&sock.io).push(from, data, limit) else {
             self.stats.udp_rx_buffer_full += 1;
-            return;
+            return true;
         };
         self.stats.udp_rx_datagrams += 1;
         if was_empty {
             self.events.push_back(Event::Ready(id));
         }
+        true
     }
 
     /// The application's verdict on a new flow. A refused flow's first datagram is answered
@@ -836,19 +852,41 @@ impl Interface {
             FlowDecision::Ignore => self.stats.icpt_udp_ignored += 1,
             FlowDecision::Refuse => {
                 self.stats.icpt_udp_refused += 1;
-                if let Ok(h) = Ipv4HeaderSlice::from_slice(&quote) {
-                    let rx = IpRx {
-                        src: h.source_addr(),
-                        dst: h.destination_addr(),
-                        proto: IpNumber::UDP,
-                        header: h.slice(),
-                        payload: &quote[h.slice().len()..],
-                        broadcast: false,
-                        csum_verified: true,
-                    };
-                    self.icmp_send_unreachable(now, &rx, DestUnreachableHeader::Port);
-                }
+                self.udp_unreachable_about(now, &quote);
             }
+        }
+    }
+
+    /// Port unreachable about the datagram `quote` holds the head of (its IP headers and UDP
+    /// header), over its family: ICMP (RFC 792) or ICMPv6 (RFC 4443 §3.1).
+    fn udp_unreachable_about(&mut self, now: Instant, quote: &[u8]) {
+        if let Ok(h) = Ipv4HeaderSlice::from_slice(quote) {
+            let rx = IpRx {
+                src: h.source_addr(),
+                dst: h.destination_addr(),
+                proto: IpNumber::UDP,
+                header: h.slice(),
+                payload: &quote[h.slice().len()..],
+                broadcast: false,
+                csum_verified: true,
+            };
+            self.icmp_send_unreachable(now, &rx, DestUnreachableHeader::Port);
+        } else if let Ok(h) = etherparse::Ipv6HeaderSlice::from_slice(quote) {
+            let rx = super::ipv6::Rx6 {
+                src: h.source_addr(),
+                dst: h.destination_addr(),
+                hop_limit: h.hop_limit(),
+                packet: quote,
+                multicast: false,
+                csum_verified: true,
+            };
+            let e = super::ipv6::Icmp6Error {
+                icmp_type: super::ipv6::TYPE_DEST_UNREACHABLE,
+                code: super::ipv6::CODE_PORT_UNREACHABLE,
+                param: 0,
+                to_multicast: false,
+            };
+            self.icmp6_error(now, &rx, e);
         }
     }
 

@@ -250,12 +250,12 @@ impl InterceptedUdp {
     /// The destination the client sent to: the accepted socket's local address, and the
     /// source of its replies.
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::V4(self.offer.local)
+        self.offer.local
     }
 
     /// The client.
     pub fn peer_addr(&self) -> SocketAddr {
-        SocketAddr::V4(self.offer.remote)
+        self.offer.remote
     }
 
     fn decide(&mut self, decision: FlowDecision) -> io::Result<()> {
@@ -305,12 +305,12 @@ pub struct InterceptedEcho {
 impl InterceptedEcho {
     /// The address pinged.
     pub fn local_addr(&self) -> IpAddr {
-        IpAddr::V4(self.offer.dst)
+        self.offer.dst
     }
 
     /// The client that pings.
     pub fn peer_addr(&self) -> IpAddr {
-        IpAddr::V4(self.offer.src)
+        self.offer.src
     }
 
     /// The request's identifier (RFC 792).

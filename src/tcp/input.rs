@@ -367,18 +367,21 @@ impl Tcp {
             stats.tcp_listen_drops += 1;
             return;
         }
-        let Some(t) = self.conns.get_mut(&id) else {
-            return;
-        };
-        if super::ecn::echo_changes(t, seg) {
-            // The data so far is acknowledged with the mark it had, before this segment's.
-            t.ack.now = true;
-            self.flush(id, now, stats);
-        }
-        let Some(remote) = self.conns.get(&id).map(|t| t.remote.ip()) else {
+        let Some((remote, echo_changes)) = self
+            .conns
+            .get(&id)
+            .map(|t| (t.remote.ip(), super::ecn::echo_changes(t, seg)))
+        else {
             return;
         };
         let our_mss = self.mss_for(remote, now);
+        if echo_changes {
+            // The data so far is acknowledged with the mark it had, before this segment's.
+            if let Some(t) = self.conns.get_mut(&id) {
+                t.ack.now = true;
+            }
+            self.flush(id, now, stats);
+        }
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };

@@ -129,6 +129,11 @@ fn upstream(args: &Args) -> std::io::Result<Upstream> {
 fn run(args: Args) -> std::io::Result<()> {
     let upstream = Arc::new(upstream(&args)?);
     let mut cfg = args.device.config();
+    if !args.device.no_ip6 {
+        // Catch-all over IPv6 needs the IPv6 layer, even with no address of its own on the
+        // tun.
+        cfg.ipv6.get_or_insert_with(Default::default);
+    }
     cfg.intercept = Some(InterceptConfig {
         max_connections: args.max_conns,
         over_limit: if args.drop_over_limit {
@@ -147,7 +152,7 @@ fn run(args: Args) -> std::io::Result<()> {
     });
     if args.ping == Ping::Relay {
         // Fails now, with what to change, rather than at the first ping.
-        ping::ping_socket(&upstream)?;
+        ping::ping_socket(&upstream, false)?;
     }
     let stack = args.device.start_with(cfg)?;
     let interceptor = tapstack::tokio::Interceptor::new(&stack)?;

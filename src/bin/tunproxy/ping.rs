@@ -1,13 +1,13 @@
 //! Echo requests relayed (`--ping relay`): each ping to an intercepted address is sent on to
-//! that address from a kernel ICMP datagram socket (a "ping socket", marked and bound as every
-//! upstream socket), so the client learns whether the destination is really up. A reply
-//! within [`PING_TIMEOUT`] becomes an echo reply from the address pinged, an ICMP error
-//! becomes host unreachable, and silence stays silence.
+//! that address from a kernel ICMP or ICMPv6 datagram socket (a "ping socket", marked and
+//! bound as every upstream socket), so the client learns whether the destination is really
+//! up. A reply within [`PING_TIMEOUT`] becomes an echo reply from the address pinged, an
+//! error becomes host (or address) unreachable, and silence stays silence.
 
 use crate::stats::Stats;
 use crate::upstream::Upstream;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +21,9 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// ICMP echo request and reply types (RFC 792).
 const ECHO_REQUEST: u8 = 8;
 const ECHO_REPLY: u8 = 0;
+/// ICMPv6's (RFC 4443 §4).
+const ECHO6_REQUEST: u8 = 128;
+const ECHO6_REPLY: u8 = 129;
 /// Where the sequence number and the data start in an echo message.
 const SEQ: usize = 6;
 const DATA: usize = 8;
@@ -45,15 +48,21 @@ fn from_network(e: &io::Error) -> bool {
     )
 }
 
-/// A non-blocking ping socket, prepared as the upstream sockets are. `PermissionDenied` says
-/// what to change when the kernel does not allow this group to open one.
-pub fn ping_socket(upstream: &Upstream) -> io::Result<OwnedFd> {
+/// A non-blocking ping socket of the family of `v6`, prepared as the upstream sockets are.
+/// `PermissionDenied` says what to change when the kernel does not allow this group to open
+/// one.
+pub fn ping_socket(upstream: &Upstream, v6: bool) -> io::Result<OwnedFd> {
+    let (family, protocol) = if v6 {
+        (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+    } else {
+        (libc::AF_INET, libc::IPPROTO_ICMP)
+    };
     // SAFETY: plain socket(2); the descriptor is owned from here on.
     let fd = unsafe {
         libc::socket(
-            libc::AF_INET,
+            family,
             libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMP,
+            protocol,
         )
     };
     if fd < 0 {
@@ -75,10 +84,7 @@ pub fn ping_socket(upstream: &Upstream) -> io::Result<OwnedFd> {
 
 /// Relays one echo request and answers it as the destination did.
 pub async fn relay(offer: InterceptedEcho, upstream: Arc<Upstream>, stats: Arc<Stats>) {
-    let IpAddr::V4(dst) = offer.local_addr() else {
-        let _ = offer.ignore();
-        return;
-    };
+    let dst = offer.local_addr();
     let asked = echo(&upstream, dst, offer.sequence(), offer.data());
     match tokio::time::timeout(PING_TIMEOUT, asked).await {
         Ok(Ok(())) => {
@@ -104,30 +110,58 @@ pub async fn relay(offer: InterceptedEcho, upstream: Arc<Upstream>, stats: Arc<S
 
 /// Pings `dst` with `seq` and `data`; `Ok` once the matching reply arrives, the socket's
 /// error if the kernel reports one (an ICMP error, no route).
-async fn echo(upstream: &Upstream, dst: Ipv4Addr, seq: u16, data: &[u8]) -> io::Result<()> {
+async fn echo(upstream: &Upstream, dst: IpAddr, seq: u16, data: &[u8]) -> io::Result<()> {
     // SAFETY: the OwnedFd keeps its descriptor open and unchanged while the AsyncFd owns it.
-    let fd = unsafe { AsyncFd::register(ping_socket(upstream)?) }?;
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `to` is a valid sockaddr_in of the length passed.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&to as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
+    let fd = unsafe { AsyncFd::register(ping_socket(upstream, dst.is_ipv6())?) }?;
+    let rc = match dst {
+        IpAddr::V4(dst) => {
+            let to = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `to` is a valid sockaddr_in of the length passed.
+            unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&to as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        IpAddr::V6(dst) => {
+            let to = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: dst.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: `to` is a valid sockaddr_in6 of the length passed.
+            unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    (&to as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    let (request_type, reply_type) = if dst.is_ipv6() {
+        (ECHO6_REQUEST, ECHO6_REPLY)
+    } else {
+        (ECHO_REQUEST, ECHO_REPLY)
+    };
     // The kernel fills in the identifier (the socket's) and the checksum.
-    let mut request = vec![ECHO_REQUEST, 0, 0, 0, 0, 0];
+    let mut request = vec![request_type, 0, 0, 0, 0, 0];
     request.extend_from_slice(&seq.to_be_bytes());
     request.extend_from_slice(data);
     loop {
@@ -168,7 +202,7 @@ async fn echo(upstream: &Upstream, dst: Ipv4Addr, seq: u16, data: &[u8]) -> io::
         };
         let m = &reply[..n];
         if n >= DATA
-            && m[0] == ECHO_REPLY
+            && m[0] == reply_type
             && m[SEQ..DATA] == seq.to_be_bytes()
             && &m[DATA..] == data
         {
