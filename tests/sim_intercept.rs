@@ -702,6 +702,45 @@ fn ipv6_connections_flows_and_pings_to_any_address_are_intercepted() {
     let (src, _, error) = sent_icmp6(&mut sim).expect("address unreachable");
     assert_eq!((src, &error[..2]), (FAR6, &[1, 3][..]));
 
+    // Not intercepted: a SYN to a link-local or an IPv4-mapped address, one in a link-layer
+    // multicast frame, one from an unspecified source; nor is a Neighbour Solicitation for
+    // an intercepted address answered (the proxy claims no address on the link).
+    while sim.b.iface.pop_transmit().is_some() {}
+    let syn = |src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr| {
+        let mut tcp = etherparse::TcpHeader::new(40000, 80, 1, 65535);
+        tcp.syn = true;
+        tcp.checksum = tcp
+            .calc_checksum_ipv6_raw(src.octets(), dst.octets(), &[])
+            .unwrap();
+        tcp.to_bytes().to_vec()
+    };
+    let mapped: std::net::Ipv6Addr = "::ffff:192.0.2.7".parse().unwrap();
+    let link_local: std::net::Ipv6Addr = "fe80::99".parse().unwrap();
+    let unspecified = std::net::Ipv6Addr::UNSPECIFIED;
+    let multicast_mac = [0x33, 0x33, 0, 0, 0, 7];
+    for (src, dst, mac) in [
+        (client, link_local, proxy_mac.0),
+        (client, mapped, proxy_mac.0),
+        (client, FAR6, multicast_mac),
+        (unspecified, FAR6, proxy_mac.0),
+    ] {
+        let frame = ipv6_frame(client_mac.0, mac, src, dst, 6, 64, &syn(src, dst));
+        sim.b.iface.receive(sim.now, &frame);
+    }
+    let target: std::net::Ipv6Addr = "2001:db8::99".parse().unwrap();
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend_from_slice(&target.octets());
+    ns.extend_from_slice(&[1, 1]);
+    ns.extend_from_slice(&client_mac.0);
+    let sum = tapstack::wire::ipv6::checksum(client, target, 58, &ns);
+    ns[2..4].copy_from_slice(&sum);
+    sim.b.iface.receive(
+        sim.now,
+        &ipv6_frame(client_mac.0, proxy_mac.0, client, target, 58, 255, &ns),
+    );
+    assert!(sim.b.iface.pop_transmit().is_none(), "nothing answered");
+    assert!(next_tcp(&sim.b.iface).is_none(), "nothing offered");
+
     // The proxy's own address is its own: a closed port resets, nothing is offered.
     let c = {
         let now = sim.now;

@@ -123,6 +123,11 @@ impl Interface {
                 .as_ref()
                 .is_some_and(|s| s.holds(rx.dst) && !s.is_ours(rx.dst));
         let intercepted = !rx.dst.is_multicast() && self.intercepts6(rx.dst);
+        // An intercepted address takes echo requests and errors, nothing of the link's.
+        if intercepted && msg[0] != ECHO_REQUEST && msg[0] >= FIRST_INFORMATIONAL {
+            self.stats.icmp6_rx_other += 1;
+            return;
+        }
         match msg[0] {
             NEIGHBOR_SOLICITATION => self.nd_solicitation_input(now, rx, msg),
             NEIGHBOR_ADVERTISEMENT => self.nd_advertisement_input(now, rx, msg),
@@ -181,10 +186,9 @@ impl Interface {
             self.stats.icmp6_rx_malformed += 1;
             return;
         };
-        let ours = self
-            .ip6
-            .as_ref()
-            .is_some_and(|s| s.is_ours(inner.source_addr()));
+        // About a packet we sent: from our address, or from an intercepted one.
+        let source = inner.source_addr();
+        let ours = self.ip6.as_ref().is_some_and(|s| s.is_ours(source)) || self.intercepts6(source);
         if !ours {
             self.stats.icmp6_rx_not_ours += 1;
             return;
@@ -237,11 +241,8 @@ impl Interface {
             return;
         };
         let mtu = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
-        if !self
-            .ip6
-            .as_ref()
-            .is_some_and(|ip6| ip6.is_ours(inner.source_addr()))
-        {
+        let source = inner.source_addr();
+        if !self.ip6.as_ref().is_some_and(|ip6| ip6.is_ours(source)) && !self.intercepts6(source) {
             self.stats.icmp6_rx_not_ours += 1;
             return;
         }

@@ -83,13 +83,15 @@ pub(super) fn is_unicast(addr: Ipv4Addr) -> bool {
     !(addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast())
 }
 
-/// Whether `addr` can be the destination of an intercepted IPv6 flow: one host's address
-/// beyond the link (link-local addresses are the link's own: neighbour and router
-/// discovery).
+/// Whether `addr` can be an end of an intercepted IPv6 flow: one host's address beyond the
+/// link. Not link-local addresses (the link's own: neighbour and router discovery), nor
+/// IPv4-mapped or IPv4-compatible ones, which never belong on the wire (RFC 4291 §2.5.5).
 pub(super) fn is_unicast6(addr: Ipv6Addr) -> bool {
+    let embeds_v4 = matches!(addr.segments(), [0, 0, 0, 0, 0, 0 | 0xffff, _, _]);
     !(addr.is_unspecified()
         || addr.is_multicast()
         || addr.is_loopback()
+        || embeds_v4
         || crate::wire::ipv6::is_link_local(addr))
 }
 
@@ -300,16 +302,16 @@ impl Interface {
 
     /// The application's answer to an echo request it was handed.
     pub fn intercept_echo_answer(&mut self, now: Instant, offer: &EchoOffer, verdict: EchoVerdict) {
-        match verdict {
-            EchoVerdict::Reply => self.stats.icpt_echo_replies += 1,
-            EchoVerdict::Unreachable => self.stats.icpt_echo_unreachable += 1,
-            EchoVerdict::Ignore => {
-                self.stats.icpt_echo_ignored += 1;
-                return;
-            }
+        if verdict == EchoVerdict::Ignore {
+            self.stats.icpt_echo_ignored += 1;
+            return;
         }
         let Ok(len) = u16::try_from(offer.message.len()) else {
             return;
+        };
+        let counter = match verdict {
+            EchoVerdict::Reply => &mut self.stats.icpt_echo_replies,
+            _ => &mut self.stats.icpt_echo_unreachable,
         };
         match (offer.src, offer.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
@@ -317,6 +319,7 @@ impl Interface {
                 else {
                     return;
                 };
+                *counter += 1;
                 let header = ip.to_bytes();
                 let rx = IpRx {
                     src,
@@ -342,6 +345,7 @@ impl Interface {
                     destination: dst.octets(),
                     ..Default::default()
                 };
+                *counter += 1;
                 let mut packet = header.to_bytes().to_vec();
                 packet.extend_from_slice(&offer.message);
                 let rx = Rx6 {

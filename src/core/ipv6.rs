@@ -410,8 +410,14 @@ impl Interface {
             ip6.addr(dst)
                 .is_some_and(|a| a.state != AddrState::Duplicate)
         };
-        // Catch-all interception takes a packet to any host's address that is none of ours.
-        let intercepted = !for_us && self.intercepts6(dst);
+        // Catch-all interception takes a packet to any host's address that is none of ours,
+        // sent to it alone (not in a link-layer multicast) from one host's address that is
+        // not ours either (as IPv4's martian check).
+        let intercepted = !for_us
+            && !link_multicast
+            && self.intercepts6(dst)
+            && super::intercept::is_unicast6(src)
+            && !ip6.holds(src);
         if !(for_us || intercepted)
             || (for_us
                 && !multicast

@@ -23,6 +23,9 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 pub const MAX_UDP_PAYLOAD: usize = MAX_DATAGRAM_PAYLOAD - UdpHeader::LEN;
 /// Largest UDP payload over IPv6: the UDP length field's limit (no jumbograms).
 const MAX_UDP6_PAYLOAD: usize = u16::MAX as usize - UdpHeader::LEN;
+/// The most of a packet an ICMPv6 error quotes: what fits the minimum MTU with the error's
+/// IPv6 and ICMPv6 headers (RFC 4443 §2.4 (c)).
+const MAX_ICMP6_QUOTE: usize = 1280 - 40 - 8;
 
 fn os_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
@@ -337,10 +340,9 @@ impl Interface {
         if rx.dst != self.cfg.ip && !rx.broadcast && self.intercept.is_some() {
             let to = SocketAddrV4::new(rx.dst, header.destination_port);
             // What a port unreachable quotes: the IP header and the UDP header.
-            let mut quote = rx.header.to_vec();
-            quote.extend_from_slice(&segment[..UdpHeader::LEN]);
+            let quote = [rx.header, &segment[..UdpHeader::LEN]];
             let data = &segment[UdpHeader::LEN..];
-            if !self.udp_flow_input(now, from.into(), to.into(), &quote, data) {
+            if !self.udp_flow_input(now, from.into(), to.into(), quote, data) {
                 self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
             }
             return;
@@ -370,6 +372,8 @@ impl Interface {
             self.stats.udp_rx_malformed += 1;
             return true;
         }
+        // Where the UDP header starts in the packet, which ends with the segment.
+        let udp_at = rx.packet.len() - segment.len();
         let segment = &segment[..len];
         if header.checksum == 0
             || (!rx.csum_verified && !crate::wire::ipv6::checksum_ok(src, dst, 17, segment))
@@ -380,10 +384,11 @@ impl Interface {
         let from = SocketAddr::V6(SocketAddrV6::new(src, header.source_port, 0, 0));
         let to = SocketAddr::V6(SocketAddrV6::new(dst, header.destination_port, 0, 0));
         if self.intercepts6(dst) {
-            // What a port unreachable quotes: the packet up to the end of the UDP header.
-            let at = rx.packet.len() - segment.len() + UdpHeader::LEN;
-            let quote = rx.packet[..at].to_vec();
-            return self.udp_flow_input(now, from, to, &quote, &segment[UdpHeader::LEN..]);
+            // What a port unreachable quotes: the packet up to the end of the UDP header, at
+            // most what an ICMPv6 error carries (RFC 4443 §2.4 (c)).
+            let end = (udp_at + UdpHeader::LEN).min(MAX_ICMP6_QUOTE);
+            let quote = [&rx.packet[..end], &[][..]];
+            return self.udp_flow_input(now, from, to, quote, &segment[UdpHeader::LEN..]);
         }
         self.udp_deliver(from, to, &segment[UdpHeader::LEN..])
     }
@@ -749,15 +754,15 @@ impl Interface {
     }
 
     /// A datagram to an intercepted address: to its flow's socket, or the first of a new
-    /// flow, offered to the application. `quote` is what a port unreachable about it quotes
-    /// (its IP headers and UDP header). False if the flow was refused: the caller answers
-    /// port unreachable.
+    /// flow, offered to the application. `quote`, its two parts joined, is what a port
+    /// unreachable about it quotes (its IP headers and UDP header), kept by a new flow. False
+    /// if the flow was refused: the caller answers port unreachable.
     fn udp_flow_input(
         &mut self,
         now: Instant,
         from: SocketAddr,
         to: SocketAddr,
-        quote: &[u8],
+        quote: [&[u8]; 2],
         data: &[u8],
     ) -> bool {
         let Some(cfg) = self.cfg.intercept else {
@@ -775,7 +780,7 @@ impl Interface {
                     verdict: FlowVerdict::Pending,
                     last: now,
                     expired: false,
-                    quote: quote.to_vec(),
+                    quote: quote.concat(),
                 };
                 let sock = UdpSocket::new(to, Some(from), Some(flow));
                 let io = sock.io.clone();
