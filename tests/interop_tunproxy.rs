@@ -305,6 +305,23 @@ fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
     Some(a)
 }
 
+/// A 1200-byte datagram (pattern `seed`) echoed by `to` through the proxy, checked; where
+/// the echo came from. The first datagram opens the flow while its upstream is set up:
+/// retried, five times at most.
+fn udp_echo(udp: &UdpSocket, to: &str, seed: u8) -> SocketAddr {
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let datagram = pattern(1200, seed);
+    let mut buf = [0u8; 4096];
+    for _ in 0..5 {
+        udp.send_to(&datagram, to).unwrap();
+        if let Ok((n, from)) = udp.recv_from(&mut buf) {
+            assert_eq!(&buf[..n], &datagram[..]);
+            return from;
+        }
+    }
+    panic!("no echo from {to}");
+}
+
 /// One layout at a time: each runs danted, tunproxy and servers, and the timing checks (a
 /// refusal within 1 s) must not share two cores with another test's 100 MiB transfer.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -467,21 +484,9 @@ fn udp_echo_a_dns_query_and_ping_to_any_address() {
     both_modes(|mode| {
         let mut layout = Layout::new(mode, &[]);
         let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
-        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = [0u8; 4096];
-        let datagram = pattern(1200, 6);
-        // The first datagram opens the flow while its upstream is set up: retry, bounded.
-        let mut echoed = None;
-        for _ in 0..5 {
-            udp.send_to(&datagram, (FAR, 7)).unwrap();
-            if let Ok(r) = udp.recv_from(&mut buf) {
-                echoed = Some(r);
-                break;
-            }
-        }
-        let (n, from) = echoed.expect("an echo");
+        let from = udp_echo(&udp, &format!("{FAR}:7"), 6);
         assert_eq!(from.to_string(), format!("{FAR}:7"), "{mode:?}");
-        assert_eq!(&buf[..n], &datagram[..]);
+        let mut buf = [0u8; 4096];
 
         let query = dns_query(0x1234, "example.test");
         udp.send_to(&query, (FAR, 53)).unwrap();
@@ -523,20 +528,8 @@ fn ipv6_flows_through_the_proxy() {
         );
 
         let udp = UdpSocket::bind("[::]:0").unwrap();
-        udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let datagram = pattern(1200, 9);
-        let mut buf = [0u8; 4096];
-        let mut echoed = None;
-        for _ in 0..5 {
-            udp.send_to(&datagram, format!("{far6}:7")).unwrap();
-            if let Ok(r) = udp.recv_from(&mut buf) {
-                echoed = Some(r);
-                break;
-            }
-        }
-        let (n, from) = echoed.expect("an echo");
+        let from = udp_echo(&udp, &format!("{far6}:7"), 9);
         assert_eq!(from.to_string(), format!("{far6}:7"), "{mode:?}");
-        assert_eq!(&buf[..n], &datagram[..]);
 
         let ping = sh("ping -6 -c 2 -i 0.2 -W 5 2001:db8:99::1");
         assert!(ping.contains("2 received"), "{ping}");
