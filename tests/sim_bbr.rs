@@ -292,8 +292,9 @@ fn marked_transfer(
     let mut counters = sim.a.iface.counters();
     sim.a.dev.add_counters(&mut counters);
     sim.b.dev.add_counters(&mut counters);
-    let srtt = sim.a.iface.tcp_info(c).unwrap().srtt.unwrap();
-    (srtt, rate, counters)
+    let info = sim.a.iface.tcp_info(c).unwrap();
+    assert!(info.ecn, "ECN negotiated");
+    (info.srtt.unwrap(), rate, counters)
 }
 
 /// ECN (RFC 3168) over a path that marks at a shallow threshold (0.3 ms of queue) instead of

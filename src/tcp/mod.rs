@@ -1344,6 +1344,7 @@ impl Tcp {
             snd: t.snd,
             rcv: t.rcv,
             sack: t.opts.sack_ok,
+            ecn: t.ecn.ok,
             ts_recent: t.opts.ts.map(|ts| ts.recent),
             srtt: t.rtx.rtt.srtt(),
             rto: t.rtx.rtt.rto(),
@@ -1377,6 +1378,8 @@ pub struct TcpInfo {
     pub rcv: tcb::RecvSeq,
     /// SACK was negotiated (RFC 2018).
     pub sack: bool,
+    /// ECN was negotiated (RFC 3168 §6.1.1; Linux's `TCPI_OPT_ECN`).
+    pub ecn: bool,
     /// TS.Recent, if timestamps were negotiated (RFC 7323).
     pub ts_recent: Option<u32>,
     /// Smoothed RTT, once measured, and the retransmission timeout (RFC 6298).

@@ -527,6 +527,8 @@ pub fn check_undo(
     *undo = Undo::default();
     t.recovery.exit();
     t.recovery.rack.on_undo();
+    // No reduction stands, so none is announced (Linux's `tcp_ecn_withdraw_cwr`).
+    t.ecn.queue_cwr = false;
     t.rtx.rto_recover = None;
     t.rtx.rto_stamp = None;
     if t.snd.nxt.lt(t.snd.max) {

@@ -153,6 +153,9 @@ fn run(args: Args) -> std::io::Result<()> {
     if args.ping == Ping::Relay {
         // Fails now, with what to change, rather than at the first ping.
         ping::ping_socket(&upstream, false)?;
+        if let Err(e) = ping::ping_socket(&upstream, true) {
+            log::warn!("pings to IPv6 addresses will not be relayed: {e}");
+        }
     }
     let stack = args.device.start_with(cfg)?;
     let interceptor = tapstack::tokio::Interceptor::new(&stack)?;
