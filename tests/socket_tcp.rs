@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config, config_v6, pattern, sha256};
+use common::{config, config_v6, exchange, pattern, sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -34,28 +34,12 @@ fn eight_mib_each_way_at_once() {
         let (s, peer) = listener.accept().unwrap();
         limit(&s);
         assert_eq!(peer.ip().to_string(), "10.0.0.1");
-        let writer = s.try_clone().unwrap();
-        let w = std::thread::spawn(move || {
-            (&writer).write_all(&down2).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut got = Vec::new();
-        (&s).read_to_end(&mut got).unwrap();
-        w.join().unwrap();
-        got
+        exchange(&s, down2)
     });
     let c = TcpStream::connect(&a, "10.0.0.2:5001").unwrap();
     limit(&c);
     assert_eq!(c.peer_addr().unwrap().to_string(), "10.0.0.2:5001");
-    let writer = c.try_clone().unwrap();
-    let up2 = up.clone();
-    let w = std::thread::spawn(move || {
-        (&writer).write_all(&up2).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    (&c).read_to_end(&mut got).unwrap();
-    w.join().unwrap();
+    let got = exchange(&c, up.clone());
     assert_eq!(sha256(&got), sha256(&down));
     assert_eq!(sha256(&server.join().unwrap()), sha256(&up));
 }
@@ -154,15 +138,7 @@ fn fifty_concurrent_echo_connections() {
                 limit(&c);
                 c.set_nodelay(true).unwrap();
                 let data = pattern(100_000, i);
-                let writer = c.try_clone().unwrap();
-                let d2 = data.clone();
-                let w = std::thread::spawn(move || {
-                    (&writer).write_all(&d2).unwrap();
-                    writer.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut got = Vec::new();
-                (&c).read_to_end(&mut got).unwrap();
-                w.join().unwrap();
+                let got = exchange(&c, data.clone());
                 assert_eq!(sha256(&got), sha256(&data), "connection {i}");
             })
         })
@@ -695,15 +671,8 @@ fn one_dual_stack_listener_serves_tcp_over_both_families() {
         assert_eq!(sha256(&got), sha256(&up2));
     });
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let writer = c.try_clone().unwrap();
-    let w = std::thread::spawn(move || {
-        (&writer).write_all(&up).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    (&c).read_to_end(&mut got).unwrap();
+    let got = exchange(&c, up);
     assert_eq!(sha256(&got), sha256(&down));
-    w.join().unwrap();
     server.join().unwrap();
 
     let c4 = TcpStream::connect(&a, "10.0.0.2:7").unwrap();

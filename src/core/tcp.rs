@@ -5,7 +5,6 @@
 use super::ipv4::{Datagram, IpRx, Pmtud};
 use super::Interface;
 use crate::stats::Counters;
-use crate::tcp::ecn::ECN_MASK;
 use crate::tcp::Tcp;
 use crate::time::Instant;
 use crate::wire::{transport_checksum_ok, FRAME_HEADROOM};
@@ -14,8 +13,6 @@ use std::net::IpAddr;
 
 /// The Diffserv field's place in IPv6's traffic class: above the two ECN bits (RFC 2474 §3).
 const DSCP_SHIFT: u8 = 2;
-/// The IPv4 header's byte holding the Diffserv and ECN fields (RFC 2474 §3, RFC 3168 §5).
-const TOS_BYTE: usize = 1;
 
 impl Interface {
     pub(super) fn tcp_input(&mut self, now: Instant, rx: &IpRx<'_>) {
@@ -35,7 +32,7 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
-        let ecn = rx.header.get(TOS_BYTE).map_or(0, |tos| tos & ECN_MASK);
+        let ecn = crate::wire::ecn::of_ipv4(rx.header);
         self.tcp.input(
             now,
             rx.src.into(),
@@ -56,8 +53,7 @@ impl Interface {
             self.stats.tcp_in_csum_errs += 1;
             return;
         }
-        // The traffic class straddles the first two bytes; ECN is its low two bits.
-        let ecn = rx.packet.get(1).map_or(0, |b| (b >> 4) & ECN_MASK);
+        let ecn = crate::wire::ecn::of_ipv6(rx.packet);
         self.tcp.input(
             now,
             rx.src.into(),

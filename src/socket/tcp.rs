@@ -156,10 +156,7 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<Pending<TcpListener>> {
         let addr = any_addr(addr)?;
-        let opts = SocketOpts {
-            buffers: stack.config().tcp.buffers(),
-            ..SocketOpts::default()
-        };
+        let opts = stack_opts(stack);
         Self::listen_request(stack, addr, backlog, opts, false)
     }
 
@@ -409,10 +406,7 @@ impl TcpStream {
         deadline: Option<std::time::Instant>,
     ) -> io::Result<TcpStream> {
         let remote = any_addr(addr)?;
-        let opts = SocketOpts {
-            buffers: stack.config().tcp.buffers(),
-            ..SocketOpts::default()
-        };
+        let opts = stack_opts(stack);
         Self::open_with(stack, None, remote, opts, deadline)
     }
 
@@ -497,10 +491,7 @@ impl TcpStream {
         addr: A,
     ) -> io::Result<Pending<TcpStream>> {
         let remote = any_addr(addr)?;
-        let opts = SocketOpts {
-            buffers: stack.config().tcp.buffers(),
-            ..SocketOpts::default()
-        };
+        let opts = stack_opts(stack);
         Self::start_connect(stack, None, remote, opts)
     }
 
@@ -1042,4 +1033,13 @@ fn set_trace(inner: &Inner, on: bool) -> io::Result<()> {
     inner.handle.post(move |iface, now| {
         let _ = iface.with_tcp(now, |tcp, _| tcp.set_trace(id, now, on));
     })
+}
+
+/// A socket's options as the stack's configuration gives them: its buffer sizes, the rest
+/// default.
+fn stack_opts(stack: &Stack) -> SocketOpts {
+    SocketOpts {
+        buffers: stack.config().tcp.buffers(),
+        ..SocketOpts::default()
+    }
 }

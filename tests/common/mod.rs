@@ -389,6 +389,48 @@ pub fn sha256(data: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(data))
 }
 
+/// A TCP stream of either API, for [`exchange`]: cloned for a writer thread, half-closed.
+pub trait Duplex: Sized + Send + 'static {
+    fn clone_stream(&self) -> Self;
+    fn shutdown_write(&self);
+}
+
+impl Duplex for std::net::TcpStream {
+    fn clone_stream(&self) -> Self {
+        self.try_clone().expect("clone")
+    }
+    fn shutdown_write(&self) {
+        self.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    }
+}
+
+impl Duplex for tapstack::TcpStream {
+    fn clone_stream(&self) -> Self {
+        self.try_clone().expect("clone")
+    }
+    fn shutdown_write(&self) {
+        self.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    }
+}
+
+/// Writes `data` on `s` and half-closes it from a second thread, while reading `s` to its
+/// end: what was read.
+pub fn exchange<S: Duplex>(s: &S, data: Vec<u8>) -> Vec<u8>
+where
+    for<'a> &'a S: std::io::Read + std::io::Write,
+{
+    use std::io::{Read, Write};
+    let writer = s.clone_stream();
+    let w = std::thread::spawn(move || {
+        (&writer).write_all(&data).expect("write");
+        writer.shutdown_write();
+    });
+    let mut got = Vec::new();
+    (&*s).read_to_end(&mut got).expect("read");
+    w.join().expect("writer");
+    got
+}
+
 /// One cycle of the RFC 864 character generator stream, written out from the RFC (95 lines of
 /// 72 printable characters and CRLF, each starting one character further along): what
 /// echo-server's chargen must send.

@@ -2,8 +2,7 @@
 //! (which vanishes with it) holding a tap whose kernel side is 10.0.0.1/24.
 
 use super::{pattern, sha256};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::Shutdown;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -261,15 +260,7 @@ pub fn answered(ping: &str) -> bool {
 
 /// Writes `data` on a kernel socket and half-closes it, while reading the echo to the end.
 pub fn kernel_echo(s: std::net::TcpStream, data: Vec<u8>) -> Vec<u8> {
-    let writer = s.try_clone().expect("clone");
-    let w = std::thread::spawn(move || {
-        (&writer).write_all(&data).expect("write");
-        writer.shutdown(Shutdown::Write).expect("shutdown");
-    });
-    let mut got = Vec::new();
-    (&s).read_to_end(&mut got).expect("read");
-    w.join().expect("writer");
-    got
+    super::exchange(&s, data)
 }
 
 /// The stack as a library client of a kernel server on `listener` (at `addr`): 64 MiB each
@@ -296,14 +287,7 @@ pub fn library_client_64_mib_each_way(
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let up = pattern(64 << 20, seed + 1);
     let up_sha = sha256(&up);
-    let writer = c.try_clone().unwrap();
-    let w = std::thread::spawn(move || {
-        (&writer).write_all(&up).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    (&c).read_to_end(&mut got).unwrap();
-    w.join().unwrap();
+    let got = super::exchange(&c, up);
     assert_eq!(sha256(&got), down_sha, "kernel -> stack");
     assert_eq!(kernel.join().unwrap(), up_sha, "stack -> kernel");
 }
