@@ -9,7 +9,7 @@
 # against `echo-server --async` (tokio tasks, the async API). Prints a table with the ratios
 # and whether they meet the data-path targets; exits 0 either way (it is a measurement).
 #
-#   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--repeat R] [--ipv6] [--pin]
+#   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--repeat R] [--ipv6] [--pin | --one-cpu]
 #       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold;
 #       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both), and send,
 #       recv, rr and crr over IPv4 too in the same run, with the IPv6/IPv4 comparison;
@@ -20,7 +20,10 @@
 #       --pin: every server (echo-server, the kernel's tapbench serve) on CPU 0 and every
 #       client on CPU 1. On 2 cores, where the scheduler puts three busy threads halves or
 #       doubles a bulk run from one run to the next; pinned, it cannot. The server's threads
-#       then share a core, which costs rr and crr their spinning (see the README)
+#       then share a core, which costs rr and crr their spinning (see the README);
+#       --one-cpu: every server and every client on CPU 0, where no wakeup crosses CPUs (on
+#       this VM a wakeup across CPUs costs about 28 us, on one CPU under 2 us: the host floor
+#       that tapbench wakeup measures, see the README)
 #
 # ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0").
 # Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
@@ -40,6 +43,11 @@ while [ $# -gt 0 ]; do
     --pin)
         SERVER_CPU=(taskset -c 0)
         CLIENT_CPU=(taskset -c 1)
+        shift
+        ;;
+    --one-cpu)
+        SERVER_CPU=(taskset -c 0)
+        CLIENT_CPU=(taskset -c 0)
         shift
         ;;
     --ipv6)
@@ -69,7 +77,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,21s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    *) die "unknown option $1 (use --secs N, --quick, --only T,T, --ipv6, --repeat R or --pin)" ;;
+    *) die "unknown option $1 (use --secs N, --quick, --only T,T, --ipv6, --repeat R, --pin or --one-cpu)" ;;
     esac
 done
 [[ $SECS =~ ^[1-9][0-9]{0,3}$ ]] && [ "$SECS" -le 3600 ] || die "--secs must be a whole number of seconds, 1 to 3600"
@@ -195,6 +203,10 @@ collect() {
 median() { tr ' ' '\n' <<<"$1" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "fail" }'; }
 
 echo "== $(uname -sr), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), $SECS s per test"
+# The host's floor for every test that crosses threads (rr, crr, connect): two threads waking
+# each other, across CPUs and on one CPU (tapbench wakeup; see the README).
+FLOOR=$("$BIN/tapbench" wakeup --rounds 5000 2>&1) || FLOOR="not measured: $FLOOR"
+echo "== host floor: $FLOOR"
 declare -A K4 T4 S6 S4 KS TS
 for t in "${TESTS[@]}"; do
     run "$KCLI" "$KSRV_IP" "$t" K "$KSERVER_PID"
@@ -292,7 +304,8 @@ row "10k held: server RSS KiB" hold_rss_kb
 row "10k held: server threads" hold_threads
 row "10k held: server KiB/connection" hold_kb_per_conn
 echo
-echo "(tapstack: echo-server's Poller event loop; async: echo-server --async, tokio tasks;"
+echo "(host floor, a wakeup round trip between two threads in microseconds: $FLOOR;"
+echo " tapstack: echo-server's Poller event loop; async: echo-server --async, tokio tasks;"
 echo " the kernel's server RSS leaves out the kernel's own socket memory; targets: tapstack)"
 # verdict LABEL KEY OP X: whether tapstack/kernel for KEY is OP (>= or <=) X, when both ran
 # (issue 22's targets).

@@ -46,6 +46,13 @@ enum Cmd {
         server_pid: Option<u32>,
         test: Test,
     },
+    /// The host's floor for anything that crosses threads: the round trip of two threads
+    /// waking each other (futex, as the stack's threads do), on two CPUs and on one
+    Wakeup {
+        /// Round trips measured in each placement
+        #[arg(long, default_value_t = 20_000)]
+        rounds: usize,
+    },
     /// Serve echo (7), discard (9) and chargen (19) over kernel TCP until killed
     Serve {
         /// Address to bind
@@ -523,6 +530,102 @@ fn serve(addr: IpAddr) -> io::Result<()> {
     Ok(())
 }
 
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) -> io::Result<()> {
+    // SAFETY: the set is a plain bit mask, zeroed, then one bit set; sched_setaffinity(0)
+    // only reads it.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The median round trip, in microseconds, of two threads on CPUs `a` and `b` waking each
+/// other in turn `rounds` times (park and unpark: a futex wait and wake each way, no spin).
+fn ping_pong(a: usize, b: usize, rounds: usize) -> io::Result<f64> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Even: the main thread's turn to send; odd: the peer's.
+    let turn = Arc::new(AtomicUsize::new(0));
+    let main = thread::current();
+    let peer = {
+        let turn = turn.clone();
+        thread::spawn(move || -> io::Result<()> {
+            pin_to(b)?;
+            for i in 0..rounds {
+                while turn.load(Ordering::Acquire) != 2 * i + 1 {
+                    thread::park();
+                }
+                turn.store(2 * i + 2, Ordering::Release);
+                main.unpark();
+            }
+            Ok(())
+        })
+    };
+    pin_to(a)?;
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let start = Instant::now();
+        turn.store(2 * i + 1, Ordering::Release);
+        peer.thread().unpark();
+        while turn.load(Ordering::Acquire) != 2 * i + 2 {
+            thread::park();
+        }
+        times.push(start.elapsed());
+    }
+    peer.join()
+        .map_err(|_| io::Error::other("the peer thread panicked"))??;
+    times.sort_unstable();
+    Ok(times[rounds / 2].as_secs_f64() * 1e6)
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: sched_getaffinity(0) writes at most `size_of::<cpu_set_t>()` bytes into `set`;
+    // CPU_ISSET only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect())
+    }
+}
+
+/// The wakeup floor: the median round trip with the two threads on two CPUs (every wakeup
+/// crosses CPUs: an inter-processor interrupt, costly in a VM), and on one CPU alone.
+fn wakeup(rounds: usize) -> io::Result<String> {
+    let rounds = rounds.max(1);
+    let cpus = allowed_cpus()?;
+    let (first, second) = match cpus[..] {
+        [] => return Err(io::Error::other("no CPU allowed")),
+        [a] => (a, None),
+        [a, b, ..] => (a, Some(b)),
+    };
+    let cross = if let Some(second) = second {
+        let us = thread::spawn(move || ping_pong(first, second, rounds))
+            .join()
+            .map_err(|_| io::Error::other("the measuring thread panicked"))??;
+        format!("{us:.1}")
+    } else {
+        "-".to_string()
+    };
+    let same = thread::spawn(move || ping_pong(first, first, rounds))
+        .join()
+        .map_err(|_| io::Error::other("the measuring thread panicked"))??;
+    Ok(format!(
+        "wakeup_cross_us={cross} wakeup_same_us={same:.1} rounds={rounds}"
+    ))
+}
+
 fn main() -> ExitCode {
     let result = match Args::parse().cmd {
         Cmd::Client {
@@ -533,6 +636,7 @@ fn main() -> ExitCode {
             server_pid,
             test,
         } => client(host, secs, size, conns, server_pid, test).map(|line| println!("{line}")),
+        Cmd::Wakeup { rounds } => wakeup(rounds).map(|line| println!("{line}")),
         Cmd::Serve { addr } => serve(addr),
     };
     match result {
@@ -541,5 +645,33 @@ fn main() -> ExitCode {
             eprintln!("tapbench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every round trip completes (a lost wakeup would hang the test; the waits re-check the
+    /// turn, so none can be lost), in both placements the machine allows.
+    #[test]
+    fn the_wakeup_floor_is_measured_in_both_placements() {
+        let line = wakeup(200).unwrap();
+        let value = |key: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{key} missing from {line}"))
+                .to_string()
+        };
+        let same: f64 = value("wakeup_same_us=").parse().unwrap();
+        assert!(same.is_finite() && same > 0.0, "{line}");
+        let cross = value("wakeup_cross_us=");
+        if allowed_cpus().unwrap().len() > 1 {
+            let cross: f64 = cross.parse().unwrap();
+            assert!(cross.is_finite() && cross > 0.0, "{line}");
+        } else {
+            assert_eq!(cross, "-");
+        }
+        assert_eq!(value("rounds="), "200");
     }
 }
