@@ -117,6 +117,7 @@ counters! {
         tcp_in_segs: "segments received",
         tcp_out_segs: "segments sent",
         tcp_out_tso: "super-segments sent for the device to split (TSO/GSO)",
+        tcp_out_stale: "super-segments dropped unsent: their data was acknowledged or discarded before the device took it",
         tcp_retrans_segs: "segments retransmitted",
         tcp_in_errs: "malformed segments (dropped)",
         tcp_in_csum_errs: "segments with a bad checksum (dropped)",

@@ -206,3 +206,49 @@ fn urgent_data_leaves_in_single_segments_each_with_its_pointer() {
     assert_eq!(sim.b.iface.tcp().urgent_left(s).unwrap(), None);
     assert_eq!(sim.b.iface.tcp_recv(now, s, &mut got).unwrap(), more.len());
 }
+
+/// A super-segment leaves its data in the send buffer: the frame popped in parts holds the
+/// headers, and its payload the written bytes, which the whole frame then carries. One whose
+/// data is discarded before the device takes it (the connection reset meanwhile) is not sent,
+/// and is counted.
+#[test]
+fn a_super_segment_carries_its_data_from_the_send_buffer_or_is_not_sent() {
+    let mut sim = tso_pair();
+    let (c, s) = connect(&mut sim);
+    let warm = pattern(1 << 20, 1);
+    assert_eq!(sha256(&transfer(&mut sim, c, s, &warm)), sha256(&warm));
+    sim.advance(Duration::from_millis(100));
+
+    let data = pattern(40_000, 5);
+    let now = sim.now;
+    assert_eq!(sim.a.iface.tcp_send(now, c, &data).unwrap(), data.len());
+    let mut frame = sim.a.iface.pop_transmit_parts().expect("a frame");
+    assert_eq!(frame.tso_mss, Some(MSS as u16));
+    let payload = frame
+        .payload
+        .as_ref()
+        .expect("data left in the send buffer");
+    assert_eq!(payload.len(), data.len());
+    let head = frame.bytes.len();
+    assert!(head <= 14 + 20 + 60, "headers only: {head} bytes");
+    assert!(frame.materialize());
+    assert_eq!(&frame.bytes[head..], &data[..]);
+    let (_, len) = tcp_piece(&frame.bytes).unwrap();
+    assert_eq!(len, data.len(), "the frame's lengths count the data");
+
+    let more = pattern(40_000, 6);
+    let now = sim.now;
+    assert_eq!(sim.a.iface.tcp_send(now, c, &more).unwrap(), more.len());
+    // The peer resets the connection before a's device takes the frame: the reset closes
+    // the connection, whose unsent data is then discarded.
+    sim.b
+        .iface
+        .with_tcp(now, |tcp, stats| tcp.reset(s, now, stats));
+    let rst = sim.b.iface.pop_transmit_frame().expect("the peer's reset");
+    sim.a.iface.receive(now, &rst.bytes);
+    assert!(
+        sim.a.iface.pop_transmit_frame().is_none(),
+        "the super-segment is not sent"
+    );
+    assert_eq!(sim.a.iface.counters().tcp_out_stale, 1);
+}

@@ -5,6 +5,8 @@ mod common;
 use common::{config, config_v6, exchange, pattern, sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tapstack::phy::memory_pair;
 use tapstack::{Stack, TcpListener, TcpStream};
@@ -890,4 +892,91 @@ fn an_intercepted_connections_buffers_are_autotuned_and_budgeted() {
     assert_eq!(sha256(&got), sha256(&pattern(200_000, 3)));
     drop((c, s));
     drop((client, proxy));
+}
+
+/// A device that writes frames in parts, as the tap does with `writev`: it says so
+/// (`gather`), and counts the super-segments it is handed as headers plus data from a send
+/// buffer, which it joins for the in-memory link below.
+struct Gathering {
+    inner: tapstack::phy::MemoryDevice,
+    parts: Arc<AtomicU64>,
+}
+
+impl tapstack::phy::Device for Gathering {
+    fn recv(
+        &mut self,
+        now: tapstack::time::Instant,
+        buf: &mut [u8],
+    ) -> std::io::Result<Option<usize>> {
+        self.inner.recv(now, buf)
+    }
+    fn send(&mut self, now: tapstack::time::Instant, frame: &[u8]) -> std::io::Result<()> {
+        self.inner.send(now, frame)
+    }
+    fn send_gather(
+        &mut self,
+        now: tapstack::time::Instant,
+        head: &[u8],
+        data: [&[u8]; 2],
+        tso_mss: Option<u16>,
+    ) -> std::io::Result<()> {
+        assert!(
+            !data[0].is_empty(),
+            "a super-segment's data comes from its send buffer"
+        );
+        self.parts.fetch_add(1, Ordering::Relaxed);
+        let frame = [head, data[0], data[1]].concat();
+        match tso_mss {
+            Some(mss) => self.inner.send_tso(now, &frame, mss),
+            None => self.inner.send(now, &frame),
+        }
+    }
+    fn capabilities(&self) -> tapstack::phy::DeviceCapabilities {
+        tapstack::phy::DeviceCapabilities {
+            gather: true,
+            ..self.inner.capabilities()
+        }
+    }
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.poll_fd()
+    }
+}
+
+/// Super-segments go to a device that writes frames in parts as their headers and the data
+/// where it lies in the send buffer, while the application keeps writing into that buffer:
+/// 8 MiB each way at once arrive whole, and none of the data was copied out first.
+#[test]
+fn super_segments_go_to_a_gathering_device_straight_from_the_send_buffer() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let (pa, pb): (Arc<AtomicU64>, Arc<AtomicU64>) = Default::default();
+    let gathering = |inner, parts: &Arc<AtomicU64>| Gathering {
+        inner,
+        parts: parts.clone(),
+    };
+    let a = Stack::new(gathering(a, &pa), config(1, 1)).unwrap();
+    let b = Stack::new(gathering(b, &pb), config(2, 2)).unwrap();
+    let listener = TcpListener::bind(&b, "0.0.0.0:5001").unwrap();
+    let up = pattern(8 << 20, 3);
+    let down = pattern(8 << 20, 4);
+    let down2 = down.clone();
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        limit(&s);
+        exchange(&s, down2)
+    });
+    let c = TcpStream::connect(&a, "10.0.0.2:5001").unwrap();
+    limit(&c);
+    let got = exchange(&c, up.clone());
+    assert_eq!(sha256(&got), sha256(&down));
+    assert_eq!(sha256(&server.join().unwrap()), sha256(&up));
+    let counters = a.counters().unwrap();
+    let (sent_a, sent_b) = (pa.load(Ordering::Relaxed), pb.load(Ordering::Relaxed));
+    assert!(sent_a > 0 && sent_b > 0, "gathered: {sent_a} and {sent_b}");
+    assert!(
+        sent_a <= counters.tcp_out_tso,
+        "only super-segments leave their data in the send buffer"
+    );
 }

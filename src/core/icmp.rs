@@ -137,6 +137,7 @@ impl Interface {
             ttl: None,
             dscp: 0,
             ecn: 0,
+            tail: None,
         };
         if self.send_datagram(now, dg).is_ok() {
             self.stats.icmp_tx_echo_replies += 1;
@@ -263,6 +264,7 @@ impl Interface {
             ttl: None,
             dscp: 0,
             ecn: 0,
+            tail: None,
         };
         self.send_datagram(now, dg).is_ok()
     }

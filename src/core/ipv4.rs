@@ -2,6 +2,7 @@
 
 use super::{ethernet, Interface, TxFrame};
 use crate::stats::Counters;
+use crate::tcp::output::TxPayload;
 use crate::time::Instant;
 use crate::wire::{checksum_ok, MacAddr, Medium, FRAME_HEADROOM};
 use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
@@ -44,17 +45,34 @@ pub struct Datagram {
     pub dscp: u8,
     /// The ECN field (RFC 3168 §5): ECT(0) for an ECN-capable TCP's data, else 0.
     pub ecn: u8,
+    /// A TCP super-segment's data, left in the send buffer: the transport bytes are
+    /// `payload` (past the headroom) followed by these.
+    pub tail: Option<TxPayload>,
 }
 
 impl Datagram {
     /// Memory charged while it waits for address resolution.
     pub fn size(&self) -> usize {
-        self.transport().len() + Ipv4Header::MIN_LEN
+        self.transport_len() + Ipv4Header::MIN_LEN
     }
 
-    /// The transport header and data.
+    /// The transport header and data, but for a [`Datagram::tail`].
     pub fn transport(&self) -> &[u8] {
         &self.payload[self.headroom.min(self.payload.len())..]
+    }
+
+    /// Bytes of transport header and data, a tail included.
+    pub fn transport_len(&self) -> usize {
+        self.transport().len() + self.tail.as_ref().map_or(0, |t| t.len())
+    }
+
+    /// Copies a tail into `payload`, for a path that needs the datagram whole; false if its
+    /// bytes are no longer held (the datagram need not be sent).
+    fn materialize(&mut self) -> bool {
+        match self.tail.take() {
+            Some(t) => t.gather_into(&mut self.payload),
+            None => true,
+        }
     }
 }
 
@@ -216,8 +234,8 @@ impl Interface {
     }
 
     /// Routes, resolves and transmits a datagram (queued until ARP resolves its next hop).
-    pub(crate) fn send_datagram(&mut self, now: Instant, dg: Datagram) -> io::Result<()> {
-        if dg.transport().len() > MAX_DATAGRAM_PAYLOAD
+    pub(crate) fn send_datagram(&mut self, now: Instant, mut dg: Datagram) -> io::Result<()> {
+        if dg.transport_len() > MAX_DATAGRAM_PAYLOAD
             || (dg.pmtud == Pmtud::Do && dg.size() > self.cfg.mtu)
         {
             self.stats.ip_tx_needs_frag_df += 1;
@@ -242,6 +260,11 @@ impl Interface {
                 self.transmit_datagram(mac, dg);
             }
             super::arp::Lookup::Missing => {
+                // What waits for resolution is whole: the send buffer moves on meanwhile.
+                if !dg.materialize() {
+                    self.stats.tcp_out_stale += 1;
+                    return Ok(());
+                }
                 if self.arp.enqueue(now, next_hop, dg, &mut self.stats) {
                     self.send_arp_request(next_hop, MacAddr::BROADCAST);
                 }
@@ -251,9 +274,14 @@ impl Interface {
     }
 
     /// Builds the IP header(s) and queues the frame(s), fragmenting at the MTU (RFC 791 §3.2).
-    pub(super) fn transmit_datagram(&mut self, dst_mac: MacAddr, dg: Datagram) {
+    pub(super) fn transmit_datagram(&mut self, dst_mac: MacAddr, mut dg: Datagram) {
         if let Some(mss) = dg.tso_mss {
             return self.transmit_super_segment(dst_mac, dg, mss);
+        }
+        // Only super-segments leave their data in the send buffer; anything else is whole.
+        if !dg.materialize() {
+            self.stats.tcp_out_stale += 1;
+            return;
         }
         let payload = dg.transport();
         let id = self.next_ip_id;
@@ -328,11 +356,16 @@ impl Interface {
     /// Queues a TCP super-segment as one frame with DF set. Its pieces take consecutive IP
     /// identifications, as the device's segmentation gives them, and count as the frames and
     /// packets they become.
-    fn transmit_super_segment(&mut self, dst_mac: MacAddr, dg: Datagram, mss: u16) {
+    fn transmit_super_segment(&mut self, dst_mac: MacAddr, mut dg: Datagram, mss: u16) {
+        if dg.headroom != FRAME_HEADROOM && !dg.materialize() {
+            self.stats.tcp_out_stale += 1;
+            return;
+        }
         let payload = dg.transport();
+        let total = dg.transport_len();
         let tcp_header =
             etherparse::TcpHeaderSlice::from_slice(payload).map_or(0, |h| h.slice().len());
-        let data = payload.len().saturating_sub(tcp_header);
+        let data = total.saturating_sub(tcp_header);
         let pieces = data.div_ceil(usize::from(mss).max(1)).max(1);
         let mut header = Ipv4Header {
             identification: self.next_ip_id,
@@ -343,7 +376,7 @@ impl Interface {
             protocol: dg.proto,
             source: dg.src.octets(),
             destination: dg.dst.octets(),
-            total_len: (Ipv4Header::MIN_LEN + payload.len()) as u16,
+            total_len: (Ipv4Header::MIN_LEN + total) as u16,
             ..Default::default()
         };
         self.next_ip_id = self.next_ip_id.wrapping_add(pieces as u16);
@@ -366,6 +399,7 @@ impl Interface {
         self.queue_frame(TxFrame {
             bytes: frame,
             tso_mss: Some(mss),
+            payload: dg.tail,
         });
     }
 }

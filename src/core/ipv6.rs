@@ -7,6 +7,7 @@ use super::ndp::{NeighborCache, Resolve};
 use super::{Interface, TxFrame};
 use crate::config::Ipv6Config;
 use crate::ip;
+use crate::tcp::output::TxPayload;
 use crate::time::Instant;
 use crate::wire::ipv6::{self as wire6, ALL_NODES};
 use crate::wire::{MacAddr, Medium, ETHERNET_HEADER_LEN, FRAME_HEADROOM_V6};
@@ -715,29 +716,34 @@ impl Interface {
         &mut self,
         now: Instant,
         mut header: Ipv6Header,
-        mut frame: Vec<u8>,
+        frame: Vec<u8>,
         tso_mss: Option<u16>,
+        payload: Option<TxPayload>,
     ) {
-        let payload_len = frame.len().saturating_sub(FRAME_HEADROOM_V6);
+        let mut frame = TxFrame {
+            bytes: frame,
+            tso_mss,
+            payload,
+        };
+        // Only super-segments leave their data in the send buffer; anything else is whole.
+        if tso_mss.is_none() && !frame.materialize() {
+            self.stats.tcp_out_stale += 1;
+            return;
+        }
+        let tail = frame.payload.as_ref().map_or(0, |p| p.len());
+        let payload_len = frame.bytes.len().saturating_sub(FRAME_HEADROOM_V6) + tail;
         let dst = Ipv6Addr::from(header.destination);
         let mtu = self
             .ip6
             .as_ref()
             .map_or(self.cfg.mtu, |s| s.path_mtu(now, dst, self.cfg.mtu));
         if tso_mss.is_none() && HEADER_LEN + payload_len > mtu {
-            let payload = frame.split_off(FRAME_HEADROOM_V6);
+            let payload = frame.bytes.split_off(FRAME_HEADROOM_V6);
             return self.send_ipv6_packet(now, header, &payload);
         }
         header.payload_length = payload_len as u16;
-        frame[ETHERNET_HEADER_LEN..FRAME_HEADROOM_V6].copy_from_slice(&header.to_bytes());
-        self.route_ipv6(
-            now,
-            dst,
-            TxFrame {
-                bytes: frame,
-                tso_mss,
-            },
-        );
+        frame.bytes[ETHERNET_HEADER_LEN..FRAME_HEADROOM_V6].copy_from_slice(&header.to_bytes());
+        self.route_ipv6(now, dst, frame);
     }
 
     /// Puts one IPv6 frame (link headroom, then the packet) on the link: to a group's

@@ -28,6 +28,7 @@ pub use udp::{lock_udp, FlowDecision, UdpIo, UdpShared, MAX_UDP_PAYLOAD};
 
 use crate::config::StackConfig;
 use crate::stats::Counters;
+use crate::tcp::output::TxPayload;
 use crate::time::{earliest, Instant};
 use crate::wire::Medium;
 use rand::{Rng, SeedableRng};
@@ -45,6 +46,10 @@ pub struct TxFrame {
     /// payload bytes, its TCP checksum left partial: see [`crate::wire::gso`]. `None` for a
     /// frame that goes on the wire as it is.
     pub tso_mss: Option<u16>,
+    /// A TCP super-segment's payload, still in its connection's send buffer: `bytes` then
+    /// ends with the TCP header, and the frame is `bytes` followed by these (see
+    /// [`crate::tcp::output::TxPayload`]).
+    pub payload: Option<TxPayload>,
 }
 
 impl TxFrame {
@@ -52,6 +57,17 @@ impl TxFrame {
         TxFrame {
             bytes,
             tso_mss: None,
+            payload: None,
+        }
+    }
+
+    /// Makes `bytes` the whole frame, copying in a payload left in a send buffer; false if
+    /// that payload is no longer held (acknowledged or discarded meanwhile): the frame need
+    /// not be sent.
+    pub fn materialize(&mut self) -> bool {
+        match self.payload.take() {
+            Some(p) => p.gather_into(&mut self.bytes),
+            None => true,
         }
     }
 }
@@ -225,10 +241,29 @@ impl Interface {
     /// is queued, the output deferred by the last batch of received segments is run first
     /// (their ACKs go out together, one per batch), as [`Interface::poll`] also does.
     pub fn pop_transmit_frame(&mut self) -> Option<TxFrame> {
+        loop {
+            let mut frame = self.pop_transmit_parts()?;
+            if frame.materialize() {
+                return Some(frame);
+            }
+            self.count_stale_payload();
+        }
+    }
+
+    /// The next frame to send, as [`Interface::pop_transmit_frame`], but with a
+    /// super-segment's payload left where it is ([`TxFrame::payload`]), for a device that
+    /// writes a frame in parts.
+    pub fn pop_transmit_parts(&mut self) -> Option<TxFrame> {
         if self.tx.is_empty() {
             self.flush_deferred_tcp();
         }
         self.tx.pop_front()
+    }
+
+    /// Counts a frame dropped because the send-buffer bytes it carried were acknowledged or
+    /// discarded before the device took it.
+    pub fn count_stale_payload(&mut self) {
+        self.stats.tcp_out_stale += 1;
     }
 
     /// Returns the buffer of a frame the device has sent, for the stack to build another in.

@@ -143,7 +143,7 @@ impl NeighborCache {
     }
 
     /// How to send `frame` to neighbour `ip`: at once, or kept until the address resolves.
-    pub fn resolve(&mut self, now: Instant, ip: Ipv6Addr, frame: TxFrame) -> Resolve {
+    pub fn resolve(&mut self, now: Instant, ip: Ipv6Addr, mut frame: TxFrame) -> Resolve {
         if let Some(e) = self.entries.get_mut(&ip) {
             let mac = e.mac;
             match (e.state, mac) {
@@ -161,6 +161,14 @@ impl NeighborCache {
                 }
                 _ => {
                     let mut overflow = false;
+                    // What waits is whole: the send buffer moves on meanwhile. A frame whose
+                    // data went meanwhile (acknowledged) need not wait at all.
+                    if !frame.materialize() {
+                        return Resolve::Queued {
+                            solicit: false,
+                            overflow,
+                        };
+                    }
                     let len = frame.bytes.len();
                     while !e.queue.is_empty() && e.queued + len > self.max_queued_bytes {
                         if let Some(old) = e.queue.pop_front() {
@@ -181,13 +189,18 @@ impl NeighborCache {
             self.evict_one();
         }
         let next = now + self.retrans_timer;
-        let queued = frame.bytes.len();
+        let queue = if frame.materialize() {
+            VecDeque::from([frame])
+        } else {
+            VecDeque::new()
+        };
+        let queued = queue.iter().map(|f| f.bytes.len()).sum();
         self.entries.insert(
             ip,
             Entry {
                 mac: None,
                 state: NudState::Incomplete { sent: 1, next },
-                queue: VecDeque::from([frame]),
+                queue,
                 queued,
             },
         );

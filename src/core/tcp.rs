@@ -104,7 +104,7 @@ impl Interface {
                         destination: d.octets(),
                         ..Default::default()
                     };
-                    self.send_ipv6_in_place(now, header, seg.bytes, seg.tso_mss);
+                    self.send_ipv6_in_place(now, header, seg.bytes, seg.tso_mss, seg.payload);
                     continue;
                 }
                 _ => continue,
@@ -120,6 +120,7 @@ impl Interface {
                 ttl: seg.ttl,
                 dscp: seg.dscp,
                 ecn: seg.ecn,
+                tail: seg.payload,
             };
             // A failure (no route) surfaces as retransmission timeouts, as in Linux.
             let _ = self.send_datagram(now, dg);

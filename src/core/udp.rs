@@ -611,6 +611,7 @@ impl Interface {
                 ttl: sock_ttl,
                 dscp: 0,
                 ecn: 0,
+                tail: None,
             },
         )?;
         self.stats.udp_tx_datagrams += 1;

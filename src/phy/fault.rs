@@ -301,9 +301,13 @@ impl<D: Device> Device for FaultInjector<D> {
     }
 
     /// The inner device's: super-segments reach [`Device::send_tso`] and are split only
-    /// where a fault strikes one of their pieces.
+    /// where a fault strikes one of their pieces. Frames come whole (no `gather`): a fault
+    /// may need to split, hold or alter one.
     fn capabilities(&self) -> super::DeviceCapabilities {
-        self.inner.capabilities()
+        super::DeviceCapabilities {
+            gather: false,
+            ..self.inner.capabilities()
+        }
     }
 
     fn mtu(&self) -> usize {
@@ -379,6 +383,7 @@ mod tests {
             super::super::DeviceCapabilities {
                 tso: true,
                 medium: crate::wire::Medium::Ip,
+                gather: false,
             }
         }
         fn mtu(&self) -> usize {

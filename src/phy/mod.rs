@@ -30,6 +30,10 @@ pub struct DeviceCapabilities {
     /// What the link carries: Ethernet frames, or bare IP packets that the device frames and
     /// unframes at its boundary (see [`Medium`]).
     pub medium: Medium,
+    /// Writes a frame given in parts ([`Device::send_gather`]), so that a super-segment's
+    /// data goes from the connection's send buffer to the kernel with no copy between. A
+    /// device without it (a capture, the fault injector) gets frames whole.
+    pub gather: bool,
 }
 
 /// A link that carries Ethernet frames. Methods never block.
@@ -45,6 +49,24 @@ pub trait Device: Send {
     /// sends the pieces, so loss, reordering and captures below it see wire frames.
     fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
         send_in_pieces(self, now, frame, mss)
+    }
+
+    /// Sends a frame given as its headers (`head`, up to and including the TCP header) and
+    /// its payload (`data`, in two slices), as one write; a super-segment if `tso_mss` is set,
+    /// as [`Device::send_tso`] takes it. Called only on a device whose capabilities say
+    /// [`DeviceCapabilities::gather`]; this default gathers the parts into one frame.
+    fn send_gather(
+        &mut self,
+        now: Instant,
+        head: &[u8],
+        data: [&[u8]; 2],
+        tso_mss: Option<u16>,
+    ) -> io::Result<()> {
+        let frame = [head, data[0], data[1]].concat();
+        match tso_mss {
+            Some(mss) => self.send_tso(now, &frame, mss),
+            None => self.send(now, &frame),
+        }
     }
 
     /// What the device offloads.
@@ -113,6 +135,15 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
         (**self).send_tso(now, frame, mss)
+    }
+    fn send_gather(
+        &mut self,
+        now: Instant,
+        head: &[u8],
+        data: [&[u8]; 2],
+        tso_mss: Option<u16>,
+    ) -> io::Result<()> {
+        (**self).send_gather(now, head, data, tso_mss)
     }
     fn capabilities(&self) -> DeviceCapabilities {
         (**self).capabilities()

@@ -134,6 +134,7 @@ impl<D: Device> Device for PathEmulator<D> {
     fn capabilities(&self) -> DeviceCapabilities {
         DeviceCapabilities {
             tso: false,
+            gather: false,
             ..self.inner.capabilities()
         }
     }

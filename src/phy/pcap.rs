@@ -240,8 +240,12 @@ impl<D: Device> Device for PcapDevice<D> {
         Ok(())
     }
 
+    /// The inner device's, but frames come whole (no `gather`), to be recorded.
     fn capabilities(&self) -> super::DeviceCapabilities {
-        self.inner.capabilities()
+        super::DeviceCapabilities {
+            gather: false,
+            ..self.inner.capabilities()
+        }
     }
 
     fn rx_checksum_verified(&self) -> bool {

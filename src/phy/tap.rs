@@ -341,7 +341,71 @@ impl TunTap {
         DeviceCapabilities {
             tso: self.vnet,
             medium: self.medium,
+            gather: true,
         }
+    }
+
+    /// Writes a frame given in parts, with one `writev`: a super-segment behind a virtio GSO
+    /// header as [`Self::send_tso`] writes it, or one frame. `Ok(false)` for a super-segment
+    /// without offloads, which must be split whole.
+    fn send_gather(&mut self, head: &[u8], data: [&[u8]; 2], mss: Option<u16>) -> io::Result<bool> {
+        let Some(mss) = mss else {
+            self.write_parts(&[0u8; VNET_HDR_LEN], head, data)?;
+            return Ok(true);
+        };
+        let len = head.len() + data[0].len() + data[1].len();
+        let Some((tcp_at, payload_at, _)) = gso::header_offsets(head, len).filter(|_| self.vnet)
+        else {
+            return Ok(false);
+        };
+        let skip = self.link_header();
+        let hdr = VnetHdr {
+            flags: NEEDS_CSUM,
+            gso_type: if gso::is_ipv6(head) {
+                GSO_TCPV6
+            } else {
+                GSO_TCPV4
+            },
+            hdr_len: (payload_at - skip) as u16,
+            gso_size: mss,
+            csum_start: (tcp_at - skip) as u16,
+            csum_offset: gso::TCP_CHECKSUM_OFFSET as u16,
+        };
+        self.write_parts(&hdr.to_bytes(), head, data)?;
+        Ok(true)
+    }
+
+    /// [`Self::write_frame`] for a frame in parts: its start `head` (on a TUN, from behind its
+    /// Ethernet header), then `data`.
+    fn write_parts(
+        &self,
+        hdr: &[u8; VNET_HDR_LEN],
+        head: &[u8],
+        data: [&[u8]; 2],
+    ) -> io::Result<()> {
+        let head = head.get(self.link_header()..).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than its header")
+        })?;
+        let iov = |b: &[u8]| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        };
+        let iovs = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: if self.vnet { VNET_HDR_LEN } else { 0 },
+            },
+            iov(head),
+            iov(data[0]),
+            iov(data[1]),
+        ];
+        // SAFETY: every iovec points into a live buffer of the stated length; writev only
+        // reads them.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iovs.as_ptr(), iovs.len() as i32) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Writes one frame (on a TUN, what follows its Ethernet header) behind its virtio header
@@ -419,6 +483,24 @@ macro_rules! tun_tap_device {
                     return Ok(());
                 }
                 super::send_in_pieces(self, now, frame, mss)
+            }
+
+            /// One `writev` of the headers and the data where it lies.
+            fn send_gather(
+                &mut self,
+                now: Instant,
+                head: &[u8],
+                data: [&[u8]; 2],
+                tso_mss: Option<u16>,
+            ) -> io::Result<()> {
+                if self.0.send_gather(head, data, tso_mss)? {
+                    return Ok(());
+                }
+                let frame = [head, data[0], data[1]].concat();
+                match tso_mss {
+                    Some(mss) => super::send_in_pieces(self, now, &frame, mss),
+                    None => self.send(now, &frame),
+                }
             }
 
             fn capabilities(&self) -> DeviceCapabilities {

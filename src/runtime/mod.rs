@@ -247,6 +247,7 @@ impl Stack {
         let intercept = iface.intercept_io();
         let thread_wake = wake.clone();
         let thread_linger = config.linger;
+        let gather = device.capabilities().gather;
         let busy_poll = match std::thread::available_parallelism() {
             Ok(n) if n.get() > 1 => config.busy_poll.min(crate::config::MAX_BUSY_POLL),
             _ => std::time::Duration::ZERO,
@@ -267,6 +268,7 @@ impl Stack {
                     waiters: Waiters::default(),
                     linger: thread_linger,
                     busy_poll,
+                    gather,
                     trace,
                     trace_buf: Vec::new(),
                     trim: Trim::default(),
@@ -379,6 +381,9 @@ struct StackThread<D> {
     waiters: Waiters,
     linger: std::time::Duration,
     busy_poll: std::time::Duration,
+    /// The device writes a frame in parts ([`crate::phy::DeviceCapabilities::gather`]): a
+    /// super-segment's data goes from the send buffer to the device with no copy between.
+    gather: bool,
     /// Where the per-connection trace goes, if anywhere.
     trace: Option<crate::trace::TraceOutput>,
     trace_buf: Vec<crate::tcp::trace::TraceRecord>,
@@ -468,6 +473,19 @@ impl Trim {
         self.last = Some(wall);
         self.high = now;
         release_free_memory();
+    }
+}
+
+/// Sends a whole frame: a super-segment (`tso_mss`) for the device to split, or one frame.
+fn send_whole<D: Device>(
+    device: &mut D,
+    now: Instant,
+    frame: &[u8],
+    tso_mss: Option<u16>,
+) -> io::Result<()> {
+    match tso_mss {
+        Some(mss) => device.send_tso(now, frame, mss),
+        None => device.send(now, frame),
     }
 }
 
@@ -715,12 +733,29 @@ impl<D: Device> StackThread<D> {
     /// Sends every queued frame; true if there was any.
     fn transmit(&mut self, now: Instant) -> bool {
         let mut any = false;
-        while let Some(frame) = self.iface.pop_transmit_frame() {
+        while let Some(mut frame) = self.iface.pop_transmit_parts() {
             any = true;
-            let sent = match frame.tso_mss {
-                Some(mss) => self.device.send_tso(now, &frame.bytes, mss),
-                None => self.device.send(now, &frame.bytes),
+            let sent = match frame.payload.take() {
+                // The headers, then the data straight from the send buffer.
+                Some(data) if self.gather => {
+                    let (device, head, mss) = (&mut self.device, &frame.bytes, frame.tso_mss);
+                    data.with_slices(|a, b| device.send_gather(now, head, [a, b], mss))
+                }
+                // Gathered behind the headers: the one copy a device without `gather` needs.
+                Some(data) => data
+                    .gather_into(&mut frame.bytes)
+                    .then(|| send_whole(&mut self.device, now, &frame.bytes, frame.tso_mss)),
+                None => Some(send_whole(
+                    &mut self.device,
+                    now,
+                    &frame.bytes,
+                    frame.tso_mss,
+                )),
             };
+            let sent = sent.unwrap_or_else(|| {
+                self.iface.count_stale_payload();
+                Ok(())
+            });
             if let Err(e) = sent {
                 self.iface.count_tx_error();
                 log::debug!("device send: {e}");

@@ -152,6 +152,15 @@ pub struct SendBuffer {
     /// SND.UP as an offset from SND.UNA: the first octet after the urgent data, while some
     /// is unacknowledged (RFC 9293 §3.8.5).
     urgent_end: Option<usize>,
+    /// Stream position of SND.UNA: every byte ever consumed or discarded, so that a position
+    /// names the same byte for the life of the buffer (see [`SendBuffer::pin`]).
+    una_pos: u64,
+    /// The device is reading ring bytes outside the lock ([`SendBuffer::pin`]): the ring must
+    /// not move or be freed until [`SendBuffer::unpin`].
+    pinned: bool,
+    /// A write found no room while pinned that growing the ring would have given: the writer
+    /// is woken at [`SendBuffer::unpin`].
+    grow_wanted: bool,
 }
 
 impl SendBuffer {
@@ -165,6 +174,9 @@ impl SendBuffer {
             head: 0,
             len: 0,
             urgent_end: None,
+            una_pos: 0,
+            pinned: false,
+            grow_wanted: false,
         }
     }
 
@@ -182,6 +194,7 @@ impl SendBuffer {
 
     /// Drops whatever is unacknowledged: the connection is over and nothing more will be sent.
     pub fn discard(&mut self) {
+        self.una_pos += self.len as u64;
         self.len = 0;
         self.urgent_end = None;
         self.release();
@@ -261,7 +274,7 @@ impl SendBuffer {
     /// Frees the ring, whatever its size, if it holds nothing (a connection that will send no
     /// more: TIME-WAIT).
     pub fn release(&mut self) {
-        if self.len == 0 {
+        if self.len == 0 && !self.pinned {
             let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
@@ -269,16 +282,67 @@ impl SendBuffer {
         }
     }
 
-    /// Appends as much of `data` as fits; returns how many bytes were taken.
+    /// Appends as much of `data` as fits; returns how many bytes were taken. While the ring is
+    /// pinned it does not grow: a write takes what its present size leaves room for.
     pub fn write(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.free());
-        let (bound, before) = (self.capacity(), self.buf.len());
-        grow(&mut self.buf, &mut self.head, self.len + n, bound);
-        charge(&self.pool, before, &self.buf);
+        let mut n = data.len().min(self.free());
+        if self.pinned {
+            let room = self.buf.len() - self.len;
+            if n > room {
+                self.grow_wanted = true;
+                n = room;
+            }
+        } else {
+            let (bound, before) = (self.capacity(), self.buf.len());
+            grow(&mut self.buf, &mut self.head, self.len + n, bound);
+            charge(&self.pool, before, &self.buf);
+        }
         let tail = wrap(self.head + self.len, self.buf.len());
-        ring_write(&mut self.buf, tail, &data[..n]);
+        let data = &data[..n];
+        let first = n.min(self.buf.len() - tail);
+        // SAFETY: `tail + first` and `n - first` are within the ring (n is at most its free
+        // room), and the bytes written are free ones, which no pinned frame covers. The
+        // writes go through `as_mut_ptr`, which makes no reference to the ring's other bytes:
+        // the device may be reading unacknowledged ones outside the lock
+        // ([`SendBuffer::pin`]).
+        unsafe {
+            let ring = self.buf.as_mut_ptr();
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ring.add(tail), first);
+            std::ptr::copy_nonoverlapping(data[first..].as_ptr(), ring, n - first);
+        }
         self.len += n;
         n
+    }
+
+    /// The stream position of `offset` bytes past SND.UNA, which [`SendBuffer::pin`] and
+    /// [`SendBuffer::slices_from`] take.
+    pub fn position(&self, offset: usize) -> u64 {
+        self.una_pos + offset as u64
+    }
+
+    /// The `len` bytes from stream position `pos` as up to two slices, if the buffer still
+    /// holds every one of them (not acknowledged or discarded since).
+    pub fn slices_from(&self, pos: u64, len: usize) -> Option<(&[u8], &[u8])> {
+        let offset = usize::try_from(pos.checked_sub(self.una_pos)?).ok()?;
+        (offset.checked_add(len)? <= self.len).then(|| self.slices_at(offset, len))
+    }
+
+    /// Pins the ring for a device to read the `len` bytes from `pos` outside the lock: where
+    /// they are, as (address, length) pairs, or `None` if they are no longer held. Until
+    /// [`SendBuffer::unpin`] the ring neither moves nor is freed; the bytes themselves stay
+    /// put until acknowledged, which only the stack thread, the one pinning, can process.
+    pub fn pin(&mut self, pos: u64, len: usize) -> Option<[(*const u8, usize); 2]> {
+        let (a, b) = self.slices_from(pos, len)?;
+        let parts = [(a.as_ptr(), a.len()), (b.as_ptr(), b.len())];
+        self.pinned = true;
+        Some(parts)
+    }
+
+    /// Ends [`SendBuffer::pin`]; true if a write was held short meanwhile, so that its writer
+    /// should be woken to write the rest.
+    pub fn unpin(&mut self) -> bool {
+        self.pinned = false;
+        std::mem::take(&mut self.grow_wanted)
     }
 
     /// Copies the bytes from `offset` into `out`; returns how many (0 past the end).
@@ -299,12 +363,13 @@ impl SendBuffer {
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
         self.len -= n;
+        self.una_pos += n as u64;
         // Urgent mode ends once SND.UNA reaches SND.UP.
         self.urgent_end = self
             .urgent_end
             .and_then(|e| e.checked_sub(n))
             .filter(|&e| e > 0);
-        if self.len == 0 {
+        if self.len == 0 && !self.pinned {
             let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
             charge(&self.pool, before, &self.buf);
@@ -760,6 +825,66 @@ mod tests {
         assert_eq!(&out[..7], b"56789ab");
         s.consume(7);
         assert_eq!(s.slices_at(0, 8), (&b"b"[..], &[][..]));
+    }
+
+    /// A stream position names the same byte for the buffer's life: slices from it while it is
+    /// held, none once acknowledged or discarded, nor for a range past what was written.
+    #[test]
+    fn send_positions_outlive_consumption_and_discard() {
+        let mut s = SendBuffer::new(16);
+        s.write(b"abcdefgh");
+        let pos = s.position(2);
+        assert_eq!(pos, 2);
+        assert_eq!(s.slices_from(pos, 3).map(joined), Some(b"cde".to_vec()));
+        assert_eq!(s.slices_from(pos, 7), None, "past what was written");
+        s.consume(2);
+        assert_eq!(s.position(0), 2);
+        assert_eq!(s.slices_from(pos, 3).map(joined), Some(b"cde".to_vec()));
+        s.consume(1);
+        assert_eq!(s.slices_from(pos, 3), None, "its first byte acknowledged");
+        assert_eq!(
+            s.slices_from(s.position(0), 5).map(joined),
+            Some(b"defgh".to_vec())
+        );
+        let end = s.position(s.len());
+        s.discard();
+        assert_eq!(s.position(0), end, "discarded bytes keep their positions");
+        assert_eq!(s.slices_from(end - 1, 1), None);
+        s.write(b"xy");
+        assert_eq!(s.slices_from(end, 2).map(joined), Some(b"xy".to_vec()));
+    }
+
+    /// While pinned the ring neither grows nor is freed: a write takes what its present size
+    /// leaves, and asks to be woken when the pin ends; the pinned bytes stay where `pin` said.
+    #[test]
+    fn a_pinned_send_ring_does_not_move() {
+        let mut s = SendBuffer::new(1 << 20);
+        s.write(&[1; 3000]);
+        let ring = s.allocated();
+        assert_eq!(ring, MIN_RING);
+        let parts = s.pin(s.position(0), 3000).expect("held");
+        assert_eq!(parts[0].1 + parts[1].1, 3000);
+        assert_eq!(s.write(&[2; 2000]), ring - 3000, "no growth while pinned");
+        assert_eq!(s.allocated(), ring);
+        assert_eq!(s.write(&[3; 10]), 0);
+        // SAFETY: the ring is pinned: the addresses `pin` gave are still the bytes' own.
+        let seen = unsafe { std::slice::from_raw_parts(parts[0].0, parts[0].1) };
+        assert!(seen.iter().all(|&b| b == 1));
+        assert!(s.unpin(), "a write was held short");
+        assert!(!s.unpin(), "and is woken once");
+        assert_eq!(s.write(&[4; 2000]), 2000, "it grows again");
+        assert!(s.allocated() > ring);
+
+        let mut t = SendBuffer::new(1 << 20);
+        t.write(&[5; 100]);
+        t.pin(t.position(0), 100).expect("held");
+        t.consume(100);
+        t.release();
+        assert_eq!(t.allocated(), MIN_RING, "not freed while pinned");
+        assert!(!t.unpin());
+        t.release();
+        assert_eq!(t.allocated(), 0);
+        assert_eq!(t.pin(0, 1), None, "acknowledged bytes cannot be pinned");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::pacing;
 use super::recovery;
 use super::segment::{self, Flags, Options, SegmentOut};
 use super::seq::Seq;
+use super::shared::SocketIo;
 use super::tcb::{State, Tcb};
 use crate::stats::Counters;
 use crate::time::Instant;
@@ -13,6 +14,7 @@ use crate::wire::gso::{pseudo_header_partial_ip, TCP_CHECKSUM_OFFSET, TSO_MAX_PA
 use crate::wire::{headroom, transport_checksum_ip};
 use etherparse::IpNumber;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A segment ready for the IP layer.
 pub struct Outgoing {
@@ -33,6 +35,81 @@ pub struct Outgoing {
     pub dscp: u8,
     /// The ECN field (RFC 3168 §5): [`super::ecn::ECT0`] or not ECN-capable.
     pub ecn: u8,
+    /// A super-segment's payload, left in the send buffer: `bytes` then holds the headers
+    /// only (see [`TxPayload`]).
+    pub payload: Option<TxPayload>,
+}
+
+/// The payload of a TCP super-segment, by reference: bytes of a connection's send buffer,
+/// which stay there until the device takes them. A device that takes a frame in parts
+/// writes them behind the headers with one `writev`, so that the only copy of the data
+/// after the application's `write` is the kernel's; any other gathers them first
+/// ([`TxPayload::gather_into`]), the copy it always made.
+pub struct TxPayload {
+    io: Arc<SocketIo>,
+    /// Stream position of the first byte (see [`super::buffer::SendBuffer::position`]).
+    pos: u64,
+    len: usize,
+}
+
+/// Shows where the bytes are, not the bytes.
+impl std::fmt::Debug for TxPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxPayload")
+            .field("pos", &self.pos)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl TxPayload {
+    /// Bytes of payload.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it carries no byte (never, as built).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends the bytes to `out` (a copy, under the connection's lock); false, and `out`
+    /// untouched, if they are no longer held: acknowledged or discarded since the segment was
+    /// built, so that it need not be sent.
+    pub fn gather_into(&self, out: &mut Vec<u8>) -> bool {
+        let io = self.io.lock();
+        let Some((a, b)) = io.send.slices_from(self.pos, self.len) else {
+            return false;
+        };
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        true
+    }
+
+    /// Calls `f` with the bytes, in up to two slices, without holding the connection's lock:
+    /// the send buffer is pinned meanwhile ([`super::buffer::SendBuffer::pin`]), so that the
+    /// application's writes neither move nor overwrite them. `None` if they are no longer
+    /// held. A writer that found no room because of the pin is woken after.
+    pub fn with_slices<R>(&self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Option<R> {
+        let parts = self.io.lock().send.pin(self.pos, self.len)?;
+        // SAFETY: `pin` returned where the bytes are and keeps them there until `unpin`
+        // below: the ring is neither moved nor freed while pinned, the application writes
+        // only free bytes (through raw pointers, making no reference to these), and
+        // acknowledgements, which could free them, are processed only by this thread, which
+        // is here.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(parts[0].0, parts[0].1),
+                std::slice::from_raw_parts(parts[1].0, parts[1].1),
+            )
+        };
+        let r = f(a, b);
+        let mut io = self.io.lock();
+        if io.send.unpin() {
+            self.io.wake(io);
+        }
+        Some(r)
+    }
 }
 
 /// Spare frame buffers kept for reuse: enough for a burst of output (each buffer is one
@@ -185,21 +262,30 @@ pub fn emit(
         options,
     };
     let room = headroom(t.remote.ip());
-    let mut bytes = sink.out.buffer(room, 60 + data.1);
+    let (src, dst) = (t.local.ip(), t.remote.ip());
+    let piece = data_mss(t) as usize;
+    let tso_mss = (data.1 > piece).then_some(piece as u16);
+    // A super-segment's payload stays in the send buffer, for the device to take from there;
+    // a segment of one MSS or less is copied behind its headers, whose checksum covers it.
+    let payload = tso_mss.map(|_| TxPayload {
+        io: t.io.clone(),
+        pos: t.io().send.position(data.0),
+        len: data.1,
+    });
+    let mut bytes = sink
+        .out
+        .buffer(room, 60 + if payload.is_some() { 0 } else { data.1 });
     segment::write_header(&header, &mut bytes);
-    {
+    if payload.is_none() {
         let io = t.io();
         let (a, b) = io.send.slices_at(data.0, data.1);
         bytes.extend_from_slice(a);
         bytes.extend_from_slice(b);
     }
-    let (src, dst) = (t.local.ip(), t.remote.ip());
-    let piece = data_mss(t) as usize;
-    let tso_mss = (data.1 > piece).then_some(piece as u16);
     let seg = &mut bytes[room..];
     let sum = match tso_mss {
         // The device computes the checksum of each piece from this partial sum.
-        Some(_) => pseudo_header_partial_ip(src, dst, seg.len()),
+        Some(_) => pseudo_header_partial_ip(src, dst, seg.len() + data.1),
         None => transport_checksum_ip(src, dst, IpNumber::TCP.0, seg),
     };
     seg[TCP_CHECKSUM_OFFSET..TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
@@ -225,6 +311,7 @@ pub fn emit(
         ttl: t.user.ttl,
         dscp: t.user.dscp,
         ecn,
+        payload,
     });
 }
 
@@ -712,6 +799,7 @@ fn bare(
         ttl: None,
         dscp,
         ecn: 0,
+        payload: None,
     });
 }
 

@@ -28,6 +28,13 @@ pub fn pseudo_header_partial(src: [u8; 4], dst: [u8; 4], tcp_len: usize) -> [u8;
 /// Where the headers of an Ethernet/IPv4/TCP frame end: (IP header, TCP header) byte offsets,
 /// and the end of the TCP payload. `None` for anything else or a truncated frame.
 pub fn tcp_offsets(frame: &[u8]) -> Option<(usize, usize, usize)> {
+    header_offsets(frame, frame.len())
+}
+
+/// [`tcp_offsets`] of a frame `len` bytes long of which `head` holds the start, through the
+/// TCP header at least: a frame written in parts, its payload elsewhere.
+pub fn header_offsets(head: &[u8], len: usize) -> Option<(usize, usize, usize)> {
+    let frame = head;
     let ip_at = Ethernet2Header::LEN;
     if is_ipv6(frame) {
         // IPv6 with TCP right behind its fixed header (the stack's own super-segments).
@@ -39,7 +46,8 @@ pub fn tcp_offsets(frame: &[u8]) -> Option<(usize, usize, usize)> {
         let (tcp, _) = TcpHeader::from_slice(rest).ok()?;
         let end = tcp_at + usize::from(ip.payload_length);
         let payload_at = tcp_at + tcp.header_len();
-        return (payload_at <= end && end <= frame.len()).then_some((tcp_at, payload_at, end));
+        return (payload_at <= frame.len() && payload_at <= end && end <= len)
+            .then_some((tcp_at, payload_at, end));
     }
     let (ip, rest) = Ipv4Header::from_slice(frame.get(ip_at..)?).ok()?;
     if ip.protocol != IpNumber::TCP {
@@ -49,7 +57,8 @@ pub fn tcp_offsets(frame: &[u8]) -> Option<(usize, usize, usize)> {
     let (tcp, _) = TcpHeader::from_slice(rest).ok()?;
     let end = ip_at + usize::from(ip.total_len);
     let payload_at = tcp_at + tcp.header_len();
-    (payload_at <= end && end <= frame.len()).then_some((tcp_at, payload_at, end))
+    (payload_at <= frame.len() && payload_at <= end && end <= len)
+        .then_some((tcp_at, payload_at, end))
 }
 
 /// Splits a super-segment into frames carrying at most `mss` payload bytes each: every piece
