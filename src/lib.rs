@@ -51,6 +51,7 @@ pub mod id;
 pub mod ip;
 pub mod phy;
 pub mod runtime;
+pub mod rxbuf;
 pub mod socket;
 pub mod stats;
 mod sync;

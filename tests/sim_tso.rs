@@ -235,6 +235,17 @@ fn a_super_segment_carries_its_data_from_the_send_buffer_or_is_not_sent() {
     assert_eq!(&frame.bytes[head..], &data[..]);
     let (_, len) = tcp_piece(&frame.bytes).unwrap();
     assert_eq!(len, data.len(), "the frame's lengths count the data");
+    // The partial checksum, completed over headers and data as the kernel completes it, is
+    // the segment's.
+    let (tcp_at, _, end) = gso::tcp_offsets(&frame.bytes).unwrap();
+    let mut whole = frame.bytes.clone();
+    assert!(tapstack::wire::complete_partial_checksum(
+        &mut whole,
+        tcp_at,
+        gso::TCP_CHECKSUM_OFFSET
+    ));
+    let (src, dst) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    assert!(transport_checksum_ok(src, dst, 6, &whole[tcp_at..end]));
 
     let more = pattern(40_000, 6);
     let now = sim.now;

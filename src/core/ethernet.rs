@@ -38,6 +38,27 @@ impl Interface {
         self.receive_with(now, frame, RxChecksums::default());
     }
 
+    /// [`Interface::receive_with`] for the first `len` bytes of `frame`, a buffer the
+    /// connection its TCP segment is for may keep instead of copying the data out
+    /// ([`crate::tcp::buffer::RecvBuffer::adopt`]): the driver then reads the next frame into
+    /// another ([`crate::rxbuf::writable`]).
+    pub fn receive_frame(
+        &mut self,
+        now: Instant,
+        frame: &std::sync::Arc<crate::rxbuf::RxFrame>,
+        len: usize,
+        verified: RxChecksums,
+    ) {
+        let Some(bytes) = frame.bytes().get(..len) else {
+            self.stats.eth_rx_truncated += 1;
+            return;
+        };
+        self.tcp.offer_frame(Some(frame.clone()));
+        self.receive_with(now, bytes, verified);
+        // Not a TCP segment (or one that never reached TCP): the offer ends with the frame.
+        self.tcp.offer_frame(None);
+    }
+
     /// Takes one received frame through the stack, skipping the checks its device did.
     pub fn receive_with(&mut self, now: Instant, frame: &[u8], verified: RxChecksums) {
         self.now = self.now.max(now);

@@ -762,7 +762,14 @@ impl Interface {
         };
         match ip6.nd.resolve(now, hop, frame) {
             Resolve::Send(mac, frame) => self.transmit_ipv6(mac, frame),
-            Resolve::Queued { solicit, overflow } => {
+            Resolve::Queued {
+                solicit,
+                overflow,
+                stale,
+            } => {
+                if stale {
+                    self.stats.tcp_out_stale += 1;
+                }
                 if overflow {
                     self.stats.nd_queue_overflow += 1;
                 }

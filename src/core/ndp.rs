@@ -70,6 +70,9 @@ pub enum Resolve {
         solicit: bool,
         /// Waiting frames were dropped, oldest first.
         overflow: bool,
+        /// The frame itself was dropped: the send-buffer data it carried was acknowledged or
+        /// discarded meanwhile (see [`TxFrame::materialize`]).
+        stale: bool,
     },
 }
 
@@ -167,6 +170,7 @@ impl NeighborCache {
                         return Resolve::Queued {
                             solicit: false,
                             overflow,
+                            stale: true,
                         };
                     }
                     let len = frame.bytes.len();
@@ -181,6 +185,7 @@ impl NeighborCache {
                     return Resolve::Queued {
                         solicit: false,
                         overflow,
+                        stale: false,
                     };
                 }
             }
@@ -189,10 +194,11 @@ impl NeighborCache {
             self.evict_one();
         }
         let next = now + self.retrans_timer;
-        let queue = if frame.materialize() {
-            VecDeque::from([frame])
-        } else {
+        let stale = !frame.materialize();
+        let queue = if stale {
             VecDeque::new()
+        } else {
+            VecDeque::from([frame])
         };
         let queued = queue.iter().map(|f| f.bytes.len()).sum();
         self.entries.insert(
@@ -208,6 +214,7 @@ impl NeighborCache {
         Resolve::Queued {
             solicit: true,
             overflow: false,
+            stale,
         }
     }
 
@@ -395,7 +402,9 @@ mod tests {
 
     fn queued(r: Resolve) -> (bool, bool) {
         match r {
-            Resolve::Queued { solicit, overflow } => (solicit, overflow),
+            Resolve::Queued {
+                solicit, overflow, ..
+            } => (solicit, overflow),
             Resolve::Send(..) => panic!("sent"),
         }
     }

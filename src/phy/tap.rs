@@ -12,7 +12,9 @@
 //!
 //! The `tun-tap` and `tun-rs` crates were weighed for the set-up: `tun-tap` has no virtio
 //! header, and so no offloads; `tun-rs` has them, but through its own buffers and GSO split,
-//! where these few ioctls let the core's frames go to the kernel whole with one `writev`.
+//! where these few ioctls let the core's frames go to the kernel with one `writev` each: a
+//! super-segment as its headers and its data where it lies in the send buffer
+//! ([`Device::send_gather`]).
 
 use super::{Device, DeviceCapabilities};
 use crate::time::Instant;

@@ -248,6 +248,7 @@ impl Stack {
         let thread_wake = wake.clone();
         let thread_linger = config.linger;
         let gather = device.capabilities().gather;
+        let rx_pool = crate::rxbuf::FramePool::new(RX_BUF);
         let busy_poll = match std::thread::available_parallelism() {
             Ok(n) if n.get() > 1 => config.busy_poll.min(crate::config::MAX_BUSY_POLL),
             _ => std::time::Duration::ZERO,
@@ -269,6 +270,8 @@ impl Stack {
                     linger: thread_linger,
                     busy_poll,
                     gather,
+                    rx: Arc::new(rx_pool.take()),
+                    rx_pool,
                     trace,
                     trace_buf: Vec::new(),
                     trim: Trim::default(),
@@ -384,6 +387,11 @@ struct StackThread<D> {
     /// The device writes a frame in parts ([`crate::phy::DeviceCapabilities::gather`]): a
     /// super-segment's data goes from the send buffer to the device with no copy between.
     gather: bool,
+    /// The buffer the next frame is read into: the last one's, unless a connection kept it
+    /// (its data queued as it came, [`crate::tcp::buffer::RecvBuffer::adopt`]).
+    rx: Arc<crate::rxbuf::RxFrame>,
+    /// Where frame buffers come from and go back to.
+    rx_pool: Arc<crate::rxbuf::FramePool>,
     /// Where the per-connection trace goes, if anywhere.
     trace: Option<crate::trace::TraceOutput>,
     trace_buf: Vec<crate::tcp::trace::TraceRecord>,
@@ -508,7 +516,6 @@ impl<D: Device> StackThread<D> {
     }
 
     fn run(mut self) {
-        let mut buf = vec![0u8; RX_BUF];
         let mut ready = Ready {
             wake: true,
             device: true,
@@ -521,7 +528,7 @@ impl<D: Device> StackThread<D> {
             if !self.serve_commands(now) {
                 break;
             }
-            let busy = ready.device && self.receive_batch(now, &mut buf);
+            let busy = ready.device && self.receive_batch(now);
             self.iface.poll(now);
             if let Err(e) = self.device.poll(now) {
                 log::warn!("device: {e}");
@@ -561,7 +568,6 @@ impl<D: Device> StackThread<D> {
         self.waiters.fail_all();
         // A linger too long to represent has no deadline: the connections end when they do.
         let deadline = std::time::Instant::now().checked_add(self.linger);
-        let mut buf = vec![0u8; RX_BUF];
         let now = self.now();
         self.iface
             .with_tcp(now, |tcp, stats| tcp.shutdown_all(now, stats));
@@ -584,7 +590,7 @@ impl<D: Device> StackThread<D> {
                     | Command::Shutdown => {}
                 }
             }
-            let busy = self.receive_batch(now, &mut buf);
+            let busy = self.receive_batch(now);
             self.iface.poll(now);
             while self.iface.pop_event().is_some() {}
             self.transmit(now);
@@ -660,14 +666,16 @@ impl<D: Device> StackThread<D> {
     }
 
     /// Reads up to a batch of frames; true if the batch filled (more may be waiting).
-    fn receive_batch(&mut self, now: Instant, buf: &mut [u8]) -> bool {
+    fn receive_batch(&mut self, now: Instant) -> bool {
         for _ in 0..RX_BATCH {
-            match self.device.recv(now, buf) {
+            // Into the last frame's buffer, unless a connection kept it.
+            let buf = crate::rxbuf::writable(&mut self.rx, &self.rx_pool);
+            match self.device.recv(now, buf.bytes_mut()) {
                 Ok(Some(n)) => {
                     let verified = RxChecksums {
                         transport: self.device.rx_checksum_verified(),
                     };
-                    self.iface.receive_with(now, &buf[..n], verified);
+                    self.iface.receive_frame(now, &self.rx, n, verified);
                 }
                 Ok(None) => return false,
                 Err(e) => {

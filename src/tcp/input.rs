@@ -10,6 +10,7 @@ use crate::id::SocketId;
 use crate::stats::Counters;
 use crate::time::Instant;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// RFC 7323 §5.5: TS.Recent older than this is invalid for PAWS.
@@ -72,6 +73,13 @@ fn default_mss(remote: IpAddr) -> u16 {
 }
 
 impl Tcp {
+    /// Offers the buffer of the frame about to be received: the next segment's connection may
+    /// keep it rather than copy the data out ([`super::buffer::RecvBuffer::adopt`]). The offer
+    /// lasts for that one segment.
+    pub fn offer_frame(&mut self, frame: Option<Arc<crate::rxbuf::RxFrame>>) {
+        self.rx_frame = frame;
+    }
+
     /// A segment whose checksum the IP layer verified; `ecn` is its IP header's ECN field
     /// (RFC 3168 §5).
     pub fn input(
@@ -84,11 +92,14 @@ impl Tcp {
         stats: &mut Counters,
     ) {
         stats.tcp_in_segs += 1;
+        // Offered for this segment only.
+        let frame = self.rx_frame.take();
         let Some(mut seg) = segment::parse(bytes) else {
             stats.tcp_in_errs += 1;
             return;
         };
         seg.ce = ecn & super::ecn::ECN_MASK == super::ecn::CE;
+        seg.frame = frame.as_ref();
         let remote = SocketAddr::new(src, seg.src_port);
         let local = SocketAddr::new(dst, seg.dst_port);
         let mut conn = self.by_tuple.get(&(local, remote)).copied();
@@ -1080,7 +1091,16 @@ fn receive_data(
     }
     let data = &seg.payload[skip..];
     let had_ooo = t.io().recv.has_ooo();
-    let ins = t.io().recv.insert(offset, data);
+    let ins = {
+        let mut io = t.io();
+        // In order and large, the data may stay in its frame, queued as it came.
+        let kept = seg
+            .frame
+            .filter(|_| offset == 0)
+            .and_then(|f| io.recv.adopt(f, data));
+        stats.tcp_in_kept += u64::from(kept.is_some());
+        kept.unwrap_or_else(|| io.recv.insert(offset, data))
+    };
     if ins.rejected {
         stats.tcp_ofo_drops += 1;
     }

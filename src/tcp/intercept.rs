@@ -273,6 +273,7 @@ impl Tcp {
             options: p.options,
             payload: &[],
             ce: false,
+            frame: None,
         };
         let iss = self.iss(now, p.local, p.remote);
         let ts_offset = self.isn.isn(now, p.remote, p.local).0;

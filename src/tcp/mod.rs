@@ -239,6 +239,9 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// segments they owe the IP layer.
 pub struct Tcp {
     cfg: TcpConfig,
+    /// The buffer of the frame being received, which a connection may keep
+    /// ([`Tcp::offer_frame`]).
+    rx_frame: Option<Arc<crate::rxbuf::RxFrame>>,
     /// Our addresses in use, for listeners and for the source of connections (the IP layer
     /// keeps the IPv6 ones current).
     local: ip::LocalAddrs,
@@ -292,6 +295,7 @@ impl Tcp {
     ) -> Tcp {
         let pool = buffer::MemoryPool::new(cfg.mem_pressure, cfg.mem_limit);
         Tcp {
+            rx_frame: None,
             cfg,
             local: ip::LocalAddrs::new(local_ip),
             mtus: ip::PathMtus::new(mtu),

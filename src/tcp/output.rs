@@ -89,26 +89,32 @@ impl TxPayload {
     /// Calls `f` with the bytes, in up to two slices, without holding the connection's lock:
     /// the send buffer is pinned meanwhile ([`super::buffer::SendBuffer::pin`]), so that the
     /// application's writes neither move nor overwrite them. `None` if they are no longer
-    /// held. A writer that found no room because of the pin is woken after.
-    pub fn with_slices<R>(&self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Option<R> {
+    /// held. A writer that found no room because of the pin is woken after, and a panic in
+    /// `f` unpins too.
+    pub(crate) fn with_slices<R>(&self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Option<R> {
+        /// Unpins when dropped, `f` returned or not.
+        struct Unpin<'a>(&'a SocketIo);
+        impl Drop for Unpin<'_> {
+            fn drop(&mut self) {
+                let mut io = self.0.lock();
+                if io.send.unpin() {
+                    self.0.wake(io);
+                }
+            }
+        }
         let parts = self.io.lock().send.pin(self.pos, self.len)?;
-        // SAFETY: `pin` returned where the bytes are and keeps them there until `unpin`
-        // below: the ring is neither moved nor freed while pinned, the application writes
-        // only free bytes (through raw pointers, making no reference to these), and
-        // acknowledgements, which could free them, are processed only by this thread, which
-        // is here.
+        let _unpin = Unpin(&self.io);
+        // SAFETY: `pin` returned where the bytes are and keeps them there until `_unpin`
+        // drops: while pinned the ring is neither moved nor freed, and writes (through raw
+        // pointers, making no reference to these bytes) stop short of them even once they
+        // are acknowledged.
         let (a, b) = unsafe {
             (
                 std::slice::from_raw_parts(parts[0].0, parts[0].1),
                 std::slice::from_raw_parts(parts[1].0, parts[1].1),
             )
         };
-        let r = f(a, b);
-        let mut io = self.io.lock();
-        if io.send.unpin() {
-            self.io.wake(io);
-        }
-        Some(r)
+        Some(f(a, b))
     }
 }
 

@@ -1,7 +1,9 @@
 //! TCP segments in and out: parsing with options, and building with options and checksum.
 
 use super::seq::Seq;
+use crate::rxbuf::RxFrame;
 use etherparse::{TcpOptionElement, TcpSlice};
+use std::sync::Arc;
 
 /// Control bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,6 +168,9 @@ pub struct SegmentIn<'a> {
     pub payload: &'a [u8],
     /// Its IP header carried Congestion Experienced (RFC 3168 §5).
     pub ce: bool,
+    /// The buffer of the frame the segment arrived in, when the connection may keep it
+    /// instead of copying the data out ([`super::buffer::RecvBuffer::adopt`]).
+    pub frame: Option<&'a Arc<RxFrame>>,
 }
 
 impl SegmentIn<'_> {
@@ -200,6 +205,7 @@ pub fn parse(bytes: &[u8]) -> Option<SegmentIn<'_>> {
         options,
         payload: tcp.payload(),
         ce: false,
+        frame: None,
     })
 }
 

@@ -8,7 +8,7 @@
 //! connection's [`Status`] and wakes the handle's waiters when something changed. The lock is
 //! never held across I/O or a wait: a device that writes a super-segment's data straight from
 //! the send buffer pins the buffer instead, so that a write neither moves nor frees its ring
-//! meanwhile ([`super::buffer::SendBuffer::pin`]).
+//! meanwhile (`SendBuffer::pin`).
 
 use super::buffer::{RecvBuffer, SendBuffer};
 use crate::id::SocketId;
