@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 const POOL_MAX: usize = 64;
 
 /// Frame buffers of one size, kept for reuse: taking one allocates (and zeroes) nothing once
-/// the pool has some.
+/// the pool has some. Buffers kept by connections are charged to the stack's memory budget;
+/// the idle ones here (at most 64, 4.3 MB of 66 560-byte buffers) and the one being read into
+/// are the stack's own, as its other fixed buffers are.
 pub struct FramePool {
     free: Mutex<Vec<Vec<u8>>>,
     size: usize,

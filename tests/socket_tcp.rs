@@ -900,6 +900,8 @@ fn an_intercepted_connections_buffers_are_autotuned_and_budgeted() {
 struct Gathering {
     inner: tapstack::phy::MemoryDevice,
     parts: Arc<AtomicU64>,
+    /// Frames handed over in parts with no data: none should be.
+    empty: Arc<AtomicU64>,
 }
 
 impl tapstack::phy::Device for Gathering {
@@ -922,9 +924,12 @@ impl tapstack::phy::Device for Gathering {
     ) -> std::io::Result<()> {
         // A super-segment's data comes from its send buffer (counted; an assert here would
         // fail on the stack thread, seen only as a stall).
-        if !data[0].is_empty() {
-            self.parts.fetch_add(1, Ordering::Relaxed);
-        }
+        let count = if data[0].is_empty() {
+            &self.empty
+        } else {
+            &self.parts
+        };
+        count.fetch_add(1, Ordering::Relaxed);
         let frame = [head, data[0], data[1]].concat();
         match tso_mss {
             Some(mss) => self.inner.send_tso(now, &frame, mss),
@@ -951,10 +956,11 @@ impl tapstack::phy::Device for Gathering {
 #[test]
 fn super_segments_go_to_a_gathering_device_straight_from_the_send_buffer() {
     let (a, b) = memory_pair(1500).unwrap();
-    let (pa, pb): (Arc<AtomicU64>, Arc<AtomicU64>) = Default::default();
+    let (pa, pb, empty): (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>) = Default::default();
     let gathering = |inner, parts: &Arc<AtomicU64>| Gathering {
         inner,
         parts: parts.clone(),
+        empty: empty.clone(),
     };
     let a = Stack::new(gathering(a, &pa), config(1, 1)).unwrap();
     let b = Stack::new(gathering(b, &pb), config(2, 2)).unwrap();
@@ -975,6 +981,7 @@ fn super_segments_go_to_a_gathering_device_straight_from_the_send_buffer() {
     let counters = a.counters().unwrap();
     let (sent_a, sent_b) = (pa.load(Ordering::Relaxed), pb.load(Ordering::Relaxed));
     assert!(sent_a > 0 && sent_b > 0, "gathered: {sent_a} and {sent_b}");
+    assert_eq!(empty.load(Ordering::Relaxed), 0, "handed over without data");
     assert!(
         sent_a <= counters.tcp_out_tso,
         "only super-segments leave their data in the send buffer"

@@ -595,12 +595,16 @@ impl RecvBuffer {
     /// (a 64 KB GRO frame, not a 1500-byte one: the memory charged stays within twice the
     /// data), fits the window whole, nothing in the ring is readable yet (the ring's data
     /// would have to come first) and none waits out of order, and there is no memory
-    /// pressure. `None` where it does not apply: the caller then [`RecvBuffer::insert`]s.
+    /// pressure, and the memory the buffer takes, the ring's and the frames', stays within
+    /// twice its size. `None` where it does not apply: the caller then
+    /// [`RecvBuffer::insert`]s.
     pub fn adopt(&mut self, frame: &Arc<RxFrame>, data: &[u8]) -> Option<Insert> {
         let range = frame.range_of(data)?;
         let fits =
             !data.is_empty() && data.len() * 2 >= frame.size() && data.len() <= self.window();
-        if !fits || self.readable > 0 || !self.ranges.is_empty() || self.pressured() {
+        // Memory, the ring's included, stays within twice the buffer's size.
+        let room = self.allocated() + frame.size() <= 2 * self.capacity();
+        if !fits || !room || self.readable > 0 || !self.ranges.is_empty() || self.pressured() {
             return None;
         }
         self.chunked += data.len();
@@ -680,7 +684,8 @@ impl RecvBuffer {
             &mut self.buf,
             &mut self.head,
             self.readable + end,
-            self.limit,
+            // What the frames kept hold, the ring need not.
+            self.limit.saturating_sub(self.chunked),
         );
         charge(&self.pool, before, &self.buf);
         let at = wrap(self.head + self.readable + start, self.buf.len());
@@ -908,7 +913,6 @@ mod tests {
             "the ring has readable data"
         );
         assert_eq!(r.readable(), 60_100);
-        assert!(r.adopt(&c, c.bytes()).is_none(), "past the window");
         let mut out = vec![0; 45_000];
         assert_eq!(r.peek(&mut out), 45_000);
         assert_eq!(r.read(&mut out), 45_000);
@@ -922,6 +926,31 @@ mod tests {
         );
         assert_eq!(r.readable(), 0);
         check_invariants(&r);
+        // Past the window, or past twice the buffer's size in memory.
+        let mut small = RecvBuffer::new(60_000, 4);
+        let big = frame_with(&[8; 61_000], 0);
+        assert!(small.adopt(&big, big.bytes()).is_none(), "past the window");
+        let e = frame_with(&[8; 40_000], 40_001);
+        assert!(
+            small.adopt(&e, &e.bytes()[..40_000]).is_none(),
+            "too little data for its frame"
+        );
+        // A ring left large by earlier data counts too.
+        let mut grown = RecvBuffer::new(200_000, 4);
+        grown.insert(0, &[1; 150_000]);
+        grown.read(&mut vec![0; 150_000]);
+        assert_eq!(grown.allocated(), 150_000, "a bulk-sized ring stays");
+        let half = || frame_with(&[2; 50_000], 50_000);
+        for _ in 0..2 {
+            let f = half();
+            grown.adopt(&f, &f.bytes()[..50_000]).expect("kept");
+        }
+        let f = half();
+        assert!(grown.window() >= 50_000);
+        assert!(
+            grown.adopt(&f, &f.bytes()[..50_000]).is_none(),
+            "450 000 bytes of memory for a 200 000-byte buffer"
+        );
         // Out-of-order data waiting: the ring takes the next in-order data, to join it.
         assert!(r.insert(5_000, &[5; 10]).advanced == 0);
         let d = frame_with(&[6; 40_000], 0);
@@ -1093,6 +1122,18 @@ mod tests {
         assert!(!parts2.is_empty());
         assert!(!u.unpin(), "one pin left");
         assert!(u.unpin());
+
+        // A second pin, earlier in the stream, is the one writes stop short of.
+        let mut v = SendBuffer::new(1 << 20);
+        v.write(&[1; 2000]);
+        v.pin(v.position(1000), 100).expect("held");
+        v.pin(v.position(200), 100).expect("held");
+        v.consume(2000);
+        assert_eq!(
+            v.write(&[9; 8192]),
+            MIN_RING - 2000 + 200,
+            "up to the earlier pin"
+        );
     }
 
     #[test]
@@ -1499,7 +1540,8 @@ mod tests {
             let cap = min_cap + rng.below(spread);
             let max_ranges = rng.below(9);
             let s = stream(stream_len);
-            let mut r = RecvBuffer::new(cap, max_ranges);
+            let pool = MemoryPool::new(usize::MAX / 4, usize::MAX / 2);
+            let mut r = RecvBuffer::new(cap, max_ranges).pooled(&pool);
             let mut have = vec![false; s.len()];
             let mut nxt: usize = 0; // absolute RCV.NXT
             let mut got = Vec::new();
@@ -1509,7 +1551,14 @@ mod tests {
                 assert!(steps < 1_000_000, "seed {seed} stalled");
                 if rng.below(4) == 0 {
                     let mut out = vec![0; rng.below(cap + 10)];
+                    let mut peeked = vec![0; out.len()];
+                    let p = r.peek(&mut peeked);
                     let n = r.read(&mut out);
+                    assert_eq!(
+                        &peeked[..p],
+                        &out[..n],
+                        "seed {seed}: a peek reads the same"
+                    );
                     got.extend_from_slice(&out[..n]);
                 } else {
                     // A piece near the window, possibly starting before RCV.NXT or beyond the
@@ -1528,10 +1577,16 @@ mod tests {
                         && !(from - 1..kept_end + 1).any(|i| i < have.len() && have[i]);
                     let full = r.ranges.len() >= max_ranges;
                     // In order, half the time the data comes in a frame the buffer may keep.
+                    // (somewhere in it, the frame at most three times its size: half the time
+                    // too large to keep).
                     let kept = (off == 0 && !data.is_empty() && rng.below(2) == 0)
                         .then(|| {
-                            let f = frame_with(data, rng.below(data.len()));
-                            r.adopt(&f, &f.bytes()[..data.len()])
+                            let lead = rng.below(100);
+                            let extra = rng.below(2 * data.len() + 1);
+                            let mut f = RxFrame::new(lead + data.len() + extra);
+                            f.bytes_mut()[lead..lead + data.len()].copy_from_slice(data);
+                            let f = Arc::new(f);
+                            r.adopt(&f, &f.bytes()[lead..lead + data.len()])
                         })
                         .flatten();
                     let ins = kept.unwrap_or_else(|| r.insert(off, data));
@@ -1548,6 +1603,7 @@ mod tests {
                     nxt = new_nxt;
                 }
                 check_invariants(&r);
+                assert_eq!(pool.allocated(), r.allocated(), "seed {seed}");
                 // The ranges are exactly the runs of received bytes past RCV.NXT.
                 let mut want = Vec::new();
                 let stop = (nxt + r.window()).min(have.len());
