@@ -434,6 +434,51 @@ mod loom {
         });
     }
 
+    /// The pin: while the stack thread's device reads a super-segment's data outside the
+    /// lock, a write that needs the ring to grow takes nothing and sleeps; the unpin wakes it
+    /// (`TxPayload::with_slices`). Whatever the interleaving, the write completes.
+    #[test]
+    fn a_write_held_short_by_a_pin_is_woken_when_it_ends() {
+        ::loom::model(|| {
+            let io = Arc::new(SocketIo::new(SendBuffer::new(8192), RecvBuffer::new(64, 4)));
+            {
+                let mut state = io.lock();
+                state.status.connecting = false;
+                state.status.can_write = true;
+                // The ring (4096 bytes at first) is full: one more byte needs it to grow.
+                assert_eq!(state.write(&[7; 4096]).unwrap(), 4096);
+            }
+            let device = {
+                let io = io.clone();
+                ::loom::thread::spawn(move || {
+                    let pos = io.lock().send.position(0);
+                    if io.lock().send.pin(pos, 100).is_none() {
+                        return;
+                    }
+                    // The device reads the bytes here, outside the lock.
+                    let mut state = io.lock();
+                    if state.send.unpin() {
+                        io.wake(state);
+                    }
+                })
+            };
+            let mut state = io.lock();
+            loop {
+                match state.write(&[8; 10]) {
+                    Ok(n) => {
+                        assert_eq!(n, 10);
+                        break;
+                    }
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+                state = io.wait(state, None);
+            }
+            drop(state);
+            device.join().unwrap();
+            assert_eq!(io.lock().send.len(), 4106);
+        });
+    }
+
     /// The poke: a handle queues data and pokes the core only if no poke is outstanding; the
     /// core, served a poke, clears the flag and then sends what is queued (as `Tcp::poke`
     /// does, then `flush`). Whatever the interleaving of two writes with the core, nothing is
