@@ -62,11 +62,7 @@ pub trait Device: Send {
         data: [&[u8]; 2],
         tso_mss: Option<u16>,
     ) -> io::Result<()> {
-        let frame = [head, data[0], data[1]].concat();
-        match tso_mss {
-            Some(mss) => self.send_tso(now, &frame, mss),
-            None => self.send(now, &frame),
-        }
+        send_joined(self, now, head, data, tso_mss)
     }
 
     /// What the device offloads.
@@ -111,6 +107,23 @@ pub trait Device: Send {
     /// device was told (virtio's `gso_size`): what a layer that splits it again needs.
     fn rx_gso_size(&self) -> Option<u16> {
         None
+    }
+}
+
+/// Joins a frame given in parts into one buffer and sends it with [`Device::send_tso`] or
+/// [`Device::send`]: what a device that cannot write parts does (a copy and an allocation,
+/// which the runtime spares such devices by joining the parts itself).
+pub fn send_joined<D: Device + ?Sized>(
+    dev: &mut D,
+    now: Instant,
+    head: &[u8],
+    data: [&[u8]; 2],
+    tso_mss: Option<u16>,
+) -> io::Result<()> {
+    let frame = [head, data[0], data[1]].concat();
+    match tso_mss {
+        Some(mss) => dev.send_tso(now, &frame, mss),
+        None => dev.send(now, &frame),
     }
 }
 

@@ -319,24 +319,7 @@ impl TunTap {
     /// Sends a super-segment whole with offloads, for the kernel to split (completing each
     /// piece's checksum); `Ok(false)` without them.
     fn send_tso(&mut self, frame: &[u8], mss: u16) -> io::Result<bool> {
-        let Some((tcp_at, payload_at, _)) = gso::tcp_offsets(frame).filter(|_| self.vnet) else {
-            return Ok(false);
-        };
-        let skip = self.link_header();
-        let hdr = VnetHdr {
-            flags: NEEDS_CSUM,
-            gso_type: if gso::is_ipv6(frame) {
-                GSO_TCPV6
-            } else {
-                GSO_TCPV4
-            },
-            hdr_len: (payload_at - skip) as u16,
-            gso_size: mss,
-            csum_start: (tcp_at - skip) as u16,
-            csum_offset: gso::TCP_CHECKSUM_OFFSET as u16,
-        };
-        self.write_frame(&hdr.to_bytes(), frame)?;
-        Ok(true)
+        self.send_gather(frame, [&[], &[]], Some(mss))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -377,8 +360,8 @@ impl TunTap {
         Ok(true)
     }
 
-    /// [`Self::write_frame`] for a frame in parts: its start `head` (on a TUN, from behind its
-    /// Ethernet header), then `data`.
+    /// Writes one frame in parts behind its virtio header (left out without offloads): its
+    /// start `head` (on a TUN, from behind its Ethernet header), then `data`.
     fn write_parts(
         &self,
         hdr: &[u8; VNET_HDR_LEN],
@@ -413,25 +396,7 @@ impl TunTap {
     /// Writes one frame (on a TUN, what follows its Ethernet header) behind its virtio header
     /// (left out without offloads).
     fn write_frame(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
-        let frame = frame.get(self.link_header()..).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than its header")
-        })?;
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: if self.vnet { VNET_HDR_LEN } else { 0 },
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: both iovecs point into live buffers of the stated lengths; writev only reads.
-        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.write_parts(hdr, frame, [&[], &[]])
     }
 }
 
@@ -498,11 +463,8 @@ macro_rules! tun_tap_device {
                 if self.0.send_gather(head, data, tso_mss)? {
                     return Ok(());
                 }
-                let frame = [head, data[0], data[1]].concat();
-                match tso_mss {
-                    Some(mss) => super::send_in_pieces(self, now, &frame, mss),
-                    None => self.send(now, &frame),
-                }
+                // A super-segment without offloads: joined, then split in software.
+                super::send_joined(self, now, head, data, tso_mss)
             }
 
             fn capabilities(&self) -> DeviceCapabilities {
