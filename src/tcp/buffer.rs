@@ -453,6 +453,14 @@ struct Range {
     stamp: u64,
 }
 
+/// A run of readable data, in the order it arrived: kept in its frame, or in the ring.
+enum Part {
+    /// Kept in the buffer of the frame it arrived in ([`RecvBuffer::adopt`]).
+    Frame(Chunk),
+    /// This many bytes of the ring, the next ones from its head.
+    Ring(usize),
+}
+
 /// Readable data kept in the buffer of the frame it arrived in ([`RecvBuffer::adopt`]).
 struct Chunk {
     frame: Arc<RxFrame>,
@@ -462,13 +470,13 @@ struct Chunk {
 }
 
 /// Received bytes: readable in-order data before RCV.NXT, out-of-order data after it. Readable
-/// data is the frames kept whole ([`RecvBuffer::adopt`]), then the ring's.
+/// data is in frames kept whole ([`RecvBuffer::adopt`]) and in the ring, in the order it came.
 pub struct RecvBuffer {
-    /// Readable data left in the frames it arrived in, in order, ahead of the ring's.
-    chunks: VecDeque<Chunk>,
-    /// Bytes readable in `chunks`.
+    /// The readable data in order: runs kept in their frames and runs of the ring's.
+    queue: VecDeque<Part>,
+    /// Bytes readable in the frames kept.
     chunked: usize,
-    /// Memory the frames in `chunks` take.
+    /// Memory the frames kept take.
     chunk_memory: usize,
     /// The ring, as large as use has made it so far.
     buf: Vec<u8>,
@@ -477,7 +485,7 @@ pub struct RecvBuffer {
     /// Ring position of the first readable byte in the ring; RCV.NXT is `readable` bytes
     /// further.
     head: usize,
-    /// Readable bytes in the ring (those in `chunks` come first).
+    /// Readable bytes in the ring (`Part::Ring` runs of the queue).
     readable: usize,
     /// Sorted by start, disjoint and not adjacent, at most `max_ranges`.
     ranges: Vec<Range>,
@@ -554,7 +562,7 @@ impl RecvBuffer {
     /// out-of-order ranges.
     pub fn new(capacity: usize, max_ranges: usize) -> Self {
         RecvBuffer {
-            chunks: VecDeque::new(),
+            queue: VecDeque::new(),
             chunked: 0,
             chunk_memory: 0,
             buf: Vec::new(),
@@ -593,8 +601,8 @@ impl RecvBuffer {
     /// Takes `data`, a segment's payload arriving at RCV.NXT, by keeping the frame it lies in
     /// instead of copying it into the ring: when it fills at least half of that frame's buffer
     /// (a 64 KB GRO frame, not a 1500-byte one: the memory charged stays within twice the
-    /// data), fits the window whole, nothing in the ring is readable yet (the ring's data
-    /// would have to come first) and none waits out of order, and there is no memory
+    /// data), fits the window whole, no data waits out of order (it lies in the ring past
+    /// RCV.NXT, which this would move), and there is no memory
     /// pressure, and the memory the buffer takes, the ring's and the frames', stays within
     /// twice its size. `None` where it does not apply: the caller then
     /// [`RecvBuffer::insert`]s.
@@ -604,7 +612,7 @@ impl RecvBuffer {
             !data.is_empty() && data.len() * 2 >= frame.size() && data.len() <= self.window();
         // Memory, the ring's included, stays within twice the buffer's size.
         let room = self.allocated() + frame.size() <= 2 * self.capacity();
-        if !fits || !room || self.readable > 0 || !self.ranges.is_empty() || self.pressured() {
+        if !fits || !room || !self.ranges.is_empty() || self.pressured() {
             return None;
         }
         self.chunked += data.len();
@@ -612,11 +620,11 @@ impl RecvBuffer {
         if let Some(p) = &self.pool {
             p.charge(0, frame.size());
         }
-        self.chunks.push_back(Chunk {
+        self.queue.push_back(Part::Frame(Chunk {
             frame: frame.clone(),
             start: range.start,
             end: range.end,
-        });
+        }));
         Some(Insert {
             advanced: data.len(),
             ..Insert::default()
@@ -709,6 +717,10 @@ impl RecvBuffer {
 
         let n = merged.end;
         self.readable += n;
+        match self.queue.back_mut() {
+            Some(Part::Ring(run)) => *run += n,
+            _ => self.queue.push_back(Part::Ring(n)),
+        }
         for r in &mut self.ranges {
             r.start -= n;
             r.end -= n;
@@ -724,52 +736,73 @@ impl RecvBuffer {
         n
     }
 
-    /// Copies readable bytes into `out` without consuming them (`MSG_PEEK`): the frames kept,
-    /// then the ring.
+    /// Copies readable bytes into `out` without consuming them (`MSG_PEEK`), in the order they
+    /// came: from the frames kept and from the ring.
     pub fn peek(&self, out: &mut [u8]) -> usize {
         let mut n = 0;
-        for c in &self.chunks {
-            let part = &c.frame.bytes()[c.start..c.end];
-            let k = part.len().min(out.len() - n);
-            out[n..n + k].copy_from_slice(&part[..k]);
-            n += k;
+        // Ring bytes already copied: the next run starts this far past the head.
+        let mut ring = 0;
+        for part in &self.queue {
             if n == out.len() {
-                return n;
+                break;
             }
+            n += match part {
+                Part::Frame(c) => {
+                    let bytes = &c.frame.bytes()[c.start..c.end];
+                    let k = bytes.len().min(out.len() - n);
+                    out[n..n + k].copy_from_slice(&bytes[..k]);
+                    k
+                }
+                Part::Ring(run) => {
+                    let at = wrap(self.head + ring, self.buf.len());
+                    ring += run;
+                    copy_pair(&mut out[n..], ring_slices(&self.buf, at, *run))
+                }
+            };
         }
-        n + copy_pair(&mut out[n..], self.peek_slices())
+        n
     }
 
-    /// The ring's readable bytes, which come after those of the frames kept: two slices when
-    /// it wraps.
+    /// The ring's readable bytes: two slices when it wraps.
+    #[cfg(test)]
     fn peek_slices(&self) -> (&[u8], &[u8]) {
         ring_slices(&self.buf, self.head, self.readable)
     }
 
-    /// Drops `n` readable bytes (clamped to [`RecvBuffer::readable`]), opening the window: the
-    /// frames kept first (each given back as it is read through), then the ring's.
+    /// Drops `n` readable bytes (clamped to [`RecvBuffer::readable`]), opening the window, in
+    /// the order they came: each frame kept is given back as it is read through.
     pub fn consume(&mut self, n: usize) {
         let mut n = n.min(self.readable());
         while n > 0 {
-            let Some(c) = self.chunks.front_mut() else {
+            let Some(part) = self.queue.front_mut() else {
                 break;
             };
-            let k = n.min(c.end - c.start);
-            c.start += k;
-            self.chunked -= k;
+            let (k, done) = match part {
+                Part::Frame(c) => {
+                    let k = n.min(c.end - c.start);
+                    c.start += k;
+                    self.chunked -= k;
+                    (k, c.start == c.end)
+                }
+                Part::Ring(run) => {
+                    let k = n.min(*run);
+                    *run -= k;
+                    self.head = wrap(self.head + k, self.buf.len());
+                    self.readable -= k;
+                    (k, *run == 0)
+                }
+            };
             n -= k;
-            if c.start == c.end {
-                let size = c.frame.size();
-                self.chunks.pop_front();
-                self.chunk_memory -= size;
-                if let Some(p) = &self.pool {
-                    p.charge(size, 0);
+            if done {
+                if let Some(Part::Frame(c)) = self.queue.pop_front() {
+                    let size = c.frame.size();
+                    self.chunk_memory -= size;
+                    if let Some(p) = &self.pool {
+                        p.charge(size, 0);
+                    }
                 }
             }
         }
-        let n = n.min(self.readable);
-        self.head = wrap(self.head + n, self.buf.len());
-        self.readable -= n;
         if self.readable == 0 && self.ranges.is_empty() {
             let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
@@ -804,7 +837,14 @@ impl std::fmt::Debug for RecvBuffer {
         f.debug_struct("RecvBuffer")
             .field("capacity", &self.capacity())
             .field("readable", &self.readable())
-            .field("frames kept", &self.chunks.len())
+            .field(
+                "frames kept",
+                &self
+                    .queue
+                    .iter()
+                    .filter(|p| matches!(p, Part::Frame(_)))
+                    .count(),
+            )
             .field("ooo", &self.ooo_ranges().collect::<Vec<_>>())
             .finish()
     }
@@ -868,15 +908,32 @@ mod tests {
         }
         assert_eq!(r.has_ooo(), !sorted.is_empty());
         assert_eq!(r.readable() + r.window(), r.capacity());
-        let kept: usize = r.chunks.iter().map(|c| c.end - c.start).sum();
-        assert_eq!(kept, r.chunked);
+        let frames = || {
+            r.queue.iter().filter_map(|p| match p {
+                Part::Frame(c) => Some(c),
+                Part::Ring(_) => None,
+            })
+        };
+        let ring: usize = r
+            .queue
+            .iter()
+            .map(|p| match p {
+                Part::Ring(n) => *n,
+                Part::Frame(_) => 0,
+            })
+            .sum();
+        assert_eq!(ring, r.readable, "the ring's runs are its readable bytes");
+        assert_eq!(frames().map(|c| c.end - c.start).sum::<usize>(), r.chunked);
         assert_eq!(
             r.chunk_memory,
-            r.chunks.iter().map(|c| c.frame.size()).sum::<usize>()
+            frames().map(|c| c.frame.size()).sum::<usize>()
         );
         assert!(
-            r.chunks.iter().all(|c| c.start < c.end),
-            "read-through frames go"
+            r.queue.iter().all(|p| match p {
+                Part::Frame(c) => c.start < c.end,
+                Part::Ring(n) => *n > 0,
+            }),
+            "read-through runs go"
         );
     }
 
@@ -903,27 +960,26 @@ mod tests {
         assert_eq!(pool.allocated(), 50_000);
         let b = frame_with(&[2; 20_000], 0);
         r.adopt(&b, b.bytes()).expect("kept behind the first");
-        // A small one goes to the ring, and from then on the ring's data must come first.
+        // A small one goes to the ring; a large one after it is kept again, behind it.
         let small = frame_with(&[3; 100], 1000);
         assert!(r.adopt(&small, &small.bytes()[..100]).is_none(), "small");
         assert_eq!(r.insert(0, &[3; 100]).advanced, 100);
         let c = frame_with(&[4; 30_000], 0);
-        assert!(
-            r.adopt(&c, c.bytes()).is_none(),
-            "the ring has readable data"
-        );
-        assert_eq!(r.readable(), 60_100);
+        r.adopt(&c, c.bytes())
+            .expect("kept behind the ring's bytes");
+        assert_eq!(r.insert(0, &[5; 50]).advanced, 50);
+        assert_eq!(r.readable(), 90_150);
+        check_invariants(&r);
         let mut out = vec![0; 45_000];
         assert_eq!(r.peek(&mut out), 45_000);
         assert_eq!(r.read(&mut out), 45_000);
         assert!(out[..40_000].iter().all(|&x| x == 1) && out[40_000..].iter().all(|&x| x == 2));
         assert_eq!(Arc::strong_count(&a), 1, "read through: let go");
         assert_eq!(pool.allocated(), r.allocated());
-        let mut rest = vec![0; 20_000];
-        assert_eq!(r.read(&mut rest), 15_100);
-        assert!(
-            rest[..15_000].iter().all(|&x| x == 2) && rest[15_000..15_100].iter().all(|&x| x == 3)
-        );
+        let mut rest = vec![0; 50_000];
+        assert_eq!(r.read(&mut rest), 45_150, "in the order it came");
+        let want: Vec<u8> = [vec![2; 15_000], vec![3; 100], vec![4; 30_000], vec![5; 50]].concat();
+        assert_eq!(rest[..45_150], want[..]);
         assert_eq!(r.readable(), 0);
         check_invariants(&r);
         // Past the window, or past twice the buffer's size in memory.
