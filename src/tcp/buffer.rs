@@ -501,7 +501,8 @@ impl RecvBuffer {
     /// Frees the ring, whatever its size, if it holds nothing, neither readable nor
     /// out-of-order data (a connection that will receive no more: TIME-WAIT).
     pub fn release(&mut self) {
-        if self.readable() == 0 && self.ranges.is_empty() {
+        // The ring's own bytes: frames still unread do not keep it.
+        if self.readable == 0 && self.ranges.is_empty() {
             let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
@@ -944,10 +945,10 @@ mod tests {
         Arc::new(f)
     }
 
-    /// A large in-order payload stays in its frame, read before what the ring holds after it;
-    /// the frame is charged to the memory pool at its size and let go when read through. The
-    /// ring's readable data, out-of-order data, a small payload, one past the window and
-    /// memory pressure each send the data to the ring instead.
+    /// A large in-order payload stays in its frame, read in the order it came among the ring's
+    /// runs; the frame is charged to the memory pool at its size and let go when read
+    /// through. Out-of-order data, a small payload, one past the window or past twice the
+    /// buffer's size in memory, and memory pressure each send the data to the ring instead.
     #[test]
     fn a_large_in_order_payload_stays_in_its_frame_until_read() {
         let pool = MemoryPool::new(1 << 20, 2 << 20);
@@ -1573,10 +1574,12 @@ mod tests {
     }
 
     /// Random overlapping pieces of a known stream in random order, with random reads: the bytes
-    /// read equal the stream, and the ranges and counters match a per-byte model.
+    /// read equal the stream, and the ranges and counters match a per-byte model. Frames are
+    /// kept among the ring's runs, not only before them.
     #[test]
     fn recv_randomized_stream() {
-        recv_random_runs(1..=20, 50, 400, 20_000);
+        let interleaved = recv_random_runs(1..=20, 50, 400, 20_000);
+        assert!(interleaved > 0, "no frame was kept behind the ring's data");
     }
 
     /// The same while the ring grows from nothing towards limits above its first size.
@@ -1585,12 +1588,15 @@ mod tests {
         recv_random_runs(1..=3, 4_500, 8_000, 60_000);
     }
 
+    /// Runs the model over `seeds`; returns at how many steps a kept frame sat behind a run of
+    /// the ring's (the case the queue of runs is there for).
     fn recv_random_runs(
         seeds: std::ops::RangeInclusive<u64>,
         min_cap: usize,
         spread: usize,
         stream_len: usize,
-    ) {
+    ) -> usize {
+        let mut interleaved = 0;
         for seed in seeds {
             let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let cap = min_cap + rng.below(spread);
@@ -1659,6 +1665,12 @@ mod tests {
                     nxt = new_nxt;
                 }
                 check_invariants(&r);
+                interleaved += usize::from(
+                    r.queue
+                        .iter()
+                        .skip_while(|p| !matches!(p, Part::Ring(_)))
+                        .any(|p| matches!(p, Part::Frame(_))),
+                );
                 assert_eq!(pool.allocated(), r.allocated(), "seed {seed}");
                 // The ranges are exactly the runs of received bytes past RCV.NXT.
                 let mut want = Vec::new();
@@ -1681,5 +1693,6 @@ mod tests {
             }
             assert_eq!(got, s, "seed {seed}");
         }
+        interleaved
     }
 }
