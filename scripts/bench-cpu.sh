@@ -44,19 +44,7 @@ BIN=$PWD/target/release
 export LC_ALL=C
 make_netns
 
-# CPU time so far, in nanoseconds, of the thread named tapstack in process $1 (the first field
-# of its schedstat: time on a CPU, to the nanosecond, where stat counts clock ticks).
-stack_ns() {
-    local task
-    for task in /proc/"$1"/task/*; do
-        if [ "$(cat "$task/comm")" = tapstack ]; then
-            cut -d' ' -f1 "$task/schedstat"
-            return
-        fi
-    done
-    die "no tapstack thread in process $1"
-}
-# The same for every thread of process $1.
+# The CPU time so far, in nanoseconds, of every thread of process $1 (see stack_ns).
 process_ns() {
     local task sum=0
     for task in /proc/"$1"/task/*; do

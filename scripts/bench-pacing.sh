@@ -41,19 +41,6 @@ BYTES=$((MIB << 20))
 export LC_ALL=C
 make_netns
 
-# The stack thread's CPU time so far, in nanoseconds (the first field of schedstat: time on
-# a CPU, to the nanosecond, where stat counts clock ticks) of the thread named tapstack in
-# process $1.
-stack_ns() {
-    local task
-    for task in /proc/"$1"/task/*; do
-        if [ "$(cat "$task/comm")" = tapstack ]; then
-            cut -d' ' -f1 "$task/schedstat"
-            return
-        fi
-    done
-    die "no tapstack thread in process $1"
-}
 now() { date +%s.%N; }
 
 CONFIGS=("cubic" "cubic --pacing" "bbr")

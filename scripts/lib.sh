@@ -122,3 +122,16 @@ wait_port() {
     done
     return 1
 }
+
+# The CPU time so far, in nanoseconds, of the thread named tapstack in process $1 (the first
+# field of its schedstat: time on a CPU, to the nanosecond, where stat counts clock ticks).
+stack_ns() {
+    local task
+    for task in /proc/"$1"/task/*; do
+        if [ "$(cat "$task/comm")" = tapstack ]; then
+            cut -d' ' -f1 "$task/schedstat"
+            return
+        fi
+    done
+    die "no tapstack thread in process $1"
+}
