@@ -165,9 +165,10 @@ pub struct SendBuffer {
     /// While pinned, the stream position and ring position of the first pinned byte: writes
     /// stop short of it even once it is acknowledged.
     pin_first: (u64, usize),
-    /// A write found no room while pinned that growing the ring would have given: the writer
-    /// is woken at [`SendBuffer::unpin`].
-    grow_wanted: bool,
+    /// A write (or a readiness check, [`SendBuffer::room`]) found no room while pinned that
+    /// growing the ring would have given: the writer is woken at [`SendBuffer::unpin`]. A
+    /// `Cell`, so that the check can say so through `&self`.
+    grow_wanted: std::cell::Cell<bool>,
 }
 
 impl SendBuffer {
@@ -184,7 +185,7 @@ impl SendBuffer {
             una_pos: 0,
             pinned: 0,
             pin_first: (0, 0),
-            grow_wanted: false,
+            grow_wanted: std::cell::Cell::new(false),
         }
     }
 
@@ -262,9 +263,24 @@ impl SendBuffer {
         self.len
     }
 
-    /// Room left for [`SendBuffer::write`].
+    /// Room left for [`SendBuffer::write`] by the buffer's size.
     pub fn free(&self) -> usize {
         self.capacity().saturating_sub(self.len)
+    }
+
+    /// Room a [`SendBuffer::write`] would take now: [`SendBuffer::free`], but while pinned only
+    /// what the ring's present size leaves; a writer told there is none is woken at
+    /// the end of the pin.
+    pub fn room(&self) -> usize {
+        let free = self.free();
+        if self.pinned == 0 {
+            return free;
+        }
+        let room = free.min(self.room_before_pin());
+        if room == 0 && free > 0 {
+            self.grow_wanted.set(true);
+        }
+        room
     }
 
     /// Sets the most the buffer holds (at most [`MAX_CAPACITY`]), which ends autotuning. Below
@@ -297,7 +313,7 @@ impl SendBuffer {
         if self.pinned > 0 {
             let room = self.room_before_pin();
             if n > room {
-                self.grow_wanted = true;
+                self.grow_wanted.set(true);
                 n = room;
             }
         } else {
@@ -369,7 +385,7 @@ impl SendBuffer {
     /// meanwhile, so that its writer should be woken to write the rest.
     pub(crate) fn unpin(&mut self) -> bool {
         self.pinned = self.pinned.saturating_sub(1);
-        self.pinned == 0 && std::mem::take(&mut self.grow_wanted)
+        self.pinned == 0 && self.grow_wanted.take()
     }
 
     /// Copies the bytes from `offset` into `out`; returns how many (0 past the end).
@@ -1140,8 +1156,17 @@ mod tests {
         // SAFETY: the ring is pinned: the addresses `pin` gave are still the bytes' own.
         let seen = unsafe { std::slice::from_raw_parts(parts[0].0, parts[0].1) };
         assert!(seen.iter().all(|&b| b == 1));
+        assert_eq!(s.room(), 0, "no room while pinned");
+        assert!(s.free() > 0, "though the buffer's size has some");
         assert!(s.unpin(), "a write was held short");
         assert!(!s.unpin(), "and is woken once");
+        assert_eq!(s.room(), s.free());
+        // A readiness check that finds no room asks for the wakeup as a write does.
+        let mut w = SendBuffer::new(1 << 20);
+        w.write(&[1; MIN_RING]);
+        w.pin(w.position(0), 10).expect("held");
+        assert_eq!(w.room(), 0);
+        assert!(w.unpin(), "the writer told there was no room is woken");
         assert_eq!(s.write(&[4; 2000]), 2000, "it grows again");
         assert!(s.allocated() > ring);
 

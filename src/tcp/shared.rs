@@ -235,7 +235,7 @@ impl IoState {
         self.status.stopped
             || self.error.is_some()
             || (!self.status.connecting
-                && (!self.status.can_write || self.shut.write || self.send.free() > 0))
+                && (!self.status.can_write || self.shut.write || self.send.room() > 0))
     }
 
     /// After a read: whether it reopened enough window that the core owes a window update
