@@ -120,10 +120,20 @@ pub fn send_joined<D: Device + ?Sized>(
     data: [&[u8]; 2],
     tso_mss: Option<u16>,
 ) -> io::Result<()> {
-    let frame = [head, data[0], data[1]].concat();
+    send_frame(dev, now, &[head, data[0], data[1]].concat(), tso_mss)
+}
+
+/// Sends a whole frame: a super-segment (`tso_mss`) with [`Device::send_tso`], for the device
+/// to split, or one frame with [`Device::send`].
+pub fn send_frame<D: Device + ?Sized>(
+    dev: &mut D,
+    now: Instant,
+    frame: &[u8],
+    tso_mss: Option<u16>,
+) -> io::Result<()> {
     match tso_mss {
-        Some(mss) => dev.send_tso(now, &frame, mss),
-        None => dev.send(now, &frame),
+        Some(mss) => dev.send_tso(now, frame, mss),
+        None => dev.send(now, frame),
     }
 }
 

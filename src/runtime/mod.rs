@@ -11,7 +11,7 @@ mod waiters;
 
 use crate::config::StackConfig;
 use crate::core::{Event, Interface, RxChecksums, SocketId};
-use crate::phy::{Device, WakeFd};
+use crate::phy::{send_frame, Device, WakeFd};
 use crate::stats::Counters;
 use crate::sync::thread;
 use crate::time::{earliest, Instant};
@@ -484,19 +484,6 @@ impl Trim {
     }
 }
 
-/// Sends a whole frame: a super-segment (`tso_mss`) for the device to split, or one frame.
-fn send_whole<D: Device>(
-    device: &mut D,
-    now: Instant,
-    frame: &[u8],
-    tso_mss: Option<u16>,
-) -> io::Result<()> {
-    match tso_mss {
-        Some(mss) => device.send_tso(now, frame, mss),
-        None => device.send(now, frame),
-    }
-}
-
 /// Gives the allocator's free pages back to the system (glibc's `malloc_trim`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_free_memory() {
@@ -752,8 +739,8 @@ impl<D: Device> StackThread<D> {
                 // Gathered behind the headers: the one copy a device without `gather` needs.
                 Some(data) => data
                     .gather_into(&mut frame.bytes)
-                    .then(|| send_whole(&mut self.device, now, &frame.bytes, frame.tso_mss)),
-                None => Some(send_whole(
+                    .then(|| send_frame(&mut self.device, now, &frame.bytes, frame.tso_mss)),
+                None => Some(send_frame(
                     &mut self.device,
                     now,
                     &frame.bytes,
