@@ -359,6 +359,14 @@ proc_ticks() {
         echo 0
     fi
 }
+# proc_switches PID: context switches of one process, all its threads (0 without a PID).
+proc_switches() {
+    if [ -n "$1" ] && [ -d "/proc/$1/task" ]; then
+        cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'
+    else
+        echo 0
+    fi
+}
 # per_request TICKS REQUESTS: CPU microseconds per request.
 per_request() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN { printf "%.0f", t * us / n }'; }
 
@@ -453,15 +461,20 @@ for t in curl_down curl_up iperf_down iperf_up ab ab_k; do
             n=$((5000 / SCALE)) flags=()
             [ "$t" = ab ] || n=$((20000 / SCALE)) flags=(-k)
             flags+=(-n "$n" -c 50)
-            V[${t}_cpu,$p]=n/a V[${t}_tcpu,$p]=n/a
+            V[${t}_cpu,$p]=n/a V[${t}_tcpu,$p]=n/a V[${t}_cs,$p]=n/a
             if [ "$p" = b ]; then
                 r="n/a n/a n/a" # ab has no SOCKS client
             else
                 all0=$(busy_ticks) tp0=$(proc_ticks "${PROXY_PID[$p]:-}")
+                cs0=$(proc_switches "${PROXY_PID[$p]:-}")
                 r=$(ab_run "$p" "${flags[@]}")
                 all1=$(busy_ticks) tp1=$(proc_ticks "${PROXY_PID[$p]:-}")
+                cs1=$(proc_switches "${PROXY_PID[$p]:-}")
                 V[${t}_cpu,$p]=$(per_request $((all1 - all0)) "$n")
-                [ -z "${PROXY_PID[$p]:-}" ] || V[${t}_tcpu,$p]=$(per_request $((tp1 - tp0)) "$n")
+                if [ -n "${PROXY_PID[$p]:-}" ]; then
+                    V[${t}_tcpu,$p]=$(per_request $((tp1 - tp0)) "$n")
+                    V[${t}_cs,$p]=$(awk -v c=$((cs1 - cs0)) -v n="$n" 'BEGIN { printf "%.1f", c / n }')
+                fi
             fi
             [ "$r" != fail ] || r="fail fail fail"
             read -r "V[$t,$p]" "V[${t}_failed,$p]" "V[${t}_longest,$p]" <<<"$r"
@@ -528,6 +541,7 @@ ab_rows() {
     row "$n: longest request ms" "${k}_longest" "< 1000 (c, d)" "$(yes_no each_le "${k}_longest" 999)"
     row "$n: CPU µs/request, whole machine" "${k}_cpu" "-" "-"
     row "$n: CPU µs/request, tunproxy" "${k}_tcpu" "-" "-"
+    row "$n: context switches/request, tunproxy" "${k}_cs" "-" "-"
 }
 # all_held: every connection held by c and d.
 all_held() { [ "${V[held,c]}" = "$HOLD" ] && [ "${V[held,d]}" = "$HOLD" ]; }
