@@ -7,7 +7,11 @@
 # on a CPU per MiB (from /proc's schedstat) and the whole process's (the stack thread and the
 # application's, whose reads and writes copy the data in and out).
 #
-#   scripts/bench-cpu.sh [--rounds R] [--secs N]     # as root (or with sudo)
+#   scripts/bench-cpu.sh [--rounds R] [--secs N] [--loss P]     # as root (or with sudo)
+#
+# --loss P runs echo-server with `--drop-chance P` (0.01 to 50): its fault injector drops P% of
+# the wire frames each way; a super-segment from the kernel that loses none arrives whole, so
+# the frames behind each hole reach the stack out of order, as a lossy path's GRO frames do.
 #
 # To compare two trees, run it in each, alternating (a worktree per tree): the host's speed
 # drifts between runs, so compare runs made side by side. The stack thread's time includes its
@@ -19,6 +23,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=5
 SECS=2
+FAULTS=()
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds)
@@ -31,11 +36,17 @@ while [ $# -gt 0 ]; do
         SECS=$2
         shift 2
         ;;
+    --loss)
+        [[ ${2:-} =~ ^[0-9]{1,2}(\.[0-9]{1,2})?$ ]] && awk -v p="$2" 'BEGIN { exit !(p >= 0.01 && p <= 50) }' ||
+            die "--loss needs a percentage, 0.01 to 50"
+        FAULTS=(--drop-chance "$2" --seed 5)
+        shift 2
+        ;;
     -h | --help)
-        sed -n '2,15s/^# \{0,1\}//p' "$0"
+        sed -n '2,20s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    *) die "unknown option $1 (use --rounds R, --secs N)" ;;
+    *) die "unknown option $1 (use --rounds R, --secs N, --loss P)" ;;
     esac
 done
 [ "$(id -u)" -eq 0 ] || die "run as root (or with sudo): it creates a network namespace and a tap"
@@ -55,7 +66,7 @@ process_ns() {
 # per_mib NS BYTES: microseconds per MiB.
 per_mib() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.1f", t / 1e3 / (n / 1048576) }'; }
 
-start_server "$BIN/echo-server" >/dev/null
+start_server "$BIN/echo-server" "${FAULTS[@]}" >/dev/null
 DIRS=(send receive)
 declare -A RATES STACK ALL
 for _ in $(seq "$ROUNDS"); do
@@ -86,7 +97,7 @@ median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((N
 # shellcheck disable=SC2086
 span() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 echo
-echo "$SECS s each way over the tap, $ROUNDS rounds: medians (and ranges)"
+echo "$SECS s each way over the tap${FAULTS[1]:+, ${FAULTS[1]}% of the wire frames lost each way}, $ROUNDS rounds: medians (and ranges)"
 printf '%-9s %20s %30s %30s\n' "direction" "MB/s" "stack thread µs per MiB" "echo-server µs per MiB"
 for dir in "${DIRS[@]}"; do
     printf '%-9s %20s %30s %30s\n' "$dir" "$(median "${RATES[$dir]}") ($(span "${RATES[$dir]}"))" \

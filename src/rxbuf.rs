@@ -1,13 +1,18 @@
 //! Receive buffers a connection may keep. The stack thread reads each frame into a buffer from
-//! a [`FramePool`]; a large in-order TCP payload then stays in its frame's buffer, queued on
-//! its connection (as Linux queues an skb), until the application has read it, and the buffer
-//! goes back to the pool when its last reader lets go. The payload is never copied into the
-//! connection's ring: between the device and the application it is copied once, by the read.
+//! a [`FramePool`]; a large TCP payload then stays in its frame's buffer until the application
+//! has read it: queued on its connection (as Linux queues an skb), after waiting out of order
+//! for the hole before it to fill if it came early. The buffer goes back to the pool when its
+//! last reader lets go. The payload is never copied into the connection's ring: between the
+//! device and the application it is copied once, by the read.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Buffers a pool keeps for reuse; past this many, returned ones are freed.
 const POOL_MAX: usize = 64;
+
+/// The size of the buffers a connection copies a 1500-byte frame's out-of-order data into, to
+/// hold it as it holds a large frame's (`RecvBuffer::hold_copy`).
+pub const SMALL_FRAME: usize = 2048;
 
 /// Frame buffers of one size, kept for reuse: taking one allocates (and zeroes) nothing once
 /// the pool has some. Buffers kept by connections are charged to the stack's memory budget;
@@ -38,6 +43,11 @@ impl FramePool {
             bytes: reused.unwrap_or_else(|| vec![0; self.size]),
             pool: Some(self.clone()),
         }
+    }
+
+    /// The size of its buffers.
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// Buffers waiting for reuse.

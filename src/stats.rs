@@ -118,6 +118,7 @@ counters! {
         tcp_out_segs: "segments sent",
         tcp_out_tso: "super-segments sent for the device to split (TSO/GSO)",
         tcp_in_kept: "segments whose data stayed in the frame it arrived in, queued on the connection (no copy into the receive buffer)",
+        tcp_ofo_kept: "of those, segments held out of order in their frames until the hole before them filled",
         tcp_out_stale: "super-segments dropped unsent (counted as sent before): their data was acknowledged or discarded before the device took it",
         tcp_retrans_segs: "segments retransmitted",
         tcp_in_errs: "malformed segments (dropped)",

@@ -477,7 +477,7 @@ enum Part {
     Ring(usize),
 }
 
-/// Readable data kept in the buffer of the frame it arrived in ([`RecvBuffer::adopt`]).
+/// Data kept in the buffer of the frame it arrived in ([`RecvBuffer::adopt`]).
 struct Chunk {
     frame: Arc<RxFrame>,
     /// The unread part of the payload, in the frame's buffer.
@@ -485,14 +485,36 @@ struct Chunk {
     end: usize,
 }
 
+impl Chunk {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.frame.bytes()[self.start..self.end]
+    }
+}
+
+/// Out-of-order data kept in its frame, as Linux keeps its out-of-order queue's skbs.
+struct Held {
+    /// Where the data starts, relative to RCV.NXT.
+    offset: usize,
+    chunk: Chunk,
+}
+
 /// Received bytes: readable in-order data before RCV.NXT, out-of-order data after it. Readable
 /// data is in frames kept whole ([`RecvBuffer::adopt`]) and in the ring, in the order it came.
+/// Out-of-order data is all in frames kept whole, or all in the ring: a segment the frames
+/// cannot take copies them into the ring first ([`RecvBuffer::insert`]).
 pub struct RecvBuffer {
     /// The readable data in order: runs kept in their frames and runs of the ring's.
     queue: VecDeque<Part>,
     /// Bytes readable in the frames kept.
     chunked: usize,
-    /// Memory the frames kept take.
+    /// Out-of-order data kept in its frames, sorted by offset, disjoint: while there is any,
+    /// the ranges describe exactly these and the ring holds no out-of-order data.
+    held: VecDeque<Held>,
+    /// Memory the frames kept take, readable or out of order.
     chunk_memory: usize,
     /// The ring, as large as use has made it so far.
     buf: Vec<u8>,
@@ -518,7 +540,7 @@ impl RecvBuffer {
     /// out-of-order data (a connection that will receive no more: TIME-WAIT).
     pub fn release(&mut self) {
         // The ring's own bytes: frames still unread do not keep it.
-        if self.readable == 0 && self.ranges.is_empty() {
+        if self.readable == 0 && !self.ooo_in_ring() {
             let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
@@ -551,6 +573,80 @@ impl RecvBuffer {
     /// kept only by a hostile peer).
     pub fn discard_ooo(&mut self) {
         self.ranges.clear();
+        for h in std::mem::take(&mut self.held) {
+            self.let_go(&h.chunk);
+        }
+    }
+
+    /// Whether out-of-order data lies in the ring (rather than in frames, or nowhere).
+    fn ooo_in_ring(&self) -> bool {
+        !self.ranges.is_empty() && self.held.is_empty()
+    }
+
+    /// Gives a kept frame's memory back (the chunk itself is dropped by the caller).
+    fn let_go(&mut self, chunk: &Chunk) {
+        let size = chunk.frame.size();
+        self.chunk_memory -= size;
+        if let Some(p) = &self.pool {
+            p.charge(size, 0);
+        }
+    }
+
+    /// RCV.NXT moved `n` bytes: the out-of-order data's offsets follow.
+    fn shift(&mut self, n: usize) {
+        for r in &mut self.ranges {
+            r.start -= n;
+            r.end -= n;
+        }
+        for h in &mut self.held {
+            h.offset -= n;
+        }
+    }
+
+    /// Makes readable the frames held out of order that RCV.NXT has reached, in place, and
+    /// moves RCV.NXT past them; returns how far.
+    fn promote(&mut self) -> usize {
+        let mut moved = 0;
+        while self.held.front().is_some_and(|h| h.offset == moved) {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            moved += h.chunk.len();
+            self.chunked += h.chunk.len();
+            self.queue.push_back(Part::Frame(h.chunk));
+        }
+        if moved > 0 {
+            // Adjacent frames make one range: the first, which starts at RCV.NXT.
+            debug_assert_eq!((self.ranges[0].start, self.ranges[0].end), (0, moved));
+            self.ranges.remove(0);
+            self.shift(moved);
+        }
+        moved
+    }
+
+    /// Copies the out-of-order data held in frames into the ring, where the ranges say it is,
+    /// and lets the frames go: for a segment that overlaps them, or that no frame carries.
+    fn materialize(&mut self) {
+        let Some(need) = self.held.back().map(|h| h.offset + h.chunk.len()) else {
+            return;
+        };
+        let before = self.buf.len();
+        grow(
+            &mut self.buf,
+            &mut self.head,
+            self.readable + need,
+            self.limit.saturating_sub(self.chunked),
+        );
+        charge(&self.pool, before, &self.buf);
+        debug_assert!(
+            self.readable + need <= self.buf.len(),
+            "held data past the ring"
+        );
+        for h in std::mem::take(&mut self.held) {
+            let at = wrap(self.head + self.readable + h.offset, self.buf.len());
+            ring_write(&mut self.buf, at, h.chunk.bytes());
+            self.let_go(&h.chunk);
+        }
     }
 
     fn pressured(&self) -> bool {
@@ -581,6 +677,7 @@ impl RecvBuffer {
         RecvBuffer {
             queue: VecDeque::new(),
             chunked: 0,
+            held: VecDeque::new(),
             chunk_memory: 0,
             buf: Vec::new(),
             limit: capacity.min(MAX_CAPACITY),
@@ -615,37 +712,104 @@ impl RecvBuffer {
         self.capacity().saturating_sub(self.readable())
     }
 
-    /// Takes `data`, a segment's payload arriving at RCV.NXT, by keeping the frame it lies in
-    /// instead of copying it into the ring: when it fills at least half of that frame's buffer
-    /// (a 64 KB GRO frame, not a 1500-byte one: the memory charged stays within twice the
-    /// data), fits the window whole, no data waits out of order (it lies in the ring past
-    /// RCV.NXT, which this would move), and there is no memory
-    /// pressure, and the memory the buffer takes, the ring's and the frames', stays within
-    /// twice its size. `None` where it does not apply: the caller then
-    /// [`RecvBuffer::insert`]s.
-    pub fn adopt(&mut self, frame: &Arc<RxFrame>, data: &[u8]) -> Option<Insert> {
-        let range = frame.range_of(data)?;
-        let fits =
-            !data.is_empty() && data.len() * 2 >= frame.size() && data.len() <= self.window();
-        // Memory, the ring's included, stays within twice the buffer's size.
-        let room = self.allocated() + frame.size() <= 2 * self.capacity();
-        if !fits || !room || !self.ranges.is_empty() || self.pressured() {
+    /// Takes `data`, a segment's payload arriving `offset` bytes past RCV.NXT, by keeping the
+    /// frame it lies in instead of copying it into the ring: when it fills at least half of
+    /// that frame's buffer (a 64 KB GRO frame, not a 1500-byte one: the memory charged stays
+    /// within twice the data), fits the window whole, there is no memory pressure, and the
+    /// memory the buffer takes, the ring's and the frames', stays within twice its size. Out of
+    /// order it must touch no data held already, and the out-of-order data must be in frames
+    /// too (data in the ring past RCV.NXT would move); in order, the part that reaches the
+    /// first frame held out of order is a duplicate and is left out. `None` where it does not
+    /// apply: the caller then [`RecvBuffer::insert`]s.
+    pub fn adopt(&mut self, offset: usize, frame: &Arc<RxFrame>, data: &[u8]) -> Option<Insert> {
+        if self.ooo_in_ring() || self.pressured() {
             return None;
         }
-        self.chunked += data.len();
+        let data = match self.ranges.first() {
+            // Past the first range, the rest is for `insert` to sort out.
+            Some(first) if offset == 0 && data.len() > first.end => return None,
+            Some(first) if offset == 0 => &data[..data.len().min(first.start)],
+            _ => data,
+        };
+        let range = frame.range_of(data)?;
+        let end = offset + data.len();
+        let fits = !data.is_empty() && data.len() * 2 >= frame.size() && end <= self.window();
+        // Memory, the ring's included, stays within twice the buffer's size.
+        let room = self.allocated() + frame.size() <= 2 * self.capacity();
+        if !fits || !room {
+            return None;
+        }
+        // Ranges overlapping or adjacent to [offset, end).
+        let i = self.ranges.partition_point(|r| r.end < offset);
+        let j = self.ranges.partition_point(|r| r.start <= end);
+        if offset > 0 {
+            if i == j && self.ranges.len() >= self.max_ranges {
+                return Some(Insert {
+                    rejected: true,
+                    ..Insert::default()
+                });
+            }
+            if self.ranges[i..j]
+                .iter()
+                .any(|r| r.start < end && offset < r.end)
+            {
+                return None;
+            }
+        }
         self.chunk_memory += frame.size();
         if let Some(p) = &self.pool {
             p.charge(0, frame.size());
         }
-        self.queue.push_back(Part::Frame(Chunk {
+        let chunk = Chunk {
             frame: frame.clone(),
             start: range.start,
             end: range.end,
-        }));
-        Some(Insert {
-            advanced: data.len(),
-            ..Insert::default()
-        })
+        };
+        if offset == 0 {
+            self.chunked += data.len();
+            self.queue.push_back(Part::Frame(chunk));
+            self.shift(data.len());
+            return Some(Insert {
+                advanced: data.len() + self.promote(),
+                ..Insert::default()
+            });
+        }
+        let at = self.held.partition_point(|h| h.offset < offset);
+        self.held.insert(at, Held { offset, chunk });
+        let mut merged = Range {
+            start: offset,
+            end,
+            stamp: self.next_stamp,
+        };
+        self.next_stamp += 1;
+        if i < j {
+            merged.start = merged.start.min(self.ranges[i].start);
+            merged.end = merged.end.max(self.ranges[j - 1].end);
+        }
+        self.ranges.drain(i..j);
+        self.ranges.insert(i, merged);
+        Some(Insert::default())
+    }
+
+    /// Takes out-of-order `data` as [`RecvBuffer::adopt`] does, in a copy of its own from
+    /// `pool` (no allocation once the pool has buffers): for a segment whose frame is too
+    /// large to keep for it, so that out-of-order data stays in frames and the large frames
+    /// that follow can wait in theirs. `None` where it does not apply (data not between half
+    /// and all of a pool buffer, or not to be held): the caller then inserts.
+    pub fn hold_copy(
+        &mut self,
+        offset: usize,
+        data: &[u8],
+        pool: &Arc<crate::rxbuf::FramePool>,
+    ) -> Option<Insert> {
+        let sized = data.len() <= pool.size() && data.len() * 2 >= pool.size();
+        if offset == 0 || !sized || self.ooo_in_ring() || self.pressured() {
+            return None;
+        }
+        let mut copy = pool.take();
+        copy.bytes_mut()[..data.len()].copy_from_slice(data);
+        let copy = Arc::new(copy);
+        self.adopt(offset, &copy, &copy.bytes()[..data.len()])
     }
 
     /// Sets the most the buffer holds (at most [`MAX_CAPACITY`]); the caller keeps it at
@@ -704,6 +868,20 @@ impl RecvBuffer {
             result.rejected = true;
             return result;
         }
+        if !self.held.is_empty() {
+            if start == 0 {
+                return self.insert_beside_held(&data[..kept], result);
+            }
+            if self.holds(start, end) {
+                return result;
+            }
+            // The frames go to the ring, which under pressure must have room for them.
+            if self.pressured() && self.ooo_end().max(end) > self.pressured_room() {
+                result.pruned = true;
+                return result;
+            }
+            self.materialize();
+        }
         let before = self.buf.len();
         grow(
             &mut self.buf,
@@ -738,11 +916,40 @@ impl RecvBuffer {
             Some(Part::Ring(run)) => *run += n,
             _ => self.queue.push_back(Part::Ring(n)),
         }
-        for r in &mut self.ranges {
-            r.start -= n;
-            r.end -= n;
-        }
+        self.shift(n);
         result.advanced = n;
+        result
+    }
+
+    /// In-order `data` while out-of-order data waits in frames: what lies before each frame
+    /// goes into the ring, the frames it reaches become readable, and what it has of theirs
+    /// is a duplicate.
+    fn insert_beside_held(&mut self, mut data: &[u8], mut result: Insert) -> Insert {
+        while !data.is_empty() {
+            let n = self
+                .ranges
+                .first()
+                .map_or(data.len(), |r| data.len().min(r.start));
+            let before = self.buf.len();
+            grow(
+                &mut self.buf,
+                &mut self.head,
+                self.readable + n,
+                self.limit.saturating_sub(self.chunked),
+            );
+            charge(&self.pool, before, &self.buf);
+            let at = wrap(self.head + self.readable, self.buf.len());
+            ring_write(&mut self.buf, at, &data[..n]);
+            self.readable += n;
+            match self.queue.back_mut() {
+                Some(Part::Ring(run)) => *run += n,
+                _ => self.queue.push_back(Part::Ring(n)),
+            }
+            self.shift(n);
+            let promoted = self.promote();
+            result.advanced += n + promoted;
+            data = &data[(n + promoted).min(data.len())..];
+        }
         result
     }
 
@@ -812,15 +1019,11 @@ impl RecvBuffer {
             n -= k;
             if done {
                 if let Some(Part::Frame(c)) = self.queue.pop_front() {
-                    let size = c.frame.size();
-                    self.chunk_memory -= size;
-                    if let Some(p) = &self.pool {
-                        p.charge(size, 0);
-                    }
+                    self.let_go(&c);
                 }
             }
         }
-        if self.readable == 0 && self.ranges.is_empty() {
+        if self.readable == 0 && !self.ooo_in_ring() {
             let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
             charge(&self.pool, before, &self.buf);
@@ -863,6 +1066,7 @@ impl std::fmt::Debug for RecvBuffer {
                     .count(),
             )
             .field("ooo", &self.ooo_ranges().collect::<Vec<_>>())
+            .field("ooo frames kept", &self.held.len())
             .finish()
     }
 }
@@ -941,16 +1145,35 @@ mod tests {
             .sum();
         assert_eq!(ring, r.readable, "the ring's runs are its readable bytes");
         assert_eq!(frames().map(|c| c.end - c.start).sum::<usize>(), r.chunked);
-        assert_eq!(
-            r.chunk_memory,
-            frames().map(|c| c.frame.size()).sum::<usize>()
-        );
         assert!(
             r.queue.iter().all(|p| match p {
                 Part::Frame(c) => c.start < c.end,
                 Part::Ring(n) => *n > 0,
             }),
             "read-through runs go"
+        );
+        // Frames held out of order: sorted, disjoint, and exactly what the ranges cover.
+        let mut held: Vec<(usize, usize)> = Vec::new();
+        for h in &r.held {
+            assert!(h.chunk.start < h.chunk.end);
+            match held.last_mut() {
+                Some(last) if last.1 == h.offset => last.1 += h.chunk.len(),
+                Some(last) => {
+                    assert!(last.1 < h.offset, "held frames sorted and disjoint");
+                    held.push((h.offset, h.offset + h.chunk.len()));
+                }
+                None => held.push((h.offset, h.offset + h.chunk.len())),
+            }
+        }
+        if !r.held.is_empty() {
+            let mut sorted = ranges(r);
+            sorted.sort();
+            assert_eq!(held, sorted, "the ranges are the frames held");
+        }
+        assert_eq!(
+            r.chunk_memory,
+            frames().map(|c| c.frame.size()).sum::<usize>()
+                + r.held.iter().map(|h| h.chunk.frame.size()).sum::<usize>()
         );
     }
 
@@ -970,19 +1193,19 @@ mod tests {
         let pool = MemoryPool::new(1 << 20, 2 << 20);
         let mut r = RecvBuffer::new(100_000, 4).pooled(&pool);
         let a = frame_with(&[1; 40_000], 10_000);
-        let ins = r.adopt(&a, &a.bytes()[..40_000]).expect("kept");
+        let ins = r.adopt(0, &a, &a.bytes()[..40_000]).expect("kept");
         assert_eq!((ins.advanced, ins.trimmed), (40_000, 0));
         assert_eq!(Arc::strong_count(&a), 2, "the connection holds the frame");
         assert_eq!(r.allocated(), 50_000, "charged at the frame's size");
         assert_eq!(pool.allocated(), 50_000);
         let b = frame_with(&[2; 20_000], 0);
-        r.adopt(&b, b.bytes()).expect("kept behind the first");
+        r.adopt(0, &b, b.bytes()).expect("kept behind the first");
         // A small one goes to the ring; a large one after it is kept again, behind it.
         let small = frame_with(&[3; 100], 1000);
-        assert!(r.adopt(&small, &small.bytes()[..100]).is_none(), "small");
+        assert!(r.adopt(0, &small, &small.bytes()[..100]).is_none(), "small");
         assert_eq!(r.insert(0, &[3; 100]).advanced, 100);
         let c = frame_with(&[4; 30_000], 0);
-        r.adopt(&c, c.bytes())
+        r.adopt(0, &c, c.bytes())
             .expect("kept behind the ring's bytes");
         assert_eq!(r.insert(0, &[5; 50]).advanced, 50);
         assert_eq!(r.readable(), 90_150);
@@ -1002,10 +1225,13 @@ mod tests {
         // Past the window, or past twice the buffer's size in memory.
         let mut small = RecvBuffer::new(60_000, 4);
         let big = frame_with(&[8; 61_000], 0);
-        assert!(small.adopt(&big, big.bytes()).is_none(), "past the window");
+        assert!(
+            small.adopt(0, &big, big.bytes()).is_none(),
+            "past the window"
+        );
         let e = frame_with(&[8; 40_000], 40_001);
         assert!(
-            small.adopt(&e, &e.bytes()[..40_000]).is_none(),
+            small.adopt(0, &e, &e.bytes()[..40_000]).is_none(),
             "too little data for its frame"
         );
         // A ring left large by earlier data counts too.
@@ -1016,18 +1242,21 @@ mod tests {
         let half = || frame_with(&[2; 50_000], 50_000);
         for _ in 0..2 {
             let f = half();
-            grown.adopt(&f, &f.bytes()[..50_000]).expect("kept");
+            grown.adopt(0, &f, &f.bytes()[..50_000]).expect("kept");
         }
         let f = half();
         assert!(grown.window() >= 50_000);
         assert!(
-            grown.adopt(&f, &f.bytes()[..50_000]).is_none(),
+            grown.adopt(0, &f, &f.bytes()[..50_000]).is_none(),
             "450 000 bytes of memory for a 200 000-byte buffer"
         );
         // Out-of-order data waiting: the ring takes the next in-order data, to join it.
         assert!(r.insert(5_000, &[5; 10]).advanced == 0);
         let d = frame_with(&[6; 40_000], 0);
-        assert!(r.adopt(&d, d.bytes()).is_none(), "out-of-order data waits");
+        assert!(
+            r.adopt(0, &d, d.bytes()).is_none(),
+            "out-of-order data waits"
+        );
         drop(r);
         assert_eq!(pool.allocated(), 0, "everything given back");
         // Under pressure, nothing is kept.
@@ -1036,8 +1265,138 @@ mod tests {
         other.insert(0, &[7; 10]);
         assert!(tight.under_pressure());
         let mut p = RecvBuffer::new(100_000, 4).pooled(&tight);
-        assert!(p.adopt(&d, d.bytes()).is_none(), "under pressure");
-        assert!(RecvBuffer::new(100_000, 4).adopt(&d, d.bytes()).is_some());
+        assert!(p.adopt(0, &d, d.bytes()).is_none(), "under pressure");
+        assert!(RecvBuffer::new(100_000, 4)
+            .adopt(0, &d, d.bytes())
+            .is_some());
+    }
+
+    /// Large out-of-order payloads wait in their frames, as Linux's out-of-order queue keeps
+    /// its skbs: the ranges (and so SACK) cover them, a duplicate changes nothing, and when
+    /// the hole fills they are read from the frames, with no copy. A segment they cannot take
+    /// (small, or overlapping them) first copies them into the ring, losing no byte.
+    #[test]
+    fn out_of_order_frames_wait_whole_until_the_hole_fills() {
+        let s = stream(100_000);
+        let pool = MemoryPool::new(1 << 20, 2 << 20);
+        let mut r = RecvBuffer::new(100_000, 4).pooled(&pool);
+        let (a, b, c) = (
+            frame_with(&s[10_000..30_000], 0),
+            frame_with(&s[30_000..50_000], 0),
+            frame_with(&s[60_000..80_000], 0),
+        );
+        for (off, f) in [(30_000, &b), (10_000, &a), (60_000, &c)] {
+            assert_eq!(r.adopt(off, f, f.bytes()), Some(Insert::default()));
+        }
+        assert_eq!(ranges(&r), [(60_000, 80_000), (10_000, 50_000)]);
+        assert_eq!(r.held.len(), 3);
+        assert_eq!(pool.allocated(), 60_000);
+        check_invariants(&r);
+        // A duplicate of held data, in a frame or not, is taken as held already.
+        assert_eq!(r.adopt(10_000, &a, a.bytes()), None);
+        assert_eq!(r.insert(35_000, &s[35_000..36_000]), Insert::default());
+        assert_eq!(r.held.len(), 3, "not copied");
+        // The retransmission fills the hole (and overlaps the first frame): readable at once,
+        // the frames after it without a copy; RCV.NXT stops at the next hole.
+        let ins = r.insert(0, &s[..12_000]);
+        assert_eq!(ins.advanced, 50_000);
+        assert_eq!(ranges(&r), [(10_000, 30_000)]);
+        assert_eq!(r.chunked, 40_000, "two frames readable in place");
+        assert_eq!(r.readable, 10_000, "the ring holds only the hole's bytes");
+        check_invariants(&r);
+        let mut out = vec![0; 50_000];
+        assert_eq!(r.read(&mut out), 50_000);
+        assert_eq!(out, s[..50_000]);
+        assert_eq!(Arc::strong_count(&a), 1, "read through: let go");
+        // A small out-of-order segment no frame carries: the frame goes to the ring first.
+        assert_eq!(r.insert(5_000, &s[55_000..56_000]).advanced, 0);
+        assert!(
+            r.held.is_empty() && Arc::strong_count(&c) == 1,
+            "copied, let go"
+        );
+        assert_eq!(ranges(&r), [(5_000, 6_000), (10_000, 30_000)]);
+        assert_eq!(pool.allocated(), r.allocated());
+        check_invariants(&r);
+        // While out-of-order data is in the ring, frames are not kept.
+        let d = frame_with(&s[80_000..100_000], 0);
+        assert_eq!(r.adopt(30_000, &d, d.bytes()), None);
+        r.insert(0, &s[50_000..55_000]);
+        r.insert(0, &s[56_000..60_000]);
+        assert_eq!(r.readable(), 30_000);
+        // With no out-of-order data left, frames are held again; discarded, they are let go.
+        let d = frame_with(&s[90_000..], 0);
+        assert_eq!(r.adopt(10_000, &d, d.bytes()), Some(Insert::default()));
+        assert_eq!(read_all(&mut r), s[50_000..80_000]);
+        r.discard_ooo();
+        assert_eq!(Arc::strong_count(&d), 1, "discarded: let go");
+        assert_eq!(pool.allocated(), r.allocated());
+        let e = frame_with(&s[80_000..], 0);
+        assert_eq!(r.adopt(0, &e, e.bytes()).map(|i| i.advanced), Some(20_000));
+        assert_eq!(read_all(&mut r), s[80_000..]);
+        // In-order data past a frame held fills the next hole too, around the frame.
+        let mut gap = RecvBuffer::new(100_000, 4);
+        let h = frame_with(&s[20_000..40_000], 0);
+        assert!(gap.adopt(20_000, &h, h.bytes()).is_some());
+        assert_eq!(gap.adopt(0, &h, &h.bytes()[..0]), None, "nothing to keep");
+        assert_eq!(gap.insert(0, &s[..50_000]).advanced, 50_000);
+        assert_eq!(gap.chunked, 20_000, "the frame read in place");
+        assert_eq!(read_all(&mut gap), s[..50_000]);
+        // Out-of-order frames past the range limit are rejected; adjacent ones join a range.
+        let mut one = RecvBuffer::new(100_000, 1);
+        let (e, f, g) = (
+            frame_with(&[1; 20_000], 0),
+            frame_with(&[2; 20_000], 0),
+            frame_with(&[3; 20_000], 0),
+        );
+        assert!(one.adopt(20_000, &e, e.bytes()).is_some());
+        assert!(one.adopt(40_000, &f, f.bytes()).is_some(), "adjacent");
+        assert!(one.adopt(70_000, &g, g.bytes()).unwrap().rejected);
+        assert_eq!(ranges(&one), [(20_000, 60_000)]);
+        drop(r);
+        assert_eq!(pool.allocated(), 0, "everything given back");
+    }
+
+    /// Out-of-order data whose frame is too large to keep for it waits in a small copy from
+    /// the pool, so that a large frame behind it still waits whole; read through, the copy
+    /// goes back to the pool. Data too small for a pool buffer, or too large, goes to the
+    /// ring.
+    #[test]
+    fn small_out_of_order_data_waits_in_a_pooled_copy() {
+        let s = stream(80_000);
+        let small = crate::rxbuf::FramePool::new(2048);
+        let mut r = RecvBuffer::new(100_000, 4);
+        assert_eq!(
+            r.hold_copy(0, &s[..1448], &small),
+            None,
+            "in order: the ring's"
+        );
+        assert_eq!(
+            r.hold_copy(1448, &s[1448..2896], &small),
+            Some(Insert::default())
+        );
+        let big = frame_with(&s[2896..60_000], 0);
+        assert!(
+            r.adopt(2896, &big, big.bytes()).is_some(),
+            "held behind the copy"
+        );
+        assert_eq!(r.held.len(), 2);
+        assert_eq!(r.allocated(), 2048 + 57_104);
+        assert_eq!(
+            r.hold_copy(60_000, &s[60_000..60_100], &small),
+            None,
+            "too small"
+        );
+        assert_eq!(
+            r.hold_copy(60_000, &s[60_000..63_000], &small),
+            None,
+            "too large"
+        );
+        check_invariants(&r);
+        assert_eq!(r.insert(0, &s[..1448]).advanced, 60_000);
+        assert_eq!(r.chunked, 60_000 - 1448, "both read in place");
+        assert_eq!(read_all(&mut r), s[..60_000]);
+        assert_eq!(small.idle(), 1, "the copy went back to its pool");
+        assert_eq!(r.allocated(), 0);
     }
 
     #[test]
@@ -1603,8 +1962,9 @@ mod tests {
     /// kept among the ring's runs, not only before them.
     #[test]
     fn recv_randomized_stream() {
-        let interleaved = recv_random_runs(1..=20, 50, 400, 20_000);
+        let (interleaved, promoted) = recv_random_runs(1..=20, 50, 400, 20_000);
         assert!(interleaved > 0, "no frame was kept behind the ring's data");
+        assert!(promoted > 0, "no frame held out of order became readable");
     }
 
     /// The same while the ring grows from nothing towards limits above its first size.
@@ -1613,15 +1973,24 @@ mod tests {
         recv_random_runs(1..=3, 4_500, 8_000, 60_000);
     }
 
+    /// How many kept frames the readable queue holds.
+    fn frames_queued(r: &RecvBuffer) -> usize {
+        r.queue
+            .iter()
+            .filter(|p| matches!(p, Part::Frame(_)))
+            .count()
+    }
+
     /// Runs the model over `seeds`; returns at how many steps a kept frame sat behind a run of
-    /// the ring's (the case the queue of runs is there for).
+    /// the ring's (the case the queue of runs is there for), and how many frames held out of
+    /// order became readable in place.
     fn recv_random_runs(
         seeds: std::ops::RangeInclusive<u64>,
         min_cap: usize,
         spread: usize,
         stream_len: usize,
-    ) -> usize {
-        let mut interleaved = 0;
+    ) -> (usize, usize) {
+        let (mut interleaved, mut promoted) = (0, 0);
         for seed in seeds {
             let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let cap = min_cap + rng.below(spread);
@@ -1629,6 +1998,7 @@ mod tests {
             let s = stream(stream_len);
             let pool = MemoryPool::new(usize::MAX / 4, usize::MAX / 2);
             let mut r = RecvBuffer::new(cap, max_ranges).pooled(&pool);
+            let copies = crate::rxbuf::FramePool::new(24);
             let mut have = vec![false; s.len()];
             let mut nxt: usize = 0; // absolute RCV.NXT
             let mut got = Vec::new();
@@ -1663,20 +2033,29 @@ mod tests {
                         && kept_end > from
                         && !(from - 1..kept_end + 1).any(|i| i < have.len() && have[i]);
                     let full = r.ranges.len() >= max_ranges;
-                    // In order, half the time the data comes in a frame the buffer may keep.
-                    // (somewhere in it, the frame at most three times its size: half the time
-                    // too large to keep).
-                    let kept = (off == 0 && !data.is_empty() && rng.below(2) == 0)
+                    // Half the time the data comes in a frame the buffer may keep (somewhere
+                    // in it, the frame at most three times its size: half the time too large
+                    // to keep), in order or not.
+                    let kept = (!data.is_empty() && rng.below(2) == 0)
                         .then(|| {
                             let lead = rng.below(100);
                             let extra = rng.below(2 * data.len() + 1);
                             let mut f = RxFrame::new(lead + data.len() + extra);
                             f.bytes_mut()[lead..lead + data.len()].copy_from_slice(data);
                             let f = Arc::new(f);
-                            r.adopt(&f, &f.bytes()[lead..lead + data.len()])
+                            r.adopt(off, &f, &f.bytes()[lead..lead + data.len()])
                         })
                         .flatten();
+                    let in_order_frame = usize::from(kept.is_some() && off == 0);
+                    let frames_before = frames_queued(&r);
+                    // Else, out of order and small, it may wait in a pooled copy.
+                    let kept = kept.or_else(|| {
+                        (off > 0 && rng.below(2) == 0)
+                            .then(|| r.hold_copy(off, data, &copies))
+                            .flatten()
+                    });
                     let ins = kept.unwrap_or_else(|| r.insert(off, data));
+                    promoted += frames_queued(&r) - frames_before - in_order_frame;
                     assert_eq!(ins.trimmed, data.len() - (kept_end - from), "seed {seed}");
                     assert_eq!(ins.rejected, needs_new && full, "seed {seed}");
                     if !ins.rejected {
@@ -1718,6 +2097,6 @@ mod tests {
             }
             assert_eq!(got, s, "seed {seed}");
         }
-        interleaved
+        (interleaved, promoted)
     }
 }

@@ -100,6 +100,8 @@ impl Tcp {
         };
         seg.ce = ecn & super::ecn::ECN_MASK == super::ecn::CE;
         seg.frame = frame.as_ref();
+        let small_frames = (!seg.payload.is_empty()).then(|| self.small_frames.clone());
+        seg.small_frames = small_frames.as_ref();
         let remote = SocketAddr::new(src, seg.src_port);
         let local = SocketAddr::new(dst, seg.dst_port);
         let mut conn = self.by_tuple.get(&(local, remote)).copied();
@@ -1093,13 +1095,21 @@ fn receive_data(
     let had_ooo = t.io().recv.has_ooo();
     let ins = {
         let mut io = t.io();
-        // In order and large, the data may stay in its frame, queued as it came.
-        let kept = seg
-            .frame
-            .filter(|_| offset == 0)
-            .and_then(|f| io.recv.adopt(f, data));
-        stats.tcp_in_kept += u64::from(kept.is_some());
-        kept.unwrap_or_else(|| io.recv.insert(offset, data))
+        // Large, the data may stay in its frame: queued as it came in order, held until
+        // the hole before it fills out of order.
+        let kept = seg.frame.and_then(|f| io.recv.adopt(offset, f, data));
+        let held = kept.is_some_and(|k| !k.rejected);
+        stats.tcp_in_kept += u64::from(held);
+        stats.tcp_ofo_kept += u64::from(held && offset > 0);
+        // Out of order in a frame too large to keep for it, it waits in a copy of its own,
+        // so that the large frames behind it can still wait in theirs.
+        let copied = || {
+            seg.small_frames
+                .filter(|_| offset > 0)
+                .and_then(|pool| io.recv.hold_copy(offset, data, pool))
+        };
+        kept.or_else(copied)
+            .unwrap_or_else(|| io.recv.insert(offset, data))
     };
     if ins.rejected {
         stats.tcp_ofo_drops += 1;

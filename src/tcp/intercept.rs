@@ -274,6 +274,7 @@ impl Tcp {
             payload: &[],
             ce: false,
             frame: None,
+            small_frames: None,
         };
         let iss = self.iss(now, p.local, p.remote);
         let ts_offset = self.isn.isn(now, p.remote, p.local).0;

@@ -242,6 +242,9 @@ pub struct Tcp {
     /// The buffer of the frame being received, which a connection may keep
     /// ([`Tcp::offer_frame`]).
     rx_frame: Option<Arc<crate::rxbuf::RxFrame>>,
+    /// Buffers of one segment each, for out-of-order data to wait in when its own frame is
+    /// too large to keep for it (a 1500-byte segment read into a 64 KB buffer).
+    small_frames: Arc<crate::rxbuf::FramePool>,
     /// Our addresses in use, for listeners and for the source of connections (the IP layer
     /// keeps the IPv6 ones current).
     local: ip::LocalAddrs,
@@ -296,6 +299,7 @@ impl Tcp {
         let pool = buffer::MemoryPool::new(cfg.mem_pressure, cfg.mem_limit);
         Tcp {
             rx_frame: None,
+            small_frames: crate::rxbuf::FramePool::new(crate::rxbuf::SMALL_FRAME),
             cfg,
             local: ip::LocalAddrs::new(local_ip),
             mtus: ip::PathMtus::new(mtu),

@@ -171,6 +171,9 @@ pub struct SegmentIn<'a> {
     /// The buffer of the frame the segment arrived in, when the connection may keep it
     /// instead of copying the data out ([`super::buffer::RecvBuffer::adopt`]).
     pub frame: Option<&'a Arc<RxFrame>>,
+    /// Small buffers for out-of-order data that came in no frame worth keeping
+    /// ([`super::buffer::RecvBuffer::hold_copy`]).
+    pub small_frames: Option<&'a Arc<crate::rxbuf::FramePool>>,
 }
 
 impl SegmentIn<'_> {
@@ -206,6 +209,7 @@ pub fn parse(bytes: &[u8]) -> Option<SegmentIn<'_>> {
         payload: tcp.payload(),
         ce: false,
         frame: None,
+        small_frames: None,
     })
 }
 

@@ -6,9 +6,11 @@ pub mod netns;
 
 use etherparse::{EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
-use tapstack::core::{Interface, SocketId};
+use tapstack::core::{Interface, RxChecksums, SocketId};
 use tapstack::phy::{memory_pair, Device, FaultConfig, FaultInjector, PathConfig, PathEmulator};
+use tapstack::rxbuf::RxFrame;
 use tapstack::time::{earliest, Instant};
 use tapstack::wire::MacAddr;
 use tapstack::StackConfig;
@@ -65,6 +67,9 @@ pub struct Sim {
     /// Frames each side takes per receive batch (`None`: all that wait). `Some(1)` makes a
     /// receiver decide on an ACK after every segment, as a kernel peer without GRO does.
     pub rx_batch: Option<usize>,
+    /// Each frame is read into a buffer of its own that its connection may keep
+    /// ([`Interface::receive_frame`]), as the runtime's are, rather than into a scratch one.
+    pub frames: bool,
 }
 
 impl Sim {
@@ -103,6 +108,7 @@ impl Sim {
             },
             a_out_filter: None,
             rx_batch: None,
+            frames: false,
         }
     }
 
@@ -119,10 +125,21 @@ impl Sim {
                 node.iface.poll(self.now);
                 node.dev.poll(self.now).expect("device poll");
                 for _ in 0..self.rx_batch.unwrap_or(usize::MAX) {
-                    let Some(n) = node.dev.recv(self.now, &mut buf).expect("recv") else {
-                        break;
-                    };
-                    node.iface.receive(self.now, &buf[..n]);
+                    if self.frames {
+                        let mut frame = RxFrame::new(buf.len());
+                        let Some(n) = node.dev.recv(self.now, frame.bytes_mut()).expect("recv")
+                        else {
+                            break;
+                        };
+                        let frame = Arc::new(frame);
+                        node.iface
+                            .receive_frame(self.now, &frame, n, RxChecksums::default());
+                    } else {
+                        let Some(n) = node.dev.recv(self.now, &mut buf).expect("recv") else {
+                            break;
+                        };
+                        node.iface.receive(self.now, &buf[..n]);
+                    }
                     moved += 1;
                 }
                 while let Some(frame) = node.iface.pop_transmit() {
