@@ -2,8 +2,9 @@
 //! a [`FramePool`]; a large TCP payload then stays in its frame's buffer until the application
 //! has read it: queued on its connection (as Linux queues an skb), after waiting out of order
 //! for the hole before it to fill if it came early. The buffer goes back to the pool when its
-//! last reader lets go. The payload is never copied into the connection's ring: between the
-//! device and the application it is copied once, by the read.
+//! last reader lets go. Between the device and the application such a payload is copied once,
+//! by the read (unless a segment the held frames cannot take arrives out of order and copies
+//! them into the connection's ring first).
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -504,8 +504,8 @@ struct Held {
 
 /// Received bytes: readable in-order data before RCV.NXT, out-of-order data after it. Readable
 /// data is in frames kept whole ([`RecvBuffer::adopt`]) and in the ring, in the order it came.
-/// Out-of-order data is all in frames kept whole, or all in the ring: a segment the frames
-/// cannot take copies them into the ring first ([`RecvBuffer::insert`]).
+/// Out-of-order data is all in frames kept whole, or all in the ring: an out-of-order segment
+/// the frames cannot take copies them into the ring first ([`RecvBuffer::insert`]).
 pub struct RecvBuffer {
     /// The readable data in order: runs kept in their frames and runs of the ring's.
     queue: VecDeque<Part>,
@@ -717,10 +717,12 @@ impl RecvBuffer {
     /// that frame's buffer (a 64 KB GRO frame, not a 1500-byte one: the memory charged stays
     /// within twice the data), fits the window whole, there is no memory pressure, and the
     /// memory the buffer takes, the ring's and the frames', stays within twice its size. Out of
-    /// order it must touch no data held already, and the out-of-order data must be in frames
-    /// too (data in the ring past RCV.NXT would move); in order, the part that reaches the
-    /// first frame held out of order is a duplicate and is left out. `None` where it does not
-    /// apply: the caller then [`RecvBuffer::insert`]s.
+    /// order it must overlap no data held already (it may adjoin it), and the out-of-order data
+    /// must be in frames too (data in the ring past RCV.NXT would move), and it is rejected
+    /// (`Insert::rejected`) where a new range would pass the limit; in order, the part that
+    /// reaches the first frame held out of order is a duplicate and is left out, and data
+    /// past that frame is not taken. `None` where it does not apply: the caller then
+    /// [`RecvBuffer::insert`]s.
     pub fn adopt(&mut self, offset: usize, frame: &Arc<RxFrame>, data: &[u8]) -> Option<Insert> {
         if self.ooo_in_ring() || self.pressured() {
             return None;
@@ -792,10 +794,11 @@ impl RecvBuffer {
     }
 
     /// Takes out-of-order `data` as [`RecvBuffer::adopt`] does, in a copy of its own from
-    /// `pool` (no allocation once the pool has buffers): for a segment whose frame is too
-    /// large to keep for it, so that out-of-order data stays in frames and the large frames
-    /// that follow can wait in theirs. `None` where it does not apply (data not between half
-    /// and all of a pool buffer, or not to be held): the caller then inserts.
+    /// `pool` (no allocation once the pool has buffers): for a segment that came in no frame
+    /// worth keeping for it (a 1500-byte one read into a 64 KB buffer, or none), so that
+    /// out-of-order data stays in frames and the large frames that follow can wait in theirs.
+    /// `None` where it does not apply (data not between half and all of a pool buffer,
+    /// overlapping data held, or not to be held): the caller then inserts.
     pub fn hold_copy(
         &mut self,
         offset: usize,
@@ -804,6 +807,10 @@ impl RecvBuffer {
     ) -> Option<Insert> {
         let sized = data.len() <= pool.size() && data.len() * 2 >= pool.size();
         if offset == 0 || !sized || self.ooo_in_ring() || self.pressured() {
+            return None;
+        }
+        let end = offset + data.len();
+        if self.ranges.iter().any(|r| r.start < end && offset < r.end) {
             return None;
         }
         let mut copy = pool.take();
@@ -832,8 +839,8 @@ impl RecvBuffer {
     /// Stores `data` received at `offset` bytes past RCV.NXT.
     ///
     /// Bytes beyond the window are trimmed; overlaps and duplicates are accepted, later bytes
-    /// overwriting earlier ones. Data reaching offset 0 becomes readable together with every
-    /// out-of-order range it joins.
+    /// overwriting earlier ones in the ring, and bytes of frames held taking precedence. Data
+    /// reaching offset 0 becomes readable together with every out-of-order range it joins.
     pub fn insert(&mut self, offset: usize, data: &[u8]) -> Insert {
         let window = self.window();
         let mut kept = window.saturating_sub(offset).min(data.len());
@@ -872,10 +879,17 @@ impl RecvBuffer {
             if start == 0 {
                 return self.insert_beside_held(&data[..kept], result);
             }
-            if self.holds(start, end) {
+            if let Some(r) = self
+                .ranges
+                .iter_mut()
+                .find(|r| r.start <= start && end <= r.end)
+            {
+                // Held already: received into again, for SACK's order (RFC 2018 §4).
+                r.stamp = self.next_stamp;
+                self.next_stamp += 1;
                 return result;
             }
-            // The frames go to the ring, which under pressure must have room for them.
+            // The frames would go to the ring, which under pressure does not grow for them.
             if self.pressured() && self.ooo_end().max(end) > self.pressured_room() {
                 result.pruned = true;
                 return result;
@@ -948,6 +962,10 @@ impl RecvBuffer {
             self.shift(n);
             let promoted = self.promote();
             result.advanced += n + promoted;
+            if n + promoted == 0 {
+                debug_assert!(false, "a range held at RCV.NXT");
+                break;
+            }
             data = &data[(n + promoted).min(data.len())..];
         }
         result
@@ -1397,6 +1415,38 @@ mod tests {
         assert_eq!(read_all(&mut r), s[..60_000]);
         assert_eq!(small.idle(), 1, "the copy went back to its pool");
         assert_eq!(r.allocated(), 0);
+    }
+
+    /// Under memory pressure no frame is held, and the frames held stay: in-order data still
+    /// reaches them and reads them in place, but an out-of-order segment that would copy them
+    /// into the ring, which does not grow under pressure, is dropped instead.
+    #[test]
+    fn held_frames_stay_under_memory_pressure_and_the_ring_does_not_grow_for_them() {
+        let tight = MemoryPool::new(100_000, 1 << 20);
+        let mut r = RecvBuffer::new(100_000, 4).pooled(&tight);
+        let f = frame_with(&[1; 40_000], 0);
+        assert!(r.adopt(2_000, &f, f.bytes()).is_some());
+        let g = frame_with(&[2; 40_000], 0);
+        assert!(r.adopt(42_000, &g, g.bytes()).is_some());
+        assert_eq!(ranges(&r), [(2_000, 82_000)]);
+        let mut other = RecvBuffer::new(100_000, 4).pooled(&tight);
+        other.insert(0, &[3; 30_000]);
+        assert!(tight.under_pressure());
+        let h = frame_with(&[5; 40_000], 0);
+        assert_eq!(r.adopt(82_000, &h, &h.bytes()[..5_000]), None, "none held");
+        let small = crate::rxbuf::FramePool::new(2048);
+        assert_eq!(r.hold_copy(90_000, &[5; 1448], &small), None, "nor copied");
+        let ins = r.insert(90_000, &[5; 1448]);
+        assert!(
+            ins.pruned && r.held.len() == 2,
+            "dropped, not copied into the ring"
+        );
+        check_invariants(&r);
+        let ins = r.insert(0, &[4; 2_000]);
+        assert_eq!(ins.advanced, 82_000, "in order, the frames read in place");
+        assert!(!r.has_ooo() && r.held.is_empty());
+        assert_eq!(tight.allocated(), r.allocated() + other.allocated());
+        check_invariants(&r);
     }
 
     #[test]
@@ -1998,7 +2048,8 @@ mod tests {
             let s = stream(stream_len);
             let pool = MemoryPool::new(usize::MAX / 4, usize::MAX / 2);
             let mut r = RecvBuffer::new(cap, max_ranges).pooled(&pool);
-            let copies = crate::rxbuf::FramePool::new(24);
+            // Pieces of a quarter of the buffer down to half that are copied.
+            let copies = crate::rxbuf::FramePool::new((cap / 4).max(8));
             let mut have = vec![false; s.len()];
             let mut nxt: usize = 0; // absolute RCV.NXT
             let mut got = Vec::new();
@@ -2036,6 +2087,7 @@ mod tests {
                     // Half the time the data comes in a frame the buffer may keep (somewhere
                     // in it, the frame at most three times its size: half the time too large
                     // to keep), in order or not.
+                    let frames_before = frames_queued(&r);
                     let kept = (!data.is_empty() && rng.below(2) == 0)
                         .then(|| {
                             let lead = rng.below(100);
@@ -2047,7 +2099,6 @@ mod tests {
                         })
                         .flatten();
                     let in_order_frame = usize::from(kept.is_some() && off == 0);
-                    let frames_before = frames_queued(&r);
                     // Else, out of order and small, it may wait in a pooled copy.
                     let kept = kept.or_else(|| {
                         (off > 0 && rng.below(2) == 0)

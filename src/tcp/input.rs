@@ -1101,8 +1101,8 @@ fn receive_data(
         let held = kept.is_some_and(|k| !k.rejected);
         stats.tcp_in_kept += u64::from(held);
         stats.tcp_ofo_kept += u64::from(held && offset > 0);
-        // Out of order in a frame too large to keep for it, it waits in a copy of its own,
-        // so that the large frames behind it can still wait in theirs.
+        // Out of order and not kept (its frame too large for it, or none), it may wait in a
+        // copy of its own, so that the large frames behind it can still wait in theirs.
         let copied = || {
             seg.small_frames
                 .filter(|_| offset > 0)
