@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: bulk throughput both ways (client -> discard, chargen -> client), 1-byte
 # request/response latency, connections per second, 1000 connections opened back to back (time,
-# SYNs retransmitted) and 10 000 connections held at once, each echoing 1 KiB (time, the server's
-# memory and threads), measured by one client (tapbench, kernel
+# SYNs retransmitted), 10 000 connections held at once, each echoing 1 KiB (time, the server's
+# memory and threads), and UDP echo of 1400-byte datagrams, 64 in flight (MB/s, datagrams/s,
+# lost), measured by one client (tapbench, kernel
 # sockets) against tapstack's echo-server over a tap and against the kernel's own TCP
 # (tapbench serve) between two namespaces over a veth pair. Each test runs on the kernel and then
 # on tapstack, back to back, so both see the same machine load; then every test runs once more
@@ -10,7 +11,7 @@
 # and whether they meet the data-path targets; exits 0 either way (it is a measurement).
 #
 #   sudo scripts/bench.sh [--secs N] [--quick] [--only T,T] [--repeat R] [--ipv6] [--pin | --one-cpu]
-#       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold;
+#       N seconds per test (default 5; --quick: 1); --only runs some of: send recv rr crr connect hold udp;
 #       --ipv6: every test over IPv6 (the kernel's veth and the stack's tap both), and send,
 #       recv, rr and crr over IPv4 too in the same run, with the IPv6/IPv4 comparison;
 #       --repeat R: for a host whose speed drifts between runs, each test runs R times on the
@@ -84,7 +85,7 @@ done
 for tool in ip ping; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 iputils-ping)"
 done
-TESTS=(send recv rr crr connect hold)
+TESTS=(send recv rr crr connect hold udp)
 if [ -n "$ONLY" ]; then
     IFS=, read -ra WANT <<<"$ONLY"
     for t in "${WANT[@]}"; do
@@ -303,6 +304,9 @@ row "10k held: echo s (lower better)" hold_echo_s
 row "10k held: server RSS KiB" hold_rss_kb
 row "10k held: server threads" hold_threads
 row "10k held: server KiB/connection" hold_kb_per_conn
+row "udp echo MB/s (1400-byte datagrams)" udp_mbps
+row "udp echo datagrams/s" udp_dps
+row "udp datagrams lost" udp_lost
 echo
 echo "(host floor, a wakeup round trip between two threads in microseconds: $FLOOR;"
 echo " tapstack: echo-server's Poller event loop; async: echo-server --async, tokio tasks;"

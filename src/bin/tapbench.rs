@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -75,6 +75,8 @@ enum Test {
     Connect,
     /// Hold many connections to echo (7) at once, each echoing one message: time, memory
     Hold,
+    /// Datagrams to UDP echo (7), 64 unanswered at most: echoed MB/s and datagrams/s, lost
+    Udp,
 }
 
 /// An error with what was being done, for the one-line report.
@@ -439,6 +441,7 @@ fn client(
         Test::Recv => (19, 128 * 1024),
         Test::Rr | Test::Crr | Test::Connect => (7, 1),
         Test::Hold => (7, 1024),
+        Test::Udp => (7, 1400),
     };
     let size = size.unwrap_or(default_size);
     if size == 0 || size > 64 << 20 {
@@ -452,7 +455,64 @@ fn client(
         Test::Crr => crr(addr, secs, size),
         Test::Connect => connect_burst(addr, conns.unwrap_or(1000)),
         Test::Hold => hold(addr, conns.unwrap_or(10_000), size, server),
+        Test::Udp => udp(addr, secs, size),
     }
+}
+
+/// Datagrams the `udp` test keeps unanswered at most.
+const UDP_WINDOW: u64 = 64;
+/// How long the `udp` test waits for an echo before it counts those unanswered as lost.
+const UDP_LOST_AFTER: Duration = Duration::from_millis(100);
+
+/// Datagrams of `size` bytes to UDP echo for `secs`, at most [`UDP_WINDOW`] unanswered at
+/// once; each carries its number and must come back whole. Those still unanswered after
+/// [`UDP_LOST_AFTER`] without any echo count as lost, and as many new ones go out.
+fn udp(addr: SocketAddr, secs: Duration, size: usize) -> io::Result<String> {
+    if !(8..=65_507).contains(&size) {
+        return Err(io::Error::other("--size must be in 8..=65507 for udp"));
+    }
+    let any: SocketAddr = match addr {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+    };
+    let s = UdpSocket::bind(any).map_err(ctx("bind"))?;
+    s.connect(addr).map_err(ctx("connect"))?;
+    s.set_read_timeout(Some(UDP_LOST_AFTER))?;
+    let mut out: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut back = vec![0u8; size + 1];
+    let (mut next, mut outstanding, mut lost, mut echoed) = (0u64, 0u64, 0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < secs {
+        while outstanding < UDP_WINDOW {
+            out[..8].copy_from_slice(&next.to_le_bytes());
+            s.send(&out).map_err(ctx("send"))?;
+            next += 1;
+            outstanding += 1;
+        }
+        match s.recv(&mut back) {
+            Ok(n) => {
+                let number = u64::from_le_bytes(back[..8].try_into().unwrap_or_default());
+                if n != size || number >= next || back[8..n] != out[8..] {
+                    return Err(io::Error::other("an echo differs from what was sent"));
+                }
+                outstanding = outstanding.saturating_sub(1);
+                echoed += 1;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                lost += outstanding;
+                outstanding = 0;
+            }
+            Err(e) => return Err(ctx("recv")(e)),
+        }
+    }
+    let elapsed = start.elapsed();
+    Ok(format!(
+        "udp_mbps={:.1} udp_dps={:.0} udp_echoed={echoed} udp_lost={lost} bytes={} secs={:.2}",
+        mbps(echoed * size as u64, elapsed),
+        echoed as f64 / elapsed.as_secs_f64(),
+        echoed * size as u64,
+        elapsed.as_secs_f64()
+    ))
 }
 
 /// A kernel-side service on one accepted connection.
@@ -522,7 +582,16 @@ fn serve(addr: IpAddr) -> io::Result<()> {
         }
         workers.push(thread::spawn(move || accept_loop(listener, name, handler)));
     }
-    println!("tapbench serve: listening on {addr}: echo 7, discard 9, chargen 19 (kernel tcp)");
+    let udp_echo = UdpSocket::bind((addr, 7)).map_err(ctx("bind udp"))?;
+    workers.push(thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = udp_echo.recv_from(&mut buf) {
+            let _ = udp_echo.send_to(&buf[..n], from);
+        }
+    }));
+    println!(
+        "tapbench serve: listening on {addr}: echo 7, discard 9, chargen 19 (kernel tcp), echo 7 (kernel udp)"
+    );
     io::stdout().flush()?;
     for w in workers {
         let _ = w.join();
