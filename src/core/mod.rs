@@ -24,7 +24,7 @@ pub use ipv4::Pmtud;
 pub use ipv6::{Addr6, AddrState, Ipv6State};
 pub use ndp::NudState;
 pub use reassembly::{FragKey, Fragment, Reassembler};
-pub use udp::{lock_udp, FlowDecision, UdpIo, UdpShared, MAX_UDP_PAYLOAD};
+pub use udp::{lock_udp, FlowDecision, UdpIo, UdpShared, MAX_UDP_PAYLOAD, UDP_POSTED_MAX};
 
 use crate::config::StackConfig;
 use crate::stats::Counters;

@@ -23,6 +23,13 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 pub const MAX_UDP_PAYLOAD: usize = MAX_DATAGRAM_PAYLOAD - UdpHeader::LEN;
 /// Largest UDP payload over IPv6: the UDP length field's limit (no jumbograms).
 const MAX_UDP6_PAYLOAD: usize = u16::MAX as usize - UdpHeader::LEN;
+/// The most bytes of datagrams a socket's handles post to the stack thread ahead of its
+/// verdicts (Linux's default `SO_SNDBUF`, 212 992): past it, a send waits for the stack
+/// thread, which by then has sent what was posted before.
+pub const UDP_POSTED_MAX: usize = 212_992;
+/// Datagram buffers a socket keeps for reuse, each of at most [`SPARE_SIZE`] bytes.
+const SPARE_MAX: usize = 8;
+const SPARE_SIZE: usize = 4096;
 /// The most of a packet an ICMPv6 error quotes: what fits the minimum MTU with the error's
 /// IPv6 and ICMPv6 headers (RFC 4443 §2.4 (c)).
 const MAX_ICMP6_QUOTE: usize = 1280 - 40 - 8;
@@ -72,6 +79,25 @@ pub struct UdpShared {
     ttl: Option<u8>,
     /// `IPV6_V6ONLY` of an IPv6 socket; `None` for an IPv4 one.
     only_v6: Option<bool>,
+    /// Sends posted without waiting for the stack thread.
+    tx: UdpTx,
+    /// Buffers of datagrams sent or read, for the next ones to reuse: a datagram costs no
+    /// allocation either way once the socket has some.
+    spare: Vec<Vec<u8>>,
+}
+
+/// A UDP send need not wait for the stack thread (Linux queues the datagram on the device and
+/// returns): once the stack thread has sent a datagram to a destination, the next ones to it,
+/// no larger and with nothing changed on the socket since, are posted, and the send returns
+/// at once. An error the stack thread meets on one of them becomes the socket's pending
+/// error, reported by the next call, as an ICMP error is.
+#[derive(Debug, Default)]
+struct UdpTx {
+    /// Bytes posted and not yet sent, at most [`UDP_POSTED_MAX`].
+    posted: usize,
+    /// The destination of the last datagram sent (`None`: the connected peer) and the
+    /// largest datagram sent to it since anything changed.
+    known: Option<(Option<SocketAddr>, usize)>,
 }
 
 /// A UDP socket's shared receive state.
@@ -125,6 +151,32 @@ impl UdpShared {
         Some(Ok((data, from)))
     }
 
+    /// As [`UdpShared::recv`], copying the datagram into `out` (the excess of one larger is
+    /// discarded) and keeping its buffer for reuse: one lock, no allocation.
+    pub fn recv_into(&mut self, out: &mut [u8]) -> Option<io::Result<(usize, SocketAddr)>> {
+        Some(self.recv()?.map(|(data, from)| {
+            let n = data.len().min(out.len());
+            out[..n].copy_from_slice(&data[..n]);
+            self.recycle(data);
+            (n, from)
+        }))
+    }
+
+    /// Keeps a datagram's buffer for the next datagram, if small enough and few are kept.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= SPARE_SIZE && self.spare.len() < SPARE_MAX {
+            self.spare.push(buf);
+        }
+    }
+
+    /// A buffer holding `data`: a kept one if any.
+    fn buffer(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
+        buf
+    }
+
     /// Queues a datagram unless the queue is already over `limit` (as Linux, which refuses
     /// one only then); true if the queue was empty before.
     fn push(&mut self, from: SocketAddr, data: &[u8], limit: usize) -> Option<bool> {
@@ -132,8 +184,65 @@ impl UdpShared {
             return None;
         }
         self.bytes += charge(data.len());
-        self.queue.push_back((from, data.to_vec()));
+        let buf = self.buffer(data);
+        self.queue.push_back((from, buf));
         Some(self.queue.len() == 1)
+    }
+
+    /// The buffer to post `data` in, to `dst` (`None`: the connected peer), when the send
+    /// need not wait for the stack thread's verdict: no error pending, the destination known
+    /// for datagrams this large, and room under [`UDP_POSTED_MAX`]. Counts it as posted.
+    pub fn post(&mut self, dst: Option<SocketAddr>, data: &[u8]) -> Option<Vec<u8>> {
+        let known = matches!(self.tx.known, Some((d, max)) if d == dst && data.len() <= max);
+        let room = self.tx.posted + data.len() <= UDP_POSTED_MAX;
+        if !known || !room || self.error.is_some() || self.stopped {
+            return None;
+        }
+        self.tx.posted += data.len();
+        Some(self.buffer(data))
+    }
+
+    /// The stack thread's verdict on a datagram of `len` bytes to `dst`: one posted (its
+    /// buffer given back; an error is left pending), or one whose sender waited for it (an
+    /// error is its answer).
+    pub fn sent(
+        &mut self,
+        dst: Option<SocketAddr>,
+        len: usize,
+        result: &io::Result<usize>,
+        posted: Option<Vec<u8>>,
+    ) {
+        let was_posted = posted.is_some();
+        if let Some(buf) = posted {
+            self.tx.posted -= len;
+            self.recycle(buf);
+        }
+        match result {
+            Ok(_) => {
+                let max = match self.tx.known {
+                    Some((d, max)) if d == dst => max.max(len),
+                    _ => len,
+                };
+                self.tx.known = Some((dst, max));
+            }
+            Err(e) => {
+                self.tx.known = None;
+                if was_posted && self.error.is_none() {
+                    self.error = e.raw_os_error();
+                }
+            }
+        }
+    }
+
+    /// A post that never reached the stack thread (it has stopped).
+    pub fn unpost(&mut self, len: usize) {
+        self.tx.posted -= len;
+    }
+
+    /// Something changed on the socket (its peer, an option): the next send waits for the
+    /// stack thread's verdict.
+    pub fn forget_destinations(&mut self) {
+        self.tx.known = None;
     }
 }
 
@@ -665,6 +774,21 @@ impl Interface {
         }
     }
 
+    /// Sends a datagram a handle posted without waiting ([`UdpShared::post`]) and leaves the
+    /// verdict with the socket: its buffer back for reuse, an error pending.
+    pub fn udp_send_posted(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        data: Vec<u8>,
+        dst: Option<SocketAddr>,
+    ) {
+        let result = self.udp_send(now, id, &data, dst);
+        if let Ok(sock) = self.udp.get(id) {
+            lock_udp(&sock.io).sent(dst, data.len(), &result, Some(data));
+        }
+    }
+
     /// The address the socket is bound to.
     pub fn udp_local_addr(&mut self, id: SocketId) -> io::Result<SocketAddr> {
         let sock = self.udp.get(id)?;
@@ -945,5 +1069,80 @@ impl Interface {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> Option<SocketAddr> {
+        Some(SocketAddr::from(([10, 0, 0, 2], port)))
+    }
+
+    /// A send is posted only to a destination the stack thread has sent to, no larger than
+    /// it sent there, with no error pending and room under the bound; each verdict updates
+    /// what is known, and an error on a posted one is left pending for the next call.
+    #[test]
+    fn sends_are_posted_only_where_a_verdict_vouches_for_them() {
+        let mut s = UdpShared::default();
+        assert!(s.post(addr(7), &[1; 100]).is_none(), "nothing known yet");
+        s.sent(addr(7), 100, &Ok(100), None);
+        let buf = s.post(addr(7), &[1; 100]).expect("known, as large");
+        assert_eq!(buf, [1; 100]);
+        assert!(s.post(addr(7), &[1; 101]).is_none(), "larger than any sent");
+        assert!(s.post(addr(8), &[1; 10]).is_none(), "another destination");
+        assert!(
+            s.post(None, &[1; 10]).is_none(),
+            "the connected peer is another key"
+        );
+        s.sent(addr(7), 100, &Ok(100), Some(buf));
+        assert_eq!(s.tx.posted, 0);
+        assert_eq!(s.spare.len(), 1, "the buffer is kept for the next datagram");
+        // The bound: posts stop at UDP_POSTED_MAX bytes waiting.
+        s.sent(addr(7), 60_000, &Ok(60_000), None);
+        let held: Vec<_> = std::iter::from_fn(|| s.post(addr(7), &[2; 60_000])).collect();
+        assert_eq!(held.len(), UDP_POSTED_MAX / 60_000);
+        for b in held {
+            s.sent(addr(7), 60_000, &Ok(60_000), Some(b));
+        }
+        assert!(
+            s.spare.iter().all(|b| b.capacity() <= SPARE_SIZE),
+            "large ones freed"
+        );
+        // A posted send that fails leaves its error for the next call, and the next send
+        // waits for a verdict.
+        let b = s.post(addr(7), &[3; 10]).unwrap();
+        s.sent(addr(7), 10, &Err(os_err(libc::EHOSTUNREACH)), Some(b));
+        assert!(s.post(addr(7), &[3; 10]).is_none());
+        let mut out = [0u8; 16];
+        let err = s.recv_into(&mut out).unwrap().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH));
+        // A waited send's error is its own answer: not left pending.
+        s.sent(addr(7), 10, &Err(os_err(libc::EACCES)), None);
+        assert!(s.recv_into(&mut out).is_none());
+        // Anything changed on the socket: the next send waits.
+        s.sent(addr(7), 10, &Ok(10), None);
+        s.forget_destinations();
+        assert!(s.post(addr(7), &[4; 10]).is_none());
+    }
+
+    /// A received datagram is copied out under the lock and its buffer kept for the next.
+    #[test]
+    fn received_buffers_are_reused() {
+        let mut s = UdpShared::default();
+        let from = SocketAddr::from(([10, 0, 0, 1], 9));
+        s.push(from, &[5; 300], usize::MAX).unwrap();
+        let mut out = [0u8; 200];
+        assert_eq!(
+            s.recv_into(&mut out).unwrap().unwrap(),
+            (200, from),
+            "truncated"
+        );
+        assert_eq!(s.spare.len(), 1);
+        s.push(from, &[6; 100], usize::MAX).unwrap();
+        assert!(s.spare.is_empty(), "reused");
+        assert_eq!(s.recv_into(&mut out).unwrap().unwrap(), (100, from));
+        assert_eq!(out[..100], [6; 100]);
     }
 }

@@ -48,6 +48,13 @@ pub(crate) enum Command {
     Watch(SocketId, Option<crate::tcp::shared::Watcher>),
     /// A TCP handle queued data or reopened its window: the connection owes output.
     Poke(SocketId),
+    /// A UDP handle posted a datagram to `dst` (`None`: the connected peer) without waiting
+    /// for the verdict ([`crate::core::UdpShared::post`]).
+    UdpSend {
+        id: SocketId,
+        data: Vec<u8>,
+        dst: Option<std::net::SocketAddr>,
+    },
     /// The core's counters plus the device's.
     Counters(ReplyTx<Counters>),
     Shutdown,
@@ -570,6 +577,9 @@ impl<D: Device> StackThread<D> {
                     Command::Watch(_, Some(w)) => w(),
                     Command::Watch(_, None) => {}
                     Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
+                    Command::UdpSend { id, data, dst } => {
+                        self.iface.udp_send_posted(now, id, data, dst)
+                    }
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_)
                     | Command::Start(_)
@@ -632,6 +642,9 @@ impl<D: Device> StackThread<D> {
                     }
                 }
                 Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
+                Ok(Command::UdpSend { id, data, dst }) => {
+                    self.iface.udp_send_posted(now, id, data, dst)
+                }
                 Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {
                     self.reset(now, id);

@@ -90,37 +90,63 @@ impl UdpSocket {
     }
 
     /// As `std::net::UdpSocket::send_to`: sends one datagram to `addr`; returns the bytes sent.
+    /// The first send to a destination waits for the stack thread's verdict, so that its
+    /// error (`EMSGSIZE`, `EACCES`, `ENETUNREACH`, ...) is the answer; later ones to it, no
+    /// larger, are posted and return at once (an error then is reported by the next call, as
+    /// an ICMP error is), while less than [`crate::core::UDP_POSTED_MAX`] bytes wait to be
+    /// sent.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         self.send_to_request(buf, addr)?.wait()
     }
 
-    /// Hands a datagram for `addr` to the stack thread; its answer says whether it was sent.
+    /// Hands a datagram for `addr` to the stack thread (see [`UdpSocket::send_to`]).
     pub(crate) fn send_to_request<A: ToSocketAddrs>(
         &self,
         buf: &[u8],
         addr: A,
-    ) -> io::Result<Pending<usize>> {
-        let dst = any_addr(addr)?;
-        let data = buf.to_vec();
-        self.ask(move |iface, id, now| iface.udp_send(now, id, &data, Some(dst)))
+    ) -> io::Result<Sending> {
+        self.send_request_to(buf, Some(any_addr(addr)?))
     }
 
-    /// Sends to the connected peer.
+    /// Sends to the connected peer, as [`UdpSocket::send_to`] sends.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.send_request(buf)?.wait()
     }
 
     /// Hands a datagram for the connected peer to the stack thread.
-    pub(crate) fn send_request(&self, buf: &[u8]) -> io::Result<Pending<usize>> {
+    pub(crate) fn send_request(&self, buf: &[u8]) -> io::Result<Sending> {
+        self.send_request_to(buf, None)
+    }
+
+    /// Posts the datagram if the stack thread has sent to `dst` before (`None`: the connected
+    /// peer), else asks for its verdict.
+    fn send_request_to(&self, buf: &[u8], dst: Option<SocketAddr>) -> io::Result<Sending> {
+        let posted = self.shared().post(dst, buf);
+        if let Some(data) = posted {
+            let id = self.inner.id;
+            if let Err(e) = self.inner.handle.send(Command::UdpSend { id, data, dst }) {
+                self.shared().unpost(buf.len());
+                return Err(e);
+            }
+            return Ok(Sending::Posted(buf.len()));
+        }
         let data = buf.to_vec();
-        self.ask(move |iface, id, now| iface.udp_send(now, id, &data, None))
+        let io = self.inner.rx.clone();
+        let verdict = self.ask(move |iface, id, now| {
+            let result = iface.udp_send(now, id, &data, dst);
+            let mut shared = crate::core::lock_udp(&io);
+            shared.sent(dst, data.len(), &result, None);
+            shared.recycle(data);
+            result
+        })?;
+        Ok(Sending::Waiting(verdict))
     }
 
     /// Receives one datagram; the excess of one larger than `buf` is discarded.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         // What is queued is taken at once, without the stack thread.
-        if let Some(r) = crate::core::lock_udp(&self.inner.rx).recv() {
-            return r.map(|(data, from)| (copy_out(&data, buf), from));
+        if let Some(r) = crate::core::lock_udp(&self.inner.rx).recv_into(buf) {
+            return r;
         }
         let deadline = super::deadline(
             self.inner.nonblocking.load(Ordering::Relaxed),
@@ -139,8 +165,8 @@ impl UdpSocket {
     /// One receive without waiting, whatever the socket's mode: `WouldBlock` when nothing is
     /// queued. It takes a lock on the socket's queue and never waits for the stack thread.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        match crate::core::lock_udp(&self.inner.rx).recv() {
-            Some(r) => r.map(|(data, from)| (copy_out(&data, buf), from)),
+        match crate::core::lock_udp(&self.inner.rx).recv_into(buf) {
+            Some(r) => r,
             None => Err(super::would_block()),
         }
     }
@@ -158,6 +184,7 @@ impl UdpSocket {
     /// Asks the stack thread to connect the socket to `addr`.
     pub(crate) fn connect_request<A: ToSocketAddrs>(&self, addr: A) -> io::Result<Pending<()>> {
         let remote = any_addr(addr)?;
+        self.shared().forget_destinations();
         self.ask(move |iface, id, _| iface.udp_connect(id, remote))
     }
 
@@ -219,6 +246,7 @@ impl UdpSocket {
     /// As `std::net::UdpSocket::set_broadcast` (`SO_BROADCAST`): allows sending to broadcast
     /// addresses; without it such a send fails with `EACCES`. Posted, not waited for.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.shared().forget_destinations();
         self.post(move |iface, id| iface.udp_set_broadcast(id, on))
     }
 
@@ -232,6 +260,7 @@ impl UdpSocket {
         if self.shared().only_v6().is_none() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        self.shared().forget_destinations();
         self.ask(move |iface, id, _| iface.udp_set_only_v6(id, only_v6))?
             .wait()
     }
@@ -246,6 +275,7 @@ impl UdpSocket {
     /// Sets DF on every datagram; sends over the MTU then fail with `EMSGSIZE`
     /// (Linux `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`). Posted, not waited for.
     pub fn set_dont_fragment(&self, on: bool) -> io::Result<()> {
+        self.shared().forget_destinations();
         self.post(move |iface, id| iface.udp_set_dont_fragment(id, on))
     }
 
@@ -271,6 +301,32 @@ impl std::fmt::Debug for UdpSocket {
         f.debug_struct("UdpSocket")
             .field("id", &self.inner.id)
             .finish()
+    }
+}
+
+/// What a send became: posted, its verdict to come later (an error as the socket's pending
+/// error), or waiting for the verdict.
+pub(crate) enum Sending {
+    Posted(usize),
+    Waiting(Pending<usize>),
+}
+
+impl Sending {
+    /// The bytes sent, or the verdict's error; blocks for a verdict.
+    pub(crate) fn wait(self) -> io::Result<usize> {
+        match self {
+            Sending::Posted(n) => Ok(n),
+            Sending::Waiting(p) => p.wait(),
+        }
+    }
+
+    /// The same, awaited.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn finish(self) -> io::Result<usize> {
+        match self {
+            Sending::Posted(n) => Ok(n),
+            Sending::Waiting(p) => p.await,
+        }
     }
 }
 

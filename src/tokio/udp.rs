@@ -8,10 +8,11 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-/// A UDP socket whose receives are awaited. A send awaits the stack thread's verdict on the
-/// datagram (sent, or the error a kernel socket would return: `EMSGSIZE`, `EACCES`, ...)
-/// without blocking the executor; options and addresses are read from state shared with the
-/// stack thread or posted to it, never waited for.
+/// A UDP socket whose receives are awaited. The first send to a destination awaits the stack
+/// thread's verdict on the datagram (sent, or the error a kernel socket would return:
+/// `EMSGSIZE`, `EACCES`, ...) without blocking the executor; later ones to it are posted and
+/// ready at once (see [`socket::UdpSocket::send_to`]). Options and addresses are read from
+/// state shared with the stack thread or posted to it, never waited for.
 pub struct UdpSocket {
     io: socket::UdpSocket,
     wakers: Arc<Wakers>,
@@ -41,12 +42,12 @@ impl UdpSocket {
 
     /// Sends one datagram to `addr`.
     pub async fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        self.io.send_to_request(buf, addr)?.await
+        self.io.send_to_request(buf, addr)?.finish().await
     }
 
     /// Sends one datagram to the connected peer.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.send_request(buf)?.await
+        self.io.send_request(buf)?.finish().await
     }
 
     /// Waits for one datagram; the excess of one larger than `buf` is discarded. Cancel-safe:
