@@ -691,3 +691,52 @@ fn no_async_call_blocks_the_executor_while_the_stack_thread_is_slow() {
         "one poll of the calls took {poll:?} (the stack thread takes {SLOW_TURN:?} a turn)"
     );
 }
+
+/// A UDP send to a destination the stack thread has sent to is posted: ready on its first
+/// poll, where a stack thread that takes 100 ms a turn could not have answered it; the first
+/// one, and the first after the socket changed, wait for the verdict. All arrive, in order.
+#[test]
+fn udp_sends_after_the_first_are_ready_at_once_on_a_slow_stack() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let slow = Stack::new(SlowDevice(a), config(1, 1)).unwrap();
+    let peer = Stack::new(b, config(2, 2)).unwrap();
+    current_thread().block_on(async move {
+        let peer_udp = UdpSocket::bind(&peer, "0.0.0.0:53").await.unwrap();
+        let udp = UdpSocket::bind(&slow, "0.0.0.0:5353").await.unwrap();
+        udp.connect("10.0.0.2:53").await.unwrap();
+        // Polls `send` once: whether it was ready at once.
+        let ready_at_once = |data: &'static [u8]| {
+            let udp = &udp;
+            async move {
+                let mut send = std::pin::pin!(udp.send(data));
+                std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx).is_ready())).await
+            }
+        };
+        // The largest first: what follows is no larger. (A send dropped unready still goes.)
+        assert!(
+            !ready_at_once(&[b'x'; 20]).await,
+            "the first send waits for its verdict"
+        );
+        udp.send(&[b'y'; 20]).await.unwrap();
+        static Z: [u8; 20] = [b'z'; 20];
+        for i in 1..=20 {
+            assert!(ready_at_once(&Z[..i]).await, "send {i} was not posted");
+        }
+        udp.socket().set_broadcast(true).unwrap();
+        assert!(
+            !ready_at_once(b"b").await,
+            "after a change, a send waits again"
+        );
+        let mut got = [0u8; 64];
+        let mut lens = Vec::new();
+        while lens.len() < 23 {
+            let n = timeout(LIMIT, peer_udp.recv(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            lens.push(n);
+        }
+        let want: Vec<usize> = [20, 20].into_iter().chain(1..=20).chain([1]).collect();
+        assert_eq!(lens, want, "in order, none lost");
+    });
+}

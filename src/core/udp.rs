@@ -23,13 +23,16 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 pub const MAX_UDP_PAYLOAD: usize = MAX_DATAGRAM_PAYLOAD - UdpHeader::LEN;
 /// Largest UDP payload over IPv6: the UDP length field's limit (no jumbograms).
 const MAX_UDP6_PAYLOAD: usize = u16::MAX as usize - UdpHeader::LEN;
-/// The most bytes of datagrams a socket's handles post to the stack thread ahead of its
-/// verdicts (Linux's default `SO_SNDBUF`, 212 992): past it, a send waits for the stack
-/// thread, which by then has sent what was posted before.
+/// The most a socket's handles post to the stack thread ahead of its verdicts, in bytes of
+/// datagrams charged as a receive queue charges them (Linux's default `SO_SNDBUF`, 212 992):
+/// past it, a send waits for the stack thread, which by then has handed what was posted
+/// before to the IP layer.
 pub const UDP_POSTED_MAX: usize = 212_992;
 /// Datagram buffers a socket keeps for reuse, each of at most [`SPARE_SIZE`] bytes.
-const SPARE_MAX: usize = 8;
+const SPARE_MAX: usize = 2;
 const SPARE_SIZE: usize = 4096;
+/// Destinations a socket remembers the stack thread sent to (see `UdpTx`).
+const KNOWN_MAX: usize = 16;
 /// The most of a packet an ICMPv6 error quotes: what fits the minimum MTU with the error's
 /// IPv6 and ICMPv6 headers (RFC 4443 §2.4 (c)).
 const MAX_ICMP6_QUOTE: usize = 1280 - 40 - 8;
@@ -90,17 +93,21 @@ pub struct UdpShared {
 /// returns): once the stack thread has sent a datagram to a destination, the next ones to it,
 /// no larger and with nothing changed on the socket since, are posted, and the send returns
 /// at once. An error the stack thread meets on one of them becomes the socket's pending
-/// error, reported by the next call, as an ICMP error is.
+/// error, reported (and its waiters woken) as an ICMP error on a connected socket is, on a
+/// socket connected or not: by the next call.
 #[derive(Debug, Default)]
 struct UdpTx {
-    /// Bytes posted and not yet sent, at most [`UDP_POSTED_MAX`].
+    /// What is posted and not yet handed to the IP layer, charged as the receive queue
+    /// charges ([`charge`]), at most [`UDP_POSTED_MAX`].
     posted: usize,
-    /// The destination of the last datagram sent (`None`: the connected peer) and the
-    /// largest datagram sent to it since anything changed.
-    known: Option<(Option<SocketAddr>, usize)>,
+    /// The last [`KNOWN_MAX`] destinations sent to (`None`: the connected peer), each with
+    /// the largest datagram sent to it, since anything last changed; the oldest first.
+    known: Vec<(Option<SocketAddr>, usize)>,
+    /// Counts the changes: a verdict asked for before one vouches for nothing after it.
+    generation: u64,
 }
 
-/// A UDP socket's shared receive state.
+/// A UDP socket's shared state: received datagrams, the pending error, posted sends.
 pub type UdpIo = std::sync::Arc<crate::sync::Mutex<UdpShared>>;
 
 /// Locks a socket's shared state; a handle that panicked holding it leaves it usable.
@@ -190,59 +197,77 @@ impl UdpShared {
     }
 
     /// The buffer to post `data` in, to `dst` (`None`: the connected peer), when the send
-    /// need not wait for the stack thread's verdict: no error pending, the destination known
-    /// for datagrams this large, and room under [`UDP_POSTED_MAX`]. Counts it as posted.
+    /// need not wait for the stack thread's verdict: no error pending, the flow not expired,
+    /// the destination known for datagrams this large, and room under [`UDP_POSTED_MAX`].
+    /// Counts it as posted. The caller sends the post before it lets the lock go, so that a
+    /// change to the socket cannot come between.
     pub fn post(&mut self, dst: Option<SocketAddr>, data: &[u8]) -> Option<Vec<u8>> {
-        let known = matches!(self.tx.known, Some((d, max)) if d == dst && data.len() <= max);
-        let room = self.tx.posted + data.len() <= UDP_POSTED_MAX;
-        if !known || !room || self.error.is_some() || self.stopped {
+        let known = self
+            .tx
+            .known
+            .iter()
+            .any(|&(d, max)| d == dst && data.len() <= max);
+        let room = self.tx.posted + charge(data.len()) <= UDP_POSTED_MAX;
+        if !known || !room || self.error.is_some() || self.stopped || self.expired {
             return None;
         }
-        self.tx.posted += data.len();
+        self.tx.posted += charge(data.len());
         Some(self.buffer(data))
     }
 
-    /// The stack thread's verdict on a datagram of `len` bytes to `dst`: one posted (its
-    /// buffer given back; an error is left pending), or one whose sender waited for it (an
-    /// error is its answer).
-    pub fn sent(
-        &mut self,
-        dst: Option<SocketAddr>,
-        len: usize,
-        result: &io::Result<usize>,
-        posted: Option<Vec<u8>>,
-    ) {
-        let was_posted = posted.is_some();
-        if let Some(buf) = posted {
-            self.tx.posted -= len;
-            self.recycle(buf);
+    /// What a send that waits for its verdict records first, for [`UdpShared::sent`].
+    pub fn generation(&self) -> u64 {
+        self.tx.generation
+    }
+
+    /// The verdict on a datagram whose sender waited for it (its error is the sender's
+    /// answer): a success vouches for later ones to `dst` no larger, unless the socket
+    /// changed since the send was asked for (at `generation`).
+    pub fn sent(&mut self, dst: Option<SocketAddr>, len: usize, ok: bool, generation: u64) {
+        if !ok {
+            self.forget_destinations();
+            return;
         }
-        match result {
-            Ok(_) => {
-                let max = match self.tx.known {
-                    Some((d, max)) if d == dst => max.max(len),
-                    _ => len,
-                };
-                self.tx.known = Some((dst, max));
-            }
-            Err(e) => {
-                self.tx.known = None;
-                if was_posted && self.error.is_none() {
-                    self.error = e.raw_os_error();
-                }
-            }
+        if generation != self.tx.generation {
+            return;
         }
+        let known = &mut self.tx.known;
+        let max = match known.iter().position(|&(d, _)| d == dst) {
+            Some(i) => known.remove(i).1.max(len),
+            None => len,
+        };
+        if known.len() >= KNOWN_MAX {
+            known.remove(0);
+        }
+        known.push((dst, max));
+    }
+
+    /// The verdict on a posted datagram of `len` bytes, whose buffer comes back: true if its
+    /// error is now the socket's pending one (then wake its waiters).
+    pub fn sent_posted(&mut self, len: usize, result: &io::Result<usize>, buf: Vec<u8>) -> bool {
+        self.tx.posted -= charge(len);
+        self.recycle(buf);
+        let Err(e) = result else {
+            return false;
+        };
+        self.forget_destinations();
+        if self.error.is_some() {
+            return false;
+        }
+        self.error = e.raw_os_error();
+        self.error.is_some()
     }
 
     /// A post that never reached the stack thread (it has stopped).
     pub fn unpost(&mut self, len: usize) {
-        self.tx.posted -= len;
+        self.tx.posted -= charge(len);
     }
 
-    /// Something changed on the socket (its peer, an option): the next send waits for the
-    /// stack thread's verdict.
+    /// Something changed on the socket (its peer, an option): the next send to any
+    /// destination waits for the stack thread's verdict, and so do those asked for before.
     pub fn forget_destinations(&mut self) {
-        self.tx.known = None;
+        self.tx.known.clear();
+        self.tx.generation += 1;
     }
 }
 
@@ -784,8 +809,11 @@ impl Interface {
         dst: Option<SocketAddr>,
     ) {
         let result = self.udp_send(now, id, &data, dst);
-        if let Ok(sock) = self.udp.get(id) {
-            lock_udp(&sock.io).sent(dst, data.len(), &result, Some(data));
+        let Ok(sock) = self.udp.get(id) else {
+            return;
+        };
+        if lock_udp(&sock.io).sent_posted(data.len(), &result, data) {
+            self.events.push_back(Event::Ready(id));
         }
     }
 
@@ -1080,14 +1108,14 @@ mod tests {
         Some(SocketAddr::from(([10, 0, 0, 2], port)))
     }
 
-    /// A send is posted only to a destination the stack thread has sent to, no larger than
-    /// it sent there, with no error pending and room under the bound; each verdict updates
-    /// what is known, and an error on a posted one is left pending for the next call.
+    /// A send is posted only to a destination the stack thread has sent to (one of the last
+    /// 16), no larger than it sent there, with no error pending and room under the bound;
+    /// an error on a posted one is left pending for the next call.
     #[test]
     fn sends_are_posted_only_where_a_verdict_vouches_for_them() {
         let mut s = UdpShared::default();
         assert!(s.post(addr(7), &[1; 100]).is_none(), "nothing known yet");
-        s.sent(addr(7), 100, &Ok(100), None);
+        s.sent(addr(7), 100, true, s.generation());
         let buf = s.post(addr(7), &[1; 100]).expect("known, as large");
         assert_eq!(buf, [1; 100]);
         assert!(s.post(addr(7), &[1; 101]).is_none(), "larger than any sent");
@@ -1096,35 +1124,54 @@ mod tests {
             s.post(None, &[1; 10]).is_none(),
             "the connected peer is another key"
         );
-        s.sent(addr(7), 100, &Ok(100), Some(buf));
+        assert!(!s.sent_posted(100, &Ok(100), buf));
         assert_eq!(s.tx.posted, 0);
         assert_eq!(s.spare.len(), 1, "the buffer is kept for the next datagram");
-        // The bound: posts stop at UDP_POSTED_MAX bytes waiting.
-        s.sent(addr(7), 60_000, &Ok(60_000), None);
-        let held: Vec<_> = std::iter::from_fn(|| s.post(addr(7), &[2; 60_000])).collect();
-        assert_eq!(held.len(), UDP_POSTED_MAX / 60_000);
-        for b in held {
-            s.sent(addr(7), 60_000, &Ok(60_000), Some(b));
+        // Sixteen destinations are remembered, the oldest forgotten first.
+        for port in 8..24 {
+            s.sent(addr(port), 10, true, s.generation());
         }
-        assert!(
-            s.spare.iter().all(|b| b.capacity() <= SPARE_SIZE),
-            "large ones freed"
-        );
+        assert!(s.post(addr(7), &[1; 10]).is_none(), "pushed out");
+        assert!(s.post(addr(8), &[1; 10]).is_some());
+        // The bound, datagrams charged as a receive queue charges them: empty ones too.
+        let mut t = UdpShared::default();
+        t.sent(addr(7), 0, true, t.generation());
+        let empty: Vec<_> = std::iter::from_fn(|| t.post(addr(7), &[])).collect();
+        assert_eq!(empty.len(), UDP_POSTED_MAX / charge(0));
+        for b in empty {
+            t.sent_posted(0, &Ok(0), b);
+        }
+        assert_eq!(t.tx.posted, 0);
+        assert!(t.spare.len() <= SPARE_MAX);
         // A posted send that fails leaves its error for the next call, and the next send
         // waits for a verdict.
-        let b = s.post(addr(7), &[3; 10]).unwrap();
-        s.sent(addr(7), 10, &Err(os_err(libc::EHOSTUNREACH)), Some(b));
-        assert!(s.post(addr(7), &[3; 10]).is_none());
+        let b = s.post(addr(8), &[3; 10]).unwrap();
+        assert!(
+            s.sent_posted(10, &Err(os_err(libc::EHOSTUNREACH)), b),
+            "wake"
+        );
+        assert!(s.post(addr(8), &[3; 10]).is_none());
         let mut out = [0u8; 16];
         let err = s.recv_into(&mut out).unwrap().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH));
         // A waited send's error is its own answer: not left pending.
-        s.sent(addr(7), 10, &Err(os_err(libc::EACCES)), None);
+        s.sent(addr(8), 10, false, s.generation());
         assert!(s.recv_into(&mut out).is_none());
-        // Anything changed on the socket: the next send waits.
-        s.sent(addr(7), 10, &Ok(10), None);
+        // A change to the socket: the next send waits, and a verdict asked for before the
+        // change vouches for nothing.
+        let before = s.generation();
         s.forget_destinations();
-        assert!(s.post(addr(7), &[4; 10]).is_none());
+        assert!(s.post(addr(8), &[4; 10]).is_none());
+        s.sent(addr(8), 10, true, before);
+        assert!(
+            s.post(addr(8), &[4; 10]).is_none(),
+            "a verdict from before the change"
+        );
+        s.sent(addr(8), 10, true, s.generation());
+        assert!(s.post(addr(8), &[4; 10]).is_some());
+        // An expired flow's sends wait, and get their ETIMEDOUT at once.
+        s.expired = true;
+        assert!(s.post(addr(8), &[4; 10]).is_none());
     }
 
     /// A received datagram is copied out under the lock and its buffer kept for the next.

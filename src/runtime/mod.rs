@@ -24,6 +24,9 @@ pub(crate) use waiters::{Wait, Wake};
 
 /// Frames read from the device per loop iteration before timers and output get a turn.
 const RX_BATCH: usize = 64;
+/// Commands served per loop iteration: posted datagrams, for one, can come as fast as they
+/// are served, and the frames they make must reach the device meanwhile.
+const COMMAND_BATCH: usize = 256;
 /// Receive buffer: a 64 KB offloaded segment plus its Ethernet header.
 const RX_BUF: usize = 65536 + 1024;
 
@@ -282,6 +285,7 @@ impl Stack {
                     trace,
                     trace_buf: Vec::new(),
                     trim: Trim::default(),
+                    commands_left: false,
                 }
                 .run()
             })?;
@@ -403,6 +407,9 @@ struct StackThread<D> {
     trace: Option<crate::trace::TraceOutput>,
     trace_buf: Vec<crate::tcp::trace::TraceRecord>,
     trim: Trim,
+    /// The last turn left commands in the channel ([`COMMAND_BATCH`]): the next one must
+    /// not sleep, since the wakeup that announced them was drained.
+    commands_left: bool,
 }
 
 /// Returning freed connection memory to the system: the allocator keeps freed buffers in its
@@ -538,7 +545,7 @@ impl<D: Device> StackThread<D> {
                 connections: self.iface.tcp().table_len(),
                 bytes: self.iface.tcp().memory().allocated() as u64,
             });
-            ready = if busy {
+            ready = if busy || self.commands_left {
                 // More frames may wait; commands are served on the next turn anyway, and the
                 // eventfd is drained after the next poll that finds it readable.
                 Ready {
@@ -632,7 +639,14 @@ impl<D: Device> StackThread<D> {
 
     /// Handles queued commands; false on shutdown.
     fn serve_commands(&mut self, now: Instant) -> bool {
+        self.commands_left = false;
+        let mut served = 0;
         loop {
+            if served == COMMAND_BATCH {
+                self.commands_left = true;
+                return true;
+            }
+            served += 1;
             match self.commands.try_recv() {
                 Ok(Command::Exec(job)) => job(&mut self.iface, now),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),

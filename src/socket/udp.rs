@@ -90,11 +90,13 @@ impl UdpSocket {
     }
 
     /// As `std::net::UdpSocket::send_to`: sends one datagram to `addr`; returns the bytes sent.
-    /// The first send to a destination waits for the stack thread's verdict, so that its
-    /// error (`EMSGSIZE`, `EACCES`, `ENETUNREACH`, ...) is the answer; later ones to it, no
-    /// larger, are posted and return at once (an error then is reported by the next call, as
-    /// an ICMP error is), while less than [`crate::core::UDP_POSTED_MAX`] bytes wait to be
-    /// sent.
+    /// A send waits for the stack thread's verdict, so that its error (`EMSGSIZE`, `EACCES`,
+    /// `ENETUNREACH`, ...) is the answer, when the stack thread has not yet sent a datagram
+    /// this large to that destination (one of the last 16 the socket sent to) since the
+    /// socket last changed (`connect`, `set_broadcast`, ...), or when an error is pending or
+    /// [`crate::core::UDP_POSTED_MAX`] bytes already wait. Otherwise it is posted and returns
+    /// at once, as Linux's returns once the datagram is queued; an error the stack thread
+    /// meets on it then becomes the socket's pending error, reported by the next call.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         self.send_to_request(buf, addr)?.wait()
     }
@@ -121,25 +123,39 @@ impl UdpSocket {
     /// Posts the datagram if the stack thread has sent to `dst` before (`None`: the connected
     /// peer), else asks for its verdict.
     fn send_request_to(&self, buf: &[u8], dst: Option<SocketAddr>) -> io::Result<Sending> {
-        let posted = self.shared().post(dst, buf);
-        if let Some(data) = posted {
+        let mut shared = self.shared();
+        if let Some(data) = shared.post(dst, buf) {
+            // Sent under the lock: a change to the socket comes before it or after it.
             let id = self.inner.id;
             if let Err(e) = self.inner.handle.send(Command::UdpSend { id, data, dst }) {
-                self.shared().unpost(buf.len());
+                shared.unpost(buf.len());
                 return Err(e);
             }
             return Ok(Sending::Posted(buf.len()));
         }
+        let generation = shared.generation();
+        drop(shared);
         let data = buf.to_vec();
         let io = self.inner.rx.clone();
         let verdict = self.ask(move |iface, id, now| {
             let result = iface.udp_send(now, id, &data, dst);
             let mut shared = crate::core::lock_udp(&io);
-            shared.sent(dst, data.len(), &result, None);
+            shared.sent(dst, data.len(), result.is_ok(), generation);
             shared.recycle(data);
             result
         })?;
         Ok(Sending::Waiting(verdict))
+    }
+
+    /// Posts a change to the socket that may change a send's verdict, under the lock, so that
+    /// no send is posted between the two on the strength of an earlier verdict.
+    fn post_change(
+        &self,
+        f: impl FnOnce(&mut crate::core::Interface, SocketId) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
+        let mut shared = self.shared();
+        shared.forget_destinations();
+        self.post(f)
     }
 
     /// Receives one datagram; the excess of one larger than `buf` is discarded.
@@ -184,7 +200,8 @@ impl UdpSocket {
     /// Asks the stack thread to connect the socket to `addr`.
     pub(crate) fn connect_request<A: ToSocketAddrs>(&self, addr: A) -> io::Result<Pending<()>> {
         let remote = any_addr(addr)?;
-        self.shared().forget_destinations();
+        let mut shared = self.shared();
+        shared.forget_destinations();
         self.ask(move |iface, id, _| iface.udp_connect(id, remote))
     }
 
@@ -246,8 +263,7 @@ impl UdpSocket {
     /// As `std::net::UdpSocket::set_broadcast` (`SO_BROADCAST`): allows sending to broadcast
     /// addresses; without it such a send fails with `EACCES`. Posted, not waited for.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
-        self.shared().forget_destinations();
-        self.post(move |iface, id| iface.udp_set_broadcast(id, on))
+        self.post_change(move |iface, id| iface.udp_set_broadcast(id, on))
     }
 
     /// As `std::net::UdpSocket::set_only_v6` (`IPV6_V6ONLY`): a socket on `[::]` then takes
@@ -260,9 +276,11 @@ impl UdpSocket {
         if self.shared().only_v6().is_none() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        self.shared().forget_destinations();
-        self.ask(move |iface, id, _| iface.udp_set_only_v6(id, only_v6))?
-            .wait()
+        let mut shared = self.shared();
+        shared.forget_destinations();
+        let verdict = self.ask(move |iface, id, _| iface.udp_set_only_v6(id, only_v6));
+        drop(shared);
+        verdict?.wait()
     }
 
     /// As `std::net::UdpSocket::only_v6`, from the shared state.
@@ -275,8 +293,7 @@ impl UdpSocket {
     /// Sets DF on every datagram; sends over the MTU then fail with `EMSGSIZE`
     /// (Linux `IP_MTU_DISCOVER` = `IP_PMTUDISC_DO`). Posted, not waited for.
     pub fn set_dont_fragment(&self, on: bool) -> io::Result<()> {
-        self.shared().forget_destinations();
-        self.post(move |iface, id| iface.udp_set_dont_fragment(id, on))
+        self.post_change(move |iface, id| iface.udp_set_dont_fragment(id, on))
     }
 
     /// Sets the readiness callback of the socket (see [`super::Poller`]), called by the stack
