@@ -630,14 +630,7 @@ impl RecvBuffer {
         let Some(need) = self.held.back().map(|h| h.offset + h.chunk.len()) else {
             return;
         };
-        let before = self.buf.len();
-        grow(
-            &mut self.buf,
-            &mut self.head,
-            self.readable + need,
-            self.limit.saturating_sub(self.chunked),
-        );
-        charge(&self.pool, before, &self.buf);
+        self.grow_ring(self.readable + need);
         debug_assert!(
             self.readable + need <= self.buf.len(),
             "held data past the ring"
@@ -647,6 +640,45 @@ impl RecvBuffer {
             ring_write(&mut self.buf, at, h.chunk.bytes());
             self.let_go(&h.chunk);
         }
+    }
+
+    /// Grows the ring to hold `need` bytes from its head, within what the frames kept leave
+    /// of the limit, and charges the budget.
+    fn grow_ring(&mut self, need: usize) {
+        let before = self.buf.len();
+        grow(
+            &mut self.buf,
+            &mut self.head,
+            need,
+            self.limit.saturating_sub(self.chunked),
+        );
+        charge(&self.pool, before, &self.buf);
+    }
+
+    /// `n` more bytes of the ring became readable, behind what is queued.
+    fn ring_readable(&mut self, n: usize) {
+        self.readable += n;
+        match self.queue.back_mut() {
+            Some(Part::Ring(run)) => *run += n,
+            _ => self.queue.push_back(Part::Ring(n)),
+        }
+    }
+
+    /// The range of `[start, end)`, received into now: it takes in `ranges[i..j]`, those it
+    /// overlaps or touches, which leave the list; the caller places it.
+    fn merged_range(&mut self, i: usize, j: usize, start: usize, end: usize) -> Range {
+        let mut merged = Range {
+            start,
+            end,
+            stamp: self.next_stamp,
+        };
+        self.next_stamp += 1;
+        if i < j {
+            merged.start = merged.start.min(self.ranges[i].start);
+            merged.end = merged.end.max(self.ranges[j - 1].end);
+        }
+        self.ranges.drain(i..j);
+        merged
     }
 
     fn pressured(&self) -> bool {
@@ -778,17 +810,7 @@ impl RecvBuffer {
         }
         let at = self.held.partition_point(|h| h.offset < offset);
         self.held.insert(at, Held { offset, chunk });
-        let mut merged = Range {
-            start: offset,
-            end,
-            stamp: self.next_stamp,
-        };
-        self.next_stamp += 1;
-        if i < j {
-            merged.start = merged.start.min(self.ranges[i].start);
-            merged.end = merged.end.max(self.ranges[j - 1].end);
-        }
-        self.ranges.drain(i..j);
+        let merged = self.merged_range(i, j, offset, end);
         self.ranges.insert(i, merged);
         Some(Insert::default())
     }
@@ -896,40 +918,16 @@ impl RecvBuffer {
             }
             self.materialize();
         }
-        let before = self.buf.len();
-        grow(
-            &mut self.buf,
-            &mut self.head,
-            self.readable + end,
-            // What the frames kept hold, the ring need not.
-            self.limit.saturating_sub(self.chunked),
-        );
-        charge(&self.pool, before, &self.buf);
+        self.grow_ring(self.readable + end);
         let at = wrap(self.head + self.readable + start, self.buf.len());
         ring_write(&mut self.buf, at, &data[..kept]);
-
-        let mut merged = Range {
-            start,
-            end,
-            stamp: self.next_stamp,
-        };
-        self.next_stamp += 1;
-        if i < j {
-            merged.start = merged.start.min(self.ranges[i].start);
-            merged.end = merged.end.max(self.ranges[j - 1].end);
-        }
-        self.ranges.drain(i..j);
+        let merged = self.merged_range(i, j, start, end);
         if merged.start > 0 {
             self.ranges.insert(i, merged);
             return result;
         }
-
         let n = merged.end;
-        self.readable += n;
-        match self.queue.back_mut() {
-            Some(Part::Ring(run)) => *run += n,
-            _ => self.queue.push_back(Part::Ring(n)),
-        }
+        self.ring_readable(n);
         self.shift(n);
         result.advanced = n;
         result
@@ -944,21 +942,10 @@ impl RecvBuffer {
                 .ranges
                 .first()
                 .map_or(data.len(), |r| data.len().min(r.start));
-            let before = self.buf.len();
-            grow(
-                &mut self.buf,
-                &mut self.head,
-                self.readable + n,
-                self.limit.saturating_sub(self.chunked),
-            );
-            charge(&self.pool, before, &self.buf);
+            self.grow_ring(self.readable + n);
             let at = wrap(self.head + self.readable, self.buf.len());
             ring_write(&mut self.buf, at, &data[..n]);
-            self.readable += n;
-            match self.queue.back_mut() {
-                Some(Part::Ring(run)) => *run += n,
-                _ => self.queue.push_back(Part::Ring(n)),
-            }
+            self.ring_readable(n);
             self.shift(n);
             let promoted = self.promote();
             result.advanced += n + promoted;
