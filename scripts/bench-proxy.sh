@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     -h | --help)
-        sed -n '2,27s/^# \{0,1\}//p' "$0"
+        sed -n '2,28s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *) die "unknown option $1 (use --secs N, --quick, --skip-build or --profile TEST)" ;;
