@@ -664,6 +664,14 @@ impl RecvBuffer {
         }
     }
 
+    /// Whether `[start, end)` overlaps data held (not merely touches it), among
+    /// `ranges[i..j]`, the ranges that overlap or touch it.
+    fn overlaps(&self, i: usize, j: usize, start: usize, end: usize) -> bool {
+        self.ranges[i..j]
+            .iter()
+            .any(|r| r.start < end && start < r.end)
+    }
+
     /// The range of `[start, end)`, received into now: it takes in `ranges[i..j]`, those it
     /// overlaps or touches, which leave the list; the caller places it.
     fn merged_range(&mut self, i: usize, j: usize, start: usize, end: usize) -> Range {
@@ -783,10 +791,7 @@ impl RecvBuffer {
                     ..Insert::default()
                 });
             }
-            if self.ranges[i..j]
-                .iter()
-                .any(|r| r.start < end && offset < r.end)
-            {
+            if self.overlaps(i, j, offset, end) {
                 return None;
             }
         }
@@ -832,7 +837,9 @@ impl RecvBuffer {
             return None;
         }
         let end = offset + data.len();
-        if self.ranges.iter().any(|r| r.start < end && offset < r.end) {
+        let i = self.ranges.partition_point(|r| r.end < offset);
+        let j = self.ranges.partition_point(|r| r.start <= end);
+        if self.overlaps(i, j, offset, end) {
             return None;
         }
         let mut copy = pool.take();
