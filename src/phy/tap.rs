@@ -23,6 +23,11 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// How long [`TapDevice::open`] waits for the kernel to put the link in service.
+const LINK_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// `TUNGETIFF`: `_IOR('T', 210, unsigned int)`.
+const TUNGETIFF: libc::Ioctl = 0x8004_54d2;
+
 /// `struct virtio_net_hdr` (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset).
 const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` on is still to be computed.
@@ -229,6 +234,7 @@ impl TunTap {
             .collect();
         let mut ctl = IfCtl::new(&name)?;
         ctl.set_up()?;
+        wait_link_ready(&mut ctl, &fd, &name)?;
         let mtu = ctl.mtu()?;
         Ok(TunTap {
             medium,
@@ -485,6 +491,33 @@ macro_rules! tun_tap_device {
 tun_tap_device!(TapDevice);
 tun_tap_device!(TunDevice);
 
+/// Waits, at most [`LINK_READY_WAIT`], until the kernel has put the link in service.
+///
+/// Attaching brings the carrier up, but the kernel acts on it later, in its link-watch work:
+/// until then its queueing discipline is a no-op that drops whatever it sends on the link.
+/// A stack whose first frame asks for an answer (DAD's Neighbour Solicitation, which the
+/// kernel must answer to defend its address) would lose the answer about one start in ten
+/// on a busy machine. The same work marks the link running (`IFF_RUNNING`) and then
+/// activates the queue, under the RTNL lock; `TUNGETIFF` takes that lock, so once the flag
+/// shows, the ioctl returns after the activation.
+fn wait_link_ready(ctl: &mut IfCtl, fd: &OwnedFd, name: &str) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + LINK_READY_WAIT;
+    while !ctl.running()? {
+        if std::time::Instant::now() >= deadline {
+            log::warn!("{name}: the kernel has not put the link in service; going on");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: ifreq is plain data for which zero is valid; TUNGETIFF fills it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes an ifreq we own.
+    os_check(
+        unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req) },
+        "TUNGETIFF",
+    )
+}
+
 /// Interface ioctls (`SIOCGIFMTU`, `SIOCGIFFLAGS`/`SIOCSIFFLAGS`) on a throwaway socket.
 struct IfCtl {
     sock: OwnedFd,
@@ -527,6 +560,15 @@ impl IfCtl {
         self.req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
         self.ioctl(libc::SIOCSIFMTU)
+    }
+
+    /// Whether the link is up and in service (`IFF_RUNNING`: the kernel's operational state
+    /// is up).
+    fn running(&mut self) -> io::Result<bool> {
+        self.ioctl(libc::SIOCGIFFLAGS)?;
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        let flags = unsafe { self.req.ifr_ifru.ifru_flags };
+        Ok(flags & libc::IFF_RUNNING as libc::c_short != 0)
     }
 
     fn set_up(&mut self) -> io::Result<()> {
