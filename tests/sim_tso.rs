@@ -47,7 +47,7 @@ fn transfer(sim: &mut Sim, c: SocketId, s: SocketId, data: &[u8]) -> Vec<u8> {
 
 /// The TCP payload length and sequence number of a TCP frame.
 fn tcp_piece(frame: &[u8]) -> Option<(u32, usize)> {
-    let (tcp_at, payload_at, end) = gso::tcp_offsets(frame)?;
+    let (tcp_at, payload_at, end) = gso::segment_offsets(frame)?;
     let seq = u32::from_be_bytes(frame[tcp_at + 4..tcp_at + 8].try_into().ok()?);
     Some((seq, end - payload_at))
 }
@@ -78,7 +78,7 @@ fn a_large_write_leaves_as_one_super_segment_and_splits_into_valid_wire_frames()
     let (first_seq, _) = tcp_piece(&pieces[0]).unwrap();
     for (i, p) in pieces.iter().enumerate() {
         assert!(p.len() <= 14 + 1500, "piece {i} fits the MTU");
-        let (tcp_at, _, end) = gso::tcp_offsets(p).unwrap();
+        let (tcp_at, _, end) = gso::segment_offsets(p).unwrap();
         let ip = &p[14..34];
         assert!(tapstack::wire::checksum_ok(ip), "piece {i} IP checksum");
         let (src, dst) = (
@@ -178,7 +178,7 @@ fn urgent_data_leaves_in_single_segments_each_with_its_pointer() {
     let mut pointers = Vec::new();
     while let Some(frame) = sim.a.iface.pop_transmit_frame() {
         assert_eq!(frame.tso_mss, None);
-        let (tcp_at, _, _) = gso::tcp_offsets(&frame.bytes).unwrap();
+        let (tcp_at, _, _) = gso::segment_offsets(&frame.bytes).unwrap();
         let urg = frame.bytes[tcp_at + FLAGS_AT] & URG != 0;
         let at = tcp_at + URGENT_POINTER_AT;
         let ptr = u16::from_be_bytes([frame.bytes[at], frame.bytes[at + 1]]);
@@ -194,7 +194,7 @@ fn urgent_data_leaves_in_single_segments_each_with_its_pointer() {
     assert_eq!(sim.a.iface.tcp_send(now, c, &more).unwrap(), more.len());
     let frame = sim.a.iface.pop_transmit_frame().expect("a frame");
     assert_eq!(frame.tso_mss, Some(MSS as u16));
-    let (tcp_at, _, _) = gso::tcp_offsets(&frame.bytes).unwrap();
+    let (tcp_at, _, _) = gso::segment_offsets(&frame.bytes).unwrap();
     assert_eq!(frame.bytes[tcp_at + FLAGS_AT] & URG, 0);
     sim.a.dev.send(sim.now, &frame.bytes).unwrap();
     sim.advance(Duration::from_millis(10));
@@ -237,7 +237,7 @@ fn a_super_segment_carries_its_data_from_the_send_buffer_or_is_not_sent() {
     assert_eq!(len, data.len(), "the frame's lengths count the data");
     // The partial checksum, completed over headers and data as the kernel completes it, is
     // the segment's.
-    let (tcp_at, _, end) = gso::tcp_offsets(&frame.bytes).unwrap();
+    let (tcp_at, _, end) = gso::segment_offsets(&frame.bytes).unwrap();
     let mut whole = frame.bytes.clone();
     assert!(tapstack::wire::complete_partial_checksum(
         &mut whole,

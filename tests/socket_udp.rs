@@ -385,3 +385,57 @@ fn sends_after_the_first_are_posted_and_keep_their_order() {
     }
     assert_eq!(a.counters().unwrap().udp_tx_datagrams, 151);
 }
+
+/// UDP GSO over a link that cuts nothing itself: a send of 10 000 bytes cut at 1000 arrives
+/// as ten datagrams of 1000 bytes, in order, over IPv4 and IPv6 through one dual-stack
+/// socket; the second send is posted (no wait); a segment as long as the data sends one
+/// datagram; a zero segment, one over the MTU or more than 64 datagrams are `EINVAL`.
+#[test]
+fn segmented_sends_arrive_as_datagrams_of_the_segment_size() {
+    let (a, b) = memory_pair(1500).unwrap();
+    let (a, b) = (
+        Stack::new(a, config_v6(1, 1)).unwrap(),
+        Stack::new(b, config_v6(2, 2)).unwrap(),
+    );
+    let server = UdpSocket::bind(&b, "[::]:7").unwrap();
+    let client = UdpSocket::bind(&a, "[::]:0").unwrap();
+    timeout(&server);
+    let data = pattern(10_000, 4);
+    let mut buf = vec![0u8; 2000];
+    for dst in ["10.0.0.2:7", "[2001:db8::2]:7"] {
+        for _ in 0..2 {
+            assert_eq!(client.send_segments_to(&data, 1000, dst).unwrap(), 10_000);
+            let mut got = Vec::new();
+            for i in 0..10 {
+                let (n, _) = server.recv_from(&mut buf).unwrap();
+                assert_eq!(n, 1000, "datagram {i} to {dst}");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(sha256(&got), sha256(&data), "to {dst}");
+        }
+        assert_eq!(
+            client.send_segments_to(&data[..900], 1000, dst).unwrap(),
+            900
+        );
+        assert_eq!(server.recv_from(&mut buf).unwrap().0, 900, "one datagram");
+        let einval = |segment: usize, len: usize| {
+            let e = client
+                .send_segments_to(&data[..len], segment, dst)
+                .unwrap_err();
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::EINVAL),
+                "{segment} {len} {dst}"
+            );
+        };
+        einval(0, 100);
+        einval(1473, 3000);
+        einval(100, 6401);
+    }
+    server.set_nonblocking(true).unwrap();
+    assert_eq!(
+        server.recv_from(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "nothing more arrived"
+    );
+}

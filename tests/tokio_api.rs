@@ -191,6 +191,30 @@ fn udp_datagrams_are_awaited_and_a_cancelled_receive_loses_nothing() {
     });
 }
 
+/// A segmented send (UDP GSO) from the async API arrives as its datagrams.
+#[test]
+fn udp_segmented_sends_arrive_as_datagrams() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let server = UdpSocket::bind(&b, "0.0.0.0:7").await.unwrap();
+        let client = UdpSocket::bind(&a, "0.0.0.0:0").await.unwrap();
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let sent = client.send_segments_to(&data, 1200, "10.0.0.2:7").await;
+        assert_eq!(sent.unwrap(), 3000);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2000];
+        for want in [1200, 1200, 600] {
+            let (n, _) = timeout(LIMIT, server.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, want);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, data);
+    });
+}
+
 #[test]
 fn a_tcp_socket_sets_buffer_sizes_before_connecting() {
     let (a, b) = two_stacks();

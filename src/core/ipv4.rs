@@ -353,9 +353,9 @@ impl Interface {
         buf
     }
 
-    /// Queues a TCP super-segment as one frame with DF set. Its pieces take consecutive IP
-    /// identifications, as the device's segmentation gives them, and count as the frames and
-    /// packets they become.
+    /// Queues a TCP super-segment (DF set) or a UDP super-datagram (DF as the socket's path
+    /// MTU discovery says) as one frame. Its pieces take consecutive IP identifications, as
+    /// the device's segmentation gives them, and count as the frames and packets they become.
     fn transmit_super_segment(&mut self, dst_mac: MacAddr, mut dg: Datagram, mss: u16) {
         if dg.headroom != FRAME_HEADROOM && !dg.materialize() {
             self.stats.tcp_out_stale += 1;
@@ -363,13 +363,17 @@ impl Interface {
         }
         let payload = dg.transport();
         let total = dg.transport_len();
-        let tcp_header =
-            etherparse::TcpHeaderSlice::from_slice(payload).map_or(0, |h| h.slice().len());
-        let data = total.saturating_sub(tcp_header);
+        let udp = dg.proto == IpNumber::UDP;
+        let l4_header = if udp {
+            etherparse::UdpHeader::LEN
+        } else {
+            etherparse::TcpHeaderSlice::from_slice(payload).map_or(0, |h| h.slice().len())
+        };
+        let data = total.saturating_sub(l4_header);
         let pieces = data.div_ceil(usize::from(mss).max(1)).max(1);
         let mut header = Ipv4Header {
             identification: self.next_ip_id,
-            dont_fragment: true,
+            dont_fragment: !udp || dg.pmtud != Pmtud::Dont,
             time_to_live: dg.ttl.unwrap_or(self.cfg.ttl),
             dscp: IpDscp::try_new(dg.dscp).unwrap_or_default(),
             ecn: IpEcn::try_new(dg.ecn).unwrap_or_default(),

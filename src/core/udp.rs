@@ -9,9 +9,9 @@ use super::ipv4::{Datagram, IpRx, Pmtud, MAX_DATAGRAM_PAYLOAD};
 use super::{Event, Interface, SocketId};
 use crate::id::IdSource;
 use crate::time::Instant;
-use crate::wire::transport_checksum_ok;
+use crate::wire::{gso, transport_checksum_ok, FRAME_HEADROOM_V6};
 use etherparse::icmpv4::DestUnreachableHeader;
-use etherparse::{IpNumber, Ipv4HeaderSlice, UdpHeader};
+use etherparse::{IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6Header, UdpHeader};
 use rand::Rng;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
@@ -101,8 +101,9 @@ struct UdpTx {
     /// charges ([`charge`]), at most [`UDP_POSTED_MAX`].
     posted: usize,
     /// The last [`KNOWN_MAX`] destinations sent to (`None`: the connected peer), each with
-    /// the largest datagram sent to it, since anything last changed; the oldest first.
-    known: Vec<(Option<SocketAddr>, usize)>,
+    /// the segment size of its sends (`Some` for [`Interface::udp_send_segments`]) and the
+    /// largest send, since anything last changed; the oldest first.
+    known: Vec<(Option<SocketAddr>, Option<u16>, usize)>,
     /// Counts the changes: a verdict asked for before one vouches for nothing after it.
     generation: u64,
 }
@@ -198,15 +199,21 @@ impl UdpShared {
 
     /// The buffer to post `data` in, to `dst` (`None`: the connected peer), when the send
     /// need not wait for the stack thread's verdict: no error pending, the flow not expired,
-    /// the destination known for datagrams this large, and room under [`UDP_POSTED_MAX`].
+    /// the destination known for sends this large cut at `segment`, and room under
+    /// [`UDP_POSTED_MAX`].
     /// Counts it as posted. The caller sends the post before it lets the lock go, so that a
     /// change to the socket cannot come between.
-    pub fn post(&mut self, dst: Option<SocketAddr>, data: &[u8]) -> Option<Vec<u8>> {
+    pub fn post(
+        &mut self,
+        dst: Option<SocketAddr>,
+        segment: Option<u16>,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
         let known = self
             .tx
             .known
             .iter()
-            .any(|&(d, max)| d == dst && data.len() <= max);
+            .any(|&(d, s, max)| d == dst && s == segment && data.len() <= max);
         let room = self.tx.posted + charge(data.len()) <= UDP_POSTED_MAX;
         if !known || !room || self.error.is_some() || self.stopped || self.expired {
             return None;
@@ -223,7 +230,14 @@ impl UdpShared {
     /// The verdict on a datagram whose sender waited for it (its error is the sender's
     /// answer): a success vouches for later ones to `dst` no larger, unless the socket
     /// changed since the send was asked for (at `generation`).
-    pub fn sent(&mut self, dst: Option<SocketAddr>, len: usize, ok: bool, generation: u64) {
+    pub fn sent(
+        &mut self,
+        dst: Option<SocketAddr>,
+        segment: Option<u16>,
+        len: usize,
+        ok: bool,
+        generation: u64,
+    ) {
         if !ok {
             self.forget_destinations();
             return;
@@ -232,14 +246,14 @@ impl UdpShared {
             return;
         }
         let known = &mut self.tx.known;
-        let max = match known.iter().position(|&(d, _)| d == dst) {
-            Some(i) => known.remove(i).1.max(len),
+        let max = match known.iter().position(|&(d, s, _)| d == dst && s == segment) {
+            Some(i) => known.remove(i).2.max(len),
             None => len,
         };
         if known.len() >= KNOWN_MAX {
             known.remove(0);
         }
-        known.push((dst, max));
+        known.push((dst, segment, max));
     }
 
     /// The verdict on a posted datagram of `len` bytes, whose buffer comes back: true if its
@@ -443,6 +457,31 @@ fn udp_segment(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) -> io::
     segment.extend_from_slice(&header.to_bytes());
     segment.extend_from_slice(data);
     Ok(segment)
+}
+
+/// A UDP header and `data`, whole, from `src` port `src_port` to `dst`: a super-datagram to be
+/// cut into datagrams, its checksum field holding the partial pseudo-header sum over its
+/// whole length, for the device to complete on each piece (see [`crate::wire::gso`]).
+fn udp_super_datagram(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) -> Vec<u8> {
+    let len = UdpHeader::LEN + data.len();
+    let header = UdpHeader {
+        source_port: src_port,
+        destination_port: dst.port(),
+        length: len as u16,
+        checksum: 0,
+    };
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&header.to_bytes());
+    out[gso::UDP_CHECKSUM_OFFSET..gso::UDP_CHECKSUM_OFFSET + 2].copy_from_slice(
+        &gso::pseudo_header_partial_for(IpNumber::UDP, src, dst.ip(), len),
+    );
+    out.extend_from_slice(data);
+    out
+}
+
+/// How many datagrams a send of `len` bytes cut at `segment` makes.
+fn datagrams(len: usize, segment: Option<u16>) -> u64 {
+    segment.map_or(1, |s| len.div_ceil(usize::from(s).max(1)).max(1)) as u64
 }
 
 /// The receive-buffer charge of a datagram of `len` bytes.
@@ -695,6 +734,30 @@ impl Interface {
         data: &[u8],
         dst: Option<SocketAddr>,
     ) -> io::Result<usize> {
+        self.udp_send_segments(now, id, data, dst, None)
+    }
+
+    /// [`Interface::udp_send`], `data` cut into datagrams of `segment` bytes each (the last
+    /// shorter), as Linux's `UDP_SEGMENT` cuts a send: they leave as one super-datagram
+    /// that the device cuts (the kernel's USO on a tap or tun), or that is cut in software.
+    /// `EINVAL` for a zero segment, one whose datagram would not fit the link MTU, or more
+    /// than [`gso::UDP_MAX_SEGMENTS`] datagrams; `None`, or data no longer than one
+    /// segment, sends one datagram.
+    pub fn udp_send_segments(
+        &mut self,
+        now: Instant,
+        id: SocketId,
+        data: &[u8],
+        dst: Option<SocketAddr>,
+        segment: Option<u16>,
+    ) -> io::Result<usize> {
+        if segment == Some(0) {
+            return Err(os_err(libc::EINVAL));
+        }
+        let segment = segment.filter(|&s| data.len() > usize::from(s));
+        if segment.is_some_and(|s| data.len() > usize::from(s) * gso::UDP_MAX_SEGMENTS) {
+            return Err(os_err(libc::EINVAL));
+        }
         if self.udp.stopped {
             return Err(crate::tcp::shared::stopped());
         }
@@ -721,7 +784,7 @@ impl Interface {
         let (our_ip, dst) = match (self.udp_source(v6, local, dst.ip())?, dst) {
             (IpAddr::V4(ip), SocketAddr::V4(dst)) => (ip, dst),
             (IpAddr::V6(src), SocketAddr::V6(dst)) => {
-                return self.udp6_send(now, src, dst, src_port, sock_ttl, data)
+                return self.udp6_send(now, src, dst, src_port, sock_ttl, data, segment)
             }
             _ => return Err(os_err(libc::EAFNOSUPPORT)),
         };
@@ -731,7 +794,16 @@ impl Interface {
         if self.cfg.is_broadcast(*dst.ip()) && !broadcast {
             return Err(os_err(libc::EACCES));
         }
-        let payload = udp_segment(IpAddr::V4(our_ip), SocketAddr::V4(dst), src_port, data)?;
+        if segment
+            .is_some_and(|s| Ipv4Header::MIN_LEN + UdpHeader::LEN + usize::from(s) > self.cfg.mtu)
+        {
+            return Err(os_err(libc::EINVAL));
+        }
+        let (src, to) = (IpAddr::V4(our_ip), SocketAddr::V4(dst));
+        let payload = match segment {
+            Some(_) => udp_super_datagram(src, to, src_port, data),
+            None => udp_segment(src, to, src_port, data)?,
+        };
         self.send_datagram(
             now,
             Datagram {
@@ -741,19 +813,21 @@ impl Interface {
                 pmtud,
                 payload,
                 headroom: 0,
-                tso_mss: None,
+                tso_mss: segment,
                 ttl: sock_ttl,
                 dscp: 0,
                 ecn: 0,
                 tail: None,
             },
         )?;
-        self.stats.udp_tx_datagrams += 1;
+        self.stats.udp_tx_datagrams += datagrams(data.len(), segment);
         Ok(data.len())
     }
 
     /// Sends one datagram over IPv6, its checksum always computed (RFC 8200 §8.1); one over
-    /// the link MTU leaves in fragments.
+    /// the link MTU leaves in fragments. With `segment`, a super-datagram (see
+    /// [`Interface::udp_send_segments`]).
+    #[allow(clippy::too_many_arguments)]
     fn udp6_send(
         &mut self,
         now: Instant,
@@ -762,14 +836,38 @@ impl Interface {
         src_port: u16,
         hop_limit: Option<u8>,
         data: &[u8],
+        segment: Option<u16>,
     ) -> io::Result<usize> {
         if data.len() > MAX_UDP6_PAYLOAD {
             return Err(os_err(libc::EMSGSIZE));
         }
-        let payload = udp_segment(IpAddr::V6(src), SocketAddr::V6(dst), src_port, data)?;
         let hop_limit = hop_limit.unwrap_or_else(|| self.hop_limit6());
-        self.send_ipv6(now, src, *dst.ip(), 17, hop_limit, &payload);
-        self.stats.udp_tx_datagrams += 1;
+        let (from, to) = (IpAddr::V6(src), SocketAddr::V6(dst));
+        let Some(size) = segment else {
+            let payload = udp_segment(from, to, src_port, data)?;
+            self.send_ipv6(now, src, *dst.ip(), 17, hop_limit, &payload);
+            self.stats.udp_tx_datagrams += 1;
+            return Ok(data.len());
+        };
+        let mtu = self
+            .ip6
+            .as_ref()
+            .map_or(self.cfg.mtu, |s| s.path_mtu(now, *dst.ip(), self.cfg.mtu));
+        if Ipv6Header::LEN + UdpHeader::LEN + usize::from(size) > mtu {
+            return Err(os_err(libc::EINVAL));
+        }
+        let mut frame = Vec::with_capacity(FRAME_HEADROOM_V6 + UdpHeader::LEN + data.len());
+        frame.resize(FRAME_HEADROOM_V6, 0);
+        frame.extend_from_slice(&udp_super_datagram(from, to, src_port, data));
+        let header = Ipv6Header {
+            next_header: IpNumber::UDP,
+            hop_limit,
+            source: src.octets(),
+            destination: dst.ip().octets(),
+            ..Default::default()
+        };
+        self.send_ipv6_in_place(now, header, frame, segment, None);
+        self.stats.udp_tx_datagrams += datagrams(data.len(), segment);
         Ok(data.len())
     }
 
@@ -807,8 +905,9 @@ impl Interface {
         id: SocketId,
         data: Vec<u8>,
         dst: Option<SocketAddr>,
+        segment: Option<u16>,
     ) {
-        let result = self.udp_send(now, id, &data, dst);
+        let result = self.udp_send_segments(now, id, &data, dst, segment);
         let Ok(sock) = self.udp.get(id) else {
             return;
         };
@@ -1114,14 +1213,23 @@ mod tests {
     #[test]
     fn sends_are_posted_only_where_a_verdict_vouches_for_them() {
         let mut s = UdpShared::default();
-        assert!(s.post(addr(7), &[1; 100]).is_none(), "nothing known yet");
-        s.sent(addr(7), 100, true, s.generation());
-        let buf = s.post(addr(7), &[1; 100]).expect("known, as large");
-        assert_eq!(buf, [1; 100]);
-        assert!(s.post(addr(7), &[1; 101]).is_none(), "larger than any sent");
-        assert!(s.post(addr(8), &[1; 10]).is_none(), "another destination");
         assert!(
-            s.post(None, &[1; 10]).is_none(),
+            s.post(addr(7), None, &[1; 100]).is_none(),
+            "nothing known yet"
+        );
+        s.sent(addr(7), None, 100, true, s.generation());
+        let buf = s.post(addr(7), None, &[1; 100]).expect("known, as large");
+        assert_eq!(buf, [1; 100]);
+        assert!(
+            s.post(addr(7), None, &[1; 101]).is_none(),
+            "larger than any sent"
+        );
+        assert!(
+            s.post(addr(8), None, &[1; 10]).is_none(),
+            "another destination"
+        );
+        assert!(
+            s.post(None, None, &[1; 10]).is_none(),
             "the connected peer is another key"
         );
         assert!(!s.sent_posted(100, &Ok(100), buf));
@@ -1129,14 +1237,14 @@ mod tests {
         assert_eq!(s.spare.len(), 1, "the buffer is kept for the next datagram");
         // Sixteen destinations are remembered, the oldest forgotten first.
         for port in 8..24 {
-            s.sent(addr(port), 10, true, s.generation());
+            s.sent(addr(port), None, 10, true, s.generation());
         }
-        assert!(s.post(addr(7), &[1; 10]).is_none(), "pushed out");
-        assert!(s.post(addr(8), &[1; 10]).is_some());
+        assert!(s.post(addr(7), None, &[1; 10]).is_none(), "pushed out");
+        assert!(s.post(addr(8), None, &[1; 10]).is_some());
         // The bound, datagrams charged as a receive queue charges them: empty ones too.
         let mut t = UdpShared::default();
-        t.sent(addr(7), 0, true, t.generation());
-        let empty: Vec<_> = std::iter::from_fn(|| t.post(addr(7), &[])).collect();
+        t.sent(addr(7), None, 0, true, t.generation());
+        let empty: Vec<_> = std::iter::from_fn(|| t.post(addr(7), None, &[])).collect();
         assert_eq!(empty.len(), UDP_POSTED_MAX / charge(0));
         for b in empty {
             t.sent_posted(0, &Ok(0), b);
@@ -1145,33 +1253,33 @@ mod tests {
         assert!(t.spare.len() <= SPARE_MAX);
         // A posted send that fails leaves its error for the next call, and the next send
         // waits for a verdict.
-        let b = s.post(addr(8), &[3; 10]).unwrap();
+        let b = s.post(addr(8), None, &[3; 10]).unwrap();
         assert!(
             s.sent_posted(10, &Err(os_err(libc::EHOSTUNREACH)), b),
             "wake"
         );
-        assert!(s.post(addr(8), &[3; 10]).is_none());
+        assert!(s.post(addr(8), None, &[3; 10]).is_none());
         let mut out = [0u8; 16];
         let err = s.recv_into(&mut out).unwrap().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH));
         // A waited send's error is its own answer: not left pending.
-        s.sent(addr(8), 10, false, s.generation());
+        s.sent(addr(8), None, 10, false, s.generation());
         assert!(s.recv_into(&mut out).is_none());
         // A change to the socket: the next send waits, and a verdict asked for before the
         // change vouches for nothing.
         let before = s.generation();
         s.forget_destinations();
-        assert!(s.post(addr(8), &[4; 10]).is_none());
-        s.sent(addr(8), 10, true, before);
+        assert!(s.post(addr(8), None, &[4; 10]).is_none());
+        s.sent(addr(8), None, 10, true, before);
         assert!(
-            s.post(addr(8), &[4; 10]).is_none(),
+            s.post(addr(8), None, &[4; 10]).is_none(),
             "a verdict from before the change"
         );
-        s.sent(addr(8), 10, true, s.generation());
-        assert!(s.post(addr(8), &[4; 10]).is_some());
+        s.sent(addr(8), None, 10, true, s.generation());
+        assert!(s.post(addr(8), None, &[4; 10]).is_some());
         // An expired flow's sends wait, and get their ETIMEDOUT at once.
         s.expired = true;
-        assert!(s.post(addr(8), &[4; 10]).is_none());
+        assert!(s.post(addr(8), None, &[4; 10]).is_none());
     }
 
     /// A received datagram is copied out under the lock and its buffer kept for the next.

@@ -166,13 +166,12 @@ impl Lane {
         }
     }
 
-    /// Draws the fate of each wire frame a TCP super-segment of `frame` makes with `mss` bytes
-    /// per piece. `true`: none is touched and it may pass whole (the frame held back, if any,
+    /// Draws the fate of each wire frame a TCP super-segment (or UDP super-datagram) of
+    /// `frame` makes with `mss` bytes per piece. `true`: none is touched and it may pass whole (the frame held back, if any,
     /// is then due behind it); `false`: it was split and its pieces queued, each with its fate.
-    /// A large frame that is no TCP segment cannot be split: it meets only the chance of a
-    /// drop.
+    /// A large frame that is neither cannot be split: it meets only the chance of a drop.
     fn push_super(&mut self, cfg: &FaultConfig, now: Instant, frame: &[u8], mss: usize) -> bool {
-        let Some((_, payload_at, end)) = gso::tcp_offsets(frame).filter(|_| mss > 0) else {
+        let Some((_, payload_at, end)) = gso::segment_offsets(frame).filter(|_| mss > 0) else {
             let drop = self.chance(cfg.drop_pct);
             self.stats.dropped += u64::from(drop);
             return !drop;
@@ -254,7 +253,7 @@ impl<D: Device> Device for FaultInjector<D> {
                     // long as the kernel says, else as long as the MTU allows.
                     let mss = match self.inner.rx_gso_size() {
                         Some(size) => usize::from(size),
-                        None => gso::tcp_offsets(&buf[..n])
+                        None => gso::segment_offsets(&buf[..n])
                             .map_or(0, |(_, payload_at, _)| wire.saturating_sub(payload_at)),
                     };
                     if self.rx.push_super(&self.cfg, now, &buf[..n], mss) {
@@ -484,7 +483,7 @@ mod tests {
         let seqs: Vec<u32> = sent
             .iter()
             .map(|(f, _)| {
-                let (tcp_at, _, _) = gso::tcp_offsets(f).expect("a TCP piece");
+                let (tcp_at, _, _) = gso::segment_offsets(f).expect("a TCP piece");
                 let (tcp, _) = etherparse::TcpHeader::from_slice(&f[tcp_at..]).expect("TCP");
                 tcp.sequence_number
             })
@@ -497,11 +496,11 @@ mod tests {
     }
 
     #[test]
-    fn a_large_frame_that_is_no_tcp_segment_meets_only_the_chance_of_a_drop() {
+    fn a_large_frame_that_is_no_tcp_or_udp_segment_meets_only_the_chance_of_a_drop() {
         let mut frame = Vec::new();
         etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
             .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(40000, 9)
+            .icmpv4_echo_request(1, 1)
             .write(&mut frame, &[7u8; 3 * MSS])
             .expect("a frame");
         for (pct, sent) in [(100.0, 0), (0.0, 1)] {

@@ -44,9 +44,10 @@ pub trait Device: Send {
     /// Sends one frame.
     fn send(&mut self, now: Instant, frame: &[u8]) -> io::Result<()>;
 
-    /// Sends a TCP super-segment whose pieces carry `mss` payload bytes and whose checksum is
-    /// partial (see [`crate::wire::gso`]). A device without TSO splits it in software and
-    /// sends the pieces, so loss, reordering and captures below it see wire frames.
+    /// Sends a TCP super-segment, or a UDP super-datagram, whose pieces carry `mss` payload
+    /// bytes and whose checksum is partial (see [`crate::wire::gso`]). A device without TSO
+    /// splits it in software and sends the pieces, so loss, reordering and captures below it
+    /// see wire frames.
     fn send_tso(&mut self, now: Instant, frame: &[u8], mss: u16) -> io::Result<()> {
         send_in_pieces(self, now, frame, mss)
     }
@@ -137,15 +138,20 @@ pub fn send_frame<D: Device + ?Sized>(
     }
 }
 
-/// Splits a TCP super-segment in software (GSO) and sends the pieces with [`Device::send`].
+/// Splits a TCP super-segment or UDP super-datagram in software (GSO) and sends the pieces
+/// with [`Device::send`].
 pub fn send_in_pieces<D: Device + ?Sized>(
     dev: &mut D,
     now: Instant,
     frame: &[u8],
     mss: u16,
 ) -> io::Result<()> {
-    let pieces = crate::wire::gso::segment(frame, usize::from(mss))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a TCP super-segment"))?;
+    let pieces = crate::wire::gso::segment(frame, usize::from(mss)).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a TCP or UDP super-segment",
+        )
+    })?;
     pieces.iter().try_for_each(|piece| dev.send(now, piece))
 }
 

@@ -38,6 +38,8 @@ const DATA_VALID: u8 = 2;
 const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`: the same over IPv6.
 const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_UDP_L4`: a UDP super-datagram for the kernel to cut into datagrams.
+const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the super-segment carries ECN (CWR on its first piece).
 const GSO_ECN: u8 = 0x80;
 
@@ -107,6 +109,9 @@ struct TunTap {
     /// The last frame received was a TCP super-segment of pieces this long (the kernel's
     /// GSO size).
     rx_gso_size: Option<u16>,
+    /// The kernel refused a UDP super-datagram (one older than 6.2, without USO): those are
+    /// split here from then on.
+    no_uso: bool,
 }
 
 fn os_check(rc: libc::c_int, what: &str) -> io::Result<()> {
@@ -245,6 +250,7 @@ impl TunTap {
             rx_csum_ok: false,
             rx_partial: None,
             rx_gso_size: None,
+            no_uso: false,
         })
     }
 
@@ -345,25 +351,36 @@ impl TunTap {
             return Ok(true);
         };
         let len = head.len() + data[0].len() + data[1].len();
-        let Some((tcp_at, payload_at, _)) = gso::header_offsets(head, len).filter(|_| self.vnet)
+        let udp = gso::is_udp(head);
+        let Some((l4_at, payload_at, _)) =
+            gso::header_offsets(head, len).filter(|_| self.vnet && !(udp && self.no_uso))
         else {
             return Ok(false);
         };
         let skip = self.link_header();
         let hdr = VnetHdr {
             flags: NEEDS_CSUM,
-            gso_type: if gso::is_ipv6(head) {
-                GSO_TCPV6
-            } else {
-                GSO_TCPV4
+            gso_type: match (udp, gso::is_ipv6(head)) {
+                (true, _) => GSO_UDP_L4,
+                (false, true) => GSO_TCPV6,
+                (false, false) => GSO_TCPV4,
             },
             hdr_len: (payload_at - skip) as u16,
             gso_size: mss,
-            csum_start: (tcp_at - skip) as u16,
-            csum_offset: gso::TCP_CHECKSUM_OFFSET as u16,
+            csum_start: (l4_at - skip) as u16,
+            csum_offset: gso::checksum_offset(head) as u16,
         };
-        self.write_parts(&hdr.to_bytes(), head, data)?;
-        Ok(true)
+        match self.write_parts(&hdr.to_bytes(), head, data) {
+            Err(e) if udp && e.raw_os_error() == Some(libc::EINVAL) => {
+                log::info!(
+                    "{}: the kernel takes no UDP super-datagrams: {e}",
+                    self.name
+                );
+                self.no_uso = true;
+                Ok(false)
+            }
+            r => r.map(|()| true),
+        }
     }
 
     /// Writes one frame in parts behind its virtio header (left out without offloads): its

@@ -57,6 +57,8 @@ pub(crate) enum Command {
         id: SocketId,
         data: Vec<u8>,
         dst: Option<std::net::SocketAddr>,
+        /// Cut into datagrams this long ([`Interface::udp_send_segments`]).
+        segment: Option<u16>,
     },
     /// The core's counters plus the device's.
     Counters(ReplyTx<Counters>),
@@ -584,9 +586,12 @@ impl<D: Device> StackThread<D> {
                     Command::Watch(_, Some(w)) => w(),
                     Command::Watch(_, None) => {}
                     Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
-                    Command::UdpSend { id, data, dst } => {
-                        self.iface.udp_send_posted(now, id, data, dst)
-                    }
+                    Command::UdpSend {
+                        id,
+                        data,
+                        dst,
+                        segment,
+                    } => self.iface.udp_send_posted(now, id, data, dst, segment),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_)
                     | Command::Start(_)
@@ -656,9 +661,12 @@ impl<D: Device> StackThread<D> {
                     }
                 }
                 Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
-                Ok(Command::UdpSend { id, data, dst }) => {
-                    self.iface.udp_send_posted(now, id, data, dst)
-                }
+                Ok(Command::UdpSend {
+                    id,
+                    data,
+                    dst,
+                    segment,
+                }) => self.iface.udp_send_posted(now, id, data, dst, segment),
                 Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {
                     self.reset(now, id);

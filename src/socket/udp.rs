@@ -107,7 +107,41 @@ impl UdpSocket {
         buf: &[u8],
         addr: A,
     ) -> io::Result<Sending> {
-        self.send_request_to(buf, Some(any_addr(addr)?))
+        self.send_request_to(buf, Some(any_addr(addr)?), None)
+    }
+
+    /// Sends `buf` to `addr` as datagrams of `segment` bytes each, the last shorter: Linux's
+    /// `UDP_SEGMENT` (UDP GSO). The stack hands them to the device as one super-datagram that
+    /// a tap or tun with offloads gives the kernel whole to cut (USO, Linux 6.2 on), or cuts
+    /// them itself; either way one call, and one trip through the stack, for up to
+    /// [`crate::wire::gso::UDP_MAX_SEGMENTS`] datagrams. `EINVAL` for a zero segment, one
+    /// whose datagram would not fit the link MTU, or more datagrams than that. Returns the
+    /// bytes sent; it waits for the stack thread's verdict as [`UdpSocket::send_to`] does.
+    pub fn send_segments_to<A: ToSocketAddrs>(
+        &self,
+        buf: &[u8],
+        segment: usize,
+        addr: A,
+    ) -> io::Result<usize> {
+        self.send_segments_request(buf, segment, Some(any_addr(addr)?))?
+            .wait()
+    }
+
+    /// [`UdpSocket::send_segments_to`] to the connected peer.
+    pub fn send_segments(&self, buf: &[u8], segment: usize) -> io::Result<usize> {
+        self.send_segments_request(buf, segment, None)?.wait()
+    }
+
+    /// Hands a segmented send to the stack thread (see [`UdpSocket::send_segments_to`]).
+    pub(crate) fn send_segments_request(
+        &self,
+        buf: &[u8],
+        segment: usize,
+        dst: Option<SocketAddr>,
+    ) -> io::Result<Sending> {
+        let segment =
+            u16::try_from(segment).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        self.send_request_to(buf, dst, Some(segment))
     }
 
     /// Sends to the connected peer, as [`UdpSocket::send_to`] sends.
@@ -117,17 +151,28 @@ impl UdpSocket {
 
     /// Hands a datagram for the connected peer to the stack thread.
     pub(crate) fn send_request(&self, buf: &[u8]) -> io::Result<Sending> {
-        self.send_request_to(buf, None)
+        self.send_request_to(buf, None, None)
     }
 
-    /// Posts the datagram if the stack thread has sent to `dst` before (`None`: the connected
-    /// peer), else asks for its verdict.
-    fn send_request_to(&self, buf: &[u8], dst: Option<SocketAddr>) -> io::Result<Sending> {
+    /// Posts the datagram (or the segmented send) if the stack thread has sent to `dst` before
+    /// (`None`: the connected peer), else asks for its verdict.
+    fn send_request_to(
+        &self,
+        buf: &[u8],
+        dst: Option<SocketAddr>,
+        segment: Option<u16>,
+    ) -> io::Result<Sending> {
         let mut shared = self.shared();
-        if let Some(data) = shared.post(dst, buf) {
+        if let Some(data) = shared.post(dst, segment, buf) {
             // Sent under the lock: a change to the socket comes before it or after it.
             let id = self.inner.id;
-            if let Err(e) = self.inner.handle.send(Command::UdpSend { id, data, dst }) {
+            let cmd = Command::UdpSend {
+                id,
+                data,
+                dst,
+                segment,
+            };
+            if let Err(e) = self.inner.handle.send(cmd) {
                 shared.unpost(buf.len());
                 return Err(e);
             }
@@ -138,9 +183,9 @@ impl UdpSocket {
         let data = buf.to_vec();
         let io = self.inner.rx.clone();
         let verdict = self.ask(move |iface, id, now| {
-            let result = iface.udp_send(now, id, &data, dst);
+            let result = iface.udp_send_segments(now, id, &data, dst, segment);
             let mut shared = crate::core::lock_udp(&io);
-            shared.sent(dst, data.len(), result.is_ok(), generation);
+            shared.sent(dst, segment, data.len(), result.is_ok(), generation);
             shared.recycle(data);
             result
         })?;

@@ -50,6 +50,21 @@ impl UdpSocket {
         self.io.send_request(buf)?.finish().await
     }
 
+    /// Sends `buf` to `addr` as datagrams of `segment` bytes each (UDP GSO), as
+    /// [`socket::UdpSocket::send_segments_to`] does.
+    pub async fn send_segments_to<A: ToSocketAddrs>(
+        &self,
+        buf: &[u8],
+        segment: usize,
+        addr: A,
+    ) -> io::Result<usize> {
+        let dst = Some(socket::any_addr(addr)?);
+        self.io
+            .send_segments_request(buf, segment, dst)?
+            .finish()
+            .await
+    }
+
     /// Waits for one datagram; the excess of one larger than `buf` is discarded. Cancel-safe:
     /// a datagram is taken only by the poll that returns it.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
