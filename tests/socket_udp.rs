@@ -389,7 +389,8 @@ fn sends_after_the_first_are_posted_and_keep_their_order() {
 /// UDP GSO over a link that cuts nothing itself: a send of 10 000 bytes cut at 1000 arrives
 /// as ten datagrams of 1000 bytes, in order, over IPv4 and IPv6 through one dual-stack
 /// socket; the second send is posted (no wait); a segment as long as the data sends one
-/// datagram; a zero segment, one over the MTU or more than 64 datagrams are `EINVAL`.
+/// datagram; a zero segment or more than 64 datagrams are `EINVAL`, a datagram over the MTU
+/// `EMSGSIZE`; with don't-fragment set, a segmented send still goes (its datagrams fit).
 #[test]
 fn segmented_sends_arrive_as_datagrams_of_the_segment_size() {
     let (a, b) = memory_pair(1500).unwrap();
@@ -418,19 +419,24 @@ fn segmented_sends_arrive_as_datagrams_of_the_segment_size() {
             900
         );
         assert_eq!(server.recv_from(&mut buf).unwrap().0, 900, "one datagram");
-        let einval = |segment: usize, len: usize| {
+        let refused = |segment: usize, len: usize, errno: i32| {
             let e = client
                 .send_segments_to(&data[..len], segment, dst)
                 .unwrap_err();
-            assert_eq!(
-                e.raw_os_error(),
-                Some(libc::EINVAL),
-                "{segment} {len} {dst}"
-            );
+            assert_eq!(e.raw_os_error(), Some(errno), "{segment} {len} {dst}");
         };
-        einval(0, 100);
-        einval(1473, 3000);
-        einval(100, 6401);
+        refused(0, 100, libc::EINVAL);
+        refused(100, 6401, libc::EINVAL);
+        refused(1473, 3000, libc::EMSGSIZE);
+        refused(1473, 1473, libc::EMSGSIZE);
+    }
+    client.set_dont_fragment(true).unwrap();
+    assert_eq!(
+        client.send_segments_to(&data, 1000, "10.0.0.2:7").unwrap(),
+        10_000
+    );
+    for _ in 0..10 {
+        assert_eq!(server.recv_from(&mut buf).unwrap().0, 1000);
     }
     server.set_nonblocking(true).unwrap();
     assert_eq!(

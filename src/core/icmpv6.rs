@@ -284,6 +284,7 @@ impl Interface {
         };
         if let Some(until) = ip6.learn_pmtu(now, dst, mtu, device_mtu) {
             self.stats.ip6_pmtu_updates += 1;
+            self.udp_path_mtu_fell();
             if for_tcp {
                 self.tcp.set_path_mtu(now, dst.into(), mtu as usize, until);
             }

@@ -235,8 +235,9 @@ impl Interface {
 
     /// Routes, resolves and transmits a datagram (queued until ARP resolves its next hop).
     pub(crate) fn send_datagram(&mut self, now: Instant, mut dg: Datagram) -> io::Result<()> {
+        // A super-datagram's pieces were checked against the MTU by its sender.
         if dg.transport_len() > MAX_DATAGRAM_PAYLOAD
-            || (dg.pmtud == Pmtud::Do && dg.size() > self.cfg.mtu)
+            || (dg.pmtud == Pmtud::Do && dg.tso_mss.is_none() && dg.size() > self.cfg.mtu)
         {
             self.stats.ip_tx_needs_frag_df += 1;
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));

@@ -479,6 +479,29 @@ fn udp_super_datagram(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) 
     out
 }
 
+/// The segment size a send of `len` bytes is cut at, `None` when it goes as one datagram
+/// (no segment, or no more data than one), after Linux 6.14's `udp_send_skb` checks: a zero
+/// segment (which Linux takes as none) or more than [`gso::UDP_MAX_SEGMENTS`] datagrams is
+/// `EINVAL`; a datagram that with its `headers` would not fit `mtu` is `EMSGSIZE`, since
+/// none of a segmented send's datagrams is fragmented.
+fn check_segment(
+    segment: Option<u16>,
+    len: usize,
+    headers: usize,
+    mtu: usize,
+) -> io::Result<Option<u16>> {
+    let Some(size) = segment.map(usize::from) else {
+        return Ok(None);
+    };
+    if size == 0 || len > size * gso::UDP_MAX_SEGMENTS {
+        return Err(os_err(libc::EINVAL));
+    }
+    if headers + len.min(size) > mtu {
+        return Err(os_err(libc::EMSGSIZE));
+    }
+    Ok(segment.filter(|_| len > size))
+}
+
 /// How many datagrams a send of `len` bytes cut at `segment` makes.
 fn datagrams(len: usize, segment: Option<u16>) -> u64 {
     segment.map_or(1, |s| len.div_ceil(usize::from(s).max(1)).max(1)) as u64
@@ -740,9 +763,8 @@ impl Interface {
     /// [`Interface::udp_send`], `data` cut into datagrams of `segment` bytes each (the last
     /// shorter), as Linux's `UDP_SEGMENT` cuts a send: they leave as one super-datagram
     /// that the device cuts (the kernel's USO on a tap or tun), or that is cut in software.
-    /// `EINVAL` for a zero segment, one whose datagram would not fit the link MTU, or more
-    /// than [`gso::UDP_MAX_SEGMENTS`] datagrams; `None`, or data no longer than one
-    /// segment, sends one datagram.
+    /// See [`check_segment`] for the errors; `None`, or data no longer than one segment,
+    /// sends one datagram.
     pub fn udp_send_segments(
         &mut self,
         now: Instant,
@@ -751,13 +773,6 @@ impl Interface {
         dst: Option<SocketAddr>,
         segment: Option<u16>,
     ) -> io::Result<usize> {
-        if segment == Some(0) {
-            return Err(os_err(libc::EINVAL));
-        }
-        let segment = segment.filter(|&s| data.len() > usize::from(s));
-        if segment.is_some_and(|s| data.len() > usize::from(s) * gso::UDP_MAX_SEGMENTS) {
-            return Err(os_err(libc::EINVAL));
-        }
         if self.udp.stopped {
             return Err(crate::tcp::shared::stopped());
         }
@@ -794,11 +809,8 @@ impl Interface {
         if self.cfg.is_broadcast(*dst.ip()) && !broadcast {
             return Err(os_err(libc::EACCES));
         }
-        if segment
-            .is_some_and(|s| Ipv4Header::MIN_LEN + UdpHeader::LEN + usize::from(s) > self.cfg.mtu)
-        {
-            return Err(os_err(libc::EINVAL));
-        }
+        let headers = Ipv4Header::MIN_LEN + UdpHeader::LEN;
+        let segment = check_segment(segment, data.len(), headers, self.cfg.mtu)?;
         let (src, to) = (IpAddr::V4(our_ip), SocketAddr::V4(dst));
         let payload = match segment {
             Some(_) => udp_super_datagram(src, to, src_port, data),
@@ -843,18 +855,17 @@ impl Interface {
         }
         let hop_limit = hop_limit.unwrap_or_else(|| self.hop_limit6());
         let (from, to) = (IpAddr::V6(src), SocketAddr::V6(dst));
-        let Some(size) = segment else {
-            let payload = udp_segment(from, to, src_port, data)?;
-            self.send_ipv6(now, src, *dst.ip(), 17, hop_limit, &payload);
-            self.stats.udp_tx_datagrams += 1;
-            return Ok(data.len());
-        };
         let mtu = self
             .ip6
             .as_ref()
             .map_or(self.cfg.mtu, |s| s.path_mtu(now, *dst.ip(), self.cfg.mtu));
-        if Ipv6Header::LEN + UdpHeader::LEN + usize::from(size) > mtu {
-            return Err(os_err(libc::EINVAL));
+        let headers = Ipv6Header::LEN + UdpHeader::LEN;
+        let segment = check_segment(segment, data.len(), headers, mtu)?;
+        if segment.is_none() {
+            let payload = udp_segment(from, to, src_port, data)?;
+            self.send_ipv6(now, src, *dst.ip(), 17, hop_limit, &payload);
+            self.stats.udp_tx_datagrams += 1;
+            return Ok(data.len());
         }
         let mut frame = Vec::with_capacity(FRAME_HEADROOM_V6 + UdpHeader::LEN + data.len());
         frame.resize(FRAME_HEADROOM_V6, 0);
@@ -877,6 +888,14 @@ impl Interface {
         self.udp.stopped = true;
         for sock in self.udp.sockets.values() {
             lock_udp(&sock.io).stopped = true;
+        }
+    }
+
+    /// A path MTU fell: a segmented send vouched for may no longer fit, so every socket's next
+    /// send waits for its verdict again.
+    pub(super) fn udp_path_mtu_fell(&mut self) {
+        for sock in self.udp.sockets.values() {
+            lock_udp(&sock.io).forget_destinations();
         }
     }
 

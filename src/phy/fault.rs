@@ -253,7 +253,9 @@ impl<D: Device> Device for FaultInjector<D> {
                     // long as the kernel says, else as long as the MTU allows.
                     let mss = match self.inner.rx_gso_size() {
                         Some(size) => usize::from(size),
+                        // A UDP datagram over the MTU is one datagram, not a batch.
                         None => gso::segment_offsets(&buf[..n])
+                            .filter(|_| !gso::is_udp(&buf[..n]))
                             .map_or(0, |(_, payload_at, _)| wire.saturating_sub(payload_at)),
                     };
                     if self.rx.push_super(&self.cfg, now, &buf[..n], mss) {

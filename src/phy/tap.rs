@@ -529,10 +529,13 @@ fn wait_link_ready(ctl: &mut IfCtl, fd: &OwnedFd, name: &str) -> io::Result<()> 
     // SAFETY: ifreq is plain data for which zero is valid; TUNGETIFF fills it.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     // SAFETY: TUNGETIFF writes an ifreq we own.
-    os_check(
+    if let Err(e) = os_check(
         unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req) },
         "TUNGETIFF",
-    )
+    ) {
+        log::warn!("{name}: {e}; going on");
+    }
+    Ok(())
 }
 
 /// Interface ioctls (`SIOCGIFMTU`, `SIOCGIFFLAGS`/`SIOCSIFFLAGS`) on a throwaway socket.
