@@ -92,10 +92,6 @@ echo "== echo-server counters"
 COUNTERS=$(stop_server 2>&1) || true
 sed 's/^/  /' <<<"$COUNTERS"
 
-# shellcheck disable=SC2086 # the list is split on purpose
-median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# shellcheck disable=SC2086
-span() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 echo
 echo "$SECS s each way over the tap${FAULTS[1]:+, ${FAULTS[1]}% of the wire frames lost each way}, $ROUNDS rounds: medians (and ranges)"
 printf '%-9s %20s %30s %30s\n' "direction" "MB/s" "stack thread µs per MiB" "echo-server µs per MiB"

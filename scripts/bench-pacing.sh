@@ -62,10 +62,6 @@ for _ in $(seq "$ROUNDS"); do
     done
 done
 
-# shellcheck disable=SC2086 # the list is split on purpose
-median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# shellcheck disable=SC2086
-span() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 echo
 echo "$MIB MiB from the stack's chargen, $ROUNDS rounds: medians (and ranges)"
 printf '%-16s %18s %30s %8s %12s\n' "configuration" "MB/s" "stack CPU µs per MiB" "ratio" "holds/MiB"

@@ -59,10 +59,6 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-# shellcheck disable=SC2086 # the list is split on purpose
-median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# shellcheck disable=SC2086
-span() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
 echo
 echo "60 000 bytes per call for $SECS s, $ROUNDS rounds: medians (and ranges)"
 printf '%-6s %24s %28s\n' "mode" "MB/s delivered" "CPU ms per MiB delivered"

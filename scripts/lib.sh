@@ -135,3 +135,10 @@ stack_ns() {
     done
     die "no tapstack thread in process $1"
 }
+
+# The median and the range (lo-hi) of a space-separated list of numbers (bench-cpu, -pacing, -uso;
+# bench.sh and bench-loss.sh define their own).
+# shellcheck disable=SC2086 # the list is split on purpose
+median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# shellcheck disable=SC2086
+span() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
