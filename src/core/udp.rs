@@ -763,8 +763,9 @@ impl Interface {
     /// [`Interface::udp_send`], `data` cut into datagrams of `segment` bytes each (the last
     /// shorter), as Linux's `UDP_SEGMENT` cuts a send: they leave as one super-datagram
     /// that the device cuts (the kernel's USO on a tap or tun), or that is cut in software.
-    /// See [`check_segment`] for the errors; `None`, or data no longer than one segment,
-    /// sends one datagram.
+    /// `EINVAL` for a zero segment or more than [`gso::UDP_MAX_SEGMENTS`] datagrams,
+    /// `EMSGSIZE` for a datagram that would not fit the path MTU (as Linux 6.14); `None`, or
+    /// data no longer than one segment, sends one datagram.
     pub fn udp_send_segments(
         &mut self,
         now: Instant,
