@@ -26,7 +26,8 @@
 #       this VM a wakeup across CPUs costs about 28 us, on one CPU under 2 us: the host floor
 #       that tapbench wakeup measures, see the README)
 #
-# ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0").
+# ECHO_SERVER_ARGS adds flags to tapstack's echo-server (say "--busy-poll-us 0"); with
+# "--queues N" in it the tap is made multi-queue.
 # Needs root and iproute2. Everything happens in namespaces it creates and removes on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -124,6 +125,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 
+if [[ " ${ECHO_SERVER_ARGS:-} " == *" --queues "* ]]; then
+    export MULTI_QUEUE=1
+fi
 make_netns # tapstack: namespace $NS with tap0 = $KERNEL_IP/24
 trap cleanup EXIT
 client_sysctls "$NS"

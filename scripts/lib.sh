@@ -43,7 +43,8 @@ make_netns() {
     trap 'echo "$(basename "$0"): line $LINENO failed: $BASH_COMMAND" >&2' ERR
     trap 'exit 130' INT TERM
     ip netns exec "$NS" ip link set lo up
-    ip netns exec "$NS" ip tuntap add dev tap0 mode tap
+    # MULTI_QUEUE=1: a multi-queue tap, for `echo-server --queues N`.
+    ip netns exec "$NS" ip tuntap add dev tap0 mode tap ${MULTI_QUEUE:+multi_queue}
     # The tap's queue is the stack's receive ring: 10 000 frames, as a server NIC's ring is
     # sized (ethtool -G), so a burst from thousands of kernel sockets is queued, not dropped.
     ip netns exec "$NS" ip link set tap0 txqueuelen 10000

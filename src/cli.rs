@@ -152,6 +152,10 @@ pub struct DeviceArgs {
     /// their fraction (v3). Set it on both ends
     #[arg(long)]
     pub ecn_low: bool,
+    /// Queues of the tap or tun, each served by a stack thread of its own (a persistent
+    /// interface needs `multi_queue`); apps that serve one stack refuse more than 1
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub queues: u16,
 }
 
 impl DeviceArgs {
@@ -194,7 +198,27 @@ impl DeviceArgs {
 
     /// Like [`DeviceArgs::start`], with a configuration the app adjusted from
     /// [`DeviceArgs::config`].
-    pub fn start_with(&self, mut cfg: StackConfig) -> io::Result<Stack> {
+    pub fn start_with(&self, cfg: StackConfig) -> io::Result<Stack> {
+        if self.queues > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this app serves one queue: --queues must be 1",
+            ));
+        }
+        let mut stacks = self.start_queues_with(cfg)?;
+        stacks.pop().ok_or_else(|| io::Error::other("no stack"))
+    }
+
+    /// Like [`DeviceArgs::start_with`], one stack per queue (`--queues`; see
+    /// [`Stack::new_queues`]); each queue's faults are seeded apart. A capture takes one queue.
+    pub fn start_queues_with(&self, mut cfg: StackConfig) -> io::Result<Vec<Stack>> {
+        let queues = usize::from(self.queues);
+        if queues > 1 && self.pcap.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "--pcap records one queue: use --queues 1, or tcpdump on the interface",
+            ));
+        }
         if let Some(gw) = cfg.gateway {
             if !cfg.is_on_link(gw) {
                 return Err(io::Error::new(
@@ -215,24 +239,38 @@ impl DeviceArgs {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mtu = self.mtu.map(usize::from);
-        let mut device: Box<dyn Device> = match &self.tun {
+        let mut devices: Vec<Box<dyn Device>> = match &self.tun {
             Some(tun) => {
-                let mut dev = TunDevice::open(tun)?;
-                if let Some(mtu) = mtu {
+                let mut devs = TunDevice::open_queues(tun, queues)?;
+                if let (Some(mtu), Some(dev)) = (mtu, devs.first_mut()) {
                     dev.set_mtu(mtu)?;
                 }
-                Box::new(dev)
+                devs.into_iter()
+                    .map(|d| Box::new(d) as Box<dyn Device>)
+                    .collect()
             }
             None => {
-                let mut dev = TapDevice::open(&self.tap)?;
-                if let Some(mtu) = mtu {
+                let mut devs = TapDevice::open_queues(&self.tap, queues)?;
+                if let (Some(mtu), Some(dev)) = (mtu, devs.first_mut()) {
                     dev.set_mtu(mtu)?;
                 }
-                Box::new(dev)
+                devs.into_iter()
+                    .map(|d| Box::new(d) as Box<dyn Device>)
+                    .collect()
             }
         };
         if faults.is_active() {
-            device = Box::new(FaultInjector::new(device, faults));
+            devices = devices
+                .into_iter()
+                .enumerate()
+                .map(|(k, d)| {
+                    let faults = FaultConfig {
+                        seed: faults.seed.wrapping_add(k as u64),
+                        ..faults
+                    };
+                    Box::new(FaultInjector::new(d, faults)) as Box<dyn Device>
+                })
+                .collect();
         }
         let about = format!(
             "stack {}/{} mac {} on {} (seed {})",
@@ -243,7 +281,8 @@ impl DeviceArgs {
             cfg.seed
         );
         if let Some(path) = &self.pcap {
-            device = if path.extension().is_some_and(|e| e == "pcapng") {
+            let device = devices.pop().ok_or_else(|| io::Error::other("no device"))?;
+            let device: Box<dyn Device> = if path.extension().is_some_and(|e| e == "pcapng") {
                 let info = CaptureInfo {
                     if_name: self.device_name().to_string(),
                     comment: about.clone(),
@@ -252,14 +291,22 @@ impl DeviceArgs {
             } else {
                 Box::new(PcapDevice::create_wall_clock(device, path)?)
             };
+            devices.push(device);
         }
         if let Some(path) = &self.trace {
             let out = crate::trace::TraceOutput::create(path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             cfg.trace = Some(out);
         }
-        log::info!("{about}");
-        Stack::new(device, cfg)
+        log::info!(
+            "{about}{}",
+            if queues > 1 {
+                format!(", {queues} queues")
+            } else {
+                String::new()
+            }
+        );
+        Stack::new_queues(devices, cfg)
     }
 }
 

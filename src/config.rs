@@ -53,6 +53,13 @@ pub struct StackConfig {
     pub intercept: Option<InterceptConfig>,
     /// IPv6 (RFC 8200): `None`, the default, leaves the interface IPv4-only.
     pub ipv6: Option<Ipv6Config>,
+    /// Queues of the link the stack runs on (a multi-queue tap or tun): each has a stack
+    /// thread of its own (see [`crate::Stack::new_queues`], which sets this and
+    /// [`StackConfig::queue`]). 1, the default: one.
+    pub queues: usize,
+    /// Which of the [`StackConfig::queues`] this stack serves, from 0. Queue 0 alone runs
+    /// IPv6 and announces the address (gratuitous ARP).
+    pub queue: usize,
     /// Where the runtime writes the per-connection trace ([`crate::trace`]); `None`, the
     /// default, writes none. Which connections are traced: all with `tcp.trace`, else those
     /// whose socket asks (`TcpStream::set_trace`).
@@ -268,6 +275,8 @@ impl StackConfig {
             busy_poll: Duration::from_micros(50),
             intercept: None,
             ipv6: None,
+            queues: 1,
+            queue: 0,
             trace: None,
         }
     }

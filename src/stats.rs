@@ -15,6 +15,11 @@ macro_rules! counters {
             pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, &'static str, u64)> + '_ {
                 [$($( ($group, stringify!($name), $doc, self.$name), )*)*].into_iter()
             }
+
+            /// Adds `other`'s counts to these (the queues of one link, summed).
+            pub fn add(&mut self, other: &Counters) {
+                $($( self.$name += other.$name; )*)*
+            }
         }
     };
 }
@@ -28,6 +33,11 @@ counters! {
         eth_rx_unknown_ethertype: "frames with an unhandled ethertype (ignored)",
         dev_tx_errors: "frames the device failed to send",
         dev_rx_errors: "device read errors",
+    }
+    "Queues" {
+        queue_passed_on: "frames passed on to the next queue (no connection or socket here)",
+        queue_taken_over: "frames taken from another queue",
+        queue_neighbour_copies: "ARP messages copied to the other queues",
     }
     "Faults" {
         fault_dropped: "frames dropped by the fault injector",

@@ -273,7 +273,8 @@ impl super::Interface {
             self.stats.arp_rx_not_for_us += 1;
             return;
         }
-        if arp.operation == ArpOperation::REQUEST {
+        // Another queue's message teaches; that queue answers it.
+        if arp.operation == ArpOperation::REQUEST && !self.queue.copy {
             let reply = etherparse::ArpEthIpv4Packet {
                 operation: ArpOperation::REPLY,
                 sender_mac: self.cfg.mac.0,

@@ -62,6 +62,8 @@ impl Interface {
     /// Takes one received frame through the stack, skipping the checks its device did.
     pub fn receive_with(&mut self, now: Instant, frame: &[u8], verified: RxChecksums) {
         self.now = self.now.max(now);
+        // A verdict is the last frame's only (see `queues`).
+        self.queue.verdict = super::PassOn::Keep;
         self.stats.eth_rx_frames += 1;
         let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else {
             self.stats.eth_rx_truncated += 1;
@@ -78,7 +80,13 @@ impl Interface {
         }
         let payload = &frame[Ethernet2Header::LEN..];
         match eth.ether_type() {
-            EtherType::ARP if !ip_link => self.arp_input(now, payload),
+            EtherType::ARP if !ip_link => {
+                self.arp_input(now, payload);
+                if self.queued() && !self.queue.copy {
+                    self.queue.verdict = super::PassOn::Everyone;
+                    self.stats.queue_neighbour_copies += 1;
+                }
+            }
             EtherType::IPV4 => {
                 self.ipv4_input(now, payload, !ip_link && dst.is_broadcast(), verified)
             }
@@ -88,6 +96,8 @@ impl Interface {
                 let multicast = group || (!ip_link && dst.is_broadcast());
                 self.ipv6_input(now, payload, multicast, verified.transport)
             }
+            // A queue without IPv6 passes it on, towards the first queue.
+            EtherType::IPV6 if self.pass_on() => {}
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }
     }

@@ -14,6 +14,7 @@ mod intercept;
 mod ipv4;
 mod ipv6;
 mod ndp;
+mod queues;
 mod reassembly;
 mod tcp;
 mod udp;
@@ -23,6 +24,7 @@ pub use intercept::{EchoOffer, EchoVerdict, InterceptIo, InterceptState, UdpOffe
 pub use ipv4::Pmtud;
 pub use ipv6::{Addr6, AddrState, Ipv6State};
 pub use ndp::NudState;
+pub use queues::PassOn;
 pub use reassembly::{FragKey, Fragment, Reassembler};
 pub use udp::{lock_udp, FlowDecision, UdpIo, UdpShared, MAX_UDP_PAYLOAD, UDP_POSTED_MAX};
 
@@ -93,6 +95,8 @@ pub struct Interface {
     intercept: Option<std::sync::Arc<InterceptIo>>,
     /// IPv6's addresses and neighbours; `None` when IPv6 is off.
     ip6: Option<ipv6::Ipv6State>,
+    /// Where the frame being taken may go, on one of several queues of a link.
+    queue: queues::QueueInput,
 }
 
 /// A stack thread that ends, even by a panic, leaves no interceptor asleep.
@@ -119,6 +123,9 @@ impl Interface {
         if cfg.prefix_len < 31 {
             tcp.set_subnet_broadcast(cfg.subnet_broadcast().into());
         }
+        if cfg.queues > 1 {
+            tcp.set_queue(cfg.queue, cfg.queues);
+        }
         let intercept = cfg.intercept.as_ref().map(|ic| {
             tcp.set_intercept(*ic);
             std::sync::Arc::new(InterceptIo::with(InterceptState::default()))
@@ -132,6 +139,8 @@ impl Interface {
             .ipv6
             .clone()
             .filter(|_| cfg.mtu >= ipv6::MIN_MTU)
+            // One queue of several: IPv6 runs on the first alone (see `queues`).
+            .filter(|_| cfg.queue == 0)
             .map(|c| ipv6::Ipv6State::new(c, cfg.mac, cfg.medium, now));
         let mut iface = Interface {
             ip6,
@@ -148,10 +157,14 @@ impl Interface {
             now,
             stats: Counters::default(),
             rng,
+            queue: queues::QueueInput {
+                pass_on: cfg.queues > 1,
+                ..Default::default()
+            },
             cfg,
         };
         iface.sync_tcp_addrs();
-        if iface.cfg.medium == Medium::Ethernet {
+        if iface.cfg.medium == Medium::Ethernet && iface.cfg.queue == 0 {
             iface.send_gratuitous_arp();
         }
         iface

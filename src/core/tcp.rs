@@ -33,6 +33,8 @@ impl Interface {
             return;
         }
         let ecn = crate::wire::ecn::of_ipv4(rx.header);
+        // A segment of another queue's connection goes on to it (IPv6 runs on one queue).
+        self.tcp.pass_on = self.queue.pass_on;
         self.tcp.input(
             now,
             rx.src.into(),
@@ -41,6 +43,9 @@ impl Interface {
             rx.payload,
             &mut self.stats,
         );
+        if std::mem::take(&mut self.tcp.unclaimed) {
+            self.pass_on();
+        }
         self.flush_tcp(now);
     }
 
@@ -54,6 +59,8 @@ impl Interface {
             return;
         }
         let ecn = crate::wire::ecn::of_ipv6(rx.packet);
+        // IPv6 runs on one queue: nothing to pass on.
+        self.tcp.pass_on = false;
         self.tcp.input(
             now,
             rx.src.into(),

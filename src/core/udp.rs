@@ -544,6 +544,10 @@ impl Interface {
             return;
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
+        // A datagram for another queue's socket goes on to it.
+        if self.udp.lookup(to.port(), false).is_none() && self.pass_on() {
+            return;
+        }
         if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
             self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
         }
@@ -704,8 +708,14 @@ impl Interface {
         let start = self.rng.random_range(0..span);
         (0..span)
             .map(|i| EPHEMERAL.start() + ((start + i) % span) as u16)
-            .find(|p| !self.udp.ports.contains_key(p))
+            .find(|p| !self.udp.ports.contains_key(p) && self.owns_port(*p))
             .ok_or_else(|| os_err(libc::EADDRINUSE))
+    }
+
+    /// Whether ephemeral port `port` is this queue's: queues share the ports out, so that no
+    /// two of them pick the same one (one queue: every port).
+    fn owns_port(&self, port: u16) -> bool {
+        self.cfg.queues <= 1 || usize::from(port) % self.cfg.queues == self.cfg.queue
     }
 
     /// Fixes the peer: `send` goes there and only its datagrams are received. An unbound

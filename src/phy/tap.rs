@@ -132,7 +132,17 @@ impl TapDevice {
     /// packet info, non-blocking, with offloads when the kernel allows them, and brings the
     /// link up.
     pub fn open(name: &str) -> io::Result<Self> {
-        TunTap::open(name, Medium::Ethernet).map(TapDevice)
+        TunTap::open(name, Medium::Ethernet, false).map(TapDevice)
+    }
+
+    /// Attaches `n` queues of tap `name` (`IFF_MULTI_QUEUE`), one device each, for
+    /// [`crate::Stack::new_queues`]: the kernel spreads the flows it sends over them, each to
+    /// the queue that last wrote on it. A persistent tap must have been made with
+    /// `multi_queue` (`ip tuntap add NAME mode tap multi_queue`). One queue is
+    /// [`TapDevice::open`].
+    pub fn open_queues(name: &str, n: usize) -> io::Result<Vec<Self>> {
+        TunTap::open_queues(name, Medium::Ethernet, n)
+            .map(|qs| qs.into_iter().map(TapDevice).collect())
     }
 
     /// The interface's name.
@@ -155,7 +165,12 @@ impl TunDevice {
     /// Attaches to tun `name` (creating a non-persistent one if it does not exist), as
     /// [`TapDevice::open`] does.
     pub fn open(name: &str) -> io::Result<Self> {
-        TunTap::open(name, Medium::Ip).map(TunDevice)
+        TunTap::open(name, Medium::Ip, false).map(TunDevice)
+    }
+
+    /// Attaches `n` queues of tun `name`, as [`TapDevice::open_queues`] does.
+    pub fn open_queues(name: &str, n: usize) -> io::Result<Vec<Self>> {
+        TunTap::open_queues(name, Medium::Ip, n).map(|qs| qs.into_iter().map(TunDevice).collect())
     }
 
     /// The interface's name.
@@ -170,23 +185,50 @@ impl TunDevice {
 }
 
 impl TunTap {
-    fn open(name: &str, medium: Medium) -> io::Result<Self> {
+    fn open_queues(name: &str, medium: Medium, n: usize) -> io::Result<Vec<Self>> {
+        if n <= 1 {
+            return Ok(vec![Self::open(name, medium, false)?]);
+        }
+        let first = Self::open_with(name, medium, true, true)
+            .or_else(|_| Self::open_with(name, medium, false, true))?;
+        // Every queue as the first: the kernel's name (`tap%d` resolved), its offloads.
+        let (name, vnet) = (first.name.clone(), first.vnet);
+        let mut queues = vec![first];
+        for _ in 1..n {
+            queues.push(Self::open_with(&name, medium, vnet, true)?);
+        }
+        Ok(queues)
+    }
+
+    fn open(name: &str, medium: Medium, multi_queue: bool) -> io::Result<Self> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad interface name {name:?}"),
             ));
         }
-        match Self::open_with(name, medium, true) {
-            Ok(t) => Ok(t),
-            Err(e) => {
-                log::debug!("{name} without offloads: {e}");
-                Self::open_with(name, medium, false)
+        // With offloads if the kernel allows them; a persistent interface made otherwise than
+        // asked (`multi_queue` or not) is attached as it was made.
+        let attempts = [
+            (true, multi_queue),
+            (true, !multi_queue),
+            (false, multi_queue),
+            (false, !multi_queue),
+        ];
+        let mut first = None;
+        for (vnet, mq) in attempts {
+            match Self::open_with(name, medium, vnet, mq) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    log::debug!("{name} (offloads {vnet}, multi-queue {mq}): {e}");
+                    first.get_or_insert(e);
+                }
             }
         }
+        Err(first.unwrap_or_else(|| io::Error::other("no attempt")))
     }
 
-    fn open_with(name: &str, medium: Medium, vnet: bool) -> io::Result<Self> {
+    fn open_with(name: &str, medium: Medium, vnet: bool, multi_queue: bool) -> io::Result<Self> {
         let path = CString::new("/dev/net/tun").map_err(io::Error::other)?;
         // SAFETY: open with a valid C string; the result is checked.
         let raw = unsafe {
@@ -211,11 +253,19 @@ impl TunTap {
         if vnet {
             flags |= libc::IFF_VNET_HDR;
         }
+        if multi_queue {
+            flags |= libc::IFF_MULTI_QUEUE;
+        }
         req.ifr_ifru.ifru_flags = flags as libc::c_short;
+        let what = if multi_queue {
+            format!("attach a queue of {name} (a persistent one needs `multi_queue`)")
+        } else {
+            format!("attach {name}")
+        };
         // SAFETY: TUNSETIFF reads and writes the ifreq we pass.
         os_check(
             unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) },
-            &format!("attach {name}"),
+            &what,
         )?;
         if vnet {
             let len = VNET_HDR_LEN as libc::c_int;

@@ -10,7 +10,7 @@ mod shuttle;
 mod waiters;
 
 use crate::config::StackConfig;
-use crate::core::{Event, Interface, RxChecksums, SocketId};
+use crate::core::{Event, Interface, PassOn, RxChecksums, SocketId};
 use crate::phy::{send_frame, Device, WakeFd};
 use crate::stats::Counters;
 use crate::sync::thread;
@@ -62,7 +62,33 @@ pub(crate) enum Command {
     },
     /// The core's counters plus the device's.
     Counters(ReplyTx<Counters>),
+    /// A frame another queue of the link passed on ([`crate::core::PassOn`]), `hops` queues
+    /// ago; `copy`: an ARP message to learn from.
+    Passed {
+        frame: Vec<u8>,
+        hops: usize,
+        copy: bool,
+    },
     Shutdown,
+}
+
+/// The stack threads of a link's queues, for each to pass frames on to the others.
+#[derive(Clone)]
+struct Peers {
+    /// Every queue's command channel and wakeup, by index.
+    queues: Vec<(Sender<Command>, Arc<WakeFd>)>,
+    /// This thread's queue.
+    index: usize,
+}
+
+impl Peers {
+    /// Hands `frame` to queue `to`; a queue that stopped takes nothing.
+    fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool) {
+        let (tx, wake) = &self.queues[to % self.queues.len()];
+        if tx.send(Command::Passed { frame, hops, copy }).is_ok() {
+            wake.wake();
+        }
+    }
 }
 
 /// The socket side's connection to the stack thread.
@@ -234,7 +260,59 @@ pub struct Stack {
 
 impl Stack {
     /// Starts a stack on `device`. The MTU comes from the device.
-    pub fn new<D: Device + 'static>(device: D, mut config: StackConfig) -> io::Result<Stack> {
+    pub fn new<D: Device + 'static>(device: D, config: StackConfig) -> io::Result<Stack> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Stack::start(device, config, (tx, rx), Arc::new(WakeFd::new()?), None)
+    }
+
+    /// Starts one stack per queue of a link (`devices`, from [`crate::phy::TapDevice::open_queues`]
+    /// or [`crate::phy::TunDevice::open_queues`]), each with its own thread, connections and
+    /// sockets, as Linux's `SO_REUSEPORT` shares a port out: an application serves each (a
+    /// listener on every queue, a loop per queue). The kernel hands each flow to the queue
+    /// that last wrote on it; a frame that lands on another queue is passed on to the one
+    /// whose connection or socket takes it, and only if none does is it answered as one
+    /// stack would (reset, port unreachable). ARP is shared (every queue learns what any
+    /// resolves), ephemeral ports are split between the queues, and IPv6 runs on queue 0
+    /// alone. Each stack's [`StackConfig::queues`] and [`StackConfig::queue`] say which it
+    /// is; its seed is `config.seed` plus its index.
+    pub fn new_queues<D: Device + 'static>(
+        devices: Vec<D>,
+        config: StackConfig,
+    ) -> io::Result<Vec<Stack>> {
+        let n = devices.len();
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no queues"));
+        }
+        let mut channels = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let wake = Arc::new(WakeFd::new()?);
+            queues.push((tx.clone(), wake.clone()));
+            channels.push((tx, rx, wake));
+        }
+        let mut stacks = Vec::with_capacity(n);
+        for (index, (device, (tx, rx, wake))) in devices.into_iter().zip(channels).enumerate() {
+            let mut cfg = config.clone();
+            cfg.queues = n;
+            cfg.queue = index;
+            cfg.seed = config.seed.wrapping_add(index as u64);
+            let peers = (n > 1).then(|| Peers {
+                queues: queues.clone(),
+                index,
+            });
+            stacks.push(Stack::start(device, cfg, (tx, rx), wake, peers)?);
+        }
+        Ok(stacks)
+    }
+
+    fn start<D: Device + 'static>(
+        device: D,
+        mut config: StackConfig,
+        (tx, rx): (Sender<Command>, Receiver<Command>),
+        wake: Arc<WakeFd>,
+        peers: Option<Peers>,
+    ) -> io::Result<Stack> {
         config.mtu = device.mtu();
         config.medium = device.capabilities().medium;
         // TCP sends super-segments: the device splits them, in its kernel (TSO) or in software
@@ -246,13 +324,11 @@ impl Stack {
                 format!("MTU {} is below the IPv4 minimum of 68", config.mtu),
             ));
         }
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let wake = Arc::new(WakeFd::new()?);
         let epoch = std::time::Instant::now();
         // Records made with nowhere to write them would pile up.
         config.tcp.trace &= config.trace.is_some();
         let trace = config.trace.clone();
-        if let Some(t) = &trace {
+        if let Some(t) = trace.as_ref().filter(|_| config.queue == 0) {
             t.write_header(std::time::SystemTime::now())?;
         }
         let iface = Interface::new(config.clone(), Instant::ZERO);
@@ -288,6 +364,7 @@ impl Stack {
                     trace_buf: Vec::new(),
                     trim: Trim::default(),
                     commands_left: false,
+                    peers,
                 }
                 .run()
             })?;
@@ -412,6 +489,8 @@ struct StackThread<D> {
     /// The last turn left commands in the channel ([`COMMAND_BATCH`]): the next one must
     /// not sleep, since the wakeup that announced them was drained.
     commands_left: bool,
+    /// The link's other queues, if it has several.
+    peers: Option<Peers>,
 }
 
 /// Returning freed connection memory to the system: the allocator keeps freed buffers in its
@@ -592,6 +671,9 @@ impl<D: Device> StackThread<D> {
                         dst,
                         segment,
                     } => self.iface.udp_send_posted(now, id, data, dst, segment),
+                    Command::Passed { frame, hops, copy } => {
+                        self.take_passed(now, frame, hops, copy)
+                    }
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_)
                     | Command::Start(_)
@@ -667,6 +749,9 @@ impl<D: Device> StackThread<D> {
                     dst,
                     segment,
                 }) => self.iface.udp_send_posted(now, id, data, dst, segment),
+                Ok(Command::Passed { frame, hops, copy }) => {
+                    self.take_passed(now, frame, hops, copy)
+                }
                 Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {
                     self.reset(now, id);
@@ -698,6 +783,10 @@ impl<D: Device> StackThread<D> {
                         transport: self.device.rx_checksum_verified(),
                     };
                     self.iface.receive_frame(now, &self.rx, n, verified);
+                    let verdict = self.iface.take_pass_on();
+                    if verdict != PassOn::Keep {
+                        self.pass_on(verdict, self.rx.bytes()[..n].to_vec(), 0);
+                    }
                 }
                 Ok(None) => return false,
                 Err(e) => {
@@ -707,6 +796,37 @@ impl<D: Device> StackThread<D> {
             }
         }
         true
+    }
+
+    /// Passes a frame no connection or socket here took to the next queue, or an ARP
+    /// message to every other queue ([`crate::core::PassOn`]).
+    fn pass_on(&self, verdict: PassOn, frame: Vec<u8>, hops: usize) {
+        let Some(peers) = &self.peers else {
+            return;
+        };
+        match verdict {
+            PassOn::Keep => {}
+            PassOn::Next => peers.pass(peers.index + 1, frame, hops + 1, false),
+            PassOn::Everyone => {
+                let n = peers.queues.len();
+                for k in 1..n {
+                    peers.pass(peers.index + k, frame.clone(), 0, true);
+                }
+            }
+        }
+    }
+
+    /// Takes a frame another queue passed on; passes it further if nothing here takes it.
+    fn take_passed(&mut self, now: Instant, frame: Vec<u8>, hops: usize, copy: bool) {
+        if copy {
+            self.iface.receive_neighbour_copy(now, &frame);
+            return;
+        }
+        self.iface.receive_passed(now, &frame, hops);
+        let verdict = self.iface.take_pass_on();
+        if verdict != PassOn::Keep {
+            self.pass_on(verdict, frame, hops);
+        }
     }
 
     /// Hands readiness to the parked calls; true if there was any.

@@ -113,6 +113,10 @@ impl Tcp {
             stats.tcp_tw_reopened += 1;
             conn = None;
         }
+        if conn.is_none() && self.pass_on && !self.takes_here(local, dst, &seg) {
+            self.unclaimed = true;
+            return;
+        }
         if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
         } else if !self.is_local(dst) {
@@ -122,6 +126,15 @@ impl Tcp {
         } else {
             self.closed_input(local, remote, &seg, stats);
         }
+    }
+
+    /// Whether a segment of no connection here is this queue's to answer, on a link several
+    /// queues share: a SYN to a listener of ours or to an intercepted address opens a
+    /// connection here; anything else may be another queue's.
+    fn takes_here(&self, local: SocketAddr, dst: IpAddr, seg: &SegmentIn<'_>) -> bool {
+        seg.flags.syn
+            && !seg.flags.ack
+            && (!self.is_local(dst) || self.listener_for(local).is_some())
     }
 
     /// The listener that takes a SYN to `local`: the one of its family on its port, bound to

@@ -284,6 +284,14 @@ pub struct Tcp {
     time_wait: usize,
     /// The memory budget of every connection's buffers (Linux's `tcp_mem`).
     pool: Arc<buffer::MemoryPool>,
+    /// This queue's index and the number of queues, on a link several share: ephemeral
+    /// ports are shared out by `port % count` (see `crate::core` `queues`).
+    queue: Option<(usize, usize)>,
+    /// The segment being taken may be passed on to another queue rather than reset.
+    pub(crate) pass_on: bool,
+    /// The segment just taken belongs to no connection or listener here: the layer below
+    /// passes it on.
+    pub(crate) unclaimed: bool,
 }
 
 impl Tcp {
@@ -322,6 +330,9 @@ impl Tcp {
             trace_records: 0,
             time_wait: 0,
             pool,
+            queue: None,
+            pass_on: false,
+            unclaimed: false,
         }
     }
 
@@ -365,6 +376,12 @@ impl Tcp {
         self.local
             .source_for(remote)
             .ok_or_else(|| os_err(libc::EADDRNOTAVAIL))
+    }
+
+    /// Makes TCP queue `index` of `count` sharing one link: it picks only the ephemeral ports
+    /// `port % count == index`, so that no two queues open the same four-tuple.
+    pub fn set_queue(&mut self, index: usize, count: usize) {
+        self.queue = Some((index, count.max(1)));
     }
 
     /// Tells TCP the directed broadcast address of its subnet, which connects refuse.
@@ -554,7 +571,10 @@ impl Tcp {
             } else {
                 p + 1
             };
-            if free(self, p) {
+            let ours = self
+                .queue
+                .is_none_or(|(index, count)| usize::from(p) % count == index);
+            if ours && free(self, p) {
                 return Ok(p);
             }
         }

@@ -330,3 +330,14 @@ pub fn echo_sizes(sock: &std::net::UdpSocket, first: usize, more: usize) -> (Vec
     );
     (sizes, retries)
 }
+
+/// A multi-queue tap `name` with the kernel's side at `cidr`, up, IPv6 off (for
+/// `--queues` and `Stack::new_queues`).
+pub fn multi_queue_tap(name: &str, cidr: &str) {
+    sh(&format!("ip tuntap add dev {name} mode tap multi_queue"));
+    sh(&format!(
+        "echo 1 > /proc/sys/net/ipv6/conf/{name}/disable_ipv6"
+    ));
+    sh(&format!("ip addr add {cidr} dev {name}"));
+    sh(&format!("ip link set {name} up"));
+}

@@ -129,7 +129,10 @@ enum Service {
 
 fn run(args: Args) -> std::io::Result<()> {
     let signals = cli::StopSignals::install()?;
-    let stack: Stack = args.device.start()?;
+    // One stack per queue (`--queues`), each serving every service, as SO_REUSEPORT servers
+    // do: the kernel spreads the flows over the queues.
+    let stacks: Vec<Stack> = args.device.start_queues_with(args.device.config())?;
+    let stack = &stacks[0];
     let ip = stack.config().ip;
     let services = [
         (args.port, Service::Echo),
@@ -137,23 +140,32 @@ fn run(args: Args) -> std::io::Result<()> {
         (13, Service::Daytime),
         (19, Service::Chargen),
     ];
-    let mut listeners = Vec::new();
-    let mut udp = Vec::new();
-    // With IPv6 on, each service's sockets are on `[::]`: dual-stack, both families.
-    let any = cli::listen_ip(stack.config());
-    for (port, service) in services {
-        let listener = TcpListener::bind(&stack, (any, port))?;
-        listener.set_nonblocking(true)?;
-        listeners.push((listener, service));
-        udp.push((UdpSocket::bind(&stack, (any, port))?, service));
+    let mut per_queue = Vec::new();
+    for stack in &stacks {
+        let mut listeners = Vec::new();
+        let mut udp = Vec::new();
+        // With IPv6 on, each service's sockets are on `[::]`: dual-stack, both families.
+        let any = cli::listen_ip(stack.config());
+        for (port, service) in services {
+            let listener = TcpListener::bind(stack, (any, port))?;
+            listener.set_nonblocking(true)?;
+            listeners.push((listener, service));
+            udp.push((UdpSocket::bind(stack, (any, port))?, service));
+        }
+        per_queue.push((listeners, udp));
     }
     let mut workers = Vec::new();
     let runtime = if args.use_async {
+        let (listeners, udp) =
+            per_queue
+                .into_iter()
+                .fold((Vec::new(), Vec::new()), |(mut l, mut u), (ql, qu)| {
+                    l.extend(ql);
+                    u.extend(qu);
+                    (l, u)
+                });
         Some(tasks::start(listeners, udp)?)
     } else {
-        for (socket, service) in udp {
-            workers.push(thread::spawn(move || udp_serve(socket, service)));
-        }
         // The loop spins as long as the stack thread does before it sleeps (after answering;
         // see `event_loop`). Not on one core, where spinning would only hold up the thread
         // it waits for.
@@ -162,9 +174,14 @@ fn run(args: Args) -> std::io::Result<()> {
         } else {
             std::time::Duration::ZERO
         };
-        workers.push(thread::spawn(move || {
-            event_loop::event_loop(Poller::new(), listeners, busy_poll)
-        }));
+        for (listeners, udp) in per_queue {
+            for (socket, service) in udp {
+                workers.push(thread::spawn(move || udp_serve(socket, service)));
+            }
+            workers.push(thread::spawn(move || {
+                event_loop::event_loop(Poller::new(), listeners, busy_poll)
+            }));
+        }
         None
     };
     println!(
@@ -176,12 +193,28 @@ fn run(args: Args) -> std::io::Result<()> {
         args.port,
         args.device.device_name(),
         stack.config().mtu,
-        if args.use_async { ", async" } else { "" }
+        match (stacks.len(), args.use_async) {
+            (1, false) => String::new(),
+            (1, true) => ", async".to_string(),
+            (n, false) => format!(", {n} queues"),
+            (n, true) => format!(", {n} queues, async"),
+        }
     );
     let signal = signals.wait();
     log::info!("signal {signal}: stopping");
-    let counters = stack.counters()?;
-    drop(stack);
+    // The queues' counters, summed, after a line per queue when there are several.
+    let mut counters = tapstack::Counters::default();
+    for (k, stack) in stacks.iter().enumerate() {
+        let c = stack.counters()?;
+        if stacks.len() > 1 {
+            println!(
+                "queue {k}: {} connections accepted, {} frames received, {} passed on, {} taken over",
+                c.tcp_passive_opens, c.eth_rx_frames, c.queue_passed_on, c.queue_taken_over
+            );
+        }
+        counters.add(&c);
+    }
+    drop(stacks);
     for w in workers {
         let _ = w.join();
     }
