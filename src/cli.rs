@@ -68,7 +68,8 @@ impl std::str::FromStr for Ipv6Cidr {
 /// The address an app's servers listen on: `[::]` with IPv6 on, which takes both families
 /// (dual-stack, as on Linux), else the stack's IPv4 address.
 pub fn listen_ip(cfg: &StackConfig) -> std::net::IpAddr {
-    if cfg.ipv6.is_some() {
+    // IPv6 runs on a link's first queue alone.
+    if cfg.ipv6.is_some() && cfg.queue == 0 {
         Ipv6Addr::UNSPECIFIED.into()
     } else {
         cfg.ip.into()
@@ -242,8 +243,8 @@ impl DeviceArgs {
         let mut devices: Vec<Box<dyn Device>> = match &self.tun {
             Some(tun) => {
                 let mut devs = TunDevice::open_queues(tun, queues)?;
-                if let (Some(mtu), Some(dev)) = (mtu, devs.first_mut()) {
-                    dev.set_mtu(mtu)?;
+                for dev in devs.iter_mut().filter(|_| mtu.is_some()) {
+                    dev.set_mtu(mtu.unwrap_or_default())?;
                 }
                 devs.into_iter()
                     .map(|d| Box::new(d) as Box<dyn Device>)
@@ -251,8 +252,8 @@ impl DeviceArgs {
             }
             None => {
                 let mut devs = TapDevice::open_queues(&self.tap, queues)?;
-                if let (Some(mtu), Some(dev)) = (mtu, devs.first_mut()) {
-                    dev.set_mtu(mtu)?;
+                for dev in devs.iter_mut().filter(|_| mtu.is_some()) {
+                    dev.set_mtu(mtu.unwrap_or_default())?;
                 }
                 devs.into_iter()
                     .map(|d| Box::new(d) as Box<dyn Device>)

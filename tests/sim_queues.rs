@@ -95,7 +95,7 @@ fn a_segment_of_no_connection_here_is_passed_on_and_the_last_queue_resets_it() {
     // The ARP copy taught queue 0 the peer's address, without an answer of its own.
     q0.receive_neighbour_copy(now, &arp_request(PEER_MAC, PEER, US));
     assert!(sent(&mut q0).is_empty(), "a copy is not answered");
-    q0.receive_passed(now, &frame, 1);
+    q0.receive_passed(now, &frame, 1, false);
     assert_eq!(
         q0.take_pass_on(),
         PassOn::Keep,
@@ -126,7 +126,7 @@ fn a_syn_opens_where_a_listener_is_and_goes_on_where_none_is() {
     let syn = tcp_frame(80, true, false);
     q1.receive(now, &syn);
     assert_eq!(q1.take_pass_on(), PassOn::Next);
-    q0.receive_passed(now, &syn, 1);
+    q0.receive_passed(now, &syn, 1, false);
     assert_eq!(q0.take_pass_on(), PassOn::Keep);
     assert_eq!(sent(&mut q0), vec![(EtherType::IPV4, IpNumber::TCP.0)]);
     // A SYN to queue 0 itself opens there.
@@ -144,11 +144,11 @@ fn udp_to_no_socket_here_goes_on_and_the_last_queue_answers_port_unreachable() {
     let to_53 = udp_frame(53);
     q1.receive(now, &to_53);
     assert_eq!(q1.take_pass_on(), PassOn::Next, "queue 0's socket takes it");
-    q0.receive_passed(now, &to_53, 1);
+    q0.receive_passed(now, &to_53, 1, false);
     assert_eq!(q0.take_pass_on(), PassOn::Keep);
     assert_eq!(q0.counters().udp_rx_datagrams, 1);
     let to_54 = udp_frame(54);
-    q0.receive_passed(now, &to_54, 1);
+    q0.receive_passed(now, &to_54, 1, false);
     assert_eq!(
         sent(&mut q0),
         vec![(EtherType::IPV4, IpNumber::ICMP.0)],
@@ -191,4 +191,75 @@ fn ipv6_goes_to_queue_0_and_ephemeral_ports_are_split() {
             assert_eq!(usize::from(port) % 2, k, "TCP port {port} on queue {k}");
         }
     }
+}
+
+/// A datagram that arrives in fragments on a queue without its socket goes on whole: the
+/// next queue gets one frame with the datagram, not the last fragment.
+#[test]
+fn a_fragmented_datagram_for_another_queue_goes_on_whole() {
+    let (mut q0, mut q1) = (queue(0), queue(1));
+    let now = Instant::ZERO;
+    q0.udp_bind("0.0.0.0:53".parse().unwrap()).unwrap();
+    let data = common::pattern(4000, 3);
+    let seg = udp_segment(PEER, US, 5000, 53, &data);
+    let frames = ipv4_frames(
+        PEER_MAC,
+        MacAddr([0x02, 0, 0, 0, 0, 2]),
+        PEER,
+        US,
+        IpNumber::UDP,
+        77,
+        &seg,
+        1500,
+    );
+    assert_eq!(frames.len(), 3);
+    for (i, f) in frames.iter().enumerate() {
+        q1.receive(now, f);
+        let verdict = q1.take_pass_on();
+        if i + 1 < frames.len() {
+            assert_eq!(verdict, PassOn::Keep, "fragment {i} waits for the rest");
+        } else {
+            assert_eq!(verdict, PassOn::Next);
+        }
+    }
+    let whole = q1.take_rebuilt().expect("the datagram, whole");
+    assert_eq!(whole.len(), 14 + 20 + 8 + 4000);
+    q0.receive_passed(now, &whole, 1, false);
+    assert_eq!(q0.take_pass_on(), PassOn::Keep);
+    let c = q0.counters();
+    assert_eq!((c.udp_rx_datagrams, c.udp_rx_bad_checksum), (1, 0));
+}
+
+/// IPv6 group frames (a neighbour solicitation's `33:33:…`) reach queue 0 from the others;
+/// with IPv6 off on the link nothing is passed around.
+#[test]
+fn ipv6_group_frames_go_to_queue_0_and_none_without_ipv6() {
+    let now = Instant::ZERO;
+    let mut q1 = queue(1);
+    let mut group = Vec::new();
+    PacketBuilder::ethernet2(PEER_MAC.0, [0x33, 0x33, 0xff, 0, 0, 2])
+        .ipv6(
+            [0xfe80, 0, 0, 0, 0, 0, 0, 9]
+                .map(u16::to_be_bytes)
+                .concat()
+                .try_into()
+                .unwrap(),
+            [0xff02, 0, 0, 0, 0, 1, 0xff00, 2]
+                .map(u16::to_be_bytes)
+                .concat()
+                .try_into()
+                .unwrap(),
+            255,
+        )
+        .icmpv6_echo_request(1, 1)
+        .write(&mut group, b"x")
+        .unwrap();
+    q1.receive(now, &group);
+    assert_eq!(q1.take_pass_on(), PassOn::Next);
+    let mut cfg = config(2, 7);
+    cfg.queues = 2;
+    cfg.queue = 1;
+    let mut v4_only = Interface::new(cfg, now);
+    v4_only.receive(now, &group);
+    assert_eq!(v4_only.take_pass_on(), PassOn::Keep);
 }

@@ -73,7 +73,12 @@ impl Interface {
         let ip_link = self.cfg.medium == Medium::Ip;
         // IPv6's groups come to `33:33:…` addresses (RFC 2464 §7): ours are all-nodes and
         // our addresses' solicited-node groups.
-        let group = !ip_link && self.ip6.as_ref().is_some_and(|s| s.accepts_mac(dst));
+        let group = !ip_link
+            && match &self.ip6 {
+                Some(s) => s.accepts_mac(dst),
+                // A queue without IPv6 takes every group's frame, to pass on to queue 0.
+                None => self.ipv6_elsewhere() && dst.0[..2] == [0x33, 0x33],
+            };
         if !ip_link && dst != self.cfg.mac && !dst.is_broadcast() && !group {
             self.stats.eth_rx_not_for_us += 1;
             return;
@@ -97,7 +102,7 @@ impl Interface {
                 self.ipv6_input(now, payload, multicast, verified.transport)
             }
             // A queue without IPv6 passes it on, towards the first queue.
-            EtherType::IPV6 if self.pass_on() => {}
+            EtherType::IPV6 if self.ipv6_elsewhere() && self.pass_on() => {}
             _ => self.stats.eth_rx_unknown_ethertype += 1,
         }
     }

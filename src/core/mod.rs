@@ -112,7 +112,9 @@ impl Interface {
     /// A new interface; on Ethernet it announces itself with a gratuitous ARP.
     pub fn new(cfg: StackConfig, now: Instant) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let next_ip_id = rng.random();
+        // Queues of one link share the seed: their IP identifications start apart.
+        let spread = (cfg.queue * (usize::from(u16::MAX) + 1) / cfg.queues.max(1)) as u16;
+        let next_ip_id = rng.random::<u16>().wrapping_add(spread);
         let mut tcp = crate::tcp::Tcp::new(
             cfg.tcp.clone(),
             cfg.ip.into(),

@@ -34,6 +34,8 @@ pub(super) struct QueueInput {
     pub copy: bool,
     /// The verdict on the frame just taken.
     pub verdict: PassOn,
+    /// A reassembled datagram passed on, as one unfragmented frame.
+    pub rebuilt: Option<Vec<u8>>,
 }
 
 impl Interface {
@@ -42,20 +44,33 @@ impl Interface {
         self.cfg.queues > 1
     }
 
+    /// IPv6 runs on the link, on another queue than this one.
+    pub(super) fn ipv6_elsewhere(&self) -> bool {
+        self.queued() && self.cfg.queue != 0 && self.cfg.ipv6.is_some()
+    }
+
     /// Where the frame the interface took last goes next; asked after each.
     pub fn take_pass_on(&mut self) -> PassOn {
         std::mem::take(&mut self.queue.verdict)
     }
 
     /// Takes a frame another queue passed on, `hops` queues ago: the last queue of the round
-    /// (`hops + 1` = the number of queues) answers it as a lone stack would. Its transport
-    /// checksum was checked, or vouched for, where it arrived.
-    pub fn receive_passed(&mut self, now: Instant, frame: &[u8], hops: usize) {
+    /// (`hops + 1` = the number of queues) answers it as a lone stack would. `verified`: the
+    /// device it arrived on vouched for its transport checksum.
+    pub fn receive_passed(&mut self, now: Instant, frame: &[u8], hops: usize, verified: bool) {
         self.stats.queue_taken_over += 1;
         self.queue.pass_on = hops + 1 < self.cfg.queues;
-        let verified = super::ethernet::RxChecksums { transport: true };
+        let verified = super::ethernet::RxChecksums {
+            transport: verified,
+        };
         self.receive_with(now, frame, verified);
         self.queue.pass_on = self.queued();
+    }
+
+    /// The frame to pass on in place of the one taken last, when that one was the last
+    /// fragment of a datagram: the datagram whole.
+    pub fn take_rebuilt(&mut self) -> Option<Vec<u8>> {
+        self.queue.rebuilt.take()
     }
 
     /// Learns from another queue's ARP message, answering nothing.
@@ -64,6 +79,38 @@ impl Interface {
         self.receive_with(now, frame, super::ethernet::RxChecksums::default());
         self.queue.copy = false;
         self.queue.verdict = PassOn::Keep;
+    }
+
+    /// [`Interface::pass_on`] for an IPv4 datagram: one put together from fragments goes on
+    /// whole, as one frame (the next queue never saw its other fragments).
+    pub(super) fn pass_on_datagram(&mut self, rx: &super::ipv4::IpRx<'_>) -> bool {
+        if !self.pass_on() {
+            return false;
+        }
+        let fragment = etherparse::Ipv4HeaderSlice::from_slice(rx.header)
+            .is_ok_and(|h| h.more_fragments() || h.fragments_offset().value() != 0);
+        if fragment {
+            self.queue.rebuilt = self.unfragmented_frame(rx);
+        }
+        true
+    }
+
+    /// The datagram of `rx` as one frame to us: its header with the fragment fields cleared.
+    fn unfragmented_frame(&self, rx: &super::ipv4::IpRx<'_>) -> Option<Vec<u8>> {
+        let (mut ip, _) = etherparse::Ipv4Header::from_slice(rx.header).ok()?;
+        ip.more_fragments = false;
+        ip.fragment_offset = etherparse::IpFragOffset::ZERO;
+        ip.set_payload_len(rx.payload.len()).ok()?;
+        ip.header_checksum = ip.calc_header_checksum();
+        let mut frame = super::ethernet::frame(
+            self.cfg.mac,
+            self.cfg.mac,
+            etherparse::EtherType::IPV4,
+            ip.header_len() + rx.payload.len(),
+        );
+        frame.extend_from_slice(&ip.to_bytes());
+        frame.extend_from_slice(rx.payload);
+        Some(frame)
     }
 
     /// Nothing here takes the frame: pass it on if this queue may, else `false` (the caller

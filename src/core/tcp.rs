@@ -44,7 +44,7 @@ impl Interface {
             &mut self.stats,
         );
         if std::mem::take(&mut self.tcp.unclaimed) {
-            self.pass_on();
+            self.pass_on_datagram(rx);
         }
         self.flush_tcp(now);
     }

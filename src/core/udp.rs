@@ -545,7 +545,7 @@ impl Interface {
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
         // A datagram for another queue's socket goes on to it.
-        if self.udp.lookup(to.port(), false).is_none() && self.pass_on() {
+        if self.udp.lookup(to.port(), false).is_none() && self.pass_on_datagram(rx) {
             return;
         }
         if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
@@ -621,6 +621,11 @@ impl Interface {
             self.events.push_back(Event::Ready(id));
         }
         true
+    }
+
+    /// Whether an IPv4 socket has local port `port`.
+    pub(super) fn udp_has_port(&self, port: u16) -> bool {
+        self.udp.lookup(port, false).is_some()
     }
 
     /// Records an ICMP-reported error on the connected socket it concerns.

@@ -186,7 +186,7 @@ impl TunDevice {
 
 impl TunTap {
     fn open_queues(name: &str, medium: Medium, n: usize) -> io::Result<Vec<Self>> {
-        if n <= 1 {
+        if n <= 1 || name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Ok(vec![Self::open(name, medium, false)?]);
         }
         let first = Self::open_with(name, medium, true, true)

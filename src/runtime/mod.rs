@@ -68,6 +68,8 @@ pub(crate) enum Command {
         frame: Vec<u8>,
         hops: usize,
         copy: bool,
+        /// The arriving device vouched for its transport checksum.
+        verified: bool,
     },
     Shutdown,
 }
@@ -83,9 +85,15 @@ struct Peers {
 
 impl Peers {
     /// Hands `frame` to queue `to`; a queue that stopped takes nothing.
-    fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool) {
+    fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool, verified: bool) {
         let (tx, wake) = &self.queues[to % self.queues.len()];
-        if tx.send(Command::Passed { frame, hops, copy }).is_ok() {
+        let cmd = Command::Passed {
+            frame,
+            hops,
+            copy,
+            verified,
+        };
+        if tx.send(cmd).is_ok() {
             wake.wake();
         }
     }
@@ -260,7 +268,10 @@ pub struct Stack {
 
 impl Stack {
     /// Starts a stack on `device`. The MTU comes from the device.
-    pub fn new<D: Device + 'static>(device: D, config: StackConfig) -> io::Result<Stack> {
+    pub fn new<D: Device + 'static>(device: D, mut config: StackConfig) -> io::Result<Stack> {
+        // One stack is one queue, whatever a configuration copied from a queue says.
+        config.queues = 1;
+        config.queue = 0;
         let (tx, rx) = crossbeam_channel::unbounded();
         Stack::start(device, config, (tx, rx), Arc::new(WakeFd::new()?), None)
     }
@@ -273,8 +284,9 @@ impl Stack {
     /// whose connection or socket takes it, and only if none does is it answered as one
     /// stack would (reset, port unreachable). ARP is shared (every queue learns what any
     /// resolves), ephemeral ports are split between the queues, and IPv6 runs on queue 0
-    /// alone. Each stack's [`StackConfig::queues`] and [`StackConfig::queue`] say which it
-    /// is; its seed is `config.seed` plus its index.
+    /// alone (only its sockets bind IPv6 addresses). Each stack's [`StackConfig::queues`]
+    /// and [`StackConfig::queue`] say which it is. They share the seed, so that any queue
+    /// checks another's SYN cookies; their IP identifications start `65536 / N` apart.
     pub fn new_queues<D: Device + 'static>(
         devices: Vec<D>,
         config: StackConfig,
@@ -296,7 +308,6 @@ impl Stack {
             let mut cfg = config.clone();
             cfg.queues = n;
             cfg.queue = index;
-            cfg.seed = config.seed.wrapping_add(index as u64);
             let peers = (n > 1).then(|| Peers {
                 queues: queues.clone(),
                 index,
@@ -671,9 +682,12 @@ impl<D: Device> StackThread<D> {
                         dst,
                         segment,
                     } => self.iface.udp_send_posted(now, id, data, dst, segment),
-                    Command::Passed { frame, hops, copy } => {
-                        self.take_passed(now, frame, hops, copy)
-                    }
+                    Command::Passed {
+                        frame,
+                        hops,
+                        copy,
+                        verified,
+                    } => self.take_passed(now, frame, hops, copy, verified),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_)
                     | Command::Start(_)
@@ -749,9 +763,12 @@ impl<D: Device> StackThread<D> {
                     dst,
                     segment,
                 }) => self.iface.udp_send_posted(now, id, data, dst, segment),
-                Ok(Command::Passed { frame, hops, copy }) => {
-                    self.take_passed(now, frame, hops, copy)
-                }
+                Ok(Command::Passed {
+                    frame,
+                    hops,
+                    copy,
+                    verified,
+                }) => self.take_passed(now, frame, hops, copy, verified),
                 Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {
                     self.reset(now, id);
@@ -785,7 +802,12 @@ impl<D: Device> StackThread<D> {
                     self.iface.receive_frame(now, &self.rx, n, verified);
                     let verdict = self.iface.take_pass_on();
                     if verdict != PassOn::Keep {
-                        self.pass_on(verdict, self.rx.bytes()[..n].to_vec(), 0);
+                        // A reassembled datagram goes on whole, not its last fragment.
+                        let frame = self
+                            .iface
+                            .take_rebuilt()
+                            .unwrap_or_else(|| self.rx.bytes()[..n].to_vec());
+                        self.pass_on(verdict, frame, 0, verified.transport);
                     }
                 }
                 Ok(None) => return false,
@@ -800,32 +822,40 @@ impl<D: Device> StackThread<D> {
 
     /// Passes a frame no connection or socket here took to the next queue, or an ARP
     /// message to every other queue ([`crate::core::PassOn`]).
-    fn pass_on(&self, verdict: PassOn, frame: Vec<u8>, hops: usize) {
+    fn pass_on(&self, verdict: PassOn, frame: Vec<u8>, hops: usize, verified: bool) {
         let Some(peers) = &self.peers else {
             return;
         };
         match verdict {
             PassOn::Keep => {}
-            PassOn::Next => peers.pass(peers.index + 1, frame, hops + 1, false),
+            PassOn::Next => peers.pass(peers.index + 1, frame, hops + 1, false, verified),
             PassOn::Everyone => {
                 let n = peers.queues.len();
                 for k in 1..n {
-                    peers.pass(peers.index + k, frame.clone(), 0, true);
+                    peers.pass(peers.index + k, frame.clone(), 0, true, verified);
                 }
             }
         }
     }
 
     /// Takes a frame another queue passed on; passes it further if nothing here takes it.
-    fn take_passed(&mut self, now: Instant, frame: Vec<u8>, hops: usize, copy: bool) {
+    fn take_passed(
+        &mut self,
+        now: Instant,
+        frame: Vec<u8>,
+        hops: usize,
+        copy: bool,
+        verified: bool,
+    ) {
         if copy {
             self.iface.receive_neighbour_copy(now, &frame);
             return;
         }
-        self.iface.receive_passed(now, &frame, hops);
+        self.iface.receive_passed(now, &frame, hops, verified);
         let verdict = self.iface.take_pass_on();
         if verdict != PassOn::Keep {
-            self.pass_on(verdict, frame, hops);
+            let frame = self.iface.take_rebuilt().unwrap_or(frame);
+            self.pass_on(verdict, frame, hops, verified);
         }
     }
 

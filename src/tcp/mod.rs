@@ -378,6 +378,11 @@ impl Tcp {
             .ok_or_else(|| os_err(libc::EADDRNOTAVAIL))
     }
 
+    /// Whether a connection (in any state) has this pair of addresses.
+    pub fn knows(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.by_tuple.contains_key(&(local, remote))
+    }
+
     /// Makes TCP queue `index` of `count` sharing one link: it picks only the ephemeral ports
     /// `port % count == index`, so that no two queues open the same four-tuple.
     pub fn set_queue(&mut self, index: usize, count: usize) {

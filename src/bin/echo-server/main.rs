@@ -214,7 +214,12 @@ fn run(args: Args) -> std::io::Result<()> {
         }
         counters.add(&c);
     }
-    drop(stacks);
+    // Every queue lingers at once, not one after another.
+    thread::scope(|s| {
+        for stack in stacks {
+            s.spawn(move || drop(stack));
+        }
+    });
     for w in workers {
         let _ = w.join();
     }
