@@ -64,6 +64,7 @@ impl Interface {
         self.now = self.now.max(now);
         // A verdict is the last frame's only (see `queues`).
         self.queue.verdict = super::PassOn::Keep;
+        self.queue.rebuilt = None;
         self.stats.eth_rx_frames += 1;
         let Ok(eth) = Ethernet2HeaderSlice::from_slice(frame) else {
             self.stats.eth_rx_truncated += 1;
