@@ -165,7 +165,7 @@ impl Interface {
             let local = SocketAddrV4::new(inner.source_addr(), local_port);
             let remote = SocketAddrV4::new(inner.destination_addr(), remote_port);
             // About another queue's connection: on to it.
-            if !self.tcp.knows(local.into(), remote.into()) && self.pass_on() {
+            if self.queued() && !self.tcp.knows(local.into(), remote.into()) && self.pass_on() {
                 return;
             }
             let err = match t {
@@ -184,7 +184,7 @@ impl Interface {
                 return;
             };
             let remote = SocketAddrV4::new(inner.destination_addr(), udp.destination_port);
-            if !self.udp_has_port(udp.source_port) && self.pass_on() {
+            if self.queued() && !self.udp_has_port(udp.source_port) && self.pass_on() {
                 return;
             }
             if fatal && self.udp_error(udp.source_port, remote.into(), errno) {

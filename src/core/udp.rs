@@ -545,7 +545,8 @@ impl Interface {
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
         // A datagram for another queue's socket goes on to it.
-        if self.udp.lookup(to.port(), false).is_none() && self.pass_on_datagram(rx) {
+        if self.queued() && self.udp.lookup(to.port(), false).is_none() && self.pass_on_datagram(rx)
+        {
             return;
         }
         if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
