@@ -47,6 +47,19 @@ fn tcp_frame(port: u16, syn: bool, ack: bool) -> Vec<u8> {
     f
 }
 
+/// An ICMPv6 echo request from the peer's link-local address to `dst` at `dst_mac`.
+fn ping6(dst_mac: [u8; 6], dst: &str) -> Vec<u8> {
+    let src: std::net::Ipv6Addr = "fe80::9".parse().unwrap();
+    let dst: std::net::Ipv6Addr = dst.parse().unwrap();
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(PEER_MAC.0, dst_mac)
+        .ipv6(src.octets(), dst.octets(), 255)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut f, b"x")
+        .unwrap();
+    f
+}
+
 fn udp_frame(port: u16) -> Vec<u8> {
     let seg = udp_segment(PEER, US, 5000, port, b"hello");
     ipv4_frames(
@@ -160,24 +173,7 @@ fn udp_to_no_socket_here_goes_on_and_the_last_queue_answers_port_unreachable() {
 fn ipv6_goes_to_queue_0_and_ephemeral_ports_are_split() {
     let (mut q0, mut q1) = (queue(0), queue(1));
     let now = Instant::ZERO;
-    let mut ping6 = Vec::new();
-    PacketBuilder::ethernet2(PEER_MAC.0, [0x02, 0, 0, 0, 0, 2])
-        .ipv6(
-            [0xfe80, 0, 0, 0, 0, 0, 0, 9]
-                .map(u16::to_be_bytes)
-                .concat()
-                .try_into()
-                .unwrap(),
-            [0xfe80, 0, 0, 0, 0, 0, 0, 2]
-                .map(u16::to_be_bytes)
-                .concat()
-                .try_into()
-                .unwrap(),
-            64,
-        )
-        .icmpv6_echo_request(1, 1)
-        .write(&mut ping6, b"x")
-        .unwrap();
+    let ping6 = ping6([0x02, 0, 0, 0, 0, 2], "fe80::2");
     q1.receive(now, &ping6);
     assert_eq!(q1.take_pass_on(), PassOn::Next, "queue 1 runs no IPv6");
     assert!(sent(&mut q1).is_empty());
@@ -236,24 +232,8 @@ fn a_fragmented_datagram_for_another_queue_goes_on_whole() {
 fn ipv6_group_frames_go_to_queue_0_and_none_without_ipv6() {
     let now = Instant::ZERO;
     let mut q1 = queue(1);
-    let mut group = Vec::new();
-    PacketBuilder::ethernet2(PEER_MAC.0, [0x33, 0x33, 0xff, 0, 0, 2])
-        .ipv6(
-            [0xfe80, 0, 0, 0, 0, 0, 0, 9]
-                .map(u16::to_be_bytes)
-                .concat()
-                .try_into()
-                .unwrap(),
-            [0xff02, 0, 0, 0, 0, 1, 0xff00, 2]
-                .map(u16::to_be_bytes)
-                .concat()
-                .try_into()
-                .unwrap(),
-            255,
-        )
-        .icmpv6_echo_request(1, 1)
-        .write(&mut group, b"x")
-        .unwrap();
+    // To our solicited-node group.
+    let group = ping6([0x33, 0x33, 0xff, 0, 0, 2], "ff02::1:ff00:2");
     q1.receive(now, &group);
     assert_eq!(q1.take_pass_on(), PassOn::Next);
     let mut cfg = config(2, 7);
