@@ -154,7 +154,8 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub ecn_low: bool,
     /// Queues of the tap or tun, each served by a stack thread of its own (a persistent
-    /// interface needs `multi_queue`); apps that serve one stack refuse more than 1
+    /// interface needs `multi_queue`); echo-server and http-server serve every queue, the
+    /// other apps refuse more than 1
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub queues: u16,
 }
@@ -309,6 +310,32 @@ impl DeviceArgs {
         );
         Stack::new_queues(devices, cfg)
     }
+}
+
+/// The counters of a link's queues, summed; with several, a line per queue first (`queue k:
+/// N connections accepted, F frames received, P passed on, T taken over`).
+pub fn queue_counters(stacks: &[Stack]) -> io::Result<crate::Counters> {
+    let mut sum = crate::Counters::default();
+    for (k, stack) in stacks.iter().enumerate() {
+        let c = stack.counters()?;
+        if stacks.len() > 1 {
+            println!(
+                "queue {k}: {} connections accepted, {} frames received, {} passed on, {} taken over",
+                c.tcp_passive_opens, c.eth_rx_frames, c.queue_passed_on, c.queue_taken_over
+            );
+        }
+        sum.add(&c);
+    }
+    Ok(sum)
+}
+
+/// Stops a link's stacks together: each lingers at once, not one after another.
+pub fn stop_queues(stacks: Vec<Stack>) {
+    std::thread::scope(|s| {
+        for stack in stacks {
+            s.spawn(move || drop(stack));
+        }
+    });
 }
 
 /// Catches SIGINT and SIGTERM from now on; install it before announcing readiness.

@@ -460,3 +460,48 @@ fn tapcat_connects_to_an_ipv6_literal() {
         assert_eq!(file_sha256(&dir.path("up")), up_sha, "tapcat -> kernel");
     });
 }
+
+/// http-server on two queues of a multi-queue tap (`--queues 2`): 24 separate curl
+/// connections each get the file whole (sha256), and both queues accept some of them.
+#[test]
+fn http_server_on_two_queues_serves_curl_on_both() {
+    in_netns(|| {
+        multi_queue_tap("tapq", "10.0.3.1/24");
+        let dir = TempDir::new("httpq");
+        let want = write_pattern_file(&dir.path("f.bin"), 1 << 20, 6);
+        let mut p = Proc::spawn(
+            "http-server",
+            Command::new(env!("CARGO_BIN_EXE_http-server"))
+                .arg(&dir.0)
+                .args(["--tap", "tapq", "--ip", "10.0.3.2/24", "--queues", "2"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let out = lines(p.child.stdout.take().expect("stdout"));
+        expect_line(&out, "2 queues", Duration::from_secs(10));
+        for i in 0..24 {
+            let path = dir.path(&format!("got{i}.bin"));
+            curl(&[
+                "--fail",
+                "-o",
+                path.to_str().unwrap(),
+                "http://10.0.3.2/f.bin",
+            ]);
+            assert_eq!(sha256(&std::fs::read(&path).unwrap()), want, "request {i}");
+        }
+        let printed = stop(p, &out);
+        let accepted: Vec<u64> = printed
+            .lines()
+            .filter(|l| l.starts_with("queue "))
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .and_then(|n| n.parse().ok())
+                    .expect(l)
+            })
+            .collect();
+        assert_eq!(accepted.len(), 2, "{printed}");
+        assert!(accepted.iter().all(|&n| n > 0), "{printed}");
+        assert_eq!(accepted.iter().sum::<u64>(), 24, "{printed}");
+    });
+}

@@ -202,24 +202,8 @@ fn run(args: Args) -> std::io::Result<()> {
     );
     let signal = signals.wait();
     log::info!("signal {signal}: stopping");
-    // The queues' counters, summed, after a line per queue when there are several.
-    let mut counters = tapstack::Counters::default();
-    for (k, stack) in stacks.iter().enumerate() {
-        let c = stack.counters()?;
-        if stacks.len() > 1 {
-            println!(
-                "queue {k}: {} connections accepted, {} frames received, {} passed on, {} taken over",
-                c.tcp_passive_opens, c.eth_rx_frames, c.queue_passed_on, c.queue_taken_over
-            );
-        }
-        counters.add(&c);
-    }
-    // Every queue lingers at once, not one after another.
-    thread::scope(|s| {
-        for stack in stacks {
-            s.spawn(move || drop(stack));
-        }
-    });
+    let counters = cli::queue_counters(&stacks)?;
+    cli::stop_queues(stacks);
     for w in workers {
         let _ = w.join();
     }

@@ -77,32 +77,39 @@ fn run(args: Args) -> io::Result<()> {
         ));
     }
     let signals = cli::StopSignals::install()?;
-    let stack = args.device.start()?;
-    let ip = stack.config().ip;
-    let listener = TcpListener::bind(
-        &stack,
-        (tapstack::cli::listen_ip(stack.config()), args.port),
-    )?;
+    // One stack per queue (`--queues`), a listener and an accept loop on each; one pool of
+    // connection threads serves them all.
+    let stacks = args.device.start_queues_with(args.device.config())?;
+    let config = stacks[0].config().clone();
     let server = Arc::new(Server {
         root,
         stats: Default::default(),
     });
-    let acceptor = {
+    let mut acceptors = Vec::new();
+    for stack in &stacks {
+        let listener = TcpListener::bind(stack, (cli::listen_ip(stack.config()), args.port))?;
         let server = server.clone();
-        thread::spawn(move || accept_loop(listener, server))
-    };
+        acceptors.push(thread::spawn(move || accept_loop(listener, server)));
+    }
     println!(
-        "http-server: listening on http://{ip}:{}/ serving {} via {}, mtu {}",
+        "http-server: listening on http://{}:{}/ serving {} via {}, mtu {}{}",
+        config.ip,
         args.port,
         server.root.display(),
         args.device.device_name(),
-        stack.config().mtu
+        config.mtu,
+        match stacks.len() {
+            1 => String::new(),
+            n => format!(", {n} queues"),
+        }
     );
     let signal = signals.wait();
     log::info!("signal {signal}: stopping");
-    let counters = stack.counters()?;
-    drop(stack);
-    let _ = acceptor.join();
+    let counters = cli::queue_counters(&stacks)?;
+    cli::stop_queues(stacks);
+    for acceptor in acceptors {
+        let _ = acceptor.join();
+    }
     print!("{}", server.stats);
     println!("{counters}");
     Ok(())
