@@ -65,11 +65,10 @@ impl std::str::FromStr for Ipv6Cidr {
     }
 }
 
-/// The address an app's servers listen on: `[::]` with IPv6 on, which takes both families
-/// (dual-stack, as on Linux), else the stack's IPv4 address.
+/// The address an app's servers listen on: `[::]` where the stack runs IPv6, which takes both
+/// families (dual-stack, as on Linux), else the stack's IPv4 address.
 pub fn listen_ip(cfg: &StackConfig) -> std::net::IpAddr {
-    // IPv6 runs on a link's first queue alone.
-    if cfg.ipv6.is_some() && cfg.queue == 0 {
+    if cfg.runs_ipv6() {
         Ipv6Addr::UNSPECIFIED.into()
     } else {
         cfg.ip.into()
@@ -241,25 +240,17 @@ impl DeviceArgs {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mtu = self.mtu.map(usize::from);
-        let mut devices: Vec<Box<dyn Device>> = match &self.tun {
-            Some(tun) => {
-                let mut devs = TunDevice::open_queues(tun, queues)?;
-                for dev in devs.iter_mut().filter(|_| mtu.is_some()) {
-                    dev.set_mtu(mtu.unwrap_or_default())?;
-                }
-                devs.into_iter()
-                    .map(|d| Box::new(d) as Box<dyn Device>)
-                    .collect()
-            }
-            None => {
-                let mut devs = TapDevice::open_queues(&self.tap, queues)?;
-                for dev in devs.iter_mut().filter(|_| mtu.is_some()) {
-                    dev.set_mtu(mtu.unwrap_or_default())?;
-                }
-                devs.into_iter()
-                    .map(|d| Box::new(d) as Box<dyn Device>)
-                    .collect()
-            }
+        let mut devices = match &self.tun {
+            Some(tun) => boxed(
+                TunDevice::open_queues(tun, queues)?,
+                mtu,
+                TunDevice::set_mtu,
+            )?,
+            None => boxed(
+                TapDevice::open_queues(&self.tap, queues)?,
+                mtu,
+                TapDevice::set_mtu,
+            )?,
         };
         if faults.is_active() {
             devices = devices
@@ -310,6 +301,23 @@ impl DeviceArgs {
         );
         Stack::new_queues(devices, cfg)
     }
+}
+
+/// A link's queues as devices, each told the MTU if one is given (every queue keeps its own).
+fn boxed<D: Device + 'static>(
+    mut queues: Vec<D>,
+    mtu: Option<usize>,
+    set_mtu: fn(&mut D, usize) -> io::Result<()>,
+) -> io::Result<Vec<Box<dyn Device>>> {
+    if let Some(mtu) = mtu {
+        for q in &mut queues {
+            set_mtu(q, mtu)?;
+        }
+    }
+    Ok(queues
+        .into_iter()
+        .map(|q| Box::new(q) as Box<dyn Device>)
+        .collect())
 }
 
 /// The counters of a link's queues, summed; with several, a line per queue first (`queue k:

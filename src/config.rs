@@ -254,7 +254,19 @@ impl Default for IcmpConfig {
     }
 }
 
+/// Whether ephemeral port `port` is queue `queue`'s of `queues` sharing one link: they share
+/// the ports out by `port % queues`, so that no two pick the same one (one queue: every port).
+pub(crate) fn queue_owns_port(queue: usize, queues: usize, port: u16) -> bool {
+    queues <= 1 || usize::from(port) % queues == queue
+}
+
 impl StackConfig {
+    /// Whether this stack runs IPv6: it is configured, and on a link of several queues, this
+    /// is the first (see [`StackConfig::queues`]).
+    pub fn runs_ipv6(&self) -> bool {
+        self.ipv6.is_some() && self.queue == 0
+    }
+
     /// A configuration for `ip/prefix_len` with defaults for everything else.
     pub fn new(ip: Ipv4Addr, prefix_len: u8) -> Self {
         StackConfig {

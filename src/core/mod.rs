@@ -26,6 +26,7 @@ pub use ipv6::{Addr6, AddrState, Ipv6State};
 pub use ndp::NudState;
 pub use queues::PassOn;
 pub use reassembly::{FragKey, Fragment, Reassembler};
+pub(crate) use udp::copy_out as udp_copy_out;
 pub use udp::{lock_udp, FlowDecision, UdpIo, UdpShared, MAX_UDP_PAYLOAD, UDP_POSTED_MAX};
 
 use crate::config::StackConfig;
@@ -140,9 +141,7 @@ impl Interface {
         let ip6 = cfg
             .ipv6
             .clone()
-            .filter(|_| cfg.mtu >= ipv6::MIN_MTU)
-            // One queue of several: IPv6 runs on the first alone (see `queues`).
-            .filter(|_| cfg.queue == 0)
+            .filter(|_| cfg.mtu >= ipv6::MIN_MTU && cfg.runs_ipv6())
             .map(|c| ipv6::Ipv6State::new(c, cfg.mac, cfg.medium, now));
         let mut iface = Interface {
             ip6,

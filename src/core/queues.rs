@@ -46,7 +46,7 @@ impl Interface {
 
     /// IPv6 runs on the link, on another queue than this one.
     pub(super) fn ipv6_elsewhere(&self) -> bool {
-        self.queued() && self.cfg.queue != 0 && self.cfg.ipv6.is_some()
+        self.queued() && self.cfg.ipv6.is_some() && !self.cfg.runs_ipv6()
     }
 
     /// Where the frame the interface took last goes next; asked after each.

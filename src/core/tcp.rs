@@ -34,16 +34,16 @@ impl Interface {
         }
         let ecn = crate::wire::ecn::of_ipv4(rx.header);
         // A segment of another queue's connection goes on to it (IPv6 runs on one queue).
-        self.tcp.pass_on = self.queue.pass_on;
-        self.tcp.input(
+        let taken = self.tcp.input(
             now,
             rx.src.into(),
             rx.dst.into(),
             ecn,
             rx.payload,
+            self.queue.pass_on,
             &mut self.stats,
         );
-        if std::mem::take(&mut self.tcp.unclaimed) {
+        if !taken {
             self.pass_on_datagram(rx);
         }
         self.flush_tcp(now);
@@ -60,13 +60,13 @@ impl Interface {
         }
         let ecn = crate::wire::ecn::of_ipv6(rx.packet);
         // IPv6 runs on one queue: nothing to pass on.
-        self.tcp.pass_on = false;
         self.tcp.input(
             now,
             rx.src.into(),
             rx.dst.into(),
             ecn,
             segment,
+            false,
             &mut self.stats,
         );
         self.flush_tcp(now);

@@ -9,7 +9,7 @@ use super::ipv4::{Datagram, IpRx, Pmtud, MAX_DATAGRAM_PAYLOAD};
 use super::{Event, Interface, SocketId};
 use crate::id::IdSource;
 use crate::time::Instant;
-use crate::wire::{gso, transport_checksum_ok, FRAME_HEADROOM_V6};
+use crate::wire::{gso, transport_checksum_ok, FRAME_HEADROOM, FRAME_HEADROOM_V6};
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6Header, UdpHeader};
 use rand::Rng;
@@ -163,8 +163,7 @@ impl UdpShared {
     /// discarded) and keeping its buffer for reuse: one lock, no allocation.
     pub fn recv_into(&mut self, out: &mut [u8]) -> Option<io::Result<(usize, SocketAddr)>> {
         Some(self.recv()?.map(|(data, from)| {
-            let n = data.len().min(out.len());
-            out[..n].copy_from_slice(&data[..n]);
+            let n = copy_out(&data, out);
             self.recycle(data);
             (n, from)
         }))
@@ -459,10 +458,17 @@ fn udp_segment(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) -> io::
     Ok(segment)
 }
 
-/// A UDP header and `data`, whole, from `src` port `src_port` to `dst`: a super-datagram to be
-/// cut into datagrams, its checksum field holding the partial pseudo-header sum over its
-/// whole length, for the device to complete on each piece (see [`crate::wire::gso`]).
-fn udp_super_datagram(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) -> Vec<u8> {
+/// `headroom` bytes for the frame's headers, then a UDP header and `data`, whole, from `src`
+/// port `src_port` to `dst`: a super-datagram to be cut into datagrams, its checksum field
+/// holding the partial pseudo-header sum over its whole length, for the device to complete
+/// on each piece (see [`crate::wire::gso`]). The IP layer writes its headers in place.
+fn udp_super_datagram(
+    src: IpAddr,
+    dst: SocketAddr,
+    src_port: u16,
+    data: &[u8],
+    headroom: usize,
+) -> Vec<u8> {
     let len = UdpHeader::LEN + data.len();
     let header = UdpHeader {
         source_port: src_port,
@@ -470,11 +476,16 @@ fn udp_super_datagram(src: IpAddr, dst: SocketAddr, src_port: u16, data: &[u8]) 
         length: len as u16,
         checksum: 0,
     };
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::with_capacity(headroom + len);
+    out.resize(headroom, 0);
     out.extend_from_slice(&header.to_bytes());
-    out[gso::UDP_CHECKSUM_OFFSET..gso::UDP_CHECKSUM_OFFSET + 2].copy_from_slice(
-        &gso::pseudo_header_partial_for(IpNumber::UDP, src, dst.ip(), len),
-    );
+    let sum = headroom + gso::UDP_CHECKSUM_OFFSET;
+    out[sum..sum + 2].copy_from_slice(&gso::pseudo_header_partial_for(
+        IpNumber::UDP,
+        src,
+        dst.ip(),
+        len,
+    ));
     out.extend_from_slice(data);
     out
 }
@@ -505,6 +516,14 @@ fn check_segment(
 /// How many datagrams a send of `len` bytes cut at `segment` makes.
 fn datagrams(len: usize, segment: Option<u16>) -> u64 {
     segment.map_or(1, |s| len.div_ceil(usize::from(s).max(1)).max(1)) as u64
+}
+
+/// Copies a datagram into `buf`; the excess of one larger than `buf` is discarded. The
+/// bytes copied.
+pub(crate) fn copy_out(data: &[u8], buf: &mut [u8]) -> usize {
+    let n = data.len().min(buf.len());
+    buf[..n].copy_from_slice(&data[..n]);
+    n
 }
 
 /// The receive-buffer charge of a datagram of `len` bytes.
@@ -545,8 +564,7 @@ impl Interface {
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
         // A datagram for another queue's socket goes on to it.
-        if self.queued() && self.udp.lookup(to.port(), false).is_none() && self.pass_on_datagram(rx)
-        {
+        if self.queued() && !self.udp_has_port(to.port()) && self.pass_on_datagram(rx) {
             return;
         }
         if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
@@ -714,14 +732,11 @@ impl Interface {
         let start = self.rng.random_range(0..span);
         (0..span)
             .map(|i| EPHEMERAL.start() + ((start + i) % span) as u16)
-            .find(|p| !self.udp.ports.contains_key(p) && self.owns_port(*p))
+            .find(|&p| {
+                !self.udp.ports.contains_key(&p)
+                    && crate::config::queue_owns_port(self.cfg.queue, self.cfg.queues, p)
+            })
             .ok_or_else(|| os_err(libc::EADDRINUSE))
-    }
-
-    /// Whether ephemeral port `port` is this queue's: queues share the ports out, so that no
-    /// two of them pick the same one (one queue: every port).
-    fn owns_port(&self, port: u16) -> bool {
-        self.cfg.queues <= 1 || usize::from(port) % self.cfg.queues == self.cfg.queue
     }
 
     /// Fixes the peer: `send` goes there and only its datagrams are received. An unbound
@@ -829,9 +844,12 @@ impl Interface {
         let headers = Ipv4Header::MIN_LEN + UdpHeader::LEN;
         let segment = check_segment(segment, data.len(), headers, self.cfg.mtu)?;
         let (src, to) = (IpAddr::V4(our_ip), SocketAddr::V4(dst));
-        let payload = match segment {
-            Some(_) => udp_super_datagram(src, to, src_port, data),
-            None => udp_segment(src, to, src_port, data)?,
+        let (payload, headroom) = match segment {
+            Some(_) => (
+                udp_super_datagram(src, to, src_port, data, FRAME_HEADROOM),
+                FRAME_HEADROOM,
+            ),
+            None => (udp_segment(src, to, src_port, data)?, 0),
         };
         self.send_datagram(
             now,
@@ -841,7 +859,7 @@ impl Interface {
                 proto: IpNumber::UDP,
                 pmtud,
                 payload,
-                headroom: 0,
+                headroom,
                 tso_mss: segment,
                 ttl: sock_ttl,
                 dscp: 0,
@@ -884,9 +902,7 @@ impl Interface {
             self.stats.udp_tx_datagrams += 1;
             return Ok(data.len());
         }
-        let mut frame = Vec::with_capacity(FRAME_HEADROOM_V6 + UdpHeader::LEN + data.len());
-        frame.resize(FRAME_HEADROOM_V6, 0);
-        frame.extend_from_slice(&udp_super_datagram(from, to, src_port, data));
+        let frame = udp_super_datagram(from, to, src_port, data, FRAME_HEADROOM_V6);
         let header = Ipv6Header {
             next_header: IpNumber::UDP,
             hop_limit,

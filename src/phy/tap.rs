@@ -114,6 +114,17 @@ struct TunTap {
     no_uso: bool,
 }
 
+/// An interface name the kernel takes: 1 to 15 bytes.
+fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
 fn os_check(rc: libc::c_int, what: &str) -> io::Result<()> {
     if rc < 0 {
         let e = io::Error::last_os_error();
@@ -132,7 +143,7 @@ impl TapDevice {
     /// packet info, non-blocking, with offloads when the kernel allows them, and brings the
     /// link up.
     pub fn open(name: &str) -> io::Result<Self> {
-        TunTap::open(name, Medium::Ethernet, false).map(TapDevice)
+        TunTap::open(name, Medium::Ethernet).map(TapDevice)
     }
 
     /// Attaches `n` queues of tap `name` (`IFF_MULTI_QUEUE`), one device each, for
@@ -165,7 +176,7 @@ impl TunDevice {
     /// Attaches to tun `name` (creating a non-persistent one if it does not exist), as
     /// [`TapDevice::open`] does.
     pub fn open(name: &str) -> io::Result<Self> {
-        TunTap::open(name, Medium::Ip, false).map(TunDevice)
+        TunTap::open(name, Medium::Ip).map(TunDevice)
     }
 
     /// Attaches `n` queues of tun `name`, as [`TapDevice::open_queues`] does.
@@ -186,9 +197,10 @@ impl TunDevice {
 
 impl TunTap {
     fn open_queues(name: &str, medium: Medium, n: usize) -> io::Result<Vec<Self>> {
-        if n <= 1 || name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Ok(vec![Self::open(name, medium, false)?]);
+        if n <= 1 {
+            return Ok(vec![Self::open(name, medium)?]);
         }
+        check_name(name)?;
         let first = Self::open_with(name, medium, true, true)
             .or_else(|_| Self::open_with(name, medium, false, true))?;
         // Every queue as the first: the kernel's name (`tap%d` resolved), its offloads.
@@ -200,21 +212,11 @@ impl TunTap {
         Ok(queues)
     }
 
-    fn open(name: &str, medium: Medium, multi_queue: bool) -> io::Result<Self> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad interface name {name:?}"),
-            ));
-        }
-        // With offloads if the kernel allows them; a persistent interface made otherwise than
-        // asked (`multi_queue` or not) is attached as it was made.
-        let attempts = [
-            (true, multi_queue),
-            (true, !multi_queue),
-            (false, multi_queue),
-            (false, !multi_queue),
-        ];
+    fn open(name: &str, medium: Medium) -> io::Result<Self> {
+        check_name(name)?;
+        // With offloads if the kernel allows them; a persistent interface made with
+        // `multi_queue` is attached as one of its queues.
+        let attempts = [(true, false), (true, true), (false, false), (false, true)];
         let mut first = None;
         for (vnet, mq) in attempts {
             match Self::open_with(name, medium, vnet, mq) {

@@ -222,7 +222,7 @@ impl UdpSocket {
             move |iface, _| iface.udp_recv(id),
             super::would_block,
         )?;
-        Ok((copy_out(&data, buf), from))
+        Ok((crate::core::udp_copy_out(&data, buf), from))
     }
 
     /// One receive without waiting, whatever the socket's mode: `WouldBlock` when nothing is
@@ -392,11 +392,4 @@ impl Sending {
             Sending::Waiting(p) => p.await,
         }
     }
-}
-
-/// Copies a datagram into `buf`; the excess of one larger than `buf` is discarded.
-fn copy_out(data: &[u8], buf: &mut [u8]) -> usize {
-    let n = data.len().min(buf.len());
-    buf[..n].copy_from_slice(&data[..n]);
-    n
 }

@@ -328,6 +328,7 @@ impl Fixture {
             LOCAL_IP,
             ecn,
             &seg.bytes(),
+            false,
             &mut self.stats,
         );
         self.output()
@@ -343,6 +344,7 @@ impl Fixture {
                 LOCAL_IP,
                 seg.ecn(),
                 &seg.bytes(),
+                false,
                 &mut self.stats,
             );
         }

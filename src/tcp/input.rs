@@ -81,7 +81,10 @@ impl Tcp {
     }
 
     /// A segment whose checksum the IP layer verified; `ecn` is its IP header's ECN field
-    /// (RFC 3168 §5).
+    /// (RFC 3168 §5). With `pass_on` (one queue of several, not the last of the round), a
+    /// segment that no connection or listener here takes is left alone, not reset: then
+    /// false, for the layer below to pass it on to another queue.
+    #[allow(clippy::too_many_arguments)]
     pub fn input(
         &mut self,
         now: Instant,
@@ -89,14 +92,15 @@ impl Tcp {
         dst: IpAddr,
         ecn: u8,
         bytes: &[u8],
+        pass_on: bool,
         stats: &mut Counters,
-    ) {
+    ) -> bool {
         stats.tcp_in_segs += 1;
         // Offered for this segment only.
         let frame = self.rx_frame.take();
         let Some(mut seg) = segment::parse(bytes) else {
             stats.tcp_in_errs += 1;
-            return;
+            return true;
         };
         seg.ce = ecn & super::ecn::ECN_MASK == super::ecn::CE;
         seg.frame = frame.as_ref();
@@ -113,9 +117,8 @@ impl Tcp {
             stats.tcp_tw_reopened += 1;
             conn = None;
         }
-        if conn.is_none() && self.pass_on && !self.takes_here(local, dst, &seg) {
-            self.unclaimed = true;
-            return;
+        if conn.is_none() && pass_on && !self.takes_here(local, dst, &seg) {
+            return false;
         }
         if let Some(id) = conn {
             self.segment_arrives(id, now, &seg, stats);
@@ -126,6 +129,7 @@ impl Tcp {
         } else {
             self.closed_input(local, remote, &seg, stats);
         }
+        true
     }
 
     /// Whether a segment of no connection here is this queue's to answer, on a link several

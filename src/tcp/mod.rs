@@ -284,14 +284,9 @@ pub struct Tcp {
     time_wait: usize,
     /// The memory budget of every connection's buffers (Linux's `tcp_mem`).
     pool: Arc<buffer::MemoryPool>,
-    /// This queue's index and the number of queues, on a link several share: ephemeral
-    /// ports are shared out by `port % count` (see `crate::core` `queues`).
-    queue: Option<(usize, usize)>,
-    /// The segment being taken may be passed on to another queue rather than reset.
-    pub(crate) pass_on: bool,
-    /// The segment just taken belongs to no connection or listener here: the layer below
-    /// passes it on.
-    pub(crate) unclaimed: bool,
+    /// This queue's index and the number of queues, on a link several share (one queue:
+    /// `(0, 1)`): ephemeral ports are shared out by `port % count` (see `crate::core` `queues`).
+    queue: (usize, usize),
 }
 
 impl Tcp {
@@ -330,9 +325,7 @@ impl Tcp {
             trace_records: 0,
             time_wait: 0,
             pool,
-            queue: None,
-            pass_on: false,
-            unclaimed: false,
+            queue: (0, 1),
         }
     }
 
@@ -386,7 +379,7 @@ impl Tcp {
     /// Makes TCP queue `index` of `count` sharing one link: it picks only the ephemeral ports
     /// `port % count == index`, so that no two queues open the same four-tuple.
     pub fn set_queue(&mut self, index: usize, count: usize) {
-        self.queue = Some((index, count.max(1)));
+        self.queue = (index, count.max(1));
     }
 
     /// Tells TCP the directed broadcast address of its subnet, which connects refuse.
@@ -576,10 +569,8 @@ impl Tcp {
             } else {
                 p + 1
             };
-            let ours = self
-                .queue
-                .is_none_or(|(index, count)| usize::from(p) % count == index);
-            if ours && free(self, p) {
+            let (index, count) = self.queue;
+            if crate::config::queue_owns_port(index, count, p) && free(self, p) {
                 return Ok(p);
             }
         }

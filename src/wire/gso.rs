@@ -165,6 +165,16 @@ fn segment_udp(frame: &[u8], size: usize) -> Option<Vec<Vec<u8>>> {
     let (udp_at, payload_at, end) = segment_offsets(frame)?;
     let (udp, _) = UdpHeader::from_slice(&frame[udp_at..]).ok()?;
     let ip_at = Ethernet2Header::LEN;
+    /// The super-datagram's IP header, parsed once.
+    enum Ip {
+        V4(Ipv4Header),
+        V6(Ipv6Header),
+    }
+    let ip = if is_ipv6(frame) {
+        Ip::V6(Ipv6Header::from_slice(&frame[ip_at..]).ok()?.0)
+    } else {
+        Ip::V4(Ipv4Header::from_slice(&frame[ip_at..]).ok()?.0)
+    };
     let payload = &frame[payload_at..end];
     let count = payload.len().div_ceil(size).max(1);
     let mut pieces = Vec::with_capacity(count);
@@ -174,41 +184,37 @@ fn segment_udp(frame: &[u8], size: usize) -> Option<Vec<Vec<u8>>> {
         .enumerate()
     {
         let udp_len = UdpHeader::LEN + chunk.len();
-        let mut out = Vec::with_capacity(payload_at + chunk.len());
-        out.extend_from_slice(&frame[..ip_at]);
-        let (src, dst) = if is_ipv6(frame) {
-            let (mut ip, _) = Ipv6Header::from_slice(&frame[ip_at..]).ok()?;
-            ip.payload_length = udp_len as u16;
-            out.extend_from_slice(&ip.to_bytes());
-            (
-                std::net::IpAddr::from(ip.source),
-                std::net::IpAddr::from(ip.destination),
-            )
-        } else {
-            let (mut ip, _) = Ipv4Header::from_slice(&frame[ip_at..]).ok()?;
-            ip.total_len = (ip.header_len() + udp_len) as u16;
-            ip.identification = ip.identification.wrapping_add(i as u16);
-            ip.header_checksum = ip.calc_header_checksum();
-            out.extend_from_slice(&ip.to_bytes());
-            (
-                std::net::IpAddr::from(ip.source),
-                std::net::IpAddr::from(ip.destination),
-            )
-        };
-        let at = out.len();
-        let header = UdpHeader {
+        let mut header = UdpHeader {
             length: udp_len as u16,
             checksum: 0,
             ..udp.clone()
         };
+        let mut out = Vec::with_capacity(payload_at + chunk.len());
+        out.extend_from_slice(&frame[..ip_at]);
+        // Each piece's checksum complete, a computed zero sent as all ones (RFC 768; RFC 8200
+        // §8.1), as `calc_checksum_*_raw` give it.
+        match &ip {
+            Ip::V4(v4) => {
+                let mut v4 = v4.clone();
+                v4.total_len = (v4.header_len() + udp_len) as u16;
+                v4.identification = v4.identification.wrapping_add(i as u16);
+                v4.header_checksum = v4.calc_header_checksum();
+                header.checksum = header
+                    .calc_checksum_ipv4_raw(v4.source, v4.destination, chunk)
+                    .ok()?;
+                out.extend_from_slice(&v4.to_bytes());
+            }
+            Ip::V6(v6) => {
+                let mut v6 = v6.clone();
+                v6.payload_length = udp_len as u16;
+                header.checksum = header
+                    .calc_checksum_ipv6_raw(v6.source, v6.destination, chunk)
+                    .ok()?;
+                out.extend_from_slice(&v6.to_bytes());
+            }
+        }
         out.extend_from_slice(&header.to_bytes());
         out.extend_from_slice(chunk);
-        let mut sum = super::transport_checksum_ip(src, dst, IpNumber::UDP.0, &out[at..]);
-        if sum == [0, 0] {
-            // A computed zero goes as all ones (RFC 768; RFC 8200 §8.1).
-            sum = [0xff, 0xff];
-        }
-        out[at + UDP_CHECKSUM_OFFSET..at + UDP_CHECKSUM_OFFSET + 2].copy_from_slice(&sum);
         pieces.push(out);
     }
     Some(pieces)

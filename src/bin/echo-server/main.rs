@@ -156,15 +156,11 @@ fn run(args: Args) -> std::io::Result<()> {
     }
     let mut workers = Vec::new();
     let runtime = if args.use_async {
-        let (listeners, udp) =
-            per_queue
-                .into_iter()
-                .fold((Vec::new(), Vec::new()), |(mut l, mut u), (ql, qu)| {
-                    l.extend(ql);
-                    u.extend(qu);
-                    (l, u)
-                });
-        Some(tasks::start(listeners, udp)?)
+        let (listeners, udp): (Vec<_>, Vec<_>) = per_queue.into_iter().unzip();
+        Some(tasks::start(
+            listeners.into_iter().flatten().collect(),
+            udp.into_iter().flatten().collect(),
+        )?)
     } else {
         // The loop spins as long as the stack thread does before it sleeps (after answering;
         // see `event_loop`). Not on one core, where spinning would only hold up the thread
