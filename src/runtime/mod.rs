@@ -38,8 +38,8 @@ pub(crate) type Retry<T> =
     Box<dyn FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static>;
 
 pub(crate) enum Command {
-    /// Runs on the stack thread with the interface and the current time.
-    Exec(Job),
+    /// Served alike while the stack runs and while it drains; nobody waits for an answer.
+    Posted(Posted),
     /// A call that may have to wait for its socket.
     Wait(Wait),
     /// A call that makes its socket, then may have to wait for it.
@@ -49,6 +49,15 @@ pub(crate) enum Command {
     Reset(SocketId),
     /// Sets or clears the readiness callback of a socket whose state lives here (UDP).
     Watch(SocketId, Option<crate::tcp::shared::Watcher>),
+    /// The core's counters plus the device's.
+    Counters(ReplyTx<Counters>),
+    Shutdown,
+}
+
+/// A command served alike while the stack runs and while it drains.
+pub(crate) enum Posted {
+    /// Runs on the stack thread with the interface and the current time.
+    Exec(Job),
     /// A TCP handle queued data or reopened its window: the connection owes output.
     Poke(SocketId),
     /// A UDP handle posted a datagram to `dst` (`None`: the connected peer) without waiting
@@ -60,8 +69,6 @@ pub(crate) enum Command {
         /// Cut into datagrams this long ([`Interface::udp_send_segments`]).
         segment: Option<u16>,
     },
-    /// The core's counters plus the device's.
-    Counters(ReplyTx<Counters>),
     /// A frame another queue of the link passed on ([`crate::core::PassOn`]), `hops` queues
     /// ago; `copy`: an ARP message to learn from.
     Passed {
@@ -71,7 +78,6 @@ pub(crate) enum Command {
         /// The arriving device vouched for its transport checksum.
         verified: bool,
     },
-    Shutdown,
 }
 
 /// The stack threads of a link's queues, for each to pass frames on to the others.
@@ -87,12 +93,12 @@ impl Peers {
     /// Hands `frame` to queue `to`; a queue that stopped takes nothing.
     fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool, verified: bool) {
         let (tx, wake) = &self.queues[to % self.queues.len()];
-        let cmd = Command::Passed {
+        let cmd = Command::Posted(Posted::Passed {
             frame,
             hops,
             copy,
             verified,
-        };
+        });
         if tx.send(cmd).is_ok() {
             wake.wake();
         }
@@ -131,12 +137,12 @@ impl Handle {
 
     /// Asks the stack thread to run output for connection `id`.
     pub fn poke(&self, id: SocketId) -> io::Result<()> {
-        self.send(Command::Poke(id))
+        self.send(Command::Posted(Posted::Poke(id)))
     }
 
     /// Runs `f` on the stack thread without waiting for it.
     pub fn post(&self, f: impl FnOnce(&mut Interface, Instant) + Send + 'static) -> io::Result<()> {
-        self.send(Command::Exec(Box::new(f)))
+        self.send(Command::Posted(Posted::Exec(Box::new(f))))
     }
 
     /// Runs `f` on the stack thread and waits for its result.
@@ -155,9 +161,11 @@ impl Handle {
         f: impl FnOnce(&mut Interface, Instant) -> io::Result<T> + Send + 'static,
     ) -> io::Result<Pending<T>> {
         let (mut tx, rx) = reply();
-        self.send(Command::Exec(Box::new(move |iface, now| {
-            tx.send(f(iface, now));
-        })))?;
+        self.send(Command::Posted(Posted::Exec(Box::new(
+            move |iface, now| {
+                tx.send(f(iface, now));
+            },
+        ))))?;
         Ok(Pending(rx))
     }
 
@@ -669,25 +677,12 @@ impl<D: Device> StackThread<D> {
             let now = self.now();
             while let Ok(cmd) = self.commands.try_recv() {
                 match cmd {
-                    Command::Exec(job) => job(&mut self.iface, now),
+                    Command::Posted(p) => self.serve_posted(now, p),
                     Command::Close(id) => self.iface.close_socket(now, id),
                     Command::Reset(id) => self.reset(now, id),
                     // A watcher registered now is called at once: its socket's calls fail.
                     Command::Watch(_, Some(w)) => w(),
                     Command::Watch(_, None) => {}
-                    Command::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
-                    Command::UdpSend {
-                        id,
-                        data,
-                        dst,
-                        segment,
-                    } => self.iface.udp_send_posted(now, id, data, dst, segment),
-                    Command::Passed {
-                        frame,
-                        hops,
-                        copy,
-                        verified,
-                    } => self.take_passed(now, frame, hops, copy, verified),
                     // Dropping the call's reply channel answers it with `NotConnected`.
                     Command::Wait(_)
                     | Command::Start(_)
@@ -749,26 +744,13 @@ impl<D: Device> StackThread<D> {
             }
             served += 1;
             match self.commands.try_recv() {
-                Ok(Command::Exec(job)) => job(&mut self.iface, now),
+                Ok(Command::Posted(p)) => self.serve_posted(now, p),
                 Ok(Command::Wait(w)) => self.waiters.add(&mut self.iface, now, w),
                 Ok(Command::Start(start)) => {
                     if let Some(w) = start(&mut self.iface, now) {
                         self.waiters.add(&mut self.iface, now, w);
                     }
                 }
-                Ok(Command::Poke(id)) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
-                Ok(Command::UdpSend {
-                    id,
-                    data,
-                    dst,
-                    segment,
-                }) => self.iface.udp_send_posted(now, id, data, dst, segment),
-                Ok(Command::Passed {
-                    frame,
-                    hops,
-                    copy,
-                    verified,
-                }) => self.take_passed(now, frame, hops, copy, verified),
                 Ok(Command::Watch(id, w)) => self.waiters.watch(id, w),
                 Ok(Command::Reset(id)) => {
                     self.reset(now, id);
@@ -786,6 +768,26 @@ impl<D: Device> StackThread<D> {
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
             }
+        }
+    }
+
+    /// Serves a job, a poke, a posted datagram or a frame passed on by another queue.
+    fn serve_posted(&mut self, now: Instant, p: Posted) {
+        match p {
+            Posted::Exec(job) => job(&mut self.iface, now),
+            Posted::Poke(id) => self.iface.with_tcp(now, |tcp, st| tcp.poke(id, now, st)),
+            Posted::UdpSend {
+                id,
+                data,
+                dst,
+                segment,
+            } => self.iface.udp_send_posted(now, id, data, dst, segment),
+            Posted::Passed {
+                frame,
+                hops,
+                copy,
+                verified,
+            } => self.take_passed(now, frame, hops, copy, verified),
         }
     }
 

@@ -1,6 +1,6 @@
 use super::any_addr;
 use crate::core::SocketId;
-use crate::runtime::{Command, Handle, Pending, Stack};
+use crate::runtime::{Command, Handle, Pending, Posted, Stack};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -168,12 +168,12 @@ impl UdpSocket {
         if let Some(data) = shared.post(dst, segment, buf) {
             // Sent under the lock: a change to the socket comes before it or after it.
             let id = self.inner.id;
-            let cmd = Command::UdpSend {
+            let cmd = Command::Posted(Posted::UdpSend {
                 id,
                 data,
                 dst,
                 segment,
-            };
+            });
             if let Err(e) = self.inner.handle.send(cmd) {
                 shared.unpost(buf.len());
                 return Err(e);
@@ -203,6 +203,17 @@ impl UdpSocket {
         let mut shared = self.shared();
         shared.forget_destinations();
         self.post(f)
+    }
+
+    /// Asks for such a change, as [`UdpSocket::post_change`] posts one, for a caller that
+    /// waits for its verdict.
+    fn ask_change<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::core::Interface, SocketId) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<Pending<T>> {
+        let mut shared = self.shared();
+        shared.forget_destinations();
+        self.ask(move |iface, id, _| f(iface, id))
     }
 
     /// Receives one datagram; the excess of one larger than `buf` is discarded.
@@ -247,9 +258,7 @@ impl UdpSocket {
     /// Asks the stack thread to connect the socket to `addr`.
     pub(crate) fn connect_request<A: ToSocketAddrs>(&self, addr: A) -> io::Result<Pending<()>> {
         let remote = any_addr(addr)?;
-        let mut shared = self.shared();
-        shared.forget_destinations();
-        self.ask(move |iface, id, _| iface.udp_connect(id, remote))
+        self.ask_change(move |iface, id| iface.udp_connect(id, remote))
     }
 
     /// As `std::net::UdpSocket::local_addr`: the address the socket is bound to. Read from the
@@ -323,11 +332,8 @@ impl UdpSocket {
         if self.shared().only_v6().is_none() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let mut shared = self.shared();
-        shared.forget_destinations();
-        let verdict = self.ask(move |iface, id, _| iface.udp_set_only_v6(id, only_v6));
-        drop(shared);
-        verdict?.wait()
+        self.ask_change(move |iface, id| iface.udp_set_only_v6(id, only_v6))?
+            .wait()
     }
 
     /// As `std::net::UdpSocket::only_v6`, from the shared state.
