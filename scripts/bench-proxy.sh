@@ -497,8 +497,9 @@ for p in c d; do
     data=$LOGS/perf-$PROFILE-$p.data
     [ -n "$PROFILE" ] && [ -s "$data" ] || continue
     echo "== profile of tunproxy ($p) during $PROFILE, self time ($data)"
+    # A test too short for a sample (--quick) leaves perf nothing to report.
     perf report -i "$data" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
-        grep -E '^ +[0-9]' | awk 'NR <= 25'
+        { grep -E '^ +[0-9]' || echo "  no samples: the test was too short"; } | awk 'NR <= 25'
 done
 
 # ratio X Y: Y/X to three places, or - when either is not a number.
