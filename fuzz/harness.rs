@@ -1,13 +1,16 @@
 //! Fuzzing harness shared by the cargo-fuzz targets and `tests/fuzz_regressions.rs`: turns
-//! arbitrary bytes into frames or TCP segments for one core under virtual time. A crash, a
-//! hang or an unbounded queue is a bug; nothing else is asserted.
+//! arbitrary bytes into frames or TCP segments for a core under virtual time: a server, an
+//! intercepting (catch-all) core, or two queues of one link passing frames on. A crash, a
+//! hang, an unbounded queue or a frame passed round the queues more than once is a bug;
+//! nothing else is asserted.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-use tapstack::core::{Interface, SocketId};
+use tapstack::core::{EchoVerdict, FlowDecision, Interface, PassOn, SocketId};
+use tapstack::tcp::intercept::Verdict;
 use tapstack::time::Instant;
 use tapstack::wire::MacAddr;
-use tapstack::StackConfig;
+use tapstack::{EchoMode, InterceptConfig, StackConfig};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const US_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -20,16 +23,26 @@ struct Sockets {
     udp: Option<SocketId>,
 }
 
-fn stack() -> (Interface, Sockets) {
+/// The configuration every core starts from: IPv4, and IPv6 too, its addresses in use at
+/// once, so that frames reach its parsers.
+fn config() -> StackConfig {
     let mut cfg = StackConfig::new(US, 24);
     cfg.mac = MacAddr(US_MAC);
     cfg.seed = 1;
-    // IPv6 too, its addresses in use at once, so that frames reach its parsers.
     cfg.ipv6 = Some(tapstack::Ipv6Config {
-        addrs: vec![(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2), 64)],
+        addrs: vec![(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2), 64)],
         dad_transmits: 0,
         ..Default::default()
     });
+    cfg
+}
+
+fn stack() -> (Interface, Sockets) {
+    serve(config())
+}
+
+/// An interface of `cfg` with its sockets open.
+fn serve(cfg: StackConfig) -> (Interface, Sockets) {
     let mut iface = Interface::new(cfg, Instant::ZERO);
     // One dual-stack UDP socket on 7: both families' datagrams reach it.
     let udp = iface
@@ -68,6 +81,59 @@ fn pieces(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Keeps the application side busy: accept, read everything, answer a little.
 fn drive(iface: &mut Interface, sockets: &Sockets, conns: &mut Vec<SocketId>, now: Instant) {
+    drive_flows(iface, sockets, conns, &mut Vec::new(), now);
+}
+
+/// [`drive`], and for an intercepting core: a verdict on every offer (the client's port
+/// picks which), and an answer on every intercepted UDP flow accepted (`flows`).
+fn drive_flows(
+    iface: &mut Interface,
+    sockets: &Sockets,
+    conns: &mut Vec<SocketId>,
+    flows: &mut Vec<SocketId>,
+    now: Instant,
+) {
+    if let Some(io) = iface.intercept_io() {
+        let (tcp, udp, echo) = {
+            let mut offers = io.lock();
+            let tcp: Vec<_> = offers.tcp.drain(..).collect();
+            let udp: Vec<_> = offers.udp.drain(..).collect();
+            let echo: Vec<_> = offers.echo.drain(..).collect();
+            (tcp, udp, echo)
+        };
+        let buffers = iface.config().tcp.buffers();
+        for offer in tcp {
+            let verdict = match offer.remote.port() % 4 {
+                0 => Verdict::Accept,
+                1 => Verdict::Reset,
+                2 => Verdict::Unreachable,
+                _ => Verdict::Ignore,
+            };
+            iface.intercept_tcp(now, offer.id, verdict, None, buffers);
+            if verdict == Verdict::Accept {
+                conns.push(offer.id);
+            }
+        }
+        for offer in udp {
+            let decision = match offer.remote.port() % 3 {
+                0 => FlowDecision::Accept,
+                1 => FlowDecision::Refuse,
+                _ => FlowDecision::Ignore,
+            };
+            iface.udp_flow_decide(now, offer.id, decision);
+            if decision == FlowDecision::Accept {
+                flows.push(offer.id);
+            }
+        }
+        for offer in echo {
+            let verdict = match offer.message.len() % 3 {
+                0 => EchoVerdict::Reply,
+                1 => EchoVerdict::Unreachable,
+                _ => EchoVerdict::Ignore,
+            };
+            iface.intercept_echo_answer(now, &offer, verdict);
+        }
+    }
     while let Some(Ok((c, _))) = iface.with_tcp(now, |tcp, _| tcp.accept(sockets.listener)) {
         conns.push(c);
     }
@@ -80,6 +146,12 @@ fn drive(iface: &mut Interface, sockets: &Sockets, conns: &mut Vec<SocketId>, no
     }
     if let Some(udp) = sockets.udp {
         while iface.udp_recv(udp).is_some() {}
+    }
+    for &f in flows.iter() {
+        if iface.udp_recv(f).is_some() {
+            while iface.udp_recv(f).is_some() {}
+            let _ = iface.udp_send(now, f, b"reply", None);
+        }
     }
     while iface.pop_transmit().is_some() {}
     while iface.pop_event().is_some() {}
@@ -105,44 +177,193 @@ fn settle(iface: &mut Interface, start: Instant) {
     }
 }
 
-/// Arbitrary packets into the stack. Each piece's first byte steers the fix-ups that let the
-/// rest reach past the first checks: bit 0 ARP or IPv4, bit 1 broadcast or our MAC, bit 2 a
-/// correct IPv4 header checksum, bit 3 a correct UDP/TCP/ICMP checksum, bits 4-7 the time step.
+/// A core of the fuzzed setup and what its application holds.
+struct Core {
+    iface: Interface,
+    sockets: Sockets,
+    conns: Vec<SocketId>,
+    /// Intercepted UDP flows accepted.
+    flows: Vec<SocketId>,
+}
+
+impl Core {
+    fn new(cfg: StackConfig) -> Core {
+        let (iface, sockets) = serve(cfg);
+        Core {
+            iface,
+            sockets,
+            conns: Vec::new(),
+            flows: Vec::new(),
+        }
+    }
+}
+
+/// The cores an input meets, by its first byte: 0 a server (a listener on 80, UDP on 7);
+/// 1 and 2 the same intercepting every flow, pings answered by the stack (1) or handed to the
+/// application (2); 3 two queues of one link, each such a server, passing frames on.
+fn setup(choice: u8) -> Vec<Core> {
+    match choice % 4 {
+        0 => vec![Core::new(config())],
+        choice @ (1 | 2) => {
+            let mut cfg = config();
+            cfg.intercept = Some(InterceptConfig {
+                echo: if choice == 1 {
+                    EchoMode::Answer
+                } else {
+                    EchoMode::Deliver
+                },
+                ..InterceptConfig::default()
+            });
+            vec![Core::new(cfg)]
+        }
+        _ => (0..2)
+            .map(|queue| {
+                let mut cfg = config();
+                cfg.queues = 2;
+                cfg.queue = queue;
+                Core::new(cfg)
+            })
+            .collect(),
+    }
+}
+
+/// `frame` arrives on queue `at` and goes round the queues as the runtime passes it on
+/// (`runtime::Stack::take_passed`): a queue that does not take it hands it to the next, the
+/// last of the round answers it, and an ARP message is copied to every other queue.
+fn deliver(cores: &mut [Core], at: usize, now: Instant, frame: &[u8]) {
+    let n = cores.len();
+    cores[at].iface.receive(now, frame);
+    let mut verdict = cores[at].iface.take_pass_on();
+    let (mut queue, mut hops, mut frame) = (at, 0, frame.to_vec());
+    loop {
+        if verdict == PassOn::Keep {
+            return;
+        }
+        if let Some(rebuilt) = cores[queue].iface.take_rebuilt() {
+            frame = rebuilt;
+        }
+        if verdict == PassOn::Everyone {
+            for k in 1..n {
+                cores[(queue + k) % n]
+                    .iface
+                    .receive_neighbour_copy(now, &frame);
+            }
+            return;
+        }
+        hops += 1;
+        assert!(hops < n, "a frame went round all {n} queues and on");
+        queue = (queue + 1) % n;
+        cores[queue].iface.receive_passed(now, &frame, hops, false);
+        verdict = cores[queue].iface.take_pass_on();
+    }
+}
+
+/// Arbitrary packets into the cores [`setup`] chooses by the input's first byte, which then
+/// takes each piece in turn (two queues: on alternate queues). Each piece's first byte steers
+/// the fix-ups that let the rest reach past the first checks: bits 0-1 the EtherType (IPv4,
+/// ARP, IPv6, or the piece's next two bytes), bit 2 a broadcast (IPv6: multicast) or our
+/// MAC, bit 3 correct IPv4 header and UDP/TCP/ICMP/ICMPv6 checksums, bits 4-7 the time step.
 /// Lengths and every other field stay the fuzzer's.
 pub fn frames(data: &[u8]) {
-    let (mut iface, sockets) = stack();
-    let mut conns = Vec::new();
+    let Some((&choice, data)) = data.split_first() else {
+        return;
+    };
+    let mut cores = setup(choice);
     let mut now = Instant::ZERO;
-    for piece in pieces(data) {
-        let Some((&ctl, packet)) = piece.split_first() else {
+    for (i, piece) in pieces(data).enumerate() {
+        let Some((&ctl, mut packet)) = piece.split_first() else {
             continue;
+        };
+        let ether_type = match ctl & 3 {
+            0 => etherparse::EtherType::IPV4,
+            1 => etherparse::EtherType::ARP,
+            2 => etherparse::EtherType::IPV6,
+            _ => match packet {
+                [a, b, rest @ ..] => {
+                    packet = rest;
+                    etherparse::EtherType(u16::from_be_bytes([*a, *b]))
+                }
+                _ => continue,
+            },
+        };
+        let destination = match (ctl & 4 != 0, ether_type) {
+            (false, _) => US_MAC,
+            // The group of the packet's destination address (RFC 2464 §7).
+            (true, etherparse::EtherType::IPV6) => match packet.get(36..40) {
+                Some(&[a, b, c, d]) => [0x33, 0x33, a, b, c, d],
+                _ => [0x33, 0x33, 0, 0, 0, 1],
+            },
+            (true, _) => [0xff; 6],
         };
         let mut frame = etherparse::Ethernet2Header {
             source: PEER_MAC,
-            destination: if ctl & 2 != 0 { [0xff; 6] } else { US_MAC },
-            ether_type: if ctl & 1 != 0 {
-                etherparse::EtherType::ARP
-            } else {
-                etherparse::EtherType::IPV4
-            },
+            destination,
+            ether_type,
         }
         .to_bytes()
         .to_vec();
         frame.extend_from_slice(packet);
-        if ctl & 1 == 0 {
-            fix_checksums(&mut frame[14..], ctl & 4 != 0, ctl & 8 != 0);
+        if ctl & 8 != 0 {
+            match ether_type {
+                etherparse::EtherType::IPV4 => fix_checksums(&mut frame[14..]),
+                etherparse::EtherType::IPV6 => fix_checksums6(&mut frame[14..]),
+                _ => {}
+            }
         }
         now += Duration::from_millis(u64::from(ctl >> 4) * 16);
-        iface.receive(now, &frame);
-        iface.poll(now);
-        drive(&mut iface, &sockets, &mut conns, now);
+        let at = i % cores.len();
+        deliver(&mut cores, at, now, &frame);
+        for core in &mut cores {
+            core.iface.poll(now);
+            let Core {
+                iface,
+                sockets,
+                conns,
+                flows,
+            } = core;
+            drive_flows(iface, sockets, conns, flows, now);
+        }
     }
-    settle(&mut iface, now);
+    for core in &mut cores {
+        settle(&mut core.iface, now);
+    }
+}
+
+/// Repairs the UDP, TCP or ICMPv6 checksum of an IPv6 packet whose first header is one of
+/// them, over what the payload length covers, where the packet is long enough to have it.
+fn fix_checksums6(p: &mut [u8]) {
+    const HEADER: usize = 40;
+    if p.len() < HEADER || p[0] >> 4 != 6 {
+        return;
+    }
+    let addr = |at: usize| {
+        let mut octets = [0u8; 16];
+        octets.copy_from_slice(&p[at..at + 16]);
+        IpAddr::V6(Ipv6Addr::from(octets))
+    };
+    let (src, dst) = (addr(8), addr(24));
+    let next = p[6];
+    let len = usize::from(u16::from_be_bytes([p[4], p[5]])).min(p.len() - HEADER);
+    let at = match next {
+        6 => 16,
+        17 => 6,
+        58 => 2,
+        _ => return,
+    };
+    let seg = &mut p[HEADER..HEADER + len];
+    if seg.len() < at + 2 {
+        return;
+    }
+    seg[at] = 0;
+    seg[at + 1] = 0;
+    let sum = tapstack::wire::transport_checksum_ip(src, dst, next, seg);
+    seg[at..at + 2].copy_from_slice(&sum);
 }
 
 /// Repairs the IPv4 header checksum and, for UDP, TCP and ICMP, the transport checksum over
-/// what the total length covers, where the packet is long enough to have them.
-fn fix_checksums(p: &mut [u8], ip: bool, transport: bool) {
+/// what the total length covers, where the packet is long enough to have them and is not a
+/// fragment.
+fn fix_checksums(p: &mut [u8]) {
     if p.len() < 20 {
         return;
     }
@@ -150,14 +371,14 @@ fn fix_checksums(p: &mut [u8], ip: bool, transport: bool) {
     if ihl < 20 || ihl > p.len() {
         return;
     }
-    if ip {
-        p[10] = 0;
-        p[11] = 0;
-        let sum = tapstack::wire::checksum_bytes(&p[..ihl]);
-        p[10..12].copy_from_slice(&sum);
-    }
+    p[10] = 0;
+    p[11] = 0;
+    let sum = tapstack::wire::checksum_bytes(&p[..ihl]);
+    p[10..12].copy_from_slice(&sum);
     let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
-    if !transport || total <= ihl {
+    // A fragment holds part of a datagram, whose checksum covers the whole.
+    let fragment = u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0;
+    if total <= ihl || fragment {
         return;
     }
     let (src, dst) = ([p[12], p[13], p[14], p[15]], [p[16], p[17], p[18], p[19]]);
