@@ -148,6 +148,48 @@ fn a_syn_opens_where_a_listener_is_and_goes_on_where_none_is() {
 }
 
 #[test]
+fn the_ack_of_a_syn_cookie_opens_where_the_listener_is_not_passed_on_to_a_reset() {
+    // Queue 0 alone listens, and answers every SYN with a cookie (no SYN queue).
+    let mut cfg = config(2, 7);
+    cfg.queues = 2;
+    cfg.tcp.syn_backlog = 0;
+    let mut q0 = Interface::new(cfg, Instant::ZERO);
+    let now = Instant::ZERO;
+    q0.receive(now, &arp_request(PEER_MAC, PEER, US));
+    q0.take_pass_on();
+    sent(&mut q0);
+    q0.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+        .unwrap();
+    q0.receive(now, &tcp_frame(80, true, false));
+    let syn_ack = q0.pop_transmit().expect("a SYN-ACK");
+    let cookie = etherparse::TcpSlice::from_slice(&syn_ack[34..])
+        .unwrap()
+        .sequence_number();
+    assert_eq!(q0.counters().tcp_syncookies_sent, 1);
+    let ack = |ack: u32| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(PEER_MAC.0, [0x02, 0, 0, 0, 0, 2])
+            .ipv4(PEER.octets(), US.octets(), 64)
+            .tcp(40000, 80, 1001, 65535)
+            .ack(ack)
+            .write(&mut f, &[])
+            .unwrap();
+        f
+    };
+    // An ACK that is no cookie of ours may be another queue's connection.
+    q0.receive(now, &ack(cookie.wrapping_add(7)));
+    assert_eq!(q0.take_pass_on(), PassOn::Next);
+    q0.receive(now, &ack(cookie.wrapping_add(1)));
+    assert_eq!(
+        q0.take_pass_on(),
+        PassOn::Keep,
+        "the cookie checks: the connection opens here"
+    );
+    let c = q0.counters();
+    assert_eq!((c.tcp_syncookies_recv, c.tcp_passive_opens), (1, 1), "{c}");
+}
+
+#[test]
 fn udp_to_no_socket_here_goes_on_and_the_last_queue_answers_port_unreachable() {
     let (mut q0, mut q1) = (queue(0), queue(1));
     let now = Instant::ZERO;
@@ -167,6 +209,24 @@ fn udp_to_no_socket_here_goes_on_and_the_last_queue_answers_port_unreachable() {
         vec![(EtherType::IPV4, IpNumber::ICMP.0)],
         "port unreachable from the last queue"
     );
+}
+
+#[test]
+fn a_datagram_the_socket_here_does_not_take_goes_on_to_one_that_does() {
+    let (mut q0, mut q1) = (queue(0), queue(1));
+    let now = Instant::ZERO;
+    // Queue 1's socket on 53 is connected to another peer; queue 0's takes anyone's.
+    let connected = q1.udp_bind("0.0.0.0:53".parse().unwrap()).unwrap();
+    q1.udp_connect(connected, "10.0.0.77:53".parse().unwrap())
+        .unwrap();
+    q0.udp_bind("0.0.0.0:53".parse().unwrap()).unwrap();
+    let to_53 = udp_frame(53);
+    q1.receive(now, &to_53);
+    assert_eq!(q1.take_pass_on(), PassOn::Next);
+    assert!(sent(&mut q1).is_empty(), "no port unreachable from queue 1");
+    q0.receive_passed(now, &to_53, 1, false);
+    assert_eq!(q0.take_pass_on(), PassOn::Keep);
+    assert_eq!(q0.counters().udp_rx_datagrams, 1);
 }
 
 #[test]

@@ -79,6 +79,10 @@ fn connect_filters_peers_and_reports_refusal() {
     );
     let c = a.counters().unwrap();
     assert_eq!(c.udp_rx_filtered, 1);
+    assert_eq!(
+        c.icmp_tx_port_unreachable, 1,
+        "no socket took the other sender's datagram: port unreachable, as Linux answers"
+    );
     assert_eq!(c.icmp_rx_errors_delivered, 1);
 }
 
@@ -389,8 +393,9 @@ fn sends_after_the_first_are_posted_and_keep_their_order() {
 /// UDP GSO over a link that cuts nothing itself: a send of 10 000 bytes cut at 1000 arrives
 /// as ten datagrams of 1000 bytes, in order, over IPv4 and IPv6 through one dual-stack
 /// socket; the second send is posted (no wait); a segment as long as the data sends one
-/// datagram; a zero segment or more than 64 datagrams are `EINVAL`, a datagram over the MTU
-/// `EMSGSIZE`; with don't-fragment set, a segmented send still goes (its datagrams fit).
+/// datagram, and so does a zero segment; a datagram over the MTU is `EMSGSIZE`, more than
+/// 128 datagrams `EINVAL`; with don't-fragment set, a segmented send still goes (its
+/// datagrams fit).
 #[test]
 fn segmented_sends_arrive_as_datagrams_of_the_segment_size() {
     let (a, b) = memory_pair(1500).unwrap();
@@ -425,8 +430,13 @@ fn segmented_sends_arrive_as_datagrams_of_the_segment_size() {
                 .unwrap_err();
             assert_eq!(e.raw_os_error(), Some(errno), "{segment} {len} {dst}");
         };
-        refused(0, 100, libc::EINVAL);
-        refused(100, 6401, libc::EINVAL);
+        assert_eq!(client.send_segments_to(&data[..700], 0, dst).unwrap(), 700);
+        assert_eq!(
+            server.recv_from(&mut buf).unwrap().0,
+            700,
+            "zero: one datagram"
+        );
+        refused(50, 6401, libc::EINVAL);
         refused(1473, 3000, libc::EMSGSIZE);
         refused(1473, 1473, libc::EMSGSIZE);
     }

@@ -112,7 +112,7 @@ impl Interface {
                 if matches!(t, Icmpv4Type::DestinationUnreachable(_)) {
                     self.stats.icmp_rx_dest_unreachable += 1;
                 }
-                self.icmp_error_input(now, &t, msg.payload());
+                self.icmp_error_input(now, rx, &t, msg.payload());
             }
             _ => self.stats.icmp_rx_other += 1,
         }
@@ -144,8 +144,9 @@ impl Interface {
         }
     }
 
-    /// Hands a received error to the socket whose datagram caused it (RFC 1122 §3.2.2.1).
-    fn icmp_error_input(&mut self, now: Instant, t: &Icmpv4Type, quote: &[u8]) {
+    /// Hands a received error to the socket whose datagram caused it (RFC 1122 §3.2.2.1);
+    /// one about another queue's connection or socket goes on to it, whole.
+    fn icmp_error_input(&mut self, now: Instant, rx: &IpRx<'_>, t: &Icmpv4Type, quote: &[u8]) {
         let Ok(inner) = Ipv4HeaderSlice::from_slice(quote) else {
             self.stats.icmp_rx_malformed += 1;
             return;
@@ -165,7 +166,10 @@ impl Interface {
             let local = SocketAddrV4::new(inner.source_addr(), local_port);
             let remote = SocketAddrV4::new(inner.destination_addr(), remote_port);
             // About another queue's connection: on to it.
-            if self.queued() && !self.tcp.knows(local.into(), remote.into()) && self.pass_on() {
+            if self.queued()
+                && !self.tcp.knows(local.into(), remote.into())
+                && self.pass_on_datagram(rx)
+            {
                 return;
             }
             let err = match t {
@@ -184,7 +188,12 @@ impl Interface {
                 return;
             };
             let remote = SocketAddrV4::new(inner.destination_addr(), udp.destination_port);
-            if self.queued() && !self.udp_has_port(udp.source_port) && self.pass_on() {
+            let local = SocketAddrV4::new(inner.source_addr(), udp.source_port);
+            // About another queue's socket: on to it.
+            if self.queued()
+                && !self.udp_takes(local.into(), remote.into())
+                && self.pass_on_datagram(rx)
+            {
                 return;
             }
             if fatal && self.udp_error(udp.source_port, remote.into(), errno) {

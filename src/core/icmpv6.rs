@@ -571,6 +571,7 @@ impl Interface {
         let Some(ip6) = self.ip6.as_mut() else {
             return;
         };
+        let mtu_before = ip6.link_mtu(device_mtu);
         if ip6
             .auto
             .advertisement(now, rx.src, lifetime, mtu, device_mtu, &prefixes)
@@ -578,7 +579,8 @@ impl Interface {
             self.stats.nd_routers += 1;
             log::info!("default router {}", rx.src);
         }
-        self.tcp.set_link_mtu6(ip6.link_mtu(device_mtu));
+        let link_mtu = ip6.link_mtu(device_mtu);
+        self.tcp.set_link_mtu6(link_mtu);
         // RFC 4861 §6.3.4: the hop limit, Reachable Time and Retrans Timer, where not zero,
         // the timers no shorter than Linux takes them; ReachableTime is the base times a
         // random factor of 0.5 to 1.5 (§6.3.2).
@@ -604,6 +606,10 @@ impl Interface {
             if let Some(addr) = slaac_address(p, link_local) {
                 self.slaac_prefix(now, addr, p.valid);
             }
+        }
+        if link_mtu < mtu_before {
+            // Segment sizes UDP vouched for may no longer fit, as after a Packet Too Big.
+            self.udp_path_mtu_fell();
         }
     }
 

@@ -791,7 +791,15 @@ impl Interface {
             ether_type: EtherType::IPV6,
         };
         frame.bytes[..ETHERNET_HEADER_LEN].copy_from_slice(&eth.to_bytes());
-        self.stats.ip6_tx_packets += 1;
+        // A super-segment or super-datagram counts as the packets it becomes, as over IPv4.
+        let pieces = frame.tso_mss.map_or(1, |mss| {
+            let len = frame.bytes.len() + frame.payload.as_ref().map_or(0, |p| p.len());
+            crate::wire::gso::header_offsets(&frame.bytes, len).map_or(1, |(_, at, end)| {
+                (end - at).div_ceil(usize::from(mss).max(1)).max(1) as u64
+            })
+        });
+        self.stats.ip6_tx_packets += pieces;
+        self.stats.eth_tx_frames += pieces - 1;
         self.queue_frame(frame);
     }
 

@@ -197,6 +197,12 @@ impl Interface {
         self.stats.dev_tx_errors += 1;
     }
 
+    /// Counts frames the runtime could not pass on to another queue: its backlog of passed
+    /// frames was full, or it had stopped.
+    pub fn count_pass_dropped(&mut self, frames: u64) {
+        self.stats.queue_pass_dropped += frames;
+    }
+
     /// Bytes held by incomplete datagrams.
     pub fn reassembly_mem(&self) -> usize {
         self.reasm.mem()

@@ -491,24 +491,24 @@ fn udp_super_datagram(
 }
 
 /// The segment size a send of `len` bytes is cut at, `None` when it goes as one datagram
-/// (no segment, or no more data than one), after Linux 6.14's `udp_send_skb` checks: a zero
-/// segment (which Linux takes as none) or more than [`gso::UDP_MAX_SEGMENTS`] datagrams is
-/// `EINVAL`; a datagram that with its `headers` would not fit `mtu` is `EMSGSIZE`, since
-/// none of a segmented send's datagrams is fragmented.
+/// (no segment, a zero one, or no more data than one), after Linux's `udp_send_skb` checks,
+/// in its order: a datagram that with its `headers` would not fit `mtu` is `EMSGSIZE`, since
+/// none of a segmented send's datagrams is fragmented; more than [`gso::UDP_MAX_SEGMENTS`]
+/// datagrams is `EINVAL`. A zero segment, as `UDP_SEGMENT` 0, turns segmentation off.
 fn check_segment(
     segment: Option<u16>,
     len: usize,
     headers: usize,
     mtu: usize,
 ) -> io::Result<Option<u16>> {
-    let Some(size) = segment.map(usize::from) else {
+    let Some(size) = segment.map(usize::from).filter(|&s| s > 0) else {
         return Ok(None);
     };
-    if size == 0 || len > size * gso::UDP_MAX_SEGMENTS {
-        return Err(os_err(libc::EINVAL));
-    }
     if headers + len.min(size) > mtu {
         return Err(os_err(libc::EMSGSIZE));
+    }
+    if len > size * gso::UDP_MAX_SEGMENTS {
+        return Err(os_err(libc::EINVAL));
     }
     Ok(segment.filter(|_| len > size))
 }
@@ -564,7 +564,7 @@ impl Interface {
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
         // A datagram for another queue's socket goes on to it.
-        if self.queued() && !self.udp_has_port(to.port()) && self.pass_on_datagram(rx) {
+        if self.queued() && self.udp_taker(from.into(), to).is_err() && self.pass_on_datagram(rx) {
             return;
         }
         if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
@@ -612,23 +612,39 @@ impl Interface {
         self.udp_deliver(from, to, &segment[UdpHeader::LEN..])
     }
 
-    /// Queues `data` from `from` on the socket that takes datagrams to `to`; false if none
-    /// has the port (counted).
+    /// The socket that takes a datagram from `from` to `to`: the one with its port, unless
+    /// it is connected to another peer or bound to another address, which Linux's lookup
+    /// scores out (`compute_score`). `Err(true)` where a socket has the port but not this
+    /// datagram, `Err(false)` where none has it.
+    fn udp_taker(&self, from: SocketAddr, to: SocketAddr) -> Result<SocketId, bool> {
+        let id = self.udp.lookup(to.port(), to.is_ipv6()).ok_or(false)?;
+        let sock = self.udp.sockets.get(&id).ok_or(false)?;
+        let wrong_peer = sock.remote.is_some_and(|r| r != from);
+        let wrong_addr = !sock.local.ip().is_unspecified() && sock.local.ip() != to.ip();
+        if wrong_peer || wrong_addr {
+            return Err(true);
+        }
+        Ok(id)
+    }
+
+    /// Queues `data` from `from` on the socket that takes it ([`Interface::udp_taker`]);
+    /// false if none does (counted), for the caller to answer port unreachable as Linux does.
     fn udp_deliver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) -> bool {
-        let Some(id) = self.udp.lookup(to.port(), to.is_ipv6()) else {
-            self.stats.udp_rx_no_port += 1;
-            return false;
+        let id = match self.udp_taker(from, to) {
+            Ok(id) => id,
+            Err(filtered) => {
+                if filtered {
+                    self.stats.udp_rx_filtered += 1;
+                } else {
+                    self.stats.udp_rx_no_port += 1;
+                }
+                return false;
+            }
         };
         let limit = self.cfg.udp_rcvbuf;
         let Some(sock) = self.udp.sockets.get_mut(&id) else {
             return true;
         };
-        let wrong_peer = sock.remote.is_some_and(|r| r != from);
-        let wrong_addr = !sock.local.ip().is_unspecified() && sock.local.ip() != to.ip();
-        if wrong_peer || wrong_addr {
-            self.stats.udp_rx_filtered += 1;
-            return true;
-        }
         // Like Linux, a datagram is refused only once the buffer is already over its limit.
         let shown = sock.present(from);
         let Some(was_empty) = lock_udp(&sock.io).push(shown, data, limit) else {
@@ -642,9 +658,10 @@ impl Interface {
         true
     }
 
-    /// Whether an IPv4 socket has local port `port`.
-    pub(super) fn udp_has_port(&self, port: u16) -> bool {
-        self.udp.lookup(port, false).is_some()
+    /// Whether a socket here takes datagrams from `remote` to `local`, which an ICMP error
+    /// quoting one sent the other way is about.
+    pub(super) fn udp_takes(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.udp_taker(remote, local).is_ok()
     }
 
     /// Records an ICMP-reported error on the connected socket it concerns.
@@ -794,9 +811,10 @@ impl Interface {
     /// [`Interface::udp_send`], `data` cut into datagrams of `segment` bytes each (the last
     /// shorter), as Linux's `UDP_SEGMENT` cuts a send: they leave as one super-datagram
     /// that the device cuts (the kernel's USO on a tap or tun), or that is cut in software.
-    /// `EINVAL` for a zero segment or more than [`gso::UDP_MAX_SEGMENTS`] datagrams,
-    /// `EMSGSIZE` for a datagram that would not fit the path MTU (as Linux 6.14); `None`, or
-    /// data no longer than one segment, sends one datagram.
+    /// `EMSGSIZE` for a datagram that would not fit the path MTU (over IPv4 the device's: the
+    /// stack keeps no IPv4 path MTU for UDP), then `EINVAL` for more than
+    /// [`gso::UDP_MAX_SEGMENTS`] datagrams, as Linux checks; `None`, a zero segment, or data
+    /// no longer than one segment, sends one datagram.
     pub fn udp_send_segments(
         &mut self,
         now: Instant,

@@ -25,8 +25,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// How long [`TapDevice::open`] waits for the kernel to put the link in service.
 const LINK_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-/// `TUNGETIFF`: `_IOR('T', 210, unsigned int)`.
-const TUNGETIFF: libc::Ioctl = 0x8004_54d2;
 
 /// `struct virtio_net_hdr` (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset).
 const VNET_HDR_LEN: usize = 10;
@@ -582,7 +580,7 @@ fn wait_link_ready(ctl: &mut IfCtl, fd: &OwnedFd, name: &str) -> io::Result<()> 
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     // SAFETY: TUNGETIFF writes an ifreq we own.
     if let Err(e) = os_check(
-        unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req) },
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &mut req) },
         "TUNGETIFF",
     ) {
         log::warn!("{name}: {e}; going on");

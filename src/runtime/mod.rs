@@ -18,6 +18,7 @@ use crate::time::{earliest, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use reply::{reply, ReplyRx, ReplyTx};
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use waiters::Waiters;
 pub(crate) use waiters::{Wait, Wake};
@@ -80,29 +81,58 @@ pub(crate) enum Posted {
     },
 }
 
+/// Bytes of frames passed on that a queue may have yet to take: past it, the frames another
+/// queue would pass on to it are dropped and counted, so that a queue that falls behind
+/// (or a flood whose frames the kernel steers to the wrong queue) holds the memory the
+/// kernel's own queue would, not an unbounded channel's.
+const PASSED_BACKLOG: usize = 4 << 20;
+
 /// The stack threads of a link's queues, for each to pass frames on to the others.
 #[derive(Clone)]
 struct Peers {
     /// Every queue's command channel and wakeup, by index.
     queues: Vec<(Sender<Command>, Arc<WakeFd>)>,
+    /// Bytes of passed frames each queue has yet to take, by index (at most
+    /// [`PASSED_BACKLOG`]).
+    backlog: Arc<[AtomicUsize]>,
     /// This thread's queue.
     index: usize,
 }
 
 impl Peers {
-    /// Hands `frame` to queue `to`; a queue that stopped takes nothing.
-    fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool, verified: bool) {
-        let (tx, wake) = &self.queues[to % self.queues.len()];
+    /// Hands `frame` to queue `to`; false if that queue's backlog is full or it stopped.
+    fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool, verified: bool) -> bool {
+        let to = to % self.queues.len();
+        let (tx, wake) = &self.queues[to];
+        let len = frame.len();
+        if self.backlog[to].fetch_add(len, Ordering::Relaxed) + len > PASSED_BACKLOG {
+            self.backlog[to].fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
         let cmd = Command::Posted(Posted::Passed {
             frame,
             hops,
             copy,
             verified,
         });
-        if tx.send(cmd).is_ok() {
-            wake.wake();
+        if tx.send(cmd).is_err() {
+            self.backlog[to].fetch_sub(len, Ordering::Relaxed);
+            return false;
         }
+        wake.wake();
+        true
     }
+
+    /// This queue took a passed frame of `len` bytes off its backlog.
+    fn taken(&self, len: usize) {
+        self.backlog[self.index].fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
+/// A datagram reassembled from fragments, to pass on in place of its last fragment: whole,
+/// and vouched for by no device (a device's checksum verdict covered one fragment).
+fn rebuilt(datagram: Vec<u8>) -> (Vec<u8>, bool) {
+    (datagram, false)
 }
 
 /// The socket side's connection to the stack thread.
@@ -295,6 +325,7 @@ impl Stack {
     /// alone (only its sockets bind IPv6 addresses). Each stack's [`StackConfig::queues`]
     /// and [`StackConfig::queue`] say which it is. They share the seed, so that any queue
     /// checks another's SYN cookies; their IP identifications start `65536 / N` apart.
+    /// Every limit of `config` (memory, connections, reassembly) is each queue's own.
     pub fn new_queues<D: Device + 'static>(
         devices: Vec<D>,
         config: StackConfig,
@@ -311,6 +342,7 @@ impl Stack {
             queues.push((tx.clone(), wake.clone()));
             channels.push((tx, rx, wake));
         }
+        let backlog: Arc<[AtomicUsize]> = (0..n).map(|_| AtomicUsize::new(0)).collect();
         let mut stacks = Vec::with_capacity(n);
         for (index, (device, (tx, rx, wake))) in devices.into_iter().zip(channels).enumerate() {
             let mut cfg = config.clone();
@@ -318,6 +350,7 @@ impl Stack {
             cfg.queue = index;
             let peers = (n > 1).then(|| Peers {
                 queues: queues.clone(),
+                backlog: backlog.clone(),
                 index,
             });
             stacks.push(Stack::start(device, cfg, (tx, rx), wake, peers)?);
@@ -804,12 +837,11 @@ impl<D: Device> StackThread<D> {
                     self.iface.receive_frame(now, &self.rx, n, verified);
                     let verdict = self.iface.take_pass_on();
                     if verdict != PassOn::Keep {
-                        // A reassembled datagram goes on whole, not its last fragment.
-                        let frame = self
-                            .iface
-                            .take_rebuilt()
-                            .unwrap_or_else(|| self.rx.bytes()[..n].to_vec());
-                        self.pass_on(verdict, frame, 0, verified.transport);
+                        let (frame, verified) = match self.iface.take_rebuilt() {
+                            Some(datagram) => rebuilt(datagram),
+                            None => (self.rx.bytes()[..n].to_vec(), verified.transport),
+                        };
+                        self.pass_on(verdict, frame, 0, verified);
                     }
                 }
                 Ok(None) => return false,
@@ -824,20 +856,20 @@ impl<D: Device> StackThread<D> {
 
     /// Passes a frame no connection or socket here took to the next queue, or an ARP
     /// message to every other queue ([`crate::core::PassOn`]).
-    fn pass_on(&self, verdict: PassOn, frame: Vec<u8>, hops: usize, verified: bool) {
+    fn pass_on(&mut self, verdict: PassOn, frame: Vec<u8>, hops: usize, verified: bool) {
         let Some(peers) = &self.peers else {
             return;
         };
-        match verdict {
-            PassOn::Keep => {}
-            PassOn::Next => peers.pass(peers.index + 1, frame, hops + 1, false, verified),
-            PassOn::Everyone => {
-                let n = peers.queues.len();
-                for k in 1..n {
-                    peers.pass(peers.index + k, frame.clone(), 0, true, verified);
-                }
+        let dropped = match verdict {
+            PassOn::Keep => 0,
+            PassOn::Next => {
+                u64::from(!peers.pass(peers.index + 1, frame, hops + 1, false, verified))
             }
-        }
+            PassOn::Everyone => (1..peers.queues.len())
+                .filter(|k| !peers.pass(peers.index + k, frame.clone(), 0, true, verified))
+                .count() as u64,
+        };
+        self.iface.count_pass_dropped(dropped);
     }
 
     /// Takes a frame another queue passed on; passes it further if nothing here takes it.
@@ -849,6 +881,9 @@ impl<D: Device> StackThread<D> {
         copy: bool,
         verified: bool,
     ) {
+        if let Some(peers) = &self.peers {
+            peers.taken(frame.len());
+        }
         if copy {
             self.iface.receive_neighbour_copy(now, &frame);
             return;
@@ -856,7 +891,7 @@ impl<D: Device> StackThread<D> {
         self.iface.receive_passed(now, &frame, hops, verified);
         let verdict = self.iface.take_pass_on();
         if verdict != PassOn::Keep {
-            let frame = self.iface.take_rebuilt().unwrap_or(frame);
+            let (frame, verified) = self.iface.take_rebuilt().map_or((frame, verified), rebuilt);
             self.pass_on(verdict, frame, hops, verified);
         }
     }
@@ -988,5 +1023,35 @@ impl<D: Device> StackThread<D> {
             wake: n <= 0 || fds[0].revents != 0,
             device: n <= 0 || fds[1].revents != 0 || device_due,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_passed_to_a_queue_that_takes_none_stop_at_its_backlog() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let peers = Peers {
+            queues: vec![(tx, Arc::new(WakeFd::new().unwrap()))],
+            backlog: (0..1).map(|_| AtomicUsize::new(0)).collect(),
+            index: 0,
+        };
+        let frame = vec![0u8; 64 * 1024];
+        let passed = (0..100)
+            .take_while(|_| peers.pass(0, frame.clone(), 1, false, false))
+            .count();
+        assert_eq!(passed, PASSED_BACKLOG / frame.len());
+        assert_eq!(rx.len(), passed, "the refused ones were not queued");
+        peers.taken(frame.len());
+        assert!(peers.pass(0, frame.clone(), 1, false, false), "room again");
+        assert!(!peers.pass(0, vec![0u8; 1], 1, false, false));
+        drop(rx);
+        peers.taken(PASSED_BACKLOG);
+        assert!(
+            !peers.pass(0, frame, 1, false, false),
+            "a queue that stopped takes nothing"
+        );
     }
 }

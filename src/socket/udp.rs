@@ -114,9 +114,10 @@ impl UdpSocket {
     /// `UDP_SEGMENT` (UDP GSO). The stack hands them to the device as one super-datagram that
     /// a tap or tun with offloads gives the kernel whole to cut (USO, Linux 6.2 on), or cuts
     /// them itself; either way one call, and one trip through the stack, for up to
-    /// [`crate::wire::gso::UDP_MAX_SEGMENTS`] datagrams. `EINVAL` for a zero segment or more
-    /// datagrams than that; `EMSGSIZE` for a datagram that would not fit the path MTU (none
-    /// is fragmented), as Linux 6.14 answers. `set_dont_fragment` does not stop it: every
+    /// [`crate::wire::gso::UDP_MAX_SEGMENTS`] datagrams. As Linux answers: `EMSGSIZE` for a
+    /// datagram that would not fit the path MTU (none is fragmented), then `EINVAL` for more
+    /// datagrams than that or a segment over 65 535; a zero segment sends `buf` as one
+    /// datagram, as [`UdpSocket::send_to`] does. `set_dont_fragment` does not stop it: every
     /// datagram fits. Returns the bytes sent; it is posted, or waits for the stack thread's
     /// verdict, as [`UdpSocket::send_to`] is.
     pub fn send_segments_to<A: ToSocketAddrs>(

@@ -117,7 +117,7 @@ impl Tcp {
             stats.tcp_tw_reopened += 1;
             conn = None;
         }
-        if conn.is_none() && pass_on && !self.takes_here(local, dst, &seg) {
+        if conn.is_none() && pass_on && !self.takes_here(now, local, remote, dst, &seg) {
             return false;
         }
         if let Some(id) = conn {
@@ -134,11 +134,31 @@ impl Tcp {
 
     /// Whether a segment of no connection here is this queue's to answer, on a link several
     /// queues share: a SYN to a listener of ours or to an intercepted address opens a
-    /// connection here; anything else may be another queue's.
-    fn takes_here(&self, local: SocketAddr, dst: IpAddr, seg: &SegmentIn<'_>) -> bool {
-        seg.flags.syn
-            && !seg.flags.ack
-            && (!self.is_local(dst) || self.listener_for(local).is_some())
+    /// connection here, and so does the ACK of a SYN cookie that checks (the queues share
+    /// the secret, and the queue that wrote the SYN-ACK may have no listener left, or none at
+    /// all); anything else may be another queue's.
+    fn takes_here(
+        &self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        dst: IpAddr,
+        seg: &SegmentIn<'_>,
+    ) -> bool {
+        let f = seg.flags;
+        if !self.is_local(dst) {
+            return f.syn && !f.ack;
+        }
+        if self.listener_for(local).is_none() {
+            return false;
+        }
+        let cookie_ack = f.ack && !f.syn && !f.rst && {
+            let (client_isn, cookie) = (seg.seq - 1, seg.ack - 1);
+            self.cookies
+                .check(now, local, remote, client_isn, cookie)
+                .is_some()
+        };
+        (f.syn && !f.ack) || cookie_ack
     }
 
     /// The listener that takes a SYN to `local`: the one of its family on its port, bound to

@@ -15,9 +15,10 @@ pub const TCP_CHECKSUM_OFFSET: usize = 16;
 /// Offset of the checksum field in the UDP header (RFC 768).
 pub const UDP_CHECKSUM_OFFSET: usize = 6;
 
-/// Most datagrams one UDP super-datagram may become: Linux's `UDP_MAX_SEGMENTS` (64 before
-/// 6.10, 128 since; the kernel refuses a virtio UDP super-datagram past its own).
-pub const UDP_MAX_SEGMENTS: usize = 64;
+/// Most datagrams one UDP super-datagram may become: Linux's `UDP_MAX_SEGMENTS` (128 since
+/// 6.11 and its stable backports, 64 before). A kernel with the older limit refuses a virtio
+/// UDP super-datagram past 64, and the tap then cuts datagrams in software.
+pub const UDP_MAX_SEGMENTS: usize = 128;
 
 /// Largest TCP payload of a super-segment: what an IPv4 total length of 65535 leaves after the
 /// IP header and the largest TCP header.
