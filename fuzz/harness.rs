@@ -17,10 +17,12 @@ const US_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
-/// The interface under test and its sockets: a TCP listener on 80 and UDP echo on 7.
+/// The interface under test and its sockets: a TCP listener on 80, UDP on 7, and UDP on 53
+/// connected to the peer.
 struct Sockets {
     listener: SocketId,
     udp: Option<SocketId>,
+    connected: Option<SocketId>,
 }
 
 /// The configuration every core starts from: IPv4, and IPv6 too, its addresses in use at
@@ -44,20 +46,33 @@ fn stack() -> (Interface, Sockets) {
 /// An interface of `cfg` with its sockets open.
 fn serve(cfg: StackConfig) -> (Interface, Sockets) {
     let mut iface = Interface::new(cfg, Instant::ZERO);
-    // One dual-stack UDP socket on 7: both families' datagrams reach it.
+    // One dual-stack UDP socket on 7: both families' datagrams reach it (IPv4 only on a
+    // queue without IPv6).
     let udp = iface
-        .udp_bind(std::net::SocketAddr::from((
-            std::net::Ipv6Addr::UNSPECIFIED,
-            7,
-        )))
+        .udp_bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 7)))
+        .or_else(|_| iface.udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7))))
         .ok();
+    // One connected to the peer's port 53: what others send to 53 no socket takes.
+    let connected = iface
+        .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)))
+        .ok();
+    if let Some(c) = connected {
+        let _ = iface.udp_connect(c, SocketAddr::from((PEER, 53)));
+    }
     let (listener, _) = iface
         .with_tcp(Instant::ZERO, |tcp, _| {
             // One dual-stack listener: both families' SYNs reach it.
             tcp.listen(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 80)), 8)
         })
         .expect("listen");
-    (iface, Sockets { listener, udp })
+    (
+        iface,
+        Sockets {
+            listener,
+            udp,
+            connected,
+        },
+    )
 }
 
 /// Splits `data` into length-prefixed pieces (one length byte, pieces up to 255 bytes; a
@@ -144,7 +159,7 @@ fn drive_flows(
             let _ = tcp.send(c, now, b"reply", stats);
         });
     }
-    if let Some(udp) = sockets.udp {
+    for udp in [sockets.udp, sockets.connected].into_iter().flatten() {
         while iface.udp_recv(udp).is_some() {}
     }
     for &f in flows.iter() {
@@ -198,9 +213,10 @@ impl Core {
     }
 }
 
-/// The cores an input meets, by its first byte: 0 a server (a listener on 80, UDP on 7);
-/// 1 and 2 the same intercepting every flow, pings answered by the stack (1) or handed to the
-/// application (2); 3 two queues of one link, each such a server, passing frames on.
+/// The cores an input meets, by its first byte: 0 a server (a listener on 80, UDP on 7 and
+/// a connected socket on 53); 1 and 2 the same intercepting every flow, pings answered by the
+/// stack (1) or handed to the application (2); 3 two queues of one link, each such a server
+/// answering every SYN with a cookie, passing frames on.
 fn setup(choice: u8) -> Vec<Core> {
     match choice % 4 {
         0 => vec![Core::new(config())],
@@ -221,6 +237,7 @@ fn setup(choice: u8) -> Vec<Core> {
                 let mut cfg = config();
                 cfg.queues = 2;
                 cfg.queue = queue;
+                cfg.tcp.syn_backlog = 0;
                 Core::new(cfg)
             })
             .collect(),
@@ -356,7 +373,11 @@ fn fix_checksums6(p: &mut [u8]) {
     }
     seg[at] = 0;
     seg[at + 1] = 0;
-    let sum = tapstack::wire::transport_checksum_ip(src, dst, next, seg);
+    let mut sum = tapstack::wire::transport_checksum_ip(src, dst, next, seg);
+    if next == 17 && sum == [0, 0] {
+        // A UDP checksum of zero is sent as all ones (RFC 768; RFC 8200 §8.1).
+        sum = [0xff, 0xff];
+    }
     seg[at..at + 2].copy_from_slice(&sum);
 }
 

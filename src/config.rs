@@ -60,6 +60,10 @@ pub struct StackConfig {
     /// Which of the [`StackConfig::queues`] this stack serves, from 0. Queue 0 alone runs
     /// IPv6 and announces the address (gratuitous ARP).
     pub queue: usize,
+    /// Bytes of frames the other queues passed on that a queue may hold before taking them
+    /// (each frame charged [`PASSED_FRAME_OVERHEAD`] more); past it, frames for it are dropped
+    /// and counted, as the kernel's own queue would drop them. 4 MiB.
+    pub passed_backlog: usize,
     /// Where the runtime writes the per-connection trace ([`crate::trace`]); `None`, the
     /// default, writes none. Which connections are traced: all with `tcp.trace`, else those
     /// whose socket asks (`TcpStream::set_trace`).
@@ -113,6 +117,10 @@ pub enum OverLimit {
     /// Drop the SYN: the client retries and may find room later.
     Drop,
 }
+
+/// What a frame passed on to another queue costs beyond its bytes (its allocation and its
+/// place in the channel), charged against [`StackConfig::passed_backlog`].
+pub const PASSED_FRAME_OVERHEAD: usize = 256;
 
 /// The longest busy-poll spin the stack thread makes, whatever [`StackConfig::busy_poll`] asks:
 /// timers (retransmission, delayed ACKs, timeouts of parked calls) wait while it spins.
@@ -289,6 +297,7 @@ impl StackConfig {
             ipv6: None,
             queues: 1,
             queue: 0,
+            passed_backlog: 4 << 20,
             trace: None,
         }
     }

@@ -38,7 +38,7 @@ counters! {
         queue_passed_on: "frames passed on to the next queue (no connection or socket here)",
         queue_taken_over: "frames taken from another queue",
         queue_neighbour_copies: "ARP messages copied to the other queues",
-        queue_pass_dropped: "frames not passed on: the next queue had 4 MiB of passed frames still to take, or had stopped (dropped)",
+        queue_pass_dropped: "frames not passed on: the next queue's backlog of passed frames was full (passed_backlog), or it had stopped (dropped)",
     }
     "Faults" {
         fault_dropped: "frames dropped by the fault injector",
@@ -115,7 +115,7 @@ counters! {
         udp_rx_bad_checksum: "UDP datagrams with a bad checksum (dropped)",
         udp_rx_no_port: "UDP datagrams to a closed port",
         udp_rx_buffer_full: "UDP datagrams dropped because the socket's receive buffer was full",
-        udp_rx_filtered: "UDP datagrams to a bound port from another peer than the connected one or to another address than the bound one (answered port unreachable, as Linux)",
+        udp_rx_filtered: "UDP datagrams to a bound port from another peer than the connected one or to another address than the bound one (no socket takes them: port unreachable unless broadcast, as Linux)",
         udp_tx_datagrams: "UDP datagrams sent",
     }
     "Tcp" {

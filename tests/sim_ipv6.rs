@@ -720,12 +720,26 @@ fn a_connected_udp6_socket_learns_port_unreachable() {
     let s = i
         .udp_bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
         .unwrap();
-    let peer = SocketAddr::V6(SocketAddrV6::new(HOST, 4444, 0, 0));
+    // Connected with a flow label, which the peer's datagrams and errors do not carry: they
+    // are still the peer's.
+    let peer = SocketAddr::V6(SocketAddrV6::new(HOST, 4444, 7, 0));
     i.udp_connect(s, peer).unwrap();
-    assert_eq!(
-        i.udp_local_addr(s).unwrap().ip(),
-        std::net::IpAddr::V6(OURS)
-    );
+    let ours = i.udp_local_addr(s).unwrap();
+    assert_eq!(ours.ip(), std::net::IpAddr::V6(OURS));
+    let ip = Ipv6Header {
+        next_header: IpNumber::UDP,
+        hop_limit: 64,
+        source: HOST.octets(),
+        destination: OURS.octets(),
+        ..Default::default()
+    };
+    let udp = etherparse::UdpHeader::with_ipv6_checksum(4444, ours.port(), &ip, b"hi").unwrap();
+    let mut datagram = udp.to_bytes().to_vec();
+    datagram.extend_from_slice(b"hi");
+    let mac = our_mac(&i);
+    i.receive(at(1990), &frame(mac, HOST, OURS, 17, 64, &datagram));
+    let (data, from) = i.udp_recv(s).expect("the peer's datagram").unwrap();
+    assert_eq!((&data[..], from.port()), (&b"hi"[..], 4444));
     i.udp_send(at(2000), s, b"anyone?", None).unwrap();
     let (_, _, sent) = sent6(&mut i).remove(0);
     // The host's port unreachable quotes our packet.
@@ -743,7 +757,6 @@ fn a_connected_udp6_socket_learns_port_unreachable() {
     let mut body = vec![0, 0, 0, 0];
     body.extend_from_slice(&quote);
     let unreachable = icmp(HOST, OURS, 1, 4, &body);
-    let mac = our_mac(&i);
     i.receive(at(2010), &frame(mac, HOST, OURS, ICMPV6, 64, &unreachable));
     let err = i.udp_recv(s).expect("the error").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));

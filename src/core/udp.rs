@@ -513,6 +513,13 @@ fn check_segment(
     Ok(segment.filter(|_| len > size))
 }
 
+/// Whether `a`, a connected peer, is `b`, a datagram's end: the same address and port. An
+/// IPv6 peer's scope and flow label, kept as `connect` was given them, are not compared
+/// (the datagram's end carries neither).
+fn same_peer(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() && a.port() == b.port()
+}
+
 /// How many datagrams a send of `len` bytes cut at `segment` makes.
 fn datagrams(len: usize, segment: Option<u16>) -> u64 {
     segment.map_or(1, |s| len.div_ceil(usize::from(s).max(1)).max(1)) as u64
@@ -572,9 +579,9 @@ impl Interface {
         }
     }
 
-    /// A UDP datagram over IPv6 (`segment`: header and data); false if no socket has its
-    /// port, or its intercepted flow was refused (the caller answers port unreachable). Its
-    /// checksum is mandatory (RFC 8200 §8.1).
+    /// A UDP datagram over IPv6 (`segment`: header and data); false if no socket takes it
+    /// ([`Interface::udp_taker`]), or its intercepted flow was refused (the caller answers
+    /// port unreachable). Its checksum is mandatory (RFC 8200 §8.1).
     pub(super) fn udp6_input(
         &mut self,
         now: Instant,
@@ -619,7 +626,7 @@ impl Interface {
     fn udp_taker(&self, from: SocketAddr, to: SocketAddr) -> Result<SocketId, bool> {
         let id = self.udp.lookup(to.port(), to.is_ipv6()).ok_or(false)?;
         let sock = self.udp.sockets.get(&id).ok_or(false)?;
-        let wrong_peer = sock.remote.is_some_and(|r| r != from);
+        let wrong_peer = sock.remote.is_some_and(|r| !same_peer(r, from));
         let wrong_addr = !sock.local.ip().is_unspecified() && sock.local.ip() != to.ip();
         if wrong_peer || wrong_addr {
             return Err(true);
@@ -672,7 +679,7 @@ impl Interface {
         let Some(sock) = self.udp.sockets.get_mut(&id) else {
             return false;
         };
-        if sock.remote != Some(remote) {
+        if !sock.remote.is_some_and(|r| same_peer(r, remote)) {
             return false;
         }
         lock_udp(&sock.io).error = Some(errno);

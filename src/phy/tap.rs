@@ -107,10 +107,14 @@ struct TunTap {
     /// The last frame received was a TCP super-segment of pieces this long (the kernel's
     /// GSO size).
     rx_gso_size: Option<u16>,
-    /// The kernel refused a UDP super-datagram (one older than 6.2, without USO): those are
-    /// split here from then on.
-    no_uso: bool,
+    /// The most datagrams a UDP super-datagram the kernel takes may become: Linux's
+    /// `UDP_MAX_SEGMENTS` at first; 64 once a kernel older than 6.11 refused more; 0 once a
+    /// kernel without USO (older than 6.2) refused one. Past it they are split here.
+    uso_max: usize,
 }
+
+/// `UDP_MAX_SEGMENTS` of kernels before 6.11.
+const OLD_UDP_MAX_SEGMENTS: usize = 64;
 
 /// An interface name the kernel takes: 1 to 15 bytes.
 fn check_name(name: &str) -> io::Result<()> {
@@ -300,7 +304,7 @@ impl TunTap {
             rx_csum_ok: false,
             rx_partial: None,
             rx_gso_size: None,
-            no_uso: false,
+            uso_max: gso::UDP_MAX_SEGMENTS,
         })
     }
 
@@ -402,11 +406,14 @@ impl TunTap {
         };
         let len = head.len() + data[0].len() + data[1].len();
         let udp = gso::is_udp(head);
-        let Some((l4_at, payload_at, _)) =
-            gso::header_offsets(head, len).filter(|_| self.vnet && !(udp && self.no_uso))
+        let Some((l4_at, payload_at, end)) = gso::header_offsets(head, len).filter(|_| self.vnet)
         else {
             return Ok(false);
         };
+        let pieces = (end - payload_at).div_ceil(usize::from(mss).max(1));
+        if udp && pieces > self.uso_max {
+            return Ok(false);
+        }
         let skip = self.link_header();
         let hdr = VnetHdr {
             flags: NEEDS_CSUM,
@@ -422,11 +429,17 @@ impl TunTap {
         };
         match self.write_parts(&hdr.to_bytes(), head, data) {
             Err(e) if udp && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.uso_max = if pieces > OLD_UDP_MAX_SEGMENTS {
+                    OLD_UDP_MAX_SEGMENTS
+                } else {
+                    0
+                };
                 log::info!(
-                    "{}: the kernel takes no UDP super-datagrams: {e}",
-                    self.name
+                    "{}: the kernel refused a UDP super-datagram of {pieces} datagrams ({e}): \
+                     it takes at most {} from now on",
+                    self.name,
+                    self.uso_max
                 );
-                self.no_uso = true;
                 Ok(false)
             }
             r => r.map(|()| true),

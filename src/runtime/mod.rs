@@ -81,20 +81,18 @@ pub(crate) enum Posted {
     },
 }
 
-/// Bytes of frames passed on that a queue may have yet to take: past it, the frames another
-/// queue would pass on to it are dropped and counted, so that a queue that falls behind
-/// (or a flood whose frames the kernel steers to the wrong queue) holds the memory the
-/// kernel's own queue would, not an unbounded channel's.
-const PASSED_BACKLOG: usize = 4 << 20;
-
 /// The stack threads of a link's queues, for each to pass frames on to the others.
 #[derive(Clone)]
 struct Peers {
     /// Every queue's command channel and wakeup, by index.
     queues: Vec<(Sender<Command>, Arc<WakeFd>)>,
-    /// Bytes of passed frames each queue has yet to take, by index (at most
-    /// [`PASSED_BACKLOG`]).
+    /// What the passed frames each queue has yet to take cost, by index, each frame its
+    /// bytes and [`crate::config::PASSED_FRAME_OVERHEAD`]: at most `max_backlog`, so that a
+    /// queue that falls behind (or a flood the kernel steers to the wrong queue) holds what
+    /// the kernel's own queue would, not an unbounded channel.
     backlog: Arc<[AtomicUsize]>,
+    /// [`StackConfig::passed_backlog`].
+    max_backlog: usize,
     /// This thread's queue.
     index: usize,
 }
@@ -104,8 +102,8 @@ impl Peers {
     fn pass(&self, to: usize, frame: Vec<u8>, hops: usize, copy: bool, verified: bool) -> bool {
         let to = to % self.queues.len();
         let (tx, wake) = &self.queues[to];
-        let len = frame.len();
-        if self.backlog[to].fetch_add(len, Ordering::Relaxed) + len > PASSED_BACKLOG {
+        let len = frame.len() + crate::config::PASSED_FRAME_OVERHEAD;
+        if self.backlog[to].fetch_add(len, Ordering::Relaxed) + len > self.max_backlog {
             self.backlog[to].fetch_sub(len, Ordering::Relaxed);
             return false;
         }
@@ -125,6 +123,7 @@ impl Peers {
 
     /// This queue took a passed frame of `len` bytes off its backlog.
     fn taken(&self, len: usize) {
+        let len = len + crate::config::PASSED_FRAME_OVERHEAD;
         self.backlog[self.index].fetch_sub(len, Ordering::Relaxed);
     }
 }
@@ -351,6 +350,7 @@ impl Stack {
             let peers = (n > 1).then(|| Peers {
                 queues: queues.clone(),
                 backlog: backlog.clone(),
+                max_backlog: config.passed_backlog,
                 index,
             });
             stacks.push(Stack::start(device, cfg, (tx, rx), wake, peers)?);
@@ -1036,19 +1036,24 @@ mod tests {
         let peers = Peers {
             queues: vec![(tx, Arc::new(WakeFd::new().unwrap()))],
             backlog: (0..1).map(|_| AtomicUsize::new(0)).collect(),
+            max_backlog: 1 << 20,
             index: 0,
         };
         let frame = vec![0u8; 64 * 1024];
         let passed = (0..100)
             .take_while(|_| peers.pass(0, frame.clone(), 1, false, false))
             .count();
-        assert_eq!(passed, PASSED_BACKLOG / frame.len());
+        let cost = frame.len() + crate::config::PASSED_FRAME_OVERHEAD;
+        assert_eq!(passed, (1 << 20) / cost);
         assert_eq!(rx.len(), passed, "the refused ones were not queued");
         peers.taken(frame.len());
         assert!(peers.pass(0, frame.clone(), 1, false, false), "room again");
-        assert!(!peers.pass(0, vec![0u8; 1], 1, false, false));
+        assert!(!peers.pass(0, frame.clone(), 1, false, false));
         drop(rx);
-        peers.taken(PASSED_BACKLOG);
+        for _ in 0..passed {
+            peers.taken(frame.len());
+        }
+        assert_eq!(peers.backlog[0].load(Ordering::Relaxed), 0);
         assert!(
             !peers.pass(0, frame, 1, false, false),
             "a queue that stopped takes nothing"

@@ -134,9 +134,11 @@ impl Tcp {
 
     /// Whether a segment of no connection here is this queue's to answer, on a link several
     /// queues share: a SYN to a listener of ours or to an intercepted address opens a
-    /// connection here, and so does the ACK of a SYN cookie that checks (the queues share
-    /// the secret, and the queue that wrote the SYN-ACK may have no listener left, or none at
-    /// all); anything else may be another queue's.
+    /// connection here, and so does the bare ACK of a SYN cookie that checks (the queues
+    /// share the secret, and the next queue may have no listener); anything else may be
+    /// another queue's. A cookie ACK with data or a FIN goes round: it may belong to a
+    /// connection its bare ACK opened on another queue (the cookie stays valid a minute or
+    /// more), and the last queue of the round still opens it if none holds it.
     fn takes_here(
         &self,
         now: Instant,
@@ -152,7 +154,8 @@ impl Tcp {
         if self.listener_for(local).is_none() {
             return false;
         }
-        let cookie_ack = f.ack && !f.syn && !f.rst && {
+        let bare_ack = f.ack && !f.syn && !f.rst && !f.fin && seg.payload.is_empty();
+        let cookie_ack = bare_ack && {
             let (client_isn, cookie) = (seg.seq - 1, seg.ack - 1);
             self.cookies
                 .check(now, local, remote, client_isn, cookie)

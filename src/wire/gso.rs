@@ -17,7 +17,8 @@ pub const UDP_CHECKSUM_OFFSET: usize = 6;
 
 /// Most datagrams one UDP super-datagram may become: Linux's `UDP_MAX_SEGMENTS` (128 since
 /// 6.11 and its stable backports, 64 before). A kernel with the older limit refuses a virtio
-/// UDP super-datagram past 64, and the tap then cuts datagrams in software.
+/// UDP super-datagram past 64; the tap then cuts those in software and offers it no more
+/// than 64 at a time.
 pub const UDP_MAX_SEGMENTS: usize = 128;
 
 /// Largest TCP payload of a super-segment: what an IPv4 total length of 65535 leaves after the
