@@ -299,7 +299,13 @@ fn ipv6_group_frames_go_to_queue_0_and_none_without_ipv6() {
     let mut cfg = config(2, 7);
     cfg.queues = 2;
     cfg.queue = 1;
-    let mut v4_only = Interface::new(cfg, now);
+    let mut v4_only = Interface::new(cfg.clone(), now);
     v4_only.receive(now, &group);
     assert_eq!(v4_only.take_pass_on(), PassOn::Keep);
+    // IPv6 asked for on a link too small for it: queue 0 runs none, so nothing goes to it.
+    cfg.ipv6 = Some(tapstack::Ipv6Config::default());
+    cfg.mtu = 1200;
+    let mut small = Interface::new(cfg, now);
+    small.receive(now, &group);
+    assert_eq!(small.take_pass_on(), PassOn::Keep);
 }

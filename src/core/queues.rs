@@ -44,9 +44,13 @@ impl Interface {
         self.cfg.queues > 1
     }
 
-    /// IPv6 runs on the link, on another queue than this one.
+    /// IPv6 runs on the link, on another queue than this one (and none runs it on a link
+    /// too small for it, RFC 8200 §5).
     pub(super) fn ipv6_elsewhere(&self) -> bool {
-        self.queued() && self.cfg.ipv6.is_some() && !self.cfg.runs_ipv6()
+        self.queued()
+            && self.cfg.ipv6.is_some()
+            && !self.cfg.runs_ipv6()
+            && self.cfg.mtu >= super::ipv6::MIN_MTU
     }
 
     /// Where the frame the interface took last goes next; asked after each.
