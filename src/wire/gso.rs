@@ -141,13 +141,7 @@ pub fn segment(frame: &[u8], mss: usize) -> Option<Vec<Vec<u8>>> {
         ip.total_len = (ip.header_len() + tcp.header_len() + chunk.len()) as u16;
         ip.identification = ip.identification.wrapping_add(i as u16);
         ip.header_checksum = ip.calc_header_checksum();
-        let mut t = tcp.clone();
-        t.sequence_number = t.sequence_number.wrapping_add((i * mss) as u32);
-        t.fin &= last;
-        t.psh &= last;
-        // CWR goes on the first piece only (Linux's `tcp_gso_segment`, RFC 3168 §6.1.2).
-        t.cwr &= i == 0;
-        t.checksum = 0;
+        let t = piece_header(&tcp, i, mss, last);
         let mut out = Vec::with_capacity(payload_at + chunk.len());
         out.extend_from_slice(&frame[..Ethernet2Header::LEN]);
         out.extend_from_slice(&ip.to_bytes());
@@ -222,6 +216,19 @@ fn segment_udp(frame: &[u8], size: usize) -> Option<Vec<Vec<u8>>> {
     Some(pieces)
 }
 
+/// The TCP header of piece `i` of a super-segment cut at `mss`, its checksum zero: its
+/// sequence number moved on, FIN and PSH on the last piece only, CWR on the first only
+/// (Linux's `tcp_gso_segment`, RFC 3168 §6.1.2).
+fn piece_header(tcp: &TcpHeader, i: usize, mss: usize, last: bool) -> TcpHeader {
+    let mut t = tcp.clone();
+    t.sequence_number = t.sequence_number.wrapping_add((i * mss) as u32);
+    t.fin &= last;
+    t.psh &= last;
+    t.cwr &= i == 0;
+    t.checksum = 0;
+    t
+}
+
 /// Whether an Ethernet frame carries IPv6.
 pub fn is_ipv6(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&EtherType::IPV6.0.to_be_bytes()[..])
@@ -274,13 +281,7 @@ fn segment_v6(frame: &[u8], mss: usize) -> Option<Vec<Vec<u8>>> {
         let last = i + 1 == count;
         let mut ip = ip.clone();
         ip.payload_length = (tcp.header_len() + chunk.len()) as u16;
-        let mut t = tcp.clone();
-        t.sequence_number = t.sequence_number.wrapping_add((i * mss) as u32);
-        t.fin &= last;
-        t.psh &= last;
-        // CWR goes on the first piece only (Linux's `tcp_gso_segment`, RFC 3168 §6.1.2).
-        t.cwr &= i == 0;
-        t.checksum = 0;
+        let t = piece_header(&tcp, i, mss, last);
         let mut out = Vec::with_capacity(payload_at + chunk.len());
         out.extend_from_slice(&frame[..Ethernet2Header::LEN]);
         out.extend_from_slice(&ip.to_bytes());
