@@ -449,14 +449,86 @@ fn frame_for(tcp: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Segments for an established connection: a real handshake first, then each fuzzer piece
-/// becomes a TCP segment (at least a header) whose ports are the connection's, whose sequence
-/// and acknowledgement numbers are the fuzzer's offsets from the expected ones, and whose
-/// checksum is correct, so it reaches the state machine.
+/// The peer's IPv6 address, on our prefix.
+const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// Ours, as [`config`] gives it.
+const US6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+/// A Neighbour Solicitation for our address from the peer, with its link-layer address
+/// (RFC 4861 §4.3): the stack learns the peer from it, as it would from an ARP request.
+fn neighbour_solicitation() -> Vec<u8> {
+    let group = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 2);
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend_from_slice(&US6.octets());
+    ns.extend_from_slice(&[1, 1]);
+    ns.extend_from_slice(&PEER_MAC);
+    let sum = tapstack::wire::transport_checksum_ip(PEER6.into(), group.into(), 58, &ns);
+    ns[2..4].copy_from_slice(&sum);
+    let ip = etherparse::Ipv6Header {
+        payload_length: ns.len() as u16,
+        next_header: etherparse::IpNumber::IPV6_ICMP,
+        hop_limit: 255,
+        source: PEER6.octets(),
+        destination: group.octets(),
+        ..Default::default()
+    };
+    let mut f = etherparse::Ethernet2Header {
+        source: PEER_MAC,
+        destination: [0x33, 0x33, 0xff, 0, 0, 2],
+        ether_type: etherparse::EtherType::IPV6,
+    }
+    .to_bytes()
+    .to_vec();
+    f.extend_from_slice(&ip.to_bytes());
+    f.extend_from_slice(&ns);
+    f
+}
+
+/// A frame from the peer to us carrying `h` and `payload` over IPv6, its checksum made.
+fn frame_for6(mut h: etherparse::TcpHeader, payload: &[u8]) -> Vec<u8> {
+    let ip = etherparse::Ipv6Header {
+        payload_length: (h.header_len() + payload.len()) as u16,
+        next_header: etherparse::IpNumber::TCP,
+        hop_limit: 64,
+        source: PEER6.octets(),
+        destination: US6.octets(),
+        ..Default::default()
+    };
+    h.checksum = h.calc_checksum_ipv6(&ip, payload).unwrap_or(0);
+    let mut f = etherparse::Ethernet2Header {
+        source: PEER_MAC,
+        destination: US_MAC,
+        ether_type: etherparse::EtherType::IPV6,
+    }
+    .to_bytes()
+    .to_vec();
+    f.extend_from_slice(&ip.to_bytes());
+    f.extend_from_slice(&h.to_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Segments for an established connection over IPv4: a real handshake first, then each
+/// fuzzer piece becomes a TCP segment (at least a header) whose ports are the connection's,
+/// whose sequence and acknowledgement numbers are the fuzzer's offsets from the expected
+/// ones, and whose checksum is correct, so it reaches the state machine.
 pub fn segments(data: &[u8]) {
+    segments_over(data, false);
+}
+
+/// [`segments`] over IPv6, the peer taught by a Neighbour Solicitation.
+pub fn segments6(data: &[u8]) {
+    segments_over(data, true);
+}
+
+fn segments_over(data: &[u8], v6: bool) {
     let (mut iface, sockets) = stack();
     let mut conns = Vec::new();
     let mut now = Instant::ZERO;
+    if v6 {
+        iface.receive(now, &neighbour_solicitation());
+        while iface.pop_transmit().is_some() {}
+    }
     // Teach the stack the peer's address, then open a connection.
     let mut arp = etherparse::Ethernet2Header {
         source: PEER_MAC,
@@ -489,6 +561,10 @@ pub fn segments(data: &[u8]) {
     let mut their_seq = 0u32;
     let send =
         |iface: &mut Interface, now: Instant, mut h: etherparse::TcpHeader, payload: &[u8]| {
+            if v6 {
+                iface.receive(now, &frame_for6(h, payload));
+                return;
+            }
             let ipv4 = etherparse::Ipv4Header::new(
                 0,
                 64,
@@ -503,8 +579,10 @@ pub fn segments(data: &[u8]) {
             iface.receive(now, &frame_for(&tcp));
         };
     send(&mut iface, now, syn, &[]);
+    // Where the TCP header of our SYN-ACK starts: behind the Ethernet and IP headers.
+    let tcp_at = if v6 { 54 } else { 34 };
     while let Some(f) = iface.pop_transmit() {
-        if let Ok(t) = etherparse::TcpSlice::from_slice(&f[34..]) {
+        if let Ok(t) = etherparse::TcpSlice::from_slice(&f[tcp_at.min(f.len())..]) {
             if t.syn() && t.ack() {
                 their_seq = t.sequence_number().wrapping_add(1);
             }

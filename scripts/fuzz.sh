@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets (frames, segments), each for SECS seconds (default 120) or, with
-# --runs N, until N executions; prints each target's executions, speed, coverage and crashes.
+# Runs the cargo-fuzz targets (frames; segments and segments6, one connection over IPv4 and
+# over IPv6), each for SECS seconds (default 120) or, with --runs N, until N executions; prints
+# each target's executions, speed, coverage and crashes.
 #
 #   scripts/fuzz.sh [SECS]
 #   scripts/fuzz.sh --runs 10000000
@@ -19,7 +20,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for target in frames segments; do
+for target in frames segments segments6; do
     echo "== $target (${limit[*]})"
     mkdir -p "corpus/$target"
     start=$SECONDS

@@ -46,3 +46,17 @@ fn segment_regressions() {
         harness::segments(&data);
     }
 }
+
+/// The IPv6 target's inputs, and the IPv4 target's replayed over IPv6: the same segments
+/// reach the same state machine through the other family's layer.
+#[test]
+fn segment6_regressions() {
+    let own = inputs("segments6");
+    assert!(!own.is_empty(), "fuzz/regressions/segments6 is empty");
+    for (dir, all) in [("segments6", own), ("segments", inputs("segments"))] {
+        for (name, data) in all {
+            eprintln!("{dir}/{name} over IPv6");
+            harness::segments6(&data);
+        }
+    }
+}
