@@ -22,12 +22,12 @@ SECS=2
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds)
-        [[ ${2:-} =~ ^[1-9][0-9]{0,2}$ ]] || die "--rounds needs a count, 1 to 999"
+        whole --rounds "${2:-}" 999
         ROUNDS=$2
         shift 2
         ;;
     --secs)
-        [[ ${2:-} =~ ^[1-9][0-9]{0,2}$ ]] || die "--secs needs a whole number of seconds"
+        whole --secs "${2:-}" 999
         SECS=$2
         shift 2
         ;;

@@ -7,6 +7,9 @@ STACK_IP=10.0.0.2
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
+# whole OPTION VALUE MAX: dies unless VALUE, given to OPTION, is a whole number from 1 to MAX.
+whole() { [[ ${2:-} =~ ^[1-9][0-9]*$ ]] && (($2 <= $3)) || die "$1 needs a whole number, 1 to $3"; }
+
 # ensure_tools TOOL:PACKAGE...: installs, with apt-get, the packages of the tools that are
 # missing (a fresh Debian or Ubuntu machine); needs root. Fails with the list otherwise.
 ensure_tools() {

@@ -571,10 +571,11 @@ impl Interface {
         }
         let to = SocketAddr::V4(SocketAddrV4::new(rx.dst, header.destination_port));
         // A datagram for another queue's socket goes on to it.
-        if self.queued() && self.udp_taker(from.into(), to).is_err() && self.pass_on_datagram(rx) {
+        let taker = self.udp_taker(from.into(), to);
+        if taker.is_err() && self.queued() && self.pass_on_datagram(rx) {
             return;
         }
-        if !self.udp_deliver(SocketAddr::V4(from), to, &segment[UdpHeader::LEN..]) {
+        if !self.udp_deliver(taker, SocketAddr::V4(from), &segment[UdpHeader::LEN..]) {
             self.icmp_send_unreachable(now, rx, DestUnreachableHeader::Port);
         }
     }
@@ -616,7 +617,8 @@ impl Interface {
             let quote = [&rx.packet[..end], &[][..]];
             return self.udp_flow_input(now, from, to, quote, &segment[UdpHeader::LEN..]);
         }
-        self.udp_deliver(from, to, &segment[UdpHeader::LEN..])
+        let taker = self.udp_taker(from, to);
+        self.udp_deliver(taker, from, &segment[UdpHeader::LEN..])
     }
 
     /// The socket that takes a datagram from `from` to `to`: the one with its port, unless
@@ -634,10 +636,16 @@ impl Interface {
         Ok(id)
     }
 
-    /// Queues `data` from `from` on the socket that takes it ([`Interface::udp_taker`]);
-    /// false if none does (counted), for the caller to answer port unreachable as Linux does.
-    fn udp_deliver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) -> bool {
-        let id = match self.udp_taker(from, to) {
+    /// Queues `data` from `from` on `taker`, the socket that takes it
+    /// ([`Interface::udp_taker`]); false if none does (counted), for the caller to answer
+    /// port unreachable as Linux does.
+    fn udp_deliver(
+        &mut self,
+        taker: Result<SocketId, bool>,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let id = match taker {
             Ok(id) => id,
             Err(filtered) => {
                 if filtered {
