@@ -8,18 +8,26 @@
 #   d  tun -> tunproxy --direct: the client's plain sockets to 198.51.100.30, routed into tun1.
 # Servers (nginx: a 100 MiB and a 10 KiB file and WebDAV PUT; iperf3; danted) all live in one
 # namespace, on its loopback; tunproxy's upstream sockets carry --fwmark 1, which a policy rule
-# routes out through the veth pair. Tests: curl download and upload of 100 MiB (MB/s), iperf3
-# both ways (MB/s), ab on the 10 KiB file without and with keep-alive (requests/s, failed,
-# longest ms), and 2000 connections held open through each tunproxy (its RSS per connection).
+# routes out through the veth pair. Tests: curl download and upload of 100 MiB (MB/s, the
+# median of 3 runs), iperf3 both ways (MB/s, and CPU ms per GB), ab on the 10 KiB file
+# without and with keep-alive (requests/s, failed, longest ms, CPU µs per request), and 2000
+# connections held open through each tunproxy (its RSS per connection).
 # Prints a markdown table with the ratios c/b and d/a and whether each target is met; exits 0
 # either way (it is a measurement). Logs (tunproxy's counters and stderr, danted's and nginx's
 # logs, failed commands' output) are kept in the directory it names at the end.
 #
-#   scripts/bench-proxy.sh [--secs N] [--quick] [--skip-build] [--profile TEST]   # as root
-#       N seconds per iperf3 run (default 3); --quick: 1 s, a tenth of the requests and of the
-#       held connections; --skip-build: use target/release/tunproxy as it is; --profile TEST
-#       (curl_down, curl_up, iperf_down, iperf_up, ab or ab_k): `perf record -g` on each
-#       tunproxy during that test, its top entries printed and its data kept with the logs
+#   scripts/bench-proxy.sh [--secs N] [--quick] [--skip-build] [--only LIST]
+#                          [--profile TEST [--system]]                        # as root
+#       --secs N: seconds per iperf3 run (default 3).
+#       --quick: 1 s, one curl run each way, a tenth of the requests and held connections.
+#       --skip-build: use target/release/tunproxy as it is.
+#       --only LIST: only these tests, comma-separated (hold, curl_down, curl_up, iperf_down,
+#           iperf_up, ab, ab_k), for a quicker comparison of two builds.
+#       --profile TEST (curl_down, curl_up, iperf_down, iperf_up, ab or ab_k): `perf record
+#           -g` on each tunproxy during that test, its top entries printed and its data kept
+#           with the logs.
+#       --system: with --profile, record every CPU instead, during each path's run of TEST (a
+#           and b too), and print where each path's CPU time went, by program and by symbol.
 #
 # TUNPROXY_ARGS adds flags to both tunproxies (say "--busy-poll-us 0" or "--mtu 9000").
 # Installs nginx-light, dante-server, iperf3, apache2-utils, proxychains4 (iperf3 through
@@ -32,8 +40,12 @@ cd "$(dirname "$0")/.."
 
 SECS=3
 SCALE=1
+CURL_RUNS=3
 BUILD=1
 PROFILE=
+SYSTEM=
+ALL_TESTS=hold,curl_down,curl_up,iperf_down,iperf_up,ab,ab_k
+ONLY=$ALL_TESTS
 while [ $# -gt 0 ]; do
     case $1 in
     --secs)
@@ -44,6 +56,7 @@ while [ $# -gt 0 ]; do
     --quick)
         SECS=1
         SCALE=10
+        CURL_RUNS=1
         shift
         ;;
     --skip-build)
@@ -55,17 +68,33 @@ while [ $# -gt 0 ]; do
         PROFILE=$2
         shift 2
         ;;
+    --system)
+        SYSTEM=1
+        shift
+        ;;
+    --only)
+        [ $# -ge 2 ] || die "--only needs a list of tests"
+        ONLY=$2
+        shift 2
+        ;;
     -h | --help)
-        sed -n '2,28s/^# \{0,1\}//p' "$0"
+        sed -n '2,36s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
-    *) die "unknown option $1 (use --secs N, --quick, --skip-build or --profile TEST)" ;;
+    *) die "unknown option $1 (use --secs N, --quick, --skip-build, --only LIST, --profile TEST or --system)" ;;
     esac
 done
 case $PROFILE in
 '' | curl_down | curl_up | iperf_down | iperf_up | ab | ab_k) ;;
 *) die "--profile takes curl_down, curl_up, iperf_down, iperf_up, ab or ab_k" ;;
 esac
+[ -z "$SYSTEM" ] || [ -n "$PROFILE" ] || die "--system needs --profile TEST"
+for t in ${ONLY//,/ }; do
+    [[ ,$ALL_TESTS, == *,$t,* ]] || die "--only takes tests from $ALL_TESTS, not $t"
+done
+# runs TEST: whether TEST is among those run.
+runs() { [[ ,$ONLY, == *,$1,* ]]; }
+[ -z "$PROFILE" ] || runs "$PROFILE" || die "--profile $PROFILE: that test is not run (--only)"
 [[ $SECS =~ ^[1-9][0-9]{0,2}$ ]] && [ "$SECS" -le 120 ] || die "--secs must be a whole number of seconds, 1 to 120"
 [ "$(id -u)" -eq 0 ] || die "run as root (or with sudo): it creates network namespaces and tuns"
 [ -e /dev/net/tun ] || die "needs /dev/net/tun"
@@ -311,6 +340,18 @@ curl_run() {
     fi
 }
 
+# curl_median PATH up|down: the median MB/s of CURL_RUNS curl_runs (fail if any failed). The
+# kernel's path moves 100 MiB in 30 to 70 ms, so one run's rate swings with the scheduler.
+curl_median() {
+    local i r rates=()
+    for ((i = 0; i < CURL_RUNS; i++)); do
+        r=$(curl_run "$1" "$2")
+        [ "$r" != fail ] || { echo fail; return; }
+        rates+=("$r")
+    done
+    printf '%s\n' "${rates[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
 # iperf_run PATH up|down: iperf3's receiver MB/s over $SECS s, or fail; a fresh server each.
 iperf_run() {
     local p=$1 srv out=none res=fail rev=() wrap=()
@@ -369,6 +410,11 @@ proc_switches() {
 }
 # per_request TICKS REQUESTS: CPU microseconds per request.
 per_request() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN { printf "%.0f", t * us / n }'; }
+# per_gb TICKS MBPS: CPU milliseconds per GB moved by an iperf3 run of $SECS s at MBPS MB/s.
+per_gb() {
+    awk -v t="$1" -v r="$2" -v s="$SECS" -v us="$TICK_US" \
+        'BEGIN { if (r ~ /^[0-9.]+$/ && r > 0) printf "%.0f", t * us / (r * s); else print "-" }'
+}
 
 # The held connections: HOLD keep-alive connections to nginx, each having fetched the 10 KiB
 # file, all open at once; tunproxy's VmRSS before and with them held.
@@ -422,6 +468,7 @@ echo "== $(uname -sr), $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), ipe
     "ab $((5000 / SCALE))/$((20000 / SCALE)) requests, $HOLD held"
 echo "== $(nginx -v 2>&1), $(danted -v 2>&1 | head -1), $(iperf3 -v | head -1)"
 for p in c d; do
+    runs hold || break
     out=$(timeout 120 ip netns exec "$CNS" python3 "$WORK/hold.py" "${HOST[$p]}" 80 "$HOLD" \
         "${PROXY_PID[$p]}" 2>&1) || out="failed: $out"
     echo "  hold $p: $out"
@@ -432,13 +479,19 @@ for p in c d; do
     V[hold_kib,$p]=${per:-fail}
 done
 for p in a b; do V[held,$p]=n/a V[hold_kib,$p]=n/a; done
-sleep 1 # the held connections' ends (FIN, TIME-WAIT) pass before the next test
+! runs hold || sleep 1 # the held connections' ends (FIN, TIME-WAIT) pass before the next test
 
-# profile_start PATH TEST / profile_stop: perf record on the path's tunproxy during TEST.
+# profile_start PATH TEST / profile_stop: perf record on the path's tunproxy (or, with
+# --system, on every CPU) during TEST.
 PERF_PID=
 profile_start() {
-    [ "$2" = "$PROFILE" ] && [ -n "${PROXY_PID[$1]:-}" ] || return 0
-    perf record -q -g -e cpu-clock -F 999 -p "${PROXY_PID[$1]}" -o "$LOGS/perf-$2-$1.data" 2>/dev/null &
+    [ "$2" = "$PROFILE" ] || return 0
+    local target=(-a)
+    if [ -z "$SYSTEM" ]; then
+        [ -n "${PROXY_PID[$1]:-}" ] || return 0
+        target=(-p "${PROXY_PID[$1]}")
+    fi
+    perf record -q -g -e cpu-clock -F 999 "${target[@]}" -o "$LOGS/perf-$2-$1.data" 2>/dev/null &
     PERF_PID=$!
 }
 profile_stop() {
@@ -449,14 +502,21 @@ profile_stop() {
 }
 
 for t in curl_down curl_up iperf_down iperf_up ab ab_k; do
+    runs "$t" || continue
     line=
     for p in "${PATHS[@]}"; do
         profile_start "$p" "$t"
         case $t in
-        curl_down) V[$t,$p]=$(curl_run "$p" down) ;;
-        curl_up) V[$t,$p]=$(curl_run "$p" up) ;;
-        iperf_down) V[$t,$p]=$(iperf_run "$p" down) ;;
-        iperf_up) V[$t,$p]=$(iperf_run "$p" up) ;;
+        curl_down) V[$t,$p]=$(curl_median "$p" down) ;;
+        curl_up) V[$t,$p]=$(curl_median "$p" up) ;;
+        iperf_down | iperf_up)
+            all0=$(busy_ticks) tp0=$(proc_ticks "${PROXY_PID[$p]:-}")
+            V[$t,$p]=$(iperf_run "$p" "${t#iperf_}")
+            all1=$(busy_ticks) tp1=$(proc_ticks "${PROXY_PID[$p]:-}")
+            V[${t}_cpu,$p]=$(per_gb $((all1 - all0)) "${V[$t,$p]}")
+            V[${t}_tcpu,$p]=n/a
+            [ -z "${PROXY_PID[$p]:-}" ] || V[${t}_tcpu,$p]=$(per_gb $((tp1 - tp0)) "${V[$t,$p]}")
+            ;;
         ab | ab_k)
             n=$((5000 / SCALE)) flags=()
             [ "$t" = ab ] || n=$((20000 / SCALE)) flags=(-k)
@@ -493,10 +553,17 @@ for p in c d; do
     echo "== tunproxy ($p) counters and stderr ($LOGS/tunproxy-$p.log)"
     sed 's/^/  /' "$LOGS/tunproxy-$p.log"
 done
-for p in c d; do
+for p in "${PATHS[@]}"; do
     data=$LOGS/perf-$PROFILE-$p.data
     [ -n "$PROFILE" ] && [ -s "$data" ] || continue
-    echo "== profile of tunproxy ($p) during $PROFILE, self time ($data)"
+    if [ -n "$SYSTEM" ]; then
+        echo "== profile of every CPU ($p) during $PROFILE, self time by program ($data)"
+        perf report -i "$data" --no-children --sort comm --stdio -g none 2>/dev/null |
+            { grep -E '^ +[0-9]' || echo "  no samples: the test was too short"; } | awk 'NR <= 12'
+        echo "   by program and symbol:"
+    else
+        echo "== profile of tunproxy ($p) during $PROFILE, self time ($data)"
+    fi
     # A test too short for a sample (--quick) leaves perf nothing to report.
     perf report -i "$data" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
         { grep -E '^ +[0-9]' || echo "  no samples: the test was too short"; } | awk 'NR <= 25'
@@ -554,17 +621,28 @@ echo "a: kernel direct; b: danted (client's SOCKS5); c: tun -> tunproxy --socks5
 echo
 echo "| measurement | a | b | c | d | c/b | d/a | target | verdict |"
 echo "|---|--:|--:|--:|--:|--:|--:|---|---|"
-bulk "curl download 100 MiB, MB/s" curl_down
-bulk "curl upload 100 MiB (PUT), MB/s" curl_up
-bulk "iperf3 -R (download) ${SECS} s, MB/s" iperf_down
-bulk "iperf3 (upload) ${SECS} s, MB/s" iperf_up
-ab_rows "ab -n $((5000 / SCALE)) -c 50" ab
-ab_rows "ab -k -n $((20000 / SCALE)) -c 50" ab_k
-row "$HOLD held: connections open" held "$HOLD (c, d)" "$(yes_no all_held)"
-row "$HOLD held: tunproxy KiB/connection" hold_kib "<= 16 (c, d)" "$(yes_no held_ok)"
+! runs curl_down || bulk "curl download 100 MiB, MB/s" curl_down
+! runs curl_up || bulk "curl upload 100 MiB (PUT), MB/s" curl_up
+if runs iperf_down; then
+    bulk "iperf3 -R (download) ${SECS} s, MB/s" iperf_down
+    row "iperf3 -R: CPU ms/GB, whole machine" iperf_down_cpu "-" "-"
+    row "iperf3 -R: CPU ms/GB, tunproxy" iperf_down_tcpu "-" "-"
+fi
+if runs iperf_up; then
+    bulk "iperf3 (upload) ${SECS} s, MB/s" iperf_up
+    row "iperf3: CPU ms/GB, whole machine" iperf_up_cpu "-" "-"
+    row "iperf3: CPU ms/GB, tunproxy" iperf_up_tcpu "-" "-"
+fi
+! runs ab || ab_rows "ab -n $((5000 / SCALE)) -c 50" ab
+! runs ab_k || ab_rows "ab -k -n $((20000 / SCALE)) -c 50" ab_k
+if runs hold; then
+    row "$HOLD held: connections open" held "$HOLD (c, d)" "$(yes_no all_held)"
+    row "$HOLD held: tunproxy KiB/connection" hold_kib "<= 16 (c, d)" "$(yes_no held_ok)"
+fi
 echo
 echo "(b has no ab: ab has no SOCKS client; b's iperf3 goes through proxychains4, the client's"
 echo " own SOCKS hop; ratios: c/b the tun + tunproxy's cost over the same SOCKS hop, d/a over"
 echo " the kernel alone; held: (VmRSS with them held - before) / connections, a fresh tunproxy;"
-echo " CPU µs/request: busy time of both CPUs, and tunproxy's own, over ab's requests)"
+echo " CPU µs/request: busy time of both CPUs, and tunproxy's own, over ab's requests; CPU"
+echo " ms/GB: the same over the bytes iperf3 moved, its set-up included)"
 echo "== done in $((SECONDS - START)) s; logs in $LOGS"
