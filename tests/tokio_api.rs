@@ -106,6 +106,136 @@ fn eight_mib_each_way_through_split_halves_on_the_current_thread_runtime() {
     });
 }
 
+/// `try_write_with` fills the send buffer in place: 8 MiB read from a source straight into
+/// the ring arrive whole and in order, interleaved with ordinary writes; a failing fill
+/// queues nothing; a stream shut for writing refuses before calling the fill.
+#[test]
+fn writes_filled_in_place_arrive_whole_and_in_order() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let (conn, accepted) = connected(&a, &b).await;
+        let data = pattern(8 << 20, 4);
+        let want = sha256(&data);
+        let reader = tokio::spawn(async move {
+            let mut accepted = accepted;
+            let mut got = Vec::new();
+            accepted.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut source = std::io::Cursor::new(&data[..]);
+        let (mut fills, mut writes) = (0, 0);
+        timeout(LIMIT, async {
+            loop {
+                // Every fourth round is an ordinary write of the next bytes, which must
+                // land after what the fills queued.
+                let at = source.position() as usize;
+                if (fills + writes) % 4 == 3 && at < data.len() {
+                    let end = (at + 1000).min(data.len());
+                    match conn.try_write(&data[at..end]) {
+                        Ok(n) => source.set_position((at + n) as u64),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            conn.writable().await.unwrap()
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                    writes += 1;
+                    continue;
+                }
+                match conn.try_write_with(64 * 1024, |room| {
+                    assert!(!room.is_empty() && room.len() <= 64 * 1024);
+                    std::io::Read::read(&mut source, room)
+                }) {
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(_)) => fills += 1,
+                    Ok(Err(e)) => panic!("{e}"),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => conn.writable().await.unwrap(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(fills > 8 && writes > 2, "{fills} fills, {writes} writes");
+        let failed = conn.try_write_with(10, |_| Err(std::io::Error::other("source gone")));
+        assert_eq!(failed.unwrap().unwrap_err().to_string(), "source gone");
+        conn.socket().shutdown(std::net::Shutdown::Write).unwrap();
+        let refused = conn.try_write_with(10, |_| panic!("not called once shut"));
+        assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::EPIPE));
+        let got = timeout(LIMIT, reader).await.unwrap().unwrap();
+        assert_eq!(got.len(), data.len());
+        assert_eq!(sha256(&got), want);
+    });
+}
+
+/// A fill that outlives the end of writing (here a shutdown from inside it) is dropped, not
+/// sent after the FIN: the peer reads what came before, then the end of the stream.
+#[test]
+fn a_fill_across_a_shutdown_is_dropped_not_sent_after_the_fin() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let (conn, mut accepted) = connected(&a, &b).await;
+        assert_eq!(conn.try_write(b"before").unwrap(), 6);
+        let filled = conn.try_write_with(100, |room| {
+            conn.socket().shutdown(std::net::Shutdown::Write).unwrap();
+            room[..5].copy_from_slice(b"after");
+            Ok(5)
+        });
+        assert_eq!(filled.unwrap_err().raw_os_error(), Some(libc::EPIPE));
+        let mut got = Vec::new();
+        timeout(LIMIT, accepted.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"before");
+    });
+}
+
+/// A task refused room while another fills the buffer in place is woken when the fill ends.
+#[test]
+fn a_write_waiting_on_an_open_fill_is_woken_by_its_end() {
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let (conn, accepted) = connected(&a, &b).await;
+        let woken = Arc::new(Count(Default::default()));
+        let waker = Waker::from(woken.clone());
+        let mut wait = Box::pin(conn.writable());
+        let filled = conn.try_write_with(100, |room| {
+            // Inside the fill: the buffer takes no other write and has no room to offer.
+            assert_eq!(
+                conn.try_write(b"x").unwrap_err().kind(),
+                ErrorKind::WouldBlock
+            );
+            let polled = wait.as_mut().poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending(), "no room while a fill is open");
+            assert!(!room.is_empty());
+            Ok(0)
+        });
+        // The fill queued nothing, so the stack had nothing to send or publish: only the
+        // end of the fill can have woken the task.
+        assert_eq!(filled.unwrap().unwrap(), 0);
+        assert!(
+            woken.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            "woken by the commit"
+        );
+        assert!(wait
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready());
+        assert_eq!(conn.try_write(b"abc").unwrap(), 3);
+        arrived(&accepted, 3).await;
+        let mut got = [0u8; 3];
+        assert_eq!(accepted.try_read(&mut got).unwrap(), 3);
+        assert_eq!(&got, b"abc");
+    });
+}
+
 #[test]
 fn cancelled_reads_and_accepts_leave_the_sockets_whole() {
     let (a, b) = two_stacks();

@@ -671,6 +671,82 @@ impl TcpStream {
         self.blocking(deadline, |state| state.peek(buf))
     }
 
+    /// Lets `fill` write up to `max` bytes straight into the send buffer, never waiting: the
+    /// zero-copy form of a non-blocking [`Write::write`], for data read from elsewhere (a
+    /// relay's `recv` from its other socket lands in the ring, with no copy of its own).
+    ///
+    /// `fill` gets the free room at the buffer's tail (one run, so perhaps less than is
+    /// free; never empty) and returns how many bytes it wrote there, from the front. It runs
+    /// without the socket's lock, so it may make system calls; meanwhile the stack goes on
+    /// sending and acknowledging, and other writes to this stream find no room (a blocking
+    /// write to this stream from inside `fill` would wait for ever). The buffer grows as
+    /// fills use it up, not ahead of them.
+    ///
+    /// The outer result is the stream's: `WouldBlock` when there is no room (then `fill` is
+    /// not called), `InvalidInput` for a `max` of 0, or what [`Write::write`] would give
+    /// when writing is over, also when it ended while `fill` ran (shut down, reset, the stack
+    /// stopped: what `fill` wrote is then dropped). The inner result is `fill`'s, and
+    /// `Ok(n)` means `n` bytes were queued.
+    ///
+    /// ```no_run
+    /// # fn relay(stream: &tapstack::socket::TcpStream, mut file: std::fs::File) -> std::io::Result<()> {
+    /// use std::io::Read;
+    /// // Bytes from a file go into the connection's send buffer without a buffer between.
+    /// match stream.try_write_with(64 * 1024, |room| file.read(room))? {
+    ///     Ok(0) => stream.shutdown(std::net::Shutdown::Write)?,
+    ///     Ok(n) => println!("queued {n} bytes"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_write_with<F>(&self, max: usize, fill: F) -> io::Result<io::Result<usize>>
+    where
+        F: FnOnce(&mut [u8]) -> io::Result<usize>,
+    {
+        if max == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "try_write_with needs room for at least one byte",
+            ));
+        }
+        let (at, room) = self.shared.lock().reserve_write(max)?;
+        /// Ends the reservation, with nothing kept, if `fill` unwinds.
+        struct Open<'a>(&'a SocketIo);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                let mut state = self.0.lock();
+                if let (_, true) = state.commit_write(0) {
+                    self.0.wake(state);
+                }
+            }
+        }
+        let open = Open(&self.shared);
+        // SAFETY: the reservation gives this call alone the `room` bytes from `at`, inside
+        // the ring, which neither moves nor is freed until the commit below. Nothing else
+        // reads or writes them meanwhile, nor makes a reference that covers them: the
+        // stack's slices of the ring cover written bytes only.
+        let filled = fill(unsafe { std::slice::from_raw_parts_mut(at, room) });
+        std::mem::forget(open);
+        let n = match &filled {
+            Ok(n) => (*n).min(room),
+            Err(_) => 0,
+        };
+        let mut state = self.shared.lock();
+        let (kept, wake) = state.commit_write(n);
+        let poke = kept.is_ok() && n > 0 && state.take_poke();
+        if wake {
+            self.shared.wake(state);
+        } else {
+            drop(state);
+        }
+        kept?;
+        if poke {
+            self.inner.handle.poke(self.id())?;
+        }
+        Ok(filled.map(|n| n.min(room)))
+    }
+
     /// Sends `buf` as urgent data (`send` with `MSG_OOB`; RFC 9293 §3.8.5): queued in line
     /// like [`Write::write`], waiting as it does; the urgent pointer of the segments sent from
     /// now on marks the end of what was taken, however long (MUST-31). Returns how many

@@ -3,7 +3,8 @@
 //! A buffer allocates nothing until it holds data, then at least doubles when it must grow, so
 //! an idle connection costs no buffer memory and a busy one reaches its limit in a few steps
 //! (Linux's buffer autotuning has the same effect). A small ring is freed again whenever it
-//! empties (unless a device is reading it, `SendBuffer::pin`), as Linux frees each skb once
+//! empties (unless a device is reading it, `SendBuffer::pin`, or a writer filling it,
+//! `SendBuffer::reserve`), as Linux frees each skb once
 //! it is acknowledged or read, so a connection that sits
 //! idle between requests holds no buffer; a ring larger than [`RELEASE_MAX`] is kept, since
 //! zeroing it again on every drain would cost a bulk transfer more than it saves.
@@ -54,6 +55,11 @@ const MIN_RING: usize = 4096;
 /// a bulk transfer does.
 pub const RELEASE_MAX: usize = 64 * 1024;
 
+/// The ring a [`SendBuffer::reserve`] makes for an empty buffer: room for a typical response
+/// (or a whole TLS record) in one fill, while bytes that may never come cost a connection
+/// little; a bulk transfer doubles it as it fills.
+const FIRST_FILL_RING: usize = 16 * 1024;
+
 /// The memory every connection's buffers hold together, against a budget (Linux's
 /// `tcp_mem`): past `pressure` buffers stop growing (send buffers stop autotuning, receive
 /// windows offer only what is allocated already, out-of-order data is dropped before in-order
@@ -100,18 +106,19 @@ impl MemoryPool {
     }
 }
 
-/// Charges `pool` for a ring that went from `before` bytes to its size now.
-fn charge(pool: &Option<Arc<MemoryPool>>, before: usize, buf: &[u8]) {
+/// Charges `pool` for a ring that went from `before` bytes to `after`. Sizes, not the ring:
+/// a writer may be filling part of it meanwhile ([`SendBuffer::reserve`]).
+fn charge(pool: &Option<Arc<MemoryPool>>, before: usize, after: usize) {
     if let Some(p) = pool {
-        p.charge(before, buf.len());
+        p.charge(before, after);
     }
 }
 
-/// Charges `pool` from now on for the ring `buf`, as it is already; a buffer charged to a
-/// pool stays with it.
-fn attach(slot: &mut Option<Arc<MemoryPool>>, pool: &Arc<MemoryPool>, buf: &[u8]) {
+/// Charges `pool` from now on for a ring of `size` bytes, as it is already; a buffer charged
+/// to a pool stays with it.
+fn attach(slot: &mut Option<Arc<MemoryPool>>, pool: &Arc<MemoryPool>, size: usize) {
     if slot.is_none() {
-        pool.charge(0, buf.len());
+        pool.charge(0, size);
         *slot = Some(pool.clone());
     }
 }
@@ -135,6 +142,15 @@ fn grow(buf: &mut Vec<u8>, head: &mut usize, need: usize, limit: usize) {
     buf.rotate_left(*head);
     buf.resize(size, 0);
     *head = 0;
+}
+
+/// An open [`SendBuffer::reserve`].
+#[derive(Clone, Copy)]
+struct Reservation {
+    /// Bytes the writer may fill.
+    len: usize,
+    /// The buffer was discarded meanwhile: what the writer fills is dropped.
+    discarded: bool,
 }
 
 /// Bytes written by the application and not yet acknowledged; offset 0 is SND.UNA.
@@ -169,6 +185,11 @@ pub struct SendBuffer {
     /// growing the ring would have given: the writer is woken at [`SendBuffer::unpin`]. A
     /// `Cell`, so that the check can say so through `&self`.
     grow_wanted: std::cell::Cell<bool>,
+    /// While a writer fills the free bytes at the tail outside the lock
+    /// ([`SendBuffer::reserve`]): how many bytes it may fill, and whether the buffer was
+    /// discarded meanwhile. The ring neither moves nor is freed, and other writes wait, until
+    /// [`SendBuffer::commit`].
+    reserved: Option<Reservation>,
 }
 
 impl SendBuffer {
@@ -186,6 +207,7 @@ impl SendBuffer {
             pinned: 0,
             pin_first: (0, 0),
             grow_wanted: std::cell::Cell::new(false),
+            reserved: None,
         }
     }
 
@@ -198,11 +220,14 @@ impl SendBuffer {
     /// Charges the ring, as it is now and from now on, to `pool` (a buffer made outside the
     /// core, as an intercepted connection's).
     pub fn attach_pool(&mut self, pool: &Arc<MemoryPool>) {
-        attach(&mut self.pool, pool, &self.buf);
+        attach(&mut self.pool, pool, self.buf.len());
     }
 
     /// Drops whatever is unacknowledged: the connection is over and nothing more will be sent.
     pub fn discard(&mut self) {
+        if let Some(r) = &mut self.reserved {
+            r.discarded = true;
+        }
         self.una_pos += self.len as u64;
         self.len = 0;
         self.urgent_end = None;
@@ -269,10 +294,16 @@ impl SendBuffer {
     }
 
     /// Room a [`SendBuffer::write`] would take now: [`SendBuffer::free`], but while pinned only
-    /// what the ring's present size leaves; a writer told there is none is woken at
-    /// the end of the pin.
+    /// what the ring's present size leaves, and none while a reservation is open; a writer
+    /// told there is none is woken at the end of the pin or the reservation.
     pub fn room(&self) -> usize {
         let free = self.free();
+        if self.reserved.is_some() {
+            if free > 0 {
+                self.grow_wanted.set(true);
+            }
+            return 0;
+        }
         if self.pinned == 0 {
             return free;
         }
@@ -298,11 +329,11 @@ impl SendBuffer {
     /// Frees the ring, whatever its size, if it holds nothing (a connection that will send no
     /// more: TIME-WAIT).
     pub fn release(&mut self) {
-        if self.len == 0 && self.pinned == 0 {
+        if self.len == 0 && !self.held() {
             let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
-            charge(&self.pool, before, &self.buf);
+            charge(&self.pool, before, self.buf.len());
         }
     }
 
@@ -310,6 +341,12 @@ impl SendBuffer {
     /// pinned it does not grow: a write takes what its present size leaves room for.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let mut n = data.len().min(self.free());
+        if self.reserved.is_some() {
+            if n > 0 {
+                self.grow_wanted.set(true);
+            }
+            return 0;
+        }
         if self.pinned > 0 {
             let room = self.room_before_pin();
             if n > room {
@@ -319,7 +356,7 @@ impl SendBuffer {
         } else {
             let (bound, before) = (self.capacity(), self.buf.len());
             grow(&mut self.buf, &mut self.head, self.len + n, bound);
-            charge(&self.pool, before, &self.buf);
+            charge(&self.pool, before, self.buf.len());
         }
         debug_assert!(self.len + n <= self.buf.len(), "a write past the ring");
         let tail = wrap(self.head + self.len, self.buf.len());
@@ -385,7 +422,78 @@ impl SendBuffer {
     /// meanwhile, so that its writer should be woken to write the rest.
     pub(crate) fn unpin(&mut self) -> bool {
         self.pinned = self.pinned.saturating_sub(1);
-        self.pinned == 0 && self.grow_wanted.take()
+        self.pinned == 0 && self.reserved.is_none() && self.grow_wanted.take()
+    }
+
+    /// Whether the ring must stay where it is: a device reads it or a writer fills it
+    /// outside the lock.
+    fn held(&self) -> bool {
+        self.pinned > 0 || self.reserved.is_some()
+    }
+
+    /// Reserves up to `max` free bytes at the tail for one writer to fill outside the lock,
+    /// so that data read from elsewhere lands in the ring without a copy of its own: where
+    /// they are (one contiguous run of the ring as it is, so perhaps fewer than are free), or
+    /// `None` if none are free or another reservation is open. The bytes may never come, so
+    /// the ring grows only when it is full: a first ring of up to [`FIRST_FILL_RING`], then
+    /// by doubling; never while pinned. Until
+    /// [`SendBuffer::commit`] the ring neither moves nor is freed, and writes take nothing
+    /// (their writer is woken at the commit).
+    pub(crate) fn reserve(&mut self, max: usize) -> Option<(*mut u8, usize)> {
+        if self.reserved.is_some() {
+            self.grow_wanted.set(true);
+            return None;
+        }
+        let mut n = max.min(self.free());
+        if self.pinned > 0 {
+            let room = self.room_before_pin();
+            if n > room {
+                self.grow_wanted.set(true);
+                n = room;
+            }
+        } else if n > 0 && self.len == self.buf.len() {
+            let (bound, before) = (self.capacity(), self.buf.len());
+            let need = if before == 0 {
+                n.min(FIRST_FILL_RING)
+            } else {
+                self.len + 1
+            };
+            grow(&mut self.buf, &mut self.head, need, bound);
+            charge(&self.pool, before, self.buf.len());
+        }
+        let n = n.min(self.buf.len() - self.len);
+        if n == 0 {
+            return None;
+        }
+        let tail = wrap(self.head + self.len, self.buf.len());
+        let n = n.min(self.buf.len() - tail);
+        self.reserved = Some(Reservation {
+            len: n,
+            discarded: false,
+        });
+        // SAFETY: `tail` is within the ring, which holds at least `n` bytes from it.
+        Some((unsafe { self.buf.as_mut_ptr().add(tail) }, n))
+    }
+
+    /// Ends a [`SendBuffer::reserve`]: the first `n` reserved bytes (at most as many as were
+    /// reserved) join the data. Returns whether they did: not if the buffer was discarded
+    /// meanwhile (the connection ended), and then they are dropped. Also returns whether a
+    /// write was refused meanwhile, so that its writer should be woken.
+    pub(crate) fn commit(&mut self, n: usize) -> (bool, bool) {
+        let Some(r) = self.reserved.take() else {
+            return (false, false);
+        };
+        if r.discarded {
+            self.release();
+        } else {
+            self.len += n.min(r.len);
+        }
+        if self.len == 0 && self.pinned == 0 {
+            let before = self.buf.len();
+            release_if_small(&mut self.buf, &mut self.head);
+            charge(&self.pool, before, self.buf.len());
+        }
+        (!r.discarded, self.pinned == 0 && self.grow_wanted.take())
     }
 
     /// Copies the bytes from `offset` into `out`; returns how many (0 past the end).
@@ -399,7 +507,19 @@ impl SendBuffer {
             return (&[], &[]);
         }
         let n = len.min(self.len - offset);
-        ring_slices(&self.buf, wrap(self.head + offset, self.buf.len()), n)
+        let (size, start) = (self.buf.len(), wrap(self.head + offset, self.buf.len()));
+        let first = n.min(size - start);
+        // SAFETY: both runs hold written bytes inside the ring (`n` is at most `len` from
+        // `offset`). They are made from the ring's address, not from a slice of the whole
+        // ring, which would also cover the free bytes a writer may be filling meanwhile
+        // (`SendBuffer::reserve`).
+        unsafe {
+            let ring = self.buf.as_ptr();
+            (
+                std::slice::from_raw_parts(ring.add(start), first),
+                std::slice::from_raw_parts(ring, n - first),
+            )
+        }
     }
 
     /// Drops `n` acknowledged bytes from the front (clamped to [`SendBuffer::len`]).
@@ -412,10 +532,10 @@ impl SendBuffer {
             .urgent_end
             .and_then(|e| e.checked_sub(n))
             .filter(|&e| e > 0);
-        if self.len == 0 && self.pinned == 0 {
+        if self.len == 0 && !self.held() {
             let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
-            charge(&self.pool, before, &self.buf);
+            charge(&self.pool, before, self.buf.len());
         } else {
             self.head = wrap(self.head + n, self.buf.len());
         }
@@ -425,14 +545,14 @@ impl SendBuffer {
 /// The budget gets the ring back.
 impl Drop for SendBuffer {
     fn drop(&mut self) {
-        charge(&self.pool, self.buf.len(), &[]);
+        charge(&self.pool, self.buf.len(), 0);
     }
 }
 
 /// The budget gets the ring back.
 impl Drop for RecvBuffer {
     fn drop(&mut self) {
-        charge(&self.pool, self.buf.len() + self.chunk_memory, &[]);
+        charge(&self.pool, self.buf.len() + self.chunk_memory, 0);
     }
 }
 
@@ -544,7 +664,7 @@ impl RecvBuffer {
             let before = self.buf.len();
             self.buf = Vec::new();
             self.head = 0;
-            charge(&self.pool, before, &self.buf);
+            charge(&self.pool, before, self.buf.len());
         }
     }
 
@@ -560,7 +680,7 @@ impl RecvBuffer {
         if self.pool.is_none() {
             pool.charge(0, self.chunk_memory);
         }
-        attach(&mut self.pool, pool, &self.buf);
+        attach(&mut self.pool, pool, self.buf.len());
     }
 
     /// The room a ring keeps under memory pressure even when empty: at least one full segment
@@ -652,7 +772,7 @@ impl RecvBuffer {
             need,
             self.limit.saturating_sub(self.chunked),
         );
-        charge(&self.pool, before, &self.buf);
+        charge(&self.pool, before, self.buf.len());
     }
 
     /// `n` more bytes of the ring became readable, behind what is queued.
@@ -1038,7 +1158,7 @@ impl RecvBuffer {
         if self.readable == 0 && !self.ooo_in_ring() {
             let before = self.buf.len();
             release_if_small(&mut self.buf, &mut self.head);
-            charge(&self.pool, before, &self.buf);
+            charge(&self.pool, before, self.buf.len());
         }
     }
 
@@ -1541,6 +1661,116 @@ mod tests {
         assert_eq!(s.slices_from(end - 1, 1), None);
         s.write(b"xy");
         assert_eq!(s.slices_from(end, 2).map(joined), Some(b"xy".to_vec()));
+    }
+
+    /// A reservation hands one writer the free run at the tail: what it fills joins the data
+    /// at the commit, in order after what was written before; meanwhile other writes take
+    /// nothing (and are woken at the commit), and the ring is neither moved nor freed.
+    #[test]
+    fn a_reservation_is_filled_in_place_and_committed() {
+        let mut s = SendBuffer::new(1 << 20);
+        s.write(b"head");
+        let (at, room) = s.reserve(10_000).expect("room");
+        assert_eq!(room, MIN_RING - 4, "the ring has room: it does not grow");
+        assert!(s.reserve(1).is_none(), "one reservation at a time");
+        assert_eq!(s.write(b"other"), 0, "writes wait for the commit");
+        assert_eq!(s.room(), 0);
+        // SAFETY: the reservation gives these bytes to this writer until the commit.
+        unsafe { std::slice::from_raw_parts_mut(at, room)[..3].copy_from_slice(b"abc") };
+        s.consume(4);
+        assert!(s.allocated() > 0, "emptied while reserved: not freed");
+        assert_eq!(
+            s.commit(3),
+            (true, true),
+            "kept; the refused writer is woken"
+        );
+        assert_eq!(joined(s.slices_at(0, 3)), b"abc".to_vec());
+        assert_eq!(s.write(b"de"), 2);
+        assert_eq!(joined(s.slices_at(0, 5)), b"abcde".to_vec());
+        assert_eq!(s.commit(1), (false, false), "no reservation is open");
+
+        // At most the reserved length joins; nothing filled frees a small ring again.
+        let mut t = SendBuffer::new(1 << 20);
+        let (_, room) = t.reserve(100).expect("room");
+        assert_eq!((room, t.allocated()), (100, MIN_RING), "a first ring");
+        assert_eq!(t.commit(0), (true, false));
+        assert_eq!(t.allocated(), 0, "an idle connection keeps no ring");
+        t.reserve(100).expect("room");
+        t.commit(500);
+        assert_eq!(t.len(), 100);
+
+        // The ring grows only once full: a first ring of what the fill may take, up to
+        // FIRST_FILL_RING, then by doubling; bytes that never come cost no growth.
+        let mut g = SendBuffer::new(1 << 20);
+        let (_, room) = g.reserve(1 << 20).expect("room");
+        assert_eq!((room, g.allocated()), (FIRST_FILL_RING, FIRST_FILL_RING));
+        g.commit(10_000);
+        let (_, room) = g.reserve(1 << 20).expect("room");
+        assert_eq!(room, FIRST_FILL_RING - 10_000, "what the ring has, no more");
+        g.commit(0);
+        assert_eq!(
+            g.allocated(),
+            FIRST_FILL_RING,
+            "an empty fill grows nothing"
+        );
+        g.reserve(1 << 20).expect("room");
+        g.commit(FIRST_FILL_RING - 10_000);
+        let (_, room) = g.reserve(1 << 20).expect("room");
+        let doubled = 2 * FIRST_FILL_RING;
+        assert_eq!((room, g.allocated()), (doubled - FIRST_FILL_RING, doubled));
+        g.commit(room);
+        let (_, room) = g.reserve(1 << 20).expect("room");
+        assert_eq!(
+            (room, g.allocated()),
+            (doubled, 2 * doubled),
+            "full: doubled"
+        );
+        g.commit(room);
+        g.consume(2 * doubled);
+        assert_eq!(2 * doubled, RELEASE_MAX);
+        assert_eq!(
+            g.allocated(),
+            0,
+            "drained, and no larger than RELEASE_MAX: freed"
+        );
+        // A small one drains to nothing.
+        let mut h = SendBuffer::new(1 << 20);
+        h.reserve(1 << 20).expect("room");
+        h.commit(10_000);
+        h.consume(10_000);
+        assert_eq!(h.allocated(), 0, "drained: freed, as after a write");
+
+        // The run stops at the ring's end; the next reservation starts at its front.
+        let mut w = SendBuffer::new(MIN_RING);
+        w.write(&[1; 3000]);
+        w.consume(2000);
+        let (_, room) = w.reserve(MIN_RING).expect("room");
+        assert_eq!(room, MIN_RING - 3000, "to the end of the ring");
+        w.commit(room);
+        let (_, room) = w.reserve(MIN_RING).expect("room");
+        assert_eq!(room, 2000, "then from the front, up to SND.UNA");
+        w.commit(room);
+        assert_eq!((w.len(), w.allocated()), (MIN_RING, MIN_RING));
+        assert!(w.reserve(1).is_none(), "full");
+
+        // Discarded meanwhile (the connection ended): what was filled is dropped, and the
+        // ring is freed at the commit.
+        let mut d = SendBuffer::new(1 << 20);
+        d.write(&[1; 200]);
+        d.reserve(100).expect("room");
+        d.discard();
+        assert!(d.allocated() > 0, "not freed while reserved");
+        assert_eq!(d.commit(100), (false, false));
+        assert_eq!((d.len(), d.allocated()), (0, 0));
+
+        // Pinned: the reservation takes only what the ring's present size leaves.
+        let mut p = SendBuffer::new(1 << 20);
+        p.write(&[1; 1000]);
+        p.pin(p.position(0), 1000).expect("held");
+        let (_, room) = p.reserve(1 << 20).expect("room");
+        assert_eq!(room, MIN_RING - 1000);
+        assert!(!p.unpin(), "the reservation still holds the ring");
+        assert_eq!(p.commit(room), (true, true), "a bigger ring was wanted");
     }
 
     /// While pinned the ring neither grows nor is freed: a write takes what its present size

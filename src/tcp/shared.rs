@@ -146,6 +146,29 @@ impl IoState {
         }
     }
 
+    /// Reserves up to `max` bytes at the send buffer's tail for the handle to fill outside the
+    /// lock (`SendBuffer::reserve`), after the checks of [`IoState::write`]: where they are,
+    /// `WouldBlock` if there is no room. [`IoState::commit_write`] must follow.
+    pub fn reserve_write(&mut self, max: usize) -> io::Result<(*mut u8, usize)> {
+        self.write(&[])?;
+        self.send
+            .reserve(max)
+            .ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Ends an [`IoState::reserve_write`] with `n` bytes filled, after the checks of
+    /// [`IoState::write`] once more: if writing ended meanwhile (shut down, a FIN queued, an
+    /// error, the stack stopped), the bytes are dropped and the error is what `write` would
+    /// give now. The second value says whether a writer refused meanwhile should be woken.
+    pub fn commit_write(&mut self, n: usize) -> (io::Result<()>, bool) {
+        let open = self.write(&[]).map(|_| ());
+        let (kept, wake) = self.send.commit(if open.is_ok() { n } else { 0 });
+        if kept || open.is_err() {
+            return (open, wake);
+        }
+        (Err(os_err(self.error.unwrap_or(libc::EPIPE))), wake)
+    }
+
     /// Queues as much of `data` as fits, as [`IoState::write`], as urgent data: the urgent
     /// pointer of the segments sent from now on marks the end of what was taken (RFC 9293
     /// §3.9.1.2, `send(MSG_OOB)`).
@@ -476,6 +499,73 @@ mod loom {
             drop(state);
             device.join().unwrap();
             assert_eq!(io.lock().send.len(), 4106);
+        });
+    }
+
+    /// The reservation: while one handle fills the ring outside the lock
+    /// (`TcpStream::try_write_with`) and the device pins and reads it, another handle's write
+    /// takes nothing and sleeps; whichever of the commit and the unpin ends last wakes it.
+    /// Whatever the interleaving, both writes land whole, one after the other.
+    #[test]
+    fn a_write_refused_during_a_fill_is_woken_when_it_ends() {
+        ::loom::model(|| {
+            let io = Arc::new(SocketIo::new(SendBuffer::new(8192), RecvBuffer::new(64, 4)));
+            {
+                let mut state = io.lock();
+                state.status.connecting = false;
+                state.status.can_write = true;
+                assert_eq!(state.write(&[7; 100]).unwrap(), 100);
+            }
+            let device = {
+                let io = io.clone();
+                ::loom::thread::spawn(move || {
+                    let pos = io.lock().send.position(0);
+                    if io.lock().send.pin(pos, 100).is_none() {
+                        return;
+                    }
+                    let mut state = io.lock();
+                    if state.send.unpin() {
+                        io.wake(state);
+                    }
+                })
+            };
+            let filler = {
+                let io = io.clone();
+                ::loom::thread::spawn(move || {
+                    let (at, room) = io.lock().reserve_write(10).unwrap();
+                    assert_eq!(room, 10);
+                    // SAFETY: the reservation gives these bytes to this thread until the
+                    // commit.
+                    unsafe { std::slice::from_raw_parts_mut(at, room).fill(1) };
+                    let mut state = io.lock();
+                    let (kept, wake) = state.commit_write(room);
+                    kept.unwrap();
+                    if wake {
+                        io.wake(state);
+                    }
+                })
+            };
+            let mut state = io.lock();
+            loop {
+                match state.write(&[2; 10]) {
+                    Ok(n) => {
+                        assert_eq!(n, 10);
+                        break;
+                    }
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+                state = io.wait(state, None);
+            }
+            drop(state);
+            device.join().unwrap();
+            filler.join().unwrap();
+            let state = io.lock();
+            assert_eq!(state.send.len(), 120);
+            let mut tail = [0; 20];
+            state.send.read_at(100, &mut tail);
+            assert!(
+                tail == [[1; 10], [2; 10]].concat()[..] || tail == [[2; 10], [1; 10]].concat()[..]
+            );
         });
     }
 

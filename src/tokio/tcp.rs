@@ -309,6 +309,32 @@ impl TcpStream {
         (&self.io).write(buf)
     }
 
+    /// Lets `fill` write up to `max` bytes straight into the send buffer without waiting (see
+    /// [`socket::TcpStream::try_write_with`]): the outer result is the stream's (`WouldBlock`
+    /// when there is no room: wait for [`TcpStream::writable`]), the inner one `fill`'s.
+    ///
+    /// ```no_run
+    /// # async fn relay(client: &tapstack::tokio::TcpStream, up: &tokio::net::TcpStream) -> std::io::Result<()> {
+    /// // What the upstream sends lands in the client's send buffer, with no buffer between.
+    /// loop {
+    ///     match client.try_write_with(64 * 1024, |room| up.try_read(room)) {
+    ///         Ok(Ok(0)) => return client.socket().shutdown(std::net::Shutdown::Write),
+    ///         Ok(Ok(_)) => {}
+    ///         Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => up.readable().await?,
+    ///         Ok(Err(e)) => return Err(e),
+    ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => client.writable().await?,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_write_with<F>(&self, max: usize, fill: F) -> io::Result<io::Result<usize>>
+    where
+        F: FnOnce(&mut [u8]) -> io::Result<usize>,
+    {
+        self.io.try_write_with(max, fill)
+    }
+
     /// Waits for room and sends `buf` as urgent data (see
     /// [`socket::TcpStream::send_urgent`]); returns how many bytes were taken.
     pub async fn send_urgent(&self, buf: &[u8]) -> io::Result<usize> {

@@ -1,9 +1,10 @@
 //! One intercepted TCP connection relayed to its upstream: the upstream is dialled first, so
 //! the client learns the real outcome (refused, unreachable) in place of a SYN-ACK; then bytes
 //! are pumped both ways. A FIN from either side becomes `shutdown(Write)` on the other while
-//! the other direction goes on; a reset becomes a reset. A pump holds a buffer only while
-//! data flows, so an idle connection costs no relay buffer; the buffers come from a small
-//! per-thread pool, so a burst of data costs no allocation.
+//! the other direction goes on; a reset becomes a reset. Downstream, what the upstream sends
+//! is read straight into the client's send buffer (`try_write_with`), with no relay buffer;
+//! upstream, a pump holds a buffer only while data flows, so an idle connection costs none,
+//! and the buffers come from a small per-thread pool, so a burst of data costs no allocation.
 
 use crate::stats::Stats;
 use crate::upstream::Upstream;
@@ -159,6 +160,32 @@ async fn pump<A: End, B: End>(
     }
 }
 
+/// Reads `up` straight into `client`'s send buffer until `up` ends, then shuts `client`'s
+/// writing down: the download's only copy is the upstream socket's own. `Err` names the end
+/// that failed.
+async fn download(
+    up: &tokio::net::TcpStream,
+    client: &TcpStream,
+    moved: &std::sync::atomic::AtomicU64,
+) -> Result<(), Failed> {
+    loop {
+        match client.try_write_with(CHUNK, |room| up.try_read(room)) {
+            Ok(Ok(0)) => return End::shutdown_write(client).map_err(|_| Failed::Client),
+            Ok(Ok(n)) => {
+                moved.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Ok(Err(e)) if e.kind() == ErrorKind::WouldBlock => {
+                up.readable().await.map_err(|_| Failed::Upstream)?
+            }
+            Ok(Err(_)) => return Err(Failed::Upstream),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                End::writable(client).await.map_err(|_| Failed::Client)?
+            }
+            Err(_) => return Err(Failed::Client),
+        }
+    }
+}
+
 /// Decides on `offer` by dialling its destination upstream, then relays until both
 /// directions end.
 pub async fn relay(offer: InterceptedTcp, upstream: Arc<Upstream>, stats: Arc<Stats>) {
@@ -196,13 +223,7 @@ pub async fn relay(offer: InterceptedTcp, upstream: Arc<Upstream>, stats: Arc<St
         Failed::Upstream,
         &stats.bytes_up,
     );
-    let download = pump(
-        &up,
-        &client,
-        Failed::Upstream,
-        Failed::Client,
-        &stats.bytes_down,
-    );
+    let download = download(&up, &client, &stats.bytes_down);
     match tokio::try_join!(upload, download) {
         Ok(_) => {}
         Err(Failed::Client) => {
