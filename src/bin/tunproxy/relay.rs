@@ -16,8 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tapstack::tokio::{InterceptedTcp, TcpStream};
 
-/// Bytes moved per read while data flows.
+/// Bytes moved per read from the client (upload) while data flows.
 const CHUNK: usize = 64 * 1024;
+
+/// The most one read from the upstream puts into the client's send buffer (download). Each
+/// read costs a system call, an ACK to the upstream and a poke of the stack thread: 256 KiB
+/// in place of 64 moved a 100 MiB download through `--direct` about 20% faster (bench-proxy,
+/// three alternating pairs), and 1 MiB no faster. The ring grows to it only as fills use it.
+const FILL_MAX: usize = 256 * 1024;
 
 /// Chunks kept for reuse per thread: enough for the pumps moving data at one moment.
 const POOL_MAX: usize = 16;
@@ -169,7 +175,7 @@ async fn download(
     moved: &std::sync::atomic::AtomicU64,
 ) -> Result<(), Failed> {
     loop {
-        match client.try_write_with(CHUNK, |room| up.try_read(room)) {
+        match client.try_write_with(FILL_MAX, |room| up.try_read(room)) {
             Ok(Ok(0)) => return End::shutdown_write(client).map_err(|_| Failed::Client),
             Ok(Ok(n)) => {
                 moved.fetch_add(n as u64, Ordering::Relaxed);
