@@ -190,6 +190,130 @@ fn a_fill_across_a_shutdown_is_dropped_not_sent_after_the_fin() {
     });
 }
 
+/// `try_read_with` hands received bytes on without copying them out: 8 MiB sent by the peer
+/// reach the drain whole and in order, interleaved with ordinary reads and with drains that
+/// take only part of what they are offered (the rest stays to be read); a failing drain
+/// takes nothing; the end of the stream is `Ok(0)`, without a call to the drain.
+#[test]
+fn reads_drained_in_place_arrive_whole_and_in_order() {
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let (conn, mut accepted) = connected(&a, &b).await;
+        let data = pattern(8 << 20, 5);
+        let want = sha256(&data);
+        let writer = tokio::spawn(async move {
+            accepted.write_all(&data).await.unwrap();
+            accepted.shutdown().await.unwrap();
+            accepted
+        });
+        let mut got = Vec::new();
+        let (mut drains, mut reads, mut partial) = (0, 0, 0);
+        timeout(LIMIT, async {
+            loop {
+                if (drains + reads) % 5 == 4 {
+                    let mut buf = [0u8; 1000];
+                    match conn.try_read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            conn.readable().await.unwrap()
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                    reads += 1;
+                    continue;
+                }
+                let half = drains % 3 == 1;
+                match conn.try_read_with(256 * 1024, |bufs| {
+                    assert!(!bufs.is_empty() && bufs.iter().all(|b| !b.is_empty()));
+                    let offered: usize = bufs.iter().map(|b| b.len()).sum();
+                    assert!(offered <= 256 * 1024);
+                    // Take all, or only part of the first run.
+                    let take = if half {
+                        bufs[0].len().div_ceil(2)
+                    } else {
+                        offered
+                    };
+                    let mut left = take;
+                    for b in bufs {
+                        let k = left.min(b.len());
+                        got.extend_from_slice(&b[..k]);
+                        left -= k;
+                    }
+                    Ok(take)
+                }) {
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(_)) => {
+                        drains += 1;
+                        partial += usize::from(half);
+                    }
+                    Ok(Err(e)) => panic!("{e}"),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => conn.readable().await.unwrap(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            drains > 8 && reads > 2 && partial > 2,
+            "{drains} {reads} {partial}"
+        );
+        assert_eq!(got.len(), 8 << 20);
+        assert_eq!(sha256(&got), want);
+        // At the end: Ok(0) without a call to the drain.
+        let end = conn.try_read_with(10, |_| panic!("not called at the end of the stream"));
+        assert_eq!(end.unwrap().unwrap(), 0);
+        timeout(LIMIT, writer).await.unwrap().unwrap();
+    });
+}
+
+/// A drain that fails, or takes nothing, leaves every byte to be read; a reader refused while
+/// bytes are lent is woken when they come back.
+#[test]
+fn a_failed_drain_takes_nothing_and_a_refused_reader_is_woken() {
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let (a, b) = two_stacks();
+    current_thread().block_on(async {
+        let (conn, mut accepted) = connected(&a, &b).await;
+        accepted.write_all(b"hello").await.unwrap();
+        arrived(&conn, 5).await;
+        let failed = conn.try_read_with(100, |_| Err(std::io::Error::other("upstream gone")));
+        assert_eq!(failed.unwrap().unwrap_err().to_string(), "upstream gone");
+        let zero = conn.try_read_with(100, |_| Ok(0));
+        assert_eq!(zero.unwrap().unwrap_err().kind(), ErrorKind::WriteZero);
+        let woken = Arc::new(Count(Default::default()));
+        let waker = Waker::from(woken.clone());
+        let mut buf = [0u8; 5];
+        let taken = conn.try_read_with(100, |bufs| {
+            assert_eq!(&bufs[0][..], b"hello");
+            // Inside the drain: other reads wait, and readiness says so.
+            assert_eq!(
+                conn.try_read(&mut buf).unwrap_err().kind(),
+                ErrorKind::WouldBlock
+            );
+            let mut wait = Box::pin(conn.readable());
+            let polled = wait.as_mut().poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending(), "not readable while the bytes are lent");
+            Ok(2)
+        });
+        assert_eq!(taken.unwrap().unwrap(), 2);
+        // Nothing arrived meanwhile: only the bytes' return can have woken the task.
+        assert!(
+            woken.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            "woken"
+        );
+        assert_eq!(conn.try_read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"llo");
+    });
+}
+
 /// A task refused room while another fills the buffer in place is woken when the fill ends.
 #[test]
 fn a_write_waiting_on_an_open_fill_is_woken_by_its_end() {

@@ -747,6 +747,87 @@ impl TcpStream {
         Ok(filled.map(|n| n.min(room)))
     }
 
+    /// Hands up to `max` received bytes to `drain` without copying them out first, never
+    /// waiting: the zero-copy form of a non-blocking [`Read::read`], for data written on
+    /// elsewhere (a relay's `writev` to its other socket sends straight from the frames the
+    /// data arrived in).
+    ///
+    /// `drain` gets the bytes in order as up to 16 slices (never none, never empty): the
+    /// frames the stack kept as they came, and small segments' bytes copied once out of the
+    /// receive ring. It returns how many it took from the front; only those are consumed,
+    /// and the rest stay to be read. It runs without the socket's lock, so it may make system
+    /// calls; meanwhile the stack goes on receiving, and other reads of this stream wait (a
+    /// blocking read of this stream from inside `drain` would wait for ever). A read stops at
+    /// the urgent mark, as [`Read::read`] does.
+    ///
+    /// The outer result is the stream's, as [`Read::read`] would give it: `WouldBlock` when
+    /// nothing is there (then `drain` is not called), the connection's error. The inner
+    /// result is `drain`'s: `Ok(n)` means `n` bytes were taken, `Ok(0)` the end of the stream
+    /// (`drain` is not called then), and a `drain` that takes nothing gives `WriteZero`.
+    ///
+    /// ```no_run
+    /// # fn relay(stream: &tapstack::socket::TcpStream, mut file: std::fs::File) -> std::io::Result<()> {
+    /// use std::io::Write;
+    /// // Received bytes go to the file from the frames they came in.
+    /// match stream.try_read_with(256 * 1024, |bufs| file.write_vectored(bufs))? {
+    ///     Ok(0) => println!("end of stream"),
+    ///     Ok(n) => println!("wrote {n} bytes"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn try_read_with<F>(&self, max: usize, drain: F) -> io::Result<io::Result<usize>>
+    where
+        F: FnOnce(&[io::IoSlice<'_>]) -> io::Result<usize>,
+    {
+        if max == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "try_read_with needs room for at least one byte",
+            ));
+        }
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        let lent = self.shared.lock().lend_read(max, &mut scratch, &mut runs)?;
+        if lent == 0 {
+            return Ok(Ok(0));
+        }
+        /// Gives the bytes back, none taken, if `drain` unwinds.
+        struct Lending<'a>(&'a SocketIo);
+        impl Drop for Lending<'_> {
+            fn drop(&mut self) {
+                let mut state = self.0.lock();
+                if state.return_read(0) {
+                    self.0.wake(state);
+                }
+            }
+        }
+        let lending = Lending(&self.shared);
+        let slices: Vec<io::IoSlice<'_>> = runs
+            .iter()
+            .map(|run| io::IoSlice::new(run.bytes(&scratch)))
+            .collect();
+        let drained = match drain(&slices) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            done => done.map(|n| n.min(lent)),
+        };
+        std::mem::forget(lending);
+        let taken = *drained.as_ref().unwrap_or(&0);
+        let mut state = self.shared.lock();
+        let wake = state.return_read(taken);
+        let poke = taken > 0 && state.window_update_due() && state.take_poke();
+        if wake {
+            self.shared.wake(state);
+        } else {
+            drop(state);
+        }
+        if poke {
+            // The data is taken; a stack that stopped meanwhile owes no window update.
+            let _ = self.inner.handle.poke(self.id());
+        }
+        Ok(drained)
+    }
+
     /// Sends `buf` as urgent data (`send` with `MSG_OOB`; RFC 9293 §3.8.5): queued in line
     /// like [`Write::write`], waiting as it does; the urgent pointer of the segments sent from
     /// now on marks the end of what was taken, however long (MUST-31). Returns how many

@@ -597,6 +597,24 @@ enum Part {
     Ring(usize),
 }
 
+/// A run of readable bytes lent out of the lock by [`RecvBuffer::lend`].
+pub enum Lent {
+    /// Bytes of a kept frame, this range of its buffer, which the `Arc` keeps alive.
+    Frame(Arc<RxFrame>, std::ops::Range<usize>),
+    /// Bytes copied out of the ring, as this range of the lender's scratch buffer.
+    Copied(std::ops::Range<usize>),
+}
+
+impl Lent {
+    /// The run's bytes, given the scratch buffer the ring's were copied into.
+    pub fn bytes<'a>(&'a self, scratch: &'a [u8]) -> &'a [u8] {
+        match self {
+            Lent::Frame(frame, range) => &frame.bytes()[range.clone()],
+            Lent::Copied(range) => &scratch[range.clone()],
+        }
+    }
+}
+
 /// Data kept in the buffer of the frame it arrived in ([`RecvBuffer::adopt`]).
 struct Chunk {
     frame: Arc<RxFrame>,
@@ -1119,6 +1137,46 @@ impl RecvBuffer {
         n
     }
 
+    /// Lends up to `max` readable bytes from the front, in order, in at most `max_runs`
+    /// runs, without consuming them, so that they can be written elsewhere outside the lock:
+    /// a kept frame's bytes as the frame itself (its `Arc` keeps them alive whatever the
+    /// buffer does meanwhile), the ring's copied to the end of `scratch`. Returns how many
+    /// bytes; [`RecvBuffer::consume`] then takes what was used.
+    pub fn lend(
+        &self,
+        max: usize,
+        max_runs: usize,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<Lent>,
+    ) -> usize {
+        let mut n = 0;
+        let mut ring = 0;
+        for part in &self.queue {
+            if n == max || out.len() == max_runs {
+                break;
+            }
+            match part {
+                Part::Frame(c) => {
+                    let k = c.len().min(max - n);
+                    out.push(Lent::Frame(c.frame.clone(), c.start..c.start + k));
+                    n += k;
+                }
+                Part::Ring(run) => {
+                    let at = wrap(self.head + ring, self.buf.len());
+                    ring += run;
+                    let k = (*run).min(max - n);
+                    let (a, b) = ring_slices(&self.buf, at, k);
+                    let from = scratch.len();
+                    scratch.extend_from_slice(a);
+                    scratch.extend_from_slice(b);
+                    out.push(Lent::Copied(from..scratch.len()));
+                    n += k;
+                }
+            }
+        }
+        n
+    }
+
     /// The ring's readable bytes: two slices when it wraps.
     #[cfg(test)]
     fn peek_slices(&self) -> (&[u8], &[u8]) {
@@ -1314,6 +1372,54 @@ mod tests {
         let mut f = RxFrame::new(data.len() + extra);
         f.bytes_mut()[..data.len()].copy_from_slice(data);
         Arc::new(f)
+    }
+
+    /// Lending hands out the readable bytes in order without consuming them: kept frames as
+    /// themselves (the same buffer, alive while lent even once read through), the ring's runs
+    /// copied into the scratch buffer; within `max` bytes and `max_runs` runs.
+    #[test]
+    fn lending_gives_frames_as_themselves_and_copies_only_the_rings_runs() {
+        let mut r = RecvBuffer::new(200_000, 4);
+        let a = frame_with(&[1; 40_000], 0);
+        r.adopt(0, &a, a.bytes()).expect("kept");
+        assert_eq!(r.insert(0, &[2; 100]).advanced, 100);
+        let b = frame_with(&[3; 30_000], 0);
+        r.adopt(0, &b, b.bytes()).expect("kept");
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        assert_eq!(r.lend(1 << 20, 16, &mut scratch, &mut runs), 70_100);
+        assert_eq!(runs.len(), 3);
+        assert_eq!(scratch, vec![2; 100], "only the ring's bytes are copied");
+        let first = runs[0].bytes(&scratch);
+        assert_eq!(first.as_ptr(), a.bytes().as_ptr(), "the frame itself");
+        let joined: Vec<u8> = runs
+            .iter()
+            .flat_map(|l| l.bytes(&scratch).to_vec())
+            .collect();
+        assert_eq!(
+            joined,
+            [vec![1; 40_000], vec![2; 100], vec![3; 30_000]].concat()
+        );
+        assert_eq!(r.readable(), 70_100, "nothing consumed");
+        // Consumed while lent: the lent frame stays alive.
+        r.consume(70_100);
+        assert_eq!(Arc::strong_count(&a), 2, "the lent run still holds it");
+        drop(runs);
+        assert_eq!(Arc::strong_count(&a), 1);
+
+        // Within max bytes (a run cut short) and max runs.
+        let c = frame_with(&[4; 40_000], 0);
+        r.adopt(0, &c, c.bytes()).expect("kept");
+        assert_eq!(r.insert(0, &[5; 10]).advanced, 10);
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        assert_eq!(r.lend(1000, 16, &mut scratch, &mut runs), 1000);
+        assert_eq!(runs[0].bytes(&scratch).len(), 1000);
+        runs.clear();
+        assert_eq!(
+            r.lend(1 << 20, 1, &mut scratch, &mut runs),
+            40_000,
+            "one run"
+        );
+        assert!(scratch.is_empty());
     }
 
     /// A large in-order payload stays in its frame, read in the order it came among the ring's

@@ -10,7 +10,7 @@
 //! the send buffer pins the buffer instead, so that a write neither moves nor frees its ring
 //! meanwhile (`SendBuffer::pin`).
 
-use super::buffer::{RecvBuffer, SendBuffer};
+use super::buffer::{Lent, RecvBuffer, SendBuffer};
 use crate::id::SocketId;
 use crate::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
@@ -68,6 +68,12 @@ pub struct IoState {
     pub nodelay: bool,
     /// `IP_TTL` as last set, likewise; `None` for the stack's default.
     pub ttl: Option<u8>,
+    /// Readable bytes are lent out of the lock ([`IoState::lend_read`]): other reads wait
+    /// until they are given back.
+    lent: bool,
+    /// A read, a peek or a readiness check was refused while bytes were lent: its reader is
+    /// woken when they come back. A `Cell`, so that the check can say so through `&self`.
+    read_refused: std::cell::Cell<bool>,
 }
 
 /// The directions the handle has shut down (`shutdown(2)`).
@@ -108,6 +114,10 @@ impl Wakeable for IoState {
 
 /// A readiness callback; it must be cheap and must not lock the connection's state.
 pub type Watcher = Arc<dyn Fn() + Send + Sync>;
+
+/// The most runs one [`IoState::lend_read`] lends: as many as one `writev` takes at little
+/// cost.
+const MAX_LENT_RUNS: usize = 16;
 
 /// What calls on a socket of a stack that has shut down fail with.
 pub fn stopped() -> io::Error {
@@ -195,6 +205,10 @@ impl IoState {
         if out.is_empty() {
             return Ok(0);
         }
+        if self.lent {
+            self.read_refused.set(true);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         if self.recv.readable() == 0 {
             if let Some(e) = self.error {
                 return Err(os_err(e));
@@ -217,6 +231,10 @@ impl IoState {
         if out.is_empty() {
             return Ok(0);
         }
+        if self.lent {
+            self.read_refused.set(true);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         if self.recv.readable() == 0 {
             if let Some(e) = self.error.take() {
                 return Err(os_err(e));
@@ -235,13 +253,61 @@ impl IoState {
         Ok(n)
     }
 
+    /// Lends up to `max` readable bytes (stopping at the urgent mark) for the handle to write
+    /// elsewhere outside the lock ([`RecvBuffer::lend`]), after the checks of
+    /// [`IoState::read`]: how many, `Ok(0)` at end of stream (nothing lent), the connection's
+    /// error, or `WouldBlock`. [`IoState::return_read`] must follow a lending.
+    pub fn lend_read(
+        &mut self,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<Lent>,
+    ) -> io::Result<usize> {
+        if self.lent {
+            self.read_refused.set(true);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if self.recv.readable() == 0 || self.status.stopped {
+            return self.read(&mut [0]);
+        }
+        let n = self
+            .recv
+            .lend(self.read_limit(max), MAX_LENT_RUNS, scratch, out);
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.lent = true;
+        Ok(n)
+    }
+
+    /// Ends an [`IoState::lend_read`]: the first `n` lent bytes are taken, as a read takes
+    /// them. Returns whether a reader refused meanwhile should be woken.
+    pub fn return_read(&mut self, n: usize) -> bool {
+        if !std::mem::take(&mut self.lent) {
+            return false;
+        }
+        let n = n.min(self.recv.readable());
+        self.recv.consume(n);
+        self.rcv_urgent = self
+            .rcv_urgent
+            .map(|left| left.saturating_sub(n))
+            .filter(|&left| left > 0);
+        self.read_refused.take()
+    }
+
     /// No more data will come: the core says so, or the handle shut reading down.
     fn at_eof(&self) -> bool {
         self.status.eof || self.shut.read
     }
 
-    /// Whether a read would not block: data, end of stream, an error or a stopped stack.
+    /// Whether a read would not block: data, end of stream, an error or a stopped stack; not
+    /// while received bytes are lent out ([`IoState::lend_read`]), when the reader is woken at
+    /// their return.
     pub fn read_ready(&self) -> bool {
+        if self.lent && !self.status.stopped {
+            self.read_refused.set(true);
+            return false;
+        }
         self.recv.readable() > 0 || self.at_eof() || self.error.is_some() || self.status.stopped
     }
 
@@ -309,6 +375,8 @@ impl SocketIo {
             addrs: None,
             nodelay: false,
             ttl: None,
+            lent: false,
+            read_refused: std::cell::Cell::new(false),
         })
     }
 }
@@ -566,6 +634,68 @@ mod loom {
             assert!(
                 tail == [[1; 10], [2; 10]].concat()[..] || tail == [[2; 10], [1; 10]].concat()[..]
             );
+        });
+    }
+
+    /// The lending: while one handle writes received bytes on outside the lock
+    /// (`TcpStream::try_read_with`), another handle's read takes nothing and sleeps; the
+    /// bytes' return wakes it. Whatever the interleaving, each byte is read once, in order.
+    #[test]
+    fn a_read_refused_during_a_lending_is_woken_when_it_ends() {
+        ::loom::model(|| {
+            let io = Arc::new(SocketIo::new(SendBuffer::new(64), RecvBuffer::new(64, 4)));
+            {
+                let mut state = io.lock();
+                state.status.connecting = false;
+                assert_eq!(state.recv.insert(0, b"abcd").advanced, 4);
+            }
+            let drainer = {
+                let io = io.clone();
+                ::loom::thread::spawn(move || {
+                    let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+                    let lent = io.lock().lend_read(2, &mut scratch, &mut runs);
+                    let Ok(n) = lent else {
+                        return Vec::new();
+                    };
+                    let taken: Vec<u8> = runs
+                        .iter()
+                        .flat_map(|r| r.bytes(&scratch).to_vec())
+                        .collect();
+                    assert_eq!(taken.len(), n);
+                    let mut state = io.lock();
+                    if state.return_read(n) {
+                        io.wake(state);
+                    }
+                    taken
+                })
+            };
+            let mut state = io.lock();
+            let mut got = Vec::new();
+            loop {
+                let mut buf = [0u8; 4];
+                match state.read(&mut buf) {
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        break;
+                    }
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+                state = io.wait(state, None);
+            }
+            drop(state);
+            let drained = drainer.join().unwrap();
+            let rest = {
+                let mut buf = [0u8; 4];
+                let n = io.lock().read(&mut buf).unwrap_or(0);
+                buf[..n].to_vec()
+            };
+            // The drainer's bytes and the reader's make the stream once, in order.
+            let whole = if got.first() == Some(&b'a') {
+                [got, rest, drained].concat()
+            } else {
+                [drained, got, rest].concat()
+            };
+            assert_eq!(whole, b"abcd");
         });
     }
 

@@ -335,6 +335,33 @@ impl TcpStream {
         self.io.try_write_with(max, fill)
     }
 
+    /// Hands up to `max` received bytes to `drain` without copying them out first, never
+    /// waiting (see [`socket::TcpStream::try_read_with`]): the outer result is the stream's
+    /// (`WouldBlock` when nothing is there: wait for [`TcpStream::readable`]), the inner one
+    /// `drain`'s, `Ok(0)` at end of stream.
+    ///
+    /// ```no_run
+    /// # async fn relay(client: &tapstack::tokio::TcpStream, up: &tokio::net::TcpStream) -> std::io::Result<()> {
+    /// // What the client sends goes upstream from the frames it arrived in.
+    /// loop {
+    ///     match client.try_read_with(256 * 1024, |bufs| up.try_write_vectored(bufs)) {
+    ///         Ok(Ok(0)) => return Ok(()),
+    ///         Ok(Ok(_)) => {}
+    ///         Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => up.writable().await?,
+    ///         Ok(Err(e)) => return Err(e),
+    ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => client.readable().await?,
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn try_read_with<F>(&self, max: usize, drain: F) -> io::Result<io::Result<usize>>
+    where
+        F: FnOnce(&[io::IoSlice<'_>]) -> io::Result<usize>,
+    {
+        self.io.try_read_with(max, drain)
+    }
+
     /// Waits for room and sends `buf` as urgent data (see
     /// [`socket::TcpStream::send_urgent`]); returns how many bytes were taken.
     pub async fn send_urgent(&self, buf: &[u8]) -> io::Result<usize> {
