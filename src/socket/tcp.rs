@@ -754,14 +754,15 @@ impl TcpStream {
     ///
     /// `drain` gets the bytes in order as up to 16 slices (never none, never empty): the
     /// frames the stack kept as they came, and small segments' bytes copied once out of the
-    /// receive ring. It returns how many it took from the front; only those are consumed,
+    /// receive ring (at most 64 KiB of those a call). It returns how many it took from the front; only those are consumed,
     /// and the rest stay to be read. It runs without the socket's lock, so it may make system
     /// calls; meanwhile the stack goes on receiving, and other reads of this stream wait (a
     /// blocking read of this stream from inside `drain` would wait for ever). A read stops at
     /// the urgent mark, as [`Read::read`] does.
     ///
     /// The outer result is the stream's, as [`Read::read`] would give it: `WouldBlock` when
-    /// nothing is there (then `drain` is not called), the connection's error. The inner
+    /// nothing is there or another call's bytes are still lent (then `drain` is not called),
+    /// `InvalidInput` for a `max` of 0, the connection's error. The inner
     /// result is `drain`'s: `Ok(n)` means `n` bytes were taken, `Ok(0)` the end of the stream
     /// (`drain` is not called then), and a `drain` that takes nothing gives `WriteZero`.
     ///

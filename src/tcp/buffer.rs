@@ -55,6 +55,10 @@ const MIN_RING: usize = 4096;
 /// a bulk transfer does.
 pub const RELEASE_MAX: usize = 64 * 1024;
 
+/// The most ring bytes one [`RecvBuffer::lend`] copies out: what a relay's buffer of its own
+/// would have held.
+pub const RING_LEND_MAX: usize = 64 * 1024;
+
 /// The ring a [`SendBuffer::reserve`] makes for an empty buffer: room for a typical response
 /// (or a whole TLS record) in one fill, while bytes that may never come cost a connection
 /// little; a bulk transfer doubles it as it fills.
@@ -1140,8 +1144,9 @@ impl RecvBuffer {
     /// Lends up to `max` readable bytes from the front, in order, in at most `max_runs`
     /// runs, without consuming them, so that they can be written elsewhere outside the lock:
     /// a kept frame's bytes as the frame itself (its `Arc` keeps them alive whatever the
-    /// buffer does meanwhile), the ring's copied to the end of `scratch`. Returns how many
-    /// bytes; [`RecvBuffer::consume`] then takes what was used.
+    /// buffer does meanwhile), the ring's copied to the end of `scratch`, at most
+    /// [`RING_LEND_MAX`] of them (a copy the borrower may not use: its writer may take only
+    /// part). Returns how many bytes; [`RecvBuffer::consume`] then takes what was used.
     pub fn lend(
         &self,
         max: usize,
@@ -1151,6 +1156,7 @@ impl RecvBuffer {
     ) -> usize {
         let mut n = 0;
         let mut ring = 0;
+        let mut copied = 0;
         for part in &self.queue {
             if n == max || out.len() == max_runs {
                 break;
@@ -1164,8 +1170,13 @@ impl RecvBuffer {
                 Part::Ring(run) => {
                     let at = wrap(self.head + ring, self.buf.len());
                     ring += run;
-                    let k = (*run).min(max - n);
+                    let k = (*run).min(max - n).min(RING_LEND_MAX - copied);
+                    if k == 0 {
+                        break;
+                    }
+                    copied += k;
                     let (a, b) = ring_slices(&self.buf, at, k);
+                    scratch.reserve(k);
                     let from = scratch.len();
                     scratch.extend_from_slice(a);
                     scratch.extend_from_slice(b);
@@ -1420,6 +1431,27 @@ mod tests {
             "one run"
         );
         assert!(scratch.is_empty());
+        runs.clear();
+        let cut = r.lend(40_005, 16, &mut scratch, &mut runs);
+        assert_eq!(cut, 40_005, "a ring run cut short");
+        assert_eq!(scratch, vec![5; 5]);
+
+        // A ring that wraps is lent in order, and at most RING_LEND_MAX of it is copied.
+        let mut w = RecvBuffer::new(200_000, 4);
+        let first: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        assert_eq!(w.insert(0, &first).advanced, 100_000);
+        w.consume(90_000);
+        let second: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        assert_eq!(w.insert(0, &second).advanced, 100_000);
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        let lent = w.lend(1 << 20, 16, &mut scratch, &mut runs);
+        assert_eq!(lent, RING_LEND_MAX);
+        let joined: Vec<u8> = runs
+            .iter()
+            .flat_map(|l| l.bytes(&scratch).to_vec())
+            .collect();
+        let want = [&first[90_000..], &second[..]].concat();
+        assert_eq!(joined[..], want[..RING_LEND_MAX]);
     }
 
     /// A large in-order payload stays in its frame, read in the order it came among the ring's

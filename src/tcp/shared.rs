@@ -6,9 +6,13 @@
 //! send buffer and out of the receive buffer under a short lock, and raises `poke` when the
 //! core owes output (new data, or a window worth advertising); the core publishes the
 //! connection's [`Status`] and wakes the handle's waiters when something changed. The lock is
-//! never held across I/O or a wait: a device that writes a super-segment's data straight from
-//! the send buffer pins the buffer instead, so that a write neither moves nor frees its ring
-//! meanwhile (`SendBuffer::pin`).
+//! never held across I/O or a wait. Three things work on the buffers outside it instead:
+//! a device that writes a super-segment's data straight from the send buffer pins the buffer,
+//! so that a write neither moves nor frees its ring meanwhile (`SendBuffer::pin`); a handle
+//! filling the send buffer in place reserves its free bytes (`SendBuffer::reserve`,
+//! [`IoState::reserve_write`]); a handle writing received bytes on borrows them
+//! ([`IoState::lend_read`]: frames by their `Arc`, the ring's bytes copied), and other reads
+//! wait for their return.
 
 use super::buffer::{Lent, RecvBuffer, SendBuffer};
 use crate::id::SocketId;
@@ -263,11 +267,14 @@ impl IoState {
         scratch: &mut Vec<u8>,
         out: &mut Vec<Lent>,
     ) -> io::Result<usize> {
+        if self.status.stopped {
+            return Err(stopped());
+        }
         if self.lent {
             self.read_refused.set(true);
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if self.recv.readable() == 0 || self.status.stopped {
+        if self.recv.readable() == 0 {
             return self.read(&mut [0]);
         }
         let n = self
