@@ -1182,6 +1182,10 @@ impl RecvBuffer {
                     scratch.extend_from_slice(b);
                     out.push(Lent::Copied(from..scratch.len()));
                     n += k;
+                    if k < *run {
+                        // Cut short: what follows the run is not next in the stream.
+                        break;
+                    }
                 }
             }
         }
@@ -1452,6 +1456,17 @@ mod tests {
             .collect();
         let want = [&first[90_000..], &second[..]].concat();
         assert_eq!(joined[..], want[..RING_LEND_MAX]);
+        // A frame behind a ring run cut short is not lent: the bytes lent are the stream's
+        // next ones, with no gap.
+        let f = frame_with(&[9; 40_000], 0);
+        w.adopt(0, &f, f.bytes()).expect("kept");
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        assert_eq!(w.lend(1 << 20, 16, &mut scratch, &mut runs), RING_LEND_MAX);
+        assert_eq!(runs.len(), 1, "the ring's run alone");
+        w.consume(110_000);
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        assert_eq!(w.lend(1 << 20, 16, &mut scratch, &mut runs), 40_000);
+        assert!(matches!(runs[..], [Lent::Frame(..)]));
     }
 
     /// A large in-order payload stays in its frame, read in the order it came among the ring's
