@@ -1162,6 +1162,8 @@ impl RecvBuffer {
                 break;
             }
             match part {
+                Part::Frame(c) if c.len() == 0 => {}
+                Part::Ring(0) => {}
                 Part::Frame(c) => {
                     let k = c.len().min(max - n);
                     out.push(Lent::Frame(c.frame.clone(), c.start..c.start + k));
