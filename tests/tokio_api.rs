@@ -293,13 +293,6 @@ fn drained_in_place(a: &Stack, b: &Stack) {
 /// bytes are lent is woken when they come back.
 #[test]
 fn a_failed_drain_takes_nothing_and_a_refused_reader_is_woken() {
-    /// Counts its wakes.
-    struct Count(std::sync::atomic::AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     let (a, b) = two_stacks();
     current_thread().block_on(async {
         let (conn, mut accepted) = connected(&a, &b).await;
@@ -309,8 +302,7 @@ fn a_failed_drain_takes_nothing_and_a_refused_reader_is_woken() {
         assert_eq!(failed.unwrap().unwrap_err().to_string(), "upstream gone");
         let zero = conn.try_read_with(100, |_| Ok(0));
         assert_eq!(zero.unwrap().unwrap_err().kind(), ErrorKind::WriteZero);
-        let woken = Arc::new(Count(Default::default()));
-        let waker = Waker::from(woken.clone());
+        let (woken, waker) = counting_waker();
         let mut buf = [0u8; 5];
         let taken = conn.try_read_with(100, |bufs| {
             assert_eq!(&bufs[0][..], b"hello");
@@ -323,10 +315,7 @@ fn a_failed_drain_takes_nothing_and_a_refused_reader_is_woken() {
         });
         assert_eq!(taken.unwrap().unwrap(), 2);
         // Nothing arrived meanwhile: only the bytes' return can have woken the task.
-        assert!(
-            woken.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
-            "woken"
-        );
+        assert!(woken.load(std::sync::atomic::Ordering::SeqCst) > 0, "woken");
         // A read refused inside a drain gets the rest afterwards.
         let taken = conn.try_read_with(100, |_| {
             assert_eq!(
@@ -344,18 +333,10 @@ fn a_failed_drain_takes_nothing_and_a_refused_reader_is_woken() {
 /// A task refused room while another fills the buffer in place is woken when the fill ends.
 #[test]
 fn a_write_waiting_on_an_open_fill_is_woken_by_its_end() {
-    /// Counts its wakes.
-    struct Count(std::sync::atomic::AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
     let (a, b) = two_stacks();
     current_thread().block_on(async {
         let (conn, accepted) = connected(&a, &b).await;
-        let woken = Arc::new(Count(Default::default()));
-        let waker = Waker::from(woken.clone());
+        let (woken, waker) = counting_waker();
         let mut wait = Box::pin(conn.writable());
         let filled = conn.try_write_with(100, |room| {
             // Inside the fill: the buffer takes no other write and has no room to offer.
@@ -372,7 +353,7 @@ fn a_write_waiting_on_an_open_fill_is_woken_by_its_end() {
         // end of the fill can have woken the task.
         assert_eq!(filled.unwrap().unwrap(), 0);
         assert!(
-            woken.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            woken.load(std::sync::atomic::Ordering::SeqCst) > 0,
             "woken by the commit"
         );
         assert!(wait
@@ -596,6 +577,19 @@ async fn arrived(s: &TcpStream, n: usize) {
     })
     .await
     .unwrap();
+}
+
+/// A waker that counts its wakes, and the count.
+fn counting_waker() -> (Arc<std::sync::atomic::AtomicUsize>, Waker) {
+    /// Counts into the shared count.
+    struct Count(Arc<std::sync::atomic::AtomicUsize>);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    (count.clone(), Waker::from(Arc::new(Count(count))))
 }
 
 /// Polls a future once, with a waker that does nothing.
