@@ -1157,8 +1157,9 @@ impl RecvBuffer {
         let mut n = 0;
         let mut ring = 0;
         let mut copied = 0;
+        let before = out.len();
         for part in &self.queue {
-            if n == max || out.len() == max_runs {
+            if n == max || out.len() - before == max_runs {
                 break;
             }
             match part {
@@ -1447,8 +1448,11 @@ mod tests {
         let first: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         assert_eq!(w.insert(0, &first).advanced, 100_000);
         w.consume(90_000);
-        let second: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-        assert_eq!(w.insert(0, &second).advanced, 100_000);
+        // 90 000 more fit the 100 000-byte ring without growing it: they wrap round.
+        let second: Vec<u8> = (0..90_000u32).map(|i| (i * 7) as u8).collect();
+        assert_eq!(w.insert(0, &second).advanced, 90_000);
+        assert_eq!(w.allocated(), 100_000, "not grown");
+        assert!(!w.peek_slices().1.is_empty(), "the readable bytes wrap");
         let (mut scratch, mut runs) = (Vec::new(), Vec::new());
         let lent = w.lend(1 << 20, 16, &mut scratch, &mut runs);
         assert_eq!(lent, RING_LEND_MAX);
@@ -1465,10 +1469,31 @@ mod tests {
         let (mut scratch, mut runs) = (Vec::new(), Vec::new());
         assert_eq!(w.lend(1 << 20, 16, &mut scratch, &mut runs), RING_LEND_MAX);
         assert_eq!(runs.len(), 1, "the ring's run alone");
-        w.consume(110_000);
+        w.consume(100_000);
         let (mut scratch, mut runs) = (Vec::new(), Vec::new());
         assert_eq!(w.lend(1 << 20, 16, &mut scratch, &mut runs), 40_000);
         assert!(matches!(runs[..], [Lent::Frame(..)]));
+
+        // The cap reached exactly at a ring run's end: the frame behind it is next in the
+        // stream and is lent; the ring run behind that is not.
+        let mut e = RecvBuffer::new(400_000, 4);
+        assert_eq!(e.insert(0, &[1; RING_LEND_MAX]).advanced, RING_LEND_MAX);
+        let g = frame_with(&[2; 40_000], 0);
+        e.adopt(0, &g, g.bytes()).expect("kept");
+        assert_eq!(e.insert(0, &[3; 10]).advanced, 10);
+        let (mut scratch, mut runs) = (Vec::new(), Vec::new());
+        assert_eq!(
+            e.lend(1 << 20, 16, &mut scratch, &mut runs),
+            RING_LEND_MAX + 40_000
+        );
+        assert!(matches!(runs[..], [Lent::Copied(..), Lent::Frame(..)]));
+        // Runs already in `out` do not count against `max_runs`.
+        let mut more: Vec<Lent> = (0..3).map(|_| Lent::Copied(0..0)).collect();
+        assert_eq!(
+            e.lend(1 << 20, 2, &mut scratch, &mut more),
+            RING_LEND_MAX + 40_000
+        );
+        assert_eq!(more.len(), 5);
     }
 
     /// A large in-order payload stays in its frame, read in the order it came among the ring's
