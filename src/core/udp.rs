@@ -513,6 +513,15 @@ fn check_segment(
     Ok(segment.filter(|_| len > size))
 }
 
+/// Why no socket takes a datagram ([`Interface::udp_taker`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Untaken {
+    /// No socket has its port.
+    NoPort,
+    /// The socket with its port is connected to another peer or bound to another address.
+    Filtered,
+}
+
 /// Whether `a`, a connected peer, is `b`, a datagram's end: the same address and port. An
 /// IPv6 peer's scope and flow label, kept as `connect` was given them, are not compared
 /// (the datagram's end carries neither).
@@ -623,15 +632,17 @@ impl Interface {
 
     /// The socket that takes a datagram from `from` to `to`: the one with its port, unless
     /// it is connected to another peer or bound to another address, which Linux's lookup
-    /// scores out (`compute_score`). `Err(true)` where a socket has the port but not this
-    /// datagram, `Err(false)` where none has it.
-    fn udp_taker(&self, from: SocketAddr, to: SocketAddr) -> Result<SocketId, bool> {
-        let id = self.udp.lookup(to.port(), to.is_ipv6()).ok_or(false)?;
-        let sock = self.udp.sockets.get(&id).ok_or(false)?;
+    /// scores out (`compute_score`); else why none takes it.
+    fn udp_taker(&self, from: SocketAddr, to: SocketAddr) -> Result<SocketId, Untaken> {
+        let id = self
+            .udp
+            .lookup(to.port(), to.is_ipv6())
+            .ok_or(Untaken::NoPort)?;
+        let sock = self.udp.sockets.get(&id).ok_or(Untaken::NoPort)?;
         let wrong_peer = sock.remote.is_some_and(|r| !same_peer(r, from));
         let wrong_addr = !sock.local.ip().is_unspecified() && sock.local.ip() != to.ip();
         if wrong_peer || wrong_addr {
-            return Err(true);
+            return Err(Untaken::Filtered);
         }
         Ok(id)
     }
@@ -641,18 +652,18 @@ impl Interface {
     /// port unreachable as Linux does.
     fn udp_deliver(
         &mut self,
-        taker: Result<SocketId, bool>,
+        taker: Result<SocketId, Untaken>,
         from: SocketAddr,
         data: &[u8],
     ) -> bool {
         let id = match taker {
             Ok(id) => id,
-            Err(filtered) => {
-                if filtered {
-                    self.stats.udp_rx_filtered += 1;
-                } else {
-                    self.stats.udp_rx_no_port += 1;
-                }
+            Err(Untaken::Filtered) => {
+                self.stats.udp_rx_filtered += 1;
+                return false;
+            }
+            Err(Untaken::NoPort) => {
+                self.stats.udp_rx_no_port += 1;
                 return false;
             }
         };

@@ -9,7 +9,7 @@ use super::{any_addr, deadline, would_block};
 use crate::config::Buffers;
 use crate::core::SocketId;
 use crate::runtime::{Command, Handle, Pending, Retry, Stack};
-use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable};
+use crate::tcp::shared::{stopped, IoState, ListenIo, Shared, SocketIo, Wakeable, MAX_LENT_RUNS};
 use crate::tcp::SocketOpts;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -704,12 +704,7 @@ impl TcpStream {
     where
         F: FnOnce(&mut [u8]) -> io::Result<usize>,
     {
-        if max == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "try_write_with needs room for at least one byte",
-            ));
-        }
+        at_least_one(max, "try_write_with")?;
         let (at, room) = self.shared.lock().reserve_write(max)?;
         /// Ends the reservation, with nothing kept, if `fill` unwinds.
         struct Open<'a>(&'a SocketIo);
@@ -754,11 +749,11 @@ impl TcpStream {
     ///
     /// `drain` gets the bytes in order as up to 16 slices (never none, never empty): the
     /// frames the stack kept as they came, and small segments' bytes copied once out of the
-    /// receive ring (at most 64 KiB of those a call). It returns how many it took from the front; only those are consumed,
-    /// and the rest stay to be read. It runs without the socket's lock, so it may make system
-    /// calls; meanwhile the stack goes on receiving, and other reads of this stream wait (a
-    /// blocking read of this stream from inside `drain` would wait for ever). A read stops at
-    /// the urgent mark, as [`Read::read`] does.
+    /// receive ring (at most 64 KiB of those a call). It returns how many it took from the
+    /// front; only those are consumed, and the rest stay to be read. It runs without the
+    /// socket's lock, so it may make system calls; meanwhile the stack goes on receiving, and
+    /// other reads of this stream wait (a blocking read of this stream from inside `drain`
+    /// would wait for ever). A read stops at the urgent mark, as [`Read::read`] does.
     ///
     /// The outer result is the stream's, as [`Read::read`] would give it: `WouldBlock` when
     /// nothing is there or another call's bytes are still lent (then `drain` is not called),
@@ -782,12 +777,7 @@ impl TcpStream {
     where
         F: FnOnce(&[io::IoSlice<'_>]) -> io::Result<usize>,
     {
-        if max == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "try_read_with needs room for at least one byte",
-            ));
-        }
+        at_least_one(max, "try_read_with")?;
         let (mut scratch, mut runs) = (Vec::new(), Vec::new());
         let lent = self.shared.lock().lend_read(max, &mut scratch, &mut runs)?;
         if lent == 0 {
@@ -804,11 +794,11 @@ impl TcpStream {
             }
         }
         let lending = Lending(&self.shared);
-        let slices: Vec<io::IoSlice<'_>> = runs
-            .iter()
-            .map(|run| io::IoSlice::new(run.bytes(&scratch)))
-            .collect();
-        let drained = match drain(&slices) {
+        let mut slices = [io::IoSlice::new(&[]); MAX_LENT_RUNS];
+        for (slice, run) in slices.iter_mut().zip(&runs) {
+            *slice = io::IoSlice::new(run.bytes(&scratch));
+        }
+        let drained = match drain(&slices[..runs.len()]) {
             Ok(0) => Err(io::ErrorKind::WriteZero.into()),
             done => done.map(|n| n.min(lent)),
         };
@@ -1092,6 +1082,17 @@ impl TcpStream {
         }
         Ok(n)
     }
+}
+
+/// `InvalidInput` for a zero-copy call (`call`) given no room at all.
+fn at_least_one(max: usize, call: &str) -> io::Result<()> {
+    if max == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{call} needs room for at least one byte"),
+        ));
+    }
+    Ok(())
 }
 
 impl Read for &TcpStream {

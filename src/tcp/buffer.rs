@@ -440,9 +440,8 @@ impl SendBuffer {
     /// they are (one contiguous run of the ring as it is, so perhaps fewer than are free), or
     /// `None` if none are free or another reservation is open. The bytes may never come, so
     /// the ring grows only when it is full: a first ring of up to [`FIRST_FILL_RING`], then
-    /// by doubling; never while pinned. Until
-    /// [`SendBuffer::commit`] the ring neither moves nor is freed, and writes take nothing
-    /// (their writer is woken at the commit).
+    /// by doubling; never while pinned. Until [`SendBuffer::commit`] the ring neither moves
+    /// nor is freed, and writes take nothing (their writer is woken at the commit).
     pub(crate) fn reserve(&mut self, max: usize) -> Option<(*mut u8, usize)> {
         if self.reserved.is_some() {
             self.grow_wanted.set(true);
@@ -492,11 +491,7 @@ impl SendBuffer {
         } else {
             self.len += n.min(r.len);
         }
-        if self.len == 0 && self.pinned == 0 {
-            let before = self.buf.len();
-            release_if_small(&mut self.buf, &mut self.head);
-            charge(&self.pool, before, self.buf.len());
-        }
+        self.release_if_drained();
         (!r.discarded, self.pinned == 0 && self.grow_wanted.take())
     }
 
@@ -536,13 +531,21 @@ impl SendBuffer {
             .urgent_end
             .and_then(|e| e.checked_sub(n))
             .filter(|&e| e > 0);
-        if self.len == 0 && !self.held() {
-            let before = self.buf.len();
-            release_if_small(&mut self.buf, &mut self.head);
-            charge(&self.pool, before, self.buf.len());
-        } else {
+        if !self.release_if_drained() {
             self.head = wrap(self.head + n, self.buf.len());
         }
+    }
+
+    /// Frees a small ring once it holds nothing and nothing holds it, as a drained buffer's
+    /// ring is; whether it did.
+    fn release_if_drained(&mut self) -> bool {
+        if self.len > 0 || self.held() {
+            return false;
+        }
+        let before = self.buf.len();
+        release_if_small(&mut self.buf, &mut self.head);
+        charge(&self.pool, before, self.buf.len());
+        true
     }
 }
 

@@ -121,7 +121,7 @@ pub type Watcher = Arc<dyn Fn() + Send + Sync>;
 
 /// The most runs one [`IoState::lend_read`] lends: as many as one `writev` takes at little
 /// cost.
-const MAX_LENT_RUNS: usize = 16;
+pub const MAX_LENT_RUNS: usize = 16;
 
 /// What calls on a socket of a stack that has shut down fail with.
 pub fn stopped() -> io::Error {
@@ -209,10 +209,7 @@ impl IoState {
         if out.is_empty() {
             return Ok(0);
         }
-        if self.lent {
-            self.read_refused.set(true);
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
+        self.refuse_while_lent()?;
         if self.recv.readable() == 0 {
             if let Some(e) = self.error {
                 return Err(os_err(e));
@@ -235,10 +232,7 @@ impl IoState {
         if out.is_empty() {
             return Ok(0);
         }
-        if self.lent {
-            self.read_refused.set(true);
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
+        self.refuse_while_lent()?;
         if self.recv.readable() == 0 {
             if let Some(e) = self.error.take() {
                 return Err(os_err(e));
@@ -270,10 +264,7 @@ impl IoState {
         if self.status.stopped {
             return Err(stopped());
         }
-        if self.lent {
-            self.read_refused.set(true);
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
+        self.refuse_while_lent()?;
         if self.recv.readable() == 0 {
             return self.read(&mut [0]);
         }
@@ -285,6 +276,16 @@ impl IoState {
         }
         self.lent = true;
         Ok(n)
+    }
+
+    /// `WouldBlock` while bytes are lent ([`IoState::lend_read`]), and the reader is then
+    /// woken at their return.
+    fn refuse_while_lent(&self) -> io::Result<()> {
+        if self.lent {
+            self.read_refused.set(true);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
     }
 
     /// Ends an [`IoState::lend_read`]: the first `n` lent bytes are taken, as a read takes
@@ -311,8 +312,7 @@ impl IoState {
     /// while received bytes are lent out ([`IoState::lend_read`]), when the reader is woken at
     /// their return.
     pub fn read_ready(&self) -> bool {
-        if self.lent && !self.status.stopped {
-            self.read_refused.set(true);
+        if !self.status.stopped && self.refuse_while_lent().is_err() {
             return false;
         }
         self.recv.readable() > 0 || self.at_eof() || self.error.is_some() || self.status.stopped
@@ -509,6 +509,39 @@ mod loom {
     use crate::sync::AtomicU64;
     use std::sync::atomic::Ordering;
 
+    /// The stack thread's device: pins the first 100 bytes of the send ring, reads them
+    /// outside the lock, unpins, and wakes a writer held short meanwhile.
+    fn device_reads(io: &Arc<SocketIo>) -> ::loom::thread::JoinHandle<()> {
+        let io = io.clone();
+        ::loom::thread::spawn(move || {
+            let pos = io.lock().send.position(0);
+            if io.lock().send.pin(pos, 100).is_none() {
+                return;
+            }
+            // The device reads the bytes here, outside the lock.
+            let mut state = io.lock();
+            if state.send.unpin() {
+                io.wake(state);
+            }
+        })
+    }
+
+    /// A blocking handle's write of `data`: tries, sleeps until woken, tries again, until it
+    /// is taken whole.
+    fn write_when_room(io: &SocketIo, data: &[u8]) {
+        let mut state = io.lock();
+        loop {
+            match state.write(data) {
+                Ok(n) => {
+                    assert_eq!(n, data.len());
+                    break;
+                }
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            }
+            state = io.wait(state, None);
+        }
+    }
+
     /// A handle that sleeps until the core changes the state is always woken: the waiter
     /// count it raises under the lock is what makes the core's `wake` notify.
     #[test]
@@ -546,32 +579,8 @@ mod loom {
                 // The ring (4096 bytes at first) is full: one more byte needs it to grow.
                 assert_eq!(state.write(&[7; 4096]).unwrap(), 4096);
             }
-            let device = {
-                let io = io.clone();
-                ::loom::thread::spawn(move || {
-                    let pos = io.lock().send.position(0);
-                    if io.lock().send.pin(pos, 100).is_none() {
-                        return;
-                    }
-                    // The device reads the bytes here, outside the lock.
-                    let mut state = io.lock();
-                    if state.send.unpin() {
-                        io.wake(state);
-                    }
-                })
-            };
-            let mut state = io.lock();
-            loop {
-                match state.write(&[8; 10]) {
-                    Ok(n) => {
-                        assert_eq!(n, 10);
-                        break;
-                    }
-                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
-                }
-                state = io.wait(state, None);
-            }
-            drop(state);
+            let device = device_reads(&io);
+            write_when_room(&io, &[8; 10]);
             device.join().unwrap();
             assert_eq!(io.lock().send.len(), 4106);
         });
@@ -591,19 +600,7 @@ mod loom {
                 state.status.can_write = true;
                 assert_eq!(state.write(&[7; 100]).unwrap(), 100);
             }
-            let device = {
-                let io = io.clone();
-                ::loom::thread::spawn(move || {
-                    let pos = io.lock().send.position(0);
-                    if io.lock().send.pin(pos, 100).is_none() {
-                        return;
-                    }
-                    let mut state = io.lock();
-                    if state.send.unpin() {
-                        io.wake(state);
-                    }
-                })
-            };
+            let device = device_reads(&io);
             let filler = {
                 let io = io.clone();
                 ::loom::thread::spawn(move || {
@@ -620,18 +617,7 @@ mod loom {
                     }
                 })
             };
-            let mut state = io.lock();
-            loop {
-                match state.write(&[2; 10]) {
-                    Ok(n) => {
-                        assert_eq!(n, 10);
-                        break;
-                    }
-                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
-                }
-                state = io.wait(state, None);
-            }
-            drop(state);
+            write_when_room(&io, &[2; 10]);
             device.join().unwrap();
             filler.join().unwrap();
             let state = io.lock();
