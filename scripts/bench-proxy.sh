@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Proxy benchmark: tunproxy against the paths it replaces, one client measuring four paths in
-# the same run, each test on the four back to back so that all see the same machine load:
+# Proxy benchmark: tunproxy against the paths it replaces, one client measuring five paths in
+# the same run, each test on the five back to back so that all see the same machine load:
 #   a  kernel: the client straight to the servers (198.51.100.10) over a veth pair;
 #   b  danted alone: the client's own SOCKS5 (curl --socks5) through danted to 198.51.100.10;
 #   c  tun -> tunproxy --socks5 -> danted: the client's plain sockets to 198.51.100.20, routed
 #      into tun0 (the client namespace's default route);
-#   d  tun -> tunproxy --direct: the client's plain sockets to 198.51.100.30, routed into tun1.
+#   d  tun -> tunproxy --direct: the client's plain sockets to 198.51.100.30, routed into tun1;
+#   e  a relay over the kernel's sockets alone (examples/kernel_relay.rs: accept on 127.0.0.2 in
+#      the client's namespace, dial 198.51.100.10, copy both ways with 8 KiB buffers; one
+#      thread, as tunproxy's relay): the client's TCP ends in the kernel over loopback, with no
+#      tun and no stack of the relay's own, so d/e is what terminating it behind a tun costs.
 # Servers (nginx: a 100 MiB and a 10 KiB file and WebDAV PUT; iperf3; danted) all live in one
 # namespace, on its loopback; tunproxy's upstream sockets carry --fwmark 1, which a policy rule
 # routes out through the veth pair. Tests: curl download and upload of 100 MiB (MB/s, the
 # median of 3 runs), iperf3 both ways (MB/s, and CPU ms per GB), ab on the 10 KiB file
 # without and with keep-alive (requests/s, failed, longest ms, CPU µs per request), and 2000
 # connections held open through each tunproxy (its RSS per connection).
-# Prints a markdown table with the ratios c/b and d/a and whether each target is met; exits 0
-# either way (it is a measurement). Logs (tunproxy's counters and stderr, danted's and nginx's
-# logs, failed commands' output) are kept in the directory it names at the end.
+# Prints a markdown table with the ratios c/b, d/a and d/e and whether each target is met;
+# exits 0 either way (it is a measurement). Logs (tunproxy's counters and stderr, danted's and
+# nginx's logs, failed commands' output) are kept in the directory it names at the end.
 #
 #   scripts/bench-proxy.sh [--secs N] [--quick] [--skip-build] [--only LIST]
 #                          [--profile TEST [--system]]                        # as root
@@ -115,9 +119,13 @@ ensure_tools nginx:nginx-light danted:dante-server iperf3:iperf3 ab:apache2-util
 
 if [ -n "$BUILD" ]; then
     cargo build --release --features cli --bin tunproxy -j 1
+    cargo build --release --example kernel_relay -j 1
 fi
 TUNPROXY=$PWD/target/release/tunproxy
-[ -x "$TUNPROXY" ] || die "$TUNPROXY is missing (build it, or leave out --skip-build)"
+KERNEL_RELAY=$PWD/target/release/examples/kernel_relay
+for b in "$TUNPROXY" "$KERNEL_RELAY"; do
+    [ -x "$b" ] || die "$b is missing (build it, or leave out --skip-build)"
+done
 
 # 2000 held connections need as many descriptors in the client, tunproxy and nginx.
 HOLD=$((2000 / SCALE))
@@ -130,8 +138,9 @@ SNS=tpb-s$$ # nginx, iperf3 and danted, on 198.51.100.x of its loopback
 CLI_IP=172.31.0.1
 SRV_IP=172.31.0.2
 SOCKS=$SRV_IP:1080
-declare -A HOST=([a]=198.51.100.10 [b]=198.51.100.10 [c]=198.51.100.20 [d]=198.51.100.30)
-PATHS=(a b c d)
+declare -A HOST=([a]=198.51.100.10 [b]=198.51.100.10 [c]=198.51.100.20 [d]=198.51.100.30
+    [e]=127.0.0.2)
+PATHS=(a b c d e)
 # In memory where there is /dev/shm: the uploads land in files there, not on a disk.
 WORK=$(mktemp -d -p "$([ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")")
 LOGS=$(mktemp -d /tmp/bench-proxy-logs.XXXXXX)
@@ -299,10 +308,16 @@ start_proxy() {
 }
 start_proxy c --socks5 "$SOCKS"
 start_proxy d --direct
+# Path e: the kernel relay, for the web server and iperf3 (its PID stands beside tunproxy's
+# for the CPU rows; the namespace's removal ends it).
+ip netns exec "$CNS" "$KERNEL_RELAY" "${HOST[e]}:80=${HOST[a]}:80" \
+    "${HOST[e]}:5201=${HOST[a]}:5201" >>"$LOGS/kernel_relay.log" 2>&1 &
+PROXY_PID[e]=$!
+wait_port "$CNS" 5201 || die "kernel_relay did not start: $(cat "$LOGS/kernel_relay.log")"
 
 # Every path answers before the tests start (bounded).
 deadline=$((SECONDS + 15))
-for p in a b c d; do
+for p in "${PATHS[@]}"; do
     proxy=()
     [ "$p" != b ] || proxy=(--socks5 "$SOCKS")
     until timeout 5 ip netns exec "$CNS" curl -sf -o /dev/null --max-time 2 "${proxy[@]}" \
@@ -478,7 +493,7 @@ for p in c d; do
     per=$(sed -n 's/.*kib_per_conn=\([-0-9.]*\).*/\1/p' <<<"$out")
     V[hold_kib,$p]=${per:-fail}
 done
-for p in a b; do V[held,$p]=n/a V[hold_kib,$p]=n/a; done
+for p in a b e; do V[held,$p]=n/a V[hold_kib,$p]=n/a; done
 ! runs hold || sleep 1 # the held connections' ends (FIN, TIME-WAIT) pass before the next test
 
 # profile_start PATH TEST / profile_stop: perf record on the path's tunproxy (or, with
@@ -585,11 +600,12 @@ yes_no() { if "$@"; then echo met; else echo "NOT met"; fi; }
 
 # row LABEL KEY TARGET VERDICT
 row() {
-    local cb da
+    local cb da de
     cb=$(ratio "${V[$2,b]}" "${V[$2,c]}")
     da=$(ratio "${V[$2,a]}" "${V[$2,d]}")
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "${V[$2,a]}" "${V[$2,b]}" \
-        "${V[$2,c]}" "${V[$2,d]}" "$cb" "$da" "$3" "$4"
+    de=$(ratio "${V[$2,e]}" "${V[$2,d]}")
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "${V[$2,a]}" \
+        "${V[$2,b]}" "${V[$2,c]}" "${V[$2,d]}" "${V[$2,e]}" "$cb" "$da" "$de" "$3" "$4"
 }
 # bulk LABEL KEY: c >= 0.7 b (when b ran) and d >= 0.5 a.
 bulk() {
@@ -608,8 +624,8 @@ ab_rows() {
     row "$n: failed requests" "${k}_failed" "0 (c, d)" "$(yes_no each_le "${k}_failed" 0)"
     row "$n: longest request ms" "${k}_longest" "< 1000 (c, d)" "$(yes_no each_le "${k}_longest" 999)"
     row "$n: CPU µs/request, whole machine" "${k}_cpu" "-" "-"
-    row "$n: CPU µs/request, tunproxy" "${k}_tcpu" "-" "-"
-    row "$n: context switches/request, tunproxy" "${k}_cs" "-" "-"
+    row "$n: CPU µs/request, the relay" "${k}_tcpu" "-" "-"
+    row "$n: context switches/request, the relay" "${k}_cs" "-" "-"
 }
 # all_held: every connection held by c and d.
 all_held() { [ "${V[held,c]}" = "$HOLD" ] && [ "${V[held,d]}" = "$HOLD" ]; }
@@ -617,21 +633,21 @@ held_ok() { all_held && each_le hold_kib 16; }
 
 echo
 echo "a: kernel direct; b: danted (client's SOCKS5); c: tun -> tunproxy --socks5 -> danted;" \
-    "d: tun -> tunproxy --direct"
+    "d: tun -> tunproxy --direct; e: kernel_relay (kernel sockets both sides)"
 echo
-echo "| measurement | a | b | c | d | c/b | d/a | target | verdict |"
-echo "|---|--:|--:|--:|--:|--:|--:|---|---|"
+echo "| measurement | a | b | c | d | e | c/b | d/a | d/e | target | verdict |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
 ! runs curl_down || bulk "curl download 100 MiB, MB/s" curl_down
 ! runs curl_up || bulk "curl upload 100 MiB (PUT), MB/s" curl_up
 if runs iperf_down; then
     bulk "iperf3 -R (download) ${SECS} s, MB/s" iperf_down
     row "iperf3 -R: CPU ms/GB, whole machine" iperf_down_cpu "-" "-"
-    row "iperf3 -R: CPU ms/GB, tunproxy" iperf_down_tcpu "-" "-"
+    row "iperf3 -R: CPU ms/GB, the relay" iperf_down_tcpu "-" "-"
 fi
 if runs iperf_up; then
     bulk "iperf3 (upload) ${SECS} s, MB/s" iperf_up
     row "iperf3: CPU ms/GB, whole machine" iperf_up_cpu "-" "-"
-    row "iperf3: CPU ms/GB, tunproxy" iperf_up_tcpu "-" "-"
+    row "iperf3: CPU ms/GB, the relay" iperf_up_tcpu "-" "-"
 fi
 ! runs ab || ab_rows "ab -n $((5000 / SCALE)) -c 50" ab
 ! runs ab_k || ab_rows "ab -k -n $((20000 / SCALE)) -c 50" ab_k
@@ -642,7 +658,8 @@ fi
 echo
 echo "(b has no ab: ab has no SOCKS client; b's iperf3 goes through proxychains4, the client's"
 echo " own SOCKS hop; ratios: c/b the tun + tunproxy's cost over the same SOCKS hop, d/a over"
-echo " the kernel alone; held: (VmRSS with them held - before) / connections, a fresh tunproxy;"
-echo " CPU µs/request: busy time of both CPUs, and tunproxy's own, over ab's requests; CPU"
-echo " ms/GB: the same over the bytes iperf3 moved, its set-up included)"
+echo " the kernel alone, d/e over a relay whose client side is the kernel's; held: (VmRSS with"
+echo " them held - before) / connections, a fresh tunproxy; CPU µs/request: busy time of both"
+echo " CPUs, and the relay's own (tunproxy, kernel_relay), over ab's requests; CPU ms/GB: the"
+echo " same over the bytes iperf3 moved, its set-up included)"
 echo "== done in $((SECONDS - START)) s; logs in $LOGS"
