@@ -5,8 +5,8 @@
 //! It is a reference point of the proxy benchmark (`scripts/bench-proxy.sh`, path e): its
 //! client's TCP ends in the kernel, over loopback, with no tun and no stack of the relay's
 //! own. `tunproxy --direct` does the same work but terminates the client's TCP itself, behind
-//! a tun; the benchmark's d/e column is what that costs. Its copies use tokio's 8 KiB buffers,
-//! as most relays do, so in bulk it is no ceiling.
+//! a tun; the benchmark's d/e column is roughly what that costs. Its copies go through tokio's
+//! 8 KiB buffers, without `splice`, so in bulk it is no ceiling.
 //!
 //! ```sh
 //! cargo run --release --example kernel_relay -- 127.0.0.2:80=198.51.100.10:80
@@ -14,7 +14,12 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+
+/// The pause after a failed accept: out of descriptors, the waiting connection keeps the
+/// listener ready, and retrying at once would spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Relays every connection `listener` accepts to `upstream`, until the process ends.
 async fn serve(listener: TcpListener, upstream: SocketAddr) {
@@ -22,15 +27,18 @@ async fn serve(listener: TcpListener, upstream: SocketAddr) {
         let (mut client, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                // Out of descriptors, say: the next accept may succeed.
                 eprintln!("kernel_relay: accept: {e}");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
         tokio::spawn(async move {
-            let Ok(mut up) = TcpStream::connect(upstream).await else {
-                return;
+            let mut up = match TcpStream::connect(upstream).await {
+                Ok(up) => up,
+                Err(e) => {
+                    eprintln!("kernel_relay: {upstream}: {e}");
+                    return;
+                }
             };
             let _ = client.set_nodelay(true);
             let _ = up.set_nodelay(true);
@@ -54,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
     runtime.block_on(async {
         let mut tasks = Vec::new();

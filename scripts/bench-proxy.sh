@@ -8,8 +8,9 @@
 #   d  tun -> tunproxy --direct: the client's plain sockets to 198.51.100.30, routed into tun1;
 #   e  a relay over the kernel's sockets alone (examples/kernel_relay.rs: accept on 127.0.0.2 in
 #      the client's namespace, dial 198.51.100.10, copy both ways with 8 KiB buffers; one
-#      thread, as tunproxy's relay): the client's TCP ends in the kernel over loopback, with no
-#      tun and no stack of the relay's own, so d/e is what terminating it behind a tun costs.
+#      thread, as tunproxy's relay): the client's TCP ends in the kernel, over loopback (64 KiB
+#      MTU) rather than a tun, with no stack of the relay's own, so d/e is roughly what
+#      terminating it behind a tun costs.
 # Servers (nginx: a 100 MiB and a 10 KiB file and WebDAV PUT; iperf3; danted) all live in one
 # namespace, on its loopback; tunproxy's upstream sockets carry --fwmark 1, which a policy rule
 # routes out through the veth pair. Tests: curl download and upload of 100 MiB (MB/s, the
@@ -24,12 +25,13 @@
 #                          [--profile TEST [--system]]                        # as root
 #       --secs N: seconds per iperf3 run (default 3).
 #       --quick: 1 s, one curl run each way, a tenth of the requests and held connections.
-#       --skip-build: use target/release/tunproxy as it is.
+#       --skip-build: use target/release/tunproxy and target/release/examples/kernel_relay
+#           as they are.
 #       --only LIST: only these tests, comma-separated (hold, curl_down, curl_up, iperf_down,
 #           iperf_up, ab, ab_k), for a quicker comparison of two builds.
 #       --profile TEST (curl_down, curl_up, iperf_down, iperf_up, ab or ab_k): `perf record
-#           -g` on each tunproxy during that test, its top entries printed and its data kept
-#           with the logs.
+#           -g` on each relay (both tunproxies and kernel_relay) during that test, its top
+#           entries printed and its data kept with the logs.
 #       --system: with --profile, record every CPU instead, during each path's run of TEST (a
 #           and b too), and print where each path's CPU time went, by program and by symbol.
 #
@@ -309,7 +311,8 @@ start_proxy() {
 start_proxy c --socks5 "$SOCKS"
 start_proxy d --direct
 # Path e: the kernel relay, for the web server and iperf3 (its PID stands beside tunproxy's
-# for the CPU rows; the namespace's removal ends it).
+# for the CPU rows; cleanup's kill of the namespace's processes ends it). It binds 80 before
+# 5201.
 ip netns exec "$CNS" "$KERNEL_RELAY" "${HOST[e]}:80=${HOST[a]}:80" \
     "${HOST[e]}:5201=${HOST[a]}:5201" >>"$LOGS/kernel_relay.log" 2>&1 &
 PROXY_PID[e]=$!
@@ -577,7 +580,9 @@ for p in "${PATHS[@]}"; do
             { grep -E '^ +[0-9]' || echo "  no samples: the test was too short"; } | awk 'NR <= 12'
         echo "   by program and symbol:"
     else
-        echo "== profile of tunproxy ($p) during $PROFILE, self time ($data)"
+        name=tunproxy
+        [ "$p" != e ] || name=kernel_relay
+        echo "== profile of $name ($p) during $PROFILE, self time ($data)"
     fi
     # A test too short for a sample (--quick) leaves perf nothing to report.
     perf report -i "$data" --no-children --sort comm,sym --stdio -g none 2>/dev/null |
