@@ -210,9 +210,30 @@ impl DeviceArgs {
         stacks.pop().ok_or_else(|| io::Error::other("no stack"))
     }
 
+    /// Like [`DeviceArgs::start_with`], but the stack runs as a task of the current tokio
+    /// runtime ([`crate::tokio::spawn_stack`]) rather than on a thread of its own.
+    pub fn spawn_with(&self, cfg: StackConfig) -> io::Result<Stack> {
+        if self.queues > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this app serves one queue: --queues must be 1",
+            ));
+        }
+        let (mut devices, cfg) = self.open_with(cfg)?;
+        let device = devices.pop().ok_or_else(|| io::Error::other("no device"))?;
+        crate::tokio::spawn_stack(device, cfg)
+    }
+
     /// Like [`DeviceArgs::start_with`], one stack per queue (`--queues`; see
     /// [`Stack::new_queues`]); each queue's faults are seeded apart. A capture takes one queue.
-    pub fn start_queues_with(&self, mut cfg: StackConfig) -> io::Result<Vec<Stack>> {
+    pub fn start_queues_with(&self, cfg: StackConfig) -> io::Result<Vec<Stack>> {
+        let (devices, cfg) = self.open_with(cfg)?;
+        Stack::new_queues(devices, cfg)
+    }
+
+    /// The device's queues, opened as the options say (MTU, faults, capture), and `cfg`
+    /// with the trace output they ask for.
+    fn open_with(&self, mut cfg: StackConfig) -> io::Result<(Vec<Box<dyn Device>>, StackConfig)> {
         let queues = usize::from(self.queues);
         if queues > 1 && self.pcap.is_some() {
             return Err(io::Error::new(
@@ -299,7 +320,7 @@ impl DeviceArgs {
                 String::new()
             }
         );
-        Stack::new_queues(devices, cfg)
+        Ok((devices, cfg))
     }
 }
 

@@ -1039,3 +1039,128 @@ fn udp_sends_after_the_first_are_ready_at_once_on_a_slow_stack() {
         assert_eq!(lens, want, "in order, none lost");
     });
 }
+
+/// A current-thread runtime with what a stack run as a task needs: I/O and time.
+fn current_thread_io() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Two stacks run as tasks of `runtime`, joined by the in-memory link.
+fn two_task_stacks(runtime: &tokio::runtime::Runtime) -> (Stack, Stack) {
+    let (a, b) = memory_pair(1500).unwrap();
+    let _in = runtime.enter();
+    (
+        tapstack::tokio::spawn_stack(a, config(1, 1)).unwrap(),
+        tapstack::tokio::spawn_stack(b, config(2, 2)).unwrap(),
+    )
+}
+
+/// Stacks run as tasks of a current-thread runtime serve it alone: a thousand connections
+/// and 8 MiB each way echo whole on the one thread that runs both stacks and every
+/// connection's task, and both stacks then shut down, closing what is open.
+#[test]
+fn stacks_run_as_tasks_serve_their_runtime_alone() {
+    let runtime = current_thread_io();
+    let (a, b) = two_task_stacks(&runtime);
+    runtime.block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        tokio::spawn(echo_server(listener));
+        let a = Arc::new(a);
+        let mut tasks = Vec::new();
+        for i in 0..1000u32 {
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+                let data = pattern(4096 + i as usize, i as u8);
+                let want = sha256(&data);
+                (sha256(&echo_round(conn, data).await), want)
+            }));
+        }
+        for t in tasks {
+            let (got, want) = timeout(LIMIT, t).await.unwrap().unwrap();
+            assert_eq!(got, want);
+        }
+        let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        let data = pattern(8 << 20, 5);
+        let want = sha256(&data);
+        let got = timeout(LIMIT, echo_round(conn, data)).await.unwrap();
+        assert_eq!(got.len(), 8 << 20);
+        assert_eq!(sha256(&got), want);
+        // A connection left open gets its FIN from the shutdown: the peer reads the end.
+        let mut open = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+        let a = Arc::into_inner(a).expect("the connection tasks are done");
+        timeout(LIMIT, a.shutdown()).await.unwrap();
+        let mut rest = Vec::new();
+        let n = timeout(LIMIT, open.read_to_end(&mut rest)).await.unwrap();
+        assert!(n.is_err() || rest.is_empty(), "{n:?} {rest:?}");
+        timeout(LIMIT, b.shutdown()).await.unwrap();
+    });
+}
+
+/// On the thread that runs a stack as a task, a call that would wait for the stack fails at
+/// once with an error that says why, instead of stalling the stack for ever; the same calls
+/// from another thread (a blocking task's) are served.
+#[test]
+fn blocking_calls_on_the_thread_of_a_task_stack_fail_rather_than_stall() {
+    let runtime = current_thread_io();
+    let (a, b) = two_task_stacks(&runtime);
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    runtime.block_on(async {
+        let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
+        tokio::spawn(echo_server(listener));
+        // The stacks have run on this thread once the first await is past.
+        let stalls = |e: std::io::Error| {
+            assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+            assert!(e.to_string().contains("stall"), "{e}");
+        };
+        stalls(a.counters().unwrap_err());
+        stalls(tapstack::socket::TcpStream::connect(&a, "10.0.0.2:7").unwrap_err());
+        // A blocking stream, connected from another thread, read here with nothing to read:
+        // the read would wait, and fails instead.
+        let a2 = a.clone();
+        let mut blocking = tokio::task::spawn_blocking(move || {
+            tapstack::socket::TcpStream::connect(&a2, "10.0.0.2:7").unwrap()
+        })
+        .await
+        .unwrap();
+        let mut buf = [0u8; 8];
+        stalls(std::io::Read::read(&mut blocking, &mut buf).unwrap_err());
+        // Elsewhere, the blocking API is served by the stack task.
+        let a2 = a.clone();
+        let (counters, echoed) = tokio::task::spawn_blocking(move || {
+            let mut s = tapstack::socket::TcpStream::connect(&a2, "10.0.0.2:7").unwrap();
+            std::io::Write::write_all(&mut s, b"blocking").unwrap();
+            let mut got = [0u8; 8];
+            std::io::Read::read_exact(&mut s, &mut got).unwrap();
+            (a2.counters().unwrap(), got)
+        })
+        .await
+        .unwrap();
+        assert_eq!(&echoed, b"blocking");
+        assert!(
+            counters.to_string().contains("active connection openings"),
+            "{counters}"
+        );
+    });
+}
+
+/// A stack cannot run as a task outside a runtime, nor on one without I/O or time: each is a
+/// clear error, not a panic.
+#[test]
+fn a_task_stack_needs_a_runtime_with_io_and_time() {
+    let (a, _b) = memory_pair(1500).unwrap();
+    let Err(e) = tapstack::tokio::spawn_stack(a, config(1, 1)) else {
+        panic!("a stack spawned where it cannot run");
+    };
+    assert!(e.to_string().contains("not inside a tokio runtime"), "{e}");
+    let runtime = current_thread();
+    let _in = runtime.enter();
+    let (a, _b) = memory_pair(1500).unwrap();
+    let Err(e) = tapstack::tokio::spawn_stack(a, config(1, 1)) else {
+        panic!("a stack spawned where it cannot run");
+    };
+    assert!(e.to_string().contains("enable_all"), "{e}");
+}

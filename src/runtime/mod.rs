@@ -7,6 +7,8 @@
 mod reply;
 #[cfg(all(test, shuttle))]
 mod shuttle;
+#[cfg(feature = "tokio")]
+mod task;
 mod waiters;
 
 use crate::config::StackConfig;
@@ -143,9 +145,48 @@ pub(crate) struct Handle {
     traces: bool,
     /// The stack's default TTL, which a socket without `IP_TTL` of its own reports.
     ttl: u8,
+    /// The thread that last ran the stack, if it runs as a task of a tokio runtime rather
+    /// than on a thread of its own ([`crate::tokio::spawn_stack`]).
+    driver: Option<Arc<DriverThread>>,
+}
+
+/// The thread a stack run as a task last ran on: a blocking call there would wait for a task
+/// that its own wait keeps from running.
+#[derive(Default)]
+pub(crate) struct DriverThread(std::sync::atomic::AtomicU64);
+
+impl DriverThread {
+    /// This thread's number: threads are numbered from 1 as they first ask.
+    fn this_thread() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        thread_local! {
+            static NUMBER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        NUMBER.with(|n| *n)
+    }
+
+    /// Records that the stack runs on this thread now.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn set_here(&self) {
+        self.0.store(Self::this_thread(), Ordering::Relaxed);
+    }
+
+    /// Whether the stack last ran on this thread.
+    fn here(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == Self::this_thread()
+    }
 }
 
 pub(crate) use crate::tcp::shared::stopped;
+
+/// The error of a blocking call that would wait on a thread of the tokio runtime that runs
+/// the stack: the wait could keep the stack's own task from running, for ever.
+pub(crate) fn would_stall() -> io::Error {
+    io::Error::other(
+        "tapstack: a blocking call inside the tokio runtime that runs the stack would stall it; \
+         use the async API (tapstack::tokio) there",
+    )
+}
 
 impl Handle {
     /// Whether the stack has a trace output.
@@ -164,6 +205,12 @@ impl Handle {
         Ok(())
     }
 
+    /// Fails with [`would_stall`] where a blocking wait for the stack could stall it: on the
+    /// thread that runs the stack as a tokio task.
+    pub fn may_block(&self) -> io::Result<()> {
+        may_block(&self.driver)
+    }
+
     /// Asks the stack thread to run output for connection `id`.
     pub fn poke(&self, id: SocketId) -> io::Result<()> {
         self.send(Command::Posted(Posted::Poke(id)))
@@ -179,6 +226,7 @@ impl Handle {
         &self,
         f: impl FnOnce(&mut Interface, Instant) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
+        self.may_block()?;
         self.ask(f)?.wait()
     }
 
@@ -195,7 +243,10 @@ impl Handle {
                 tx.send(f(iface, now));
             },
         ))))?;
-        Ok(Pending(rx))
+        Ok(Pending {
+            rx,
+            driver: self.driver.clone(),
+        })
     }
 
     /// Runs `f` on the stack thread whenever socket `id` may be ready, until it returns an
@@ -207,6 +258,7 @@ impl Handle {
         f: impl FnMut(&mut Interface, Instant) -> Option<io::Result<T>> + Send + 'static,
         on_timeout: fn() -> io::Error,
     ) -> io::Result<T> {
+        self.may_block()?;
         let (tx, rx) = reply();
         let attempt = attempt(tx, f, on_timeout);
         self.send(Command::Wait(Wait {
@@ -227,6 +279,7 @@ impl Handle {
         start: impl FnOnce(&mut Interface, Instant) -> io::Result<(SocketId, Retry<T>)> + Send + 'static,
         on_timeout: fn() -> io::Error,
     ) -> io::Result<T> {
+        self.may_block()?;
         let (mut tx, rx) = reply();
         self.send(Command::Start(Box::new(move |iface, now| {
             match start(iface, now) {
@@ -270,12 +323,26 @@ fn attempt<T: Send + 'static>(
 
 /// The stack thread's answer to a call of [`Handle::ask`]: [`Pending::wait`] blocks for it,
 /// `.await` waits without blocking an executor. `stopped` if the stack stopped first.
-pub(crate) struct Pending<T>(ReplyRx<io::Result<T>>);
+pub(crate) struct Pending<T> {
+    rx: ReplyRx<io::Result<T>>,
+    /// The stack's [`Handle::driver`].
+    driver: Option<Arc<DriverThread>>,
+}
+
+/// [`Handle::may_block`] of a stack with `driver`.
+fn may_block(driver: &Option<Arc<DriverThread>>) -> io::Result<()> {
+    match driver {
+        Some(d) if d.here() => Err(would_stall()),
+        _ => Ok(()),
+    }
+}
 
 impl<T> Pending<T> {
-    /// Blocks until the stack thread answers.
+    /// Blocks until the stack thread answers; [`would_stall`] (the call made, its answer
+    /// dropped) where the wait could stall the stack ([`Handle::may_block`]).
     pub fn wait(self) -> io::Result<T> {
-        self.0.recv().ok_or_else(stopped)?
+        may_block(&self.driver)?;
+        self.rx.recv().ok_or_else(stopped)?
     }
 }
 
@@ -286,13 +353,14 @@ impl<T> std::future::Future for Pending<T> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<T>> {
-        std::pin::Pin::new(&mut self.0)
+        std::pin::Pin::new(&mut self.rx)
             .poll(cx)
             .map(|answer| answer.ok_or_else(stopped)?)
     }
 }
 
-/// A running stack: its thread stops and is joined when this is dropped.
+/// A running stack: its thread stops and is joined when this is dropped. (A stack run as a
+/// tokio task, [`crate::tokio::spawn_stack`], has no thread: see there.)
 pub struct Stack {
     handle: Handle,
     config: StackConfig,
@@ -311,6 +379,32 @@ impl Stack {
         config.queue = 0;
         let (tx, rx) = crossbeam_channel::unbounded();
         Stack::start(device, config, (tx, rx), Arc::new(WakeFd::new()?), None)
+    }
+
+    /// Starts a stack whose loop runs as a task of the current tokio runtime
+    /// ([`crate::tokio::spawn_stack`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn spawn_task<D: Device + 'static>(
+        device: D,
+        mut config: StackConfig,
+    ) -> io::Result<Stack> {
+        let runtime = ::tokio::runtime::Handle::try_current().map_err(|_| {
+            io::Error::other("spawn_stack: not inside a tokio runtime (call it from a task)")
+        })?;
+        config.queues = 1;
+        config.queue = 0;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let driver = Arc::new(DriverThread::default());
+        let (stack, st, done) = Stack::build(
+            device,
+            config,
+            (tx, rx),
+            Arc::new(WakeFd::new()?),
+            None,
+            Some(driver.clone()),
+        )?;
+        runtime.spawn(task::run(task::Loop::new(st, driver, done)?));
+        Ok(stack)
     }
 
     /// Starts one stack per queue of a link (`devices`, from [`crate::phy::TapDevice::open_queues`]
@@ -360,11 +454,35 @@ impl Stack {
 
     fn start<D: Device + 'static>(
         device: D,
+        config: StackConfig,
+        channel: (Sender<Command>, Receiver<Command>),
+        wake: Arc<WakeFd>,
+        peers: Option<Peers>,
+    ) -> io::Result<Stack> {
+        let (mut stack, st, done_tx) = Stack::build(device, config, channel, wake, peers, None)?;
+        stack.thread = Some(
+            thread::Builder::new()
+                .name("tapstack".into())
+                .spawn(move || {
+                    // Dropped as the thread ends, after the stack thread's state: wakes `shutdown`.
+                    let _done = done_tx;
+                    precise_timers();
+                    st.run()
+                })?,
+        );
+        Ok(stack)
+    }
+
+    /// A stack and the state its loop runs on, not yet running; `done_tx` is to be dropped
+    /// when the loop has ended. `driver`: the loop runs as a tokio task.
+    fn build<D: Device + 'static>(
+        device: D,
         mut config: StackConfig,
         (tx, rx): (Sender<Command>, Receiver<Command>),
         wake: Arc<WakeFd>,
         peers: Option<Peers>,
-    ) -> io::Result<Stack> {
+        driver: Option<Arc<DriverThread>>,
+    ) -> io::Result<(Stack, StackThread<D>, ReplyTx<()>)> {
         config.mtu = device.mtu();
         config.medium = device.capabilities().medium;
         // TCP sends super-segments: the device splits them, in its kernel (TSO) or in software
@@ -385,53 +503,48 @@ impl Stack {
         }
         let iface = Interface::new(config.clone(), Instant::ZERO);
         let intercept = iface.intercept_io();
-        let thread_wake = wake.clone();
-        let thread_linger = config.linger;
         let gather = device.capabilities().gather;
         let rx_pool = crate::rxbuf::FramePool::new(RX_BUF);
+        // A task never spins: the runtime's other tasks need the thread.
         let busy_poll = match std::thread::available_parallelism() {
-            Ok(n) if n.get() > 1 => config.busy_poll.min(crate::config::MAX_BUSY_POLL),
+            Ok(n) if n.get() > 1 && driver.is_none() => {
+                config.busy_poll.min(crate::config::MAX_BUSY_POLL)
+            }
             _ => std::time::Duration::ZERO,
         };
-        // Dropped as the thread ends, after the stack thread's state: wakes `shutdown`.
         let (done_tx, done) = reply::<()>();
-        let thread = thread::Builder::new()
-            .name("tapstack".into())
-            .spawn(move || {
-                let _done = done_tx;
-                precise_timers();
-                StackThread {
-                    iface,
-                    device,
-                    commands: rx,
-                    wake: thread_wake,
-                    epoch,
-                    waiters: Waiters::default(),
-                    linger: thread_linger,
-                    busy_poll,
-                    gather,
-                    rx: Arc::new(rx_pool.take()),
-                    rx_pool,
-                    trace,
-                    trace_buf: Vec::new(),
-                    trim: Trim::default(),
-                    commands_left: false,
-                    peers,
-                }
-                .run()
-            })?;
-        Ok(Stack {
+        let st = StackThread {
+            iface,
+            device,
+            commands: rx,
+            wake: wake.clone(),
+            epoch,
+            waiters: Waiters::default(),
+            linger: config.linger,
+            busy_poll,
+            gather,
+            rx: Arc::new(rx_pool.take()),
+            rx_pool,
+            trace,
+            trace_buf: Vec::new(),
+            trim: Trim::default(),
+            commands_left: false,
+            peers,
+        };
+        let stack = Stack {
             handle: Handle {
                 tx,
                 wake,
                 traces: config.trace.is_some(),
                 ttl: config.ttl,
+                driver,
             },
             config,
-            thread: Some(thread),
+            thread: None,
             done: Some(done),
             intercept,
-        })
+        };
+        Ok((stack, st, done_tx))
     }
 
     /// The configuration the stack runs with: the one given, with the device's MTU and medium
@@ -442,6 +555,7 @@ impl Stack {
 
     /// A snapshot of every counter, the device's (fault injection) included.
     pub fn counters(&self) -> io::Result<Counters> {
+        self.handle.may_block()?;
         let (tx, rx) = reply();
         self.handle.send(Command::Counters(tx))?;
         rx.recv().ok_or_else(stopped)
@@ -458,9 +572,10 @@ impl Stack {
 }
 
 impl Stack {
-    /// Stops the stack as dropping it does, and waits for its thread to end without blocking
-    /// the caller's executor: the way to stop a stack in async code when its connections
-    /// must be closed (their data sent, for at most [`StackConfig::linger`]) before going on.
+    /// Stops the stack as dropping it does, and waits for its thread (or task) to end without
+    /// blocking the caller's executor: the way to stop a stack in async code when its
+    /// connections must be closed (their data sent, for at most [`StackConfig::linger`])
+    /// before going on.
     pub async fn shutdown(mut self) {
         let _ = self.handle.send(Command::Shutdown);
         if let Some(done) = self.done.take() {
@@ -483,7 +598,8 @@ impl Drop for Stack {
     /// Stops the stack: its connections are closed, their data sent for at most
     /// [`StackConfig::linger`], and the thread joined. Inside a tokio runtime the thread is
     /// not joined, so that the executor is never blocked: it finishes in the background (use
-    /// [`Stack::shutdown`] to wait for it).
+    /// [`Stack::shutdown`] to wait for it). A stack run as a task is never waited for here:
+    /// its task finishes closing while its runtime runs.
     fn drop(&mut self) {
         let _ = self.handle.send(Command::Shutdown);
         if in_async_runtime() && self.thread.is_some() {
@@ -510,14 +626,32 @@ fn in_async_runtime() -> bool {
 
 /// What the last poll found readable.
 #[derive(Clone, Copy)]
-struct Ready {
+pub(crate) struct Ready {
     /// The wakeup eventfd: commands may be queued.
-    wake: bool,
+    pub wake: bool,
     /// The device: frames may be waiting.
-    device: bool,
+    pub device: bool,
 }
 
-struct StackThread<D> {
+/// What a turn of the loop leaves ([`StackThread::turn`]).
+pub(crate) struct Turn {
+    /// Frames or commands are left: turn again without waiting.
+    pub busy: bool,
+    /// Readiness was handed out or frames sent: an answer may follow at once.
+    pub active: bool,
+}
+
+/// Where a shutdown stands after a turn ([`StackThread::drain_turn`]).
+pub(crate) enum Draining {
+    /// Every connection finished, or the linger ran out.
+    Done,
+    /// Frames are left: turn again without waiting.
+    Busy,
+    /// Wait for frames, commands or the linger's end.
+    Idle,
+}
+
+pub(crate) struct StackThread<D> {
     iface: Interface,
     device: D,
     commands: Receiver<Command>,
@@ -654,50 +788,92 @@ impl<D: Device> StackThread<D> {
             wake: true,
             device: true,
         };
-        loop {
-            if ready.wake {
-                self.wake.drain();
-            }
-            let now = self.now();
-            if !self.serve_commands(now) {
-                break;
-            }
-            let busy = ready.device && self.receive_batch(now);
-            self.iface.poll(now);
-            if let Err(e) = self.device.poll(now) {
-                log::warn!("device: {e}");
-            }
-            // Readiness handed to applications or frames sent: an answer may follow at once.
-            let mut active = self.dispatch_events(now);
-            self.waiters
-                .expire(&mut self.iface, now, std::time::Instant::now());
-            active |= self.dispatch_events(now);
-            active |= self.transmit(now);
-            self.write_trace();
-            self.trim.check(Usage {
-                connections: self.iface.tcp().table_len(),
-                bytes: self.iface.tcp().memory().allocated() as u64,
-            });
-            ready = if busy || self.commands_left {
+        while let Some(turn) = self.turn(ready) {
+            ready = if turn.busy {
                 // More frames may wait; commands are served on the next turn anyway, and the
                 // eventfd is drained after the next poll that finds it readable.
                 Ready {
                     wake: false,
                     device: true,
                 }
-            } else if let Some(r) = active.then(|| self.busy_wait()).flatten() {
+            } else if let Some(r) = turn.active.then(|| self.busy_wait()).flatten() {
                 r
             } else {
                 // A trim waiting out its interval wakes the thread when it is due.
                 self.sleep(self.trim.due())
             };
         }
-        self.drain();
+        let deadline = self.drain_start();
+        loop {
+            match self.drain_turn(deadline) {
+                Draining::Done => break,
+                Draining::Busy => {}
+                Draining::Idle => {
+                    self.sleep(deadline);
+                }
+            }
+        }
+        self.drain_end();
     }
 
-    /// Shutdown: parked calls fail with `NotConnected`; open connections get a FIN and up to
-    /// `linger` to finish; what remains is reset.
-    fn drain(&mut self) {
+    /// One turn of the loop, on what the last wait found `ready`: commands served, a batch
+    /// of frames read, timers run, readiness handed out and frames sent. `None` once the
+    /// stack is told to stop (then it drains).
+    pub(crate) fn turn(&mut self, ready: Ready) -> Option<Turn> {
+        if ready.wake {
+            self.wake.drain();
+        }
+        let now = self.now();
+        if !self.serve_commands(now) {
+            return None;
+        }
+        let busy = ready.device && self.receive_batch(now);
+        self.iface.poll(now);
+        if let Err(e) = self.device.poll(now) {
+            log::warn!("device: {e}");
+        }
+        // Readiness handed to applications or frames sent: an answer may follow at once.
+        let mut active = self.dispatch_events(now);
+        self.waiters
+            .expire(&mut self.iface, now, std::time::Instant::now());
+        active |= self.dispatch_events(now);
+        active |= self.transmit(now);
+        self.write_trace();
+        self.trim.check(Usage {
+            connections: self.iface.tcp().table_len(),
+            bytes: self.iface.tcp().memory().allocated() as u64,
+        });
+        Some(Turn {
+            busy: busy || self.commands_left,
+            active,
+        })
+    }
+
+    /// When the loop must look again with nothing come: the next timer, a parked call's
+    /// deadline or `cap`, whichever is first.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn deadline(&self, cap: Option<std::time::Instant>) -> Option<std::time::Instant> {
+        let now = self.now();
+        let base = std::time::Instant::now();
+        let timer = earliest(self.iface.poll_at(), self.device.poll_at()).map(|t| base + (t - now));
+        earliest(earliest(timer, self.waiters.next_deadline()), cap)
+    }
+
+    /// When a trim waiting out its interval is due.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn trim_due(&self) -> Option<std::time::Instant> {
+        self.trim.due()
+    }
+
+    /// The descriptors the loop waits on: its wakeup eventfd and the device's, if it has one.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn fds(&self) -> (std::os::fd::RawFd, Option<std::os::fd::RawFd>) {
+        (self.wake.raw_fd(), self.device.poll_fd())
+    }
+
+    /// Shutdown, first step: parked calls fail with `NotConnected`, and open connections get
+    /// a FIN. Returns the end of their `linger` (`None`: no end).
+    pub(crate) fn drain_start(&mut self) -> Option<std::time::Instant> {
         self.iface.udp_stop();
         self.waiters.fail_all();
         // A linger too long to represent has no deadline: the connections end when they do.
@@ -705,38 +881,44 @@ impl<D: Device> StackThread<D> {
         let now = self.now();
         self.iface
             .with_tcp(now, |tcp, stats| tcp.shutdown_all(now, stats));
-        loop {
-            self.wake.drain();
-            let now = self.now();
-            while let Ok(cmd) = self.commands.try_recv() {
-                match cmd {
-                    Command::Posted(p) => self.serve_posted(now, p),
-                    Command::Close(id) => self.iface.close_socket(now, id),
-                    Command::Reset(id) => self.reset(now, id),
-                    // A watcher registered now is called at once: its socket's calls fail.
-                    Command::Watch(_, Some(w)) => w(),
-                    Command::Watch(_, None) => {}
-                    // Dropping the call's reply channel answers it with `NotConnected`.
-                    Command::Wait(_)
-                    | Command::Start(_)
-                    | Command::Counters(_)
-                    | Command::Shutdown => {}
+        deadline
+    }
+
+    /// Shutdown, a turn while the connections finish: commands answered as a stopped stack
+    /// answers them, frames read and sent.
+    pub(crate) fn drain_turn(&mut self, deadline: Option<std::time::Instant>) -> Draining {
+        self.wake.drain();
+        let now = self.now();
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Posted(p) => self.serve_posted(now, p),
+                Command::Close(id) => self.iface.close_socket(now, id),
+                Command::Reset(id) => self.reset(now, id),
+                // A watcher registered now is called at once: its socket's calls fail.
+                Command::Watch(_, Some(w)) => w(),
+                Command::Watch(_, None) => {}
+                // Dropping the call's reply channel answers it with `NotConnected`.
+                Command::Wait(_) | Command::Start(_) | Command::Counters(_) | Command::Shutdown => {
                 }
             }
-            let busy = self.receive_batch(now);
-            self.iface.poll(now);
-            while self.iface.pop_event().is_some() {}
-            self.transmit(now);
-            self.write_trace();
-            if self.iface.tcp().quiescent()
-                || deadline.is_some_and(|d| std::time::Instant::now() >= d)
-            {
-                break;
-            }
-            if !busy {
-                self.sleep(deadline);
-            }
         }
+        let busy = self.receive_batch(now);
+        self.iface.poll(now);
+        while self.iface.pop_event().is_some() {}
+        self.transmit(now);
+        self.write_trace();
+        if self.iface.tcp().quiescent() || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            Draining::Done
+        } else if busy {
+            Draining::Busy
+        } else {
+            Draining::Idle
+        }
+    }
+
+    /// Shutdown, last step: what is still open is reset.
+    pub(crate) fn drain_end(&mut self) {
         let now = self.now();
         self.iface
             .with_tcp(now, |tcp, stats| tcp.abort_all(now, stats));

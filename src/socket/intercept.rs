@@ -123,7 +123,7 @@ impl Interceptor {
         mut pop: impl FnMut(&mut crate::core::InterceptState) -> Option<T>,
     ) -> io::Result<T> {
         let deadline = deadline(self.nonblocking.load(Ordering::Relaxed), None);
-        super::tcp::blocking(&self.shared, deadline, |s| {
+        super::tcp::blocking(&self.handle, &self.shared, deadline, |s| {
             if let Some(offer) = pop(s) {
                 return Ok(offer);
             }

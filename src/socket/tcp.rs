@@ -87,7 +87,7 @@ impl Drop for Inner {
             return;
         };
         let deadline = std::time::Instant::now().checked_add(Duration::from_nanos(linger));
-        let _ = blocking(shared, deadline, |state| {
+        let _ = blocking(&self.handle, shared, deadline, |state| {
             let done = state.send.is_empty() || state.status.stopped || state.error.is_some();
             if done {
                 Ok(())
@@ -108,8 +108,10 @@ pub struct TcpListener {
 }
 
 /// Runs `op` on a shared state until it is not `WouldBlock`, sleeping until the stack thread
-/// changes something between tries, until `deadline` (`WouldBlock` then).
+/// changes something between tries, until `deadline` (`WouldBlock` then). A sleep that
+/// could stall the stack itself fails instead ([`Handle::may_block`]).
 pub(super) fn blocking<S: Wakeable, T>(
+    handle: &Handle,
     shared: &Shared<S>,
     deadline: Option<std::time::Instant>,
     mut op: impl FnMut(&mut S) -> io::Result<T>,
@@ -127,6 +129,7 @@ pub(super) fn blocking<S: Wakeable, T>(
                 left => Some(left),
             },
         };
+        handle.may_block()?;
         state = shared.wait(state, timeout);
     }
 }
@@ -223,7 +226,7 @@ impl TcpListener {
     /// the listener's queue directly: no call to the stack thread.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let deadline = deadline(self.inner.nonblocking.load(Ordering::Relaxed), None);
-        let accepted = blocking(&self.shared, deadline, |q| {
+        let accepted = blocking(&self.inner.handle, &self.shared, deadline, |q| {
             if q.stopped {
                 return Err(crate::runtime::stopped());
             }
@@ -1054,7 +1057,7 @@ impl TcpStream {
         deadline: Option<std::time::Instant>,
         op: impl FnMut(&mut IoState) -> io::Result<T>,
     ) -> io::Result<T> {
-        blocking(&self.shared, deadline, op)
+        blocking(&self.inner.handle, &self.shared, deadline, op)
     }
 
     /// Queues bytes from `bufs`, in order, as one write, and pokes the stack thread if it is

@@ -9,8 +9,9 @@
 //! as it was: nothing was taken from it.
 //!
 //! Any runtime works, the current-thread one included: the stack runs on its own thread, and
-//! a tokio waker may be woken from any thread. Timeouts are `tokio::time::timeout` around any
-//! of these futures.
+//! a tokio waker may be woken from any thread. Or the stack runs as a task of the runtime
+//! ([`spawn_stack`]): then a socket call that wakes it, and readiness that wakes a task, cost
+//! no context switch. Timeouts are `tokio::time::timeout` around any of these futures.
 //!
 //! No call blocks the executor. TCP reads and writes copy to and from the connection's
 //! buffers under their lock, and UDP receives take from the socket's queue, with no call to the
@@ -67,3 +68,59 @@ pub use tcp::{
     OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpListener, TcpSocket, TcpStream, WriteHalf,
 };
 pub use udp::UdpSocket;
+
+use crate::phy::Device;
+use crate::{Stack, StackConfig};
+use std::io;
+
+/// Starts a stack on `device` as a task of the current tokio runtime, in place of a thread
+/// of its own ([`Stack::new`]): the application's tasks and the stack then share the
+/// runtime's threads, so that a socket call that wakes the stack, or readiness that wakes a
+/// task, costs no context switch. On a two-core machine, `tunproxy` run this way (its relay
+/// and its stack on one current-thread runtime) took a third less CPU per GB relayed and
+/// about a tenth less per relayed connection than with a stack thread beside its runtime
+/// (`scripts/bench-proxy.sh`; see the README's benchmarks).
+///
+/// The runtime needs I/O and time (`enable_all`). The stack is served only while the
+/// runtime runs its tasks, and it never spins between them. On the thread that runs it, a
+/// call that would wait for the stack (the blocking API's reads, writes, accepts and
+/// connects, the `socket()` setters that ask the stack, [`Stack::counters`]) fails at once
+/// with an error that says so, rather than stall the stack: use this module's async API
+/// there (and not a [`crate::socket::Poller`]), and [`Stack::shutdown`] to stop the stack
+/// and await its connections' close. Dropping the stack asks it to stop without waiting; a
+/// runtime shut down with it still running drops its connections unclosed. Other threads
+/// (a blocking task's, say) use it as they would a stack thread. Fails outside a runtime,
+/// or in one without I/O or time.
+///
+/// ```
+/// use tapstack::phy::memory_pair;
+/// use tapstack::tokio::{spawn_stack, TcpListener, TcpStream};
+/// use tapstack::{wire::MacAddr, StackConfig};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let (a, b) = memory_pair(1500)?;
+/// let mut client_cfg = StackConfig::new([10, 0, 0, 1].into(), 24);
+/// client_cfg.mac = MacAddr([2, 0, 0, 0, 0, 1]);
+/// // Both stacks, the server and the client run on this one thread.
+/// let client = spawn_stack(a, client_cfg)?;
+/// let server = spawn_stack(b, StackConfig::new([10, 0, 0, 2].into(), 24))?;
+/// let listener = TcpListener::bind(&server, "0.0.0.0:7").await?;
+/// tokio::spawn(async move {
+///     let (mut conn, _) = listener.accept().await?;
+///     let (mut r, mut w) = conn.split();
+///     tokio::io::copy(&mut r, &mut w).await
+/// });
+/// let mut conn = TcpStream::connect(&client, "10.0.0.2:7").await?;
+/// conn.write_all(b"hello").await?;
+/// let mut reply = [0u8; 5];
+/// let limit = std::time::Duration::from_secs(10);
+/// tokio::time::timeout(limit, conn.read_exact(&mut reply)).await??;
+/// assert_eq!(&reply, b"hello");
+/// client.shutdown().await;
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub fn spawn_stack<D: Device + 'static>(device: D, config: StackConfig) -> io::Result<Stack> {
+    Stack::spawn_task(device, config)
+}

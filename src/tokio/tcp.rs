@@ -289,6 +289,13 @@ impl TcpStream {
         .await
     }
 
+    /// Half-closes through a shared reference, as `AsyncWriteExt::shutdown` does: the FIN
+    /// follows the data already written; for a connection connecting, failed or finished,
+    /// the stack's answer (its exact error) is awaited.
+    pub async fn shutdown_write(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_shutdown_write(cx)).await
+    }
+
     /// Waits until a write would not block (room in the send buffer, or an error).
     pub async fn writable(&self) -> io::Result<()> {
         poll_fn(|cx| {
@@ -318,7 +325,7 @@ impl TcpStream {
     /// // What the upstream sends lands in the client's send buffer, with no buffer between.
     /// loop {
     ///     match client.try_write_with(64 * 1024, |room| up.try_read(room)) {
-    ///         Ok(Ok(0)) => return client.socket().shutdown(std::net::Shutdown::Write),
+    ///         Ok(Ok(0)) => return client.shutdown_write().await,
     ///         Ok(Ok(_)) => {}
     ///         Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => up.readable().await?,
     ///         Ok(Err(e)) => return Err(e),
@@ -440,7 +447,7 @@ impl TcpStream {
     /// Half-closes: the FIN follows the data already written. A connection under way takes
     /// it at once; for one connecting, failed or finished, the stack thread's answer (its
     /// exact error) is awaited.
-    fn shutdown_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut pending = self
             .shutdown
             .lock()
@@ -519,7 +526,7 @@ macro_rules! async_io {
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 let $this = &*self;
-                $s.shutdown_write(cx)
+                $s.poll_shutdown_write(cx)
             }
         }
     };

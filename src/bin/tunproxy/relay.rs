@@ -11,7 +11,6 @@
 use crate::stats::Stats;
 use crate::upstream::Upstream;
 use std::io::{self, ErrorKind};
-use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,12 +89,7 @@ async fn download(
 ) -> Result<(), Failed> {
     loop {
         match client.try_write_with(MOVE_MAX, |room| up.try_read(room)) {
-            Ok(Ok(0)) => {
-                return client
-                    .socket()
-                    .shutdown(Shutdown::Write)
-                    .map_err(|_| Failed::Client)
-            }
+            Ok(Ok(0)) => return client.shutdown_write().await.map_err(|_| Failed::Client),
             Ok(Ok(n)) => {
                 moved.fetch_add(n as u64, Ordering::Relaxed);
             }
