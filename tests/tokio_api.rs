@@ -1101,23 +1101,33 @@ fn stacks_run_as_tasks_serve_their_runtime_alone() {
 }
 
 /// On the thread that runs a stack as a task, a call that would wait for the stack fails at
-/// once with an error that says why, instead of stalling the stack for ever; the same calls
+/// once with an error that says why, before it asks anything of the stack (a listener bound
+/// here is not made, then closed), instead of stalling the stack for ever; the same calls
 /// from another thread (a blocking task's) are served.
 #[test]
 fn blocking_calls_on_the_thread_of_a_task_stack_fail_rather_than_stall() {
     let runtime = current_thread_io();
     let (a, b) = two_task_stacks(&runtime);
     let (a, b) = (Arc::new(a), Arc::new(b));
+    let stalls = |e: std::io::Error| {
+        assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+        assert!(e.to_string().contains("stall"), "{e}");
+    };
     runtime.block_on(async {
+        // Before the stacks' first turn as after it: they run on this thread.
+        stalls(a.counters().unwrap_err());
+        let Err(e) = tapstack::socket::TcpListener::bind(&b, "0.0.0.0:9") else {
+            panic!("a blocking bind on the stack's thread");
+        };
+        stalls(e);
         let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
         tokio::spawn(echo_server(listener));
-        // The stacks have run on this thread once the first await is past.
-        let stalls = |e: std::io::Error| {
-            assert_eq!(e.kind(), ErrorKind::Other, "{e}");
-            assert!(e.to_string().contains("stall"), "{e}");
-        };
         stalls(a.counters().unwrap_err());
         stalls(tapstack::socket::TcpStream::connect(&a, "10.0.0.2:7").unwrap_err());
+        let Err(e) = tapstack::socket::UdpSocket::bind(&a, "0.0.0.0:0") else {
+            panic!("a blocking UDP bind on the stack's thread");
+        };
+        stalls(e);
         // A blocking stream, connected from another thread, read here with nothing to read:
         // the read would wait, and fails instead.
         let a2 = a.clone();

@@ -403,6 +403,11 @@ impl Stack {
             None,
             Some(driver.clone()),
         )?;
+        // A current-thread runtime runs its tasks on the thread that spawns them, as a rule:
+        // a blocking call there before the task's first turn would stall it as well.
+        if runtime.runtime_flavor() == ::tokio::runtime::RuntimeFlavor::CurrentThread {
+            driver.set_here();
+        }
         runtime.spawn(task::run(task::Loop::new(st, driver, done)?));
         Ok(stack)
     }
@@ -850,13 +855,22 @@ impl<D: Device> StackThread<D> {
     }
 
     /// When the loop must look again with nothing come: the next timer, a parked call's
-    /// deadline or `cap`, whichever is first.
+    /// deadline or `cap`, whichever is first, and at the latest [`MAX_SLEEP`] from now, as
+    /// the stack thread's sleep.
     #[cfg(feature = "tokio")]
-    pub(crate) fn deadline(&self, cap: Option<std::time::Instant>) -> Option<std::time::Instant> {
+    pub(crate) fn deadline(&self, cap: Option<std::time::Instant>) -> std::time::Instant {
         let now = self.now();
         let base = std::time::Instant::now();
         let timer = earliest(self.iface.poll_at(), self.device.poll_at()).map(|t| base + (t - now));
-        earliest(earliest(timer, self.waiters.next_deadline()), cap)
+        let first = earliest(earliest(timer, self.waiters.next_deadline()), cap);
+        first.map_or(base + MAX_SLEEP, |t| t.min(base + MAX_SLEEP))
+    }
+
+    /// Whether the device holds frames due now (the fault injector's), to be read with no
+    /// readiness of its descriptor.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn device_due(&self) -> bool {
+        self.device.poll_at().is_some_and(|t| t <= self.now())
     }
 
     /// When a trim waiting out its interval is due.

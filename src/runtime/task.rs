@@ -1,13 +1,14 @@
 //! The stack's loop as a task of a tokio runtime ([`crate::tokio::spawn_stack`]), in place of
 //! a thread of its own: the same turns ([`StackThread::turn`]), with the waits between them
-//! on the runtime's own poller. The application's tasks and the stack then share a thread, so
-//! a socket call that wakes the stack, and the stack's readiness that wakes a task, cost no
-//! context switch: each is a run-queue entry, and the eventfd that announces a command is
-//! read by the runtime's `epoll_wait` once its other tasks are done.
+//! on the runtime's own poller and timer. The application's tasks and the stack then share a
+//! thread, so neither kind of handoff costs a context switch: the stack's readiness wakes a
+//! task by putting it in the run queue, and a socket call's command is announced by the
+//! stack's eventfd, which the runtime's own `epoll_wait` reads once its other tasks are done.
+//! What the stack thread does besides (returning freed memory to the system, writing the
+//! trace and a capture) then runs on the runtime's thread too.
 
 use super::{Draining, DriverThread, Ready, ReplyTx, StackThread};
 use crate::phy::Device;
-use crate::time::earliest;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -55,33 +56,34 @@ impl Waits {
     /// Until a descriptor is readable or `deadline`; says which to look at. Readiness is
     /// cleared before the turn reads: the turn reads the device until it has nothing (or
     /// turns again at once) and drains the eventfd, so nothing that comes after is missed.
-    async fn wait(&self, deadline: Option<std::time::Instant>) -> Ready {
+    /// A descriptor the runtime can no longer poll (it is shutting down) is never ready:
+    /// the task is about to be dropped.
+    async fn wait(&self, deadline: std::time::Instant) -> Ready {
         let device = async {
             match &self.device {
-                Some(d) => match d.readable().await {
-                    Ok(mut ready) => ready.clear_ready(),
-                    Err(e) => log::warn!("device: {e}"),
-                },
+                Some(d) => cleared(d.readable().await).await,
                 None => std::future::pending().await,
             }
         };
-        let timer = async {
-            match deadline {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let always = self.device.is_none();
+        let timer = tokio::time::sleep_until(deadline.into());
         tokio::select! {
-            woken = self.wake.readable() => {
-                match woken {
-                    Ok(mut ready) => ready.clear_ready(),
-                    Err(e) => log::warn!("wakeup: {e}"),
-                }
-                Ready { wake: true, device: always }
-            }
+            () = async { cleared(self.wake.readable().await).await } => Ready {
+                wake: true,
+                device: self.device.is_none(),
+            },
             () = device => Ready { wake: false, device: true },
             () = timer => Ready { wake: true, device: true },
+        }
+    }
+}
+
+/// Clears the readiness a wait found; an error (the runtime shutting down) waits for ever.
+async fn cleared(ready: io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, Fd>>) {
+    match ready {
+        Ok(mut guard) => guard.clear_ready(),
+        Err(e) => {
+            log::debug!("stack task: {e}");
+            std::future::pending().await
         }
     }
 }
@@ -130,8 +132,13 @@ pub(crate) async fn run<D: Device>(mut l: Loop<D>) {
                 device: true,
             }
         } else {
-            let cap = l.st.trim_due();
-            l.waits.wait(l.st.deadline(cap)).await
+            // On the runtime's timer, which counts in milliseconds: a nearer deadline (a
+            // paced segment's release) is met up to a millisecond late. Yielding until it
+            // came would cost more: a keep-alive request through tunproxy took a third more
+            // CPU so.
+            let mut ready = l.waits.wait(l.st.deadline(l.st.trim_due())).await;
+            ready.device |= l.st.device_due();
+            ready
         };
         // A multi-thread runtime may have moved the task.
         l.driver.set_here();
@@ -143,8 +150,7 @@ pub(crate) async fn run<D: Device>(mut l: Loop<D>) {
             Draining::Done => break,
             Draining::Busy => tokio::task::yield_now().await,
             Draining::Idle => {
-                let cap = earliest(l.st.deadline(None), deadline);
-                l.waits.wait(cap).await;
+                l.waits.wait(l.st.deadline(deadline)).await;
             }
         }
     }

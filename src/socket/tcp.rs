@@ -149,6 +149,7 @@ impl TcpListener {
         addr: A,
         backlog: usize,
     ) -> io::Result<TcpListener> {
+        stack.handle().may_block()?;
         Self::bind_request(stack, addr, backlog)?.wait()
     }
 
@@ -485,6 +486,7 @@ impl TcpStream {
     /// the handshake ends, and [`TcpStream::connect_status`] tells how. Dropping the stream
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
+        stack.handle().may_block()?;
         Self::connect_request(stack, addr)?.wait()
     }
 
@@ -988,6 +990,7 @@ impl TcpStream {
     /// their window scales and MSS, RTT, congestion window, bytes in flight and buffered.
     /// It is taken on the stack thread, and waited for (`tokio::TcpStream::info` awaits it).
     pub fn info(&self) -> io::Result<crate::tcp::TcpInfo> {
+        self.inner.handle.may_block()?;
         self.info_request()?.wait()
     }
 

@@ -35,6 +35,7 @@ impl UdpSocket {
     /// IPv6 addresses or `[::]`, which also takes IPv4 datagrams (dual-stack, as on Linux).
     /// Port 0 picks an ephemeral port.
     pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
+        stack.handle().may_block()?;
         Self::bind_request(stack, addr)?.wait()
     }
 
@@ -98,6 +99,7 @@ impl UdpSocket {
     /// at once, as Linux's returns once the datagram is queued; an error the stack thread
     /// meets on it then becomes the socket's pending error, reported by the next call.
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
+        self.inner.handle.may_block()?;
         self.send_to_request(buf, addr)?.wait()
     }
 
@@ -126,12 +128,14 @@ impl UdpSocket {
         segment: usize,
         addr: A,
     ) -> io::Result<usize> {
+        self.inner.handle.may_block()?;
         self.send_segments_request(buf, segment, Some(any_addr(addr)?))?
             .wait()
     }
 
     /// [`UdpSocket::send_segments_to`] to the connected peer.
     pub fn send_segments(&self, buf: &[u8], segment: usize) -> io::Result<usize> {
+        self.inner.handle.may_block()?;
         self.send_segments_request(buf, segment, None)?.wait()
     }
 
@@ -149,6 +153,7 @@ impl UdpSocket {
 
     /// Sends to the connected peer, as [`UdpSocket::send_to`] sends.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.handle.may_block()?;
         self.send_request(buf)?.wait()
     }
 
@@ -253,6 +258,7 @@ impl UdpSocket {
 
     /// Sets the peer for `send`/`recv`; datagrams from others are then dropped.
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        self.inner.handle.may_block()?;
         self.connect_request(addr)?.wait()
     }
 
@@ -333,6 +339,7 @@ impl UdpSocket {
         if self.shared().only_v6().is_none() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        self.inner.handle.may_block()?;
         self.ask_change(move |iface, id| iface.udp_set_only_v6(id, only_v6))?
             .wait()
     }

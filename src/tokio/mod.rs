@@ -89,7 +89,12 @@ use std::io;
 /// there (and not a [`crate::socket::Poller`]), and [`Stack::shutdown`] to stop the stack
 /// and await its connections' close. Dropping the stack asks it to stop without waiting; a
 /// runtime shut down with it still running drops its connections unclosed. Other threads
-/// (a blocking task's, say) use it as they would a stack thread. Fails outside a runtime,
+/// (a blocking task's, say) use it as they would a stack thread; on a multi-thread runtime
+/// that is every worker but the one that last ran the stack, so blocking calls there can
+/// still tie up the workers it needs. The runtime's timer counts in milliseconds, so a
+/// timer of the stack's fires up to a millisecond late, and pacing (BBR's, say) is coarser
+/// than on a stack thread, which sleeps to the microsecond. Freeing memory to the system,
+/// writing the trace and a capture run on the runtime's thread. Fails outside a runtime,
 /// or in one without I/O or time.
 ///
 /// ```
