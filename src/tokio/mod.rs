@@ -89,9 +89,11 @@ use std::io;
 /// there (and not a [`crate::socket::Poller`]), and [`Stack::shutdown`] to stop the stack
 /// and await its connections' close. Dropping the stack asks it to stop without waiting; a
 /// runtime shut down with it still running drops its connections unclosed. Other threads
-/// (a blocking task's, say) use it as they would a stack thread; on a multi-thread runtime
-/// that is every worker but the one that last ran the stack, so blocking calls there can
-/// still tie up the workers it needs. The runtime's timer counts in milliseconds, so a
+/// (a blocking task's, say) use it as they would a stack thread. On a current-thread
+/// runtime the thread that spawns the stack counts as running it until the runtime first
+/// does, since that is where it will run as a rule. On a multi-thread runtime every worker
+/// but the one that last ran the stack counts as another thread, so blocking calls there
+/// can still tie up the workers the stack needs. The runtime's timer counts in milliseconds, so a
 /// timer of the stack's fires up to a millisecond late, and pacing (BBR's, say) is coarser
 /// than on a stack thread, which sleeps to the microsecond. Freeing memory to the system,
 /// writing the trace and a capture run on the runtime's thread. Fails outside a runtime,
