@@ -133,9 +133,10 @@ pub struct DeviceArgs {
     /// advertises and uses follows it [default: the interface's]
     #[arg(long, value_parser = clap::value_parser!(u16).range(576..))]
     pub mtu: Option<u16>,
-    /// Microseconds the stack thread spins for an application's answer before it sleeps (0: off)
-    #[arg(long, default_value_t = 50)]
-    pub busy_poll_us: u64,
+    /// Microseconds the stack spins for an application's answer before it sleeps (0: off)
+    /// [default: 50; tunproxy, whose stack is a task of its relay's runtime: 0]
+    #[arg(long)]
+    pub busy_poll_us: Option<u64>,
     /// TCP congestion control of every connection: cubic, bbr (paced) or newreno
     #[arg(long, default_value = "cubic")]
     pub congestion: crate::CongestionAlgorithm,
@@ -179,7 +180,9 @@ impl DeviceArgs {
                 ..Default::default()
             });
         }
-        cfg.busy_poll = std::time::Duration::from_micros(self.busy_poll_us);
+        if let Some(us) = self.busy_poll_us {
+            cfg.busy_poll = std::time::Duration::from_micros(us);
+        }
         cfg.tcp.trace = self.trace.is_some();
         cfg.tcp.congestion = self.congestion;
         cfg.tcp.pacing = self.pacing;

@@ -46,6 +46,8 @@ pub struct StackConfig {
     /// the answer is then served without the sleep and wakeup of the stack thread (Linux's
     /// `net.core.busy_poll`, done by the stack thread). Used only with more than one CPU; zero
     /// turns it off. At most [`MAX_BUSY_POLL`] is used: timers are not served while it spins.
+    /// A stack run as a tokio task ([`crate::tokio::spawn_stack`]) yields to the runtime's
+    /// other tasks that long instead, looking for an answer after each.
     pub busy_poll: Duration,
     /// Catch-all interception (a tun2socks-style program): `None`, the default, serves only
     /// the stack's own address. With it, every TCP connection and UDP flow to any other

@@ -510,11 +510,8 @@ impl Stack {
         let intercept = iface.intercept_io();
         let gather = device.capabilities().gather;
         let rx_pool = crate::rxbuf::FramePool::new(RX_BUF);
-        // A task never spins: the runtime's other tasks need the thread.
         let busy_poll = match std::thread::available_parallelism() {
-            Ok(n) if n.get() > 1 && driver.is_none() => {
-                config.busy_poll.min(crate::config::MAX_BUSY_POLL)
-            }
+            Ok(n) if n.get() > 1 => config.busy_poll.min(crate::config::MAX_BUSY_POLL),
             _ => std::time::Duration::ZERO,
         };
         let (done_tx, done) = reply::<()>();
@@ -864,6 +861,18 @@ impl<D: Device> StackThread<D> {
         let timer = earliest(self.iface.poll_at(), self.device.poll_at()).map(|t| base + (t - now));
         let first = earliest(earliest(timer, self.waiters.next_deadline()), cap);
         first.map_or(base + MAX_SLEEP, |t| t.min(base + MAX_SLEEP))
+    }
+
+    /// How long the loop looks for an answer before it waits ([`StackConfig::busy_poll`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn busy_poll(&self) -> std::time::Duration {
+        self.busy_poll
+    }
+
+    /// Whether commands are queued.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn has_commands(&self) -> bool {
+        !self.commands.is_empty()
     }
 
     /// Whether the device holds frames due now (the fault injector's), to be read with no

@@ -77,6 +77,18 @@ impl Waits {
     }
 }
 
+impl Waits {
+    /// Whether a descriptor is readable, as the runtime last polled them; readiness is left
+    /// for [`Waits::wait`] to clear.
+    async fn any_ready(&self) -> bool {
+        std::future::poll_fn(|cx| {
+            let mut ready = |fd: &AsyncFd<Fd>| fd.poll_read_ready(cx).is_ready();
+            std::task::Poll::Ready(ready(&self.wake) || self.device.as_ref().is_some_and(ready))
+        })
+        .await
+    }
+}
+
 /// Clears the readiness a wait found; an error (the runtime shutting down) waits for ever.
 async fn cleared(ready: io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, Fd>>) {
     match ready {
@@ -132,6 +144,22 @@ pub(crate) async fn run<D: Device>(mut l: Loop<D>) {
                 device: true,
             }
         } else {
+            if turn.active && !l.st.busy_poll().is_zero() {
+                // Readiness handed out or frames sent: an answer may follow at once. Yield to
+                // the runtime's tasks (which polls its reactor each time) up to `busy_poll`
+                // before sleeping, as the stack thread spins, so that an answer costs no
+                // wakeup of a sleeping thread.
+                let start = std::time::Instant::now();
+                loop {
+                    tokio::task::yield_now().await;
+                    if l.st.has_commands()
+                        || l.waits.any_ready().await
+                        || start.elapsed() >= l.st.busy_poll()
+                    {
+                        break;
+                    }
+                }
+            }
             // On the runtime's timer, which counts in milliseconds: a nearer deadline (a
             // paced segment's release) is met up to a millisecond late. Yielding until it
             // came would cost more: a keep-alive request through tunproxy took a third more

@@ -82,7 +82,11 @@ use std::io;
 /// (`scripts/bench-proxy.sh`; see the README's benchmarks).
 ///
 /// The runtime needs I/O and time (`enable_all`). The stack is served only while the
-/// runtime runs its tasks, and it never spins between them. On the thread that runs it, a
+/// runtime runs its tasks; after a turn that woke tasks or sent frames, it yields to them for
+/// up to [`StackConfig::busy_poll`] (50 µs), looking for an answer after each, before it
+/// sleeps, as the stack thread spins: the answer then costs no wakeup of a sleeping thread
+/// (zero turns it off, as `tunproxy` does, where it cost more CPU than it saved). On the
+/// thread that runs it, a
 /// call that would wait for the stack (the blocking API's reads, writes, accepts and
 /// connects, the `socket()` setters that ask the stack, [`Stack::counters`]) fails at once
 /// with an error that says so, rather than stall the stack: use this module's async API

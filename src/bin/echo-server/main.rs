@@ -129,6 +129,9 @@ enum Service {
 
 fn run(args: Args) -> std::io::Result<()> {
     let signals = cli::StopSignals::install()?;
+    if args.use_async && args.device.queues == 1 {
+        return run_local(args, signals);
+    }
     // One stack per queue (`--queues`), each serving every service, as SO_REUSEPORT servers
     // do: the kernel spreads the flows over the queues.
     let stacks: Vec<Stack> = args.device.start_queues_with(args.device.config())?;
@@ -207,6 +210,39 @@ fn run(args: Args) -> std::io::Result<()> {
         // Every task ends once the stack has stopped; this bounds a task that would not.
         runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     }
+    println!("{counters}");
+    Ok(())
+}
+
+/// `--async` on one queue: the stack runs as a task of the services' own current-thread
+/// runtime ([`tasks::start_local`]).
+fn run_local(args: Args, signals: cli::StopSignals) -> std::io::Result<()> {
+    let services = [
+        (args.port, Service::Echo),
+        (9, Service::Discard),
+        (13, Service::Daytime),
+        (19, Service::Chargen),
+    ];
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (stack, runtime, thread) = tasks::start_local(&args.device, &services, stopped)?;
+    println!(
+        "echo-server: listening on {}{}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}, async",
+        stack.config().ip,
+        match &stack.config().ipv6 {
+            Some(_) => " and IPv6",
+            None => "",
+        },
+        args.port,
+        args.device.device_name(),
+        stack.config().mtu,
+    );
+    let signal = signals.wait();
+    log::info!("signal {signal}: stopping");
+    let counters = stack.counters()?;
+    // The stack closes what is open on the runtime's thread; then the thread ends.
+    runtime.block_on(stack.shutdown());
+    drop(stop);
+    let _ = thread.join();
     println!("{counters}");
     Ok(())
 }

@@ -30,6 +30,46 @@ pub fn start(
     Ok(runtime)
 }
 
+/// The services on a stack run as a task of a current-thread runtime
+/// (`tapstack::tokio::spawn_stack`): the stack, the listeners and every connection share one
+/// thread, named `echo-server-task`, so no handoff between them costs a context switch.
+/// Returns the stack and the runtime's handle; the thread runs until `stop` is dropped.
+pub fn start_local(
+    device: &tapstack::cli::DeviceArgs,
+    services: &[(u16, Service)],
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> io::Result<(
+    tapstack::Stack,
+    tokio::runtime::Handle,
+    std::thread::JoinHandle<()>,
+)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stack = {
+        let _runtime = runtime.enter();
+        device.spawn_with(device.config())?
+    };
+    let handle = runtime.handle().clone();
+    let thread = std::thread::Builder::new()
+        .name("echo-server-task".into())
+        .spawn(move || {
+            let _ = runtime.block_on(stop);
+        })?;
+    // Bound from here while the runtime's thread runs the stack: awaited, never blocking it.
+    let any = tapstack::cli::listen_ip(stack.config());
+    handle.block_on(async {
+        for &(port, service) in services {
+            let listener = TcpListener::bind(&stack, (any, port)).await?;
+            tokio::spawn(accept_loop(listener, service));
+            let socket = UdpSocket::bind(&stack, (any, port)).await?;
+            tokio::spawn(udp_loop(socket, service));
+        }
+        Ok::<(), io::Error>(())
+    })?;
+    Ok((stack, handle, thread))
+}
+
 async fn accept_loop(listener: TcpListener, service: Service) {
     loop {
         match listener.accept().await {

@@ -170,6 +170,12 @@ fn run(args: Args) -> std::io::Result<()> {
     let stack = if args.stack_thread {
         args.device.start_with(cfg)?
     } else {
+        // Spinning between turns took tunproxy's task-run stack 10-50% more CPU per GB and
+        // per request (bench-proxy, two alternating pairs), time its client and the servers
+        // on the same machine need more: off unless asked for.
+        if args.device.busy_poll_us.is_none() {
+            cfg.busy_poll = Duration::ZERO;
+        }
         let _runtime = runtime.enter();
         args.device.spawn_with(cfg)?
     };
