@@ -35,7 +35,8 @@
 #       --system: with --profile, record every CPU instead, during each path's run of TEST (a
 #           and b too), and print where each path's CPU time went, by program and by symbol.
 #
-# TUNPROXY_ARGS adds flags to both tunproxies (say "--busy-poll-us 0" or "--mtu 9000").
+# TUNPROXY_ARGS adds flags to both tunproxies (say "--stack-thread", "--busy-poll-us 50" or
+# "--mtu 9000").
 # Installs nginx-light, dante-server, iperf3, apache2-utils, proxychains4 (iperf3 through
 # SOCKS5 for path b), curl, iproute2, procps and python3 with apt-get when missing. Everything
 # happens in two namespaces it creates (tpb-c$$, tpb-s$$) and removes on exit; no service is

@@ -134,7 +134,8 @@ pub struct DeviceArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(576..))]
     pub mtu: Option<u16>,
     /// Microseconds the stack spins for an application's answer before it sleeps (0: off)
-    /// [default: 50; tunproxy, whose stack is a task of its relay's runtime: 0]
+    /// [default: 50; tunproxy without --stack-thread, whose stack is a task of its relay's
+    /// runtime: 0]
     #[arg(long)]
     pub busy_poll_us: Option<u64>,
     /// TCP congestion control of every connection: cubic, bbr (paced) or newreno

@@ -144,7 +144,7 @@ pub(crate) async fn run<D: Device>(mut l: Loop<D>) {
                 device: true,
             }
         } else {
-            if turn.active && !l.st.busy_poll().is_zero() {
+            if turn.active && !l.st.busy_poll().is_zero() && l.waits.device.is_some() {
                 // Readiness handed out or frames sent: an answer may follow at once. Yield to
                 // the runtime's tasks (which polls its reactor each time) up to `busy_poll`
                 // before sleeping, as the stack thread spins, so that an answer costs no
@@ -152,8 +152,10 @@ pub(crate) async fn run<D: Device>(mut l: Loop<D>) {
                 let start = std::time::Instant::now();
                 loop {
                     tokio::task::yield_now().await;
+                    l.driver.set_here();
                     if l.st.has_commands()
                         || l.waits.any_ready().await
+                        || l.st.device_due()
                         || start.elapsed() >= l.st.busy_poll()
                     {
                         break;

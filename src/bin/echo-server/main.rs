@@ -194,7 +194,6 @@ fn run(args: Args) -> std::io::Result<()> {
         stack.config().mtu,
         match (stacks.len(), args.use_async) {
             (1, false) => String::new(),
-            (1, true) => ", async".to_string(),
             (n, false) => format!(", {n} queues"),
             (n, true) => format!(", {n} queues, async"),
         }
