@@ -66,6 +66,25 @@ async fn echo_round(conn: TcpStream, data: Vec<u8>) -> Vec<u8> {
     got
 }
 
+/// A thousand connections from `a` to the echo server on 10.0.0.2:7 at once, each echoing
+/// its own pattern whole (sha256).
+async fn thousand_echoes(a: &Arc<Stack>) {
+    let mut tasks = Vec::new();
+    for i in 0..1000u32 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
+            let data = pattern(4096 + i as usize, i as u8);
+            let want = sha256(&data);
+            (sha256(&echo_round(conn, data).await), want)
+        }));
+    }
+    for t in tasks {
+        let (got, want) = timeout(LIMIT, t).await.unwrap().unwrap();
+        assert_eq!(got, want);
+    }
+}
+
 #[test]
 fn a_thousand_concurrent_connections_echo_on_the_multi_thread_runtime() {
     let (a, b) = two_stacks();
@@ -73,20 +92,7 @@ fn a_thousand_concurrent_connections_echo_on_the_multi_thread_runtime() {
         let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
         tokio::spawn(echo_server(listener));
         let a = std::sync::Arc::new(a);
-        let mut tasks = Vec::new();
-        for i in 0..1000u32 {
-            let a = a.clone();
-            tasks.push(tokio::spawn(async move {
-                let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
-                let data = pattern(4096 + i as usize, i as u8);
-                let want = sha256(&data);
-                (sha256(&echo_round(conn, data).await), want)
-            }));
-        }
-        for t in tasks {
-            let (got, want) = timeout(LIMIT, t).await.unwrap().unwrap();
-            assert_eq!(got, want);
-        }
+        thousand_echoes(&a).await;
     });
 }
 
@@ -1069,20 +1075,7 @@ fn stacks_run_as_tasks_serve_their_runtime_alone() {
         let listener = TcpListener::bind(&b, "0.0.0.0:7").await.unwrap();
         tokio::spawn(echo_server(listener));
         let a = Arc::new(a);
-        let mut tasks = Vec::new();
-        for i in 0..1000u32 {
-            let a = a.clone();
-            tasks.push(tokio::spawn(async move {
-                let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
-                let data = pattern(4096 + i as usize, i as u8);
-                let want = sha256(&data);
-                (sha256(&echo_round(conn, data).await), want)
-            }));
-        }
-        for t in tasks {
-            let (got, want) = timeout(LIMIT, t).await.unwrap().unwrap();
-            assert_eq!(got, want);
-        }
+        thousand_echoes(&a).await;
         let conn = TcpStream::connect(&a, "10.0.0.2:7").await.unwrap();
         let data = pattern(8 << 20, 5);
         let want = sha256(&data);

@@ -136,13 +136,7 @@ fn run(args: Args) -> std::io::Result<()> {
     // do: the kernel spreads the flows over the queues.
     let stacks: Vec<Stack> = args.device.start_queues_with(args.device.config())?;
     let stack = &stacks[0];
-    let ip = stack.config().ip;
-    let services = [
-        (args.port, Service::Echo),
-        (9, Service::Discard),
-        (13, Service::Daytime),
-        (19, Service::Chargen),
-    ];
+    let services = services(args.port);
     let mut per_queue = Vec::new();
     for stack in &stacks {
         let mut listeners = Vec::new();
@@ -183,20 +177,14 @@ fn run(args: Args) -> std::io::Result<()> {
         }
         None
     };
-    println!(
-        "echo-server: listening on {ip}{}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}{}",
-        match &stack.config().ipv6 {
-            Some(_) => " and IPv6",
-            None => "",
-        },
-        args.port,
-        args.device.device_name(),
-        stack.config().mtu,
-        match (stacks.len(), args.use_async) {
+    announce(
+        &args,
+        stack.config(),
+        &match (stacks.len(), args.use_async) {
             (1, false) => String::new(),
             (n, false) => format!(", {n} queues"),
             (n, true) => format!(", {n} queues, async"),
-        }
+        },
     );
     let signal = signals.wait();
     log::info!("signal {signal}: stopping");
@@ -213,28 +201,38 @@ fn run(args: Args) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `--async` on one queue: the stack runs as a task of the services' own current-thread
-/// runtime ([`tasks::start_local`]).
-fn run_local(args: Args, signals: cli::StopSignals) -> std::io::Result<()> {
-    let services = [
-        (args.port, Service::Echo),
+/// The services and their ports: echo on `port`, the others on their own.
+fn services(port: u16) -> [(u16, Service); 4] {
+    [
+        (port, Service::Echo),
         (9, Service::Discard),
         (13, Service::Daytime),
         (19, Service::Chargen),
-    ];
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let (stack, runtime, thread) = tasks::start_local(&args.device, &services, stopped)?;
+    ]
+}
+
+/// The `listening` line, which scripts and tests wait for; `how` ends it.
+fn announce(args: &Args, config: &tapstack::StackConfig, how: &str) {
     println!(
-        "echo-server: listening on {}{}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}, async",
-        stack.config().ip,
-        match &stack.config().ipv6 {
+        "echo-server: listening on {}{}: echo {}, discard 9, daytime 13, chargen 19 (tcp and udp) via {}, mtu {}{how}",
+        config.ip,
+        match &config.ipv6 {
             Some(_) => " and IPv6",
             None => "",
         },
         args.port,
         args.device.device_name(),
-        stack.config().mtu,
+        config.mtu,
     );
+}
+
+/// `--async` on one queue: the stack runs as a task of the services' own current-thread
+/// runtime ([`tasks::start_local`]).
+fn run_local(args: Args, signals: cli::StopSignals) -> std::io::Result<()> {
+    let services = services(args.port);
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (stack, runtime, thread) = tasks::start_local(&args.device, &services, stopped)?;
+    announce(&args, stack.config(), ", async");
     let signal = signals.wait();
     log::info!("signal {signal}: stopping");
     let counters = stack.counters()?;
