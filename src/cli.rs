@@ -204,25 +204,26 @@ impl DeviceArgs {
     /// Like [`DeviceArgs::start`], with a configuration the app adjusted from
     /// [`DeviceArgs::config`].
     pub fn start_with(&self, cfg: StackConfig) -> io::Result<Stack> {
+        self.one_queue()?;
+        let mut stacks = self.start_queues_with(cfg)?;
+        stacks.pop().ok_or_else(|| io::Error::other("no stack"))
+    }
+
+    /// `InvalidInput` unless one queue is asked for: the apps that take one stack.
+    fn one_queue(&self) -> io::Result<()> {
         if self.queues > 1 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "this app serves one queue: --queues must be 1",
             ));
         }
-        let mut stacks = self.start_queues_with(cfg)?;
-        stacks.pop().ok_or_else(|| io::Error::other("no stack"))
+        Ok(())
     }
 
     /// Like [`DeviceArgs::start_with`], but the stack runs as a task of the current tokio
     /// runtime ([`crate::tokio::spawn_stack`]) rather than on a thread of its own.
     pub fn spawn_with(&self, cfg: StackConfig) -> io::Result<Stack> {
-        if self.queues > 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "this app serves one queue: --queues must be 1",
-            ));
-        }
+        self.one_queue()?;
         let (mut devices, cfg) = self.open_with(cfg)?;
         let device = devices.pop().ok_or_else(|| io::Error::other("no device"))?;
         crate::tokio::spawn_stack(device, cfg)

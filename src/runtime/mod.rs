@@ -557,7 +557,7 @@ impl Stack {
 
     /// A snapshot of every counter, the device's (fault injection) included.
     pub fn counters(&self) -> io::Result<Counters> {
-        self.handle.may_block()?;
+        self.may_block()?;
         let (tx, rx) = reply();
         self.handle.send(Command::Counters(tx))?;
         rx.recv().ok_or_else(stopped)
@@ -565,6 +565,11 @@ impl Stack {
 
     pub(crate) fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// [`Handle::may_block`] of this stack's handle.
+    pub(crate) fn may_block(&self) -> io::Result<()> {
+        self.handle.may_block()
     }
 
     /// The offer queues of catch-all interception, shared with the stack thread.
@@ -802,7 +807,7 @@ impl<D: Device> StackThread<D> {
                 r
             } else {
                 // A trim waiting out its interval wakes the thread when it is due.
-                self.sleep(self.trim.due())
+                self.sleep(self.trim_due())
             };
         }
         let deadline = self.drain_start();
@@ -852,9 +857,8 @@ impl<D: Device> StackThread<D> {
     }
 
     /// When the loop must look again with nothing come: the next timer, a parked call's
-    /// deadline or `cap`, whichever is first, and at the latest [`MAX_SLEEP`] from now, as
-    /// the stack thread's sleep.
-    #[cfg(feature = "tokio")]
+    /// deadline or `cap`, whichever is first, and at the latest [`MAX_SLEEP`] from now. To
+    /// the microsecond: a paced connection's next release may be microseconds away.
     pub(crate) fn deadline(&self, cap: Option<std::time::Instant>) -> std::time::Instant {
         let now = self.now();
         let base = std::time::Instant::now();
@@ -870,26 +874,22 @@ impl<D: Device> StackThread<D> {
     }
 
     /// Whether commands are queued.
-    #[cfg(feature = "tokio")]
     pub(crate) fn has_commands(&self) -> bool {
         !self.commands.is_empty()
     }
 
     /// Whether the device holds frames due now (the fault injector's), to be read with no
     /// readiness of its descriptor.
-    #[cfg(feature = "tokio")]
     pub(crate) fn device_due(&self) -> bool {
         self.device.poll_at().is_some_and(|t| t <= self.now())
     }
 
     /// When a trim waiting out its interval is due.
-    #[cfg(feature = "tokio")]
     pub(crate) fn trim_due(&self) -> Option<std::time::Instant> {
         self.trim.due()
     }
 
     /// The descriptors the loop waits on: its wakeup eventfd and the device's, if it has one.
-    #[cfg(feature = "tokio")]
     pub(crate) fn fds(&self) -> (std::os::fd::RawFd, Option<std::os::fd::RawFd>) {
         (self.wake.raw_fd(), self.device.poll_fd())
     }
@@ -1125,11 +1125,10 @@ impl<D: Device> StackThread<D> {
         loop {
             // Both are looked at each time, so that a stream of commands (a writer's pokes)
             // never keeps waiting frames unread.
-            let command = !self.commands.is_empty();
+            let command = self.has_commands();
             // As `sleep` decides: a device without a descriptor, or with frames it holds until
             // a time of its own (the fault injector's reordering), is read when it may have one.
-            let due = self.device.poll_at().is_some_and(|t| t <= self.now());
-            let frame = due
+            let frame = self.device_due()
                 || self.device.poll_fd().is_none_or(|fd| {
                     let mut pfd = [libc::pollfd {
                         fd,
@@ -1190,25 +1189,18 @@ impl<D: Device> StackThread<D> {
     /// Blocks until the device or a command needs us, the next deadline, or `cap`; says which
     /// of the two to look at, so that neither costs a system call when it has nothing.
     fn sleep(&mut self, cap: Option<std::time::Instant>) -> Ready {
-        let now = self.now();
-        let deadline = earliest(self.iface.poll_at(), self.device.poll_at());
-        // To the microsecond: a paced connection's next release may be microseconds away.
-        let mut timeout = match deadline {
-            Some(t) if t <= now => std::time::Duration::ZERO,
-            Some(t) => (t - now).min(MAX_SLEEP),
-            None => MAX_SLEEP,
-        };
-        if let Some(w) = earliest(self.waiters.next_deadline(), cap) {
-            timeout = timeout.min(w.saturating_duration_since(std::time::Instant::now()));
-        }
+        let timeout = self
+            .deadline(cap)
+            .saturating_duration_since(std::time::Instant::now());
+        let (wake, device) = self.fds();
         let mut fds = [
             libc::pollfd {
-                fd: self.wake.raw_fd(),
+                fd: wake,
                 events: libc::POLLIN,
                 revents: 0,
             },
             libc::pollfd {
-                fd: self.device.poll_fd().unwrap_or(-1),
+                fd: device.unwrap_or(-1),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -1222,11 +1214,9 @@ impl<D: Device> StackThread<D> {
         }
         // A device without a descriptor, or with timed work of its own (held frames), is
         // read whenever it may have something; a timeout or an error looks at everything.
-        let now = self.now();
-        let device_due = fds[1].fd < 0 || self.device.poll_at().is_some_and(|t| t <= now);
         Ready {
             wake: n <= 0 || fds[0].revents != 0,
-            device: n <= 0 || fds[1].revents != 0 || device_due,
+            device: n <= 0 || fds[1].revents != 0 || device.is_none() || self.device_due(),
         }
     }
 }

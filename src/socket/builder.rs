@@ -140,7 +140,7 @@ impl<'a> TcpSocket<'a> {
 
     /// Sends the SYN without waiting (see [`TcpStream::connect_nonblocking`]).
     pub fn connect_nonblocking<A: ToSocketAddrs>(self, addr: A) -> io::Result<TcpStream> {
-        self.stack.handle().may_block()?;
+        self.stack.may_block()?;
         self.connect_request(addr)?.wait()
     }
 
@@ -190,7 +190,7 @@ impl<'a> TcpSocket<'a> {
     /// Listens on the bound address (else `0.0.0.0` and an ephemeral port) with room for
     /// `backlog` connections not yet accepted; they get this socket's buffer sizes.
     pub fn listen(self, backlog: usize) -> io::Result<TcpListener> {
-        self.stack.handle().may_block()?;
+        self.stack.may_block()?;
         self.listen_request(backlog)?.wait()
     }
 

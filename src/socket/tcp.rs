@@ -149,7 +149,7 @@ impl TcpListener {
         addr: A,
         backlog: usize,
     ) -> io::Result<TcpListener> {
-        stack.handle().may_block()?;
+        stack.may_block()?;
         Self::bind_request(stack, addr, backlog)?.wait()
     }
 
@@ -486,7 +486,7 @@ impl TcpStream {
     /// the handshake ends, and [`TcpStream::connect_status`] tells how. Dropping the stream
     /// meanwhile abandons the connection.
     pub fn connect_nonblocking<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<TcpStream> {
-        stack.handle().may_block()?;
+        stack.may_block()?;
         Self::connect_request(stack, addr)?.wait()
     }
 

@@ -35,7 +35,7 @@ impl UdpSocket {
     /// IPv6 addresses or `[::]`, which also takes IPv4 datagrams (dual-stack, as on Linux).
     /// Port 0 picks an ephemeral port.
     pub fn bind<A: ToSocketAddrs>(stack: &Stack, addr: A) -> io::Result<UdpSocket> {
-        stack.handle().may_block()?;
+        stack.may_block()?;
         Self::bind_request(stack, addr)?.wait()
     }
 

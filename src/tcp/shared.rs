@@ -526,6 +526,19 @@ mod loom {
         })
     }
 
+    /// A connection's shared state with `queued` bytes of 7 written, its send ring 4096
+    /// bytes at first (8192 at most).
+    fn connected_with(queued: usize) -> Arc<SocketIo> {
+        let io = Arc::new(SocketIo::new(SendBuffer::new(8192), RecvBuffer::new(64, 4)));
+        {
+            let mut state = io.lock();
+            state.status.connecting = false;
+            state.status.can_write = true;
+            assert_eq!(state.write(&vec![7; queued]).unwrap(), queued);
+        }
+        io
+    }
+
     /// A blocking handle's write of `data`: tries, sleeps until woken, tries again, until it
     /// is taken whole.
     fn write_when_room(io: &SocketIo, data: &[u8]) {
@@ -571,14 +584,8 @@ mod loom {
     #[test]
     fn a_write_held_short_by_a_pin_is_woken_when_it_ends() {
         ::loom::model(|| {
-            let io = Arc::new(SocketIo::new(SendBuffer::new(8192), RecvBuffer::new(64, 4)));
-            {
-                let mut state = io.lock();
-                state.status.connecting = false;
-                state.status.can_write = true;
-                // The ring (4096 bytes at first) is full: one more byte needs it to grow.
-                assert_eq!(state.write(&[7; 4096]).unwrap(), 4096);
-            }
+            // The ring (4096 bytes at first) is full: one more byte needs it to grow.
+            let io = connected_with(4096);
             let device = device_reads(&io);
             write_when_room(&io, &[8; 10]);
             device.join().unwrap();
@@ -593,13 +600,7 @@ mod loom {
     #[test]
     fn a_write_refused_during_a_fill_is_woken_when_it_ends() {
         ::loom::model(|| {
-            let io = Arc::new(SocketIo::new(SendBuffer::new(8192), RecvBuffer::new(64, 4)));
-            {
-                let mut state = io.lock();
-                state.status.connecting = false;
-                state.status.can_write = true;
-                assert_eq!(state.write(&[7; 100]).unwrap(), 100);
-            }
+            let io = connected_with(100);
             let device = device_reads(&io);
             let filler = {
                 let io = io.clone();
